@@ -1,0 +1,82 @@
+package collectors
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func init() {
+	register("bgwriter", TierSnapshot, true, "Background writer and backend buffer writes from pg_stat_bgwriter",
+		func(Config) Collector { return bgwriterCollector{} })
+}
+
+var (
+	bgwCleanDesc      = newDesc("bgwriter_buffers_clean_total", "Buffers written by the background writer.")
+	bgwMaxwrittenDesc = newDesc("bgwriter_maxwritten_clean_total", "Times the background writer stopped a cleaning scan because it had written too many buffers.")
+	bgwAllocDesc      = newDesc("bgwriter_buffers_alloc_total", "Buffers allocated.")
+	backendWritesDesc = newDesc("backend_buffers_written_total",
+		"Buffers written directly by client backends: buffers_backend on 15/16, pg_stat_io client backend writes on 17+.")
+	backendFsyncDesc = newDesc("backend_buffers_fsync_total", "Times a backend had to execute its own fsync (PostgreSQL 15/16).")
+)
+
+type bgwriterCollector struct{}
+
+// SQLBGWriter reads pg_stat_bgwriter; 17 moved the backend columns out of it.
+func SQLBGWriter(s Server) string {
+	backend := "buffers_backend, buffers_backend_fsync"
+	if s.Major() >= 17 {
+		backend = "NULL::bigint, NULL::bigint"
+	}
+	return `SELECT buffers_clean, maxwritten_clean, buffers_alloc, ` + backend + ` FROM pg_stat_bgwriter`
+}
+
+func (bgwriterCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
+	var b BGWriter
+	if err := tx.QueryRow(ctx, SQLBGWriter(c.Server)).Scan(&b.BuffersClean, &b.MaxwrittenClean, &b.BuffersAlloc, &b.BuffersBackend, &b.BuffersBackendFsync); err != nil {
+		return err
+	}
+	c.BGWriter = &b
+	return nil
+}
+
+func (bgwriterCollector) Emit(c *Collection, ch chan<- prometheus.Metric) {
+	b := c.BGWriter
+	if b == nil {
+		return
+	}
+	counter(ch, bgwCleanDesc, float64(b.BuffersClean))
+	counter(ch, bgwMaxwrittenDesc, float64(b.MaxwrittenClean))
+	counter(ch, bgwAllocDesc, float64(b.BuffersAlloc))
+	optCounter(ch, backendFsyncDesc, b.BuffersBackendFsync, 1)
+	if w := c.BackendBuffersWritten(); w != nil {
+		counter(ch, backendWritesDesc, float64(*w))
+	}
+}
+
+// BackendBuffersWritten is the buffers client backends wrote themselves, from wherever
+// this server version keeps the count; nil when it is not known.
+func (c *Collection) BackendBuffersWritten() *int64 {
+	if c.BGWriter != nil && c.BGWriter.BuffersBackend != nil {
+		return c.BGWriter.BuffersBackend
+	}
+	if c.Server.Major() < 17 || c.IO == nil {
+		return nil
+	}
+	writes := c.IOSum("client backend", func(s IOStat) *int64 { return s.Writes })
+	return &writes
+}
+
+// IOSum adds one pg_stat_io column over all rows of a backend type (NULLs count as 0).
+func (c *Collection) IOSum(backendType string, col func(IOStat) *int64) int64 {
+	var sum int64
+	for _, s := range c.IO {
+		if s.BackendType == backendType {
+			if v := col(s); v != nil {
+				sum += *v
+			}
+		}
+	}
+	return sum
+}

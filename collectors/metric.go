@@ -1,0 +1,28 @@
+package collectors
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// newDesc builds a descriptor in the pgbatch namespace.
+func newDesc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(Namespace+"_"+name, help, labels, nil)
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+// optCounter emits a counter only where the server gave a value: a NULL is an absent series.
+func optCounter[T int64 | float64](ch chan<- prometheus.Metric, d *prometheus.Desc, v *T, scale float64, labels ...string) {
+	if v != nil {
+		counter(ch, d, float64(*v)*scale, labels...)
+	}
+}
+
+// msToSeconds converts PostgreSQL's millisecond timings to the base unit.
+const msToSeconds = 1.0 / 1000

@@ -1,0 +1,55 @@
+package collectors
+
+import "github.com/prometheus/client_golang/prometheus"
+
+var (
+	upDesc              = newDesc("up", "1 when the last attempt to reach PostgreSQL succeeded.")
+	serverVersionDesc   = newDesc("server_version_num", "server_version_num of the monitored server.")
+	collectorOKDesc     = newDesc("collector_success", "1 when the collector's last run succeeded.", "collector")
+	collectorTimeDesc   = newDesc("collector_duration_seconds", "How long the collector's last run took.", "collector")
+	tierLastSuccessDesc = newDesc("tier_last_success_timestamp_seconds", "When the tier last collected successfully.", "tier")
+)
+
+// Metrics returns a Prometheus collector serving the latest collections of the given tiers
+// from memory: scraping it never touches the database.
+func (r *Runner) Metrics(tiers ...Tier) prometheus.Collector {
+	return &runnerMetrics{r: r, tiers: tiers}
+}
+
+type runnerMetrics struct {
+	r     *Runner
+	tiers []Tier
+}
+
+// Describe sends nothing: the families present depend on the server version (an unchecked collector).
+func (m *runnerMetrics) Describe(chan<- *prometheus.Desc) {}
+
+func (m *runnerMetrics) Collect(ch chan<- prometheus.Metric) {
+	st := m.r.status()
+	gauge(ch, upDesc, boolValue(st.up))
+	if st.server.VersionNum > 0 {
+		gauge(ch, serverVersionDesc, float64(st.server.VersionNum))
+	}
+	for _, t := range m.tiers {
+		if ts, ok := st.lastSuccess[t]; ok {
+			gauge(ch, tierLastSuccessDesc, float64(ts.UnixNano())/1e9, string(t))
+		}
+		c := m.r.Latest(t)
+		if c == nil {
+			continue
+		}
+		for _, res := range c.Results {
+			gauge(ch, collectorOKDesc, boolValue(res.Err == nil), res.Collector)
+			gauge(ch, collectorTimeDesc, res.Duration.Seconds(), res.Collector)
+		}
+		for _, n := range m.r.collectors[t] {
+			n.Emit(c, ch)
+		}
+		if t == TierSample && m.r.waits != nil {
+			m.r.waits.Emit(ch)
+			ok, took := m.r.waits.lastResult()
+			gauge(ch, collectorOKDesc, boolValue(ok), "waits")
+			gauge(ch, collectorTimeDesc, took.Seconds(), "waits")
+		}
+	}
+}

@@ -1,0 +1,253 @@
+package collectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Consumer receives every successful collection (the recorder is one).
+type Consumer func(*Collection)
+
+// Runner collects each tier on its own schedule and keeps the latest collection of each in
+// memory: a scrape reads from here and never queries the database.
+type Runner struct {
+	pool       *pgxpool.Pool
+	logger     *slog.Logger
+	collectors map[Tier][]Named
+	intervals  map[Tier]time.Duration
+	waits      *WaitSampler // nil when --no-collector.waits
+	trigger    map[Tier]chan struct{}
+
+	mu          sync.RWMutex
+	consumers   []Consumer
+	latest      map[Tier]*Collection
+	lastSuccess map[Tier]time.Time
+	up          bool
+	server      Server
+}
+
+// RunnerOptions configures a Runner.
+type RunnerOptions struct {
+	Pool            *pgxpool.Pool
+	Logger          *slog.Logger
+	Selection       *Selection
+	Config          Config
+	SampleEvery     time.Duration
+	SnapshotEvery   time.Duration
+	WaitSampleEvery time.Duration
+}
+
+// NewRunner builds the selected collectors of both tiers.
+func NewRunner(o RunnerOptions) *Runner {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	o.Config.Logger = o.Logger
+	r := &Runner{
+		pool:   o.Pool,
+		logger: o.Logger,
+		collectors: map[Tier][]Named{
+			TierSample:   o.Selection.Build(TierSample, o.Config),
+			TierSnapshot: o.Selection.Build(TierSnapshot, o.Config),
+		},
+		intervals:   map[Tier]time.Duration{TierSample: o.SampleEvery, TierSnapshot: o.SnapshotEvery},
+		trigger:     map[Tier]chan struct{}{TierSample: make(chan struct{}, 1), TierSnapshot: make(chan struct{}, 1)},
+		latest:      map[Tier]*Collection{},
+		lastSuccess: map[Tier]time.Time{},
+	}
+	if o.Selection.Enabled("waits") {
+		r.waits = NewWaitSampler(o.Pool, o.WaitSampleEvery, o.Logger)
+	}
+	return r
+}
+
+// Subscribe adds a consumer of every successful collection.
+func (r *Runner) Subscribe(c Consumer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.consumers = append(r.consumers, c)
+}
+
+// Waits is the wait sampler, or nil when it is disabled.
+func (r *Runner) Waits() *WaitSampler { return r.waits }
+
+// Trigger asks for a collection of the tier now (for example at a batch's boundaries).
+func (r *Runner) Trigger(t Tier) {
+	select {
+	case r.trigger[t] <- struct{}{}:
+	default: // one is already pending
+	}
+}
+
+// Run collects both tiers and samples waits until ctx ends.
+func (r *Runner) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, t := range []Tier{TierSample, TierSnapshot} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			every(ctx, r.intervals[t], r.trigger[t], func() error {
+				_, err := r.Collect(ctx, t)
+				return err
+			})
+		}()
+	}
+	if r.waits != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			every(ctx, r.waits.interval, nil, func() error { return r.setUp(r.waits.Sample(ctx)) })
+		}()
+	}
+	wg.Wait()
+}
+
+// every runs f now and then every interval; after a failure it retries sooner, with
+// exponential back-off from 1s, but never more often than once a second.
+func every(ctx context.Context, interval time.Duration, trigger <-chan struct{}, f func() error) {
+	const minBackoff = time.Second
+	maxBackoff := max(interval, 30*time.Second)
+	backoff := minBackoff
+	for {
+		wait := interval
+		if err := f(); err != nil {
+			wait = min(backoff, maxBackoff)
+			backoff = min(backoff*2, maxBackoff)
+		} else {
+			backoff = minBackoff
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-trigger:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// ErrNoConnection wraps failures to reach the server, as opposed to a collector failing.
+var ErrNoConnection = errors.New("cannot reach PostgreSQL")
+
+// Collect reads one tier now, in a fresh read-only transaction, each collector in its own
+// savepoint. It fails only when the server cannot be reached; collector failures are in Results.
+func (r *Runner) Collect(ctx context.Context, tier Tier) (*Collection, error) {
+	c, err := r.collect(ctx, tier)
+	if err != nil {
+		r.logger.Warn("collection failed", "tier", tier, "err", err)
+		r.setUp(err)
+		r.mu.Lock()
+		// Keep the failed results, so pgbatch_collector_success says so, but drop stale values.
+		r.latest[tier] = failedCollection(tier, r.collectors[tier], err)
+		r.mu.Unlock()
+		return nil, err
+	}
+	r.setUp(nil)
+	r.mu.Lock()
+	r.latest[tier] = c
+	r.lastSuccess[tier] = time.Now()
+	r.server = c.Server
+	consumers := r.consumers
+	r.mu.Unlock()
+	for _, consume := range consumers {
+		consume(c)
+	}
+	return c, nil
+}
+
+func (r *Runner) collect(ctx context.Context, tier Tier) (*Collection, error) {
+	tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoConnection, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	c := &Collection{Tier: tier}
+	if err := readServer(ctx, tx, c); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoConnection, err)
+	}
+	for _, n := range r.collectors[tier] {
+		start := time.Now()
+		err := inSavepoint(ctx, tx, func(sp pgx.Tx) error { return n.Collect(ctx, sp, c) })
+		if err != nil {
+			r.logger.Warn("collector failed", "collector", n.Name, "err", err)
+		}
+		c.Results = append(c.Results, Result{Collector: n.Name, Duration: time.Since(start), Err: err})
+	}
+	if tier == TierSample && r.waits != nil {
+		c.WaitTime = r.waits.TakeSinceLast()
+	}
+	return c, tx.Commit(ctx)
+}
+
+// inSavepoint runs f so that its failure (a statement or lock timeout) rolls back only itself.
+func inSavepoint(ctx context.Context, tx pgx.Tx, f func(pgx.Tx) error) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := f(sp); err != nil {
+		if rbErr := sp.Rollback(ctx); rbErr != nil {
+			return errors.Join(err, rbErr)
+		}
+		return err
+	}
+	return sp.Commit(ctx)
+}
+
+// SQLServer reads what every collection needs to know about the server. now() is the
+// transaction's start: one timestamp for the whole collection.
+const SQLServer = `SELECT current_setting('server_version_num')::int, current_database(), pg_is_in_recovery(),
+	now(), (SELECT system_identifier::text FROM pg_control_system())`
+
+func readServer(ctx context.Context, tx pgx.Tx, c *Collection) error {
+	return tx.QueryRow(ctx, SQLServer).Scan(&c.Server.VersionNum, &c.Server.Database, &c.Server.InRecovery,
+		&c.CapturedAt, &c.Server.SystemID)
+}
+
+func failedCollection(tier Tier, ns []Named, err error) *Collection {
+	c := &Collection{Tier: tier}
+	for _, n := range ns {
+		c.Results = append(c.Results, Result{Collector: n.Name, Err: err})
+	}
+	return c
+}
+
+func (r *Runner) setUp(err error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.up = err == nil || !errors.Is(err, ErrNoConnection)
+	return err
+}
+
+// Latest returns the most recent collection of a tier (nil before the first).
+func (r *Runner) Latest(t Tier) *Collection {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.latest[t]
+}
+
+// status is what the self-metrics report.
+type status struct {
+	up          bool
+	server      Server
+	lastSuccess map[Tier]time.Time
+}
+
+func (r *Runner) status() status {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ls := make(map[Tier]time.Time, len(r.lastSuccess))
+	for k, v := range r.lastSuccess {
+		ls[k] = v
+	}
+	return status{r.up, r.server, ls}
+}

@@ -1,0 +1,63 @@
+package collectors
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func init() {
+	register("sessions", TierSample, true, "Sessions by backend type, state and wait event, and the longest-running active sessions, from pg_stat_activity",
+		func(Config) Collector { return sessionsCollector{} })
+}
+
+var sessionsDesc = newDesc("sessions", "Sessions at the last sample, by backend type, state and wait event (NULL wait: Running/CPU).",
+	"backend_type", "state", "wait_event_type", "wait_event")
+
+// sqlNotOwnSession leaves out the collecting session and every other session of the exporter.
+const sqlNotOwnSession = `pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%'`
+
+// SQLSessionGroups groups pg_stat_activity as the seed's wait_samples table does.
+const SQLSessionGroups = `SELECT coalesce(backend_type, 'unknown'), coalesce(wait_event_type, 'Running'),
+	coalesce(wait_event, 'CPU'), coalesce(state, 'unknown'), count(*)::int
+FROM pg_stat_activity WHERE ` + sqlNotOwnSession + `
+GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`
+
+// SQLActiveSessions lists the 25 non-idle sessions with the oldest query_start.
+const SQLActiveSessions = `SELECT pid, datname::text, usename::text, application_name, backend_type, state,
+	wait_event_type, wait_event, query_start, state_change, left(query, 200)
+FROM pg_stat_activity WHERE state <> 'idle' AND ` + sqlNotOwnSession + `
+ORDER BY query_start NULLS LAST, pid LIMIT 25`
+
+type sessionsCollector struct{}
+
+func (sessionsCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
+	rows, _ := tx.Query(ctx, SQLSessionGroups)
+	groups, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SessionGroup, error) {
+		var g SessionGroup
+		err := r.Scan(&g.BackendType, &g.WaitEventType, &g.WaitEvent, &g.State, &g.Count)
+		return g, err
+	})
+	if err != nil {
+		return err
+	}
+	rows, _ = tx.Query(ctx, SQLActiveSessions)
+	active, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ActiveSession, error) {
+		var a ActiveSession
+		err := r.Scan(&a.PID, &a.Datname, &a.Usename, &a.ApplicationName, &a.BackendType, &a.State,
+			&a.WaitEventType, &a.WaitEvent, &a.QueryStart, &a.StateChange, &a.QueryPreview)
+		return a, err
+	})
+	if err != nil {
+		return err
+	}
+	c.Sessions, c.Activity = groups, active
+	return nil
+}
+
+func (sessionsCollector) Emit(c *Collection, ch chan<- prometheus.Metric) {
+	for _, g := range c.Sessions {
+		gauge(ch, sessionsDesc, float64(g.Count), g.BackendType, g.State, g.WaitEventType, g.WaitEvent)
+	}
+}

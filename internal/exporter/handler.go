@@ -1,0 +1,88 @@
+// Package exporter serves the runner's collections over HTTP: the landing page and
+// /metrics, whole or one tier at a time (?tier=sample, ?tier=snapshot).
+package exporter
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	pgcollectors "github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+)
+
+// Program is the exporter's name in build info and on the landing page.
+const Program = "pg_batch_exporter"
+
+// Options configure the handler.
+type Options struct {
+	MetricsPath string
+	Logger      *slog.Logger
+	// Extra collectors served with every tier (the recorder's and batch metrics).
+	Extra []prometheus.Collector
+	// ExtraLinks are added to the landing page (the batch report).
+	ExtraLinks []web.LandingLinks
+}
+
+// Registries builds one registry per view: every tier, and each tier alone.
+func Registries(r *pgcollectors.Runner, extra ...prometheus.Collector) map[string]*prometheus.Registry {
+	views := map[string][]pgcollectors.Tier{
+		"":                                {pgcollectors.TierSample, pgcollectors.TierSnapshot},
+		string(pgcollectors.TierSample):   {pgcollectors.TierSample},
+		string(pgcollectors.TierSnapshot): {pgcollectors.TierSnapshot},
+	}
+	regs := map[string]*prometheus.Registry{}
+	for name, tiers := range views {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(r.Metrics(tiers...), versioncollector.NewCollector(Program))
+		reg.MustRegister(extra...)
+		if name == "" {
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		}
+		regs[name] = reg
+	}
+	return regs
+}
+
+// Handler serves the landing page at / and the metrics at o.MetricsPath.
+func Handler(r *pgcollectors.Runner, o Options) (http.Handler, error) {
+	regs := Registries(r, o.Extra...)
+	handlers := map[string]http.Handler{}
+	for name, reg := range regs {
+		handlers[name] = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)})
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(o.MetricsPath, func(w http.ResponseWriter, req *http.Request) {
+		tier := req.URL.Query().Get("tier")
+		h, ok := handlers[tier]
+		if !ok {
+			http.Error(w, fmt.Sprintf("unknown tier %q: use sample or snapshot, or no tier for both", tier), http.StatusBadRequest)
+			return
+		}
+		h.ServeHTTP(w, req)
+	})
+	if o.MetricsPath != "/" {
+		links := append([]web.LandingLinks{
+			{Address: o.MetricsPath, Text: "Metrics", Description: "Both tiers"},
+			{Address: o.MetricsPath + "?tier=sample", Text: "Sample tier", Description: "Sessions, waits, locks, progress, replication lag"},
+			{Address: o.MetricsPath + "?tier=snapshot", Text: "Snapshot tier", Description: "WAL, checkpoints, bgwriter, I/O, databases, slots, tables"},
+		}, o.ExtraLinks...)
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "pg-batch-exporter",
+			Description: "Why did tonight's batch take 60 minutes instead of 10? PostgreSQL telemetry for batch variance.",
+			Version:     version.Info(),
+			Links:       links,
+		})
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("/", landing)
+	}
+	return mux, nil
+}

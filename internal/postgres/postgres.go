@@ -1,0 +1,117 @@
+// Package postgres opens the exporter's connections: where the DSN comes from,
+// the timeouts every query runs under, and how a DSN is shown without its password.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ApplicationName marks the exporter's own sessions, so that its samplers can leave them out.
+const ApplicationName = "pg-batch-exporter"
+
+// Options are the connection settings shared by every command.
+type Options struct {
+	// DSN is a libpq URL or keyword/value string; empty means libpq's environment
+	// (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, .pgpass), as psql reads it.
+	DSN              string
+	MaxConns         int32
+	StatementTimeout time.Duration
+	LockTimeout      time.Duration
+	// ReadOnly makes every transaction read-only: the exporter only reads; the recorder writes.
+	ReadOnly bool
+	// ApplicationName overrides ApplicationName (for example "pg-batch-exporter recorder").
+	ApplicationName string
+}
+
+// Config parses the options into a pool configuration. Parse errors never repeat the DSN.
+func Config(o Options) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(o.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("invalid PostgreSQL connection string: %w", redactError(err, o.DSN))
+	}
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	cfg.MinConns = 0
+	cfg.MaxConnIdleTime = 5 * time.Minute
+	cfg.HealthCheckPeriod = 30 * time.Second
+	rp := cfg.ConnConfig.RuntimeParams
+	name := o.ApplicationName
+	if name == "" {
+		name = ApplicationName
+	}
+	rp["application_name"] = name
+	// Every query, whatever issues it, is bounded: a hung catalog read or a lock held by the
+	// batch costs one collection, never the batch's throughput or the exporter.
+	rp["statement_timeout"] = millis(o.StatementTimeout)
+	rp["lock_timeout"] = millis(o.LockTimeout)
+	rp["idle_in_transaction_session_timeout"] = millis(max(o.StatementTimeout*2, time.Minute))
+	if o.ReadOnly {
+		rp["default_transaction_read_only"] = "on"
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	return cfg, nil
+}
+
+// NewPool creates a pool without connecting: the first collection connects, so the
+// exporter starts and serves pgbatch_up 0 even when the server is down.
+func NewPool(ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, error) {
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+// Describe names the server a pool connects to, for logs: user@host:port/database, never the password.
+func Describe(cfg *pgxpool.Config) string {
+	c := cfg.ConnConfig
+	return fmt.Sprintf("%s@%s:%d/%s", c.User, c.Host, c.Port, c.Database)
+}
+
+func millis(d time.Duration) string {
+	return fmt.Sprintf("%d", d.Milliseconds())
+}
+
+// redactError keeps a parse error's reason but removes any password it quotes.
+func redactError(err error, dsn string) error {
+	msg := err.Error()
+	for _, pw := range passwords(dsn) {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) && pe.Unwrap() != nil {
+		msg = redactError(pe.Unwrap(), dsn).Error()
+	}
+	return errors.New(msg)
+}
+
+// passwords finds the password in a URL or keyword/value DSN, however malformed the rest is.
+func passwords(dsn string) []string {
+	var out []string
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			out = append(out, pw, url.QueryEscape(pw), url.PathEscape(pw))
+		}
+	}
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		rest := dsn[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if c := strings.Index(rest[:at], ":"); c >= 0 && c+1 < at {
+				out = append(out, rest[c+1:at])
+			}
+		}
+	}
+	for _, f := range strings.Fields(dsn) {
+		if v, ok := strings.CutPrefix(f, "password="); ok && v != "" {
+			out = append(out, strings.Trim(v, "'"))
+		}
+	}
+	return out
+}
