@@ -3,8 +3,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -33,20 +35,37 @@ func (c *connFlags) options(readOnly bool) postgres.Options {
 		LockTimeout: c.lockTimeout, ReadOnly: readOnly}
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// usageError is bad input (a flag, a DSN, a table name, a time): one line on stderr, exit status 2.
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// exited carries kingpin's exit (after --help or --version) out of Parse.
+type exited int
+
+func run(args []string, stdout, stderr io.Writer) (code int) {
 	app := kingpin.New("pg-batch-exporter", "PostgreSQL telemetry that answers: why did tonight's batch take 60 minutes instead of 10?")
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
 	app.Version(version.Print("pg-batch-exporter"))
 	app.HelpFlag.Short('h')
-	app.Terminate(nil)
+	app.Terminate(func(c int) { panic(exited(c)) })
+	defer func() {
+		switch e := recover().(type) {
+		case nil:
+		case exited:
+			code = int(e)
+		default:
+			panic(e)
+		}
+	}()
 
 	var conn connFlags
 	app.Flag("postgres.dsn", "PostgreSQL connection string (URL or key=value). When neither this nor DATA_SOURCE_NAME is set, libpq's environment (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, .pgpass) applies.").
 		Envar("DATA_SOURCE_NAME").StringVar(&conn.dsn)
 	app.Flag("postgres.max-connections", "Connections the exporter may open at most.").Default("2").Int32Var(&conn.maxConns)
-	app.Flag("postgres.statement-timeout", "statement_timeout of every query the exporter runs.").Default("5s").DurationVar(&conn.statementTimeout)
-	app.Flag("postgres.lock-timeout", "lock_timeout of every query the exporter runs: it never queues behind the batch's locks for longer.").Default("1s").DurationVar(&conn.lockTimeout)
+	addDuration(app, "postgres.statement-timeout", "statement_timeout of every query the exporter runs.", "5s", &conn.statementTimeout)
+	addDuration(app, "postgres.lock-timeout", "lock_timeout of every query the exporter runs: it never queues behind the batch's locks for longer.", "1s", &conn.lockTimeout)
 	logConfig := &promslog.Config{}
 	promslogflag.AddFlags(app, logConfig)
 
@@ -57,13 +76,44 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pg-batch-exporter: %v\n", err)
 		return 2
 	}
-	if cmd == "" { // --help or --version
-		return 0
-	}
+	logConfig.Writer = stderr
 	logger := promslog.New(logConfig)
-	switch cmd {
-	case serve.name:
-		return serve.run(logger)
+	commands := map[string]func(*slog.Logger) error{
+		serve.name: serve.run,
 	}
-	return 2
+	err = commands[cmd](logger)
+	var usage usageError
+	switch {
+	case errors.As(err, &usage):
+		fmt.Fprintf(stderr, "pg-batch-exporter: %v\n", err)
+		return 2
+	case err != nil:
+		logger.Error("failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// durationFlag is a duration flag whose parse error names the flag.
+type durationFlag struct {
+	name string
+	d    *time.Duration
+}
+
+func (f durationFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("--%s: %q is not a duration (examples: 500ms, 30s, 5m)", f.name, s)
+	}
+	*f.d = d
+	return nil
+}
+
+func (f durationFlag) String() string { return f.d.String() }
+
+// addDuration declares a duration flag on the app or a command.
+func addDuration(fl interface {
+	Flag(name, help string) *kingpin.FlagClause
+}, name, help, def string, d *time.Duration) {
+	fl.Flag(name, help).Default(def).SetValue(durationFlag{name, d})
 }

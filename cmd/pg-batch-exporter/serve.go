@@ -34,13 +34,15 @@ type serveCommand struct {
 
 func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 	s := &serveCommand{name: "serve", conn: conn}
-	cmd := app.Command(s.name, "Run the exporter (the default command).").Default()
-	s.web = kingpinflag.AddFlags(cmd, ":9188")
-	cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&s.metricsPath)
-	cmd.Flag("tier.sample-interval", "How often the sample tier (sessions, locks, progress, replication) is collected.").Default("30s").DurationVar(&s.sampleEvery)
-	cmd.Flag("tier.snapshot-interval", "How often the snapshot tier (WAL, checkpoints, I/O, tables...) is collected.").Default("1m").DurationVar(&s.snapshotEvery)
-	cmd.Flag("collector.waits.interval", "How often the wait sampler reads pg_stat_activity.").Default("1s").DurationVar(&s.waitsEvery)
-	cmd.Flag("collector.tables.track", "A table to track, as schema.table (repeatable). Tables in telemetry.tracked_tables are tracked too.").StringsVar(&s.track)
+	app.Command(s.name, "Run the exporter (the default command).").Default()
+	// The exporter's flags belong to the application, not the command: serve is the default,
+	// so `pg-batch-exporter --help` must list them.
+	s.web = kingpinflag.AddFlags(app, ":9188")
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&s.metricsPath)
+	addDuration(app, "tier.sample-interval", "How often the sample tier (sessions, locks, progress, replication) is collected.", "30s", &s.sampleEvery)
+	addDuration(app, "tier.snapshot-interval", "How often the snapshot tier (WAL, checkpoints, I/O, tables...) is collected.", "1m", &s.snapshotEvery)
+	addDuration(app, "collector.waits.interval", "How often the wait sampler reads pg_stat_activity.", "1s", &s.waitsEvery)
+	app.Flag("collector.tables.track", "A table to track, as schema.table (repeatable). Tables in telemetry.tracked_tables are tracked too.").StringsVar(&s.track)
 	s.selection = collectors.RegisterFlags(app)
 	return s
 }
@@ -49,40 +51,37 @@ func (s *serveCommand) validate() (collectors.Config, error) {
 	var cfg collectors.Config
 	for name, d := range map[string]time.Duration{"tier.sample-interval": s.sampleEvery, "tier.snapshot-interval": s.snapshotEvery, "collector.waits.interval": s.waitsEvery} {
 		if d < 100*time.Millisecond {
-			return cfg, fmt.Errorf("--%s must be at least 100ms, got %s", name, d)
+			return cfg, usagef("--%s must be at least 100ms, got %s", name, d)
 		}
 	}
 	if s.conn.maxConns < 1 {
-		return cfg, fmt.Errorf("--postgres.max-connections must be at least 1")
+		return cfg, usagef("--postgres.max-connections must be at least 1")
 	}
 	for _, t := range s.track {
 		n, err := collectors.ParseTableName(t)
 		if err != nil {
-			return cfg, fmt.Errorf("--collector.tables.track: %w", err)
+			return cfg, usagef("--collector.tables.track: %w", err)
 		}
 		cfg.TrackTables = append(cfg.TrackTables, n)
 	}
 	return cfg, nil
 }
 
-func (s *serveCommand) run(logger *slog.Logger) int {
+func (s *serveCommand) run(logger *slog.Logger) error {
 	cfg, err := s.validate()
 	if err != nil {
-		logger.Error("invalid flags", "err", err)
-		return 2
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	poolCfg, err := postgres.Config(s.conn.options(true))
 	if err != nil {
-		logger.Error("invalid connection settings", "err", err)
-		return 2
+		return usageError{err}
 	}
 	pool, err := postgres.NewPool(ctx, poolCfg)
 	if err != nil {
-		logger.Error("cannot create connection pool", "err", err)
-		return 1
+		return fmt.Errorf("cannot create connection pool: %w", err)
 	}
 	defer pool.Close()
 	logger.Info("starting pg-batch-exporter", "version", version.Info(), "server", postgres.Describe(poolCfg))
@@ -93,8 +92,7 @@ func (s *serveCommand) run(logger *slog.Logger) int {
 	})
 	handler, err := exporter.Handler(runner, exporter.Options{MetricsPath: s.metricsPath, Logger: logger})
 	if err != nil {
-		logger.Error("cannot build HTTP handler", "err", err)
-		return 1
+		return err
 	}
 	go runner.Run(ctx)
 
@@ -104,8 +102,7 @@ func (s *serveCommand) run(logger *slog.Logger) int {
 	select {
 	case err := <-errc:
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("HTTP server failed", "err", err)
-			return 1
+			return fmt.Errorf("HTTP server: %w", err)
 		}
 	case <-ctx.Done():
 		logger.Info("shutting down")
@@ -113,5 +110,5 @@ func (s *serveCommand) run(logger *slog.Logger) int {
 		defer cancel()
 		_ = srv.Shutdown(shutdownCtx)
 	}
-	return 0
+	return nil
 }
