@@ -2,9 +2,12 @@ package collectors_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
@@ -217,4 +220,53 @@ func TestExclusiveLockDoesNotStallExporter(t *testing.T) {
 			t.Errorf("tables = %+v, want orders with sizes once unlocked", c.Tables)
 		}
 	})
+}
+
+// TestReplicationLag: a connected replica (a logical subscription, which streams through a
+// walsender like a physical standby) shows in pg_stat_replication and in the lag families.
+func TestReplicationLag(t *testing.T) {
+	for _, v := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", v), func(t *testing.T) {
+			t.Parallel()
+			srv := pgtest.StartWith(t, v, pgtest.Options{Settings: map[string]string{"wal_level": "logical"}})
+			pubDSN, subDSN := srv.NewDatabase(t), srv.NewDatabase(t)
+			pub, sub := connect(t, pubDSN), connect(t, subDSN)
+			slot := fmt.Sprintf("lag_%d", v)
+			for _, c := range []*pgx.Conn{pub, sub} {
+				mustExec(t, c, `CREATE TABLE items (id int PRIMARY KEY)`)
+			}
+			mustExec(t, pub, `CREATE PUBLICATION lagpub FOR TABLE items`)
+			// A subscription to the same server cannot create its slot itself (it would wait on its own transaction).
+			mustExec(t, pub, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
+			mustExec(t, sub, fmt.Sprintf(`CREATE SUBSCRIPTION %s CONNECTION '%s' PUBLICATION lagpub WITH (create_slot = false, slot_name = '%s')`,
+				slot, pubDSN, slot))
+			t.Cleanup(func() {
+				c, err := connectQuiet(subDSN)
+				if err == nil {
+					_, _ = c.Exec(context.Background(), `DROP SUBSCRIPTION `+slot)
+					c.Close(context.Background())
+				}
+			})
+			mustExec(t, pub, `INSERT INTO items SELECT generate_series(1, 100)`)
+
+			r := newRunner(t, pubDSN)
+			var c *collectors.Collection
+			waitUntil(t, 15*time.Second, func() bool {
+				c = collect(t, r, collectors.TierSample)
+				return len(c.Replication) > 0 && c.Replication[0].ReplayLSN != nil
+			})
+			labels := map[string]string{"application_name": slot, "stage": "replay"}
+			if v := value(gather(t, r, collectors.TierSample), "pgbatch_replication_lag_bytes", labels); v == nil || *v < 0 {
+				t.Errorf("replication_lag_bytes%v = %v, want a non-negative value", labels, v)
+			}
+			snap := collect(t, r, collectors.TierSnapshot)
+			var found bool
+			for _, s := range snap.ReplicationSlots {
+				found = found || (s.SlotName == slot && s.SlotType == "logical" && s.RetainedWALBytes != nil)
+			}
+			if !found {
+				t.Errorf("slot %s not reported: %+v", slot, snap.ReplicationSlots)
+			}
+		})
+	}
 }
