@@ -3,6 +3,7 @@ package collectors
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -12,7 +13,9 @@ import (
 func init() {
 	register("tables", TierSnapshot, true,
 		"Sizes, tuples and vacuum counts of tracked tables (--collector.tables.track and telemetry.tracked_tables)",
-		func(cfg Config) Collector { return &tablesCollector{track: cfg.TrackTables} })
+		func(cfg Config) Collector {
+			return &tablesCollector{track: cfg.TrackTables, logger: cfg.Logger, missing: map[TableName]bool{}}
+		})
 }
 
 var (
@@ -98,7 +101,11 @@ func splitIdentifiers(s string) ([]string, error) {
 	}
 }
 
-type tablesCollector struct{ track []TableName }
+type tablesCollector struct {
+	track   []TableName
+	logger  *slog.Logger
+	missing map[TableName]bool // tables from the flag not found, warned about once
+}
 
 // sqlTrackedFromSchema adds the tables registered with telemetry.track_table(), where the schema exists.
 const sqlTrackedFromSchema = ` UNION SELECT relid FROM telemetry.tracked_tables`
@@ -159,7 +166,22 @@ func (t *tablesCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection)
 		return err
 	}
 	c.Tables = tables
+	t.warnMissing(tables)
 	return nil
+}
+
+// warnMissing logs, once per name, a --collector.tables.track table that does not exist (yet).
+func (t *tablesCollector) warnMissing(found []TableStat) {
+	have := map[TableName]bool{}
+	for _, s := range found {
+		have[TableName{s.Schemaname, s.Relname}] = true
+	}
+	for _, n := range t.track {
+		if !have[n] && !t.missing[n] && t.logger != nil {
+			t.logger.Warn("tracked table not found", "table", n.String())
+		}
+		t.missing[n] = !have[n]
+	}
 }
 
 func (t *tablesCollector) Emit(c *Collection, ch chan<- prometheus.Metric) {
