@@ -1,0 +1,61 @@
+# pg-batch-exporter
+#
+#   make deps      install test dependencies (root) or list what is missing
+#   make build     go build ./...
+#   make vet       go vet ./...
+#   make test      deps, vet, then all tests against real PostgreSQL servers
+#   make bench     benchmarks
+#   make clean-pg  kill PostgreSQL test servers left by killed test runs
+#
+# Test knobs (environment): PGBATCH_TEST_VERSIONS=15,18 (majors),
+# PGBATCH_TEST_BACKEND=local|docker, PGBATCH_PG_CACHE=<dir> (npm binaries).
+
+SHELL    := /bin/bash
+GO       ?= go
+PKGS     ?= ./...
+TESTFLAGS ?=
+
+.PHONY: all deps build vet test bench clean-pg
+
+all: build
+
+deps:
+	@if [ "$$(id -u)" = 0 ]; then scripts/ci-deps.sh; else scripts/ci-deps.sh --check; fi
+
+build:
+	$(GO) build ./...
+
+vet:
+	$(GO) vet ./...
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -p 2 -count=1 -timeout 45m $(TESTFLAGS) $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Servers of internal/pgtest live in $TMPDIR/pgtest-<major>-*/ (with a file
+# "owner" naming the test process) and note "postmaster pid, dir, owner pid"
+# in $TMPDIR/pgbatch-pgtest/*.pid. Only servers whose test process is gone
+# are stopped and removed, so this is safe while other tests run.
+clean-pg:
+	@tmp="$${TMPDIR:-/tmp}"; \
+	alive() { [ -n "$$1" ] && kill -0 "$$1" 2>/dev/null; }; \
+	stop_pm() { if [ -n "$$1" ] && [ "$$(cat /proc/$$1/comm 2>/dev/null)" = postgres ]; then \
+		echo "clean-pg: stopping postmaster $$1 ($$2)"; kill -QUIT "$$1" || true; fi; }; \
+	gone=(); \
+	for d in "$$tmp"/pgtest-*/; do \
+		[ -d "$$d" ] || continue; \
+		alive "$$(cat "$$d/owner" 2>/dev/null)" && continue; \
+		stop_pm "$$(head -n 1 "$$d/data/postmaster.pid" 2>/dev/null)" "$$d"; \
+		gone+=("$$d"); \
+	done; \
+	for f in "$$tmp"/pgbatch-pgtest/*.pid; do \
+		[ -f "$$f" ] || continue; \
+		alive "$$(sed -n 3p "$$f")" && continue; \
+		stop_pm "$$(sed -n 1p "$$f")" "$$f"; \
+		gone+=("$$f"); \
+	done; \
+	if [ $${#gone[@]} -gt 0 ]; then sleep 1; rm -rf "$${gone[@]}"; fi; \
+	echo "clean-pg: removed $${#gone[@]} leftovers"
