@@ -128,7 +128,7 @@ next:
 	return nil
 }
 
-// signature lists each family as name{sorted label names}, one per line.
+// signature lists each family as "name type{sorted label names} help", one per line.
 func signature(mfs map[string]*dto.MetricFamily) string {
 	var lines []string
 	for name, mf := range mfs {
@@ -143,7 +143,7 @@ func signature(mfs map[string]*dto.MetricFamily) string {
 			ls = append(ls, l)
 		}
 		sort.Strings(ls)
-		lines = append(lines, fmt.Sprintf("%s %s{%s}", name, strings.ToLower(mf.GetType().String()), strings.Join(ls, ",")))
+		lines = append(lines, fmt.Sprintf("%s %s{%s} %s", name, strings.ToLower(mf.GetType().String()), strings.Join(ls, ","), mf.GetHelp()))
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n") + "\n"
