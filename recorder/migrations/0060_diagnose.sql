@@ -257,3 +257,160 @@ RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recomm
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT * FROM telemetry._diagnose(p_start_time, p_end_time, p_start_time, p_server)
 $$;
+
+INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
+    ('baseline_runs', 10, 'runs', 'diagnose_run compares a run with at most this many previous normal runs of its batch.'),
+    ('baseline_floor_seconds', 0.5, 'seconds',
+     'Smallest spread assumed for a measure in seconds: a move smaller than this is never unusual.'),
+    ('baseline_floor_bytes', 8388608, 'bytes', 'Smallest spread assumed for a measure in bytes.'),
+    ('baseline_floor_count', 1, 'count', 'Smallest spread assumed for a count (checkpoints, autovacuums).'),
+    ('baseline_floor_buffers', 1024, 'buffers', 'Smallest spread assumed for buffer writes.')
+ON CONFLICT (name) DO NOTHING;
+
+-- _run_window is a run's window: its begin and end (now while it runs), and where its start
+-- snapshot is looked for: the snapshot batch_begin asked for lands shortly after the begin.
+CREATE OR REPLACE FUNCTION telemetry._run_window(p_run_id bigint)
+RETURNS TABLE (run_id bigint, batch text, status text, start_time timestamptz, end_time timestamptz,
+               snapshot_start timestamptz, server text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT r.run_id, r.batch, r.status, r.started_at, e.end_time,
+           r.started_at + least(make_interval(secs => telemetry._threshold('boundary_snapshot_grace_seconds')),
+                                (e.end_time - r.started_at) / 10),
+           r.server
+    FROM telemetry.batch_runs r, LATERAL (SELECT coalesce(r.ended_at, now()) AS end_time) e
+    WHERE r.run_id = p_run_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no batch run with run_id %', p_run_id;
+    END IF;
+END
+$$;
+
+-- _wait_pattern names the pattern a wait event belongs to, where one does.
+CREATE OR REPLACE FUNCTION telemetry._wait_pattern(p_type text, p_event text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+        WHEN p_type = 'Lock' AND p_event = 'extend' THEN 'buffer_pressure'
+        WHEN p_type = 'Lock' THEN 'lock_contention'
+        WHEN p_type = 'IO' AND p_event LIKE 'BufFile%' THEN 'temp_file_spills'
+        WHEN p_event IN ('WALWrite', 'WALSync', 'WALInsert', 'WALBufMapping', 'BufferMapping',
+                         'DataFileWrite', 'DataFileExtend', 'DataFileFlush') THEN 'buffer_pressure'
+        WHEN p_event IN ('SyncRep') THEN 'replication_lag'
+        WHEN p_event IN ('CheckpointerComm', 'CheckpointStart') THEN 'checkpoint_interference'
+    END
+$$;
+
+-- _window_measures is what diagnose_run compares, for one window. Wait time comes from the
+-- wait sampler's session-seconds where the Go recorder wrote them, else from the sample grid.
+CREATE OR REPLACE FUNCTION telemetry._window_measures(p_start_time timestamptz, p_end_time timestamptz,
+                                                      p_snapshot_start timestamptz, p_server text)
+RETURNS TABLE (measure text, pattern text, unit text, value numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH srv AS (SELECT telemetry._resolve_server(p_server) AS server),
+    cmp AS (SELECT c.* FROM srv, telemetry.compare(p_snapshot_start, p_end_time, srv.server) c),
+    smp AS (SELECT s.id, s.captured_at FROM telemetry.samples s, srv
+            WHERE s.server = srv.server AND s.captured_at BETWEEN p_start_time AND p_end_time),
+    n AS (SELECT count(*) AS n, extract(epoch FROM p_end_time - p_start_time) / nullif(count(*), 0) AS spacing FROM smp),
+    sampled AS (
+        SELECT t.wait_event_type, t.wait_event, sum(t.seconds)::numeric AS seconds
+        FROM telemetry.wait_time_samples t JOIN smp ON smp.id = t.sample_id AND smp.captured_at = t.captured_at
+        GROUP BY 1, 2),
+    grid AS (
+        SELECT w.wait_event_type, w.wait_event, sum(w.count) * min(n.spacing) AS seconds
+        FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at, n
+        WHERE w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%'
+        GROUP BY 1, 2),
+    waits AS (SELECT * FROM sampled UNION ALL SELECT * FROM grid WHERE NOT EXISTS (SELECT FROM sampled))
+    SELECT 'duration', NULL, 'seconds', round(extract(epoch FROM p_end_time - p_start_time), 1)
+    UNION ALL SELECT 'wal_bytes', 'checkpoint_interference', 'bytes', wal_bytes_delta FROM cmp
+    UNION ALL SELECT 'checkpoints', 'checkpoint_interference', 'count', ckpt_timed_delta + ckpt_requested_delta FROM cmp
+    UNION ALL SELECT 'temp_bytes', 'temp_file_spills', 'bytes', temp_bytes_delta FROM cmp
+    UNION ALL SELECT 'backend_buffer_writes', 'buffer_pressure', 'buffers', coalesce(bgw_buffers_backend_delta, io_client_writes_delta) FROM cmp
+    UNION ALL SELECT 'autovacuums', 'autovacuum_interference', 'count',
+                     coalesce((SELECT sum(tc.autovacuum_count_delta) FROM telemetry.tracked_tables t, srv,
+                                      telemetry.table_compare(t.relname, p_snapshot_start, p_end_time, t.schemaname, srv.server) tc), 0)
+              FROM cmp
+    UNION ALL SELECT 'replication_lag_bytes', 'replication_lag', 'bytes',
+                     coalesce((SELECT max(pg_wal_lsn_diff(r.sent_lsn, r.replay_lsn)) FROM telemetry.replication_snapshots r, srv
+                               WHERE r.server = srv.server AND r.captured_at BETWEEN p_snapshot_start AND p_end_time), 0)
+              FROM cmp
+    UNION ALL SELECT 'lock_wait_seconds', 'lock_contention', 'seconds',
+                     round(coalesce((SELECT sum(seconds) FROM waits WHERE wait_event_type = 'Lock' AND wait_event <> 'extend'), 0), 2)
+              FROM n WHERE n.n > 0
+    UNION ALL SELECT 'vacuum_seconds', 'autovacuum_interference', 'seconds',
+                     round((SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p
+                            JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at
+                            WHERE p.progress_type = 'vacuum' AND p.relid IN (SELECT relid FROM telemetry.tracked_tables)) * n.spacing, 2)
+              FROM n WHERE n.n > 0
+    UNION ALL SELECT 'wait:' || wait_event_type || ':' || wait_event, telemetry._wait_pattern(wait_event_type, wait_event),
+                     'seconds', round(seconds, 2)
+              FROM waits WHERE wait_event_type <> 'Lock' OR wait_event = 'extend'
+$$;
+
+-- _measure_text shows a measure's value in its unit.
+CREATE OR REPLACE FUNCTION telemetry._measure_text(p_value numeric, p_unit text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN p_value IS NULL THEN 'unknown'
+                WHEN p_unit = 'bytes' THEN telemetry._pretty_bytes(round(p_value)::bigint)
+                WHEN p_unit = 'seconds' THEN round(p_value, 1) || ' s'
+                ELSE round(p_value, 1) || ' ' || p_unit END
+$$;
+
+-- diagnose_run compares a recorded run with the median of its batch's previous normal runs
+-- (succeeded, or ended when detected): rank 0 is the run's duration, the symptom; ranks 1 and
+-- up are the measures by how unusual they are: the distance from the median in robust
+-- standard deviations (1.4826 × the median absolute deviation, at least a tenth of the
+-- median and the unit's floor). A wait the earlier runs never had counts as 0 for them.
+CREATE OR REPLACE FUNCTION telemetry.diagnose_run(p_run_id bigint)
+RETURNS TABLE (rank integer, measure text, pattern text, unit text, value numeric, baseline_median numeric,
+               baseline_runs integer, change_pct numeric, score numeric, summary text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH w AS (SELECT * FROM telemetry._run_window(p_run_id)),
+    base AS (
+        SELECT bw.* FROM w,
+        LATERAL (SELECT r.run_id FROM telemetry.batch_runs r
+                 WHERE r.batch = w.batch AND r.status IN ('succeeded', 'ended') AND r.started_at < w.start_time
+                 ORDER BY r.started_at DESC LIMIT telemetry._threshold('baseline_runs')::bigint) b,
+        LATERAL telemetry._run_window(b.run_id) bw),
+    cur AS (SELECT m.* FROM w, LATERAL telemetry._window_measures(w.start_time, w.end_time, w.snapshot_start, w.server) m),
+    basem AS (SELECT base.run_id, m.* FROM base,
+              LATERAL telemetry._window_measures(base.start_time, base.end_time, base.snapshot_start, base.server) m),
+    vals AS (
+        SELECT c.measure, b.run_id,
+               CASE WHEN bm.value IS NOT NULL THEN bm.value
+                    WHEN c.measure LIKE 'wait:%' AND EXISTS (SELECT FROM basem x WHERE x.run_id = b.run_id AND x.measure = 'lock_wait_seconds') THEN 0
+               END AS value
+        FROM cur c CROSS JOIN base b
+        LEFT JOIN basem bm ON bm.run_id = b.run_id AND bm.measure = c.measure),
+    med AS (SELECT v.measure, percentile_cont(0.5) WITHIN GROUP (ORDER BY v.value)::numeric AS median, count(v.value)::int AS runs
+            FROM vals v GROUP BY v.measure),
+    mad AS (SELECT v.measure, percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(v.value - m.median))::numeric AS mad
+            FROM vals v JOIN med m ON m.measure = v.measure GROUP BY v.measure),
+    scored AS (
+        SELECT c.measure, c.pattern, c.unit, c.value, m.median, coalesce(m.runs, 0) AS runs,
+               round(100 * (c.value - m.median) / nullif(m.median, 0), 1) AS change_pct,
+               round((c.value - m.median) / greatest(1.4826 * d.mad, 0.1 * abs(m.median),
+                   telemetry._threshold('baseline_floor_' || c.unit)), 1) AS score
+        FROM cur c LEFT JOIN med m ON m.measure = c.measure AND m.runs > 0 LEFT JOIN mad d ON d.measure = c.measure)
+    SELECT CASE WHEN s.measure = 'duration' THEN 0
+                ELSE row_number() OVER (PARTITION BY s.measure = 'duration' ORDER BY s.score DESC NULLS LAST, s.value DESC NULLS LAST, s.measure) END::int,
+           s.measure, s.pattern, s.unit, s.value, s.median, s.runs, s.change_pct, s.score,
+           CASE WHEN s.runs = 0 THEN format('%s: %s; no previous normal run of %s to compare with.',
+                                            s.measure, telemetry._measure_text(s.value, s.unit), (SELECT batch FROM w))
+                ELSE format('%s: %s against a median of %s over %s previous normal run(s)%s.',
+                            s.measure, telemetry._measure_text(s.value, s.unit), telemetry._measure_text(s.median, s.unit), s.runs,
+                            CASE WHEN s.score IS NOT NULL THEN format(' (%s robust SD %s)', abs(s.score), CASE WHEN s.score >= 0 THEN 'above' ELSE 'below' END) END)
+           END
+    FROM scored s
+    ORDER BY 1
+$$;
+
+-- diagnose_run_findings is diagnose() over a run's window, its start on the run's own snapshot.
+CREATE OR REPLACE FUNCTION telemetry.diagnose_run_findings(p_run_id bigint)
+RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT d.* FROM telemetry._run_window(p_run_id) w,
+        LATERAL telemetry._diagnose(w.start_time, w.end_time, w.snapshot_start, w.server) d
+$$;

@@ -1,0 +1,194 @@
+package recorder
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// TestGeneratedSQLInSync fails when sql/collect.sql or sql/install.sql no longer match what
+// the collectors and migrations generate; PGBATCH_UPDATE_SQL=1 rewrites them.
+func TestGeneratedSQLInSync(t *testing.T) {
+	install, err := InstallSQL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{"sql/collect.sql": CollectSQL(), "sql/install.sql": install} {
+		got, _ := os.ReadFile(file)
+		if string(got) == want {
+			continue
+		}
+		if os.Getenv("PGBATCH_UPDATE_SQL") != "" {
+			if err := os.WriteFile(file, []byte(want), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		t.Errorf("%s is stale: run PGBATCH_UPDATE_SQL=1 go test ./recorder -run TestGeneratedSQLInSync", file)
+	}
+	if os.Getenv("PGBATCH_UPDATE_SQL") == "" && collectFile != CollectSQL() {
+		t.Error("the embedded collect.sql is stale")
+	}
+}
+
+// env is one test's monitored database with the schema installed and a recorder writing
+// into it from a runner reading it.
+type env struct {
+	t      *testing.T
+	srv    *pgtest.Server
+	dsn    string
+	pool   *pgxpool.Pool // writable, for the recorder
+	runner *collectors.Runner
+	rec    *Recorder
+}
+
+func newEnv(t *testing.T, srv *pgtest.Server) *env {
+	t.Helper()
+	return newEnvOn(t, srv, srv.NewDatabase(t))
+}
+
+func newEnvOn(t *testing.T, srv *pgtest.Server, dsn string) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{t: t, srv: srv, dsn: dsn}
+	e.pool = newPool(t, dsn, false, "pg-batch-exporter recorder")
+	if err := Migrate(ctx, e.pool); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	readPool := newPool(t, dsn, true, "")
+	e.runner = collectors.NewRunner(collectors.RunnerOptions{Pool: readPool, Selection: collectors.AllEnabled(),
+		SampleEvery: time.Hour, SnapshotEvery: time.Hour, WaitSampleEvery: 100 * time.Millisecond})
+	e.rec = New(Options{Pool: e.pool, Retention: 7 * 24 * time.Hour, BufferRows: 100000, Trigger: e.runner.Trigger})
+	e.runner.Subscribe(e.rec.Consume)
+	return e
+}
+
+func newPool(t *testing.T, dsn string, readOnly bool, app string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := postgres.Config(postgres.Options{DSN: dsn, MaxConns: 4, StatementTimeout: 30 * time.Second,
+		LockTimeout: 5 * time.Second, ReadOnly: readOnly, ApplicationName: app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := postgres.NewPool(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// record collects a tier and writes it; it returns the collection's captured_at.
+func (e *env) record(tier collectors.Tier) time.Time {
+	e.t.Helper()
+	ctx := context.Background()
+	c, err := e.runner.Collect(ctx, tier)
+	if err != nil {
+		e.t.Fatalf("collect %s: %v", tier, err)
+	}
+	for _, r := range c.Results {
+		if r.Err != nil {
+			e.t.Fatalf("collector %s: %v", r.Collector, r.Err)
+		}
+	}
+	if err := e.rec.drain(ctx); err != nil {
+		e.t.Fatalf("write %s: %v", tier, err)
+	}
+	return c.CapturedAt
+}
+
+// exec runs statements in the test database as the superuser.
+func (e *env) exec(sql string) { e.t.Helper(); e.srv.Exec(e.t, e.dsn, sql) }
+
+// conn is a superuser connection to the test database, closed at the end of the test.
+func (e *env) conn() *pgx.Conn {
+	e.t.Helper()
+	c, err := pgx.Connect(context.Background(), e.dsn)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// query returns the rows of a query as maps from column name to value.
+func query(t *testing.T, c *pgx.Conn, sql string, args ...any) []map[string]any {
+	t.Helper()
+	rows, err := c.Query(context.Background(), sql, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToMap)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return out
+}
+
+// forEachVersion runs f as a parallel subtest per PostgreSQL version.
+func forEachVersion(t *testing.T, f func(t *testing.T, srv *pgtest.Server)) {
+	for _, v := range pgtest.Versions() {
+		t.Run("pg"+strconv.Itoa(v), func(t *testing.T) {
+			t.Parallel()
+			f(t, pgtest.Start(t, v))
+		})
+	}
+}
+
+// psql runs a script file with psql against dsn and returns its output.
+func psqlFile(t *testing.T, srv *pgtest.Server, dsn, file string) string {
+	t.Helper()
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return psql(t, srv, dsn, "-f", abs)
+}
+
+// psql runs psql (quietly, stopping at the first error) and returns its combined output.
+func psql(t *testing.T, srv *pgtest.Server, dsn string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("psql", append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// eventually polls a query returning one boolean (with fresh statistics each time) until it
+// is true, for statistics that backends flush asynchronously.
+func eventually(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var ok bool
+		if _, err := c.Exec(ctx, `SELECT pg_stat_clear_snapshot()`); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.QueryRow(ctx, sql, args...).Scan(&ok); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still false after 20s: %s", sql)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

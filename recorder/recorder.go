@@ -1,0 +1,319 @@
+// Package recorder keeps the exporter's collections in the telemetry schema of a PostgreSQL
+// database (the seed's schema, so its queries run verbatim): collect once, emit twice. It
+// creates and migrates the schema, buffers collections while that database is unreachable,
+// applies retention by dropping day partitions, and takes a snapshot when asked through
+// telemetry.request_snapshot().
+package recorder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+)
+
+// SnapshotChannel is the channel telemetry.request_snapshot() notifies.
+const SnapshotChannel = "telemetry_request_snapshot"
+
+// Options configure a Recorder.
+type Options struct {
+	// Pool writes to the recorder's database: writable, with statement and lock timeouts.
+	Pool *pgxpool.Pool
+	// ServerName labels every row; empty means the monitored server's system identifier.
+	ServerName string
+	// Retention is how long data is kept (whole UTC days are dropped once older).
+	Retention time.Duration
+	// BufferRows bounds the rows held in memory while the database cannot be written.
+	BufferRows int
+	// Trigger asks the runner for a collection now (runner.Trigger).
+	Trigger func(collectors.Tier)
+	Logger  *slog.Logger
+	// RetryEvery is the pause after a failed write or lost connection (default 1s).
+	RetryEvery time.Duration
+}
+
+// Recorder writes collections in order, one transaction each.
+type Recorder struct {
+	o Options
+
+	mu          sync.Mutex
+	queue       []*batch
+	queuedRows  int
+	replication []collectors.ReplicationStat // from the latest sample, for the next snapshot
+	wake        chan struct{}
+	partitioned map[string]bool // UTC days whose partitions exist
+
+	written  *prometheus.CounterVec
+	dropped  *prometheus.CounterVec
+	buffered prometheus.GaugeFunc
+}
+
+// New builds a recorder; Consume feeds it and Run writes.
+func New(o Options) *Recorder {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.RetryEvery <= 0 {
+		o.RetryEvery = time.Second
+	}
+	r := &Recorder{o: o, wake: make(chan struct{}, 1), partitioned: map[string]bool{}}
+	r.written = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_rows_written_total",
+		Help: "Rows the recorder wrote, by table."}, []string{"table"})
+	r.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_rows_dropped_total",
+		Help: "Rows the recorder dropped because its buffer was full while its database could not be written, by table."}, []string{"table"})
+	r.buffered = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: collectors.Namespace, Name: "recorder_buffered_rows",
+		Help: "Rows waiting in memory to be written."}, func() float64 {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return float64(r.queuedRows)
+	})
+	return r
+}
+
+// Metrics are the recorder's own metrics.
+func (r *Recorder) Metrics() []prometheus.Collector {
+	return []prometheus.Collector{r.written, r.dropped, r.buffered}
+}
+
+// Consume queues a collection (a collectors.Consumer). It never blocks on the database.
+func (r *Recorder) Consume(c *collectors.Collection) {
+	server := r.o.ServerName
+	if server == "" {
+		server = c.Server.SystemID
+	}
+	r.mu.Lock()
+	if c.Tier == collectors.TierSample && succeededOrAbsent(c, "replication") {
+		r.replication = c.Replication
+	}
+	b := newBatch(c, server, r.replication)
+	r.queue = append(r.queue, b)
+	r.queuedRows += b.rowCount()
+	r.trimLocked()
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func succeededOrAbsent(c *collectors.Collection, name string) bool {
+	for _, res := range c.Results {
+		if res.Collector == name {
+			return res.Err == nil
+		}
+	}
+	return true
+}
+
+// trimLocked drops the oldest collections, whole, until the buffer is within its bound.
+func (r *Recorder) trimLocked() {
+	for r.queuedRows > r.o.BufferRows && len(r.queue) > 0 {
+		old := r.queue[0]
+		r.queue = r.queue[1:]
+		r.queuedRows -= old.rowCount()
+		r.dropped.WithLabelValues(old.parent.name).Inc()
+		for _, t := range old.children {
+			r.dropped.WithLabelValues(t.name).Add(float64(len(t.rows)))
+		}
+		r.o.Logger.Warn("recorder buffer full: dropped the oldest collection", "tier", old.tier, "captured_at", old.capturedAt)
+	}
+}
+
+// Buffered returns the number of rows waiting to be written.
+func (r *Recorder) Buffered() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.queuedRows
+}
+
+// Run writes queued collections, listens for snapshot requests and applies retention
+// until ctx ends. The schema must have been migrated (Migrate).
+func (r *Recorder) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); r.writeLoop(ctx) }()
+	go func() { defer wg.Done(); r.listenLoop(ctx) }()
+	wg.Wait()
+}
+
+// retentionEvery is how often old partitions are looked for.
+const retentionEvery = time.Hour
+
+func (r *Recorder) writeLoop(ctx context.Context) {
+	var lastRetention time.Time
+	for {
+		if time.Since(lastRetention) >= retentionEvery {
+			if err := r.applyRetention(ctx); err != nil {
+				r.o.Logger.Warn("recorder retention failed", "err", err)
+			} else {
+				lastRetention = time.Now()
+			}
+		}
+		wait := retentionEvery
+		if err := r.drain(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.o.Logger.Warn("recorder write failed; keeping the collection buffered", "err", err, "buffered_rows", r.Buffered())
+			wait = r.o.RetryEvery
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-r.wake:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// drain writes the queue's head until the queue is empty or a write fails; a failed
+// collection stays at the head, so the order is kept.
+func (r *Recorder) drain(ctx context.Context) error {
+	for {
+		r.mu.Lock()
+		if len(r.queue) == 0 {
+			r.mu.Unlock()
+			return nil
+		}
+		b := r.queue[0]
+		r.mu.Unlock()
+		if err := r.write(ctx, b); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		// The buffer may have dropped it meanwhile; remove it only if still at the head.
+		if len(r.queue) > 0 && r.queue[0] == b {
+			r.queue = r.queue[1:]
+			r.queuedRows -= b.rowCount()
+		}
+		r.mu.Unlock()
+	}
+}
+
+// write stores one collection in one transaction. A collection already stored (same server
+// and captured_at, from a retry whose commit was not acknowledged) is skipped.
+func (r *Recorder) write(ctx context.Context, b *batch) error {
+	day := b.capturedAt.UTC().Format(time.DateOnly)
+	if !r.partitioned[day] {
+		if _, err := r.o.Pool.Exec(ctx, `SELECT telemetry._ensure_partitions($1)`, b.capturedAt); err != nil {
+			return fmt.Errorf("creating partitions: %w", err)
+		}
+		r.partitioned[day] = true
+	}
+	var written bool
+	err := pgx.BeginFunc(ctx, r.o.Pool, func(tx pgx.Tx) error {
+		var id int32
+		err := tx.QueryRow(ctx, insertSQL(b.parent.name, b.parent.columns, "ON CONFLICT (server, captured_at) DO NOTHING RETURNING id"),
+			b.parent.rows[0]...).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // already stored
+		}
+		if err != nil {
+			return err
+		}
+		var batch pgx.Batch
+		for _, t := range b.children {
+			sql := insertSQL(t.name, append(append([]string{parentKey(b.tier)}, t.columns...), "server", "captured_at"), "")
+			for _, row := range t.rows {
+				args := append(append([]any{id}, row...), b.server, b.capturedAt)
+				batch.Queue(sql, args...)
+			}
+		}
+		batch.Queue(`SELECT telemetry._note_server($1, $2, $3, $4)`, b.server, b.systemID, b.pgVersion, b.capturedAt)
+		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
+			return err
+		}
+		written = true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if written {
+		r.written.WithLabelValues(b.parent.name).Inc()
+		for _, t := range b.children {
+			r.written.WithLabelValues(t.name).Add(float64(len(t.rows)))
+		}
+	}
+	return nil
+}
+
+func parentKey(t collectors.Tier) string {
+	if t == collectors.TierSnapshot {
+		return "snapshot_id"
+	}
+	return "sample_id"
+}
+
+func insertSQL(table string, columns []string, suffix string) string {
+	params := make([]string, len(columns))
+	for i := range columns {
+		params[i] = fmt.Sprintf("$%d", i+1)
+	}
+	return fmt.Sprintf("INSERT INTO telemetry.%s (%s) VALUES (%s) %s",
+		table, strings.Join(columns, ", "), strings.Join(params, ", "), suffix)
+}
+
+func (r *Recorder) applyRetention(ctx context.Context) error {
+	if r.o.Retention <= 0 {
+		return nil
+	}
+	var days int
+	err := r.o.Pool.QueryRow(ctx, `SELECT telemetry._drop_partitions_before(now() - $1::interval)`, r.o.Retention).Scan(&days)
+	if err == nil && days > 0 {
+		r.o.Logger.Info("recorder retention dropped old days", "days", days, "retention", r.o.Retention)
+	}
+	return err
+}
+
+// listenLoop holds a connection LISTENing on SnapshotChannel and triggers a snapshot per
+// notification, reconnecting after a pause when the connection is lost.
+func (r *Recorder) listenLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := r.listen(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		r.o.Logger.Warn("recorder lost its LISTEN connection", "err", err)
+		t := time.NewTimer(r.o.RetryEvery)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Recorder) listen(ctx context.Context) error {
+	pooled, err := r.o.Pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// A LISTENing connection must not go back to the pool.
+	conn := pooled.Hijack()
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+SnapshotChannel); err != nil {
+		return err
+	}
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		if r.o.Trigger != nil {
+			r.o.Trigger(collectors.TierSnapshot)
+		}
+	}
+}

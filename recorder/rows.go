@@ -1,0 +1,204 @@
+package recorder
+
+import (
+	"time"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+)
+
+// batch is one collection turned into rows: the parent row (snapshots or samples) and the
+// rows of its child tables, written together in one transaction or not at all.
+type batch struct {
+	tier       collectors.Tier
+	capturedAt time.Time
+	server     string
+	systemID   string
+	pgVersion  int
+	parent     table
+	children   []table
+}
+
+// table is rows for one table; children's rows lack their first column (the parent id) and
+// their last two (server, captured_at), which the writer adds.
+type table struct {
+	name    string
+	columns []string
+	rows    [][]any
+}
+
+func (b *batch) rowCount() int {
+	n := 1
+	for _, t := range b.children {
+		n += len(t.rows)
+	}
+	return n
+}
+
+var snapshotColumns = []string{"captured_at", "pg_version", "wal_records", "wal_fpi", "wal_bytes", "wal_write_time",
+	"wal_sync_time", "checkpoint_lsn", "checkpoint_time", "ckpt_timed", "ckpt_requested", "ckpt_write_time",
+	"ckpt_sync_time", "ckpt_buffers", "bgw_buffers_clean", "bgw_maxwritten_clean", "bgw_buffers_alloc",
+	"bgw_buffers_backend", "bgw_buffers_backend_fsync", "autovacuum_workers", "slots_count",
+	"slots_max_retained_wal", "io_checkpointer_writes", "io_checkpointer_write_time", "io_checkpointer_fsyncs",
+	"io_checkpointer_fsync_time", "io_autovacuum_writes", "io_autovacuum_write_time", "io_client_writes",
+	"io_client_write_time", "io_bgwriter_writes", "io_bgwriter_write_time", "temp_files", "temp_bytes", "server"}
+
+// newBatch maps a collection to rows as telemetry.snapshot() and telemetry.sample() do in
+// SQL. replication is the latest sample's standbys: the snapshot tier does not read them.
+func newBatch(c *collectors.Collection, server string, replication []collectors.ReplicationStat) *batch {
+	b := &batch{tier: c.Tier, capturedAt: c.CapturedAt, server: server, systemID: c.Server.SystemID, pgVersion: c.Server.Major()}
+	if c.Tier == collectors.TierSnapshot {
+		b.parent = table{name: "snapshots", columns: snapshotColumns, rows: [][]any{snapshotRow(c, server)}}
+		b.children = []table{tableRows(c.Tables), replicationRows(replication)}
+		return b
+	}
+	b.parent = table{name: "samples", columns: []string{"captured_at", "server"}, rows: [][]any{{c.CapturedAt, server}}}
+	b.children = []table{waitRows(c.Sessions), activityRows(c.Activity), progressRows(c.Progress), lockRows(c.Locks), waitTimeRows(c.WaitTime)}
+	return b
+}
+
+func snapshotRow(c *collectors.Collection, server string) []any {
+	row := []any{c.CapturedAt, c.Server.Major()}
+	if w := c.WAL; w != nil {
+		row = append(row, w.Records, w.FPI, w.Bytes, w.WriteTimeMs, w.SyncTimeMs)
+	} else {
+		row = append(row, nil, nil, nil, nil, nil)
+	}
+	if ctl := c.Control; ctl != nil {
+		row = append(row, ctl.LSN, ctl.Time)
+	} else {
+		row = append(row, nil, nil)
+	}
+	if k := c.Checkpointer; k != nil {
+		row = append(row, k.Timed, k.Requested, k.WriteTimeMs, k.SyncTimeMs, k.BuffersWritten)
+	} else {
+		row = append(row, nil, nil, nil, nil, nil)
+	}
+	if bg := c.BGWriter; bg != nil {
+		row = append(row, bg.BuffersClean, bg.MaxwrittenClean, bg.BuffersAlloc, bg.BuffersBackend, bg.BuffersBackendFsync)
+	} else {
+		row = append(row, nil, nil, nil, nil, nil)
+	}
+	row = append(row, c.AutovacuumWorkers)
+	if succeeded(c, "replication_slots") {
+		var maxRetained *int64
+		for _, s := range c.ReplicationSlots {
+			if r := s.RetainedWALBytes; r != nil && (maxRetained == nil || *r > *maxRetained) {
+				maxRetained = r
+			}
+		}
+		row = append(row, len(c.ReplicationSlots), maxRetained)
+	} else {
+		row = append(row, nil, nil)
+	}
+	for _, backendType := range []string{"checkpointer", "autovacuum worker", "client backend", "background writer"} {
+		row = append(row, ioSum(c, backendType, func(s collectors.IOStat) *int64 { return s.Writes }),
+			ioSum(c, backendType, func(s collectors.IOStat) *float64 { return s.WriteTimeMs }))
+		if backendType == "checkpointer" {
+			row = append(row, ioSum(c, backendType, func(s collectors.IOStat) *int64 { return s.Fsyncs }),
+				ioSum(c, backendType, func(s collectors.IOStat) *float64 { return s.FsyncTimeMs }))
+		}
+	}
+	if d := c.Database(c.Server.Database); d != nil {
+		row = append(row, d.TempFiles, d.TempBytes)
+	} else {
+		row = append(row, nil, nil)
+	}
+	return append(row, server)
+}
+
+// succeeded tells whether a collector ran in this collection without error: its empty
+// result then means "none", not "unknown".
+func succeeded(c *collectors.Collection, name string) bool {
+	for _, r := range c.Results {
+		if r.Collector == name {
+			return r.Err == nil
+		}
+	}
+	return false
+}
+
+// ioSum adds a pg_stat_io column over a backend type's rows as SQL's sum() does: NULL when
+// no row has a value (and on 15, which has no pg_stat_io).
+func ioSum[T int64 | float64](c *collectors.Collection, backendType string, col func(collectors.IOStat) *T) *T {
+	var sum *T
+	for _, s := range c.IO {
+		if v := col(s); s.BackendType == backendType && v != nil {
+			if sum == nil {
+				sum = new(T)
+			}
+			*sum += *v
+		}
+	}
+	return sum
+}
+
+func tableRows(ts []collectors.TableStat) table {
+	t := table{name: "table_snapshots", columns: []string{"relid", "schemaname", "relname", "pg_relation_size",
+		"pg_total_relation_size", "pg_indexes_size", "n_live_tup", "n_dead_tup", "n_tup_ins", "n_tup_upd", "n_tup_del",
+		"n_tup_hot_upd", "last_vacuum", "last_autovacuum", "last_analyze", "last_autoanalyze", "vacuum_count",
+		"autovacuum_count", "analyze_count", "autoanalyze_count"}}
+	for _, s := range ts {
+		t.rows = append(t.rows, []any{s.Relid, s.Schemaname, s.Relname, s.RelationSize, s.TotalSize, s.IndexesSize,
+			s.NLiveTup, s.NDeadTup, s.NTupIns, s.NTupUpd, s.NTupDel, s.NTupHotUpd, s.LastVacuum, s.LastAutovacuum,
+			s.LastAnalyze, s.LastAutoanalyze, s.VacuumCount, s.AutovacuumCount, s.AnalyzeCount, s.AutoanalyzeCount})
+	}
+	return t
+}
+
+func replicationRows(rs []collectors.ReplicationStat) table {
+	t := table{name: "replication_snapshots", columns: []string{"pid", "client_addr", "application_name", "state",
+		"sync_state", "sent_lsn", "write_lsn", "flush_lsn", "replay_lsn", "write_lag", "flush_lag", "replay_lag"}}
+	for _, r := range rs {
+		t.rows = append(t.rows, []any{r.PID, r.ClientAddr, r.ApplicationName, r.State, r.SyncState, r.SentLSN,
+			r.WriteLSN, r.FlushLSN, r.ReplayLSN, r.WriteLag, r.FlushLag, r.ReplayLag})
+	}
+	return t
+}
+
+func waitRows(gs []collectors.SessionGroup) table {
+	t := table{name: "wait_samples", columns: []string{"backend_type", "wait_event_type", "wait_event", "state", "count"}}
+	for _, g := range gs {
+		t.rows = append(t.rows, []any{g.BackendType, g.WaitEventType, g.WaitEvent, g.State, g.Count})
+	}
+	return t
+}
+
+func activityRows(as []collectors.ActiveSession) table {
+	t := table{name: "activity_samples", columns: []string{"pid", "usename", "application_name", "backend_type",
+		"state", "wait_event_type", "wait_event", "query_start", "state_change", "query_preview", "datname"}}
+	for _, a := range as {
+		t.rows = append(t.rows, []any{a.PID, a.Usename, a.ApplicationName, a.BackendType, a.State, a.WaitEventType,
+			a.WaitEvent, a.QueryStart, a.StateChange, a.QueryPreview, a.Datname})
+	}
+	return t
+}
+
+func progressRows(ps []collectors.Operation) table {
+	t := table{name: "progress_samples", columns: []string{"progress_type", "pid", "relid", "relname", "phase",
+		"blocks_total", "blocks_done", "tuples_total", "tuples_done", "bytes_total", "bytes_done", "details", "datname"}}
+	for _, p := range ps {
+		t.rows = append(t.rows, []any{p.Type, p.PID, p.Relid, p.Relname, p.Phase, p.BlocksTotal, p.BlocksDone,
+			p.TuplesTotal, p.TuplesDone, p.BytesTotal, p.BytesDone, p.Details, p.Datname})
+	}
+	return t
+}
+
+func lockRows(ls []collectors.LockWait) table {
+	t := table{name: "lock_samples", columns: []string{"blocked_pid", "blocked_user", "blocked_app",
+		"blocked_query_preview", "blocked_duration", "blocking_pid", "blocking_user", "blocking_app",
+		"blocking_query_preview", "lock_type", "locked_relation", "datname"}}
+	for _, l := range ls {
+		t.rows = append(t.rows, []any{l.BlockedPID, l.BlockedUser, l.BlockedApp, l.BlockedQueryPreview,
+			l.BlockedDuration, l.BlockingPID, l.BlockingUser, l.BlockingApp, l.BlockingQueryPreview, l.LockType,
+			l.LockedRelation, l.Datname})
+	}
+	return t
+}
+
+func waitTimeRows(ws []collectors.WaitTime) table {
+	t := table{name: "wait_time_samples", columns: []string{"wait_event_type", "wait_event", "seconds"}}
+	for _, w := range ws {
+		t.rows = append(t.rows, []any{w.WaitEventType, w.WaitEvent, w.Seconds})
+	}
+	return t
+}
