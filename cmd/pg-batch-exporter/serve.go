@@ -30,6 +30,7 @@ type serveCommand struct {
 	waitsEvery    time.Duration
 	track         []string
 	selection     *collectors.Selection
+	recorder      *recorderFlags
 }
 
 func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
@@ -44,6 +45,7 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 	addDuration(app, "collector.waits.interval", "How often the wait sampler reads pg_stat_activity.", "1s", &s.waitsEvery)
 	app.Flag("collector.tables.track", "A table to track, as schema.table (repeatable). Tables in telemetry.tracked_tables are tracked too.").StringsVar(&s.track)
 	s.selection = collectors.RegisterFlags(app)
+	s.recorder = addRecorderFlags(app)
 	return s
 }
 
@@ -63,6 +65,9 @@ func (s *serveCommand) validate() (collectors.Config, error) {
 			return cfg, usagef("--collector.tables.track: %w", err)
 		}
 		cfg.TrackTables = append(cfg.TrackTables, n)
+	}
+	if err := s.recorder.validate(); err != nil {
+		return cfg, usageError{err}
 	}
 	return cfg, nil
 }
@@ -90,7 +95,11 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 		Pool: pool, Logger: logger, Selection: s.selection, Config: cfg,
 		SampleEvery: s.sampleEvery, SnapshotEvery: s.snapshotEvery, WaitSampleEvery: s.waitsEvery,
 	})
-	handler, err := exporter.Handler(runner, exporter.Options{MetricsPath: s.metricsPath, Logger: logger})
+	recorderMetrics, err := s.recorder.start(ctx, s.conn, runner, logger)
+	if err != nil {
+		return usageError{err}
+	}
+	handler, err := exporter.Handler(runner, exporter.Options{MetricsPath: s.metricsPath, Logger: logger, Extra: recorderMetrics})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
+	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
+)
+
+// recorderFlags are the serve command's --recorder.* flags.
+type recorderFlags struct {
+	enabled    bool
+	dsn        string
+	retention  string
+	buffer     int
+	serverName string
+}
+
+// flagAdder is a kingpin application or command.
+type flagAdder interface {
+	Flag(name, help string) *kingpin.FlagClause
+}
+
+func addRecorderFlags(cmd flagAdder) *recorderFlags {
+	f := &recorderFlags{}
+	cmd.Flag("recorder.enabled", "Record every collection in the telemetry schema (the seed's schema and SQL API).").BoolVar(&f.enabled)
+	cmd.Flag("recorder.dsn", "Where to record: a PostgreSQL connection string. Default: the monitored database (--postgres.dsn).").StringVar(&f.dsn)
+	cmd.Flag("recorder.retention", "How long recorded data is kept, e.g. 7d, 36h (whole days are dropped once older).").Default("7d").StringVar(&f.retention)
+	cmd.Flag("recorder.buffer", "Rows held in memory while the recorder's database cannot be written; beyond, the oldest collections are dropped.").Default("100000").IntVar(&f.buffer)
+	cmd.Flag("recorder.server-name", "Names the monitored server in every recorded row. Default: its system identifier (give standbys recorded beside their primary a name of their own).").StringVar(&f.serverName)
+	return f
+}
+
+func (f *recorderFlags) parseRetention() (time.Duration, error) {
+	d, err := model.ParseDuration(f.retention)
+	if err != nil {
+		return 0, fmt.Errorf("--recorder.retention: %w", err)
+	}
+	if time.Duration(d) < time.Hour {
+		return 0, fmt.Errorf("--recorder.retention must be at least 1h, got %s", f.retention)
+	}
+	return time.Duration(d), nil
+}
+
+func (f *recorderFlags) validate() error {
+	if !f.enabled {
+		return nil
+	}
+	if _, err := f.parseRetention(); err != nil {
+		return err
+	}
+	if f.buffer < 1 {
+		return fmt.Errorf("--recorder.buffer must be at least 1, got %d", f.buffer)
+	}
+	return nil
+}
+
+// start subscribes a recorder to the runner and runs it until ctx ends: the schema is
+// migrated first, retried while the database is unreachable (collections are buffered
+// meanwhile). It returns the recorder's metrics, or nil when the recorder is off.
+func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *collectors.Runner, logger *slog.Logger) ([]prometheus.Collector, error) {
+	if !f.enabled {
+		return nil, nil
+	}
+	retention, err := f.parseRetention()
+	if err != nil {
+		return nil, err
+	}
+	o := conn.options(false)
+	if f.dsn != "" {
+		o.DSN = f.dsn
+	}
+	o.MaxConns = 3 // one LISTENs, one writes, one spare
+	o.ApplicationName = postgres.ApplicationName + " recorder"
+	cfg, err := postgres.Config(o)
+	if err != nil {
+		return nil, fmt.Errorf("--recorder.dsn: %w", err)
+	}
+	pool, err := postgres.NewPool(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	log := logger.With("component", "recorder")
+	rec := recorder.New(recorder.Options{Pool: pool, ServerName: f.serverName, Retention: retention,
+		BufferRows: f.buffer, Trigger: runner.Trigger, Logger: log})
+	runner.Subscribe(rec.Consume)
+	log.Info("recording", "to", postgres.Describe(cfg), "retention", f.retention)
+	go func() {
+		defer pool.Close()
+		for {
+			err := recorder.Migrate(ctx, pool)
+			if err == nil {
+				break
+			}
+			log.Warn("cannot migrate the telemetry schema; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Second):
+			}
+		}
+		rec.Run(ctx)
+	}()
+	return rec.Metrics(), nil
+}
