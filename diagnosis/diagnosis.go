@@ -1,0 +1,130 @@
+// Package diagnosis is the Go side of telemetry.diagnose(): it calls the SQL functions that
+// the recorder's migrations install and renders their findings as a report, in text or JSON.
+package diagnosis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Querier is a connection or a pool.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Finding is one row of telemetry.diagnose(): a pattern seen in the window.
+type Finding struct {
+	Pattern        string          `json:"pattern"`
+	Severity       string          `json:"severity"` // critical, warning or info
+	Summary        string          `json:"summary"`
+	Evidence       json.RawMessage `json:"evidence"`
+	Recommendation *string         `json:"recommendation"`
+}
+
+// Measure is one row of telemetry.diagnose_run(): a measure of the run against the median of
+// the batch's previous normal runs. Rank 0 is the duration; 1 is the most unusual measure.
+type Measure struct {
+	Rank           int      `json:"rank"`
+	Measure        string   `json:"measure"`
+	Pattern        *string  `json:"pattern"`
+	Unit           string   `json:"unit"`
+	Value          *float64 `json:"value"`
+	BaselineMedian *float64 `json:"baseline_median"`
+	BaselineRuns   int      `json:"baseline_runs"`
+	ChangePct      *float64 `json:"change_pct"`
+	Score          *float64 `json:"score"`
+	Summary        string   `json:"summary"`
+}
+
+// Run is one row of telemetry.batch_runs.
+type Run struct {
+	RunID     int64      `json:"run_id"`
+	Batch     string     `json:"batch"`
+	StartedAt time.Time  `json:"started_at"`
+	EndedAt   *time.Time `json:"ended_at"`
+	Status    string     `json:"status"`
+	Source    string     `json:"source"`
+	ExitCode  *int32     `json:"exit_code"`
+	Detail    *string    `json:"detail"`
+}
+
+// Report is what the diagnose command shows: the window's findings and, for a run, how it
+// compares with the batch's previous normal runs.
+type Report struct {
+	From     time.Time `json:"from"`
+	To       time.Time `json:"to"`
+	Run      *Run      `json:"run,omitempty"`
+	Findings []Finding `json:"findings"`
+	Baseline []Measure `json:"baseline,omitempty"`
+}
+
+// ErrUnknownBatch is returned when no run of the batch is recorded.
+var ErrUnknownBatch = errors.New("unknown batch")
+
+// Window diagnoses the time between from and to.
+func Window(ctx context.Context, q Querier, from, to time.Time) (*Report, error) {
+	fs, err := findings(ctx, q, `SELECT pattern, severity, summary, evidence, recommendation FROM telemetry.diagnose($1, $2)`, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return &Report{From: from, To: to, Findings: fs}, nil
+}
+
+// LastRun finds the latest run of a batch; back 0 is the last, 1 the one before, and so on.
+func LastRun(ctx context.Context, q Querier, batch string, back int) (int64, error) {
+	var id int64
+	err := q.QueryRow(ctx, `SELECT run_id FROM telemetry.batch_runs WHERE batch = $1
+		ORDER BY started_at DESC, run_id DESC OFFSET $2 LIMIT 1`, batch, back).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("%w %q: no such run recorded in telemetry.batch_runs", ErrUnknownBatch, batch)
+	}
+	return id, err
+}
+
+// ForRun diagnoses a recorded run and compares it with its batch's previous normal runs.
+func ForRun(ctx context.Context, q Querier, runID int64) (*Report, error) {
+	var r Run
+	err := q.QueryRow(ctx, `SELECT run_id, batch, started_at, ended_at, status, source, exit_code, detail
+		FROM telemetry.batch_runs WHERE run_id = $1`, runID).
+		Scan(&r.RunID, &r.Batch, &r.StartedAt, &r.EndedAt, &r.Status, &r.Source, &r.ExitCode, &r.Detail)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("no batch run with run_id %d", runID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{From: r.StartedAt, To: time.Now(), Run: &r}
+	if r.EndedAt != nil {
+		rep.To = *r.EndedAt
+	}
+	if rep.Findings, err = findings(ctx, q, `SELECT pattern, severity, summary, evidence, recommendation FROM telemetry.diagnose_run_findings($1)`, runID); err != nil {
+		return nil, err
+	}
+	rows, _ := q.Query(ctx, `SELECT rank, measure, pattern, unit, value::float8, baseline_median::float8, baseline_runs,
+		change_pct::float8, score::float8, summary FROM telemetry.diagnose_run($1)`, runID)
+	rep.Baseline, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Measure, error) {
+		var m Measure
+		err := row.Scan(&m.Rank, &m.Measure, &m.Pattern, &m.Unit, &m.Value, &m.BaselineMedian, &m.BaselineRuns,
+			&m.ChangePct, &m.Score, &m.Summary)
+		return m, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func findings(ctx context.Context, q Querier, sql string, args ...any) ([]Finding, error) {
+	rows, _ := q.Query(ctx, sql, args...)
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Finding, error) {
+		var f Finding
+		err := row.Scan(&f.Pattern, &f.Severity, &f.Summary, &f.Evidence, &f.Recommendation)
+		return f, err
+	})
+}

@@ -1,0 +1,127 @@
+package diagnosis
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// TextMeasures is how many ranked measures the text report shows (JSON has them all).
+const TextMeasures = 6
+
+// JSON writes the report as one indented JSON document.
+func (r *Report) JSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// Text writes the report for a reader: the findings, most severe first, each with its
+// recommendation, then for a run the measures that moved most against its baseline.
+func (r *Report) Text(w io.Writer) error {
+	ew := &errWriter{w: w}
+	const layout = "2006-01-02 15:04:05 MST"
+	from, to := r.From.Local(), r.To.Local()
+	if r.Run != nil {
+		ew.printf("Batch %s, run %d (%s, %s): %s to %s (%s)\n", r.Run.Batch, r.Run.RunID, r.Run.Source, r.Run.Status,
+			from.Format(layout), to.Format(layout), to.Sub(from).Round(100*time.Millisecond))
+		if r.Run.Detail != nil {
+			ew.printf("  %s\n", *r.Run.Detail)
+		}
+	} else {
+		ew.printf("Window %s to %s (%s)\n", from.Format(layout), to.Format(layout), to.Sub(from).Round(time.Second))
+	}
+	for _, f := range r.Findings {
+		ew.printf("\n%-8s  %s\n", strings.ToUpper(f.Severity), f.Pattern)
+		ew.printf("  %s\n", f.Summary)
+		if f.Recommendation != nil {
+			ew.printf("  Fix: %s\n", *f.Recommendation)
+		}
+	}
+	if r.Run != nil {
+		r.baselineText(ew)
+	}
+	return ew.err
+}
+
+func (r *Report) baselineText(ew *errWriter) {
+	runs := 0
+	for _, m := range r.Baseline {
+		runs = max(runs, m.BaselineRuns)
+	}
+	if runs == 0 {
+		ew.printf("\nNo previous normal run of %s to compare with.\n", r.Run.Batch)
+		return
+	}
+	ew.printf("\nAgainst the median of %d previous normal run(s) of %s, most unusual first:\n", runs, r.Run.Batch)
+	tw := tabwriter.NewWriter(ew, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "  rank\tmeasure\tthis run\tmedian\tscore\tpattern\n")
+	for _, m := range r.Baseline {
+		if m.Rank > TextMeasures {
+			break
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", m.Rank, m.Measure, quantity(m.Value, m.Unit), quantity(m.BaselineMedian, m.Unit),
+			optional(m.Score, "%+.1f"), deref(m.Pattern))
+	}
+	tw.Flush()
+	ew.printf("  (score: distance from the median in robust standard deviations; rank 0 is the symptom)\n")
+}
+
+func quantity(v *float64, unit string) string {
+	if v == nil {
+		return "-"
+	}
+	switch unit {
+	case "bytes":
+		return bytesText(*v)
+	case "seconds":
+		return fmt.Sprintf("%.1f s", *v)
+	}
+	return fmt.Sprintf("%.0f %s", *v, unit)
+}
+
+func bytesText(b float64) string {
+	units := []string{"B", "KB", "MB", "GB", "TB"}
+	i := 0
+	for ; b >= 1024 && i < len(units)-1; i++ {
+		b /= 1024
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f B", b)
+	}
+	return fmt.Sprintf("%.2f %s", b, units[i])
+}
+
+func optional(v *float64, format string) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf(format, *v)
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// errWriter keeps the first write error, so the report is written without checking each line.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}
+
+func (e *errWriter) printf(format string, args ...any) { fmt.Fprintf(e, format, args...) }
