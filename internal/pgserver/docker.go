@@ -1,4 +1,4 @@
-package pgtest
+package pgserver
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,29 +18,9 @@ import (
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 )
 
-var (
-	dockerOnce sync.Once
-	dockerOK   bool
-)
-
-// useDocker tells whether to run servers in Docker: PGBATCH_TEST_BACKEND
-// "local" or "docker" decides; otherwise docker when an engine answers a
-// ping within a few seconds.
-func useDocker() bool {
-	dockerOnce.Do(func() {
-		switch strings.ToLower(os.Getenv("PGBATCH_TEST_BACKEND")) {
-		case "local":
-			dockerOK = false
-		case "docker":
-			dockerOK = true
-		default:
-			dockerOK = dockerAnswers()
-		}
-	})
-	return dockerOK
-}
-
-func dockerAnswers() bool {
+// DockerAnswers tells whether a Docker engine answers a ping within a few
+// seconds.
+func DockerAnswers() bool {
 	// Cheap look first: with no DOCKER_HOST, no known socket and no
 	// testcontainers config, there is no engine to ask.
 	home, _ := os.UserHomeDir()
@@ -76,7 +55,7 @@ type dockerServer struct {
 	port int
 }
 
-func startDocker(major int, opts Options) (*Server, error) {
+func startDocker(ctx context.Context, major int, opts Options) (*Server, error) {
 	desc := fmt.Sprintf("PostgreSQL %d (docker postgres:%d)", major, major)
 	port, err := freePort()
 	if err != nil {
@@ -86,8 +65,6 @@ func startDocker(major int, opts Options) (*Server, error) {
 	for _, kv := range settings(opts) {
 		cmd = append(cmd, "-c", kv[0]+"="+kv[1])
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
 	ctr, err := tcpostgres.Run(ctx, fmt.Sprintf("postgres:%d", major),
 		testcontainers.WithEnv(map[string]string{"POSTGRES_HOST_AUTH_METHOD": "trust"}),
 		testcontainers.WithCmd(cmd...),
@@ -105,7 +82,7 @@ func startDocker(major int, opts Options) (*Server, error) {
 		}
 		return nil, fmt.Errorf("%s: %w", desc, err)
 	}
-	s := &Server{Major: major, Host: "127.0.0.1", Port: port, User: "postgres", desc: desc, be: d}
+	s := &Server{Major: major, Host: "127.0.0.1", Port: port, User: "postgres", Desc: desc, be: d}
 	if err := d.waitReady(ctx); err != nil {
 		d.destroy()
 		return nil, fmt.Errorf("%s: %w", desc, err)

