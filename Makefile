@@ -3,7 +3,9 @@
 #   make deps      install test dependencies (root) or list what is missing
 #   make build     go build ./...
 #   make vet       go vet ./...
-#   make test      deps, vet, then all tests against real PostgreSQL servers
+#   make test      deps, vet, alert rule tests, then all tests against real PostgreSQL servers
+#   make test-alerts  promtool check rules + promtool test rules (alerts/)
+#   make test-e2e  dashboards and alerts against a real Prometheus (package e2e)
 #   make bench     benchmarks
 #   make clean-pg  kill PostgreSQL test servers left by killed test runs
 #
@@ -15,7 +17,7 @@ GO       ?= go
 PKGS     ?= ./...
 TESTFLAGS ?=
 
-.PHONY: all deps build vet test bench clean-pg
+.PHONY: all deps build vet test test-alerts test-e2e bench clean-pg
 
 all: build
 
@@ -28,9 +30,15 @@ build:
 vet:
 	$(GO) vet ./...
 
-test: deps
+test: deps test-alerts
 	$(GO) vet ./...
 	$(GO) test -p 2 -count=1 -timeout 45m $(TESTFLAGS) $(PKGS)
+
+test-alerts:
+	cd alerts && promtool check rules pgbatch.rules.yml && promtool test rules pgbatch.rules.test.yml
+
+test-e2e: deps
+	$(GO) test -count=1 -timeout 10m $(TESTFLAGS) ./e2e/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
