@@ -64,12 +64,13 @@ type Report struct {
 	Baseline []Measure `json:"baseline,omitempty"`
 }
 
-// ErrUnknownBatch is returned when no run of the batch is recorded.
-var ErrUnknownBatch = errors.New("unknown batch")
+// ErrNotFound is returned for a batch or run that is not recorded.
+var ErrNotFound = errors.New("not recorded")
 
-// Window diagnoses the time between from and to.
-func Window(ctx context.Context, q Querier, from, to time.Time) (*Report, error) {
-	fs, err := findings(ctx, q, `SELECT pattern, severity, summary, evidence, recommendation FROM telemetry.diagnose($1, $2)`, from, to)
+// Window diagnoses the time between from and to on a recorded server ("": the only one).
+func Window(ctx context.Context, q Querier, from, to time.Time, server string) (*Report, error) {
+	fs, err := findings(ctx, q, `SELECT pattern, severity, summary, evidence, recommendation
+		FROM telemetry.diagnose($1, $2, nullif($3, ''))`, from, to, server)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +83,7 @@ func LastRun(ctx context.Context, q Querier, batch string, back int) (int64, err
 	err := q.QueryRow(ctx, `SELECT run_id FROM telemetry.batch_runs WHERE batch = $1
 		ORDER BY started_at DESC, run_id DESC OFFSET $2 LIMIT 1`, batch, back).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("%w %q: no such run recorded in telemetry.batch_runs", ErrUnknownBatch, batch)
+		return 0, fmt.Errorf("%w: unknown batch %q, or fewer runs of it than asked (SELECT * FROM telemetry.recent_batch_runs)", ErrNotFound, batch)
 	}
 	return id, err
 }
@@ -94,7 +95,7 @@ func ForRun(ctx context.Context, q Querier, runID int64) (*Report, error) {
 		FROM telemetry.batch_runs WHERE run_id = $1`, runID).
 		Scan(&r.RunID, &r.Batch, &r.StartedAt, &r.EndedAt, &r.Status, &r.Source, &r.ExitCode, &r.Detail)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("no batch run with run_id %d", runID)
+		return nil, fmt.Errorf("%w: no batch run with run_id %d", ErrNotFound, runID)
 	}
 	if err != nil {
 		return nil, err
@@ -127,4 +128,21 @@ func findings(ctx context.Context, q Querier, sql string, args ...any) ([]Findin
 		err := row.Scan(&f.Pattern, &f.Severity, &f.Summary, &f.Evidence, &f.Recommendation)
 		return f, err
 	})
+}
+
+// timeLayouts are the local-time forms ParseTime accepts besides RFC 3339.
+var timeLayouts = []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02"}
+
+// ParseTime reads a time as RFC 3339 (2024-12-16T14:00:00+01:00) or as the user's local time
+// (2024-12-16 14:00, with optional seconds; a date alone is its midnight).
+func ParseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range timeLayouts {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: use RFC 3339 (2024-12-16T14:00:00+01:00) or local time (2024-12-16 14:00)", s)
 }

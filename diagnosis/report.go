@@ -79,8 +79,10 @@ func quantity(v *float64, unit string) string {
 		return bytesText(*v)
 	case "seconds":
 		return fmt.Sprintf("%.1f s", *v)
+	case "buffers":
+		return fmt.Sprintf("%.0f buffers", *v)
 	}
-	return fmt.Sprintf("%.0f %s", *v, unit)
+	return fmt.Sprintf("%.0f", *v)
 }
 
 func bytesText(b float64) string {

@@ -70,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	promslogflag.AddFlags(app, logConfig)
 
 	serve := newServeCommand(app, &conn)
+	diagnose := newDiagnoseCommand(app, &conn, stdout)
+	execute := newExecCommand(app, &conn, os.Stdin, stdout, stderr)
 
 	cmd, err := app.Parse(args)
 	if err != nil {
@@ -79,11 +81,16 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	logConfig.Writer = stderr
 	logger := promslog.New(logConfig)
 	commands := map[string]func(*slog.Logger) error{
-		serve.name: serve.run,
+		serve.name:    serve.run,
+		diagnose.name: diagnose.run,
+		execute.name:  execute.run,
 	}
 	err = commands[cmd](logger)
 	var usage usageError
+	var status exitStatus
 	switch {
+	case errors.As(err, &status): // exec passes on its command's status
+		return int(status)
 	case errors.As(err, &usage):
 		fmt.Fprintf(stderr, "pg-batch-exporter: %v\n", err)
 		return 2

@@ -1,0 +1,117 @@
+// Package batch knows when a batch runs: detection rules that turn the wait sampler's view of
+// sessions into runs, the runs recorded in telemetry.batch_runs (markers, the exec wrapper),
+// the per-batch metrics, and the exec wrapper itself.
+package batch
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Rule says which sessions are a batch's: a run starts when one becomes active.
+type Rule struct {
+	Batch           string
+	ApplicationName *regexp.Regexp
+}
+
+// Matches tells whether a session with this application_name belongs to the rule's batch.
+func (r Rule) Matches(applicationName string) bool {
+	return r.ApplicationName.MatchString(applicationName)
+}
+
+// ParseRule reads a --batch.match value: batch=application_name:regexp.
+func ParseRule(s string) (Rule, error) {
+	batch, match, ok := strings.Cut(s, "=")
+	if !ok {
+		return Rule{}, fmt.Errorf("batch rule %q: want batch=application_name:regexp", s)
+	}
+	return newRule(strings.TrimSpace(batch), match)
+}
+
+func newRule(batch, match string) (Rule, error) {
+	if batch == "" {
+		return Rule{}, fmt.Errorf("batch rule %q: the batch name is empty", batch+"="+match)
+	}
+	field, pattern, ok := strings.Cut(match, ":")
+	if !ok {
+		return Rule{}, fmt.Errorf("batch %s: match %q: want application_name:regexp", batch, match)
+	}
+	if field != "application_name" {
+		return Rule{}, fmt.Errorf("batch %s: cannot match on %q: only application_name is known", batch, field)
+	}
+	if pattern == "" {
+		return Rule{}, fmt.Errorf("batch %s: the application_name pattern is empty", batch)
+	}
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return Rule{}, fmt.Errorf("batch %s: application_name pattern: %w", batch, err)
+	}
+	return Rule{Batch: batch, ApplicationName: re}, nil
+}
+
+// ParseRules reads every --batch.match value; a batch may have one rule only.
+func ParseRules(values []string) ([]Rule, error) {
+	var rules []Rule
+	for _, v := range values {
+		r, err := ParseRule(v)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, r)
+	}
+	return rules, checkUnique(rules)
+}
+
+func checkUnique(rules []Rule) error {
+	seen := map[string]bool{}
+	for _, r := range rules {
+		if seen[r.Batch] {
+			return fmt.Errorf("batch %s has two rules", r.Batch)
+		}
+		seen[r.Batch] = true
+	}
+	return nil
+}
+
+// fileConfig is the --config.file layout:
+//
+//	batches:
+//	  - name: nightly
+//	    match: application_name:^etl_nightly
+type fileConfig struct {
+	Batches []struct {
+		Name  string `yaml:"name"`
+		Match string `yaml:"match"`
+	} `yaml:"batches"`
+}
+
+// LoadRules reads the rules of a YAML configuration file; unknown keys are errors.
+func LoadRules(path string) ([]Rule, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var cfg fileConfig
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var rules []Rule
+	for _, b := range cfg.Batches {
+		r, err := newRule(strings.TrimSpace(b.Name), b.Match)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		rules = append(rules, r)
+	}
+	if err := checkUnique(rules); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return rules, nil
+}

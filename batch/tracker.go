@@ -1,0 +1,298 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+)
+
+var (
+	runningDesc = prometheus.NewDesc(collectors.Namespace+"_batch_running",
+		"1 while a run of the batch is in progress (detected, or open in telemetry.batch_runs).", []string{"batch"}, nil)
+	runsDesc = prometheus.NewDesc(collectors.Namespace+"_batch_runs_total",
+		"Runs of the batch that finished since the exporter started.", []string{"batch"}, nil)
+	lastDurationDesc = prometheus.NewDesc(collectors.Namespace+"_batch_last_duration_seconds",
+		"Duration of the batch's last finished run.", []string{"batch"}, nil)
+	sessionsDesc = prometheus.NewDesc(collectors.Namespace+"_batch_sessions",
+		"Non-idle client sessions of the batch at the last wait sample.", []string{"batch"}, nil)
+	waitDesc = prometheus.NewDesc(collectors.Namespace+"_batch_wait_event_seconds_total",
+		"Session-seconds the batch's own non-idle sessions spent in each wait (Running/CPU when not waiting), from the wait sampler.",
+		[]string{"batch", "wait_event_type", "wait_event"}, nil)
+)
+
+// Options configure a Tracker.
+type Options struct {
+	Rules []Rule
+	// QuietPeriod ends a detected run: no matching session active for this long.
+	QuietPeriod time.Duration
+	// Runs reads telemetry.batch_runs (nil: runs are only detected).
+	Runs *pgxpool.Pool
+	// RefreshEvery is how often the open and finished runs are read.
+	RefreshEvery time.Duration
+	// Recorder writes detected runs into telemetry.batch_runs (nil: they stay in memory).
+	Recorder *pgxpool.Pool
+	Logger   *slog.Logger
+}
+
+// Tracker follows each batch's runs and attributes sampled sessions to batches: a session
+// belongs to the batch whose rule matches its application_name, or whose name it carries
+// (the exec wrapper sets PGAPPNAME to the batch's name).
+type Tracker struct {
+	o      Options
+	events chan event
+	start  time.Time
+
+	mu      sync.Mutex
+	batches map[string]*state
+	counted map[int64]time.Time // finished recorded runs already counted, by ended_at
+}
+
+type state struct {
+	// Detection.
+	detecting  bool
+	started    time.Time
+	lastActive time.Time
+	// Recorded runs open in telemetry.batch_runs.
+	openRecorded int
+
+	runs         float64
+	lastDuration *time.Duration
+	sessions     int
+	waits        map[[2]string]float64
+}
+
+// event is a detected boundary to record.
+type event struct {
+	begin bool
+	batch string
+	at    time.Time
+}
+
+// NewTracker builds a tracker; feed it with Observe (a collectors.WaitObserver) and Run.
+func NewTracker(o Options) *Tracker {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(),
+		batches: map[string]*state{}, counted: map[int64]time.Time{}}
+	for _, r := range o.Rules {
+		t.batch(r.Batch)
+	}
+	return t
+}
+
+func (t *Tracker) batch(name string) *state {
+	s := t.batches[name]
+	if s == nil {
+		s = &state{waits: map[[2]string]float64{}}
+		t.batches[name] = s
+	}
+	return s
+}
+
+// batchOf names the batch a session belongs to, or "".
+func (t *Tracker) batchOf(applicationName string) string {
+	for _, r := range t.o.Rules {
+		if r.Matches(applicationName) {
+			return r.Batch
+		}
+	}
+	if _, known := t.batches[applicationName]; known && applicationName != "" {
+		return applicationName
+	}
+	return ""
+}
+
+// Observe takes one wait sample: it books the batches' session-seconds and starts or ends
+// detected runs.
+func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.SessionWait) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.batches {
+		s.sessions = 0
+	}
+	for _, w := range waits {
+		name := t.batchOf(w.ApplicationName)
+		if name == "" {
+			continue
+		}
+		s := t.batches[name]
+		s.sessions += w.Count
+		s.waits[[2]string{w.WaitEventType, w.WaitEvent}] += float64(w.Count) * span.Seconds()
+	}
+	for _, r := range t.o.Rules {
+		s := t.batches[r.Batch]
+		switch {
+		case s.sessions > 0 && !s.detecting:
+			s.detecting, s.started, s.lastActive = true, at, at
+			t.record(event{begin: true, batch: r.Batch, at: at})
+		case s.sessions > 0:
+			s.lastActive = at
+		case s.detecting && at.Sub(s.lastActive) >= t.o.QuietPeriod:
+			s.detecting = false
+			d := s.lastActive.Sub(s.started)
+			s.runs++
+			s.lastDuration = &d
+			t.record(event{batch: r.Batch, at: s.lastActive})
+		}
+	}
+}
+
+// record queues a detected boundary for Run to write; it never blocks the sampler.
+func (t *Tracker) record(e event) {
+	if t.o.Recorder == nil {
+		return
+	}
+	select {
+	case t.events <- e:
+	default:
+		t.o.Logger.Warn("batch run not recorded: too many waiting", "batch", e.batch)
+	}
+}
+
+// Run writes detected runs and reads the recorded ones until ctx ends.
+func (t *Tracker) Run(ctx context.Context) {
+	var tick <-chan time.Time
+	if t.o.Runs != nil {
+		ticker := time.NewTicker(t.o.RefreshEvery)
+		defer ticker.Stop()
+		tick = ticker.C
+		t.refreshLogged(ctx)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-t.events:
+			if err := t.write(ctx, e); err != nil {
+				t.o.Logger.Warn("cannot record a detected batch boundary", "batch", e.batch, "begin", e.begin, "err", err)
+			}
+		case <-tick:
+			t.refreshLogged(ctx)
+		}
+	}
+}
+
+func (t *Tracker) write(ctx context.Context, e event) error {
+	sql := `SELECT telemetry.batch_end($1, 'ended', NULL, $2)`
+	if e.begin {
+		sql = `SELECT telemetry.batch_begin($1, 'detected', $2)`
+	}
+	_, err := t.o.Recorder.Exec(ctx, sql, e.batch, e.at)
+	return err
+}
+
+func (t *Tracker) refreshLogged(ctx context.Context) {
+	if err := t.Refresh(ctx); err != nil {
+		t.o.Logger.Warn("cannot read telemetry.batch_runs", "err", err)
+	}
+}
+
+// SQLRecordedRuns reads the runs of markers and the exec wrapper that are open or ended
+// since $1 (detected runs are this tracker's own). One cheap query per sample interval.
+const SQLRecordedRuns = `SELECT run_id, batch, started_at, ended_at FROM telemetry.batch_runs
+WHERE source <> 'detected' AND (status = 'running' OR ended_at > $1)
+ORDER BY ended_at NULLS LAST`
+
+// countWindow is how far back finished runs are looked for: longer than any pause between
+// two reads, short enough to keep the query small.
+const countWindow = 10 * time.Minute
+
+// Refresh reads the recorded runs: the open ones make their batch running, the newly
+// finished ones count. Where the schema is not installed there is nothing to read.
+func (t *Tracker) Refresh(ctx context.Context) error {
+	since := time.Now().Add(-countWindow)
+	if since.Before(t.start) {
+		since = t.start
+	}
+	rows, _ := t.o.Runs.Query(ctx, SQLRecordedRuns, since)
+	type run struct {
+		id             int64
+		batch          string
+		started, ended time.Time
+		open           bool
+	}
+	runs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (run, error) {
+		var x run
+		var ended *time.Time
+		err := r.Scan(&x.id, &x.batch, &x.started, &ended)
+		if ended == nil {
+			x.open = true
+		} else {
+			x.ended = *ended
+		}
+		return x, err
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") { // no table or schema
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.batches {
+		s.openRecorded = 0
+	}
+	for _, r := range runs {
+		s := t.batch(r.batch)
+		if r.open {
+			s.openRecorded++
+			continue
+		}
+		if _, done := t.counted[r.id]; done {
+			continue
+		}
+		t.counted[r.id] = r.ended
+		d := r.ended.Sub(r.started)
+		s.runs++
+		s.lastDuration = &d
+	}
+	for id, ended := range t.counted {
+		if ended.Before(since) {
+			delete(t.counted, id)
+		}
+	}
+	return nil
+}
+
+// Describe sends nothing: the batches are known only as they show up.
+func (t *Tracker) Describe(chan<- *prometheus.Desc) {}
+
+// Collect serves the batches' metrics from memory.
+func (t *Tracker) Collect(ch chan<- prometheus.Metric) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	names := make([]string, 0, len(t.batches))
+	for n := range t.batches {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s := t.batches[n]
+		running := 0.0
+		if s.detecting || s.openRecorded > 0 {
+			running = 1
+		}
+		ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, running, n)
+		ch <- prometheus.MustNewConstMetric(runsDesc, prometheus.CounterValue, s.runs, n)
+		if s.lastDuration != nil {
+			ch <- prometheus.MustNewConstMetric(lastDurationDesc, prometheus.GaugeValue, s.lastDuration.Seconds(), n)
+		}
+		ch <- prometheus.MustNewConstMetric(sessionsDesc, prometheus.GaugeValue, float64(s.sessions), n)
+		for k, v := range s.waits {
+			ch <- prometheus.MustNewConstMetric(waitDesc, prometheus.CounterValue, v, n, k[0], k[1])
+		}
+	}
+}

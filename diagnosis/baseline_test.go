@@ -1,0 +1,58 @@
+package diagnosis
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Five normal runs, then one with a lock held against it: diagnose_run must rank the lock
+// wait first among the measures, above the duration's own symptom.
+func TestRunAgainstBaseline(t *testing.T) {
+	for _, major := range []int{15, 17} {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t, major)
+			prepare(l)
+			normal := func(c *pgx.Conn, beforeInsert func()) {
+				cpu(t, c, 700*time.Millisecond)
+				beforeInsert()
+				mustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
+				cpu(t, c, 500*time.Millisecond)
+			}
+			for range 5 {
+				l.run("nightly", func(c *pgx.Conn) { normal(c, func() {}) })
+			}
+			slow := l.run("nightly", func(c *pgx.Conn) {
+				normal(c, func() {
+					other := l.conn("reporting")
+					mustExec(t, other, `BEGIN`)
+					mustExec(t, other, `LOCK TABLE work IN SHARE MODE`)
+					time.AfterFunc(800*time.Millisecond, func() { other.Exec(context.Background(), `COMMIT`) })
+				})
+			})
+			rep, err := ForRun(context.Background(), l.admin, slow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var text strings.Builder
+			if err := rep.Text(&text); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("report:\n%s", text.String())
+			if len(rep.Baseline) < 2 {
+				t.Fatalf("diagnose_run returned %d measures", len(rep.Baseline))
+			}
+			if d := rep.Baseline[0]; d.Rank != 0 || d.Measure != "duration" || d.BaselineRuns != 5 {
+				t.Errorf("rank 0 is %s over %d runs, want duration over 5", d.Measure, d.BaselineRuns)
+			}
+			if top := rep.Baseline[1]; top.Rank != 1 || top.Pattern == nil || *top.Pattern != "lock_contention" {
+				t.Errorf("rank 1 is %s (%v), want a lock_contention measure", top.Measure, deref(top.Pattern))
+			}
+		})
+	}
+}
