@@ -38,6 +38,9 @@ const markerTimeout = 10 * time.Second
 // gets PGBATCH_BATCH and PGBATCH_RUN_ID. When the markers cannot be written the command
 // still runs: the batch matters more than its telemetry.
 func Exec(o ExecOptions) int {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	ctx := context.Background()
 	var runID int64
 	conn, err := acquire(ctx, o.Pool)

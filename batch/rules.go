@@ -64,10 +64,11 @@ func ParseRules(values []string) ([]Rule, error) {
 		}
 		rules = append(rules, r)
 	}
-	return rules, checkUnique(rules)
+	return rules, CheckUnique(rules)
 }
 
-func checkUnique(rules []Rule) error {
+// CheckUnique refuses two rules for one batch.
+func CheckUnique(rules []Rule) error {
 	seen := map[string]bool{}
 	for _, r := range rules {
 		if seen[r.Batch] {
@@ -110,7 +111,7 @@ func LoadRules(path string) ([]Rule, error) {
 		}
 		rules = append(rules, r)
 	}
-	if err := checkUnique(rules); err != nil {
+	if err := CheckUnique(rules); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return rules, nil

@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/exporter"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
@@ -31,6 +33,9 @@ type serveCommand struct {
 	track         []string
 	selection     *collectors.Selection
 	recorder      *recorderFlags
+	batchMatch    []string
+	configFile    string
+	quietPeriod   time.Duration
 }
 
 func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
@@ -46,6 +51,9 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 	app.Flag("collector.tables.track", "A table to track, as schema.table (repeatable). Tables in telemetry.tracked_tables are tracked too.").StringsVar(&s.track)
 	s.selection = collectors.RegisterFlags(app)
 	s.recorder = addRecorderFlags(app)
+	app.Flag("batch.match", "Detect a batch's runs: batch=application_name:regexp (repeatable). A run starts when a matching session becomes active and ends after --batch.quiet-period without one.").StringsVar(&s.batchMatch)
+	app.Flag("config.file", "YAML file of batch rules: batches: [{name: nightly, match: 'application_name:^etl_nightly'}].").StringVar(&s.configFile)
+	addDuration(app, "batch.quiet-period", "A detected run ends when no session of the batch has been active for this long.", "1m", &s.quietPeriod)
 	return s
 }
 
@@ -72,8 +80,64 @@ func (s *serveCommand) validate() (collectors.Config, error) {
 	return cfg, nil
 }
 
+// batchRules are the --batch.match rules and those of --config.file.
+func (s *serveCommand) batchRules() ([]batch.Rule, error) {
+	rules, err := batch.ParseRules(s.batchMatch)
+	if err != nil {
+		return nil, usagef("--batch.match: %w", err)
+	}
+	if s.configFile != "" {
+		fromFile, err := batch.LoadRules(s.configFile)
+		if err != nil {
+			return nil, usagef("--config.file: %w", err)
+		}
+		rules = append(rules, fromFile...)
+		if err := batch.CheckUnique(rules); err != nil {
+			return nil, usagef("--batch.match and --config.file: %w", err)
+		}
+	}
+	if len(rules) > 0 && !s.selection.Enabled("waits") {
+		return nil, usagef("--batch.match needs the wait sampler: drop --no-collector.waits")
+	}
+	return rules, nil
+}
+
+// startBatches follows the batches' runs: detected by the rules through the wait sampler,
+// and read from telemetry.batch_runs (markers, exec) where the recorder writes, else in the
+// monitored database when its schema is there. Detected runs are recorded with the recorder.
+func (s *serveCommand) startBatches(ctx context.Context, rules []batch.Rule, pool *pgxpool.Pool, runner *collectors.Runner, logger *slog.Logger) (*batch.Tracker, error) {
+	o := batch.Options{Rules: rules, QuietPeriod: s.quietPeriod, Runs: pool, RefreshEvery: s.sampleEvery,
+		Logger: logger.With("component", "batch")}
+	if s.recorder.enabled {
+		po := s.conn.options(false)
+		if s.recorder.dsn != "" {
+			po.DSN = s.recorder.dsn
+		}
+		po.MaxConns = 1
+		po.ApplicationName = postgres.ApplicationName + " batch"
+		cfg, err := postgres.Config(po)
+		if err != nil {
+			return nil, usagef("--recorder.dsn: %w", err)
+		}
+		if o.Runs, err = postgres.NewPool(ctx, cfg); err != nil {
+			return nil, err
+		}
+		o.Recorder = o.Runs
+	}
+	t := batch.NewTracker(o)
+	if w := runner.Waits(); w != nil {
+		w.Observe(t.Observe)
+	}
+	go t.Run(ctx)
+	return t, nil
+}
+
 func (s *serveCommand) run(logger *slog.Logger) error {
 	cfg, err := s.validate()
+	if err != nil {
+		return err
+	}
+	rules, err := s.batchRules()
 	if err != nil {
 		return err
 	}
@@ -99,7 +163,11 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 	if err != nil {
 		return usageError{err}
 	}
-	handler, err := exporter.Handler(runner, exporter.Options{MetricsPath: s.metricsPath, Logger: logger, Extra: recorderMetrics})
+	batches, err := s.startBatches(ctx, rules, pool, runner, logger)
+	if err != nil {
+		return err
+	}
+	handler, err := exporter.Handler(runner, exporter.Options{MetricsPath: s.metricsPath, Logger: logger, Extra: append(recorderMetrics, batches)})
 	if err != nil {
 		return err
 	}

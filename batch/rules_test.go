@@ -1,0 +1,63 @@
+package batch
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseRule(t *testing.T) {
+	r, err := ParseRule("nightly=application_name:^etl_nightly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Batch != "nightly" || !r.Matches("etl_nightly_loader") || r.Matches("x_etl_nightly") {
+		t.Errorf("rule %+v matches wrongly", r)
+	}
+	for value, want := range map[string]string{
+		"nightly":                    "want batch=application_name:regexp",
+		"=application_name:^x":       "the batch name is empty",
+		"nightly=^etl":               "want application_name:regexp",
+		"nightly=usename:^etl":       `cannot match on "usename"`,
+		"nightly=application_name:":  "pattern is empty",
+		"nightly=application_name:(": "missing closing )",
+	} {
+		if _, err := ParseRule(value); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseRule(%q) = %v, want an error with %q", value, err, want)
+		}
+	}
+	if _, err := ParseRules([]string{"a=application_name:x", "a=application_name:y"}); err == nil {
+		t.Error("two rules for one batch were accepted")
+	}
+}
+
+func TestLoadRules(t *testing.T) {
+	dir := t.TempDir()
+	write := func(text string) string {
+		p := filepath.Join(dir, "config.yml")
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	rules, err := LoadRules(write("batches:\n  - name: nightly\n    match: application_name:^etl_nightly\n  - name: weekly\n    match: 'application_name:^weekly$'\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rules) != 2 || rules[0].Batch != "nightly" || !rules[1].Matches("weekly") {
+		t.Errorf("rules = %+v", rules)
+	}
+	for text, want := range map[string]string{
+		"batches:\n  - name: nightly\n    macth: application_name:x\n": "field macth not found",
+		"batches:\n  - name: nightly\n    match: application_name:(\n": "config.yml: batch nightly",
+		"batches: [": "config.yml",
+	} {
+		if _, err := LoadRules(write(text)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadRules(%q) = %v, want an error with %q", text, err, want)
+		}
+	}
+	if _, err := LoadRules(filepath.Join(dir, "missing.yml")); err == nil {
+		t.Error("a missing file was accepted")
+	}
+}

@@ -1,0 +1,322 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
+	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// db is a migrated database and a pool to it as the exporter's tools open one.
+func db(t *testing.T, major int, app string) (string, *pgxpool.Pool) {
+	t.Helper()
+	dsn := pgtest.Start(t, major).NewDatabase(t)
+	cfg, err := postgres.Config(postgres.Options{DSN: dsn, MaxConns: 4, StatementTimeout: 30 * time.Second,
+		LockTimeout: 5 * time.Second, ApplicationName: app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := postgres.NewPool(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := recorder.Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	return dsn, pool
+}
+
+func connect(t *testing.T, dsn, app string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["application_name"] = app
+	c, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+type runRow struct {
+	Batch, Status, Source string
+	ExitCode              *int32
+	Detail                *string
+	Seconds               float64
+}
+
+func runs(t *testing.T, pool *pgxpool.Pool) []runRow {
+	t.Helper()
+	rows, _ := pool.Query(context.Background(), `SELECT batch, status, source, exit_code, detail,
+		extract(epoch FROM coalesce(ended_at, now()) - started_at)::float8 FROM telemetry.batch_runs ORDER BY run_id`)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (runRow, error) {
+		var x runRow
+		err := r.Scan(&x.Batch, &x.Status, &x.Source, &x.ExitCode, &x.Detail, &x.Seconds)
+		return x, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// metric returns the value of a family's series with these label values (in the order of
+// the label names, sorted, as the registry keeps them), or nil.
+func metric(t *testing.T, c prometheus.Collector, name string, labels ...string) *float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.Metric {
+			for i, lp := range m.Label {
+				if i >= len(labels) || lp.GetValue() != labels[i] {
+					continue series
+				}
+			}
+			return value(m)
+		}
+	}
+	return nil
+}
+
+func value(m *dto.Metric) *float64 {
+	switch {
+	case m.Gauge != nil:
+		return m.Gauge.Value
+	case m.Counter != nil:
+		return m.Counter.Value
+	}
+	return nil
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+	}
+}
+
+func is(v *float64, want float64) bool { return v != nil && *v == want }
+
+func TestMarkers(t *testing.T) {
+	for _, major := range []int{15, 17} {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			dsn, pool := db(t, major, "pg-batch-exporter test")
+			ctx := context.Background()
+			c := connect(t, dsn, "psql")
+			listener := connect(t, dsn, "listener")
+			if _, err := listener.Exec(ctx, "LISTEN "+recorder.SnapshotChannel); err != nil {
+				t.Fatal(err)
+			}
+			exec := func(sql string) {
+				t.Helper()
+				if _, err := c.Exec(ctx, sql); err != nil {
+					t.Fatalf("%s: %v", sql, err)
+				}
+			}
+			snapshotAsked := func() {
+				t.Helper()
+				wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				if _, err := listener.WaitForNotification(wctx); err != nil {
+					t.Fatalf("no snapshot request: %v", err)
+				}
+			}
+			exec(`SELECT telemetry.batch_begin('nightly')`)
+			snapshotAsked()
+			exec(`SELECT telemetry.batch_end('nightly', 'failed')`)
+			snapshotAsked()
+			// A begin without an end: the next begin closes it as abandoned.
+			exec(`SELECT telemetry.batch_begin('nightly')`)
+			exec(`SELECT telemetry.batch_begin('nightly')`)
+			exec(`SELECT telemetry.batch_end('nightly')`)
+			// An end without a begin warns and changes nothing.
+			exec(`SELECT telemetry.batch_end('nightly')`)
+			// An exec wrapper killed with its session: the next marker closes its run.
+			wrapper := connect(t, dsn, "pg-batch-exporter exec")
+			if _, err := wrapper.Exec(ctx, `SELECT telemetry.batch_begin('weekly', 'exec')`); err != nil {
+				t.Fatal(err)
+			}
+			wrapper.Close(ctx)
+			// A run open longer than batch_max_run_seconds is closed too.
+			exec(`SELECT telemetry.batch_begin('hourly', 'marker', now() - interval '2 days')`)
+			eventually(t, "the wrapper's session to end", func() bool {
+				var gone bool
+				err := pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'pg-batch-exporter exec')`).Scan(&gone)
+				return err == nil && gone
+			})
+			exec(`SELECT telemetry.batch_begin('monthly')`)
+
+			got := runs(t, pool)
+			want := []struct{ batch, status, source, detail string }{
+				{"nightly", "failed", "marker", ""},
+				{"nightly", "abandoned", "marker", "a new run began before batch_end"},
+				{"nightly", "succeeded", "marker", ""},
+				{"weekly", "abandoned", "exec", "the exec wrapper's session ended without batch_end"},
+				{"hourly", "abandoned", "marker", "no batch_end within batch_max_run_seconds (86400 s)"},
+				{"monthly", "running", "marker", ""},
+			}
+			if len(got) != len(want) {
+				t.Fatalf("runs = %+v, want %d", got, len(want))
+			}
+			for i, w := range want {
+				g := got[i]
+				detail := ""
+				if g.Detail != nil {
+					detail = *g.Detail
+				}
+				if g.Batch != w.batch || g.Status != w.status || g.Source != w.source || detail != w.detail {
+					t.Errorf("run %d = %s %s %s %q, want %s %s %s %q", i+1, g.Batch, g.Status, g.Source, detail, w.batch, w.status, w.source, w.detail)
+				}
+			}
+			var recent int
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM telemetry.recent_batch_runs WHERE status = 'running'`).Scan(&recent); err != nil || recent != 1 {
+				t.Errorf("recent_batch_runs shows %d open runs (%v), want 1", recent, err)
+			}
+			if _, err := c.Exec(ctx, `SELECT telemetry.batch_end('monthly', 'done')`); err == nil {
+				t.Error("batch_end accepted the status 'done'")
+			}
+		})
+	}
+}
+
+func TestExec(t *testing.T) {
+	_, pool := db(t, 17, "pg-batch-exporter exec")
+	check := `test "$PGAPPNAME" = nightly && test "$PGBATCH_BATCH" = nightly && test -n "$PGBATCH_RUN_ID"`
+	for _, tc := range []struct {
+		script string
+		code   int
+		status string
+	}{
+		{check, 0, "succeeded"},
+		{check + " && exit 3", 3, "failed"},
+		{"kill -TERM $$", 128 + 15, "cancelled"},
+	} {
+		var out, errOut testWriter
+		code := Exec(ExecOptions{Pool: pool, Batch: "nightly", Command: []string{"sh", "-c", tc.script},
+			Stdout: &out, Stderr: &errOut})
+		if code != tc.code {
+			t.Errorf("%s: exit status %d, want %d (stderr %q)", tc.script, code, tc.code, errOut)
+		}
+	}
+	if code := Exec(ExecOptions{Pool: pool, Batch: "nightly", Command: []string{"/nonexistent/job"},
+		Stdout: &testWriter{}, Stderr: &testWriter{}}); code != 127 {
+		t.Errorf("a missing command: exit status %d, want 127", code)
+	}
+	got := runs(t, pool)
+	wantStatus := []string{"succeeded", "failed", "cancelled", "failed"}
+	wantCode := []int32{0, 3, 143, 127}
+	if len(got) != len(wantStatus) {
+		t.Fatalf("runs = %+v", got)
+	}
+	for i, g := range got {
+		if g.Source != "exec" || g.Status != wantStatus[i] || g.ExitCode == nil || *g.ExitCode != wantCode[i] {
+			t.Errorf("run %d = %+v, want exec %s with exit code %d", i+1, g, wantStatus[i], wantCode[i])
+		}
+	}
+}
+
+type testWriter []byte
+
+func (w *testWriter) Write(p []byte) (int, error) { *w = append(*w, p...); return len(p), nil }
+
+// Detection through the real wait sampler, markers read from the table, and the metrics of both.
+func TestTracker(t *testing.T) {
+	for _, major := range []int{15, 17} {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			dsn, pool := db(t, major, "pg-batch-exporter batch")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			rules, err := ParseRules([]string{"nightly=application_name:^etl_nightly"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := NewTracker(Options{Rules: rules, QuietPeriod: 400 * time.Millisecond, Runs: pool,
+				RefreshEvery: 100 * time.Millisecond, Recorder: pool})
+			sampler := collectors.NewWaitSampler(pool, 50*time.Millisecond, nil)
+			sampler.Observe(tr.Observe)
+			go tr.Run(ctx)
+			go func() {
+				for ctx.Err() == nil {
+					_ = sampler.Sample(ctx)
+					time.Sleep(50 * time.Millisecond)
+				}
+			}()
+
+			if !is(metric(t, tr, "pgbatch_batch_running", "nightly"), 0) {
+				t.Fatal("nightly should be known and not running before its first session")
+			}
+			job := connect(t, dsn, "etl_nightly_load")
+			done := make(chan error, 1)
+			go func() { _, err := job.Exec(ctx, `SELECT pg_sleep(1)`); done <- err }()
+			eventually(t, "the detected run", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "nightly"), 1) })
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the detected run's end", func() bool { return is(metric(t, tr, "pgbatch_batch_runs_total", "nightly"), 1) })
+			if v := metric(t, tr, "pgbatch_batch_running", "nightly"); !is(v, 0) {
+				t.Errorf("running after the quiet period = %v", v)
+			}
+			if d := metric(t, tr, "pgbatch_batch_last_duration_seconds", "nightly"); d == nil || *d < 0.7 || *d > 1.3 {
+				t.Errorf("last duration = %v, want about 1s", d)
+			}
+			if w := metric(t, tr, "pgbatch_batch_wait_event_seconds_total", "nightly", "PgSleep", "Timeout"); w == nil || *w < 0.7 || *w > 1.3 {
+				t.Errorf("PgSleep session-seconds = %v, want about 1", w)
+			}
+			eventually(t, "the detected run in telemetry.batch_runs", func() bool {
+				r := runs(t, pool)
+				return len(r) == 1 && r[0].Source == "detected" && r[0].Status == "ended" && r[0].Seconds > 0.7
+			})
+
+			// A marker run of another batch: running while open, counted when ended; its
+			// session, named after the batch (as exec names the child's), is attributed to it.
+			c := connect(t, dsn, "weekly")
+			if _, err := c.Exec(ctx, `SELECT telemetry.batch_begin('weekly')`); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the marker run", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "weekly"), 1) })
+			if _, err := c.Exec(ctx, `SELECT pg_sleep(0.3)`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Exec(ctx, `SELECT telemetry.batch_end('weekly')`); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the marker run's end", func() bool { return is(metric(t, tr, "pgbatch_batch_runs_total", "weekly"), 1) })
+			if v := metric(t, tr, "pgbatch_batch_running", "weekly"); !is(v, 0) {
+				t.Errorf("weekly running after its end = %v", v)
+			}
+			if w := metric(t, tr, "pgbatch_batch_wait_event_seconds_total", "weekly", "PgSleep", "Timeout"); w == nil || *w < 0.1 {
+				t.Errorf("weekly PgSleep session-seconds = %v", w)
+			}
+			if n := metric(t, tr, "pgbatch_batch_runs_total", "nightly"); !is(n, 1) {
+				t.Errorf("nightly runs = %v, want 1: the tracker's own detected run must not count twice", n)
+			}
+		})
+	}
+}
