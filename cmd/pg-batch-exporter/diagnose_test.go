@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
+)
+
+func TestBatchAndDiagnoseBadInput(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"diagnose", "--from=yesterday"}, `--from: "yesterday" is not a time`},
+		{[]string{"diagnose", "--from=2024-12-16 15:00", "--to=2024-12-16 14:00"}, "is not after --from"},
+		{[]string{"diagnose", "--from=2024-12-16T14:00:00Z", "--to=noon"}, `--to: "noon" is not a time`},
+		{[]string{"diagnose"}, "needs either --from (a window) or --batch (a run)"},
+		{[]string{"diagnose", "--from=2024-12-16 14:00", "--batch=nightly"}, "needs either --from"},
+		{[]string{"diagnose", "--batch=nightly", "--run=first"}, `--run "first": want last, last-N or a run_id`},
+		{[]string{"diagnose", "--batch=nightly", "--format=xml"}, "enum value must be one of text,json"},
+		{[]string{"exec", "--batch=nightly"}, "required argument 'command' not provided"},
+		{[]string{"--batch.match=nightly"}, "--batch.match: batch rule \"nightly\""},
+		{[]string{"--batch.match=nightly=usename:^etl"}, `cannot match on "usename"`},
+		{[]string{"--config.file=/nonexistent/pg-batch-exporter.yml"}, "--config.file: open /nonexistent"},
+	} {
+		code, _, errOut := runCLI(c.args...)
+		if code != 2 || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q, want 2 and one line with %q", c.args, code, errOut, c.want)
+		}
+	}
+}
+
+func TestDiagnoseAndExecCommands(t *testing.T) {
+	dsn := pgtest.Start(t, 17).NewDatabase(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := recorder.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DATA_SOURCE_NAME", dsn)
+
+	if code, _, errOut := runCLI("exec", "--batch=nightly", "--", "sh", "-c", `test "$PGAPPNAME" = nightly && exit 4`); code != 4 {
+		t.Errorf("exec exited %d (stderr %q), want the command's 4", code, errOut)
+	}
+	code, out, errOut := runCLI("diagnose", "--batch=nightly", "--run=last")
+	if code != 0 || !strings.Contains(out, "Batch nightly, run 1 (exec, failed)") || !strings.Contains(out, "insufficient_data") {
+		t.Errorf("diagnose --batch: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, errOut = runCLI("diagnose", "--from=2024-12-16 14:00", "--to=2024-12-16T16:00:00+01:00", "--format=json")
+	var rep struct {
+		Findings []struct{ Pattern, Severity string }
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || len(rep.Findings) == 0 || rep.Findings[0].Pattern != "insufficient_data" {
+		t.Errorf("diagnose --format json: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, args := range [][]string{{"diagnose", "--batch=weekly"}, {"diagnose", "--batch=nightly", "--run=last-1"}, {"diagnose", "--batch=nightly", "--run=99"}} {
+		if code, _, errOut := runCLI(args...); code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q, want 2 and one line", args, code, errOut)
+		}
+	}
+}
