@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+)
+
+// TestBinaryBatches runs the exporter with a detection rule and the recorder: a session of the
+// batch makes a detected run (in the metrics and in telemetry.batch_runs), and a marker run of
+// another batch shows as running.
+func TestBinaryBatches(t *testing.T) {
+	bin := buildBinary(t)
+	dsn := pgtest.Start(t, 17).NewDatabase(t)
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "--web.listen-address="+addr, "--recorder.enabled",
+		"--tier.sample-interval=200ms", "--collector.waits.interval=100ms",
+		"--batch.match=nightly=application_name:^etl_nightly", "--batch.quiet-period=300ms")
+	cmd.Env = append(os.Environ(), "DATA_SOURCE_NAME="+dsn)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	scrapeUntil := func(what string, want ...string) {
+		t.Helper()
+		var body string
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			resp, err := http.Get("http://" + addr + "/metrics")
+			if err != nil {
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			all := true
+			for _, w := range want {
+				all = all && strings.Contains(body, w)
+			}
+			if all {
+				return
+			}
+		}
+		t.Fatalf("no %s within 20s; want %q in\n%s\nlogs:\n%s", what, want, body, logs.String())
+	}
+	scrapeUntil("batch metrics", `pgbatch_batch_running{batch="nightly"} 0`)
+
+	ctx := context.Background()
+	connect := func(app string) *pgx.Conn {
+		cfg, err := pgx.ParseConfig(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RuntimeParams["application_name"] = app
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(ctx) })
+		return c
+	}
+	if _, err := connect("etl_nightly").Exec(ctx, `SELECT pg_sleep(0.8)`); err != nil {
+		t.Fatal(err)
+	}
+	scrapeUntil("detected run", `pgbatch_batch_runs_total{batch="nightly"} 1`, `pgbatch_batch_last_duration_seconds{batch="nightly"}`,
+		`pgbatch_batch_wait_event_seconds_total{batch="nightly",wait_event="PgSleep",wait_event_type="Timeout"}`)
+	marker := connect("psql")
+	if _, err := marker.Exec(ctx, `SELECT telemetry.batch_begin('weekly')`); err != nil {
+		t.Fatal(err)
+	}
+	scrapeUntil("marker run", `pgbatch_batch_running{batch="weekly"} 1`)
+	var source, status string
+	if err := marker.QueryRow(ctx, `SELECT source, status FROM telemetry.batch_runs WHERE batch = 'nightly'`).Scan(&source, &status); err != nil || source != "detected" || status != "ended" {
+		t.Errorf("detected run recorded as %s %s (%v), want detected ended", source, status, err)
+	}
+}
