@@ -20,6 +20,7 @@ import (
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/exporter"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/report"
 )
 
 type serveCommand struct {
@@ -109,17 +110,9 @@ func (s *serveCommand) startBatches(ctx context.Context, rules []batch.Rule, poo
 	o := batch.Options{Rules: rules, QuietPeriod: s.quietPeriod, Runs: pool, RefreshEvery: s.sampleEvery,
 		Logger: logger.With("component", "batch")}
 	if s.recorder.enabled {
-		po := s.conn.options(false)
-		if s.recorder.dsn != "" {
-			po.DSN = s.recorder.dsn
-		}
-		po.MaxConns = 1
-		po.ApplicationName = postgres.ApplicationName + " batch"
-		cfg, err := postgres.Config(po)
-		if err != nil {
-			return nil, usagef("--recorder.dsn: %w", err)
-		}
-		if o.Runs, err = postgres.NewPool(ctx, cfg); err != nil {
+		po := s.recorderOptions(false, 1, "batch")
+		var err error
+		if o.Runs, err = s.recorderPool(ctx, po); err != nil {
 			return nil, err
 		}
 		o.Recorder = o.Runs
@@ -130,6 +123,41 @@ func (s *serveCommand) startBatches(ctx context.Context, rules []batch.Rule, poo
 	}
 	go t.Run(ctx)
 	return t, nil
+}
+
+// recorderOptions are the connection options of a pool in the recorder's database.
+func (s *serveCommand) recorderOptions(readOnly bool, maxConns int32, component string) postgres.Options {
+	po := s.conn.options(readOnly)
+	if s.recorder.dsn != "" {
+		po.DSN = s.recorder.dsn
+	}
+	po.MaxConns = maxConns
+	po.ApplicationName = postgres.ApplicationName + " " + component
+	return po
+}
+
+func (s *serveCommand) recorderPool(ctx context.Context, po postgres.Options) (*pgxpool.Pool, error) {
+	cfg, err := postgres.Config(po)
+	if err != nil {
+		return nil, usagef("--recorder.dsn: %w", err)
+	}
+	return postgres.NewPool(ctx, cfg)
+}
+
+// startReport serves the batch report pages from the recorder's database, when it is on.
+func (s *serveCommand) startReport(ctx context.Context, logger *slog.Logger) (http.Handler, error) {
+	if !s.recorder.enabled {
+		return nil, nil
+	}
+	po := s.recorderOptions(true, 2, "report")
+	// A report reads a run and its baseline runs: allow it more than one collection query.
+	po.StatementTimeout = max(po.StatementTimeout, 30*time.Second)
+	pool, err := s.recorderPool(ctx, po)
+	if err != nil {
+		return nil, err
+	}
+	context.AfterFunc(ctx, pool.Close)
+	return report.Handler(report.Options{Pool: pool, Logger: logger.With("component", "report")}), nil
 }
 
 func (s *serveCommand) run(logger *slog.Logger) error {
@@ -167,7 +195,12 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	handler, err := exporter.Handler(runner, exporter.Options{MetricsPath: s.metricsPath, Logger: logger, Extra: append(recorderMetrics, batches)})
+	reports, err := s.startReport(ctx, logger)
+	if err != nil {
+		return err
+	}
+	handler, err := exporter.Handler(runner, exporter.Options{MetricsPath: s.metricsPath, Logger: logger, Extra: append(recorderMetrics, batches),
+		Report: reports})
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,9 @@ type Options struct {
 	Extra []prometheus.Collector
 	// ExtraLinks are added to the landing page (the batch report).
 	ExtraLinks []web.LandingLinks
+	// Report, when the recorder is on, serves the batch report pages under /report; the
+	// landing page then links to the recent runs.
+	Report http.Handler
 }
 
 // Registries builds one registry per view: every tier, and each tier alone.
@@ -73,6 +76,10 @@ func Handler(r *pgcollectors.Runner, o Options) (http.Handler, error) {
 			{Address: o.MetricsPath + "?tier=sample", Text: "Sample tier", Description: "Sessions, waits, locks, progress, replication lag"},
 			{Address: o.MetricsPath + "?tier=snapshot", Text: "Snapshot tier", Description: "WAL, checkpoints, bgwriter, I/O, databases, slots, tables"},
 		}, o.ExtraLinks...)
+		if o.Report != nil {
+			links = append(links, web.LandingLinks{Address: "/report", Text: "Batch runs",
+				Description: "Recent runs, each diagnosed against the batch's previous normal runs, with charts"})
+		}
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "pg-batch-exporter",
 			Description: "Why did tonight's batch take 60 minutes instead of 10? PostgreSQL telemetry for batch variance.",
@@ -83,6 +90,10 @@ func Handler(r *pgcollectors.Runner, o Options) (http.Handler, error) {
 			return nil, err
 		}
 		mux.Handle("/", landing)
+	}
+	if o.Report != nil {
+		mux.Handle("/report", o.Report)
+		mux.Handle("/report/", o.Report)
 	}
 	return mux, nil
 }

@@ -1,0 +1,297 @@
+// Package report serves the recorder's batch report pages: one per batch run
+// (/report/run/<id>) and one per time window (/report?from=...&to=...), and the list of
+// recent runs (/report). Each page shows the diagnosis, compare() and wait_summary(), and
+// charts of WAL, checkpoints, waits, locks and temp bytes over the window, a run beside its
+// baseline. The pages are plain server-rendered HTML with inline CSS and SVG: no script, no
+// external asset, so they work offline and behind any proxy.
+package report
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis"
+)
+
+// Options configure the report pages.
+type Options struct {
+	// Pool reads the telemetry schema (the recorder's database); read-only is enough.
+	Pool   *pgxpool.Pool
+	Logger *slog.Logger
+}
+
+// Handler serves /report, /report/run/<id> and /report?from=&to=.
+func Handler(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{o: o}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /report", h.windowOrIndex)
+	mux.HandleFunc("GET /report/run/{id}", h.run)
+	mux.HandleFunc("/report/", func(w http.ResponseWriter, r *http.Request) {
+		h.fail(w, http.StatusNotFound, fmt.Errorf("no report page at %s: see /report for the recent runs", r.URL.Path))
+	})
+	return mux
+}
+
+type handler struct{ o Options }
+
+//go:embed page.html
+var files embed.FS
+
+var pageTemplate = template.Must(template.New("page.html").Funcs(template.FuncMap{
+	"ts":       formatTime,
+	"cell":     formatCell,
+	"numeric":  isNumeric,
+	"measure":  formatMeasure,
+	"signed":   formatSigned,
+	"seconds":  formatSeconds,
+	"severity": strings.ToUpper,
+}).ParseFS(files, "page.html"))
+
+// page is what page.html renders; Kind picks the content.
+type page struct {
+	Kind  string // index, run, window, error
+	Title string
+	Error string
+
+	Runs []runRow // index
+
+	From, To time.Time
+	Run      *diagnosis.Run
+	Findings []diagnosis.Finding
+	Measures []diagnosis.Measure // run: against the baseline, rank 0 is the duration
+	Baseline []int64             // run: the previous normal runs compared with
+	Compare  []compareLine
+	Waits    table
+	Charts   []chart
+	SQL      []string // the SQL that shows the same, for psql
+}
+
+// maxWindow bounds a window report: longer windows read too much for one page.
+const maxWindow = 31 * 24 * time.Hour
+
+func (h *handler) windowOrIndex(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
+	defer cancel()
+	q := r.URL.Query()
+	if q.Get("from") == "" && q.Get("to") == "" {
+		runs, err := recentRuns(ctx, h.o.Pool, 100)
+		if err != nil {
+			h.fail(w, http.StatusInternalServerError, err)
+			return
+		}
+		h.render(w, http.StatusOK, &page{Kind: "index", Title: "Batch runs", Runs: runs})
+		return
+	}
+	from, err := parseTime("from", q.Get("from"))
+	if err != nil {
+		h.fail(w, http.StatusBadRequest, err)
+		return
+	}
+	to, err := parseTime("to", q.Get("to"))
+	if err != nil {
+		h.fail(w, http.StatusBadRequest, err)
+		return
+	}
+	switch {
+	case !to.After(from):
+		h.fail(w, http.StatusBadRequest, fmt.Errorf("to (%s) must be after from (%s)", formatTime(to), formatTime(from)))
+		return
+	case to.Sub(from) > maxWindow:
+		h.fail(w, http.StatusBadRequest, fmt.Errorf("the window is %s long; at most %d days fit one report", to.Sub(from).Round(time.Hour), int(maxWindow.Hours()/24)))
+		return
+	}
+	p, err := h.windowPage(ctx, from, to)
+	if err != nil {
+		h.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	h.render(w, http.StatusOK, p)
+}
+
+func (h *handler) windowPage(ctx context.Context, from, to time.Time) (*page, error) {
+	win := window{start: from, end: to, snapshotStart: from}
+	rep, err := diagnosis.Window(ctx, h.o.Pool, from, to, "")
+	if err != nil {
+		return nil, err
+	}
+	p := &page{Kind: "window", Title: "Window " + formatTime(from) + " to " + formatTime(to), From: from, To: to, Findings: rep.Findings}
+	if err := h.fill(ctx, p, win, nil); err != nil {
+		return nil, err
+	}
+	lit := func(t time.Time) string { return "'" + t.Format(time.RFC3339Nano) + "'" }
+	p.SQL = []string{
+		fmt.Sprintf("SELECT * FROM telemetry.diagnose(%s, %s);", lit(from), lit(to)),
+		fmt.Sprintf("SELECT * FROM telemetry.compare(%s, %s);", lit(from), lit(to)),
+		fmt.Sprintf("SELECT * FROM telemetry.wait_summary(%s, %s);", lit(from), lit(to)),
+	}
+	return p, nil
+}
+
+func (h *handler) run(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
+	defer cancel()
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		h.fail(w, http.StatusBadRequest, fmt.Errorf("%q is not a run id: run ids are positive whole numbers (telemetry.batch_runs.run_id)", r.PathValue("id")))
+		return
+	}
+	win, err := runWindow(ctx, h.o.Pool, id)
+	if errors.Is(err, errUnknownRun) {
+		h.fail(w, http.StatusNotFound, err)
+		return
+	}
+	if err != nil {
+		h.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	rep, err := diagnosis.ForRun(ctx, h.o.Pool, id)
+	if err != nil {
+		h.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	p := &page{Kind: "run", Title: fmt.Sprintf("%s, run %d", rep.Run.Batch, id), From: rep.From, To: rep.To,
+		Run: rep.Run, Findings: rep.Findings, Measures: rep.Baseline}
+	if p.Baseline, err = baselineRuns(ctx, h.o.Pool, rep.Run); err != nil {
+		h.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	if err := h.fill(ctx, p, win, p.Baseline); err != nil {
+		h.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	p.SQL = []string{
+		fmt.Sprintf("SELECT * FROM telemetry.diagnose_run(%d);", id),
+		fmt.Sprintf("SELECT * FROM telemetry.diagnose_run_findings(%d);", id),
+		fmt.Sprintf("SELECT * FROM telemetry.batch_runs WHERE batch = %s ORDER BY started_at DESC;", quoteLiteral(rep.Run.Batch)),
+	}
+	h.render(w, http.StatusOK, p)
+}
+
+// fill adds the compare and wait_summary tables and the charts of the window; with baseline
+// runs, compare shows their median and the charts the latest of them.
+func (h *handler) fill(ctx context.Context, p *page, win window, baseline []int64) error {
+	cur, err := compareRow(ctx, h.o.Pool, win)
+	if err != nil {
+		return err
+	}
+	var base []table
+	for _, id := range baseline {
+		bw, err := runWindow(ctx, h.o.Pool, id)
+		if err != nil {
+			return err
+		}
+		t, err := compareRow(ctx, h.o.Pool, bw)
+		if err != nil {
+			return err
+		}
+		base = append(base, t)
+	}
+	p.Compare = compareLines(cur, base)
+	if p.Waits, err = waitSummary(ctx, h.o.Pool, win); err != nil {
+		return err
+	}
+	s, err := loadSeries(ctx, h.o.Pool, win)
+	if err != nil {
+		return err
+	}
+	var prev *series
+	var prevLabel string
+	xmax := win.end.Sub(win.start).Seconds()
+	if len(baseline) > 0 {
+		bw, err := runWindow(ctx, h.o.Pool, baseline[0])
+		if err != nil {
+			return err
+		}
+		if prev, err = loadSeries(ctx, h.o.Pool, bw); err != nil {
+			return err
+		}
+		prevLabel = fmt.Sprintf("previous normal run (%d)", baseline[0])
+		xmax = max(xmax, bw.end.Sub(bw.start).Seconds())
+	}
+	p.Charts = charts(s, prev, prevLabel, xmax)
+	return nil
+}
+
+// charts lays out the five charts; prev, when not nil, is drawn dashed beside the window.
+func charts(s, prev *series, prevLabel string, xmax float64) []chart {
+	this := "this run"
+	if prev == nil {
+		this = "this window"
+	}
+	pair := func(title, help, unit string, get func(*series) []point) chart {
+		c := chart{Title: title, Help: help, Unit: unit, XMax: xmax,
+			Lines: []line{{Name: this, Color: palette[0], Points: get(s)}}}
+		if prev != nil {
+			c.Lines = append(c.Lines, line{Name: prevLabel, Color: baselineColor, Dashed: true, Points: get(prev)})
+		}
+		return c
+	}
+	waits := chart{Title: "Waits by event", Help: "Average client sessions in each wait (Running: CPU is working, not waiting)", Unit: "sessions", XMax: xmax}
+	names, top := topWaits(s.Waits, s.Locks, len(palette)-1)
+	for i, name := range names {
+		waits.Lines = append(waits.Lines, line{Name: name, Color: palette[i%len(palette)], Points: top[name]})
+	}
+	if prev != nil {
+		waits.Lines = append(waits.Lines, line{Name: "all waits, " + prevLabel, Color: baselineColor, Dashed: true, Points: sum(prev.Waits, prev.Locks)})
+	}
+	return []chart{
+		pair("WAL written", "WAL bytes generated since the start (pg_stat_wal)", "bytes", func(s *series) []point { return s.WAL }),
+		pair("Checkpoints", "Checkpoints completed since the start, timed and requested", "count", func(s *series) []point { return s.Checkpoints }),
+		waits,
+		pair("Sessions blocked on locks", "Sessions waiting for a heavyweight lock held by another, per sample", "count", func(s *series) []point { return s.Locks }),
+		pair("Temp bytes", "Temporary file bytes written since the start (sorts and hashes beyond work_mem)", "bytes", func(s *series) []point { return s.TempBytes }),
+	}
+}
+
+func (h *handler) render(w http.ResponseWriter, status int, p *page) {
+	var b strings.Builder
+	if err := pageTemplate.Execute(&b, p); err != nil {
+		h.o.Logger.Error("rendering report page", "err", err)
+		http.Error(w, "rendering the report page failed: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	// Nothing but this page's own inline styles and images may load.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(b.String()))
+}
+
+func (h *handler) fail(w http.ResponseWriter, status int, err error) {
+	msg := err.Error()
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" || errors.As(err, &pgErr) && pgErr.Code == "42883" {
+		msg = "The telemetry schema is not installed in this database yet: the recorder creates it on start (--recorder.enabled). " + msg
+	}
+	if status >= 500 {
+		h.o.Logger.Error("report page", "err", err)
+	}
+	h.render(w, status, &page{Kind: "error", Title: http.StatusText(status), Error: msg})
+}
+
+func parseTime(name, s string) (time.Time, error) {
+	if strings.TrimSpace(s) == "" {
+		return time.Time{}, fmt.Errorf("%s is missing: give both from and to, e.g. ?from=2026-01-02T01:00:00Z&to=2026-01-02T02:00:00Z", name)
+	}
+	t, err := diagnosis.ParseTime(strings.TrimSpace(s))
+	if err != nil {
+		return t, fmt.Errorf("%s: %w", name, err)
+	}
+	return t, nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -1,0 +1,272 @@
+package report_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/exporter"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/report"
+	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// recorded is an exporter with the recorder on against a real server, serving the report
+// pages, with two runs of batch "nightly" recorded: a normal one, then one held up by a
+// lock, a checkpoint and a temp spill.
+type recorded struct {
+	url            string
+	dsn            string
+	normal, slow   int64
+	normalFrom, to time.Time
+}
+
+var (
+	once    sync.Once
+	shared  *recorded
+	failure string
+)
+
+// setUp records the two runs once per test process; the tests only read them.
+func setUp(t *testing.T) *recorded {
+	t.Helper()
+	once.Do(func() {
+		// The runs outlive the test that records them: they use a context of their own.
+		shared = record(t)
+	})
+	if shared == nil {
+		t.Fatalf("recording the runs failed earlier: %s", failure)
+	}
+	return shared
+}
+
+func newPool(t *testing.T, dsn string, readOnly bool, app string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := postgres.Config(postgres.Options{DSN: dsn, MaxConns: 4, StatementTimeout: 30 * time.Second,
+		LockTimeout: 5 * time.Second, ReadOnly: readOnly, ApplicationName: app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := postgres.NewPool(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
+func record(t *testing.T) *recorded {
+	t.Helper()
+	fail := func(format string, args ...any) {
+		failure = fmt.Sprintf(format, args...)
+		t.Fatal(failure)
+	}
+	versions := pgtest.Versions()
+	srv := pgtest.Start(t, versions[len(versions)-1])
+	// Not NewDatabase: the database must outlive this test, for the other tests; the
+	// server and its databases go when the test process ends.
+	dsn := srv.DSN("postgres")
+	srv.Exec(t, "postgres", "CREATE DATABASE report_test")
+	dsn = strings.Replace(dsn, "/postgres?", "/report_test?", 1)
+	ctx := context.Background()
+
+	recPool := newPool(t, dsn, false, "pg-batch-exporter recorder")
+	if err := recorder.Migrate(ctx, recPool); err != nil {
+		fail("migrate: %v", err)
+	}
+	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: newPool(t, dsn, true, ""), Selection: collectors.AllEnabled(),
+		SampleEvery: 300 * time.Millisecond, SnapshotEvery: 2 * time.Second, WaitSampleEvery: 100 * time.Millisecond})
+	rec := recorder.New(recorder.Options{Pool: recPool, Retention: 24 * time.Hour, BufferRows: 100000, Trigger: runner.Trigger})
+	runner.Subscribe(rec.Consume)
+	go runner.Run(ctx)
+	go rec.Run(ctx)
+	h, err := exporter.Handler(runner, exporter.Options{MetricsPath: "/metrics", Logger: slog.New(slog.DiscardHandler),
+		Report: report.Handler(report.Options{Pool: newPool(t, dsn, true, "pg-batch-exporter report")})})
+	if err != nil {
+		fail("handler: %v", err)
+	}
+	r := &recorded{url: httptest.NewServer(h).URL, dsn: dsn}
+
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		fail("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
+			fail("%s: %v", sql, err)
+		}
+	}
+	runID := func(sql string) int64 {
+		var id int64
+		if err := conn.QueryRow(ctx, sql).Scan(&id); err != nil {
+			fail("%s: %v", sql, err)
+		}
+		return id
+	}
+	exec(`CREATE TABLE orders (id int PRIMARY KEY, amount numeric);
+		INSERT INTO orders SELECT g, g FROM generate_series(1, 20000) g`)
+	work := func() {
+		exec(`UPDATE orders SET amount = amount + 1`)
+		exec(`SELECT pg_sleep(1.5)`)
+	}
+
+	r.normalFrom = time.Now()
+	r.normal = runID(`SELECT telemetry.batch_begin('nightly')`)
+	work()
+	runID(`SELECT telemetry.batch_end('nightly')`)
+
+	r.slow = runID(`SELECT telemetry.batch_begin('nightly')`)
+	locker, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		fail("connect: %v", err)
+	}
+	defer locker.Close(ctx)
+	if _, err := locker.Exec(ctx, `BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE`); err != nil {
+		fail("lock: %v", err)
+	}
+	released := make(chan error, 1)
+	go func() {
+		time.Sleep(2 * time.Second)
+		_, err := locker.Exec(ctx, `COMMIT`)
+		released <- err
+	}()
+	work() // waits for the lock first
+	if err := <-released; err != nil {
+		fail("commit: %v", err)
+	}
+	exec(`CHECKPOINT`)
+	exec(`SET work_mem = '64kB'`)
+	exec(`SELECT count(*) FROM (SELECT g FROM generate_series(1, 300000) g ORDER BY g DESC) s`)
+	runID(`SELECT telemetry.batch_end('nightly')`)
+	r.to = time.Now()
+
+	// The report needs the snapshot batch_end asked for.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var ok bool
+		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM telemetry.snapshots s, telemetry.batch_runs r
+			WHERE r.run_id = $1 AND s.captured_at >= r.ended_at)`, r.slow).Scan(&ok)
+		if err == nil && ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			fail("no snapshot recorded after the end of run %d (err %v)", r.slow, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return r
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+func TestRunPage(t *testing.T) {
+	r := setUp(t)
+	code, body := get(t, r.url+"/report/run/"+itoa(r.slow))
+	if code != http.StatusOK {
+		t.Fatalf("run page: %d\n%s", code, body)
+	}
+	for _, want := range []string{
+		"nightly", "Diagnosis", "lock_contention", "temp_file_spills", "checkpoint_interference",
+		"Against the baseline", "previous normal run (" + itoa(r.normal) + ")", "duration",
+		"compare()", "wal_bytes_delta", "wait_summary()", "Lock", "telemetry.diagnose_run(" + itoa(r.slow) + ")",
+		"WAL written", "Checkpoints", "Waits by event", "Sessions blocked on locks", "Temp bytes",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("run page lacks %q", want)
+		}
+	}
+	if n := strings.Count(body, `<path class="series" d="M`); n < 10 {
+		t.Errorf("run page has %d chart lines, want at least 10 (5 charts, the run and its baseline)", n)
+	}
+	if strings.Contains(body, "ZgotmplZ") {
+		t.Error("the template rejected a value (ZgotmplZ)")
+	}
+	for _, asset := range []string{"<script", "src=\"http", "href=\"http", "@import"} {
+		if strings.Contains(body, asset) {
+			t.Errorf("run page loads something (%q): it must work offline", asset)
+		}
+	}
+}
+
+func TestIndexAndLanding(t *testing.T) {
+	r := setUp(t)
+	code, body := get(t, r.url+"/report")
+	if code != http.StatusOK {
+		t.Fatalf("index: %d\n%s", code, body)
+	}
+	for _, id := range []int64{r.normal, r.slow} {
+		if !strings.Contains(body, `href="/report/run/`+itoa(id)+`"`) {
+			t.Errorf("index lacks a link to run %d", id)
+		}
+	}
+	if _, body := get(t, r.url+"/"); !strings.Contains(body, `href="/report"`) {
+		t.Error("the landing page does not link to the batch runs")
+	}
+}
+
+func TestWindowPage(t *testing.T) {
+	r := setUp(t)
+	q := "?from=" + r.normalFrom.UTC().Format(time.RFC3339) + "&to=" + r.to.Add(time.Second).UTC().Format(time.RFC3339)
+	code, body := get(t, r.url+"/report"+q)
+	if code != http.StatusOK {
+		t.Fatalf("window page: %d\n%s", code, body)
+	}
+	for _, want := range []string{"Window report", "lock_contention", "telemetry.diagnose(", "Waits by event"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("window page lacks %q", want)
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	r := setUp(t)
+	for _, c := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/report/run/999999", 404, "no batch run with run_id 999999"},
+		{"/report/run/abc", 400, "not a run id"},
+		{"/report/run/-1", 400, "not a run id"},
+		{"/report?from=yesterday&to=2026-01-01T00:00:00Z", 400, "is not a time"},
+		{"/report?from=2026-01-01T00:00:00Z", 400, "to is missing"},
+		{"/report?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", 400, "must be after"},
+		{"/report?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", 400, "at most 31 days"},
+		{"/report/nothing", 404, "no report page at /report/nothing"},
+	} {
+		code, body := get(t, r.url+c.path)
+		if code != c.code || !strings.Contains(body, c.want) {
+			t.Errorf("GET %s: %d, want %d with %q\n%s", c.path, code, c.code, c.want, body)
+		}
+	}
+}
+
+func itoa(i int64) string { return strconv.FormatInt(i, 10) }
