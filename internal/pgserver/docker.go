@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,6 +18,28 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 )
+
+var (
+	dockerOnce sync.Once
+	dockerOK   bool
+)
+
+// UseDocker tells whether to run servers in Docker: PGBATCH_TEST_BACKEND
+// "local" or "docker" decides; otherwise docker when an engine answers a
+// ping within a few seconds.
+func UseDocker() bool {
+	dockerOnce.Do(func() {
+		switch strings.ToLower(os.Getenv("PGBATCH_TEST_BACKEND")) {
+		case "local":
+			dockerOK = false
+		case "docker":
+			dockerOK = true
+		default:
+			dockerOK = DockerAnswers()
+		}
+	})
+	return dockerOK
+}
 
 // DockerAnswers tells whether a Docker engine answers a ping within a few
 // seconds.

@@ -217,7 +217,7 @@ func startServer(t testing.TB, major int, opts Options, shared bool) (*Server, e
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	pg, err := pgserver.Start(ctx, major, pgserver.Options{
-		Debian: opts.Debian, Docker: useDocker(), SharedPreload: opts.SharedPreload, Settings: opts.Settings,
+		Debian: opts.Debian, Docker: pgserver.UseDocker(), SharedPreload: opts.SharedPreload, Settings: opts.Settings,
 		Logf: t.Logf,
 	})
 	if err != nil {
@@ -230,28 +230,6 @@ func startServer(t testing.TB, major int, opts Options, shared bool) (*Server, e
 	regMu.Unlock()
 	t.Logf("pgtest: %s ready on %s:%d in %v", pg.Desc, s.Host, s.Port, time.Since(t0).Round(time.Millisecond))
 	return s, nil
-}
-
-var (
-	dockerOnce sync.Once
-	dockerOK   bool
-)
-
-// useDocker tells whether to run servers in Docker: PGBATCH_TEST_BACKEND
-// "local" or "docker" decides; otherwise docker when an engine answers a
-// ping within a few seconds.
-func useDocker() bool {
-	dockerOnce.Do(func() {
-		switch strings.ToLower(os.Getenv("PGBATCH_TEST_BACKEND")) {
-		case "local":
-			dockerOK = false
-		case "docker":
-			dockerOK = true
-		default:
-			dockerOK = pgserver.DockerAnswers()
-		}
-	})
-	return dockerOK
 }
 
 // NPMVersions maps a major to the version of the npm package of binaries
