@@ -252,10 +252,14 @@ func TestReplicationLag(t *testing.T) {
 			mustExec(t, pub, `INSERT INTO items SELECT generate_series(1, 100)`)
 
 			r := newRunner(t, pubDSN)
-			var c *collectors.Collection
+			// Wait for the subscription's own walsender (table-sync workers come and go beside it).
 			waitUntil(t, 15*time.Second, func() bool {
-				c = collect(t, r, collectors.TierSample)
-				return len(c.Replication) > 0 && c.Replication[0].ReplayLSN != nil
+				for _, s := range collect(t, r, collectors.TierSample).Replication {
+					if s.ApplicationName == slot && s.ReplayLagBytes != nil {
+						return true
+					}
+				}
+				return false
 			})
 			labels := map[string]string{"application_name": slot, "stage": "replay"}
 			if v := value(gather(t, r, collectors.TierSample), "pgbatch_replication_lag_bytes", labels); v == nil || *v < 0 {
