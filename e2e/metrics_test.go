@@ -57,7 +57,7 @@ func beginBatch(t testing.TB, conn *pgx.Conn, batch string) time.Time {
 // TestDashboardMetricsExposed: every metric a dashboard names is one the exporter really
 // exposes on some supported version. The exporter binary runs against each version with
 // something for every family to report (a tracked table, a connected replica holding a
-// slot, a batch run, the recorder on); the names of its scrapes are collected until they
+// slot, a finished and a running batch run, the recorder on); the names of its scrapes are collected until they
 // cover the dashboards or time runs out, and the union is checked.
 func TestDashboardMetricsExposed(t *testing.T) {
 	want := dashboardMetrics(t)
@@ -72,7 +72,13 @@ func TestDashboardMetricsExposed(t *testing.T) {
 				replicaSetup(t, srv, dsn)
 				base := startExporter(t, dsn, "--collector.tables.track=public.batch_items")
 				conn := connect(t, dsn)
+				// One finished run (runs and durations) and one running.
+				beginBatch(t, conn, "names_done")
+				mustExec(t, conn, `SELECT telemetry.batch_end('names_done')`)
 				beginBatch(t, conn, "names")
+				// The running batch's own session, by the batch's name, busy at every wait sample.
+				worker := connect(t, dsn)
+				mustExec(t, worker, `SET application_name = 'names'`)
 
 				names := map[string]bool{}
 				missing := func() int {
@@ -86,13 +92,12 @@ func TestDashboardMetricsExposed(t *testing.T) {
 				}
 				for deadline := time.Now().Add(15 * time.Second); missing() > 0 && time.Now().Before(deadline); {
 					// Keep WAL flowing so that the replica reports lag.
-					if _, err := conn.Exec(context.Background(), `INSERT INTO public.batch_items (payload) SELECT 'x' FROM generate_series(1, 100)`); err != nil {
+					if _, err := worker.Exec(context.Background(), `INSERT INTO public.batch_items (payload) SELECT 'x' FROM generate_series(1, 100); SELECT pg_sleep(0.3)`); err != nil {
 						t.Fatal(err)
 					}
 					for name := range exposedNames(t, base) {
 						names[name] = true
 					}
-					time.Sleep(300 * time.Millisecond)
 				}
 				mu.Lock()
 				defer mu.Unlock()
