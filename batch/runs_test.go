@@ -320,3 +320,21 @@ func TestTracker(t *testing.T) {
 		})
 	}
 }
+
+// Without a recorder listening (pg_cron mode), the markers take the boundary snapshots themselves.
+func TestMarkersSnapshotWithoutRecorder(t *testing.T) {
+	_, pool := db(t, 15, "psql")
+	ctx := context.Background()
+	for _, sql := range []string{`SELECT telemetry.batch_begin('nightly')`, `SELECT telemetry.batch_end('nightly')`} {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var atBegin, atEnd bool
+	err := pool.QueryRow(ctx, `SELECT
+		EXISTS (SELECT FROM telemetry.snapshots s, telemetry.batch_runs r WHERE s.captured_at BETWEEN r.started_at AND r.ended_at),
+		EXISTS (SELECT FROM telemetry.snapshots s, telemetry.batch_runs r WHERE s.captured_at >= r.ended_at)`).Scan(&atBegin, &atEnd)
+	if err != nil || !atBegin || !atEnd {
+		t.Errorf("snapshots at begin %v and end %v (%v), want both", atBegin, atEnd, err)
+	}
+}

@@ -64,8 +64,32 @@ BEGIN
 END
 $$;
 
--- batch_begin opens a run and asks the recorder for a snapshot, so that the run's window
--- starts on a snapshot of its own. Returns the run's id.
+-- _boundary_snapshot takes the snapshot at a batch's boundary: the Go recorder takes it when
+-- asked (request_snapshot); where none listens (pg_cron mode) it is taken here. Reading the
+-- other sessions' LISTEN needs the owner's rights (SECURITY DEFINER). A failed snapshot only
+-- warns: it must not fail the batch.
+CREATE OR REPLACE FUNCTION telemetry._recorder_listening() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM pg_stat_activity
+                   WHERE datname = current_database() AND query = 'LISTEN telemetry_request_snapshot')
+$$;
+
+CREATE OR REPLACE FUNCTION telemetry._boundary_snapshot() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM telemetry.request_snapshot();
+    IF NOT telemetry._recorder_listening() THEN
+        BEGIN
+            PERFORM telemetry.snapshot();
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'no snapshot at the batch''s boundary: %', SQLERRM;
+        END;
+    END IF;
+END
+$$;
+
+-- batch_begin opens a run and takes a snapshot, so that the run's window starts on a
+-- snapshot of its own. Returns the run's id.
 CREATE OR REPLACE FUNCTION telemetry.batch_begin(p_batch text, p_source text DEFAULT 'marker',
                                                  p_started_at timestamptz DEFAULT NULL, p_server text DEFAULT NULL)
 RETURNS bigint
@@ -86,13 +110,13 @@ BEGIN
     SELECT p_batch, v_at, p_source, pg_backend_pid(), a.backend_start, p_server
     FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
     RETURNING run_id INTO v_run;
-    PERFORM telemetry.request_snapshot();
+    PERFORM telemetry._boundary_snapshot();
     RETURN v_run;
 END
 $$;
 
 -- batch_end closes the batch's open run with a status (succeeded, failed, cancelled, ended)
--- and asks for a snapshot. Without an open run it warns and returns NULL: a lost begin
+-- and takes a snapshot. Without an open run it warns and returns NULL: a lost begin
 -- must not fail the batch's last step.
 CREATE OR REPLACE FUNCTION telemetry.batch_end(p_batch text, p_status text DEFAULT 'succeeded',
                                                p_exit_code integer DEFAULT NULL,
@@ -115,7 +139,7 @@ BEGIN
         RAISE WARNING 'batch % has no open run: batch_end ignored', p_batch;
         RETURN NULL;
     END IF;
-    PERFORM telemetry.request_snapshot();
+    PERFORM telemetry._boundary_snapshot();
     RETURN v_run;
 END
 $$;

@@ -37,7 +37,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0050_ba
 \if :apply
 BEGIN;
 \ir ../migrations/0050_batch_runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0050_batch_runs.sql', 'ba01ec089f771229fff6d3ab307d62c7966049337de184b514ef70b50218de87')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0050_batch_runs.sql', '74eeb743926119331e0be1b157e5b3e81c9993d12d3705925bdbd8bd290bfe2f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
