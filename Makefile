@@ -6,6 +6,10 @@
 #   make test      deps, vet, alert rule tests, then all tests against real PostgreSQL servers
 #   make test-alerts  promtool check rules + promtool test rules (alerts/)
 #   make test-e2e  dashboards and alerts against a real Prometheus (package e2e)
+#   make demo      a throwaway server, the exporter and a slow batch diagnosed; Ctrl-C
+#                  stops it (make demo DEMO_EXIT=1: run through and exit)
+#   make test-demo     the demo with DEMO_EXIT=1, twice in a row (make test runs it)
+#   make test-browser  the report page in a headless chromium (part of go test ./...)
 #   make bench     benchmarks
 #   make clean-pg  kill PostgreSQL test servers left by killed test runs
 #
@@ -17,7 +21,7 @@ GO       ?= go
 PKGS     ?= ./...
 TESTFLAGS ?=
 
-.PHONY: all deps build vet test test-alerts test-e2e bench clean-pg
+.PHONY: all deps build vet test test-alerts test-e2e demo test-demo test-browser bench clean-pg
 
 all: build
 
@@ -33,6 +37,20 @@ vet:
 test: deps test-alerts
 	$(GO) vet ./...
 	$(GO) test -p 2 -count=1 -timeout 45m $(TESTFLAGS) $(PKGS)
+	$(MAKE) test-demo
+
+DEMO_EXIT ?=
+
+demo:
+	$(GO) build -o bin/ ./cmd/pg-batch-exporter ./cmd/pg-batch-demo
+	bin/pg-batch-demo --exporter bin/pg-batch-exporter $(if $(DEMO_EXIT),--exit)
+
+test-demo:
+	$(MAKE) demo DEMO_EXIT=1
+	$(MAKE) demo DEMO_EXIT=1
+
+test-browser:
+	$(GO) test -count=1 -run 'TestConsoleDetection|TestBrowser' ./internal/report
 
 test-alerts:
 	cd alerts && promtool check rules pgbatch.rules.yml && promtool test rules pgbatch.rules.test.yml
