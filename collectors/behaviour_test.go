@@ -240,15 +240,11 @@ func TestReplicationLag(t *testing.T) {
 			mustExec(t, pub, `CREATE PUBLICATION lagpub FOR TABLE items`)
 			// A subscription to the same server cannot create its slot itself (it would wait on its own transaction).
 			mustExec(t, pub, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
-			mustExec(t, sub, fmt.Sprintf(`CREATE SUBSCRIPTION %s CONNECTION '%s' PUBLICATION lagpub WITH (create_slot = false, slot_name = '%s')`,
+			// copy_data = false: no table-sync worker, whose slot creation on this same server
+			// would wait on our own DROP SUBSCRIPTION at cleanup.
+			mustExec(t, sub, fmt.Sprintf(`CREATE SUBSCRIPTION %s CONNECTION '%s' PUBLICATION lagpub WITH (create_slot = false, slot_name = '%s', copy_data = false)`,
 				slot, pubDSN, slot))
-			t.Cleanup(func() {
-				c, err := connectQuiet(subDSN)
-				if err == nil {
-					_, _ = c.Exec(context.Background(), `DROP SUBSCRIPTION `+slot)
-					c.Close(context.Background())
-				}
-			})
+			t.Cleanup(func() { dropSubscription(t, subDSN, pubDSN, slot) })
 			mustExec(t, pub, `INSERT INTO items SELECT generate_series(1, 100)`)
 
 			r := newRunner(t, pubDSN)
@@ -275,4 +271,20 @@ func TestReplicationLag(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dropSubscription detaches the subscription from its slot before dropping it (so the drop does
+// not call back into this server), then drops the slot once its walsender has gone.
+func dropSubscription(t *testing.T, subDSN, pubDSN, name string) {
+	sub, pub := connect(t, subDSN), connect(t, pubDSN)
+	mustExec(t, sub, `SET statement_timeout = '10s'`)
+	mustExec(t, sub, fmt.Sprintf(`ALTER SUBSCRIPTION %s DISABLE`, name))
+	mustExec(t, sub, fmt.Sprintf(`ALTER SUBSCRIPTION %s SET (slot_name = NONE)`, name))
+	mustExec(t, sub, fmt.Sprintf(`DROP SUBSCRIPTION %s`, name))
+	waitUntil(t, 10*time.Second, func() bool {
+		var active bool
+		err := pub.QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, name).Scan(&active)
+		return err == nil && !active
+	})
+	mustExec(t, pub, `SELECT pg_drop_replication_slot($1)`, name)
 }
