@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -160,7 +161,11 @@ func (t *Tracker) record(e event) {
 	}
 }
 
-// Run writes detected runs and reads the recorded ones until ctx ends.
+// retryEvery is the pause before writing a detected boundary again.
+const retryEvery = 5 * time.Second
+
+// Run writes detected runs and reads the recorded ones until ctx ends. A boundary that cannot
+// be written because the database is unreachable or not migrated yet is retried, in order.
 func (t *Tracker) Run(ctx context.Context) {
 	var tick <-chan time.Time
 	if t.o.Runs != nil {
@@ -169,18 +174,53 @@ func (t *Tracker) Run(ctx context.Context) {
 		tick = ticker.C
 		t.refreshLogged(ctx)
 	}
+	var pending []event
+	var retry <-chan time.Time
+	flush := func() {
+		for len(pending) > 0 {
+			e := pending[0]
+			err := t.write(ctx, e)
+			if err != nil && retriable(err) && ctx.Err() == nil {
+				t.o.Logger.Warn("cannot record a detected batch boundary yet; retrying", "batch", e.batch, "begin", e.begin, "err", err)
+				retry = time.After(retryEvery)
+				return
+			}
+			if err != nil {
+				t.o.Logger.Warn("cannot record a detected batch boundary", "batch", e.batch, "begin", e.begin, "err", err)
+			}
+			pending = pending[1:]
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case e := <-t.events:
-			if err := t.write(ctx, e); err != nil {
-				t.o.Logger.Warn("cannot record a detected batch boundary", "batch", e.batch, "begin", e.begin, "err", err)
+			if len(pending) >= cap(t.events) {
+				t.o.Logger.Warn("batch run not recorded: too many waiting", "batch", pending[0].batch)
+				pending = pending[1:]
 			}
+			pending = append(pending, e)
+			if retry == nil {
+				flush()
+			}
+		case <-retry:
+			retry = nil
+			flush()
 		case <-tick:
 			t.refreshLogged(ctx)
 		}
 	}
+}
+
+// retriable tells a passing failure (no connection; the schema not migrated yet) from one
+// that writing again cannot cure.
+func retriable(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return true
+	}
+	return pgErr.Code == "42883" || pgErr.Code == "42P01" || pgErr.Code == "3F000" || strings.HasPrefix(pgErr.Code, "08")
 }
 
 func (t *Tracker) write(ctx context.Context, e event) error {
