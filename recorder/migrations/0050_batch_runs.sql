@@ -33,7 +33,9 @@ CREATE TABLE IF NOT EXISTS telemetry.diagnose_thresholds (
 );
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
     ('batch_max_run_seconds', 86400, 'seconds',
-     'A run still open after this long is closed as abandoned (its end was never marked).')
+     'A run still open after this long is closed as abandoned (its end was never marked).'),
+    ('boundary_snapshot_grace_seconds', 5, 'seconds',
+     'A run starts on a snapshot taken up to this long (at most a tenth of the run) after its begin: the one batch_begin asked for.')
 ON CONFLICT (name) DO NOTHING;
 
 CREATE OR REPLACE FUNCTION telemetry._threshold(p_name text) RETURNS numeric
@@ -144,11 +146,27 @@ BEGIN
 END
 $$;
 
--- recent_batch_runs: the runs of the last 7 days and every open run, newest first.
+-- _run_snapshot_start is where a run's start snapshot is looked for (the latest at or before):
+-- the snapshot batch_begin asked for lands shortly after the begin.
+CREATE OR REPLACE FUNCTION telemetry._run_snapshot_start(p_started_at timestamptz, p_ended_at timestamptz)
+RETURNS timestamptz LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_started_at + least(make_interval(secs => telemetry._threshold('boundary_snapshot_grace_seconds')),
+                                (coalesce(p_ended_at, now()) - p_started_at) / 10)
+$$;
+
+-- recent_batch_runs: the runs of the last 7 days and every open one, newest first, with the
+-- snapshots each starts and ends on: compare(start_snapshot_at, end_snapshot_at) is the run.
 CREATE OR REPLACE VIEW telemetry.recent_batch_runs AS
-SELECT run_id, batch, started_at, ended_at, status, source,
-       round(extract(epoch FROM coalesce(ended_at, now()) - started_at)::numeric, 1) AS duration_seconds,
-       exit_code, detail, server
-FROM telemetry.batch_runs
-WHERE started_at > now() - interval '7 days' OR status = 'running'
-ORDER BY started_at DESC, run_id DESC;
+SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source,
+       round(extract(epoch FROM coalesce(r.ended_at, now()) - r.started_at)::numeric, 1) AS duration_seconds,
+       r.exit_code, r.detail, r.server,
+       (SELECT s.captured_at FROM telemetry.snapshots s
+        WHERE (r.server IS NULL OR s.server = r.server)
+          AND s.captured_at <= telemetry._run_snapshot_start(r.started_at, r.ended_at)
+        ORDER BY s.captured_at DESC LIMIT 1) AS start_snapshot_at,
+       (SELECT s.captured_at FROM telemetry.snapshots s
+        WHERE (r.server IS NULL OR s.server = r.server) AND s.captured_at >= r.ended_at
+        ORDER BY s.captured_at LIMIT 1) AS end_snapshot_at
+FROM telemetry.batch_runs r
+WHERE r.started_at > now() - interval '7 days' OR r.status = 'running'
+ORDER BY r.started_at DESC, r.run_id DESC;

@@ -6,8 +6,6 @@
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
     ('min_samples', 3, 'samples',
      'Fewer samples in the window: locks, waits and vacuum progress cannot be judged.'),
-    ('boundary_snapshot_grace_seconds', 5, 'seconds',
-     'A run starts on a snapshot taken up to this long after its begin (the one batch_begin asked for).'),
     ('lock_wait_pct_warning', 5, 'percent of samples',
      'Samples with a client session waiting on a heavyweight lock: warning at this share.'),
     ('lock_wait_pct_critical', 25, 'percent of samples', 'Samples with a client session waiting on a heavyweight lock: critical at this share.'),
@@ -268,7 +266,7 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
 ON CONFLICT (name) DO NOTHING;
 
 -- _run_window is a run's window: its begin and end (now while it runs), and where its start
--- snapshot is looked for: the snapshot batch_begin asked for lands shortly after the begin.
+-- snapshot is looked for.
 CREATE OR REPLACE FUNCTION telemetry._run_window(p_run_id bigint)
 RETURNS TABLE (run_id bigint, batch text, status text, start_time timestamptz, end_time timestamptz,
                snapshot_start timestamptz, server text)
@@ -277,8 +275,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY
     SELECT r.run_id, r.batch, r.status, r.started_at, e.end_time,
-           r.started_at + least(make_interval(secs => telemetry._threshold('boundary_snapshot_grace_seconds')),
-                                (e.end_time - r.started_at) / 10),
+           telemetry._run_snapshot_start(r.started_at, r.ended_at),
            r.server
     FROM telemetry.batch_runs r, LATERAL (SELECT coalesce(r.ended_at, now()) AS end_time) e
     WHERE r.run_id = p_run_id;

@@ -37,7 +37,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0050_ba
 \if :apply
 BEGIN;
 \ir ../migrations/0050_batch_runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0050_batch_runs.sql', '74eeb743926119331e0be1b157e5b3e81c9993d12d3705925bdbd8bd290bfe2f')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0050_batch_runs.sql', 'faa97f5d5501f889540e198364e7f32796ac7818713355195353db4c4efacd8c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -45,7 +45,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0060_di
 \if :apply
 BEGIN;
 \ir ../migrations/0060_diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.sql', '4e6f62aad027e6baf00f2124de09d6ace362560a0ccd78f54b1b8845428a9584')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.sql', '5dbd93bd8611be5f752cd4942f5d8317cbfbbc6ea04df7fbc3be9f953f94fbb3')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
