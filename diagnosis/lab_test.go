@@ -51,6 +51,33 @@ func newLab(t *testing.T, major int) *lab {
 	return l
 }
 
+// newSQLModeLab is the seed's deployment instead: telemetry.sample() called every 200ms, as
+// pg_cron would call it, and no recorder listening, so the markers take their snapshots.
+func newSQLModeLab(t *testing.T, major int) *lab {
+	t.Helper()
+	srv := pgtest.Start(t, major)
+	l := &lab{t: t, srv: srv, dsn: srv.NewDatabase(t)}
+	l.admin = l.pool(false, "pg-batch-exporter test")
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := recorder.Migrate(ctx, l.admin); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	l.exec(`SELECT telemetry.snapshot()`)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if _, err := l.admin.Exec(ctx, `SELECT telemetry.sample()`); err != nil && ctx.Err() == nil {
+				t.Errorf("sample(): %v", err)
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return l
+}
+
 func (l *lab) pool(readOnly bool, app string) *pgxpool.Pool {
 	l.t.Helper()
 	cfg, err := postgres.Config(postgres.Options{DSN: l.dsn, MaxConns: 4, StatementTimeout: time.Minute,

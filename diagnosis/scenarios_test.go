@@ -117,3 +117,23 @@ func TestScenarios(t *testing.T) {
 		})
 	}
 }
+
+// In pg_cron mode (SQL collection, no wait sampler) the lock is named first all the same.
+func TestScenarioSQLMode(t *testing.T) {
+	l := newSQLModeLab(t, 15)
+	prepare(l)
+	var lock scenario
+	for _, s := range scenarios {
+		if s.name == "lock" {
+			lock = s
+		}
+	}
+	runID := l.run("nightly", func(c *pgx.Conn) { lock.work(t, l, c) })
+	rep, err := ForRun(context.Background(), l.admin, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := rep.Findings[0]; f.Pattern != "lock_contention" || f.Severity == "info" {
+		t.Errorf("first finding is %s (%s), want lock_contention above info", f.Pattern, f.Severity)
+	}
+}
