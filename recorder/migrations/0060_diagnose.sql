@@ -44,6 +44,27 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
                 ELSE 'info' END
 $$;
 
+-- _window_waits is the session-seconds client sessions (not idle) spent in each wait in the
+-- window: the wait sampler's, where the Go recorder wrote them, else estimated from the sample
+-- grid (pg_cron mode): each sample's count times the samples' mean spacing.
+CREATE OR REPLACE FUNCTION telemetry._window_waits(p_start_time timestamptz, p_end_time timestamptz, p_server text)
+RETURNS TABLE (wait_event_type text, wait_event text, seconds numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH smp AS (SELECT s.id, s.captured_at FROM telemetry.samples s
+                 WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time),
+    spacing AS (SELECT extract(epoch FROM p_end_time - p_start_time) / nullif(count(*), 0) AS seconds FROM smp),
+    sampled AS (
+        SELECT t.wait_event_type, t.wait_event, sum(t.seconds)::numeric AS seconds
+        FROM telemetry.wait_time_samples t JOIN smp ON smp.id = t.sample_id AND smp.captured_at = t.captured_at
+        GROUP BY 1, 2),
+    grid AS (
+        SELECT w.wait_event_type, w.wait_event, sum(w.count) * min(spacing.seconds) AS seconds
+        FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at, spacing
+        WHERE w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%'
+        GROUP BY 1, 2)
+    SELECT * FROM sampled UNION ALL SELECT * FROM grid WHERE NOT EXISTS (SELECT FROM sampled)
+$$;
+
 -- _diagnose returns one row per finding, the most severe first, then the furthest past its
 -- threshold. Snapshot-based patterns use compare()'s window rule, the start snapshot picked
 -- at p_snapshot_start; sample-based patterns use the samples between the two times. The last
@@ -75,10 +96,7 @@ BEGIN
     client_waits AS (
         SELECT w.* FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at
         WHERE w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%'),
-    wait_time AS (
-        SELECT t.wait_event_type, t.wait_event, sum(t.seconds) AS seconds
-        FROM telemetry.wait_time_samples t JOIN smp ON smp.id = t.sample_id AND smp.captured_at = t.captured_at
-        GROUP BY 1, 2),
+    wait_time AS (SELECT * FROM telemetry._window_waits(p_start_time, p_end_time, v_server)),
     lockw AS (
         SELECT count(DISTINCT sample_id) AS samples, coalesce(max(count), 0) AS max_waiters
         FROM client_waits WHERE wait_event_type = 'Lock'),
@@ -299,8 +317,7 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     END
 $$;
 
--- _window_measures is what diagnose_run compares, for one window. Wait time comes from the
--- wait sampler's session-seconds where the Go recorder wrote them, else from the sample grid.
+-- _window_measures is what diagnose_run compares, for one window.
 CREATE OR REPLACE FUNCTION telemetry._window_measures(p_start_time timestamptz, p_end_time timestamptz,
                                                       p_snapshot_start timestamptz, p_server text)
 RETURNS TABLE (measure text, pattern text, unit text, value numeric)
@@ -310,16 +327,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     smp AS (SELECT s.id, s.captured_at FROM telemetry.samples s, srv
             WHERE s.server = srv.server AND s.captured_at BETWEEN p_start_time AND p_end_time),
     n AS (SELECT count(*) AS n, extract(epoch FROM p_end_time - p_start_time) / nullif(count(*), 0) AS spacing FROM smp),
-    sampled AS (
-        SELECT t.wait_event_type, t.wait_event, sum(t.seconds)::numeric AS seconds
-        FROM telemetry.wait_time_samples t JOIN smp ON smp.id = t.sample_id AND smp.captured_at = t.captured_at
-        GROUP BY 1, 2),
-    grid AS (
-        SELECT w.wait_event_type, w.wait_event, sum(w.count) * min(n.spacing) AS seconds
-        FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at, n
-        WHERE w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%'
-        GROUP BY 1, 2),
-    waits AS (SELECT * FROM sampled UNION ALL SELECT * FROM grid WHERE NOT EXISTS (SELECT FROM sampled))
+    waits AS (SELECT w.* FROM srv, telemetry._window_waits(p_start_time, p_end_time, srv.server) w)
     SELECT 'duration', NULL, 'seconds', round(extract(epoch FROM p_end_time - p_start_time), 1)
     UNION ALL SELECT 'wal_bytes', 'checkpoint_interference', 'bytes', wal_bytes_delta FROM cmp
     UNION ALL SELECT 'checkpoints', 'checkpoint_interference', 'count', ckpt_timed_delta + ckpt_requested_delta FROM cmp

@@ -45,7 +45,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0060_di
 \if :apply
 BEGIN;
 \ir ../migrations/0060_diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.sql', '5dbd93bd8611be5f752cd4942f5d8317cbfbbc6ea04df7fbc3be9f953f94fbb3')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.sql', '17f0fd9ce89a62144e1bb50ecf849907bf2a379bf719d3afb14bfd8d23148462')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
