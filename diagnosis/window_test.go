@@ -1,0 +1,48 @@
+package diagnosis
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Too little data is said plainly, with the reason; what can still be judged is.
+func TestWindowTooLittleData(t *testing.T) {
+	l := newLab(t, 17)
+	prepare(l)
+	runID := l.run("nightly", func(c *pgx.Conn) { cpu(t, c, 600*time.Millisecond) })
+	ctx := context.Background()
+	var started, ended time.Time
+	if err := l.admin.QueryRow(ctx, `SELECT started_at, ended_at FROM telemetry.batch_runs WHERE run_id = $1`, runID).Scan(&started, &ended); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		from, to time.Time
+		want     []string
+	}{
+		{"no end snapshot yet", started, time.Now().Add(time.Hour), []string{"No snapshot at or after", "(the last is "}},
+		{"before any snapshot", started.Add(-time.Hour), started.Add(-30 * time.Minute), []string{"No snapshot at or before", "Only 0 samples"}},
+		{"too few samples", ended, ended.Add(time.Millisecond), []string{"samples between", "(at least 3 needed)"}},
+	} {
+		rep, err := Window(ctx, l.admin, c.from, c.to, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := rep.Findings[0]
+		for _, w := range c.want {
+			if f.Pattern != "insufficient_data" || f.Severity != "warning" || !strings.Contains(f.Summary, w) {
+				t.Errorf("%s: first finding %s %s %q, want insufficient_data saying %q", c.name, f.Pattern, f.Severity, f.Summary, w)
+			}
+		}
+		if last := rep.Findings[len(rep.Findings)-1]; last.Pattern != "window" {
+			t.Errorf("%s: the last row is %s, want window", c.name, last.Pattern)
+		}
+	}
+	if _, err := Window(ctx, l.admin, ended, started, ""); err == nil || !strings.Contains(err.Error(), "is not after the start") {
+		t.Errorf("an end before the start: %v", err)
+	}
+}
