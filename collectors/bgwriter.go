@@ -29,12 +29,12 @@ func SQLBGWriter(s Server) string {
 	if s.Major() >= 17 {
 		backend = "NULL::bigint, NULL::bigint"
 	}
-	return `SELECT buffers_clean, maxwritten_clean, buffers_alloc, ` + backend + ` FROM pg_stat_bgwriter`
+	return `SELECT buffers_clean, maxwritten_clean, buffers_alloc, ` + backend + `, stats_reset FROM pg_stat_bgwriter`
 }
 
 func (bgwriterCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
 	var b BGWriter
-	if err := tx.QueryRow(ctx, SQLBGWriter(c.Server)).Scan(&b.BuffersClean, &b.MaxwrittenClean, &b.BuffersAlloc, &b.BuffersBackend, &b.BuffersBackendFsync); err != nil {
+	if err := tx.QueryRow(ctx, SQLBGWriter(c.Server)).Scan(&b.BuffersClean, &b.MaxwrittenClean, &b.BuffersAlloc, &b.BuffersBackend, &b.BuffersBackendFsync, &b.StatsReset); err != nil {
 		return err
 	}
 	c.BGWriter = &b

@@ -27,9 +27,9 @@ type checkpointerCollector struct{}
 // SQLCheckpointer reads the checkpoint counters from where the server keeps them.
 func SQLCheckpointer(s Server) string {
 	if s.Major() >= 17 {
-		return `SELECT num_timed, num_requested, write_time, sync_time, buffers_written FROM pg_stat_checkpointer`
+		return `SELECT num_timed, num_requested, write_time, sync_time, buffers_written, stats_reset FROM pg_stat_checkpointer`
 	}
-	return `SELECT checkpoints_timed, checkpoints_req, checkpoint_write_time, checkpoint_sync_time, buffers_checkpoint FROM pg_stat_bgwriter`
+	return `SELECT checkpoints_timed, checkpoints_req, checkpoint_write_time, checkpoint_sync_time, buffers_checkpoint, stats_reset FROM pg_stat_bgwriter`
 }
 
 // SQLControlCheckpoint reads the last checkpoint's location and time.
@@ -37,7 +37,7 @@ const SQLControlCheckpoint = `SELECT checkpoint_lsn::text, checkpoint_time FROM 
 
 func (checkpointerCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
 	var k Checkpointer
-	if err := tx.QueryRow(ctx, SQLCheckpointer(c.Server)).Scan(&k.Timed, &k.Requested, &k.WriteTimeMs, &k.SyncTimeMs, &k.BuffersWritten); err != nil {
+	if err := tx.QueryRow(ctx, SQLCheckpointer(c.Server)).Scan(&k.Timed, &k.Requested, &k.WriteTimeMs, &k.SyncTimeMs, &k.BuffersWritten, &k.StatsReset); err != nil {
 		return err
 	}
 	c.Checkpointer = &k

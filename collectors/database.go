@@ -25,14 +25,14 @@ var (
 type databaseCollector struct{}
 
 // SQLDatabase reads pg_stat_database; the row with a NULL datname is shared objects.
-const SQLDatabase = `SELECT datname, xact_commit, xact_rollback, blks_read, blks_hit, temp_files, temp_bytes, deadlocks
+const SQLDatabase = `SELECT datname, xact_commit, xact_rollback, blks_read, blks_hit, temp_files, temp_bytes, deadlocks, stats_reset
 FROM pg_stat_database WHERE datname IS NOT NULL ORDER BY datname`
 
 func (databaseCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
 	rows, _ := tx.Query(ctx, SQLDatabase)
 	stats, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (DatabaseStat, error) {
 		var d DatabaseStat
-		err := r.Scan(&d.Datname, &d.XactCommit, &d.XactRollback, &d.BlksRead, &d.BlksHit, &d.TempFiles, &d.TempBytes, &d.Deadlocks)
+		err := r.Scan(&d.Datname, &d.XactCommit, &d.XactRollback, &d.BlksRead, &d.BlksHit, &d.TempFiles, &d.TempBytes, &d.Deadlocks, &d.StatsReset)
 		return d, err
 	})
 	if err != nil {

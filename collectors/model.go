@@ -70,6 +70,7 @@ type WAL struct {
 	BuffersFull int64
 	WriteTimeMs *float64
 	SyncTimeMs  *float64
+	StatsReset  *time.Time // when the counters last restarted from zero: deltas across it are meaningless
 }
 
 // Checkpointer is pg_stat_bgwriter's checkpoint columns on 15/16 and pg_stat_checkpointer on 17+.
@@ -79,6 +80,7 @@ type Checkpointer struct {
 	WriteTimeMs    float64
 	SyncTimeMs     float64
 	BuffersWritten int64
+	StatsReset     *time.Time
 }
 
 // ControlCheckpoint is pg_control_checkpoint(): where and when the last checkpoint was.
@@ -94,6 +96,7 @@ type BGWriter struct {
 	BuffersAlloc        int64
 	BuffersBackend      *int64
 	BuffersBackendFsync *int64
+	StatsReset          *time.Time
 }
 
 // IOStat is one pg_stat_io row. PostgreSQL leaves a column NULL where the operation
@@ -127,6 +130,7 @@ type DatabaseStat struct {
 	TempFiles    int64
 	TempBytes    int64
 	Deadlocks    int64
+	StatsReset   *time.Time
 }
 
 // ReplicationSlot is one pg_replication_slots row with the WAL it holds back.

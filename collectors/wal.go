@@ -28,12 +28,12 @@ func SQLWAL(s Server) string {
 	if s.Major() >= 18 {
 		timings = "NULL::float8, NULL::float8"
 	}
-	return `SELECT wal_records, wal_fpi, wal_bytes::bigint, wal_buffers_full, ` + timings + ` FROM pg_stat_wal`
+	return `SELECT wal_records, wal_fpi, wal_bytes::bigint, wal_buffers_full, ` + timings + `, stats_reset FROM pg_stat_wal`
 }
 
 func (walCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
 	var w WAL
-	err := tx.QueryRow(ctx, SQLWAL(c.Server)).Scan(&w.Records, &w.FPI, &w.Bytes, &w.BuffersFull, &w.WriteTimeMs, &w.SyncTimeMs)
+	err := tx.QueryRow(ctx, SQLWAL(c.Server)).Scan(&w.Records, &w.FPI, &w.Bytes, &w.BuffersFull, &w.WriteTimeMs, &w.SyncTimeMs, &w.StatsReset)
 	if err != nil {
 		return err
 	}

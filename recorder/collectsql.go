@@ -26,13 +26,13 @@ func constant(sql string) func(collectors.Server) string {
 
 var collectFuncs = []collectFunc{
 	{name: "_collect_wal", sql: collectors.SQLWAL,
-		returns: "wal_records bigint, wal_fpi bigint, wal_bytes bigint, wal_buffers_full bigint, wal_write_time double precision, wal_sync_time double precision"},
+		returns: "wal_records bigint, wal_fpi bigint, wal_bytes bigint, wal_buffers_full bigint, wal_write_time double precision, wal_sync_time double precision, stats_reset timestamptz"},
 	{name: "_collect_checkpointer", sql: collectors.SQLCheckpointer,
-		returns: "timed bigint, requested bigint, write_time double precision, sync_time double precision, buffers_written bigint"},
+		returns: "timed bigint, requested bigint, write_time double precision, sync_time double precision, buffers_written bigint, stats_reset timestamptz"},
 	{name: "_collect_control_checkpoint", sql: constant(collectors.SQLControlCheckpoint),
 		returns: "checkpoint_lsn text, checkpoint_time timestamptz"},
 	{name: "_collect_bgwriter", sql: collectors.SQLBGWriter,
-		returns: "buffers_clean bigint, maxwritten_clean bigint, buffers_alloc bigint, buffers_backend bigint, buffers_backend_fsync bigint"},
+		returns: "buffers_clean bigint, maxwritten_clean bigint, buffers_alloc bigint, buffers_backend bigint, buffers_backend_fsync bigint, stats_reset timestamptz"},
 	{name: "_collect_io", sql: func(s collectors.Server) string {
 		if s.Major() < 16 {
 			return ""
@@ -42,7 +42,7 @@ var collectFuncs = []collectFunc{
 		"write_time double precision, writebacks bigint, writeback_time double precision, extends bigint, " +
 		"extend_time double precision, hits bigint, evictions bigint, reuses bigint, fsyncs bigint, fsync_time double precision"},
 	{name: "_collect_databases", sql: constant(collectors.SQLDatabase),
-		returns: "datname name, xact_commit bigint, xact_rollback bigint, blks_read bigint, blks_hit bigint, temp_files bigint, temp_bytes bigint, deadlocks bigint"},
+		returns: "datname name, xact_commit bigint, xact_rollback bigint, blks_read bigint, blks_hit bigint, temp_files bigint, temp_bytes bigint, deadlocks bigint, stats_reset timestamptz"},
 	{name: "_collect_replication_slots", sql: constant(collectors.SQLReplicationSlots),
 		returns: "slot_name text, slot_type text, active boolean, retained_wal_bytes bigint"},
 	{name: "_collect_autovacuum_workers", sql: constant(collectors.SQLAutovacuumWorkers),

@@ -40,7 +40,8 @@ var snapshotColumns = []string{"captured_at", "pg_version", "wal_records", "wal_
 	"bgw_buffers_backend", "bgw_buffers_backend_fsync", "autovacuum_workers", "slots_count",
 	"slots_max_retained_wal", "io_checkpointer_writes", "io_checkpointer_write_time", "io_checkpointer_fsyncs",
 	"io_checkpointer_fsync_time", "io_autovacuum_writes", "io_autovacuum_write_time", "io_client_writes",
-	"io_client_write_time", "io_bgwriter_writes", "io_bgwriter_write_time", "temp_files", "temp_bytes", "server"}
+	"io_client_write_time", "io_bgwriter_writes", "io_bgwriter_write_time", "temp_files", "temp_bytes", "server",
+	"wal_stats_reset", "ckpt_stats_reset", "bgw_stats_reset", "db_stats_reset"}
 
 // newBatch maps a collection to rows as telemetry.snapshot() and telemetry.sample() do in
 // SQL. replication is the latest sample's standbys: the snapshot tier does not read them.
@@ -98,12 +99,30 @@ func snapshotRow(c *collectors.Collection, server string) []any {
 				ioSum(c, backendType, func(s collectors.IOStat) *float64 { return s.FsyncTimeMs }))
 		}
 	}
-	if d := c.Database(c.Server.Database); d != nil {
+	d := c.Database(c.Server.Database)
+	if d != nil {
 		row = append(row, d.TempFiles, d.TempBytes)
 	} else {
 		row = append(row, nil, nil)
 	}
-	return append(row, server)
+	row = append(row, server)
+	var resets [4]*time.Time
+	if c.WAL != nil {
+		resets[0] = c.WAL.StatsReset
+	}
+	if c.Checkpointer != nil {
+		resets[1] = c.Checkpointer.StatsReset
+	}
+	if c.BGWriter != nil {
+		resets[2] = c.BGWriter.StatsReset
+	}
+	if d != nil {
+		resets[3] = d.StatsReset
+	}
+	for _, r := range resets {
+		row = append(row, r)
+	}
+	return row
 }
 
 // succeeded tells whether a collector ran in this collection without error: its empty

@@ -51,6 +51,12 @@ CREATE TABLE IF NOT EXISTS telemetry.snapshots (
     temp_files bigint,
     temp_bytes bigint,
     server text NOT NULL,
+    -- When each group of counters last restarted from zero (pg_stat_reset_shared, a crash):
+    -- a delta across a change is NULL.
+    wal_stats_reset timestamptz,
+    ckpt_stats_reset timestamptz,
+    bgw_stats_reset timestamptz,
+    db_stats_reset timestamptz,
     PRIMARY KEY (id, captured_at),
     -- One collection per server and instant: a retried write never duplicates.
     UNIQUE (server, captured_at)

@@ -14,14 +14,16 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     END
 $$;
 
--- _delta is a counter's growth: NULL (never negative) across a statistics reset or restart.
-CREATE OR REPLACE FUNCTION telemetry._delta(p_end bigint, p_start bigint)
+-- _delta is a counter's growth: NULL (never negative) across a statistics reset or restart,
+-- which p_same_epoch says (the counters' stats_reset did not change) where it is known, and a
+-- counter going backwards shows otherwise.
+CREATE OR REPLACE FUNCTION telemetry._delta(p_end bigint, p_start bigint, p_same_epoch boolean DEFAULT true)
 RETURNS bigint LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN p_end >= p_start THEN p_end - p_start END
+    SELECT CASE WHEN p_same_epoch AND p_end >= p_start THEN p_end - p_start END
 $$;
-CREATE OR REPLACE FUNCTION telemetry._delta_ms(p_end double precision, p_start double precision)
+CREATE OR REPLACE FUNCTION telemetry._delta_ms(p_end double precision, p_start double precision, p_same_epoch boolean DEFAULT true)
 RETURNS numeric LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN p_end >= p_start THEN round((p_end - p_start)::numeric, 3) END
+    SELECT CASE WHEN p_same_epoch AND p_end >= p_start THEN round((p_end - p_start)::numeric, 3) END
 $$;
 
 -- _resolve_server names the server an analysis is about: the one given, else the only one
@@ -105,20 +107,21 @@ CREATE OR REPLACE FUNCTION telemetry._snapshot_diff(s telemetry.snapshots, e tel
 RETURNS telemetry._snapshot_diff LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT ROW(
         round(extract(epoch FROM e.captured_at - s.captured_at), 3),
-        e.checkpoint_time IS DISTINCT FROM s.checkpoint_time,
-        telemetry._delta(e.ckpt_timed, s.ckpt_timed),
-        telemetry._delta(e.ckpt_requested, s.ckpt_requested),
-        telemetry._delta_ms(e.ckpt_write_time, s.ckpt_write_time),
-        telemetry._delta_ms(e.ckpt_sync_time, s.ckpt_sync_time),
-        telemetry._delta(e.ckpt_buffers, s.ckpt_buffers),
-        telemetry._delta(e.wal_bytes, s.wal_bytes),
-        telemetry._pretty_bytes(telemetry._delta(e.wal_bytes, s.wal_bytes)),
-        telemetry._delta_ms(e.wal_write_time, s.wal_write_time),
-        telemetry._delta_ms(e.wal_sync_time, s.wal_sync_time),
-        telemetry._delta(e.bgw_buffers_clean, s.bgw_buffers_clean),
-        telemetry._delta(e.bgw_buffers_alloc, s.bgw_buffers_alloc),
-        telemetry._delta(e.bgw_buffers_backend, s.bgw_buffers_backend),
-        telemetry._delta(e.bgw_buffers_backend_fsync, s.bgw_buffers_backend_fsync),
+        -- checkpoint_time has a resolution of one second: the location tells two apart within one.
+        e.checkpoint_time IS DISTINCT FROM s.checkpoint_time OR e.checkpoint_lsn IS DISTINCT FROM s.checkpoint_lsn,
+        telemetry._delta(e.ckpt_timed, s.ckpt_timed, e.ckpt_stats_reset IS NOT DISTINCT FROM s.ckpt_stats_reset),
+        telemetry._delta(e.ckpt_requested, s.ckpt_requested, e.ckpt_stats_reset IS NOT DISTINCT FROM s.ckpt_stats_reset),
+        telemetry._delta_ms(e.ckpt_write_time, s.ckpt_write_time, e.ckpt_stats_reset IS NOT DISTINCT FROM s.ckpt_stats_reset),
+        telemetry._delta_ms(e.ckpt_sync_time, s.ckpt_sync_time, e.ckpt_stats_reset IS NOT DISTINCT FROM s.ckpt_stats_reset),
+        telemetry._delta(e.ckpt_buffers, s.ckpt_buffers, e.ckpt_stats_reset IS NOT DISTINCT FROM s.ckpt_stats_reset),
+        telemetry._delta(e.wal_bytes, s.wal_bytes, e.wal_stats_reset IS NOT DISTINCT FROM s.wal_stats_reset),
+        telemetry._pretty_bytes(telemetry._delta(e.wal_bytes, s.wal_bytes, e.wal_stats_reset IS NOT DISTINCT FROM s.wal_stats_reset)),
+        telemetry._delta_ms(e.wal_write_time, s.wal_write_time, e.wal_stats_reset IS NOT DISTINCT FROM s.wal_stats_reset),
+        telemetry._delta_ms(e.wal_sync_time, s.wal_sync_time, e.wal_stats_reset IS NOT DISTINCT FROM s.wal_stats_reset),
+        telemetry._delta(e.bgw_buffers_clean, s.bgw_buffers_clean, e.bgw_stats_reset IS NOT DISTINCT FROM s.bgw_stats_reset),
+        telemetry._delta(e.bgw_buffers_alloc, s.bgw_buffers_alloc, e.bgw_stats_reset IS NOT DISTINCT FROM s.bgw_stats_reset),
+        telemetry._delta(e.bgw_buffers_backend, s.bgw_buffers_backend, e.bgw_stats_reset IS NOT DISTINCT FROM s.bgw_stats_reset),
+        telemetry._delta(e.bgw_buffers_backend_fsync, s.bgw_buffers_backend_fsync, e.bgw_stats_reset IS NOT DISTINCT FROM s.bgw_stats_reset),
         e.slots_count, e.slots_max_retained_wal, telemetry._pretty_bytes(e.slots_max_retained_wal),
         telemetry._delta(e.io_checkpointer_writes, s.io_checkpointer_writes),
         telemetry._delta_ms(e.io_checkpointer_write_time, s.io_checkpointer_write_time),
@@ -130,9 +133,9 @@ RETURNS telemetry._snapshot_diff LANGUAGE sql IMMUTABLE SET search_path = pg_cat
         telemetry._delta_ms(e.io_client_write_time, s.io_client_write_time),
         telemetry._delta(e.io_bgwriter_writes, s.io_bgwriter_writes),
         telemetry._delta_ms(e.io_bgwriter_write_time, s.io_bgwriter_write_time),
-        telemetry._delta(e.temp_files, s.temp_files),
-        telemetry._delta(e.temp_bytes, s.temp_bytes),
-        telemetry._pretty_bytes(telemetry._delta(e.temp_bytes, s.temp_bytes))
+        telemetry._delta(e.temp_files, s.temp_files, e.db_stats_reset IS NOT DISTINCT FROM s.db_stats_reset),
+        telemetry._delta(e.temp_bytes, s.temp_bytes, e.db_stats_reset IS NOT DISTINCT FROM s.db_stats_reset),
+        telemetry._pretty_bytes(telemetry._delta(e.temp_bytes, s.temp_bytes, e.db_stats_reset IS NOT DISTINCT FROM s.db_stats_reset))
     )::telemetry._snapshot_diff
 $$;
 

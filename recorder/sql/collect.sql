@@ -2,27 +2,27 @@
 -- Each function runs one collection query, with a branch per server version where it differs.
 
 CREATE OR REPLACE FUNCTION telemetry._collect_wal()
-RETURNS TABLE (wal_records bigint, wal_fpi bigint, wal_bytes bigint, wal_buffers_full bigint, wal_write_time double precision, wal_sync_time double precision)
+RETURNS TABLE (wal_records bigint, wal_fpi bigint, wal_bytes bigint, wal_buffers_full bigint, wal_write_time double precision, wal_sync_time double precision, stats_reset timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 #variable_conflict use_column
 BEGIN
     IF current_setting('server_version_num')::int >= 180000 THEN
-    RETURN QUERY SELECT wal_records, wal_fpi, wal_bytes::bigint, wal_buffers_full, NULL::float8, NULL::float8 FROM pg_stat_wal;
+    RETURN QUERY SELECT wal_records, wal_fpi, wal_bytes::bigint, wal_buffers_full, NULL::float8, NULL::float8, stats_reset FROM pg_stat_wal;
     ELSE
-    RETURN QUERY SELECT wal_records, wal_fpi, wal_bytes::bigint, wal_buffers_full, wal_write_time, wal_sync_time FROM pg_stat_wal;
+    RETURN QUERY SELECT wal_records, wal_fpi, wal_bytes::bigint, wal_buffers_full, wal_write_time, wal_sync_time, stats_reset FROM pg_stat_wal;
     END IF;
 END
 $collect$;
 
 CREATE OR REPLACE FUNCTION telemetry._collect_checkpointer()
-RETURNS TABLE (timed bigint, requested bigint, write_time double precision, sync_time double precision, buffers_written bigint)
+RETURNS TABLE (timed bigint, requested bigint, write_time double precision, sync_time double precision, buffers_written bigint, stats_reset timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 #variable_conflict use_column
 BEGIN
     IF current_setting('server_version_num')::int >= 170000 THEN
-    RETURN QUERY SELECT num_timed, num_requested, write_time, sync_time, buffers_written FROM pg_stat_checkpointer;
+    RETURN QUERY SELECT num_timed, num_requested, write_time, sync_time, buffers_written, stats_reset FROM pg_stat_checkpointer;
     ELSE
-    RETURN QUERY SELECT checkpoints_timed, checkpoints_req, checkpoint_write_time, checkpoint_sync_time, buffers_checkpoint FROM pg_stat_bgwriter;
+    RETURN QUERY SELECT checkpoints_timed, checkpoints_req, checkpoint_write_time, checkpoint_sync_time, buffers_checkpoint, stats_reset FROM pg_stat_bgwriter;
     END IF;
 END
 $collect$;
@@ -37,14 +37,14 @@ END
 $collect$;
 
 CREATE OR REPLACE FUNCTION telemetry._collect_bgwriter()
-RETURNS TABLE (buffers_clean bigint, maxwritten_clean bigint, buffers_alloc bigint, buffers_backend bigint, buffers_backend_fsync bigint)
+RETURNS TABLE (buffers_clean bigint, maxwritten_clean bigint, buffers_alloc bigint, buffers_backend bigint, buffers_backend_fsync bigint, stats_reset timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 #variable_conflict use_column
 BEGIN
     IF current_setting('server_version_num')::int >= 170000 THEN
-    RETURN QUERY SELECT buffers_clean, maxwritten_clean, buffers_alloc, NULL::bigint, NULL::bigint FROM pg_stat_bgwriter;
+    RETURN QUERY SELECT buffers_clean, maxwritten_clean, buffers_alloc, NULL::bigint, NULL::bigint, stats_reset FROM pg_stat_bgwriter;
     ELSE
-    RETURN QUERY SELECT buffers_clean, maxwritten_clean, buffers_alloc, buffers_backend, buffers_backend_fsync FROM pg_stat_bgwriter;
+    RETURN QUERY SELECT buffers_clean, maxwritten_clean, buffers_alloc, buffers_backend, buffers_backend_fsync, stats_reset FROM pg_stat_bgwriter;
     END IF;
 END
 $collect$;
@@ -64,11 +64,11 @@ END
 $collect$;
 
 CREATE OR REPLACE FUNCTION telemetry._collect_databases()
-RETURNS TABLE (datname name, xact_commit bigint, xact_rollback bigint, blks_read bigint, blks_hit bigint, temp_files bigint, temp_bytes bigint, deadlocks bigint)
+RETURNS TABLE (datname name, xact_commit bigint, xact_rollback bigint, blks_read bigint, blks_hit bigint, temp_files bigint, temp_bytes bigint, deadlocks bigint, stats_reset timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 #variable_conflict use_column
 BEGIN
-    RETURN QUERY SELECT datname, xact_commit, xact_rollback, blks_read, blks_hit, temp_files, temp_bytes, deadlocks
+    RETURN QUERY SELECT datname, xact_commit, xact_rollback, blks_read, blks_hit, temp_files, temp_bytes, deadlocks, stats_reset
 FROM pg_stat_database WHERE datname IS NOT NULL ORDER BY datname;
 END
 $collect$;

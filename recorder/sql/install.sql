@@ -13,7 +13,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0001_sc
 \if :apply
 BEGIN;
 \ir ../migrations/0001_schema.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0001_schema.sql', 'b27fc5df5fc35ec5f4ee09d688f56b59e3bff0c13693dea536250e609c3dacff')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0001_schema.sql', 'd6da9d3f8f80c6920a1891edd0e5444c195604487fb10f5845209c451313aa86')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -21,7 +21,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0002_ap
 \if :apply
 BEGIN;
 \ir ../migrations/0002_api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0002_api.sql', 'fc72225e941f26ebc7d00345bcab7944a6b6a7710746b4f315c3263ee1c29573')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0002_api.sql', 'e9b44f659ca48c2e61aa3652229bc3f4467a15eca4f785402ec55e38c4b4a87c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -29,7 +29,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0003_sq
 \if :apply
 BEGIN;
 \ir ../migrations/0003_sql_collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0003_sql_collection.sql', '527563df80d5b4926b1362e32fbae2ba76641df7e426c7ac35c32a3e7b78621d')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0003_sql_collection.sql', '6ba71cd73e02bef5e1b9a245181d7079add45b7be649e0d7c782817053f2c5bd')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -49,11 +49,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'collect.sql' AND checksum = 'cf453d2bb26a4f6504dfe946997121eeea5281afe98cb9fa9a63863086722910') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'collect.sql' AND checksum = 'f1268428906ae19e991f8b1c7a4aad7a7de55fad82d46889f80c68457287b4f4') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('collect.sql', 'cf453d2bb26a4f6504dfe946997121eeea5281afe98cb9fa9a63863086722910')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('collect.sql', 'f1268428906ae19e991f8b1c7a4aad7a7de55fad82d46889f80c68457287b4f4')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

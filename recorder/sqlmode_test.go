@@ -1,0 +1,169 @@
+package recorder
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+)
+
+// volatile are the columns that differ between two collections taken back to back.
+var volatile = map[string]bool{"id": true, "snapshot_id": true, "sample_id": true, "captured_at": true,
+	"blocked_duration": true, "checkpoint_lsn": false}
+
+// rowsOf returns a table's rows of one collection as text, volatile columns left out.
+func rowsOf(t *testing.T, e *env, table, key string, at time.Time) []string {
+	t.Helper()
+	c := e.conn()
+	rows := query(t, c, `SELECT * FROM telemetry.`+table+` WHERE captured_at = $1 ORDER BY `+key, at)
+	var out []string
+	for _, r := range rows {
+		var cols []string
+		for k, v := range r {
+			if !volatile[k] {
+				cols = append(cols, fmt.Sprintf("%s=%v", k, v))
+			}
+		}
+		out = append(out, strings.Join(sorted(cols), " "))
+	}
+	return out
+}
+
+func sorted(s []string) []string {
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s
+}
+
+// The SQL collection functions and the Go recorder write the same rows for the same server
+// state: one of each, back to back, compared column by column.
+func TestSQLFunctionsMatchGoRecorder(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		e.exec(`CREATE TABLE orders (id int); INSERT INTO orders SELECT generate_series(1, 100); SELECT telemetry.track_table('orders')`)
+		// A quiet server: no checkpoint or bgwriter round may fall between the two snapshots.
+		c := e.conn()
+		ctx := context.Background()
+		if _, err := c.Exec(ctx, `SET application_name = 'pg-batch-exporter test'`); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, c, `SELECT n_tup_ins = 100 FROM pg_stat_user_tables WHERE relname = 'orders'`)
+		for attempt := 0; ; attempt++ {
+			goAt := e.record(collectors.TierSnapshot)
+			var sqlAt time.Time
+			if err := c.QueryRow(ctx, `SELECT telemetry.snapshot()`).Scan(&sqlAt); err != nil {
+				t.Fatal(err)
+			}
+			diff := compareTables(t, e, goAt, sqlAt, map[string]string{"snapshots": "server", "table_snapshots": "relid", "replication_snapshots": "pid"})
+			if diff == "" {
+				break
+			}
+			if attempt == 5 { // background activity (WAL, bgwriter) between the two each time
+				t.Fatalf("snapshot rows differ:\n%s", diff)
+			}
+		}
+		for attempt := 0; ; attempt++ {
+			goAt := e.record(collectors.TierSample)
+			var sqlAt time.Time
+			if err := c.QueryRow(ctx, `SELECT telemetry.sample()`).Scan(&sqlAt); err != nil {
+				t.Fatal(err)
+			}
+			diff := compareTables(t, e, goAt, sqlAt, map[string]string{"samples": "server", "wait_samples": "backend_type, wait_event_type, wait_event, state",
+				"activity_samples": "pid", "progress_samples": "progress_type, pid", "lock_samples": "blocked_pid, blocking_pid"})
+			if diff == "" {
+				break
+			}
+			if attempt == 5 {
+				t.Fatalf("sample rows differ:\n%s", diff)
+			}
+		}
+	})
+}
+
+func compareTables(t *testing.T, e *env, goAt, sqlAt time.Time, tables map[string]string) string {
+	var diff strings.Builder
+	for table, key := range tables {
+		g, s := rowsOf(t, e, table, key, goAt), rowsOf(t, e, table, key, sqlAt)
+		if !reflect.DeepEqual(g, s) {
+			fmt.Fprintf(&diff, "%s:\n  go:  %v\n  sql: %v\n", table, g, s)
+		}
+	}
+	return diff.String()
+}
+
+// pg_cron mode on Debian's PostgreSQL 15 with pg_cron 1.4: install.sql schedules the seed's
+// jobs (every minute for samples: 1.4 has no sub-minute schedules), the scheduler writes a
+// sample, re-running install.sql is safe, and uninstall.sql removes jobs, history and schema.
+func TestPgCronInstallOnDebian15(t *testing.T) {
+	srv := pgtest.StartWith(t, 15, pgtest.Options{Debian: true, SharedPreload: []string{"pg_cron"}})
+	dsn := srv.DSN("postgres") // pg_cron lives in cron.database_name
+	out := psqlFile(t, srv, dsn, "sql/install.sql")
+	if !strings.Contains(out, "no sub-minute schedules") {
+		t.Errorf("install.sql gave no notice of the fallback:\n%s", out)
+	}
+	psqlFile(t, srv, dsn, "sql/install.sql") // again: a no-op
+	e := &env{t: t, srv: srv, dsn: dsn}
+	c := e.conn()
+	jobs := query(t, c, `SELECT jobname, schedule, command FROM cron.job WHERE jobname LIKE 'telemetry%' ORDER BY jobname`)
+	want := []map[string]any{
+		{"jobname": "telemetry_cleanup", "schedule": "0 3 * * *", "command": "SELECT telemetry.cleanup('7 days')"},
+		{"jobname": "telemetry_sample", "schedule": "* * * * *", "command": "SELECT telemetry.sample()"},
+		{"jobname": "telemetry_snapshot", "schedule": "*/5 * * * *", "command": "SELECT telemetry.snapshot()"},
+	}
+	if !reflect.DeepEqual(jobs, want) {
+		t.Errorf("jobs: %v", jobs)
+	}
+	// The install took a first snapshot and sample; the scheduler adds one within a minute.
+	var first time.Time
+	if err := c.QueryRow(context.Background(), `SELECT max(captured_at) FROM telemetry.samples`).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(75 * time.Second)
+	for {
+		var n int
+		if err := c.QueryRow(context.Background(), `SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+			WHERE j.jobname = 'telemetry_sample' AND d.status = 'succeeded'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the scheduler ran no telemetry_sample: %v", query(t, c, `SELECT * FROM cron.job_run_details`))
+		}
+		time.Sleep(time.Second)
+	}
+	if got := query(t, c, `SELECT count(*) AS n FROM telemetry.samples WHERE captured_at > $1`, first); got[0]["n"] != int64(1) {
+		t.Errorf("samples written by the scheduler: %v", got)
+	}
+	psqlFile(t, srv, dsn, "sql/uninstall.sql")
+	left := query(t, c, `SELECT (SELECT count(*) FROM cron.job WHERE jobname LIKE 'telemetry%') AS jobs,
+		(SELECT count(*) FROM cron.job_run_details) AS runs, to_regnamespace('telemetry') IS NULL AS schema_gone`)
+	if left[0]["jobs"] != int64(0) || left[0]["runs"] != int64(0) || left[0]["schema_gone"] != true {
+		t.Errorf("after uninstall: %v", left)
+	}
+}
+
+// Without pg_cron, install.sql installs everything but the jobs, with a notice.
+func TestInstallWithoutPgCron(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Versions()[0])
+	dsn := srv.NewDatabase(t)
+	out := psqlFile(t, srv, dsn, "sql/install.sql")
+	if !strings.Contains(out, "pg_cron is not available") {
+		t.Errorf("no notice:\n%s", out)
+	}
+	e := &env{t: t, srv: srv, dsn: dsn}
+	if got := query(t, e.conn(), `SELECT (SELECT count(*) FROM telemetry.snapshots) AS s, (SELECT count(*) FROM telemetry.samples) AS m`); got[0]["s"] != int64(1) || got[0]["m"] != int64(1) {
+		t.Errorf("first collections: %v", got)
+	}
+}
