@@ -76,6 +76,14 @@ func New(o Options) *Recorder {
 		defer r.mu.Unlock()
 		return float64(r.queuedRows)
 	})
+	// Every table's series exists from the start, so that a dashboard shows 0, not "No data".
+	for _, tier := range []collectors.Tier{collectors.TierSnapshot, collectors.TierSample} {
+		b := newBatch(&collectors.Collection{Tier: tier}, "", nil)
+		for _, t := range append([]table{b.parent}, b.children...) {
+			r.written.WithLabelValues(t.name)
+			r.dropped.WithLabelValues(t.name)
+		}
+	}
 	return r
 }
 
