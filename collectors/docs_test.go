@@ -7,8 +7,15 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
 )
 
 const metricsDoc = "../docs/metrics.md"
@@ -38,6 +45,16 @@ func TestMetricsReference(t *testing.T) {
 			f.versions = append(f.versions, fmt.Sprint(v))
 		}
 	}
+	// The batch tracker's and the recorder's families, the same on every version.
+	for name, mf := range batchAndRecorderFamilies(t) {
+		var labels []string
+		for _, lp := range mf.GetMetric()[0].GetLabel() {
+			labels = append(labels, lp.GetName())
+		}
+		sort.Strings(labels)
+		families[name] = &family{kind: strings.ToLower(mf.GetType().String()), labels: strings.Join(labels, ","),
+			help: mf.GetHelp(), versions: []string{"all"}}
+	}
 	names := make([]string, 0, len(families))
 	for n := range families {
 		names = append(names, n)
@@ -47,8 +64,8 @@ func TestMetricsReference(t *testing.T) {
 	b.WriteString("# Metrics reference\n\n")
 	b.WriteString("Generated from what the exporter really exposed on each PostgreSQL version " +
 		"(`collectors/testdata/metrics-pg*.golden`; regenerate with `go test ./collectors -update`). " +
-		"Replication lag families appear only while a standby or subscriber is connected; batch and " +
-		"recorder families are listed in their own docs.\n\n")
+		"Replication lag families appear only while a standby or subscriber is connected; batch " +
+		"families once a batch is known, recorder families with `--recorder.enabled`.\n\n")
 	b.WriteString("| name | type | labels | versions | meaning |\n|---|---|---|---|---|\n")
 	for _, n := range names {
 		f := families[n]
@@ -65,4 +82,29 @@ func TestMetricsReference(t *testing.T) {
 	if err != nil || string(want) != got {
 		t.Errorf("%s is out of date (go test ./collectors -run 'Golden|MetricsReference' -update): %v", metricsDoc, err)
 	}
+}
+
+// batchAndRecorderFamilies gathers the metrics of a batch tracker that has seen one run
+// begin, and of a recorder.
+func batchAndRecorderFamilies(t *testing.T) map[string]*dto.MetricFamily {
+	rules, err := batch.ParseRules([]string{"nightly=application_name:^etl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracker := batch.NewTracker(batch.Options{Rules: rules, QuietPeriod: time.Minute})
+	tracker.Observe(time.Now(), time.Second, []collectors.SessionWait{{ApplicationName: "etl_load", WaitEventType: "IO", WaitEvent: "DataFileRead", Count: 1}})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(tracker)
+	reg.MustRegister(recorder.New(recorder.Options{}).Metrics()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		if len(mf.GetMetric()) > 0 {
+			out[mf.GetName()] = mf
+		}
+	}
+	return out
 }
