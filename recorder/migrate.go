@@ -36,8 +36,13 @@ var migrationName = regexp.MustCompile(`^([0-9]{4})_[a-z0-9_]+\.sql$`)
 // migrationLockKey is the advisory lock that serialises migrations (Go and install.sql).
 const migrationLockKey = 7366_4321_0003
 
-// sqlBootstrap creates what the migrations are recorded in.
-const sqlBootstrap = `CREATE SCHEMA IF NOT EXISTS telemetry;
+// sqlBootstrap creates what the migrations are recorded in. CREATE SCHEMA IF NOT EXISTS
+// would still ask for CREATE on the database, which a role given the schema lacks.
+const sqlBootstrap = `DO $$ BEGIN
+    IF to_regnamespace('telemetry') IS NULL THEN
+        CREATE SCHEMA telemetry;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS telemetry.schema_migrations (
     name text PRIMARY KEY,
     checksum text NOT NULL,

@@ -37,7 +37,7 @@ $$;
 -- _severity grades a measure against its warning and critical thresholds: info when it was
 -- seen at all, NULL when not.
 CREATE OR REPLACE FUNCTION telemetry._severity(p_value numeric, p_warning numeric, p_critical numeric)
-RETURNS text LANGUAGE sql IMMUTABLE AS $$
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN p_value IS NULL OR p_value <= 0 THEN NULL
                 WHEN p_value >= p_critical THEN 'critical'
                 WHEN p_value >= p_warning THEN 'warning'

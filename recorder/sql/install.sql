@@ -3,7 +3,11 @@
 \set ON_ERROR_STOP on
 \set QUIET on
 SELECT pg_advisory_lock(736643210003) \gset lock_
-CREATE SCHEMA IF NOT EXISTS telemetry;
+DO $$ BEGIN
+    IF to_regnamespace('telemetry') IS NULL THEN
+        CREATE SCHEMA telemetry;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS telemetry.schema_migrations (
     name text PRIMARY KEY,
     checksum text NOT NULL,
@@ -33,6 +37,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0003_sql_colle
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0004_wait_summary_resolves_server.sql') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0004_wait_summary_resolves_server.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0004_wait_summary_resolves_server.sql', '862c9229952f55dec574b5b2cc8a3efe64c2feab10f6e4c0b83e7764d01dad18')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0050_batch_runs.sql') AS apply \gset
 \if :apply
 BEGIN;
@@ -45,7 +57,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0060_di
 \if :apply
 BEGIN;
 \ir ../migrations/0060_diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.sql', '17f0fd9ce89a62144e1bb50ecf849907bf2a379bf719d3afb14bfd8d23148462')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.sql', '9437754e5be3d42444d4df9a3f4fc99699c8bc2e8db24eddf8baadce64e00af6')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
