@@ -29,17 +29,11 @@ const SQLDatabase = `SELECT datname, xact_commit, xact_rollback, blks_read, blks
 FROM pg_stat_database WHERE datname IS NOT NULL ORDER BY datname`
 
 func (databaseCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
-	rows, _ := tx.Query(ctx, SQLDatabase)
-	stats, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (DatabaseStat, error) {
-		var d DatabaseStat
-		err := r.Scan(&d.Datname, &d.XactCommit, &d.XactRollback, &d.BlksRead, &d.BlksHit, &d.TempFiles, &d.TempBytes, &d.Deadlocks, &d.StatsReset)
-		return d, err
+	var err error
+	c.Databases, err = queryAll(ctx, tx, SQLDatabase, func(d *DatabaseStat) []any {
+		return []any{&d.Datname, &d.XactCommit, &d.XactRollback, &d.BlksRead, &d.BlksHit, &d.TempFiles, &d.TempBytes, &d.Deadlocks, &d.StatsReset}
 	})
-	if err != nil {
-		return err
-	}
-	c.Databases = stats
-	return nil
+	return err
 }
 
 func (databaseCollector) Emit(c *Collection, ch chan<- prometheus.Metric) {

@@ -45,18 +45,12 @@ func (ioCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error 
 	if c.Server.Major() < 16 {
 		return nil
 	}
-	rows, _ := tx.Query(ctx, SQLIO)
-	stats, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (IOStat, error) {
-		var s IOStat
-		err := r.Scan(&s.BackendType, &s.Object, &s.Context, &s.Reads, &s.ReadTimeMs, &s.Writes, &s.WriteTimeMs,
-			&s.Writebacks, &s.WritebackMs, &s.Extends, &s.ExtendTimeMs, &s.Hits, &s.Evictions, &s.Reuses, &s.Fsyncs, &s.FsyncTimeMs)
-		return s, err
+	var err error
+	c.IO, err = queryAll(ctx, tx, SQLIO, func(s *IOStat) []any {
+		return []any{&s.BackendType, &s.Object, &s.Context, &s.Reads, &s.ReadTimeMs, &s.Writes, &s.WriteTimeMs,
+			&s.Writebacks, &s.WritebackMs, &s.Extends, &s.ExtendTimeMs, &s.Hits, &s.Evictions, &s.Reuses, &s.Fsyncs, &s.FsyncTimeMs}
 	})
-	if err != nil {
-		return err
-	}
-	c.IO = stats
-	return nil
+	return err
 }
 
 func (ioCollector) Emit(c *Collection, ch chan<- prometheus.Metric) {

@@ -1,6 +1,9 @@
 package collectors
 
 import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,6 +25,16 @@ func optCounter[T int64 | float64](ch chan<- prometheus.Metric, d *prometheus.De
 	if v != nil {
 		counter(ch, d, float64(*v)*scale, labels...)
 	}
+}
+
+// queryAll runs a statement and scans each row into a T through the fields it names.
+func queryAll[T any](ctx context.Context, tx pgx.Tx, sql string, fields func(*T) []any, args ...any) ([]T, error) {
+	rows, _ := tx.Query(ctx, sql, args...)
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (T, error) {
+		var x T
+		err := r.Scan(fields(&x)...)
+		return x, err
+	})
 }
 
 // msToSeconds converts PostgreSQL's millisecond timings to the base unit.

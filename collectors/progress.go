@@ -54,18 +54,12 @@ FROM p ORDER BY progress_type, pid`
 type progressCollector struct{}
 
 func (progressCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
-	rows, _ := tx.Query(ctx, SQLProgress)
-	ops, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Operation, error) {
-		var o Operation
-		err := r.Scan(&o.Type, &o.PID, &o.Datname, &o.Relid, &o.Relname, &o.Phase, &o.BlocksTotal, &o.BlocksDone,
-			&o.TuplesTotal, &o.TuplesDone, &o.BytesTotal, &o.BytesDone, &o.Details)
-		return o, err
+	var err error
+	c.Progress, err = queryAll(ctx, tx, SQLProgress, func(o *Operation) []any {
+		return []any{&o.Type, &o.PID, &o.Datname, &o.Relid, &o.Relname, &o.Phase, &o.BlocksTotal, &o.BlocksDone,
+			&o.TuplesTotal, &o.TuplesDone, &o.BytesTotal, &o.BytesDone, &o.Details}
 	})
-	if err != nil {
-		return err
-	}
-	c.Progress = ops
-	return nil
+	return err
 }
 
 func (progressCollector) Emit(c *Collection, ch chan<- prometheus.Metric) {

@@ -28,17 +28,11 @@ FROM pg_replication_slots ORDER BY slot_name`
 type slotsCollector struct{}
 
 func (slotsCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
-	rows, _ := tx.Query(ctx, SQLReplicationSlots)
-	slots, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ReplicationSlot, error) {
-		var s ReplicationSlot
-		err := r.Scan(&s.SlotName, &s.SlotType, &s.Active, &s.RetainedWALBytes)
-		return s, err
+	var err error
+	c.ReplicationSlots, err = queryAll(ctx, tx, SQLReplicationSlots, func(s *ReplicationSlot) []any {
+		return []any{&s.SlotName, &s.SlotType, &s.Active, &s.RetainedWALBytes}
 	})
-	if err != nil {
-		return err
-	}
-	c.ReplicationSlots = slots
-	return nil
+	return err
 }
 
 func (slotsCollector) Emit(c *Collection, ch chan<- prometheus.Metric) {

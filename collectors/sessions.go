@@ -33,21 +33,15 @@ ORDER BY query_start NULLS LAST, pid LIMIT 25`
 type sessionsCollector struct{}
 
 func (sessionsCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
-	rows, _ := tx.Query(ctx, SQLSessionGroups)
-	groups, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SessionGroup, error) {
-		var g SessionGroup
-		err := r.Scan(&g.BackendType, &g.WaitEventType, &g.WaitEvent, &g.State, &g.Count)
-		return g, err
+	groups, err := queryAll(ctx, tx, SQLSessionGroups, func(g *SessionGroup) []any {
+		return []any{&g.BackendType, &g.WaitEventType, &g.WaitEvent, &g.State, &g.Count}
 	})
 	if err != nil {
 		return err
 	}
-	rows, _ = tx.Query(ctx, SQLActiveSessions)
-	active, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ActiveSession, error) {
-		var a ActiveSession
-		err := r.Scan(&a.PID, &a.Datname, &a.Usename, &a.ApplicationName, &a.BackendType, &a.State,
-			&a.WaitEventType, &a.WaitEvent, &a.QueryStart, &a.StateChange, &a.QueryPreview)
-		return a, err
+	active, err := queryAll(ctx, tx, SQLActiveSessions, func(a *ActiveSession) []any {
+		return []any{&a.PID, &a.Datname, &a.Usename, &a.ApplicationName, &a.BackendType, &a.State,
+			&a.WaitEventType, &a.WaitEvent, &a.QueryStart, &a.StateChange, &a.QueryPreview}
 	})
 	if err != nil {
 		return err

@@ -153,15 +153,12 @@ func (t *tablesCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection)
 	for i, n := range t.track {
 		schemas[i], names[i] = n.Schema, n.Table
 	}
-	rows, _ := tx.Query(ctx, SQLTables(fromSchema), schemas, names)
-	tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TableStat, error) {
-		var s TableStat
-		err := r.Scan(&s.Relid, &s.Schemaname, &s.Relname, &s.RelationSize, &s.TotalSize, &s.IndexesSize,
+	tables, err := queryAll(ctx, tx, SQLTables(fromSchema), func(s *TableStat) []any {
+		return []any{&s.Relid, &s.Schemaname, &s.Relname, &s.RelationSize, &s.TotalSize, &s.IndexesSize,
 			&s.NLiveTup, &s.NDeadTup, &s.NTupIns, &s.NTupUpd, &s.NTupDel, &s.NTupHotUpd,
 			&s.LastVacuum, &s.LastAutovacuum, &s.LastAnalyze, &s.LastAutoanalyze,
-			&s.VacuumCount, &s.AutovacuumCount, &s.AnalyzeCount, &s.AutoanalyzeCount)
-		return s, err
-	})
+			&s.VacuumCount, &s.AutovacuumCount, &s.AnalyzeCount, &s.AutoanalyzeCount}
+	}, schemas, names)
 	if err != nil {
 		return err
 	}
