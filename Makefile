@@ -11,6 +11,8 @@
 #   make test-demo     the demo with DEMO_EXIT=1, twice in a row (make test runs it)
 #   make test-browser  the report page in a headless chromium (part of go test ./...)
 #   make bench     benchmarks
+#   make bench-recorder  the recorder's storage per day and analysis timings over 7 days
+#                  of generated data (about a minute; recorder.TestMeasureStorageAndTimings)
 #   make clean-pg  kill PostgreSQL test servers left by killed test runs
 #
 # Test knobs (environment): PGBATCH_TEST_VERSIONS=15,18 (majors),
@@ -21,7 +23,7 @@ GO       ?= go
 PKGS     ?= ./...
 TESTFLAGS ?=
 
-.PHONY: all deps build vet test test-alerts test-e2e demo test-demo test-browser bench clean-pg
+.PHONY: all deps build vet test test-alerts test-e2e demo test-demo test-browser bench bench-recorder clean-pg
 
 all: build
 
@@ -60,6 +62,9 @@ test-e2e: deps
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+bench-recorder:
+	PGBATCH_MEASURE_RECORDER=1 $(GO) test -count=1 -v -timeout 20m -run '^TestMeasureStorageAndTimings$$' ./recorder
 
 # Servers of internal/pgtest live in $TMPDIR/pgtest-<major>-*/ (with a file
 # "owner" naming the test process) and note "postmaster pid, dir, owner pid"

@@ -138,3 +138,54 @@ func TestSeveralServersRecorded(t *testing.T) {
 		}
 	})
 }
+
+// The deltas and table_deltas views have a row per snapshot after the first, also where some
+// of a snapshot's columns are NULL (io_* on 15, bgw_buffers_backend on 17+, no slots).
+func TestDeltaViewsHaveRows(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		e.exec(`CREATE TABLE orders (id int); SELECT telemetry.track_table('orders')`)
+		for range 3 {
+			e.record(collectors.TierSnapshot)
+		}
+		rows := query(t, e.conn(), `SELECT (SELECT count(*) FROM telemetry.deltas) AS deltas,
+			(SELECT count(*) FROM telemetry.table_deltas) AS table_deltas,
+			(SELECT count(*) FROM telemetry.deltas d JOIN telemetry.snapshots s USING (id)
+			 WHERE d.interval_seconds = round(extract(epoch FROM s.captured_at - (SELECT max(p.captured_at)
+			     FROM telemetry.snapshots p WHERE p.captured_at < s.captured_at)), 3)) AS deltas_against_previous`)
+		if r := rows[0]; r["deltas"] != int64(2) || r["table_deltas"] != int64(2) || r["deltas_against_previous"] != int64(2) {
+			t.Errorf("after 3 snapshots: %v, want 2 of each", r)
+		}
+	})
+}
+
+// wait_summary counts a sample once for a wait seen in several states, sums and takes the
+// largest count over its rows, and leaves idle sessions out (the seed's definitions).
+func TestWaitSummaryArithmetic(t *testing.T) {
+	e := newEnv(t, pgtest.Start(t, pgtest.Versions()[0]))
+	e.exec(`SELECT telemetry._ensure_partitions('2024-12-16 14:00+00');
+		SELECT telemetry._note_server('s', 's', 15, '2024-12-16 14:00+00');
+		INSERT INTO telemetry.samples (id, captured_at, server) VALUES
+			(1, '2024-12-16 14:00+00', 's'), (2, '2024-12-16 14:00:30+00', 's'), (3, '2024-12-16 14:01+00', 's'), (4, '2024-12-16 14:01:30+00', 's');
+		INSERT INTO telemetry.wait_samples (sample_id, backend_type, wait_event_type, wait_event, state, count, server, captured_at)
+		SELECT sample_id, 'client backend', 'Lock', 'relation', state, count, 's', s.captured_at
+		FROM (VALUES (1, 'active', 2), (1, 'fastpath function call', 1), (2, 'active', 4), (3, 'idle in transaction', 9))
+			v(sample_id, state, count) JOIN telemetry.samples s ON s.id = v.sample_id`)
+	rows := query(t, e.conn(), `SELECT * FROM telemetry.wait_summary('2024-12-16 14:00+00', '2024-12-16 14:01:30+00')`)
+	if len(rows) != 1 {
+		t.Fatalf("wait_summary: %v, want one row", rows)
+	}
+	got := rows[0]
+	want := map[string]string{"wait_event": "relation", "sample_count": "2", "total_waiters": "7",
+		"avg_waiters": "3.50", "max_waiters": "4", "pct_of_samples": "50.0"}
+	for k, v := range want {
+		if s := fmt.Sprint(got[k]); k == "avg_waiters" || k == "pct_of_samples" {
+			var text string
+			if err := e.conn().QueryRow(context.Background(), `SELECT $1::numeric::text`, got[k]).Scan(&text); err != nil || text != v {
+				t.Errorf("%s = %v, want %s", k, got[k], v)
+			}
+		} else if s != v {
+			t.Errorf("%s = %s, want %s", k, s, v)
+		}
+	}
+}

@@ -45,6 +45,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0004_wait_summ
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0005_analysis_speed.sql') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0005_analysis_speed.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0005_analysis_speed.sql', 'c90f77842ac73035f38c7d825e52da9ef3303b7cce6f0f192ab79ec4a96752b8')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0050_batch_runs.sql') AS apply \gset
 \if :apply
 BEGIN;
