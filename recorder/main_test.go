@@ -170,20 +170,21 @@ func psql(t *testing.T, srv *pgtest.Server, dsn string, args ...string) string {
 }
 
 // eventually polls a query returning one boolean (with fresh statistics each time) until it
-// is true, for statistics that backends flush asynchronously.
+// is true, for statistics that backends flush asynchronously. NULL counts as not yet (a
+// session that has not started waiting has no wait_event_type).
 func eventually(t *testing.T, c *pgx.Conn, sql string, args ...any) {
 	t.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		var ok bool
+		var ok *bool
 		if _, err := c.Exec(ctx, `SELECT pg_stat_clear_snapshot()`); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.QueryRow(ctx, sql, args...).Scan(&ok); err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
-		if ok {
+		if ok != nil && *ok {
 			return
 		}
 		if time.Now().After(deadline) {
