@@ -69,6 +69,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0061_diagnose_speed.sql') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0061_diagnose_speed.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0061_diagnose_speed.sql', '3de814d5b1d55d938a8bbfca29a8493c53bbd0dd4edc84d4970ca8b0f42e5f18')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'collect.sql' AND checksum = 'f1268428906ae19e991f8b1c7a4aad7a7de55fad82d46889f80c68457287b4f4') AS apply \gset
 \if :apply
 BEGIN;
