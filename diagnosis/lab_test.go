@@ -152,10 +152,13 @@ func (l *lab) run(batch string, work func(c *pgx.Conn)) int64 {
 	}
 	l.waitFor("the run's end snapshot and a later sample", `SELECT EXISTS (SELECT FROM telemetry.snapshots s JOIN telemetry.batch_runs r ON s.captured_at >= r.ended_at WHERE r.run_id = $1)
 		AND EXISTS (SELECT FROM telemetry.samples s JOIN telemetry.batch_runs r ON s.captured_at >= r.ended_at WHERE r.run_id = $1)`, runID)
-	// compare() over the run is exact: it starts and ends on the snapshots the markers asked for.
+	// compare() over the run is exact: it starts and ends on the snapshots the markers asked for
+	// (the schedule takes one an hour, so any later snapshot is a requested one). How promptly a
+	// request is served is TestRequestSnapshot's business; here a loaded CI machine may take a
+	// few seconds, so the bound only excludes some other, much later snapshot.
 	var exact bool
 	err := l.admin.QueryRow(ctx, `SELECT start_snapshot_at >= started_at AND end_snapshot_at >= ended_at
-		AND (SELECT elapsed_seconds FROM telemetry.compare(start_snapshot_at, end_snapshot_at)) <= duration_seconds + 1
+		AND (SELECT elapsed_seconds FROM telemetry.compare(start_snapshot_at, end_snapshot_at)) <= duration_seconds + 10
 		FROM telemetry.recent_batch_runs WHERE run_id = $1`, runID).Scan(&exact)
 	if err != nil || !exact {
 		l.t.Fatalf("run %d does not start and end on its own snapshots (%v)", runID, err)
