@@ -44,6 +44,9 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
                 ELSE 'info' END
 $$;
 
+-- Every join to a window's samples also bounds the sample table's own captured_at by the
+-- window: it changes no result, and lets PostgreSQL read only the window's day partitions.
+
 -- _window_waits is the session-seconds client sessions (not idle) spent in each wait in the
 -- window: the wait sampler's, where the Go recorder wrote them, else estimated from the sample
 -- grid (pg_cron mode): each sample's count times the samples' mean spacing.
@@ -55,11 +58,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     spacing AS (SELECT extract(epoch FROM p_end_time - p_start_time) / nullif(count(*), 0) AS seconds FROM smp),
     sampled AS (
         SELECT t.wait_event_type, t.wait_event, sum(t.seconds)::numeric AS seconds
-        FROM telemetry.wait_time_samples t JOIN smp ON smp.id = t.sample_id AND smp.captured_at = t.captured_at
+        FROM telemetry.wait_time_samples t JOIN smp ON smp.id = t.sample_id AND smp.captured_at = t.captured_at AND t.captured_at BETWEEN p_start_time AND p_end_time
         GROUP BY 1, 2),
     grid AS (
         SELECT w.wait_event_type, w.wait_event, sum(w.count) * min(spacing.seconds) AS seconds
-        FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at, spacing
+        FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at AND w.captured_at BETWEEN p_start_time AND p_end_time, spacing
         WHERE w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%'
         GROUP BY 1, 2)
     SELECT * FROM sampled UNION ALL SELECT * FROM grid WHERE NOT EXISTS (SELECT FROM sampled)
@@ -94,7 +97,7 @@ BEGIN
     nsmp AS (SELECT count(*) AS n FROM smp),
     -- Client sessions, not idle, per sample: the sessions a batch is made of.
     client_waits AS (
-        SELECT w.* FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at
+        SELECT w.* FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at AND w.captured_at BETWEEN p_start_time AND p_end_time
         WHERE w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%'),
     wait_time AS (SELECT * FROM telemetry._window_waits(p_start_time, p_end_time, v_server)),
     lockw AS (
@@ -104,19 +107,19 @@ BEGIN
         SELECT l.blocking_pid, l.blocking_app, l.blocking_user, l.lock_type, l.locked_relation,
                l.blocking_query_preview, count(DISTINCT l.sample_id) AS samples,
                round(extract(epoch FROM max(l.blocked_duration))::numeric, 1) AS max_blocked_seconds
-        FROM telemetry.lock_samples l JOIN smp ON smp.id = l.sample_id AND smp.captured_at = l.captured_at
+        FROM telemetry.lock_samples l JOIN smp ON smp.id = l.sample_id AND smp.captured_at = l.captured_at AND l.captured_at BETWEEN p_start_time AND p_end_time
         GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY samples DESC, max_blocked_seconds DESC NULLS LAST LIMIT 3),
     vac AS (
         SELECT p.relid, p.relname, p.relid IN (SELECT relid FROM telemetry.tracked_tables) AS tracked,
                count(DISTINCT p.sample_id) AS samples, array_agg(DISTINCT p.phase) AS phases
-        FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at
+        FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
         WHERE p.progress_type = 'vacuum' GROUP BY 1, 2, 3),
     tables AS (
         SELECT tc.* FROM telemetry.tracked_tables t,
              telemetry.table_compare(t.relname, p_snapshot_start, p_end_time, t.schemaname, v_server) tc),
     spillers AS (
         SELECT a.query_preview, count(*) AS samples
-        FROM telemetry.activity_samples a JOIN smp ON smp.id = a.sample_id AND smp.captured_at = a.captured_at
+        FROM telemetry.activity_samples a JOIN smp ON smp.id = a.sample_id AND smp.captured_at = a.captured_at AND a.captured_at BETWEEN p_start_time AND p_end_time
         WHERE a.wait_event IN ('BufFileWrite', 'BufFileRead') GROUP BY 1 ORDER BY 2 DESC LIMIT 3),
     repl AS (
         SELECT r.application_name, r.client_addr,
@@ -212,9 +215,9 @@ BEGIN
                                              FROM tables t WHERE t.autovacuum_ran OR t.autoanalyze_ran)),
                'Keep autovacuum off the batch''s tables while it runs: vacuum them just before the batch (VACUUM (ANALYZE)), or tune their autovacuum thresholds or cost limits (ALTER TABLE ... SET (autovacuum_vacuum_cost_delay = ...)); never disable autovacuum for good.'
         FROM nsmp,
-             LATERAL (SELECT coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at
+             LATERAL (SELECT coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
                                                       WHERE p.progress_type = 'vacuum' AND p.relid IN (SELECT relid FROM telemetry.tracked_tables)) / nullif(nsmp.n, 0), 1), 0) AS pct_tracked,
-                             coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at
+                             coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
                                                       WHERE p.progress_type = 'vacuum') / nullif(nsmp.n, 0), 1), 0) AS pct_any,
                              coalesce((SELECT sum(autovacuum_count_delta) FROM tables), 0) AS autovacuums,
                              coalesce((SELECT sum(autoanalyze_count_delta) FROM tables), 0) AS autoanalyzes) x
@@ -346,7 +349,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
               FROM n WHERE n.n > 0
     UNION ALL SELECT 'vacuum_seconds', 'autovacuum_interference', 'seconds',
                      round((SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p
-                            JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at
+                            JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
                             WHERE p.progress_type = 'vacuum' AND p.relid IN (SELECT relid FROM telemetry.tracked_tables)) * n.spacing, 2)
               FROM n WHERE n.n > 0
     UNION ALL SELECT 'wait:' || wait_event_type || ':' || wait_event, telemetry._wait_pattern(wait_event_type, wait_event),

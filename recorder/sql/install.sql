@@ -65,15 +65,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0060_di
 \if :apply
 BEGIN;
 \ir ../migrations/0060_diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.sql', '9437754e5be3d42444d4df9a3f4fc99699c8bc2e8db24eddf8baadce64e00af6')
-    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
-\endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0061_diagnose_speed.sql') AS apply \gset
-\if :apply
-BEGIN;
-\ir ../migrations/0061_diagnose_speed.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0061_diagnose_speed.sql', '3de814d5b1d55d938a8bbfca29a8493c53bbd0dd4edc84d4970ca8b0f42e5f18')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.sql', '5aa516f4b436ece3f36a4afc5b10020f3a8fd368862adb2e3f975dd290fec959')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
