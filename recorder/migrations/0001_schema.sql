@@ -96,6 +96,10 @@ CREATE TABLE IF NOT EXISTS telemetry.table_snapshots (
     captured_at timestamptz NOT NULL,
     PRIMARY KEY (snapshot_id, relid, captured_at)
 ) PARTITION BY RANGE (captured_at);
+-- table_deltas finds each row's previous snapshot of the same table: without an index on
+-- (server, relid, captured_at) that was a scan per row, hours over 7 days.
+CREATE INDEX IF NOT EXISTS table_snapshots_relid_captured_at_idx ON telemetry.table_snapshots (server, relid, captured_at);
+CREATE INDEX IF NOT EXISTS table_snapshots_captured_at_idx ON telemetry.table_snapshots (captured_at);
 
 CREATE TABLE IF NOT EXISTS telemetry.replication_snapshots (
     snapshot_id integer,

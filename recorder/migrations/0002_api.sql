@@ -140,9 +140,10 @@ RETURNS telemetry._snapshot_diff LANGUAGE sql IMMUTABLE SET search_path = pg_cat
 $$;
 
 -- The window rule: the latest snapshot at or before the start, the earliest at or after the end.
+-- ROWS 1: the planner would assume 1000 rows and hash every snapshot to join them.
 CREATE OR REPLACE FUNCTION telemetry._window(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (start_id integer, start_at timestamptz, end_id integer, end_at timestamptz)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
     WITH srv AS (SELECT telemetry._resolve_server(p_server) AS server)
     SELECT s.id, s.captured_at, e.id, e.captured_at
     FROM srv,
@@ -152,6 +153,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
              WHERE server = srv.server AND captured_at >= p_end_time ORDER BY captured_at LIMIT 1) e
 $$;
 
+-- _snapshot_diff is called in FROM, once: (d).* over a function call would run it per column.
 CREATE OR REPLACE FUNCTION telemetry.compare(p_start_time timestamptz, p_end_time timestamptz, p_server text DEFAULT NULL)
 RETURNS TABLE (
     start_snapshot_at timestamptz, end_snapshot_at timestamptz, elapsed_seconds numeric,
@@ -168,11 +170,11 @@ RETURNS TABLE (
     io_bgwriter_write_time_ms numeric, temp_files_delta bigint, temp_bytes_delta bigint,
     temp_bytes_pretty text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT w.start_at, w.end_at, (d).*
+    SELECT w.start_at, w.end_at, d.*
     FROM telemetry._window(p_start_time, p_end_time, p_server) w
     JOIN telemetry.snapshots s ON s.id = w.start_id AND s.captured_at = w.start_at
-    JOIN telemetry.snapshots e ON e.id = w.end_id AND e.captured_at = w.end_at,
-    LATERAL (SELECT telemetry._snapshot_diff(s, e) AS d) x
+    JOIN telemetry.snapshots e ON e.id = w.end_id AND e.captured_at = w.end_at
+    CROSS JOIN LATERAL telemetry._snapshot_diff(s, e) d
 $$;
 
 CREATE OR REPLACE FUNCTION telemetry.table_compare(p_table text, p_start_time timestamptz, p_end_time timestamptz,
@@ -209,6 +211,8 @@ $$;
 -- from the high-frequency wait sampler (client backends, not idle): session_seconds spent in
 -- the wait and avg_active_sessions over the window, so short waits that the sample grid
 -- misses show up too (as rows with sample_count 0).
+-- Each sample's rows are summed first, then counted, both by hashing: count(DISTINCT
+-- sample_id) sorted every wait row of the window, on disk over days.
 CREATE OR REPLACE FUNCTION telemetry._wait_summary(p_start_time timestamptz, p_end_time timestamptz,
     p_server text, p_clients_only boolean)
 RETURNS TABLE (
@@ -221,13 +225,20 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         SELECT s.id FROM telemetry.samples s, srv
         WHERE s.server = srv.server AND s.captured_at BETWEEN p_start_time AND p_end_time
     ),
-    grid AS (
-        SELECT w.backend_type, w.wait_event_type, w.wait_event, count(DISTINCT w.sample_id) AS sample_count,
-            sum(w.count) AS total_waiters, max(w.count) AS max_waiters
+    -- One row per sample and wait (its states together): counting them counts samples.
+    per_sample AS (
+        SELECT w.sample_id, w.backend_type, w.wait_event_type, w.wait_event,
+            sum(w.count) AS waiters, max(w.count) AS max_waiters
         FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id
         WHERE w.captured_at BETWEEN p_start_time AND p_end_time
           AND w.state NOT IN ('idle', 'idle in transaction')
           AND (NOT p_clients_only OR w.backend_type = 'client backend')
+        GROUP BY 1, 2, 3, 4
+    ),
+    grid AS (
+        SELECT p.backend_type, p.wait_event_type, p.wait_event, count(*) AS sample_count,
+            sum(p.waiters)::bigint AS total_waiters, max(p.max_waiters) AS max_waiters
+        FROM per_sample p
         GROUP BY 1, 2, 3
     ),
     sampled AS (
@@ -253,7 +264,7 @@ RETURNS TABLE (
     total_waiters bigint, avg_waiters numeric, max_waiters integer, pct_of_samples numeric,
     session_seconds numeric, avg_active_sessions numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM telemetry._wait_summary(p_start_time, p_end_time, p_server, false)
+    SELECT * FROM telemetry._wait_summary(p_start_time, p_end_time, telemetry._resolve_server(p_server), false)
 $$;
 
 -- client_wait_summary is wait_summary for client sessions alone: background processes, whose
@@ -264,7 +275,7 @@ RETURNS TABLE (
     total_waiters bigint, avg_waiters numeric, max_waiters integer, pct_of_samples numeric,
     session_seconds numeric, avg_active_sessions numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM telemetry._wait_summary(p_start_time, p_end_time, p_server, true)
+    SELECT * FROM telemetry._wait_summary(p_start_time, p_end_time, telemetry._resolve_server(p_server), true)
 $$;
 
 -- cleanup keeps the seed's result (parent rows removed) but drops whole day partitions where
@@ -291,22 +302,29 @@ END
 $$;
 
 CREATE OR REPLACE VIEW telemetry.deltas AS
-SELECT e.id, e.captured_at, e.pg_version, (d).elapsed_seconds AS interval_seconds, (d).checkpoint_occurred,
-    (d).ckpt_timed_delta, (d).ckpt_requested_delta, (d).ckpt_write_time_ms, (d).ckpt_sync_time_ms,
-    (d).ckpt_buffers_delta, (d).wal_bytes_delta, (d).wal_bytes_pretty, (d).wal_write_time_ms,
-    (d).wal_sync_time_ms, (d).bgw_buffers_clean_delta, (d).bgw_buffers_alloc_delta,
-    (d).bgw_buffers_backend_delta, (d).bgw_buffers_backend_fsync_delta,
-    e.autovacuum_workers AS autovacuum_workers_active, (d).slots_count, (d).slots_max_retained_wal,
-    (d).slots_max_retained_pretty, (d).io_ckpt_writes_delta, (d).io_ckpt_write_time_ms,
-    (d).io_ckpt_fsyncs_delta, (d).io_ckpt_fsync_time_ms, (d).io_autovacuum_writes_delta,
-    (d).io_autovacuum_write_time_ms, (d).io_client_writes_delta, (d).io_client_write_time_ms,
-    (d).io_bgwriter_writes_delta, (d).io_bgwriter_write_time_ms, (d).temp_files_delta,
-    (d).temp_bytes_delta, (d).temp_bytes_pretty, e.server
-FROM (SELECT s AS e, lag(s) OVER (PARTITION BY s.server ORDER BY s.captured_at) AS p FROM telemetry.snapshots s) pairs,
-    LATERAL (SELECT (pairs.e).*) e,
-    LATERAL (SELECT telemetry._snapshot_diff(pairs.p, pairs.e) AS d) x
-WHERE pairs.p IS NOT NULL
-ORDER BY e.captured_at DESC;
+SELECT e.id, e.captured_at, e.pg_version, d.elapsed_seconds AS interval_seconds, d.checkpoint_occurred,
+    d.ckpt_timed_delta, d.ckpt_requested_delta, d.ckpt_write_time_ms, d.ckpt_sync_time_ms,
+    d.ckpt_buffers_delta, d.wal_bytes_delta, d.wal_bytes_pretty, d.wal_write_time_ms,
+    d.wal_sync_time_ms, d.bgw_buffers_clean_delta, d.bgw_buffers_alloc_delta,
+    d.bgw_buffers_backend_delta, d.bgw_buffers_backend_fsync_delta,
+    e.autovacuum_workers AS autovacuum_workers_active, d.slots_count, d.slots_max_retained_wal,
+    d.slots_max_retained_pretty, d.io_ckpt_writes_delta, d.io_ckpt_write_time_ms,
+    d.io_ckpt_fsyncs_delta, d.io_ckpt_fsync_time_ms, d.io_autovacuum_writes_delta,
+    d.io_autovacuum_write_time_ms, d.io_client_writes_delta, d.io_client_write_time_ms,
+    d.io_bgwriter_writes_delta, d.io_bgwriter_write_time_ms, d.temp_files_delta,
+    d.temp_bytes_delta, d.temp_bytes_pretty, e.server
+FROM (
+    -- Already newest first: "SELECT * FROM telemetry.deltas LIMIT 20" computes 20 differences.
+    SELECT s.captured_at, s AS e, lag(s) OVER (PARTITION BY s.server ORDER BY s.captured_at) AS p
+    FROM telemetry.snapshots s
+    ORDER BY s.captured_at DESC
+) pairs
+    CROSS JOIN LATERAL (SELECT (pairs.e).*) e
+    CROSS JOIN LATERAL telemetry._snapshot_diff(pairs.p, pairs.e) d
+-- Not "pairs.p IS NOT NULL": a row is NOT NULL only when every column is, and io_* (15) or
+-- bgw_buffers_backend* (17+) are always NULL somewhere.
+WHERE (pairs.p).captured_at IS NOT NULL
+ORDER BY pairs.captured_at DESC;
 
 CREATE OR REPLACE VIEW telemetry.table_deltas AS
 SELECT t.snapshot_id, t.captured_at, t.schemaname, t.relname,

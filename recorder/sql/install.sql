@@ -17,7 +17,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0001_sc
 \if :apply
 BEGIN;
 \ir ../migrations/0001_schema.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0001_schema.sql', 'd6da9d3f8f80c6920a1891edd0e5444c195604487fb10f5845209c451313aa86')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0001_schema.sql', '37d98ec16c3309a6642b2ba8ee5e441daef9a42c14063d49281663be05e9f169')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -25,7 +25,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0002_ap
 \if :apply
 BEGIN;
 \ir ../migrations/0002_api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0002_api.sql', 'e9b44f659ca48c2e61aa3652229bc3f4467a15eca4f785402ec55e38c4b4a87c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0002_api.sql', 'f2154e556f2353c31b0a040f1beaa540db298775c8d3da28c347f5971dcb09cf')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -34,22 +34,6 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0003_sq
 BEGIN;
 \ir ../migrations/0003_sql_collection.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0003_sql_collection.sql', '6ba71cd73e02bef5e1b9a245181d7079add45b7be649e0d7c782817053f2c5bd')
-    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
-\endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0004_wait_summary_resolves_server.sql') AS apply \gset
-\if :apply
-BEGIN;
-\ir ../migrations/0004_wait_summary_resolves_server.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0004_wait_summary_resolves_server.sql', '862c9229952f55dec574b5b2cc8a3efe64c2feab10f6e4c0b83e7764d01dad18')
-    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
-\endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0005_analysis_speed.sql') AS apply \gset
-\if :apply
-BEGIN;
-\ir ../migrations/0005_analysis_speed.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0005_analysis_speed.sql', 'c90f77842ac73035f38c7d825e52da9ef3303b7cce6f0f192ab79ec4a96752b8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
