@@ -39,21 +39,6 @@ func db(t *testing.T, major int, app string) (string, *pgxpool.Pool) {
 	return dsn, pool
 }
 
-func connect(t *testing.T, dsn, app string) *pgx.Conn {
-	t.Helper()
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.RuntimeParams["application_name"] = app
-	c, err := pgx.ConnectConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
-
 type runRow struct {
 	Batch, Status, Source string
 	ExitCode              *int32
@@ -129,8 +114,8 @@ func TestMarkers(t *testing.T) {
 		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
 			dsn, pool := db(t, major, "pg-batch-exporter test")
 			ctx := context.Background()
-			c := connect(t, dsn, "psql")
-			listener := connect(t, dsn, "listener")
+			c := pgtest.Connect(t, dsn, "psql")
+			listener := pgtest.Connect(t, dsn, "listener")
 			if _, err := listener.Exec(ctx, "LISTEN "+recorder.SnapshotChannel); err != nil {
 				t.Fatal(err)
 			}
@@ -159,7 +144,7 @@ func TestMarkers(t *testing.T) {
 			// An end without a begin warns and changes nothing.
 			exec(`SELECT telemetry.batch_end('nightly')`)
 			// An exec wrapper killed with its session: the next marker closes its run.
-			wrapper := connect(t, dsn, "pg-batch-exporter exec")
+			wrapper := pgtest.Connect(t, dsn, "pg-batch-exporter exec")
 			if _, err := wrapper.Exec(ctx, `SELECT telemetry.batch_begin('weekly', 'exec')`); err != nil {
 				t.Fatal(err)
 			}
@@ -272,7 +257,7 @@ func TestTracker(t *testing.T) {
 			if !is(metric(t, tr, "pgbatch_batch_running", "nightly"), 0) {
 				t.Fatal("nightly should be known and not running before its first session")
 			}
-			job := connect(t, dsn, "etl_nightly_load")
+			job := pgtest.Connect(t, dsn, "etl_nightly_load")
 			done := make(chan error, 1)
 			go func() { _, err := job.Exec(ctx, `SELECT pg_sleep(1)`); done <- err }()
 			eventually(t, "the detected run", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "nightly"), 1) })
@@ -296,7 +281,7 @@ func TestTracker(t *testing.T) {
 
 			// A marker run of another batch: running while open, counted when ended; its
 			// session, named after the batch (as exec names the child's), is attributed to it.
-			c := connect(t, dsn, "weekly")
+			c := pgtest.Connect(t, dsn, "weekly")
 			if _, err := c.Exec(ctx, `SELECT telemetry.batch_begin('weekly')`); err != nil {
 				t.Fatal(err)
 			}

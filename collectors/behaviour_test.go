@@ -28,9 +28,9 @@ func TestCheckpointRaisesRequested(t *testing.T) {
 		collect(t, r, collectors.TierSnapshot)
 		before := metric(t, r, collectors.TierSnapshot, "pgbatch_checkpoints_requested_total", nil)
 		lsnBefore := r.Latest(collectors.TierSnapshot).Control.LSN
-		conn := connect(t, dsn)
-		mustExec(t, conn, `CREATE TABLE dirty AS SELECT g FROM generate_series(1, 10000) g`)
-		mustExec(t, conn, `CHECKPOINT`)
+		conn := pgtest.Connect(t, dsn, "")
+		pgtest.MustExec(t, conn, `CREATE TABLE dirty AS SELECT g FROM generate_series(1, 10000) g`)
+		pgtest.MustExec(t, conn, `CHECKPOINT`)
 		// The checkpointer reports its statistics just after it wakes the CHECKPOINT's backend.
 		var c *collectors.Collection
 		waitUntil(t, 5*time.Second, func() bool {
@@ -52,12 +52,12 @@ func TestTempSpillRaisesTempCounters(t *testing.T) {
 		db := map[string]string{"datname": c.Server.Database}
 		files := metric(t, r, collectors.TierSnapshot, "pgbatch_database_temp_files_total", db)
 		bytes := metric(t, r, collectors.TierSnapshot, "pgbatch_database_temp_bytes_total", db)
-		conn := connect(t, dsn)
-		mustExec(t, conn, `SET work_mem = '64kB'`)
-		mustExec(t, conn, `SELECT g FROM generate_series(1, 200000) g ORDER BY g DESC`)
+		conn := pgtest.Connect(t, dsn, "")
+		pgtest.MustExec(t, conn, `SET work_mem = '64kB'`)
+		pgtest.MustExec(t, conn, `SELECT g FROM generate_series(1, 200000) g ORDER BY g DESC`)
 		// A backend flushes its statistics up to 10s after going idle; ask for it now.
-		mustExec(t, conn, `SELECT pg_stat_force_next_flush()`)
-		mustExec(t, conn, `SELECT 1`)
+		pgtest.MustExec(t, conn, `SELECT pg_stat_force_next_flush()`)
+		pgtest.MustExec(t, conn, `SELECT 1`)
 		waitUntil(t, 5*time.Second, func() bool {
 			collect(t, r, collectors.TierSnapshot)
 			return metric(t, r, collectors.TierSnapshot, "pgbatch_database_temp_files_total", db) > files
@@ -77,7 +77,7 @@ func TestWaitSamplerCountsSleepingSessions(t *testing.T) {
 		var wg sync.WaitGroup
 		ready := make(chan struct{})
 		for range sessions {
-			conn := connect(t, dsn)
+			conn := pgtest.Connect(t, dsn, "")
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -128,16 +128,16 @@ func TestWaitSamplerCountsSleepingSessions(t *testing.T) {
 // pgbatch_lock_blocked_sessions, paired with the session holding the lock.
 func TestRowLockShowsBlockedSession(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server, dsn string) {
-		holder := connect(t, dsn)
-		mustExec(t, holder, `CREATE TABLE accounts (id int PRIMARY KEY, balance int)`)
-		mustExec(t, holder, `INSERT INTO accounts VALUES (1, 100)`)
-		mustExec(t, holder, `BEGIN`)
-		mustExec(t, holder, `UPDATE accounts SET balance = balance + 1 WHERE id = 1`)
+		holder := pgtest.Connect(t, dsn, "")
+		pgtest.MustExec(t, holder, `CREATE TABLE accounts (id int PRIMARY KEY, balance int)`)
+		pgtest.MustExec(t, holder, `INSERT INTO accounts VALUES (1, 100)`)
+		pgtest.MustExec(t, holder, `BEGIN`)
+		pgtest.MustExec(t, holder, `UPDATE accounts SET balance = balance + 1 WHERE id = 1`)
 		var holderPID uint32
 		if err := holder.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&holderPID); err != nil {
 			t.Fatal(err)
 		}
-		waiter := connect(t, dsn)
+		waiter := pgtest.Connect(t, dsn, "")
 		blocked := make(chan error, 1)
 		go func() {
 			_, err := waiter.Exec(context.Background(), `UPDATE accounts SET balance = balance - 1 WHERE id = 1`)
@@ -156,7 +156,7 @@ func TestRowLockShowsBlockedSession(t *testing.T) {
 		if uint32(l.BlockingPID) != holderPID || l.LockType == nil || *l.LockType != "transactionid" || l.BlockedDuration == nil {
 			t.Errorf("lock pair = %+v, want blocked by %d on a transactionid with a wait duration", l, holderPID)
 		}
-		mustExec(t, holder, `COMMIT`)
+		pgtest.MustExec(t, holder, `COMMIT`)
 		if err := <-blocked; err != nil {
 			t.Fatal(err)
 		}
@@ -167,16 +167,16 @@ func TestRowLockShowsBlockedSession(t *testing.T) {
 // on every version including 17, whose vacuum progress columns were renamed.
 func TestSlowVacuumShowsInProgress(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server, dsn string) {
-		conn := connect(t, dsn)
-		mustExec(t, conn, `CREATE TABLE churn (id int, pad text) WITH (autovacuum_enabled = off)`)
-		mustExec(t, conn, `INSERT INTO churn SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g`)
-		mustExec(t, conn, `DELETE FROM churn WHERE id % 2 = 0`)
+		conn := pgtest.Connect(t, dsn, "")
+		pgtest.MustExec(t, conn, `CREATE TABLE churn (id int, pad text) WITH (autovacuum_enabled = off)`)
+		pgtest.MustExec(t, conn, `INSERT INTO churn SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g`)
+		pgtest.MustExec(t, conn, `DELETE FROM churn WHERE id % 2 = 0`)
 		var pid uint32
 		if err := conn.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
 			t.Fatal(err)
 		}
-		mustExec(t, conn, `SET vacuum_cost_delay = '20ms'`)
-		mustExec(t, conn, `SET vacuum_cost_limit = 1`)
+		pgtest.MustExec(t, conn, `SET vacuum_cost_delay = '20ms'`)
+		pgtest.MustExec(t, conn, `SET vacuum_cost_limit = 1`)
 		vacuumDone := make(chan error, 1)
 		go func() { _, err := conn.Exec(context.Background(), `VACUUM churn`); vacuumDone <- err }()
 
@@ -193,8 +193,8 @@ func TestSlowVacuumShowsInProgress(t *testing.T) {
 		if op.Type != "vacuum" || uint32(op.PID) != pid || op.Relname == nil || *op.Relname != "churn" || op.BlocksTotal == nil || op.Phase == nil {
 			t.Errorf("progress = %+v", op)
 		}
-		admin := connect(t, dsn)
-		mustExec(t, admin, `SELECT pg_cancel_backend($1)`, pid)
+		admin := pgtest.Connect(t, dsn, "")
+		pgtest.MustExec(t, admin, `SELECT pg_cancel_backend($1)`, pid)
 		<-vacuumDone
 	})
 }
@@ -203,10 +203,10 @@ func TestSlowVacuumShowsInProgress(t *testing.T) {
 // in an open transaction) neither stalls a collection nor queues the exporter behind the lock.
 func TestExclusiveLockDoesNotStallExporter(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server, dsn string) {
-		holder := connect(t, dsn)
-		mustExec(t, holder, `CREATE TABLE orders (id int)`)
-		mustExec(t, holder, `BEGIN`)
-		mustExec(t, holder, `ALTER TABLE orders ADD COLUMN note text`)
+		holder := pgtest.Connect(t, dsn, "")
+		pgtest.MustExec(t, holder, `CREATE TABLE orders (id int)`)
+		pgtest.MustExec(t, holder, `BEGIN`)
+		pgtest.MustExec(t, holder, `ALTER TABLE orders ADD COLUMN note text`)
 		r := newRunner(t, dsn, "public.orders")
 		start := time.Now()
 		c := collect(t, r, collectors.TierSnapshot)
@@ -216,7 +216,7 @@ func TestExclusiveLockDoesNotStallExporter(t *testing.T) {
 		if len(c.Tables) != 1 || c.Tables[0].RelationSize != nil {
 			t.Errorf("tables = %+v, want orders without sizes while locked", c.Tables)
 		}
-		mustExec(t, holder, `COMMIT`)
+		pgtest.MustExec(t, holder, `COMMIT`)
 		c = collect(t, r, collectors.TierSnapshot)
 		if len(c.Tables) != 1 || c.Tables[0].RelationSize == nil {
 			t.Errorf("tables = %+v, want orders with sizes once unlocked", c.Tables)
@@ -232,20 +232,20 @@ func TestReplicationLag(t *testing.T) {
 			t.Parallel()
 			srv := pgtest.StartWith(t, v, pgtest.Options{Settings: map[string]string{"wal_level": "logical"}})
 			pubDSN, subDSN := srv.NewDatabase(t), srv.NewDatabase(t)
-			pub, sub := connect(t, pubDSN), connect(t, subDSN)
+			pub, sub := pgtest.Connect(t, pubDSN, ""), pgtest.Connect(t, subDSN, "")
 			slot := fmt.Sprintf("lag_%d", v)
 			for _, c := range []*pgx.Conn{pub, sub} {
-				mustExec(t, c, `CREATE TABLE items (id int PRIMARY KEY)`)
+				pgtest.MustExec(t, c, `CREATE TABLE items (id int PRIMARY KEY)`)
 			}
-			mustExec(t, pub, `CREATE PUBLICATION lagpub FOR TABLE items`)
+			pgtest.MustExec(t, pub, `CREATE PUBLICATION lagpub FOR TABLE items`)
 			// A subscription to the same server cannot create its slot itself (it would wait on its own transaction).
-			mustExec(t, pub, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
+			pgtest.MustExec(t, pub, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
 			// copy_data = false: no table-sync worker, whose slot creation on this same server
 			// would wait on our own DROP SUBSCRIPTION at cleanup.
-			mustExec(t, sub, fmt.Sprintf(`CREATE SUBSCRIPTION %s CONNECTION '%s' PUBLICATION lagpub WITH (create_slot = false, slot_name = '%s', copy_data = false)`,
+			pgtest.MustExec(t, sub, fmt.Sprintf(`CREATE SUBSCRIPTION %s CONNECTION '%s' PUBLICATION lagpub WITH (create_slot = false, slot_name = '%s', copy_data = false)`,
 				slot, pubDSN, slot))
 			t.Cleanup(func() { dropSubscription(t, subDSN, pubDSN, slot) })
-			mustExec(t, pub, `INSERT INTO items SELECT generate_series(1, 100)`)
+			pgtest.MustExec(t, pub, `INSERT INTO items SELECT generate_series(1, 100)`)
 
 			r := newRunner(t, pubDSN)
 			// Wait for the subscription's own walsender (table-sync workers come and go beside it).
@@ -276,15 +276,15 @@ func TestReplicationLag(t *testing.T) {
 // dropSubscription detaches the subscription from its slot before dropping it (so the drop does
 // not call back into this server), then drops the slot once its walsender has gone.
 func dropSubscription(t *testing.T, subDSN, pubDSN, name string) {
-	sub, pub := connect(t, subDSN), connect(t, pubDSN)
-	mustExec(t, sub, `SET statement_timeout = '10s'`)
-	mustExec(t, sub, fmt.Sprintf(`ALTER SUBSCRIPTION %s DISABLE`, name))
-	mustExec(t, sub, fmt.Sprintf(`ALTER SUBSCRIPTION %s SET (slot_name = NONE)`, name))
-	mustExec(t, sub, fmt.Sprintf(`DROP SUBSCRIPTION %s`, name))
+	sub, pub := pgtest.Connect(t, subDSN, ""), pgtest.Connect(t, pubDSN, "")
+	pgtest.MustExec(t, sub, `SET statement_timeout = '10s'`)
+	pgtest.MustExec(t, sub, fmt.Sprintf(`ALTER SUBSCRIPTION %s DISABLE`, name))
+	pgtest.MustExec(t, sub, fmt.Sprintf(`ALTER SUBSCRIPTION %s SET (slot_name = NONE)`, name))
+	pgtest.MustExec(t, sub, fmt.Sprintf(`DROP SUBSCRIPTION %s`, name))
 	waitUntil(t, 10*time.Second, func() bool {
 		var active bool
 		err := pub.QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, name).Scan(&active)
 		return err == nil && !active
 	})
-	mustExec(t, pub, `SELECT pg_drop_replication_slot($1)`, name)
+	pgtest.MustExec(t, pub, `SELECT pg_drop_replication_slot($1)`, name)
 }

@@ -18,11 +18,11 @@ import (
 func benchServer(b *testing.B, major int) *collectors.Runner {
 	srv := pgtest.Start(b, major)
 	dsn := srv.NewDatabase(b)
-	conn := connect(b, dsn)
+	conn := pgtest.Connect(b, dsn, "")
 	var track []string
 	for i := range 50 {
 		name := fmt.Sprintf("public.t%02d", i)
-		mustExec(b, conn, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, v text); INSERT INTO %s SELECT g, 'x' FROM generate_series(1, 100) g`, name, name))
+		pgtest.MustExec(b, conn, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, v text); INSERT INTO %s SELECT g, 'x' FROM generate_series(1, 100) g`, name, name))
 		track = append(track, name)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

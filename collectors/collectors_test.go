@@ -19,11 +19,11 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 // setupWorkload gives every family something to report: a tracked table, a replication slot,
 // and a session in pg_sleep for the wait sampler.
 func setupWorkload(t *testing.T, dsn string) {
-	conn := connect(t, dsn)
-	mustExec(t, conn, `CREATE TABLE public.orders (id int PRIMARY KEY, note text)`)
-	mustExec(t, conn, `INSERT INTO public.orders SELECT g, 'n' FROM generate_series(1, 1000) g`)
+	conn := pgtest.Connect(t, dsn, "")
+	pgtest.MustExec(t, conn, `CREATE TABLE public.orders (id int PRIMARY KEY, note text)`)
+	pgtest.MustExec(t, conn, `INSERT INTO public.orders SELECT g, 'n' FROM generate_series(1, 1000) g`)
 	slot := fmt.Sprintf("golden_%d", time.Now().UnixNano())
-	mustExec(t, conn, `SELECT pg_create_physical_replication_slot($1, true)`, slot)
+	pgtest.MustExec(t, conn, `SELECT pg_create_physical_replication_slot($1, true)`, slot)
 	t.Cleanup(func() {
 		c, err := connectQuiet(dsn)
 		if err == nil {
@@ -38,7 +38,7 @@ func setupWorkload(t *testing.T, dsn string) {
 func TestGoldenMetricNames(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server, dsn string) {
 		setupWorkload(t, dsn)
-		sleeper := connect(t, dsn)
+		sleeper := pgtest.Connect(t, dsn, "")
 		done := make(chan error, 1)
 		go func() { _, err := sleeper.Exec(context.Background(), `SELECT pg_sleep(1.5)`); done <- err }()
 

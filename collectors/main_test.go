@@ -65,24 +65,6 @@ func collect(t testing.TB, r *collectors.Runner, tier collectors.Tier) *collecto
 	return c
 }
 
-// connect opens a plain session, as a batch job would.
-func connect(t testing.TB, dsn string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
-func mustExec(t testing.TB, conn *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if _, err := conn.Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
 func connectQuiet(dsn string) (*pgx.Conn, error) {
 	return pgx.Connect(context.Background(), dsn)
 }

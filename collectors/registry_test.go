@@ -36,11 +36,11 @@ func TestFailingCollectorSparesTheOthers(t *testing.T) {
 	srv := pgtest.Start(t, pgtest.Versions()[0])
 	dsn := srv.NewDatabase(t)
 	role := fmt.Sprintf("limited_%d", time.Now().UnixNano())
-	admin := connect(t, dsn)
-	mustExec(t, admin, fmt.Sprintf(`CREATE ROLE %s LOGIN`, role))
+	admin := pgtest.Connect(t, dsn, "")
+	pgtest.MustExec(t, admin, fmt.Sprintf(`CREATE ROLE %s LOGIN`, role))
 	t.Cleanup(func() { srv.Exec(t, "postgres", fmt.Sprintf(`DROP OWNED BY %s; DROP ROLE %s`, role, role)) })
 	// Function privileges live in each database's catalog: this affects the test database only.
-	mustExec(t, admin, `REVOKE EXECUTE ON FUNCTION pg_control_checkpoint() FROM PUBLIC`)
+	pgtest.MustExec(t, admin, `REVOKE EXECUTE ON FUNCTION pg_control_checkpoint() FROM PUBLIC`)
 
 	r := newRunner(t, strings.Replace(dsn, "postgres@", role+"@", 1))
 	c, err := r.Collect(t.Context(), collectors.TierSnapshot)

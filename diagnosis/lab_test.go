@@ -96,17 +96,7 @@ func (l *lab) pool(readOnly bool, app string) *pgxpool.Pool {
 // conn opens a session as a batch or another job would, under an application_name of its own.
 func (l *lab) conn(app string) *pgx.Conn {
 	l.t.Helper()
-	cfg, err := pgx.ParseConfig(l.dsn)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	cfg.RuntimeParams["application_name"] = app
-	c, err := pgx.ConnectConfig(context.Background(), cfg)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	l.t.Cleanup(func() { c.Close(context.Background()) })
-	return c
+	return pgtest.Connect(l.t, l.dsn, app)
 }
 
 func (l *lab) exec(sql string, args ...any) {

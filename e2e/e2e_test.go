@@ -41,7 +41,7 @@ func TestBatchWindowEndToEnd(t *testing.T) {
 	window := promDuration(2 * time.Minute / ruleCompression)
 
 	const batch = "e2e_nightly"
-	conn := connect(t, dsn)
+	conn := pgtest.Connect(t, dsn, "")
 	begin := beginBatch(t, conn, batch)
 	stopWork := runBatchWork(t, dsn)
 
@@ -50,7 +50,7 @@ func TestBatchWindowEndToEnd(t *testing.T) {
 		return len(prom.query(t, fmt.Sprintf(`min_over_time(pgbatch_batch_running{batch=%q}[%s]) == 1`, batch, window), time.Time{})) > 0
 	})
 	events := time.Now()
-	mustExec(t, conn, `CHECKPOINT`)
+	pgtest.MustExec(t, conn, `CHECKPOINT`)
 	spill(t, conn)
 	fired := map[string]time.Duration{}
 	waitFor(t, 60*time.Second, "the checkpoint and temp-spill alerts to fire", func() bool {
@@ -88,7 +88,7 @@ func TestBatchWindowEndToEnd(t *testing.T) {
 		return r[0].float()
 	}
 	before := requested()
-	mustExec(t, conn, `CHECKPOINT`)
+	pgtest.MustExec(t, conn, `CHECKPOINT`)
 	waitFor(t, 30*time.Second, "Prometheus to see the checkpoint after the batch", func() bool { return requested() > before })
 	for quiet := time.Now().Add(2*time.Minute/ruleCompression + 3*scrapeEvery); time.Now().Before(quiet); time.Sleep(250 * time.Millisecond) {
 		for _, a := range prom.alerts(t) {
@@ -114,8 +114,8 @@ func TestBatchWindowEndToEnd(t *testing.T) {
 // into the tracked, replicated table, in short transactions that also wait a little.
 func runBatchWork(t testing.TB, dsn string) (stop func()) {
 	t.Helper()
-	conn := connect(t, dsn)
-	mustExec(t, conn, `SET application_name = 'e2e_nightly'`)
+	conn := pgtest.Connect(t, dsn, "")
+	pgtest.MustExec(t, conn, `SET application_name = 'e2e_nightly'`)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -139,9 +139,9 @@ func runBatchWork(t testing.TB, dsn string) (stop func()) {
 // spill runs a sort that cannot fit in work_mem, so it writes temporary files.
 func spill(t testing.TB, conn *pgx.Conn) {
 	t.Helper()
-	mustExec(t, conn, `SET work_mem = '64kB'`)
-	mustExec(t, conn, `SELECT count(*) FROM (SELECT g FROM generate_series(1, 200000) g ORDER BY g DESC) s`)
-	mustExec(t, conn, `RESET work_mem`)
+	pgtest.MustExec(t, conn, `SET work_mem = '64kB'`)
+	pgtest.MustExec(t, conn, `SELECT count(*) FROM (SELECT g FROM generate_series(1, 200000) g ORDER BY g DESC) s`)
+	pgtest.MustExec(t, conn, `RESET work_mem`)
 }
 
 // checkBatchWindowPanels: every PromQL query of the batch-window dashboard (panels and
@@ -224,21 +224,4 @@ func checkSQLPanels(t *testing.T, conn *pgx.Conn, vars grafanaVars) {
 		}
 	}
 	t.Logf("%d SQL queries ran on the recorder's schema", n)
-}
-
-func connect(t testing.TB, dsn string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
-func mustExec(t testing.TB, conn *pgx.Conn, sql string) {
-	t.Helper()
-	if _, err := conn.Exec(context.Background(), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
 }

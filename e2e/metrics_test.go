@@ -71,14 +71,14 @@ func TestDashboardMetricsExposed(t *testing.T) {
 				dsn := srv.NewDatabase(t)
 				replicaSetup(t, srv, dsn)
 				base := startExporter(t, dsn, "--collector.tables.track=public.batch_items")
-				conn := connect(t, dsn)
+				conn := pgtest.Connect(t, dsn, "")
 				// One finished run (runs and durations) and one running.
 				beginBatch(t, conn, "names_done")
-				mustExec(t, conn, `SELECT telemetry.batch_end('names_done')`)
+				pgtest.MustExec(t, conn, `SELECT telemetry.batch_end('names_done')`)
 				beginBatch(t, conn, "names")
 				// The running batch's own session, by the batch's name, busy at every wait sample.
-				worker := connect(t, dsn)
-				mustExec(t, worker, `SET application_name = 'names'`)
+				worker := pgtest.Connect(t, dsn, "")
+				pgtest.MustExec(t, worker, `SET application_name = 'names'`)
 
 				names := map[string]bool{}
 				missing := func() int {

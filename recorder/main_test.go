@@ -116,12 +116,7 @@ func (e *env) exec(sql string) { e.t.Helper(); e.srv.Exec(e.t, e.dsn, sql) }
 // conn is a superuser connection to the test database, closed at the end of the test.
 func (e *env) conn() *pgx.Conn {
 	e.t.Helper()
-	c, err := pgx.Connect(context.Background(), e.dsn)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { c.Close(context.Background()) })
-	return c
+	return pgtest.Connect(e.t, e.dsn, "")
 }
 
 // query returns the rows of a query as maps from column name to value.

@@ -329,3 +329,32 @@ func (s *Server) mustBePrivate(t testing.TB, what string) {
 		t.Fatalf("pgtest: %s of %s: refused on the shared server from Start; use StartWith (ideally with Private: true)", what, s.pg.Desc)
 	}
 }
+
+// Connect opens a session to dsn as a workload would, under application_name app when it is
+// not empty; the session is closed in t.Cleanup.
+func Connect(t testing.TB, dsn, app string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app != "" {
+		cfg.RuntimeParams["application_name"] = app
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// MustExec runs a statement on a session, failing the test on error.
+func MustExec(t testing.TB, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := c.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}

@@ -17,18 +17,6 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func connect(t *testing.T, dsn string) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect %s: %v", dsn, err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
-
 func queryString(t *testing.T, c *pgx.Conn, sql string, args ...any) string {
 	t.Helper()
 	var s string
@@ -94,7 +82,7 @@ func TestServers(t *testing.T) {
 			if s.DSN("postgres") != want {
 				t.Errorf("DSN = %s, want %s", s.DSN("postgres"), want)
 			}
-			c := connect(t, s.DSN("postgres"))
+			c := pgtest.Connect(t, s.DSN("postgres"), "")
 			num := queryString(t, c, "SHOW server_version_num")
 			if !strings.HasPrefix(num, fmt.Sprint(major)) || len(num) != 6 {
 				t.Errorf("server_version_num = %s, want %d....", num, major)
@@ -122,7 +110,7 @@ func TestServers(t *testing.T) {
 				}
 				s.Exec(t, dbName(t, dsn), "CREATE TABLE x(i int); INSERT INTO x VALUES (1)")
 				s.Exec(t, dsn, "INSERT INTO x VALUES (2)") // a DSN works too
-				dc := connect(t, dsn)
+				dc := pgtest.Connect(t, dsn, "")
 				if n := queryString(t, dc, "SELECT count(*)::text FROM x"); n != "2" {
 					t.Errorf("count = %s", n)
 				}
@@ -152,7 +140,7 @@ func TestDebianPgCron(t *testing.T) {
 		t.Errorf("BinDir = %s", s.BinDir)
 	}
 	s.Exec(t, "postgres", "CREATE EXTENSION IF NOT EXISTS pg_cron")
-	c := connect(t, s.DSN("postgres"))
+	c := pgtest.Connect(t, s.DSN("postgres"), "")
 	if v := queryString(t, c, "SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'"); v == "" {
 		t.Errorf("pg_cron has no version")
 	}
@@ -188,7 +176,7 @@ func TestPrivateStopRestart(t *testing.T) {
 	if s.Port != port {
 		t.Errorf("port changed %d -> %d", port, s.Port)
 	}
-	c := connect(t, dsn)
+	c := pgtest.Connect(t, dsn, "")
 	if v := queryString(t, c, "SELECT i::text FROM kept"); v != "42" {
 		t.Errorf("kept = %s", v)
 	}
@@ -197,7 +185,7 @@ func TestPrivateStopRestart(t *testing.T) {
 		t.Errorf("application_name = %q", v)
 	}
 	s.Restart(t) // while running: stop -m fast, start
-	c2 := connect(t, dsn)
+	c2 := pgtest.Connect(t, dsn, "")
 	queryString(t, c2, "SELECT 1::text")
 }
 
@@ -212,7 +200,7 @@ func TestSharedStopRefused(t *testing.T) {
 	if !ft.failed {
 		t.Fatal("Stop on a shared server was not refused")
 	}
-	c := connect(t, s.DSN("postgres"))
+	c := pgtest.Connect(t, s.DSN("postgres"), "")
 	queryString(t, c, "SELECT 1::text")
 }
 
