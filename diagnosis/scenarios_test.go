@@ -60,10 +60,10 @@ var scenarios = []scenario{
 	{name: "autovacuum", want: "autovacuum_interference",
 		// Autovacuum works on the batch's (tracked) table all through the run, slowed to a crawl.
 		setup: func(l *lab) {
-			l.exec(`ALTER TABLE work SET (autovacuum_enabled = true, autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1)`)
-			l.exec(`INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 50000) g`)
-			l.exec(`DELETE FROM work`)
-			l.waitFor("autovacuum on work", `SELECT EXISTS (SELECT FROM pg_stat_progress_vacuum WHERE relid = 'work'::regclass)`)
+			l.exec(`ALTER TABLE public.work SET (autovacuum_enabled = true, autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1)`)
+			l.exec(`INSERT INTO public.work SELECT g, md5(g::text) FROM generate_series(1, 50000) g`)
+			l.exec(`DELETE FROM public.work`)
+			l.waitFor("autovacuum on work", `SELECT EXISTS (SELECT FROM pg_stat_progress_vacuum WHERE relid = 'public.work'::regclass)`)
 		},
 		work: func(t *testing.T, l *lab, c *pgx.Conn) {
 			cpu(t, c, time.Second)
@@ -75,7 +75,7 @@ var scenarios = []scenario{
 // prepare creates the batch's table, tracked, with autovacuum off: only the autovacuum
 // scenario lets it run.
 func prepare(l *lab) {
-	l.exec(`CREATE TABLE work (id int, payload text) WITH (autovacuum_enabled = false)`)
+	l.exec(`CREATE TABLE public.work (id int, payload text) WITH (autovacuum_enabled = false)`)
 	l.exec(`SELECT telemetry.track_table('work')`)
 }
 

@@ -94,7 +94,7 @@ func TestScenarioLockWaits(t *testing.T) {
 		var got []string
 		for _, r := range rows {
 			got = append(got, fmt.Sprint(r["blocked_pid"], "<-", r["blocking_pid"]))
-			if r["locked_relation"] != "t" || r["lock_type"] != "relation" || r["blocked_duration"] == nil {
+			if r["locked_relation"] != "public.t" || r["lock_type"] != "relation" || r["blocked_duration"] == nil {
 				t.Errorf("lock row %v", r)
 			}
 		}

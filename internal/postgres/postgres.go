@@ -17,6 +17,10 @@ import (
 // ApplicationName marks the exporter's own sessions, so that its samplers can leave them out.
 const ApplicationName = "pg-batch-exporter"
 
+// SearchPath is every session's search_path: only the system catalogs and the session's own
+// temporary objects, which pg_catalog's functions and operators beat, and no one else can create.
+const SearchPath = "pg_catalog, pg_temp"
+
 // Options are the connection settings shared by every command.
 type Options struct {
 	// DSN is a libpq URL or keyword/value string; empty means libpq's environment
@@ -54,6 +58,10 @@ func Config(o Options) (*pgxpool.Config, error) {
 	rp["statement_timeout"] = millis(o.StatementTimeout)
 	rp["lock_timeout"] = millis(o.LockTimeout)
 	rp["idle_in_transaction_session_timeout"] = millis(max(o.StatementTimeout*2, time.Minute))
+	// No name our SQL uses may resolve to an object another role created: with "$user", public
+	// a public.unnest(integer[]) would beat pg_catalog's and run as the exporter's role. Our
+	// own objects are always written telemetry.name.
+	rp["search_path"] = SearchPath
 	if o.ReadOnly {
 		rp["default_transaction_read_only"] = "on"
 	}

@@ -33,6 +33,7 @@ func TestEveryQueryIsBounded(t *testing.T) {
 		"statement_timeout":             "1500ms",
 		"lock_timeout":                  "250ms",
 		"default_transaction_read_only": "on",
+		"search_path":                   "pg_catalog, pg_temp",
 	} {
 		var got string
 		if err := pool.QueryRow(context.Background(), "SELECT current_setting($1)", setting).Scan(&got); err != nil {
