@@ -323,3 +323,57 @@ func TestMarkersSnapshotWithoutRecorder(t *testing.T) {
 		t.Errorf("snapshots at begin %v and end %v (%v), want both", atBegin, atEnd, err)
 	}
 }
+
+// A marker run's sessions: the one that called batch_begin, and those sharing its
+// application_name until batch_end; a session of another application is not the run's.
+func TestTrackerMarkerSessions(t *testing.T) {
+	dsn, pool := db(t, 17, "pg-batch-exporter batch")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pgtest.MustExec(t, pgtest.Connect(t, dsn, ""), `CREATE EXTENSION pg_stat_statements`)
+	tr := NewTracker(Options{QuietPeriod: time.Second, Runs: pool, RefreshEvery: 100 * time.Millisecond})
+	sampler := collectors.NewWaitSampler(pool, 50*time.Millisecond, nil)
+	sampler.Observe(tr.Observe)
+	go tr.Run(ctx)
+	go func() {
+		for ctx.Err() == nil {
+			_ = sampler.Sample(ctx)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	sleepSeconds := func() float64 {
+		v := metric(t, tr, "pgbatch_batch_wait_event_seconds_total", "monthly", "PgSleep", "Timeout")
+		if v == nil {
+			return 0
+		}
+		return *v
+	}
+	marker := pgtest.Connect(t, dsn, "loader")
+	pgtest.MustExec(t, marker, `SELECT telemetry.batch_begin('monthly')`)
+	eventually(t, "the marker run", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "monthly"), 1) })
+	pgtest.MustExec(t, marker, `SELECT pg_sleep(0.5)`)
+	own := sleepSeconds()
+	if own < 0.3 {
+		t.Fatalf("the beginning session's sleep: %.2f session-seconds, want about 0.5", own)
+	}
+	worker := pgtest.Connect(t, dsn, "loader")
+	pgtest.MustExec(t, worker, `SELECT pg_sleep(0.5)`)
+	if got := sleepSeconds() - own; got < 0.3 {
+		t.Errorf("a session sharing the marker's application_name: %.2f session-seconds, want about 0.5", got)
+	}
+	before := sleepSeconds()
+	pgtest.MustExec(t, pgtest.Connect(t, dsn, "reporting"), `SELECT pg_sleep(0.5)`)
+	if got := sleepSeconds() - before; got != 0 {
+		t.Errorf("another application's session booked to the run: %.2f session-seconds", got)
+	}
+	if s := metric(t, tr, "pgbatch_batch_statement_seconds_total", "monthly"); s == nil || *s < 0.6 {
+		t.Errorf("statement seconds of the run = %v, want about 1", s)
+	}
+	pgtest.MustExec(t, marker, `SELECT telemetry.batch_end('monthly')`)
+	eventually(t, "the marker run's end", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "monthly"), 0) })
+	before = sleepSeconds()
+	pgtest.MustExec(t, worker, `SELECT pg_sleep(0.5)`)
+	if got := sleepSeconds() - before; got != 0 {
+		t.Errorf("after batch_end, the application's sessions still booked: %.2f session-seconds", got)
+	}
+}

@@ -29,6 +29,9 @@ var (
 	waitDesc = prometheus.NewDesc(collectors.Namespace+"_batch_wait_event_seconds_total",
 		"Session-seconds the batch's own non-idle sessions spent in each wait (Running/CPU when not waiting), from the wait sampler.",
 		[]string{"batch", "wait_event_type", "wait_event"}, nil)
+	statementSecondsDesc = prometheus.NewDesc(collectors.Namespace+"_batch_statement_seconds_total",
+		"Session-seconds the batch's own sessions spent in statements with a query_id (pg_stat_statements), from the wait sampler.",
+		[]string{"batch"}, nil)
 )
 
 // Options configure a Tracker.
@@ -47,15 +50,34 @@ type Options struct {
 
 // Tracker follows each batch's runs and attributes sampled sessions to batches: a session
 // belongs to the batch whose rule matches its application_name, or whose name it carries
-// (the exec wrapper sets PGAPPNAME to the batch's name).
+// (the exec wrapper sets PGAPPNAME to the batch's name), or to an open recorded run that it
+// began (telemetry.batch_begin) or whose beginning session's application_name it shares.
 type Tracker struct {
 	o      Options
 	events chan event
 	start  time.Time
 
-	mu      sync.Mutex
-	batches map[string]*state
-	counted map[int64]time.Time // finished recorded runs already counted, by ended_at
+	mu       sync.Mutex
+	batches  map[string]*state
+	counted  map[int64]time.Time // finished recorded runs already counted, by ended_at
+	openRuns map[int64]*openRun  // recorded runs in progress, by run_id
+}
+
+// openRun is a recorded run in progress and the session that began it.
+type openRun struct {
+	batch        string
+	pid          *int32
+	backendStart *time.Time
+	// applicationName is the beginning session's, once sampled: sessions sharing it are the
+	// run's until it ends.
+	applicationName string
+}
+
+// began tells whether the sampled session is the one that began the run (a pid is reused,
+// a pid with its backend_start is not).
+func (r *openRun) began(w collectors.SessionWait) bool {
+	return r.pid != nil && r.backendStart != nil && w.BackendStart != nil &&
+		*r.pid == w.PID && r.backendStart.Equal(*w.BackendStart)
 }
 
 type state struct {
@@ -70,6 +92,8 @@ type state struct {
 	lastDuration *time.Duration
 	sessions     int
 	waits        map[[2]string]float64
+	// statementSeconds is session-seconds in statements with a query_id.
+	statementSeconds float64
 }
 
 // event is a detected boundary to record.
@@ -85,7 +109,7 @@ func NewTracker(o Options) *Tracker {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(),
-		batches: map[string]*state{}, counted: map[int64]time.Time{}}
+		batches: map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}}
 	for _, r := range o.Rules {
 		t.batch(r.Batch)
 	}
@@ -102,34 +126,51 @@ func (t *Tracker) batch(name string) *state {
 }
 
 // batchOf names the batch a session belongs to, or "".
-func (t *Tracker) batchOf(applicationName string) string {
+func (t *Tracker) batchOf(w collectors.SessionWait) string {
 	for _, r := range t.o.Rules {
-		if r.Matches(applicationName) {
+		if r.Matches(w.ApplicationName) {
 			return r.Batch
 		}
 	}
-	if _, known := t.batches[applicationName]; known && applicationName != "" {
-		return applicationName
+	if _, known := t.batches[w.ApplicationName]; known && w.ApplicationName != "" {
+		return w.ApplicationName
+	}
+	for _, r := range t.openRuns {
+		if r.began(w) || r.applicationName != "" && r.applicationName == w.ApplicationName {
+			return r.batch
+		}
 	}
 	return ""
 }
 
 // Observe takes one wait sample: it books the batches' session-seconds and starts or ends
 // detected runs.
-func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.SessionWait) {
+func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.SessionWait, attributed []collectors.SessionTime) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, s := range t.batches {
 		s.sessions = 0
 	}
 	for _, w := range waits {
-		name := t.batchOf(w.ApplicationName)
+		for _, r := range t.openRuns {
+			if r.began(w) && w.ApplicationName != "" {
+				r.applicationName = w.ApplicationName
+			}
+		}
+	}
+	for _, w := range waits {
+		name := t.batchOf(w)
 		if name == "" {
 			continue
 		}
 		s := t.batches[name]
 		s.sessions += w.Count
 		s.waits[[2]string{w.WaitEventType, w.WaitEvent}] += float64(w.Count) * span.Seconds()
+	}
+	for _, a := range attributed {
+		if name := t.batchOf(a.SessionWait); name != "" && a.QueryID != 0 {
+			t.batches[name].statementSeconds += a.Seconds
+		}
 	}
 	for _, r := range t.o.Rules {
 		s := t.batches[r.Batch]
@@ -240,7 +281,7 @@ func (t *Tracker) refreshLogged(ctx context.Context) {
 
 // SQLRecordedRuns reads the runs of markers and the exec wrapper that are open or ended
 // since $1 (detected runs are this tracker's own). One cheap query per sample interval.
-const SQLRecordedRuns = `SELECT run_id, batch, started_at, ended_at FROM telemetry.batch_runs
+const SQLRecordedRuns = `SELECT run_id, batch, started_at, ended_at, backend_pid, backend_start FROM telemetry.batch_runs
 WHERE source <> 'detected' AND (status = 'running' OR ended_at > $1)
 ORDER BY ended_at NULLS LAST`
 
@@ -261,11 +302,13 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		batch          string
 		started, ended time.Time
 		open           bool
+		pid            *int32
+		backendStart   *time.Time
 	}
 	runs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (run, error) {
 		var x run
 		var ended *time.Time
-		err := r.Scan(&x.id, &x.batch, &x.started, &ended)
+		err := r.Scan(&x.id, &x.batch, &x.started, &ended, &x.pid, &x.backendStart)
 		if ended == nil {
 			x.open = true
 		} else {
@@ -285,10 +328,15 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 	for _, s := range t.batches {
 		s.openRecorded = 0
 	}
+	open := map[int64]*openRun{}
 	for _, r := range runs {
 		s := t.batch(r.batch)
 		if r.open {
 			s.openRecorded++
+			open[r.id] = t.openRuns[r.id]
+			if open[r.id] == nil {
+				open[r.id] = &openRun{batch: r.batch, pid: r.pid, backendStart: r.backendStart}
+			}
 			continue
 		}
 		if _, done := t.counted[r.id]; done {
@@ -299,6 +347,7 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		s.runs++
 		s.lastDuration = &d
 	}
+	t.openRuns = open
 	for id, ended := range t.counted {
 		if ended.Before(since) {
 			delete(t.counted, id)
@@ -334,5 +383,6 @@ func (t *Tracker) Collect(ch chan<- prometheus.Metric) {
 		for k, v := range s.waits {
 			ch <- prometheus.MustNewConstMetric(waitDesc, prometheus.CounterValue, v, n, k[0], k[1])
 		}
+		ch <- prometheus.MustNewConstMetric(statementSecondsDesc, prometheus.CounterValue, s.statementSeconds, n)
 	}
 }

@@ -3,6 +3,7 @@ package collectors_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,4 +79,64 @@ func BenchmarkWaitSample(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkStatements measures one snapshot-tier collection with 1000 and 5000 distinct
+// statements in pg_stat_statements, and the statements collector's part of it (statements-ms),
+// texts already known: the steady state. The first collection, which fetches every text, is
+// first-ms.
+func BenchmarkStatements(b *testing.B) {
+	for _, v := range pgtest.Versions() {
+		for _, n := range []int{1000, 5000} {
+			b.Run(fmt.Sprintf("pg%d/%d", v, n), func(b *testing.B) {
+				srv := pgtest.Start(b, v)
+				dsn := srv.NewDatabase(b)
+				conn := pgtest.Connect(b, dsn, "")
+				pgtest.MustExec(b, conn, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
+				pgtest.MustExec(b, conn, `SELECT pg_stat_statements_reset()`)
+				const tables = 100
+				for j := range tables {
+					pgtest.MustExec(b, conn, fmt.Sprintf(`CREATE TABLE s%03d (id int)`, j))
+				}
+				// Distinct statements: each table with expressions of a different shape.
+				batch := &pgx.Batch{}
+				for i := range n {
+					batch.Queue(fmt.Sprintf(`SELECT id%s FROM s%03d`, strings.Repeat("+id", i/tables), i%tables))
+				}
+				if err := conn.SendBatch(context.Background(), batch).Close(); err != nil {
+					b.Fatal(err)
+				}
+				r := newRunner(b, dsn)
+				first, firstTook := collectStatements(b, r)
+				if len(first.Entries) < n || len(first.Texts) < n {
+					b.Fatalf("%d statements, %d texts, want at least %d", len(first.Entries), len(first.Texts), n)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				var took time.Duration
+				for b.Loop() {
+					_, d := collectStatements(b, r)
+					took += d
+				}
+				b.ReportMetric(float64(firstTook.Microseconds())/1000, "first-ms")
+				b.ReportMetric(float64(took.Microseconds())/1000/float64(b.N), "statements-ms")
+			})
+		}
+	}
+}
+
+// collectStatements runs one snapshot-tier collection and returns its statements and how long
+// the statements collector took.
+func collectStatements(b *testing.B, r *collectors.Runner) (*collectors.Statements, time.Duration) {
+	c, err := r.Collect(context.Background(), collectors.TierSnapshot)
+	if err != nil || c.Statements == nil {
+		b.Fatalf("collect: %v, statements %v", err, c)
+	}
+	for _, res := range c.Results {
+		if res.Collector == "statements" {
+			return c.Statements, res.Duration
+		}
+	}
+	b.Fatal("no statements result")
+	return nil, 0
 }

@@ -22,6 +22,7 @@ func setupWorkload(t *testing.T, dsn string) {
 	conn := pgtest.Connect(t, dsn, "")
 	pgtest.MustExec(t, conn, `CREATE TABLE public.orders (id int PRIMARY KEY, note text)`)
 	pgtest.MustExec(t, conn, `INSERT INTO public.orders SELECT g, 'n' FROM generate_series(1, 1000) g`)
+	pgtest.MustExec(t, conn, `CREATE EXTENSION pg_stat_statements`)
 	slot := fmt.Sprintf("golden_%d", time.Now().UnixNano())
 	pgtest.MustExec(t, conn, `SELECT pg_create_physical_replication_slot($1, true)`, slot)
 	t.Cleanup(func() {

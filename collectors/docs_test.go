@@ -92,7 +92,7 @@ func batchAndRecorderFamilies(t *testing.T) map[string]*dto.MetricFamily {
 		t.Fatal(err)
 	}
 	tracker := batch.NewTracker(batch.Options{Rules: rules, QuietPeriod: time.Minute})
-	tracker.Observe(time.Now(), time.Second, []collectors.SessionWait{{ApplicationName: "etl_load", WaitEventType: "IO", WaitEvent: "DataFileRead", Count: 1}})
+	tracker.Observe(time.Now(), time.Second, []collectors.SessionWait{{ApplicationName: "etl_load", WaitEventType: "IO", WaitEvent: "DataFileRead", Count: 1}}, nil)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(tracker)
 	reg.MustRegister(recorder.New(recorder.Options{}).Metrics()...)

@@ -3,6 +3,7 @@ package collectors_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"testing"
@@ -22,8 +23,15 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // testOptions are the exporter's defaults, with a short lock timeout to keep tests quick.
 var testOptions = postgres.Options{MaxConns: 2, StatementTimeout: 5 * time.Second, LockTimeout: time.Second, ReadOnly: true}
 
-// newRunner builds a runner with every collector on, connected as the exporter would be.
+// newRunner builds a runner with every collector on, connected as the exporter would be, and
+// series for the top 10 statements.
 func newRunner(t testing.TB, dsn string, track ...string) *collectors.Runner {
+	t.Helper()
+	return newRunnerWith(t, dsn, nil, collectors.StatementsConfig{Top: 10, TopMinCalls: 1}, track...)
+}
+
+// newRunnerWith is newRunner logging to logger (nil: nowhere), with these statement settings.
+func newRunnerWith(t testing.TB, dsn string, logger *slog.Logger, statements collectors.StatementsConfig, track ...string) *collectors.Runner {
 	t.Helper()
 	o := testOptions
 	o.DSN = dsn
@@ -36,7 +44,7 @@ func newRunner(t testing.TB, dsn string, track ...string) *collectors.Runner {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	var ccfg collectors.Config
+	ccfg := collectors.Config{Statements: statements}
 	for _, name := range track {
 		n, err := collectors.ParseTableName(name)
 		if err != nil {
@@ -45,7 +53,7 @@ func newRunner(t testing.TB, dsn string, track ...string) *collectors.Runner {
 		ccfg.TrackTables = append(ccfg.TrackTables, n)
 	}
 	return collectors.NewRunner(collectors.RunnerOptions{
-		Pool: pool, Selection: collectors.AllEnabled(), Config: ccfg,
+		Pool: pool, Logger: logger, Selection: collectors.AllEnabled(), Config: ccfg,
 		SampleEvery: time.Minute, SnapshotEvery: time.Minute, WaitSampleEvery: 200 * time.Millisecond,
 	})
 }

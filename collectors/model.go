@@ -41,6 +41,7 @@ type Collection struct {
 	ReplicationSlots  []ReplicationSlot
 	AutovacuumWorkers *int
 	Tables            []TableStat
+	Statements        *Statements // nil where pg_stat_statements is not usable in the database
 
 	// Sample tier.
 	Sessions    []SessionGroup
@@ -50,6 +51,8 @@ type Collection struct {
 	Replication []ReplicationStat
 	// WaitTime is the wait sampler's session-seconds since the previous sample-tier collection.
 	WaitTime []WaitTime
+	// StatementWaits splits the same session-seconds by statement (query_id).
+	StatementWaits []StatementWait
 
 	// Results says how each collector fared, in run order.
 	Results []Result

@@ -30,6 +30,7 @@ type Collector interface {
 type Config struct {
 	// TrackTables are schema.table names from --collector.tables.track.
 	TrackTables []TableName
+	Statements  StatementsConfig
 	Logger      *slog.Logger
 }
 

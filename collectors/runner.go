@@ -183,7 +183,7 @@ func (r *Runner) collect(ctx context.Context, tier Tier) (*Collection, error) {
 		c.Results = append(c.Results, Result{Collector: n.Name, Duration: time.Since(start), Err: err})
 	}
 	if tier == TierSample && r.waits != nil {
-		c.WaitTime = r.waits.TakeSinceLast()
+		c.WaitTime, c.StatementWaits = r.waits.TakeSinceLast()
 	}
 	return c, tx.Commit(ctx)
 }

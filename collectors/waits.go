@@ -18,30 +18,76 @@ func init() {
 	register("waits", TierSample, true, "High-frequency wait sampler: session-seconds by wait event (ASH without an extension)", nil)
 }
 
-var waitSecondsDesc = newDesc("wait_event_seconds_total",
-	"Session-seconds non-idle client sessions spent in each wait, sampled from pg_stat_activity; rate() is the average number of active sessions in that wait. Active sessions not waiting count as Running/CPU.",
-	"wait_event_type", "wait_event")
+var (
+	waitSecondsDesc = newDesc("wait_event_seconds_total",
+		"Session-seconds non-idle client sessions spent in each wait, sampled from pg_stat_activity; rate() is the average number of active sessions in that wait. Active sessions not waiting count as Running/CPU.",
+		"wait_event_type", "wait_event")
+	waitUnattributedDesc = newDesc("wait_unattributed_seconds_total",
+		"Of pgbatch_wait_event_seconds_total, the session-seconds no statement (query_id) could be found for, in the sample or a neighbouring one of the same query.")
+)
 
 // SQLSessionWaits is the wait sampler's query: non-idle client sessions (the exporter's own
-// left out) by application and wait.
-const SQLSessionWaits = `SELECT coalesce(application_name, ''), coalesce(wait_event_type, 'Running'), coalesce(wait_event, 'CPU'), count(*)::int
+// left out), one row each, with the statement they run (query_id: 0 where the server computes
+// none, or before it knows it).
+const SQLSessionWaits = `SELECT pid, coalesce(application_name, ''), coalesce(wait_event_type, 'Running'), coalesce(wait_event, 'CPU'),
+	coalesce(query_id, 0), query_start, backend_start
 FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND state NOT IN ('idle', 'idle in transaction', 'idle in transaction (aborted)')
-	AND ` + sqlNotOwnSession + `
-GROUP BY 1, 2, 3`
+	AND ` + sqlNotOwnSession
 
-// SessionWait is one group of the wait sampler's reading.
+// SessionWait is one session in the wait sampler's reading.
 type SessionWait struct {
+	PID             int32
 	ApplicationName string
 	WaitEventType   string
 	WaitEvent       string
-	Count           int
+	QueryID         int64 // 0: unknown
+	QueryStart      *time.Time
+	BackendStart    *time.Time // tells a reused pid apart
+	Count           int        // sessions this stands for (1 from the sampler)
 }
 
-// WaitObserver sees each wait sample with the time it stands for (batch attribution uses it).
-type WaitObserver func(at time.Time, span time.Duration, waits []SessionWait)
+// SessionTime is the session-seconds one sampled session stands for, with its statement:
+// QueryID is resolved from a neighbouring sample of the same query where the sample had none,
+// and stays 0 where neither had one.
+type SessionTime struct {
+	SessionWait
+	Seconds float64
+}
+
+// WaitObserver sees each wait sample with the time it stands for (batch attribution uses it)
+// and the session-seconds attributed to statements by this sample: those of this sample
+// whose statement is known, and those of the previous sample that waited for this one.
+type WaitObserver func(at time.Time, span time.Duration, waits []SessionWait, attributed []SessionTime)
 
 type waitKey struct{ typ, event string }
+
+type statementWaitKey struct {
+	queryID int64
+	waitKey
+}
+
+// StatementWait is session-seconds spent in one wait while running one statement
+// (QueryID 0: no statement could be found).
+type StatementWait struct {
+	QueryID       int64
+	WaitEventType string
+	WaitEvent     string
+	Seconds       float64
+}
+
+// unresolvedKey is a session's wait while its query has no query_id (one query per pid at a
+// time: a new query_start ends the old one's wait for a query_id).
+type unresolvedKey struct {
+	pid int32
+	waitKey
+}
+
+// runningQuery is what ties a sample without a query_id to its neighbour's.
+type runningQuery struct {
+	queryStart time.Time
+	queryID    int64
+}
 
 // WaitSampler turns frequent pg_stat_activity samples into session-seconds per wait: each
 // sample's count times the time since the previous sample.
@@ -57,12 +103,18 @@ type WaitSampler struct {
 	totals    map[waitKey]float64
 	pending   map[waitKey]float64
 	observers []WaitObserver
+
+	// Statement attribution.
+	running      map[int32]runningQuery         // the previous sample's sessions with a query_id
+	unresolved   map[unresolvedKey]*SessionTime // seconds of queries without a query_id so far
+	byStatement  map[statementWaitKey]float64
+	unattributed float64 // cumulative session-seconds left without a statement
 }
 
 // NewWaitSampler samples through the pool every interval.
 func NewWaitSampler(pool *pgxpool.Pool, interval time.Duration, logger *slog.Logger) *WaitSampler {
 	return &WaitSampler{pool: pool, interval: interval, logger: logger,
-		totals: map[waitKey]float64{}, pending: map[waitKey]float64{}}
+		totals: map[waitKey]float64{}, pending: map[waitKey]float64{}, byStatement: map[statementWaitKey]float64{}}
 }
 
 // Observe adds an observer of every sample.
@@ -95,12 +147,72 @@ func (w *WaitSampler) Sample(ctx context.Context) error {
 		w.totals[k] += secs
 		w.pending[k] += secs
 	}
+	attributed := w.attribute(waits, span)
 	observers := w.observers
 	w.mu.Unlock()
 	for _, o := range observers {
-		o(now, span, waits)
+		o(now, span, waits, attributed)
 	}
 	return nil
+}
+
+// attribute books this sample's session-seconds by statement. A session without a query_id
+// (a lock taken while parsing, some IPC waits) takes that of the same query (pid and
+// query_start) in the previous sample or, failing that, in a later one: its seconds wait
+// while the query goes on without a query_id, and what the query never shows one for is
+// counted as unattributed.
+func (w *WaitSampler) attribute(waits []SessionWait, span time.Duration) []SessionTime {
+	running := make(map[int32]runningQuery, len(waits))
+	current := make(map[int32]SessionWait, len(waits))
+	for _, s := range waits {
+		current[s.PID] = s
+		if s.QueryID != 0 && s.QueryStart != nil {
+			running[s.PID] = runningQuery{*s.QueryStart, s.QueryID}
+		}
+	}
+	var out []SessionTime
+	unresolved := map[unresolvedKey]*SessionTime{}
+	for k, u := range w.unresolved {
+		if id := sameQuery(running, u.SessionWait); id != 0 {
+			u.QueryID = id
+		} else if now, ok := current[u.PID]; ok && now.QueryStart != nil && u.QueryStart != nil && now.QueryStart.Equal(*u.QueryStart) {
+			unresolved[k] = u // the same query, still without a query_id
+			continue
+		}
+		out = append(out, *u)
+	}
+	for _, s := range waits {
+		t := SessionTime{s, float64(s.Count) * span.Seconds()}
+		if t.QueryID == 0 {
+			t.QueryID = sameQuery(w.running, s)
+		}
+		if t.QueryID != 0 {
+			out = append(out, t)
+			continue
+		}
+		k := unresolvedKey{s.PID, waitKey{s.WaitEventType, s.WaitEvent}}
+		if u := unresolved[k]; u != nil {
+			u.Seconds += t.Seconds
+		} else {
+			unresolved[k] = &t
+		}
+	}
+	w.running, w.unresolved = running, unresolved
+	for _, t := range out {
+		w.byStatement[statementWaitKey{t.QueryID, waitKey{t.WaitEventType, t.WaitEvent}}] += t.Seconds
+		if t.QueryID == 0 {
+			w.unattributed += t.Seconds
+		}
+	}
+	return out
+}
+
+// sameQuery is the query_id of s's query in another sample, or 0.
+func sameQuery(running map[int32]runningQuery, s SessionWait) int64 {
+	if r, ok := running[s.PID]; ok && s.QueryStart != nil && r.queryStart.Equal(*s.QueryStart) {
+		return r.queryID
+	}
+	return 0
 }
 
 func (w *WaitSampler) read(ctx context.Context) ([]SessionWait, error) {
@@ -109,8 +221,8 @@ func (w *WaitSampler) read(ctx context.Context) ([]SessionWait, error) {
 		return nil, fmt.Errorf("%w: %w", ErrNoConnection, err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (SessionWait, error) {
-		var s SessionWait
-		err := r.Scan(&s.ApplicationName, &s.WaitEventType, &s.WaitEvent, &s.Count)
+		s := SessionWait{Count: 1}
+		err := r.Scan(&s.PID, &s.ApplicationName, &s.WaitEventType, &s.WaitEvent, &s.QueryID, &s.QueryStart, &s.BackendStart)
 		return s, err
 	})
 }
@@ -121,13 +233,33 @@ func (w *WaitSampler) lastResult() (ok bool, took time.Duration) {
 	return w.lastErr == nil && !w.last.IsZero(), w.lastTook
 }
 
-// TakeSinceLast returns the session-seconds accumulated since the previous call and starts anew.
-func (w *WaitSampler) TakeSinceLast() []WaitTime {
+// TakeSinceLast returns the session-seconds accumulated since the previous call, by wait and
+// by statement and wait, and starts anew.
+func (w *WaitSampler) TakeSinceLast() ([]WaitTime, []StatementWait) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := sortedWaits(w.pending)
 	w.pending = map[waitKey]float64{}
-	return out
+	byStatement := make([]StatementWait, 0, len(w.byStatement))
+	for k, v := range w.byStatement {
+		byStatement = append(byStatement, StatementWait{QueryID: k.queryID, WaitEventType: k.typ, WaitEvent: k.event, Seconds: v})
+	}
+	w.byStatement = map[statementWaitKey]float64{}
+	sort.Slice(byStatement, func(i, j int) bool {
+		a, b := byStatement[i], byStatement[j]
+		if a.QueryID != b.QueryID {
+			return a.QueryID < b.QueryID
+		}
+		return a.WaitEventType+"\x00"+a.WaitEvent < b.WaitEventType+"\x00"+b.WaitEvent
+	})
+	return out, byStatement
+}
+
+// Unattributed is the cumulative session-seconds no statement was found for.
+func (w *WaitSampler) Unattributed() float64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.unattributed
 }
 
 // Totals returns the cumulative session-seconds per wait.
@@ -156,4 +288,5 @@ func (w *WaitSampler) Emit(ch chan<- prometheus.Metric) {
 	for _, t := range w.Totals() {
 		counter(ch, waitSecondsDesc, t.Seconds, t.WaitEventType, t.WaitEvent)
 	}
+	counter(ch, waitUnattributedDesc, w.Unattributed())
 }

@@ -32,6 +32,7 @@ type serveCommand struct {
 	snapshotEvery time.Duration
 	waitsEvery    time.Duration
 	track         []string
+	statements    collectors.StatementsConfig
 	selection     *collectors.Selection
 	recorder      *recorderFlags
 	batchMatch    []string
@@ -50,6 +51,12 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 	addDuration(app, "tier.snapshot-interval", "How often the snapshot tier (WAL, checkpoints, I/O, tables...) is collected.", "1m", &s.snapshotEvery)
 	addDuration(app, "collector.waits.interval", "How often the wait sampler reads pg_stat_activity.", "1s", &s.waitsEvery)
 	app.Flag("collector.tables.track", "A table to track, as schema.table (repeatable). Tables in telemetry.tracked_tables are tracked too.").StringsVar(&s.track)
+	app.Flag("collector.statements.text-length", "Query texts are kept up to this many characters (once per queryid, never in a label).").
+		Default(fmt.Sprint(collectors.DefaultStatementTextLength)).IntVar(&s.statements.TextLength)
+	app.Flag("collector.statements.top", "Series per statement (queryid, datname, user) for the union of the N statements with the most time, blocks read, temp written and WAL; 0: totals only.").
+		Default("0").IntVar(&s.statements.Top)
+	app.Flag("collector.statements.top-min-calls", "Statements called fewer times get no series of their own.").
+		Default("5").Int64Var(&s.statements.TopMinCalls)
 	s.selection = collectors.RegisterFlags(app)
 	s.recorder = addRecorderFlags(app)
 	app.Flag("batch.match", "Detect a batch's runs: batch=application_name:regexp (repeatable). A run starts when a matching session becomes active and ends after --batch.quiet-period without one.").StringsVar(&s.batchMatch)
@@ -59,7 +66,10 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 }
 
 func (s *serveCommand) validate() (collectors.Config, error) {
-	var cfg collectors.Config
+	cfg := collectors.Config{Statements: s.statements}
+	if s.statements.TextLength < 1 || s.statements.Top < 0 {
+		return cfg, usagef("--collector.statements.text-length must be at least 1 and --collector.statements.top at least 0")
+	}
 	for name, d := range map[string]time.Duration{"tier.sample-interval": s.sampleEvery, "tier.snapshot-interval": s.snapshotEvery, "collector.waits.interval": s.waitsEvery} {
 		if d < 100*time.Millisecond {
 			return cfg, usagef("--%s must be at least 100ms, got %s", name, d)

@@ -38,8 +38,9 @@ type Options struct {
 	Debian bool
 	// Docker runs the server in a container (ignored with Debian).
 	Docker bool
-	// SharedPreload is shared_preload_libraries, e.g. {"pg_cron"}; with
-	// pg_cron it also sets cron.database_name=postgres.
+	// SharedPreload are shared_preload_libraries beside pg_stat_statements
+	// (always loaded), e.g. {"pg_cron"}; with pg_cron it also sets
+	// cron.database_name=postgres.
 	SharedPreload []string
 	// Settings are extra postgresql.conf settings; they win over the
 	// defaults of this package.
@@ -117,12 +118,19 @@ func settings(opts Options) [][2]string {
 		{"max_replication_slots", "5"},
 		{"logging_collector", "off"},
 	}
-	if len(opts.SharedPreload) > 0 {
-		kv = append(kv, [2]string{"shared_preload_libraries", strings.Join(opts.SharedPreload, ",")})
-		for _, l := range opts.SharedPreload {
-			if l == "pg_cron" {
-				kv = append(kv, [2]string{"cron.database_name", "postgres"})
-			}
+	// pg_stat_statements is loaded everywhere, as on most production servers; a test database
+	// has it only after CREATE EXTENSION. Its max leaves room for the 5000-statement benchmark.
+	preload := []string{"pg_stat_statements"}
+	for _, l := range opts.SharedPreload {
+		if l != "pg_stat_statements" {
+			preload = append(preload, l)
+		}
+	}
+	kv = append(kv, [2]string{"shared_preload_libraries", strings.Join(preload, ",")},
+		[2]string{"pg_stat_statements.max", "10000"})
+	for _, l := range opts.SharedPreload {
+		if l == "pg_cron" {
+			kv = append(kv, [2]string{"cron.database_name", "postgres"})
 		}
 	}
 	keys := make([]string, 0, len(opts.Settings))

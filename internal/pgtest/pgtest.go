@@ -76,8 +76,9 @@ type Options struct {
 	// Debian uses Debian's /usr/lib/postgresql/<major>/bin instead of the
 	// npm binaries (always the local backend).
 	Debian bool
-	// SharedPreload is shared_preload_libraries, e.g. {"pg_cron"}; with
-	// pg_cron it also sets cron.database_name=postgres.
+	// SharedPreload are shared_preload_libraries beside pg_stat_statements
+	// (every server loads it), e.g. {"pg_cron"}; with pg_cron it also sets
+	// cron.database_name=postgres.
 	SharedPreload []string
 	// Settings are extra postgresql.conf settings; they win over the
 	// defaults of this package.
