@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -242,17 +243,10 @@ func TestTracker(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			var triggers triggerCount
 			tr := NewTracker(Options{Rules: rules, QuietPeriod: 400 * time.Millisecond, Runs: pool,
-				RefreshEvery: 100 * time.Millisecond, Recorder: pool})
-			sampler := collectors.NewWaitSampler(pool, 50*time.Millisecond, nil)
-			sampler.Observe(tr.Observe)
-			go tr.Run(ctx)
-			go func() {
-				for ctx.Err() == nil {
-					_ = sampler.Sample(ctx)
-					time.Sleep(50 * time.Millisecond)
-				}
-			}()
+				RefreshEvery: 100 * time.Millisecond, Recorder: pool, Trigger: triggers.add})
+			follow(ctx, tr, pool)
 
 			if !is(metric(t, tr, "pgbatch_batch_running", "nightly"), 0) {
 				t.Fatal("nightly should be known and not running before its first session")
@@ -265,6 +259,9 @@ func TestTracker(t *testing.T) {
 				t.Fatal(err)
 			}
 			eventually(t, "the detected run's end", func() bool { return is(metric(t, tr, "pgbatch_batch_runs_total", "nightly"), 1) })
+			if n := triggers.get(collectors.TierSnapshot); n != 2 {
+				t.Errorf("%d snapshots asked for by the detected run, want 2: at its start and end", n)
+			}
 			if v := metric(t, tr, "pgbatch_batch_running", "nightly"); !is(v, 0) {
 				t.Errorf("running after the quiet period = %v", v)
 			}
@@ -331,16 +328,9 @@ func TestTrackerMarkerSessions(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pgtest.MustExec(t, pgtest.Connect(t, dsn, ""), `CREATE EXTENSION pg_stat_statements`)
-	tr := NewTracker(Options{QuietPeriod: time.Second, Runs: pool, RefreshEvery: 100 * time.Millisecond})
-	sampler := collectors.NewWaitSampler(pool, 50*time.Millisecond, nil)
-	sampler.Observe(tr.Observe)
-	go tr.Run(ctx)
-	go func() {
-		for ctx.Err() == nil {
-			_ = sampler.Sample(ctx)
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
+	var triggers triggerCount
+	tr := NewTracker(Options{QuietPeriod: time.Second, Runs: pool, RefreshEvery: 100 * time.Millisecond, Trigger: triggers.add})
+	follow(ctx, tr, pool)
 	sleepSeconds := func() float64 {
 		v := metric(t, tr, "pgbatch_batch_wait_event_seconds_total", "monthly", "PgSleep", "Timeout")
 		if v == nil {
@@ -351,6 +341,8 @@ func TestTrackerMarkerSessions(t *testing.T) {
 	marker := pgtest.Connect(t, dsn, "loader")
 	pgtest.MustExec(t, marker, `SELECT telemetry.batch_begin('monthly')`)
 	eventually(t, "the marker run", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "monthly"), 1) })
+	// While the run is in progress the sample tier follows the wait sampler.
+	eventually(t, "sample-tier collections during the run", func() bool { return triggers.get(collectors.TierSample) >= 3 })
 	pgtest.MustExec(t, marker, `SELECT pg_sleep(0.5)`)
 	own := sleepSeconds()
 	if own < 0.3 {
@@ -371,9 +363,47 @@ func TestTrackerMarkerSessions(t *testing.T) {
 	}
 	pgtest.MustExec(t, marker, `SELECT telemetry.batch_end('monthly')`)
 	eventually(t, "the marker run's end", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "monthly"), 0) })
+	atEnd := triggers.get(collectors.TierSample)
 	before = sleepSeconds()
 	pgtest.MustExec(t, worker, `SELECT pg_sleep(0.5)`)
 	if got := sleepSeconds() - before; got != 0 {
 		t.Errorf("after batch_end, the application's sessions still booked: %.2f session-seconds", got)
 	}
+	if n := triggers.get(collectors.TierSample) - atEnd; n > 1 {
+		t.Errorf("%d sample-tier collections asked for after the run ended", n)
+	}
+}
+
+// triggerCount counts the collections a tracker asks for, by tier.
+type triggerCount struct {
+	mu sync.Mutex
+	n  map[collectors.Tier]int
+}
+
+func (c *triggerCount) add(t collectors.Tier) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[collectors.Tier]int{}
+	}
+	c.n[t]++
+}
+
+func (c *triggerCount) get(t collectors.Tier) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[t]
+}
+
+// follow runs the tracker with a wait sampler every 50ms until ctx ends.
+func follow(ctx context.Context, tr *Tracker, pool *pgxpool.Pool) {
+	sampler := collectors.NewWaitSampler(pool, 50*time.Millisecond, nil)
+	sampler.Observe(tr.Observe)
+	go tr.Run(ctx)
+	go func() {
+		for ctx.Err() == nil {
+			_ = sampler.Sample(ctx)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
 }

@@ -45,7 +45,11 @@ type Options struct {
 	RefreshEvery time.Duration
 	// Recorder writes detected runs into telemetry.batch_runs (nil: they stay in memory).
 	Recorder *pgxpool.Pool
-	Logger   *slog.Logger
+	// Trigger asks for a collection now (runner.Trigger): the sample tier at every wait sample
+	// while a run is in progress, a snapshot at a detected run's boundaries, so that a short
+	// run is seen sharply and the exporter stays cheap between runs.
+	Trigger func(collectors.Tier)
+	Logger  *slog.Logger
 }
 
 // Tracker follows each batch's runs and attributes sampled sessions to batches: a session
@@ -172,12 +176,14 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 			t.batches[name].statementSeconds += a.Seconds
 		}
 	}
+	boundary := false
 	for _, r := range t.o.Rules {
 		s := t.batches[r.Batch]
 		switch {
 		case s.sessions > 0 && !s.detecting:
 			s.detecting, s.started, s.lastActive = true, at, at
 			t.record(event{begin: true, batch: r.Batch, at: at})
+			boundary = true
 		case s.sessions > 0:
 			s.lastActive = at
 		case s.detecting && at.Sub(s.lastActive) >= t.o.QuietPeriod:
@@ -186,9 +192,25 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 			s.runs++
 			s.lastDuration = &d
 			t.record(event{batch: r.Batch, at: s.lastActive})
+			boundary = true
+		}
+	}
+	if t.o.Trigger == nil {
+		return
+	}
+	if boundary {
+		t.o.Trigger(collectors.TierSnapshot)
+	}
+	for _, s := range t.batches {
+		if s.running() {
+			t.o.Trigger(collectors.TierSample)
+			break
 		}
 	}
 }
+
+// running tells whether a run of the batch is in progress.
+func (s *state) running() bool { return s.detecting || s.openRecorded > 0 }
 
 // record queues a detected boundary for Run to write; it never blocks the sampler.
 func (t *Tracker) record(e event) {
@@ -371,7 +393,7 @@ func (t *Tracker) Collect(ch chan<- prometheus.Metric) {
 	for _, n := range names {
 		s := t.batches[n]
 		running := 0.0
-		if s.detecting || s.openRecorded > 0 {
+		if s.running() {
 			running = 1
 		}
 		ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, running, n)

@@ -117,8 +117,9 @@ func (s *serveCommand) batchRules() ([]batch.Rule, error) {
 // and read from telemetry.batch_runs (markers, exec) where the recorder writes, else in the
 // monitored database when its schema is there. Detected runs are recorded with the recorder.
 func (s *serveCommand) startBatches(ctx context.Context, rules []batch.Rule, pool *pgxpool.Pool, runner *collectors.Runner, logger *slog.Logger) (*batch.Tracker, error) {
-	o := batch.Options{Rules: rules, QuietPeriod: s.quietPeriod, Runs: pool, RefreshEvery: s.sampleEvery,
-		Logger: logger.With("component", "batch")}
+	// Runs begun by markers are read often enough to sample a short run at the sampler's pace.
+	o := batch.Options{Rules: rules, QuietPeriod: s.quietPeriod, Runs: pool, RefreshEvery: min(s.sampleEvery, 2*time.Second),
+		Trigger: runner.Trigger, Logger: logger.With("component", "batch")}
 	if s.recorder.enabled {
 		po := s.recorderOptions(false, 1, "batch")
 		var err error
