@@ -96,3 +96,44 @@ func TestBinaryBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestBinaryShortRunJudged: at the default intervals (30s samples, 1m snapshots), a marker run
+// of 10s is sampled at the wait sampler's pace and has its boundary snapshots, so diagnose
+// judges it instead of reporting insufficient data.
+func TestBinaryShortRunJudged(t *testing.T) {
+	bin := buildBinary(t)
+	dsn := pgtest.Start(t, 17).NewDatabase(t)
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "--web.listen-address="+addr, "--recorder.enabled")
+	cmd.Env = append(os.Environ(), "DATA_SOURCE_NAME="+dsn)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	ctx := context.Background()
+	job := pgtest.Connect(t, dsn, "short_job")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, err := job.Exec(ctx, `SELECT telemetry.batch_begin('short')`); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no telemetry schema: %v\n%s", err, logs.String())
+		}
+	}
+	for range 5 {
+		pgtest.MustExec(t, job, `SELECT pg_sleep(2)`)
+	}
+	pgtest.MustExec(t, job, `SELECT telemetry.batch_end('short')`)
+	time.Sleep(2 * time.Second) // the end's snapshot and the last samples are written
+	out, err := exec.Command(bin, "diagnose", "--batch=short", "--run=last", "--postgres.dsn="+dsn).CombinedOutput()
+	if err != nil {
+		t.Fatalf("diagnose: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "insufficient_data") || strings.Contains(string(out), "Only ") {
+		t.Errorf("a 10s run at default intervals not judged:\n%s\nexporter logs:\n%s", out, logs.String())
+	}
+}
