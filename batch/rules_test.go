@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 )
 
 func TestParseRule(t *testing.T) {
@@ -59,5 +62,22 @@ func TestLoadRules(t *testing.T) {
 	}
 	if _, err := LoadRules(filepath.Join(dir, "missing.yml")); err == nil {
 		t.Error("a missing file was accepted")
+	}
+}
+
+// A detected run seen by a single sample lasted that sample's span, not zero.
+func TestDetectedRunOfOneSample(t *testing.T) {
+	rules, err := ParseRules([]string{"nightly=application_name:^etl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := NewTracker(Options{Rules: rules, QuietPeriod: time.Second})
+	at := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	tr.Observe(at, time.Second, []collectors.SessionWait{{PID: 7, ApplicationName: "etl", WaitEventType: "Running", WaitEvent: "CPU", Count: 1}}, nil)
+	tr.Observe(at.Add(2*time.Second), time.Second, nil, nil)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if d := tr.batches["nightly"].lastDuration; d == nil || *d != time.Second {
+		t.Errorf("duration of a one-sample run = %v, want 1s", d)
 	}
 }

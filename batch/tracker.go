@@ -181,8 +181,10 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 		s := t.batches[r.Batch]
 		switch {
 		case s.sessions > 0 && !s.detecting:
-			s.detecting, s.started, s.lastActive = true, at, at
-			t.record(event{begin: true, batch: r.Batch, at: at})
+			// The sample stands for the span before it (its session-seconds are booked so): a
+			// run seen by one sample lasted that long, not zero.
+			s.detecting, s.started, s.lastActive = true, at.Add(-span), at
+			t.record(event{begin: true, batch: r.Batch, at: s.started})
 			boundary = true
 		case s.sessions > 0:
 			s.lastActive = at
