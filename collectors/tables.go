@@ -2,11 +2,13 @@ package collectors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -111,12 +113,22 @@ type tablesCollector struct {
 const sqlTrackedFromSchema = ` UNION SELECT relid FROM telemetry.tracked_tables`
 
 // SQLTables reads tracked tables by name ($1 schemas, $2 tables): names are looked up, never
-// spliced into SQL. Sizes are skipped while an ACCESS EXCLUSIVE lock is held or queued on the
-// table, since pg_relation_size() would queue behind it (lock_timeout bounds the race left).
-func SQLTables(withTrackedTables bool) string {
+// spliced into SQL. Reading the statistics takes no lock. The size functions take
+// AccessShareLock on the table, its indexes, its TOAST table and the TOAST index, and would
+// queue behind an ACCESS EXCLUSIVE lock on any of them (REINDEX INDEX, VACUUM FULL, most
+// ALTER TABLE) while holding the table's, which makes the exporter a blocker of the next DDL:
+// a table's sizes are skipped while such a lock is held or queued on one of its relations.
+// withSizes false reads no size at all (the fallback when the check lost a race).
+func SQLTables(withTrackedTables, withSizes bool) string {
 	tracked := ""
 	if withTrackedTables {
 		tracked = sqlTrackedFromSchema
+	}
+	sizes := "NULL::bigint, NULL::bigint, NULL::bigint"
+	if withSizes {
+		sizes = `CASE WHEN size_safe THEN pg_relation_size(s.relid) END,
+	CASE WHEN size_safe THEN pg_total_relation_size(s.relid) END,
+	CASE WHEN size_safe THEN pg_indexes_size(s.relid) END`
 	}
 	return `WITH wanted AS (
 	SELECT c.oid AS relid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -126,20 +138,30 @@ func SQLTables(withTrackedTables bool) string {
 	WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock'
 	  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 )
-SELECT s.relid, s.schemaname::text, s.relname::text,
-	CASE WHEN s.relid NOT IN (SELECT relation FROM exclusive) THEN pg_relation_size(s.relid) END,
-	CASE WHEN s.relid NOT IN (SELECT relation FROM exclusive) THEN pg_total_relation_size(s.relid) END,
-	CASE WHEN s.relid NOT IN (SELECT relation FROM exclusive) THEN pg_indexes_size(s.relid) END,
+SELECT s.relid, s.schemaname::text, s.relname::text, ` + sizes + `,
 	s.n_live_tup, s.n_dead_tup, s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_tup_hot_upd,
 	s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
 	s.vacuum_count, s.autovacuum_count, s.analyze_count, s.autoanalyze_count
 FROM pg_stat_all_tables s JOIN wanted USING (relid)
+CROSS JOIN LATERAL (
+	SELECT NOT EXISTS (
+		SELECT FROM pg_class c, LATERAL (
+			SELECT c.oid UNION ALL SELECT c.reltoastrelid
+			UNION ALL SELECT indexrelid FROM pg_index WHERE indrelid IN (c.oid, c.reltoastrelid)
+		) AS opened(oid)
+		WHERE c.oid = s.relid AND opened.oid IN (SELECT relation FROM exclusive)
+	) AS size_safe
+) AS safety
 ORDER BY s.schemaname, s.relname`
 }
 
-// SQLHasTrackedTables tells whether the recorder's schema (and its tracked_tables) exists.
-const SQLHasTrackedTables = `SELECT to_regclass('telemetry.tracked_tables') IS NOT NULL
-	AND has_table_privilege('telemetry.tracked_tables', 'SELECT')`
+// SQLHasTrackedTables tells whether the recorder's schema (and its tracked_tables) exists and
+// may be read. A catalog lookup by oid: to_regclass('telemetry.tracked_tables') raises
+// "permission denied for schema" for a role without USAGE on it.
+const SQLHasTrackedTables = `SELECT EXISTS (
+	SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	WHERE n.nspname = 'telemetry' AND c.relname = 'tracked_tables'
+	  AND has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'))`
 
 func (t *tablesCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
 	var fromSchema bool
@@ -153,12 +175,28 @@ func (t *tablesCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection)
 	for i, n := range t.track {
 		schemas[i], names[i] = n.Schema, n.Table
 	}
-	tables, err := queryAll(ctx, tx, SQLTables(fromSchema), func(s *TableStat) []any {
-		return []any{&s.Relid, &s.Schemaname, &s.Relname, &s.RelationSize, &s.TotalSize, &s.IndexesSize,
-			&s.NLiveTup, &s.NDeadTup, &s.NTupIns, &s.NTupUpd, &s.NTupDel, &s.NTupHotUpd,
-			&s.LastVacuum, &s.LastAutovacuum, &s.LastAnalyze, &s.LastAutoanalyze,
-			&s.VacuumCount, &s.AutovacuumCount, &s.AnalyzeCount, &s.AutoanalyzeCount}
-	}, schemas, names)
+	read := func(withSizes bool) ([]TableStat, error) {
+		// A savepoint: a lock timeout in the sizes must not abort the tier's transaction, and
+		// rolling back to it releases the locks the size functions took at once.
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer sp.Rollback(ctx)
+		return queryAll(ctx, sp, SQLTables(fromSchema, withSizes), func(s *TableStat) []any {
+			return []any{&s.Relid, &s.Schemaname, &s.Relname, &s.RelationSize, &s.TotalSize, &s.IndexesSize,
+				&s.NLiveTup, &s.NDeadTup, &s.NTupIns, &s.NTupUpd, &s.NTupDel, &s.NTupHotUpd,
+				&s.LastVacuum, &s.LastAutovacuum, &s.LastAnalyze, &s.LastAutoanalyze,
+				&s.VacuumCount, &s.AutovacuumCount, &s.AnalyzeCount, &s.AutoanalyzeCount}
+		}, schemas, names)
+	}
+	tables, err := read(true)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "55P03" /* lock_not_available */ {
+		// An exclusive lock came between the check and the size functions: keep every
+		// table's statistics, without sizes this time.
+		tables, err = read(false)
+	}
 	if err != nil {
 		return err
 	}

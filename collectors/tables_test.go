@@ -1,9 +1,16 @@
 package collectors_test
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 )
 
 func TestParseTableName(t *testing.T) {
@@ -24,4 +31,119 @@ func TestParseTableName(t *testing.T) {
 			t.Errorf("ParseTableName(%q) = %+v, want an error", bad, got)
 		}
 	}
+}
+
+// TestTablesWithUnusableTelemetrySchema: a pg_monitor role in a database whose telemetry
+// schema it may not use still collects the tables named on the command line.
+func TestTablesWithUnusableTelemetrySchema(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server, dsn string) {
+		admin := pgtest.Connect(t, dsn, "")
+		role := "monitor_" + strings.TrimPrefix(databaseName(t, admin), "t_")
+		pgtest.MustExec(t, admin, fmt.Sprintf(`CREATE ROLE %s LOGIN IN ROLE pg_monitor`, role))
+		t.Cleanup(func() { srv.Exec(t, "postgres", fmt.Sprintf(`DROP OWNED BY %s; DROP ROLE %s`, role, role)) })
+		pgtest.MustExec(t, admin, `CREATE SCHEMA telemetry`)
+		pgtest.MustExec(t, admin, `CREATE TABLE telemetry.tracked_tables (relid oid)`)
+		pgtest.MustExec(t, admin, `CREATE TABLE public.orders (id int)`)
+
+		r := newRunner(t, strings.Replace(dsn, "postgres@", role+"@", 1), "public.orders")
+		c := collect(t, r, collectors.TierSnapshot)
+		if len(c.Tables) != 1 || c.Tables[0].Relname != "orders" || c.Tables[0].RelationSize == nil {
+			t.Errorf("tables = %+v, want orders with its sizes", c.Tables)
+		}
+	})
+}
+
+// TestIndexLockDoesNotStallExporter: with an ACCESS EXCLUSIVE lock on one tracked table's
+// index (REINDEX INDEX) or TOAST index in an open transaction, a collection neither waits
+// nor becomes a blocker of a DDL issued meanwhile, and the other tracked table keeps its row
+// and its sizes.
+func TestIndexLockDoesNotStallExporter(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server, dsn string) {
+		admin := pgtest.Connect(t, dsn, "")
+		pgtest.MustExec(t, admin, `CREATE TABLE public.busy (id int PRIMARY KEY, note text)`)
+		pgtest.MustExec(t, admin, `CREATE TABLE public.calm (id int PRIMARY KEY)`)
+		var toastIndex string
+		if err := admin.QueryRow(context.Background(), `SELECT i.indexrelid::regclass::text FROM pg_class c
+			JOIN pg_index i ON i.indrelid = c.reltoastrelid WHERE c.oid = 'public.busy'::regclass`).Scan(&toastIndex); err != nil {
+			t.Fatal(err)
+		}
+		r := newRunner(t, dsn, "public.busy", "public.calm")
+		for _, index := range []string{"public.busy_pkey", toastIndex} {
+			holder := pgtest.Connect(t, dsn, "holder")
+			pgtest.MustExec(t, holder, `BEGIN`)
+			pgtest.MustExec(t, holder, `REINDEX INDEX `+index)
+
+			// A DDL issued while the collections run, and who blocks it.
+			ddl := pgtest.Connect(t, dsn, "ddl")
+			var ddlPID int32
+			if err := ddl.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&ddlPID); err != nil {
+				t.Fatal(err)
+			}
+			ddlDone := make(chan error, 1)
+			go func() {
+				time.Sleep(200 * time.Millisecond)
+				_, err := ddl.Exec(context.Background(), `ALTER TABLE public.busy ADD COLUMN extra int`)
+				ddlDone <- err
+			}()
+			stop := make(chan struct{})
+			blockers := make(chan []string, 1)
+			go func() {
+				var seen []string
+				defer func() { blockers <- seen }()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+					rows, _ := admin.Query(context.Background(), `SELECT a.application_name FROM unnest(pg_blocking_pids($1)) b(pid)
+						JOIN pg_stat_activity a ON a.pid = b.pid WHERE a.application_name LIKE 'pg-batch-exporter%'`, ddlPID)
+					names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+					seen = append(seen, names...)
+				}
+			}()
+			for range 3 {
+				time.Sleep(150 * time.Millisecond)
+				start := time.Now()
+				c := collect(t, r, collectors.TierSnapshot)
+				if took := time.Since(start); took > testOptions.LockTimeout {
+					t.Errorf("%s locked: snapshot took %s; lock_timeout is %s", index, took, testOptions.LockTimeout)
+				}
+				got := map[string]collectors.TableStat{}
+				for _, s := range c.Tables {
+					got[s.Relname] = s
+				}
+				if busy, ok := got["busy"]; !ok || busy.RelationSize != nil {
+					t.Errorf("%s locked: busy = %+v, want its row without sizes", index, busy)
+				}
+				if calm, ok := got["calm"]; !ok || calm.RelationSize == nil {
+					t.Errorf("%s locked: calm = %+v, want its row with sizes", index, calm)
+				}
+			}
+			close(stop)
+			if seen := <-blockers; len(seen) > 0 {
+				t.Errorf("%s locked: the exporter blocked the DDL (%v)", index, seen)
+			}
+			pgtest.MustExec(t, holder, `COMMIT`)
+			if err := <-ddlDone; err != nil {
+				t.Fatal(err)
+			}
+			pgtest.MustExec(t, admin, `ALTER TABLE public.busy DROP COLUMN extra`)
+		}
+		c := collect(t, r, collectors.TierSnapshot)
+		for _, s := range c.Tables {
+			if s.RelationSize == nil {
+				t.Errorf("%s has no sizes once unlocked", s.Relname)
+			}
+		}
+	})
+}
+
+func databaseName(t *testing.T, c *pgx.Conn) string {
+	t.Helper()
+	var name string
+	if err := c.QueryRow(context.Background(), `SELECT current_database()`).Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }

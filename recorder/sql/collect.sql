@@ -105,14 +105,22 @@ BEGIN
 	WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock'
 	  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 )
-SELECT s.relid, s.schemaname::text, s.relname::text,
-	CASE WHEN s.relid NOT IN (SELECT relation FROM exclusive) THEN pg_relation_size(s.relid) END,
-	CASE WHEN s.relid NOT IN (SELECT relation FROM exclusive) THEN pg_total_relation_size(s.relid) END,
-	CASE WHEN s.relid NOT IN (SELECT relation FROM exclusive) THEN pg_indexes_size(s.relid) END,
+SELECT s.relid, s.schemaname::text, s.relname::text, CASE WHEN size_safe THEN pg_relation_size(s.relid) END,
+	CASE WHEN size_safe THEN pg_total_relation_size(s.relid) END,
+	CASE WHEN size_safe THEN pg_indexes_size(s.relid) END,
 	s.n_live_tup, s.n_dead_tup, s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_tup_hot_upd,
 	s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
 	s.vacuum_count, s.autovacuum_count, s.analyze_count, s.autoanalyze_count
 FROM pg_stat_all_tables s JOIN wanted USING (relid)
+CROSS JOIN LATERAL (
+	SELECT NOT EXISTS (
+		SELECT FROM pg_class c, LATERAL (
+			SELECT c.oid UNION ALL SELECT c.reltoastrelid
+			UNION ALL SELECT indexrelid FROM pg_index WHERE indrelid IN (c.oid, c.reltoastrelid)
+		) AS opened(oid)
+		WHERE c.oid = s.relid AND opened.oid IN (SELECT relation FROM exclusive)
+	) AS size_safe
+) AS safety
 ORDER BY s.schemaname, s.relname;
 END
 $collect$;

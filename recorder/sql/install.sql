@@ -53,11 +53,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'collect.sql' AND checksum = 'f1268428906ae19e991f8b1c7a4aad7a7de55fad82d46889f80c68457287b4f4') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'collect.sql' AND checksum = 'b55d0c12c75ba0282a393b4aac539e48d145e8bdb676650bf90e4897985da2a3') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('collect.sql', 'f1268428906ae19e991f8b1c7a4aad7a7de55fad82d46889f80c68457287b4f4')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('collect.sql', 'b55d0c12c75ba0282a393b4aac539e48d145e8bdb676650bf90e4897985da2a3')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
