@@ -17,6 +17,9 @@ type Server struct {
 	Database   string // the database the exporter is connected to
 	InRecovery bool   // a standby: no pg_current_wal_lsn(), lag is measured from replay
 	SystemID   string // pg_control_system().system_identifier: tells recorded servers apart
+	// ReadsAllStats: the role sees every session's activity (pg_read_all_stats, which
+	// pg_monitor includes). Without it other roles' sessions show only pid, user and database.
+	ReadsAllStats bool
 }
 
 // Major is the major version (15, 16, ...).

@@ -1,12 +1,24 @@
 package collectors
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// readsOtherSessions are the collectors that read other sessions' activity, which a role
+// without pg_read_all_stats does not see.
+var readsOtherSessions = []string{"sessions", "waits", "locks", "progress", "replication", "statements"}
+
+const reasonNoReadAllStats = "no_pg_read_all_stats"
 
 var (
-	upDesc              = newDesc("up", "1 when the last attempt to reach PostgreSQL succeeded.")
-	serverVersionDesc   = newDesc("server_version_num", "server_version_num of the monitored server.")
-	collectorOKDesc     = newDesc("collector_success", "1 when the collector's last run succeeded.", "collector")
-	collectorTimeDesc   = newDesc("collector_duration_seconds", "How long the collector's last run took.", "collector")
+	upDesc                = newDesc("up", "1 when the last attempt to reach PostgreSQL succeeded.")
+	serverVersionDesc     = newDesc("server_version_num", "server_version_num of the monitored server.")
+	collectorOKDesc       = newDesc("collector_success", "1 when the collector's last run succeeded.", "collector")
+	collectorTimeDesc     = newDesc("collector_duration_seconds", "How long the collector's last run took.", "collector")
+	collectorDegradedDesc = newDesc("collector_degraded", "1 when the collector ran but could not see all it reads, by reason "+
+		"(no_pg_read_all_stats: other roles' sessions are hidden from the role; grant pg_monitor).", "collector", "reason")
 	tierLastSuccessDesc = newDesc("tier_last_success_timestamp_seconds", "When the tier last collected successfully.", "tier")
 )
 
@@ -41,6 +53,9 @@ func (m *runnerMetrics) Collect(ch chan<- prometheus.Metric) {
 		for _, res := range c.Results {
 			gauge(ch, collectorOKDesc, boolValue(res.Err == nil), res.Collector)
 			gauge(ch, collectorTimeDesc, res.Duration.Seconds(), res.Collector)
+			if slices.Contains(readsOtherSessions, res.Collector) {
+				gauge(ch, collectorDegradedDesc, boolValue(!c.Server.ReadsAllStats), res.Collector, reasonNoReadAllStats)
+			}
 		}
 		for _, n := range m.r.collectors[t] {
 			n.Emit(c, ch)
@@ -50,6 +65,7 @@ func (m *runnerMetrics) Collect(ch chan<- prometheus.Metric) {
 			ok, took := m.r.waits.lastResult()
 			gauge(ch, collectorOKDesc, boolValue(ok), "waits")
 			gauge(ch, collectorTimeDesc, took.Seconds(), "waits")
+			gauge(ch, collectorDegradedDesc, boolValue(!c.Server.ReadsAllStats), "waits", reasonNoReadAllStats)
 		}
 	}
 }

@@ -155,6 +155,10 @@ func (r *Runner) Collect(ctx context.Context, tier Tier) (*Collection, error) {
 	r.mu.Lock()
 	r.latest[tier] = c
 	r.lastSuccess[tier] = time.Now()
+	if !c.Server.ReadsAllStats && (r.server.ReadsAllStats || r.server.VersionNum == 0) {
+		r.logger.Warn("the role may not read other sessions' activity (grant pg_monitor): they are left out of these collectors",
+			"collectors", readsOtherSessions, "reason", reasonNoReadAllStats)
+	}
 	r.server = c.Server
 	consumers := r.consumers
 	r.mu.Unlock()
@@ -206,11 +210,11 @@ func inSavepoint(ctx context.Context, tx pgx.Tx, f func(pgx.Tx) error) error {
 // SQLServer reads what every collection needs to know about the server. now() is the
 // transaction's start: one timestamp for the whole collection.
 const SQLServer = `SELECT current_setting('server_version_num')::int, current_database(), pg_is_in_recovery(),
-	now(), (SELECT system_identifier::text FROM pg_control_system())`
+	now(), (SELECT system_identifier::text FROM pg_control_system()), pg_has_role('pg_read_all_stats', 'USAGE')`
 
 func readServer(ctx context.Context, tx pgx.Tx, c *Collection) error {
 	return tx.QueryRow(ctx, SQLServer).Scan(&c.Server.VersionNum, &c.Server.Database, &c.Server.InRecovery,
-		&c.CapturedAt, &c.Server.SystemID)
+		&c.CapturedAt, &c.Server.SystemID, &c.Server.ReadsAllStats)
 }
 
 func failedCollection(tier Tier, ns []Named, err error) *Collection {

@@ -12,22 +12,27 @@ func init() {
 		func(Config) Collector { return sessionsCollector{} })
 }
 
-var sessionsDesc = newDesc("sessions", "Sessions at the last sample, by backend type, state and wait event (NULL wait: Running/CPU).",
+var sessionsDesc = newDesc("sessions", "Sessions at the last sample, by backend type, state and wait event (NULL wait: Running/CPU); without pg_read_all_stats, only the sessions the role may see.",
 	"backend_type", "state", "wait_event_type", "wait_event")
 
 // sqlNotOwnSession leaves out the collecting session and every other session of the exporter.
 const sqlNotOwnSession = `pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%'`
 
+// sqlVisibleSession leaves out sessions whose activity the role may not see (without
+// pg_read_all_stats): backend_type, state and wait are all NULL there, which the fill-ins
+// below would count as an active Running/CPU session.
+const sqlVisibleSession = `backend_type IS NOT NULL`
+
 // SQLSessionGroups groups pg_stat_activity as the seed's wait_samples table does.
-const SQLSessionGroups = `SELECT coalesce(backend_type, 'unknown'), coalesce(wait_event_type, 'Running'),
+const SQLSessionGroups = `SELECT backend_type, coalesce(wait_event_type, 'Running'),
 	coalesce(wait_event, 'CPU'), coalesce(state, 'unknown'), count(*)::int
-FROM pg_stat_activity WHERE ` + sqlNotOwnSession + `
+FROM pg_stat_activity WHERE ` + sqlNotOwnSession + ` AND ` + sqlVisibleSession + `
 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`
 
 // SQLActiveSessions lists the 25 non-idle sessions with the oldest query_start.
 const SQLActiveSessions = `SELECT pid, datname::text, usename::text, application_name, backend_type, state,
 	wait_event_type, wait_event, query_start, state_change, left(query, 200)
-FROM pg_stat_activity WHERE state <> 'idle' AND ` + sqlNotOwnSession + `
+FROM pg_stat_activity WHERE state <> 'idle' AND ` + sqlNotOwnSession + ` AND ` + sqlVisibleSession + `
 ORDER BY query_start NULLS LAST, pid LIMIT 25`
 
 type sessionsCollector struct{}

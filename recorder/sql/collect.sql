@@ -130,9 +130,9 @@ RETURNS TABLE (backend_type text, wait_event_type text, wait_event text, state t
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 #variable_conflict use_column
 BEGIN
-    RETURN QUERY SELECT coalesce(backend_type, 'unknown'), coalesce(wait_event_type, 'Running'),
+    RETURN QUERY SELECT backend_type, coalesce(wait_event_type, 'Running'),
 	coalesce(wait_event, 'CPU'), coalesce(state, 'unknown'), count(*)::int
-FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%'
+FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%' AND backend_type IS NOT NULL
 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4;
 END
 $collect$;
@@ -144,7 +144,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 BEGIN
     RETURN QUERY SELECT pid, datname::text, usename::text, application_name, backend_type, state,
 	wait_event_type, wait_event, query_start, state_change, left(query, 200)
-FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%'
+FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%' AND backend_type IS NOT NULL
 ORDER BY query_start NULLS LAST, pid LIMIT 25;
 END
 $collect$;

@@ -53,11 +53,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'collect.sql' AND checksum = 'b55d0c12c75ba0282a393b4aac539e48d145e8bdb676650bf90e4897985da2a3') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'collect.sql' AND checksum = 'd2f36bddea1abe7ad85f96298488e9e640bc97d1f276c2a0cc8c627ee374dd4c') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('collect.sql', 'b55d0c12c75ba0282a393b4aac539e48d145e8bdb676650bf90e4897985da2a3')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('collect.sql', 'd2f36bddea1abe7ad85f96298488e9e640bc97d1f276c2a0cc8c627ee374dd4c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
