@@ -41,16 +41,26 @@ const SQLIO = `SELECT backend_type, object, context, reads, read_time, writes, w
 	writebacks, writeback_time, extends, extend_time, hits, evictions, reuses, fsyncs, fsync_time
 FROM pg_stat_io`
 
+// SQLIOReset is when pg_stat_io last restarted from zero (pg_stat_reset_shared('io'), a
+// crash): one time for every row.
+const SQLIOReset = `SELECT max(stats_reset) FROM pg_stat_io`
+
 func (ioCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
 	if c.Server.Major() < 16 {
 		return nil
 	}
-	var err error
-	c.IO, err = queryAll(ctx, tx, SQLIO, func(s *IOStat) []any {
+	io, err := queryAll(ctx, tx, SQLIO, func(s *IOStat) []any {
 		return []any{&s.BackendType, &s.Object, &s.Context, &s.Reads, &s.ReadTimeMs, &s.Writes, &s.WriteTimeMs,
 			&s.Writebacks, &s.WritebackMs, &s.Extends, &s.ExtendTimeMs, &s.Hits, &s.Evictions, &s.Reuses, &s.Fsyncs, &s.FsyncTimeMs}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	if err := tx.QueryRow(ctx, SQLIOReset).Scan(&c.IOStatsReset); err != nil {
+		return err
+	}
+	c.IO = io
+	return nil
 }
 
 func (ioCollector) Emit(c *Collection, ch chan<- prometheus.Metric) {

@@ -39,7 +39,8 @@ type Collection struct {
 	Checkpointer      *Checkpointer
 	Control           *ControlCheckpoint
 	BGWriter          *BGWriter
-	IO                []IOStat // 16+; nil on 15
+	IO                []IOStat   // 16+; nil on 15
+	IOStatsReset      *time.Time // pg_stat_io's stats_reset: deltas of IO across a change are meaningless
 	Databases         []DatabaseStat
 	ReplicationSlots  []ReplicationSlot
 	AutovacuumWorkers *int

@@ -24,6 +24,16 @@ func constant(sql string) func(collectors.Server) string {
 	return func(collectors.Server) string { return sql }
 }
 
+// since16 is a statement on pg_stat_io, which 15 does not have.
+func since16(sql string) func(collectors.Server) string {
+	return func(s collectors.Server) string {
+		if s.Major() < 16 {
+			return ""
+		}
+		return sql
+	}
+}
+
 var collectFuncs = []collectFunc{
 	{name: "_collect_wal", sql: collectors.SQLWAL,
 		returns: "wal_records bigint, wal_fpi bigint, wal_bytes bigint, wal_buffers_full bigint, wal_write_time double precision, wal_sync_time double precision, stats_reset timestamptz"},
@@ -33,14 +43,10 @@ var collectFuncs = []collectFunc{
 		returns: "checkpoint_lsn text, checkpoint_time timestamptz"},
 	{name: "_collect_bgwriter", sql: collectors.SQLBGWriter,
 		returns: "buffers_clean bigint, maxwritten_clean bigint, buffers_alloc bigint, buffers_backend bigint, buffers_backend_fsync bigint, stats_reset timestamptz"},
-	{name: "_collect_io", sql: func(s collectors.Server) string {
-		if s.Major() < 16 {
-			return ""
-		}
-		return collectors.SQLIO
-	}, returns: "backend_type text, object text, context text, reads bigint, read_time double precision, writes bigint, " +
+	{name: "_collect_io", sql: since16(collectors.SQLIO), returns: "backend_type text, object text, context text, reads bigint, read_time double precision, writes bigint, " +
 		"write_time double precision, writebacks bigint, writeback_time double precision, extends bigint, " +
 		"extend_time double precision, hits bigint, evictions bigint, reuses bigint, fsyncs bigint, fsync_time double precision"},
+	{name: "_collect_io_reset", sql: since16(collectors.SQLIOReset), returns: "stats_reset timestamptz"},
 	{name: "_collect_databases", sql: constant(collectors.SQLDatabase),
 		returns: "datname name, xact_commit bigint, xact_rollback bigint, blks_read bigint, blks_hit bigint, temp_files bigint, temp_bytes bigint, deadlocks bigint, stats_reset timestamptz"},
 	{name: "_collect_replication_slots", sql: constant(collectors.SQLReplicationSlots),

@@ -41,7 +41,7 @@ var snapshotColumns = []string{"captured_at", "pg_version", "wal_records", "wal_
 	"slots_max_retained_wal", "io_checkpointer_writes", "io_checkpointer_write_time", "io_checkpointer_fsyncs",
 	"io_checkpointer_fsync_time", "io_autovacuum_writes", "io_autovacuum_write_time", "io_client_writes",
 	"io_client_write_time", "io_bgwriter_writes", "io_bgwriter_write_time", "temp_files", "temp_bytes", "server",
-	"wal_stats_reset", "ckpt_stats_reset", "bgw_stats_reset", "db_stats_reset"}
+	"wal_stats_reset", "ckpt_stats_reset", "bgw_stats_reset", "db_stats_reset", "io_stats_reset"}
 
 // newBatch maps a collection to rows as telemetry.snapshot() and telemetry.sample() do in
 // SQL. replication is the latest sample's standbys: the snapshot tier does not read them.
@@ -106,7 +106,7 @@ func snapshotRow(c *collectors.Collection, server string) []any {
 		row = append(row, nil, nil)
 	}
 	row = append(row, server)
-	var resets [4]*time.Time
+	var resets [5]*time.Time
 	if c.WAL != nil {
 		resets[0] = c.WAL.StatsReset
 	}
@@ -119,6 +119,7 @@ func snapshotRow(c *collectors.Collection, server string) []any {
 	if d != nil {
 		resets[3] = d.StatsReset
 	}
+	resets[4] = c.IOStatsReset
 	for _, r := range resets {
 		row = append(row, r)
 	}

@@ -284,3 +284,69 @@ func TestCleanupAndRetention(t *testing.T) {
 		t.Errorf("sample partitions after retention: %d, %v (want today's only)", partitions, err)
 	}
 }
+
+// TestScenarioResetThenRegrowthGivesNullDeltas: after pg_stat_reset_shared('io') and
+// pg_stat_reset(), counters that grow back past their old values are not read as growth: the
+// recorded reset times make io_* (16+) and the tracked table's deltas NULL. Private servers:
+// the resets would disturb the other tests' deltas.
+func TestScenarioResetThenRegrowthGivesNullDeltas(t *testing.T) {
+	for _, v := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", v), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, pgtest.StartWith(t, v, pgtest.Options{Private: true}))
+			c := e.conn()
+			ctx := context.Background()
+			pgtest.MustExec(t, c, `CREATE TABLE public.r (g int)`)
+			pgtest.MustExec(t, c, `SELECT telemetry.track_table('r')`)
+			insert := func(n int) {
+				pgtest.MustExec(t, c, `SELECT pg_stat_force_next_flush()`)
+				pgtest.MustExec(t, c, `INSERT INTO public.r SELECT generate_series(1, $1)`, n)
+			}
+			insert(100)
+			pgtest.MustExec(t, c, `CHECKPOINT`)
+			eventually(t, c, `SELECT n_tup_ins = 100 FROM pg_stat_user_tables WHERE relid = 'public.r'::regclass`)
+			start := e.record(collectors.TierSnapshot)
+			var ckptWrites *int64
+			if err := c.QueryRow(ctx, `SELECT io_checkpointer_writes FROM telemetry.snapshots WHERE captured_at = $1`, start).Scan(&ckptWrites); err != nil {
+				t.Fatal(err)
+			}
+
+			pgtest.MustExec(t, c, `SELECT pg_stat_reset()`)
+			if v >= 16 {
+				pgtest.MustExec(t, c, `SELECT pg_stat_reset_shared('io')`)
+				// More checkpoint writes than before the reset.
+				pgtest.MustExec(t, c, `CREATE TABLE public.dirty (g int)`)
+				for range 20 {
+					pgtest.MustExec(t, c, `INSERT INTO public.dirty SELECT generate_series(1, 50000); CHECKPOINT`)
+					var now int64
+					if err := c.QueryRow(ctx, `SELECT sum(writes)::bigint FROM pg_stat_io WHERE backend_type = 'checkpointer'`).Scan(&now); err != nil {
+						t.Fatal(err)
+					}
+					if now > *ckptWrites {
+						break
+					}
+				}
+			}
+			insert(300)
+			eventually(t, c, `SELECT n_tup_ins = 300 FROM pg_stat_user_tables WHERE relid = 'public.r'::regclass`)
+			end := e.record(collectors.TierSnapshot)
+
+			if v >= 16 {
+				rows := query(t, c, `SELECT s.io_checkpointer_writes AS before, e.io_checkpointer_writes AS after, d.io_ckpt_writes_delta
+					FROM telemetry.snapshots s, telemetry.snapshots e, telemetry.compare($1, $2) d
+					WHERE s.captured_at = $1 AND e.captured_at = $2`, start, end)
+				if len(rows) != 1 || rows[0]["after"].(int64) <= rows[0]["before"].(int64) || rows[0]["io_ckpt_writes_delta"] != nil {
+					t.Errorf("checkpointer writes grown back past their old value across a reset: %v, want io_ckpt_writes_delta NULL", rows)
+				}
+			}
+			rows := query(t, c, `SELECT inserts_delta FROM telemetry.table_compare('r', $1, $2)`, start, end)
+			if len(rows) != 1 || rows[0]["inserts_delta"] != nil {
+				t.Errorf("table_compare across pg_stat_reset(), 100 inserts then 300: %v, want inserts_delta NULL", rows)
+			}
+			rows = query(t, c, `SELECT inserts_delta FROM telemetry.table_deltas WHERE relname = 'r' AND captured_at = $1`, end)
+			if len(rows) != 1 || rows[0]["inserts_delta"] != nil {
+				t.Errorf("table_deltas across pg_stat_reset(): %v, want inserts_delta NULL", rows)
+			}
+		})
+	}
+}

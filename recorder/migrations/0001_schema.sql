@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS telemetry.snapshots (
     ckpt_stats_reset timestamptz,
     bgw_stats_reset timestamptz,
     db_stats_reset timestamptz,
+    io_stats_reset timestamptz, -- pg_stat_io (16+): the io_* columns' epoch
     PRIMARY KEY (id, captured_at),
     -- One collection per server and instant: a retried write never duplicates.
     UNIQUE (server, captured_at)

@@ -26,6 +26,16 @@ RETURNS numeric LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS 
     SELECT CASE WHEN p_same_epoch AND p_end >= p_start THEN round((p_end - p_start)::numeric, 3) END
 $$;
 
+-- _table_epoch says whether table counters kept counting between two snapshots: pg_stat_reset()
+-- and pg_stat_reset_single_table_counters() restart them and set the database's stats_reset.
+CREATE OR REPLACE FUNCTION telemetry._table_epoch(p_start_id integer, p_start_at timestamptz,
+    p_end_id integer, p_end_at timestamptz)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT e.db_stats_reset IS NOT DISTINCT FROM s.db_stats_reset
+    FROM telemetry.snapshots s, telemetry.snapshots e
+    WHERE s.id = p_start_id AND s.captured_at = p_start_at AND e.id = p_end_id AND e.captured_at = p_end_at
+$$;
+
 -- _resolve_server names the server an analysis is about: the one given, else the only one
 -- recorded; with several recorded and none named it raises an error listing them.
 CREATE OR REPLACE FUNCTION telemetry._resolve_server(p_server text)
@@ -123,16 +133,16 @@ RETURNS telemetry._snapshot_diff LANGUAGE sql IMMUTABLE SET search_path = pg_cat
         telemetry._delta(e.bgw_buffers_backend, s.bgw_buffers_backend, e.bgw_stats_reset IS NOT DISTINCT FROM s.bgw_stats_reset),
         telemetry._delta(e.bgw_buffers_backend_fsync, s.bgw_buffers_backend_fsync, e.bgw_stats_reset IS NOT DISTINCT FROM s.bgw_stats_reset),
         e.slots_count, e.slots_max_retained_wal, telemetry._pretty_bytes(e.slots_max_retained_wal),
-        telemetry._delta(e.io_checkpointer_writes, s.io_checkpointer_writes),
-        telemetry._delta_ms(e.io_checkpointer_write_time, s.io_checkpointer_write_time),
-        telemetry._delta(e.io_checkpointer_fsyncs, s.io_checkpointer_fsyncs),
-        telemetry._delta_ms(e.io_checkpointer_fsync_time, s.io_checkpointer_fsync_time),
-        telemetry._delta(e.io_autovacuum_writes, s.io_autovacuum_writes),
-        telemetry._delta_ms(e.io_autovacuum_write_time, s.io_autovacuum_write_time),
-        telemetry._delta(e.io_client_writes, s.io_client_writes),
-        telemetry._delta_ms(e.io_client_write_time, s.io_client_write_time),
-        telemetry._delta(e.io_bgwriter_writes, s.io_bgwriter_writes),
-        telemetry._delta_ms(e.io_bgwriter_write_time, s.io_bgwriter_write_time),
+        telemetry._delta(e.io_checkpointer_writes, s.io_checkpointer_writes, e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset),
+        telemetry._delta_ms(e.io_checkpointer_write_time, s.io_checkpointer_write_time, e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset),
+        telemetry._delta(e.io_checkpointer_fsyncs, s.io_checkpointer_fsyncs, e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset),
+        telemetry._delta_ms(e.io_checkpointer_fsync_time, s.io_checkpointer_fsync_time, e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset),
+        telemetry._delta(e.io_autovacuum_writes, s.io_autovacuum_writes, e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset),
+        telemetry._delta_ms(e.io_autovacuum_write_time, s.io_autovacuum_write_time, e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset),
+        telemetry._delta(e.io_client_writes, s.io_client_writes, e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset),
+        telemetry._delta_ms(e.io_client_write_time, s.io_client_write_time, e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset),
+        telemetry._delta(e.io_bgwriter_writes, s.io_bgwriter_writes, e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset),
+        telemetry._delta_ms(e.io_bgwriter_write_time, s.io_bgwriter_write_time, e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset),
         telemetry._delta(e.temp_files, s.temp_files, e.db_stats_reset IS NOT DISTINCT FROM s.db_stats_reset),
         telemetry._delta(e.temp_bytes, s.temp_bytes, e.db_stats_reset IS NOT DISTINCT FROM s.db_stats_reset),
         telemetry._pretty_bytes(telemetry._delta(e.temp_bytes, s.temp_bytes, e.db_stats_reset IS NOT DISTINCT FROM s.db_stats_reset))
@@ -194,17 +204,18 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         telemetry._pretty_bytes(e.pg_total_relation_size - s.pg_total_relation_size),
         s.n_live_tup, e.n_live_tup, e.n_dead_tup,
         round(e.n_dead_tup::numeric / nullif(e.n_live_tup, 0), 4),
-        telemetry._delta(e.n_tup_ins, s.n_tup_ins), telemetry._delta(e.n_tup_upd, s.n_tup_upd),
-        telemetry._delta(e.n_tup_del, s.n_tup_del), telemetry._delta(e.n_tup_hot_upd, s.n_tup_hot_upd),
+        telemetry._delta(e.n_tup_ins, s.n_tup_ins, ep.same), telemetry._delta(e.n_tup_upd, s.n_tup_upd, ep.same),
+        telemetry._delta(e.n_tup_del, s.n_tup_del, ep.same), telemetry._delta(e.n_tup_hot_upd, s.n_tup_hot_upd, ep.same),
         e.last_autovacuum IS NOT NULL AND e.last_autovacuum IS DISTINCT FROM s.last_autovacuum,
         e.last_autoanalyze IS NOT NULL AND e.last_autoanalyze IS DISTINCT FROM s.last_autoanalyze,
-        telemetry._delta(e.autovacuum_count, s.autovacuum_count),
-        telemetry._delta(e.autoanalyze_count, s.autoanalyze_count)
+        telemetry._delta(e.autovacuum_count, s.autovacuum_count, ep.same),
+        telemetry._delta(e.autoanalyze_count, s.autoanalyze_count, ep.same)
     FROM telemetry._window(p_start_time, p_end_time, p_server) w
     JOIN telemetry.table_snapshots s ON s.snapshot_id = w.start_id AND s.captured_at = w.start_at
         AND s.schemaname = p_schema AND s.relname = p_table
     JOIN telemetry.table_snapshots e ON e.snapshot_id = w.end_id AND e.captured_at = w.end_at
         AND e.schemaname = p_schema AND e.relname = p_table
+    CROSS JOIN LATERAL telemetry._table_epoch(w.start_id, w.start_at, w.end_id, w.end_at) ep(same)
 $$;
 
 -- _wait_summary is wait_summary, optionally for client backends alone. Appended columns come
@@ -334,14 +345,14 @@ SELECT t.snapshot_id, t.captured_at, t.schemaname, t.relname,
     t.pg_total_relation_size - p.pg_total_relation_size AS total_size_delta_bytes,
     t.n_live_tup, t.n_dead_tup,
     t.n_dead_tup::double precision / nullif(t.n_live_tup, 0) AS dead_tuple_ratio,
-    telemetry._delta(t.n_tup_ins, p.n_tup_ins) AS inserts_delta,
-    telemetry._delta(t.n_tup_upd, p.n_tup_upd) AS updates_delta,
-    telemetry._delta(t.n_tup_del, p.n_tup_del) AS deletes_delta,
-    telemetry._delta(t.n_tup_hot_upd, p.n_tup_hot_upd) AS hot_updates_delta,
+    telemetry._delta(t.n_tup_ins, p.n_tup_ins, ep.same) AS inserts_delta,
+    telemetry._delta(t.n_tup_upd, p.n_tup_upd, ep.same) AS updates_delta,
+    telemetry._delta(t.n_tup_del, p.n_tup_del, ep.same) AS deletes_delta,
+    telemetry._delta(t.n_tup_hot_upd, p.n_tup_hot_upd, ep.same) AS hot_updates_delta,
     t.last_autovacuum IS NOT NULL AND t.last_autovacuum IS DISTINCT FROM p.last_autovacuum AS autovacuum_ran,
     t.last_autoanalyze IS NOT NULL AND t.last_autoanalyze IS DISTINCT FROM p.last_autoanalyze AS autoanalyze_ran,
-    telemetry._delta(t.autovacuum_count, p.autovacuum_count) AS autovacuum_count_delta,
-    telemetry._delta(t.autoanalyze_count, p.autoanalyze_count) AS autoanalyze_count_delta,
+    telemetry._delta(t.autovacuum_count, p.autovacuum_count, ep.same) AS autovacuum_count_delta,
+    telemetry._delta(t.autoanalyze_count, p.autoanalyze_count, ep.same) AS autoanalyze_count_delta,
     t.last_autovacuum, t.last_autoanalyze, t.server
 FROM telemetry.table_snapshots t
 JOIN LATERAL (
@@ -349,6 +360,7 @@ JOIN LATERAL (
     WHERE p.server = t.server AND p.relid = t.relid AND p.captured_at < t.captured_at
     ORDER BY p.captured_at DESC LIMIT 1
 ) p ON true
+CROSS JOIN LATERAL telemetry._table_epoch(p.snapshot_id, p.captured_at, t.snapshot_id, t.captured_at) ep(same)
 ORDER BY t.captured_at DESC, t.schemaname, t.relname;
 
 CREATE OR REPLACE VIEW telemetry.recent_waits AS

@@ -63,6 +63,18 @@ FROM pg_stat_io;
 END
 $collect$;
 
+CREATE OR REPLACE FUNCTION telemetry._collect_io_reset()
+RETURNS TABLE (stats_reset timestamptz)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
+#variable_conflict use_column
+BEGIN
+    IF current_setting('server_version_num')::int >= 160000 THEN
+    RETURN QUERY SELECT max(stats_reset) FROM pg_stat_io;
+    ELSE
+    END IF;
+END
+$collect$;
+
 CREATE OR REPLACE FUNCTION telemetry._collect_databases()
 RETURNS TABLE (datname name, xact_commit bigint, xact_rollback bigint, blks_read bigint, blks_hit bigint, temp_files bigint, temp_bytes bigint, deadlocks bigint, stats_reset timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$

@@ -17,7 +17,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0001_sc
 \if :apply
 BEGIN;
 \ir ../migrations/0001_schema.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0001_schema.sql', '37d98ec16c3309a6642b2ba8ee5e441daef9a42c14063d49281663be05e9f169')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0001_schema.sql', '03bffb9c5d42a760812bc49b19ed630bc8e24f891d91b0d9fde3c8c00bdc96aa')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -25,7 +25,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0002_ap
 \if :apply
 BEGIN;
 \ir ../migrations/0002_api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0002_api.sql', 'f2154e556f2353c31b0a040f1beaa540db298775c8d3da28c347f5971dcb09cf')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0002_api.sql', '602a3d9f0f6ddbf1b6b0cfc43ce57e184a286b183174d6a50b11a700e5dbdaa3')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -33,7 +33,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0003_sq
 \if :apply
 BEGIN;
 \ir ../migrations/0003_sql_collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0003_sql_collection.sql', '6ba71cd73e02bef5e1b9a245181d7079add45b7be649e0d7c782817053f2c5bd')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0003_sql_collection.sql', '81966b3314aa6075304bc6f68a1057f3d36a562becfa4dfef0b831cacf29534c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -53,11 +53,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'collect.sql' AND checksum = 'd2f36bddea1abe7ad85f96298488e9e640bc97d1f276c2a0cc8c627ee374dd4c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'collect.sql' AND checksum = '246ab15a11b6dbbfb2bf9e5e14f2874d03b47cfc46b496263628f367ea5a97ac') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('collect.sql', 'd2f36bddea1abe7ad85f96298488e9e640bc97d1f276c2a0cc8c627ee374dd4c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('collect.sql', '246ab15a11b6dbbfb2bf9e5e14f2874d03b47cfc46b496263628f367ea5a97ac')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
