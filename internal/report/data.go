@@ -106,6 +106,33 @@ func query(ctx context.Context, pool *pgxpool.Pool, limit int, sql string, args 
 // point is a value at an offset in seconds from the window's start.
 type point struct{ T, V float64 }
 
+// counterGrowth sums a counter's growth over successive readings. Across a statistics
+// reset (its stats_reset changed, or the counter went backwards) the counter restarted
+// from zero, so its new value is what it counted since: a counter grown back past its old
+// value is not read as the difference.
+type counterGrowth struct {
+	started bool
+	prev    float64
+	reset   *time.Time
+	sum     float64
+}
+
+func (g *counterGrowth) add(v float64, reset *time.Time) float64 {
+	switch {
+	case !g.started: // the first reading: growth counts from here
+	case v >= g.prev && sameTime(reset, g.reset):
+		g.sum += v - g.prev
+	default:
+		g.sum += v
+	}
+	g.started, g.prev, g.reset = true, v, reset
+	return g.sum
+}
+
+func sameTime(a, b *time.Time) bool {
+	return a == nil && b == nil || a != nil && b != nil && a.Equal(*b)
+}
+
 // series are the charts' data for one window.
 type series struct {
 	WAL, Checkpoints, TempBytes []point // growth since the window's first snapshot
@@ -118,7 +145,6 @@ type series struct {
 // counters' growth covers the whole window.
 func loadSeries(ctx context.Context, pool *pgxpool.Pool, w window) (*series, error) {
 	s := &series{Waits: map[string][]point{}}
-	var base [3]*float64
 	rows, _ := pool.Query(ctx, `
 		WITH srv AS (SELECT telemetry._resolve_server($3) AS server),
 		first AS (SELECT coalesce(max(captured_at), $1) AS at FROM telemetry.snapshots, srv
@@ -126,23 +152,21 @@ func loadSeries(ctx context.Context, pool *pgxpool.Pool, w window) (*series, err
 		last AS (SELECT coalesce(min(captured_at), $2) AS at FROM telemetry.snapshots, srv
 		         WHERE snapshots.server = srv.server AND captured_at >= $2)
 		SELECT extract(epoch FROM captured_at - $1)::float8, wal_bytes::float8,
-		       (ckpt_timed + ckpt_requested)::float8, temp_bytes::float8
+		       (ckpt_timed + ckpt_requested)::float8, temp_bytes::float8,
+		       wal_stats_reset, ckpt_stats_reset, db_stats_reset
 		FROM telemetry.snapshots, srv, first, last
 		WHERE snapshots.server = srv.server AND captured_at BETWEEN first.at AND last.at
 		ORDER BY captured_at`, w.start, w.end, w.server)
 	var t float64
 	var vals [3]*float64
-	_, err := pgx.ForEachRow(rows, []any{&t, &vals[0], &vals[1], &vals[2]}, func() error {
+	var resets [3]*time.Time
+	var growth [3]counterGrowth
+	_, err := pgx.ForEachRow(rows, []any{&t, &vals[0], &vals[1], &vals[2], &resets[0], &resets[1], &resets[2]}, func() error {
 		dst := []*[]point{&s.WAL, &s.Checkpoints, &s.TempBytes}
 		for i, v := range vals {
-			if v == nil {
-				continue
+			if v != nil {
+				*dst[i] = append(*dst[i], point{t, growth[i].add(*v, resets[i])})
 			}
-			if base[i] == nil || *v < *base[i] { // a statistics reset starts it again
-				b := *v
-				base[i] = &b
-			}
-			*dst[i] = append(*dst[i], point{t, *v - *base[i]})
 		}
 		return nil
 	})
