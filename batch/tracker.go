@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -60,6 +61,10 @@ type Tracker struct {
 	o      Options
 	events chan event
 	start  time.Time
+
+	// runsTable is set once telemetry.batch_runs is seen readable; Run's goroutine alone
+	// touches it.
+	runsTable bool
 
 	mu       sync.Mutex
 	batches  map[string]*state
@@ -278,6 +283,9 @@ func (t *Tracker) Run(ctx context.Context) {
 	}
 }
 
+// errNotMigrated is a boundary that waits for the recorder's migrations.
+var errNotMigrated = errors.New("the telemetry schema is not installed yet")
+
 // retriable tells a passing failure (no connection; the schema not migrated yet) from one
 // that writing again cannot cure.
 func retriable(err error) bool {
@@ -289,6 +297,9 @@ func retriable(err error) bool {
 }
 
 func (t *Tracker) write(ctx context.Context, e event) error {
+	if ready, err := t.schemaReady(ctx, t.o.Recorder); err != nil || !ready {
+		return cmp.Or(err, errNotMigrated)
+	}
 	sql := `SELECT telemetry.batch_end($1, 'ended', NULL, $2)`
 	if e.begin {
 		sql = `SELECT telemetry.batch_begin($1, 'detected', $2)`
@@ -301,6 +312,25 @@ func (t *Tracker) refreshLogged(ctx context.Context) {
 	if err := t.Refresh(ctx); err != nil {
 		t.o.Logger.Warn("cannot read telemetry.batch_runs", "err", err)
 	}
+}
+
+// sqlRunsReadable tells whether telemetry.batch_runs exists and this role may read it,
+// through the catalog: asking the table itself would leave an ERROR in the server log, twice
+// a minute, wherever the schema is not installed (or not yet migrated), and a DBA reads that log.
+const sqlRunsReadable = `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'telemetry' AND c.relname = 'batch_runs'
+AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT'))`
+
+// schemaReady tells whether telemetry.batch_runs can be read in the pool's database; once
+// it can, the catalog is not asked again (a schema dropped later costs one error, then this
+// asks again).
+func (t *Tracker) schemaReady(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	if t.runsTable {
+		return true, nil
+	}
+	err := pool.QueryRow(ctx, sqlRunsReadable).Scan(&t.runsTable)
+	return t.runsTable, err
 }
 
 // SQLRecordedRuns reads the runs of markers and the exec wrapper that are open or ended
@@ -316,6 +346,9 @@ const countWindow = 10 * time.Minute
 // Refresh reads the recorded runs: the open ones make their batch running, the newly
 // finished ones count. Where the schema is not installed there is nothing to read.
 func (t *Tracker) Refresh(ctx context.Context) error {
+	if ready, err := t.schemaReady(ctx, t.o.Runs); err != nil || !ready {
+		return err
+	}
 	since := time.Now().Add(-countWindow)
 	if since.Before(t.start) {
 		since = t.start
@@ -341,7 +374,8 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		return x, err
 	})
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") { // no table or schema
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") { // dropped since
+		t.runsTable = false
 		return nil
 	}
 	if err != nil {

@@ -146,7 +146,7 @@ func (d *dockerServer) destroy() {
 	_ = d.ctr.Terminate(ctx)
 }
 
-func (d *dockerServer) logTail() string {
+func (d *dockerServer) log(limit int) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	rc, err := d.ctr.Logs(ctx)
@@ -164,8 +164,8 @@ func (d *dockerServer) logTail() string {
 		}
 	}
 	s := b.String()
-	if len(s) > 4000 {
-		s = s[len(s)-4000:]
+	if limit > 0 && len(s) > limit {
+		s = s[len(s)-limit:]
 	}
 	return s
 }

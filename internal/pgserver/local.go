@@ -143,7 +143,7 @@ func startLocal(ctx context.Context, major int, opts Options) (*Server, error) {
 		if err == nil {
 			break
 		}
-		tail := l.logTail()
+		tail := l.log(tailSize)
 		if attempt >= 5 || !portTaken(tail) {
 			return nil, fmt.Errorf("%s: %v\nserver log %s:\n%s", desc, err, l.logFile, tail)
 		}
@@ -299,15 +299,14 @@ func (l *localServer) destroy() {
 	}
 }
 
-func (l *localServer) logTail() string {
+func (l *localServer) log(limit int) string {
 	f, err := os.Open(l.logFile)
 	if err != nil {
 		return fmt.Sprintf("(no server log: %v)", err)
 	}
 	defer f.Close()
-	const max = 4000
-	if fi, err := f.Stat(); err == nil && fi.Size() > max {
-		f.Seek(fi.Size()-max, io.SeekStart)
+	if fi, err := f.Stat(); err == nil && limit > 0 && fi.Size() > int64(limit) {
+		f.Seek(fi.Size()-int64(limit), io.SeekStart)
 	}
 	b, _ := io.ReadAll(f)
 	return string(b)

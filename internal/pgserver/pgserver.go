@@ -74,9 +74,15 @@ type backend interface {
 	stop(ctx context.Context) error
 	// destroy stops it as fast as possible and removes everything it left.
 	destroy()
-	// logTail returns the end of the server log, for error messages.
-	logTail() string
+	// log returns the server log, its last limit bytes when limit > 0.
+	log(limit int) string
 }
+
+// tailSize is how much of the server log an error message quotes.
+const tailSize = 4000
+
+// Log returns the whole server log (tests read what the server said of their sessions).
+func (s *Server) Log() string { return s.be.log(0) }
 
 // ErrRemoved is returned by Stop and Restart after Destroy.
 var ErrRemoved = errors.New("server was removed")
@@ -117,6 +123,8 @@ func settings(opts Options) [][2]string {
 		{"max_wal_senders", "5"},
 		{"max_replication_slots", "5"},
 		{"logging_collector", "off"},
+		// Who said it: a test tells its own sessions' lines from the rest of a shared server's.
+		{"log_line_prefix", "%m [%p] app=%a db=%d "},
 	}
 	// pg_stat_statements is loaded everywhere, as on most production servers; a test database
 	// has it only after CREATE EXTENSION. Its max leaves room for the 5000-statement benchmark.
@@ -191,7 +199,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		return nil
 	}
 	if err := s.be.stop(ctx); err != nil {
-		return fmt.Errorf("stopping %s: %v\n%s", s.Desc, err, s.be.logTail())
+		return fmt.Errorf("stopping %s: %v\n%s", s.Desc, err, s.be.log(tailSize))
 	}
 	s.running = false
 	return nil
@@ -207,12 +215,12 @@ func (s *Server) Restart(ctx context.Context) error {
 	}
 	if s.running {
 		if err := s.be.stop(ctx); err != nil {
-			return fmt.Errorf("stopping %s: %v\n%s", s.Desc, err, s.be.logTail())
+			return fmt.Errorf("stopping %s: %v\n%s", s.Desc, err, s.be.log(tailSize))
 		}
 		s.running = false
 	}
 	if err := s.be.start(ctx); err != nil {
-		return fmt.Errorf("restarting %s: %v\n%s", s.Desc, err, s.be.logTail())
+		return fmt.Errorf("restarting %s: %v\n%s", s.Desc, err, s.be.log(tailSize))
 	}
 	s.running = true
 	return nil

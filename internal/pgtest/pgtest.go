@@ -252,6 +252,9 @@ func PidNoteDir() string { return pgserver.PidNoteDir() }
 // postgres://postgres@127.0.0.1:PORT/dbname?sslmode=disable
 func (s *Server) DSN(dbname string) string { return s.pg.DSN(dbname) }
 
+// Log returns the server's log; its lines carry app=<application_name> db=<database>.
+func (s *Server) Log() string { return s.pg.Log() }
+
 var nonIdent = regexp.MustCompile(`[^a-z0-9]+`)
 
 // NewDatabase creates a database with a unique name and returns its DSN. The
@@ -350,6 +353,18 @@ func Connect(t testing.TB, dsn, app string) *pgx.Conn {
 	}
 	t.Cleanup(func() { c.Close(context.Background()) })
 	return c
+}
+
+// Eventually polls cond every 50ms until it holds, failing the test after d.
+func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // MustExec runs a statement on a session, failing the test on error.
