@@ -49,6 +49,7 @@ type Recorder struct {
 	queue       []*batch
 	queuedRows  int
 	replication []collectors.ReplicationStat // from the latest sample, for the next snapshot
+	statements  statementDeltas
 	wake        chan struct{}
 	partitioned map[string]bool // UTC days whose partitions exist
 
@@ -78,7 +79,7 @@ func New(o Options) *Recorder {
 	})
 	// Every table's series exists from the start, so that a dashboard shows 0, not "No data".
 	for _, tier := range []collectors.Tier{collectors.TierSnapshot, collectors.TierSample} {
-		b := newBatch(&collectors.Collection{Tier: tier}, "", nil)
+		b := newBatch(&collectors.Collection{Tier: tier}, "", nil, nil)
 		for _, t := range append([]table{b.parent}, b.children...) {
 			r.written.WithLabelValues(t.name)
 			r.dropped.WithLabelValues(t.name)
@@ -102,7 +103,7 @@ func (r *Recorder) Consume(c *collectors.Collection) {
 	if c.Tier == collectors.TierSample && succeededOrAbsent(c, "replication") {
 		r.replication = c.Replication
 	}
-	b := newBatch(c, server, r.replication)
+	b := newBatch(c, server, r.replication, &r.statements)
 	r.queue = append(r.queue, b)
 	r.queuedRows += b.rowCount()
 	r.trimLocked()
@@ -233,6 +234,13 @@ func (r *Recorder) write(ctx context.Context, b *batch) error {
 		}
 		var batch pgx.Batch
 		for _, t := range b.children {
+			if t.shared {
+				sql := insertSQL(t.name, append(t.columns, "server", "first_seen"), "ON CONFLICT DO NOTHING")
+				for _, row := range t.rows {
+					batch.Queue(sql, append(row, b.server, b.capturedAt)...)
+				}
+				continue
+			}
 			sql := insertSQL(t.name, append(append([]string{parentKey(b.tier)}, t.columns...), "server", "captured_at"), "")
 			for _, row := range t.rows {
 				args := append(append([]any{id}, row...), b.server, b.capturedAt)
@@ -320,6 +328,9 @@ func (r *Recorder) listen(ctx context.Context) error {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return err
 		}
+		r.mu.Lock()
+		r.statements.fullNext = true // a batch's boundary: every statement, for exact deltas
+		r.mu.Unlock()
 		if r.o.Trigger != nil {
 			r.o.Trigger(collectors.TierSnapshot)
 		}

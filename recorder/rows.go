@@ -19,11 +19,13 @@ type batch struct {
 }
 
 // table is rows for one table; children's rows lack their first column (the parent id) and
-// their last two (server, captured_at), which the writer adds.
+// their last two (server, captured_at), which the writer adds. A shared table's rows are
+// the collection's but not its children (no parent id), kept once (ON CONFLICT DO NOTHING).
 type table struct {
 	name    string
 	columns []string
 	rows    [][]any
+	shared  bool
 }
 
 func (b *batch) rowCount() int {
@@ -45,15 +47,17 @@ var snapshotColumns = []string{"captured_at", "pg_version", "wal_records", "wal_
 
 // newBatch maps a collection to rows as telemetry.snapshot() and telemetry.sample() do in
 // SQL. replication is the latest sample's standbys: the snapshot tier does not read them.
-func newBatch(c *collectors.Collection, server string, replication []collectors.ReplicationStat) *batch {
+// statements says which pg_stat_statements entries to store (the recorder's delta storage).
+func newBatch(c *collectors.Collection, server string, replication []collectors.ReplicationStat, statements *statementDeltas) *batch {
 	b := &batch{tier: c.Tier, capturedAt: c.CapturedAt, server: server, systemID: c.Server.SystemID, pgVersion: c.Server.Major()}
 	if c.Tier == collectors.TierSnapshot {
 		b.parent = table{name: "snapshots", columns: snapshotColumns, rows: [][]any{snapshotRow(c, server)}}
-		b.children = []table{tableRows(c.Tables), replicationRows(replication)}
+		b.children = append([]table{tableRows(c.Tables), replicationRows(replication)}, statements.rows(c.Statements)...)
 		return b
 	}
 	b.parent = table{name: "samples", columns: []string{"captured_at", "server"}, rows: [][]any{{c.CapturedAt, server}}}
-	b.children = []table{waitRows(c.Sessions), activityRows(c.Activity), progressRows(c.Progress), lockRows(c.Locks), waitTimeRows(c.WaitTime)}
+	b.children = []table{waitRows(c.Sessions), activityRows(c.Activity), progressRows(c.Progress), lockRows(c.Locks),
+		waitTimeRows(c.WaitTime), statementWaitRows(c.StatementWaits)}
 	return b
 }
 
@@ -221,4 +225,74 @@ func waitTimeRows(ws []collectors.WaitTime) table {
 		t.rows = append(t.rows, []any{w.WaitEventType, w.WaitEvent, w.Seconds})
 	}
 	return t
+}
+
+func statementWaitRows(ws []collectors.StatementWait) table {
+	t := table{name: "statement_wait_samples", columns: []string{"queryid", "wait_event_type", "wait_event", "seconds"}}
+	for _, w := range ws {
+		t.rows = append(t.rows, []any{w.QueryID, w.WaitEventType, w.WaitEvent, w.Seconds})
+	}
+	return t
+}
+
+// statementKey is a pg_stat_statements entry.
+type statementKey struct {
+	userid, dbid uint32
+	toplevel     bool
+	queryid      int64
+}
+
+// statementDeltas is the recorder's delta storage: an entry is stored when its calls changed
+// since the previous stored snapshot, and every entry at a full read (a requested snapshot:
+// a batch's boundaries), so that a statement's counters at any snapshot are its last row at
+// or before it.
+type statementDeltas struct {
+	calls    map[statementKey]int64 // as last stored
+	fullNext bool
+}
+
+var statementColumns = []string{"userid", "dbid", "toplevel", "queryid", "datname", "username", "calls", "plans",
+	"total_plan_time", "total_exec_time", "rows", "shared_blks_hit", "shared_blks_read", "shared_blks_dirtied",
+	"shared_blks_written", "local_blks_read", "local_blks_written", "temp_blks_read", "temp_blks_written",
+	"blk_read_time", "blk_write_time", "wal_records", "wal_fpi", "wal_bytes", "wal_buffers_full", "stats_since"}
+
+// rows are the statement tables' rows of one snapshot (none where the collector had nothing).
+// A nil statementDeltas stores every entry.
+func (d *statementDeltas) rows(st *collectors.Statements) []table {
+	entries := table{name: "statement_snapshots", columns: statementColumns}
+	info := table{name: "statement_info_snapshots", columns: []string{"dealloc", "stats_reset", "entries", "full_read"}}
+	texts := table{name: "statement_texts", columns: []string{"queryid", "query"}, shared: true}
+	if st == nil {
+		return []table{entries, info, texts}
+	}
+	full := d == nil || d.fullNext || d.calls == nil
+	seen := make(map[statementKey]int64, len(st.Entries))
+	for i := range st.Entries {
+		e := &st.Entries[i]
+		k := statementKey{e.UserID, e.DBID, e.Toplevel, e.QueryID}
+		seen[k] = e.Calls
+		if last, ok := d.last(k); !full && ok && last == e.Calls {
+			continue
+		}
+		entries.rows = append(entries.rows, []any{e.UserID, e.DBID, e.Toplevel, e.QueryID, e.Datname, e.User, e.Calls,
+			e.Plans, e.PlanTimeMs, e.ExecTimeMs, e.Rows, e.SharedBlksHit, e.SharedBlksRead, e.SharedBlksDirtied,
+			e.SharedBlksWritten, e.LocalBlksRead, e.LocalBlksWritten, e.TempBlksRead, e.TempBlksWritten,
+			e.BlkReadTimeMs, e.BlkWriteTimeMs, e.WALRecords, e.WALFPI, e.WALBytes, e.WALBuffersFull, e.StatsSince})
+	}
+	info.rows = [][]any{{st.Dealloc, st.StatsReset, len(st.Entries), full}}
+	for _, t := range st.Texts {
+		texts.rows = append(texts.rows, []any{t.QueryID, t.Text})
+	}
+	if d != nil {
+		d.calls, d.fullNext = seen, false
+	}
+	return []table{entries, info, texts}
+}
+
+func (d *statementDeltas) last(k statementKey) (int64, bool) {
+	if d == nil {
+		return 0, false
+	}
+	n, ok := d.calls[k]
+	return n, ok
 }

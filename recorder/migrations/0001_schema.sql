@@ -223,7 +223,11 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
            ('activity_samples', 'samples', 'sample_id'),
            ('progress_samples', 'samples', 'sample_id'),
            ('lock_samples', 'samples', 'sample_id'),
-           ('wait_time_samples', 'samples', 'sample_id')
+           ('wait_time_samples', 'samples', 'sample_id'),
+           -- 0070_statements.sql
+           ('statement_snapshots', 'snapshots', 'snapshot_id'),
+           ('statement_info_snapshots', 'snapshots', 'snapshot_id'),
+           ('statement_wait_samples', 'samples', 'sample_id')
 $$;
 
 -- _ensure_partitions creates the day partitions (UTC days) holding p_at, each child with a
@@ -237,8 +241,9 @@ DECLARE
     v_suffix text := '_d' || to_char(v_day, 'YYYYMMDD');
     t record;
 BEGIN
-    IF to_regclass('telemetry.wait_time_samples' || v_suffix) IS NOT NULL THEN
-        RETURN; -- the last one made: the day is complete
+    IF NOT EXISTS (SELECT FROM telemetry._partitioned_tables() p
+                   WHERE to_regclass('telemetry.' || p.table_name || v_suffix) IS NULL) THEN
+        RETURN; -- the day is complete
     END IF;
     -- Serialises recorders and pg_cron jobs creating the same day.
     PERFORM pg_advisory_xact_lock(hashtext('telemetry._ensure_partitions'));

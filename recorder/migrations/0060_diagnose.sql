@@ -366,6 +366,19 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
                 ELSE round(p_value, 1) || ' ' || p_unit END
 $$;
 
+-- _baseline_runs are a run's baseline: the previous normal runs of its batch (succeeded, or
+-- ended when detected), at most baseline_runs of them, the latest first.
+CREATE OR REPLACE FUNCTION telemetry._baseline_runs(p_run_id bigint)
+RETURNS TABLE (run_id bigint, batch text, status text, start_time timestamptz, end_time timestamptz,
+               snapshot_start timestamptz, server text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT bw.* FROM telemetry._run_window(p_run_id) w,
+    LATERAL (SELECT r.run_id FROM telemetry.batch_runs r
+             WHERE r.batch = w.batch AND r.status IN ('succeeded', 'ended') AND r.started_at < w.start_time
+             ORDER BY r.started_at DESC LIMIT telemetry._threshold('baseline_runs')::bigint) b,
+    LATERAL telemetry._run_window(b.run_id) bw
+$$;
+
 -- diagnose_run compares a recorded run with the median of its batch's previous normal runs
 -- (succeeded, or ended when detected): rank 0 is the run's duration, the symptom; ranks 1 and
 -- up are the measures by how unusual they are: the distance from the median in robust
@@ -376,12 +389,7 @@ RETURNS TABLE (rank integer, measure text, pattern text, unit text, value numeri
                baseline_runs integer, change_pct numeric, score numeric, summary text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH w AS (SELECT * FROM telemetry._run_window(p_run_id)),
-    base AS (
-        SELECT bw.* FROM w,
-        LATERAL (SELECT r.run_id FROM telemetry.batch_runs r
-                 WHERE r.batch = w.batch AND r.status IN ('succeeded', 'ended') AND r.started_at < w.start_time
-                 ORDER BY r.started_at DESC LIMIT telemetry._threshold('baseline_runs')::bigint) b,
-        LATERAL telemetry._run_window(b.run_id) bw),
+    base AS (SELECT * FROM telemetry._baseline_runs(p_run_id)),
     cur AS (SELECT m.* FROM w, LATERAL telemetry._window_measures(w.start_time, w.end_time, w.snapshot_start, w.server) m),
     basem AS (SELECT base.run_id, m.* FROM base,
               LATERAL telemetry._window_measures(base.start_time, base.end_time, base.snapshot_start, base.server) m),
@@ -413,12 +421,4 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            END
     FROM scored s
     ORDER BY 1
-$$;
-
--- diagnose_run_findings is diagnose() over a run's window, its start on the run's own snapshot.
-CREATE OR REPLACE FUNCTION telemetry.diagnose_run_findings(p_run_id bigint)
-RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT d.* FROM telemetry._run_window(p_run_id) w,
-        LATERAL telemetry._diagnose(w.start_time, w.end_time, w.snapshot_start, w.server) d
 $$;

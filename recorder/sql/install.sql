@@ -19,7 +19,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0001_sc
 \if :apply
 BEGIN;
 \ir ../migrations/0001_schema.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0001_schema.sql', '03bffb9c5d42a760812bc49b19ed630bc8e24f891d91b0d9fde3c8c00bdc96aa')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0001_schema.sql', '1a19bccebb7f659916c4436c8159bd9067104949f8d6a8b45bc0f9ca48bc3849')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -51,7 +51,15 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0060_di
 \if :apply
 BEGIN;
 \ir ../migrations/0060_diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.sql', '5aa516f4b436ece3f36a4afc5b10020f3a8fd368862adb2e3f975dd290fec959')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.sql', '965ba8e2d0f42c3b5b1e8f676489e141d1c2e8f96d3617b92dbc3e022cc2cec0')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0070_statements.sql') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0070_statements.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0070_statements.sql', '447945374361bc354c20844d108800e2297269729f98344cabfbf6129b98b72b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -1,0 +1,243 @@
+package recorder
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+)
+
+// TestStatementsRecorded: statements are stored as deltas (unchanged entries are not written
+// again), texts once, sampled waits under their query_id; statement_compare ranks the
+// window's statements with exact deltas, marks a statement that appeared in the window as
+// new, and across pg_stat_statements_reset() gives NULL, never a negative delta.
+func TestStatementsRecorded(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		c := e.conn()
+		ctx := context.Background()
+		e.exec(`CREATE EXTENSION pg_stat_statements; CREATE TABLE items (id int PRIMARY KEY, v int);
+			INSERT INTO items SELECT g, g FROM generate_series(1, 1000) g`)
+		job := pgtest.Connect(t, e.dsn, "job")
+		const lookup = `SELECT v, pg_sleep($2) FROM items WHERE id = $1`
+		pgtest.MustExec(t, job, lookup, 1, 0.01) // known before the window
+		start := e.record(collectors.TierSnapshot)
+		var startRows, unchanged int
+		if err := c.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE query LIKE 'CREATE EXTENSION%')
+			FROM telemetry.statement_snapshots s JOIN telemetry.statement_texts t USING (server, queryid)
+			WHERE s.captured_at = $1`, start).Scan(&startRows, &unchanged); err != nil || startRows == 0 || unchanged != 1 {
+			t.Fatalf("first snapshot: %d rows, CREATE EXTENSION %d (%v): want every entry", startRows, unchanged, err)
+		}
+
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := range 100 {
+				pgtest.MustExec(t, job, lookup, i+1, 0.01)
+			}
+			pgtest.MustExec(t, job, `UPDATE items SET v = v + 1 WHERE id <= 10`)
+		}()
+		for sampling := true; sampling; {
+			select {
+			case <-done:
+				sampling = false
+			default:
+				if err := e.runner.Waits().Sample(ctx); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		e.record(collectors.TierSample)
+		mid := e.record(collectors.TierSnapshot)
+		if err := c.QueryRow(ctx, `SELECT count(*) FILTER (WHERE query LIKE 'CREATE EXTENSION%')
+			FROM telemetry.statement_snapshots s JOIN telemetry.statement_texts t USING (server, queryid)
+			WHERE s.captured_at = $1`, mid).Scan(&unchanged); err != nil || unchanged != 0 {
+			t.Errorf("an unchanged statement stored again: %d (%v)", unchanged, err)
+		}
+
+		rows := query(t, c, `SELECT * FROM telemetry.statement_compare($1, $2) WHERE query IN ($3, 'UPDATE items SET v = v + $1 WHERE id <= $2')`, start, mid, lookup)
+		if len(rows) != 2 || rows[0]["query"] != lookup {
+			t.Fatalf("statement_compare: %v, want the lookup first, then the update", rows)
+		}
+		l, u := rows[0], rows[1]
+		if l["status"] != "ok" || l["calls"] != int64(100) || l["rows"] != int64(100) || numeric(t, l["total_seconds"]) < 1 {
+			t.Errorf("lookup: %v, want 100 calls and rows, more than 1s", l)
+		}
+		if waits, _ := l["sampled_waits"].(map[string]any); waits == nil || waits["Timeout:PgSleep"] == nil {
+			t.Errorf("lookup's sampled waits %v, want Timeout:PgSleep", l["sampled_waits"])
+		}
+		if u["status"] != "new" || u["rows"] != int64(10) {
+			t.Errorf("update: %v, want new (first run in the window) with 10 rows", u)
+		}
+		var texts int
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM telemetry.statement_texts WHERE query = $1`, lookup).Scan(&texts); err != nil || texts != 1 {
+			t.Errorf("lookup's text stored %d times (%v)", texts, err)
+		}
+
+		e.exec(`SELECT pg_stat_statements_reset()`)
+		pgtest.MustExec(t, job, lookup, 1, 0.01)
+		end := e.record(collectors.TierSnapshot)
+		rows = query(t, c, `SELECT * FROM telemetry.statement_compare($1, $2) WHERE query = $3`, start, end, lookup)
+		if len(rows) != 1 || rows[0]["status"] != "reset" || rows[0]["calls"] != nil || rows[0]["total_seconds"] != nil {
+			t.Errorf("across pg_stat_statements_reset(): %v, want status reset and NULL deltas", rows)
+		}
+		var negative int
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM telemetry.statement_compare($1, $2)
+			WHERE calls < 0 OR rows < 0 OR total_seconds < 0 OR shared_blks_read < 0 OR temp_blks_written < 0 OR wal_bytes < 0`,
+			start, end).Scan(&negative); err != nil || negative != 0 {
+			t.Errorf("negative deltas: %d (%v)", negative, err)
+		}
+	})
+}
+
+// numeric reads a numeric column as a float.
+func numeric(t *testing.T, v any) float64 {
+	t.Helper()
+	n, ok := v.(pgtype.Numeric)
+	if !ok {
+		t.Fatalf("%v (%T) is not a numeric", v, v)
+	}
+	f, err := n.Float64Value()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.Float64
+}
+
+// batchRun runs body as a run of batch etl, marked by batch_begin/batch_end on job, with the
+// recorder's snapshots at its boundaries, and returns its run_id.
+func (e *env) batchRun(job *pgx.Conn, body func()) int64 {
+	e.t.Helper()
+	var id int64
+	if err := job.QueryRow(context.Background(), `SELECT telemetry.batch_begin('etl')`).Scan(&id); err != nil {
+		e.t.Fatal(err)
+	}
+	e.rec.statements.fullNext = true // as the boundary's request_snapshot asks
+	e.record(collectors.TierSnapshot)
+	done := make(chan struct{})
+	go func() { defer close(done); body() }()
+	// While the run is in progress the sample tier follows the wait sampler.
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		case <-time.After(200 * time.Millisecond):
+			if err := e.runner.Waits().Sample(context.Background()); err != nil {
+				e.t.Fatal(err)
+			}
+			e.record(collectors.TierSample)
+		}
+	}
+	pgtest.MustExec(e.t, job, `SELECT telemetry.batch_end('etl')`)
+	e.rec.statements.fullNext = true
+	e.record(collectors.TierSnapshot)
+	return id
+}
+
+// findings are diagnose_run_findings of a run.
+func findings(t *testing.T, c *pgx.Conn, runID int64) []map[string]any {
+	t.Helper()
+	return query(t, c, `SELECT pattern, severity, summary FROM telemetry.diagnose_run_findings($1)`, runID)
+}
+
+// TestDiagnoseStatements: the index of a lookup dropped between runs makes the lookup the first
+// finding (slower per call, plan probably changed); 20 times the rows for an update makes it
+// more_work; a statement no normal run had is new_statement; a clean run has no finding above
+// info.
+func TestDiagnoseStatements(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		c := e.conn()
+		e.exec(`CREATE EXTENSION pg_stat_statements;
+			CREATE TABLE lookup_data (id int PRIMARY KEY, k int, pad text);
+			INSERT INTO lookup_data SELECT g, g, repeat('x', 50) FROM generate_series(1, 60000) g;
+			CREATE INDEX lookup_k ON lookup_data (k);
+			CREATE TABLE work (id int PRIMARY KEY, v int);
+			INSERT INTO work SELECT g, 0 FROM generate_series(1, 200000) g`)
+		e.exec(`VACUUM ANALYZE lookup_data, work`)
+		job := pgtest.Connect(t, e.dsn, "etl")
+		const lookup = `SELECT count(*) FROM lookup_data WHERE k = $1`
+		const update = `UPDATE work SET v = v + $1 WHERE id <= $2`
+		body := func(updated int) func() {
+			return func() {
+				for i := range 300 {
+					pgtest.MustExec(t, job, lookup, i*100)
+				}
+				pgtest.MustExec(t, job, update, 1, updated)
+				pgtest.MustExec(t, job, `SELECT pg_sleep(1)`)
+			}
+		}
+		var clean int64
+		for range 3 {
+			clean = e.batchRun(job, body(8000))
+		}
+		for _, f := range findings(t, c, clean) {
+			if f["severity"] != "info" {
+				t.Errorf("a run like its baseline: %v", f)
+			}
+		}
+
+		e.exec(`DROP INDEX lookup_k`)
+		slow := e.batchRun(job, body(8000))
+		fs := findings(t, c, slow)
+		t.Logf("index dropped: %v\n%v", fs, query(t, c, `SELECT * FROM telemetry.run_statements($1) ORDER BY rank LIMIT 3`, slow))
+		if len(fs) == 0 || fs[0]["pattern"] != "statement_regression" || !strings.Contains(fs[0]["summary"].(string), "lookup_data WHERE k") ||
+			!strings.Contains(fs[0]["summary"].(string), "plan probably changed") {
+			t.Errorf("index dropped: findings %v, want statement_regression of the lookup first, plan probably changed", fs)
+		}
+		rs := query(t, c, `SELECT query, extra_seconds FROM telemetry.run_statements($1) ORDER BY rank LIMIT 1`, slow)
+		if len(rs) != 1 || rs[0]["query"] != lookup {
+			t.Errorf("run_statements: %v, want the lookup first", rs)
+		}
+
+		e.exec(`CREATE INDEX lookup_k ON lookup_data (k)`)
+		more := e.batchRun(job, body(160000))
+		fs = findings(t, c, more)
+		t.Logf("more rows: %v", fs)
+		if len(fs) == 0 || fs[0]["pattern"] != "more_work" || !strings.Contains(fs[0]["summary"].(string), "UPDATE work") {
+			t.Errorf("20x rows: findings %v, want more_work of the update first", fs)
+		}
+
+		// A statement no normal run had: a report joined in.
+		added := e.batchRun(job, func() {
+			body(8000)()
+			pgtest.MustExec(t, job, `SELECT count(*) FROM lookup_data a, lookup_data b WHERE a.id <= 3000 AND b.id <= 3000 AND a.pad || b.k = b.pad || a.k`)
+		})
+		fs = findings(t, c, added)
+		t.Logf("new statement: %v", fs)
+		if len(fs) == 0 || fs[0]["pattern"] != "new_statement" || !strings.Contains(fs[0]["summary"].(string), "lookup_data a, lookup_data b") {
+			t.Errorf("added statement: findings %v, want new_statement first", fs)
+		}
+	})
+}
+
+// TestDiagnoseWithoutStatements: where pg_stat_statements is absent the run's diagnosis says
+// how to enable it (info), and nothing else changes.
+func TestDiagnoseWithoutStatements(t *testing.T) {
+	e := newEnv(t, pgtest.Start(t, pgtest.Versions()[0]))
+	c := e.conn()
+	job := pgtest.Connect(t, e.dsn, "etl")
+	var id int64
+	for range 2 {
+		id = e.batchRun(job, func() { pgtest.MustExec(t, job, `SELECT pg_sleep(0.2)`) })
+	}
+	fs := findings(t, c, id)
+	var info bool
+	for _, f := range fs {
+		if f["pattern"] == "statements_unavailable" {
+			info = f["severity"] == "info" && strings.Contains(f["summary"].(string), "cannot be named")
+		} else if strings.HasPrefix(f["pattern"].(string), "statement") || f["pattern"] == "more_work" || f["pattern"] == "new_statement" {
+			t.Errorf("statement finding without statements: %v", f)
+		}
+	}
+	if !info {
+		t.Errorf("findings %v, want statements_unavailable (info)", fs)
+	}
+}
