@@ -62,7 +62,33 @@ type Report struct {
 	Run      *Run      `json:"run,omitempty"`
 	Findings []Finding `json:"findings"`
 	Baseline []Measure `json:"baseline,omitempty"`
+	// Statements are the run's top statements by time beyond their baseline median
+	// (telemetry.run_statements), where pg_stat_statements was recorded.
+	Statements []Statement `json:"statements,omitempty"`
 }
+
+// Statement is one row of telemetry.run_statements.
+type Statement struct {
+	Rank            int      `json:"rank"`
+	QueryID         int64    `json:"queryid"`
+	Query           *string  `json:"query"`
+	Status          string   `json:"status"`
+	Seconds         *float64 `json:"seconds"`
+	BaselineSeconds *float64 `json:"baseline_seconds"`
+	ExtraSeconds    *float64 `json:"extra_seconds"`
+	Calls           *int64   `json:"calls"`
+	BaselineCalls   *float64 `json:"baseline_calls"`
+	Rows            *int64   `json:"rows"`
+	SecondsPerCall  *float64 `json:"seconds_per_call"`
+	BaselinePerCall *float64 `json:"baseline_seconds_per_call"`
+	BlocksPerCall   *float64 `json:"blocks_per_call"`
+	TempPerCall     *float64 `json:"temp_per_call"`
+	WALBytes        *int64   `json:"wal_bytes"`
+	TopWait         *string  `json:"top_wait"`
+}
+
+// ReportStatements is how many of a run's statements a report carries.
+const ReportStatements = 10
 
 // ErrNotFound is returned for a batch or run that is not recorded.
 var ErrNotFound = errors.New("not recorded")
@@ -114,6 +140,20 @@ func ForRun(ctx context.Context, q Querier, runID int64) (*Report, error) {
 		err := row.Scan(&m.Rank, &m.Measure, &m.Pattern, &m.Unit, &m.Value, &m.BaselineMedian, &m.BaselineRuns,
 			&m.ChangePct, &m.Score, &m.Summary)
 		return m, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	rows, _ = q.Query(ctx, `SELECT rank, queryid, query, status, seconds::float8, baseline_seconds::float8, extra_seconds::float8,
+		calls, baseline_calls::float8, rows, seconds_per_call::float8, baseline_seconds_per_call::float8,
+		blocks_per_call::float8, temp_per_call::float8, wal_bytes, top_wait
+		FROM telemetry.run_statements($1) WHERE rank <= $2 ORDER BY rank`, runID, ReportStatements)
+	rep.Statements, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Statement, error) {
+		var st Statement
+		err := row.Scan(&st.Rank, &st.QueryID, &st.Query, &st.Status, &st.Seconds, &st.BaselineSeconds, &st.ExtraSeconds,
+			&st.Calls, &st.BaselineCalls, &st.Rows, &st.SecondsPerCall, &st.BaselinePerCall,
+			&st.BlocksPerCall, &st.TempPerCall, &st.WALBytes, &st.TopWait)
+		return st, err
 	})
 	if err != nil {
 		return nil, err

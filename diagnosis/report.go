@@ -42,9 +42,41 @@ func (r *Report) Text(w io.Writer) error {
 		}
 	}
 	if r.Run != nil {
+		r.statementsText(ew)
 		r.baselineText(ew)
 	}
 	return ew.err
+}
+
+// TextStatements is how many statements the text report shows.
+const TextStatements = 5
+
+func (r *Report) statementsText(ew *errWriter) {
+	if len(r.Statements) == 0 {
+		return
+	}
+	ew.printf("\nTop statements of this run, by time beyond their baseline median:\n")
+	tw := tabwriter.NewWriter(ew, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "  rank\textra\tthis run\tmedian\tcalls\tper call\ttop wait\tstatement\n")
+	for _, s := range r.Statements {
+		if s.Rank > TextStatements {
+			break
+		}
+		text := fmt.Sprintf("queryid %d", s.QueryID)
+		if s.Query != nil {
+			text = strings.Join(strings.Fields(*s.Query), " ")
+		}
+		if len([]rune(text)) > 60 {
+			text = string([]rune(text)[:59]) + "…"
+		}
+		calls := "-"
+		if s.Calls != nil {
+			calls = fmt.Sprint(*s.Calls)
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Rank, optional(s.ExtraSeconds, "%+.1f s"), optional(s.Seconds, "%.1f s"),
+			optional(s.BaselineSeconds, "%.1f s"), calls, optional(s.SecondsPerCall, "%.4f s"), deref(s.TopWait), text)
+	}
+	tw.Flush()
 }
 
 func (r *Report) baselineText(ew *errWriter) {

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 )
 
@@ -192,6 +193,14 @@ func TestDiagnoseStatements(t *testing.T) {
 			!strings.Contains(fs[0]["summary"].(string), "plan probably changed") {
 			t.Errorf("index dropped: findings %v, want statement_regression of the lookup first, plan probably changed", fs)
 		}
+		// The CLI's report prints the top statements after the findings.
+		rep, err := diagnosis.ForRun(context.Background(), c, slow)
+		var text strings.Builder
+		if err != nil || rep.Text(&text) != nil || !strings.Contains(text.String(), "Top statements of this run") ||
+			!strings.Contains(text.String(), "SELECT count(*) FROM lookup_data WHERE k = $1") {
+			t.Errorf("diagnose report (%v):\n%s", err, text.String())
+		}
+		t.Logf("report:\n%s", text.String())
 		rs := query(t, c, `SELECT query, extra_seconds FROM telemetry.run_statements($1) ORDER BY rank LIMIT 1`, slow)
 		if len(rs) != 1 || rs[0]["query"] != lookup {
 			t.Errorf("run_statements: %v, want the lookup first", rs)
