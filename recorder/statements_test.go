@@ -250,3 +250,39 @@ func TestDiagnoseWithoutStatements(t *testing.T) {
 		t.Errorf("findings %v, want statements_unavailable (info)", fs)
 	}
 }
+
+// TestDiagnoseStatementsEvicted: with pg_stat_statements.max small, a run that makes more
+// distinct statements than fit evicts entries, and the run's diagnosis warns that its
+// statements are only partly known; no delta is negative.
+func TestDiagnoseStatementsEvicted(t *testing.T) {
+	srv := pgtest.StartWith(t, pgtest.Versions()[len(pgtest.Versions())-1],
+		pgtest.Options{Private: true, Settings: map[string]string{"pg_stat_statements.max": "100"}})
+	e := newEnv(t, srv)
+	c := e.conn()
+	e.exec(`CREATE EXTENSION pg_stat_statements; CREATE TABLE t (id int)`)
+	job := pgtest.Connect(t, e.dsn, "etl")
+	var id int64
+	for run := range 2 {
+		id = e.batchRun(job, func() {
+			pgtest.MustExec(t, job, `SELECT pg_sleep(0.5)`)
+			if run == 1 { // distinct shapes: distinct queryids
+				for i := range 300 {
+					pgtest.MustExec(t, job, `SELECT id`+strings.Repeat("+id", i)+` FROM t`)
+				}
+			}
+		})
+	}
+	fs := findings(t, c, id)
+	var warned bool
+	for _, f := range fs {
+		warned = warned || f["pattern"] == "statements_evicted" && f["severity"] == "warning"
+	}
+	if !warned {
+		t.Errorf("findings %v, want statements_evicted (warning)", fs)
+	}
+	var negative int
+	if err := c.QueryRow(context.Background(), `SELECT count(*) FROM telemetry.run_statements($1)
+		WHERE seconds < 0 OR calls < 0 OR rows < 0`, id).Scan(&negative); err != nil || negative != 0 {
+		t.Errorf("negative deltas: %d (%v)", negative, err)
+	}
+}
