@@ -23,30 +23,59 @@ var (
 )
 
 // Metrics returns a Prometheus collector serving the latest collections of the given tiers
-// from memory: scraping it never touches the database.
+// from memory: scraping it never touches the database. It is TierMetrics and LiveMetrics
+// together.
 func (r *Runner) Metrics(tiers ...Tier) prometheus.Collector {
-	return &runnerMetrics{r: r, tiers: tiers}
+	return &runnerMetrics{r: r, tiers: tiers, tierData: true, live: true}
+}
+
+// TierMetrics serves what the collectors of the tiers read: it changes only when a tier
+// collects, so its exposition can be encoded once per collection (see Runner.Latest).
+func (r *Runner) TierMetrics(tiers ...Tier) prometheus.Collector {
+	return &runnerMetrics{r: r, tiers: tiers, tierData: true}
+}
+
+// LiveMetrics serves what changes between collections and is small: pgbatch_up, the
+// collectors' success and duration, and the wait sampler's counters.
+func (r *Runner) LiveMetrics(tiers ...Tier) prometheus.Collector {
+	return &runnerMetrics{r: r, tiers: tiers, live: true}
 }
 
 type runnerMetrics struct {
-	r     *Runner
-	tiers []Tier
+	r              *Runner
+	tiers          []Tier
+	tierData, live bool
 }
 
 // Describe sends nothing: the families present depend on the server version (an unchecked collector).
 func (m *runnerMetrics) Describe(chan<- *prometheus.Desc) {}
 
 func (m *runnerMetrics) Collect(ch chan<- prometheus.Metric) {
-	st := m.r.status()
+	if m.live {
+		m.r.emitLive(ch, m.tiers)
+	}
+	if m.tierData {
+		for _, t := range m.tiers {
+			if c := m.r.Latest(t); c != nil {
+				for _, n := range m.r.collectors[t] {
+					n.Emit(c, ch)
+				}
+			}
+		}
+	}
+}
+
+func (r *Runner) emitLive(ch chan<- prometheus.Metric, tiers []Tier) {
+	st := r.status()
 	gauge(ch, upDesc, boolValue(st.up))
 	if st.server.VersionNum > 0 {
 		gauge(ch, serverVersionDesc, float64(st.server.VersionNum))
 	}
-	for _, t := range m.tiers {
+	for _, t := range tiers {
 		if ts, ok := st.lastSuccess[t]; ok {
 			gauge(ch, tierLastSuccessDesc, float64(ts.UnixNano())/1e9, string(t))
 		}
-		c := m.r.Latest(t)
+		c := r.Latest(t)
 		if c == nil {
 			continue
 		}
@@ -57,12 +86,9 @@ func (m *runnerMetrics) Collect(ch chan<- prometheus.Metric) {
 				gauge(ch, collectorDegradedDesc, boolValue(!c.Server.ReadsAllStats), res.Collector, reasonNoReadAllStats)
 			}
 		}
-		for _, n := range m.r.collectors[t] {
-			n.Emit(c, ch)
-		}
-		if t == TierSample && m.r.waits != nil {
-			m.r.waits.Emit(ch)
-			ok, took := m.r.waits.lastResult()
+		if t == TierSample && r.waits != nil {
+			r.waits.Emit(ch)
+			ok, took := r.waits.lastResult()
 			gauge(ch, collectorOKDesc, boolValue(ok), "waits")
 			gauge(ch, collectorTimeDesc, took.Seconds(), "waits")
 			gauge(ch, collectorDegradedDesc, boolValue(!c.Server.ReadsAllStats), "waits", reasonNoReadAllStats)

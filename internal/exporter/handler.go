@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
@@ -33,42 +32,34 @@ type Options struct {
 	Report http.Handler
 }
 
-// Registries builds one registry per view: every tier, and each tier alone.
-func Registries(r *pgcollectors.Runner, extra ...prometheus.Collector) map[string]*prometheus.Registry {
-	views := map[string][]pgcollectors.Tier{
+// Handler serves the landing page at / and the metrics at o.MetricsPath.
+func Handler(r *pgcollectors.Runner, o Options) (http.Handler, error) {
+	views := map[string]*view{}
+	for name, tiers := range map[string][]pgcollectors.Tier{
 		"":                                {pgcollectors.TierSample, pgcollectors.TierSnapshot},
 		string(pgcollectors.TierSample):   {pgcollectors.TierSample},
 		string(pgcollectors.TierSnapshot): {pgcollectors.TierSnapshot},
-	}
-	regs := map[string]*prometheus.Registry{}
-	for name, tiers := range views {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(r.Metrics(tiers...), versioncollector.NewCollector(Program))
-		reg.MustRegister(extra...)
+	} {
+		live := append([]prometheus.Collector{versioncollector.NewCollector(Program)}, o.Extra...)
 		if name == "" {
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			live = append(live, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		}
-		regs[name] = reg
+		views[name] = newView(r, tiers, o.Logger, live...)
 	}
-	return regs
-}
-
-// Handler serves the landing page at / and the metrics at o.MetricsPath.
-func Handler(r *pgcollectors.Runner, o Options) (http.Handler, error) {
-	regs := Registries(r, o.Extra...)
-	handlers := map[string]http.Handler{}
-	for name, reg := range regs {
-		handlers[name] = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)})
-	}
+	r.Subscribe(func(*pgcollectors.Collection) {
+		for _, v := range views {
+			v.refresh()
+		}
+	})
 	mux := http.NewServeMux()
 	mux.HandleFunc(o.MetricsPath, func(w http.ResponseWriter, req *http.Request) {
 		tier := req.URL.Query().Get("tier")
-		h, ok := handlers[tier]
+		v, ok := views[tier]
 		if !ok {
 			http.Error(w, fmt.Sprintf("unknown tier %q: use sample or snapshot, or no tier for both", tier), http.StatusBadRequest)
 			return
 		}
-		h.ServeHTTP(w, req)
+		v.ServeHTTP(w, req)
 	})
 	if o.MetricsPath != "/" {
 		links := append([]web.LandingLinks{

@@ -25,6 +25,13 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func startExporter(t *testing.T, dsn string, every time.Duration) (*httptest.Server, *collectors.Runner, *pgxpool.Pool) {
 	t.Helper()
+	return startExporterTracking(t, dsn, every)
+}
+
+// startExporterTracking starts an exporter with every collector on, tracking the given tables
+// of schema public.
+func startExporterTracking(t testing.TB, dsn string, every time.Duration, track ...string) (*httptest.Server, *collectors.Runner, *pgxpool.Pool) {
+	t.Helper()
 	cfg, err := postgres.Config(postgres.Options{DSN: dsn, MaxConns: 2, StatementTimeout: 5 * time.Second, LockTimeout: time.Second, ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +42,11 @@ func startExporter(t *testing.T, dsn string, every time.Duration) (*httptest.Ser
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	r := collectors.NewRunner(collectors.RunnerOptions{Pool: pool, Selection: collectors.AllEnabled(),
+	var cc collectors.Config
+	for _, name := range track {
+		cc.TrackTables = append(cc.TrackTables, collectors.TableName{Schema: "public", Table: strings.TrimPrefix(name, "public.")})
+	}
+	r := collectors.NewRunner(collectors.RunnerOptions{Pool: pool, Selection: collectors.AllEnabled(), Config: cc,
 		SampleEvery: every, SnapshotEvery: every, WaitSampleEvery: every})
 	h, err := exporter.Handler(r, exporter.Options{MetricsPath: "/metrics", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
