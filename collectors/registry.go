@@ -58,11 +58,22 @@ type Named struct {
 // Selection is the set of collectors the flags turned on.
 type Selection struct {
 	enabled map[string]*bool
+	// named are the collectors named on the command line (--collector.x or --no-collector.x).
+	named           map[string]bool
+	disableDefaults *bool
 }
 
-// RegisterFlags adds --collector.<name> (and kingpin's --no-collector.<name>) for each collector.
-func RegisterFlags(app *kingpin.Application) *Selection {
-	s := &Selection{enabled: map[string]*bool{}}
+// FlagAdder is a kingpin application or command.
+type FlagAdder interface {
+	Flag(name, help string) *kingpin.FlagClause
+}
+
+// RegisterFlags adds --collector.<name> (and kingpin's --no-collector.<name>) for each
+// collector, and --collector.disable-defaults.
+func RegisterFlags(app FlagAdder) *Selection {
+	s := &Selection{enabled: map[string]*bool{}, named: map[string]bool{}}
+	s.disableDefaults = app.Flag("collector.disable-defaults",
+		"Run only the collectors enabled by name (--collector.<name>), none of the others that are on by default.").Bool()
 	for _, f := range sortedFactories() {
 		def := "false"
 		if f.defaultOn {
@@ -70,7 +81,7 @@ func RegisterFlags(app *kingpin.Application) *Selection {
 		}
 		s.enabled[f.name] = app.Flag("collector."+f.name,
 			fmt.Sprintf("%s (%s tier). Default: %s.", f.help, f.tier, map[bool]string{true: "enabled", false: "disabled"}[f.defaultOn])).
-			Default(def).Bool()
+			Default(def).Action(func(*kingpin.ParseContext) error { s.named[f.name] = true; return nil }).Bool()
 	}
 	return s
 }
@@ -88,7 +99,10 @@ func AllEnabled() *Selection {
 // Enabled reports whether a collector (or the wait sampler, "waits") is on.
 func (s *Selection) Enabled(name string) bool {
 	p, ok := s.enabled[name]
-	return ok && *p
+	if !ok || (s.disableDefaults != nil && *s.disableDefaults && !s.named[name]) {
+		return false
+	}
+	return *p
 }
 
 // Build instantiates the selected collectors of one tier, in a stable order.
@@ -98,15 +112,6 @@ func (s *Selection) Build(tier Tier, cfg Config) []Named {
 		if f.tier == tier && s.Enabled(f.name) && f.build != nil {
 			out = append(out, Named{f.name, f.tier, f.build(cfg)})
 		}
-	}
-	return out
-}
-
-// Names lists every registered collector name.
-func Names() []string {
-	var out []string
-	for _, f := range sortedFactories() {
-		out = append(out, f.name)
 	}
 	return out
 }

@@ -62,3 +62,24 @@ func TestFailingCollectorSparesTheOthers(t *testing.T) {
 		t.Error("the other collectors' data is missing")
 	}
 }
+
+// TestDisableDefaults: with --collector.disable-defaults only the collectors named run.
+func TestDisableDefaults(t *testing.T) {
+	app := kingpin.New("test", "")
+	sel := collectors.RegisterFlags(app)
+	if _, err := app.Parse([]string{"--collector.disable-defaults", "--collector.wal", "--collector.locks", "--no-collector.sessions"}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tier := range []collectors.Tier{collectors.TierSample, collectors.TierSnapshot} {
+		for _, n := range sel.Build(tier, collectors.Config{}) {
+			names = append(names, n.Name)
+		}
+	}
+	if got := strings.Join(names, ","); got != "locks,wal" {
+		t.Errorf("collectors with --collector.disable-defaults --collector.wal --collector.locks: %s", got)
+	}
+	if sel.Enabled("waits") || sel.Enabled("sessions") {
+		t.Error("the wait sampler or sessions runs though not named")
+	}
+}

@@ -15,6 +15,7 @@ import (
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 )
 
@@ -49,6 +50,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	app.ErrorWriter(stderr)
 	app.Version(version.Print("pg-batch-exporter"))
 	app.HelpFlag.Short('h')
+	app.UsageTemplate(usageTemplate)
 	app.Terminate(func(c int) { panic(exited(c)) })
 	defer func() {
 		switch e := recover().(type) {
@@ -63,7 +65,6 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	var conn connFlags
 	app.Flag("postgres.dsn", "PostgreSQL connection string (URL or key=value). When neither this nor DATA_SOURCE_NAME is set, libpq's environment (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, .pgpass) applies.").
 		Envar("DATA_SOURCE_NAME").StringVar(&conn.dsn)
-	app.Flag("postgres.max-connections", "Connections the exporter may open at most.").Default("2").Int32Var(&conn.maxConns)
 	addDuration(app, "postgres.statement-timeout", "statement_timeout of every query the exporter runs.", "5s", &conn.statementTimeout)
 	addDuration(app, "postgres.lock-timeout", "lock_timeout of every query the exporter runs: it never queues behind the batch's locks for longer.", "1s", &conn.lockTimeout)
 	logConfig := &promslog.Config{}
@@ -101,6 +102,47 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	return 0
 }
 
+// usageTemplate is kingpin's default with a command's own flags first, then the flags
+// every command shares (connection, logging).
+const usageTemplate = `{{define "FormatCommand" -}}
+{{if .FlagSummary}} {{.FlagSummary}}{{end -}}
+{{range .Args}}{{if not .Hidden}} {{if not .Required}}[{{end}}{{if .PlaceHolder}}{{.PlaceHolder}}{{else}}<{{.Name}}>{{end}}{{if .Value|IsCumulative}}...{{end}}{{if not .Required}}]{{end}}{{end}}{{end -}}
+{{end -}}
+
+{{define "FormatUsage" -}}
+{{template "FormatCommand" .}}{{if .Commands}} <command> [<args> ...]{{end}}
+{{if .Help}}
+{{.Help|Wrap 0 -}}
+{{end -}}
+{{end -}}
+
+{{if .Context.SelectedCommand -}}
+usage: {{.App.Name}} {{.Context.SelectedCommand}}{{template "FormatUsage" .Context.SelectedCommand}}
+{{if .Context.SelectedCommand.Flags -}}
+Flags:
+{{.Context.SelectedCommand.Flags|FlagsToTwoColumns|FormatTwoColumns}}
+{{end -}}
+{{if .Context.Args -}}
+Args:
+{{.Context.Args|ArgsToTwoColumns|FormatTwoColumns}}
+{{end -}}
+Flags of every command:
+{{.App.Flags|FlagsToTwoColumns|FormatTwoColumns}}
+{{- else -}}
+usage: {{.App.Name}}{{template "FormatUsage" .App}}
+Flags of every command:
+{{.App.Flags|FlagsToTwoColumns|FormatTwoColumns}}
+Commands:
+{{range .App.FlattenedCommands -}}
+{{if not .Hidden -}}
+  {{.FullCommand}}{{if .Default}} (the default){{end}}
+{{.Help|Wrap 4}}
+{{end -}}
+{{end -}}
+Run {{.App.Name}} <command> --help for a command's own flags.
+{{end -}}
+`
+
 // durationFlag is a duration flag whose parse error names the flag.
 type durationFlag struct {
 	name string
@@ -119,8 +161,6 @@ func (f durationFlag) Set(s string) error {
 func (f durationFlag) String() string { return f.d.String() }
 
 // addDuration declares a duration flag on the app or a command.
-func addDuration(fl interface {
-	Flag(name, help string) *kingpin.FlagClause
-}, name, help, def string, d *time.Duration) {
+func addDuration(fl collectors.FlagAdder, name, help, def string, d *time.Duration) {
 	fl.Flag(name, help).Default(def).SetValue(durationFlag{name, d})
 }

@@ -14,19 +14,62 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 
 func TestHelpListsFlagsWithoutSecrets(t *testing.T) {
 	t.Setenv("DATA_SOURCE_NAME", "postgres://u:hunter2-secret@h/db")
-	code, out, _ := runCLI("--help")
+	code, out, _ := runCLI("serve", "--help")
 	if code != 0 {
-		t.Fatalf("--help exited %d", code)
+		t.Fatalf("serve --help exited %d", code)
 	}
 	for _, flag := range []string{"--web.listen-address", "--web.config.file", "--web.telemetry-path", "--log.level", "--log.format",
 		"--postgres.dsn", "--postgres.statement-timeout", "--postgres.lock-timeout", "--tier.sample-interval",
-		"--tier.snapshot-interval", "--collector.waits.interval", "--collector.tables.track", "--[no-]collector.wal", "--[no-]collector.waits"} {
+		"--tier.snapshot-interval", "--collector.waits.interval", "--collector.tables.track", "--[no-]collector.wal", "--[no-]collector.waits",
+		"--[no-]collector.disable-defaults"} {
 		if !strings.Contains(out, flag) {
-			t.Errorf("--help lacks %s", flag)
+			t.Errorf("serve --help lacks %s", flag)
 		}
 	}
 	if strings.Contains(out, "hunter2-secret") {
 		t.Error("--help shows the password from DATA_SOURCE_NAME")
+	}
+}
+
+// TestEachCommandShowsItsOwnFlags: a command's help lists its own flags first, then the
+// shared ones, and none that belong to another command.
+func TestEachCommandShowsItsOwnFlags(t *testing.T) {
+	shared := []string{"--postgres.dsn", "--postgres.statement-timeout", "--postgres.lock-timeout", "--log.level"}
+	serveOnly := []string{"--web.listen-address", "--tier.sample-interval", "--[no-]collector.wal", "--[no-]recorder.enabled",
+		"--recorder.dsn", "--batch.match", "--postgres.max-connections"}
+	for _, c := range []struct {
+		args     []string
+		own      []string
+		notShown []string
+	}{
+		{[]string{"--help"}, nil, append(serveOnly, "--from", "--run")},
+		{[]string{"serve", "--help"}, serveOnly, []string{"--from", "--run"}},
+		{[]string{"diagnose", "--help"}, []string{"--from", "--to", "--batch", "--run", "--server", "--format"}, serveOnly},
+		{[]string{"exec", "--help"}, []string{"--batch"}, append(serveOnly, "--from")},
+	} {
+		code, out, errOut := runCLI(c.args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", c.args, code, errOut)
+		}
+		sharedAt := strings.Index(out, "Flags of every command:")
+		if sharedAt < 0 {
+			t.Fatalf("%v: no section of the shared flags:\n%s", c.args, out)
+		}
+		for _, f := range c.own {
+			if i := strings.Index(out, f); i < 0 || i > sharedAt {
+				t.Errorf("%v: %s not among the command's own flags, before the shared ones", c.args, f)
+			}
+		}
+		for _, f := range shared {
+			if !strings.Contains(out[sharedAt:], f) {
+				t.Errorf("%v: shared flag %s not among the flags of every command", c.args, f)
+			}
+		}
+		for _, f := range c.notShown {
+			if strings.Contains(out, f+"=") || strings.Contains(out, f+" ") {
+				t.Errorf("%v: shows %s, a flag it does not use", c.args, f)
+			}
+		}
 	}
 }
 

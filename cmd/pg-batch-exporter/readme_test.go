@@ -19,7 +19,7 @@ const (
 // TestReadmeFlags: the README's flag reference is the binary's own --help, for every command.
 func TestReadmeFlags(t *testing.T) {
 	var b strings.Builder
-	for _, args := range [][]string{{"--help"}, {"diagnose", "--help"}, {"exec", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"diagnose", "--help"}, {"exec", "--help"}} {
 		code, out, errOut := runCLI(args...)
 		if code != 0 {
 			t.Fatalf("%v: exit %d: %s", args, code, errOut)

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
@@ -24,12 +23,7 @@ type recorderFlags struct {
 	serverName string
 }
 
-// flagAdder is a kingpin application or command.
-type flagAdder interface {
-	Flag(name, help string) *kingpin.FlagClause
-}
-
-func addRecorderFlags(cmd flagAdder) *recorderFlags {
+func addRecorderFlags(cmd collectors.FlagAdder) *recorderFlags {
 	f := &recorderFlags{}
 	cmd.Flag("recorder.enabled", "Record every collection in the telemetry schema (the seed's schema and SQL API).").BoolVar(&f.enabled)
 	cmd.Flag("recorder.dsn", "Where to record: a PostgreSQL connection string. Default: the monitored database (--postgres.dsn).").StringVar(&f.dsn)

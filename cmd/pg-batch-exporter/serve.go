@@ -42,26 +42,25 @@ type serveCommand struct {
 
 func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 	s := &serveCommand{name: "serve", conn: conn}
-	app.Command(s.name, "Run the exporter (the default command).").Default()
-	// The exporter's flags belong to the application, not the command: serve is the default,
-	// so `pg-batch-exporter --help` must list them.
-	s.web = kingpinflag.AddFlags(app, ":9188")
-	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&s.metricsPath)
-	addDuration(app, "tier.sample-interval", "How often the sample tier (sessions, locks, progress, replication) is collected.", "30s", &s.sampleEvery)
-	addDuration(app, "tier.snapshot-interval", "How often the snapshot tier (WAL, checkpoints, I/O, tables...) is collected.", "1m", &s.snapshotEvery)
-	addDuration(app, "collector.waits.interval", "How often the wait sampler reads pg_stat_activity.", "1s", &s.waitsEvery)
-	app.Flag("collector.tables.track", "A table to track, as schema.table (repeatable). Tables in telemetry.tracked_tables are tracked too.").StringsVar(&s.track)
-	app.Flag("collector.statements.text-length", "Query texts are kept up to this many characters (once per queryid, never in a label).").
+	cmd := app.Command(s.name, "Run the exporter (the default command): collect PostgreSQL's statistics, serve them as metrics, optionally record them (--recorder.enabled) and follow batch runs. Its flags may be given without the command name.").Default()
+	cmd.Flag("postgres.max-connections", "Connections the exporter may open at most to the monitored database.").Default("2").Int32Var(&conn.maxConns)
+	s.web = kingpinflag.AddFlags(cmd, ":9188")
+	cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&s.metricsPath)
+	addDuration(cmd, "tier.sample-interval", "How often the sample tier (sessions, locks, progress, replication) is collected.", "30s", &s.sampleEvery)
+	addDuration(cmd, "tier.snapshot-interval", "How often the snapshot tier (WAL, checkpoints, I/O, tables...) is collected.", "1m", &s.snapshotEvery)
+	addDuration(cmd, "collector.waits.interval", "How often the wait sampler reads pg_stat_activity.", "1s", &s.waitsEvery)
+	cmd.Flag("collector.tables.track", "A table to track, as schema.table (repeatable). Tables in telemetry.tracked_tables are tracked too.").StringsVar(&s.track)
+	cmd.Flag("collector.statements.text-length", "Query texts are kept up to this many characters (once per queryid, never in a label).").
 		Default(fmt.Sprint(collectors.DefaultStatementTextLength)).IntVar(&s.statements.TextLength)
-	app.Flag("collector.statements.top", "Series per statement (queryid, datname, user) for the union of the N statements with the most time, blocks read, temp written and WAL; 0: totals only.").
+	cmd.Flag("collector.statements.top", "Series per statement (queryid, datname, user) for the union of the N statements with the most time, blocks read, temp written and WAL; 0: totals only.").
 		Default("0").IntVar(&s.statements.Top)
-	app.Flag("collector.statements.top-min-calls", "Statements called fewer times get no series of their own.").
+	cmd.Flag("collector.statements.top-min-calls", "Statements called fewer times get no series of their own.").
 		Default("5").Int64Var(&s.statements.TopMinCalls)
-	s.selection = collectors.RegisterFlags(app)
-	s.recorder = addRecorderFlags(app)
-	app.Flag("batch.match", "Detect a batch's runs: batch=application_name:regexp (repeatable). A run starts when a matching session becomes active and ends after --batch.quiet-period without one.").StringsVar(&s.batchMatch)
-	app.Flag("config.file", "YAML file of batch rules: batches: [{name: nightly, match: 'application_name:^etl_nightly'}].").StringVar(&s.configFile)
-	addDuration(app, "batch.quiet-period", "A detected run ends when no session of the batch has been active for this long.", "1m", &s.quietPeriod)
+	s.selection = collectors.RegisterFlags(cmd)
+	s.recorder = addRecorderFlags(cmd)
+	cmd.Flag("batch.match", "Detect a batch's runs: batch=application_name:regexp (repeatable). A run starts when a matching session becomes active and ends after --batch.quiet-period without one.").StringsVar(&s.batchMatch)
+	cmd.Flag("config.file", "YAML file of batch rules: batches: [{name: nightly, match: 'application_name:^etl_nightly'}].").StringVar(&s.configFile)
+	addDuration(cmd, "batch.quiet-period", "A detected run ends when no session of the batch has been active for this long.", "1m", &s.quietPeriod)
 	return s
 }
 
