@@ -116,6 +116,12 @@ BEGIN
 	SELECT relation FROM pg_locks
 	WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock'
 	  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+), busy AS MATERIALIZED (
+	SELECT c.oid AS relid FROM pg_class c JOIN wanted w ON w.relid = c.oid
+	WHERE EXISTS (
+		SELECT FROM (SELECT c.oid UNION ALL SELECT c.reltoastrelid
+			UNION ALL SELECT indexrelid FROM pg_index WHERE indrelid IN (c.oid, c.reltoastrelid)) AS opened(oid)
+		JOIN exclusive e ON e.relation = opened.oid)
 )
 SELECT s.relid, s.schemaname::text, s.relname::text, CASE WHEN size_safe THEN pg_relation_size(s.relid) END,
 	CASE WHEN size_safe THEN pg_total_relation_size(s.relid) END,
@@ -124,15 +130,7 @@ SELECT s.relid, s.schemaname::text, s.relname::text, CASE WHEN size_safe THEN pg
 	s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
 	s.vacuum_count, s.autovacuum_count, s.analyze_count, s.autoanalyze_count
 FROM pg_stat_all_tables s JOIN wanted USING (relid)
-CROSS JOIN LATERAL (
-	SELECT NOT EXISTS (
-		SELECT FROM pg_class c, LATERAL (
-			SELECT c.oid UNION ALL SELECT c.reltoastrelid
-			UNION ALL SELECT indexrelid FROM pg_index WHERE indrelid IN (c.oid, c.reltoastrelid)
-		) AS opened(oid)
-		WHERE c.oid = s.relid AND opened.oid IN (SELECT relation FROM exclusive)
-	) AS size_safe
-) AS safety
+CROSS JOIN LATERAL (SELECT s.relid NOT IN (SELECT relid FROM busy) AS size_safe) AS safety
 ORDER BY s.schemaname, s.relname;
 END
 $collect$;

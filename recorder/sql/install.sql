@@ -63,11 +63,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0070_statement
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'collect.sql' AND checksum = '246ab15a11b6dbbfb2bf9e5e14f2874d03b47cfc46b496263628f367ea5a97ac') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'collect.sql' AND checksum = '02cab99faacd35f34d6514424ca2c3fe872c9ecdb608f1e293b3581800a9bb1a') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('collect.sql', '246ab15a11b6dbbfb2bf9e5e14f2874d03b47cfc46b496263628f367ea5a97ac')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('collect.sql', '02cab99faacd35f34d6514424ca2c3fe872c9ecdb608f1e293b3581800a9bb1a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
