@@ -181,3 +181,15 @@ func median(vs []float64) float64 {
 	}
 	return (s[n/2-1] + s[n/2]) / 2
 }
+
+// shortText is a statement's first line of words, cut to 80 characters, for a table cell.
+func shortText(s *string) string {
+	if s == nil {
+		return none
+	}
+	t := []rune(strings.Join(strings.Fields(*s), " "))
+	if len(t) > 80 {
+		return string(t[:79]) + "…"
+	}
+	return string(t)
+}

@@ -58,6 +58,7 @@ var pageTemplate = template.Must(template.New("page.html").Funcs(template.FuncMa
 	"measure":  formatMeasure,
 	"signed":   formatSigned,
 	"seconds":  formatSeconds,
+	"short":    shortText,
 	"severity": strings.ToUpper,
 }).ParseFS(files, "page.html"))
 
@@ -73,11 +74,13 @@ type page struct {
 	Run      *diagnosis.Run
 	Findings []diagnosis.Finding
 	Measures []diagnosis.Measure // run: against the baseline, rank 0 is the duration
-	Baseline []int64             // run: the previous normal runs compared with
-	Compare  []compareLine
-	Waits    table
-	Charts   []chart
-	SQL      []string // the SQL that shows the same, for psql
+	// Statements are the run's top statements by time beyond their baseline median.
+	Statements []diagnosis.Statement
+	Baseline   []int64 // run: the previous normal runs compared with
+	Compare    []compareLine
+	Waits      table
+	Charts     []chart
+	SQL        []string // the SQL that shows the same, for psql
 }
 
 // maxWindow bounds a window report: longer windows read too much for one page.
@@ -164,7 +167,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := &page{Kind: "run", Title: fmt.Sprintf("%s, run %d", rep.Run.Batch, id), From: rep.From, To: rep.To,
-		Run: rep.Run, Findings: rep.Findings, Measures: rep.Baseline}
+		Run: rep.Run, Findings: rep.Findings, Measures: rep.Baseline, Statements: rep.Statements}
 	if p.Baseline, err = baselineRuns(ctx, h.o.Pool, rep.Run); err != nil {
 		h.fail(w, http.StatusInternalServerError, err)
 		return

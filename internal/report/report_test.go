@@ -119,6 +119,7 @@ func record(t *testing.T) *recorded {
 		}
 		return id
 	}
+	exec(`CREATE EXTENSION pg_stat_statements`)
 	exec(`CREATE TABLE orders (id int PRIMARY KEY, amount numeric);
 		INSERT INTO orders SELECT g, g FROM generate_series(1, 20000) g`)
 	work := func() {
@@ -198,6 +199,7 @@ func TestRunPage(t *testing.T) {
 		"Against the baseline", "previous normal run (" + itoa(r.normal) + ")", "duration",
 		"compare()", "wal_bytes_delta", "wait_summary()", "Lock", "telemetry.diagnose_run(" + itoa(r.slow) + ")",
 		"WAL written", "Checkpoints", "Waits by event", "Sessions blocked on locks", "Temp bytes",
+		"<h2>Statements</h2>", "UPDATE orders SET amount = amount", "telemetry.run_statements(" + itoa(r.slow) + ")",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("run page lacks %q", want)
