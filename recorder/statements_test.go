@@ -286,3 +286,40 @@ func TestDiagnoseStatementsEvicted(t *testing.T) {
 		t.Errorf("negative deltas: %d (%v)", negative, err)
 	}
 }
+
+// TestDiagnoseStatementsResetMidRun: pg_stat_statements_reset() during a run leaves the run's
+// statements with status reset and NULL deltas: no negative time, no finding built on them.
+func TestDiagnoseStatementsResetMidRun(t *testing.T) {
+	e := newEnv(t, pgtest.Start(t, pgtest.Versions()[len(pgtest.Versions())-1]))
+	c := e.conn()
+	e.exec(`CREATE EXTENSION pg_stat_statements; CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000)`)
+	job := pgtest.Connect(t, e.dsn, "etl")
+	var id int64
+	for run := range 3 {
+		id = e.batchRun(job, func() {
+			for range 50 {
+				pgtest.MustExec(t, job, `SELECT count(*) FROM t`)
+			}
+			if run == 2 {
+				pgtest.MustExec(t, job, `SELECT pg_stat_statements_reset()`)
+				pgtest.MustExec(t, job, `SELECT count(*) FROM t`)
+			}
+			pgtest.MustExec(t, job, `SELECT pg_sleep(0.3)`)
+		})
+	}
+	rs := query(t, c, `SELECT query, status, seconds, calls FROM telemetry.run_statements($1)`, id)
+	var reset bool
+	for _, r := range rs {
+		if r["query"] == "SELECT count(*) FROM t" {
+			reset = r["status"] == "reset" && r["seconds"] == nil && r["calls"] == nil
+		}
+	}
+	if !reset {
+		t.Errorf("run_statements across a reset: %v, want the count with status reset and NULL deltas", rs)
+	}
+	for _, f := range findings(t, c, id) {
+		if f["pattern"] == "statement_regression" || f["pattern"] == "more_work" || f["pattern"] == "new_statement" {
+			t.Errorf("a finding built on reset counters: %v", f)
+		}
+	}
+}
