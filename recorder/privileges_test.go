@@ -57,13 +57,19 @@ func TestLeastPrivilegeRole(t *testing.T) {
 				// A superuser's session, busy: the role sees its query (pg_read_all_stats).
 				admin := (&env{t: t, srv: srv, dsn: dsn}).conn()
 				busy := make(chan error, 1)
-				go func() { _, err := admin.Exec(context.Background(), `SELECT pg_sleep(2) AS busy_admin`); busy <- err }()
+				// Busy until the collections below are done (a loaded machine may take seconds).
+				var adminPID int
+				if err := admin.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&adminPID); err != nil {
+					t.Fatal(err)
+				}
+				go func() { _, err := admin.Exec(context.Background(), `SELECT pg_sleep(60) AS busy_admin`); busy <- err }()
 				eventually(t, c, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE query LIKE '%busy_admin' AND pid <> pg_backend_pid())`)
 				start := e.record(collectors.TierSnapshot) // fails on any collector's error
 				e.record(collectors.TierSample)
 				end := e.record(collectors.TierSnapshot)
-				if err := <-busy; err != nil {
-					t.Fatal(err)
+				srv.Exec(t, dsn, fmt.Sprintf(`SELECT pg_cancel_backend(%d)`, adminPID))
+				if err := <-busy; err == nil || !strings.Contains(err.Error(), "57014") {
+					t.Fatalf("the busy session should have been cancelled, got %v", err)
 				}
 				rows := query(t, c, `SELECT
 					(SELECT count(*) FROM telemetry.snapshots) AS snapshots,
