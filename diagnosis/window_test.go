@@ -23,10 +23,15 @@ func TestWindowTooLittleData(t *testing.T) {
 		name     string
 		from, to time.Time
 		want     []string
+		// wantAdvice is in the recommendation: what is really missing.
+		wantAdvice, wantWindow string
 	}{
-		{"no end snapshot yet", started, time.Now().Add(time.Hour), []string{"No snapshot at or after", "(the last is "}},
-		{"before any snapshot", started.Add(-time.Hour), started.Add(-30 * time.Minute), []string{"No snapshot at or before", "Only 0 samples"}},
-		{"too few samples", ended, ended.Add(time.Millisecond), []string{"samples between", "(at least 3 needed)"}},
+		{"no end snapshot yet", started, time.Now().Add(time.Hour), []string{"No snapshot at or after", "(the last is "}, "", ""},
+		{"before any snapshot", started.Add(-time.Hour), started.Add(-30 * time.Minute), []string{"No snapshot at or before", "Only 0 samples"},
+			"Is the recorder running", "no snapshots at both ends of the window"},
+		// Boundary snapshots there, the recorder running: what is missing is sample-tier cadence.
+		{"too few samples", ended, ended.Add(time.Millisecond), []string{"samples between", "(at least 3 needed)"},
+			"lower --tier.sample-interval to", "snapshots "},
 	} {
 		rep, err := Window(ctx, l.admin, c.from, c.to, "")
 		if err != nil {
@@ -38,8 +43,16 @@ func TestWindowTooLittleData(t *testing.T) {
 				t.Errorf("%s: first finding %s %s %q, want insufficient_data saying %q", c.name, f.Pattern, f.Severity, f.Summary, w)
 			}
 		}
-		if last := rep.Findings[len(rep.Findings)-1]; last.Pattern != "window" {
-			t.Errorf("%s: the last row is %s, want window", c.name, last.Pattern)
+		var advice string
+		if f.Recommendation != nil {
+			advice = *f.Recommendation
+		}
+		if !strings.Contains(advice, c.wantAdvice) || (c.wantAdvice != "" && c.wantAdvice != "Is the recorder running" && strings.Contains(advice, "Is the recorder running")) {
+			t.Errorf("%s: recommendation %q, want it to say %q", c.name, advice, c.wantAdvice)
+		}
+		last := rep.Findings[len(rep.Findings)-1]
+		if last.Pattern != "window" || !strings.Contains(last.Summary, c.wantWindow) || strings.Contains(last.Summary, "none to none") {
+			t.Errorf("%s: the last row is %s %q, want window saying %q", c.name, last.Pattern, last.Summary, c.wantWindow)
 		}
 	}
 	if _, err := Window(ctx, l.admin, ended, started, ""); err == nil || !strings.Contains(err.Error(), "is not after the start") {

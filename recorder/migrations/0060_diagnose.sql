@@ -143,7 +143,12 @@ BEGIN
                    END) AS summary,
                jsonb_build_object('start_snapshot_at', (SELECT at FROM before_start), 'end_snapshot_at', (SELECT at FROM after_end),
                                   'samples', (SELECT n FROM nsmp), 'min_samples', telemetry._threshold('min_samples')) AS evidence,
-               'Is the recorder running for this server? Take a snapshot at the batch''s boundaries (telemetry.batch_begin/batch_end do), and sample more often than the batch is long.' AS recommendation
+               CASE WHEN (SELECT n FROM nsmp) < telemetry._threshold('min_samples') AND ((SELECT n FROM nsmp) > 0 OR EXISTS (SELECT FROM cmp)) THEN
+                   -- The recorder is recording: what is missing is sample-tier cadence for a window this short.
+                   format('The recorder is running, but this window (%s s) spans %s sample-tier collections and at least %s are needed: for runs this short, lower --tier.sample-interval to %s s or less (in pg_cron mode, schedule telemetry.sample() that often), or diagnose a longer window.',
+                          round(extract(epoch FROM p_end_time - p_start_time)::numeric, 1), (SELECT n FROM nsmp), telemetry._threshold('min_samples'),
+                          greatest(floor(extract(epoch FROM p_end_time - p_start_time) / telemetry._threshold('min_samples'))::int, 1))
+               ELSE 'Is the recorder running for this server? Take a snapshot at the batch''s boundaries (telemetry.batch_begin/batch_end do), and sample more often than the batch is long.' END AS recommendation
         WHERE NOT EXISTS (SELECT FROM cmp) OR (SELECT n FROM nsmp) < telemetry._threshold('min_samples')
         UNION ALL
         -- lock_contention
@@ -254,8 +259,9 @@ BEGIN
         UNION ALL
         -- window: what the window held, and what its client sessions waited on most.
         SELECT 'window', 'info', -1,
-               format('%s to %s: %s samples, snapshots %s to %s; %s.', telemetry._ts(p_start_time), telemetry._ts(p_end_time), nsmp.n,
-                      coalesce((SELECT telemetry._ts(start_snapshot_at) FROM cmp), 'none'), coalesce((SELECT telemetry._ts(end_snapshot_at) FROM cmp), 'none'),
+               format('%s to %s: %s samples, %s; %s.', telemetry._ts(p_start_time), telemetry._ts(p_end_time), nsmp.n,
+                      coalesce((SELECT format('snapshots %s to %s', telemetry._ts(start_snapshot_at), telemetry._ts(end_snapshot_at)) FROM cmp),
+                               'no snapshots at both ends of the window'),
                       CASE WHEN EXISTS (SELECT FROM f WHERE f.severity <> 'info') THEN 'findings above'
                            ELSE 'no pattern above its threshold' END),
                jsonb_build_object('start_time', p_start_time, 'end_time', p_end_time, 'samples', nsmp.n,

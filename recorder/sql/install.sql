@@ -51,7 +51,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0060_di
 \if :apply
 BEGIN;
 \ir ../migrations/0060_diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.sql', '965ba8e2d0f42c3b5b1e8f676489e141d1c2e8f96d3617b92dbc3e022cc2cec0')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0060_diagnose.sql', '09ae6a518c5902966f5f337609519cd5884b9b9c5d39eebe09457f6aaab8da25')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
