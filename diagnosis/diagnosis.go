@@ -108,10 +108,37 @@ func LastRun(ctx context.Context, q Querier, batch string, back int) (int64, err
 	var id int64
 	err := q.QueryRow(ctx, `SELECT run_id FROM telemetry.batch_runs WHERE batch = $1
 		ORDER BY started_at DESC, run_id DESC OFFSET $2 LIMIT 1`, batch, back).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("%w: unknown batch %q, or fewer runs of it than asked (SELECT * FROM telemetry.recent_batch_runs)", ErrNotFound, batch)
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return id, err
 	}
-	return id, err
+	var runs int
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM telemetry.batch_runs WHERE batch = $1`, batch).Scan(&runs); err != nil {
+		return 0, err
+	}
+	if runs == 0 {
+		return 0, fmt.Errorf("%w: unknown batch %q, no run of it is recorded (SELECT * FROM telemetry.recent_batch_runs)", ErrNotFound, batch)
+	}
+	plural := "s"
+	if runs == 1 {
+		plural = ""
+	}
+	return 0, fmt.Errorf("%w: batch %q has only %d run%s, so there is no run %d before its last (SELECT * FROM telemetry.recent_batch_runs)", ErrNotFound, batch, runs, plural, back)
+}
+
+// ErrNoSchema is returned where the database holds no telemetry schema.
+var ErrNoSchema = errors.New("the telemetry schema is not installed in this database: install it with pg-batch-exporter serve --recorder.enabled (the recorder creates it; --recorder.dsn chooses the database), or for pg_cron mode with psql -f recorder/sql/install.sql")
+
+// CheckSchema returns ErrNoSchema where the telemetry schema is missing. It asks the catalog,
+// so it leaves no ERROR in the server's log.
+func CheckSchema(ctx context.Context, q Querier) error {
+	var installed bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass('telemetry.batch_runs') IS NOT NULL`).Scan(&installed); err != nil {
+		return err
+	}
+	if !installed {
+		return ErrNoSchema
+	}
+	return nil
 }
 
 // ForRun diagnoses a recorded run and compares it with its batch's previous normal runs.

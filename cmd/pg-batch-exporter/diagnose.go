@@ -110,6 +110,11 @@ func (d *diagnoseCommand) run(logger *slog.Logger) error {
 	defer pool.Close()
 
 	var rep *diagnosis.Report
+	if err := diagnosis.CheckSchema(ctx, pool); errors.Is(err, diagnosis.ErrNoSchema) {
+		return usagef("%s: %w", postgres.Describe(cfg), err)
+	} else if err != nil {
+		return fmt.Errorf("diagnosing on %s: %w", postgres.Describe(cfg), err)
+	}
 	if d.batch == "" {
 		rep, err = diagnosis.Window(ctx, pool, from, to, d.server)
 	} else {

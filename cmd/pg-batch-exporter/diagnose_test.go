@@ -63,9 +63,29 @@ func TestDiagnoseAndExecCommands(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || len(rep.Findings) == 0 || rep.Findings[0].Pattern != "insufficient_data" {
 		t.Errorf("diagnose --format json: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	for _, args := range [][]string{{"diagnose", "--batch=weekly"}, {"diagnose", "--batch=nightly", "--run=last-1"}, {"diagnose", "--batch=nightly", "--run=99"}} {
-		if code, _, errOut := runCLI(args...); code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
-			t.Errorf("%v: exit %d, stderr %q, want 2 and one line", args, code, errOut)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"diagnose", "--batch=weekly"}, `unknown batch "weekly"`},
+		{[]string{"diagnose", "--batch=nightly", "--run=last-5"}, `batch "nightly" has only 1 run,`},
+		{[]string{"diagnose", "--batch=nightly", "--run=99"}, "no batch run with run_id 99"},
+	} {
+		if code, _, errOut := runCLI(c.args...); code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want 2 and one line saying %q", c.args, code, errOut, c.want)
+		}
+	}
+}
+
+// TestDiagnoseWithoutSchema: against a database without the telemetry schema, diagnose says
+// so and how to install it, instead of PostgreSQL's error.
+func TestDiagnoseWithoutSchema(t *testing.T) {
+	t.Setenv("DATA_SOURCE_NAME", pgtest.Start(t, pgtest.Versions()[0]).NewDatabase(t))
+	for _, args := range [][]string{{"diagnose", "--batch=nightly"}, {"diagnose", "--from=2024-12-16 14:00"}} {
+		code, _, errOut := runCLI(args...)
+		if code != 2 || !strings.Contains(errOut, "the telemetry schema is not installed in this database") ||
+			!strings.Contains(errOut, "--recorder.enabled") || !strings.Contains(errOut, "install.sql") || strings.Contains(errOut, "SQLSTATE") {
+			t.Errorf("%v: exit %d, stderr %q, want 2 and the two ways to install the schema", args, code, errOut)
 		}
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/report"
+
 	pgcollectors "github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 )
 
@@ -25,10 +27,8 @@ type Options struct {
 	Logger      *slog.Logger
 	// Extra collectors served with every tier (the recorder's and batch metrics).
 	Extra []prometheus.Collector
-	// ExtraLinks are added to the landing page (the batch report).
-	ExtraLinks []web.LandingLinks
 	// Report, when the recorder is on, serves the batch report pages under /report; the
-	// landing page then links to the recent runs.
+	// landing page then links to the recent runs. Without it /report says what it needs.
 	Report http.Handler
 }
 
@@ -62,11 +62,11 @@ func Handler(r *pgcollectors.Runner, o Options) (http.Handler, error) {
 		v.ServeHTTP(w, req)
 	})
 	if o.MetricsPath != "/" {
-		links := append([]web.LandingLinks{
+		links := []web.LandingLinks{
 			{Address: o.MetricsPath, Text: "Metrics", Description: "Both tiers"},
 			{Address: o.MetricsPath + "?tier=sample", Text: "Sample tier", Description: "Sessions, waits, locks, progress, replication lag"},
 			{Address: o.MetricsPath + "?tier=snapshot", Text: "Snapshot tier", Description: "WAL, checkpoints, bgwriter, I/O, databases, slots, tables"},
-		}, o.ExtraLinks...)
+		}
 		if o.Report != nil {
 			links = append(links, web.LandingLinks{Address: "/report", Text: "Batch runs",
 				Description: "Recent runs, each diagnosed against the batch's previous normal runs, with charts"})
@@ -82,9 +82,11 @@ func Handler(r *pgcollectors.Runner, o Options) (http.Handler, error) {
 		}
 		mux.Handle("/", landing)
 	}
-	if o.Report != nil {
-		mux.Handle("/report", o.Report)
-		mux.Handle("/report/", o.Report)
+	reports := o.Report
+	if reports == nil {
+		reports = report.Disabled()
 	}
+	mux.Handle("/report", reports)
+	mux.Handle("/report/", reports)
 	return mux, nil
 }

@@ -127,6 +127,12 @@ func TestTierViewsAndLanding(t *testing.T) {
 	if code, body := scrape(t, ts.URL+"/"); code != http.StatusOK || !strings.Contains(body, "pg-batch-exporter") || !strings.Contains(body, "tier=snapshot") {
 		t.Errorf("landing page: %d", code)
 	}
+	// Without the recorder the report says what it needs, rather than a bare 404.
+	for _, path := range []string{"/report", "/report/run/1"} {
+		if code, body := scrape(t, ts.URL+path); code != http.StatusNotFound || !strings.Contains(body, "--recorder.enabled") {
+			t.Errorf("%s without the recorder: %d %q", path, code, body)
+		}
+	}
 }
 
 // TestServerDownAndBack: with the server stopped the exporter keeps serving pgbatch_up 0, then

@@ -46,6 +46,16 @@ func Handler(o Options) http.Handler {
 	return mux
 }
 
+// Disabled answers every report page where the recorder is off: the report reads what the
+// recorder wrote, so the page says how to turn it on.
+func Disabled() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := &handler{o: Options{Logger: slog.New(slog.DiscardHandler)}}
+		h.render(w, http.StatusNotFound, &page{Kind: "error", Title: "The batch report needs the recorder",
+			Error: "The batch report reads the runs and telemetry the recorder writes, and this exporter runs without it: start it with --recorder.enabled (and --recorder.dsn for a database of its own)."})
+	})
+}
+
 type handler struct{ o Options }
 
 //go:embed page.html
