@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -86,52 +87,84 @@ func (r *Runner) Trigger(t Tier) {
 	}
 }
 
+// schedule is one thing the runner does on its own clock: a tier's collection or the wait
+// sampler's reading. run gets the time the run stands for (see every).
+type schedule struct {
+	interval time.Duration
+	// jitter runs at a random instant of each interval instead of at its start: what samples
+	// session states must not lock onto jobs that fire on the second.
+	jitter  bool
+	trigger <-chan struct{}
+	run     func(ctx context.Context, span time.Duration) error
+}
+
+func (r *Runner) schedules() []schedule {
+	tier := func(t Tier) func(context.Context, time.Duration) error {
+		return func(ctx context.Context, _ time.Duration) error { _, err := r.Collect(ctx, t); return err }
+	}
+	out := []schedule{
+		// The sample tier counts sessions by state, as the wait sampler does.
+		{r.intervals[TierSample], true, r.trigger[TierSample], tier(TierSample)},
+		{r.intervals[TierSnapshot], false, r.trigger[TierSnapshot], tier(TierSnapshot)},
+	}
+	if r.waits != nil {
+		out = append(out, schedule{r.waits.interval, true, nil, func(ctx context.Context, span time.Duration) error {
+			return r.setUp(r.waits.sample(ctx, func(time.Time) time.Duration { return span }))
+		}})
+	}
+	return out
+}
+
 // Run collects both tiers and samples waits until ctx ends.
 func (r *Runner) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, t := range []Tier{TierSample, TierSnapshot} {
+	for _, s := range r.schedules() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			every(ctx, r.intervals[t], r.trigger[t], func() error {
-				_, err := r.Collect(ctx, t)
-				return err
-			})
-		}()
-	}
-	if r.waits != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			every(ctx, r.waits.interval, nil, func() error { return r.setUp(r.waits.Sample(ctx)) })
+			every(ctx, s)
 		}()
 	}
 	wg.Wait()
 }
 
-// every runs f now and then every interval; after a failure it retries sooner, with
-// exponential back-off from 1s, but never more often than once a second.
-func every(ctx context.Context, interval time.Duration, trigger <-chan struct{}, f func() error) {
+// every runs s once in each interval-long stratum of time from now on: at its start, or
+// with jitter at a uniformly random instant of it. Each run stands for its own stratum and
+// any missed since the previous successful run, at most two (an outage is not booked to
+// what is seen after it). Stratified this way a sample estimates the time spent in a state
+// without bias whatever the workload's period; weighting by the actual time since the
+// previous instant would not (a wait late in each period would count about 30% too much).
+// After a failure it retries sooner than the interval might, with exponential back-off
+// from 1s, but never more often than once a second. A trigger runs it at once.
+func every(ctx context.Context, s schedule) {
 	const minBackoff = time.Second
-	maxBackoff := max(interval, 30*time.Second)
+	maxBackoff := max(s.interval, 30*time.Second)
 	backoff := minBackoff
+	origin := time.Now()
+	stratum, lastDone := int64(0), int64(-1)
 	for {
-		wait := interval
-		if err := f(); err != nil {
-			wait = min(backoff, maxBackoff)
-			backoff = min(backoff*2, maxBackoff)
-		} else {
-			backoff = minBackoff
+		at := origin.Add(time.Duration(stratum) * s.interval)
+		if s.jitter {
+			at = at.Add(rand.N(s.interval))
 		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(time.Until(at))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
-		case <-trigger:
+		case <-s.trigger:
 			t.Stop()
 		case <-t.C:
 		}
+		next := time.Now()
+		if err := s.run(ctx, time.Duration(min(stratum-lastDone, 2))*s.interval); err != nil {
+			next = time.Now().Add(min(backoff, maxBackoff))
+			backoff = min(backoff*2, maxBackoff)
+		} else {
+			backoff, lastDone = minBackoff, stratum
+		}
+		// The first stratum that starts at or after next.
+		stratum = max(stratum+1, int64((next.Sub(origin)+s.interval-1)/s.interval))
 	}
 }
 

@@ -126,7 +126,19 @@ func (w *WaitSampler) Observe(o WaitObserver) {
 
 // Sample reads pg_stat_activity once and adds count × elapsed to each wait. The span a sample
 // stands for is capped at two intervals, so an outage is not booked to the waits seen after it.
+// (The runner samples on its own schedule, each sample standing for its stratum: see every.)
 func (w *WaitSampler) Sample(ctx context.Context) error {
+	return w.sample(ctx, func(now time.Time) time.Duration {
+		if w.last.IsZero() {
+			return w.interval
+		}
+		return min(now.Sub(w.last), 2*w.interval)
+	})
+}
+
+// sample reads pg_stat_activity once and books count × spanAt(the reading's time) to each
+// wait; spanAt is called with w.mu held.
+func (w *WaitSampler) sample(ctx context.Context, spanAt func(now time.Time) time.Duration) error {
 	start := time.Now()
 	waits, err := w.read(ctx)
 	now := time.Now()
@@ -136,10 +148,7 @@ func (w *WaitSampler) Sample(ctx context.Context) error {
 		w.mu.Unlock()
 		return err
 	}
-	span := w.interval
-	if !w.last.IsZero() {
-		span = min(now.Sub(w.last), 2*w.interval)
-	}
+	span := spanAt(now)
 	w.last = now
 	for _, s := range waits {
 		k := waitKey{s.WaitEventType, s.WaitEvent}
