@@ -32,10 +32,20 @@ func SQLBGWriter(s Server) string {
 	return `SELECT buffers_clean, maxwritten_clean, buffers_alloc, ` + backend + `, stats_reset FROM pg_stat_bgwriter`
 }
 
+// SQLClientBackendWrites reads on 17+ what buffers_backend was: the buffers client backends
+// wrote themselves. The bgwriter collector reads it itself, so the metric does not depend on
+// the io collector being on.
+const SQLClientBackendWrites = `SELECT sum(writes)::bigint FROM pg_stat_io WHERE backend_type = 'client backend'`
+
 func (bgwriterCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
 	var b BGWriter
 	if err := tx.QueryRow(ctx, SQLBGWriter(c.Server)).Scan(&b.BuffersClean, &b.MaxwrittenClean, &b.BuffersAlloc, &b.BuffersBackend, &b.BuffersBackendFsync, &b.StatsReset); err != nil {
 		return err
+	}
+	if c.Server.Major() >= 17 {
+		if err := tx.QueryRow(ctx, SQLClientBackendWrites).Scan(&b.ClientBackendWrites); err != nil {
+			return err
+		}
 	}
 	c.BGWriter = &b
 	return nil
@@ -58,25 +68,11 @@ func (bgwriterCollector) Emit(c *Collection, ch chan<- prometheus.Metric) {
 // BackendBuffersWritten is the buffers client backends wrote themselves, from wherever
 // this server version keeps the count; nil when it is not known.
 func (c *Collection) BackendBuffersWritten() *int64 {
-	if c.BGWriter != nil && c.BGWriter.BuffersBackend != nil {
-		return c.BGWriter.BuffersBackend
-	}
-	if c.Server.Major() < 17 || c.IO == nil {
+	if c.BGWriter == nil {
 		return nil
 	}
-	writes := c.IOSum("client backend", func(s IOStat) *int64 { return s.Writes })
-	return &writes
-}
-
-// IOSum adds one pg_stat_io column over all rows of a backend type (NULLs count as 0).
-func (c *Collection) IOSum(backendType string, col func(IOStat) *int64) int64 {
-	var sum int64
-	for _, s := range c.IO {
-		if s.BackendType == backendType {
-			if v := col(s); v != nil {
-				sum += *v
-			}
-		}
+	if c.BGWriter.BuffersBackend != nil {
+		return c.BGWriter.BuffersBackend
 	}
-	return sum
+	return c.BGWriter.ClientBackendWrites
 }

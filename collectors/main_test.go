@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -33,17 +34,7 @@ func newRunner(t testing.TB, dsn string, track ...string) *collectors.Runner {
 // newRunnerWith is newRunner logging to logger (nil: nowhere), with these statement settings.
 func newRunnerWith(t testing.TB, dsn string, logger *slog.Logger, statements collectors.StatementsConfig, track ...string) *collectors.Runner {
 	t.Helper()
-	o := testOptions
-	o.DSN = dsn
-	cfg, err := postgres.Config(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := postgres.NewPool(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testPool(t, dsn)
 	ccfg := collectors.Config{Statements: statements}
 	for _, name := range track {
 		n, err := collectors.ParseTableName(name)
@@ -56,6 +47,23 @@ func newRunnerWith(t testing.TB, dsn string, logger *slog.Logger, statements col
 		Pool: pool, Logger: logger, Selection: collectors.AllEnabled(), Config: ccfg,
 		SampleEvery: time.Minute, SnapshotEvery: time.Minute, WaitSampleEvery: 200 * time.Millisecond,
 	})
+}
+
+// testPool connects as the exporter would.
+func testPool(t testing.TB, dsn string) *pgxpool.Pool {
+	t.Helper()
+	o := testOptions
+	o.DSN = dsn
+	cfg, err := postgres.Config(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := postgres.NewPool(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 // collect runs one collection of a tier and fails the test if any collector failed.

@@ -104,6 +104,9 @@ type BGWriter struct {
 	BuffersBackend      *int64
 	BuffersBackendFsync *int64
 	StatsReset          *time.Time
+	// ClientBackendWrites is pg_stat_io's writes of client backends (17+), which replaced
+	// BuffersBackend; the recorder's bgw_buffers_backend keeps the seed's NULL there.
+	ClientBackendWrites *int64
 }
 
 // IOStat is one pg_stat_io row. PostgreSQL leaves a column NULL where the operation

@@ -83,3 +83,20 @@ func TestDisableDefaults(t *testing.T) {
 		t.Error("the wait sampler or sessions runs though not named")
 	}
 }
+
+// TestBackendWritesWithoutIOCollector: pgbatch_backend_buffers_written_total is the bgwriter
+// collector's on every version, also with --no-collector.io (on 17+ it comes from pg_stat_io).
+func TestBackendWritesWithoutIOCollector(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, _ *pgtest.Server, dsn string) {
+		app := kingpin.New("test", "")
+		sel := collectors.RegisterFlags(app)
+		if _, err := app.Parse([]string{"--no-collector.io"}); err != nil {
+			t.Fatal(err)
+		}
+		r := collectors.NewRunner(collectors.RunnerOptions{Pool: testPool(t, dsn), Selection: sel, SampleEvery: time.Minute, SnapshotEvery: time.Minute})
+		collect(t, r, collectors.TierSnapshot)
+		if v := value(gather(t, r, collectors.TierSnapshot), "pgbatch_backend_buffers_written_total", nil); v == nil {
+			t.Error("pgbatch_backend_buffers_written_total missing with --no-collector.io")
+		}
+	})
+}
