@@ -185,11 +185,13 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.checkReport(ctx, slow); err != nil {
 		return err
 	}
-	fmt.Fprintf(d.out, "\nDone in %s. Where to look now:\n%s", since(d.started), d.where(slow))
-
 	if d.exit {
+		// The addresses below die with the demo: say so, and how to keep them.
+		fmt.Fprintf(d.out, "\nDone in %s. With --exit (DEMO_EXIT=1) the demo now stops its PostgreSQL server and exporter and removes them,\n"+
+			"so these addresses are gone once it exits; run `make demo` without DEMO_EXIT to keep them until Ctrl-C:\n%s", since(d.started), d.where(slow))
 		return nil
 	}
+	fmt.Fprintf(d.out, "\nDone in %s. Where to look now:\n%s", since(d.started), d.where(slow))
 	fmt.Fprintf(d.out, "\nThe exporter keeps recording. Press Ctrl-C to stop and remove everything the demo started.\n")
 	select {
 	case <-ctx.Done():
