@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/units"
 )
 
 // TextMeasures is how many ranked measures the text report shows (JSON has them all).
@@ -108,25 +110,13 @@ func quantity(v *float64, unit string) string {
 	}
 	switch unit {
 	case "bytes":
-		return bytesText(*v)
+		return units.Bytes(*v)
 	case "seconds":
-		return fmt.Sprintf("%.1f s", *v)
+		return fmt.Sprintf("%.1f s", *v) // one unit down a column of seconds
 	case "buffers":
 		return fmt.Sprintf("%.0f buffers", *v)
 	}
 	return fmt.Sprintf("%.0f", *v)
-}
-
-func bytesText(b float64) string {
-	units := []string{"B", "KB", "MB", "GB", "TB"}
-	i := 0
-	for ; b >= 1024 && i < len(units)-1; i++ {
-		b /= 1024
-	}
-	if i == 0 {
-		return fmt.Sprintf("%.0f B", b)
-	}
-	return fmt.Sprintf("%.2f %s", b, units[i])
 }
 
 func optional(v *float64, format string) string {

@@ -6,6 +6,8 @@ import (
 	"html/template"
 	"math"
 	"strings"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/units"
 )
 
 // chart is a line chart over a window, drawn as inline SVG (no script, no external asset).
@@ -137,47 +139,13 @@ func niceStep(max float64, n int, unit string) float64 {
 func formatValue(v float64, unit string) string {
 	switch unit {
 	case "bytes":
-		return formatBytes(v)
+		return units.Bytes(v)
 	case "sessions":
-		return trimZeros(fmt.Sprintf("%.2f", v))
+		return units.TrimZeros(fmt.Sprintf("%.2f", v))
 	case "seconds":
-		return formatSeconds(v)
+		return units.Seconds(v)
 	}
-	return trimZeros(fmt.Sprintf("%.1f", v))
-}
-
-func trimZeros(s string) string {
-	if strings.Contains(s, ".") {
-		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	}
-	return s
-}
-
-func formatBytes(v float64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	i := 0
-	for ; math.Abs(v) >= 1024 && i < len(units)-1; i++ {
-		v /= 1024
-	}
-	if i == 0 {
-		return fmt.Sprintf("%.0f B", v)
-	}
-	return trimZeros(fmt.Sprintf("%.1f", v)) + " " + units[i]
-}
-
-// formatSeconds shows a duration the way people read one: 850 ms, 12.3 s, 4m05s, 1h02m.
-func formatSeconds(s float64) string {
-	switch a := math.Abs(s); {
-	case a == 0:
-		return "0 s"
-	case a < 1:
-		return fmt.Sprintf("%.0f ms", s*1000)
-	case a < 60:
-		return trimZeros(fmt.Sprintf("%.1f", s)) + " s"
-	case a < 3600:
-		return fmt.Sprintf("%dm%02ds", int(s)/60, int(math.Round(s))%60)
-	}
-	return fmt.Sprintf("%dh%02dm", int(s)/3600, int(s)%3600/60)
+	return units.TrimZeros(fmt.Sprintf("%.1f", v))
 }
 
 // formatOffset labels the time axis: seconds from the window's start.
@@ -186,7 +154,7 @@ func formatOffset(t float64) string {
 		return "0"
 	}
 	if math.Abs(t) < 60 {
-		return trimZeros(fmt.Sprintf("%+.1f", t)) + "s"
+		return units.TrimZeros(fmt.Sprintf("%+.1f", t)) + "s"
 	}
-	return "+" + formatSeconds(t)
+	return "+" + units.Seconds(t)
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/units"
 )
 
 const none = "–"
@@ -62,7 +64,7 @@ func formatCell(v any) string {
 
 // formatNumber groups thousands with a thin space and keeps up to two decimals.
 func formatNumber(f float64) string {
-	s := trimZeros(strconv.FormatFloat(f, 'f', 2, 64))
+	s := units.TrimZeros(strconv.FormatFloat(f, 'f', 2, 64))
 	intPart, frac, _ := strings.Cut(s, ".")
 	neg := strings.HasPrefix(intPart, "-")
 	intPart = strings.TrimPrefix(intPart, "-")
@@ -165,7 +167,7 @@ func formatCompare(v any, col string) string {
 	}
 	switch compareUnit(col) {
 	case "ms":
-		return formatSeconds(f / 1000)
+		return units.Milliseconds(f)
 	case "seconds", "bytes":
 		return formatValue(f, compareUnit(col))
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/units"
 )
 
 // Options configure the report pages.
@@ -67,7 +68,7 @@ var pageTemplate = template.Must(template.New("page.html").Funcs(template.FuncMa
 	"numeric":  isNumeric,
 	"measure":  formatMeasure,
 	"signed":   formatSigned,
-	"seconds":  formatSeconds,
+	"seconds":  units.Seconds,
 	"short":    shortText,
 	"severity": strings.ToUpper,
 }).ParseFS(files, "page.html"))
