@@ -244,8 +244,8 @@ func TestTracker(t *testing.T) {
 				t.Fatal(err)
 			}
 			var triggers triggerCount
-			tr := NewTracker(Options{Rules: rules, QuietPeriod: 400 * time.Millisecond, Runs: pool,
-				RefreshEvery: 100 * time.Millisecond, Recorder: pool, Trigger: triggers.add})
+			tr := NewTracker(Options{Rules: rules, QuietPeriod: 400 * time.Millisecond, RunsDB: pool,
+				RefreshEvery: 100 * time.Millisecond, RecorderDB: pool, Trigger: triggers.add})
 			follow(ctx, tr, pool)
 
 			if !is(metric(t, tr, "pgbatch_batch_running", "nightly"), 0) {
@@ -329,7 +329,7 @@ func TestTrackerMarkerSessions(t *testing.T) {
 	defer cancel()
 	pgtest.MustExec(t, pgtest.Connect(t, dsn, ""), `CREATE EXTENSION pg_stat_statements`)
 	var triggers triggerCount
-	tr := NewTracker(Options{QuietPeriod: time.Second, Runs: pool, RefreshEvery: 100 * time.Millisecond, Trigger: triggers.add})
+	tr := NewTracker(Options{QuietPeriod: time.Second, RunsDB: pool, RefreshEvery: 100 * time.Millisecond, Trigger: triggers.add})
 	follow(ctx, tr, pool)
 	sleepSeconds := func() float64 {
 		v := metric(t, tr, "pgbatch_batch_wait_event_seconds_total", "monthly", "PgSleep", "Timeout")

@@ -40,12 +40,12 @@ type Options struct {
 	Rules []Rule
 	// QuietPeriod ends a detected run: no matching session active for this long.
 	QuietPeriod time.Duration
-	// Runs reads telemetry.batch_runs (nil: runs are only detected).
-	Runs *pgxpool.Pool
+	// RunsDB is the database whose telemetry.batch_runs is read: markers and exec runs (nil: runs are only detected).
+	RunsDB *pgxpool.Pool
 	// RefreshEvery is how often the open and finished runs are read.
 	RefreshEvery time.Duration
-	// Recorder writes detected runs into telemetry.batch_runs (nil: they stay in memory).
-	Recorder *pgxpool.Pool
+	// RecorderDB is the recorder's database, where detected runs are written into telemetry.batch_runs (nil: they stay in memory).
+	RecorderDB *pgxpool.Pool
 	// Trigger asks for a collection now (runner.Trigger): the sample tier at every wait sample
 	// while a run is in progress, a snapshot at a detected run's boundaries, so that a short
 	// run is seen sharply and the exporter stays cheap between runs.
@@ -221,7 +221,7 @@ func (s *state) running() bool { return s.detecting || s.openRecorded > 0 }
 
 // record queues a detected boundary for Run to write; it never blocks the sampler.
 func (t *Tracker) record(e event) {
-	if t.o.Recorder == nil {
+	if t.o.RecorderDB == nil {
 		return
 	}
 	select {
@@ -238,7 +238,7 @@ const retryEvery = 5 * time.Second
 // be written because the database is unreachable or not migrated yet is retried, in order.
 func (t *Tracker) Run(ctx context.Context) {
 	var tick <-chan time.Time
-	if t.o.Runs != nil {
+	if t.o.RunsDB != nil {
 		ticker := time.NewTicker(t.o.RefreshEvery)
 		defer ticker.Stop()
 		tick = ticker.C
@@ -297,14 +297,14 @@ func retriable(err error) bool {
 }
 
 func (t *Tracker) write(ctx context.Context, e event) error {
-	if ready, err := t.schemaReady(ctx, t.o.Recorder); err != nil || !ready {
+	if ready, err := t.schemaReady(ctx, t.o.RecorderDB); err != nil || !ready {
 		return cmp.Or(err, errNotMigrated)
 	}
 	sql := `SELECT telemetry.batch_end($1, 'ended', NULL, $2)`
 	if e.begin {
 		sql = `SELECT telemetry.batch_begin($1, 'detected', $2)`
 	}
-	_, err := t.o.Recorder.Exec(ctx, sql, e.batch, e.at)
+	_, err := t.o.RecorderDB.Exec(ctx, sql, e.batch, e.at)
 	return err
 }
 
@@ -346,14 +346,14 @@ const countWindow = 10 * time.Minute
 // Refresh reads the recorded runs: the open ones make their batch running, the newly
 // finished ones count. Where the schema is not installed there is nothing to read.
 func (t *Tracker) Refresh(ctx context.Context) error {
-	if ready, err := t.schemaReady(ctx, t.o.Runs); err != nil || !ready {
+	if ready, err := t.schemaReady(ctx, t.o.RunsDB); err != nil || !ready {
 		return err
 	}
 	since := time.Now().Add(-countWindow)
 	if since.Before(t.start) {
 		since = t.start
 	}
-	rows, _ := t.o.Runs.Query(ctx, SQLRecordedRuns, since)
+	rows, _ := t.o.RunsDB.Query(ctx, SQLRecordedRuns, since)
 	type run struct {
 		id             int64
 		batch          string

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 )
@@ -26,7 +28,8 @@ func setupWorkload(t *testing.T, dsn string) {
 	slot := fmt.Sprintf("golden_%d", time.Now().UnixNano())
 	pgtest.MustExec(t, conn, `SELECT pg_create_physical_replication_slot($1, true)`, slot)
 	t.Cleanup(func() {
-		c, err := connectQuiet(dsn)
+		// The test may have failed already: no t.Fatal in its cleanup.
+		c, err := pgx.Connect(context.Background(), dsn)
 		if err == nil {
 			_, _ = c.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, slot)
 			c.Close(context.Background())

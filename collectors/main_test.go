@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -79,10 +78,6 @@ func collect(t testing.TB, r *collectors.Runner, tier collectors.Tier) *collecto
 		}
 	}
 	return c
-}
-
-func connectQuiet(dsn string) (*pgx.Conn, error) {
-	return pgx.Connect(context.Background(), dsn)
 }
 
 // gather scrapes the runner's metrics as Prometheus would.

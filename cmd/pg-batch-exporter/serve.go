@@ -117,15 +117,15 @@ func (s *serveCommand) batchRules() ([]batch.Rule, error) {
 // monitored database when its schema is there. Detected runs are recorded with the recorder.
 func (s *serveCommand) startBatches(ctx context.Context, rules []batch.Rule, pool *pgxpool.Pool, runner *collectors.Runner, logger *slog.Logger) (*batch.Tracker, error) {
 	// Runs begun by markers are read often enough to sample a short run at the sampler's pace.
-	o := batch.Options{Rules: rules, QuietPeriod: s.quietPeriod, Runs: pool, RefreshEvery: min(s.sampleEvery, 2*time.Second),
+	o := batch.Options{Rules: rules, QuietPeriod: s.quietPeriod, RunsDB: pool, RefreshEvery: min(s.sampleEvery, 2*time.Second),
 		Trigger: runner.Trigger, Logger: logger.With("component", "batch")}
 	if s.recorder.enabled {
 		po := s.recorderOptions(false, 1, "batch")
 		var err error
-		if o.Runs, err = s.recorderPool(ctx, po); err != nil {
+		if o.RunsDB, err = s.recorderPool(ctx, po); err != nil {
 			return nil, err
 		}
-		o.Recorder = o.Runs
+		o.RecorderDB = o.RunsDB
 	}
 	t := batch.NewTracker(o)
 	if w := runner.Waits(); w != nil {
