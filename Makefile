@@ -10,7 +10,8 @@
 #                  stops it (make demo DEMO_EXIT=1: run through and exit)
 #   make test-demo     the demo with DEMO_EXIT=1, twice in a row (make test runs it)
 #   make test-browser  the report page in a headless chromium (part of go test ./...)
-#   make bench     benchmarks
+#   make bench     one table: collection and scrape cost at 10-10,000 tracked tables, RSS
+#                  (a short run of it is part of make test: exporter.TestBenchTable)
 #   make bench-recorder  the recorder's storage per day and analysis timings over 7 days
 #                  of generated data (about a minute; recorder.TestMeasureStorageAndTimings)
 #   make clean-pg  kill PostgreSQL test servers left by killed test runs
@@ -61,7 +62,8 @@ test-e2e: deps
 	$(GO) test -count=1 -timeout 10m $(TESTFLAGS) ./e2e/
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	set -o pipefail; PGBATCH_BENCH=full $(GO) test -count=1 -v -timeout 30m -run '^TestBenchTable$$' ./internal/exporter/ | grep '^|\|^Postgre'
+
 
 bench-recorder:
 	PGBATCH_MEASURE_RECORDER=1 $(GO) test -count=1 -v -timeout 20m -run '^TestMeasureStorageAndTimings$$' ./recorder

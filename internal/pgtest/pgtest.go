@@ -375,13 +375,16 @@ func MustExec(t testing.TB, c *pgx.Conn, sql string, args ...any) {
 	}
 }
 
-// CreateTables creates n small tables public.t00000 ... (ten rows each) in one round trip and
-// returns their names, for tests and benchmarks of many tracked tables.
+// CreateTables creates n small tables public.t00000 ... (ten rows each), 500 a transaction
+// (each holds a lock until commit), and returns their names, for tests and benchmarks of
+// many tracked tables.
 func CreateTables(t testing.TB, c *pgx.Conn, n int) []string {
 	t.Helper()
-	MustExec(t, c, fmt.Sprintf(`DO $$ BEGIN FOR i IN 0..%d LOOP
+	for from := 0; from < n; from += 500 {
+		MustExec(t, c, fmt.Sprintf(`DO $$ BEGIN FOR i IN %d..%d LOOP
 		EXECUTE format('CREATE TABLE public.t%%1$s (id int PRIMARY KEY, v text); INSERT INTO public.t%%1$s SELECT g, ''x'' FROM generate_series(1, 10) g', lpad(i::text, 5, '0'));
-	END LOOP; END $$`, n-1))
+	END LOOP; END $$`, from, min(from+500, n)-1))
+	}
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("public.t%05d", i)

@@ -1,0 +1,124 @@
+package exporter_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+)
+
+// TestBenchTable prints the `make bench` table: collection cost per tier and scrape cost at
+// several numbers of tracked tables, and peak RSS. PGBATCH_BENCH=full (make bench) measures
+// 10 to 10,000 tracked tables; otherwise (make test) a short run at 10 and 100 keeps it from
+// rotting. CPU is measured as this process's user+system time (getrusage), which survives a
+// loaded machine better than wall time; it includes the HTTP client, so it bounds the
+// exporter's from above.
+func TestBenchTable(t *testing.T) {
+	sizes, collections, scrapes := []int{10, 100}, 3, 50
+	if os.Getenv("PGBATCH_BENCH") == "full" {
+		sizes, collections, scrapes = []int{10, 100, 1000, 10000}, 10, 500
+	}
+	srv := pgtest.Start(t, pgtest.Versions()[len(pgtest.Versions())-1])
+	var rows [][]string
+	for _, n := range sizes {
+		dsn := srv.NewDatabase(t)
+		track := pgtest.CreateTables(t, pgtest.Connect(t, dsn, ""), n)
+		ts, r, _ := startExporterTracking(t, dsn, time.Hour, track...)
+		row := []string{fmt.Sprint(n)}
+		for _, tier := range []collectors.Tier{collectors.TierSample, collectors.TierSnapshot} {
+			var took []time.Duration
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
+			for range collections {
+				start := time.Now()
+				if _, err := r.Collect(context.Background(), tier); err != nil {
+					t.Fatal(err)
+				}
+				took = append(took, time.Since(start))
+			}
+			runtime.ReadMemStats(&ms1)
+			row = append(row, fmt.Sprintf("%s / %s", quantile(took, 0.5), quantile(took, 0.99)),
+				fmt.Sprintf("%.1f", float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(collections)/(1<<20)))
+		}
+		series, p50, p99, cpu := measureScrapes(t, ts, scrapes)
+		rows = append(rows, append(row, fmt.Sprint(series), p50.String(), p99.String(), cpu.String(), peakRSS()))
+		ts.Close()
+	}
+	w := bufio.NewWriter(os.Stdout)
+	fmt.Fprintf(w, "\nPostgreSQL %d, %d cores, GOMAXPROCS %d; %d collections and %d scrapes of /metrics (keep-alive, gzip) per size\n",
+		pgtest.Versions()[len(pgtest.Versions())-1], runtime.NumCPU(), runtime.GOMAXPROCS(0), collections, scrapes)
+	fmt.Fprintln(w, "| tracked tables | sample tier p50 / p99 | MiB alloc | snapshot tier p50 / p99 | MiB alloc | series | scrape p50 | scrape p99 | CPU per scrape | peak RSS (test process) |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, row := range rows {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+	}
+	fmt.Fprintln(w, "| pgbench TPS overhead, sampler cost, statements, fidelity vs pg_wait_sampling, recorder vs SQL mode | not measured by make bench yet (see docs/performance.md) |")
+	w.Flush()
+}
+
+// measureScrapes scrapes the whole /metrics view as Prometheus does (keep-alive, gzip): series
+// in it, latency quantiles, CPU per scrape. The client leaves the body compressed, so the CPU
+// measured is the exporter's and the HTTP round trip's, not the decompression Prometheus pays.
+func measureScrapes(t *testing.T, ts *httptest.Server, n int) (series int, p50, p99, cpu time.Duration) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	get := func(encoding string) string {
+		req, _ := http.NewRequest("GET", ts.URL+"/metrics", nil)
+		req.Header.Set("Accept-Encoding", encoding)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	for _, line := range strings.Split(get("identity"), "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") {
+			series++
+		}
+	}
+	var took []time.Duration
+	cpu0 := cpuTime()
+	for range n {
+		start := time.Now()
+		get("gzip")
+		took = append(took, time.Since(start))
+	}
+	return series, quantile(took, 0.5), quantile(took, 0.99), (cpuTime() - cpu0) / time.Duration(n)
+}
+
+func quantile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))].Round(10 * time.Microsecond)
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// peakRSS is the process's VmHWM.
+func peakRSS() string {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
