@@ -5,6 +5,8 @@
 --   * every row carries the server it came from (appended column "server");
 --   * activity, progress and lock samples keep their database name (appended "datname").
 -- Every migration must be re-runnable: install.sql applies the missing ones the same way.
+-- A function that writes has EXECUTE revoked from PUBLIC right after its definition
+-- (docs/roles.sql grants it to telemetry_writer; TestReaderCannotWrite finds them all).
 
 CREATE TABLE IF NOT EXISTS telemetry.servers (
     server            text PRIMARY KEY,
@@ -260,6 +262,7 @@ BEGIN
     END LOOP;
 END
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry._ensure_partitions(timestamptz) FROM PUBLIC;
 
 -- _drop_partitions_before drops the day partitions that end at or before p_cutoff, children
 -- first, and returns how many days went. Dropping costs the same at any data size.
@@ -285,6 +288,7 @@ BEGIN
     RETURN v_days;
 END
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry._drop_partitions_before(timestamptz) FROM PUBLIC;
 
 -- _note_server records that a server was seen (the analysis functions' list of servers).
 CREATE OR REPLACE FUNCTION telemetry._note_server(p_server text, p_system_identifier text, p_pg_version integer, p_at timestamptz)
@@ -294,3 +298,4 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     ON CONFLICT (server) DO UPDATE SET system_identifier = excluded.system_identifier,
         pg_version = excluded.pg_version, last_seen = greatest(telemetry.servers.last_seen, excluded.last_seen)
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry._note_server(text, text, integer, timestamptz) FROM PUBLIC;

@@ -72,6 +72,7 @@ BEGIN
     RETURN format('Now tracking %s.%s', p_schema, p_table);
 END
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry.track_table(text, text) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION telemetry.untrack_table(p_table text, p_schema text DEFAULT 'public')
 RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -83,6 +84,7 @@ BEGIN
     RETURN format('Table %s.%s was not being tracked', p_schema, p_table);
 END
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry.untrack_table(text, text) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION telemetry.list_tracked_tables()
 RETURNS TABLE (schemaname text, relname text, added_at timestamptz)
@@ -95,6 +97,7 @@ CREATE OR REPLACE FUNCTION telemetry.request_snapshot()
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_notify('telemetry_request_snapshot', '')
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry.request_snapshot() FROM PUBLIC;
 
 -- _snapshot_diff is one snapshot against an earlier one: the delta columns that compare()
 -- and the deltas view share.
@@ -311,6 +314,7 @@ BEGIN
     RETURN NEXT;
 END
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry.cleanup(interval) FROM PUBLIC;
 
 CREATE OR REPLACE VIEW telemetry.deltas AS
 SELECT e.id, e.captured_at, e.pg_version, d.elapsed_seconds AS interval_seconds, d.checkpoint_occurred,

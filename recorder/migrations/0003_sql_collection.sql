@@ -70,6 +70,7 @@ BEGIN
     RETURN v_at;
 END
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry.snapshot() FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION telemetry.sample()
 RETURNS timestamptz LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -106,3 +107,4 @@ BEGIN
     RETURN v_at;
 END
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry.sample() FROM PUBLIC;

@@ -65,6 +65,7 @@ BEGIN
     RETURN v_closed;
 END
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry.close_abandoned_runs() FROM PUBLIC;
 
 -- _boundary_snapshot takes the snapshot at a batch's boundary: the Go recorder takes it when
 -- asked (request_snapshot); where none listens (pg_cron mode) it is taken here. Reading the
@@ -75,6 +76,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT FROM pg_stat_activity
                    WHERE datname = current_database() AND query = 'LISTEN telemetry_request_snapshot')
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry._recorder_listening() FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION telemetry._boundary_snapshot() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -89,6 +91,7 @@ BEGIN
     END IF;
 END
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry._boundary_snapshot() FROM PUBLIC;
 
 -- batch_begin opens a run and takes a snapshot, so that the run's window starts on a
 -- snapshot of its own. Returns the run's id.
@@ -116,6 +119,7 @@ BEGIN
     RETURN v_run;
 END
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry.batch_begin(text, text, timestamptz, text) FROM PUBLIC;
 
 -- batch_end closes the batch's open run with a status (succeeded, failed, cancelled, ended)
 -- and takes a snapshot. Without an open run it warns and returns NULL: a lost begin
@@ -145,6 +149,7 @@ BEGIN
     RETURN v_run;
 END
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry.batch_end(text, text, integer, timestamptz) FROM PUBLIC;
 
 -- _run_snapshot_start is where a run's start snapshot is looked for (the latest at or before):
 -- the snapshot batch_begin asked for lands shortly after the begin.

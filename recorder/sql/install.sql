@@ -19,7 +19,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0001_sc
 \if :apply
 BEGIN;
 \ir ../migrations/0001_schema.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0001_schema.sql', '1a19bccebb7f659916c4436c8159bd9067104949f8d6a8b45bc0f9ca48bc3849')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0001_schema.sql', '9c449006c6e52d0ab9d722c0c296d6b02c415cdeb6ccd7ff8a070a73fcdde128')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -27,7 +27,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0002_ap
 \if :apply
 BEGIN;
 \ir ../migrations/0002_api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0002_api.sql', '602a3d9f0f6ddbf1b6b0cfc43ce57e184a286b183174d6a50b11a700e5dbdaa3')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0002_api.sql', '0a612f7866a1727e37b73322f4e07557c9f5da68716c3b9c8a6237bbb996550d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -35,7 +35,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0003_sq
 \if :apply
 BEGIN;
 \ir ../migrations/0003_sql_collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0003_sql_collection.sql', '81966b3314aa6075304bc6f68a1057f3d36a562becfa4dfef0b831cacf29534c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0003_sql_collection.sql', 'c598c334f0aa443949444bc43d908bef2b929b0b7acd6b8643df93d0b13edab7')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -43,7 +43,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0050_ba
 \if :apply
 BEGIN;
 \ir ../migrations/0050_batch_runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0050_batch_runs.sql', 'faa97f5d5501f889540e198364e7f32796ac7818713355195353db4c4efacd8c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0050_batch_runs.sql', 'ae48cdd9f6d312931508d351487036958a1bb66cd58051cacd076b2fdc3ea1cb')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -1,0 +1,54 @@
+-- The telemetry schema's roles (docs/security.md): run with psql as a superuser (or a role
+-- with CREATEROLE that owns the schema) in the recorder's database, after the schema is
+-- installed (the exporter's first start with --recorder.enabled, or sql/install.sql), and
+-- again after an upgrade that brings new migrations. Re-running it is safe.
+--
+--   telemetry_writer  records: the exporter's recorder, batch markers (batch_begin and
+--                     batch_end), pg-batch-exporter exec, track_table, cleanup. Every
+--                     function that writes has EXECUTE revoked from PUBLIC; this role has it.
+--   telemetry_reader  reads: Grafana, analysts. USAGE on the schema, SELECT on its tables and
+--                     views, and the read functions (compare, table_compare, wait_summary,
+--                     client_wait_summary, diagnose, diagnose_run, list_tracked_tables, ...),
+--                     which PUBLIC may execute. It cannot write, create or drop anything.
+--
+-- Then give them to login roles, e.g.:
+--   CREATE ROLE pgbatch LOGIN PASSWORD '...'; GRANT pg_monitor, telemetry_writer TO pgbatch;
+--   CREATE ROLE grafana LOGIN PASSWORD '...'; GRANT telemetry_reader TO grafana;
+\set ON_ERROR_STOP on
+SET search_path = pg_catalog, pg_temp;
+
+DO $$
+DECLARE
+    v_role text;
+BEGIN
+    FOREACH v_role IN ARRAY ARRAY['telemetry_writer', 'telemetry_reader'] LOOP
+        IF to_regrole(v_role) IS NULL THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL; -- created meanwhile by another session running this file
+            END;
+        END IF;
+    END LOOP;
+END
+$$;
+
+GRANT USAGE ON SCHEMA telemetry TO telemetry_writer, telemetry_reader;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA telemetry TO telemetry_writer;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA telemetry TO telemetry_writer;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA telemetry TO telemetry_writer;
+
+GRANT SELECT ON ALL TABLES IN SCHEMA telemetry TO telemetry_reader;
+
+-- Tables and functions that later migrations create, as the schema's owner, get the same.
+DO $$
+DECLARE
+    v_owner text := (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'telemetry');
+BEGIN
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %s IN SCHEMA telemetry GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO telemetry_writer', v_owner);
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %s IN SCHEMA telemetry GRANT USAGE ON SEQUENCES TO telemetry_writer', v_owner);
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %s IN SCHEMA telemetry GRANT EXECUTE ON FUNCTIONS TO telemetry_writer', v_owner);
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %s IN SCHEMA telemetry GRANT SELECT ON TABLES TO telemetry_reader', v_owner);
+END
+$$;
