@@ -39,6 +39,9 @@ type Options struct {
 	Logger  *slog.Logger
 	// RetryEvery is the pause after a failed write or lost connection (default 1s).
 	RetryEvery time.Duration
+	// RequestMinInterval is the least time between two requested snapshots: requests
+	// within it are coalesced into one snapshot when it ends. 0: no limit.
+	RequestMinInterval time.Duration
 }
 
 // Recorder writes collections in order, one transaction each.
@@ -56,6 +59,9 @@ type Recorder struct {
 	written  *prometheus.CounterVec
 	dropped  *prometheus.CounterVec
 	buffered prometheus.GaugeFunc
+
+	requests       requestLimiter
+	ignoredRequest *prometheus.CounterVec
 }
 
 // New builds a recorder; Consume feeds it and Run writes.
@@ -67,6 +73,14 @@ func New(o Options) *Recorder {
 		o.RetryEvery = time.Second
 	}
 	r := &Recorder{o: o, wake: make(chan struct{}, 1), partitioned: map[string]bool{}}
+	r.requests = requestLimiter{interval: o.RequestMinInterval, snapshot: r.requestedSnapshot}
+	r.ignoredRequest = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_snapshot_requests_ignored_total",
+		Help: "Snapshot requests that drove no snapshot of their own: rate_limited (within --recorder.request-min-interval of the previous requested snapshot; " +
+			"one snapshot is taken when the interval ends), unauthorized (a notification on " + SnapshotChannel + " with no request of telemetry.request_snapshot() behind it)."},
+		[]string{"reason"})
+	for _, reason := range []string{ignoredRateLimited, ignoredUnauthorized} {
+		r.ignoredRequest.WithLabelValues(reason)
+	}
 	r.written = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_rows_written_total",
 		Help: "Rows the recorder wrote, by table."}, []string{"table"})
 	r.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_rows_dropped_total",
@@ -90,7 +104,7 @@ func New(o Options) *Recorder {
 
 // Metrics are the recorder's own metrics.
 func (r *Recorder) Metrics() []prometheus.Collector {
-	return []prometheus.Collector{r.written, r.dropped, r.buffered}
+	return []prometheus.Collector{r.written, r.dropped, r.buffered, r.ignoredRequest}
 }
 
 // Consume queues a collection (a collectors.Consumer). It never blocks on the database.
@@ -318,7 +332,8 @@ func (r *Recorder) listen(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// A LISTENing connection must not go back to the pool.
+	// A LISTENing connection must not go back to the pool. It runs nothing else: its last
+	// query tells telemetry._recorder_listening() that a recorder listens.
 	conn := pooled.Hijack()
 	defer conn.Close(context.WithoutCancel(ctx))
 	if _, err := conn.Exec(ctx, "LISTEN "+SnapshotChannel); err != nil {
@@ -328,11 +343,72 @@ func (r *Recorder) listen(ctx context.Context) error {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return err
 		}
-		r.mu.Lock()
-		r.statements.fullNext = true // a batch's boundary: every statement, for exact deltas
-		r.mu.Unlock()
-		if r.o.Trigger != nil {
-			r.o.Trigger(collectors.TierSnapshot)
+		// Anyone may notify; only telemetry.request_snapshot() (writers alone) leaves a request.
+		// One request per notification: however they interleave, bare notifications never
+		// drive more snapshots than there were requests.
+		tag, err := r.o.Pool.Exec(ctx, `DELETE FROM telemetry.snapshot_requests WHERE ctid =
+			(SELECT ctid FROM telemetry.snapshot_requests ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED)`)
+		if err != nil {
+			return fmt.Errorf("reading snapshot requests: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			r.ignoredRequest.WithLabelValues(ignoredUnauthorized).Inc()
+			continue
+		}
+		if !r.requests.admit() {
+			r.ignoredRequest.WithLabelValues(ignoredRateLimited).Inc()
 		}
 	}
+}
+
+// Reasons a snapshot request is ignored (recorder_snapshot_requests_ignored_total).
+const (
+	ignoredRateLimited  = "rate_limited"
+	ignoredUnauthorized = "unauthorized"
+)
+
+// requestedSnapshot asks the runner for a snapshot at a batch's boundary.
+func (r *Recorder) requestedSnapshot() {
+	r.mu.Lock()
+	r.statements.fullNext = true // a batch's boundary: every statement, for exact deltas
+	r.mu.Unlock()
+	if r.o.Trigger != nil {
+		r.o.Trigger(collectors.TierSnapshot)
+	}
+}
+
+// requestLimiter takes at most one requested snapshot per interval: a request within the
+// interval of the previous snapshot is deferred to the interval's end, and those arriving
+// meanwhile join it, so a batch's boundary always gets a snapshot, at most interval late.
+type requestLimiter struct {
+	interval time.Duration
+	snapshot func()
+
+	mu       sync.Mutex
+	last     time.Time // of the latest requested snapshot
+	deferred bool      // one is scheduled at last+interval
+}
+
+// admit takes a request and says whether it drives a snapshot of its own (now, or deferred
+// to the end of the interval).
+func (l *requestLimiter) admit() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.deferred {
+		return false
+	}
+	now := time.Now()
+	if wait := l.last.Add(l.interval).Sub(now); !l.last.IsZero() && wait > 0 {
+		l.deferred = true
+		time.AfterFunc(wait, func() {
+			l.mu.Lock()
+			l.deferred, l.last = false, time.Now()
+			l.mu.Unlock()
+			l.snapshot()
+		})
+		return true
+	}
+	l.last = now
+	l.snapshot()
+	return true
 }

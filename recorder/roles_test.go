@@ -35,11 +35,15 @@ WITH RECURSIVE fn AS (
 )
 SELECT DISTINCT oid::regprocedure::text AS fn, proname::text AS name FROM writes ORDER BY 1`
 
-// grantRole creates a login role for this test's database, member of group.
+// grantRole creates a login role for this test's database, member of group ("": of none).
 func grantRole(t *testing.T, srv *pgtest.Server, dsn, kind, group string) string {
 	t.Helper()
 	role := kind + "_" + strings.TrimPrefix(mustParseURL(t, dsn).Path, "/")
-	srv.Exec(t, dsn, fmt.Sprintf(`CREATE ROLE %[1]s LOGIN; GRANT %[2]s TO %[1]s`, role, group))
+	sql := fmt.Sprintf(`CREATE ROLE %s LOGIN`, role)
+	if group != "" {
+		sql += fmt.Sprintf(`; GRANT %s TO %s`, group, role)
+	}
+	srv.Exec(t, dsn, sql)
 	t.Cleanup(func() { srv.Exec(t, dsn, fmt.Sprintf(`DROP OWNED BY %[1]s; DROP ROLE %[1]s`, role)) })
 	return role
 }

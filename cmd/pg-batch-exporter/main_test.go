@@ -84,6 +84,8 @@ func TestBadInputIsAClearErrorWithStatus2(t *testing.T) {
 		{[]string{"--collector.tables.track=\"unterminated"}, "unterminated"},
 		{[]string{"--tier.snapshot-interval=0s"}, "at least 100ms"},
 		{[]string{"--postgres.dsn=postgres://u:pw-secret@h:port/db"}, "invalid port"},
+		{[]string{"--recorder.enabled", "--recorder.request-min-interval=-1s"}, "--recorder.request-min-interval must not be negative, got -1s"},
+		{[]string{"--recorder.enabled", "--recorder.request-min-interval=often"}, "recorder.request-min-interval"},
 	} {
 		code, out, errOut := runCLI(c.args...)
 		if code != 2 || !strings.Contains(errOut, c.want) {

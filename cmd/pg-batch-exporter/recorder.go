@@ -21,6 +21,8 @@ type recorderFlags struct {
 	retention  string
 	buffer     int
 	serverName string
+	// requestMinInterval spaces the snapshots telemetry.request_snapshot() asks for.
+	requestMinInterval time.Duration
 }
 
 func addRecorderFlags(cmd collectors.FlagAdder) *recorderFlags {
@@ -30,6 +32,7 @@ func addRecorderFlags(cmd collectors.FlagAdder) *recorderFlags {
 	cmd.Flag("recorder.retention", "How long recorded data is kept, e.g. 7d, 36h (whole days are dropped once older).").Default("7d").StringVar(&f.retention)
 	cmd.Flag("recorder.buffer", "Rows held in memory while the recorder's database cannot be written; beyond, the oldest collections are dropped.").Default("100000").IntVar(&f.buffer)
 	cmd.Flag("recorder.server-name", "Names the monitored server in every recorded row. Default: its system identifier (give standbys recorded beside their primary a name of their own).").StringVar(&f.serverName)
+	addDuration(cmd, "recorder.request-min-interval", "Least time between two snapshots asked for by telemetry.request_snapshot(): requests within it are coalesced into one snapshot when it ends (0: no limit).", "5s", &f.requestMinInterval)
 	return f
 }
 
@@ -53,6 +56,9 @@ func (f *recorderFlags) validate() error {
 	}
 	if f.buffer < 1 {
 		return fmt.Errorf("--recorder.buffer must be at least 1, got %d", f.buffer)
+	}
+	if f.requestMinInterval < 0 {
+		return fmt.Errorf("--recorder.request-min-interval must not be negative, got %s", f.requestMinInterval)
 	}
 	return nil
 }
@@ -84,7 +90,7 @@ func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *coll
 	}
 	log := logger.With("component", "recorder")
 	rec := recorder.New(recorder.Options{Pool: pool, ServerName: f.serverName, Retention: retention,
-		BufferRows: f.buffer, Trigger: runner.Trigger, Logger: log})
+		BufferRows: f.buffer, Trigger: runner.Trigger, Logger: log, RequestMinInterval: f.requestMinInterval})
 	runner.Subscribe(rec.Consume)
 	log.Info("recording", "to", postgres.Describe(cfg), "retention", f.retention)
 	go func() {

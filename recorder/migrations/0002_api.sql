@@ -92,10 +92,25 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT t.schemaname, t.relname, t.added_at FROM telemetry.tracked_tables t ORDER BY 1, 2
 $$;
 
+-- Snapshot requests. Any role that can connect may notify any channel, so the recorder
+-- takes a requested snapshot only when it finds (and consumes) a row here, which only
+-- request_snapshot, closed to PUBLIC, inserts.
+CREATE TABLE IF NOT EXISTS telemetry.snapshot_requests (
+    requested_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    requested_by name NOT NULL DEFAULT session_user
+);
+
 -- request_snapshot asks the recorder (LISTENing on this channel) for a snapshot now.
+-- SECURITY DEFINER: a writer needs no privilege on snapshot_requests.
 CREATE OR REPLACE FUNCTION telemetry.request_snapshot()
-RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pg_notify('telemetry_request_snapshot', '')
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- Requests no recorder consumed (none listening: pg_cron mode) do not pile up.
+    DELETE FROM telemetry.snapshot_requests WHERE requested_at < clock_timestamp() - interval '1 minute';
+    INSERT INTO telemetry.snapshot_requests DEFAULT VALUES;
+    -- A payload of its own: a transaction's identical notifications are folded into one.
+    PERFORM pg_notify('telemetry_request_snapshot', clock_timestamp()::text);
+END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry.request_snapshot() FROM PUBLIC;
 

@@ -27,7 +27,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0002_ap
 \if :apply
 BEGIN;
 \ir ../migrations/0002_api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0002_api.sql', '0a612f7866a1727e37b73322f4e07557c9f5da68716c3b9c8a6237bbb996550d')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0002_api.sql', '1396b48789d258db77f048177b929b6584890f9fc9568d64f80986c375991176')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
