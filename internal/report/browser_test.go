@@ -106,6 +106,24 @@ func TestBrowserRunPage(t *testing.T) {
 		t.Error("the rendered page lacks the lock_contention finding")
 	}
 
+	// At 1280 px nothing is wider than the page, and client waits come first. The page's CSP
+	// allows no script: a copy of it, served as a file, measures itself.
+	_, html := get(t, url)
+	measure := `<script>addEventListener("load", () => { const d = document.documentElement;
+		document.body.setAttribute("data-overflow", String(d.scrollWidth - d.clientWidth)); document.body.setAttribute("data-wide", [...document.querySelectorAll("table,pre,svg,div")].filter(e => e.getBoundingClientRect().right > d.clientWidth).map(e => e.tagName + "." + e.className + "(" + (e.querySelector("th") || {}).textContent + ")" + e.parentElement.tagName + ":" + Math.round(e.getBoundingClientRect().right)).join(" ")); });</script></body>`
+	copyPath := filepath.Join(t.TempDir(), "run.html")
+	if err := os.WriteFile(copyPath, []byte(strings.Replace(html, "</body>", measure, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	measured, _ := chromium(t, "file://"+copyPath, "--dump-dom", "--window-size=1280,2600", "--virtual-time-budget=2000")
+	if m := regexp.MustCompile(`data-overflow="(-?\d+)"`).FindStringSubmatch(measured); m == nil || m[1] != "0" {
+		t.Errorf("at 1280 px the page overflows horizontally by %v px: %s", m, regexp.MustCompile(`data-wide="[^"]*"`).FindString(measured))
+	}
+	waits := html[strings.Index(html, `<table class="waits">`):]
+	if first := regexp.MustCompile(`<tbody>\s*<tr><td>([^<]*)</td>`).FindStringSubmatch(waits); first == nil || first[1] != "client backend" {
+		t.Errorf("wait_summary()'s first row is %v, want a client backend's wait", first)
+	}
+
 	shot := filepath.Join(screenshotDir(t), "report-run.png")
 	_, console = chromium(t, url, "--screenshot="+shot, "--window-size=1280,2600")
 	if len(console) > 0 {

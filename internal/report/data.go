@@ -80,7 +80,9 @@ func compareRow(ctx context.Context, pool *pgxpool.Pool, w window) (table, error
 }
 
 func waitSummary(ctx context.Context, pool *pgxpool.Pool, w window) (table, error) {
-	return query(ctx, pool, 20, `SELECT * FROM telemetry.wait_summary($1, $2, $3)`, w.start, w.end, w.server)
+	// Client sessions' waits first: background processes (checkpointer, walwriter) wait at
+	// 100% when idle and would push the client lock wait that matters down the table.
+	return query(ctx, pool, 20, `SELECT * FROM telemetry.wait_summary($1, $2, $3) ORDER BY backend_type IS DISTINCT FROM 'client backend'`, w.start, w.end, w.server)
 }
 
 func query(ctx context.Context, pool *pgxpool.Pool, limit int, sql string, args ...any) (table, error) {
