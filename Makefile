@@ -1,11 +1,18 @@
 # pg-batch-exporter
 #
 #   make deps      install test dependencies (root) or list what is missing
-#   make build     go build ./...
+#   make build     go build ./..., and bin/pg-batch-exporter with its version stamped
+#                  (--version, the landing page, pgbatch_exporter_build_info)
+#   make docker    the Dockerfile's image (static binary on distroless), where a Docker
+#                  engine answers; elsewhere it says so and does nothing
 #   make vet       go vet ./...
 #   make test      deps, vet, alert rule tests, then all tests against real PostgreSQL servers
-#   make test-alerts  promtool check rules + promtool test rules (alerts/)
-#   make test-e2e  dashboards and alerts against a real Prometheus (package e2e)
+#   make tools     build promtool and prometheus at PROMETHEUS_MODULE into .tools/bin
+#                  (skipped when already built at that version)
+#   make test-alerts  promtool check rules + promtool test rules (alerts/), with the pinned
+#                  promtool and with Debian's /usr/bin/promtool (2.x) where installed
+#   make test-e2e  dashboards and alerts against real Prometheus servers: the pinned one
+#                  and Debian's (package e2e)
 #   make demo      a throwaway server, the exporter and a slow batch diagnosed; Ctrl-C
 #                  stops it (make demo DEMO_EXIT=1: run through and exit)
 #   make test-demo     the demo with DEMO_EXIT=1, twice in a row (make test runs it)
@@ -24,20 +31,57 @@ GO       ?= go
 PKGS     ?= ./...
 TESTFLAGS ?=
 
-.PHONY: all deps build vet test test-alerts test-e2e demo test-demo test-browser bench bench-recorder clean-pg
+# Prometheus 3 for the rule and end-to-end tests, from the Go module proxy (module version
+# v0.3MM.P is Prometheus 3.MM.P), never whatever promtool is first on PATH. No UI assets:
+# the tests use the API only.
+PROMETHEUS_MODULE  := github.com/prometheus/prometheus
+PROMETHEUS_VERSION := v0.316.0
+TOOLS_BIN          := $(CURDIR)/.tools/bin
+PROMTOOL           := $(TOOLS_BIN)/promtool
+DEBIAN_PROMTOOL    := /usr/bin/promtool
+export PGBATCH_PROMETHEUS_BIN := $(TOOLS_BIN)
+
+.PHONY: all deps tools build exporter docker vet test test-alerts test-e2e demo test-demo test-browser bench bench-recorder clean-pg
 
 all: build
 
 deps:
 	@if [ "$$(id -u)" = 0 ]; then scripts/ci-deps.sh; else scripts/ci-deps.sh --check; fi
 
-build:
+# prometheus/common/version, stamped as Prometheus's own exporters do. The version is the
+# latest tag (git describe: tag, commits since, revision, -dirty), the bare revision
+# before the first tag.
+VERSION_PKG  := github.com/prometheus/common/version
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+REVISION     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH       ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+BUILD_USER   ?= $(shell id -un)@$(shell hostname)
+BUILD_DATE   ?= $(shell date -u +%Y%m%d-%H:%M:%S)
+LDFLAGS      := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION) \
+                -X $(VERSION_PKG).Branch=$(BRANCH) -X $(VERSION_PKG).BuildUser=$(BUILD_USER) \
+                -X $(VERSION_PKG).BuildDate=$(BUILD_DATE)
+EXPORTER_BIN ?= bin/pg-batch-exporter
+
+build: exporter
 	$(GO) build ./...
+
+exporter:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(EXPORTER_BIN) ./cmd/pg-batch-exporter
 
 vet:
 	$(GO) vet ./...
 
-test: deps test-alerts
+DOCKER_IMAGE ?= pg-batch-exporter:$(VERSION)
+
+docker:
+	@if ! docker info >/dev/null 2>&1; then \
+		echo "docker: no Docker engine answers here: image not built"; \
+	else \
+		docker build --build-arg LDFLAGS='$(LDFLAGS)' -t $(DOCKER_IMAGE) . && \
+		docker run --rm $(DOCKER_IMAGE) --version; \
+	fi
+
+test: deps tools test-alerts docker
 	$(GO) vet ./...
 	$(GO) test -p 2 -count=1 -timeout 45m $(TESTFLAGS) $(PKGS)
 	$(MAKE) test-demo
@@ -55,10 +99,27 @@ test-demo:
 test-browser:
 	$(GO) test -count=1 -run 'TestConsoleDetection|TestBrowser' ./internal/report
 
-test-alerts:
-	cd alerts && promtool check rules pgbatch.rules.yml && promtool test rules pgbatch.rules.test.yml
+# `go version -m` names the module version a binary was built from: rebuild only when it
+# differs. GOCACHE/GOMODCACHE make a rebuild of the same version quick.
+tools:
+	@for cmd in promtool prometheus; do \
+		if $(GO) version -m $(TOOLS_BIN)/$$cmd 2>/dev/null | grep -q "mod	$(PROMETHEUS_MODULE)	$(PROMETHEUS_VERSION)	"; then continue; fi; \
+		echo "tools: building $$cmd $(PROMETHEUS_VERSION) into $(TOOLS_BIN) (minutes on a fresh machine)"; \
+		start=$$(date +%s); \
+		GOBIN=$(TOOLS_BIN) GOFLAGS= $(GO) install -trimpath \
+			-ldflags "-s -w -X github.com/prometheus/common/version.Version=3.$$(echo $(PROMETHEUS_VERSION) | sed -E 's/^v0\.3([0-9]+)\.([0-9]+)$$/\1.\2/')" \
+			$(PROMETHEUS_MODULE)/cmd/$$cmd@$(PROMETHEUS_VERSION) || exit 1; \
+		echo "tools: $$cmd built in $$(( $$(date +%s) - start ))s"; \
+	done
 
-test-e2e: deps
+test-alerts: tools
+	cd alerts && $(PROMTOOL) --version | head -1 && $(PROMTOOL) check rules pgbatch.rules.yml && $(PROMTOOL) test rules pgbatch.rules.test.yml
+	@if [ -x $(DEBIAN_PROMTOOL) ]; then \
+		cd alerts && $(DEBIAN_PROMTOOL) --version | head -1 && $(DEBIAN_PROMTOOL) check rules pgbatch.rules.yml && $(DEBIAN_PROMTOOL) test rules pgbatch.rules.test.yml; \
+	elif [ "$$CI" = true ]; then echo "test-alerts: $(DEBIAN_PROMTOOL) is missing (scripts/ci-deps.sh installs it)" >&2; exit 1; \
+	else echo "test-alerts: $(DEBIAN_PROMTOOL) not installed: rules tested on Prometheus 3 only"; fi
+
+test-e2e: deps tools
 	$(GO) test -count=1 -timeout 10m $(TESTFLAGS) ./e2e/
 
 bench:

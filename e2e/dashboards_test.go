@@ -249,12 +249,10 @@ func promExpr(q query) string {
 }
 
 // TestDashboardPromQLParses: every PromQL query of every dashboard, macros expanded as
-// Grafana would, is valid PromQL to Prometheus's own parser (promtool check rules).
+// Grafana would, is valid PromQL to Prometheus's own parser (promtool check rules), on
+// every build of prometheusBuilds.
 func TestDashboardPromQLParses(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatalf("promtool is not installed (scripts/ci-deps.sh installs Debian's prometheus): %v", err)
-	}
+	builds := prometheusBuilds(t, "promtool")
 	vars := grafanaVars{Instance: "127.0.0.1:9188", Range: time.Hour, RateInterval: 2 * time.Minute}
 	var b strings.Builder
 	b.WriteString("groups:\n")
@@ -277,14 +275,19 @@ func TestDashboardPromQLParses(t *testing.T) {
 	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput()
-	if err != nil {
-		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	for _, b := range builds {
+		version := b.version(t, "promtool")
+		out, err := exec.Command(filepath.Join(b.Dir, "promtool"), "check", "rules", file).CombinedOutput()
+		if err != nil {
+			t.Errorf("%s: promtool check rules: %v\n%s", version, err, out)
+			continue
+		}
+		if want := fmt.Sprintf("SUCCESS: %d rules found", n); !strings.Contains(string(out), want) {
+			t.Errorf("%s: promtool check rules: want %q in\n%s", version, want, out)
+			continue
+		}
+		t.Logf("%s: %d PromQL queries parse", version, n)
 	}
-	if want := fmt.Sprintf("SUCCESS: %d rules found", n); !strings.Contains(string(out), want) {
-		t.Fatalf("promtool check rules: want %q in\n%s", want, out)
-	}
-	t.Logf("%d PromQL queries parse", n)
 }
 
 // metricName matches the exporter's metric names in a query.

@@ -21,22 +21,36 @@ const e2eMajor = 17
 // scrapes every second: the 2m batch window becomes 10s.
 const ruleCompression = 12
 
-// TestBatchWindowEndToEnd runs a real Prometheus scraping the exporter binary (both tiers,
-// every second) against PostgreSQL 17, with alerts/pgbatch.rules.yml (time-compressed).
-// A batch marked with telemetry.batch_begin gets a CHECKPOINT and a temp-file spill: the
-// checkpoint and temp-spill alerts must reach firing in /api/v1/alerts. After the batch a
-// CHECKPOINT must not fire the batch alert. Then every query of the batch-window dashboard
-// must return data for the batch's window, and the SQL panels must run on the recorded data.
+// TestBatchWindowEndToEnd runs real Prometheus servers (every build of prometheusBuilds,
+// side by side) scraping the exporter binary (both tiers, every second) against PostgreSQL
+// 17, with alerts/pgbatch.rules.yml (time-compressed). A batch marked with
+// telemetry.batch_begin gets a CHECKPOINT and a temp-file spill: the checkpoint and
+// temp-spill alerts must reach firing in /api/v1/alerts, counting one checkpoint. After the
+// batch a CHECKPOINT must not fire the batch alert. Then every query of the batch-window
+// dashboard must return data for the batch's window, and the SQL panels must run on the
+// recorded data.
 func TestBatchWindowEndToEnd(t *testing.T) {
 	ctx := context.Background()
+	builds := prometheusBuilds(t, "prometheus")
 	srv := pgtest.StartWith(t, e2eMajor, logicalServer)
 	dsn := srv.NewDatabase(t)
 	replicaSetup(t, srv, dsn)
 	exporter := startExporter(t, dsn, "--collector.tables.track=public.batch_items")
 	instance := strings.TrimPrefix(exporter, "http://")
-	prom := startPrometheus(t, exporter, compressRules(t, "../alerts/pgbatch.rules.yml", ruleCompression))
-	waitFor(t, 30*time.Second, "Prometheus to scrape both tiers", func() bool {
-		return len(prom.query(t, `pgbatch_up == 1`, time.Time{})) == 2
+	rules := compressRules(t, "../alerts/pgbatch.rules.yml", ruleCompression)
+	var proms []*prometheus
+	for _, b := range builds {
+		proms = append(proms, startPrometheus(t, b, exporter, rules))
+	}
+	// every waits until cond holds on every server.
+	every := func(d time.Duration, what string, cond func(p *prometheus) bool) {
+		t.Helper()
+		for _, p := range proms {
+			waitFor(t, d, what+" ("+p.name+")", func() bool { return cond(p) })
+		}
+	}
+	every(30*time.Second, "Prometheus to scrape both tiers", func(p *prometheus) bool {
+		return len(p.query(t, `pgbatch_up == 1`, time.Time{})) == 2
 	})
 	window := promDuration(2 * time.Minute / ruleCompression)
 
@@ -46,23 +60,32 @@ func TestBatchWindowEndToEnd(t *testing.T) {
 	stopWork := runBatchWork(t, dsn)
 
 	// The alerts need the batch to have run for their whole window before the event.
-	waitFor(t, 60*time.Second, "Prometheus to see the batch running for a whole alert window", func() bool {
-		return len(prom.query(t, fmt.Sprintf(`min_over_time(pgbatch_batch_running{batch=%q}[%s]) == 1`, batch, window), time.Time{})) > 0
+	every(60*time.Second, "Prometheus to see the batch running for a whole alert window", func(p *prometheus) bool {
+		return len(p.query(t, fmt.Sprintf(`min_over_time(pgbatch_batch_running{batch=%q}[%s]) == 1 and pgbatch_batch_running{batch=%q} offset %s == 1`,
+			batch, window, batch, window), time.Time{})) > 0
 	})
 	events := time.Now()
 	pgtest.MustExec(t, conn, `CHECKPOINT`)
 	spill(t, conn)
-	fired := map[string]time.Duration{}
-	waitFor(t, 60*time.Second, "the checkpoint and temp-spill alerts to fire", func() bool {
-		for _, name := range []string{"PgBatchCheckpointDuringBatch", "PgBatchTempSpillDuringBatch"} {
-			if _, done := fired[name]; !done && prom.active(t, name, batch) == "firing" {
-				fired[name] = time.Since(events)
+	for _, p := range proms {
+		fired := map[string]time.Duration{}
+		waitFor(t, 60*time.Second, "the checkpoint and temp-spill alerts to fire ("+p.name+")", func() bool {
+			for _, name := range []string{"PgBatchCheckpointDuringBatch", "PgBatchTempSpillDuringBatch"} {
+				if _, done := fired[name]; done {
+					continue
+				}
+				if a, ok := p.active(t, name, batch); ok && a.State == "firing" {
+					fired[name] = time.Since(events)
+					if name == "PgBatchCheckpointDuringBatch" && !strings.HasPrefix(a.Annotations["description"], "1 checkpoint(s) completed") {
+						t.Errorf("%s: one CHECKPOINT, but %s says: %s", p.name, name, a.Annotations["description"])
+					}
+				}
 			}
+			return len(fired) == 2
+		})
+		for name, d := range fired {
+			t.Logf("%s: %s firing %.1fs after the event", p.name, name, d.Seconds())
 		}
-		return len(fired) == 2
-	})
-	for name, d := range fired {
-		t.Logf("%s firing %.1fs after the event", name, d.Seconds())
 	}
 
 	stopWork()
@@ -76,24 +99,29 @@ func TestBatchWindowEndToEnd(t *testing.T) {
 	}
 
 	// A checkpoint after the batch: Prometheus sees it, and the batch alert stays silent.
-	waitFor(t, 60*time.Second, "the batch alerts to resolve after the batch", func() bool {
-		return prom.active(t, "PgBatchCheckpointDuringBatch", batch) == "" &&
-			len(prom.query(t, fmt.Sprintf(`pgbatch_batch_running{batch=%q} == 1`, batch), time.Time{})) == 0
+	every(60*time.Second, "the batch alerts to resolve after the batch", func(p *prometheus) bool {
+		_, active := p.active(t, "PgBatchCheckpointDuringBatch", batch)
+		return !active && len(p.query(t, fmt.Sprintf(`pgbatch_batch_running{batch=%q} == 1`, batch), time.Time{})) == 0
 	})
-	requested := func() float64 {
-		r := prom.query(t, `max(pgbatch_checkpoints_requested_total)`, time.Time{})
+	requested := func(p *prometheus) float64 {
+		r := p.query(t, `max(pgbatch_checkpoints_requested_total)`, time.Time{})
 		if len(r) == 0 {
-			t.Fatal("no pgbatch_checkpoints_requested_total in Prometheus")
+			t.Fatalf("no pgbatch_checkpoints_requested_total in %s", p.name)
 		}
 		return r[0].float()
 	}
-	before := requested()
+	before := map[*prometheus]float64{}
+	for _, p := range proms {
+		before[p] = requested(p)
+	}
 	pgtest.MustExec(t, conn, `CHECKPOINT`)
-	waitFor(t, 30*time.Second, "Prometheus to see the checkpoint after the batch", func() bool { return requested() > before })
+	every(30*time.Second, "Prometheus to see the checkpoint after the batch", func(p *prometheus) bool { return requested(p) > before[p] })
 	for quiet := time.Now().Add(2*time.Minute/ruleCompression + 3*scrapeEvery); time.Now().Before(quiet); time.Sleep(250 * time.Millisecond) {
-		for _, a := range prom.alerts(t) {
-			if a.Labels["alertname"] == "PgBatchCheckpointDuringBatch" {
-				t.Fatalf("a checkpoint outside any batch made %s %s", a.Labels["alertname"], a.State)
+		for _, p := range proms {
+			for _, a := range p.alerts(t) {
+				if a.Labels["alertname"] == "PgBatchCheckpointDuringBatch" {
+					t.Fatalf("%s: a checkpoint outside any batch made %s %s", p.name, a.Labels["alertname"], a.State)
+				}
 			}
 		}
 	}
@@ -106,7 +134,9 @@ func TestBatchWindowEndToEnd(t *testing.T) {
 		To:           end,
 		Run:          fmt.Sprint(run),
 	}
-	checkBatchWindowPanels(t, prom, vars)
+	for _, p := range proms {
+		checkBatchWindowPanels(t, p, vars)
+	}
 	checkSQLPanels(t, conn, vars)
 }
 
@@ -168,16 +198,16 @@ func checkBatchWindowPanels(t *testing.T, prom *prometheus, vars grafanaVars) {
 				res = prom.queryRange(t, expr, vars.From, vars.To)
 			}
 			if len(res) == 0 {
-				t.Errorf("no data for the batch window: %s\n(expanded: %s)", q, expr)
+				t.Errorf("%s: no data for the batch window: %s\n(expanded: %s)", prom.name, q, expr)
 			}
 			if want, ok := expectInBatch[q.Where]; ok && q.Instant {
 				if len(res) == 0 || res[0].float() < want {
-					t.Errorf("%s = %v over the batch window, want at least %v", q.Where, res, want)
+					t.Errorf("%s: %s = %v over the batch window, want at least %v", prom.name, q.Where, res, want)
 				}
 			}
 		}
 	}
-	t.Logf("%d batch-window PromQL queries returned data for the window", n)
+	t.Logf("%s: %d batch-window PromQL queries returned data for the window", prom.name, n)
 }
 
 // expectInBatch are the batch-window stat panels the test's events set, with their minimum.

@@ -131,18 +131,16 @@ func startExporter(t testing.TB, dsn string, extra ...string) string {
 
 // prometheus is a running Prometheus server.
 type prometheus struct {
-	api string // http://127.0.0.1:PORT/api/v1
-	out *logBuffer
+	name string // the build's name, for messages
+	api  string // http://127.0.0.1:PORT/api/v1
+	out  *logBuffer
 }
 
-// startPrometheus runs Debian's prometheus scraping the exporter's two tiers as two jobs,
-// as docs/prometheus-grafana.md recommends, every scrapeEvery, with the given rule file.
-func startPrometheus(t testing.TB, exporterURL, rules string) *prometheus {
+// startPrometheus runs the build's prometheus scraping the exporter's two tiers as two
+// jobs, as docs/prometheus-grafana.md recommends, every scrapeEvery, with the given rule file.
+func startPrometheus(t testing.TB, build prometheusBuild, exporterURL, rules string) *prometheus {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatalf("prometheus is not installed (scripts/ci-deps.sh installs Debian's package): %v", err)
-	}
+	bin := filepath.Join(build.Dir, "prometheus")
 	u, err := url.Parse(exporterURL)
 	if err != nil {
 		t.Fatal(err)
@@ -167,8 +165,8 @@ scrape_configs:
 	addr := freeAddr(t)
 	out := startProcess(t, bin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")
-	p := &prometheus{api: "http://" + addr + "/api/v1", out: out}
-	waitFor(t, 30*time.Second, "Prometheus to be ready", func() bool {
+	p := &prometheus{name: build.Name + " " + build.version(t, "prometheus"), api: "http://" + addr + "/api/v1", out: out}
+	waitFor(t, 30*time.Second, p.name+" to be ready", func() bool {
 		_, err := httpGet("http://" + addr + "/-/ready")
 		return err == nil
 	})
@@ -218,15 +216,16 @@ func (p *prometheus) result(t testing.TB, path string) []sample {
 	}
 	p.get(t, path, &r)
 	if r.Status != "success" {
-		t.Fatalf("Prometheus %s: %s", path, r.Error)
+		t.Fatalf("%s %s: %s", p.name, path, r.Error)
 	}
 	return r.Data.Result
 }
 
 // alert is one entry of /api/v1/alerts.
 type alert struct {
-	Labels map[string]string `json:"labels"`
-	State  string            `json:"state"` // pending or firing
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	State       string            `json:"state"` // pending or firing
 }
 
 func (p *prometheus) alerts(t testing.TB) []alert {
@@ -240,25 +239,25 @@ func (p *prometheus) alerts(t testing.TB) []alert {
 	return r.Data.Alerts
 }
 
-// active returns the state of the named alert with the given batch label ("" when inactive).
-func (p *prometheus) active(t testing.TB, name, batch string) string {
+// active returns the named alert with the given batch label, if pending or firing.
+func (p *prometheus) active(t testing.TB, name, batch string) (alert, bool) {
 	t.Helper()
 	for _, a := range p.alerts(t) {
 		if a.Labels["alertname"] == name && a.Labels["batch"] == batch {
-			return a.State
+			return a, true
 		}
 	}
-	return ""
+	return alert{}, false
 }
 
 func (p *prometheus) get(t testing.TB, path string, into any) {
 	t.Helper()
 	body, err := httpGet(p.api + path)
 	if err != nil {
-		t.Fatalf("Prometheus %s: %v\n%s", path, err, p.out.tail())
+		t.Fatalf("%s %s: %v\n%s", p.name, path, err, p.out.tail())
 	}
 	if err := json.Unmarshal([]byte(body), into); err != nil {
-		t.Fatalf("Prometheus %s: %v", path, err)
+		t.Fatalf("%s %s: %v", p.name, path, err)
 	}
 }
 
@@ -300,7 +299,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// compressRules returns the rule file with every range and `for` duration divided by
+// compressRules returns the rule file with every range, offset and `for` duration divided by
 // factor: the end-to-end set-up scrapes every second instead of every 30s/1m, so the
 // alerts' windows shrink with it. Thresholds are left alone.
 func compressRules(t testing.TB, src string, factor int) string {
@@ -318,6 +317,9 @@ func compressRules(t testing.TB, src string, factor int) string {
 	}
 	text := regexp.MustCompile(`\[(\d+[smh])\]`).ReplaceAllStringFunc(string(data), func(m string) string {
 		return "[" + scale(m[1:len(m)-1]) + "]"
+	})
+	text = regexp.MustCompile(`\boffset (\d+[smh])\b`).ReplaceAllStringFunc(text, func(m string) string {
+		return "offset " + scale(strings.TrimPrefix(m, "offset "))
 	})
 	text = regexp.MustCompile(`(?m)^(\s*for:\s*)(\S+)$`).ReplaceAllStringFunc(text, func(m string) string {
 		i := strings.LastIndex(m, " ")
