@@ -6,7 +6,8 @@
 #   make docker    the Dockerfile's image (static binary on distroless), where a Docker
 #                  engine answers; elsewhere it says so and does nothing
 #   make vet       go vet ./...
-#   make test      deps, vet, alert rule tests, then all tests against real PostgreSQL servers
+#   make test      deps, tools, alert rule tests, docker (where an engine answers), vet,
+#                  then all tests against real PostgreSQL servers
 #   make tools     build promtool and prometheus at PROMETHEUS_MODULE into .tools/bin
 #                  (skipped when already built at that version)
 #   make test-alerts  promtool check rules + promtool test rules (alerts/), with the pinned
@@ -106,7 +107,7 @@ tools:
 		if $(GO) version -m $(TOOLS_BIN)/$$cmd 2>/dev/null | grep -q "mod	$(PROMETHEUS_MODULE)	$(PROMETHEUS_VERSION)	"; then continue; fi; \
 		echo "tools: building $$cmd $(PROMETHEUS_VERSION) into $(TOOLS_BIN) (minutes on a fresh machine)"; \
 		start=$$(date +%s); \
-		GOBIN=$(TOOLS_BIN) GOFLAGS= $(GO) install -trimpath \
+		GOBIN=$(TOOLS_BIN) GOFLAGS= $(GO) install \
 			-ldflags "-s -w -X github.com/prometheus/common/version.Version=3.$$(echo $(PROMETHEUS_VERSION) | sed -E 's/^v0\.3([0-9]+)\.([0-9]+)$$/\1.\2/')" \
 			$(PROMETHEUS_MODULE)/cmd/$$cmd@$(PROMETHEUS_VERSION) || exit 1; \
 		echo "tools: $$cmd built in $$(( $$(date +%s) - start ))s"; \
