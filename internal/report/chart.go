@@ -17,6 +17,9 @@ type chart struct {
 	Unit  string // bytes, count, sessions
 	Lines []line
 	XMax  float64 // seconds: the window's length
+	// Step draws each change as a jump at the reading that saw it: a count of events
+	// (checkpoints) grew somewhere between two snapshots, by a whole event, never by half.
+	Step bool
 }
 
 type line struct {
@@ -83,11 +86,14 @@ func (c chart) SVG() template.HTML {
 		}
 		var d strings.Builder
 		for i, p := range l.Points {
-			cmd := "L"
-			if i == 0 {
-				cmd = "M"
+			switch {
+			case i == 0:
+				fmt.Fprintf(&d, "M%.1f %.1f ", x(p.T), y(p.V))
+			case c.Step:
+				fmt.Fprintf(&d, "H%.1f V%.1f ", x(p.T), y(p.V))
+			default:
+				fmt.Fprintf(&d, "L%.1f %.1f ", x(p.T), y(p.V))
 			}
-			fmt.Fprintf(&d, "%s%.1f %.1f ", cmd, x(p.T), y(p.V))
 		}
 		dash := ""
 		if l.Dashed {

@@ -262,9 +262,11 @@ func charts(s, prev *series, prevLabel string, xmax float64) []chart {
 	if prev != nil {
 		waits.Lines = append(waits.Lines, line{Name: "all waits, " + prevLabel, Color: baselineColor, Dashed: true, Points: sum(prev.Waits, prev.Locks)})
 	}
+	checkpoints := pair("Checkpoints", "Checkpoints completed since the start, timed and requested", "count", func(s *series) []point { return s.Checkpoints })
+	checkpoints.Step = true
 	return []chart{
 		pair("WAL written", "WAL bytes generated since the start (pg_stat_wal)", "bytes", func(s *series) []point { return s.WAL }),
-		pair("Checkpoints", "Checkpoints completed since the start, timed and requested", "count", func(s *series) []point { return s.Checkpoints }),
+		checkpoints,
 		waits,
 		pair("Sessions blocked on locks", "Sessions waiting for a heavyweight lock held by another, per sample", "count", func(s *series) []point { return s.Locks }),
 		pair("Temp bytes", "Temporary file bytes written since the start (sorts and hashes beyond work_mem)", "bytes", func(s *series) []point { return s.TempBytes }),
