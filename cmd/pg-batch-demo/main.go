@@ -202,6 +202,7 @@ func (d *demo) run(ctx context.Context) error {
 }
 
 const setupSQL = `
+CREATE EXTENSION pg_stat_statements;
 CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, amount numeric NOT NULL, updated_at timestamptz);
 INSERT INTO orders SELECT g, g % 5000, round((random() * 100)::numeric, 2), now() FROM generate_series(1, 200000) g;
 CREATE TABLE customer_totals (customer int PRIMARY KEY, total numeric NOT NULL, refreshed_at timestamptz);

@@ -59,7 +59,7 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0070_st
 \if :apply
 BEGIN;
 \ir ../migrations/0070_statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0070_statements.sql', '447945374361bc354c20844d108800e2297269729f98344cabfbf6129b98b72b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0070_statements.sql', 'f7392e385c49b29a7a7b9e04e96bc48c01d9b6defb223616a7371bab4739f619')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
