@@ -5,6 +5,11 @@
 #                  (--version, the landing page, pgbatch_exporter_build_info)
 #   make docker    the Dockerfile's image (static binary on distroless), where a Docker
 #                  engine answers; elsewhere it says so and does nothing
+#   make release   dist/: static binaries for linux and darwin on amd64 and arm64, .debs
+#                  for linux (systemd unit, /etc/default/pg-batch-exporter, system user),
+#                  SHA256SUMS
+#   make test-deb  a linux/amd64 .deb installed here (root), --version and
+#                  systemd-analyze verify, then removed (make test runs it)
 #   make vet       go vet ./...
 #   make test      deps, tools, alert rule tests, docker (where an engine answers), vet,
 #                  then all tests against real PostgreSQL servers
@@ -42,7 +47,7 @@ PROMTOOL           := $(TOOLS_BIN)/promtool
 DEBIAN_PROMTOOL    := /usr/bin/promtool
 export PGBATCH_PROMETHEUS_BIN := $(TOOLS_BIN)
 
-.PHONY: all deps tools build exporter docker vet test test-alerts test-e2e demo test-demo test-browser bench bench-recorder clean-pg
+.PHONY: all deps tools build exporter release test-deb docker vet test test-alerts test-e2e demo test-demo test-browser bench bench-recorder clean-pg
 
 all: build
 
@@ -72,6 +77,17 @@ exporter:
 vet:
 	$(GO) vet ./...
 
+RELEASE_TARGETS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+
+release:
+	rm -rf dist
+	scripts/release.sh dist '$(VERSION)' '$(LDFLAGS)' $(RELEASE_TARGETS)
+
+test-deb:
+	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
+	scripts/release.sh "$$dir" '$(VERSION)' '$(LDFLAGS)' linux/amd64 && \
+	scripts/test-deb.sh "$$dir"/*.deb
+
 DOCKER_IMAGE ?= pg-batch-exporter:$(VERSION)
 
 docker:
@@ -86,6 +102,7 @@ test: deps tools test-alerts docker
 	$(GO) vet ./...
 	$(GO) test -p 2 -count=1 -timeout 45m $(TESTFLAGS) $(PKGS)
 	$(MAKE) test-demo
+	$(MAKE) test-deb
 
 DEMO_EXIT ?=
 
