@@ -63,6 +63,12 @@ REVISION     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BRANCH       ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
 BUILD_USER   ?= $(shell id -un)@$(shell hostname)
 BUILD_DATE   ?= $(shell date -u +%Y%m%d-%H:%M:%S)
+# Evaluated once, so every artefact of one make run carries the same stamp.
+VERSION := $(VERSION)
+REVISION := $(REVISION)
+BRANCH := $(BRANCH)
+BUILD_USER := $(BUILD_USER)
+BUILD_DATE := $(BUILD_DATE)
 LDFLAGS      := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION) \
                 -X $(VERSION_PKG).Branch=$(BRANCH) -X $(VERSION_PKG).BuildUser=$(BUILD_USER) \
                 -X $(VERSION_PKG).BuildDate=$(BUILD_DATE)
