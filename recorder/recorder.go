@@ -225,6 +225,38 @@ func (r *Recorder) drain(ctx context.Context) error {
 	}
 }
 
+// Flushed says what Flush wrote and what it had to leave unwritten.
+type Flushed struct {
+	Collections, LostCollections, LostRows int
+}
+
+// Flush writes what is still buffered, retrying failed writes, until the buffer is empty or
+// ctx ends (the shutdown timeout). Call it after Run has returned and the runner stopped:
+// nothing is queued meanwhile, so what left the queue was written.
+func (r *Recorder) Flush(ctx context.Context) Flushed {
+	queued := r.queueLen()
+	for {
+		err := r.drain(ctx)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		r.o.Logger.Debug("recorder write failed while flushing; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(r.o.RetryEvery):
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Flushed{Collections: queued - len(r.queue), LostCollections: len(r.queue), LostRows: r.queuedRows}
+}
+
+func (r *Recorder) queueLen() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.queue)
+}
+
 // write stores one collection in one transaction. A collection already stored (same server
 // and captured_at, from a retry whose commit was not acknowledged) is skipped.
 func (r *Recorder) write(ctx context.Context, b *batch) error {

@@ -149,10 +149,18 @@ type durationFlag struct {
 	d    *time.Duration
 }
 
+// minDuration is the least any duration flag accepts: PostgreSQL's timeouts count whole
+// milliseconds (500us would be sent as 0, which switches the timeout off), and no interval,
+// period or timeout of ours means anything at zero or below.
+const minDuration = time.Millisecond
+
 func (f durationFlag) Set(s string) error {
 	d, err := time.ParseDuration(s)
 	if err != nil {
 		return fmt.Errorf("--%s: %q is not a duration (examples: 500ms, 30s, 5m)", f.name, s)
+	}
+	if d < minDuration {
+		return fmt.Errorf("--%s must be at least %s, got %s", f.name, minDuration, s)
 	}
 	*f.d = d
 	return nil

@@ -23,6 +23,8 @@ type recorderFlags struct {
 	serverName string
 	// requestMinInterval spaces the snapshots telemetry.request_snapshot() asks for.
 	requestMinInterval time.Duration
+	// shutdownTimeout bounds the flush of buffered collections on SIGTERM.
+	shutdownTimeout time.Duration
 }
 
 func addRecorderFlags(cmd collectors.FlagAdder) *recorderFlags {
@@ -31,6 +33,7 @@ func addRecorderFlags(cmd collectors.FlagAdder) *recorderFlags {
 	cmd.Flag("recorder.dsn", "Where to record: a PostgreSQL connection string. Default: the monitored database (--postgres.dsn).").StringVar(&f.dsn)
 	cmd.Flag("recorder.retention", "How long recorded data is kept, e.g. 7d, 36h (whole days are dropped once older).").Default("7d").StringVar(&f.retention)
 	cmd.Flag("recorder.buffer", "Rows held in memory while the recorder's database cannot be written; beyond, the oldest collections are dropped.").Default("100000").IntVar(&f.buffer)
+	addDuration(cmd, "recorder.shutdown-timeout", "On SIGTERM or SIGINT, how long the recorder may keep writing the collections still buffered; it then logs how many it wrote and how many were lost.", "10s", &f.shutdownTimeout)
 	cmd.Flag("recorder.server-name", "Names the monitored server in every recorded row. Default: its system identifier (give standbys recorded beside their primary a name of their own).").StringVar(&f.serverName)
 	addDuration(cmd, "recorder.request-min-interval", "Least time between two snapshots asked for by telemetry.request_snapshot(): requests within it are coalesced into one snapshot when it ends (0: no limit).", "5s", &f.requestMinInterval)
 	return f
@@ -65,14 +68,16 @@ func (f *recorderFlags) validate() error {
 
 // start subscribes a recorder to the runner and runs it until ctx ends: the schema is
 // migrated first, retried while the database is unreachable (collections are buffered
-// meanwhile). It returns the recorder's metrics, or nil when the recorder is off.
-func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *collectors.Runner, logger *slog.Logger) ([]prometheus.Collector, error) {
+// meanwhile). It returns the recorder's metrics, or nil when the recorder is off, and flush,
+// to call once ctx has ended and the runner stopped: it writes what is still buffered
+// within --recorder.shutdown-timeout and logs what it wrote and what was lost.
+func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *collectors.Runner, logger *slog.Logger) (metrics []prometheus.Collector, flush func(), err error) {
 	if !f.enabled {
-		return nil, nil
+		return nil, func() {}, nil
 	}
 	retention, err := f.parseRetention()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	o := conn.options(false)
 	if f.dsn != "" {
@@ -82,19 +87,20 @@ func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *coll
 	o.ApplicationName = postgres.ApplicationName + " recorder"
 	cfg, err := postgres.Config(o)
 	if err != nil {
-		return nil, fmt.Errorf("--recorder.dsn: %w", err)
+		return nil, nil, fmt.Errorf("--recorder.dsn: %w", err)
 	}
-	pool, err := postgres.NewPool(ctx, cfg)
+	// The pool outlives ctx: the flush after it still writes.
+	pool, err := postgres.NewPool(context.WithoutCancel(ctx), cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	log := logger.With("component", "recorder")
 	rec := recorder.New(recorder.Options{Pool: pool, ServerName: f.serverName, Retention: retention,
 		BufferRows: f.buffer, Trigger: runner.Trigger, Logger: log, RequestMinInterval: f.requestMinInterval})
 	runner.Subscribe(rec.Consume)
 	log.Info("recording", "to", postgres.Describe(cfg), "retention", f.retention)
+	migrated := make(chan bool, 1)
 	go func() {
-		defer pool.Close()
 		for {
 			err := recorder.Migrate(ctx, pool)
 			if err == nil {
@@ -103,11 +109,31 @@ func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *coll
 			log.Warn("cannot migrate the telemetry schema; retrying", "err", err)
 			select {
 			case <-ctx.Done():
+				migrated <- false
 				return
 			case <-time.After(10 * time.Second):
 			}
 		}
 		rec.Run(ctx)
+		migrated <- true
 	}()
-	return rec.Metrics(), nil
+	flush = func() {
+		defer pool.Close()
+		ok := <-migrated
+		flushCtx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+		defer cancel()
+		if !ok && rec.Buffered() > 0 {
+			if err := recorder.Migrate(flushCtx, pool); err != nil {
+				log.Warn("cannot migrate the telemetry schema to flush the buffer", "err", err)
+			}
+		}
+		done := rec.Flush(flushCtx)
+		level := slog.LevelInfo
+		if done.LostCollections > 0 {
+			level = slog.LevelWarn
+		}
+		log.Log(context.Background(), level, "recorder flushed its buffer on shutdown", "written_collections", done.Collections,
+			"lost_collections", done.LostCollections, "lost_rows", done.LostRows, "timeout", f.shutdownTimeout)
+	}
+	return rec.Metrics(), flush, nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,6 +39,7 @@ type serveCommand struct {
 	batchMatch    []string
 	configFile    string
 	quietPeriod   time.Duration
+	report        bool
 }
 
 func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
@@ -46,6 +48,7 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 	cmd.Flag("postgres.max-connections", "Connections the exporter may open at most to the monitored database.").Default("2").Int32Var(&conn.maxConns)
 	s.web = kingpinflag.AddFlags(cmd, ":9188")
 	cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&s.metricsPath)
+	cmd.Flag("web.report", "Serve the batch report pages under /report (with the recorder). They show query text and lock holders' queries to anyone who can reach the port: --no-web.report where only /metrics may be exposed.").Default("true").BoolVar(&s.report)
 	addDuration(cmd, "tier.sample-interval", "How often the sample tier (sessions, locks, progress, replication) is collected.", "30s", &s.sampleEvery)
 	addDuration(cmd, "tier.snapshot-interval", "How often the snapshot tier (WAL, checkpoints, I/O, tables...) is collected.", "1m", &s.snapshotEvery)
 	addDuration(cmd, "collector.waits.interval", "How often the wait sampler reads pg_stat_activity.", "1s", &s.waitsEvery)
@@ -69,6 +72,17 @@ func (s *serveCommand) validate() (collectors.Config, error) {
 	if s.statements.TextLength < 1 || s.statements.Top < 0 {
 		return cfg, usagef("--collector.statements.text-length must be at least 1 and --collector.statements.top at least 0")
 	}
+	if err := checkTelemetryPath(s.metricsPath); err != nil {
+		return cfg, usagef("--web.telemetry-path: %w", err)
+	}
+	// The toolkit reads the file only when the listener starts, after the collectors: a
+	// mistake in it must stop the exporter before anything runs, in one line.
+	if err := web.Validate(*s.web.WebConfigFile); err != nil {
+		return cfg, usagef("--web.config.file: %s", strings.Join(strings.Fields(err.Error()), " "))
+	}
+	if s.quietPeriod < s.waitsEvery {
+		return cfg, usagef("--batch.quiet-period (%s) must be at least --collector.waits.interval (%s): a run would end between two samples", s.quietPeriod, s.waitsEvery)
+	}
 	for name, d := range map[string]time.Duration{"tier.sample-interval": s.sampleEvery, "tier.snapshot-interval": s.snapshotEvery, "collector.waits.interval": s.waitsEvery} {
 		if d < 100*time.Millisecond {
 			return cfg, usagef("--%s must be at least 100ms, got %s", name, d)
@@ -88,6 +102,23 @@ func (s *serveCommand) validate() (collectors.Config, error) {
 		return cfg, usageError{err}
 	}
 	return cfg, nil
+}
+
+// checkTelemetryPath refuses a metrics path the HTTP mux would panic on or that would
+// shadow another page: it is a plain absolute path outside /report.
+func checkTelemetryPath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("%q must start with /", p)
+	}
+	if i := strings.IndexFunc(p, func(r rune) bool {
+		return !(r == '/' || r == '-' || r == '_' || r == '.' || r == '~' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}); i >= 0 {
+		return fmt.Errorf("%q: %q is not allowed; use letters, digits and / - _ . ~", p, p[i:i+1])
+	}
+	if p == exporter.ReportPath || strings.HasPrefix(p, exporter.ReportPath+"/") {
+		return fmt.Errorf("%q is where the batch report pages are served", p)
+	}
+	return nil
 }
 
 // batchRules are the --batch.match rules and those of --config.file.
@@ -156,7 +187,7 @@ func (s *serveCommand) recorderPool(ctx context.Context, po postgres.Options) (*
 
 // startReport serves the batch report pages from the recorder's database, when it is on.
 func (s *serveCommand) startReport(ctx context.Context, logger *slog.Logger) (http.Handler, error) {
-	if !s.recorder.enabled {
+	if !s.recorder.enabled || !s.report {
 		return nil, nil
 	}
 	po := s.recorderOptions(true, 2, "report")
@@ -197,7 +228,7 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 		Pool: pool, Logger: logger, Selection: s.selection, Config: cfg,
 		SampleEvery: s.sampleEvery, SnapshotEvery: s.snapshotEvery, WaitSampleEvery: s.waitsEvery,
 	})
-	recorderMetrics, err := s.recorder.start(ctx, s.conn, runner, logger)
+	recorderMetrics, flushRecorder, err := s.recorder.start(ctx, s.conn, runner, logger)
 	if err != nil {
 		return usageError{err}
 	}
@@ -210,19 +241,23 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 		return err
 	}
 	handler, err := exporter.Handler(runner, exporter.Options{MetricsPath: s.metricsPath, Logger: logger, Extra: append(recorderMetrics, batches),
-		Report: reports})
+		Report: reports, NoReport: !s.report})
 	if err != nil {
 		return err
 	}
-	go runner.Run(ctx)
+	runnerDone := make(chan struct{})
+	go func() { defer close(runnerDone); runner.Run(ctx) }()
 
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(srv, s.web, logger) }()
 	select {
-	case err := <-errc:
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("HTTP server: %w", err)
+	case err = <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		if err != nil {
+			err = fmt.Errorf("HTTP server: %w", err)
 		}
 	case <-ctx.Done():
 		logger.Info("shutting down")
@@ -230,5 +265,10 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 		defer cancel()
 		_ = srv.Shutdown(shutdownCtx)
 	}
-	return nil
+	// No collection comes after the runner has stopped: what the recorder holds then is all
+	// there is to flush.
+	stop()
+	<-runnerDone
+	flushRecorder()
+	return err
 }

@@ -21,6 +21,9 @@ import (
 // Program is the exporter's name in build info and on the landing page.
 const Program = "pg_batch_exporter"
 
+// ReportPath is where the batch report pages are served.
+const ReportPath = "/report"
+
 // Options configure the handler.
 type Options struct {
 	MetricsPath string
@@ -30,6 +33,8 @@ type Options struct {
 	// Report, when the recorder is on, serves the batch report pages under /report; the
 	// landing page then links to the recent runs. Without it /report says what it needs.
 	Report http.Handler
+	// NoReport (--no-web.report) serves nothing under /report: the port shows no query text.
+	NoReport bool
 }
 
 // Handler serves the landing page at / and the metrics at o.MetricsPath.
@@ -68,7 +73,7 @@ func Handler(r *pgcollectors.Runner, o Options) (http.Handler, error) {
 			{Address: o.MetricsPath + "?tier=snapshot", Text: "Snapshot tier", Description: "WAL, checkpoints, bgwriter, I/O, databases, slots, tables"},
 		}
 		if o.Report != nil {
-			links = append(links, web.LandingLinks{Address: "/report", Text: "Batch runs",
+			links = append(links, web.LandingLinks{Address: ReportPath, Text: "Batch runs",
 				Description: "Recent runs, each diagnosed against the batch's previous normal runs, with charts"})
 		}
 		landing, err := web.NewLandingPage(web.LandingConfig{
@@ -76,17 +81,22 @@ func Handler(r *pgcollectors.Runner, o Options) (http.Handler, error) {
 			Description: "Why did tonight's batch take 60 minutes instead of 10? PostgreSQL telemetry for batch variance.",
 			Version:     version.Info(),
 			Links:       links,
+			// pprof is not served: no links to pages that answer 404.
+			Profiling: "false",
 		})
 		if err != nil {
 			return nil, err
 		}
 		mux.Handle("/", landing)
 	}
+	if o.NoReport {
+		return mux, nil
+	}
 	reports := o.Report
 	if reports == nil {
 		reports = report.Disabled()
 	}
-	mux.Handle("/report", reports)
-	mux.Handle("/report/", reports)
+	mux.Handle(ReportPath, reports)
+	mux.Handle(ReportPath+"/", reports)
 	return mux, nil
 }
