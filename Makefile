@@ -28,6 +28,10 @@
 #   make bench-recorder  the recorder's storage per day and analysis timings over 7 days
 #                  of generated data (about a minute; recorder.TestMeasureStorageAndTimings)
 #   make clean-pg  kill PostgreSQL test servers left by killed test runs
+#   make vuln      govulncheck from a pinned golang.org/x/vuln; needs https://vuln.go.dev
+#                  (unreachable from the development machines: run it where it answers)
+#   make fuzz      each fuzz test for FUZZTIME (30s); plain `go test` (make test) runs
+#                  their seed corpora
 #
 # Test knobs (environment): PGBATCH_TEST_VERSIONS=15,18 (majors),
 # PGBATCH_TEST_BACKEND=local|docker, PGBATCH_PG_CACHE=<dir> (npm binaries).
@@ -47,7 +51,7 @@ PROMTOOL           := $(TOOLS_BIN)/promtool
 DEBIAN_PROMTOOL    := /usr/bin/promtool
 export PGBATCH_PROMETHEUS_BIN := $(TOOLS_BIN)
 
-.PHONY: all deps tools build exporter release test-deb docker vet test test-alerts test-e2e demo test-demo test-browser bench bench-recorder clean-pg
+.PHONY: all deps tools build exporter release test-deb docker vet test test-alerts test-e2e demo test-demo test-browser bench bench-recorder clean-pg vuln fuzz
 
 all: build
 
@@ -152,6 +156,21 @@ bench:
 
 bench-recorder:
 	PGBATCH_MEASURE_RECORDER=1 $(GO) test -count=1 -v -timeout 20m -run '^TestMeasureStorageAndTimings$$' ./recorder
+
+VULN_VERSION ?= v1.9.0
+
+vuln:
+	$(GO) run golang.org/x/vuln/cmd/govulncheck@$(VULN_VERSION) ./...
+
+FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzParseRule:./batch FuzzParseConfig:./batch FuzzParseTime:./diagnosis \
+	FuzzParseTableName:./collectors FuzzWindowQuery:./internal/report
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== $${t%%:*}"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) -parallel 1 "$${t#*:}" || exit 1; \
+	done
 
 # Servers of internal/pgtest live in $TMPDIR/pgtest-<major>-*/ (with a file
 # "owner" naming the test process) and note "postmaster pid, dir, owner pid"

@@ -5,10 +5,13 @@ package batch
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -33,9 +36,26 @@ func ParseRule(s string) (Rule, error) {
 	return newRule(strings.TrimSpace(batch), match)
 }
 
+// MaxNameBytes bounds a batch's name: it becomes a Prometheus label value and a row of
+// every run, so a runaway name must not.
+const MaxNameBytes = 200
+
+// CheckName refuses an empty, overlong or non-UTF-8 batch name.
+func CheckName(name string) error {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return fmt.Errorf("the batch name is empty")
+	case len(name) > MaxNameBytes:
+		return fmt.Errorf("the batch name is %d bytes long (%.20q...): at most %d", len(name), name, MaxNameBytes)
+	case !utf8.ValidString(name) || strings.ContainsRune(name, 0):
+		return fmt.Errorf("the batch name %q is not valid UTF-8 text", name)
+	}
+	return nil
+}
+
 func newRule(batch, match string) (Rule, error) {
-	if batch == "" {
-		return Rule{}, fmt.Errorf("batch rule %q: the batch name is empty", batch+"="+match)
+	if err := CheckName(batch); err != nil {
+		return Rule{}, fmt.Errorf("batch rule %.60q: %w", batch+"="+match, err)
 	}
 	field, pattern, ok := strings.Cut(match, ":")
 	if !ok {
@@ -97,22 +117,30 @@ func LoadRules(path string) ([]Rule, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
+	rules, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return rules, nil
+}
+
+// ParseConfig reads the rules of a --config.file's content.
+func ParseConfig(data []byte) ([]Rule, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var cfg fileConfig
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := dec.Decode(&cfg); errors.Is(err, io.EOF) {
+		return nil, errors.New("the file is empty: want batches: [{name: nightly, match: 'application_name:^etl_nightly'}]")
+	} else if err != nil {
+		return nil, err
 	}
 	var rules []Rule
 	for _, b := range cfg.Batches {
 		r, err := newRule(strings.TrimSpace(b.Name), b.Match)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, err
 		}
 		rules = append(rules, r)
 	}
-	if err := CheckUnique(rules); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return rules, nil
+	return rules, CheckUnique(rules)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -57,6 +58,9 @@ func ParseTableName(s string) (TableName, error) {
 }
 
 func splitIdentifiers(s string) ([]string, error) {
+	if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
+		return nil, fmt.Errorf("not valid UTF-8 text")
+	}
 	var parts []string
 	for {
 		var part string
@@ -83,8 +87,8 @@ func splitIdentifiers(s string) ([]string, error) {
 			if end < 0 {
 				end = len(s)
 			}
-			// Unquoted identifiers fold to lower case, as PostgreSQL does.
-			part, s = strings.ToLower(s[:end]), s[end:]
+			// Unquoted identifiers fold to lower case as PostgreSQL folds them: ASCII letters only.
+			part, s = strings.Map(foldASCII, s[:end]), s[end:]
 			if strings.ContainsAny(part, `" `) {
 				return nil, fmt.Errorf("unexpected character in %q: quote the identifier", part)
 			}
@@ -101,6 +105,13 @@ func splitIdentifiers(s string) ([]string, error) {
 		}
 		s = s[1:]
 	}
+}
+
+func foldASCII(r rune) rune {
+	if r >= 'A' && r <= 'Z' {
+		return r + 'a' - 'A'
+	}
+	return r
 }
 
 type tablesCollector struct {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 
 	"github.com/alecthomas/kingpin/v2"
 
@@ -36,8 +35,8 @@ type exitStatus int
 func (e exitStatus) Error() string { return fmt.Sprintf("the command exited with status %d", int(e)) }
 
 func (e *execCommand) run(logger *slog.Logger) error {
-	if strings.TrimSpace(e.batch) == "" {
-		return usagef("--batch must not be empty")
+	if err := batch.CheckName(e.batch); err != nil {
+		return usagef("--batch: %w", err)
 	}
 	o := e.conn.options(false)
 	o.MaxConns = 2

@@ -149,18 +149,29 @@ type durationFlag struct {
 	d    *time.Duration
 }
 
-// minDuration is the least any duration flag accepts: PostgreSQL's timeouts count whole
+// minDuration is the least a duration flag accepts: PostgreSQL's timeouts count whole
 // milliseconds (500us would be sent as 0, which switches the timeout off), and no interval,
 // period or timeout of ours means anything at zero or below.
 const minDuration = time.Millisecond
+
+// durationMinimums are the flags that need more than minDuration: collecting more often
+// than every 100ms would load the server it watches.
+var durationMinimums = map[string]time.Duration{
+	"tier.sample-interval": 100 * time.Millisecond, "tier.snapshot-interval": 100 * time.Millisecond,
+	"collector.waits.interval": 100 * time.Millisecond,
+}
 
 func (f durationFlag) Set(s string) error {
 	d, err := time.ParseDuration(s)
 	if err != nil {
 		return fmt.Errorf("--%s: %q is not a duration (examples: 500ms, 30s, 5m)", f.name, s)
 	}
-	if d < minDuration {
-		return fmt.Errorf("--%s must be at least %s, got %s", f.name, minDuration, s)
+	least := minDuration
+	if m, ok := durationMinimums[f.name]; ok {
+		least = m
+	}
+	if d < least {
+		return fmt.Errorf("--%s must be at least %s, got %s", f.name, least, s)
 	}
 	*f.d = d
 	return nil

@@ -86,6 +86,9 @@ func TestBadInputIsAClearErrorWithStatus2(t *testing.T) {
 		{[]string{"--postgres.dsn=postgres://u:pw-secret@h:port/db"}, "invalid port"},
 		{[]string{"--recorder.enabled", "--recorder.request-min-interval=-1s"}, "--recorder.request-min-interval must not be negative, got -1s"},
 		{[]string{"--recorder.enabled", "--recorder.request-min-interval=often"}, "recorder.request-min-interval"},
+		{[]string{"exec", "--batch=" + strings.Repeat("n", 201), "--", "true"}, "--batch: the batch name is 201 bytes long"},
+		{[]string{"exec", "--batch= ", "--", "true"}, "--batch: the batch name is empty"},
+		{[]string{"--batch.match=" + strings.Repeat("n", 300) + "=application_name:^x"}, "the batch name is 300 bytes long"},
 	} {
 		code, out, errOut := runCLI(c.args...)
 		if code != 2 || !strings.Contains(errOut, c.want) {

@@ -83,11 +83,6 @@ func (s *serveCommand) validate() (collectors.Config, error) {
 	if s.quietPeriod < s.waitsEvery {
 		return cfg, usagef("--batch.quiet-period (%s) must be at least --collector.waits.interval (%s): a run would end between two samples", s.quietPeriod, s.waitsEvery)
 	}
-	for name, d := range map[string]time.Duration{"tier.sample-interval": s.sampleEvery, "tier.snapshot-interval": s.snapshotEvery, "collector.waits.interval": s.waitsEvery} {
-		if d < 100*time.Millisecond {
-			return cfg, usagef("--%s must be at least 100ms, got %s", name, d)
-		}
-	}
 	if s.conn.maxConns < 1 {
 		return cfg, usagef("--postgres.max-connections must be at least 1")
 	}

@@ -14,6 +14,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -110,22 +111,9 @@ func (h *handler) windowOrIndex(w http.ResponseWriter, r *http.Request) {
 		h.render(w, http.StatusOK, &page{Kind: "index", Title: "Batch runs", Runs: runs})
 		return
 	}
-	from, err := parseTime("from", q.Get("from"))
+	from, to, err := parseWindow(q)
 	if err != nil {
 		h.fail(w, http.StatusBadRequest, err)
-		return
-	}
-	to, err := parseTime("to", q.Get("to"))
-	if err != nil {
-		h.fail(w, http.StatusBadRequest, err)
-		return
-	}
-	switch {
-	case !to.After(from):
-		h.fail(w, http.StatusBadRequest, fmt.Errorf("to (%s) must be after from (%s)", formatTime(to), formatTime(from)))
-		return
-	case to.Sub(from) > maxWindow:
-		h.fail(w, http.StatusBadRequest, fmt.Errorf("the window is %s long; at most %d days fit one report", to.Sub(from).Round(time.Hour), int(maxWindow.Hours()/24)))
 		return
 	}
 	p, err := h.windowPage(ctx, from, to)
@@ -297,6 +285,23 @@ func (h *handler) fail(w http.ResponseWriter, status int, err error) {
 		h.o.Logger.Error("report page", "err", err)
 	}
 	h.render(w, status, &page{Kind: "error", Title: http.StatusText(status), Error: msg})
+}
+
+// parseWindow reads ?from=&to=: two times, to after from, at most maxWindow apart.
+func parseWindow(q url.Values) (from, to time.Time, err error) {
+	if from, err = parseTime("from", q.Get("from")); err != nil {
+		return from, to, err
+	}
+	if to, err = parseTime("to", q.Get("to")); err != nil {
+		return from, to, err
+	}
+	switch {
+	case !to.After(from):
+		return from, to, fmt.Errorf("to (%s) must be after from (%s)", formatTime(to), formatTime(from))
+	case to.Sub(from) > maxWindow:
+		return from, to, fmt.Errorf("the window is %s long; at most %d days fit one report", to.Sub(from).Round(time.Hour), int(maxWindow.Hours()/24))
+	}
+	return from, to, nil
 }
 
 func parseTime(name, s string) (time.Time, error) {
