@@ -82,7 +82,10 @@ func TestBinaryLandingLinksAndNoWebReport(t *testing.T) {
 					args = append(args, "--no-web.report")
 				}
 				p := startExporterProcess(t, bin, nil, args...)
-				p.waitFor("pgbatch_up 1", 20*time.Second, func() bool { return p.metric("pgbatch_up") == 1 })
+				// The report reads the schema the recorder creates with its first start.
+				p.waitFor("a snapshot recorded", 30*time.Second, func() bool {
+					return p.metric(`pgbatch_recorder_rows_written_total{table="snapshots"}`) >= 1
+				})
 				_, landing := p.get("/")
 				if strings.Contains(landing, "debug/pprof") {
 					t.Errorf("the landing page mentions pprof, which is not served:\n%s", landing)
