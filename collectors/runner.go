@@ -115,7 +115,9 @@ func (r *Runner) schedules() []schedule {
 	return out
 }
 
-// Run collects both tiers and samples waits until ctx ends.
+// Run collects both tiers and samples waits until ctx ends. A collection under way then
+// finishes (bounded by statement_timeout) rather than being cancelled: a cancelled query is
+// an ERROR in the server's log, which the DBA reads.
 func (r *Runner) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, s := range r.schedules() {
@@ -157,7 +159,7 @@ func every(ctx context.Context, s schedule) {
 		case <-t.C:
 		}
 		next := time.Now()
-		if err := s.run(ctx, time.Duration(min(stratum-lastDone, 2))*s.interval); err != nil {
+		if err := s.run(context.WithoutCancel(ctx), time.Duration(min(stratum-lastDone, 2))*s.interval); err != nil {
 			next = time.Now().Add(min(backoff, maxBackoff))
 			backoff = min(backoff*2, maxBackoff)
 		} else {
