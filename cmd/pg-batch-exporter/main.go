@@ -154,11 +154,11 @@ type durationFlag struct {
 // period or timeout of ours means anything at zero or below.
 const minDuration = time.Millisecond
 
-// durationMinimums are the flags that need more than minDuration: collecting more often
-// than every 100ms would load the server it watches.
+// durationMinimums are the flags whose least value is not minDuration: collecting more often
+// than every 100ms would load the server it watches; a rate limit of 0 means no limit.
 var durationMinimums = map[string]time.Duration{
 	"tier.sample-interval": 100 * time.Millisecond, "tier.snapshot-interval": 100 * time.Millisecond,
-	"collector.waits.interval": 100 * time.Millisecond,
+	"collector.waits.interval": 100 * time.Millisecond, "recorder.request-min-interval": 0,
 }
 
 func (f durationFlag) Set(s string) error {
@@ -169,6 +169,9 @@ func (f durationFlag) Set(s string) error {
 	least := minDuration
 	if m, ok := durationMinimums[f.name]; ok {
 		least = m
+	}
+	if d < 0 && least == 0 {
+		return fmt.Errorf("--%s must not be negative, got %s", f.name, s)
 	}
 	if d < least {
 		return fmt.Errorf("--%s must be at least %s, got %s", f.name, least, s)
