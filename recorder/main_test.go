@@ -19,27 +19,16 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // TestGeneratedSQLInSync fails when sql/collect.sql or sql/install.sql no longer match what
-// the collectors and migrations generate; PGBATCH_UPDATE_SQL=1 rewrites them.
+// the collectors, migrations and definitions generate: go generate ./... rewrites them.
 func TestGeneratedSQLInSync(t *testing.T) {
 	install, err := InstallSQL()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for file, want := range map[string]string{"sql/collect.sql": CollectSQL(), "sql/install.sql": install} {
-		got, _ := os.ReadFile(file)
-		if string(got) == want {
-			continue
+		if got, _ := os.ReadFile(file); string(got) != want {
+			t.Errorf("%s is stale: run go generate ./...", file)
 		}
-		if os.Getenv("PGBATCH_UPDATE_SQL") != "" {
-			if err := os.WriteFile(file, []byte(want), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		t.Errorf("%s is stale: run PGBATCH_UPDATE_SQL=1 go test ./recorder -run TestGeneratedSQLInSync", file)
-	}
-	if os.Getenv("PGBATCH_UPDATE_SQL") == "" && collectFile != CollectSQL() {
-		t.Error("the embedded collect.sql is stale")
 	}
 }
 
@@ -146,12 +135,17 @@ func psqlFile(t *testing.T, srv *pgtest.Server, dsn, file string) string {
 // psql runs psql (quietly, stopping at the first error) and returns its combined output.
 func psql(t *testing.T, srv *pgtest.Server, dsn string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("psql", append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn}, args...)...)
-	out, err := cmd.CombinedOutput()
+	out, err := psqlOutput(dsn, args...)
 	if err != nil {
 		t.Fatalf("psql %v: %v\n%s", args, err, out)
 	}
-	return string(out)
+	return out
+}
+
+// psqlOutput runs psql as psql does, failing or not, and returns its combined output and error.
+func psqlOutput(dsn string, args ...string) (string, error) {
+	out, err := exec.Command("psql", append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn}, args...)...).CombinedOutput()
+	return string(out), err
 }
 
 // eventually polls a query returning one boolean (with fresh statistics each time) until it

@@ -1,5 +1,7 @@
 package recorder
 
+//go:generate go run ./internal/gensql
+
 import (
 	"context"
 	"crypto/sha256"
@@ -8,27 +10,58 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/batch/batchsql"
+	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/diagnosissql"
 )
 
-// Migrations are recorder/migrations/NNNN_name.sql, applied in order, each once, in a
-// transaction of its own. Numbers 0001-0049 belong to the recorder, 0050 and up to batches
-// and diagnosis. Each must be re-runnable (CREATE ... IF NOT EXISTS, CREATE OR REPLACE):
-// an interrupted psql install may run one again. sql/collect.sql is applied again whenever
-// its text changes, since it follows the collectors' statements.
-//
+// The telemetry schema is built from two kinds of script (README.md in this folder):
+//   - schema migrations, migrations/NNNN_name.sql: tables, indexes, data changes. Applied
+//     once each, in number order; an applied one whose text changed stops Migrate.
+//   - definitions: functions and views, beside their owner (sql/ here, batch/batchsql,
+//     diagnosis/diagnosissql), applied after the migrations in the order definitionSources
+//     declares, and again whenever their text changes.
+// Every script runs in a transaction of its own with search_path = pg_catalog, pg_temp, so
+// that nothing in it binds to an object another role could create.
+
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-//go:embed sql/collect.sql
-var collectFile string
+//go:embed sql/*.sql
+var recorderSQL embed.FS
 
-// collectScript is the name under which collect.sql is recorded in schema_migrations.
+// definitionSource is one owner's definitions: dir is their folder from the repository's
+// root (install.sql includes them from there), order the files in the order to apply.
+type definitionSource struct {
+	dir   string
+	files fs.FS
+	order []string
+}
+
+// recorderDefinitions are the recorder's own, applied first: the batch and diagnosis
+// definitions use them. collect.sql is generated (CollectSQL).
+var recorderDefinitions = []string{"partitions.sql", "api.sql", collectScript, "collection.sql"}
+
+func definitionSources() []definitionSource {
+	recorder, err := fs.Sub(recorderSQL, "sql")
+	if err != nil {
+		panic(err)
+	}
+	return []definitionSource{
+		{dir: "recorder/sql", files: recorder, order: recorderDefinitions},
+		{dir: "batch/batchsql", files: batchsql.Files, order: batchsql.Order},
+		{dir: "diagnosis/diagnosissql", files: diagnosissql.Files, order: diagnosissql.Order},
+	}
+}
+
+// collectScript is generated from the collectors' statements (CollectSQL).
 const collectScript = "collect.sql"
 
 var migrationName = regexp.MustCompile(`^([0-9]{4})_[a-z0-9_]+\.sql$`)
@@ -36,13 +69,12 @@ var migrationName = regexp.MustCompile(`^([0-9]{4})_[a-z0-9_]+\.sql$`)
 // migrationLockKey is the advisory lock that serialises migrations (Go and install.sql).
 const migrationLockKey = 7366_4321_0003
 
-// migrationSearchPath is set in every migration's transaction: views and defaults bind their
-// operators and functions when created, and an object another role planted in public (an
-// exact-type "/" or unnest) would otherwise be baked into them and run for every reader.
-// Telemetry objects are named with their schema.
-const migrationSearchPath = `SET LOCAL search_path = pg_catalog, pg_temp`
+// safeSearchPath is every script's search_path: built-in objects and then temporary ones
+// (which are never searched for functions and operators), so no name resolves to an object
+// in public or another schema an attacker may write to.
+const safeSearchPath = "pg_catalog, pg_temp"
 
-// sqlBootstrap creates what the migrations are recorded in. CREATE SCHEMA IF NOT EXISTS
+// sqlBootstrap creates what the scripts are recorded in. CREATE SCHEMA IF NOT EXISTS
 // would still ask for CREATE on the database, which a role given the schema lacks.
 const sqlBootstrap = `DO $$ BEGIN
     IF to_regnamespace('telemetry') IS NULL THEN
@@ -55,16 +87,19 @@ CREATE TABLE IF NOT EXISTS telemetry.schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 );`
 
+// script is one migration or definition. name is what schema_migrations records: the file
+// name of a migration, the path from the repository's root of a definition.
 type script struct {
-	name, sql, checksum string
+	name, file, sql, checksum string
+	repeatable                bool
 }
 
-func newScript(name, sql string) script {
-	sum := sha256.Sum256([]byte(sql))
-	return script{name: name, sql: sql, checksum: hex.EncodeToString(sum[:])}
+func checksum(text string) string {
+	sum := sha256.Sum256([]byte(text))
+	return hex.EncodeToString(sum[:])
 }
 
-// scripts are the migrations in order, then collect.sql.
+// scripts are the migrations in number order, then the definitions in declared order.
 func scripts() ([]script, error) {
 	entries, err := fs.ReadDir(migrationFiles, "migrations")
 	if err != nil {
@@ -85,10 +120,83 @@ func scripts() ([]script, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, newScript(e.Name(), string(b)))
+		out = append(out, script{name: e.Name(), file: path.Join("recorder/migrations", e.Name()), sql: string(b), checksum: checksum(string(b))})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return append(out, newScript(collectScript, collectFile)), nil
+	defs, err := definitions(definitionSources())
+	if err != nil {
+		return nil, err
+	}
+	return append(out, defs...), nil
+}
+
+// definitions reads the sources' files in order and checks that none is left out.
+func definitions(sources []definitionSource) ([]script, error) {
+	var out []script
+	for _, src := range sources {
+		listed := map[string]bool{}
+		for _, f := range src.order {
+			if listed[f] {
+				return nil, fmt.Errorf("%s/%s is listed twice", src.dir, f)
+			}
+			listed[f] = true
+			var text string
+			if src.dir == "recorder/sql" && f == collectScript {
+				text = CollectSQL()
+			} else {
+				b, err := fs.ReadFile(src.files, f)
+				if err != nil {
+					return nil, err
+				}
+				text = string(b)
+			}
+			s := script{name: path.Join(src.dir, f), file: path.Join(src.dir, f), sql: text, checksum: checksum(text), repeatable: true}
+			out = append(out, s)
+		}
+		files, err := fs.Glob(src.files, "*.sql")
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			if !listed[f] && !(src.dir == "recorder/sql" && !isDefinitionFile(f)) {
+				return nil, fmt.Errorf("%s/%s is not in the declared order of its definitions", src.dir, f)
+			}
+		}
+	}
+	return out, nil
+}
+
+// isDefinitionFile tells the recorder's definitions from the psql scripts beside them.
+func isDefinitionFile(name string) bool {
+	switch name {
+	case "install.sql", "jobs.sql", "uninstall.sql":
+		return false
+	}
+	return true
+}
+
+// driftCheckSQL fails when an applied migration's text is not the file's any more: a
+// database migrated before the edit would silently keep the old text.
+func driftCheckSQL(all []script) string {
+	var values []string
+	for _, s := range all {
+		if !s.repeatable {
+			values = append(values, fmt.Sprintf("('%s', '%s')", s.name, s.checksum))
+		}
+	}
+	return fmt.Sprintf(`DO $drift$
+DECLARE
+    v_changed text;
+BEGIN
+    SELECT string_agg(m.name, ', ' ORDER BY m.name) INTO v_changed
+    FROM telemetry.schema_migrations m JOIN (VALUES %s) f (name, checksum) ON f.name = m.name
+    WHERE m.checksum <> f.checksum;
+    IF v_changed IS NOT NULL THEN
+        RAISE EXCEPTION 'applied schema migrations were edited since: %%', v_changed
+            USING HINT = 'Migrations are append-only: restore the applied text and put the change in a new migration.';
+    END IF;
+END
+$drift$;`, strings.Join(values, ",\n        "))
 }
 
 // Migrate creates or upgrades the telemetry schema. Running it again is a no-op; it never
@@ -114,12 +222,12 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	if !bootstrapped {
-		if err := pgx.BeginFunc(ctx, conn.Conn(), func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, migrationSearchPath+";\n"+sqlBootstrap)
-			return err
-		}); err != nil {
+		if err := inSafeTransaction(ctx, conn.Conn(), sqlBootstrap); err != nil {
 			return fmt.Errorf("creating schema telemetry: %w", err)
 		}
+	}
+	if err := inSafeTransaction(ctx, conn.Conn(), driftCheckSQL(all)); err != nil {
+		return err
 	}
 	applied := map[string]string{}
 	rows, _ := conn.Query(ctx, `SELECT name, checksum FROM telemetry.schema_migrations`)
@@ -128,35 +236,41 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	for _, s := range all {
-		prev, done := applied[s.name]
-		if done && (s.name != collectScript || prev == s.checksum) {
+		if applied[s.name] == s.checksum {
 			continue
 		}
-		if err := apply(ctx, conn.Conn(), s); err != nil {
-			return fmt.Errorf("migration %s: %w", s.name, err)
+		if err := inSafeTransaction(ctx, conn.Conn(), s.sql, s.name, s.checksum); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
 	return nil
 }
 
-func apply(ctx context.Context, conn *pgx.Conn, s script) error {
+// recordSQL notes a script as applied.
+const recordSQL = `INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ($1, $2)
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now()`
+
+// inSafeTransaction runs sql in a transaction with the safe search_path and, given a name
+// and checksum, records it as applied in the same transaction.
+func inSafeTransaction(ctx context.Context, conn *pgx.Conn, sql string, record ...any) error {
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		// DDL on a large table may take a while; it stays bounded. The migration's names
-		// resolve in the catalogs alone, whatever pool it was given (see migrationSearchPath).
-		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = '10min'; `+migrationSearchPath); err != nil {
+		// DDL on a large table may take a while; it stays bounded.
+		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = '10min'; SET LOCAL search_path = `+safeSearchPath); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, s.sql); err != nil {
+		if _, err := tx.Exec(ctx, sql); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ($1, $2)
-			ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now()`, s.name, s.checksum)
+		if len(record) == 0 {
+			return nil
+		}
+		_, err := tx.Exec(ctx, recordSQL, record...)
 		return err
 	})
 }
 
 // InstallSQL is the text of sql/install.sql: psql applies the same scripts as Migrate, under
-// the same lock, then schedules the pg_cron jobs (sql/jobs.sql).
+// the same lock and search_path, then schedules the pg_cron jobs (sql/jobs.sql).
 func InstallSQL() (string, error) {
 	all, err := scripts()
 	if err != nil {
@@ -164,30 +278,34 @@ func InstallSQL() (string, error) {
 	}
 	var b strings.Builder
 	b.WriteString(`-- Installs or upgrades the telemetry schema for pg_cron mode: psql -f recorder/sql/install.sql
--- Generated by recorder.InstallSQL from the migrations: do not edit (see sql/jobs.sql).
+-- Generated by recorder.InstallSQL from the migrations and definitions (go generate ./...):
+-- do not edit (see sql/jobs.sql).
 \set ON_ERROR_STOP on
 \set QUIET on
 -- The whole install resolves names in the catalogs alone, as Migrate does (migrationSearchPath).
 SET search_path = pg_catalog, pg_temp;
 `)
-	fmt.Fprintf(&b, "SELECT pg_advisory_lock(%d) \\gset lock_\n%s\n", migrationLockKey, sqlBootstrap)
+	fmt.Fprintf(&b, "SET search_path = %s;\nSELECT pg_advisory_lock(%d) \\gset lock_\n%s\n%s\n", safeSearchPath, migrationLockKey, sqlBootstrap, driftCheckSQL(all))
 	for _, s := range all {
-		file := "../migrations/" + s.name
-		check := fmt.Sprintf("name = '%s'", s.name)
-		if s.name == collectScript {
-			file = collectScript
-			check += fmt.Sprintf(" AND checksum = '%s'", s.checksum)
+		include, err := relativeTo("recorder/sql", s.file)
+		if err != nil {
+			return "", err
 		}
-		fmt.Fprintf(&b, `SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE %s) AS apply \gset
+		fmt.Fprintf(&b, `SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '%s' AND checksum = '%s') AS apply \gset
 \if :apply
 BEGIN;
 \ir %s
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('%s', '%s')
-    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+%s;
 COMMIT;
 \endif
-`, check, file, s.name, s.checksum)
+`, s.name, s.checksum, include, strings.NewReplacer("$1", "'"+s.name+"'", "$2", "'"+s.checksum+"'").Replace(recordSQL))
 	}
 	fmt.Fprintf(&b, "SELECT pg_advisory_unlock(%d) \\gset unlock_\n\\ir jobs.sql\n", migrationLockKey)
 	return b.String(), nil
+}
+
+// relativeTo is file's path from dir, both from the repository's root.
+func relativeTo(dir, file string) (string, error) {
+	rel, err := filepath.Rel(dir, file)
+	return filepath.ToSlash(rel), err
 }

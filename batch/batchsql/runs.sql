@@ -1,0 +1,148 @@
+-- Batch runs' functions and view (the table: recorder/migrations/0002_batch_runs.sql).
+-- A repeatable definition: applied again whenever its text changes.
+
+-- The batch functions' settings, kept where an operator changed a value.
+INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
+    ('batch_max_run_seconds', 86400, 'seconds',
+     'A run still open after this long is closed as abandoned (its end was never marked).'),
+    ('boundary_snapshot_grace_seconds', 5, 'seconds',
+     'A run starts on a snapshot taken up to this long (at most a tenth of the run) after its begin: the one batch_begin asked for.')
+ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
+
+CREATE OR REPLACE FUNCTION telemetry._threshold(p_name text) RETURNS numeric
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT value FROM telemetry.diagnose_thresholds WHERE name = p_name
+$$;
+
+-- close_abandoned_runs closes the runs that will never get their end: open longer than
+-- batch_max_run_seconds, or begun by an exec wrapper whose session is gone.
+CREATE OR REPLACE FUNCTION telemetry.close_abandoned_runs() RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_closed integer;
+BEGIN
+    UPDATE telemetry.batch_runs r
+    SET status = 'abandoned',
+        ended_at = greatest(r.started_at, clock_timestamp()),
+        detail = CASE WHEN r.started_at < clock_timestamp() - make_interval(secs => telemetry._threshold('batch_max_run_seconds'))
+                      THEN format('no batch_end within batch_max_run_seconds (%s s)', telemetry._threshold('batch_max_run_seconds'))
+                      ELSE 'the exec wrapper''s session ended without batch_end' END
+    WHERE r.status = 'running'
+      AND (r.started_at < clock_timestamp() - make_interval(secs => telemetry._threshold('batch_max_run_seconds'))
+           OR (r.source = 'exec' AND r.backend_pid IS NOT NULL AND NOT EXISTS (
+                   SELECT FROM pg_stat_activity a
+                   WHERE a.pid = r.backend_pid AND a.backend_start = r.backend_start)));
+    GET DIAGNOSTICS v_closed = ROW_COUNT;
+    RETURN v_closed;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry.close_abandoned_runs() FROM PUBLIC;
+
+-- _boundary_snapshot takes the snapshot at a batch's boundary: the Go recorder takes it when
+-- asked (request_snapshot); where none listens (pg_cron mode) it is taken here. Reading the
+-- other sessions' LISTEN needs the owner's rights (SECURITY DEFINER). A failed snapshot only
+-- warns: it must not fail the batch.
+CREATE OR REPLACE FUNCTION telemetry._recorder_listening() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM pg_stat_activity
+                   WHERE datname = current_database() AND query = 'LISTEN telemetry_request_snapshot')
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._recorder_listening() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION telemetry._boundary_snapshot() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM telemetry.request_snapshot();
+    IF NOT telemetry._recorder_listening() THEN
+        BEGIN
+            PERFORM telemetry.snapshot();
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'no snapshot at the batch''s boundary: %', SQLERRM;
+        END;
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._boundary_snapshot() FROM PUBLIC;
+
+-- batch_begin opens a run and takes a snapshot, so that the run's window starts on a
+-- snapshot of its own. Returns the run's id.
+CREATE OR REPLACE FUNCTION telemetry.batch_begin(p_batch text, p_source text DEFAULT 'marker',
+                                                 p_started_at timestamptz DEFAULT NULL, p_server text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_at  timestamptz := coalesce(p_started_at, clock_timestamp());
+    v_run bigint;
+BEGIN
+    IF p_batch IS NULL OR btrim(p_batch) = '' THEN
+        RAISE EXCEPTION 'batch name must not be empty';
+    END IF;
+    PERFORM telemetry.close_abandoned_runs();
+    UPDATE telemetry.batch_runs
+    SET status = 'abandoned', ended_at = greatest(started_at, v_at),
+        detail = 'a new run began before batch_end'
+    WHERE batch = p_batch AND status = 'running';
+    INSERT INTO telemetry.batch_runs (batch, started_at, source, backend_pid, backend_start, server)
+    SELECT p_batch, v_at, p_source, pg_backend_pid(), a.backend_start, p_server
+    FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
+    RETURNING run_id INTO v_run;
+    PERFORM telemetry._boundary_snapshot();
+    RETURN v_run;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry.batch_begin(text, text, timestamptz, text) FROM PUBLIC;
+
+-- batch_end closes the batch's open run with a status (succeeded, failed, cancelled, ended)
+-- and takes a snapshot. Without an open run it warns and returns NULL: a lost begin
+-- must not fail the batch's last step.
+CREATE OR REPLACE FUNCTION telemetry.batch_end(p_batch text, p_status text DEFAULT 'succeeded',
+                                               p_exit_code integer DEFAULT NULL,
+                                               p_ended_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_run bigint;
+BEGIN
+    IF p_status IS NULL OR p_status NOT IN ('succeeded', 'failed', 'cancelled', 'ended') THEN
+        RAISE EXCEPTION 'batch_end status must be succeeded, failed, cancelled or ended, not %', coalesce(p_status, 'NULL');
+    END IF;
+    PERFORM telemetry.close_abandoned_runs();
+    UPDATE telemetry.batch_runs
+    SET status = p_status, exit_code = p_exit_code,
+        ended_at = greatest(started_at, coalesce(p_ended_at, clock_timestamp()))
+    WHERE batch = p_batch AND status = 'running'
+    RETURNING run_id INTO v_run;
+    IF v_run IS NULL THEN
+        RAISE WARNING 'batch % has no open run: batch_end ignored', p_batch;
+        RETURN NULL;
+    END IF;
+    PERFORM telemetry._boundary_snapshot();
+    RETURN v_run;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry.batch_end(text, text, integer, timestamptz) FROM PUBLIC;
+
+-- _run_snapshot_start is where a run's start snapshot is looked for (the latest at or before):
+-- the snapshot batch_begin asked for lands shortly after the begin.
+CREATE OR REPLACE FUNCTION telemetry._run_snapshot_start(p_started_at timestamptz, p_ended_at timestamptz)
+RETURNS timestamptz LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_started_at + least(make_interval(secs => telemetry._threshold('boundary_snapshot_grace_seconds')),
+                                (coalesce(p_ended_at, now()) - p_started_at) / 10)
+$$;
+
+-- recent_batch_runs: the runs of the last 7 days and every open one, newest first, with the
+-- snapshots each starts and ends on: compare(start_snapshot_at, end_snapshot_at) is the run.
+CREATE OR REPLACE VIEW telemetry.recent_batch_runs AS
+SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source,
+       round(extract(epoch FROM coalesce(r.ended_at, now()) - r.started_at)::numeric, 1) AS duration_seconds,
+       r.exit_code, r.detail, r.server,
+       (SELECT s.captured_at FROM telemetry.snapshots s
+        WHERE (r.server IS NULL OR s.server = r.server)
+          AND s.captured_at <= telemetry._run_snapshot_start(r.started_at, r.ended_at)
+        ORDER BY s.captured_at DESC LIMIT 1) AS start_snapshot_at,
+       (SELECT s.captured_at FROM telemetry.snapshots s
+        WHERE (r.server IS NULL OR s.server = r.server) AND s.captured_at >= r.ended_at
+        ORDER BY s.captured_at LIMIT 1) AS end_snapshot_at
+FROM telemetry.batch_runs r
+WHERE r.started_at > now() - interval '7 days' OR r.status = 'running'
+ORDER BY r.started_at DESC, r.run_id DESC;

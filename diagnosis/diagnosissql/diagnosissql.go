@@ -1,0 +1,14 @@
+// Package diagnosissql holds the SQL definitions of the diagnosis (diagnose, diagnose_run and
+// their helpers): the recorder applies them after batch runs' (recorder/README.md). It only
+// embeds files, so that the recorder can import it without importing package diagnosis.
+package diagnosissql
+
+import "embed"
+
+// Files are the definitions.
+//
+//go:embed *.sql
+var Files embed.FS
+
+// Order is the order to apply Files in: each may use what the ones before define.
+var Order = []string{"diagnose.sql", "statements.sql"}

@@ -1,0 +1,88 @@
+-- Day partitions: which tables are partitioned, creating a day's partitions, dropping old days.
+
+-- The partitioned tables, parents before their children.
+CREATE OR REPLACE FUNCTION telemetry._partitioned_tables()
+RETURNS TABLE (table_name text, parent text, parent_key text)
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    VALUES ('snapshots', NULL, NULL),
+           ('samples', NULL, NULL),
+           ('table_snapshots', 'snapshots', 'snapshot_id'),
+           ('replication_snapshots', 'snapshots', 'snapshot_id'),
+           ('wait_samples', 'samples', 'sample_id'),
+           ('activity_samples', 'samples', 'sample_id'),
+           ('progress_samples', 'samples', 'sample_id'),
+           ('lock_samples', 'samples', 'sample_id'),
+           ('wait_time_samples', 'samples', 'sample_id'),
+           -- recorder/migrations/0005_statements.sql
+           ('statement_snapshots', 'snapshots', 'snapshot_id'),
+           ('statement_info_snapshots', 'snapshots', 'snapshot_id'),
+           ('statement_wait_samples', 'samples', 'sample_id')
+$$;
+
+-- _ensure_partitions creates the day partitions (UTC days) holding p_at, each child with a
+-- foreign key to its parent's partition of the same day (ON DELETE CASCADE, as in the seed).
+-- SECURITY DEFINER: only the schema's owner may add partitions; a recorder role needs no more
+-- than INSERT on the tables.
+CREATE OR REPLACE FUNCTION telemetry._ensure_partitions(p_at timestamptz)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_day date := (p_at AT TIME ZONE 'UTC')::date;
+    v_suffix text := '_d' || to_char(v_day, 'YYYYMMDD');
+    t record;
+BEGIN
+    IF NOT EXISTS (SELECT FROM telemetry._partitioned_tables() p
+                   WHERE to_regclass('telemetry.' || p.table_name || v_suffix) IS NULL) THEN
+        RETURN; -- the day is complete
+    END IF;
+    -- Serialises recorders and pg_cron jobs creating the same day.
+    PERFORM pg_advisory_xact_lock(hashtext('telemetry._ensure_partitions'));
+    FOR t IN SELECT * FROM telemetry._partitioned_tables() LOOP
+        IF to_regclass('telemetry.' || t.table_name || v_suffix) IS NULL THEN
+            EXECUTE format('CREATE TABLE telemetry.%I PARTITION OF telemetry.%I FOR VALUES FROM (%L) TO (%L)',
+                t.table_name || v_suffix, t.table_name,
+                v_day::timestamp AT TIME ZONE 'UTC', (v_day + 1)::timestamp AT TIME ZONE 'UTC');
+            IF t.parent IS NOT NULL THEN
+                EXECUTE format('ALTER TABLE telemetry.%I ADD FOREIGN KEY (%I, captured_at) REFERENCES telemetry.%I (id, captured_at) ON DELETE CASCADE',
+                    t.table_name || v_suffix, t.parent_key, t.parent || v_suffix);
+            END IF;
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._ensure_partitions(timestamptz) FROM PUBLIC;
+
+-- _drop_partitions_before drops the day partitions that end at or before p_cutoff, children
+-- first, and returns how many days went. Dropping costs the same at any data size.
+CREATE OR REPLACE FUNCTION telemetry._drop_partitions_before(p_cutoff timestamptz)
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_day date;
+    v_days integer := 0;
+    t record;
+BEGIN
+    FOR v_day IN
+        SELECT DISTINCT to_date(substring(c.relname from '_d([0-9]{8})$'), 'YYYYMMDD') AS day
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent IN ('telemetry.snapshots'::regclass, 'telemetry.samples'::regclass)
+        ORDER BY 1
+    LOOP
+        EXIT WHEN (v_day + 1)::timestamp AT TIME ZONE 'UTC' > p_cutoff;
+        FOR t IN SELECT * FROM telemetry._partitioned_tables() ORDER BY parent IS NULL, table_name LOOP
+            EXECUTE format('DROP TABLE IF EXISTS telemetry.%I', t.table_name || '_d' || to_char(v_day, 'YYYYMMDD'));
+        END LOOP;
+        v_days := v_days + 1;
+    END LOOP;
+    RETURN v_days;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._drop_partitions_before(timestamptz) FROM PUBLIC;
+
+-- _note_server records that a server was seen (the analysis functions' list of servers).
+CREATE OR REPLACE FUNCTION telemetry._note_server(p_server text, p_system_identifier text, p_pg_version integer, p_at timestamptz)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO telemetry.servers (server, system_identifier, pg_version, last_seen)
+    VALUES (p_server, p_system_identifier, p_pg_version, p_at)
+    ON CONFLICT (server) DO UPDATE SET system_identifier = excluded.system_identifier,
+        pg_version = excluded.pg_version, last_seen = greatest(telemetry.servers.last_seen, excluded.last_seen)
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._note_server(text, text, integer, timestamptz) FROM PUBLIC;
