@@ -124,9 +124,17 @@ RETURNS TABLE (rank integer, queryid bigint, query text, status text, seconds nu
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH w AS (SELECT * FROM telemetry._run_window(p_run_id)),
     base AS (SELECT * FROM telemetry._baseline_runs(p_run_id)),
+    -- The baseline runs whose statements are known: a statement snapshot at or before the
+    -- start and one at or after the end. A run without them says nothing about a statement.
+    sbase AS (
+        SELECT b.* FROM base b, LATERAL (SELECT telemetry._resolve_server(b.server) AS server) srv
+        WHERE EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at <= b.snapshot_start)
+          AND EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at >= b.end_time)),
     cur AS (SELECT s.* FROM w, LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server) s),
-    bs AS (SELECT base.run_id, s.* FROM base, LATERAL telemetry._window_statements(base.snapshot_start, base.end_time, base.server) s
-           WHERE s.status = 'ok'),
+    -- A statement first seen inside a baseline run (new) ran in it: the first run after a
+    -- restart or a reset is a normal run. Only reset counters are left out.
+    bs AS (SELECT b.run_id, s.* FROM sbase b, LATERAL telemetry._window_statements(b.snapshot_start, b.end_time, b.server) s
+           WHERE s.status <> 'reset'),
     nbase AS (SELECT count(*)::int AS n,
                      percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM end_time - start_time))::numeric AS duration
               FROM base),
@@ -136,7 +144,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                x.seconds / nullif(x.calls, 0) AS per_call, x.blocks::numeric / nullif(x.calls, 0) AS blocks_per_call,
                x.blocks::numeric / nullif(x.rows, 0) AS blocks_per_row, x.temp_blks::numeric / nullif(x.calls, 0) AS temp_per_call,
                x.queryid IS NOT NULL AS present
-        FROM cur c CROSS JOIN base b LEFT JOIN bs x ON x.run_id = b.run_id AND x.queryid = c.queryid),
+        FROM cur c CROSS JOIN sbase b LEFT JOIN bs x ON x.run_id = b.run_id AND x.queryid = c.queryid),
     med AS (
         SELECT queryid,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds)::numeric AS seconds,
@@ -163,7 +171,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            round(r.temp_blks::numeric / nullif(r.calls, 0), 1), round(r.b_tpc, 1),
            r.wal_bytes,
            (SELECT k FROM jsonb_each_text(r.sampled_waits) e(k, v) ORDER BY v::numeric DESC LIMIT 1),
-           (SELECT n FROM nbase), r.runs_with, r.evicted
+           (SELECT count(*)::int FROM sbase), r.runs_with, r.evicted
     FROM r
     WHERE r.calls IS DISTINCT FROM 0
 $$;
