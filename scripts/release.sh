@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 out=$1 version=$2 ldflags=$3
 shift 3
 mkdir -p "$out"
-# Debian versions must start with a digit: v1.2.3 -> 1.2.3, a bare revision -> 0~<rev>.
+# A tag v1.2.3[-N-gREV] -> 1.2.3[-N-gREV]; a bare revision (no tag yet) -> 0~REV, which
+# sorts before any tagged release (a hash may start with a digit: test for a tag's form).
 debversion=${version#v}
-[[ $debversion =~ ^[0-9] ]] || debversion="0~$debversion"
+[[ $version =~ ^v?[0-9]+\.[0-9]+ ]] || debversion="0~$version"
 
 for target in "$@"; do
 	goos=${target%/*} goarch=${target#*/}
