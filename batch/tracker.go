@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 )
 
 var (
@@ -317,9 +318,11 @@ func (t *Tracker) refreshLogged(ctx context.Context) {
 // sqlRunsReadable tells whether telemetry.batch_runs exists and this role may read it,
 // through the catalog: asking the table itself would leave an ERROR in the server log, twice
 // a minute, wherever the schema is not installed (or not yet migrated), and a DBA reads that log.
-const sqlRunsReadable = `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c
+// Only a plain table in a schema and of an owner this role trusts (postgres.TrustedOwner).
+var sqlRunsReadable = `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = 'telemetry' AND c.relname = 'batch_runs'
+WHERE n.nspname = 'telemetry' AND c.relname = 'batch_runs' AND c.relkind IN ('r', 'p')
+AND ` + postgres.TrustedOwner("n.nspowner") + ` AND ` + postgres.TrustedOwner("c.relowner") + `
 AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT'))`
 
 // schemaReady tells whether telemetry.batch_runs can be read in the pool's database; once

@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 )
 
 func init() {
@@ -167,9 +169,12 @@ ORDER BY s.schemaname, s.relname`
 // SQLHasTrackedTables tells whether the recorder's schema (and its tracked_tables) exists and
 // may be read. A catalog lookup by oid: to_regclass('telemetry.tracked_tables') raises
 // "permission denied for schema" for a role without USAGE on it.
-const SQLHasTrackedTables = `SELECT EXISTS (
+// Only a plain table in a schema and of an owner this role trusts: another role's view there
+// would run its functions as the exporter.
+var SQLHasTrackedTables = `SELECT EXISTS (
 	SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-	WHERE n.nspname = 'telemetry' AND c.relname = 'tracked_tables'
+	WHERE n.nspname = 'telemetry' AND c.relname = 'tracked_tables' AND c.relkind IN ('r', 'p')
+	  AND ` + postgres.TrustedOwner("n.nspowner") + ` AND ` + postgres.TrustedOwner("c.relowner") + `
 	  AND has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'))`
 
 func (t *tablesCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 )
 
 // Querier is a connection or a pool.
@@ -128,17 +130,15 @@ func LastRun(ctx context.Context, q Querier, batch string, back int) (int64, err
 // ErrNoSchema is returned where the database holds no telemetry schema.
 var ErrNoSchema = errors.New("the telemetry schema is not installed in this database: install it with pg-batch-exporter serve --recorder.enabled (the recorder creates it; --recorder.dsn chooses the database), or for pg_cron mode with psql -f recorder/sql/install.sql")
 
-// CheckSchema returns ErrNoSchema where the telemetry schema is missing. It asks the catalog,
-// so it leaves no ERROR in the server's log.
+// CheckSchema returns ErrNoSchema where the telemetry schema is missing, and an error where
+// another role owns it (postgres.TelemetrySchema). It asks the catalog, so it leaves no ERROR
+// in the server's log.
 func CheckSchema(ctx context.Context, q Querier) error {
-	var installed bool
-	if err := q.QueryRow(ctx, `SELECT to_regclass('telemetry.batch_runs') IS NOT NULL`).Scan(&installed); err != nil {
-		return err
-	}
-	if !installed {
+	installed, err := postgres.TelemetrySchema(ctx, q)
+	if err == nil && !installed {
 		return ErrNoSchema
 	}
-	return nil
+	return err
 }
 
 // ForRun diagnoses a recorded run and compares it with its batch's previous normal runs.

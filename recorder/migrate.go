@@ -20,6 +20,7 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/batch/batchsql"
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/diagnosissql"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 )
 
 // The telemetry schema is built from two kinds of script (README.md in this folder):
@@ -216,9 +217,17 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLockKey))
 
-	// CREATE ... IF NOT EXISTS still needs the privilege to create: ask first.
+	// A schema someone else prepared is refused, not adopted: its objects (a trigger on
+	// schema_migrations, a view) would run their owner's code with the migrating role's rights.
+	if _, err := postgres.TelemetrySchema(ctx, conn); err != nil {
+		return err
+	}
+	// CREATE ... IF NOT EXISTS still needs the privilege to create: ask first (the catalog,
+	// which raises nothing where the schema cannot be used).
 	var bootstrapped bool
-	if err := conn.QueryRow(ctx, `SELECT to_regclass('telemetry.schema_migrations') IS NOT NULL`).Scan(&bootstrapped); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'telemetry' AND c.relname = 'schema_migrations')`).Scan(&bootstrapped); err != nil {
 		return err
 	}
 	if !bootstrapped {

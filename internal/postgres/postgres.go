@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -20,6 +21,15 @@ const ApplicationName = "pg-batch-exporter"
 // SearchPath is every session's search_path: only the system catalogs and the session's own
 // temporary objects, which pg_catalog's functions and operators beat, and no one else can create.
 const SearchPath = "pg_catalog, pg_temp"
+
+// TrustedOwner is a SQL condition on an owner column (pg_namespace.nspowner, pg_class.relowner,
+// ...): the owner is the session's role, a role that can act as it, or a superuser. The
+// program reads and calls telemetry objects only where they pass it: a schema or a view that
+// another role owns could run that role's code with this session's rights (a view over its
+// own function, a trigger), whatever the search_path.
+func TrustedOwner(owner string) string {
+	return "pg_catalog.pg_has_role(" + owner + ", current_user, 'MEMBER')"
+}
 
 // Options are the connection settings shared by every command.
 type Options struct {
@@ -122,4 +132,37 @@ func passwords(dsn string) []string {
 		}
 	}
 	return out
+}
+
+// sqlTelemetryTrust finds the telemetry schema and the first owner, of it or of a relation or
+// function in it, that this role cannot trust.
+var sqlTelemetryTrust = `SELECT n.oid IS NOT NULL, current_user, (
+	SELECT pg_catalog.pg_get_userbyid(o.owner) FROM (
+		SELECT n.nspowner AS owner
+		UNION ALL SELECT relowner FROM pg_catalog.pg_class WHERE relnamespace = n.oid
+		UNION ALL SELECT proowner FROM pg_catalog.pg_proc WHERE pronamespace = n.oid) o
+	WHERE NOT ` + TrustedOwner("o.owner") + ` LIMIT 1)
+FROM (SELECT) AS one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = 'telemetry'`
+
+// Querier is a pool, a connection or a transaction.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// TelemetrySchema tells whether the telemetry schema exists, and fails where it, or anything
+// in it, belongs to a role this session's role cannot trust (see TrustedOwner). It asks only
+// the catalog, so it raises nothing in the server log whatever the schema's privileges.
+func TelemetrySchema(ctx context.Context, q Querier) (installed bool, err error) {
+	var role string
+	var untrusted *string
+	if err := q.QueryRow(ctx, sqlTelemetryTrust).Scan(&installed, &role, &untrusted); err != nil {
+		return false, err
+	}
+	if untrusted != nil {
+		return true, fmt.Errorf("schema telemetry, or an object in it, belongs to role %q, which role %q cannot trust "+
+			"(it is neither that role, a role that can act as it, nor a superuser): refusing to use it, since its views and "+
+			"functions would run that role's code with %q's rights; connect as %[1]q, or let %[2]q or a superuser own the schema",
+			*untrusted, role, role)
+	}
+	return installed, nil
 }
