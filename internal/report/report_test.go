@@ -111,12 +111,31 @@ func record(t *testing.T) *recorded {
 		exec(`SELECT pg_sleep(1.5)`)
 	}
 
+	// batch_begin asks for its boundary snapshot and returns: the run's work waits for it here,
+	// so that a loaded machine cannot move the run's first statements before its start.
+	begun := func(run int64) {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var ok bool
+			err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM telemetry.statement_info_snapshots s, telemetry.batch_runs r
+				WHERE r.run_id = $1 AND s.captured_at >= r.started_at)`, run).Scan(&ok)
+			if err == nil && ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				fail("no snapshot recorded after the start of run %d (err %v)", run, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	r.normalFrom = time.Now()
 	r.normal = runID(`SELECT telemetry.batch_begin('nightly')`)
+	begun(r.normal)
 	work()
 	runID(`SELECT telemetry.batch_end('nightly')`)
 
 	r.slow = runID(`SELECT telemetry.batch_begin('nightly')`)
+	begun(r.slow)
 	locker, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		fail("connect: %v", err)
