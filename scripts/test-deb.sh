@@ -18,7 +18,10 @@ fi
 trap 'dpkg --purge pg-batch-exporter >/dev/null || true' EXIT
 fail() { echo "test-deb: $*" >&2; exit 1; }
 dpkg -i "$deb" >/dev/null
-/usr/bin/pg-batch-exporter --version 2>&1 | tee /dev/stderr | grep -q '^pg-batch-exporter, version ' || fail "--version"
+# Not tee /dev/stderr: opening it truncates a log file that stderr is redirected to.
+version=$(/usr/bin/pg-batch-exporter --version 2>&1) || fail "--version: $version"
+echo "$version" >&2
+grep -q '^pg-batch-exporter, version ' <<<"$version" || fail "--version"
 getent passwd pg-batch-exporter >/dev/null || fail "no pg-batch-exporter user"
 [[ "$(stat -c '%a %U:%G' /etc/default/pg-batch-exporter)" == "640 root:pg-batch-exporter" ]] ||
 	fail "/etc/default/pg-batch-exporter is $(stat -c '%a %U:%G' /etc/default/pg-batch-exporter)"
