@@ -46,7 +46,7 @@ func TestBatchWindowEndToEnd(t *testing.T) {
 	every := func(d time.Duration, what string, cond func(p *prometheus) bool) {
 		t.Helper()
 		for _, p := range proms {
-			waitFor(t, d, what+" ("+p.name+")", func() bool { return cond(p) })
+			pgtest.Eventually(t, d, what+" ("+p.name+")", func() bool { return cond(p) })
 		}
 	}
 	every(30*time.Second, "Prometheus to scrape both tiers", func(p *prometheus) bool {
@@ -69,7 +69,7 @@ func TestBatchWindowEndToEnd(t *testing.T) {
 	spill(t, conn)
 	for _, p := range proms {
 		fired := map[string]time.Duration{}
-		waitFor(t, 60*time.Second, "the checkpoint and temp-spill alerts to fire ("+p.name+")", func() bool {
+		pgtest.Eventually(t, 60*time.Second, "the checkpoint and temp-spill alerts to fire ("+p.name+")", func() bool {
 			for _, name := range []string{"PgBatchCheckpointDuringBatch", "PgBatchTempSpillDuringBatch"} {
 				if _, done := fired[name]; done {
 					continue

@@ -43,7 +43,7 @@ func beginBatch(t testing.TB, conn *pgx.Conn, batch string) time.Time {
 	ctx := context.Background()
 	var run int64
 	var err error
-	waitFor(t, 30*time.Second, "telemetry.batch_begin to exist", func() bool {
+	pgtest.Eventually(t, 30*time.Second, "telemetry.batch_begin to exist", func() bool {
 		err = conn.QueryRow(ctx, `SELECT telemetry.batch_begin($1)`, batch).Scan(&run)
 		return err == nil
 	})

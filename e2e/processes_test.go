@@ -122,7 +122,7 @@ func startExporter(t testing.TB, dsn string, extra ...string) string {
 	}, extra...)
 	out := startProcess(t, exporterBinary(t), args...)
 	base := "http://" + addr
-	waitFor(t, 30*time.Second, "the exporter to serve pgbatch_up 1 ("+out.tail()+")", func() bool {
+	pgtest.Eventually(t, 30*time.Second, "the exporter to serve pgbatch_up 1 ("+out.tail()+")", func() bool {
 		body, err := httpGet(base + "/metrics")
 		return err == nil && strings.Contains(body, "\npgbatch_up 1\n")
 	})
@@ -166,7 +166,7 @@ scrape_configs:
 	out := startProcess(t, bin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")
 	p := &prometheus{name: build.Name + " " + build.version(t, "prometheus"), api: "http://" + addr + "/api/v1", out: out}
-	waitFor(t, 30*time.Second, p.name+" to be ready", func() bool {
+	pgtest.Eventually(t, 30*time.Second, p.name+" to be ready", func() bool {
 		_, err := httpGet("http://" + addr + "/-/ready")
 		return err == nil
 	})
@@ -285,18 +285,6 @@ func httpGet(u string) (string, error) {
 		return "", fmt.Errorf("%s: %s", resp.Status, body)
 	}
 	return string(body), nil
-}
-
-// waitFor polls cond every 200ms until it holds, failing the test after d.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // compressRules returns the rule file with every range, offset and `for` duration divided by

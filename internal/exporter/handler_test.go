@@ -77,17 +77,6 @@ func sampleValue(body, series string) (float64, bool) {
 	return v, err == nil
 }
 
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestTierViewsAndLanding: each tier can be scraped alone, and scrapes never touch the database.
 func TestTierViewsAndLanding(t *testing.T) {
 	srv := pgtest.Start(t, pgtest.Versions()[len(pgtest.Versions())-1])
@@ -152,18 +141,18 @@ func TestServerDownAndBack(t *testing.T) {
 			return code == http.StatusOK && ok && v == want
 		}
 	}
-	eventually(t, 10*time.Second, "up before the stop", up(1))
+	pgtest.Eventually(t, 10*time.Second, "up before the stop", up(1))
 	srv.Stop(t)
-	eventually(t, 10*time.Second, "down while stopped", up(0))
+	pgtest.Eventually(t, 10*time.Second, "down while stopped", up(0))
 	// The wait sampler may notice first; each tier says so at its next attempt.
-	eventually(t, 10*time.Second, "wal collector failing while stopped", func() bool {
+	pgtest.Eventually(t, 10*time.Second, "wal collector failing while stopped", func() bool {
 		_, body := scrape(t, ts.URL+"/metrics")
 		v, ok := sampleValue(body, `pgbatch_collector_success{collector="wal"}`)
 		return ok && v == 0
 	})
 	time.Sleep(time.Second) // a few failed attempts, to exercise the back-off
 	srv.Restart(t)
-	eventually(t, 20*time.Second, "up after the restart", up(1))
+	pgtest.Eventually(t, 20*time.Second, "up after the restart", up(1))
 
 	conn, err := pgx.Connect(context.Background(), srv.DSN("postgres"))
 	if err != nil {
