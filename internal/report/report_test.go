@@ -73,7 +73,7 @@ func record(t *testing.T) *recorded {
 		fail("migrate: %v", err)
 	}
 	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: pgtest.Pool(t, dsn, true, ""), Selection: collectors.AllEnabled(),
-		SampleEvery: 300 * time.Millisecond, SnapshotEvery: 2 * time.Second, WaitSampleEvery: 100 * time.Millisecond})
+		SampleEvery: 300 * time.Millisecond, SnapshotEvery: time.Hour, WaitSampleEvery: 100 * time.Millisecond})
 	rec := recorder.New(recorder.Options{Pool: recPool, Retention: 24 * time.Hour, BufferRows: 100000, Trigger: runner.Trigger})
 	runner.Subscribe(rec.Consume)
 	go runner.Run(ctx)

@@ -74,11 +74,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0005_statement
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '7e65fc7f3f5fefc9d286caea6ad7292edfb1ffcb7f5a9af11c28b5f0f113f920') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '6d777a3e7a39d86f804de96d39948d887957ade79a063b70038e61e5af063462') AS apply \gset
 \if :apply
 BEGIN;
 \ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '7e65fc7f3f5fefc9d286caea6ad7292edfb1ffcb7f5a9af11c28b5f0f113f920')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '6d777a3e7a39d86f804de96d39948d887957ade79a063b70038e61e5af063462')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -38,13 +38,20 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('telemetry._ensure_partitions'));
     FOR t IN SELECT * FROM telemetry._partitioned_tables() LOOP
         IF to_regclass('telemetry.' || t.table_name || v_suffix) IS NULL THEN
-            EXECUTE format('CREATE TABLE telemetry.%I PARTITION OF telemetry.%I FOR VALUES FROM (%L) TO (%L)',
-                t.table_name || v_suffix, t.table_name,
-                v_day::timestamp AT TIME ZONE 'UTC', (v_day + 1)::timestamp AT TIME ZONE 'UTC');
-            IF t.parent IS NOT NULL THEN
-                EXECUTE format('ALTER TABLE telemetry.%I ADD FOREIGN KEY (%I, captured_at) REFERENCES telemetry.%I (id, captured_at) ON DELETE CASCADE',
-                    t.table_name || v_suffix, t.parent_key, t.parent || v_suffix);
-            END IF;
+            -- An advisory lock does not make this session read the catalog afresh: a partition
+            -- another session just committed may still look absent. Caught, it leaves no ERROR
+            -- in the server log.
+            BEGIN
+                EXECUTE format('CREATE TABLE telemetry.%I PARTITION OF telemetry.%I FOR VALUES FROM (%L) TO (%L)',
+                    t.table_name || v_suffix, t.table_name,
+                    v_day::timestamp AT TIME ZONE 'UTC', (v_day + 1)::timestamp AT TIME ZONE 'UTC');
+                IF t.parent IS NOT NULL THEN
+                    EXECUTE format('ALTER TABLE telemetry.%I ADD FOREIGN KEY (%I, captured_at) REFERENCES telemetry.%I (id, captured_at) ON DELETE CASCADE',
+                        t.table_name || v_suffix, t.parent_key, t.parent || v_suffix);
+                END IF;
+            EXCEPTION WHEN duplicate_table THEN
+                NULL; -- made meanwhile, with its key
+            END;
         END IF;
     END LOOP;
 END
