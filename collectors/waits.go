@@ -28,9 +28,12 @@ var (
 
 // SQLSessionWaits is the wait sampler's query: non-idle client sessions (the exporter's own
 // left out), one row each, with the statement they run (query_id: 0 where the server computes
-// none, or before it knows it).
+// none, or before it knows it) and, for a session waiting on a lock before its query_id, the
+// query's text ($1 bytes at most; what a statement too short to be sampled once its lock is
+// granted is found by: see StatementWait).
 const SQLSessionWaits = `SELECT pid, coalesce(application_name, ''), coalesce(wait_event_type, 'Running'), coalesce(wait_event, 'CPU'),
-	coalesce(query_id, 0), query_start, backend_start
+	coalesce(query_id, 0), query_start, backend_start,
+	CASE WHEN query_id IS NULL AND wait_event_type = 'Lock' THEN pg_catalog.left(query, $1) ELSE '' END
 FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND state NOT IN ('idle', 'idle in transaction', 'idle in transaction (aborted)')
 	AND ` + sqlNotOwnSession
@@ -44,6 +47,7 @@ type SessionWait struct {
 	QueryID         int64 // 0: unknown
 	QueryStart      *time.Time
 	BackendStart    *time.Time // tells a reused pid apart
+	QueryText       string     // only of a session waiting on a lock without a query_id
 	Count           int        // sessions this stands for (1 from the sampler)
 }
 
@@ -53,6 +57,10 @@ type SessionWait struct {
 type SessionTime struct {
 	SessionWait
 	Seconds float64
+	// BeforeQueryID: the query had no query_id yet, resolved from a later sample. The server
+	// reports it after parse analysis, where a statement first locks its tables, and
+	// pg_stat_statements' times leave that phase out: these seconds add to them.
+	BeforeQueryID bool
 }
 
 // WaitObserver sees each wait sample with the time it stands for (batch attribution uses it)
@@ -63,16 +71,22 @@ type WaitObserver func(at time.Time, span time.Duration, waits []SessionWait, at
 type waitKey struct{ typ, event string }
 
 type statementWaitKey struct {
-	queryID int64
+	queryID       int64
+	beforeQueryID bool
+	queryText     string
 	waitKey
 }
 
-// StatementWait is session-seconds spent in one wait while running one statement
-// (QueryID 0: no statement could be found).
+// StatementWait is session-seconds spent in one wait while running one statement, BeforeQueryID
+// as in SessionTime. QueryID 0: no statement could be found, and QueryText is the text of a
+// query that waited on a lock and never showed its query_id (a short statement queued behind a
+// lock while parsing), which statement analysis matches to pg_stat_statements' texts.
 type StatementWait struct {
 	QueryID       int64
 	WaitEventType string
 	WaitEvent     string
+	BeforeQueryID bool
+	QueryText     string
 	Seconds       float64
 }
 
@@ -183,7 +197,7 @@ func (w *WaitSampler) attribute(waits []SessionWait, span time.Duration) []Sessi
 	unresolved := map[unresolvedKey]*SessionTime{}
 	for k, u := range w.unresolved {
 		if id := sameQuery(running, u.SessionWait); id != 0 {
-			u.QueryID = id
+			u.QueryID, u.BeforeQueryID = id, true
 		} else if now, ok := current[u.PID]; ok && now.QueryStart != nil && u.QueryStart != nil && now.QueryStart.Equal(*u.QueryStart) {
 			unresolved[k] = u // the same query, still without a query_id
 			continue
@@ -191,7 +205,7 @@ func (w *WaitSampler) attribute(waits []SessionWait, span time.Duration) []Sessi
 		out = append(out, *u)
 	}
 	for _, s := range waits {
-		t := SessionTime{s, float64(s.Count) * span.Seconds()}
+		t := SessionTime{SessionWait: s, Seconds: float64(s.Count) * span.Seconds()}
 		if t.QueryID == 0 {
 			t.QueryID = sameQuery(w.running, s)
 		}
@@ -208,7 +222,11 @@ func (w *WaitSampler) attribute(waits []SessionWait, span time.Duration) []Sessi
 	}
 	w.running, w.unresolved = running, unresolved
 	for _, t := range out {
-		w.byStatement[statementWaitKey{t.QueryID, waitKey{t.WaitEventType, t.WaitEvent}}] += t.Seconds
+		k := statementWaitKey{queryID: t.QueryID, beforeQueryID: t.BeforeQueryID, waitKey: waitKey{t.WaitEventType, t.WaitEvent}}
+		if t.QueryID == 0 {
+			k.queryText = t.QueryText
+		}
+		w.byStatement[k] += t.Seconds
 		if t.QueryID == 0 {
 			w.unattributed += t.Seconds
 		}
@@ -224,14 +242,18 @@ func sameQuery(running map[int32]runningQuery, s SessionWait) int64 {
 	return 0
 }
 
+// waitQueryTextBytes bounds a lock-waiting query's text: track_activity_query_size's default,
+// which pg_stat_activity truncates to anyway.
+const waitQueryTextBytes = 1024
+
 func (w *WaitSampler) read(ctx context.Context) ([]SessionWait, error) {
-	rows, err := w.pool.Query(ctx, SQLSessionWaits)
+	rows, err := w.pool.Query(ctx, SQLSessionWaits, waitQueryTextBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoConnection, err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (SessionWait, error) {
 		s := SessionWait{Count: 1}
-		err := r.Scan(&s.PID, &s.ApplicationName, &s.WaitEventType, &s.WaitEvent, &s.QueryID, &s.QueryStart, &s.BackendStart)
+		err := r.Scan(&s.PID, &s.ApplicationName, &s.WaitEventType, &s.WaitEvent, &s.QueryID, &s.QueryStart, &s.BackendStart, &s.QueryText)
 		return s, err
 	})
 }
@@ -251,7 +273,8 @@ func (w *WaitSampler) TakeSinceLast() ([]WaitTime, []StatementWait) {
 	w.pending = map[waitKey]float64{}
 	byStatement := make([]StatementWait, 0, len(w.byStatement))
 	for k, v := range w.byStatement {
-		byStatement = append(byStatement, StatementWait{QueryID: k.queryID, WaitEventType: k.typ, WaitEvent: k.event, Seconds: v})
+		byStatement = append(byStatement, StatementWait{QueryID: k.queryID, WaitEventType: k.typ, WaitEvent: k.event,
+			BeforeQueryID: k.beforeQueryID, QueryText: k.queryText, Seconds: v})
 	}
 	w.byStatement = map[statementWaitKey]float64{}
 	sort.Slice(byStatement, func(i, j int) bool {
@@ -259,7 +282,10 @@ func (w *WaitSampler) TakeSinceLast() ([]WaitTime, []StatementWait) {
 		if a.QueryID != b.QueryID {
 			return a.QueryID < b.QueryID
 		}
-		return a.WaitEventType+"\x00"+a.WaitEvent < b.WaitEventType+"\x00"+b.WaitEvent
+		if a.BeforeQueryID != b.BeforeQueryID {
+			return !a.BeforeQueryID
+		}
+		return a.WaitEventType+"\x00"+a.WaitEvent+"\x00"+a.QueryText < b.WaitEventType+"\x00"+b.WaitEvent+"\x00"+b.QueryText
 	})
 	return out, byStatement
 }

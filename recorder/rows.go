@@ -228,9 +228,9 @@ func waitTimeRows(ws []collectors.WaitTime) table {
 }
 
 func statementWaitRows(ws []collectors.StatementWait) table {
-	t := table{name: "statement_wait_samples", columns: []string{"queryid", "wait_event_type", "wait_event", "seconds"}}
+	t := table{name: "statement_wait_samples", columns: []string{"queryid", "wait_event_type", "wait_event", "before_query_id", "query_text", "seconds"}}
 	for _, w := range ws {
-		t.rows = append(t.rows, []any{w.QueryID, w.WaitEventType, w.WaitEvent, w.Seconds})
+		t.rows = append(t.rows, []any{w.QueryID, w.WaitEventType, w.WaitEvent, w.BeforeQueryID, w.QueryText, w.Seconds})
 	}
 	return t
 }

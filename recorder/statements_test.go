@@ -230,6 +230,69 @@ func TestDiagnoseStatements(t *testing.T) {
 	})
 }
 
+// TestDiagnoseStatementBlockedByLock: a statement queued behind another session's ACCESS
+// EXCLUSIVE lock waits before it is planned, which pg_stat_statements does not count; the wait
+// sampler's seconds make it the run's top statement, named with its lock wait, whether it
+// waits while parsing (simple protocol: no query_id yet) or at Bind (a prepared statement).
+func TestDiagnoseStatementBlockedByLock(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		c := e.conn()
+		e.exec(`CREATE EXTENSION pg_stat_statements;
+			CREATE TABLE work (id int PRIMARY KEY, v int);
+			INSERT INTO work SELECT g, 0 FROM generate_series(1, 20000) g`)
+		job := pgtest.Connect(t, e.dsn, "etl")
+		locker := pgtest.Connect(t, e.dsn, "migration")
+		const prepared = `UPDATE work SET v = v + $1 WHERE id <= $2`
+		const simple = `DELETE FROM work WHERE id < 0`
+		// blockedFor holds work for 2 s from just before the statement the job runs next.
+		blockedFor := func(held bool, run func()) {
+			if held {
+				pgtest.MustExec(t, locker, `BEGIN`)
+				pgtest.MustExec(t, locker, `LOCK TABLE work IN ACCESS EXCLUSIVE MODE`)
+				release := time.AfterFunc(2*time.Second, func() { _, _ = locker.Exec(context.Background(), `COMMIT`) })
+				defer release.Stop()
+			}
+			run()
+		}
+		body := func(blockPrepared, blockSimple bool) func() {
+			return func() {
+				blockedFor(blockPrepared, func() { pgtest.MustExec(t, job, prepared, 1, 5000) })
+				blockedFor(blockSimple, func() { pgtest.MustExec(t, job, simple) })
+				pgtest.MustExec(t, job, `SELECT pg_sleep(0.5)`)
+			}
+		}
+		for range 3 {
+			e.batchRun(job, body(false, false))
+		}
+		for _, tc := range []struct {
+			name                    string
+			blockPrepared, blocking bool
+			want                    string
+		}{
+			{"at Bind", true, false, "UPDATE work SET v = v"},
+			{"while parsing", false, true, "DELETE FROM work"},
+		} {
+			run := e.batchRun(job, body(tc.blockPrepared, tc.blocking))
+			fs := findings(t, c, run)
+			top := query(t, c, `SELECT query, seconds, extra_seconds, top_wait FROM telemetry.run_statements($1) ORDER BY rank LIMIT 1`, run)
+			t.Logf("%s: %v\n%v", tc.name, top, fs)
+			if len(top) != 1 || !strings.HasPrefix(top[0]["query"].(string), tc.want) || numeric(t, top[0]["extra_seconds"]) < 1.5 ||
+				top[0]["top_wait"] != "Lock:relation" {
+				t.Errorf("%s: top statement %v, want %q with about 2 s extra, its top wait Lock:relation", tc.name, top, tc.want)
+			}
+			found := false
+			for _, f := range fs {
+				sum := f["summary"].(string)
+				found = found || f["pattern"] == "statement_regression" && strings.Contains(sum, tc.want) && strings.Contains(sum, "Lock:relation")
+			}
+			if !found {
+				t.Errorf("%s: no statement_regression naming %q and its lock wait: %v", tc.name, tc.want, fs)
+			}
+		}
+	})
+}
+
 // TestDiagnoseWithoutStatements: where pg_stat_statements is absent the run's diagnosis says
 // how to enable it (info), and nothing else changes.
 func TestDiagnoseWithoutStatements(t *testing.T) {

@@ -12,8 +12,22 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY userid, dbid, toplevel, queryid, captured_at DESC
 $$;
 
+-- _statement_text_pattern: a regular expression that a statement's text as the session sent it
+-- (pg_stat_activity.query) matches, given pg_stat_statements' normalized text ($n for each
+-- constant); a trailing semicolon and white space allowed.
+CREATE OR REPLACE FUNCTION telemetry._statement_text_pattern(p_normalized text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT '^' || regexp_replace(regexp_replace(btrim(p_normalized), '([].^$*+?(){}|\\[])', '\\\1', 'g'),
+                                 '\\\$[0-9]+', '.+', 'g') || '\s*;?\s*$'
+$$;
+
 -- statement_compare: the statements of a window (between the snapshots compare() uses),
--- ranked by their planning and execution time in it. status says how far a row's deltas hold:
+-- ranked by their time in it: planning and execution as pg_stat_statements counts them, with
+-- the lock waits it leaves out, from the wait sampler (top-level statements). A statement takes
+-- its tables' locks before it is planned: while parsing, before the server gives it a query_id
+-- (those session-seconds are added), or, for a prepared statement, at Bind (the sampled Lock
+-- session-seconds stand for the time where they exceed pg_stat_statements' own).
+-- status says how far a row's deltas hold:
 --   ok       both ends known, counters only grew;
 --   new      no entry at the start: it appeared in the window (created, or back after an
 --            eviction): the counts are those since it appeared, a lower bound;
@@ -64,24 +78,43 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                CASE p.status WHEN 'ok' THEN p.temp_blks_written - p.s_temp WHEN 'new' THEN p.temp_blks_written END AS temp,
                CASE p.status WHEN 'ok' THEN p.wal_bytes - p.s_wal WHEN 'new' THEN p.wal_bytes END AS wal
         FROM pairs p),
+    -- The window's sampled session-seconds by statement. A query that waited on a lock and was
+    -- done before the sampler saw its query_id has only its text: it is the top-level statement
+    -- of the window whose text it is, constants aside.
+    ws AS (
+        SELECT coalesce(m.queryid, x.queryid) AS queryid, x.wait_event_type, x.wait_event,
+               x.before_query_id OR m.queryid IS NOT NULL AS before_query_id, x.seconds
+        FROM telemetry.statement_wait_samples x
+        CROSS JOIN srv CROSS JOIN w
+        LEFT JOIN LATERAL (
+            SELECT d.queryid FROM d JOIN telemetry.statement_texts tx ON tx.server = srv.server AND tx.queryid = d.queryid
+            WHERE x.queryid = 0 AND x.query_text <> '' AND d.toplevel AND d.calls > 0
+              AND starts_with(btrim(x.query_text, E' \t\r\n'), split_part(tx.query, '$', 1))
+              AND btrim(x.query_text, E' \t\r\n') ~ telemetry._statement_text_pattern(tx.query)
+            ORDER BY d.calls DESC, d.queryid LIMIT 1) m ON true
+        WHERE x.server = srv.server AND x.captured_at > w.start_at AND x.captured_at <= w.end_at),
     waits AS (
-        SELECT t.queryid, jsonb_object_agg(t.wait, t.seconds) AS waits
-        FROM (SELECT ws.queryid, ws.wait_event_type || ':' || ws.wait_event AS wait, round(sum(ws.seconds)::numeric, 1) AS seconds
-              FROM telemetry.statement_wait_samples ws, srv, w
-              WHERE ws.server = srv.server AND ws.captured_at > w.start_at AND ws.captured_at <= w.end_at
-              GROUP BY 1, 2) t
-        GROUP BY 1)
+        SELECT t.queryid, jsonb_object_agg(t.wait, round(t.seconds::numeric, 1)) AS waits,
+               sum(t.before_seconds) AS before_seconds, sum(t.lock_seconds) AS lock_seconds
+        FROM (SELECT ws.queryid, ws.wait_event_type || ':' || ws.wait_event AS wait, sum(ws.seconds) AS seconds,
+                     sum(ws.seconds) FILTER (WHERE ws.before_query_id) AS before_seconds,
+                     sum(ws.seconds) FILTER (WHERE NOT ws.before_query_id AND ws.wait_event_type = 'Lock') AS lock_seconds
+              FROM ws GROUP BY 1, 2) t
+        GROUP BY 1),
+    timed AS (
+        SELECT d.*, d.seconds + greatest(coalesce(waits.lock_seconds, 0) - d.seconds, 0) + coalesce(waits.before_seconds, 0) AS time,
+               waits.waits
+        FROM d LEFT JOIN waits ON waits.queryid = d.queryid AND d.toplevel)
     SELECT d.queryid, d.datname, d.username, d.toplevel, tx.query, d.status,
-           d.calls, d.rows, round(d.seconds::numeric, 3), round((d.seconds / nullif(d.calls, 0))::numeric, 6),
+           d.calls, d.rows, round(d.time::numeric, 3), round((d.time / nullif(d.calls, 0))::numeric, 6),
            d.hit, d.read, round(((d.hit + d.read)::numeric / nullif(d.calls, 0)), 1),
-           d.temp, d.wal, waits.waits,
+           d.temp, d.wal, d.waits,
            coalesce((SELECT dealloc_end > dealloc_start FROM info), false)
-    FROM d
+    FROM timed d
     CROSS JOIN srv
     LEFT JOIN telemetry.statement_texts tx ON tx.server = srv.server AND tx.queryid = d.queryid
-    LEFT JOIN waits ON waits.queryid = d.queryid AND d.toplevel
     WHERE d.calls IS DISTINCT FROM 0
-    ORDER BY d.seconds DESC NULLS LAST, d.queryid
+    ORDER BY d.time DESC NULLS LAST, d.queryid
 $$;
 
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
@@ -204,8 +237,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
              WHEN 'statement_regression' THEN format('"%s" took %s s more than its baseline median (%s%% of the run''s extra time): slower per call, %s ms instead of %s ms at %s calls (baseline %s) and %s rows (baseline %s)%s.',
                  j.label, round(j.extra_seconds, 1), coalesce(round(j.share_of_extra_pct), 0), round(1000 * j.seconds_per_call, 2), round(1000 * j.baseline_seconds_per_call, 2),
                  j.calls, round(j.baseline_calls), j.rows, round(j.baseline_rows),
-                 CASE WHEN j.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * j.baseline_blocks_per_row
-                      THEN format('; blocks per row %s instead of %s: plan probably changed', j.blocks_per_row, j.baseline_blocks_per_row) ELSE '' END)
+                 CASE WHEN j.top_wait LIKE 'Lock:%' THEN format('; it waited most on %s, a lock another session held', j.top_wait)
+                      WHEN j.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * j.baseline_blocks_per_row
+                      THEN format('; blocks per row %s instead of %s: plan probably changed', j.blocks_per_row, j.baseline_blocks_per_row)
+                      WHEN j.top_wait <> 'Running:CPU' THEN format('; it waited most on %s', j.top_wait) ELSE '' END)
              WHEN 'more_work' THEN format('"%s" took %s s more than its baseline median (%s%% of the run''s extra time) because it had more to do: %s calls (baseline %s), %s rows (baseline %s), %s ms per call (baseline %s).',
                  j.label, round(j.extra_seconds, 1), coalesce(round(j.share_of_extra_pct), 0), j.calls, round(j.baseline_calls), j.rows, round(j.baseline_rows),
                  round(1000 * j.seconds_per_call, 2), round(1000 * j.baseline_seconds_per_call, 2))
@@ -221,7 +256,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                               'temp_per_call', j.temp_per_call, 'baseline_temp_per_call', j.baseline_temp_per_call,
                               'top_wait', j.top_wait),
            CASE j.kind
-             WHEN 'statement_regression' THEN 'Compare its plan with the baseline''s (EXPLAIN (ANALYZE, BUFFERS), auto_explain): a dropped or unused index, stale statistics (ANALYZE the tables it reads), or a changed parameter; its top wait says where the time went.'
+             WHEN 'statement_regression' THEN CASE WHEN j.top_wait LIKE 'Lock:%'
+                 THEN 'The lock_contention finding names the sessions that held the lock: move their work (DDL, VACUUM FULL, REINDEX, long transactions) out of the batch''s window, or have them set a lock_timeout, so that they give way to the batch.'
+                 ELSE 'Compare its plan with the baseline''s (EXPLAIN (ANALYZE, BUFFERS), auto_explain): a dropped or unused index, stale statistics (ANALYZE the tables it reads), or a changed parameter; its top wait says where the time went.' END
              WHEN 'more_work' THEN 'The batch had more to do, not a slower server: check the input volume of this run (rows and calls against the baseline); if that is expected, the baseline will follow.'
              ELSE 'A statement the batch did not run before: a code or data change introduced it; check it is meant to run, and its plan.'
            END,

@@ -26,7 +26,8 @@ BEGIN
         ('0002_batch_runs.sql', '741980723363e7dc96e3840a913878f62ef686411ad314decb6dc19997e351f7'),
         ('0003_retire_pre_layout_scripts.sql', '896e842d7c14cc05fef8eabcd4c4fdc7c60356294584ff8c8517fbb4b8d2760d'),
         ('0004_snapshot_requests.sql', '23b09cacc50a73383960a6ed2930c99e948fbd6e12137705f66a66e4cd496793'),
-        ('0005_statements.sql', '826edd0c284e34d0032cfc1e3fbccd6dbd7a1c6367d38848369b71a60014ec3c')) f (name, checksum) ON f.name = m.name
+        ('0005_statements.sql', '826edd0c284e34d0032cfc1e3fbccd6dbd7a1c6367d38848369b71a60014ec3c'),
+        ('0006_statement_waits_before_query_id.sql', 'bd549608bdc633f546d5d484f0d953167a3f9f780360f0d1569d715388862f10')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -71,6 +72,14 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0005_st
 BEGIN;
 \ir ../migrations/0005_statements.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0005_statements.sql', '826edd0c284e34d0032cfc1e3fbccd6dbd7a1c6367d38848369b71a60014ec3c')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0006_statement_waits_before_query_id.sql' AND checksum = 'bd549608bdc633f546d5d484f0d953167a3f9f780360f0d1569d715388862f10') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0006_statement_waits_before_query_id.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0006_statement_waits_before_query_id.sql', 'bd549608bdc633f546d5d484f0d953167a3f9f780360f0d1569d715388862f10')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -122,11 +131,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '8cb87740af80c801639898ebc70ee4c381f21f36298aac054f795864bf90aecc') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '8e9c92e8ef0c87a7248858fa298c6b4139f2aee729bac5ea7bed7d4958cbde6c') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '8cb87740af80c801639898ebc70ee4c381f21f36298aac054f795864bf90aecc')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '8e9c92e8ef0c87a7248858fa298c6b4139f2aee729bac5ea7bed7d4958cbde6c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
