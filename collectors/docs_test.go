@@ -1,6 +1,7 @@
 package collectors_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/exporter"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
 )
@@ -97,6 +100,14 @@ func batchAndRecorderFamilies(t *testing.T) map[string]*dto.MetricFamily {
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(tracker)
 	reg.MustRegister(recorder.New(recorder.Options{}).Metrics()...)
+	pools := exporter.NewConnectionPools()
+	pool, err := pgxpool.New(context.Background(), "host=/nonexistent pool_max_conns=2") // connects lazily: never here
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	pools.Add("collect", pool)
+	reg.MustRegister(pools)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -31,6 +31,8 @@ type Runner struct {
 	latest      map[Tier]*Collection
 	lastSuccess map[Tier]time.Time
 	up          bool
+	downErr     string // what the last failure to reach the server said ("" while up)
+	retries     int    // failures since downErr was logged
 	server      Server
 }
 
@@ -109,7 +111,7 @@ func (r *Runner) schedules() []schedule {
 	}
 	if r.waits != nil {
 		out = append(out, schedule{r.waits.interval, true, nil, func(ctx context.Context, span time.Duration) error {
-			return r.setUp(r.waits.sample(ctx, func(time.Time) time.Duration { return span }))
+			return r.setUp(r.waits.sample(ctx, func(time.Time) time.Duration { return span }), "waits")
 		}})
 	}
 	return out
@@ -178,15 +180,14 @@ var ErrNoConnection = errors.New("cannot reach PostgreSQL")
 func (r *Runner) Collect(ctx context.Context, tier Tier) (*Collection, error) {
 	c, err := r.collect(ctx, tier)
 	if err != nil {
-		r.logger.Warn("collection failed", "tier", tier, "err", err)
-		r.setUp(err)
+		r.setUp(err, string(tier))
 		r.mu.Lock()
 		// Keep the failed results, so pgbatch_collector_success says so, but drop stale values.
 		r.latest[tier] = failedCollection(tier, r.collectors[tier], err)
 		r.mu.Unlock()
 		return nil, err
 	}
-	r.setUp(nil)
+	r.setUp(nil, string(tier))
 	r.mu.Lock()
 	r.latest[tier] = c
 	r.lastSuccess[tier] = time.Now()
@@ -260,10 +261,27 @@ func failedCollection(tier Tier, ns []Named, err error) *Collection {
 	return c
 }
 
-func (r *Runner) setUp(err error) error {
+// setUp records whether the server answers. A server that cannot be reached (stopped,
+// max_connections exhausted) is logged once, again only when the error changes, and when it
+// answers again: every tier's every retry would flood the log with the same line.
+func (r *Runner) setUp(err error, what string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.up = err == nil || !errors.Is(err, ErrNoConnection)
+	down := err != nil && errors.Is(err, ErrNoConnection)
+	switch {
+	case err != nil && !down:
+		r.logger.Warn("collection failed", "collection", what, "err", err)
+	case down && err.Error() != r.downErr:
+		r.logger.Warn("collection failed: PostgreSQL cannot be reached; retrying with back-off, logged again when the error changes",
+			"collection", what, "err", err)
+		r.downErr, r.retries = err.Error(), 0
+	case down:
+		r.retries++
+	case r.downErr != "":
+		r.logger.Info("PostgreSQL answers again", "collection", what, "failed_retries", r.retries)
+		r.downErr, r.retries = "", 0
+	}
+	r.up = !down
 	return err
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/exporter"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
 )
@@ -71,7 +72,7 @@ func (f *recorderFlags) validate() error {
 // meanwhile). It returns the recorder's metrics, or nil when the recorder is off, and flush,
 // to call once ctx has ended and the runner stopped: it writes what is still buffered
 // within --recorder.shutdown-timeout and logs what it wrote and what was lost.
-func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *collectors.Runner, logger *slog.Logger) (metrics []prometheus.Collector, flush func(), err error) {
+func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *collectors.Runner, pools *exporter.ConnectionPools, logger *slog.Logger) (metrics []prometheus.Collector, flush func(), err error) {
 	if !f.enabled {
 		return nil, func() {}, nil
 	}
@@ -94,6 +95,7 @@ func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *coll
 	if err != nil {
 		return nil, nil, err
 	}
+	pools.Add("recorder", pool)
 	log := logger.With("component", "recorder")
 	rec := recorder.New(recorder.Options{Pool: pool, ServerName: f.serverName, Retention: retention,
 		BufferRows: f.buffer, Trigger: runner.Trigger, Logger: log, RequestMinInterval: f.requestMinInterval})

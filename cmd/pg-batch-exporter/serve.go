@@ -27,6 +27,7 @@ import (
 type serveCommand struct {
 	name          string
 	conn          *connFlags
+	pools         *exporter.ConnectionPools // every pool opened, for pgbatch_exporter_connections
 	web           *web.FlagConfig
 	metricsPath   string
 	sampleEvery   time.Duration
@@ -45,7 +46,7 @@ type serveCommand struct {
 func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 	s := &serveCommand{name: "serve", conn: conn}
 	cmd := app.Command(s.name, "Run the exporter (the default command): collect PostgreSQL's statistics, serve them as metrics, optionally record them (--recorder.enabled) and follow batch runs. Its flags may be given without the command name.").Default()
-	cmd.Flag("postgres.max-connections", "Connections the exporter may open at most to the monitored database.").Default("2").Int32Var(&conn.maxConns)
+	cmd.Flag("postgres.max-connections", "Connections the exporter may open at most to the monitored database to collect (both tiers and the wait sampler). The recorder adds up to 6 of its own in the recorder's database (3 to write, one of them LISTENing; 1 for batch runs; 2 for /report): pgbatch_exporter_connections{pool} reports each pool.").Default("2").Int32Var(&conn.maxConns)
 	s.web = kingpinflag.AddFlags(cmd, ":9188")
 	cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&s.metricsPath)
 	cmd.Flag("web.report", "Serve the batch report pages under /report (with the recorder). They show query text and lock holders' queries to anyone who can reach the port: --no-web.report where only /metrics may be exposed.").Default("true").BoolVar(&s.report)
@@ -148,7 +149,7 @@ func (s *serveCommand) startBatches(ctx context.Context, rules []batch.Rule, poo
 	if s.recorder.enabled {
 		po := s.recorderOptions(false, 1, "batch")
 		var err error
-		if o.RunsDB, err = s.recorderPool(ctx, po); err != nil {
+		if o.RunsDB, err = s.recorderPool(ctx, po, "batch"); err != nil {
 			return nil, err
 		}
 		o.RecorderDB = o.RunsDB
@@ -172,12 +173,16 @@ func (s *serveCommand) recorderOptions(readOnly bool, maxConns int32, component 
 	return po
 }
 
-func (s *serveCommand) recorderPool(ctx context.Context, po postgres.Options) (*pgxpool.Pool, error) {
+func (s *serveCommand) recorderPool(ctx context.Context, po postgres.Options, name string) (*pgxpool.Pool, error) {
 	cfg, err := postgres.Config(po)
 	if err != nil {
 		return nil, usagef("--recorder.dsn: %w", err)
 	}
-	return postgres.NewPool(ctx, cfg)
+	pool, err := postgres.NewPool(ctx, cfg)
+	if err == nil {
+		s.pools.Add(name, pool)
+	}
+	return pool, err
 }
 
 // startReport serves the batch report pages from the recorder's database, when it is on.
@@ -188,7 +193,7 @@ func (s *serveCommand) startReport(ctx context.Context, logger *slog.Logger) (ht
 	po := s.recorderOptions(true, 2, "report")
 	// A report reads a run and its baseline runs: allow it more than one collection query.
 	po.StatementTimeout = max(po.StatementTimeout, 30*time.Second)
-	pool, err := s.recorderPool(ctx, po)
+	pool, err := s.recorderPool(ctx, po, "report")
 	if err != nil {
 		return nil, err
 	}
@@ -217,13 +222,15 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 		return fmt.Errorf("cannot create connection pool: %w", err)
 	}
 	defer pool.Close()
+	s.pools = exporter.NewConnectionPools()
+	s.pools.Add("collect", pool)
 	logger.Info("starting pg-batch-exporter", "version", version.Info(), "server", postgres.Describe(poolCfg))
 
 	runner := collectors.NewRunner(collectors.RunnerOptions{
 		Pool: pool, Logger: logger, Selection: s.selection, Config: cfg,
 		SampleEvery: s.sampleEvery, SnapshotEvery: s.snapshotEvery, WaitSampleEvery: s.waitsEvery,
 	})
-	recorderMetrics, flushRecorder, err := s.recorder.start(ctx, s.conn, runner, logger)
+	recorderMetrics, flushRecorder, err := s.recorder.start(ctx, s.conn, runner, s.pools, logger)
 	if err != nil {
 		return usageError{err}
 	}
@@ -235,7 +242,7 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	handler, err := exporter.Handler(runner, exporter.Options{MetricsPath: s.metricsPath, Logger: logger, Extra: append(recorderMetrics, batches),
+	handler, err := exporter.Handler(runner, exporter.Options{MetricsPath: s.metricsPath, Logger: logger, Extra: append(recorderMetrics, batches, s.pools),
 		Report: reports, NoReport: !s.report})
 	if err != nil {
 		return err

@@ -135,8 +135,11 @@ func (d *dockerServer) start(ctx context.Context) error {
 	return d.waitReady(ctx)
 }
 
-func (d *dockerServer) stop(ctx context.Context) error {
+func (d *dockerServer) stop(ctx context.Context, immediate bool) error {
 	timeout := time.Minute
+	if immediate {
+		timeout = 0 // SIGKILL at once
+	}
 	return d.ctr.Stop(ctx, &timeout) // the postgres image stops with SIGINT: a fast shutdown
 }
 

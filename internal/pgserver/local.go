@@ -226,8 +226,12 @@ func (l *localServer) start(ctx context.Context) error {
 	return nil
 }
 
-func (l *localServer) stop(ctx context.Context) error {
-	out, err := l.run(ctx, "pg_ctl", "stop", "-D", l.dataDir, "-m", "fast", "-w", "-t", "60", "-s")
+func (l *localServer) stop(ctx context.Context, immediate bool) error {
+	mode := "fast"
+	if immediate {
+		mode = "immediate"
+	}
+	out, err := l.run(ctx, "pg_ctl", "stop", "-D", l.dataDir, "-m", mode, "-w", "-t", "60", "-s")
 	if err != nil {
 		return fmt.Errorf("pg_ctl stop: %v %s", err, strings.TrimSpace(out))
 	}

@@ -70,8 +70,9 @@ type Server struct {
 type backend interface {
 	// start starts the (initialised, stopped) server on its port.
 	start(ctx context.Context) error
-	// stop stops it (pg_ctl stop -m fast).
-	stop(ctx context.Context) error
+	// stop stops it: pg_ctl stop -m fast, or -m immediate (a crash: no shutdown checkpoint,
+	// the next start recovers from WAL).
+	stop(ctx context.Context, immediate bool) error
 	// destroy stops it as fast as possible and removes everything it left.
 	destroy()
 	// log returns the server log, its last limit bytes when limit > 0.
@@ -189,7 +190,12 @@ func (s *Server) Running() bool {
 }
 
 // Stop stops the server (pg_ctl stop -m fast); it keeps its files and port.
-func (s *Server) Stop(ctx context.Context) error {
+func (s *Server) Stop(ctx context.Context) error { return s.stop(ctx, false) }
+
+// Crash stops the server as a crash would (pg_ctl stop -m immediate); Restart then recovers.
+func (s *Server) Crash(ctx context.Context) error { return s.stop(ctx, true) }
+
+func (s *Server) stop(ctx context.Context, immediate bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gone {
@@ -198,7 +204,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	if !s.running {
 		return nil
 	}
-	if err := s.be.stop(ctx); err != nil {
+	if err := s.be.stop(ctx, immediate); err != nil {
 		return fmt.Errorf("stopping %s: %v\n%s", s.Desc, err, s.be.log(tailSize))
 	}
 	s.running = false
@@ -214,7 +220,7 @@ func (s *Server) Restart(ctx context.Context) error {
 		return fmt.Errorf("restarting %s: %w", s.Desc, ErrRemoved)
 	}
 	if s.running {
-		if err := s.be.stop(ctx); err != nil {
+		if err := s.be.stop(ctx, false); err != nil {
 			return fmt.Errorf("stopping %s: %v\n%s", s.Desc, err, s.be.log(tailSize))
 		}
 		s.running = false

@@ -309,6 +309,18 @@ func (s *Server) Stop(t testing.TB) {
 	}
 }
 
+// Crash stops the server as a crash would (pg_ctl stop -m immediate); Restart recovers it.
+// Only on servers from StartWith.
+func (s *Server) Crash(t testing.TB) {
+	t.Helper()
+	s.mustBePrivate(t, "Crash")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := s.pg.Crash(ctx); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+}
+
 // Restart starts the server again on the same port, stopping it first
 // (-m fast) if it is running. Only on servers from StartWith: it calls
 // t.Fatal on a shared server from Start.

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+)
+
+// exporterConnections counts the exporter's sessions on the server (a test session asks).
+func exporterConnections(t *testing.T, dsn string) int {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		return -1
+	}
+	defer c.Close(context.Background())
+	var n int
+	if err := c.QueryRow(context.Background(),
+		`SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pg-batch-exporter%'`).Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
+// TestBinaryServerCrashRestart: the server crashes (pg_ctl stop -m immediate) and stays down
+// 20 s while the exporter records into it: pgbatch_up 0, one log line for the outage, /metrics
+// answers throughout; once the server is back the exporter reconnects on its own, its
+// goroutines and connections come back to their count (never above its pools' bound), and
+// the recorder listens again: a batch's boundary triggers its snapshot.
+func TestBinaryServerCrashRestart(t *testing.T) {
+	bin := buildBinary(t)
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			srv := pgtest.StartWith(t, major, pgtest.Options{Private: true})
+			dsn := srv.NewDatabase(t)
+			p := startExporterProcess(t, bin, nil, "--postgres.dsn="+dsn, "--recorder.enabled",
+				"--tier.sample-interval=500ms", "--tier.snapshot-interval=1h", "--recorder.request-min-interval=100ms")
+			up := func() bool { return p.metric("pgbatch_up") == 1 }
+			p.waitFor("pgbatch_up 1 and the schema", 30*time.Second, func() bool {
+				return up() && p.metric(`pgbatch_recorder_rows_written_total{table="snapshots"}`) >= 1
+			})
+			time.Sleep(2 * time.Second) // every pool in use once
+			goroutines, conns := p.metric("go_goroutines"), exporterConnections(t, dsn)
+			limit := 0.0
+			for _, pool := range []string{"collect", "recorder", "batch", "report"} {
+				limit += p.metric(`pgbatch_exporter_connections_max{pool="` + pool + `"}`)
+			}
+			t.Logf("before the crash: %v goroutines, %d connections (pools allow %v)", goroutines, conns, limit)
+			if conns < 1 || float64(conns) > limit {
+				t.Fatalf("%d exporter connections before the crash, pools allow %v", conns, limit)
+			}
+
+			srv.Crash(t)
+			p.waitFor("pgbatch_up 0", 15*time.Second, func() bool { return p.metric("pgbatch_up") == 0 })
+			for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+				if code, _ := p.get("/metrics"); code != 200 {
+					t.Fatalf("/metrics answered %d while the server was down", code)
+				}
+			}
+			srv.Restart(t)
+			p.waitFor("pgbatch_up 1 after the restart", 45*time.Second, up)
+			if n := strings.Count(p.logs.String(), "PostgreSQL cannot be reached"); n < 1 || n > 4 {
+				t.Errorf("the outage logged %d times (want once, again only when the error changed):\n%s", n, p.logs.String())
+			}
+			if !strings.Contains(p.logs.String(), "PostgreSQL answers again") {
+				t.Errorf("no line for the server answering again:\n%s", p.logs.String())
+			}
+
+			// The recorder's LISTEN session is new: a boundary's request reaches it.
+			c := pgtest.Connect(t, dsn, "batch job")
+			snapshots := p.metric(`pgbatch_recorder_rows_written_total{table="snapshots"}`)
+			p.waitFor("a batch boundary's snapshot after the restart", 45*time.Second, func() bool {
+				if _, err := c.Exec(context.Background(), `SELECT telemetry.request_snapshot()`); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(500 * time.Millisecond)
+				return p.metric(`pgbatch_recorder_rows_written_total{table="snapshots"}`) > snapshots
+			})
+			c.Close(context.Background())
+
+			p.waitFor("goroutines and connections back", 30*time.Second, func() bool {
+				n := exporterConnections(t, dsn)
+				if float64(n) > limit {
+					t.Fatalf("%d exporter connections after the restart, pools allow %v", n, limit)
+				}
+				return p.metric("go_goroutines") <= goroutines+5 && n <= conns
+			})
+			t.Logf("after: %v goroutines, %d connections", p.metric("go_goroutines"), exporterConnections(t, dsn))
+		})
+	}
+}
+
+// TestBinaryMaxConnectionsExhausted: with every connection slot of the server taken, the
+// exporter says so in one line (not one per retry of each tier), serves pgbatch_up 0, and once
+// slots free up connects with no more connections than --postgres.max-connections.
+func TestBinaryMaxConnectionsExhausted(t *testing.T) {
+	bin := buildBinary(t)
+	major := pgtest.Versions()[len(pgtest.Versions())-1]
+	srv := pgtest.StartWith(t, major, pgtest.Options{Private: true, Settings: map[string]string{"max_connections": "12"}})
+	dsn := srv.NewDatabase(t)
+	var hogs []*pgx.Conn
+	for {
+		c, err := pgx.Connect(context.Background(), dsn)
+		if err != nil {
+			if !strings.Contains(err.Error(), "too many clients") && !strings.Contains(err.Error(), "remaining connection slots") {
+				t.Fatal(err)
+			}
+			break
+		}
+		hogs = append(hogs, c)
+	}
+	t.Logf("%d connections fill the server", len(hogs))
+	p := startExporterProcess(t, bin, nil, "--postgres.dsn="+dsn, "--tier.sample-interval=200ms",
+		"--tier.snapshot-interval=300ms", "--collector.waits.interval=100ms", "--postgres.max-connections=2")
+	p.waitFor("pgbatch_up 0 and the failure logged", 15*time.Second, func() bool {
+		return p.metric("pgbatch_up") == 0 && strings.Contains(p.logs.String(), "PostgreSQL cannot be reached")
+	})
+	time.Sleep(5 * time.Second) // retries of three schedules
+	logs := p.logs.String()
+	if n := strings.Count(logs, "collection failed"); n != 1 || !strings.Contains(logs, "too many clients") {
+		t.Errorf("%d failure lines in 5 s of retries, want 1 saying too many clients:\n%s", n, logs)
+	}
+	for _, c := range hogs[:4] {
+		c.Close(context.Background())
+	}
+	p.waitFor("pgbatch_up 1 once slots are free", 45*time.Second, func() bool { return p.metric("pgbatch_up") == 1 })
+	for range 10 {
+		if n := exporterConnections(t, dsn); n > 2 {
+			t.Fatalf("%d exporter connections, --postgres.max-connections=2", n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got := p.metric(`pgbatch_exporter_connections_max{pool="collect"}`); got != 2 {
+		t.Errorf(`pgbatch_exporter_connections_max{pool="collect"} = %v, want 2`, got)
+	}
+	for _, c := range hogs[4:] {
+		c.Close(context.Background())
+	}
+}
