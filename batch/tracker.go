@@ -17,6 +17,7 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/repeatlog"
 )
 
 var (
@@ -59,9 +60,10 @@ type Options struct {
 // (the exec wrapper sets PGAPPNAME to the batch's name), or to an open recorded run that it
 // began (telemetry.batch_begin) or whose beginning session's application_name it shares.
 type Tracker struct {
-	o      Options
-	events chan event
-	start  time.Time
+	o           Options
+	events      chan event
+	start       time.Time
+	readFailure *repeatlog.Failure // of telemetry.batch_runs
 
 	// runsTable is set once telemetry.batch_runs is seen readable; Run's goroutine alone
 	// touches it.
@@ -118,7 +120,7 @@ func NewTracker(o Options) *Tracker {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(),
+	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(), readFailure: repeatlog.New(o.Logger),
 		batches: map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}}
 	for _, r := range o.Rules {
 		t.batch(r.Batch)
@@ -311,7 +313,9 @@ func (t *Tracker) write(ctx context.Context, e event) error {
 
 func (t *Tracker) refreshLogged(ctx context.Context) {
 	if err := t.Refresh(ctx); err != nil {
-		t.o.Logger.Warn("cannot read telemetry.batch_runs", "err", err)
+		t.readFailure.Failed("cannot read telemetry.batch_runs", err)
+	} else {
+		t.readFailure.Succeeded("telemetry.batch_runs read again")
 	}
 }
 

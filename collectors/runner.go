@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/repeatlog"
 )
 
 // Consumer receives every successful collection (the recorder is one).
@@ -31,8 +33,7 @@ type Runner struct {
 	latest      map[Tier]*Collection
 	lastSuccess map[Tier]time.Time
 	up          bool
-	downErr     string // what the last failure to reach the server said ("" while up)
-	retries     int    // failures since downErr was logged
+	down        *repeatlog.Failure // the server cannot be reached
 	server      Server
 }
 
@@ -56,6 +57,7 @@ func NewRunner(o RunnerOptions) *Runner {
 	r := &Runner{
 		pool:   o.Pool,
 		logger: o.Logger,
+		down:   repeatlog.New(o.Logger),
 		collectors: map[Tier][]Named{
 			TierSample:   o.Selection.Build(TierSample, o.Config),
 			TierSnapshot: o.Selection.Build(TierSnapshot, o.Config),
@@ -262,26 +264,20 @@ func failedCollection(tier Tier, ns []Named, err error) *Collection {
 }
 
 // setUp records whether the server answers. A server that cannot be reached (stopped,
-// max_connections exhausted) is logged once, again only when the error changes, and when it
-// answers again: every tier's every retry would flood the log with the same line.
+// max_connections exhausted) is logged once for all schedules, not per retry of each.
 func (r *Runner) setUp(err error, what string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	down := err != nil && errors.Is(err, ErrNoConnection)
 	switch {
-	case err != nil && !down:
-		r.logger.Warn("collection failed", "collection", what, "err", err)
-	case down && err.Error() != r.downErr:
-		r.logger.Warn("collection failed: PostgreSQL cannot be reached; retrying with back-off, logged again when the error changes",
-			"collection", what, "err", err)
-		r.downErr, r.retries = err.Error(), 0
 	case down:
-		r.retries++
-	case r.downErr != "":
-		r.logger.Info("PostgreSQL answers again", "collection", what, "failed_retries", r.retries)
-		r.downErr, r.retries = "", 0
+		r.down.Failed("collection failed: PostgreSQL cannot be reached; retrying with back-off", err, "collection", what)
+	case err != nil:
+		r.logger.Warn("collection failed", "collection", what, "err", err)
+	default:
+		r.down.Succeeded("PostgreSQL answers again", "collection", what)
 	}
+	r.mu.Lock()
 	r.up = !down
+	r.mu.Unlock()
 	return err
 }
 

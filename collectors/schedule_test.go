@@ -59,3 +59,37 @@ func TestJitteredSamplingUnbiasedAtEveryPhase(t *testing.T) {
 		})
 	}
 }
+
+// TestOverrunningCollectionIsSkippedNotStacked: a collection that takes 2.5 intervals never
+// overlaps the next; the intervals it overran are skipped (the next run starts at the first
+// interval boundary after it ends) and the run after it stands for at most two intervals.
+func TestOverrunningCollectionIsSkippedNotStacked(t *testing.T) {
+	const interval, took, total = 40 * time.Millisecond, 100 * time.Millisecond, 1200 * time.Millisecond
+	var mu sync.Mutex
+	running, overlapped, runs := 0, false, 0
+	var spans []time.Duration
+	ctx, cancel := context.WithTimeout(context.Background(), total)
+	defer cancel()
+	every(ctx, schedule{interval: interval, run: func(_ context.Context, span time.Duration) error {
+		mu.Lock()
+		running++
+		overlapped = overlapped || running > 1
+		runs++
+		spans = append(spans, span)
+		mu.Unlock()
+		time.Sleep(took)
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return nil
+	}})
+	// Back to back, 100 ms each, with the wait for the next 40 ms boundary: 120 ms a run.
+	if overlapped || runs > int(total/took)+1 || runs < int(total/(took+interval))-1 {
+		t.Errorf("%d runs in %s of %s each (overlapping: %v), want about %d, one at a time", runs, total, took, overlapped, total/(took+interval/2))
+	}
+	for _, s := range spans {
+		if s > 2*interval {
+			t.Errorf("a run stood for %s, more than two intervals (%s)", s, 2*interval)
+		}
+	}
+}

@@ -55,7 +55,10 @@ func TestWindowTooLittleData(t *testing.T) {
 			t.Errorf("%s: the last row is %s %q, want window saying %q", c.name, last.Pattern, last.Summary, c.wantWindow)
 		}
 	}
-	if _, err := Window(ctx, l.admin, ended, started, ""); err == nil || !strings.Contains(err.Error(), "is not after the start") {
+	if _, err := Window(ctx, l.admin, ended, started, ""); err == nil || !strings.Contains(err.Error(), "is before the start") {
 		t.Errorf("an end before the start: %v", err)
+	}
+	if _, err := Window(ctx, l.admin, started, started, ""); err == nil || !strings.Contains(err.Error(), "is not after the start") {
+		t.Errorf("an empty window: %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/repeatlog"
 )
 
 // SnapshotChannel is the channel telemetry.request_snapshot() notifies.
@@ -56,6 +57,8 @@ type Recorder struct {
 	wake        chan struct{}
 	partitioned map[string]bool // UTC days whose partitions exist
 
+	writeFailure, listenFailure *repeatlog.Failure
+
 	written  *prometheus.CounterVec
 	dropped  *prometheus.CounterVec
 	buffered prometheus.GaugeFunc
@@ -72,7 +75,8 @@ func New(o Options) *Recorder {
 	if o.RetryEvery <= 0 {
 		o.RetryEvery = time.Second
 	}
-	r := &Recorder{o: o, wake: make(chan struct{}, 1), partitioned: map[string]bool{}}
+	r := &Recorder{o: o, wake: make(chan struct{}, 1), partitioned: map[string]bool{},
+		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger)}
 	r.requests = requestLimiter{interval: o.RequestMinInterval, snapshot: r.requestedSnapshot}
 	r.ignoredRequest = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_snapshot_requests_ignored_total",
 		Help: "Snapshot requests that drove no snapshot of their own: rate_limited (within --recorder.request-min-interval of the previous requested snapshot; " +
@@ -186,8 +190,10 @@ func (r *Recorder) writeLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			r.o.Logger.Warn("recorder write failed; keeping the collection buffered", "err", err, "buffered_rows", r.Buffered())
+			r.writeFailure.Failed("recorder write failed; keeping the collection buffered", err, "buffered_rows", r.Buffered())
 			wait = r.o.RetryEvery
+		} else {
+			r.writeFailure.Succeeded("recorder writes again", "buffered_rows", r.Buffered())
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -348,7 +354,7 @@ func (r *Recorder) listenLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		r.o.Logger.Warn("recorder lost its LISTEN connection", "err", err)
+		r.listenFailure.Failed("recorder lost its LISTEN connection", err)
 		t := time.NewTimer(r.o.RetryEvery)
 		select {
 		case <-ctx.Done():
@@ -371,6 +377,7 @@ func (r *Recorder) listen(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+SnapshotChannel); err != nil {
 		return err
 	}
+	r.listenFailure.Succeeded("recorder LISTENs again")
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return err

@@ -77,6 +77,10 @@ BEGIN
     IF p_batch IS NULL OR btrim(p_batch) = '' THEN
         RAISE EXCEPTION 'batch name must not be empty';
     END IF;
+    -- The name becomes a Prometheus label: bounded as the exporter bounds it (batch.MaxNameBytes).
+    IF octet_length(p_batch) > 200 THEN
+        RAISE EXCEPTION 'batch name of % bytes: at most 200', octet_length(p_batch);
+    END IF;
     PERFORM telemetry.close_abandoned_runs();
     UPDATE telemetry.batch_runs
     SET status = 'abandoned', ended_at = greatest(started_at, v_at),

@@ -78,11 +78,8 @@ RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recomm
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    v_server text := telemetry._resolve_server(p_server);
+    v_server text := telemetry._window_server(p_start_time, p_end_time, p_server);
 BEGIN
-    IF p_start_time IS NULL OR p_end_time IS NULL THEN
-        RAISE EXCEPTION 'diagnose needs a start and an end time';
-    END IF;
     IF p_end_time <= p_start_time THEN
         RAISE EXCEPTION 'the end (%) is not after the start (%)', p_end_time, p_start_time;
     END IF;

@@ -42,7 +42,7 @@ RETURNS TABLE (
     shared_blks_hit bigint, shared_blks_read bigint, blocks_per_call numeric,
     temp_blks_written bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH srv AS (SELECT telemetry._resolve_server(p_server) AS server),
+    WITH srv AS (SELECT telemetry._window_server(p_start_time, p_end_time, p_server) AS server),
     -- The window's ends are snapshots that read pg_stat_statements: one that did not (the
     -- collector failed, or a pg_cron snapshot) would make the deltas silently short.
     w AS (SELECT s.snapshot_id AS start_id, s.captured_at AS start_at, e.snapshot_id AS end_id, e.captured_at AS end_at

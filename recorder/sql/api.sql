@@ -44,15 +44,38 @@ DECLARE
     v_count integer;
     v_names text;
 BEGIN
+    SELECT count(*), string_agg(server, ', ' ORDER BY server) INTO v_count, v_names FROM telemetry.servers;
     IF p_server IS NOT NULL THEN
+        IF NOT EXISTS (SELECT FROM telemetry.servers WHERE server = p_server) THEN
+            RAISE EXCEPTION 'no server named % is recorded (recorded: %)', quote_literal(p_server), coalesce(v_names, 'none yet')
+                USING HINT = 'SELECT server FROM telemetry.servers';
+        END IF;
         RETURN p_server;
     END IF;
-    SELECT count(*), string_agg(server, ', ' ORDER BY server) INTO v_count, v_names FROM telemetry.servers;
     IF v_count > 1 THEN
         RAISE EXCEPTION 'several servers are recorded (%): name one as the last argument', v_names
             USING HINT = 'SELECT server FROM telemetry.servers';
     END IF;
     RETURN (SELECT server FROM telemetry.servers);
+END
+$$;
+
+-- _window_server checks an analysis window (two finite times, the end not before the start)
+-- and names its server as _resolve_server does.
+CREATE OR REPLACE FUNCTION telemetry._window_server(p_start_time timestamptz, p_end_time timestamptz, p_server text)
+RETURNS text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_start_time IS NULL OR p_end_time IS NULL THEN
+        RAISE EXCEPTION 'a window needs a start and an end time';
+    END IF;
+    IF NOT (isfinite(p_start_time) AND isfinite(p_end_time)) THEN
+        RAISE EXCEPTION 'a window''s start and end must be finite times, not % and %', p_start_time, p_end_time
+            USING HINT = 'For example: now() - interval ''1 day'', now()';
+    END IF;
+    IF p_end_time < p_start_time THEN
+        RAISE EXCEPTION 'the end (%) is before the start (%)', p_end_time, p_start_time;
+    END IF;
+    RETURN telemetry._resolve_server(p_server);
 END
 $$;
 
@@ -165,7 +188,7 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._window(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (start_id integer, start_at timestamptz, end_id integer, end_at timestamptz)
 LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
-    WITH srv AS (SELECT telemetry._resolve_server(p_server) AS server)
+    WITH srv AS (SELECT telemetry._window_server(p_start_time, p_end_time, p_server) AS server)
     SELECT s.id, s.captured_at, e.id, e.captured_at
     FROM srv,
     LATERAL (SELECT id, captured_at FROM telemetry.snapshots
@@ -242,7 +265,7 @@ RETURNS TABLE (
     total_waiters bigint, avg_waiters numeric, max_waiters integer, pct_of_samples numeric,
     session_seconds numeric, avg_active_sessions numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH srv AS (SELECT telemetry._resolve_server(p_server) AS server),
+    WITH srv AS (SELECT telemetry._window_server(p_start_time, p_end_time, p_server) AS server),
     smp AS (
         SELECT s.id FROM telemetry.samples s, srv
         WHERE s.server = srv.server AND s.captured_at BETWEEN p_start_time AND p_end_time

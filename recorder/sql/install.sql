@@ -91,11 +91,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'ef539eebcbfb2b2b4a766de3c17e9a0fb3e192553f3514e46aabfe316224ecbe') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'aaa2ae64ed2c701d39c6523e9136b03fbc1db478b1d819035f56387dfa5706bd') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'ef539eebcbfb2b2b4a766de3c17e9a0fb3e192553f3514e46aabfe316224ecbe')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'aaa2ae64ed2c701d39c6523e9136b03fbc1db478b1d819035f56387dfa5706bd')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -115,27 +115,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'de4cffa9131858eee6dfb35bfd024247701394f2f5e973dbfbf7e506c8440a4a') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '8d1da19ecb2de51515f1dcf38ef75e3b6de08bd32444cd32f3fb2a4a24b6588c') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'de4cffa9131858eee6dfb35bfd024247701394f2f5e973dbfbf7e506c8440a4a')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '8d1da19ecb2de51515f1dcf38ef75e3b6de08bd32444cd32f3fb2a4a24b6588c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'b33b9ccea339e5c0f609c484ef12964c684a592e5ba60c0ee373b03c6fa1b00f') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'fbde1aafb3a71ee8f11fb4a0705746d2f8c3080a4df73a243690e1965c8b01fa') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'b33b9ccea339e5c0f609c484ef12964c684a592e5ba60c0ee373b03c6fa1b00f')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'fbde1aafb3a71ee8f11fb4a0705746d2f8c3080a4df73a243690e1965c8b01fa')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '8e9c92e8ef0c87a7248858fa298c6b4139f2aee729bac5ea7bed7d4958cbde6c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '9c623f19185c7932dd2397ee57a6ec486c8b021c3a0674c1f070134dc64130f5') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '8e9c92e8ef0c87a7248858fa298c6b4139f2aee729bac5ea7bed7d4958cbde6c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '9c623f19185c7932dd2397ee57a6ec486c8b021c3a0674c1f070134dc64130f5')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
