@@ -75,11 +75,22 @@ const migrationLockKey = 7366_4321_0003
 // in public or another schema an attacker may write to.
 const safeSearchPath = "pg_catalog, pg_temp"
 
-// sqlBootstrap creates what the scripts are recorded in. CREATE SCHEMA IF NOT EXISTS
-// would still ask for CREATE on the database, which a role given the schema lacks.
-const sqlBootstrap = `DO $$ BEGIN
+// sqlBootstrap creates what the scripts are recorded in, in a schema it can trust (one that
+// another role prepared could run that role's code: a trigger on schema_migrations, say).
+// CREATE SCHEMA IF NOT EXISTS would still ask for CREATE on the database, which a role given
+// the schema lacks.
+var sqlBootstrap = `DO $$
+DECLARE
+    v_owner name;
+BEGIN
     IF to_regnamespace('telemetry') IS NULL THEN
         CREATE SCHEMA telemetry;
+    END IF;
+    SELECT ` + postgres.SQLUntrustedTelemetryOwner + ` INTO v_owner
+    FROM pg_catalog.pg_namespace n WHERE n.nspname = 'telemetry';
+    IF v_owner IS NOT NULL THEN
+        RAISE EXCEPTION 'the telemetry schema, or an object in it, belongs to role %, which % cannot trust: nothing installed', v_owner, current_user
+            USING HINT = 'Drop it (DROP SCHEMA telemetry CASCADE) if it is not yours, or install as its owner.';
     END IF;
 END $$;
 CREATE TABLE IF NOT EXISTS telemetry.schema_migrations (

@@ -61,6 +61,11 @@ func TestPlantedTelemetrySchemaRefused(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), attacker) || strings.Contains(err.Error(), "planted code ran") {
 			t.Errorf("Migrate into a schema %s prepared: %v, want a refusal naming the role", attacker, err)
 		}
+		// pg_cron mode's install.sql, run by a superuser, refuses the same way.
+		if out, err := psqlOutput(dsn, "-f", "sql/install.sql"); err == nil || !strings.Contains(out, "belongs to role "+attacker) ||
+			strings.Contains(out, "planted code ran") {
+			t.Errorf("install.sql into a schema %s prepared: %v\n%s\nwant a refusal naming the role", attacker, err, out)
+		}
 		err = diagnosis.CheckSchema(ctx, newPool(t, dsn, true, ""))
 		if err == nil || !strings.Contains(err.Error(), attacker) {
 			t.Errorf("diagnose: %v, want a refusal naming %s", err, attacker)

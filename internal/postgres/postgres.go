@@ -134,14 +134,18 @@ func passwords(dsn string) []string {
 	return out
 }
 
-// sqlTelemetryTrust finds the telemetry schema and the first owner, of it or of a relation or
-// function in it, that this role cannot trust.
-var sqlTelemetryTrust = `SELECT n.oid IS NOT NULL, current_user, (
+// SQLUntrustedTelemetryOwner is the first owner, of the schema n (pg_namespace) or of a
+// relation or function in it, that this role cannot trust; NULL when there is none. The
+// recorder's migrations and install.sql refuse to go on where there is one.
+var SQLUntrustedTelemetryOwner = `(
 	SELECT pg_catalog.pg_get_userbyid(o.owner) FROM (
 		SELECT n.nspowner AS owner
 		UNION ALL SELECT relowner FROM pg_catalog.pg_class WHERE relnamespace = n.oid
 		UNION ALL SELECT proowner FROM pg_catalog.pg_proc WHERE pronamespace = n.oid) o
-	WHERE NOT ` + TrustedOwner("o.owner") + ` LIMIT 1)
+	WHERE NOT ` + TrustedOwner("o.owner") + ` LIMIT 1)`
+
+// sqlTelemetryTrust finds the telemetry schema and the first owner that this role cannot trust.
+var sqlTelemetryTrust = `SELECT n.oid IS NOT NULL, current_user, ` + SQLUntrustedTelemetryOwner + `
 FROM (SELECT) AS one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = 'telemetry'`
 
 // Querier is a pool, a connection or a transaction.

@@ -7,9 +7,23 @@
 SET search_path = pg_catalog, pg_temp;
 SET search_path = pg_catalog, pg_temp;
 SELECT pg_advisory_lock(736643210003) \gset lock_
-DO $$ BEGIN
+DO $$
+DECLARE
+    v_owner name;
+BEGIN
     IF to_regnamespace('telemetry') IS NULL THEN
         CREATE SCHEMA telemetry;
+    END IF;
+    SELECT (
+	SELECT pg_catalog.pg_get_userbyid(o.owner) FROM (
+		SELECT n.nspowner AS owner
+		UNION ALL SELECT relowner FROM pg_catalog.pg_class WHERE relnamespace = n.oid
+		UNION ALL SELECT proowner FROM pg_catalog.pg_proc WHERE pronamespace = n.oid) o
+	WHERE NOT pg_catalog.pg_has_role(o.owner, current_user, 'MEMBER') LIMIT 1) INTO v_owner
+    FROM pg_catalog.pg_namespace n WHERE n.nspname = 'telemetry';
+    IF v_owner IS NOT NULL THEN
+        RAISE EXCEPTION 'the telemetry schema, or an object in it, belongs to role %, which % cannot trust: nothing installed', v_owner, current_user
+            USING HINT = 'Drop it (DROP SCHEMA telemetry CASCADE) if it is not yours, or install as its owner.';
     END IF;
 END $$;
 CREATE TABLE IF NOT EXISTS telemetry.schema_migrations (
