@@ -72,8 +72,9 @@ func record(t *testing.T) *recorded {
 	if err := recorder.Migrate(ctx, recPool); err != nil {
 		fail("migrate: %v", err)
 	}
+	// Snapshots every 500 ms: the runs hold delta statement snapshots between their boundaries.
 	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: pgtest.Pool(t, dsn, true, ""), Selection: collectors.AllEnabled(),
-		SampleEvery: 300 * time.Millisecond, SnapshotEvery: time.Hour, WaitSampleEvery: 100 * time.Millisecond})
+		SampleEvery: 300 * time.Millisecond, SnapshotEvery: 500 * time.Millisecond, WaitSampleEvery: 100 * time.Millisecond})
 	rec := recorder.New(recorder.Options{Pool: recPool, Retention: 24 * time.Hour, BufferRows: 100000, Trigger: runner.Trigger})
 	runner.Subscribe(rec.Consume)
 	go runner.Run(ctx)
