@@ -162,9 +162,11 @@ func every(ctx context.Context, s schedule) {
 			t.Stop()
 		case <-t.C:
 		}
+		err := s.run(context.WithoutCancel(ctx), time.Duration(min(stratum-lastDone, 2))*s.interval)
+		// From the run's end: the intervals a slow run overran are skipped, not run back to back.
 		next := time.Now()
-		if err := s.run(context.WithoutCancel(ctx), time.Duration(min(stratum-lastDone, 2))*s.interval); err != nil {
-			next = time.Now().Add(min(backoff, maxBackoff))
+		if err != nil {
+			next = next.Add(min(backoff, maxBackoff))
 			backoff = min(backoff*2, maxBackoff)
 		} else {
 			backoff, lastDone = minBackoff, stratum

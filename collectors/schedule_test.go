@@ -60,13 +60,15 @@ func TestJitteredSamplingUnbiasedAtEveryPhase(t *testing.T) {
 	}
 }
 
-// TestOverrunningCollectionIsSkippedNotStacked: a collection that takes 2.5 intervals never
-// overlaps the next; the intervals it overran are skipped (the next run starts at the first
-// interval boundary after it ends) and the run after it stands for at most two intervals.
+// TestOverrunningCollectionIsSkippedNotStacked: a collection that takes 1.3 intervals never
+// overlaps the next, and the interval it overran is skipped: the next run starts at the first
+// interval boundary after it ends, never back to back with it, and stands for at most two
+// intervals.
 func TestOverrunningCollectionIsSkippedNotStacked(t *testing.T) {
-	const interval, took, total = 40 * time.Millisecond, 100 * time.Millisecond, 1200 * time.Millisecond
+	const interval, took, total = 100 * time.Millisecond, 130 * time.Millisecond, 1500 * time.Millisecond
 	var mu sync.Mutex
-	running, overlapped, runs := 0, false, 0
+	running, overlapped := 0, false
+	var starts []time.Time
 	var spans []time.Duration
 	ctx, cancel := context.WithTimeout(context.Background(), total)
 	defer cancel()
@@ -74,7 +76,7 @@ func TestOverrunningCollectionIsSkippedNotStacked(t *testing.T) {
 		mu.Lock()
 		running++
 		overlapped = overlapped || running > 1
-		runs++
+		starts = append(starts, time.Now())
 		spans = append(spans, span)
 		mu.Unlock()
 		time.Sleep(took)
@@ -83,9 +85,15 @@ func TestOverrunningCollectionIsSkippedNotStacked(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}})
-	// Back to back, 100 ms each, with the wait for the next 40 ms boundary: 120 ms a run.
-	if overlapped || runs > int(total/took)+1 || runs < int(total/(took+interval))-1 {
-		t.Errorf("%d runs in %s of %s each (overlapping: %v), want about %d, one at a time", runs, total, took, overlapped, total/(took+interval/2))
+	if overlapped || len(starts) < 3 {
+		t.Fatalf("%d runs (overlapping: %v), want at least 3, one at a time", len(starts), overlapped)
+	}
+	for i := 1; i < len(starts); i++ {
+		// A run that began at a boundary and ended 1.3 intervals later: the next boundary is the
+		// second after its start (back to back would be 1.3 intervals).
+		if gap := starts[i].Sub(starts[i-1]); gap < 2*interval-10*time.Millisecond {
+			t.Errorf("run %d started %s after the one before, want the overrun interval skipped (at least %s)", i, gap, 2*interval)
+		}
 	}
 	for _, s := range spans {
 		if s > 2*interval {

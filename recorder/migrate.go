@@ -255,38 +255,53 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if _, err := pgx.ForEachRow(rows, []any{&name, &sum}, func() error { applied[name] = sum; return nil }); err != nil {
 		return err
 	}
+	var pending []script
 	for _, s := range all {
-		if applied[s.name] == s.checksum {
-			continue
-		}
-		if err := inSafeTransaction(ctx, conn.Conn(), s.sql, s.name, s.checksum); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
+		if applied[s.name] != s.checksum {
+			pending = append(pending, s)
 		}
 	}
-	return nil
+	if len(pending) == 0 {
+		return nil
+	}
+	// One transaction for them all: a running exporter, a tracker or a reader sees the schema
+	// before or after, never a table whose functions are not defined yet.
+	return pgx.BeginFunc(ctx, conn.Conn(), func(tx pgx.Tx) error {
+		if err := safeSession(ctx, tx); err != nil {
+			return err
+		}
+		for _, s := range pending {
+			if _, err := tx.Exec(ctx, s.sql); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			if _, err := tx.Exec(ctx, recordSQL, s.name, s.checksum); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+		}
+		return nil
+	})
 }
 
 // recordSQL notes a script as applied.
 const recordSQL = `INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ($1, $2)
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now()`
 
-// inSafeTransaction runs sql in a transaction with the safe search_path and, given a name
-// and checksum, records it as applied in the same transaction.
-func inSafeTransaction(ctx context.Context, conn *pgx.Conn, sql string, record ...any) error {
+// inSafeTransaction runs sql in a transaction with the safe search_path.
+func inSafeTransaction(ctx context.Context, conn *pgx.Conn, sql string) error {
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		// DDL on a large table may take a while; it stays bounded.
-		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = '10min'; SET LOCAL search_path = `+safeSearchPath); err != nil {
+		if err := safeSession(ctx, tx); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, sql); err != nil {
-			return err
-		}
-		if len(record) == 0 {
-			return nil
-		}
-		_, err := tx.Exec(ctx, recordSQL, record...)
+		_, err := tx.Exec(ctx, sql)
 		return err
 	})
+}
+
+// safeSession sets the migration transaction's search_path and timeout: DDL on a large table
+// may take a while; it stays bounded.
+func safeSession(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `SET LOCAL statement_timeout = '10min'; SET LOCAL search_path = `+safeSearchPath)
+	return err
 }
 
 // InstallSQL is the text of sql/install.sql: psql applies the same scripts as Migrate, under

@@ -149,8 +149,9 @@ func findings(t *testing.T, c *pgx.Conn, runID int64) []map[string]any {
 }
 
 // TestDiagnoseStatements: the index of a lookup dropped between runs makes the lookup the first
-// finding (slower per call, plan probably changed); 20 times the rows for an update makes it
-// more_work; a statement no normal run had is new_statement; a clean run has no finding above
+// finding (slower per call, plan probably changed); 40 times the rows for an update (seconds
+// more, beyond a loaded machine's noise) makes it more_work; a statement no normal run had is
+// new_statement; a clean run has no finding above
 // info.
 func TestDiagnoseStatements(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
@@ -161,7 +162,7 @@ func TestDiagnoseStatements(t *testing.T) {
 			INSERT INTO lookup_data SELECT g, g, repeat('x', 50) FROM generate_series(1, 60000) g;
 			CREATE INDEX lookup_k ON lookup_data (k);
 			CREATE TABLE work (id int PRIMARY KEY, v int);
-			INSERT INTO work SELECT g, 0 FROM generate_series(1, 200000) g`)
+			INSERT INTO work SELECT g, 0 FROM generate_series(1, 400000) g`)
 		e.exec(`VACUUM ANALYZE lookup_data, work`)
 		job := pgtest.Connect(t, e.dsn, "etl")
 		const lookup = `SELECT count(*) FROM lookup_data WHERE k = $1`
@@ -213,11 +214,11 @@ func TestDiagnoseStatements(t *testing.T) {
 		}
 
 		e.exec(`CREATE INDEX lookup_k ON lookup_data (k)`)
-		more := e.batchRun(job, body(160000))
+		more := e.batchRun(job, body(320000))
 		fs = findings(t, c, more)
 		t.Logf("more rows: %v", fs)
 		if len(fs) == 0 || fs[0]["pattern"] != "more_work" || !strings.Contains(fs[0]["summary"].(string), "UPDATE work") {
-			t.Errorf("20x rows: findings %v, want more_work of the update first", fs)
+			t.Errorf("40x rows: findings %v, want more_work of the update first", fs)
 		}
 
 		// A statement no normal run had: a report joined in.

@@ -301,22 +301,23 @@ func abbrev(s string) string {
 // StartWith: it calls t.Fatal on a shared server from Start.
 func (s *Server) Stop(t testing.TB) {
 	t.Helper()
-	s.mustBePrivate(t, "Stop")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := s.pg.Stop(ctx); err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
+	s.private(t, "Stop", s.pg.Stop, 2*time.Minute)
 }
 
 // Crash stops the server as a crash would (pg_ctl stop -m immediate); Restart recovers it.
 // Only on servers from StartWith.
 func (s *Server) Crash(t testing.TB) {
 	t.Helper()
-	s.mustBePrivate(t, "Crash")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	s.private(t, "Crash", s.pg.Crash, 2*time.Minute)
+}
+
+// private runs what on a private server within limit, failing t when it fails.
+func (s *Server) private(t testing.TB, what string, do func(context.Context) error, limit time.Duration) {
+	t.Helper()
+	s.mustBePrivate(t, what)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	if err := s.pg.Crash(ctx); err != nil {
+	if err := do(ctx); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 }
@@ -326,12 +327,7 @@ func (s *Server) Crash(t testing.TB) {
 // t.Fatal on a shared server from Start.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	s.mustBePrivate(t, "Restart")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := s.pg.Restart(ctx); err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
+	s.private(t, "Restart", s.pg.Restart, 3*time.Minute)
 }
 
 func (s *Server) mustBePrivate(t testing.TB, what string) {
