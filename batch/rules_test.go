@@ -81,3 +81,44 @@ func TestDetectedRunOfOneSample(t *testing.T) {
 		t.Errorf("duration of a one-sample run = %v, want 1s", d)
 	}
 }
+
+// TestRunWaitsSplitOwnFromOthers: while a detected run is in progress, each sample's
+// session-seconds go to the run's own sessions (by wait and statement) or to the other
+// sessions (by wait); nothing is booked while no batch runs.
+func TestRunWaitsSplitOwnFromOthers(t *testing.T) {
+	rules, err := ParseRules([]string{"nightly=application_name:^etl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := NewTracker(Options{Rules: rules, QuietPeriod: time.Minute})
+	at := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	other := collectors.SessionWait{PID: 9, ApplicationName: "reporting", WaitEventType: "Lock", WaitEvent: "relation", QueryID: 0, Count: 2}
+	tr.Observe(at, time.Second, []collectors.SessionWait{other}, nil) // no run yet
+	if got := tr.TakeRunWaits(); len(got) != 0 {
+		t.Fatalf("booked %v with no batch running", got)
+	}
+	own := collectors.SessionWait{PID: 7, ApplicationName: "etl", WaitEventType: "IO", WaitEvent: "BufFileWrite", QueryID: 42, Count: 1}
+	tr.Observe(at.Add(time.Second), time.Second, []collectors.SessionWait{own, other}, nil)
+	tr.Observe(at.Add(2*time.Second), 500*time.Millisecond, []collectors.SessionWait{own, other}, nil)
+	got := map[collectors.BatchWait]float64{}
+	for _, w := range tr.TakeRunWaits() {
+		s := w.Seconds
+		w.Seconds = 0
+		got[w] = s
+	}
+	want := map[collectors.BatchWait]float64{
+		{Batch: "nightly", Own: true, WaitEventType: "IO", WaitEvent: "BufFileWrite", QueryID: 42}: 1.5,
+		{Batch: "nightly", Own: false, WaitEventType: "Lock", WaitEvent: "relation"}:               3,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("run waits %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%+v: %v session-seconds, want %v", k, got[k], v)
+		}
+	}
+	if again := tr.TakeRunWaits(); len(again) != 0 {
+		t.Errorf("taken twice: %v", again)
+	}
+}

@@ -73,6 +73,8 @@ type Tracker struct {
 	batches  map[string]*state
 	counted  map[int64]time.Time // finished recorded runs already counted, by ended_at
 	openRuns map[int64]*openRun  // recorded runs in progress, by run_id
+	// runWaits are the running batches' session-seconds, own and others', since the last take.
+	runWaits map[collectors.BatchWait]float64 // the key's Seconds is 0
 }
 
 // openRun is a recorded run in progress and the session that began it.
@@ -121,6 +123,7 @@ func NewTracker(o Options) *Tracker {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(), readFailure: repeatlog.New(o.Logger),
+		runWaits: map[collectors.BatchWait]float64{},
 		batches: map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}}
 	for _, r := range o.Rules {
 		t.batch(r.Batch)
@@ -205,6 +208,8 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 			boundary = true
 		}
 	}
+	// After detection: the sample that starts a detected run is the run's.
+	t.splitRunWaits(span, waits)
 	if t.o.Trigger == nil {
 		return
 	}
@@ -217,6 +222,39 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 			break
 		}
 	}
+}
+
+// splitRunWaits books the sample's session-seconds, for every batch running, to its own
+// sessions (by wait and the statement the sample shows) or to the other sessions (by wait):
+// what the run's findings judge. The sample's own seconds, at once: a session queued behind a
+// lock for the whole run has no statement yet, and its seconds are the run's.
+func (t *Tracker) splitRunWaits(span time.Duration, waits []collectors.SessionWait) {
+	for name, s := range t.batches {
+		if !s.running() {
+			continue
+		}
+		for _, w := range waits {
+			k := collectors.BatchWait{Batch: name, Own: t.batchOf(w) == name, WaitEventType: w.WaitEventType, WaitEvent: w.WaitEvent}
+			if k.Own {
+				k.QueryID = w.QueryID
+			}
+			t.runWaits[k] += float64(w.Count) * span.Seconds()
+		}
+	}
+}
+
+// TakeRunWaits returns the running batches' session-seconds, own and others', booked since
+// the previous call (the sample tier's collections carry them to the recorder).
+func (t *Tracker) TakeRunWaits() []collectors.BatchWait {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]collectors.BatchWait, 0, len(t.runWaits))
+	for k, v := range t.runWaits {
+		k.Seconds = v
+		out = append(out, k)
+	}
+	t.runWaits = map[collectors.BatchWait]float64{}
+	return out
 }
 
 // running tells whether a run of the batch is in progress.

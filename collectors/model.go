@@ -57,6 +57,8 @@ type Collection struct {
 	WaitTime []WaitTime
 	// StatementWaits splits the same session-seconds by statement (query_id).
 	StatementWaits []StatementWait
+	// BatchWaits splits them, while a batch runs, between its own sessions and the others.
+	BatchWaits []BatchWait
 
 	// Results says how each collector fared, in run order.
 	Results []Result
@@ -252,6 +254,17 @@ type ReplicationStat struct {
 	WriteLag        *time.Duration
 	FlushLag        *time.Duration
 	ReplayLag       *time.Duration
+}
+
+// BatchWait is session-seconds, while a batch runs, of its own sessions (Own: by wait and
+// statement, QueryID 0 where none was found) or of every other client session (by wait).
+type BatchWait struct {
+	Batch         string
+	Own           bool
+	WaitEventType string
+	WaitEvent     string
+	QueryID       int64
+	Seconds       float64
 }
 
 // WaitTime is session-seconds spent in one wait by non-idle client sessions.

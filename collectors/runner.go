@@ -34,6 +34,7 @@ type Runner struct {
 	lastSuccess map[Tier]time.Time
 	up          bool
 	down        *repeatlog.Failure // the server cannot be reached
+	takeBatch   func() []BatchWait // the batch tracker's, once set
 	server      Server
 }
 
@@ -228,6 +229,9 @@ func (r *Runner) collect(ctx context.Context, tier Tier) (*Collection, error) {
 	}
 	if tier == TierSample && r.waits != nil {
 		c.WaitTime, c.StatementWaits = r.waits.TakeSinceLast()
+		if f := r.batchWaits(); f != nil {
+			c.BatchWaits = f()
+		}
 	}
 	return c, tx.Commit(ctx)
 }
@@ -281,6 +285,20 @@ func (r *Runner) setUp(err error, what string) error {
 	r.up = !down
 	r.mu.Unlock()
 	return err
+}
+
+// SetBatchWaits gives the sample tier what splits the wait sampler's seconds between each
+// running batch's sessions and the others (the batch tracker, made after the runner).
+func (r *Runner) SetBatchWaits(take func() []BatchWait) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.takeBatch = take
+}
+
+func (r *Runner) batchWaits() func() []BatchWait {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.takeBatch
 }
 
 // Latest returns the most recent collection of a tier (nil before the first).

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 )
@@ -41,6 +42,16 @@ type env struct {
 	pool   *pgxpool.Pool // writable, for the recorder
 	runner *collectors.Runner
 	rec    *Recorder
+	// tracker, once withTracker is called, splits the sampler's seconds between a run's own
+	// sessions and the others, as the exporter does.
+	tracker *batch.Tracker
+}
+
+// withTracker follows the recorded runs with a batch tracker, as the exporter does.
+func (e *env) withTracker() {
+	e.tracker = batch.NewTracker(batch.Options{RunsDB: e.pool, QuietPeriod: time.Second, RefreshEvery: time.Hour})
+	e.runner.Waits().Observe(e.tracker.Observe)
+	e.runner.SetBatchWaits(e.tracker.TakeRunWaits)
 }
 
 func newEnv(t *testing.T, srv *pgtest.Server) *env {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	batchruns "github.com/pg-batch-exporter/pg-batch-exporter/batch"
+	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
@@ -53,7 +53,7 @@ func TestPlantedTelemetrySchemaRefused(t *testing.T) {
 				t.Errorf("collector %s: %v", r.Collector, r.Err)
 			}
 		}
-		tracker := batchruns.NewTracker(batchruns.Options{RunsDB: newPool(t, dsn, true, ""), QuietPeriod: time.Second, RefreshEvery: time.Hour})
+		tracker := batch.NewTracker(batch.Options{RunsDB: newPool(t, dsn, true, ""), QuietPeriod: time.Second, RefreshEvery: time.Hour})
 		if err := tracker.Refresh(ctx); err != nil {
 			t.Errorf("tracker: %v", err)
 		}

@@ -50,7 +50,7 @@ type Recorder struct {
 	o Options
 
 	mu          sync.Mutex
-	queue       []*batch
+	queue       []*collectionRows
 	queuedRows  int
 	replication []collectors.ReplicationStat // from the latest sample, for the next snapshot
 	statements  statementDeltas
@@ -97,7 +97,7 @@ func New(o Options) *Recorder {
 	})
 	// Every table's series exists from the start, so that a dashboard shows 0, not "No data".
 	for _, tier := range []collectors.Tier{collectors.TierSnapshot, collectors.TierSample} {
-		b := newBatch(&collectors.Collection{Tier: tier}, "", nil, nil)
+		b := newCollectionRows(&collectors.Collection{Tier: tier}, "", nil, nil)
 		for _, t := range append([]table{b.parent}, b.children...) {
 			r.written.WithLabelValues(t.name)
 			r.dropped.WithLabelValues(t.name)
@@ -121,7 +121,7 @@ func (r *Recorder) Consume(c *collectors.Collection) {
 	if c.Tier == collectors.TierSample && succeededOrAbsent(c, "replication") {
 		r.replication = c.Replication
 	}
-	b := newBatch(c, server, r.replication, &r.statements)
+	b := newCollectionRows(c, server, r.replication, &r.statements)
 	r.queue = append(r.queue, b)
 	r.queuedRows += b.rowCount()
 	r.trimLocked()
@@ -265,7 +265,7 @@ func (r *Recorder) queueLen() int {
 
 // write stores one collection in one transaction. A collection already stored (same server
 // and captured_at, from a retry whose commit was not acknowledged) is skipped.
-func (r *Recorder) write(ctx context.Context, b *batch) error {
+func (r *Recorder) write(ctx context.Context, b *collectionRows) error {
 	day := b.capturedAt.UTC().Format(time.DateOnly)
 	if !r.partitioned[day] {
 		if _, err := r.o.Pool.Exec(ctx, `SELECT telemetry._ensure_partitions($1)`, b.capturedAt); err != nil {

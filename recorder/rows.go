@@ -6,9 +6,9 @@ import (
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 )
 
-// batch is one collection turned into rows: the parent row (snapshots or samples) and the
+// collectionRows is one collection turned into rows: the parent row (snapshots or samples) and the
 // rows of its child tables, written together in one transaction or not at all.
-type batch struct {
+type collectionRows struct {
 	tier       collectors.Tier
 	capturedAt time.Time
 	server     string
@@ -28,7 +28,7 @@ type table struct {
 	shared  bool
 }
 
-func (b *batch) rowCount() int {
+func (b *collectionRows) rowCount() int {
 	n := 1
 	for _, t := range b.children {
 		n += len(t.rows)
@@ -45,11 +45,11 @@ var snapshotColumns = []string{"captured_at", "pg_version", "wal_records", "wal_
 	"io_client_write_time", "io_bgwriter_writes", "io_bgwriter_write_time", "temp_files", "temp_bytes", "server",
 	"wal_stats_reset", "ckpt_stats_reset", "bgw_stats_reset", "db_stats_reset", "io_stats_reset"}
 
-// newBatch maps a collection to rows as telemetry.snapshot() and telemetry.sample() do in
+// newCollectionRows maps a collection to rows as telemetry.snapshot() and telemetry.sample() do in
 // SQL. replication is the latest sample's standbys: the snapshot tier does not read them.
 // statements says which pg_stat_statements entries to store (the recorder's delta storage).
-func newBatch(c *collectors.Collection, server string, replication []collectors.ReplicationStat, statements *statementDeltas) *batch {
-	b := &batch{tier: c.Tier, capturedAt: c.CapturedAt, server: server, systemID: c.Server.SystemID, pgVersion: c.Server.Major()}
+func newCollectionRows(c *collectors.Collection, server string, replication []collectors.ReplicationStat, statements *statementDeltas) *collectionRows {
+	b := &collectionRows{tier: c.Tier, capturedAt: c.CapturedAt, server: server, systemID: c.Server.SystemID, pgVersion: c.Server.Major()}
 	if c.Tier == collectors.TierSnapshot {
 		b.parent = table{name: "snapshots", columns: snapshotColumns, rows: [][]any{snapshotRow(c, server)}}
 		b.children = append([]table{tableRows(c.Tables), replicationRows(replication)}, statements.rows(c.Statements)...)
@@ -57,7 +57,7 @@ func newBatch(c *collectors.Collection, server string, replication []collectors.
 	}
 	b.parent = table{name: "samples", columns: []string{"captured_at", "server"}, rows: [][]any{{c.CapturedAt, server}}}
 	b.children = []table{waitRows(c.Sessions), activityRows(c.Activity), progressRows(c.Progress), lockRows(c.Locks),
-		waitTimeRows(c.WaitTime), statementWaitRows(c.StatementWaits)}
+		waitTimeRows(c.WaitTime), statementWaitRows(c.StatementWaits), batchWaitRows(c.BatchWaits)}
 	return b
 }
 
@@ -231,6 +231,14 @@ func statementWaitRows(ws []collectors.StatementWait) table {
 	t := table{name: "statement_wait_samples", columns: []string{"queryid", "wait_event_type", "wait_event", "before_query_id", "query_text", "seconds"}}
 	for _, w := range ws {
 		t.rows = append(t.rows, []any{w.QueryID, w.WaitEventType, w.WaitEvent, w.BeforeQueryID, w.QueryText, w.Seconds})
+	}
+	return t
+}
+
+func batchWaitRows(ws []collectors.BatchWait) table {
+	t := table{name: "batch_wait_samples", columns: []string{"batch", "own", "wait_event_type", "wait_event", "queryid", "seconds"}}
+	for _, w := range ws {
+		t.rows = append(t.rows, []any{w.Batch, w.Own, w.WaitEventType, w.WaitEvent, w.QueryID, w.Seconds})
 	}
 	return t
 }

@@ -122,6 +122,7 @@ func (e *env) batchRun(job *pgx.Conn, body func()) int64 {
 	}
 	e.rec.statements.fullNext = true // as the boundary's request_snapshot asks
 	e.record(collectors.TierSnapshot)
+	e.refreshTracker()
 	done := make(chan struct{})
 	go func() { defer close(done); body() }()
 	// While the run is in progress the sample tier follows the wait sampler.
@@ -137,9 +138,21 @@ func (e *env) batchRun(job *pgx.Conn, body func()) int64 {
 		}
 	}
 	pgtest.MustExec(e.t, job, `SELECT telemetry.batch_end('etl')`)
+	e.refreshTracker()
 	e.rec.statements.fullNext = true
 	e.record(collectors.TierSnapshot)
 	return id
+}
+
+// refreshTracker has the tracker read the recorded runs, as it does every few seconds.
+func (e *env) refreshTracker() {
+	e.t.Helper()
+	if e.tracker == nil {
+		return
+	}
+	if err := e.tracker.Refresh(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // findings are diagnose_run_findings of a run.

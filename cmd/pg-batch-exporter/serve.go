@@ -238,6 +238,7 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	runner.SetBatchWaits(batches.TakeRunWaits)
 	reports, err := s.startReport(ctx, logger)
 	if err != nil {
 		return err

@@ -360,6 +360,42 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
               FROM waits WHERE wait_event_type <> 'Lock' OR wait_event = 'extend'
 $$;
 
+-- run_session_waits: a run's session-seconds by wait, of its own sessions (sessions 'batch':
+-- those its rule, exec --batch or batch_begin's session make the batch's) and of every other
+-- client session during it ('other'), from the batch tracker's split of the wait sampler. No
+-- rows where the run was recorded without it (pg_cron mode): its findings then judge the
+-- whole server.
+CREATE OR REPLACE FUNCTION telemetry.run_session_waits(p_run_id bigint)
+RETURNS TABLE (sessions text, wait_event_type text, wait_event text, session_seconds numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN b.own THEN 'batch' ELSE 'other' END, b.wait_event_type, b.wait_event, round(sum(b.seconds)::numeric, 2)
+    FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
+         telemetry.batch_wait_samples b
+    WHERE b.server = srv.server AND b.batch = w.batch AND b.captured_at BETWEEN w.start_time AND w.end_time
+    GROUP BY b.own, b.wait_event_type, b.wait_event
+    ORDER BY b.own DESC, 4 DESC, 2, 3
+$$;
+
+-- _run_measures are _window_measures of a run, its waits those of its own sessions where they
+-- were recorded apart: a run is compared with its baseline on what the batch waited on.
+CREATE OR REPLACE FUNCTION telemetry._run_measures(p_run_id bigint)
+RETURNS TABLE (measure text, pattern text, unit text, value numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH own AS (SELECT * FROM telemetry.run_session_waits(p_run_id) WHERE sessions = 'batch'),
+    covered AS (SELECT EXISTS (SELECT FROM own) AS yes)
+    SELECT m.* FROM telemetry._run_window(p_run_id) w, covered,
+           LATERAL telemetry._window_measures(w.start_time, w.end_time, w.snapshot_start, w.server) m
+    WHERE NOT covered.yes OR NOT (m.measure = 'lock_wait_seconds' OR m.measure LIKE 'wait:%')
+    UNION ALL
+    SELECT 'lock_wait_seconds', 'lock_contention', 'seconds',
+           coalesce(sum(own.session_seconds) FILTER (WHERE own.wait_event_type = 'Lock' AND own.wait_event <> 'extend'), 0)
+    FROM own HAVING count(*) > 0
+    UNION ALL
+    SELECT 'wait:' || own.wait_event_type || ':' || own.wait_event, telemetry._wait_pattern(own.wait_event_type, own.wait_event),
+           'seconds', own.session_seconds
+    FROM own WHERE own.wait_event_type <> 'Lock' OR own.wait_event = 'extend'
+$$;
+
 -- _measure_text shows a measure's value in its unit.
 CREATE OR REPLACE FUNCTION telemetry._measure_text(p_value numeric, p_unit text)
 RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -393,9 +429,8 @@ RETURNS TABLE (rank integer, measure text, pattern text, unit text, value numeri
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH w AS (SELECT * FROM telemetry._run_window(p_run_id)),
     base AS (SELECT * FROM telemetry._baseline_runs(p_run_id)),
-    cur AS (SELECT m.* FROM w, LATERAL telemetry._window_measures(w.start_time, w.end_time, w.snapshot_start, w.server) m),
-    basem AS (SELECT base.run_id, m.* FROM base,
-              LATERAL telemetry._window_measures(base.start_time, base.end_time, base.snapshot_start, base.server) m),
+    cur AS (SELECT m.* FROM telemetry._run_measures(p_run_id) m),
+    basem AS (SELECT base.run_id, m.* FROM base, LATERAL telemetry._run_measures(base.run_id) m),
     vals AS (
         SELECT c.measure, b.run_id,
                CASE WHEN bm.value IS NOT NULL THEN bm.value

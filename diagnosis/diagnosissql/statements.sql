@@ -125,7 +125,9 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
     ('statement_more_work_ratio', 1.5, 'ratio',
      'more_work: calls or rows at least this many times their baseline median.'),
     ('statement_plan_change_ratio', 3, 'ratio',
-     'statement_regression says "plan probably changed" when blocks per row rose this many times at about the same rows.')
+     'statement_regression says "plan probably changed" when blocks per row rose this many times at about the same rows.'),
+    ('run_own_lock_seconds', 1, 'seconds',
+     'A run''s lock_contention is info when its own sessions waited less than this on locks: other sessions'' lock waits are named, not blamed.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
 -- _window_statements: statement_compare summed per top-level queryid (nested statements' time
@@ -227,7 +229,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     WHEN r.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(r.baseline_calls, 1)
                       OR r.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(r.baseline_rows, 1) THEN 'more_work'
                     WHEN r.seconds_per_call >= telemetry._threshold('statement_slower_ratio') * r.baseline_seconds_per_call THEN 'statement_regression'
-               END AS kind
+               END AS kind,
+               -- Why it was slower per call, in this order: a lock, a spill to disk, a plan.
+               CASE WHEN r.top_wait LIKE 'Lock:%' THEN 'lock'
+                    WHEN r.temp_per_call > 0 AND r.temp_per_call >= telemetry._threshold('statement_slower_ratio') * coalesce(r.baseline_temp_per_call, 0) THEN 'spill'
+                    WHEN r.baseline_blocks_per_row > 0
+                         AND r.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * r.baseline_blocks_per_row THEN 'plan'
+               END AS cause
         FROM rs r
         WHERE r.extra_seconds >= greatest(telemetry._threshold('statement_min_extra_seconds'),
                                           0.1 * coalesce((SELECT seconds FROM extra), 0)))
@@ -237,10 +245,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
              WHEN 'statement_regression' THEN format('"%s" took %s s more than its baseline median (%s%% of the run''s extra time): slower per call, %s ms instead of %s ms at %s calls (baseline %s) and %s rows (baseline %s)%s.',
                  j.label, round(j.extra_seconds, 1), coalesce(round(j.share_of_extra_pct), 0), round(1000 * j.seconds_per_call, 2), round(1000 * j.baseline_seconds_per_call, 2),
                  j.calls, round(j.baseline_calls), j.rows, round(j.baseline_rows),
-                 CASE WHEN j.top_wait LIKE 'Lock:%' THEN format('; it waited most on %s, a lock another session held', j.top_wait)
-                      WHEN j.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * j.baseline_blocks_per_row
-                      THEN format('; blocks per row %s instead of %s: plan probably changed', j.blocks_per_row, j.baseline_blocks_per_row)
-                      WHEN j.top_wait <> 'Running:CPU' THEN format('; it waited most on %s', j.top_wait) ELSE '' END)
+                 CASE j.cause
+                      WHEN 'lock' THEN format('; it waited most on %s, a lock another session held', j.top_wait)
+                      WHEN 'spill' THEN format('; it wrote %s temporary blocks per call instead of %s: it spilled to disk%s', j.temp_per_call,
+                                               coalesce(j.baseline_temp_per_call, 0), coalesce(', waiting most on ' || j.top_wait, ''))
+                      WHEN 'plan' THEN format('; blocks per row %s instead of %s: plan probably changed', j.blocks_per_row, j.baseline_blocks_per_row)
+                      ELSE coalesce(CASE WHEN j.top_wait <> 'Running:CPU' THEN format('; it waited most on %s', j.top_wait) END, '') END)
              WHEN 'more_work' THEN format('"%s" took %s s more than its baseline median (%s%% of the run''s extra time) because it had more to do: %s calls (baseline %s), %s rows (baseline %s), %s ms per call (baseline %s).',
                  j.label, round(j.extra_seconds, 1), coalesce(round(j.share_of_extra_pct), 0), j.calls, round(j.baseline_calls), j.rows, round(j.baseline_rows),
                  round(1000 * j.seconds_per_call, 2), round(1000 * j.baseline_seconds_per_call, 2))
@@ -256,8 +266,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                               'temp_per_call', j.temp_per_call, 'baseline_temp_per_call', j.baseline_temp_per_call,
                               'top_wait', j.top_wait),
            CASE j.kind
-             WHEN 'statement_regression' THEN CASE WHEN j.top_wait LIKE 'Lock:%'
-                 THEN 'The lock_contention finding names the sessions that held the lock: move their work (DDL, VACUUM FULL, REINDEX, long transactions) out of the batch''s window, or have them set a lock_timeout, so that they give way to the batch.'
+             WHEN 'statement_regression' THEN CASE
+                 WHEN j.cause = 'spill' THEN 'It spilled sorts or hashes to temporary files: raise work_mem (or hash_mem_multiplier for hashes) for the batch''s session, or see why it sorts or hashes more than before (EXPLAIN (ANALYZE, BUFFERS) shows Sort Method: external merge).'
+                 WHEN j.cause = 'lock' THEN 'The lock_contention finding names the sessions that held the lock: move their work (DDL, VACUUM FULL, REINDEX, long transactions) out of the batch''s window, or have them set a lock_timeout, so that they give way to the batch.'
                  ELSE 'Compare its plan with the baseline''s (EXPLAIN (ANALYZE, BUFFERS), auto_explain): a dropped or unused index, stale statistics (ANALYZE the tables it reads), or a changed parameter; its top wait says where the time went.' END
              WHEN 'more_work' THEN 'The batch had more to do, not a slower server: check the input volume of this run (rows and calls against the baseline); if that is expected, the baseline will follow.'
              ELSE 'A statement the batch did not run before: a code or data change introduced it; check it is meant to run, and its plan.'
@@ -280,22 +291,46 @@ $$;
 
 -- diagnose_run_findings is diagnose() over a run's window, its start on the run's own snapshot,
 -- with the statements that explain the run's extra time, ranked first within their severity
--- by the seconds they explain.
+-- by the seconds they explain. Where the run's own sessions were recorded apart
+-- (run_session_waits), lock_contention judges what they waited on: other sessions' lock
+-- waits while the batch waited on none are info, named, not blamed.
 CREATE OR REPLACE FUNCTION telemetry.diagnose_run_findings(p_run_id bigint)
 RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH s AS (SELECT * FROM telemetry._statement_findings(p_run_id))
+    WITH s AS (SELECT * FROM telemetry._statement_findings(p_run_id)),
+    rw AS (SELECT * FROM telemetry.run_session_waits(p_run_id)),
+    locks AS (
+        SELECT EXISTS (SELECT FROM rw WHERE rw.sessions = 'batch') AS covered,
+               coalesce(sum(rw.session_seconds) FILTER (WHERE rw.sessions = 'batch' AND rw.wait_event_type = 'Lock' AND rw.wait_event <> 'extend'), 0) AS own,
+               coalesce(sum(rw.session_seconds) FILTER (WHERE rw.sessions = 'other' AND rw.wait_event_type = 'Lock' AND rw.wait_event <> 'extend'), 0) AS other
+        FROM rw),
+    d AS (
+        SELECT x.pattern,
+               CASE WHEN j.judged AND l.own < telemetry._threshold('run_own_lock_seconds') THEN 'info' ELSE x.severity END AS severity,
+               CASE WHEN NOT j.judged THEN x.summary
+                    WHEN l.own < telemetry._threshold('run_own_lock_seconds')
+                    THEN format('Other sessions waited %s s on locks during the run; the batch''s own sessions waited %s s, so locks did not slow it. %s',
+                                round(l.other, 1), round(l.own, 1), x.summary)
+                    ELSE format('The batch''s own sessions waited %s s on locks (other sessions %s s). %s', round(l.own, 1), round(l.other, 1), x.summary)
+               END AS summary,
+               CASE WHEN j.judged THEN x.evidence || jsonb_build_object('batch_lock_wait_seconds', l.own, 'other_lock_wait_seconds', l.other)
+                    ELSE x.evidence END AS evidence,
+               x.recommendation, x.ord
+        FROM telemetry._run_window(p_run_id) w,
+            LATERAL telemetry._diagnose(w.start_time, w.end_time, w.snapshot_start, w.server) WITH ORDINALITY x(pattern, severity, summary, evidence, recommendation, ord),
+            locks l, LATERAL (SELECT x.pattern = 'lock_contention' AND l.covered AS judged) j)
     SELECT f.pattern, f.severity, f.summary, f.evidence, f.recommendation
     FROM (
         SELECT s.pattern, s.severity, s.summary, s.evidence, s.recommendation, s.explained_seconds, 0::bigint AS ord
         FROM s
         UNION ALL
         SELECT d.pattern, d.severity,
-               CASE WHEN d.pattern = 'window' AND EXISTS (SELECT FROM s WHERE s.severity <> 'info')
-                    THEN replace(d.summary, 'no pattern above its threshold', 'findings above') ELSE d.summary END,
+               CASE WHEN d.pattern <> 'window' THEN d.summary
+                    WHEN EXISTS (SELECT FROM s WHERE s.severity <> 'info') OR EXISTS (SELECT FROM d x WHERE x.pattern <> 'window' AND x.severity <> 'info')
+                    THEN replace(d.summary, 'no pattern above its threshold', 'findings above')
+                    ELSE replace(d.summary, 'findings above', 'no pattern above its threshold') END,
                d.evidence, d.recommendation, NULL, d.ord
-        FROM telemetry._run_window(p_run_id) w,
-            LATERAL telemetry._diagnose(w.start_time, w.end_time, w.snapshot_start, w.server) WITH ORDINALITY d(pattern, severity, summary, evidence, recommendation, ord)
+        FROM d
     ) f
     ORDER BY f.pattern = 'window', CASE f.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
              f.explained_seconds DESC NULLS LAST, f.ord

@@ -41,7 +41,8 @@ BEGIN
         ('0003_retire_pre_layout_scripts.sql', '896e842d7c14cc05fef8eabcd4c4fdc7c60356294584ff8c8517fbb4b8d2760d'),
         ('0004_snapshot_requests.sql', '23b09cacc50a73383960a6ed2930c99e948fbd6e12137705f66a66e4cd496793'),
         ('0005_statements.sql', '826edd0c284e34d0032cfc1e3fbccd6dbd7a1c6367d38848369b71a60014ec3c'),
-        ('0006_statement_waits_before_query_id.sql', 'bd549608bdc633f546d5d484f0d953167a3f9f780360f0d1569d715388862f10')) f (name, checksum) ON f.name = m.name
+        ('0006_statement_waits_before_query_id.sql', 'bd549608bdc633f546d5d484f0d953167a3f9f780360f0d1569d715388862f10'),
+        ('0007_batch_wait_samples.sql', '3c2b6910682d67f643dffac41e7b231da0fce4b3edf1945ca4c2037309b1e9c3')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -97,11 +98,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0006_statement
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '6d777a3e7a39d86f804de96d39948d887957ade79a063b70038e61e5af063462') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0007_batch_wait_samples.sql' AND checksum = '3c2b6910682d67f643dffac41e7b231da0fce4b3edf1945ca4c2037309b1e9c3') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0007_batch_wait_samples.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0007_batch_wait_samples.sql', '3c2b6910682d67f643dffac41e7b231da0fce4b3edf1945ca4c2037309b1e9c3')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = 'b67ef2818ba407e15d77b2256d9c156374a934f624fe5f37e6b052a2f57d6de2') AS apply \gset
 \if :apply
 BEGIN;
 \ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '6d777a3e7a39d86f804de96d39948d887957ade79a063b70038e61e5af063462')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', 'b67ef2818ba407e15d77b2256d9c156374a934f624fe5f37e6b052a2f57d6de2')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -137,19 +146,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'fbde1aafb3a71ee8f11fb4a0705746d2f8c3080a4df73a243690e1965c8b01fa') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '6db7af079032801cd7e84e83035f1e4b45d3c8e0e11bf033e30fa7a12d69f0af') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'fbde1aafb3a71ee8f11fb4a0705746d2f8c3080a4df73a243690e1965c8b01fa')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '6db7af079032801cd7e84e83035f1e4b45d3c8e0e11bf033e30fa7a12d69f0af')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '9c623f19185c7932dd2397ee57a6ec486c8b021c3a0674c1f070134dc64130f5') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '7e9883d5783de3acace447ba9169959489e4d892ef4b6c1bf7657e5cacea862d') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '9c623f19185c7932dd2397ee57a6ec486c8b021c3a0674c1f070134dc64130f5')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '7e9883d5783de3acace447ba9169959489e4d892ef4b6c1bf7657e5cacea862d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -16,7 +16,9 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
            -- recorder/migrations/0005_statements.sql
            ('statement_snapshots', 'snapshots', 'snapshot_id'),
            ('statement_info_snapshots', 'snapshots', 'snapshot_id'),
-           ('statement_wait_samples', 'samples', 'sample_id')
+           ('statement_wait_samples', 'samples', 'sample_id'),
+           -- recorder/migrations/0007_batch_wait_samples.sql
+           ('batch_wait_samples', 'samples', 'sample_id')
 $$;
 
 -- _ensure_partitions creates the day partitions (UTC days) holding p_at, each child with a

@@ -1,0 +1,106 @@
+package recorder
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+)
+
+// TestRunJudgedOnItsOwnSessions: another application's sessions wait on locks all through a
+// run in which the batch spills a sort to disk. The run's diagnosis blames the spill and
+// names the other sessions' lock waits as info, not as the batch's: the batch tracker books
+// the sampler's seconds to the run's own sessions and to the others apart. When the batch
+// itself queues behind a lock, lock_contention stays a finding, with its own seconds.
+func TestRunJudgedOnItsOwnSessions(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		e.withTracker()
+		c := e.conn()
+		e.exec(`CREATE EXTENSION pg_stat_statements;
+			CREATE TABLE work (id int PRIMARY KEY, v int); INSERT INTO work SELECT g, 0 FROM generate_series(1, 1000) g;
+			CREATE TABLE reports (id int PRIMARY KEY); INSERT INTO reports VALUES (1)`)
+		job := pgtest.Connect(t, e.dsn, "etl")
+		const sort = `SELECT count(*) FROM (SELECT md5(g::text) FROM generate_series(1, 1500000) g ORDER BY 1) s`
+		body := func(workMem string, blocked bool) func() {
+			return func() {
+				pgtest.MustExec(t, job, `SET work_mem = '`+workMem+`'`)
+				pgtest.MustExec(t, job, sort)
+				if blocked {
+					holder := pgtest.Connect(t, e.dsn, "migration")
+					pgtest.MustExec(t, holder, `BEGIN; LOCK TABLE work IN ACCESS EXCLUSIVE MODE`)
+					release := time.AfterFunc(2*time.Second, func() { _, _ = holder.Exec(context.Background(), `COMMIT`) })
+					defer release.Stop()
+				}
+				pgtest.MustExec(t, job, `UPDATE work SET v = v + 1 WHERE id <= 100`)
+				pgtest.MustExec(t, job, `SELECT pg_sleep(0.5)`)
+			}
+		}
+		e.record(collectors.TierSnapshot)
+		for range 3 {
+			e.batchRun(job, body("256MB", false))
+		}
+
+		// Another application: one session holds reports, two others queue behind it, the
+		// whole run long.
+		holder := pgtest.Connect(t, e.dsn, "reporting")
+		pgtest.MustExec(t, holder, `BEGIN; LOCK TABLE reports IN ACCESS EXCLUSIVE MODE`)
+		var waiters []*pgx.Conn
+		for range 2 {
+			w := pgtest.Connect(t, e.dsn, "reporting")
+			waiters = append(waiters, w)
+			go func() { _, _ = w.Exec(context.Background(), `SELECT * FROM reports`) }()
+		}
+		spill := e.batchRun(job, body("1MB", false))
+		pgtest.MustExec(t, holder, `COMMIT`)
+
+		fs := findings(t, c, spill)
+		t.Logf("spill while others wait on locks: %v", fs)
+		if len(fs) == 0 || fs[0]["severity"] == "info" ||
+			!(fs[0]["pattern"] == "temp_file_spills" || strings.Contains(fs[0]["summary"].(string), "it spilled to disk")) {
+			t.Errorf("first finding %v, want the batch's spill (temp_file_spills, or its sort statement: it spilled to disk)", fs)
+		}
+		var lock map[string]any
+		for _, f := range fs {
+			if f["pattern"] == "lock_contention" {
+				lock = f
+			}
+		}
+		if lock == nil || lock["severity"] != "info" || !strings.Contains(lock["summary"].(string), "Other sessions waited") ||
+			!strings.Contains(lock["summary"].(string), "own sessions waited 0") {
+			t.Errorf("lock_contention %v, want info naming the other sessions' waits, the batch's own at 0", lock)
+		}
+		own := query(t, c, `SELECT coalesce(sum(session_seconds) FILTER (WHERE sessions = 'batch'), 0) AS own,
+			coalesce(sum(session_seconds) FILTER (WHERE sessions = 'other' AND wait_event_type = 'Lock'), 0) AS other_locks
+			FROM telemetry.run_session_waits($1)`, spill)
+		if numeric(t, own[0]["own"]) < 1 || numeric(t, own[0]["other_locks"]) < 2 {
+			t.Errorf("run_session_waits: %v, want the batch's own seconds and the others' lock waits (two sessions, the whole run)", own)
+		}
+		m := query(t, c, `SELECT value FROM telemetry.diagnose_run($1) WHERE measure = 'lock_wait_seconds'`, spill)
+		if len(m) != 1 || numeric(t, m[0]["value"]) != 0 {
+			t.Errorf("diagnose_run lock_wait_seconds %v, want the batch's own: 0", m)
+		}
+		for _, w := range waiters {
+			w.Close(context.Background())
+		}
+
+		// The batch itself queues behind a lock: that is its finding.
+		blocked := e.batchRun(job, body("256MB", true))
+		fs = findings(t, c, blocked)
+		t.Logf("the batch blocked: %v", fs)
+		lock = nil
+		for _, f := range fs {
+			if f["pattern"] == "lock_contention" {
+				lock = f
+			}
+		}
+		if lock == nil || lock["severity"] == "info" || !strings.Contains(lock["summary"].(string), "The batch's own sessions waited") {
+			t.Errorf("lock_contention %v, want a finding with the batch's own lock wait", lock)
+		}
+	})
+}
