@@ -124,7 +124,7 @@ func NewTracker(o Options) *Tracker {
 	}
 	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(), readFailure: repeatlog.New(o.Logger),
 		runWaits: map[collectors.BatchWait]float64{},
-		batches: map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}}
+		batches:  map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}}
 	for _, r := range o.Rules {
 		t.batch(r.Batch)
 	}

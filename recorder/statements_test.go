@@ -30,7 +30,9 @@ func TestStatementsRecorded(t *testing.T) {
 		pgtest.MustExec(t, job, lookup, 1, 0.01) // known before the window
 		start := e.record(collectors.TierSnapshot)
 		var startRows, unchanged int
-		if err := c.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE query LIKE 'CREATE EXTENSION%')
+		// pg_stat_statements is the server's: other tests' databases have their CREATE EXTENSION.
+		if err := c.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE query LIKE 'CREATE EXTENSION%'
+				AND s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()))
 			FROM telemetry.statement_snapshots s JOIN telemetry.statement_texts t USING (server, queryid)
 			WHERE s.captured_at = $1`, start).Scan(&startRows, &unchanged); err != nil || startRows == 0 || unchanged != 1 {
 			t.Fatalf("first snapshot: %d rows, CREATE EXTENSION %d (%v): want every entry", startRows, unchanged, err)
@@ -57,7 +59,8 @@ func TestStatementsRecorded(t *testing.T) {
 		}
 		e.record(collectors.TierSample)
 		mid := e.record(collectors.TierSnapshot)
-		if err := c.QueryRow(ctx, `SELECT count(*) FILTER (WHERE query LIKE 'CREATE EXTENSION%')
+		if err := c.QueryRow(ctx, `SELECT count(*) FILTER (WHERE query LIKE 'CREATE EXTENSION%'
+				AND s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()))
 			FROM telemetry.statement_snapshots s JOIN telemetry.statement_texts t USING (server, queryid)
 			WHERE s.captured_at = $1`, mid).Scan(&unchanged); err != nil || unchanged != 0 {
 			t.Errorf("an unchanged statement stored again: %d (%v)", unchanged, err)

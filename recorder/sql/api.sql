@@ -256,6 +256,8 @@ $$;
 -- from the high-frequency wait sampler (client backends, not idle): session_seconds spent in
 -- the wait and avg_active_sessions over the window, so short waits that the sample grid
 -- misses show up too (as rows with sample_count 0).
+-- p_server is the caller's, checked with its window by _window_server (a lazily read CTE
+-- would skip the check where partition pruning leaves nothing to read).
 -- Each sample's rows are summed first, then counted, both by hashing: count(DISTINCT
 -- sample_id) sorted every wait row of the window, on disk over days.
 CREATE OR REPLACE FUNCTION telemetry._wait_summary(p_start_time timestamptz, p_end_time timestamptz,
@@ -265,7 +267,7 @@ RETURNS TABLE (
     total_waiters bigint, avg_waiters numeric, max_waiters integer, pct_of_samples numeric,
     session_seconds numeric, avg_active_sessions numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH srv AS (SELECT telemetry._window_server(p_start_time, p_end_time, p_server) AS server),
+    WITH srv AS (SELECT p_server AS server),
     smp AS (
         SELECT s.id FROM telemetry.samples s, srv
         WHERE s.server = srv.server AND s.captured_at BETWEEN p_start_time AND p_end_time
@@ -309,7 +311,7 @@ RETURNS TABLE (
     total_waiters bigint, avg_waiters numeric, max_waiters integer, pct_of_samples numeric,
     session_seconds numeric, avg_active_sessions numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM telemetry._wait_summary(p_start_time, p_end_time, telemetry._resolve_server(p_server), false)
+    SELECT * FROM telemetry._wait_summary(p_start_time, p_end_time, telemetry._window_server(p_start_time, p_end_time, p_server), false)
 $$;
 
 -- client_wait_summary is wait_summary for client sessions alone: background processes, whose
@@ -320,7 +322,7 @@ RETURNS TABLE (
     total_waiters bigint, avg_waiters numeric, max_waiters integer, pct_of_samples numeric,
     session_seconds numeric, avg_active_sessions numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM telemetry._wait_summary(p_start_time, p_end_time, telemetry._resolve_server(p_server), true)
+    SELECT * FROM telemetry._wait_summary(p_start_time, p_end_time, telemetry._window_server(p_start_time, p_end_time, p_server), true)
 $$;
 
 -- cleanup keeps the seed's result (parent rows removed) but drops whole day partitions where

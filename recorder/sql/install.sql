@@ -114,11 +114,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'aaa2ae64ed2c701d39c6523e9136b03fbc1db478b1d819035f56387dfa5706bd') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '46ae892de81dc7efd5f0a7aa160a1478712f3b8d8b8a88a3f8a3c483d8dfbbc9') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'aaa2ae64ed2c701d39c6523e9136b03fbc1db478b1d819035f56387dfa5706bd')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '46ae892de81dc7efd5f0a7aa160a1478712f3b8d8b8a88a3f8a3c483d8dfbbc9')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
