@@ -107,7 +107,114 @@ func CollectSQL() string {
 		}
 		b.WriteString("END\n$collect$;\n")
 	}
+	writeStatementFuncs(&b)
 	return b.String()
+}
+
+// statementExtVersions are the pg_stat_statements versions whose columns differ (15 and 16
+// ship 1.10, 17 1.11, 18 1.12), newest first; 1.9 reads as 1.10 does.
+var statementExtVersions = [][2]int{{1, 12}, {1, 11}, {1, 10}}
+
+// statementFuncs read pg_stat_statements where the extension lives in this database, at its
+// installed version: the collector's statements, run through EXECUTE on its schema.
+var statementFuncs = []struct {
+	name, params, returns, using string
+	sql                          func(schema, version string) string
+}{
+	{name: "_collect_statements", sql: collectors.SQLStatements,
+		returns: "userid oid, dbid oid, username text, datname text, toplevel boolean, queryid bigint, plans bigint, " +
+			"total_plan_time double precision, calls bigint, total_exec_time double precision, rows bigint, " +
+			"shared_blks_hit bigint, shared_blks_read bigint, shared_blks_dirtied bigint, shared_blks_written bigint, " +
+			"local_blks_hit bigint, local_blks_read bigint, local_blks_dirtied bigint, local_blks_written bigint, " +
+			"temp_blks_read bigint, temp_blks_written bigint, blk_read_time double precision, blk_write_time double precision, " +
+			"local_blk_read_time double precision, local_blk_write_time double precision, wal_records bigint, wal_fpi bigint, " +
+			"wal_bytes bigint, wal_buffers_full bigint, parallel_workers_to_launch bigint, parallel_workers_launched bigint, " +
+			"stats_since timestamptz, minmax_stats_since timestamptz"},
+	{name: "_collect_statements_info", sql: func(schema, _ string) string { return collectors.SQLStatementsInfo(schema) },
+		returns: "dealloc bigint, stats_reset timestamptz"},
+	{name: "_collect_statement_texts", params: "p_queryids bigint[], p_length integer", using: " USING p_queryids, p_length",
+		sql:     func(schema, _ string) string { return collectors.SQLStatementTexts(schema) },
+		returns: "queryid bigint, query text"},
+}
+
+// extensionSchema is format()'s placeholder for the extension's schema, which
+// SQLStatementsExtension returns quoted.
+const extensionSchema = "%1$s"
+
+func writeStatementFuncs(b *strings.Builder) {
+	b.WriteString(`
+-- _statements_extension: pg_stat_statements' schema (quoted) and version where it is usable in
+-- this database (installed, loaded, 1.9 or later), as the statements collector decides.
+CREATE OR REPLACE FUNCTION telemetry._statements_extension()
+RETURNS TABLE (schema text, major integer, minor integer)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
+DECLARE
+    v_schema text;
+    v_version text;
+    v_loaded boolean;
+BEGIN
+    ` + collectors.SQLStatementsExtension + `
+    INTO v_schema, v_version, v_loaded;
+    IF v_schema IS NULL OR NOT v_loaded
+       OR (split_part(v_version, '.', 1)::int, split_part(v_version, '.', 2)::int) < (1, 9) THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT v_schema, split_part(v_version, '.', 1)::int, split_part(v_version, '.', 2)::int;
+END
+$collect$;
+`)
+	for _, f := range statementFuncs {
+		fmt.Fprintf(b, "\nCREATE OR REPLACE FUNCTION telemetry.%s(%s)\nRETURNS TABLE (%s)\n", f.name, f.params, f.returns)
+		b.WriteString("LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$\nDECLARE\n    e record;\nBEGIN\n")
+		b.WriteString("    SELECT * INTO e FROM telemetry._statements_extension();\n    IF NOT FOUND THEN\n        RETURN;\n    END IF;\n")
+		// One branch per version whose statement differs, newest first.
+		type branch struct {
+			major, minor int
+			sql          string
+		}
+		var branches []branch
+		for _, v := range statementExtVersions {
+			sql := f.sql(extensionSchema, fmt.Sprintf("%d.%d", v[0], v[1]))
+			if strings.Count(sql, "%") != strings.Count(sql, extensionSchema) {
+				panic(f.name + ": a % in the statement would be format()'s")
+			}
+			if len(branches) > 0 && branches[len(branches)-1].sql == sql {
+				branches[len(branches)-1].major, branches[len(branches)-1].minor = v[0], v[1]
+				continue
+			}
+			branches = append(branches, branch{v[0], v[1], sql})
+		}
+		for i, br := range branches {
+			switch {
+			case len(branches) == 1:
+			case i == 0:
+				fmt.Fprintf(b, "    IF (e.major, e.minor) >= (%d, %d) THEN\n", br.major, br.minor)
+			case i < len(branches)-1:
+				fmt.Fprintf(b, "    ELSIF (e.major, e.minor) >= (%d, %d) THEN\n", br.major, br.minor)
+			default:
+				b.WriteString("    ELSE\n")
+			}
+			fmt.Fprintf(b, "    RETURN QUERY EXECUTE format($statement$%s$statement$, e.schema)%s;\n", br.sql, f.using)
+		}
+		if len(branches) > 1 {
+			b.WriteString("    END IF;\n")
+		}
+		b.WriteString("END\n$collect$;\n")
+		// Dynamic SQL, for pg_cron's snapshot() alone: not a reader's (docs/security.md).
+		fmt.Fprintf(b, "REVOKE EXECUTE ON FUNCTION telemetry.%s(%s) FROM PUBLIC;\n", f.name, paramTypes(f.params))
+	}
+}
+
+// paramTypes is a parameter list's types, as REVOKE names a function: "p_a bigint[], p_b
+// integer" is "bigint[], integer".
+func paramTypes(params string) string {
+	var types []string
+	for _, p := range strings.Split(params, ",") {
+		if _, typ, ok := strings.Cut(strings.TrimSpace(p), " "); ok {
+			types = append(types, typ)
+		}
+	}
+	return strings.Join(types, ", ")
 }
 
 type branch struct {

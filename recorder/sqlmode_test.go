@@ -167,3 +167,46 @@ func TestInstallWithoutPgCron(t *testing.T) {
 		t.Errorf("first collections: %v", got)
 	}
 }
+
+// TestSQLModeRecordsStatements: pg_cron mode's snapshot() stores pg_stat_statements as the
+// recorder does: every entry at a batch's boundaries (batch_begin and batch_end take their
+// snapshot in SQL when no recorder listens), only the changed ones otherwise, texts once; so
+// statement_compare and run_statements answer for runs recorded without the exporter.
+func TestSQLModeRecordsStatements(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		c := e.conn()
+		e.exec(`CREATE EXTENSION pg_stat_statements; CREATE TABLE items (id int PRIMARY KEY, v int);
+			INSERT INTO items SELECT g, g FROM generate_series(1, 1000) g`)
+		pgtest.MustExec(t, c, `SELECT telemetry.snapshot()`)
+		job := pgtest.Connect(t, e.dsn, "etl")
+		var run int64
+		if err := job.QueryRow(context.Background(), `SELECT telemetry.batch_begin('etl')`).Scan(&run); err != nil {
+			t.Fatal(err)
+		}
+		const lookup = `SELECT v FROM items WHERE id = $1`
+		for i := range 50 {
+			pgtest.MustExec(t, job, lookup, i+1)
+		}
+		pgtest.MustExec(t, job, `SELECT telemetry.batch_end('etl')`)
+		pgtest.MustExec(t, c, `SELECT telemetry.snapshot()`) // no boundary since: only what changed
+
+		info := query(t, c, `SELECT full_read, entries, (SELECT count(*) FROM telemetry.statement_snapshots s
+				WHERE s.snapshot_id = i.snapshot_id AND s.captured_at = i.captured_at) AS stored
+			FROM telemetry.statement_info_snapshots i ORDER BY captured_at`)
+		if len(info) != 4 || info[0]["full_read"] != true || info[1]["full_read"] != true || info[2]["full_read"] != true || info[3]["full_read"] != false {
+			t.Fatalf("statement snapshots %v, want the first, batch_begin's and batch_end's full, the last a delta", info)
+		}
+		if stored, entries := info[3]["stored"].(int64), info[3]["entries"].(int32); stored == 0 || stored >= int64(entries) {
+			t.Errorf("the delta snapshot stored %d of %d entries, want only the changed ones", stored, entries)
+		}
+		rs := query(t, c, `SELECT query, calls, status FROM telemetry.run_statements($1) WHERE query = $2`, run, lookup)
+		if len(rs) != 1 || rs[0]["calls"] != int64(50) {
+			t.Errorf("run_statements of the run recorded in SQL: %v, want the lookup with 50 calls", rs)
+		}
+		var texts int
+		if err := c.QueryRow(context.Background(), `SELECT count(*) FROM telemetry.statement_texts WHERE query = $1`, lookup).Scan(&texts); err != nil || texts != 1 {
+			t.Errorf("the lookup's text stored %d times (%v), want once", texts, err)
+		}
+	})
+}

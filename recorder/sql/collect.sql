@@ -234,3 +234,109 @@ BEGIN
 FROM pg_stat_replication ORDER BY pid;
 END
 $collect$;
+
+-- _statements_extension: pg_stat_statements' schema (quoted) and version where it is usable in
+-- this database (installed, loaded, 1.9 or later), as the statements collector decides.
+CREATE OR REPLACE FUNCTION telemetry._statements_extension()
+RETURNS TABLE (schema text, major integer, minor integer)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
+DECLARE
+    v_schema text;
+    v_version text;
+    v_loaded boolean;
+BEGIN
+    SELECT pg_catalog.quote_ident(n.nspname), e.extversion,
+	pg_catalog.current_setting('shared_preload_libraries') ~ '(^|[\s,/"])pg_stat_statements(\.so)?("|\s|,|$)'
+FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+WHERE e.extname = 'pg_stat_statements'
+    INTO v_schema, v_version, v_loaded;
+    IF v_schema IS NULL OR NOT v_loaded
+       OR (split_part(v_version, '.', 1)::int, split_part(v_version, '.', 2)::int) < (1, 9) THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT v_schema, split_part(v_version, '.', 1)::int, split_part(v_version, '.', 2)::int;
+END
+$collect$;
+
+CREATE OR REPLACE FUNCTION telemetry._collect_statements()
+RETURNS TABLE (userid oid, dbid oid, username text, datname text, toplevel boolean, queryid bigint, plans bigint, total_plan_time double precision, calls bigint, total_exec_time double precision, rows bigint, shared_blks_hit bigint, shared_blks_read bigint, shared_blks_dirtied bigint, shared_blks_written bigint, local_blks_hit bigint, local_blks_read bigint, local_blks_dirtied bigint, local_blks_written bigint, temp_blks_read bigint, temp_blks_written bigint, blk_read_time double precision, blk_write_time double precision, local_blk_read_time double precision, local_blk_write_time double precision, wal_records bigint, wal_fpi bigint, wal_bytes bigint, wal_buffers_full bigint, parallel_workers_to_launch bigint, parallel_workers_launched bigint, stats_since timestamptz, minmax_stats_since timestamptz)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
+DECLARE
+    e record;
+BEGIN
+    SELECT * INTO e FROM telemetry._statements_extension();
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF (e.major, e.minor) >= (1, 12) THEN
+    RETURN QUERY EXECUTE format($statement$SELECT s.userid, s.dbid, r.rolname::text, d.datname::text, s.toplevel, s.queryid,
+	s.plans, s.total_plan_time, s.calls, s.total_exec_time, s.rows,
+	s.shared_blks_hit, s.shared_blks_read, s.shared_blks_dirtied, s.shared_blks_written,
+	s.local_blks_hit, s.local_blks_read, s.local_blks_dirtied, s.local_blks_written,
+	s.temp_blks_read, s.temp_blks_written, s.shared_blk_read_time + s.local_blk_read_time, s.shared_blk_write_time + s.local_blk_write_time,
+	s.local_blk_read_time, s.local_blk_write_time,
+	s.wal_records, s.wal_fpi, s.wal_bytes::int8, s.wal_buffers_full, s.parallel_workers_to_launch, s.parallel_workers_launched, s.stats_since, s.minmax_stats_since
+FROM %1$s.pg_stat_statements(false) s
+LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
+LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid
+WHERE s.queryid IS NOT NULL$statement$, e.schema);
+    ELSIF (e.major, e.minor) >= (1, 11) THEN
+    RETURN QUERY EXECUTE format($statement$SELECT s.userid, s.dbid, r.rolname::text, d.datname::text, s.toplevel, s.queryid,
+	s.plans, s.total_plan_time, s.calls, s.total_exec_time, s.rows,
+	s.shared_blks_hit, s.shared_blks_read, s.shared_blks_dirtied, s.shared_blks_written,
+	s.local_blks_hit, s.local_blks_read, s.local_blks_dirtied, s.local_blks_written,
+	s.temp_blks_read, s.temp_blks_written, s.shared_blk_read_time + s.local_blk_read_time, s.shared_blk_write_time + s.local_blk_write_time,
+	s.local_blk_read_time, s.local_blk_write_time,
+	s.wal_records, s.wal_fpi, s.wal_bytes::int8, NULL::int8, NULL::int8, NULL::int8, s.stats_since, s.minmax_stats_since
+FROM %1$s.pg_stat_statements(false) s
+LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
+LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid
+WHERE s.queryid IS NOT NULL$statement$, e.schema);
+    ELSE
+    RETURN QUERY EXECUTE format($statement$SELECT s.userid, s.dbid, r.rolname::text, d.datname::text, s.toplevel, s.queryid,
+	s.plans, s.total_plan_time, s.calls, s.total_exec_time, s.rows,
+	s.shared_blks_hit, s.shared_blks_read, s.shared_blks_dirtied, s.shared_blks_written,
+	s.local_blks_hit, s.local_blks_read, s.local_blks_dirtied, s.local_blks_written,
+	s.temp_blks_read, s.temp_blks_written, s.blk_read_time, s.blk_write_time, NULL::float8, NULL::float8,
+	s.wal_records, s.wal_fpi, s.wal_bytes::int8, NULL::int8, NULL::int8, NULL::int8, NULL::timestamptz, NULL::timestamptz
+FROM %1$s.pg_stat_statements(false) s
+LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.userid
+LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid
+WHERE s.queryid IS NOT NULL$statement$, e.schema);
+    END IF;
+END
+$collect$;
+REVOKE EXECUTE ON FUNCTION telemetry._collect_statements() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION telemetry._collect_statements_info()
+RETURNS TABLE (dealloc bigint, stats_reset timestamptz)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
+DECLARE
+    e record;
+BEGIN
+    SELECT * INTO e FROM telemetry._statements_extension();
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE format($statement$SELECT dealloc, stats_reset FROM %1$s.pg_stat_statements_info$statement$, e.schema);
+END
+$collect$;
+REVOKE EXECUTE ON FUNCTION telemetry._collect_statements_info() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION telemetry._collect_statement_texts(p_queryids bigint[], p_length integer)
+RETURNS TABLE (queryid bigint, query text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
+DECLARE
+    e record;
+BEGIN
+    SELECT * INTO e FROM telemetry._statements_extension();
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE format($statement$SELECT DISTINCT ON (queryid) queryid, pg_catalog.left(query, $2)
+FROM %1$s.pg_stat_statements(true)
+WHERE queryid = ANY ($1) AND query IS NOT NULL
+ORDER BY queryid$statement$, e.schema) USING p_queryids, p_length;
+END
+$collect$;
+REVOKE EXECUTE ON FUNCTION telemetry._collect_statement_texts(bigint[], integer) FROM PUBLIC;

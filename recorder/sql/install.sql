@@ -122,19 +122,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/a
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '02cab99faacd35f34d6514424ca2c3fe872c9ecdb608f1e293b3581800a9bb1a') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'dea3df9065968e7947b7cfe236c735c4b52b961aabc40221c304d3e838059c1e') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '02cab99faacd35f34d6514424ca2c3fe872c9ecdb608f1e293b3581800a9bb1a')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'dea3df9065968e7947b7cfe236c735c4b52b961aabc40221c304d3e838059c1e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'c598c334f0aa443949444bc43d908bef2b929b0b7acd6b8643df93d0b13edab7') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'eb4f28b50356d391647b0f11c00b439b3e97d55b323802684e39d4cd83ccb920') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'c598c334f0aa443949444bc43d908bef2b929b0b7acd6b8643df93d0b13edab7')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'eb4f28b50356d391647b0f11c00b439b3e97d55b323802684e39d4cd83ccb920')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
