@@ -104,3 +104,57 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 		}
 	})
 }
+
+// slowRows is a COPY source that takes its time: an application that produces its rows slowly.
+type slowRows struct {
+	n, i  int
+	pause time.Duration
+}
+
+func (s *slowRows) Next() bool {
+	if s.i >= s.n {
+		return false
+	}
+	s.i++
+	time.Sleep(s.pause)
+	return true
+}
+func (s *slowRows) Values() ([]any, error) { return []any{s.i, 0}, nil }
+func (s *slowRows) Err() error             { return nil }
+
+// TestClientBoundRunJudged: the batch's COPY is fed slowly by its application, the server
+// waiting on ClientRead with the statement running: client_wait is the first finding, blaming
+// the application or the network, not the database. Runs with the usual feed have none.
+func TestClientBoundRunJudged(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		e.withTracker()
+		c := e.conn()
+		e.exec(`CREATE TABLE loaded (id int, v int)`)
+		job := pgtest.Connect(t, e.dsn, "etl")
+		body := func(pause time.Duration) func() {
+			return func() {
+				if _, err := job.CopyFrom(context.Background(), pgx.Identifier{"loaded"}, []string{"id", "v"}, &slowRows{n: 200, pause: pause}); err != nil {
+					t.Error(err)
+				}
+				pgtest.MustExec(t, job, `SELECT pg_sleep(0.5)`)
+			}
+		}
+		e.record(collectors.TierSnapshot)
+		var clean int64
+		for range 3 {
+			clean = e.batchRun(job, body(0))
+		}
+		for _, f := range findings(t, c, clean) {
+			if f["pattern"] == "client_wait" {
+				t.Errorf("a run fed as usual: %v", f)
+			}
+		}
+		slow := e.batchRun(job, body(10*time.Millisecond))
+		fs := findings(t, c, slow)
+		t.Logf("slow feed: %v", fs)
+		if len(fs) == 0 || fs[0]["pattern"] != "client_wait" || !strings.Contains(fs[0]["summary"].(string), "Client:ClientRead") {
+			t.Errorf("findings %v, want client_wait first, mostly Client:ClientRead", fs)
+		}
+	})
+}

@@ -126,6 +126,8 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
      'more_work: calls or rows at least this many times their baseline median.'),
     ('statement_plan_change_ratio', 3, 'ratio',
      'statement_regression says "plan probably changed" when blocks per row rose this many times at about the same rows.'),
+    ('client_wait_min_extra_seconds', 1, 'seconds',
+     'client_wait: the batch''s own sessions waited at least this much longer on their client than the baseline median (and at least 30% of the run''s extra duration).'),
     ('run_own_lock_seconds', 1, 'seconds',
      'A run''s lock_contention is info when its own sessions waited less than this on locks: other sessions'' lock waits are named, not blamed.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
@@ -297,8 +299,30 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry.diagnose_run_findings(p_run_id bigint)
 RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH s AS (SELECT * FROM telemetry._statement_findings(p_run_id)),
-    rw AS (SELECT * FROM telemetry.run_session_waits(p_run_id)),
+    WITH rw AS (SELECT * FROM telemetry.run_session_waits(p_run_id)),
+    -- client_wait: the batch's own sessions waited on their client (ClientRead: the next
+    -- message, a COPY's next rows; ClientWrite: the client taking results) longer than in its
+    -- baseline: the time went to the application or the network. Judged where the run's own
+    -- sessions were recorded apart, against the baseline's median of the same measures.
+    dr AS (SELECT * FROM telemetry.diagnose_run(p_run_id) WHERE EXISTS (SELECT FROM rw WHERE rw.sessions = 'batch')),
+    cw AS (
+        SELECT sum(dr.value) AS seconds, sum(coalesce(dr.baseline_median, 0)) AS baseline, max(dr.baseline_runs) AS runs,
+               (array_agg(substr(dr.measure, 6) ORDER BY dr.value DESC))[1] AS top,
+               (SELECT d.value - d.baseline_median FROM dr d WHERE d.measure = 'duration') AS extra
+        FROM dr WHERE dr.measure LIKE 'wait:Client:%'),
+    s AS (
+        SELECT * FROM telemetry._statement_findings(p_run_id)
+        UNION ALL
+        SELECT 'client_wait', CASE WHEN cw.seconds - cw.baseline >= 0.5 * cw.extra THEN 'critical' ELSE 'warning' END,
+               format('The batch''s own sessions waited %s s on their client (mostly %s; baseline median %s s): %s%% of the run''s extra %s s went to the application or the network, not to the database.',
+                      round(cw.seconds, 1), cw.top, round(cw.baseline, 1), round(100 * (cw.seconds - cw.baseline) / cw.extra), round(cw.extra, 1)),
+               jsonb_build_object('client_wait_seconds', cw.seconds, 'baseline_median_seconds', cw.baseline, 'top_wait', cw.top,
+                                  'extra_seconds', cw.extra, 'baseline_runs', cw.runs),
+               'Look at what feeds the batch: the application or ETL tool (a COPY FROM STDIN or row-by-row inserts it sends slowly), its host''s CPU, the network between; ClientRead is the server waiting for the next message, ClientWrite for the client to take the results.',
+               cw.seconds - cw.baseline
+        FROM cw
+        WHERE cw.runs > 0 AND cw.extra > 0
+          AND cw.seconds - cw.baseline >= greatest(telemetry._threshold('client_wait_min_extra_seconds'), 0.3 * cw.extra)),
     locks AS (
         SELECT EXISTS (SELECT FROM rw WHERE rw.sessions = 'batch') AS covered,
                coalesce(sum(rw.session_seconds) FILTER (WHERE rw.sessions = 'batch' AND rw.wait_event_type = 'Lock' AND rw.wait_event <> 'extend'), 0) AS own,
