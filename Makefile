@@ -11,6 +11,10 @@
 #   make test-deb  a linux/amd64 .deb installed here (root), --version and
 #                  systemd-analyze verify, then removed (make test runs it)
 #   make vet       go vet ./...
+#   make generate  every generated file: go generate ./... (collect.sql, install.sql, the
+#                  dashboards' JSON), then the files written from what the code really does
+#                  (the metrics goldens and docs/metrics.md, against real servers; the
+#                  README's flag reference); each has a test that fails while it is stale
 #   make test      deps, tools, alert rule tests, docker (where an engine answers), vet,
 #                  then all tests against real PostgreSQL servers
 #   make tools     build promtool and prometheus at PROMETHEUS_MODULE into .tools/bin
@@ -51,7 +55,7 @@ PROMTOOL           := $(TOOLS_BIN)/promtool
 DEBIAN_PROMTOOL    := /usr/bin/promtool
 export PGBATCH_PROMETHEUS_BIN := $(TOOLS_BIN)
 
-.PHONY: all deps tools build exporter release test-deb docker vet test test-alerts test-e2e demo test-demo test-browser bench bench-recorder clean-pg vuln fuzz
+.PHONY: all deps tools build exporter generate release test-deb docker vet test test-alerts test-e2e demo test-demo test-browser bench bench-recorder clean-pg vuln fuzz
 
 all: build
 
@@ -86,6 +90,11 @@ exporter:
 
 vet:
 	$(GO) vet ./...
+
+generate:
+	$(GO) generate ./...
+	$(GO) test -count=1 -run 'Golden|TestMetricsReference' ./collectors -update
+	$(GO) test -count=1 -run 'TestReadmeFlags$$' ./cmd/pg-batch-exporter -update
 
 RELEASE_TARGETS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 

@@ -9,8 +9,8 @@ import (
 
 // The pg_cron mode's SQL collection functions run the collectors' own statements: each
 // collection query lives in one place, the collectors package, and sql/collect.sql is
-// generated from it (TestGeneratedSQLInSync fails when it is stale; PGBATCH_UPDATE_SQL=1
-// rewrites it). Statements that differ by server version become version branches.
+// generated from it (TestGeneratedSQLInSync fails when it is stale; go generate ./... or
+// make generate rewrites it). Statements that differ by server version become version branches.
 
 // collectFunc is one telemetry._collect_* function: a collector's statement and its result.
 type collectFunc struct {
