@@ -160,7 +160,7 @@ test-e2e: deps tools
 	$(GO) test -count=1 -timeout 10m $(TESTFLAGS) ./e2e/
 
 bench:
-	set -o pipefail; PGBATCH_BENCH=full $(GO) test -count=1 -v -timeout 30m -run '^TestBenchTable$$' ./internal/exporter/ | grep '^|\|^Postgre'
+	set -o pipefail; PGBATCH_BENCH=full $(GO) test -count=1 -v -timeout 30m -run '^TestBenchTable$$' ./internal/exporter/ | grep '^|\|^## '
 
 
 bench-recorder:
