@@ -10,6 +10,8 @@
 #                                      (pgtest.Options{Debian: true}); Debian 12
 #                                      has no "pgbench" package: pgbench ships
 #                                      in postgresql-15 (/usr/bin/pgbench)
+#   postgresql-15-pg-wait-sampling     make bench's fidelity column beside the
+#                                      wait sampler (make test does not use it)
 #   postgresql-client                  psql
 #   prometheus, chromium               end-to-end tests and demos
 # Services are not started: a temporary policy-rc.d blocks them during the
@@ -17,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(postgresql-15 postgresql-15-cron postgresql-client prometheus chromium)
+APT_PACKAGES=(postgresql-15 postgresql-15-cron postgresql-15-pg-wait-sampling postgresql-client prometheus chromium)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
