@@ -18,6 +18,13 @@ var sessionsDesc = newDesc("sessions", "Sessions at the last sample, by backend 
 // sqlNotOwnSession leaves out the collecting session and every other session of the exporter.
 const sqlNotOwnSession = `pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%'`
 
+// SQLActiveState is the one rule for an active session wherever sessions are counted (the
+// wait sampler, wait_summary, diagnose, the report): its state is not idle, idle in
+// transaction or idle in transaction (aborted). column is the state column, qualified as the
+// query needs; the recorder's SQL definitions spell it the same way (recorder
+// TestOneDefinitionOfActiveSession).
+func SQLActiveState(column string) string { return column + " NOT LIKE 'idle%'" }
+
 // sqlVisibleSession leaves out sessions whose activity the role may not see (without
 // pg_read_all_stats): backend_type, state and wait are all NULL there, which the fill-ins
 // below would count as an active Running/CPU session.
@@ -29,10 +36,11 @@ const SQLSessionGroups = `SELECT backend_type, coalesce(wait_event_type, 'Runnin
 FROM pg_stat_activity WHERE ` + sqlNotOwnSession + ` AND ` + sqlVisibleSession + `
 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`
 
-// SQLActiveSessions lists the 25 non-idle sessions with the oldest query_start.
-const SQLActiveSessions = `SELECT pid, datname::text, usename::text, application_name, backend_type, state,
+// SQLActiveSessions lists the 25 active sessions with the oldest query_start (the blockers
+// idle in a transaction are in the lock samples).
+var SQLActiveSessions = `SELECT pid, datname::text, usename::text, application_name, backend_type, state,
 	wait_event_type, wait_event, query_start, state_change, left(query, 200)
-FROM pg_stat_activity WHERE state <> 'idle' AND ` + sqlNotOwnSession + ` AND ` + sqlVisibleSession + `
+FROM pg_stat_activity WHERE ` + SQLActiveState("state") + ` AND ` + sqlNotOwnSession + ` AND ` + sqlVisibleSession + `
 ORDER BY query_start NULLS LAST, pid LIMIT 25`
 
 type sessionsCollector struct{}

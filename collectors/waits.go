@@ -31,11 +31,11 @@ var (
 // none, or before it knows it) and, for a session waiting on a lock before its query_id, the
 // query's text ($1 bytes at most; what a statement too short to be sampled once its lock is
 // granted is found by: see StatementWait).
-const SQLSessionWaits = `SELECT pid, coalesce(application_name, ''), coalesce(wait_event_type, 'Running'), coalesce(wait_event, 'CPU'),
+var SQLSessionWaits = `SELECT pid, coalesce(application_name, ''), coalesce(wait_event_type, 'Running'), coalesce(wait_event, 'CPU'),
 	coalesce(query_id, 0), query_start, backend_start,
 	CASE WHEN query_id IS NULL AND wait_event_type = 'Lock' THEN pg_catalog.left(query, $1) ELSE '' END
 FROM pg_stat_activity
-WHERE backend_type = 'client backend' AND state NOT IN ('idle', 'idle in transaction', 'idle in transaction (aborted)')
+WHERE backend_type = 'client backend' AND ` + SQLActiveState("state") + `
 	AND ` + sqlNotOwnSession
 
 // SessionWait is one session in the wait sampler's reading.

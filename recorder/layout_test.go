@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 )
 
@@ -205,4 +207,28 @@ func TestDefinitionsBindNoPublicObject(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestOneDefinitionOfActiveSession: every SQL definition that tells active sessions from idle
+// ones spells the rule as collectors.SQLActiveState does (idle in transaction (aborted) was
+// counted active by one and idle by another).
+func TestOneDefinitionOfActiveSession(t *testing.T) {
+	all, err := scripts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := regexp.MustCompile(`(?i)\bstate\s*(NOT\s+IN\s*\([^)]*'idle[^)]*\)|IN\s*\([^)]*'idle[^)]*\)|(NOT\s+)?LIKE\s*'idle[^']*'|(<>|!=|=)\s*'idle[^']*')`)
+	want := strings.TrimPrefix(collectors.SQLActiveState("state"), "state")
+	found := 0
+	for _, s := range all {
+		for _, m := range rule.FindAllString(s.sql, -1) {
+			found++
+			if !strings.HasSuffix(m, want) {
+				t.Errorf("%s: %q, want the one rule %q", s.name, m, want)
+			}
+		}
+	}
+	if found == 0 {
+		t.Error("no definition tells active sessions apart: the pattern no longer finds them")
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis"
 )
 
@@ -207,7 +208,7 @@ func loadSeries(ctx context.Context, pool *pgxpool.Pool, w window) (*series, err
 		          WHERE smp.spacing > 0),
 		grid AS (SELECT smp.captured_at, w.wait_event_type || ': ' || w.wait_event AS event, sum(w.count)::float8 AS sessions
 		         FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at
-		         WHERE w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%'
+		         WHERE w.backend_type = 'client backend' AND `+collectors.SQLActiveState("w.state")+`
 		         GROUP BY 1, 2)
 		SELECT extract(epoch FROM captured_at - $1)::float8, event, sessions::float8 FROM timed
 		UNION ALL

@@ -278,7 +278,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             sum(w.count) AS waiters, max(w.count) AS max_waiters
         FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id
         WHERE w.captured_at BETWEEN p_start_time AND p_end_time
-          AND w.state NOT IN ('idle', 'idle in transaction')
+          AND w.state NOT LIKE 'idle%'
           AND (NOT p_clients_only OR w.backend_type = 'client backend')
         GROUP BY 1, 2, 3, 4
     ),

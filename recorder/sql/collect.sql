@@ -154,7 +154,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 BEGIN
     RETURN QUERY SELECT pid, datname::text, usename::text, application_name, backend_type, state,
 	wait_event_type, wait_event, query_start, state_change, left(query, 200)
-FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%' AND backend_type IS NOT NULL
+FROM pg_stat_activity WHERE state NOT LIKE 'idle%' AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%' AND backend_type IS NOT NULL
 ORDER BY query_start NULLS LAST, pid LIMIT 25;
 END
 $collect$;

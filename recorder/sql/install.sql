@@ -114,19 +114,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '46ae892de81dc7efd5f0a7aa160a1478712f3b8d8b8a88a3f8a3c483d8dfbbc9') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '9cd6c215c197661fcf9d7177b1204d277d139791e76ac6ca33ac916e6e8a715c') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '46ae892de81dc7efd5f0a7aa160a1478712f3b8d8b8a88a3f8a3c483d8dfbbc9')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '9cd6c215c197661fcf9d7177b1204d277d139791e76ac6ca33ac916e6e8a715c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'dea3df9065968e7947b7cfe236c735c4b52b961aabc40221c304d3e838059c1e') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'c5d498985d206ef6c266a102b7d45b0fb4fc959345abcf825963d7a4feec12b8') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'dea3df9065968e7947b7cfe236c735c4b52b961aabc40221c304d3e838059c1e')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'c5d498985d206ef6c266a102b7d45b0fb4fc959345abcf825963d7a4feec12b8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
