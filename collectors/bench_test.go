@@ -3,7 +3,6 @@ package collectors_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,21 +90,7 @@ func BenchmarkStatements(b *testing.B) {
 			b.Run(fmt.Sprintf("pg%d/%d", v, n), func(b *testing.B) {
 				srv := pgtest.Start(b, v)
 				dsn := srv.NewDatabase(b)
-				conn := pgtest.Connect(b, dsn, "")
-				pgtest.MustExec(b, conn, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
-				pgtest.MustExec(b, conn, `SELECT pg_stat_statements_reset()`)
-				const tables = 100
-				for j := range tables {
-					pgtest.MustExec(b, conn, fmt.Sprintf(`CREATE TABLE s%03d (id int)`, j))
-				}
-				// Distinct statements: each table with expressions of a different shape.
-				batch := &pgx.Batch{}
-				for i := range n {
-					batch.Queue(fmt.Sprintf(`SELECT id%s FROM s%03d`, strings.Repeat("+id", i/tables), i%tables))
-				}
-				if err := conn.SendBatch(context.Background(), batch).Close(); err != nil {
-					b.Fatal(err)
-				}
+				pgtest.CreateStatements(b, pgtest.Connect(b, dsn, ""), n)
 				r := newRunner(b, dsn)
 				first, firstTook := collectStatements(b, r)
 				if len(first.Entries) < n || len(first.Texts) < n {

@@ -411,3 +411,22 @@ func CreateTables(t testing.TB, c *pgx.Conn, n int) []string {
 	}
 	return names
 }
+
+// CreateStatements makes pg_stat_statements hold n distinct statements of this database (and
+// forget the server's others): 100 tables, each queried with expressions of n/100 shapes.
+func CreateStatements(t testing.TB, c *pgx.Conn, n int) {
+	t.Helper()
+	MustExec(t, c, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
+	MustExec(t, c, `SELECT pg_stat_statements_reset()`)
+	const tables = 100
+	for j := range tables {
+		MustExec(t, c, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS s%03d (id int)`, j))
+	}
+	batch := &pgx.Batch{}
+	for i := range n {
+		batch.Queue(fmt.Sprintf(`SELECT id%s FROM s%03d`, strings.Repeat("+id", i/tables), i%tables))
+	}
+	if err := c.SendBatch(context.Background(), batch).Close(); err != nil {
+		t.Fatal(err)
+	}
+}
