@@ -116,7 +116,7 @@ func TestBinaryServerCrashRestart(t *testing.T) {
 }
 
 // TestBinaryMaxConnectionsExhausted: with every connection slot of the server taken, the
-// exporter says so in one line (not one per retry of each tier), serves pgbatch_up 0, and once
+// exporter says so in one line per distinct error (not one per retry of each schedule), serves pgbatch_up 0, and once
 // slots free up connects with no more connections than --postgres.max-connections.
 func TestBinaryMaxConnectionsExhausted(t *testing.T) {
 	bin := buildBinary(t)
@@ -142,8 +142,10 @@ func TestBinaryMaxConnectionsExhausted(t *testing.T) {
 	})
 	time.Sleep(5 * time.Second) // retries of three schedules
 	logs := p.logs.String()
-	if n := strings.Count(logs, "collection failed"); n != 1 || !strings.Contains(logs, "too many clients") {
-		t.Errorf("%d failure lines in 5 s of retries, want 1 saying too many clients:\n%s", n, logs)
+	// Three schedules retrying for 5 s were a dozen lines; now a line per distinct error (a
+	// loaded machine may add a connect timeout to "too many clients").
+	if n := strings.Count(logs, "collection failed"); n < 1 || n > 2 || !strings.Contains(logs, "too many clients") {
+		t.Errorf("%d failure lines in 5 s of retries, want one (two at most) saying too many clients:\n%s", n, logs)
 	}
 	for _, c := range hogs[:4] {
 		c.Close(context.Background())
