@@ -20,6 +20,7 @@ var (
 
 // SQLLockWaits pairs each blocked session with each session blocking it. pg_blocking_pids()
 // knows lock modes and queue order; only sessions waiting on a lock are asked, which keeps it cheap.
+// The sample tier runs it, and the wait sampler whenever it sees a session waiting on a lock.
 const SQLLockWaits = `SELECT DISTINCT ON (a.pid, b.pid)
 	a.pid, a.usename::text, a.application_name, left(a.query, 200),
 	extract(epoch FROM clock_timestamp() - l.waitstart)::float8,
@@ -27,7 +28,7 @@ const SQLLockWaits = `SELECT DISTINCT ON (a.pid, b.pid)
 	l.locktype,
 	CASE WHEN l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		THEN l.relation::regclass::text ELSE l.relation::text END,
-	a.datname::text
+	a.datname::text, l.waitstart, a.backend_start
 FROM pg_stat_activity a
 CROSS JOIN LATERAL unnest(pg_blocking_pids(a.pid)) AS blocker(pid)
 JOIN pg_stat_activity b ON b.pid = blocker.pid
@@ -41,20 +42,31 @@ ORDER BY a.pid, b.pid`
 type locksCollector struct{}
 
 func (locksCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
-	rows, _ := tx.Query(ctx, SQLLockWaits)
-	waits, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LockWait, error) {
-		var w LockWait
-		var waited *float64
-		err := r.Scan(&w.BlockedPID, &w.BlockedUser, &w.BlockedApp, &w.BlockedQueryPreview, &waited,
-			&w.BlockingPID, &w.BlockingUser, &w.BlockingApp, &w.BlockingQueryPreview, &w.LockType, &w.LockedRelation, &w.Datname)
-		w.BlockedDuration = secondsToDuration(waited)
-		return w, err
-	})
+	waits, err := readLockWaits(ctx, tx)
 	if err != nil {
 		return err
 	}
 	c.Locks = waits
 	return nil
+}
+
+// querier is a transaction (the sample tier's) or the pool (the wait sampler's).
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// readLockWaits runs SQLLockWaits.
+func readLockWaits(ctx context.Context, q querier) ([]LockWait, error) {
+	rows, _ := q.Query(ctx, SQLLockWaits)
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (LockWait, error) {
+		var w LockWait
+		var waited *float64
+		err := r.Scan(&w.BlockedPID, &w.BlockedUser, &w.BlockedApp, &w.BlockedQueryPreview, &waited,
+			&w.BlockingPID, &w.BlockingUser, &w.BlockingApp, &w.BlockingQueryPreview, &w.LockType, &w.LockedRelation, &w.Datname,
+			&w.WaitStart, &w.BlockedBackendStart)
+		w.BlockedDuration = secondsToDuration(waited)
+		return w, err
+	})
 }
 
 func (locksCollector) Emit(c *Collection, ch chan<- prometheus.Metric) {

@@ -59,6 +59,9 @@ type Collection struct {
 	StatementWaits []StatementWait
 	// BatchWaits splits them, while a batch runs, between its own sessions and the others.
 	BatchWaits []BatchWait
+	// LockEpisodes are the lock waits the wait sampler saw end since the previous sample-tier
+	// collection (and, at shutdown, those still going on).
+	LockEpisodes []LockEpisode
 
 	// Results says how each collector fared, in run order.
 	Results []Result
@@ -217,6 +220,8 @@ type LockWait struct {
 	LockType             *string
 	LockedRelation       *string
 	Datname              *string
+	WaitStart            *time.Time // pg_locks.waitstart: NULL for an instant as a wait begins
+	BlockedBackendStart  *time.Time // tells a reused pid apart
 }
 
 // Operation is one running command from a pg_stat_progress_* view.

@@ -70,6 +70,9 @@ func NewRunner(o RunnerOptions) *Runner {
 	}
 	if o.Selection.Enabled("waits") {
 		r.waits = NewWaitSampler(o.Pool, o.WaitSampleEvery, o.Logger)
+		if o.Selection.Enabled("locks") {
+			r.waits.followLockWaits()
+		}
 	}
 	return r
 }
@@ -122,7 +125,9 @@ func (r *Runner) schedules() []schedule {
 
 // Run collects both tiers and samples waits until ctx ends. A collection under way then
 // finishes (bounded by statement_timeout) rather than being cancelled: a cancelled query is
-// an ERROR in the server's log, which the DBA reads.
+// an ERROR in the server's log, which the DBA reads. Lock waits the wait sampler followed
+// since the last sample-tier collection go with one more, those still going on as still
+// waiting, where a last lock sample sees them.
 func (r *Runner) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, s := range r.schedules() {
@@ -133,6 +138,9 @@ func (r *Runner) Run(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	if r.waits != nil && r.waits.stopLockEpisodes(context.WithoutCancel(ctx)) > 0 {
+		_, _ = r.Collect(context.WithoutCancel(ctx), TierSample) // a failure is logged
+	}
 }
 
 // every runs s once in each interval-long stratum of time from now on: at its start, or
@@ -232,6 +240,7 @@ func (r *Runner) collect(ctx context.Context, tier Tier) (*Collection, error) {
 		if f := r.batchWaits(); f != nil {
 			c.BatchWaits = f()
 		}
+		c.LockEpisodes = r.waits.takeLockEpisodes()
 	}
 	return c, tx.Commit(ctx)
 }

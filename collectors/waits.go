@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/repeatlog"
 )
 
 func init() {
@@ -123,13 +126,25 @@ type WaitSampler struct {
 	unresolved   map[unresolvedKey]*SessionTime // seconds of queries without a query_id so far
 	byStatement  map[statementWaitKey]float64
 	unattributed float64 // cumulative session-seconds left without a statement
+
+	// locks follows lock waits from the lock samples taken when a sample sees one; nil: not
+	// followed (the locks collector is off).
+	locks       *lockEpisodes
+	lockFailure *repeatlog.Failure
 }
 
 // NewWaitSampler samples through the pool every interval.
 func NewWaitSampler(pool *pgxpool.Pool, interval time.Duration, logger *slog.Logger) *WaitSampler {
-	return &WaitSampler{pool: pool, interval: interval, logger: logger,
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &WaitSampler{pool: pool, interval: interval, logger: logger, lockFailure: repeatlog.New(logger),
 		totals: map[waitKey]float64{}, pending: map[waitKey]float64{}, byStatement: map[statementWaitKey]float64{}}
 }
+
+// followLockWaits makes each sample that sees a client session waiting on a lock take a lock
+// sample, and follow each lock wait as a LockEpisode.
+func (w *WaitSampler) followLockWaits() { w.locks = newLockEpisodes() }
 
 // Observe adds an observer of every sample.
 func (w *WaitSampler) Observe(o WaitObserver) {
@@ -151,16 +166,39 @@ func (w *WaitSampler) Sample(ctx context.Context) error {
 }
 
 // sample reads pg_stat_activity once and books count × spanAt(the reading's time) to each
-// wait; spanAt is called with w.mu held.
+// wait; spanAt is called with w.mu held. Where lock waits are followed and a client session
+// waits on a lock, it takes a lock sample right after.
 func (w *WaitSampler) sample(ctx context.Context, spanAt func(now time.Time) time.Duration) error {
 	start := time.Now()
 	waits, err := w.read(ctx)
 	now := time.Now()
+	lockSample := err == nil && w.locks != nil && slices.ContainsFunc(waits, func(s SessionWait) bool { return s.WaitEventType == "Lock" })
+	var locks []LockWait
+	var lockErr error
+	lockedAt := now
+	if lockSample {
+		locks, lockErr = readLockWaits(ctx, w.pool)
+		lockedAt = time.Now()
+		if lockErr != nil {
+			w.lockFailure.Failed("lock sample failed: lock waits are followed again once it works", lockErr)
+		} else {
+			w.lockFailure.Succeeded("lock samples work again")
+		}
+	}
 	w.mu.Lock()
-	w.lastErr, w.lastTook = err, now.Sub(start)
+	w.lastErr, w.lastTook = err, time.Since(start)
 	if err != nil {
 		w.mu.Unlock()
 		return err
+	}
+	switch {
+	case lockSample:
+		w.locks.samples++
+		if lockErr == nil { // else the waits are left as they were: the next sample tells
+			w.locks.observe(locks, lockedAt)
+		}
+	case w.locks != nil:
+		w.locks.observe(nil, now)
 	}
 	span := spanAt(now)
 	w.last = now
@@ -290,6 +328,40 @@ func (w *WaitSampler) TakeSinceLast() ([]WaitTime, []StatementWait) {
 	return out, byStatement
 }
 
+// takeLockEpisodes returns the lock waits that ended since the previous call.
+func (w *WaitSampler) takeLockEpisodes() []LockEpisode {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.locks == nil {
+		return nil
+	}
+	return w.locks.take()
+}
+
+// stopLockEpisodes ends the lock waits still open as still waiting (the sampler stops), seen
+// last by a lock sample taken now where any were open, and returns how many episodes wait to
+// be taken.
+func (w *WaitSampler) stopLockEpisodes(ctx context.Context) int {
+	if w.locks == nil {
+		return 0
+	}
+	w.mu.Lock()
+	open := len(w.locks.open) > 0
+	w.mu.Unlock()
+	if open {
+		locks, err := readLockWaits(ctx, w.pool)
+		w.mu.Lock()
+		w.locks.samples++
+		if err == nil { // else they end where the last sample saw them
+			w.locks.observe(locks, time.Now())
+		}
+		w.mu.Unlock()
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.locks.stop()
+}
+
 // Unattributed is the cumulative session-seconds no statement was found for.
 func (w *WaitSampler) Unattributed() float64 {
 	w.mu.Lock()
@@ -324,4 +396,9 @@ func (w *WaitSampler) Emit(ch chan<- prometheus.Metric) {
 		counter(ch, waitSecondsDesc, t.Seconds, t.WaitEventType, t.WaitEvent)
 	}
 	counter(ch, waitUnattributedDesc, w.Unattributed())
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.locks != nil {
+		w.locks.emit(ch)
+	}
 }

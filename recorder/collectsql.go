@@ -66,7 +66,7 @@ var collectFuncs = []collectFunc{
 	{name: "_collect_lock_waits", sql: constant(collectors.SQLLockWaits),
 		returns: "blocked_pid integer, blocked_user text, blocked_app text, blocked_query_preview text, waited_seconds double precision, " +
 			"blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, lock_type text, " +
-			"locked_relation text, datname text"},
+			"locked_relation text, datname text, waitstart timestamptz, blocked_backend_start timestamptz"},
 	{name: "_collect_progress", sql: constant(collectors.SQLProgress),
 		returns: "progress_type text, pid integer, datname text, relid oid, relname text, phase text, blocks_total bigint, " +
 			"blocks_done bigint, tuples_total bigint, tuples_done bigint, bytes_total bigint, bytes_done bigint, details jsonb"},
@@ -85,6 +85,9 @@ func CollectSQL() string {
 	b.WriteString("-- Generated from the collectors' statements by recorder.CollectSQL: do not edit.\n")
 	b.WriteString("-- Each function runs one collection query, with a branch per server version where it differs.\n")
 	for _, f := range collectFuncs {
+		// Dropped first: a result that follows a changed statement cannot be replaced. Only
+		// plpgsql calls them, which records no dependency.
+		fmt.Fprintf(&b, "\nDROP FUNCTION IF EXISTS telemetry.%s(%s);", f.name, f.params)
 		fmt.Fprintf(&b, "\nCREATE OR REPLACE FUNCTION telemetry.%s(%s)\nRETURNS TABLE (%s)\n", f.name, f.params, f.returns)
 		b.WriteString("LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$\n#variable_conflict use_column\nBEGIN\n")
 		branches := versionBranches(f.sql)

@@ -57,7 +57,8 @@ func newCollectionRows(c *collectors.Collection, server string, replication []co
 	}
 	b.parent = table{name: "samples", columns: []string{"captured_at", "server"}, rows: [][]any{{c.CapturedAt, server}}}
 	b.children = []table{waitRows(c.Sessions), activityRows(c.Activity), progressRows(c.Progress), lockRows(c.Locks),
-		waitTimeRows(c.WaitTime), statementWaitRows(c.StatementWaits), batchWaitRows(c.BatchWaits)}
+		waitTimeRows(c.WaitTime), statementWaitRows(c.StatementWaits), batchWaitRows(c.BatchWaits),
+		lockEpisodeRows(c.LockEpisodes)}
 	return b
 }
 
@@ -215,6 +216,19 @@ func lockRows(ls []collectors.LockWait) table {
 		t.rows = append(t.rows, []any{l.BlockedPID, l.BlockedUser, l.BlockedApp, l.BlockedQueryPreview,
 			l.BlockedDuration, l.BlockingPID, l.BlockingUser, l.BlockingApp, l.BlockingQueryPreview, l.LockType,
 			l.LockedRelation, l.Datname})
+	}
+	return t
+}
+
+func lockEpisodeRows(es []collectors.LockEpisode) table {
+	t := table{name: "lock_wait_episodes", columns: []string{"blocked_pid", "blocked_backend_start", "blocked_user",
+		"blocked_app", "blocked_query_preview", "blocking_pid", "blocking_user", "blocking_app", "blocking_query_preview",
+		"blocking_pids", "lock_type", "locked_relation", "datname", "started_at", "last_seen_at", "ended_at", "duration",
+		"still_waiting"}}
+	for _, e := range es {
+		t.rows = append(t.rows, []any{e.BlockedPID, e.BlockedBackendStart, e.BlockedUser, e.BlockedApp,
+			e.BlockedQueryPreview, e.BlockingPID, e.BlockingUser, e.BlockingApp, e.BlockingQueryPreview, e.BlockingPIDs,
+			e.LockType, e.LockedRelation, e.Datname, e.StartedAt, e.LastSeenAt, e.EndedAt, e.Duration(), e.StillWaiting})
 	}
 	return t
 }

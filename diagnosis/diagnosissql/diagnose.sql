@@ -100,12 +100,40 @@ BEGIN
     lockw AS (
         SELECT count(DISTINCT sample_id) AS samples, coalesce(max(count), 0) AS max_waiters
         FROM client_waits WHERE wait_event_type = 'Lock'),
-    blockers AS (
+    -- The lock waits the wait sampler followed from start to end, where it ran (not in pg_cron
+    -- mode): each with its blocker and its length, which the samples see only at their instants.
+    episodes AS (SELECT * FROM telemetry.lock_episodes(p_start_time, p_end_time, v_server) e
+                 WHERE e.lock_type IS DISTINCT FROM 'extend'),
+    -- The time in the window during which at least one session waited: the union of the
+    -- episodes, each counted from where the ones before it (by start) had reached.
+    lock_cover AS (
+        SELECT count(*) AS episodes, max(x.duration_seconds) AS longest_seconds, sum(x.duration_seconds) AS seconds,
+               coalesce(sum(greatest(extract(epoch FROM x.e - greatest(x.s, coalesce(x.reached, x.s))), 0)), 0) AS covered_seconds
+        FROM (SELECT c.*, max(c.e) OVER (ORDER BY c.s, c.e ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reached
+              FROM (SELECT greatest(started_at, p_start_time) AS s, least(ended_at, p_end_time) AS e, duration_seconds FROM episodes) c) x),
+    episode_blockers AS (
+        SELECT e.blocking_pid, e.blocking_app, e.blocking_user, e.lock_type, e.locked_relation,
+               e.blocking_query_preview, count(*) AS episodes, sum(e.duration_seconds) AS blocked_seconds,
+               max(e.duration_seconds) AS max_blocked_seconds
+        FROM episodes e GROUP BY 1, 2, 3, 4, 5, 6),
+    sampled_blockers AS (
         SELECT l.blocking_pid, l.blocking_app, l.blocking_user, l.lock_type, l.locked_relation,
                l.blocking_query_preview, count(DISTINCT l.sample_id) AS samples,
                round(extract(epoch FROM max(l.blocked_duration))::numeric, 1) AS max_blocked_seconds
         FROM telemetry.lock_samples l JOIN smp ON smp.id = l.sample_id AND smp.captured_at = l.captured_at AND l.captured_at BETWEEN p_start_time AND p_end_time
-        GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY samples DESC, max_blocked_seconds DESC NULLS LAST LIMIT 3),
+        GROUP BY 1, 2, 3, 4, 5, 6),
+    -- The top three blockers: by the seconds they held sessions up where the episodes tell,
+    -- else by the samples that saw them block.
+    blockers AS (
+        SELECT * FROM (
+            SELECT b.blocking_pid, b.blocking_app, b.blocking_user, b.lock_type, b.locked_relation, to_jsonb(b) AS blocker,
+                   row_number() OVER (ORDER BY b.blocked_seconds DESC, b.max_blocked_seconds DESC) AS rank
+            FROM episode_blockers b
+            UNION ALL
+            SELECT b.blocking_pid, b.blocking_app, b.blocking_user, b.lock_type, b.locked_relation, to_jsonb(b),
+                   row_number() OVER (ORDER BY b.samples DESC, b.max_blocked_seconds DESC NULLS LAST)
+            FROM sampled_blockers b WHERE NOT EXISTS (SELECT FROM episodes)) b
+        WHERE b.rank <= 3),
     vac AS (
         SELECT p.relid, p.relname, p.relid IN (SELECT relid FROM telemetry.tracked_tables) AS tracked,
                count(DISTINCT p.sample_id) AS samples, array_agg(DISTINCT p.phase) AS phases
@@ -148,20 +176,31 @@ BEGIN
                ELSE 'Is the recorder running for this server? Take a snapshot at the batch''s boundaries (telemetry.batch_begin/batch_end do), and sample more often than the batch is long.' END AS recommendation
         WHERE NOT EXISTS (SELECT FROM cmp) OR (SELECT n FROM nsmp) < telemetry._threshold('min_samples')
         UNION ALL
-        -- lock_contention
+        -- lock_contention: the share of the window in which a session waited on a lock, from the
+        -- episodes where there are any, else the share of samples that saw one waiting.
         SELECT 'lock_contention', telemetry._severity(x.pct, telemetry._threshold('lock_wait_pct_warning'), telemetry._threshold('lock_wait_pct_critical')),
                x.pct / telemetry._threshold('lock_wait_pct_warning'),
-               format('Client sessions waited on locks in %s%% of samples (%s of %s)%s.', x.pct, lockw.samples, nsmp.n,
-                      (SELECT format(', mostly behind pid %s (%s) on %s', b.blocking_pid, coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'),
-                                     coalesce(b.locked_relation, b.lock_type, '?'))
-                       FROM blockers b LIMIT 1)),
-               jsonb_build_object('samples', nsmp.n, 'samples_with_lock_waits', lockw.samples, 'pct_of_samples', x.pct,
+               CASE WHEN lc.episodes > 0
+                    THEN format('Sessions waited on locks during %s%% of the window (%s lock wait(s), %s s in all, the longest %s s)', x.pct, lc.episodes, lc.seconds, lc.longest_seconds)
+                    ELSE format('Client sessions waited on locks in %s%% of samples (%s of %s)', x.pct, lockw.samples, nsmp.n) END ||
+               coalesce((SELECT format(', mostly behind pid %s (%s) on %s', b.blocking_pid, coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'),
+                                       coalesce(b.locked_relation, b.lock_type, '?'))
+                         FROM blockers b WHERE b.rank = 1), '') || '.',
+               jsonb_build_object('samples', nsmp.n, 'samples_with_lock_waits', lockw.samples,
+                                  'pct_of_samples', round(100.0 * lockw.samples / nullif(nsmp.n, 0), 1),
                                   'max_waiters', lockw.max_waiters,
                                   'lock_wait_seconds', (SELECT round(sum(seconds)::numeric, 1) FROM wait_time WHERE wait_event_type = 'Lock'),
-                                  'blockers', (SELECT jsonb_agg(to_jsonb(b)) FROM blockers b)),
-               'See who blocked in telemetry.recent_locks for the window; move the conflicting job out of the batch''s window, shorten its transactions, or give the batch a lock_timeout so it fails fast instead of queueing.'
-        FROM lockw, nsmp, LATERAL (SELECT round(100.0 * lockw.samples / nullif(nsmp.n, 0), 1) AS pct) x
-        WHERE lockw.samples > 0
+                                  'blockers', (SELECT jsonb_agg(b.blocker ORDER BY b.rank) FROM blockers b)) ||
+               CASE WHEN lc.episodes > 0
+                    THEN jsonb_build_object('pct_of_window', x.pct, 'lock_wait_episodes', lc.episodes,
+                                            'episode_seconds', lc.seconds, 'longest_wait_seconds', lc.longest_seconds)
+                    ELSE '{}' END,
+               format('See who blocked in %s for the window; move the conflicting job out of the batch''s window, shorten its transactions, or give the batch a lock_timeout so it fails fast instead of queueing.',
+                      CASE WHEN lc.episodes > 0 THEN 'telemetry.lock_episodes' ELSE 'telemetry.recent_locks' END)
+        FROM lockw, nsmp, lock_cover lc,
+             LATERAL (SELECT CASE WHEN lc.episodes > 0 THEN round(100 * lc.covered_seconds / extract(epoch FROM p_end_time - p_start_time), 1)
+                                  ELSE round(100.0 * lockw.samples / nullif(nsmp.n, 0), 1) END AS pct) x
+        WHERE lockw.samples > 0 OR lc.episodes > 0
         UNION ALL
         -- checkpoint_interference
         SELECT 'checkpoint_interference',

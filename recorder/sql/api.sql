@@ -420,6 +420,30 @@ FROM telemetry.lock_samples
 WHERE captured_at > now() - interval '2 hours'
 ORDER BY captured_at DESC, blocked_duration DESC NULLS LAST;
 
+-- lock_episodes lists the lock waits in a window that the exporter's wait sampler followed
+-- from start to end (lock_wait_episodes): who waited, behind whom, on what and for how long
+-- (started_at is pg_locks.waitstart; the end lies between last_seen_at and half a sampler
+-- interval or so past ended_at, its estimate; still_waiting: the exporter stopped first, and
+-- ended_at is where it was last seen waiting). None
+-- in pg_cron mode, which has no wait sampler: recent_locks has the samples' pairs there.
+CREATE OR REPLACE FUNCTION telemetry.lock_episodes(p_start_time timestamptz, p_end_time timestamptz, p_server text DEFAULT NULL)
+RETURNS TABLE (started_at timestamptz, last_seen_at timestamptz, ended_at timestamptz, duration_seconds numeric, still_waiting boolean,
+    blocked_pid integer, blocked_user text, blocked_app text, blocked_query_preview text,
+    blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, blocking_pids integer[],
+    lock_type text, locked_relation text, datname text, blocked_backend_start timestamptz, server text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH srv AS (SELECT telemetry._window_server(p_start_time, p_end_time, p_server) AS server)
+    SELECT e.started_at, e.last_seen_at, e.ended_at, round(extract(epoch FROM e.duration), 1), e.still_waiting,
+           e.blocked_pid, e.blocked_user, e.blocked_app, e.blocked_query_preview,
+           e.blocking_pid, e.blocking_user, e.blocking_app, e.blocking_query_preview, e.blocking_pids,
+           e.lock_type, e.locked_relation, e.datname, e.blocked_backend_start, e.server
+    FROM telemetry.lock_wait_episodes e, srv
+    -- An episode is stored with the first sample after its end: captured after the window began.
+    WHERE e.server = srv.server AND e.captured_at >= p_start_time
+      AND e.started_at <= p_end_time AND e.ended_at >= p_start_time
+    ORDER BY e.started_at, e.blocked_pid
+$$;
+
 CREATE OR REPLACE VIEW telemetry.recent_progress AS
 SELECT captured_at, progress_type, pid, relname, phase, blocks_done, blocks_total,
     round(100.0 * blocks_done / nullif(blocks_total, 0), 1) AS blocks_pct,

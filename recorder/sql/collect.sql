@@ -1,6 +1,7 @@
 -- Generated from the collectors' statements by recorder.CollectSQL: do not edit.
 -- Each function runs one collection query, with a branch per server version where it differs.
 
+DROP FUNCTION IF EXISTS telemetry._collect_wal();
 CREATE OR REPLACE FUNCTION telemetry._collect_wal()
 RETURNS TABLE (wal_records bigint, wal_fpi bigint, wal_bytes bigint, wal_buffers_full bigint, wal_write_time double precision, wal_sync_time double precision, stats_reset timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
@@ -14,6 +15,7 @@ BEGIN
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_checkpointer();
 CREATE OR REPLACE FUNCTION telemetry._collect_checkpointer()
 RETURNS TABLE (timed bigint, requested bigint, write_time double precision, sync_time double precision, buffers_written bigint, stats_reset timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
@@ -27,6 +29,7 @@ BEGIN
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_control_checkpoint();
 CREATE OR REPLACE FUNCTION telemetry._collect_control_checkpoint()
 RETURNS TABLE (checkpoint_lsn text, checkpoint_time timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
@@ -36,6 +39,7 @@ BEGIN
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_bgwriter();
 CREATE OR REPLACE FUNCTION telemetry._collect_bgwriter()
 RETURNS TABLE (buffers_clean bigint, maxwritten_clean bigint, buffers_alloc bigint, buffers_backend bigint, buffers_backend_fsync bigint, stats_reset timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
@@ -49,6 +53,7 @@ BEGIN
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_io();
 CREATE OR REPLACE FUNCTION telemetry._collect_io()
 RETURNS TABLE (backend_type text, object text, context text, reads bigint, read_time double precision, writes bigint, write_time double precision, writebacks bigint, writeback_time double precision, extends bigint, extend_time double precision, hits bigint, evictions bigint, reuses bigint, fsyncs bigint, fsync_time double precision)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
@@ -63,6 +68,7 @@ FROM pg_stat_io;
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_io_reset();
 CREATE OR REPLACE FUNCTION telemetry._collect_io_reset()
 RETURNS TABLE (stats_reset timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
@@ -75,6 +81,7 @@ BEGIN
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_databases();
 CREATE OR REPLACE FUNCTION telemetry._collect_databases()
 RETURNS TABLE (datname name, xact_commit bigint, xact_rollback bigint, blks_read bigint, blks_hit bigint, temp_files bigint, temp_bytes bigint, deadlocks bigint, stats_reset timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
@@ -85,6 +92,7 @@ FROM pg_stat_database WHERE datname IS NOT NULL ORDER BY datname;
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_replication_slots();
 CREATE OR REPLACE FUNCTION telemetry._collect_replication_slots()
 RETURNS TABLE (slot_name text, slot_type text, active boolean, retained_wal_bytes bigint)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
@@ -95,6 +103,7 @@ FROM pg_replication_slots ORDER BY slot_name;
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_autovacuum_workers();
 CREATE OR REPLACE FUNCTION telemetry._collect_autovacuum_workers()
 RETURNS TABLE (workers integer)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
@@ -104,6 +113,7 @@ BEGIN
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_tables(p_schemas text[], p_names text[]);
 CREATE OR REPLACE FUNCTION telemetry._collect_tables(p_schemas text[], p_names text[])
 RETURNS TABLE (relid oid, schemaname text, relname text, relation_size bigint, total_size bigint, indexes_size bigint, n_live_tup bigint, n_dead_tup bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint, last_vacuum timestamptz, last_autovacuum timestamptz, last_analyze timestamptz, last_autoanalyze timestamptz, vacuum_count bigint, autovacuum_count bigint, analyze_count bigint, autoanalyze_count bigint)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
@@ -135,6 +145,7 @@ ORDER BY s.schemaname, s.relname;
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_session_groups();
 CREATE OR REPLACE FUNCTION telemetry._collect_session_groups()
 RETURNS TABLE (backend_type text, wait_event_type text, wait_event text, state text, count integer)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
@@ -147,6 +158,7 @@ GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4;
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_active_sessions();
 CREATE OR REPLACE FUNCTION telemetry._collect_active_sessions()
 RETURNS TABLE (pid integer, datname text, usename text, application_name text, backend_type text, state text, wait_event_type text, wait_event text, query_start timestamptz, state_change timestamptz, query_preview text)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
@@ -159,8 +171,9 @@ ORDER BY query_start NULLS LAST, pid LIMIT 25;
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_lock_waits();
 CREATE OR REPLACE FUNCTION telemetry._collect_lock_waits()
-RETURNS TABLE (blocked_pid integer, blocked_user text, blocked_app text, blocked_query_preview text, waited_seconds double precision, blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, lock_type text, locked_relation text, datname text)
+RETURNS TABLE (blocked_pid integer, blocked_user text, blocked_app text, blocked_query_preview text, waited_seconds double precision, blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, lock_type text, locked_relation text, datname text, waitstart timestamptz, blocked_backend_start timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 #variable_conflict use_column
 BEGIN
@@ -171,7 +184,7 @@ BEGIN
 	l.locktype,
 	CASE WHEN l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		THEN l.relation::regclass::text ELSE l.relation::text END,
-	a.datname::text
+	a.datname::text, l.waitstart, a.backend_start
 FROM pg_stat_activity a
 CROSS JOIN LATERAL unnest(pg_blocking_pids(a.pid)) AS blocker(pid)
 JOIN pg_stat_activity b ON b.pid = blocker.pid
@@ -184,6 +197,7 @@ ORDER BY a.pid, b.pid;
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_progress();
 CREATE OR REPLACE FUNCTION telemetry._collect_progress()
 RETURNS TABLE (progress_type text, pid integer, datname text, relid oid, relname text, phase text, blocks_total bigint, blocks_done bigint, tuples_total bigint, tuples_done bigint, bytes_total bigint, bytes_done bigint, details jsonb)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
@@ -222,6 +236,7 @@ FROM p ORDER BY progress_type, pid;
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_replication();
 CREATE OR REPLACE FUNCTION telemetry._collect_replication()
 RETURNS TABLE (pid integer, client_addr text, application_name text, state text, sync_state text, sent_lsn text, write_lsn text, flush_lsn text, replay_lsn text, write_lag_bytes bigint, flush_lag_bytes bigint, replay_lag_bytes bigint, write_lag_seconds double precision, flush_lag_seconds double precision, replay_lag_seconds double precision)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$

@@ -42,7 +42,8 @@ BEGIN
         ('0004_snapshot_requests.sql', '23b09cacc50a73383960a6ed2930c99e948fbd6e12137705f66a66e4cd496793'),
         ('0005_statements.sql', '826edd0c284e34d0032cfc1e3fbccd6dbd7a1c6367d38848369b71a60014ec3c'),
         ('0006_statement_waits_before_query_id.sql', 'bd549608bdc633f546d5d484f0d953167a3f9f780360f0d1569d715388862f10'),
-        ('0007_batch_wait_samples.sql', '3c2b6910682d67f643dffac41e7b231da0fce4b3edf1945ca4c2037309b1e9c3')) f (name, checksum) ON f.name = m.name
+        ('0007_batch_wait_samples.sql', '3c2b6910682d67f643dffac41e7b231da0fce4b3edf1945ca4c2037309b1e9c3'),
+        ('0008_lock_wait_episodes.sql', '9b074edcf55dcce50b73ec4e305713b0bf90f8cfe94adc994e5aa6d5eea17a36')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -106,27 +107,35 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0007_batch_wai
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = 'b67ef2818ba407e15d77b2256d9c156374a934f624fe5f37e6b052a2f57d6de2') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0008_lock_wait_episodes.sql' AND checksum = '9b074edcf55dcce50b73ec4e305713b0bf90f8cfe94adc994e5aa6d5eea17a36') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0008_lock_wait_episodes.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0008_lock_wait_episodes.sql', '9b074edcf55dcce50b73ec4e305713b0bf90f8cfe94adc994e5aa6d5eea17a36')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = 'f3179f670a4ae236ebe856bce856793ecbd6f876e03899699b4478c95324d306') AS apply \gset
 \if :apply
 BEGIN;
 \ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', 'b67ef2818ba407e15d77b2256d9c156374a934f624fe5f37e6b052a2f57d6de2')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', 'f3179f670a4ae236ebe856bce856793ecbd6f876e03899699b4478c95324d306')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '9cd6c215c197661fcf9d7177b1204d277d139791e76ac6ca33ac916e6e8a715c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'a3e03440121892ce640beac7a1a036fe462a936349c31b844e0f99f5b061caab') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '9cd6c215c197661fcf9d7177b1204d277d139791e76ac6ca33ac916e6e8a715c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'a3e03440121892ce640beac7a1a036fe462a936349c31b844e0f99f5b061caab')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'c5d498985d206ef6c266a102b7d45b0fb4fc959345abcf825963d7a4feec12b8') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'd6d4b304184652858770baac11350940c4316afb315eac355c8751b34eb92b82') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'c5d498985d206ef6c266a102b7d45b0fb4fc959345abcf825963d7a4feec12b8')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'd6d4b304184652858770baac11350940c4316afb315eac355c8751b34eb92b82')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -146,11 +155,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '6db7af079032801cd7e84e83035f1e4b45d3c8e0e11bf033e30fa7a12d69f0af') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '7cb11b61a1821068a6334fe95730ae34ac75c5c8b7b6e941b65628ea1d8f30ff') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '6db7af079032801cd7e84e83035f1e4b45d3c8e0e11bf033e30fa7a12d69f0af')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '7cb11b61a1821068a6334fe95730ae34ac75c5c8b7b6e941b65628ea1d8f30ff')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

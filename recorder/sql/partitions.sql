@@ -18,7 +18,9 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
            ('statement_info_snapshots', 'snapshots', 'snapshot_id'),
            ('statement_wait_samples', 'samples', 'sample_id'),
            -- recorder/migrations/0007_batch_wait_samples.sql
-           ('batch_wait_samples', 'samples', 'sample_id')
+           ('batch_wait_samples', 'samples', 'sample_id'),
+           -- recorder/migrations/0008_lock_wait_episodes.sql
+           ('lock_wait_episodes', 'samples', 'sample_id')
 $$;
 
 -- _ensure_partitions creates the day partitions (UTC days) holding p_at, each child with a
