@@ -118,6 +118,30 @@ var measureData = []string{
 	UNION ALL
 	SELECT 'weekly', $1, $1::timestamptz + interval '` + fmt.Sprint(measureDays) + ` days', 'succeeded', 'marker', 'bench'`,
 	`SELECT telemetry._note_server('bench', '7000000000000000001', 17, $1::timestamptz + interval '` + fmt.Sprint(measureDays) + ` days')`,
+	// 1000 statements, every one busy every minute, at the default --recorder.statements-interval
+	// (1h): every entry hourly and at each run's two boundaries, their texts, and the wait
+	// sampler's seconds by statement (10 rows a sample).
+	`INSERT INTO telemetry.statement_snapshots (snapshot_id, userid, dbid, toplevel, queryid, datname, username, calls, plans,
+		total_plan_time, total_exec_time, rows, shared_blks_hit, shared_blks_read, shared_blks_dirtied, shared_blks_written,
+		local_blks_read, local_blks_written, temp_blks_read, temp_blks_written, blk_read_time, blk_write_time,
+		wal_records, wal_fpi, wal_bytes, wal_buffers_full, stats_since, server, captured_at)
+	SELECT s.id, 16390, 16385, true, 1000000 + q, 'app', 'etl', 1000 + s.id, 0, 0.5 * s.id, 12.5 * s.id, 100 * s.id,
+		5000 * s.id, 50 * s.id, 10 * s.id, 5 * s.id, 0, 0, 0, 0, 0.1 * s.id, 0.05 * s.id, 10 * s.id, s.id, 5000 * s.id,
+		NULL, NULL, s.server, s.captured_at
+	FROM telemetry.snapshots s, generate_series(1, 1000) q
+	WHERE extract(minute FROM s.captured_at) = 0
+	   OR EXISTS (SELECT FROM telemetry.batch_runs r WHERE s.captured_at IN (date_trunc('minute', r.started_at), date_trunc('minute', r.ended_at)))`,
+	`INSERT INTO telemetry.statement_info_snapshots (snapshot_id, dealloc, stats_reset, entries, full_read, server, captured_at)
+	SELECT DISTINCT snapshot_id, 0, $1::timestamptz, 1000, true, server, captured_at FROM telemetry.statement_snapshots`,
+	`INSERT INTO telemetry.statement_texts (server, queryid, query, first_seen)
+	SELECT 'bench', 1000000 + q, 'SELECT a, b, c FROM some_table_' || q || ' WHERE id = $1 AND status = $2 ORDER BY created_at', $1
+	FROM generate_series(1, 1000) q`,
+	`INSERT INTO telemetry.statement_wait_samples (sample_id, queryid, wait_event_type, wait_event, seconds, server, captured_at)
+	SELECT s.id, 1000000 + (s.id * 7 + w.n) % 1000, w.wait_event_type, w.wait_event, 0.5 + (s.id * 3 + w.n) % 40, s.server, s.captured_at
+	FROM telemetry.samples s, (VALUES (1, 'Running', 'CPU'), (2, 'IO', 'DataFileRead'), (3, 'IO', 'WALWrite'),
+		(4, 'IO', 'WALSync'), (5, 'LWLock', 'WALWrite'), (6, 'Lock', 'transactionid'), (7, 'Lock', 'relation'),
+		(8, 'LWLock', 'BufferContent'), (9, 'IO', 'DataFileWrite'), (10, 'IPC', 'BufferIO')
+	) w(n, wait_event_type, wait_event)`,
 }
 
 // TestMeasureStorageAndTimings reports the recorder's storage per day and how long the
@@ -144,13 +168,14 @@ func TestMeasureStorageAndTimings(t *testing.T) {
 	}
 	if _, err := c.Exec(ctx, `VACUUM ANALYZE telemetry.snapshots, telemetry.table_snapshots, telemetry.replication_snapshots,
 		telemetry.samples, telemetry.wait_samples, telemetry.activity_samples, telemetry.progress_samples,
-		telemetry.lock_samples, telemetry.wait_time_samples`); err != nil {
+		telemetry.lock_samples, telemetry.wait_time_samples, telemetry.statement_snapshots,
+		telemetry.statement_info_snapshots, telemetry.statement_wait_samples, telemetry.statement_texts`); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("generated %d days of data in %v", measureDays, time.Since(began).Round(time.Second))
 
 	var report strings.Builder
-	fmt.Fprintf(&report, "\nPostgreSQL %d, %d days at default settings, 50 active sessions, 10 tracked tables\n\n", e.srv.Major, measureDays)
+	fmt.Fprintf(&report, "\nPostgreSQL %d, %d days at default settings, 50 active sessions, 10 tracked tables, 1000 busy statements\n\n", e.srv.Major, measureDays)
 	fmt.Fprintf(&report, "| table | rows per day | storage per day |\n|---|---:|---:|\n")
 	rows := query(t, c, `SELECT t.table_name,
 			(SELECT sum(c.reltuples)::bigint FROM pg_partition_tree(('telemetry.' || t.table_name)::regclass) p

@@ -43,6 +43,9 @@ type Options struct {
 	// RequestMinInterval is the least time between two requested snapshots: requests
 	// within it are coalesced into one snapshot when it ends. 0: no limit.
 	RequestMinInterval time.Duration
+	// StatementsEvery is how often pg_stat_statements is stored between a batch's boundaries,
+	// which always store every entry. 0: at every snapshot.
+	StatementsEvery time.Duration
 }
 
 // Recorder writes collections in order, one transaction each.
@@ -76,7 +79,7 @@ func New(o Options) *Recorder {
 		o.RetryEvery = time.Second
 	}
 	r := &Recorder{o: o, wake: make(chan struct{}, 1), partitioned: map[string]bool{},
-		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger)}
+		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), statements: statementDeltas{every: o.StatementsEvery}}
 	r.requests = requestLimiter{interval: o.RequestMinInterval, snapshot: r.requestedSnapshot}
 	r.ignoredRequest = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_snapshot_requests_ignored_total",
 		Help: "Snapshot requests that drove no snapshot of their own: rate_limited (within --recorder.request-min-interval of the previous requested snapshot; " +

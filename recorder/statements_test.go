@@ -410,3 +410,36 @@ func TestDiagnoseStatementsResetMidRun(t *testing.T) {
 		}
 	}
 }
+
+// TestStatementsStoredAtTheirInterval: with an interval, statements are stored at the first
+// snapshot, at every boundary (all entries) and once the interval has passed (the changed
+// entries), and at no snapshot between: what bounds their storage to the statements run.
+func TestStatementsStoredAtTheirInterval(t *testing.T) {
+	d := &statementDeltas{every: time.Hour}
+	t0 := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	st := func(calls int64) *collectors.Statements {
+		return &collectors.Statements{Entries: []collectors.StatementStat{{QueryID: 1, Calls: calls}, {QueryID: 2, Calls: 5}}}
+	}
+	stored := func(at time.Time, s *collectors.Statements) (entries, info int) {
+		tables := d.rows(s, at)
+		return len(tables[0].rows), len(tables[1].rows)
+	}
+	for _, step := range []struct {
+		what          string
+		at            time.Duration
+		calls         int64
+		boundary      bool
+		entries, info int
+	}{
+		{"the first snapshot: every entry", 0, 1, false, 2, 1},
+		{"a minute later: nothing", time.Minute, 2, false, 0, 0},
+		{"a boundary: every entry", 2 * time.Minute, 3, true, 2, 1},
+		{"after it, within the hour: nothing", 30 * time.Minute, 4, false, 0, 0},
+		{"an hour after the boundary: what changed", 62 * time.Minute, 5, false, 1, 1},
+	} {
+		d.fullNext = step.boundary
+		if e, i := stored(t0.Add(step.at), st(step.calls)); e != step.entries || i != step.info {
+			t.Errorf("%s: %d entries and %d info rows, want %d and %d", step.what, e, i, step.entries, step.info)
+		}
+	}
+}

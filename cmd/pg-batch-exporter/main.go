@@ -155,10 +155,12 @@ type durationFlag struct {
 const minDuration = time.Millisecond
 
 // durationMinimums are the flags whose least value is not minDuration: collecting more often
-// than every 100ms would load the server it watches; a rate limit of 0 means no limit.
+// than every 100ms would load the server it watches; a rate limit of 0 means no limit, a
+// statements interval of 0 every snapshot.
 var durationMinimums = map[string]time.Duration{
 	"tier.sample-interval": 100 * time.Millisecond, "tier.snapshot-interval": 100 * time.Millisecond,
 	"collector.waits.interval": 100 * time.Millisecond, "recorder.request-min-interval": 0,
+	"recorder.statements-interval": 0,
 }
 
 func (f durationFlag) Set(s string) error {

@@ -26,6 +26,8 @@ type recorderFlags struct {
 	requestMinInterval time.Duration
 	// shutdownTimeout bounds the flush of buffered collections on SIGTERM.
 	shutdownTimeout time.Duration
+	// statementsEvery spaces the statements stored between batches' boundaries.
+	statementsEvery time.Duration
 }
 
 func addRecorderFlags(cmd collectors.FlagAdder) *recorderFlags {
@@ -36,6 +38,7 @@ func addRecorderFlags(cmd collectors.FlagAdder) *recorderFlags {
 	cmd.Flag("recorder.buffer", "Rows held in memory while the recorder's database cannot be written; beyond, the oldest collections are dropped.").Default("100000").IntVar(&f.buffer)
 	addDuration(cmd, "recorder.shutdown-timeout", "On SIGTERM or SIGINT, how long the recorder may keep writing the collections still buffered; it then logs how many it wrote and how many were lost.", "10s", &f.shutdownTimeout)
 	cmd.Flag("recorder.server-name", "Names the monitored server in every recorded row. Default: its system identifier (give standbys recorded beside their primary a name of their own).").StringVar(&f.serverName)
+	addDuration(cmd, "recorder.statements-interval", "How often pg_stat_statements is stored between batches' boundaries, which store every entry (0: at every snapshot, about 300 bytes per busy statement each time).", "1h", &f.statementsEvery)
 	addDuration(cmd, "recorder.request-min-interval", "Least time between two snapshots asked for by telemetry.request_snapshot(): requests within it are coalesced into one snapshot when it ends (0: no limit).", "5s", &f.requestMinInterval)
 	return f
 }
@@ -98,7 +101,7 @@ func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *coll
 	pools.Add("recorder", pool)
 	log := logger.With("component", "recorder")
 	rec := recorder.New(recorder.Options{Pool: pool, ServerName: f.serverName, Retention: retention,
-		BufferRows: f.buffer, Trigger: runner.Trigger, Logger: log, RequestMinInterval: f.requestMinInterval})
+		BufferRows: f.buffer, Trigger: runner.Trigger, Logger: log, RequestMinInterval: f.requestMinInterval, StatementsEvery: f.statementsEvery})
 	runner.Subscribe(rec.Consume)
 	log.Info("recording", "to", postgres.Describe(cfg), "retention", f.retention)
 	migrated := make(chan bool, 1)

@@ -3,34 +3,28 @@
 -- sql/collect.sql), and map them to rows the same way (recorder/rows.go). Each starts from
 -- fresh statistics and its own timestamp, even when called twice in one transaction.
 
--- _snapshot_statements stores pg_stat_statements for snapshot p_id where it is usable, as the
--- recorder does (recorder/rows.go): every entry at a full read, else the entries whose calls
--- changed since their last stored row. A read is full at a batch's boundary (a run began or
--- ended since the previous read, as batch_begin and batch_end ask) and at least hourly, which
--- also bounds how far back the comparison looks.
+-- _snapshot_statements stores pg_stat_statements for snapshot p_id where it is usable: every
+-- entry at a batch's boundary (a run began or ended since the previous read, as batch_begin
+-- and batch_end ask) and once an hour between them, as the recorder does at its default
+-- --recorder.statements-interval (recorder/rows.go); nothing at the other snapshots.
 CREATE OR REPLACE FUNCTION telemetry._snapshot_statements(p_id integer, p_at timestamptz, p_server text)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_info record;
-    v_last_full timestamptz;
     v_last timestamptz;
-    v_full boolean;
 BEGIN
     SELECT * INTO v_info FROM telemetry._collect_statements_info();
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    SELECT max(captured_at) FILTER (WHERE full_read), max(captured_at) INTO v_last_full, v_last
+    SELECT max(captured_at) INTO v_last
     FROM telemetry.statement_info_snapshots WHERE server = p_server AND captured_at > p_at - interval '1 hour';
-    v_full := v_last_full IS NULL OR EXISTS (
+    IF v_last IS NOT NULL AND NOT EXISTS (
         SELECT FROM telemetry.batch_runs r
-        WHERE (r.server IS NULL OR r.server = p_server) AND (r.started_at > v_last OR r.ended_at > v_last));
+        WHERE (r.server IS NULL OR r.server = p_server) AND (r.started_at > v_last OR r.ended_at > v_last)) THEN
+        RETURN;
+    END IF;
     WITH cur AS (SELECT * FROM telemetry._collect_statements()),
-    prev AS (
-        SELECT DISTINCT ON (userid, dbid, toplevel, queryid) userid, dbid, toplevel, queryid, calls
-        FROM telemetry.statement_snapshots
-        WHERE NOT v_full AND server = p_server AND captured_at >= v_last_full
-        ORDER BY userid, dbid, toplevel, queryid, captured_at DESC),
     stored AS (
         INSERT INTO telemetry.statement_snapshots (snapshot_id, userid, dbid, toplevel, queryid, datname, username,
             calls, plans, total_plan_time, total_exec_time, rows, shared_blks_hit, shared_blks_read,
@@ -42,11 +36,10 @@ BEGIN
             c.shared_blks_written, c.local_blks_read, c.local_blks_written, c.temp_blks_read, c.temp_blks_written,
             c.blk_read_time, c.blk_write_time, c.wal_records, c.wal_fpi, c.wal_bytes, c.wal_buffers_full,
             c.stats_since, p_server, p_at
-        FROM cur c LEFT JOIN prev p USING (userid, dbid, toplevel, queryid)
-        WHERE v_full OR p.calls IS DISTINCT FROM c.calls),
+        FROM cur c),
     info AS (
         INSERT INTO telemetry.statement_info_snapshots (snapshot_id, dealloc, stats_reset, entries, full_read, server, captured_at)
-        SELECT p_id, v_info.dealloc, v_info.stats_reset, (SELECT count(*) FROM cur), v_full, p_server, p_at)
+        SELECT p_id, v_info.dealloc, v_info.stats_reset, (SELECT count(*) FROM cur), true, p_server, p_at)
     -- (Data-modifying CTEs run to completion, read or not.) Texts once per server and queryid,
     -- truncated as the exporter does by default.
     INSERT INTO telemetry.statement_texts (server, queryid, query, first_seen)
