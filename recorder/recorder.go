@@ -59,6 +59,7 @@ type Recorder struct {
 	statements  statementDeltas
 	wake        chan struct{}
 	partitioned map[string]bool // UTC days whose partitions exist
+	tables      []collectionTable
 
 	writeFailure, listenFailure *repeatlog.Failure
 
@@ -79,7 +80,7 @@ func New(o Options) *Recorder {
 		o.RetryEvery = time.Second
 	}
 	r := &Recorder{o: o, wake: make(chan struct{}, 1), partitioned: map[string]bool{},
-		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), statements: statementDeltas{every: o.StatementsEvery}}
+		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), statements: statementDeltas{every: o.StatementsEvery}, tables: collectionTables}
 	r.requests = requestLimiter{interval: o.RequestMinInterval, snapshot: r.requestedSnapshot}
 	r.ignoredRequest = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_snapshot_requests_ignored_total",
 		Help: "Snapshot requests that drove no snapshot of their own: rate_limited (within --recorder.request-min-interval of the previous requested snapshot; " +
@@ -100,7 +101,7 @@ func New(o Options) *Recorder {
 	})
 	// Every table's series exists from the start, so that a dashboard shows 0, not "No data".
 	for _, tier := range []collectors.Tier{collectors.TierSnapshot, collectors.TierSample} {
-		b := newCollectionRows(&collectors.Collection{Tier: tier}, "", nil, nil)
+		b := newCollectionRows(&collectors.Collection{Tier: tier}, r.tables, "", nil, nil)
 		for _, t := range append([]table{b.parent}, b.children...) {
 			r.written.WithLabelValues(t.name)
 			r.dropped.WithLabelValues(t.name)
@@ -124,7 +125,7 @@ func (r *Recorder) Consume(c *collectors.Collection) {
 	if c.Tier == collectors.TierSample && succeededOrAbsent(c, "replication") {
 		r.replication = c.Replication
 	}
-	b := newCollectionRows(c, server, r.replication, &r.statements)
+	b := newCollectionRows(c, r.tables, server, r.replication, &r.statements)
 	r.queue = append(r.queue, b)
 	r.queuedRows += b.rowCount()
 	r.trimLocked()

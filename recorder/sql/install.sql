@@ -115,11 +115,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0008_lock_wait
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = 'f3179f670a4ae236ebe856bce856793ecbd6f876e03899699b4478c95324d306') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '5bbea667d72e0ab134613f6dbf924bb740bb492911855b48cf395feced97d28e') AS apply \gset
 \if :apply
 BEGIN;
 \ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', 'f3179f670a4ae236ebe856bce856793ecbd6f876e03899699b4478c95324d306')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '5bbea667d72e0ab134613f6dbf924bb740bb492911855b48cf395feced97d28e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
