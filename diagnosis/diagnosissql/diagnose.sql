@@ -47,25 +47,38 @@ $$;
 -- Every join to a window's samples also bounds the sample table's own captured_at by the
 -- window: it changes no result, and lets PostgreSQL read only the window's day partitions.
 
--- _window_waits is the session-seconds client sessions (not idle) spent in each wait in the
--- window: the wait sampler's, where the Go recorder wrote them, else estimated from the sample
--- grid (pg_cron mode): each sample's count times the samples' mean spacing.
-CREATE OR REPLACE FUNCTION telemetry._window_waits(p_start_time timestamptz, p_end_time timestamptz, p_server text)
-RETURNS TABLE (wait_event_type text, wait_event text, seconds numeric)
+-- _wait_rows is, for each sample of the window, the session-seconds client sessions (not idle)
+-- spent in each wait: the wait sampler's, where the Go recorder wrote them, else estimated from
+-- the sample grid (pg_cron mode): the sessions seen times the samples' mean spacing. sessions
+-- is the average number in the wait since the previous sample (NULL for the first), what the
+-- report draws; _window_waits sums the seconds.
+CREATE OR REPLACE FUNCTION telemetry._wait_rows(p_start_time timestamptz, p_end_time timestamptz, p_server text)
+RETURNS TABLE (captured_at timestamptz, wait_event_type text, wait_event text, seconds numeric, sessions double precision)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH smp AS (SELECT s.id, s.captured_at FROM telemetry.samples s
+    WITH smp AS (SELECT s.id, s.captured_at,
+                        extract(epoch FROM s.captured_at - lag(s.captured_at) OVER (ORDER BY s.captured_at)) AS since_previous
+                 FROM telemetry.samples s
                  WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time),
     spacing AS (SELECT extract(epoch FROM p_end_time - p_start_time) / nullif(count(*), 0) AS seconds FROM smp),
     sampled AS (
-        SELECT t.wait_event_type, t.wait_event, sum(t.seconds)::numeric AS seconds
-        FROM telemetry.wait_time_samples t JOIN smp ON smp.id = t.sample_id AND smp.captured_at = t.captured_at AND t.captured_at BETWEEN p_start_time AND p_end_time
-        GROUP BY 1, 2),
+        SELECT smp.captured_at, t.wait_event_type, t.wait_event, t.seconds::numeric AS seconds,
+               t.seconds / nullif(smp.since_previous, 0)::float8 AS sessions
+        FROM telemetry.wait_time_samples t JOIN smp ON smp.id = t.sample_id AND smp.captured_at = t.captured_at AND t.captured_at BETWEEN p_start_time AND p_end_time),
     grid AS (
-        SELECT w.wait_event_type, w.wait_event, sum(w.count) * min(spacing.seconds) AS seconds
+        SELECT smp.captured_at, w.wait_event_type, w.wait_event, (sum(w.count) * min(spacing.seconds))::numeric AS seconds,
+               sum(w.count)::float8 AS sessions
         FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at AND w.captured_at BETWEEN p_start_time AND p_end_time, spacing
         WHERE w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%'
-        GROUP BY 1, 2)
+        GROUP BY 1, 2, 3)
     SELECT * FROM sampled UNION ALL SELECT * FROM grid WHERE NOT EXISTS (SELECT FROM sampled)
+$$;
+
+-- _window_waits is the session-seconds client sessions (not idle) spent in each wait in the
+-- window (_wait_rows summed).
+CREATE OR REPLACE FUNCTION telemetry._window_waits(p_start_time timestamptz, p_end_time timestamptz, p_server text)
+RETURNS TABLE (wait_event_type text, wait_event text, seconds numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT r.wait_event_type, r.wait_event, sum(r.seconds) FROM telemetry._wait_rows(p_start_time, p_end_time, p_server) r GROUP BY 1, 2
 $$;
 
 -- _diagnose returns one row per finding, the most severe first, then the furthest past its

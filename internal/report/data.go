@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis"
 )
 
@@ -65,12 +64,10 @@ func runWindow(ctx context.Context, pool *pgxpool.Pool, runID int64) (window, er
 	return w, err
 }
 
-// baselineRuns are the runs diagnose_run compares a run with: the batch's previous normal
-// runs (succeeded, or ended when detected), at most baseline_runs of them, newest first.
+// baselineRuns are the runs diagnose_run compares a run with, as the SQL API defines them
+// (telemetry._baseline_runs), newest first.
 func baselineRuns(ctx context.Context, pool *pgxpool.Pool, run *diagnosis.Run) ([]int64, error) {
-	rows, _ := pool.Query(ctx, `SELECT run_id FROM telemetry.batch_runs
-		WHERE batch = $1 AND status IN ('succeeded', 'ended') AND started_at < $2
-		ORDER BY started_at DESC LIMIT telemetry._threshold('baseline_runs')::bigint`, run.Batch, run.StartedAt)
+	rows, _ := pool.Query(ctx, `SELECT run_id FROM telemetry._baseline_runs($1) ORDER BY start_time DESC`, run.RunID)
 	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }
 
@@ -193,26 +190,12 @@ func loadSeries(ctx context.Context, pool *pgxpool.Pool, w window) (*series, err
 		return nil, err
 	}
 
-	// Waits: the wait sampler's session-seconds per sample divided by the time since the
-	// previous sample (average sessions in the wait); where only the sample grid was
-	// recorded (the SQL-only recorder), the sessions seen in it.
+	// Waits: the average sessions in each wait since the previous sample, as the SQL API
+	// counts them (telemetry._wait_rows: the wait sampler's, else the sample grid's).
 	rows, _ = pool.Query(ctx, `
-		WITH srv AS (SELECT telemetry._resolve_server($3) AS server),
-		smp AS (SELECT s.id, s.captured_at,
-		               extract(epoch FROM s.captured_at - lag(s.captured_at) OVER (ORDER BY s.captured_at)) AS spacing
-		        FROM telemetry.samples s JOIN srv ON s.server = srv.server
-		        WHERE s.captured_at BETWEEN $1 AND $2),
-		timed AS (SELECT smp.captured_at, t.wait_event_type || ': ' || t.wait_event AS event,
-		                 t.seconds / smp.spacing AS sessions
-		          FROM telemetry.wait_time_samples t JOIN smp ON smp.id = t.sample_id AND smp.captured_at = t.captured_at
-		          WHERE smp.spacing > 0),
-		grid AS (SELECT smp.captured_at, w.wait_event_type || ': ' || w.wait_event AS event, sum(w.count)::float8 AS sessions
-		         FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at
-		         WHERE w.backend_type = 'client backend' AND `+collectors.SQLActiveState("w.state")+`
-		         GROUP BY 1, 2)
-		SELECT extract(epoch FROM captured_at - $1)::float8, event, sessions::float8 FROM timed
-		UNION ALL
-		SELECT extract(epoch FROM captured_at - $1)::float8, event, sessions FROM grid WHERE NOT EXISTS (SELECT FROM timed)
+		SELECT extract(epoch FROM r.captured_at - $1)::float8, r.wait_event_type || ': ' || r.wait_event, r.sessions
+		FROM telemetry._wait_rows($1, $2, telemetry._resolve_server($3)) r
+		WHERE r.sessions IS NOT NULL
 		ORDER BY 1, 2`, w.start, w.end, w.server)
 	var event string
 	var sessions float64

@@ -115,11 +115,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0008_lock_wait
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '5bbea667d72e0ab134613f6dbf924bb740bb492911855b48cf395feced97d28e') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '4135567022cda65761eea365a5c79d2f2ddd4a224328dab72c156453f4bf4439') AS apply \gset
 \if :apply
 BEGIN;
 \ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '5bbea667d72e0ab134613f6dbf924bb740bb492911855b48cf395feced97d28e')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '4135567022cda65761eea365a5c79d2f2ddd4a224328dab72c156453f4bf4439')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -155,11 +155,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '7cb11b61a1821068a6334fe95730ae34ac75c5c8b7b6e941b65628ea1d8f30ff') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'f0f244715af529f0ec9bd5562b20ecba9602773ccc373c55ea1fd0a7db6bc188') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '7cb11b61a1821068a6334fe95730ae34ac75c5c8b7b6e941b65628ea1d8f30ff')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'f0f244715af529f0ec9bd5562b20ecba9602773ccc373c55ea1fd0a7db6bc188')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -15,7 +15,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         FROM pg_attribute a
         WHERE a.attrelid = c.oid AND a.attname IN ('snapshot_id', 'sample_id') AND a.attnum > 0 AND NOT a.attisdropped) k ON true
     WHERE n.nspname = 'telemetry' AND c.relkind = 'p' AND NOT c.relispartition
-    ORDER BY k.parent IS NOT NULL, c.relname
+    -- The order partitions are made in, as the tables were (snapshots and its children before
+    -- samples and theirs): each day's CREATE ... PARTITION OF locks its parent exclusively,
+    -- and readers lock snapshots before samples, so another order could deadlock with them.
+    ORDER BY k.parent IS NOT NULL, k.parent DESC, c.oid
 $$;
 
 -- _ensure_partitions creates the day partitions (UTC days) holding p_at, each child with a
