@@ -413,7 +413,7 @@ const (
 // requestedSnapshot asks the runner for a snapshot at a batch's boundary.
 func (r *Recorder) requestedSnapshot() {
 	r.mu.Lock()
-	r.statements.fullNext = true // a batch's boundary: every statement, for exact deltas
+	r.statements.fullFrom = time.Now() // a batch's boundary: every statement, for exact deltas
 	r.mu.Unlock()
 	if r.o.Trigger != nil {
 		r.o.Trigger(collectors.TierSnapshot)

@@ -276,7 +276,10 @@ type statementKey struct {
 // or before it.
 type statementDeltas struct {
 	calls    map[statementKey]int64 // as last stored
-	fullNext bool
+	// fullFrom is when a batch's boundary asked for every entry (zero: none asked): kept until
+	// a collection taken at or after it stores them, so that one already under way when the
+	// boundary came does not use the request up.
+	fullFrom time.Time
 	// every spaces the statements stored between a batch's boundaries (0: every snapshot):
 	// a run's statements come from its boundaries' full reads, and 1000 statements busy every
 	// minute were 430 MB a day stored at every snapshot.
@@ -298,7 +301,7 @@ func (d *statementDeltas) rows(st *collectors.Statements, at time.Time) []table 
 	if st == nil {
 		return []table{entries, info, texts}
 	}
-	full := d == nil || d.fullNext || d.calls == nil
+	full := d == nil || !d.fullFrom.IsZero() || d.calls == nil
 	if !full && d.every > 0 && at.Sub(d.stored) < d.every {
 		return []table{entries, info, texts}
 	}
@@ -320,7 +323,10 @@ func (d *statementDeltas) rows(st *collectors.Statements, at time.Time) []table 
 		texts.rows = append(texts.rows, []any{t.QueryID, t.Text})
 	}
 	if d != nil {
-		d.calls, d.fullNext, d.stored = seen, false, at
+		d.calls, d.stored = seen, at
+		if !at.Before(d.fullFrom) {
+			d.fullFrom = time.Time{}
+		}
 	}
 	return []table{entries, info, texts}
 }

@@ -123,7 +123,7 @@ func (e *env) batchRun(job *pgx.Conn, body func()) int64 {
 	if err := job.QueryRow(context.Background(), `SELECT telemetry.batch_begin('etl')`).Scan(&id); err != nil {
 		e.t.Fatal(err)
 	}
-	e.rec.statements.fullNext = true // as the boundary's request_snapshot asks
+	e.rec.statements.fullFrom = time.Now() // as the boundary's request_snapshot asks
 	e.record(collectors.TierSnapshot)
 	e.refreshTracker()
 	done := make(chan struct{})
@@ -142,7 +142,7 @@ func (e *env) batchRun(job *pgx.Conn, body func()) int64 {
 	}
 	pgtest.MustExec(e.t, job, `SELECT telemetry.batch_end('etl')`)
 	e.refreshTracker()
-	e.rec.statements.fullNext = true
+	e.rec.statements.fullFrom = time.Now()
 	e.record(collectors.TierSnapshot)
 	return id
 }
@@ -435,9 +435,18 @@ func TestStatementsStoredAtTheirInterval(t *testing.T) {
 		{"a minute later: nothing", time.Minute, 2, false, 0, 0},
 		{"a boundary: every entry", 2 * time.Minute, 3, true, 2, 1},
 		{"after it, within the hour: nothing", 30 * time.Minute, 4, false, 0, 0},
-		{"an hour after the boundary: what changed", 62 * time.Minute, 5, false, 1, 1},
+		// A boundary at 40 min whose own snapshot comes after one already under way (taken at
+		// 39.5 min): both store every entry.
+		{"a collection under way at a boundary: every entry", 39*time.Minute + 30*time.Second, 4, false, 2, 1},
+		{"the boundary's own snapshot: every entry again", 40 * time.Minute, 4, false, 2, 1},
+		{"an hour after the boundary: what changed", 101 * time.Minute, 5, false, 1, 1},
 	} {
-		d.fullNext = step.boundary
+		if step.boundary {
+			d.fullFrom = t0.Add(step.at)
+		}
+		if step.at == 39*time.Minute+30*time.Second {
+			d.fullFrom = t0.Add(40 * time.Minute) // asked while that collection was under way
+		}
 		if e, i := stored(t0.Add(step.at), st(step.calls)); e != step.entries || i != step.info {
 			t.Errorf("%s: %d entries and %d info rows, want %d and %d", step.what, e, i, step.entries, step.info)
 		}

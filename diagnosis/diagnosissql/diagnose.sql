@@ -428,12 +428,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY b.own DESC, 4 DESC, 2, 3
 $$;
 
--- _run_measures are _window_measures of a run, its waits those of its own sessions where they
--- were recorded apart: a run is compared with its baseline on what the batch waited on.
-CREATE OR REPLACE FUNCTION telemetry._run_measures(p_run_id bigint)
+-- _run_measures are _window_measures of a run, its waits those of its own sessions when
+-- p_own_sessions (diagnose_run asks where the run and its baseline runs all had them recorded
+-- apart, so that both sides are measured alike): what the batch waited on.
+CREATE OR REPLACE FUNCTION telemetry._run_measures(p_run_id bigint, p_own_sessions boolean)
 RETURNS TABLE (measure text, pattern text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH own AS (SELECT * FROM telemetry.run_session_waits(p_run_id) WHERE sessions = 'batch'),
+    WITH own AS (SELECT * FROM telemetry.run_session_waits(p_run_id) WHERE p_own_sessions AND sessions = 'batch'),
     covered AS (SELECT EXISTS (SELECT FROM own) AS yes)
     SELECT m.* FROM telemetry._run_window(p_run_id) w, covered,
            LATERAL telemetry._window_measures(w.start_time, w.end_time, w.snapshot_start, w.server) m
@@ -466,6 +467,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT bw.* FROM telemetry._run_window(p_run_id) w,
     LATERAL (SELECT r.run_id FROM telemetry.batch_runs r
              WHERE r.batch = w.batch AND r.status IN ('succeeded', 'ended') AND r.started_at < w.start_time
+               -- a run named for a server nothing was recorded of has no data to compare
+               AND (r.server IS NULL OR EXISTS (SELECT FROM telemetry.servers s WHERE s.server = r.server))
              ORDER BY r.started_at DESC LIMIT telemetry._threshold('baseline_runs')::bigint) b,
     LATERAL telemetry._run_window(b.run_id) bw
 $$;
@@ -481,8 +484,10 @@ RETURNS TABLE (rank integer, measure text, pattern text, unit text, value numeri
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH w AS (SELECT * FROM telemetry._run_window(p_run_id)),
     base AS (SELECT * FROM telemetry._baseline_runs(p_run_id)),
-    cur AS (SELECT m.* FROM telemetry._run_measures(p_run_id) m),
-    basem AS (SELECT base.run_id, m.* FROM base, LATERAL telemetry._run_measures(base.run_id) m),
+    own AS (SELECT bool_and(EXISTS (SELECT FROM telemetry.run_session_waits(r.run_id) x WHERE x.sessions = 'batch')) AS yes
+            FROM (SELECT p_run_id AS run_id UNION ALL SELECT run_id FROM base) r),
+    cur AS (SELECT m.* FROM own, LATERAL telemetry._run_measures(p_run_id, own.yes) m),
+    basem AS (SELECT base.run_id, m.* FROM base, own, LATERAL telemetry._run_measures(base.run_id, own.yes) m),
     vals AS (
         SELECT c.measure, b.run_id,
                CASE WHEN bm.value IS NOT NULL THEN bm.value

@@ -14,10 +14,12 @@ $$;
 
 -- _statement_text_pattern: a regular expression that a statement's text as the session sent it
 -- (pg_stat_activity.query) matches, given pg_stat_statements' normalized text ($n for each
--- constant); a trailing semicolon and white space allowed.
+-- constant, "$n /*, ... */" for a list of them from 1.12 on); a trailing semicolon and white
+-- space allowed.
 CREATE OR REPLACE FUNCTION telemetry._statement_text_pattern(p_normalized text)
 RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT '^' || regexp_replace(regexp_replace(btrim(p_normalized), '([].^$*+?(){}|\\[])', '\\\1', 'g'),
+    SELECT '^' || regexp_replace(regexp_replace(regexp_replace(btrim(p_normalized), '\$[0-9]+ /\*, \.\.\. \*/', '$1', 'g'),
+                                                '([].^$*+?(){}|\\[])', '\\\1', 'g'),
                                  '\\\$[0-9]+', '.+', 'g') || '\s*;?\s*$'
 $$;
 
@@ -91,7 +93,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             WHERE x.queryid = 0 AND x.query_text <> '' AND d.toplevel AND d.calls > 0
               AND starts_with(btrim(x.query_text, E' \t\r\n'), split_part(tx.query, '$', 1))
               AND btrim(x.query_text, E' \t\r\n') ~ telemetry._statement_text_pattern(tx.query)
-            ORDER BY d.calls DESC, d.queryid LIMIT 1) m ON true
+            -- The most specific text first: constants match .+, so a shorter statement's pattern
+            -- may match a longer one's text too.
+            ORDER BY length(tx.query) DESC, d.calls DESC, d.queryid LIMIT 1) m ON true
         WHERE x.server = srv.server AND x.captured_at > w.start_at AND x.captured_at <= w.end_at),
     waits AS (
         SELECT t.queryid, jsonb_object_agg(t.wait, round(t.seconds::numeric, 1)) AS waits,
@@ -101,10 +105,15 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                      sum(ws.seconds) FILTER (WHERE NOT ws.before_query_id AND ws.wait_event_type = 'Lock') AS lock_seconds
               FROM ws GROUP BY 1, 2) t
         GROUP BY 1),
+    -- The sampled seconds are by queryid: they go to one entry of it (the most called), not to
+    -- each role's or database's entry of the same statement.
+    ranked AS (
+        SELECT d.*, row_number() OVER (PARTITION BY d.queryid, d.toplevel ORDER BY d.calls DESC NULLS LAST, d.datname, d.username) AS nth
+        FROM d),
     timed AS (
         SELECT d.*, d.seconds + greatest(coalesce(waits.lock_seconds, 0) - d.seconds, 0) + coalesce(waits.before_seconds, 0) AS time,
                waits.waits
-        FROM d LEFT JOIN waits ON waits.queryid = d.queryid AND d.toplevel)
+        FROM ranked d LEFT JOIN waits ON waits.queryid = d.queryid AND d.toplevel AND d.nth = 1)
     SELECT d.queryid, d.datname, d.username, d.toplevel, tx.query, d.status,
            d.calls, d.rows, round(d.time::numeric, 3), round((d.time / nullif(d.calls, 0))::numeric, 6),
            d.hit, d.read, round(((d.hit + d.read)::numeric / nullif(d.calls, 0)), 1),
@@ -305,24 +314,29 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     -- baseline: the time went to the application or the network. Judged where the run's own
     -- sessions were recorded apart, against the baseline's median of the same measures.
     dr AS (SELECT * FROM telemetry.diagnose_run(p_run_id) WHERE EXISTS (SELECT FROM rw WHERE rw.sessions = 'batch')),
+    -- Session-seconds over the run's own active sessions on average are the run's seconds:
+    -- four sessions each waiting 10 s more made the run about 10 s longer, not 40.
     cw AS (
-        SELECT sum(dr.value) AS seconds, sum(coalesce(dr.baseline_median, 0)) AS baseline, max(dr.baseline_runs) AS runs,
-               (array_agg(substr(dr.measure, 6) ORDER BY dr.value DESC))[1] AS top,
-               (SELECT d.value - d.baseline_median FROM dr d WHERE d.measure = 'duration') AS extra
-        FROM dr WHERE dr.measure LIKE 'wait:Client:%'),
+        SELECT x.*, (x.seconds - x.baseline) / greatest(x.sessions, 1) AS wall
+        FROM (SELECT sum(dr.value) AS seconds, sum(coalesce(dr.baseline_median, 0)) AS baseline, max(dr.baseline_runs) AS runs,
+                     (array_agg(substr(dr.measure, 6) ORDER BY dr.value DESC))[1] AS top,
+                     (SELECT d.value - d.baseline_median FROM dr d WHERE d.measure = 'duration') AS extra,
+                     (SELECT sum(rw.session_seconds) FROM rw WHERE rw.sessions = 'batch')
+                       / nullif((SELECT d.value FROM dr d WHERE d.measure = 'duration'), 0) AS sessions
+              FROM dr WHERE dr.measure LIKE 'wait:Client:%') x),
     s AS (
         SELECT * FROM telemetry._statement_findings(p_run_id)
         UNION ALL
-        SELECT 'client_wait', CASE WHEN cw.seconds - cw.baseline >= 0.5 * cw.extra THEN 'critical' ELSE 'warning' END,
-               format('The batch''s own sessions waited %s s on their client (mostly %s; baseline median %s s): %s%% of the run''s extra %s s went to the application or the network, not to the database.',
-                      round(cw.seconds, 1), cw.top, round(cw.baseline, 1), round(100 * (cw.seconds - cw.baseline) / cw.extra), round(cw.extra, 1)),
+        SELECT 'client_wait', CASE WHEN cw.wall >= 0.5 * cw.extra THEN 'critical' ELSE 'warning' END,
+               format('The batch''s own sessions waited %s session-seconds on their client (mostly %s; baseline median %s): about %s%% of the run''s extra %s s went to the application or the network, not to the database.',
+                      round(cw.seconds, 1), cw.top, round(cw.baseline, 1), least(round(100 * cw.wall / cw.extra), 100), round(cw.extra, 1)),
                jsonb_build_object('client_wait_seconds', cw.seconds, 'baseline_median_seconds', cw.baseline, 'top_wait', cw.top,
-                                  'extra_seconds', cw.extra, 'baseline_runs', cw.runs),
+                                  'extra_seconds', cw.extra, 'own_active_sessions', round(cw.sessions, 2), 'baseline_runs', cw.runs),
                'Look at what feeds the batch: the application or ETL tool (a COPY FROM STDIN or row-by-row inserts it sends slowly), its host''s CPU, the network between; ClientRead is the server waiting for the next message, ClientWrite for the client to take the results.',
-               cw.seconds - cw.baseline
+               cw.wall
         FROM cw
         WHERE cw.runs > 0 AND cw.extra > 0
-          AND cw.seconds - cw.baseline >= greatest(telemetry._threshold('client_wait_min_extra_seconds'), 0.3 * cw.extra)),
+          AND cw.wall >= greatest(telemetry._threshold('client_wait_min_extra_seconds'), 0.3 * cw.extra)),
     locks AS (
         SELECT EXISTS (SELECT FROM rw WHERE rw.sessions = 'batch') AS covered,
                coalesce(sum(rw.session_seconds) FILTER (WHERE rw.sessions = 'batch' AND rw.wait_event_type = 'Lock' AND rw.wait_event <> 'extend'), 0) AS own,

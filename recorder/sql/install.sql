@@ -155,19 +155,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'f0f244715af529f0ec9bd5562b20ecba9602773ccc373c55ea1fd0a7db6bc188') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'b0ad070b289c5ace5b79761ac494731c66863921ba4bcb69349483d484bcc9ec') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'f0f244715af529f0ec9bd5562b20ecba9602773ccc373c55ea1fd0a7db6bc188')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'b0ad070b289c5ace5b79761ac494731c66863921ba4bcb69349483d484bcc9ec')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'db989b1fb0bc282dc453559dbc04872a39e1b2828cdc49cdc7bdec3f04df30cf') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '02f0ff96b708f2f4984039af18a0cbccbbcbfbe21438cb56dbd5a64b499edc9d') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'db989b1fb0bc282dc453559dbc04872a39e1b2828cdc49cdc7bdec3f04df30cf')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '02f0ff96b708f2f4984039af18a0cbccbbcbfbe21438cb56dbd5a64b499edc9d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
