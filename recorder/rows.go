@@ -275,7 +275,7 @@ type statementKey struct {
 // a batch's boundaries), so that a statement's counters at any snapshot are its last row at
 // or before it.
 type statementDeltas struct {
-	calls    map[statementKey]int64 // as last stored
+	calls map[statementKey]int64 // as last stored
 	// fullFrom is when a batch's boundary asked for every entry (zero: none asked): kept until
 	// a collection taken at or after it stores them, so that one already under way when the
 	// boundary came does not use the request up.
