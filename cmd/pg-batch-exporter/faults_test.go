@@ -176,8 +176,10 @@ func TestBinarySIGKILLMidWrite(t *testing.T) {
 	c := pgtest.Connect(t, dsn, "")
 	pgtest.MustExec(t, c, `CREATE EXTENSION pg_stat_statements; CREATE TABLE public.orders (id int)`)
 	for i := range 6 {
+		// Statements at every snapshot: each snapshot then has a statements row to check.
 		p := startExporterProcess(t, bin, nil, "--postgres.dsn="+dsn, "--recorder.enabled", "--collector.tables.track=public.orders",
-			"--tier.sample-interval=100ms", "--tier.snapshot-interval=100ms", "--collector.waits.interval=100ms")
+			"--tier.sample-interval=100ms", "--tier.snapshot-interval=100ms", "--collector.waits.interval=100ms",
+			"--recorder.statements-interval=0")
 		p.waitFor("collections written", 30*time.Second, func() bool {
 			return p.metric(`pgbatch_recorder_rows_written_total{table="snapshots"}`) >= 2
 		})
