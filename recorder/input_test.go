@@ -27,6 +27,7 @@ func TestAnalysisRefusesBadInput(t *testing.T) {
 			{`SELECT * FROM telemetry.table_compare('t', now(), now() - interval '1 hour')`, "is before the start"},
 			{`SELECT * FROM telemetry.wait_summary(now(), now() - interval '1 hour')`, "is before the start"},
 			{`SELECT * FROM telemetry.statement_compare(now(), now() - interval '1 hour')`, "is before the start"},
+			{`SELECT * FROM telemetry.lock_episodes(now(), now() - interval '1 hour')`, "is before the start"},
 			{`SELECT * FROM telemetry.diagnose(now(), now() - interval '1 hour')`, "is before the start"},
 			{`SELECT * FROM telemetry.diagnose('-infinity', 'infinity')`, "must be finite times"},
 			{`SELECT * FROM telemetry.compare('-infinity', now())`, "must be finite times"},

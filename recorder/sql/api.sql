@@ -431,17 +431,23 @@ RETURNS TABLE (started_at timestamptz, last_seen_at timestamptz, ended_at timest
     blocked_pid integer, blocked_user text, blocked_app text, blocked_query_preview text,
     blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, blocking_pids integer[],
     lock_type text, locked_relation text, datname text, blocked_backend_start timestamptz, server text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH srv AS (SELECT telemetry._window_server(p_start_time, p_end_time, p_server) AS server)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    -- Checked first: in a CTE, partition pruning could leave the check unread.
+    v_server text := telemetry._window_server(p_start_time, p_end_time, p_server);
+BEGIN
+    RETURN QUERY
     SELECT e.started_at, e.last_seen_at, e.ended_at, round(extract(epoch FROM e.duration), 1), e.still_waiting,
            e.blocked_pid, e.blocked_user, e.blocked_app, e.blocked_query_preview,
            e.blocking_pid, e.blocking_user, e.blocking_app, e.blocking_query_preview, e.blocking_pids,
            e.lock_type, e.locked_relation, e.datname, e.blocked_backend_start, e.server
-    FROM telemetry.lock_wait_episodes e, srv
+    FROM telemetry.lock_wait_episodes e
     -- An episode is stored with the first sample after its end: captured after the window began.
-    WHERE e.server = srv.server AND e.captured_at >= p_start_time
+    WHERE e.server = v_server AND e.captured_at >= p_start_time
       AND e.started_at <= p_end_time AND e.ended_at >= p_start_time
-    ORDER BY e.started_at, e.blocked_pid
+    ORDER BY e.started_at, e.blocked_pid;
+END
 $$;
 
 CREATE OR REPLACE VIEW telemetry.recent_progress AS
