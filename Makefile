@@ -27,13 +27,15 @@
 #                  stops it (make demo DEMO_EXIT=1: run through and exit)
 #   make test-demo     the demo with DEMO_EXIT=1, twice in a row (make test runs it)
 #   make test-browser  the report page in a headless chromium (part of go test ./...)
-#   make bench     one table (about 8 minutes): collection and scrape cost at 10-10,000
+#   make bench     one table (about 10 minutes): collection and scrape cost at 10-10,000
 #                  tracked tables, RSS; the wait sampler's cost at 1s/100ms with 10-500
 #                  sessions; its fidelity on a scripted workload beside pg_wait_sampling
-#                  (postgresql-15-pg-wait-sampling, make deps) (a short run of it is part
-#                  of make test: exporter.TestBenchTable)
-#   make bench-recorder  the recorder's storage per day and analysis timings over 7 days
-#                  of generated data (about a minute; recorder.TestMeasureStorageAndTimings)
+#                  (postgresql-15-pg-wait-sampling, make deps); the statements collector at
+#                  1000 and 5000 statements (a short run of it is part of make test:
+#                  exporter.TestBenchTable); then make bench-recorder
+#   make bench-recorder  the recorder's storage per day (1000 busy statements included) and
+#                  analysis timings over 7 days of generated data (about two minutes;
+#                  recorder.TestMeasureStorageAndTimings)
 #   make clean-pg  kill PostgreSQL test servers left by killed test runs
 #   make vuln      govulncheck from a pinned golang.org/x/vuln; needs https://vuln.go.dev
 #                  (unreachable from the development machines: run it where it answers)
@@ -164,6 +166,7 @@ test-e2e: deps tools
 
 bench:
 	set -o pipefail; PGBATCH_BENCH=full $(GO) test -count=1 -v -timeout 30m -run '^TestBenchTable$$' ./internal/exporter/ | grep '^|\|^## '
+	$(MAKE) bench-recorder
 
 
 bench-recorder:
