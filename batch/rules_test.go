@@ -107,8 +107,8 @@ func TestRunWaitsSplitOwnFromOthers(t *testing.T) {
 		got[w] = s
 	}
 	want := map[collectors.BatchWait]float64{
-		{Batch: "nightly", Own: true, WaitEventType: "IO", WaitEvent: "BufFileWrite", QueryID: 42}: 1.5,
-		{Batch: "nightly", Own: false, WaitEventType: "Lock", WaitEvent: "relation"}:               3,
+		{Batch: "nightly", Own: true, PID: 7, WaitEventType: "IO", WaitEvent: "BufFileWrite", QueryID: 42}: 1.5,
+		{Batch: "nightly", Own: false, WaitEventType: "Lock", WaitEvent: "relation"}:                       3,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("run waits %v, want %v", got, want)

@@ -236,7 +236,10 @@ func (t *Tracker) splitRunWaits(span time.Duration, waits []collectors.SessionWa
 		for _, w := range waits {
 			k := collectors.BatchWait{Batch: name, Own: t.batchOf(w) == name, WaitEventType: w.WaitEventType, WaitEvent: w.WaitEvent}
 			if k.Own {
-				k.QueryID = w.QueryID
+				k.QueryID, k.PID = w.QueryID, w.PID
+				if w.BackendStart != nil {
+					k.BackendStart = *w.BackendStart
+				}
 			}
 			t.runWaits[k] += float64(w.Count) * span.Seconds()
 		}

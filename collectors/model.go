@@ -266,6 +266,8 @@ type ReplicationStat struct {
 type BatchWait struct {
 	Batch         string
 	Own           bool
+	PID           int32     // an own session's (0 for the others)
+	BackendStart  time.Time // an own session's, telling a reused pid apart (zero for the others)
 	WaitEventType string
 	WaitEvent     string
 	QueryID       int64

@@ -16,7 +16,8 @@ import (
 // run in which the batch spills a sort to disk. The run's diagnosis blames the spill and
 // names the other sessions' lock waits as info, not as the batch's: the batch tracker books
 // the sampler's seconds to the run's own sessions and to the others apart. When the batch
-// itself queues behind a lock, lock_contention stays a finding, with its own seconds.
+// itself queues behind a lock, lock_contention stays a finding, with its own seconds and its own
+// blocker, though another application waited longer behind another.
 func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
@@ -89,8 +90,14 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 			w.Close(context.Background())
 		}
 
-		// The batch itself queues behind a lock: that is its finding.
+		// The batch itself queues 2 s behind a migration while a report queues all run long
+		// behind another session: the finding is the batch's, named after what it waited for.
+		other := pgtest.Connect(t, e.dsn, "nightly-report")
+		pgtest.MustExec(t, other, `BEGIN; LOCK TABLE reports IN ACCESS EXCLUSIVE MODE`)
+		waiter := pgtest.Connect(t, e.dsn, "reporting")
+		go func() { _, _ = waiter.Exec(context.Background(), `SELECT * FROM reports`) }()
 		blocked := e.batchRun(job, body("256MB", true))
+		pgtest.MustExec(t, other, `COMMIT`)
 		fs = findings(t, c, blocked)
 		t.Logf("the batch blocked: %v", fs)
 		lock = nil
@@ -99,8 +106,9 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 				lock = f
 			}
 		}
-		if lock == nil || lock["severity"] == "info" || !strings.Contains(lock["summary"].(string), "The batch's own sessions waited") {
-			t.Errorf("lock_contention %v, want a finding with the batch's own lock wait", lock)
+		if lock == nil || lock["severity"] == "info" || !strings.Contains(lock["summary"].(string), "The batch's own sessions waited") ||
+			!strings.Contains(lock["summary"].(string), "mostly behind pid") || !strings.Contains(strings.SplitN(lock["summary"].(string), ";", 2)[0], "(migration) on public.work") {
+			t.Errorf("lock_contention %v, want the batch's own lock wait, behind the migration on work", lock)
 		}
 	})
 }

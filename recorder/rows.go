@@ -245,10 +245,14 @@ var collectionTables = []collectionTable{
 				return []any{w.QueryID, w.WaitEventType, w.WaitEvent, w.BeforeQueryID, w.QueryText, w.Seconds}
 			})
 		}},
-	{"batch_wait_samples", collectors.TierSample, []string{"batch", "own", "wait_event_type", "wait_event", "queryid", "seconds"},
+	{"batch_wait_samples", collectors.TierSample, []string{"batch", "own", "pid", "backend_start", "wait_event_type", "wait_event", "queryid", "seconds"},
 		func(c *collectors.Collection) [][]any {
 			return each(c.BatchWaits, func(w *collectors.BatchWait) []any {
-				return []any{w.Batch, w.Own, w.WaitEventType, w.WaitEvent, w.QueryID, w.Seconds}
+				var started *time.Time
+				if !w.BackendStart.IsZero() {
+					started = &w.BackendStart
+				}
+				return []any{w.Batch, w.Own, w.PID, started, w.WaitEventType, w.WaitEvent, w.QueryID, w.Seconds}
 			})
 		}},
 }

@@ -342,21 +342,46 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                coalesce(sum(rw.session_seconds) FILTER (WHERE rw.sessions = 'batch' AND rw.wait_event_type = 'Lock' AND rw.wait_event <> 'extend'), 0) AS own,
                coalesce(sum(rw.session_seconds) FILTER (WHERE rw.sessions = 'other' AND rw.wait_event_type = 'Lock' AND rw.wait_event <> 'extend'), 0) AS other
         FROM rw),
+    -- The lock waits of the batch's own sessions (the sessions batch_wait_samples names), with
+    -- who held them up: what a run's lock_contention is judged and named on.
+    own_blockers AS (
+        SELECT e.blocking_pid, coalesce(nullif(e.blocking_app, ''), e.blocking_user, '?') AS blocking, e.lock_type,
+               e.locked_relation, e.blocking_query_preview, count(*) AS waits, round(sum(e.duration_seconds), 1) AS blocked_seconds
+        FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
+             LATERAL telemetry.lock_episodes(w.start_time, w.end_time, w.server) e
+        WHERE e.lock_type IS DISTINCT FROM 'extend'
+          AND EXISTS (SELECT FROM telemetry.batch_wait_samples b
+                      WHERE b.server = srv.server AND b.batch = w.batch AND b.own AND b.pid = e.blocked_pid
+                        AND b.backend_start IS NOT DISTINCT FROM e.blocked_backend_start
+                        AND b.captured_at BETWEEN w.start_time AND w.end_time)
+        GROUP BY 1, 2, 3, 4, 5
+        ORDER BY blocked_seconds DESC, waits DESC),
+    own_pct AS (  -- the batch's own lock seconds as a share of the run
+        SELECT round(100 * l.own / nullif(extract(epoch FROM w.end_time - w.start_time), 0), 1) AS pct
+        FROM locks l, telemetry._run_window(p_run_id) w),
     d AS (
         SELECT x.pattern,
-               CASE WHEN j.judged AND l.own < telemetry._threshold('run_own_lock_seconds') THEN 'info' ELSE x.severity END AS severity,
+               CASE WHEN NOT j.judged THEN x.severity
+                    WHEN l.own < telemetry._threshold('run_own_lock_seconds') THEN 'info'
+                    ELSE coalesce(telemetry._severity(p.pct, telemetry._threshold('lock_wait_pct_warning'), telemetry._threshold('lock_wait_pct_critical')), 'info')
+               END AS severity,
                CASE WHEN NOT j.judged THEN x.summary
                     WHEN l.own < telemetry._threshold('run_own_lock_seconds')
                     THEN format('Other sessions waited %s s on locks during the run; the batch''s own sessions waited %s s, so locks did not slow it. %s',
                                 round(l.other, 1), round(l.own, 1), x.summary)
-                    ELSE format('The batch''s own sessions waited %s s on locks (other sessions %s s). %s', round(l.own, 1), round(l.other, 1), x.summary)
+                    ELSE format('The batch''s own sessions waited %s s on locks (%s%% of the run)%s; other sessions %s s. Across the server: %s',
+                                round(l.own, 1), p.pct,
+                                coalesce((SELECT format(', mostly behind pid %s (%s) on %s', b.blocking_pid, b.blocking, coalesce(b.locked_relation, b.lock_type, '?'))
+                                          FROM own_blockers b LIMIT 1), ''),
+                                round(l.other, 1), x.summary)
                END AS summary,
-               CASE WHEN j.judged THEN x.evidence || jsonb_build_object('batch_lock_wait_seconds', l.own, 'other_lock_wait_seconds', l.other)
+               CASE WHEN j.judged THEN x.evidence || jsonb_build_object('batch_lock_wait_seconds', l.own, 'other_lock_wait_seconds', l.other,
+                                                                         'batch_blockers', (SELECT jsonb_agg(to_jsonb(b)) FROM (SELECT * FROM own_blockers LIMIT 3) b))
                     ELSE x.evidence END AS evidence,
                x.recommendation, x.ord
         FROM telemetry._run_window(p_run_id) w,
             LATERAL telemetry._diagnose(w.start_time, w.end_time, w.snapshot_start, w.server) WITH ORDINALITY x(pattern, severity, summary, evidence, recommendation, ord),
-            locks l, LATERAL (SELECT x.pattern = 'lock_contention' AND l.covered AS judged) j)
+            locks l, own_pct p, LATERAL (SELECT x.pattern = 'lock_contention' AND l.covered AS judged) j)
     SELECT f.pattern, f.severity, f.summary, f.evidence, f.recommendation
     FROM (
         SELECT s.pattern, s.severity, s.summary, s.evidence, s.recommendation, s.explained_seconds, 0::bigint AS ord

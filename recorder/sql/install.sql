@@ -43,7 +43,8 @@ BEGIN
         ('0005_statements.sql', '826edd0c284e34d0032cfc1e3fbccd6dbd7a1c6367d38848369b71a60014ec3c'),
         ('0006_statement_waits_before_query_id.sql', 'bd549608bdc633f546d5d484f0d953167a3f9f780360f0d1569d715388862f10'),
         ('0007_batch_wait_samples.sql', '3c2b6910682d67f643dffac41e7b231da0fce4b3edf1945ca4c2037309b1e9c3'),
-        ('0008_lock_wait_episodes.sql', '9b074edcf55dcce50b73ec4e305713b0bf90f8cfe94adc994e5aa6d5eea17a36')) f (name, checksum) ON f.name = m.name
+        ('0008_lock_wait_episodes.sql', '9b074edcf55dcce50b73ec4e305713b0bf90f8cfe94adc994e5aa6d5eea17a36'),
+        ('0009_batch_wait_sessions.sql', '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -115,6 +116,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0008_lock_wait
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0009_batch_wait_sessions.sql' AND checksum = '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0009_batch_wait_sessions.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0009_batch_wait_sessions.sql', '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '4135567022cda65761eea365a5c79d2f2ddd4a224328dab72c156453f4bf4439') AS apply \gset
 \if :apply
 BEGIN;
@@ -163,11 +172,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '02f0ff96b708f2f4984039af18a0cbccbbcbfbe21438cb56dbd5a64b499edc9d') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '0f7ffe4667153b609ca4d1141bc8361b48802c51e660035eea7a8ca818e3b477') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '02f0ff96b708f2f4984039af18a0cbccbbcbfbe21438cb56dbd5a64b499edc9d')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '0f7ffe4667153b609ca4d1141bc8361b48802c51e660035eea7a8ca818e3b477')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
