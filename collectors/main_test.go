@@ -53,14 +53,7 @@ func testPool(t testing.TB, dsn string) *pgxpool.Pool {
 	t.Helper()
 	o := testOptions
 	o.DSN = dsn
-	cfg, err := postgres.Config(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := postgres.NewPool(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool := pgtest.PoolWith(t, o)
 	t.Cleanup(pool.Close)
 	return pool
 }

@@ -155,14 +155,7 @@ func measureWaitSampler(t *testing.T, dsn string, localBackend bool, interval, w
 // leave out; read-only; its timeouts), of at most conns connections.
 func samplerPool(t *testing.T, dsn string, conns int32) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := postgres.Config(postgres.Options{DSN: dsn, MaxConns: conns, StatementTimeout: 5 * time.Second, LockTimeout: time.Second, ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := postgres.NewPool(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool := pgtest.PoolWith(t, postgres.Options{DSN: dsn, MaxConns: conns, StatementTimeout: 5 * time.Second, LockTimeout: time.Second, ReadOnly: true})
 	t.Cleanup(pool.Close)
 	return pool
 }

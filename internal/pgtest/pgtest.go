@@ -342,8 +342,15 @@ func (s *Server) mustBePrivate(t testing.TB, what string) {
 // several tests outlives the test that opened it.
 func Pool(t testing.TB, dsn string, readOnly bool, app string) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := postgres.Config(postgres.Options{DSN: dsn, MaxConns: 4, StatementTimeout: 30 * time.Second,
+	return PoolWith(t, postgres.Options{DSN: dsn, MaxConns: 4, StatementTimeout: 30 * time.Second,
 		LockTimeout: 5 * time.Second, ReadOnly: readOnly, ApplicationName: app})
+}
+
+// PoolWith is a pool with the exporter's own connection settings o. It outlives the test (a
+// shared recording may use it in the next one): close it where it ends.
+func PoolWith(t testing.TB, o postgres.Options) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := postgres.Config(o)
 	if err != nil {
 		t.Fatal(err)
 	}
