@@ -398,7 +398,7 @@ func (c *triggerCount) get(t collectors.Tier) int {
 // follow runs the tracker with a wait sampler every 50ms until ctx ends.
 func follow(ctx context.Context, tr *Tracker, pool *pgxpool.Pool) {
 	sampler := collectors.NewWaitSampler(pool, 50*time.Millisecond, nil)
-	sampler.Observe(tr.Observe)
+	tr.Follow(sampler)
 	go tr.Run(ctx)
 	go func() {
 		for ctx.Err() == nil {

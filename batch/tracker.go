@@ -117,7 +117,7 @@ type event struct {
 	at    time.Time
 }
 
-// NewTracker builds a tracker; feed it with Observe (a collectors.WaitObserver) and Run.
+// NewTracker builds a tracker; feed it with Follow (or Observe, a collectors.WaitObserver) and Run.
 func NewTracker(o Options) *Tracker {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -156,6 +156,20 @@ func (t *Tracker) batchOf(w collectors.SessionWait) string {
 		}
 	}
 	return ""
+}
+
+// Follow has the tracker take every sample of w, and w book each statement's seconds to the
+// batch whose own session ran it.
+func (t *Tracker) Follow(w *collectors.WaitSampler) {
+	w.Observe(t.Observe)
+	w.SessionBatches(t.sessionBatch)
+}
+
+// sessionBatch names the batch a session is the own session of, or "".
+func (t *Tracker) sessionBatch(w collectors.SessionWait) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.batchOf(w)
 }
 
 // Observe takes one wait sample: it books the batches' session-seconds and starts or ends

@@ -60,6 +60,9 @@ type SessionWait struct {
 type SessionTime struct {
 	SessionWait
 	Seconds float64
+	// Batch is the batch whose own session this was when sampled ("": none): what tells a
+	// run's statements from other sessions' (SessionBatches).
+	Batch string
 	// BeforeQueryID: the query had no query_id yet, resolved from a later sample. The server
 	// reports it after parse analysis, where a statement first locks its tables, and
 	// pg_stat_statements' times leave that phase out: these seconds add to them.
@@ -74,6 +77,7 @@ type WaitObserver func(at time.Time, span time.Duration, waits []SessionWait, at
 type waitKey struct{ typ, event string }
 
 type statementWaitKey struct {
+	batch         string
 	queryID       int64
 	beforeQueryID bool
 	queryText     string
@@ -85,6 +89,7 @@ type statementWaitKey struct {
 // query that waited on a lock and never showed its query_id (a short statement queued behind a
 // lock while parsing), which statement analysis matches to pg_stat_statements' texts.
 type StatementWait struct {
+	Batch         string // the batch whose own sessions these were, "" for every other session
 	QueryID       int64
 	WaitEventType string
 	WaitEvent     string
@@ -120,6 +125,8 @@ type WaitSampler struct {
 	totals    map[waitKey]float64
 	pending   map[waitKey]float64
 	observers []WaitObserver
+	// sessionBatch names the batch a sampled session is the own session of ("": none).
+	sessionBatch func(SessionWait) string
 
 	// Statement attribution.
 	running      map[int32]runningQuery         // the previous sample's sessions with a query_id
@@ -153,6 +160,14 @@ func (w *WaitSampler) Observe(o WaitObserver) {
 	w.observers = append(w.observers, o)
 }
 
+// SessionBatches has each sample's statement seconds booked with the batch whose own session
+// they were (f, the batch tracker's rule): a run's statements are those its own sessions ran.
+func (w *WaitSampler) SessionBatches(f func(SessionWait) string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sessionBatch = f
+}
+
 // Sample reads pg_stat_activity once and adds count × elapsed to each wait. The span a sample
 // stands for is capped at two intervals, so an outage is not booked to the waits seen after it.
 // (The runner samples on its own schedule, each sample standing for its stratum: see every.)
@@ -172,6 +187,7 @@ func (w *WaitSampler) sample(ctx context.Context, spanAt func(now time.Time) tim
 	start := time.Now()
 	waits, err := w.read(ctx)
 	now := time.Now()
+	batches := w.batchesOf(waits)
 	lockSample := err == nil && w.locks != nil && slices.ContainsFunc(waits, func(s SessionWait) bool { return s.WaitEventType == "Lock" })
 	var locks []LockWait
 	var lockErr error
@@ -208,7 +224,7 @@ func (w *WaitSampler) sample(ctx context.Context, spanAt func(now time.Time) tim
 		w.totals[k] += secs
 		w.pending[k] += secs
 	}
-	attributed := w.attribute(waits, span)
+	attributed := w.attribute(waits, batches, span)
 	observers := w.observers
 	w.mu.Unlock()
 	for _, o := range observers {
@@ -222,7 +238,7 @@ func (w *WaitSampler) sample(ctx context.Context, spanAt func(now time.Time) tim
 // query_start) in the previous sample or, failing that, in a later one: its seconds wait
 // while the query goes on without a query_id, and what the query never shows one for is
 // counted as unattributed.
-func (w *WaitSampler) attribute(waits []SessionWait, span time.Duration) []SessionTime {
+func (w *WaitSampler) attribute(waits []SessionWait, batches []string, span time.Duration) []SessionTime {
 	running := make(map[int32]runningQuery, len(waits))
 	current := make(map[int32]SessionWait, len(waits))
 	for _, s := range waits {
@@ -242,8 +258,8 @@ func (w *WaitSampler) attribute(waits []SessionWait, span time.Duration) []Sessi
 		}
 		out = append(out, *u)
 	}
-	for _, s := range waits {
-		t := SessionTime{SessionWait: s, Seconds: float64(s.Count) * span.Seconds()}
+	for i, s := range waits {
+		t := SessionTime{SessionWait: s, Seconds: float64(s.Count) * span.Seconds(), Batch: batches[i]}
 		if t.QueryID == 0 {
 			t.QueryID = sameQuery(w.running, s)
 		}
@@ -260,13 +276,27 @@ func (w *WaitSampler) attribute(waits []SessionWait, span time.Duration) []Sessi
 	}
 	w.running, w.unresolved = running, unresolved
 	for _, t := range out {
-		k := statementWaitKey{queryID: t.QueryID, beforeQueryID: t.BeforeQueryID, waitKey: waitKey{t.WaitEventType, t.WaitEvent}}
+		k := statementWaitKey{batch: t.Batch, queryID: t.QueryID, beforeQueryID: t.BeforeQueryID, waitKey: waitKey{t.WaitEventType, t.WaitEvent}}
 		if t.QueryID == 0 {
 			k.queryText = t.QueryText
 		}
 		w.byStatement[k] += t.Seconds
 		if t.QueryID == 0 {
 			w.unattributed += t.Seconds
+		}
+	}
+	return out
+}
+
+// batchesOf names each session's batch, outside w.mu: the tracker's rule takes its own lock.
+func (w *WaitSampler) batchesOf(waits []SessionWait) []string {
+	w.mu.Lock()
+	f := w.sessionBatch
+	w.mu.Unlock()
+	out := make([]string, len(waits))
+	if f != nil {
+		for i, s := range waits {
+			out[i] = f(s)
 		}
 	}
 	return out
@@ -311,12 +341,15 @@ func (w *WaitSampler) TakeSinceLast() ([]WaitTime, []StatementWait) {
 	w.pending = map[waitKey]float64{}
 	byStatement := make([]StatementWait, 0, len(w.byStatement))
 	for k, v := range w.byStatement {
-		byStatement = append(byStatement, StatementWait{QueryID: k.queryID, WaitEventType: k.typ, WaitEvent: k.event,
+		byStatement = append(byStatement, StatementWait{Batch: k.batch, QueryID: k.queryID, WaitEventType: k.typ, WaitEvent: k.event,
 			BeforeQueryID: k.beforeQueryID, QueryText: k.queryText, Seconds: v})
 	}
 	w.byStatement = map[statementWaitKey]float64{}
 	sort.Slice(byStatement, func(i, j int) bool {
 		a, b := byStatement[i], byStatement[j]
+		if a.Batch != b.Batch {
+			return a.Batch < b.Batch
+		}
 		if a.QueryID != b.QueryID {
 			return a.QueryID < b.QueryID
 		}

@@ -50,7 +50,7 @@ type env struct {
 // withTracker follows the recorded runs with a batch tracker, as the exporter does.
 func (e *env) withTracker() {
 	e.tracker = batch.NewTracker(batch.Options{RunsDB: e.pool, QuietPeriod: time.Second, RefreshEvery: time.Hour})
-	e.runner.Waits().Observe(e.tracker.Observe)
+	e.tracker.Follow(e.runner.Waits())
 	e.runner.SetBatchWaits(e.tracker.TakeRunWaits)
 }
 

@@ -66,6 +66,7 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 			!(fs[0]["pattern"] == "temp_file_spills" || strings.Contains(fs[0]["summary"].(string), "it spilled to disk")) {
 			t.Errorf("first finding %v, want the batch's spill (temp_file_spills, or its sort statement: it spilled to disk)", fs)
 		}
+		notTheBatchs(t, c, spill, "reports")
 		var lock map[string]any
 		for _, f := range fs {
 			if f["pattern"] == "lock_contention" {
@@ -109,11 +110,31 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 				lock = f
 			}
 		}
+		notTheBatchs(t, c, blocked, "reports")
 		if lock == nil || lock["severity"] == "info" || !strings.Contains(lock["summary"].(string), "The batch's own sessions waited") ||
 			!strings.Contains(lock["summary"].(string), "mostly behind pid") || !strings.Contains(strings.SplitN(lock["summary"].(string), ";", 2)[0], "(migration) on public.work") {
 			t.Errorf("lock_contention %v, want the batch's own lock wait, behind the migration on work", lock)
 		}
 	})
+}
+
+// notTheBatchs fails if a run's statements or statement findings name a statement of another
+// application (its text contains other), or one of the exporter's own.
+func notTheBatchs(t *testing.T, c *pgx.Conn, runID int64, other string) {
+	t.Helper()
+	for _, r := range query(t, c, `SELECT query FROM telemetry.run_statements($1)`, runID) {
+		if q, _ := r["query"].(string); strings.Contains(q, other) || strings.Contains(q, "pg_stat_activity") || strings.Contains(q, "INSERT INTO telemetry") {
+			t.Errorf("run %d: run_statements has %q, not a statement of the batch's sessions", runID, q)
+		}
+	}
+	for _, f := range findings(t, c, runID) {
+		switch f["pattern"] {
+		case "statement_regression", "more_work", "new_statement":
+			if s := f["summary"].(string); strings.Contains(s, other) {
+				t.Errorf("run %d: %s blames another application's statement: %s", runID, f["pattern"], s)
+			}
+		}
+	}
 }
 
 // slowRows is a COPY source that takes its time: an application that produces its rows slowly.

@@ -239,10 +239,10 @@ var collectionTables = []collectionTable{
 		func(c *collectors.Collection) [][]any {
 			return each(c.WaitTime, func(w *collectors.WaitTime) []any { return []any{w.WaitEventType, w.WaitEvent, w.Seconds} })
 		}},
-	{"statement_wait_samples", collectors.TierSample, []string{"queryid", "wait_event_type", "wait_event", "before_query_id", "query_text", "seconds"},
+	{"statement_wait_samples", collectors.TierSample, []string{"batch", "queryid", "wait_event_type", "wait_event", "before_query_id", "query_text", "seconds"},
 		func(c *collectors.Collection) [][]any {
 			return each(c.StatementWaits, func(w *collectors.StatementWait) []any {
-				return []any{w.QueryID, w.WaitEventType, w.WaitEvent, w.BeforeQueryID, w.QueryText, w.Seconds}
+				return []any{w.Batch, w.QueryID, w.WaitEventType, w.WaitEvent, w.BeforeQueryID, w.QueryText, w.Seconds}
 			})
 		}},
 	{"batch_wait_samples", collectors.TierSample, []string{"batch", "own", "pid", "backend_start", "wait_event_type", "wait_event", "queryid", "seconds"},

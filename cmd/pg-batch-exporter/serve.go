@@ -156,7 +156,7 @@ func (s *serveCommand) startBatches(ctx context.Context, rules []batch.Rule, poo
 	}
 	t := batch.NewTracker(o)
 	if w := runner.Waits(); w != nil {
-		w.Observe(t.Observe)
+		t.Follow(w)
 	}
 	go t.Run(ctx)
 	return t, nil

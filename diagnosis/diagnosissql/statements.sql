@@ -37,7 +37,11 @@ $$;
 --            the deltas are NULL, never negative.
 -- evicted is true when pg_stat_statements evicted entries during the window (dealloc rose):
 -- statements missing here may have run.
-CREATE OR REPLACE FUNCTION telemetry.statement_compare(p_start_time timestamptz, p_end_time timestamptz, p_server text DEFAULT NULL)
+-- _statement_compare computes it; where p_batch is given, the sampled session-seconds
+-- (sampled_waits, and the lock waits added to a statement's time) are those of that batch's
+-- own sessions only: what they waited on in each statement, and which statements they ran
+-- (those with sampled_waits).
+CREATE OR REPLACE FUNCTION telemetry._statement_compare(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_batch text)
 RETURNS TABLE (
     queryid bigint, datname text, username text, toplevel boolean, query text, status text,
     calls bigint, rows bigint, total_seconds numeric, seconds_per_call numeric,
@@ -96,7 +100,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             -- The most specific text first: constants match .+, so a shorter statement's pattern
             -- may match a longer one's text too.
             ORDER BY length(tx.query) DESC, d.calls DESC, d.queryid LIMIT 1) m ON true
-        WHERE x.server = srv.server AND x.captured_at > w.start_at AND x.captured_at <= w.end_at),
+        WHERE x.server = srv.server AND x.captured_at > w.start_at AND x.captured_at <= w.end_at
+          AND (p_batch IS NULL OR x.batch = p_batch)),
     waits AS (
         SELECT t.queryid, jsonb_object_agg(t.wait, round(t.seconds::numeric, 1)) AS waits,
                sum(t.before_seconds) AS before_seconds, sum(t.lock_seconds) AS lock_seconds
@@ -126,6 +131,17 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY d.time DESC NULLS LAST, d.queryid
 $$;
 
+-- statement_compare: every session's statements of a window (see _statement_compare).
+CREATE OR REPLACE FUNCTION telemetry.statement_compare(p_start_time timestamptz, p_end_time timestamptz, p_server text DEFAULT NULL)
+RETURNS TABLE (
+    queryid bigint, datname text, username text, toplevel boolean, query text, status text,
+    calls bigint, rows bigint, total_seconds numeric, seconds_per_call numeric,
+    shared_blks_hit bigint, shared_blks_read bigint, blocks_per_call numeric,
+    temp_blks_written bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM telemetry._statement_compare(p_start_time, p_end_time, p_server, NULL::text)
+$$;
+
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
     ('statement_min_extra_seconds', 0.5, 'seconds',
      'A statement is a finding when it took at least this much longer than its baseline median (and at least a tenth of the run''s extra duration).'),
@@ -141,9 +157,10 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
      'A run''s lock_contention is info when its own sessions waited less than this on locks: other sessions'' lock waits are named, not blamed.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
--- _window_statements: statement_compare summed per top-level queryid (nested statements' time
+-- _window_statements: _statement_compare summed per top-level queryid (nested statements' time
 -- is inside their caller's). status: reset where any entry was reset, new where any appeared.
-CREATE OR REPLACE FUNCTION telemetry._window_statements(p_start_time timestamptz, p_end_time timestamptz, p_server text)
+DROP FUNCTION IF EXISTS telemetry._window_statements(timestamptz, timestamptz, text);
+CREATE OR REPLACE FUNCTION telemetry._window_statements(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_batch text)
 RETURNS TABLE (queryid bigint, query text, status text, calls bigint, rows bigint, seconds numeric,
                blocks bigint, temp_blks bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -152,14 +169,28 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            sum(c.calls)::bigint, sum(c.rows)::bigint, sum(c.total_seconds),
            sum(c.shared_blks_hit + c.shared_blks_read)::bigint, sum(c.temp_blks_written)::bigint, sum(c.wal_bytes)::bigint,
            (array_agg(c.sampled_waits) FILTER (WHERE c.sampled_waits IS NOT NULL))[1], bool_or(c.evicted)
-    FROM telemetry.statement_compare(p_start_time, p_end_time, p_server) c
+    FROM telemetry._statement_compare(p_start_time, p_end_time, p_server, p_batch) c
     WHERE c.toplevel
     GROUP BY c.queryid
 $$;
 
+-- _run_statement_batch is the batch whose own sessions' statements a run's are: the run's batch
+-- where the wait sampler booked statement seconds to its own sessions during the run (the Go
+-- recorder with its batch tracker), else NULL: every statement of the window (pg_cron mode).
+CREATE OR REPLACE FUNCTION telemetry._run_statement_batch(p_run_id bigint)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT w.batch FROM telemetry._run_window(p_run_id) w
+    WHERE EXISTS (SELECT FROM telemetry.statement_wait_samples x
+                  WHERE x.server = telemetry._resolve_server(w.server) AND x.batch = w.batch
+                    AND x.captured_at BETWEEN w.start_time AND w.end_time)
+$$;
+
 -- run_statements: each statement of a run against the median of the batch's previous normal
 -- runs (a run without the statement counts 0 for its time, calls and rows), ranked by the
--- seconds it took beyond that median: its share of the run's extra duration.
+-- seconds it took beyond that median: its share of the run's extra duration. A run's
+-- statements are those the wait sampler saw its own sessions run (_run_statement_batch), so
+-- that another application's statement in the same window is never the run's; where it did
+-- not follow the batch's sessions, every statement of the window.
 CREATE OR REPLACE FUNCTION telemetry.run_statements(p_run_id bigint)
 RETURNS TABLE (rank integer, queryid bigint, query text, status text, seconds numeric, baseline_seconds numeric,
                extra_seconds numeric, share_of_extra_pct numeric, calls bigint, baseline_calls numeric,
@@ -176,10 +207,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         SELECT b.* FROM base b, LATERAL (SELECT telemetry._resolve_server(b.server) AS server) srv
         WHERE EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at <= b.snapshot_start)
           AND EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at >= b.end_time)),
-    cur AS (SELECT s.* FROM w, LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server) s),
+    own AS (SELECT telemetry._run_statement_batch(p_run_id) AS batch),
+    cur AS (SELECT s.* FROM w, own, LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, own.batch) s
+            WHERE own.batch IS NULL OR s.sampled_waits IS NOT NULL),
     -- A statement first seen inside a baseline run (new) ran in it: the first run after a
     -- restart or a reset is a normal run. Only reset counters are left out.
-    bs AS (SELECT b.run_id, s.* FROM sbase b, LATERAL telemetry._window_statements(b.snapshot_start, b.end_time, b.server) s
+    bs AS (SELECT b.run_id, s.* FROM sbase b, own, LATERAL telemetry._window_statements(b.snapshot_start, b.end_time, b.server, own.batch) s
            WHERE s.status <> 'reset'),
     nbase AS (SELECT count(*)::int AS n,
                      percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM end_time - start_time))::numeric AS duration
@@ -222,6 +255,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WHERE r.calls IS DISTINCT FROM 0
 $$;
 
+-- _statement_label names a statement in a finding's summary: its text on one line, truncated.
+CREATE OR REPLACE FUNCTION telemetry._statement_label(p_query text, p_queryid bigint)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT left(regexp_replace(coalesce(p_query, 'queryid ' || p_queryid), '\s+', ' ', 'g'), 80)
+$$;
+
 -- _statement_findings: the statements that explain a run's extra duration, and how much of the
 -- run the statement statistics cover.
 CREATE OR REPLACE FUNCTION telemetry._statement_findings(p_run_id bigint)
@@ -234,7 +273,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     rs AS (SELECT * FROM telemetry.run_statements(p_run_id) WHERE (SELECT yes FROM covered)),
     extra AS (SELECT max(r.extra_seconds * 100 / nullif(r.share_of_extra_pct, 0)) AS seconds FROM rs r),
     judged AS (
-        SELECT r.*, left(regexp_replace(coalesce(r.query, 'queryid ' || r.queryid), '\s+', ' ', 'g'), 80) AS label,
+        SELECT r.*, telemetry._statement_label(r.query, r.queryid) AS label,
                CASE WHEN r.baseline_runs = 0 OR r.status = 'reset' THEN NULL
                     WHEN r.baseline_runs_with = 0 THEN 'new_statement'
                     WHEN r.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(r.baseline_calls, 1)
@@ -298,6 +337,22 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            '{}'::jsonb,
            'Enable statement diagnosis: shared_preload_libraries = ''pg_stat_statements'' (restart), then CREATE EXTENSION pg_stat_statements in the database the exporter connects to.', NULL
     WHERE NOT (SELECT yes FROM covered)
+    UNION ALL
+    -- What ran in the run's window but not in the batch's own sessions is counted, not blamed.
+    SELECT 'statements_of_other_sessions', 'info',
+           format('%s statement(s) that ran during the run, %s s in all (the most "%s", %s s), were not seen in the batch''s own sessions: other sessions'', or too brief to be sampled. They are not the run''s statements.',
+                  x.statements, round(x.seconds, 1), x.top_label, round(x.top_seconds, 1)),
+           jsonb_build_object('statements', x.statements, 'seconds', round(x.seconds, 3), 'top_queryid', x.top_queryid, 'top_query', x.top_query),
+           'Nothing to do for the batch. telemetry.statement_compare(start, end) lists every statement of the window, whoever ran it.', NULL
+    FROM (SELECT count(*) AS statements, sum(o.seconds) AS seconds,
+                 (array_agg(telemetry._statement_label(o.query, o.queryid) ORDER BY o.seconds DESC NULLS LAST))[1] AS top_label,
+                 (array_agg(o.query ORDER BY o.seconds DESC NULLS LAST))[1] AS top_query,
+                 (array_agg(o.queryid ORDER BY o.seconds DESC NULLS LAST))[1] AS top_queryid,
+                 max(o.seconds) AS top_seconds
+          FROM w, LATERAL (SELECT telemetry._run_statement_batch(p_run_id) AS batch) own,
+               LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, own.batch) o
+          WHERE (SELECT yes FROM covered) AND own.batch IS NOT NULL AND o.sampled_waits IS NULL AND o.calls > 0) x
+    WHERE x.seconds >= telemetry._threshold('statement_min_extra_seconds')
 $$;
 
 -- diagnose_run_findings is diagnose() over a run's window, its start on the run's own snapshot,

@@ -44,7 +44,8 @@ BEGIN
         ('0006_statement_waits_before_query_id.sql', 'bd549608bdc633f546d5d484f0d953167a3f9f780360f0d1569d715388862f10'),
         ('0007_batch_wait_samples.sql', '3c2b6910682d67f643dffac41e7b231da0fce4b3edf1945ca4c2037309b1e9c3'),
         ('0008_lock_wait_episodes.sql', '9b074edcf55dcce50b73ec4e305713b0bf90f8cfe94adc994e5aa6d5eea17a36'),
-        ('0009_batch_wait_sessions.sql', '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed')) f (name, checksum) ON f.name = m.name
+        ('0009_batch_wait_sessions.sql', '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed'),
+        ('0010_statement_waits_by_batch.sql', 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -124,6 +125,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0009_batch_wai
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0010_statement_waits_by_batch.sql' AND checksum = 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0010_statement_waits_by_batch.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0010_statement_waits_by_batch.sql', 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '4135567022cda65761eea365a5c79d2f2ddd4a224328dab72c156453f4bf4439') AS apply \gset
 \if :apply
 BEGIN;
@@ -172,11 +181,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '0f7ffe4667153b609ca4d1141bc8361b48802c51e660035eea7a8ca818e3b477') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '632993766707e96cdae4d3960eb7249442fb3045b77cf2d438b06daeb9f5b38a') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '0f7ffe4667153b609ca4d1141bc8361b48802c51e660035eea7a8ca818e3b477')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '632993766707e96cdae4d3960eb7249442fb3045b77cf2d438b06daeb9f5b38a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
