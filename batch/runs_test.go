@@ -372,6 +372,22 @@ func TestTrackerMarkerSessions(t *testing.T) {
 	if n := triggers.get(collectors.TierSample) - atEnd; n > 1 {
 		t.Errorf("%d sample-tier collections asked for after the run ended", n)
 	}
+
+	// A run begun from psql: psql's own name is every psql session's, so only the beginning
+	// session is the run's.
+	adhoc := pgtest.Connect(t, dsn, "psql")
+	pgtest.MustExec(t, adhoc, `SELECT telemetry.batch_begin('adhoc')`)
+	eventually(t, "the psql run", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "adhoc"), 1) })
+	pgtest.MustExec(t, adhoc, `SELECT pg_sleep(0.5)`)
+	pgtest.MustExec(t, pgtest.Connect(t, dsn, "psql"), `SELECT pg_sleep(0.5)`)
+	if v := metric(t, tr, "pgbatch_batch_wait_event_seconds_total", "adhoc", "PgSleep", "Timeout"); v == nil || *v < 0.3 || *v > 0.8 {
+		got := "none"
+		if v != nil {
+			got = fmt.Sprintf("%.2f", *v)
+		}
+		t.Errorf("the psql run's sleep: %s session-seconds, want its own session's 0.5, not another psql session's too", got)
+	}
+	pgtest.MustExec(t, adhoc, `SELECT telemetry.batch_end('adhoc')`)
 }
 
 // triggerCount counts the collections a tracker asks for, by tier.

@@ -87,6 +87,18 @@ type openRun struct {
 	applicationName string
 }
 
+// clientDefaultName tells an application_name that a client program or driver sets when the
+// application sets none (libpq's fallback_application_name, JDBC's default): every psql or
+// JDBC session has it, so a batch_begin session's sharing it makes no other session the run's.
+func clientDefaultName(name string) bool {
+	switch name {
+	case "psql", "pgbench", "pg_dump", "pg_dumpall", "pg_restore", "vacuumdb", "reindexdb", "clusterdb",
+		"pg_amcheck", "PostgreSQL JDBC Driver":
+		return true
+	}
+	return strings.HasPrefix(name, "pgAdmin") || strings.HasPrefix(name, "DBeaver")
+}
+
 // began tells whether the sampled session is the one that began the run (a pid is reused,
 // a pid with its backend_start is not).
 func (r *openRun) began(w collectors.SessionWait) bool {
@@ -182,7 +194,7 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 	}
 	for _, w := range waits {
 		for _, r := range t.openRuns {
-			if r.began(w) && w.ApplicationName != "" {
+			if r.began(w) && w.ApplicationName != "" && !clientDefaultName(w.ApplicationName) {
 				r.applicationName = w.ApplicationName
 			}
 		}

@@ -91,6 +91,31 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 			w.Close(context.Background())
 		}
 
+		// Another application's sort spills while the batch runs as usual: the spill is named,
+		// not blamed.
+		analyst := pgtest.Connect(t, e.dsn, "analyst")
+		pgtest.MustExec(t, analyst, `SET work_mem = '1MB'`)
+		othersSpill := e.batchRun(job, func() {
+			spilled := make(chan struct{})
+			go func() {
+				defer close(spilled)
+				_, _ = analyst.Exec(context.Background(), `SELECT count(*) FROM (SELECT md5(g::text) || 'a' FROM generate_series(1, 1500000) g ORDER BY 1) s`)
+			}()
+			body("256MB", false)()
+			<-spilled
+		})
+		fs = findings(t, c, othersSpill)
+		t.Logf("another application spills: %v", fs)
+		for _, f := range fs {
+			if f["pattern"] == "temp_file_spills" && (f["severity"] != "info" || !strings.Contains(f["summary"].(string), "Other sessions spilled")) {
+				t.Errorf("temp_file_spills %v, want info: the batch's own statements wrote nothing", f)
+			}
+			if f["severity"] != "info" && f["pattern"] != "window" {
+				t.Errorf("the batch ran as usual while another application spilled: %v", f)
+			}
+		}
+		notTheBatchs(t, c, othersSpill, "|| 'a'")
+
 		// The batch itself queues 2 s behind a migration while a report queues all run long
 		// behind another session: the finding is the batch's, named after what it waited for.
 		// The report's wait ends inside the run and is the longer: the server-wide view names its

@@ -411,16 +411,33 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                         AND b.captured_at BETWEEN w.start_time AND w.end_time)
         GROUP BY 1, 2, 3, 4, 5
         ORDER BY blocked_seconds DESC, waits DESC),
+    -- The temporary files the batch's own statements wrote (pg_stat_statements' temp blocks of
+    -- the statements its sessions ran, in the recorder's block size), where the run's statements
+    -- are known apart: a spill of another application is named, not blamed.
+    temp AS (
+        SELECT sum(o.temp_blks) FILTER (WHERE o.sampled_waits IS NOT NULL) * current_setting('block_size')::numeric AS own_bytes
+        FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._run_statement_batch(p_run_id) AS batch) b,
+             LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, b.batch) o
+        WHERE b.batch IS NOT NULL
+        HAVING count(*) > 0),
     own_pct AS (  -- the batch's own lock seconds as a share of the run
         SELECT round(100 * l.own / nullif(extract(epoch FROM w.end_time - w.start_time), 0), 1) AS pct
         FROM locks l, telemetry._run_window(p_run_id) w),
     d AS (
         SELECT x.pattern,
-               CASE WHEN NOT j.judged THEN x.severity
+               CASE WHEN x.pattern = 'temp_file_spills' AND coalesce(tmp.own_bytes, 0) < telemetry._threshold('temp_bytes_warning') AND EXISTS (SELECT FROM temp)
+                    THEN 'info'
+                    WHEN NOT j.judged THEN x.severity
                     WHEN l.own < telemetry._threshold('run_own_lock_seconds') THEN 'info'
                     ELSE coalesce(telemetry._severity(p.pct, telemetry._threshold('lock_wait_pct_warning'), telemetry._threshold('lock_wait_pct_critical')), 'info')
                END AS severity,
-               CASE WHEN NOT j.judged THEN x.summary
+               CASE WHEN x.pattern = 'temp_file_spills' AND EXISTS (SELECT FROM temp)
+                    THEN CASE WHEN coalesce(tmp.own_bytes, 0) < telemetry._threshold('temp_bytes_warning')
+                              THEN format('Other sessions spilled to temporary files during the run; the batch''s own statements wrote %s, so spills did not slow it. %s',
+                                          telemetry._pretty_bytes(coalesce(tmp.own_bytes, 0)::bigint), x.summary)
+                              ELSE format('The batch''s own statements spilled: %s of temporary blocks written (pg_stat_statements, rewrites of a merge included). Across the server: %s',
+                                          telemetry._pretty_bytes(tmp.own_bytes::bigint), x.summary) END
+                    WHEN NOT j.judged THEN x.summary
                     WHEN l.own < telemetry._threshold('run_own_lock_seconds')
                     THEN format('Other sessions waited %s s on locks during the run; the batch''s own sessions waited %s s, so locks did not slow it. %s',
                                 round(l.other, 1), round(l.own, 1), x.summary)
@@ -432,11 +449,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                END AS summary,
                CASE WHEN j.judged THEN x.evidence || jsonb_build_object('batch_lock_wait_seconds', l.own, 'other_lock_wait_seconds', l.other,
                                                                          'batch_blockers', (SELECT jsonb_agg(to_jsonb(b)) FROM (SELECT * FROM own_blockers LIMIT 3) b))
+                    WHEN x.pattern = 'temp_file_spills' AND EXISTS (SELECT FROM temp)
+                    THEN x.evidence || jsonb_build_object('batch_temp_bytes', coalesce(tmp.own_bytes, 0))
                     ELSE x.evidence END AS evidence,
                x.recommendation, x.ord
         FROM telemetry._run_window(p_run_id) w,
             LATERAL telemetry._diagnose(w.start_time, w.end_time, w.snapshot_start, w.server) WITH ORDINALITY x(pattern, severity, summary, evidence, recommendation, ord),
-            locks l, own_pct p, LATERAL (SELECT x.pattern = 'lock_contention' AND l.covered AS judged) j)
+            locks l, own_pct p LEFT JOIN temp tmp ON true, LATERAL (SELECT x.pattern = 'lock_contention' AND l.covered AS judged) j)
     SELECT f.pattern, f.severity, f.summary, f.evidence, f.recommendation
     FROM (
         SELECT s.pattern, s.severity, s.summary, s.evidence, s.recommendation, s.explained_seconds, 0::bigint AS ord
