@@ -3,6 +3,7 @@ package recorder
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -213,5 +214,50 @@ func TestClientBoundRunJudged(t *testing.T) {
 		if len(fs) == 0 || fs[0]["pattern"] != "client_wait" || !strings.Contains(fs[0]["summary"].(string), "Client:ClientRead") {
 			t.Errorf("findings %v, want client_wait first, mostly Client:ClientRead", fs)
 		}
+	})
+}
+
+// TestDiagnoseBusyNeighbours: the batch's CPU-bound statement runs slower per call while eight
+// sessions of another application keep the server's CPUs busy (a report moved into the
+// batch's window): its statement_regression names the other sessions as the cause, not a plan.
+func TestDiagnoseBusyNeighbours(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		e.withTracker()
+		c := e.conn()
+		e.exec(`CREATE EXTENSION pg_stat_statements`)
+		job := pgtest.Connect(t, e.dsn, "etl")
+		const crunch = `SELECT count(*) FROM (SELECT generate_series(1, 400000) AS g) s WHERE g % 7 = $1`
+		body := func() {
+			for i := range 60 {
+				pgtest.MustExec(t, job, crunch, i%7)
+			}
+		}
+		e.record(collectors.TierSnapshot)
+		for range 3 {
+			e.batchRun(job, body)
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		var hogs sync.WaitGroup
+		// Eight, so that they outweigh what else a loaded test machine runs.
+		for range 8 {
+			hog := pgtest.Connect(t, e.dsn, "reporting")
+			hogs.Add(1)
+			go func() {
+				defer hogs.Done()
+				_, _ = hog.Exec(ctx, `SELECT sum(i) FROM (SELECT generate_series(1, 1000000000) AS i) s`)
+			}()
+		}
+		busy := e.batchRun(job, body)
+		stop()
+		hogs.Wait()
+		fs := findings(t, c, busy)
+		t.Logf("busy neighbours: %v\n%v\n%v", fs, query(t, c, `SELECT rank, query, seconds, baseline_seconds, seconds_per_call, baseline_seconds_per_call, top_wait FROM telemetry.run_statements($1) ORDER BY rank LIMIT 3`, busy),
+			query(t, c, `SELECT * FROM telemetry.run_session_waits($1)`, busy))
+		if len(fs) == 0 || fs[0]["pattern"] != "statement_regression" || !strings.Contains(fs[0]["summary"].(string), "generate_series") ||
+			!strings.Contains(fs[0]["summary"].(string), "competed with it for the server") {
+			t.Errorf("findings %v, want the batch's statement first, slower because other sessions competed for the server", fs)
+		}
+		notTheBatchs(t, c, busy, "1000000000")
 	})
 }

@@ -154,7 +154,9 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
     ('client_wait_min_extra_seconds', 1, 'seconds',
      'client_wait: the batch''s own sessions waited at least this much longer on their client than the baseline median (and at least 30% of the run''s extra duration).'),
     ('run_own_lock_seconds', 1, 'seconds',
-     'A run''s lock_contention is info when its own sessions waited less than this on locks: other sessions'' lock waits are named, not blamed.')
+     'A run''s lock_contention is info when its own sessions waited less than this on locks: other sessions'' lock waits are named, not blamed.'),
+    ('other_busy_sessions', 1, 'sessions',
+     'statement_regression names other sessions as the cause when, on average over the run, this many more of them were busy on CPU or I/O than in the baseline runs, and at least twice as many.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
 -- _window_statements: _statement_compare summed per top-level queryid (nested statements' time
@@ -255,6 +257,17 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WHERE r.calls IS DISTINCT FROM 0
 $$;
 
+-- _run_other_busy is how many other client sessions were busy on CPU or I/O during a run, on
+-- average (their session-seconds in Running and IO waits over the run's seconds): what competed
+-- with the batch for the server. NULL where the run's sessions were not recorded apart.
+CREATE OR REPLACE FUNCTION telemetry._run_other_busy(p_run_id bigint)
+RETURNS numeric LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT round(coalesce(sum(x.session_seconds) FILTER (WHERE x.sessions = 'other' AND x.wait_event_type IN ('Running', 'IO')), 0)
+                 / nullif(extract(epoch FROM w.end_time - w.start_time), 0)::numeric, 2)
+    FROM telemetry._run_window(p_run_id) w, LATERAL telemetry.run_session_waits(p_run_id) x
+    GROUP BY w.end_time, w.start_time
+$$;
+
 -- _statement_label names a statement in a finding's summary: its text on one line, truncated.
 CREATE OR REPLACE FUNCTION telemetry._statement_label(p_query text, p_queryid bigint)
 RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -272,6 +285,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                WHERE i.server = srv.server AND i.captured_at BETWEEN w.snapshot_start - interval '1 day' AND w.end_time) AS yes),
     rs AS (SELECT * FROM telemetry.run_statements(p_run_id) WHERE (SELECT yes FROM covered)),
     extra AS (SELECT max(r.extra_seconds * 100 / nullif(r.share_of_extra_pct, 0)) AS seconds FROM rs r),
+    busy AS (SELECT telemetry._run_other_busy(p_run_id) AS run,
+                    (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY b.busy)::numeric
+                     FROM (SELECT telemetry._run_other_busy(x.run_id) AS busy FROM telemetry._baseline_runs(p_run_id) x) b) AS baseline),
     judged AS (
         SELECT r.*, telemetry._statement_label(r.query, r.queryid) AS label,
                CASE WHEN r.baseline_runs = 0 OR r.status = 'reset' THEN NULL
@@ -285,8 +301,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     WHEN r.temp_per_call > 0 AND r.temp_per_call >= telemetry._threshold('statement_slower_ratio') * coalesce(r.baseline_temp_per_call, 0) THEN 'spill'
                     WHEN r.baseline_blocks_per_row > 0
                          AND r.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * r.baseline_blocks_per_row THEN 'plan'
-               END AS cause
-        FROM rs r
+                    WHEN b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'contention'
+               END AS cause,
+               b.run AS other_busy, b.baseline AS baseline_other_busy
+        FROM rs r, busy b
         WHERE r.extra_seconds >= greatest(telemetry._threshold('statement_min_extra_seconds'),
                                           0.1 * coalesce((SELECT seconds FROM extra), 0)))
     SELECT j.kind,
@@ -300,6 +318,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                       WHEN 'spill' THEN format('; it wrote %s temporary blocks per call instead of %s: it spilled to disk%s', j.temp_per_call,
                                                coalesce(j.baseline_temp_per_call, 0), coalesce(', waiting most on ' || j.top_wait, ''))
                       WHEN 'plan' THEN format('; blocks per row %s instead of %s: plan probably changed', j.blocks_per_row, j.baseline_blocks_per_row)
+                      WHEN 'contention' THEN format('; meanwhile %s other sessions were busy on CPU or I/O on average, against %s in its baseline runs: they competed with it for the server%s',
+                                                    j.other_busy, round(j.baseline_other_busy, 2), coalesce(CASE WHEN j.top_wait <> 'Running:CPU' THEN ', and it waited most on ' || j.top_wait END, ''))
                       ELSE coalesce(CASE WHEN j.top_wait <> 'Running:CPU' THEN format('; it waited most on %s', j.top_wait) END, '') END)
              WHEN 'more_work' THEN format('"%s" took %s s more than its baseline median (%s%% of the run''s extra time) because it had more to do: %s calls (baseline %s), %s rows (baseline %s), %s ms per call (baseline %s).',
                  j.label, round(j.extra_seconds, 1), coalesce(round(j.share_of_extra_pct), 0), j.calls, round(j.baseline_calls), j.rows, round(j.baseline_rows),
@@ -314,10 +334,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                               'blocks_per_call', j.blocks_per_call, 'baseline_blocks_per_call', j.baseline_blocks_per_call,
                               'blocks_per_row', j.blocks_per_row, 'baseline_blocks_per_row', j.baseline_blocks_per_row,
                               'temp_per_call', j.temp_per_call, 'baseline_temp_per_call', j.baseline_temp_per_call,
-                              'top_wait', j.top_wait),
+                              'top_wait', j.top_wait, 'other_busy_sessions', j.other_busy, 'baseline_other_busy_sessions', j.baseline_other_busy),
            CASE j.kind
              WHEN 'statement_regression' THEN CASE
                  WHEN j.cause = 'spill' THEN 'It spilled sorts or hashes to temporary files: raise work_mem (or hash_mem_multiplier for hashes) for the batch''s session, or see why it sorts or hashes more than before (EXPLAIN (ANALYZE, BUFFERS) shows Sort Method: external merge).'
+                 WHEN j.cause = 'contention' THEN 'Other sessions competed with the batch for CPU and I/O: move their work (reports, ad-hoc queries, another batch) out of the batch''s window, or bound it (a pooler''s limits, statement_timeout); telemetry.run_session_waits(run_id) shows what they did while the batch ran.'
                  WHEN j.cause = 'lock' THEN 'The lock_contention finding names the sessions that held the lock: move their work (DDL, VACUUM FULL, REINDEX, long transactions) out of the batch''s window, or have them set a lock_timeout, so that they give way to the batch.'
                  ELSE 'Compare its plan with the baseline''s (EXPLAIN (ANALYZE, BUFFERS), auto_explain): a dropped or unused index, stale statistics (ANALYZE the tables it reads), or a changed parameter; its top wait says where the time went.' END
              WHEN 'more_work' THEN 'The batch had more to do, not a slower server: check the input volume of this run (rows and calls against the baseline); if that is expected, the baseline will follow.'
