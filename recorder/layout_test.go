@@ -6,14 +6,18 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"io/fs"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/patterns"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 )
 
@@ -259,6 +263,65 @@ func TestThrowawayTableThroughItsDeclaration(t *testing.T) {
 		e.exec(`SELECT telemetry.cleanup('0 seconds')`)
 		if left := query(t, c, `SELECT count(*) AS n FROM telemetry.throwaway_samples`); left[0]["n"] != int64(0) {
 			t.Errorf("after cleanup('0 seconds'): %v rows left, want none (retention as the rest)", left[0]["n"])
+		}
+	})
+}
+
+// TestThrowawayPatternThroughItsFolder: a pattern added as diagnosis/patterns/README.md says,
+// one folder with its pattern.sql (diagnosis/patterns/testdata/throwaway), is one of
+// diagnose's findings, ordered with the others; with the folder gone, Migrate takes it out
+// again, its function too.
+func TestThrowawayPatternThroughItsFolder(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		ctx := context.Background()
+		from := e.record(collectors.TierSample).Add(-time.Second)
+		e.record(collectors.TierSample)
+		to := e.record(collectors.TierSample).Add(time.Second)
+
+		withThrowaway := fstest.MapFS{}
+		if err := fs.WalkDir(patterns.Files, ".", func(name string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := fs.ReadFile(patterns.Files, name)
+			withThrowaway[name] = &fstest.MapFile{Data: b}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile("../diagnosis/patterns/testdata/throwaway/pattern.sql")
+		if err != nil {
+			t.Fatal(err)
+		}
+		withThrowaway["throwaway/pattern.sql"] = &fstest.MapFile{Data: b}
+		sources, err := definitionSourcesWith(withThrowaway)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, err := scriptsFrom(sources)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := migrate(ctx, e.pool, all); err != nil {
+			t.Fatal(err)
+		}
+		c := e.conn()
+		findings := `SELECT string_agg(pattern || ':' || severity, ',' ORDER BY ord) AS patterns,
+				(SELECT evidence->>'samples' FROM telemetry.diagnose($1, $2) WHERE pattern = 'throwaway') AS samples,
+				to_regprocedure('telemetry._pattern_throwaway(timestamptz, timestamptz, timestamptz, text, jsonb)') IS NOT NULL AS defined
+			FROM telemetry.diagnose($1, $2) WITH ORDINALITY d(pattern, severity, summary, evidence, recommendation, ord)`
+		got := query(t, c, findings, from, to)[0]
+		// Three samples and no snapshot at the start: insufficient_data (score 100) first.
+		if got["patterns"] != "insufficient_data:warning,throwaway:warning,window:info" || got["samples"] != "3" || got["defined"] != true {
+			t.Errorf("with the throwaway folder: %v, want its warning among the findings", got)
+		}
+		if err := Migrate(ctx, e.pool); err != nil {
+			t.Fatal(err)
+		}
+		got = query(t, c, findings, from, to)[0]
+		if got["patterns"] != "insufficient_data:warning,window:info" || got["defined"] != false {
+			t.Errorf("with the folder removed: %v, want no throwaway finding and no function", got)
 		}
 	})
 }

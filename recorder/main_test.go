@@ -19,15 +19,24 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// TestGeneratedSQLInSync fails when sql/collect.sql or sql/install.sql no longer match what
-// the collectors, migrations and definitions generate: go generate ./... rewrites them.
+// TestGeneratedSQLInSync fails when sql/install.sql or a generated definition
+// (sql/collect.sql, diagnosis/patterns/findings.sql) no longer matches what the collectors,
+// migrations, definitions and pattern folders generate: go generate ./... rewrites them.
 func TestGeneratedSQLInSync(t *testing.T) {
 	install, err := InstallSQL()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for file, want := range map[string]string{"sql/collect.sql": CollectSQL(), "sql/install.sql": install} {
-		if got, _ := os.ReadFile(file); string(got) != want {
+	files, err := GeneratedFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["recorder/sql/install.sql"] = install
+	if len(files) < 3 {
+		t.Fatalf("generated files: %v", files)
+	}
+	for file, want := range files {
+		if got, _ := os.ReadFile(filepath.Join("..", filepath.FromSlash(file))); string(got) != want {
 			t.Errorf("%s is stale: run go generate ./...", file)
 		}
 	}

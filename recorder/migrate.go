@@ -20,6 +20,7 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/batch/batchsql"
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/diagnosissql"
+	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/patterns"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 )
 
@@ -27,8 +28,9 @@ import (
 //   - schema migrations, migrations/NNNN_name.sql: tables, indexes, data changes. Applied
 //     once each, in number order; an applied one whose text changed stops Migrate.
 //   - definitions: functions and views, beside their owner (sql/ here, batch/batchsql,
-//     diagnosis/diagnosissql), applied after the migrations in the order definitionSources
-//     declares, and again whenever their text changes.
+//     diagnosis/diagnosissql, one folder per pattern in diagnosis/patterns), applied after
+//     the migrations in the order definitionSources declares, and again whenever their text
+//     changes.
 // Every script runs in a transaction of its own with search_path = pg_catalog, pg_temp, so
 // that nothing in it binds to an object another role could create.
 
@@ -40,26 +42,64 @@ var recorderSQL embed.FS
 
 // definitionSource is one owner's definitions: dir is their folder from the repository's
 // root (install.sql includes them from there), order the files in the order to apply.
+// generated are the texts of the files generated from code (go generate writes them to dir
+// too, for install.sql); the others are read from files.
 type definitionSource struct {
-	dir   string
-	files fs.FS
-	order []string
+	dir       string
+	files     fs.FS
+	order     []string
+	generated map[string]string
 }
 
 // recorderDefinitions are the recorder's own, applied first: the batch and diagnosis
 // definitions use them. collect.sql is generated (CollectSQL).
 var recorderDefinitions = []string{"partitions.sql", "api.sql", collectScript, "collection.sql"}
 
-func definitionSources() []definitionSource {
+func definitionSources() ([]definitionSource, error) {
+	return definitionSourcesWith(patterns.Files)
+}
+
+// definitionSourcesWith are the definitions with the diagnosis patterns of patternFiles (a
+// test adds one).
+func definitionSourcesWith(patternFiles fs.FS) ([]definitionSource, error) {
 	recorder, err := fs.Sub(recorderSQL, "sql")
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
+	// Each pattern folder's rule, then the function that combines them: it calls every one.
+	names, err := patterns.Names(patternFiles)
+	if err != nil {
+		return nil, err
+	}
+	var patternOrder []string
+	for _, n := range names {
+		patternOrder = append(patternOrder, path.Join(n, patterns.RuleFile))
+	}
+	patternOrder = append(patternOrder, patterns.CombineFile)
 	return []definitionSource{
-		{dir: "recorder/sql", files: recorder, order: recorderDefinitions},
+		{dir: "recorder/sql", files: recorder, order: recorderDefinitions, generated: map[string]string{collectScript: CollectSQL()}},
 		{dir: "batch/batchsql", files: batchsql.Files, order: batchsql.Order},
 		{dir: "diagnosis/diagnosissql", files: diagnosissql.Files, order: diagnosissql.Order},
+		{dir: "diagnosis/patterns", files: patternFiles, order: patternOrder,
+			generated: map[string]string{patterns.CombineFile: patterns.Combine(names)}},
+	}, nil
+}
+
+// GeneratedFiles are the definition files generated from code, by their path from the
+// repository's root, with their text: go generate writes them (recorder/internal/gensql), so
+// that install.sql can include them; TestGeneratedSQLInSync checks them.
+func GeneratedFiles() (map[string]string, error) {
+	sources, err := definitionSources()
+	if err != nil {
+		return nil, err
 	}
+	out := map[string]string{}
+	for _, src := range sources {
+		for f, text := range src.generated {
+			out[path.Join(src.dir, f)] = text
+		}
+	}
+	return out, nil
 }
 
 // collectScript is generated from the collectors' statements (CollectSQL).
@@ -113,6 +153,15 @@ func checksum(text string) string {
 
 // scripts are the migrations in number order, then the definitions in declared order.
 func scripts() ([]script, error) {
+	sources, err := definitionSources()
+	if err != nil {
+		return nil, err
+	}
+	return scriptsFrom(sources)
+}
+
+// scriptsFrom are the migrations, then the definitions of these sources.
+func scriptsFrom(sources []definitionSource) ([]script, error) {
 	entries, err := fs.ReadDir(migrationFiles, "migrations")
 	if err != nil {
 		return nil, err
@@ -135,7 +184,7 @@ func scripts() ([]script, error) {
 		out = append(out, script{name: e.Name(), file: path.Join("recorder/migrations", e.Name()), sql: string(b), checksum: checksum(string(b))})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	defs, err := definitions(definitionSources())
+	defs, err := definitions(sources)
 	if err != nil {
 		return nil, err
 	}
@@ -152,10 +201,8 @@ func definitions(sources []definitionSource) ([]script, error) {
 				return nil, fmt.Errorf("%s/%s is listed twice", src.dir, f)
 			}
 			listed[f] = true
-			var text string
-			if src.dir == "recorder/sql" && f == collectScript {
-				text = CollectSQL()
-			} else {
+			text, generated := src.generated[f]
+			if !generated {
 				b, err := fs.ReadFile(src.files, f)
 				if err != nil {
 					return nil, err
@@ -169,7 +216,11 @@ func definitions(sources []definitionSource) ([]script, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, f := range files {
+		inFolders, err := fs.Glob(src.files, "*/*.sql")
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range append(files, inFolders...) {
 			if !listed[f] && !(src.dir == "recorder/sql" && !isDefinitionFile(f)) {
 				return nil, fmt.Errorf("%s/%s is not in the declared order of its definitions", src.dir, f)
 			}
@@ -218,6 +269,11 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
+	return migrate(ctx, pool, all)
+}
+
+// migrate applies the scripts not applied yet in their current text.
+func migrate(ctx context.Context, pool *pgxpool.Pool, all []script) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return err

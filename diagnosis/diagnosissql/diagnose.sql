@@ -1,32 +1,8 @@
--- diagnose: the seed's six diagnostic patterns, read off the recorded telemetry of a window,
--- and diagnose_run: one recorded batch run against the median of the batch's previous
--- normal runs. Thresholds live in telemetry.diagnose_thresholds: update a row's value to
--- override it; applying this file again keeps the value.
-
-INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
-    ('min_samples', 3, 'samples',
-     'Fewer samples in the window: locks, waits and vacuum progress cannot be judged.'),
-    ('lock_wait_pct_warning', 5, 'percent of samples',
-     'Samples with a client session waiting on a heavyweight lock: warning at this share.'),
-    ('lock_wait_pct_critical', 25, 'percent of samples', 'Samples with a client session waiting on a heavyweight lock: critical at this share.'),
-    ('checkpoint_requested_warning', 1, 'checkpoints',
-     'Requested checkpoints (max_wal_size reached, or CHECKPOINT run) in the window: warning.'),
-    ('checkpoint_requested_critical', 3, 'checkpoints', 'Requested checkpoints: critical.'),
-    ('backend_writes_warning', 16384, 'buffers',
-     'Buffers backends wrote themselves (8 kB each) instead of the checkpointer or background writer: warning, provided backend_write_pct is reached.'),
-    ('backend_writes_critical', 131072, 'buffers', 'Buffers backends wrote themselves: critical, provided backend_write_pct is reached.'),
-    ('backend_write_pct', 30, 'percent of buffer writes',
-     'Below this share of all buffer writes done by backends, buffer_pressure stays info.'),
-    ('vacuum_pct_warning', 1, 'percent of samples',
-     'Samples with a vacuum running on a tracked table: warning (an autovacuum that finished on one also warns).'),
-    ('vacuum_pct_critical', 25, 'percent of samples', 'Samples with a vacuum running on a tracked table: critical at this share.'),
-    ('temp_bytes_warning', 67108864, 'bytes', 'Temporary file bytes written in the window: warning.'),
-    ('temp_bytes_critical', 1073741824, 'bytes', 'Temporary file bytes: critical.'),
-    ('replication_lag_seconds_warning', 10, 'seconds', 'Largest replay lag of a standby in the window: warning.'),
-    ('replication_lag_seconds_critical', 60, 'seconds', 'Replay lag: critical.'),
-    ('replication_lag_bytes_warning', 268435456, 'bytes', 'Largest replay lag in bytes (sent minus replayed): warning.'),
-    ('replication_lag_bytes_critical', 1073741824, 'bytes', 'Replay lag in bytes: critical.')
-ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
+-- diagnose: the findings of the registered patterns (diagnosis/patterns, one folder each)
+-- for a window, and the helpers they share; diagnose_run: one recorded batch run against the
+-- median of the batch's previous normal runs. Thresholds live in telemetry.diagnose_thresholds
+-- (each pattern inserts its own): update a row's value to override it; applying a file again
+-- keeps the value.
 
 -- _ts shows a time in summaries: to the second, with its offset.
 CREATE OR REPLACE FUNCTION telemetry._ts(p_at timestamptz)
@@ -81,10 +57,43 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT r.wait_event_type, r.wait_event, sum(r.seconds) FROM telemetry._wait_rows(p_start_time, p_end_time, p_server) r GROUP BY 1, 2
 $$;
 
+-- _window_samples are the window's samples of a server: what sample-based patterns judge
+-- (joined as above, bounding the sample table's own captured_at too).
+CREATE OR REPLACE FUNCTION telemetry._window_samples(p_start_time timestamptz, p_end_time timestamptz, p_server text)
+RETURNS TABLE (id integer, captured_at timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.id, s.captured_at FROM telemetry.samples s
+    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time
+$$;
+
+-- _diagnose_shared is what more than one pattern reads of a window, computed once by
+-- _diagnose and given to each: "compare", compare()'s row for the window (null without a
+-- snapshot at both ends; a pattern reads its deltas with jsonb_populate_record(NULL::
+-- telemetry._snapshot_diff, p_shared->'compare')), and "waits", the client sessions'
+-- session-seconds by wait (_window_waits; read them with _shared_waits).
+CREATE OR REPLACE FUNCTION telemetry._diagnose_shared(p_start_time timestamptz, p_end_time timestamptz,
+                                                      p_snapshot_start timestamptz, p_server text)
+RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_build_object(
+        'compare', (SELECT to_jsonb(c) FROM telemetry.compare(p_snapshot_start, p_end_time, p_server) c),
+        'waits', coalesce((SELECT jsonb_agg(to_jsonb(w)) FROM telemetry._window_waits(p_start_time, p_end_time, p_server) w), '[]'))
+$$;
+
+-- _shared_waits are the waits of a _diagnose_shared value.
+CREATE OR REPLACE FUNCTION telemetry._shared_waits(p_shared jsonb)
+RETURNS TABLE (wait_event_type text, wait_event text, seconds numeric)
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT w.wait_event_type, w.wait_event, w.seconds
+    FROM jsonb_to_recordset(p_shared->'waits') AS w (wait_event_type text, wait_event text, seconds numeric)
+$$;
+
 -- _diagnose returns one row per finding, the most severe first, then the furthest past its
--- threshold. Snapshot-based patterns use compare()'s window rule, the start snapshot picked
--- at p_snapshot_start; sample-based patterns use the samples between the two times. The last
--- row, "window", says what the window held.
+-- threshold. Each pattern is a function of diagnosis/patterns, telemetry._pattern_<name>,
+-- over the same window: snapshot-based patterns use compare()'s window rule, the start
+-- snapshot picked at p_snapshot_start; sample-based patterns use the samples between the two
+-- times (_window_samples); what several read is computed once (_diagnose_shared).
+-- _diagnose_findings (generated from the folders) is every registered pattern's findings.
+-- The last row, "window", says what the window held.
 CREATE OR REPLACE FUNCTION telemetry._diagnose(p_start_time timestamptz, p_end_time timestamptz,
                                                p_snapshot_start timestamptz, p_server text)
 RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text)
@@ -92,216 +101,20 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     v_server text := telemetry._window_server(p_start_time, p_end_time, p_server);
+    v_shared jsonb;
 BEGIN
     IF p_end_time <= p_start_time THEN
         RAISE EXCEPTION 'the end (%) is not after the start (%)', p_end_time, p_start_time;
     END IF;
+    v_shared := telemetry._diagnose_shared(p_start_time, p_end_time, p_snapshot_start, v_server);
     RETURN QUERY
     WITH
-    cmp AS (SELECT * FROM telemetry.compare(p_snapshot_start, p_end_time, v_server)),
-    before_start AS (SELECT max(captured_at) AS at FROM telemetry.snapshots
-                     WHERE server = v_server AND captured_at <= p_snapshot_start),
-    after_end AS (SELECT min(captured_at) AS at FROM telemetry.snapshots WHERE server = v_server AND captured_at >= p_end_time),
-    smp AS (SELECT id, captured_at FROM telemetry.samples
-            WHERE server = v_server AND captured_at BETWEEN p_start_time AND p_end_time),
-    nsmp AS (SELECT count(*) AS n FROM smp),
-    -- Client sessions, not idle, per sample: the sessions a batch is made of.
-    client_waits AS (
-        SELECT w.* FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at AND w.captured_at BETWEEN p_start_time AND p_end_time
-        WHERE w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%'),
-    wait_time AS (SELECT * FROM telemetry._window_waits(p_start_time, p_end_time, v_server)),
-    lockw AS (
-        SELECT count(DISTINCT sample_id) AS samples, coalesce(max(count), 0) AS max_waiters
-        FROM client_waits WHERE wait_event_type = 'Lock'),
-    -- The lock waits the wait sampler followed from start to end, where it ran (not in pg_cron
-    -- mode): each with its blocker and its length, which the samples see only at their instants.
-    episodes AS (SELECT * FROM telemetry.lock_episodes(p_start_time, p_end_time, v_server) e
-                 WHERE e.lock_type IS DISTINCT FROM 'extend'),
-    -- The time in the window during which at least one session waited: the union of the
-    -- episodes, each counted from where the ones before it (by start) had reached.
-    lock_cover AS (
-        SELECT count(*) AS episodes, max(x.duration_seconds) AS longest_seconds, sum(x.duration_seconds) AS seconds,
-               coalesce(sum(greatest(extract(epoch FROM x.e - greatest(x.s, coalesce(x.reached, x.s))), 0)), 0) AS covered_seconds
-        FROM (SELECT c.*, max(c.e) OVER (ORDER BY c.s, c.e ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reached
-              FROM (SELECT greatest(started_at, p_start_time) AS s, least(ended_at, p_end_time) AS e, duration_seconds FROM episodes) c) x),
-    episode_blockers AS (
-        SELECT e.blocking_pid, e.blocking_app, e.blocking_user, e.lock_type, e.locked_relation,
-               e.blocking_query_preview, count(*) AS episodes, sum(e.duration_seconds) AS blocked_seconds,
-               max(e.duration_seconds) AS max_blocked_seconds
-        FROM episodes e GROUP BY 1, 2, 3, 4, 5, 6),
-    sampled_blockers AS (
-        SELECT l.blocking_pid, l.blocking_app, l.blocking_user, l.lock_type, l.locked_relation,
-               l.blocking_query_preview, count(DISTINCT l.sample_id) AS samples,
-               round(extract(epoch FROM max(l.blocked_duration))::numeric, 1) AS max_blocked_seconds
-        FROM telemetry.lock_samples l JOIN smp ON smp.id = l.sample_id AND smp.captured_at = l.captured_at AND l.captured_at BETWEEN p_start_time AND p_end_time
-        GROUP BY 1, 2, 3, 4, 5, 6),
-    -- The top three blockers: by the seconds they held sessions up where the episodes tell,
-    -- else by the samples that saw them block.
-    blockers AS (
-        SELECT * FROM (
-            SELECT b.blocking_pid, b.blocking_app, b.blocking_user, b.lock_type, b.locked_relation, to_jsonb(b) AS blocker,
-                   row_number() OVER (ORDER BY b.blocked_seconds DESC, b.max_blocked_seconds DESC) AS rank
-            FROM episode_blockers b
-            UNION ALL
-            SELECT b.blocking_pid, b.blocking_app, b.blocking_user, b.lock_type, b.locked_relation, to_jsonb(b),
-                   row_number() OVER (ORDER BY b.samples DESC, b.max_blocked_seconds DESC NULLS LAST)
-            FROM sampled_blockers b WHERE NOT EXISTS (SELECT FROM episodes)) b
-        WHERE b.rank <= 3),
-    vac AS (
-        SELECT p.relid, p.relname, p.relid IN (SELECT relid FROM telemetry.tracked_tables) AS tracked,
-               count(DISTINCT p.sample_id) AS samples, array_agg(DISTINCT p.phase) AS phases
-        FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
-        WHERE p.progress_type = 'vacuum' GROUP BY 1, 2, 3),
-    tables AS (
-        SELECT tc.* FROM telemetry.tracked_tables t,
-             telemetry.table_compare(t.relname, p_snapshot_start, p_end_time, t.schemaname, v_server) tc),
-    spillers AS (
-        SELECT a.query_preview, count(*) AS samples
-        FROM telemetry.activity_samples a JOIN smp ON smp.id = a.sample_id AND smp.captured_at = a.captured_at AND a.captured_at BETWEEN p_start_time AND p_end_time
-        WHERE a.wait_event IN ('BufFileWrite', 'BufFileRead') GROUP BY 1 ORDER BY 2 DESC LIMIT 3),
-    repl AS (
-        SELECT r.application_name, r.client_addr,
-               max(pg_wal_lsn_diff(r.sent_lsn, r.replay_lsn)) AS lag_bytes,
-               max(extract(epoch FROM r.replay_lag)) AS lag_seconds
-        FROM telemetry.replication_snapshots r
-        WHERE r.server = v_server AND r.captured_at BETWEEN p_snapshot_start AND p_end_time
-        GROUP BY 1, 2),
-    f AS (
-        -- too little data
-        SELECT 'insufficient_data' AS pattern, 'warning' AS severity, 100::numeric AS score,
-               concat_ws(' ',
-                   CASE WHEN NOT EXISTS (SELECT FROM cmp) THEN
-                       CASE WHEN (SELECT at FROM before_start) IS NULL
-                            THEN format('No snapshot at or before %s, so checkpoints, WAL, buffers, temp files and table vacuums cannot be judged.', telemetry._ts(p_snapshot_start))
-                            ELSE format('No snapshot at or after %s (the last is %s), so checkpoints, WAL, buffers, temp files and table vacuums cannot be judged.', telemetry._ts(p_end_time), coalesce(telemetry._ts((SELECT max(captured_at) FROM telemetry.snapshots WHERE server = v_server)), 'none')) END
-                   END,
-                   CASE WHEN (SELECT n FROM nsmp) < telemetry._threshold('min_samples') THEN
-                       format('Only %s samples between %s and %s (at least %s needed), so locks, waits and vacuum progress cannot be judged.',
-                              (SELECT n FROM nsmp), telemetry._ts(p_start_time), telemetry._ts(p_end_time), telemetry._threshold('min_samples'))
-                   END) AS summary,
-               jsonb_build_object('start_snapshot_at', (SELECT at FROM before_start), 'end_snapshot_at', (SELECT at FROM after_end),
-                                  'samples', (SELECT n FROM nsmp), 'min_samples', telemetry._threshold('min_samples')) AS evidence,
-               CASE WHEN (SELECT n FROM nsmp) < telemetry._threshold('min_samples') AND ((SELECT n FROM nsmp) > 0 OR EXISTS (SELECT FROM cmp)) THEN
-                   -- The recorder is recording: what is missing is sample-tier cadence for a window this short.
-                   format('The recorder is running, but this window (%s s) spans %s sample-tier collections and at least %s are needed: for runs this short, lower --tier.sample-interval to %s s or less (in pg_cron mode, schedule telemetry.sample() that often), or diagnose a longer window.',
-                          round(extract(epoch FROM p_end_time - p_start_time)::numeric, 1), (SELECT n FROM nsmp), telemetry._threshold('min_samples'),
-                          greatest(floor(extract(epoch FROM p_end_time - p_start_time) / telemetry._threshold('min_samples'))::int, 1))
-               ELSE 'Is the recorder running for this server? Take a snapshot at the batch''s boundaries (telemetry.batch_begin/batch_end do), and sample more often than the batch is long.' END AS recommendation
-        WHERE NOT EXISTS (SELECT FROM cmp) OR (SELECT n FROM nsmp) < telemetry._threshold('min_samples')
-        UNION ALL
-        -- lock_contention: the share of the window in which a session waited on a lock, from the
-        -- episodes where there are any, else the share of samples that saw one waiting.
-        SELECT 'lock_contention', telemetry._severity(x.pct, telemetry._threshold('lock_wait_pct_warning'), telemetry._threshold('lock_wait_pct_critical')),
-               x.pct / telemetry._threshold('lock_wait_pct_warning'),
-               CASE WHEN lc.episodes > 0
-                    THEN format('Sessions waited on locks during %s%% of the window (%s lock wait(s), %s s in all, the longest %s s)', x.pct, lc.episodes, lc.seconds, lc.longest_seconds)
-                    ELSE format('Client sessions waited on locks in %s%% of samples (%s of %s)', x.pct, lockw.samples, nsmp.n) END ||
-               coalesce((SELECT format(', mostly behind pid %s (%s) on %s', b.blocking_pid, coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'),
-                                       coalesce(b.locked_relation, b.lock_type, '?'))
-                         FROM blockers b WHERE b.rank = 1), '') || '.',
-               jsonb_build_object('samples', nsmp.n, 'samples_with_lock_waits', lockw.samples,
-                                  'pct_of_samples', round(100.0 * lockw.samples / nullif(nsmp.n, 0), 1),
-                                  'max_waiters', lockw.max_waiters,
-                                  'lock_wait_seconds', (SELECT round(sum(seconds)::numeric, 1) FROM wait_time WHERE wait_event_type = 'Lock'),
-                                  'blockers', (SELECT jsonb_agg(b.blocker ORDER BY b.rank) FROM blockers b)) ||
-               CASE WHEN lc.episodes > 0
-                    THEN jsonb_build_object('pct_of_window', x.pct, 'lock_wait_episodes', lc.episodes,
-                                            'episode_seconds', lc.seconds, 'longest_wait_seconds', lc.longest_seconds)
-                    ELSE '{}' END,
-               format('See who blocked in %s for the window; move the conflicting job out of the batch''s window, shorten its transactions, or give the batch a lock_timeout so it fails fast instead of queueing.',
-                      CASE WHEN lc.episodes > 0 THEN 'telemetry.lock_episodes' ELSE 'telemetry.recent_locks' END)
-        FROM lockw, nsmp, lock_cover lc,
-             LATERAL (SELECT CASE WHEN lc.episodes > 0 THEN round(100 * lc.covered_seconds / extract(epoch FROM p_end_time - p_start_time), 1)
-                                  ELSE round(100.0 * lockw.samples / nullif(nsmp.n, 0), 1) END AS pct) x
-        WHERE lockw.samples > 0 OR lc.episodes > 0
-        UNION ALL
-        -- checkpoint_interference
-        SELECT 'checkpoint_interference',
-               coalesce(telemetry._severity(c.ckpt_requested_delta, telemetry._threshold('checkpoint_requested_warning'), telemetry._threshold('checkpoint_requested_critical')), 'info'),
-               greatest(c.ckpt_requested_delta / telemetry._threshold('checkpoint_requested_warning'), 0.1),
-               format('%s checkpoint(s) during the window (%s requested, %s timed), writing %s buffers in %s s.',
-                      coalesce(c.ckpt_timed_delta + c.ckpt_requested_delta, 1), c.ckpt_requested_delta, c.ckpt_timed_delta,
-                      c.ckpt_buffers_delta, round(c.ckpt_write_time_ms / 1000, 1)),
-               jsonb_build_object('checkpoint_occurred', c.checkpoint_occurred, 'ckpt_timed_delta', c.ckpt_timed_delta,
-                                  'ckpt_requested_delta', c.ckpt_requested_delta, 'ckpt_write_time_ms', c.ckpt_write_time_ms,
-                                  'ckpt_sync_time_ms', c.ckpt_sync_time_ms, 'ckpt_buffers_delta', c.ckpt_buffers_delta,
-                                  'wal_bytes_delta', c.wal_bytes_delta, 'wal_bytes_pretty', c.wal_bytes_pretty),
-               'Requested checkpoints mean max_wal_size was reached (or CHECKPOINT was run): raise max_wal_size so the batch''s WAL fits between timed checkpoints, keep checkpoint_completion_target at 0.9, and do not run CHECKPOINT during the batch.'
-        FROM cmp c
-        WHERE c.checkpoint_occurred OR c.ckpt_timed_delta + c.ckpt_requested_delta > 0
-        UNION ALL
-        -- buffer_pressure
-        SELECT 'buffer_pressure',
-               CASE WHEN x.pct >= telemetry._threshold('backend_write_pct')
-                    THEN coalesce(telemetry._severity(x.backend, telemetry._threshold('backend_writes_warning'), telemetry._threshold('backend_writes_critical')), 'info')
-                    ELSE 'info' END,
-               x.backend / telemetry._threshold('backend_writes_warning'),
-               format('Backends wrote %s buffers themselves (%s), %s%% of all buffer writes; the checkpointer wrote %s and the background writer %s.',
-                      x.backend, telemetry._pretty_bytes(x.backend * 8192), x.pct, coalesce(c.io_ckpt_writes_delta, c.ckpt_buffers_delta), c.bgw_buffers_clean_delta),
-               jsonb_build_object('backend_writes', x.backend, 'backend_write_pct', x.pct,
-                                  'bgw_buffers_backend_delta', c.bgw_buffers_backend_delta, 'io_client_writes_delta', c.io_client_writes_delta,
-                                  'ckpt_buffers_delta', c.ckpt_buffers_delta, 'bgw_buffers_clean_delta', c.bgw_buffers_clean_delta,
-                                  'bgw_buffers_alloc_delta', c.bgw_buffers_alloc_delta,
-                                  'wal_write_seconds', (SELECT round(sum(seconds)::numeric, 1) FROM wait_time WHERE wait_event IN ('WALWrite', 'WALSync')),
-                                  'extend_wait_seconds', (SELECT round(sum(seconds)::numeric, 1) FROM wait_time WHERE wait_event_type = 'Lock' AND wait_event = 'extend')),
-               'Backends are evicting dirty buffers themselves: raise shared_buffers, let the background writer do more (bgwriter_lru_maxpages, bgwriter_lru_multiplier), and if WALWrite waits show, look at wal_buffers and the WAL disk.'
-        FROM cmp c,
-             LATERAL (SELECT coalesce(c.bgw_buffers_backend_delta, c.io_client_writes_delta) AS backend) b,
-             LATERAL (SELECT b.backend,
-                             round(100.0 * b.backend / nullif(b.backend + coalesce(c.io_ckpt_writes_delta, c.ckpt_buffers_delta, 0)
-                                                           + coalesce(c.bgw_buffers_clean_delta, 0), 0), 1) AS pct) x
-        WHERE x.backend > 0
-        UNION ALL
-        -- autovacuum_interference
-        SELECT 'autovacuum_interference',
-               CASE WHEN x.pct_tracked >= telemetry._threshold('vacuum_pct_critical') THEN 'critical'
-                    WHEN x.pct_tracked >= telemetry._threshold('vacuum_pct_warning') OR x.autovacuums > 0 THEN 'warning'
-                    ELSE 'info' END,
-               greatest(x.pct_tracked / telemetry._threshold('vacuum_pct_warning'), CASE WHEN x.autovacuums > 0 THEN 1 ELSE 0.1 END),
-               format('Vacuum ran on %s during %s%% of samples; on tracked tables %s autovacuum(s) finished and %s autoanalyze(s).',
-                      coalesce((SELECT string_agg(DISTINCT coalesce(relname, relid::text), ', ') FROM vac), 'no table'),
-                      x.pct_any, x.autovacuums, x.autoanalyzes),
-               jsonb_build_object('samples', nsmp.n, 'pct_of_samples_tracked', x.pct_tracked, 'pct_of_samples_any', x.pct_any,
-                                  'vacuums', (SELECT jsonb_agg(to_jsonb(v)) FROM vac v),
-                                  'tables', (SELECT jsonb_agg(jsonb_build_object('table_name', t.table_name, 'autovacuum_count_delta', t.autovacuum_count_delta,
-                                                                                 'autoanalyze_count_delta', t.autoanalyze_count_delta,
-                                                                                 'n_dead_tup_end', t.n_dead_tup_end, 'dead_tuple_ratio', t.dead_tuple_ratio))
-                                             FROM tables t WHERE t.autovacuum_ran OR t.autoanalyze_ran)),
-               'Keep autovacuum off the batch''s tables while it runs: vacuum them just before the batch (VACUUM (ANALYZE)), or tune their autovacuum thresholds or cost limits (ALTER TABLE ... SET (autovacuum_vacuum_cost_delay = ...)); never disable autovacuum for good.'
-        FROM nsmp,
-             LATERAL (SELECT coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
-                                                      WHERE p.progress_type = 'vacuum' AND p.relid IN (SELECT relid FROM telemetry.tracked_tables)) / nullif(nsmp.n, 0), 1), 0) AS pct_tracked,
-                             coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
-                                                      WHERE p.progress_type = 'vacuum') / nullif(nsmp.n, 0), 1), 0) AS pct_any,
-                             coalesce((SELECT sum(autovacuum_count_delta) FROM tables), 0) AS autovacuums,
-                             coalesce((SELECT sum(autoanalyze_count_delta) FROM tables), 0) AS autoanalyzes) x
-        WHERE x.pct_any > 0 OR x.autovacuums > 0 OR x.autoanalyzes > 0
-        UNION ALL
-        -- temp_file_spills
-        SELECT 'temp_file_spills',
-               telemetry._severity(c.temp_bytes_delta, telemetry._threshold('temp_bytes_warning'), telemetry._threshold('temp_bytes_critical')),
-               c.temp_bytes_delta / telemetry._threshold('temp_bytes_warning'),
-               format('%s temporary file(s), %s written: sorts or hashes did not fit in work_mem.', c.temp_files_delta, c.temp_bytes_pretty),
-               jsonb_build_object('temp_files_delta', c.temp_files_delta, 'temp_bytes_delta', c.temp_bytes_delta,
-                                  'temp_bytes_pretty', c.temp_bytes_pretty,
-                                  'spilling_queries', (SELECT jsonb_agg(to_jsonb(s)) FROM spillers s)),
-               'Raise work_mem for the batch''s session (SET work_mem, or ALTER ROLE ... SET work_mem), or hash_mem_multiplier for hash joins and aggregates; log_temp_files = 0 names the statements that spill.'
-        FROM cmp c WHERE c.temp_bytes_delta > 0
-        UNION ALL
-        -- replication_lag
-        SELECT 'replication_lag',
-               CASE WHEN x.lag_seconds >= telemetry._threshold('replication_lag_seconds_critical') OR x.lag_bytes >= telemetry._threshold('replication_lag_bytes_critical') THEN 'critical'
-                    WHEN x.lag_seconds >= telemetry._threshold('replication_lag_seconds_warning') OR x.lag_bytes >= telemetry._threshold('replication_lag_bytes_warning') THEN 'warning'
-                    ELSE 'info' END,
-               greatest(x.lag_seconds / telemetry._threshold('replication_lag_seconds_warning'), x.lag_bytes / telemetry._threshold('replication_lag_bytes_warning')),
-               format('Standbys fell behind by up to %s and %s s of replay.', telemetry._pretty_bytes(x.lag_bytes::bigint), round(x.lag_seconds, 1)),
-               jsonb_build_object('max_replay_lag_bytes', x.lag_bytes, 'max_replay_lag_seconds', round(x.lag_seconds, 1),
-                                  'standbys', (SELECT jsonb_agg(to_jsonb(r)) FROM repl r),
-                                  'slots_max_retained_wal', (SELECT slots_max_retained_wal FROM cmp)),
-               'Check the standbys'' health (disk, network, hot_standby_feedback conflicts); with synchronous replication every commit waits for the slowest standby: consider synchronous_commit = local or remote_write for the batch, or asynchronous replication.'
-        FROM (SELECT coalesce(max(lag_bytes), 0) AS lag_bytes, coalesce(max(lag_seconds), 0) AS lag_seconds FROM repl) x
-        WHERE x.lag_bytes > 0 OR x.lag_seconds > 0
-    )
+    f AS (SELECT * FROM telemetry._diagnose_findings(p_start_time, p_end_time, p_snapshot_start, v_server, v_shared)),
+    cmp AS (SELECT (v_shared->'compare'->>'start_snapshot_at')::timestamptz AS start_snapshot_at,
+                   (v_shared->'compare'->>'end_snapshot_at')::timestamptz AS end_snapshot_at
+            WHERE jsonb_typeof(v_shared->'compare') = 'object'),
+    nsmp AS (SELECT count(*) AS n FROM telemetry._window_samples(p_start_time, p_end_time, v_server)),
+    wait_time AS (SELECT * FROM telemetry._shared_waits(v_shared))
     SELECT f.pattern, f.severity, f.summary, f.evidence, f.recommendation
     FROM (
         SELECT f.*, 0 AS last FROM f

@@ -173,11 +173,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'b0ad070b289c5ace5b79761ac494731c66863921ba4bcb69349483d484bcc9ec') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '3097c6765c096ba0674ef2e4fb01cba8e63a2ea1b873cc1e2e918976e64afcde') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'b0ad070b289c5ace5b79761ac494731c66863921ba4bcb69349483d484bcc9ec')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '3097c6765c096ba0674ef2e4fb01cba8e63a2ea1b873cc1e2e918976e64afcde')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -186,6 +186,70 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'fa0671c3347663b6b8d1e00c9b562027f2cd81aa5ba5a7a1215752f6e14d5258')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = '1d7a30a8be3fbf0950a6226d501b5bff63ac8a773763cd5f9cb9967b4bae4214') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/autovacuum_interference/pattern.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', '1d7a30a8be3fbf0950a6226d501b5bff63ac8a773763cd5f9cb9967b4bae4214')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/pattern.sql' AND checksum = 'b76cc0a3b00d2cd0ed5b1de9e79e9389ba6c152e00e374e1125d930be5333f33') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/buffer_pressure/pattern.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/buffer_pressure/pattern.sql', 'b76cc0a3b00d2cd0ed5b1de9e79e9389ba6c152e00e374e1125d930be5333f33')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/pattern.sql' AND checksum = '2c99f4ef2e99b53c6c5218015695c844009e1318b3168324ea7bee47653d178a') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/checkpoint_interference/pattern.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/checkpoint_interference/pattern.sql', '2c99f4ef2e99b53c6c5218015695c844009e1318b3168324ea7bee47653d178a')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/insufficient_data/pattern.sql' AND checksum = '4f0e03e8b5848616f534f2932f35f81d4aa381d02c59b3a2bab754493f92a93a') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/insufficient_data/pattern.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/insufficient_data/pattern.sql', '4f0e03e8b5848616f534f2932f35f81d4aa381d02c59b3a2bab754493f92a93a')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = 'dfeccfdc5646ea3845199193c68b026a0931e6e79abc95402fc6a6fa339adc4b') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/lock_contention/pattern.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', 'dfeccfdc5646ea3845199193c68b026a0931e6e79abc95402fc6a6fa339adc4b')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = '8745038f25c796da388e5cf369a3a4608615e6ce75264314e225ab2dba919bd0') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/replication_lag/pattern.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', '8745038f25c796da388e5cf369a3a4608615e6ce75264314e225ab2dba919bd0')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/pattern.sql' AND checksum = '938f240055689dd527a7bae3d182da2735f430525d324e72c4dfd57b242918de') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/temp_file_spills/pattern.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/pattern.sql', '938f240055689dd527a7bae3d182da2735f430525d324e72c4dfd57b242918de')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/findings.sql' AND checksum = 'd2dc69173e6b50f0236ac551fbb5d1dc4d67fbeb945e5383d7a4f19336f1272b') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/findings.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', 'd2dc69173e6b50f0236ac551fbb5d1dc4d67fbeb945e5383d7a4f19336f1272b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

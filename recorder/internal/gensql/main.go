@@ -1,12 +1,13 @@
-// Command gensql writes the recorder's generated SQL files, sql/collect.sql and
-// sql/install.sql, from the collectors' statements, the migrations and the definitions. It
-// runs from go generate in the recorder's folder; TestGeneratedSQLInSync fails when they are
-// stale.
+// Command gensql writes the recorder's generated SQL files: the definitions generated from
+// code (sql/collect.sql from the collectors' statements, diagnosis/patterns/findings.sql from
+// the pattern folders) and sql/install.sql, from the migrations and the definitions. It runs
+// from go generate in the recorder's folder; TestGeneratedSQLInSync fails when they are stale.
 package main
 
 import (
 	"log"
 	"os"
+	"path/filepath"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
 )
@@ -16,8 +17,14 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	for file, text := range map[string]string{"sql/collect.sql": recorder.CollectSQL(), "sql/install.sql": install} {
-		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+	files, err := recorder.GeneratedFiles()
+	if err != nil {
+		log.Fatal(err)
+	}
+	files["recorder/sql/install.sql"] = install
+	for file, text := range files {
+		// From the recorder's folder, where go generate runs this.
+		if err := os.WriteFile(filepath.Join("..", filepath.FromSlash(file)), []byte(text), 0o644); err != nil {
 			log.Fatal(err)
 		}
 	}

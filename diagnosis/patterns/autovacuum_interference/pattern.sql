@@ -1,0 +1,52 @@
+-- autovacuum_interference: vacuum in progress on the window's samples, autovacuums and
+-- autoanalyzes that finished on a tracked table.
+
+INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
+    ('vacuum_pct_warning', 1, 'percent of samples',
+     'Samples with a vacuum running on a tracked table: warning (an autovacuum that finished on one also warns).'),
+    ('vacuum_pct_critical', 25, 'percent of samples', 'Samples with a vacuum running on a tracked table: critical at this share.')
+ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
+
+CREATE OR REPLACE FUNCTION telemetry._pattern_autovacuum_interference(p_start_time timestamptz, p_end_time timestamptz,
+                                                                      p_snapshot_start timestamptz, p_server text, p_shared jsonb)
+RETURNS TABLE (pattern text, severity text, score numeric, summary text, evidence jsonb, recommendation text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH
+    smp AS (SELECT * FROM telemetry._window_samples(p_start_time, p_end_time, p_server)),
+    nsmp AS (SELECT count(*) AS n FROM smp),
+    vac AS (
+        SELECT p.relid, p.relname, p.relid IN (SELECT relid FROM telemetry.tracked_tables) AS tracked,
+               count(DISTINCT p.sample_id) AS samples, array_agg(DISTINCT p.phase) AS phases
+        FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
+        WHERE p.progress_type = 'vacuum' GROUP BY 1, 2, 3),
+    tables AS (
+        SELECT tc.* FROM telemetry.tracked_tables t,
+             telemetry.table_compare(t.relname, p_snapshot_start, p_end_time, t.schemaname, p_server) tc)
+    SELECT 'autovacuum_interference',
+           CASE WHEN x.pct_tracked >= telemetry._threshold('vacuum_pct_critical') THEN 'critical'
+                WHEN x.pct_tracked >= telemetry._threshold('vacuum_pct_warning') OR x.autovacuums > 0 THEN 'warning'
+                ELSE 'info' END,
+           greatest(x.pct_tracked / telemetry._threshold('vacuum_pct_warning'), CASE WHEN x.autovacuums > 0 THEN 1 ELSE 0.1 END),
+           format('Vacuum ran on %s during %s%% of samples; on tracked tables %s autovacuum(s) finished and %s autoanalyze(s).',
+                  coalesce((SELECT string_agg(DISTINCT coalesce(relname, relid::text), ', ') FROM vac), 'no table'),
+                  x.pct_any, x.autovacuums, x.autoanalyzes),
+           jsonb_build_object('samples', nsmp.n, 'pct_of_samples_tracked', x.pct_tracked, 'pct_of_samples_any', x.pct_any,
+                              'vacuums', (SELECT jsonb_agg(to_jsonb(v)) FROM vac v),
+                              'tables', (SELECT jsonb_agg(jsonb_build_object('table_name', t.table_name, 'autovacuum_count_delta', t.autovacuum_count_delta,
+                                                                             'autoanalyze_count_delta', t.autoanalyze_count_delta,
+                                                                             'n_dead_tup_end', t.n_dead_tup_end, 'dead_tuple_ratio', t.dead_tuple_ratio))
+                                         FROM tables t WHERE t.autovacuum_ran OR t.autoanalyze_ran)),
+           'Keep autovacuum off the batch''s tables while it runs: vacuum them just before the batch (VACUUM (ANALYZE)), or tune their autovacuum thresholds or cost limits (ALTER TABLE ... SET (autovacuum_vacuum_cost_delay = ...)); never disable autovacuum for good.'
+    FROM nsmp,
+         LATERAL (SELECT coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
+                                                  WHERE p.progress_type = 'vacuum' AND p.relid IN (SELECT relid FROM telemetry.tracked_tables)) / nullif(nsmp.n, 0), 1), 0) AS pct_tracked,
+                         coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
+                                                  WHERE p.progress_type = 'vacuum') / nullif(nsmp.n, 0), 1), 0) AS pct_any,
+                         coalesce((SELECT sum(autovacuum_count_delta) FROM tables), 0) AS autovacuums,
+                         coalesce((SELECT sum(autoanalyze_count_delta) FROM tables), 0) AS autoanalyzes) x
+    WHERE x.pct_any > 0 OR x.autovacuums > 0 OR x.autoanalyzes > 0;
+END
+$$;

@@ -1,0 +1,86 @@
+-- lock_contention: the share of the window in which a session waited on a lock, from the
+-- episodes where there are any, else the share of samples that saw one waiting.
+
+INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
+    ('lock_wait_pct_warning', 5, 'percent of samples',
+     'Samples with a client session waiting on a heavyweight lock: warning at this share.'),
+    ('lock_wait_pct_critical', 25, 'percent of samples', 'Samples with a client session waiting on a heavyweight lock: critical at this share.')
+ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
+
+CREATE OR REPLACE FUNCTION telemetry._pattern_lock_contention(p_start_time timestamptz, p_end_time timestamptz,
+                                                              p_snapshot_start timestamptz, p_server text, p_shared jsonb)
+RETURNS TABLE (pattern text, severity text, score numeric, summary text, evidence jsonb, recommendation text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH
+    smp AS (SELECT * FROM telemetry._window_samples(p_start_time, p_end_time, p_server)),
+    nsmp AS (SELECT count(*) AS n FROM smp),
+    -- Client sessions, not idle, per sample: the sessions a batch is made of.
+    client_waits AS (
+        SELECT w.* FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at AND w.captured_at BETWEEN p_start_time AND p_end_time
+        WHERE w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%'),
+    wait_time AS (SELECT * FROM telemetry._shared_waits(p_shared)),
+    lockw AS (
+        SELECT count(DISTINCT sample_id) AS samples, coalesce(max(count), 0) AS max_waiters
+        FROM client_waits WHERE wait_event_type = 'Lock'),
+    -- The lock waits the wait sampler followed from start to end, where it ran (not in pg_cron
+    -- mode): each with its blocker and its length, which the samples see only at their instants.
+    episodes AS (SELECT * FROM telemetry.lock_episodes(p_start_time, p_end_time, p_server) e
+                 WHERE e.lock_type IS DISTINCT FROM 'extend'),
+    -- The time in the window during which at least one session waited: the union of the
+    -- episodes, each counted from where the ones before it (by start) had reached.
+    lock_cover AS (
+        SELECT count(*) AS episodes, max(x.duration_seconds) AS longest_seconds, sum(x.duration_seconds) AS seconds,
+               coalesce(sum(greatest(extract(epoch FROM x.e - greatest(x.s, coalesce(x.reached, x.s))), 0)), 0) AS covered_seconds
+        FROM (SELECT c.*, max(c.e) OVER (ORDER BY c.s, c.e ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reached
+              FROM (SELECT greatest(started_at, p_start_time) AS s, least(ended_at, p_end_time) AS e, duration_seconds FROM episodes) c) x),
+    episode_blockers AS (
+        SELECT e.blocking_pid, e.blocking_app, e.blocking_user, e.lock_type, e.locked_relation,
+               e.blocking_query_preview, count(*) AS episodes, sum(e.duration_seconds) AS blocked_seconds,
+               max(e.duration_seconds) AS max_blocked_seconds
+        FROM episodes e GROUP BY 1, 2, 3, 4, 5, 6),
+    sampled_blockers AS (
+        SELECT l.blocking_pid, l.blocking_app, l.blocking_user, l.lock_type, l.locked_relation,
+               l.blocking_query_preview, count(DISTINCT l.sample_id) AS samples,
+               round(extract(epoch FROM max(l.blocked_duration))::numeric, 1) AS max_blocked_seconds
+        FROM telemetry.lock_samples l JOIN smp ON smp.id = l.sample_id AND smp.captured_at = l.captured_at AND l.captured_at BETWEEN p_start_time AND p_end_time
+        GROUP BY 1, 2, 3, 4, 5, 6),
+    -- The top three blockers: by the seconds they held sessions up where the episodes tell,
+    -- else by the samples that saw them block.
+    blockers AS (
+        SELECT * FROM (
+            SELECT b.blocking_pid, b.blocking_app, b.blocking_user, b.lock_type, b.locked_relation, to_jsonb(b) AS blocker,
+                   row_number() OVER (ORDER BY b.blocked_seconds DESC, b.max_blocked_seconds DESC) AS rank
+            FROM episode_blockers b
+            UNION ALL
+            SELECT b.blocking_pid, b.blocking_app, b.blocking_user, b.lock_type, b.locked_relation, to_jsonb(b),
+                   row_number() OVER (ORDER BY b.samples DESC, b.max_blocked_seconds DESC NULLS LAST)
+            FROM sampled_blockers b WHERE NOT EXISTS (SELECT FROM episodes)) b
+        WHERE b.rank <= 3)
+    SELECT 'lock_contention', telemetry._severity(x.pct, telemetry._threshold('lock_wait_pct_warning'), telemetry._threshold('lock_wait_pct_critical')),
+           x.pct / telemetry._threshold('lock_wait_pct_warning'),
+           CASE WHEN lc.episodes > 0
+                THEN format('Sessions waited on locks during %s%% of the window (%s lock wait(s), %s s in all, the longest %s s)', x.pct, lc.episodes, lc.seconds, lc.longest_seconds)
+                ELSE format('Client sessions waited on locks in %s%% of samples (%s of %s)', x.pct, lockw.samples, nsmp.n) END ||
+           coalesce((SELECT format(', mostly behind pid %s (%s) on %s', b.blocking_pid, coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'),
+                                   coalesce(b.locked_relation, b.lock_type, '?'))
+                     FROM blockers b WHERE b.rank = 1), '') || '.',
+           jsonb_build_object('samples', nsmp.n, 'samples_with_lock_waits', lockw.samples,
+                              'pct_of_samples', round(100.0 * lockw.samples / nullif(nsmp.n, 0), 1),
+                              'max_waiters', lockw.max_waiters,
+                              'lock_wait_seconds', (SELECT round(sum(seconds)::numeric, 1) FROM wait_time WHERE wait_event_type = 'Lock'),
+                              'blockers', (SELECT jsonb_agg(b.blocker ORDER BY b.rank) FROM blockers b)) ||
+           CASE WHEN lc.episodes > 0
+                THEN jsonb_build_object('pct_of_window', x.pct, 'lock_wait_episodes', lc.episodes,
+                                        'episode_seconds', lc.seconds, 'longest_wait_seconds', lc.longest_seconds)
+                ELSE '{}' END,
+           format('See who blocked in %s for the window; move the conflicting job out of the batch''s window, shorten its transactions, or give the batch a lock_timeout so it fails fast instead of queueing.',
+                  CASE WHEN lc.episodes > 0 THEN 'telemetry.lock_episodes' ELSE 'telemetry.recent_locks' END)
+    FROM lockw, nsmp, lock_cover lc,
+         LATERAL (SELECT CASE WHEN lc.episodes > 0 THEN round(100 * lc.covered_seconds / extract(epoch FROM p_end_time - p_start_time), 1)
+                              ELSE round(100.0 * lockw.samples / nullif(nsmp.n, 0), 1) END AS pct) x
+    WHERE lockw.samples > 0 OR lc.episodes > 0;
+END
+$$;
