@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/internal/lab"
 )
 
 // Five normal runs, then one with a lock held against it: diagnose_run must rank the lock
@@ -16,26 +18,26 @@ func TestRunAgainstBaseline(t *testing.T) {
 	for _, major := range []int{15, 17} {
 		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
 			t.Parallel()
-			l := newLab(t, major)
-			prepare(l)
+			l := lab.New(t, major)
+			l.PrepareWork()
 			normal := func(c *pgx.Conn, beforeInsert func()) {
-				cpu(t, c, 700*time.Millisecond)
+				lab.CPU(t, c, 700*time.Millisecond)
 				beforeInsert()
-				mustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
-				cpu(t, c, 500*time.Millisecond)
+				lab.MustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
+				lab.CPU(t, c, 500*time.Millisecond)
 			}
 			for range 5 {
-				l.run("nightly", func(c *pgx.Conn) { normal(c, func() {}) })
+				l.Run("nightly", func(c *pgx.Conn) { normal(c, func() {}) })
 			}
-			slow := l.run("nightly", func(c *pgx.Conn) {
+			slow := l.Run("nightly", func(c *pgx.Conn) {
 				normal(c, func() {
-					other := l.conn("reporting")
-					mustExec(t, other, `BEGIN`)
-					mustExec(t, other, `LOCK TABLE work IN SHARE MODE`)
+					other := l.Conn("reporting")
+					lab.MustExec(t, other, `BEGIN`)
+					lab.MustExec(t, other, `LOCK TABLE work IN SHARE MODE`)
 					time.AfterFunc(800*time.Millisecond, func() { other.Exec(context.Background(), `COMMIT`) })
 				})
 			})
-			rep, err := ForRun(context.Background(), l.admin, slow)
+			rep, err := ForRun(context.Background(), l.Admin, slow)
 			if err != nil {
 				t.Fatal(err)
 			}

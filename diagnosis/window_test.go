@@ -7,16 +7,18 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/internal/lab"
 )
 
 // Too little data is said plainly, with the reason; what can still be judged is.
 func TestWindowTooLittleData(t *testing.T) {
-	l := newLab(t, 17)
-	prepare(l)
-	runID := l.run("nightly", func(c *pgx.Conn) { cpu(t, c, 600*time.Millisecond) })
+	l := lab.New(t, 17)
+	l.PrepareWork()
+	runID := l.Run("nightly", func(c *pgx.Conn) { lab.CPU(t, c, 600*time.Millisecond) })
 	ctx := context.Background()
 	var started, ended time.Time
-	if err := l.admin.QueryRow(ctx, `SELECT started_at, ended_at FROM telemetry.batch_runs WHERE run_id = $1`, runID).Scan(&started, &ended); err != nil {
+	if err := l.Admin.QueryRow(ctx, `SELECT started_at, ended_at FROM telemetry.batch_runs WHERE run_id = $1`, runID).Scan(&started, &ended); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -33,7 +35,7 @@ func TestWindowTooLittleData(t *testing.T) {
 		{"too few samples", ended, ended.Add(time.Millisecond), []string{"samples between", "(at least 3 needed)"},
 			"lower --tier.sample-interval to", "snapshots "},
 	} {
-		rep, err := Window(ctx, l.admin, c.from, c.to, "")
+		rep, err := Window(ctx, l.Admin, c.from, c.to, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,10 +57,10 @@ func TestWindowTooLittleData(t *testing.T) {
 			t.Errorf("%s: the last row is %s %q, want window saying %q", c.name, last.Pattern, last.Summary, c.wantWindow)
 		}
 	}
-	if _, err := Window(ctx, l.admin, ended, started, ""); err == nil || !strings.Contains(err.Error(), "is before the start") {
+	if _, err := Window(ctx, l.Admin, ended, started, ""); err == nil || !strings.Contains(err.Error(), "is before the start") {
 		t.Errorf("an end before the start: %v", err)
 	}
-	if _, err := Window(ctx, l.admin, started, started, ""); err == nil || !strings.Contains(err.Error(), "is not after the start") {
+	if _, err := Window(ctx, l.Admin, started, started, ""); err == nil || !strings.Contains(err.Error(), "is not after the start") {
 		t.Errorf("an empty window: %v", err)
 	}
 }
