@@ -267,10 +267,10 @@ func TestThrowawayTableThroughItsDeclaration(t *testing.T) {
 	})
 }
 
-// TestThrowawayPatternThroughItsFolder: a pattern added as diagnosis/patterns/README.md says,
-// one folder with its pattern.sql (diagnosis/patterns/testdata/throwaway), is one of
-// diagnose's findings, ordered with the others; with the folder gone, Migrate takes it out
-// again, its function too.
+// TestThrowawayPatternThroughItsFolder: a pattern added as docs/diagnosis.md ("Adding a
+// pattern") says, one folder with its pattern.sql (diagnosis/patterns/testdata/throwaway), is
+// one of diagnose's findings, ordered with the others; with the folder gone, Migrate takes it
+// out again, its function too.
 func TestThrowawayPatternThroughItsFolder(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)

@@ -58,10 +58,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- _window_samples are the window's samples of a server: what sample-based patterns judge
--- (joined as above, bounding the sample table's own captured_at too).
+-- (joined as above, bounding the sample table's own captured_at too). ROWS 100, about an
+-- hour at the default interval: at the default 1000 the planner reads a whole day's partition
+-- of activity samples rather than the window's samples by key.
 CREATE OR REPLACE FUNCTION telemetry._window_samples(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (id integer, captured_at timestamptz)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE ROWS 100 SET search_path = pg_catalog, pg_temp AS $$
     SELECT s.id, s.captured_at FROM telemetry.samples s
     WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time
 $$;
