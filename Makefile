@@ -11,7 +11,7 @@
 #   make test-deb  a linux/amd64 .deb installed here (root), --version and
 #                  systemd-analyze verify, then removed (make test runs it)
 #   make vet       go vet ./...
-#   make generate  every generated file: go generate ./... (collect.sql, install.sql, the
+#   make generate  every generated file: go generate ./... (collect.sql, findings.sql, install.sql, the
 #                  dashboards' JSON), then the files written from what the code really does
 #                  (the metrics goldens and docs/metrics.md, against real servers; the
 #                  README's flag reference); each has a test that fails while it is stale
