@@ -202,11 +202,11 @@ type Scenario struct {
 // Majors are the versions a scenario runs on.
 var Majors = []int{15, 17}
 
-// RunScenario runs s on each of Majors, in parallel, on a Lab (New) of its own.
+// RunScenario runs s on each of Majors, one after the other (each pattern's scenario is a
+// package of its own, and go test runs packages side by side), on a Lab (New) of its own.
 func RunScenario(t *testing.T, s Scenario) {
 	for _, major := range Majors {
 		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
-			t.Parallel()
 			l := New(t, major)
 			l.PrepareWork()
 			if s.Setup != nil {
