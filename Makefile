@@ -27,15 +27,19 @@
 #                  stops it (make demo DEMO_EXIT=1: run through and exit)
 #   make test-demo     the demo with DEMO_EXIT=1, twice in a row (make test runs it)
 #   make test-browser  the report page in a headless chromium (part of go test ./...)
-#   make bench     one table (about 10 minutes): collection and scrape cost at 10-10,000
-#                  tracked tables, RSS; the wait sampler's cost at 1s/100ms with 10-500
-#                  sessions; its fidelity on a scripted workload beside pg_wait_sampling
-#                  (postgresql-15-pg-wait-sampling, make deps); the statements collector at
-#                  1000 and 5000 statements (a short run of it is part of make test:
-#                  exporter.TestBenchTable); then make bench-recorder
-#   make bench-recorder  the recorder's storage per day (1000 busy statements included) and
-#                  analysis timings over 7 days of generated data (about two minutes;
-#                  recorder.TestMeasureStorageAndTimings)
+#   make bench     one table (about 20 minutes): collection and scrape cost at 10-10,000
+#                  tracked tables, RSS of the test process and of the exporter binary; the
+#                  wait sampler's cost at 1s/100ms with 10-500 sessions; its fidelity on a
+#                  scripted workload beside pg_wait_sampling (postgresql-15-pg-wait-sampling,
+#                  make deps); the statements collector at 1000 and 5000 statements;
+#                  pgbench's TPS with and without the exporter and the recorder (pgbench from
+#                  postgresql-15); then make bench-recorder. A short run of it is part of
+#                  make test (exporter.TestBenchTable)
+#   make bench-recorder  the recorder against pg_cron mode's SQL functions (time per
+#                  collection, rows and bytes a day), its storage per day (1000 busy
+#                  statements included) and analysis timings over 1 hour, 7 and 30 days of
+#                  generated data (recorder.TestMeasureAgainstSQLMode, whose short run is
+#                  part of make test, and TestMeasureStorageAndTimings)
 #   make clean-pg  kill PostgreSQL test servers left by killed test runs
 #   make vuln      govulncheck from a pinned golang.org/x/vuln; needs https://vuln.go.dev
 #                  (unreachable from the development machines: run it where it answers)
@@ -165,12 +169,11 @@ test-e2e: deps tools
 	$(GO) test -count=1 -timeout 10m $(TESTFLAGS) ./e2e/
 
 bench:
-	set -o pipefail; PGBATCH_BENCH=full $(GO) test -count=1 -v -timeout 30m -run '^TestBenchTable$$' ./internal/exporter/ | grep '^|\|^## '
+	set -o pipefail; PGBATCH_BENCH=full $(GO) test -count=1 -v -timeout 45m -run '^TestBenchTable$$' ./internal/exporter/ | grep '^|\|^## \|^--- FAIL\|^FAIL'
 	$(MAKE) bench-recorder
 
-
 bench-recorder:
-	PGBATCH_MEASURE_RECORDER=1 $(GO) test -count=1 -v -timeout 20m -run '^TestMeasureStorageAndTimings$$' ./recorder
+	set -o pipefail; PGBATCH_MEASURE_RECORDER=1 $(GO) test -count=1 -v -timeout 30m -run '^TestMeasure(AgainstSQLMode|StorageAndTimings)$$' ./recorder | grep '^|\|^## \|^--- FAIL\|^FAIL'
 
 VULN_VERSION ?= v1.9.0
 

@@ -22,37 +22,14 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/proctest"
 )
 
 // scrapeEvery is the scrape, evaluation and collection interval of the end-to-end set-up.
 const scrapeEvery = time.Second
 
-var (
-	buildOnce   sync.Once
-	exporterBin string
-	buildErr    error
-)
-
 // exporterBinary builds cmd/pg-batch-exporter once per test process.
-func exporterBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "pgbatch-e2e-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		exporterBin = filepath.Join(dir, "pg-batch-exporter")
-		out, err := exec.Command("go", "build", "-o", exporterBin, "github.com/pg-batch-exporter/pg-batch-exporter/cmd/pg-batch-exporter").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return exporterBin
-}
+func exporterBinary(t testing.TB) string { return proctest.ExporterBinary(t) }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
 func freeAddr(t testing.TB) string {

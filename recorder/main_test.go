@@ -70,6 +70,13 @@ func newEnv(t *testing.T, srv *pgtest.Server) *env {
 
 func newEnvOn(t *testing.T, srv *pgtest.Server, dsn string) *env {
 	t.Helper()
+	return newEnvWith(t, srv, dsn, 0)
+}
+
+// newEnvWith is newEnvOn with the recorder storing pg_stat_statements between batches'
+// boundaries at most every statementsEvery (0: at every snapshot; the exporter's default is 1h).
+func newEnvWith(t *testing.T, srv *pgtest.Server, dsn string, statementsEvery time.Duration) *env {
+	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, srv: srv, dsn: dsn}
 	e.pool = newPool(t, dsn, false, "pg-batch-exporter recorder")
@@ -79,7 +86,8 @@ func newEnvOn(t *testing.T, srv *pgtest.Server, dsn string) *env {
 	readPool := newPool(t, dsn, true, "")
 	e.runner = collectors.NewRunner(collectors.RunnerOptions{Pool: readPool, Selection: collectors.AllEnabled(),
 		SampleEvery: time.Hour, SnapshotEvery: time.Hour, WaitSampleEvery: 100 * time.Millisecond})
-	e.rec = New(Options{Pool: e.pool, Retention: 7 * 24 * time.Hour, BufferRows: 100000, Trigger: e.runner.Trigger})
+	e.rec = New(Options{Pool: e.pool, Retention: 7 * 24 * time.Hour, BufferRows: 100000, Trigger: e.runner.Trigger,
+		StatementsEvery: statementsEvery})
 	e.runner.Subscribe(e.rec.Consume)
 	return e
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
@@ -17,12 +16,14 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/proctest"
 )
 
 // TestBenchTable prints the `make bench` table, one section per row of issue 12 it measures:
 // collection and scrape cost at several numbers of tracked tables with peak RSS, the wait
 // sampler's cost (benchWaitSamplerCost), its fidelity against a scripted workload
-// (benchWaitFidelity) and the statements collector's cost (benchStatements).
+// (benchWaitFidelity), the statements collector's cost (benchStatements) and pgbench's
+// throughput with and without the exporter (benchWorkloadOverhead).
 // PGBATCH_BENCH=full (make bench) measures at full size; otherwise (make test) a short run
 // of each keeps it from rotting.
 func TestBenchTable(t *testing.T) {
@@ -36,6 +37,7 @@ func TestBenchTable(t *testing.T) {
 		{"wait sampler cost", benchWaitSamplerCost},
 		{"wait fidelity", benchWaitFidelity},
 		{"statements", benchStatements},
+		{"workload overhead", benchWorkloadOverhead},
 	} {
 		t.Run(bench.name, func(t *testing.T) { sections = append(sections, bench.run(t, full)) })
 	}
@@ -43,7 +45,7 @@ func TestBenchTable(t *testing.T) {
 	for _, s := range sections {
 		s.print(w)
 	}
-	fmt.Fprintln(w, "\n## Not measured by make bench yet: pgbench TPS overhead, recorder vs SQL mode (see docs/performance.md)")
+	fmt.Fprintln(w, "\n## The recorder against SQL mode, its storage and the analysis functions: make bench-recorder, below")
 	w.Flush()
 }
 
@@ -66,7 +68,8 @@ func (s benchSection) print(w io.Writer) {
 func latestMajor() int { return pgtest.Versions()[len(pgtest.Versions())-1] }
 
 // benchCollectionAndScrape measures collection cost per tier and scrape cost at several
-// numbers of tracked tables (10 to 10,000; short: 10 and 100), and peak RSS. CPU is measured
+// numbers of tracked tables (10 to 10,000; short: 10 and 100), and peak RSS: of this process,
+// and of the exporter binary alone serving the same database (measureBinary). CPU is measured
 // as this process's user+system time (getrusage), which survives a loaded machine better than
 // wall time; it includes the HTTP client, so it bounds the exporter's from above.
 func benchCollectionAndScrape(t *testing.T, full bool) benchSection {
@@ -96,15 +99,18 @@ func benchCollectionAndScrape(t *testing.T, full bool) benchSection {
 			row = append(row, fmt.Sprintf("%s / %s", quantile(took, 0.5), quantile(took, 0.99)),
 				fmt.Sprintf("%.1f", float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(collections)/(1<<20)))
 		}
-		series, p50, p99, cpu := measureScrapes(t, ts, scrapes)
-		rows = append(rows, append(row, fmt.Sprint(series), p50.String(), p99.String(), cpu.String(), peakRSS()))
+		series, p50, p99, cpu := measureScrapes(t, ts.URL+"/metrics", scrapes, cpuTime)
+		row = append(row, fmt.Sprint(series), p50.String(), p99.String(), cpu.String(), peakRSS())
 		ts.Close()
+		rows = append(rows, append(row, measureBinary(t, dsn, track, scrapes)...))
 	}
 	return benchSection{
-		title: fmt.Sprintf("Collection and scrape cost: PostgreSQL %d, %d cores, GOMAXPROCS %d; %d collections and %d scrapes of /metrics (keep-alive, gzip) per size",
+		title: fmt.Sprintf("Collection and scrape cost: PostgreSQL %d, %d cores, GOMAXPROCS %d; %d collections and %d scrapes of /metrics (keep-alive, gzip) per size, in this process; "+
+			"then the same scrapes of the exporter binary (defaults, --tier.sample-interval=1s, the tables tracked by flag) after its first collections",
 			latestMajor(), runtime.NumCPU(), runtime.GOMAXPROCS(0), collections, scrapes),
 		header: []string{"tracked tables", "sample tier p50 / p99", "MiB alloc", "snapshot tier p50 / p99", "MiB alloc", "series",
-			"scrape p50", "scrape p99", "CPU per scrape", "peak RSS (test process)"},
+			"scrape p50", "scrape p99", "CPU per scrape", "peak RSS (test process)",
+			"binary: series", "binary: scrape p50 / p99", "binary: exporter CPU per scrape", "binary: RSS after / peak RSS (VmHWM)"},
 		rows: rows,
 	}
 }
@@ -112,11 +118,12 @@ func benchCollectionAndScrape(t *testing.T, full bool) benchSection {
 // measureScrapes scrapes the whole /metrics view as Prometheus does (keep-alive, gzip): series
 // in it, latency quantiles, CPU per scrape. The client leaves the body compressed, so the CPU
 // measured is the exporter's and the HTTP round trip's, not the decompression Prometheus pays.
-func measureScrapes(t *testing.T, ts *httptest.Server, n int) (series int, p50, p99, cpu time.Duration) {
+// cpuTime is the CPU clock it reads (this process's, or the exporter binary's).
+func measureScrapes(t *testing.T, metricsURL string, n int, cpuTime func() time.Duration) (series int, p50, p99, cpu time.Duration) {
 	t.Helper()
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 	get := func(encoding string) string {
-		req, _ := http.NewRequest("GET", ts.URL+"/metrics", nil)
+		req, _ := http.NewRequest("GET", metricsURL, nil)
 		req.Header.Set("Accept-Encoding", encoding)
 		resp, err := client.Do(req)
 		if err != nil {
@@ -139,6 +146,38 @@ func measureScrapes(t *testing.T, ts *httptest.Server, n int) (series int, p50, 
 		took = append(took, time.Since(start))
 	}
 	return series, quantile(took, 0.5), quantile(took, 0.99), (cpuTime() - cpu0) / time.Duration(n)
+}
+
+// measureBinary runs the exporter binary at its defaults tracking the tables (the sample tier
+// every second, so that both tiers have collected within seconds; the snapshot tier collects
+// at start), waits for both tiers, and scrapes it as measureScrapes does: series, latency,
+// the exporter process's own CPU per scrape (/proc/<pid>/stat over the scrapes, less its CPU
+// over as long a window without scrapes just before: the wait sampler and the sample tier
+// run meanwhile), and its RSS at the end and peak RSS (VmHWM).
+func measureBinary(t *testing.T, dsn string, track []string, scrapes int) []string {
+	t.Helper()
+	args := []string{"--postgres.dsn=" + dsn, "--tier.sample-interval=1s"}
+	for _, name := range track {
+		args = append(args, "--collector.tables.track="+name)
+	}
+	p := startExporterBinary(t, args...)
+	defer p.stop(t)
+	pgtest.Eventually(t, 2*time.Minute, "both tiers collected by the exporter binary", func() bool {
+		_, body := scrape(t, p.url)
+		return strings.Contains(body, `pgbatch_collector_success{collector="tables"} 1`) &&
+			strings.Contains(body, `pgbatch_collector_success{collector="sessions"} 1`)
+	})
+	exporterCPU := func() time.Duration { return p.cpu(t) }
+	measureScrapes(t, p.url, 20, exporterCPU) // warm: the formats asked for are encoded
+	start := time.Now()
+	series, p50, p99, cpu := measureScrapes(t, p.url, scrapes, exporterCPU)
+	took := time.Since(start)
+	idle0 := exporterCPU()
+	time.Sleep(took)
+	idle := exporterCPU() - idle0
+	perScrape := max(0, cpu-idle/time.Duration(scrapes)).Round(time.Microsecond)
+	return []string{fmt.Sprint(series), fmt.Sprintf("%s / %s", p50, p99), perScrape.String(),
+		fmt.Sprintf("%d / %d kB", proctest.Status(t, p.pid(), "VmRSS"), proctest.Status(t, p.pid(), "VmHWM"))}
 }
 
 func quantile(ds []time.Duration, q float64) time.Duration {

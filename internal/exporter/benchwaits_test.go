@@ -1,14 +1,11 @@
 package exporter_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +17,7 @@ import (
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/proctest"
 )
 
 // benchWaitSamplerCost measures what the wait sampler costs (issue 12, row 2) with 10, 100
@@ -160,25 +158,14 @@ func samplerPool(t *testing.T, dsn string, conns int32) *pgxpool.Pool {
 	return pool
 }
 
-// procCPU is a local process's user+system CPU time from /proc/<pid>/stat (clock ticks of
-// 10 ms: USER_HZ is 100 on Linux); 0 when the process is not local.
+// procCPU is a local process's user+system CPU time; 0 when the process is not local.
 func procCPU(t *testing.T, pid uint32, local bool) time.Duration {
 	t.Helper()
 	if !local {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The command name (field 2) may hold spaces and parentheses: fields 3 on follow its last ')'.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		t.Fatalf("/proc/%d/stat: %q", pid, b)
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	self, _ := proctest.Stat(t, pid)
+	return self
 }
 
 // pgWaitSamplingLib is Debian's pg_wait_sampling for PostgreSQL 15 (postgresql-15-pg-wait-sampling).
