@@ -64,27 +64,21 @@ func TestMeasureAgainstSQLMode(t *testing.T) {
 	}
 	// goBackends is the CPU so far of each backend of the Go mode's pools, by pid.
 	goBackends := func() map[uint32]time.Duration {
-		rows, err := goCtl.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'pg-batch-exporter%'`, goDB)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pids, err := pgx.CollectRows(rows, pgx.RowTo[uint32])
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[uint32]time.Duration{}
-		for _, pid := range pids {
-			if proctest.Exists(pid) {
-				out[pid], _ = proctest.Stat(t, pid)
-			}
-		}
-		return out
+		return proctest.BackendsCPU(t, goCtl, `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'pg-batch-exporter%'`, goDB)
 	}
 	type cost struct {
 		wall           []time.Duration
 		server, client time.Duration
 	}
 	costs := map[string]*cost{}
+	add := func(k string, wall, server, client time.Duration) {
+		if costs[k] == nil {
+			costs[k] = &cost{}
+		}
+		costs[k].wall = append(costs[k].wall, wall)
+		costs[k].server += server
+		costs[k].client += client
+	}
 	goCollect := func(tier collectors.Tier, measured bool) {
 		if tier == collectors.TierSample {
 			// The wait sampler's readings go with the sample tier (it reads every second: its own cost
@@ -99,33 +93,22 @@ func TestMeasureAgainstSQLMode(t *testing.T) {
 		if !measured {
 			return
 		}
-		k := "Go mode " + string(tier)
-		if costs[k] == nil {
-			costs[k] = &cost{}
-		}
-		costs[k].wall = append(costs[k].wall, w)
-		costs[k].client += c1 - c0
+		var server time.Duration
 		for pid, cpu := range b1 {
-			costs[k].server += cpu - b0[pid]
+			server += cpu - b0[pid] // a backend opened meanwhile counts from 0
 		}
+		add("Go mode "+string(tier), w, server, c1-c0)
 	}
 	sqlCollect := func(tier collectors.Tier, measured bool) {
-		fn := string(tier)
 		pid := sqlConn.PgConn().PID()
 		s0, _ := proctest.Stat(t, pid)
 		w0 := time.Now()
-		pgtest.MustExec(t, sqlConn, `SELECT telemetry.`+fn+`()`)
+		pgtest.MustExec(t, sqlConn, `SELECT telemetry.`+string(tier)+`()`) // sample() or snapshot()
 		w := time.Since(w0)
 		s1, _ := proctest.Stat(t, pid)
-		if !measured {
-			return
+		if measured {
+			add("SQL mode "+string(tier), w, s1-s0, 0)
 		}
-		k := "SQL mode " + string(tier)
-		if costs[k] == nil {
-			costs[k] = &cost{}
-		}
-		costs[k].wall = append(costs[k].wall, w)
-		costs[k].server += s1 - s0
 	}
 
 	envs := map[string]*env{"Go mode": goEnv, "SQL mode": sqlEnv}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -18,8 +19,8 @@ import (
 // exporterProcess is a running exporter binary.
 type exporterProcess struct {
 	cmd  *exec.Cmd
-	url  string // its /metrics
-	out  *proctest.LockedBuffer
+	url  string   // its /metrics
+	out  *os.File // its output, read on failure
 	done chan struct{}
 }
 
@@ -34,7 +35,12 @@ func startExporterBinary(t testing.TB, args ...string) *exporterProcess {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	p := &exporterProcess{url: "http://" + addr + "/metrics", out: &proctest.LockedBuffer{}, done: make(chan struct{})}
+	out, err := os.CreateTemp(t.TempDir(), "exporter-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	p := &exporterProcess{url: "http://" + addr + "/metrics", out: out, done: make(chan struct{})}
 	p.cmd = exec.Command(proctest.ExporterBinary(t), append([]string{"--web.listen-address=" + addr, "--log.level=warn"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -54,15 +60,17 @@ func startExporterBinary(t testing.TB, args ...string) *exporterProcess {
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("the exporter exited: %s", p.out)
+			t.Fatalf("the exporter exited: %s", p.output())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the exporter did not answer on %s: %v\n%s", p.url, err, p.out)
+			t.Fatalf("the exporter did not answer on %s: %v\n%s", p.url, err, p.output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func (p *exporterProcess) output() string { b, _ := os.ReadFile(p.out.Name()); return string(b) }
 
 func (p *exporterProcess) pid() uint32 { return uint32(p.cmd.Process.Pid) }
 

@@ -233,22 +233,7 @@ func (r pgbenchRound) cpuPerTxn() float64 { return r.workloadCPU.Seconds() / flo
 // application_name begins with pg-batch-exporter: the collectors', the recorder's), by pid.
 func exporterBackendsCPU(t *testing.T, c *pgx.Conn) map[uint32]time.Duration {
 	t.Helper()
-	rows, err := c.Query(context.Background(), `SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pg-batch-exporter%'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[uint32])
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[uint32]time.Duration{}
-	for _, pid := range pids {
-		if !proctest.Exists(pid) {
-			continue // ended since
-		}
-		out[pid], _ = proctest.Stat(t, pid)
-	}
-	return out
+	return proctest.BackendsCPU(t, c, `SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pg-batch-exporter%'`)
 }
 
 func median(v []float64) float64 {

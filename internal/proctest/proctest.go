@@ -5,6 +5,7 @@ package proctest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 var (
@@ -41,24 +44,6 @@ func ExporterBinary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
-}
-
-// LockedBuffer collects a process's output while the test reads it.
-type LockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *LockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *LockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // statFields are the fields of /proc/<pid>/stat from the third (state) on: the command name
@@ -110,6 +95,28 @@ func Stopped(t testing.TB, pid uint32) bool {
 func Exists(pid uint32) bool {
 	_, err := os.Stat(fmt.Sprintf("/proc/%d/stat", pid))
 	return err == nil
+}
+
+// BackendsCPU is the CPU so far of each PostgreSQL backend whose pid the query returns
+// (for example from pg_stat_activity), by pid; a backend that ended meanwhile is left out.
+// The server must be local.
+func BackendsCPU(t testing.TB, c *pgx.Conn, query string, args ...any) map[uint32]time.Duration {
+	t.Helper()
+	rows, err := c.Query(context.Background(), query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[uint32])
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[uint32]time.Duration{}
+	for _, pid := range pids {
+		if Exists(pid) {
+			out[pid], _ = Stat(t, pid)
+		}
+	}
+	return out
 }
 
 // Status is a field of /proc/<pid>/status in kB, such as VmHWM (peak RSS) or VmRSS.
