@@ -31,11 +31,14 @@ type LockEpisode struct {
 	BlockingApp          *string
 	BlockingQueryPreview *string
 	BlockingPIDs         []int32
-	LockType             *string
-	LockedRelation       *string
-	Datname              *string
-	StartedAt            time.Time // pg_locks.waitstart
-	LastSeenAt           time.Time // the last lock sample that saw it waiting
+	// BlockingBatch is the batch whose own session the blocker was ("": none): a batch's
+	// sessions waiting for each other.
+	BlockingBatch  string
+	LockType       *string
+	LockedRelation *string
+	Datname        *string
+	StartedAt      time.Time // pg_locks.waitstart
+	LastSeenAt     time.Time // the last lock sample that saw it waiting
 	// EndedAt is midway between LastSeenAt and the first wait sample that no longer saw it
 	// waiting: off by at most half the time between them. Where the session was still waiting
 	// when the exporter stopped (StillWaiting), it is LastSeenAt: the lock sample taken as it
@@ -73,8 +76,8 @@ func newLockEpisodes() *lockEpisodes { return &lockEpisodes{open: map[episodeKey
 
 // observe books a lock sample that finished at at (the exporter's clock): the waits it shows
 // begin or go on, and the open ones it does not show have ended. nil: a wait sample at at saw
-// no session waiting on a lock.
-func (l *lockEpisodes) observe(waits []LockWait, at time.Time) {
+// no session waiting on a lock. blockingBatch names the batch of a blocking pid, where it has one.
+func (l *lockEpisodes) observe(waits []LockWait, blockingBatch map[int32]string, at time.Time) {
 	current := make(map[episodeKey]bool, len(waits))
 	for _, w := range waits {
 		if w.WaitStart == nil || w.BlockedDuration == nil {
@@ -89,7 +92,8 @@ func (l *lockEpisodes) observe(waits []LockWait, at time.Time) {
 			e = &openEpisode{LockEpisode: LockEpisode{BlockedPID: w.BlockedPID, BlockedBackendStart: w.BlockedBackendStart,
 				BlockedUser: w.BlockedUser, BlockedApp: w.BlockedApp, BlockedQueryPreview: w.BlockedQueryPreview,
 				BlockingPID: w.BlockingPID, BlockingUser: w.BlockingUser, BlockingApp: w.BlockingApp,
-				BlockingQueryPreview: w.BlockingQueryPreview, LockType: w.LockType, LockedRelation: w.LockedRelation,
+				BlockingQueryPreview: w.BlockingQueryPreview, BlockingBatch: blockingBatch[w.BlockingPID],
+				LockType: w.LockType, LockedRelation: w.LockedRelation,
 				Datname: w.Datname, StartedAt: *w.WaitStart}}
 			l.open[k] = e
 		}

@@ -23,14 +23,14 @@ func TestLockEpisodesAcrossSamples(t *testing.T) {
 	// pid 7 waits from 0.5 s behind 20, then 21 as well; pid 8 from 1 s; a new wait of pid 8's
 	// backend is not there yet (no waitstart).
 	l.observe([]LockWait{row(7, 20, &backend, server.Add(500*time.Millisecond), 1), row(8, 30, &backend, server.Add(time.Second), 1),
-		{BlockedPID: 9, BlockingPID: 30}}, at(1))
+		{BlockedPID: 9, BlockingPID: 30}}, nil, at(1))
 	l.observe([]LockWait{row(7, 20, &backend, server.Add(500*time.Millisecond), 2), row(7, 21, &backend, server.Add(500*time.Millisecond), 2),
-		row(8, 30, &backend, server.Add(time.Second), 2)}, at(2))
+		row(8, 30, &backend, server.Add(time.Second), 2)}, nil, at(2))
 	// pid 8 is a new backend now (the old one ended; its pid was reused), waiting again.
-	l.observe([]LockWait{row(7, 20, &backend, server.Add(500*time.Millisecond), 3), row(8, 30, &reused, server.Add(2500*time.Millisecond), 3)}, at(3))
+	l.observe([]LockWait{row(7, 20, &backend, server.Add(500*time.Millisecond), 3), row(8, 30, &reused, server.Add(2500*time.Millisecond), 3)}, nil, at(3))
 	// Nobody waits at 4 s: pid 7's wait ended between 3 and 4 s.
-	l.observe(nil, at(4))
-	l.observe([]LockWait{row(7, 22, &backend, server.Add(4500*time.Millisecond), 5)}, at(5))
+	l.observe(nil, nil, at(4))
+	l.observe([]LockWait{row(7, 22, &backend, server.Add(4500*time.Millisecond), 5)}, nil, at(5))
 	if n := l.stop(); n != 4 {
 		t.Fatalf("%d episodes to take, want 4", n)
 	}

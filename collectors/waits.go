@@ -190,11 +190,13 @@ func (w *WaitSampler) sample(ctx context.Context, spanAt func(now time.Time) tim
 	batches := w.batchesOf(waits)
 	lockSample := err == nil && w.locks != nil && slices.ContainsFunc(waits, func(s SessionWait) bool { return s.WaitEventType == "Lock" })
 	var locks []LockWait
+	var blockers map[int32]string
 	var lockErr error
 	lockedAt := now
 	if lockSample {
 		locks, lockErr = readLockWaits(ctx, w.pool)
 		lockedAt = time.Now()
+		blockers = w.blockingBatches(locks, waits)
 		if lockErr != nil {
 			w.lockFailure.Failed("lock sample failed: lock waits are followed again once it works", lockErr)
 		} else {
@@ -211,10 +213,10 @@ func (w *WaitSampler) sample(ctx context.Context, spanAt func(now time.Time) tim
 	case lockSample:
 		w.locks.samples++
 		if lockErr == nil { // else the waits are left as they were: the next sample tells
-			w.locks.observe(locks, lockedAt)
+			w.locks.observe(locks, blockers, lockedAt)
 		}
 	case w.locks != nil:
-		w.locks.observe(nil, now)
+		w.locks.observe(nil, nil, now)
 	}
 	span := spanAt(now)
 	w.last = now
@@ -302,6 +304,29 @@ func (w *WaitSampler) batchesOf(waits []SessionWait) []string {
 	return out
 }
 
+// blockingBatches names the batch of each blocking session that is a batch's own, by pid: as
+// this sample saw it where it did (a blocker idle in its transaction is not sampled: its pid and
+// application_name then).
+func (w *WaitSampler) blockingBatches(locks []LockWait, waits []SessionWait) map[int32]string {
+	sessions := make([]SessionWait, 0, len(locks))
+	for _, l := range locks {
+		s := SessionWait{PID: l.BlockingPID}
+		if i := slices.IndexFunc(waits, func(x SessionWait) bool { return x.PID == l.BlockingPID }); i >= 0 {
+			s = waits[i]
+		} else if l.BlockingApp != nil {
+			s.ApplicationName = *l.BlockingApp
+		}
+		sessions = append(sessions, s)
+	}
+	out := map[int32]string{}
+	for i, name := range w.batchesOf(sessions) {
+		if name != "" {
+			out[sessions[i].PID] = name
+		}
+	}
+	return out
+}
+
 // sameQuery is the query_id of s's query in another sample, or 0.
 func sameQuery(running map[int32]runningQuery, s SessionWait) int64 {
 	if r, ok := running[s.PID]; ok && s.QueryStart != nil && r.queryStart.Equal(*s.QueryStart) {
@@ -383,10 +408,11 @@ func (w *WaitSampler) stopLockEpisodes(ctx context.Context) int {
 	w.mu.Unlock()
 	if open {
 		locks, err := readLockWaits(ctx, w.pool)
+		blockers := w.blockingBatches(locks, nil) // before w.mu: it takes it
 		w.mu.Lock()
 		w.locks.samples++
 		if err == nil { // else they end where the last sample saw them
-			w.locks.observe(locks, time.Now())
+			w.locks.observe(locks, blockers, time.Now())
 		}
 		w.mu.Unlock()
 	}

@@ -261,3 +261,54 @@ func TestDiagnoseBusyNeighbours(t *testing.T) {
 		notTheBatchs(t, c, busy, "1000000000")
 	})
 }
+
+// TestDiagnoseBatchBlocksItself: two sessions of the batch update the same rows, and one waits
+// for the other's transaction: the run's lock_contention says the batch's sessions wait for
+// each other, and recommends splitting their work, not moving another application's.
+func TestDiagnoseBatchBlocksItself(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		e.withTracker()
+		c := e.conn()
+		e.exec(`CREATE EXTENSION pg_stat_statements;
+			CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 1000) g`)
+		job := pgtest.Connect(t, e.dsn, "etl")
+		worker := pgtest.Connect(t, e.dsn, "etl") // shares the beginning session's name: the run's
+		const post = `UPDATE accounts SET balance = balance + 1 WHERE id <= $1`
+		body := func(overlap bool) func() {
+			return func() {
+				pgtest.MustExec(t, worker, `BEGIN`)
+				pgtest.MustExec(t, worker, post, 500)
+				if overlap {
+					time.AfterFunc(2500*time.Millisecond, func() { _, _ = worker.Exec(context.Background(), `COMMIT`) })
+					pgtest.MustExec(t, job, post, 1000) // waits for the worker's rows
+				} else {
+					pgtest.MustExec(t, worker, `COMMIT`)
+					pgtest.MustExec(t, job, post, 1000)
+				}
+				pgtest.MustExec(t, job, `SELECT pg_sleep(0.5)`)
+			}
+		}
+		e.record(collectors.TierSnapshot)
+		for range 3 {
+			e.batchRun(job, body(false))
+		}
+		run := e.batchRun(job, body(true))
+		fs := findings(t, c, run)
+		t.Logf("the batch blocks itself: %v", fs)
+		var lock map[string]any
+		for _, f := range fs {
+			if f["pattern"] == "lock_contention" {
+				lock = f
+			}
+		}
+		if lock == nil || lock["severity"] == "info" || !strings.Contains(lock["summary"].(string), "the batch's own session, pid") ||
+			!strings.Contains(lock["summary"].(string), "its sessions wait for each other") {
+			t.Errorf("lock_contention %v, want the batch's own sessions waiting for each other", lock)
+		}
+		rec := query(t, c, `SELECT recommendation FROM telemetry.diagnose_run_findings($1) WHERE pattern = 'lock_contention'`, run)
+		if len(rec) != 1 || !strings.Contains(rec[0]["recommendation"].(string), "block each other") {
+			t.Errorf("recommendation %v, want the batch's sessions' own contention addressed", rec)
+		}
+	})
+}

@@ -227,12 +227,12 @@ var collectionTables = []collectionTable{
 	{"lock_wait_episodes", collectors.TierSample, []string{"blocked_pid", "blocked_backend_start", "blocked_user",
 		"blocked_app", "blocked_query_preview", "blocking_pid", "blocking_user", "blocking_app", "blocking_query_preview",
 		"blocking_pids", "lock_type", "locked_relation", "datname", "started_at", "last_seen_at", "ended_at", "duration",
-		"still_waiting"},
+		"still_waiting", "blocking_batch"},
 		func(c *collectors.Collection) [][]any {
 			return each(c.LockEpisodes, func(e *collectors.LockEpisode) []any {
 				return []any{e.BlockedPID, e.BlockedBackendStart, e.BlockedUser, e.BlockedApp,
 					e.BlockedQueryPreview, e.BlockingPID, e.BlockingUser, e.BlockingApp, e.BlockingQueryPreview, e.BlockingPIDs,
-					e.LockType, e.LockedRelation, e.Datname, e.StartedAt, e.LastSeenAt, e.EndedAt, e.Duration(), e.StillWaiting}
+					e.LockType, e.LockedRelation, e.Datname, e.StartedAt, e.LastSeenAt, e.EndedAt, e.Duration(), e.StillWaiting, e.BlockingBatch}
 			})
 		}},
 	{"wait_time_samples", collectors.TierSample, []string{"wait_event_type", "wait_event", "seconds"},

@@ -339,7 +339,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
              WHEN 'statement_regression' THEN CASE
                  WHEN j.cause = 'spill' THEN 'It spilled sorts or hashes to temporary files: raise work_mem (or hash_mem_multiplier for hashes) for the batch''s session, or see why it sorts or hashes more than before (EXPLAIN (ANALYZE, BUFFERS) shows Sort Method: external merge).'
                  WHEN j.cause = 'contention' THEN 'Other sessions competed with the batch for CPU and I/O: move their work (reports, ad-hoc queries, another batch) out of the batch''s window, or bound it (a pooler''s limits, statement_timeout); telemetry.run_session_waits(run_id) shows what they did while the batch ran.'
-                 WHEN j.cause = 'lock' THEN 'The lock_contention finding names the sessions that held the lock: move their work (DDL, VACUUM FULL, REINDEX, long transactions) out of the batch''s window, or have them set a lock_timeout, so that they give way to the batch.'
+                 WHEN j.cause = 'lock' THEN 'The lock_contention finding names the sessions that held the lock. Another application''s: move its work (DDL, VACUUM FULL, REINDEX, long transactions) out of the batch''s window, or have it set a lock_timeout, so that it gives way to the batch; the batch''s own: see that finding''s advice on its sessions blocking each other.'
                  ELSE 'Compare its plan with the baseline''s (EXPLAIN (ANALYZE, BUFFERS), auto_explain): a dropped or unused index, stale statistics (ANALYZE the tables it reads), or a changed parameter; its top wait says where the time went.' END
              WHEN 'more_work' THEN 'The batch had more to do, not a slower server: check the input volume of this run (rows and calls against the baseline); if that is expected, the baseline will follow.'
              ELSE 'A statement the batch did not run before: a code or data change introduced it; check it is meant to run, and its plan.'
@@ -422,7 +422,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     -- who held them up: what a run's lock_contention is judged and named on.
     own_blockers AS (
         SELECT e.blocking_pid, coalesce(nullif(e.blocking_app, ''), e.blocking_user, '?') AS blocking, e.lock_type,
-               e.locked_relation, e.blocking_query_preview, count(*) AS waits, round(sum(e.duration_seconds), 1) AS blocked_seconds
+               e.locked_relation, e.blocking_query_preview, count(*) AS waits, round(sum(e.duration_seconds), 1) AS blocked_seconds,
+               -- the batch's own sessions waiting for each other (the same rows, the same table)
+               e.blocking_batch = w.batch AS own_session
         FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
              LATERAL telemetry.lock_episodes(w.start_time, w.end_time, w.server) e
         WHERE e.lock_type IS DISTINCT FROM 'extend'
@@ -430,7 +432,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                       WHERE b.server = srv.server AND b.batch = w.batch AND b.own AND b.pid = e.blocked_pid
                         AND b.backend_start IS NOT DISTINCT FROM e.blocked_backend_start
                         AND b.captured_at BETWEEN w.start_time AND w.end_time)
-        GROUP BY 1, 2, 3, 4, 5
+        GROUP BY 1, 2, 3, 4, 5, 8
         ORDER BY blocked_seconds DESC, waits DESC),
     -- The temporary files the batch's own statements wrote (pg_stat_statements' temp blocks of
     -- the statements its sessions ran, in the recorder's block size), where the run's statements
@@ -464,7 +466,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                 round(l.other, 1), round(l.own, 1), x.summary)
                     ELSE format('The batch''s own sessions waited %s s on locks (%s%% of the run)%s; other sessions %s s. Across the server: %s',
                                 round(l.own, 1), p.pct,
-                                coalesce((SELECT format(', mostly behind pid %s (%s) on %s', b.blocking_pid, b.blocking, coalesce(b.locked_relation, b.lock_type, '?'))
+                                coalesce((SELECT format(', mostly behind %spid %s (%s) on %s%s', CASE WHEN b.own_session THEN 'the batch''s own session, ' ELSE '' END,
+                                                        b.blocking_pid, b.blocking, coalesce(b.locked_relation, b.lock_type, '?'),
+                                                        CASE WHEN b.own_session THEN ': its sessions wait for each other' ELSE '' END)
                                           FROM own_blockers b LIMIT 1), ''),
                                 round(l.other, 1), x.summary)
                END AS summary,
@@ -473,7 +477,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     WHEN x.pattern = 'temp_file_spills' AND EXISTS (SELECT FROM temp)
                     THEN x.evidence || jsonb_build_object('batch_temp_bytes', coalesce(tmp.own_bytes, 0))
                     ELSE x.evidence END AS evidence,
-               x.recommendation, x.ord
+               CASE WHEN j.judged AND l.own >= telemetry._threshold('run_own_lock_seconds') AND (SELECT b.own_session FROM own_blockers b LIMIT 1)
+                    THEN 'The batch''s own sessions block each other: they update the same rows or lock the same tables at once. Give each session its own share of the rows (by key range or partition), take the locks in one order, or run those steps one after another.'
+                    ELSE x.recommendation END AS recommendation, x.ord
         FROM telemetry._run_window(p_run_id) w,
             LATERAL telemetry._diagnose(w.start_time, w.end_time, w.snapshot_start, w.server) WITH ORDINALITY x(pattern, severity, summary, evidence, recommendation, ord),
             locks l, own_pct p LEFT JOIN temp tmp ON true, LATERAL (SELECT x.pattern = 'lock_contention' AND l.covered AS judged) j)

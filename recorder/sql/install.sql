@@ -45,7 +45,8 @@ BEGIN
         ('0007_batch_wait_samples.sql', '3c2b6910682d67f643dffac41e7b231da0fce4b3edf1945ca4c2037309b1e9c3'),
         ('0008_lock_wait_episodes.sql', '9b074edcf55dcce50b73ec4e305713b0bf90f8cfe94adc994e5aa6d5eea17a36'),
         ('0009_batch_wait_sessions.sql', '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed'),
-        ('0010_statement_waits_by_batch.sql', 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40')) f (name, checksum) ON f.name = m.name
+        ('0010_statement_waits_by_batch.sql', 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40'),
+        ('0012_lock_episodes_blocking_batch.sql', '15fa7b8d232e25c26b4541e7705e757daaa8aacd0077bba4d3fafd371df807c0')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -133,6 +134,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0010_statement
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0012_lock_episodes_blocking_batch.sql' AND checksum = '15fa7b8d232e25c26b4541e7705e757daaa8aacd0077bba4d3fafd371df807c0') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0012_lock_episodes_blocking_batch.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0012_lock_episodes_blocking_batch.sql', '15fa7b8d232e25c26b4541e7705e757daaa8aacd0077bba4d3fafd371df807c0')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '4135567022cda65761eea365a5c79d2f2ddd4a224328dab72c156453f4bf4439') AS apply \gset
 \if :apply
 BEGIN;
@@ -141,11 +150,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '62c1022f55fee29c3fb7ef57428a9d2853039d2fc74481672e36040e6cbaa1ea') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '90497c7d40004a128884080399f31120d32da39bd9d08d93a23957d25ae9973b') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '62c1022f55fee29c3fb7ef57428a9d2853039d2fc74481672e36040e6cbaa1ea')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '90497c7d40004a128884080399f31120d32da39bd9d08d93a23957d25ae9973b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -181,11 +190,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'fa0671c3347663b6b8d1e00c9b562027f2cd81aa5ba5a7a1215752f6e14d5258') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'b2f1eb1abe7290a648708d971ffa0c4dfa72672747ae5c8d0b440df39631be89') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'fa0671c3347663b6b8d1e00c9b562027f2cd81aa5ba5a7a1215752f6e14d5258')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'b2f1eb1abe7290a648708d971ffa0c4dfa72672747ae5c8d0b440df39631be89')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
