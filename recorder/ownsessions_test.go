@@ -111,8 +111,10 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 			if f["pattern"] == "temp_file_spills" && (f["severity"] != "info" || !strings.Contains(f["summary"].(string), "Other sessions spilled")) {
 				t.Errorf("temp_file_spills %v, want info: the batch's own statements wrote nothing", f)
 			}
-			if f["severity"] != "info" && f["pattern"] != "window" {
-				t.Errorf("the batch ran as usual while another application spilled: %v", f)
+			// The analyst's sort competes for the CPUs, so the batch's may be slower: never a
+			// spill of the batch's.
+			if f["severity"] != "info" && strings.Contains(f["summary"].(string), "spill") {
+				t.Errorf("the batch did not spill, another application did: %v", f)
 			}
 		}
 		notTheBatchs(t, c, othersSpill, "|| 'a'")
