@@ -70,8 +70,7 @@ $$;
 
 -- _diagnose_shared is what more than one pattern reads of a window, computed once by
 -- _diagnose and given to each: "compare", compare()'s row for the window (null without a
--- snapshot at both ends; a pattern reads its deltas with jsonb_populate_record(NULL::
--- telemetry._snapshot_diff, p_shared->'compare')), and "waits", the client sessions'
+-- snapshot at both ends; a pattern reads its deltas with _shared_compare), and "waits", the client sessions'
 -- session-seconds by wait (_window_waits; read them with _shared_waits).
 CREATE OR REPLACE FUNCTION telemetry._diagnose_shared(p_start_time timestamptz, p_end_time timestamptz,
                                                       p_snapshot_start timestamptz, p_server text)
@@ -79,6 +78,15 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object(
         'compare', (SELECT to_jsonb(c) FROM telemetry.compare(p_snapshot_start, p_end_time, p_server) c),
         'waits', coalesce((SELECT jsonb_agg(to_jsonb(w)) FROM telemetry._window_waits(p_start_time, p_end_time, p_server) w), '[]'))
+$$;
+
+-- _shared_compare is the compare() row of a _diagnose_shared value: none where the window has no
+-- snapshot at both ends.
+CREATE OR REPLACE FUNCTION telemetry._shared_compare(p_shared jsonb)
+RETURNS SETOF telemetry._snapshot_diff
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT c.* FROM jsonb_populate_record(NULL::telemetry._snapshot_diff, p_shared->'compare') c
+    WHERE jsonb_typeof(p_shared->'compare') = 'object'
 $$;
 
 -- _shared_waits are the waits of a _diagnose_shared value.

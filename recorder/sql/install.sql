@@ -182,11 +182,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'b29ecebf421549412416a9f23f8a3282c99557ec44a35ea72b96a6c7edc1c056') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'b968d2a8d8dc9e6f015438c45d86d6f7ee2782ab8d2f488521576687e6e5e914') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'b29ecebf421549412416a9f23f8a3282c99557ec44a35ea72b96a6c7edc1c056')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'b968d2a8d8dc9e6f015438c45d86d6f7ee2782ab8d2f488521576687e6e5e914')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -206,27 +206,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/pattern.sql' AND checksum = 'b76cc0a3b00d2cd0ed5b1de9e79e9389ba6c152e00e374e1125d930be5333f33') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/pattern.sql' AND checksum = '0f3b5da7dabd29b39f0b3a7784ecb7ebdc755826ae3e443507a0b4a7a39dc069') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/buffer_pressure/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/buffer_pressure/pattern.sql', 'b76cc0a3b00d2cd0ed5b1de9e79e9389ba6c152e00e374e1125d930be5333f33')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/buffer_pressure/pattern.sql', '0f3b5da7dabd29b39f0b3a7784ecb7ebdc755826ae3e443507a0b4a7a39dc069')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/pattern.sql' AND checksum = '2c99f4ef2e99b53c6c5218015695c844009e1318b3168324ea7bee47653d178a') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/pattern.sql' AND checksum = '1034b5c61a40846ec7895c5d6a29fa197798b944d5663e260089c65e72ee02e8') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/checkpoint_interference/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/checkpoint_interference/pattern.sql', '2c99f4ef2e99b53c6c5218015695c844009e1318b3168324ea7bee47653d178a')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/checkpoint_interference/pattern.sql', '1034b5c61a40846ec7895c5d6a29fa197798b944d5663e260089c65e72ee02e8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/insufficient_data/pattern.sql' AND checksum = '4f0e03e8b5848616f534f2932f35f81d4aa381d02c59b3a2bab754493f92a93a') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/insufficient_data/pattern.sql' AND checksum = '1f5a77e88ee0a15e1c62187dc34dcceb8be815015e0feba056c534b130132653') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/insufficient_data/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/insufficient_data/pattern.sql', '4f0e03e8b5848616f534f2932f35f81d4aa381d02c59b3a2bab754493f92a93a')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/insufficient_data/pattern.sql', '1f5a77e88ee0a15e1c62187dc34dcceb8be815015e0feba056c534b130132653')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -238,19 +238,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = '8745038f25c796da388e5cf369a3a4608615e6ce75264314e225ab2dba919bd0') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = '3a64027f46789f705523237a441053f911666afca3e3da65e09cb56a69146b52') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/replication_lag/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', '8745038f25c796da388e5cf369a3a4608615e6ce75264314e225ab2dba919bd0')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', '3a64027f46789f705523237a441053f911666afca3e3da65e09cb56a69146b52')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/pattern.sql' AND checksum = '938f240055689dd527a7bae3d182da2735f430525d324e72c4dfd57b242918de') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/pattern.sql' AND checksum = 'c2dd3c9bc297314251c37dfef6d17d4eff92a50ca080f4951bb514f09581a6b8') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/temp_file_spills/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/pattern.sql', '938f240055689dd527a7bae3d182da2735f430525d324e72c4dfd57b242918de')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/pattern.sql', 'c2dd3c9bc297314251c37dfef6d17d4eff92a50ca080f4951bb514f09581a6b8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -16,8 +16,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY
     WITH
-    cmp AS (SELECT c.* FROM jsonb_populate_record(NULL::telemetry._snapshot_diff, p_shared->'compare') c
-            WHERE jsonb_typeof(p_shared->'compare') = 'object'),
+    cmp AS (SELECT * FROM telemetry._shared_compare(p_shared)),
     wait_time AS (SELECT * FROM telemetry._shared_waits(p_shared))
     SELECT 'buffer_pressure',
            CASE WHEN x.pct >= telemetry._threshold('backend_write_pct')

@@ -14,8 +14,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY
     WITH
-    cmp AS (SELECT c.* FROM jsonb_populate_record(NULL::telemetry._snapshot_diff, p_shared->'compare') c
-            WHERE jsonb_typeof(p_shared->'compare') = 'object')
+    cmp AS (SELECT * FROM telemetry._shared_compare(p_shared))
     SELECT 'checkpoint_interference',
            coalesce(telemetry._severity(c.ckpt_requested_delta, telemetry._threshold('checkpoint_requested_warning'), telemetry._threshold('checkpoint_requested_critical')), 'info'),
            greatest(c.ckpt_requested_delta / telemetry._threshold('checkpoint_requested_warning'), 0.1),

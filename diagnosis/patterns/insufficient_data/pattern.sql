@@ -14,8 +14,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY
     WITH
-    cmp AS (SELECT c.* FROM jsonb_populate_record(NULL::telemetry._snapshot_diff, p_shared->'compare') c
-            WHERE jsonb_typeof(p_shared->'compare') = 'object'),
+    cmp AS (SELECT * FROM telemetry._shared_compare(p_shared)),
     before_start AS (SELECT max(captured_at) AS at FROM telemetry.snapshots
                      WHERE server = p_server AND captured_at <= p_snapshot_start),
     after_end AS (SELECT min(captured_at) AS at FROM telemetry.snapshots WHERE server = p_server AND captured_at >= p_end_time),

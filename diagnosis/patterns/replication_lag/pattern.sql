@@ -15,8 +15,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY
     WITH
-    cmp AS (SELECT c.* FROM jsonb_populate_record(NULL::telemetry._snapshot_diff, p_shared->'compare') c
-            WHERE jsonb_typeof(p_shared->'compare') = 'object'),
+    cmp AS (SELECT * FROM telemetry._shared_compare(p_shared)),
     repl AS (
         SELECT r.application_name, r.client_addr,
                max(pg_wal_lsn_diff(r.sent_lsn, r.replay_lsn)) AS lag_bytes,

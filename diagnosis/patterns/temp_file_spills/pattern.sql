@@ -14,8 +14,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY
     WITH
-    cmp AS (SELECT c.* FROM jsonb_populate_record(NULL::telemetry._snapshot_diff, p_shared->'compare') c
-            WHERE jsonb_typeof(p_shared->'compare') = 'object'),
+    cmp AS (SELECT * FROM telemetry._shared_compare(p_shared)),
     smp AS (SELECT * FROM telemetry._window_samples(p_start_time, p_end_time, p_server)),
     spillers AS (
         SELECT a.query_preview, count(*) AS samples
