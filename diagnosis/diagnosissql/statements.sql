@@ -2,13 +2,18 @@
 -- diagnose_run_findings (the tables: recorder/migrations/0005_statements.sql).
 
 -- _statements_at: each entry's counters as of the snapshot at p_at (the last row at or before
--- it), with the snapshot's pg_stat_statements reset time.
+-- it). Rows before the last full read at or before p_at are superseded: that read stored every
+-- entry pg_stat_statements had, and an entry it did not have was evicted or reset by then. So
+-- the read starts there (runtime partition pruning keeps it to those days), not at the first
+-- snapshot ever stored.
 CREATE OR REPLACE FUNCTION telemetry._statements_at(p_at timestamptz, p_server text)
 RETURNS SETOF telemetry.statement_snapshots
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT DISTINCT ON (userid, dbid, toplevel, queryid) *
     FROM telemetry.statement_snapshots
     WHERE server = p_server AND captured_at <= p_at
+      AND captured_at >= coalesce((SELECT max(i.captured_at) FROM telemetry.statement_info_snapshots i
+                                   WHERE i.server = p_server AND i.full_read AND i.captured_at <= p_at), '-infinity')
     ORDER BY userid, dbid, toplevel, queryid, captured_at DESC
 $$;
 
