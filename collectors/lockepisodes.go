@@ -92,10 +92,13 @@ func (l *lockEpisodes) observe(waits []LockWait, blockingBatch map[int32]string,
 			e = &openEpisode{LockEpisode: LockEpisode{BlockedPID: w.BlockedPID, BlockedBackendStart: w.BlockedBackendStart,
 				BlockedUser: w.BlockedUser, BlockedApp: w.BlockedApp, BlockedQueryPreview: w.BlockedQueryPreview,
 				BlockingPID: w.BlockingPID, BlockingUser: w.BlockingUser, BlockingApp: w.BlockingApp,
-				BlockingQueryPreview: w.BlockingQueryPreview, BlockingBatch: blockingBatch[w.BlockingPID],
-				LockType: w.LockType, LockedRelation: w.LockedRelation,
+				BlockingQueryPreview: w.BlockingQueryPreview,
+				LockType:             w.LockType, LockedRelation: w.LockedRelation,
 				Datname: w.Datname, StartedAt: *w.WaitStart}}
 			l.open[k] = e
+		}
+		if e.BlockingBatch == "" { // a run's sessions are known from the tracker's next read on
+			e.BlockingBatch = blockingBatch[e.BlockingPID]
 		}
 		// waited is clock_timestamp() - waitstart: the server's clock at the sample.
 		e.LastSeenAt, e.seen = w.WaitStart.Add(*w.BlockedDuration), at

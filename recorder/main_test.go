@@ -84,8 +84,11 @@ func newEnvWith(t *testing.T, srv *pgtest.Server, dsn string, statementsEvery ti
 		t.Fatalf("migrate: %v", err)
 	}
 	readPool := newPool(t, dsn, true, "")
+	// The tests take the wait sampler's samples themselves (batchRun: every 200 ms, then a
+	// sample-tier collection), and a sample stands for the time since the previous one up to
+	// two intervals: 250 ms keeps a loaded machine's longer gaps (up to 500 ms) whole.
 	e.runner = collectors.NewRunner(collectors.RunnerOptions{Pool: readPool, Selection: collectors.AllEnabled(),
-		SampleEvery: time.Hour, SnapshotEvery: time.Hour, WaitSampleEvery: 100 * time.Millisecond})
+		SampleEvery: time.Hour, SnapshotEvery: time.Hour, WaitSampleEvery: 250 * time.Millisecond})
 	e.rec = New(Options{Pool: e.pool, Retention: 7 * 24 * time.Hour, BufferRows: 100000, Trigger: e.runner.Trigger,
 		StatementsEvery: statementsEvery})
 	e.runner.Subscribe(e.rec.Consume)

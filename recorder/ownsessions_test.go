@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -118,6 +119,23 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 			}
 		}
 		notTheBatchs(t, c, othersSpill, "|| 'a'")
+
+		// Where the sampler could not tell the batch's statements (sessions showing no query_id,
+		// as a portal fetched in parts does on 14-17), the run's statements are the window's:
+		// nothing of the batch's is dropped.
+		if got := query(t, c, `SELECT telemetry._run_statement_batch($1) AS batch`, spill); got[0]["batch"] != "etl" {
+			t.Fatalf("_run_statement_batch(spill run) = %v, want etl: its statements were known", got)
+		}
+		e.exec(`INSERT INTO telemetry.statement_wait_samples (sample_id, batch, queryid, wait_event_type, wait_event, seconds, server, captured_at)
+			SELECT s.id, 'etl', 0, 'IO', 'DataFileRead', 100, s.server, s.captured_at
+			FROM telemetry.batch_runs r JOIN telemetry.samples s ON s.captured_at BETWEEN r.started_at AND r.ended_at
+			WHERE r.run_id = ` + strconv.FormatInt(spill, 10) + ` ORDER BY s.captured_at LIMIT 1`)
+		if got := query(t, c, `SELECT telemetry._run_statement_batch($1) AS batch`, spill); got[0]["batch"] != nil {
+			t.Errorf("_run_statement_batch with the batch's seconds mostly without a statement = %v, want NULL: every statement of the window", got)
+		}
+		if rs := query(t, c, `SELECT count(*) AS n FROM telemetry.run_statements($1) WHERE query LIKE '%md5(g::text) FROM%'`, spill); rs[0]["n"] != int64(1) {
+			t.Errorf("run_statements without the split: %v, want the batch's sort", rs)
+		}
 
 		// The batch itself queues 2 s behind a migration while a report queues all run long
 		// behind another session: the finding is the batch's, named after what it waited for.

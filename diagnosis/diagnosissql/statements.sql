@@ -160,6 +160,8 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
      'client_wait: the batch''s own sessions waited at least this much longer on their client than the baseline median (and at least 30% of the run''s extra duration).'),
     ('run_own_lock_seconds', 1, 'seconds',
      'A run''s lock_contention is info when its own sessions waited less than this on locks: other sessions'' lock waits are named, not blamed.'),
+    ('own_statements_known_pct', 50, 'percent',
+     'A run''s statements are those its own sessions were seen running only where the sampler knew the statement of at least this share of their sampled seconds; else every statement of the window.'),
     ('other_busy_sessions', 1, 'sessions',
      'statement_regression names other sessions as the cause when, on average over the run, this many more of them were busy on CPU or I/O than in the baseline runs, and at least twice as many.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
@@ -183,13 +185,18 @@ $$;
 
 -- _run_statement_batch is the batch whose own sessions' statements a run's are: the run's batch
 -- where the wait sampler booked statement seconds to its own sessions during the run (the Go
--- recorder with its batch tracker), else NULL: every statement of the window (pg_cron mode).
+-- recorder with its batch tracker) and could tell the statement of at least
+-- own_statements_known_pct of them (a query_id, or the text of one waiting on a lock); else NULL:
+-- every statement of the window (pg_cron mode; a run recorded before the split; sessions that
+-- show no query_id, as a portal fetched in parts does on 14-17).
 CREATE OR REPLACE FUNCTION telemetry._run_statement_batch(p_run_id bigint)
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT w.batch FROM telemetry._run_window(p_run_id) w
-    WHERE EXISTS (SELECT FROM telemetry.statement_wait_samples x
-                  WHERE x.server = telemetry._resolve_server(w.server) AND x.batch = w.batch
-                    AND x.captured_at BETWEEN w.start_time AND w.end_time)
+    SELECT w.batch FROM telemetry._run_window(p_run_id) w,
+        LATERAL (SELECT sum(x.seconds) AS seconds, sum(x.seconds) FILTER (WHERE x.queryid <> 0 OR x.query_text <> '') AS known
+                 FROM telemetry.statement_wait_samples x
+                 WHERE x.server = telemetry._resolve_server(w.server) AND x.batch = w.batch
+                   AND x.captured_at BETWEEN w.start_time AND w.end_time) o
+    WHERE o.known >= telemetry._threshold('own_statements_known_pct') / 100 * o.seconds
 $$;
 
 -- run_statements: each statement of a run against the median of the batch's previous normal
@@ -219,7 +226,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             WHERE own.batch IS NULL OR s.sampled_waits IS NOT NULL),
     -- A statement first seen inside a baseline run (new) ran in it: the first run after a
     -- restart or a reset is a normal run. Only reset counters are left out.
-    bs AS (SELECT b.run_id, s.* FROM sbase b, own, LATERAL telemetry._window_statements(b.snapshot_start, b.end_time, b.server, own.batch) s
+    -- Each baseline run's sampled waits are its own sessions' where its own were recorded apart.
+    bs AS (SELECT b.run_id, s.* FROM sbase b,
+                  LATERAL telemetry._window_statements(b.snapshot_start, b.end_time, b.server, telemetry._run_statement_batch(b.run_id)) s
            WHERE s.status <> 'reset'),
     nbase AS (SELECT count(*)::int AS n,
                      percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM end_time - start_time))::numeric AS duration
@@ -306,7 +315,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     WHEN r.temp_per_call > 0 AND r.temp_per_call >= telemetry._threshold('statement_slower_ratio') * coalesce(r.baseline_temp_per_call, 0) THEN 'spill'
                     WHEN r.baseline_blocks_per_row > 0
                          AND r.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * r.baseline_blocks_per_row THEN 'plan'
-                    WHEN b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'contention'
+                    WHEN b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline
+                         AND (r.top_wait IS NULL OR r.top_wait LIKE 'Running:%' OR r.top_wait LIKE 'IO:%') THEN 'contention'
                END AS cause,
                b.run AS other_busy, b.baseline AS baseline_other_busy
         FROM rs r, busy b
@@ -453,8 +463,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         FROM locks l, telemetry._run_window(p_run_id) w),
     d AS (
         SELECT x.pattern,
-               CASE WHEN x.pattern = 'temp_file_spills' AND coalesce(tmp.own_bytes, 0) < telemetry._threshold('temp_bytes_warning') AND EXISTS (SELECT FROM temp)
-                    THEN 'info'
+               CASE WHEN x.pattern = 'temp_file_spills' AND EXISTS (SELECT FROM temp)
+                    THEN coalesce(telemetry._severity(tmp.own_bytes, telemetry._threshold('temp_bytes_warning'), telemetry._threshold('temp_bytes_critical')), 'info')
                     WHEN NOT j.judged THEN x.severity
                     WHEN l.own < telemetry._threshold('run_own_lock_seconds') THEN 'info'
                     ELSE coalesce(telemetry._severity(p.pct, telemetry._threshold('lock_wait_pct_warning'), telemetry._threshold('lock_wait_pct_critical')), 'info')

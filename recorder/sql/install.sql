@@ -46,7 +46,7 @@ BEGIN
         ('0008_lock_wait_episodes.sql', '9b074edcf55dcce50b73ec4e305713b0bf90f8cfe94adc994e5aa6d5eea17a36'),
         ('0009_batch_wait_sessions.sql', '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed'),
         ('0010_statement_waits_by_batch.sql', 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40'),
-        ('0011_lock_episodes_blocking_batch.sql', '15fa7b8d232e25c26b4541e7705e757daaa8aacd0077bba4d3fafd371df807c0')) f (name, checksum) ON f.name = m.name
+        ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -134,11 +134,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0010_statement
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0011_lock_episodes_blocking_batch.sql' AND checksum = '15fa7b8d232e25c26b4541e7705e757daaa8aacd0077bba4d3fafd371df807c0') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0011_lock_episodes_blocking_batch.sql' AND checksum = '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../migrations/0011_lock_episodes_blocking_batch.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0011_lock_episodes_blocking_batch.sql', '15fa7b8d232e25c26b4541e7705e757daaa8aacd0077bba4d3fafd371df807c0')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -190,11 +190,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'e0fe335562af50ca79d4416dbc918be50bc533895743dd925a3d41e60ed7dcac') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '939211d0548d474aaaa5efe0d9c296b30d619471353c9a4e479d0c5f5fa9dd10') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'e0fe335562af50ca79d4416dbc918be50bc533895743dd925a3d41e60ed7dcac')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '939211d0548d474aaaa5efe0d9c296b30d619471353c9a4e479d0c5f5fa9dd10')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
