@@ -1,7 +1,9 @@
 package recorder
 
 import (
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 )
@@ -59,10 +61,45 @@ func newCollectionRows(c *collectors.Collection, tables []collectionTable, serve
 	if c.Tier == collectors.TierSnapshot {
 		b.parent = table{name: "snapshots", columns: snapshotColumns, rows: [][]any{snapshotRow(c, server)}}
 		b.children = append(append(b.children, replicationRows(replication)), statements.rows(c.Statements, c.CapturedAt)...)
-		return b
+	} else {
+		b.parent = table{name: "samples", columns: []string{"captured_at", "server"}, rows: [][]any{{c.CapturedAt, server}}}
 	}
-	b.parent = table{name: "samples", columns: []string{"captured_at", "server"}, rows: [][]any{{c.CapturedAt, server}}}
+	for _, t := range append([]table{b.parent}, b.children...) {
+		storableTexts(t.rows)
+	}
 	return b
+}
+
+// queryTextColumns are the columns that hold a session's query text, which the recorder
+// stores normalized unless told to keep it literal (Options.LiteralQueryText).
+var queryTextColumns = map[string]bool{"query_preview": true, "blocked_query_preview": true, "blocking_query_preview": true,
+	"query_text": true, "query": true}
+
+// storableTexts makes every text of rows one the database accepts: valid UTF-8 (invalid bytes
+// become U+FFFD) without NUL. pg_stat_activity passes a session's query on in its own
+// database's encoding, unconverted: a LATIN1 database's 'é' is the byte 0xE9, which a UTF8
+// database refuses, and a refused text would set its row aside.
+func storableTexts(rows [][]any) {
+	for _, row := range rows {
+		for i, v := range row {
+			switch v := v.(type) {
+			case string:
+				row[i] = storableText(v)
+			case *string:
+				if v != nil && storableText(*v) != *v {
+					s := storableText(*v)
+					row[i] = &s
+				}
+			}
+		}
+	}
+}
+
+func storableText(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 func snapshotRow(c *collectors.Collection, server string) []any {

@@ -28,6 +28,8 @@ type recorderFlags struct {
 	shutdownTimeout time.Duration
 	// statementsEvery spaces the statements stored between batches' boundaries.
 	statementsEvery time.Duration
+	// literalQueryText keeps sessions' query texts with their constants.
+	literalQueryText bool
 }
 
 func addRecorderFlags(cmd collectors.FlagAdder) *recorderFlags {
@@ -39,6 +41,8 @@ func addRecorderFlags(cmd collectors.FlagAdder) *recorderFlags {
 	addDuration(cmd, "recorder.shutdown-timeout", "On SIGTERM or SIGINT, how long the recorder may keep writing the collections still buffered; it then logs how many it wrote and how many were lost.", "10s", &f.shutdownTimeout)
 	cmd.Flag("recorder.server-name", "Names the monitored server in every recorded row. Default: its system identifier (give standbys recorded beside their primary a name of their own).").StringVar(&f.serverName)
 	addDuration(cmd, "recorder.statements-interval", "How often pg_stat_statements is stored between batches' boundaries, which store every entry (0: at every snapshot, about 300 bytes per busy statement each time).", "1h", &f.statementsEvery)
+	cmd.Flag("recorder.literal-query-text", "Record sessions' query texts (activity, lock and statement wait samples) as they ran, constants included. "+
+		"Default: each constant is replaced by $n, as pg_stat_statements shows them, since the telemetry schema's readers may not read other roles' queries (docs/security.md).").BoolVar(&f.literalQueryText)
 	addDuration(cmd, "recorder.request-min-interval", "Least time between two snapshots asked for by telemetry.request_snapshot(): requests within it are coalesced into one snapshot when it ends (0: no limit).", "5s", &f.requestMinInterval)
 	return f
 }
@@ -101,7 +105,8 @@ func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *coll
 	pools.Add("recorder", pool)
 	log := logger.With("component", "recorder")
 	rec := recorder.New(recorder.Options{Pool: pool, ServerName: f.serverName, Retention: retention,
-		BufferRows: f.buffer, Trigger: runner.Trigger, Logger: log, RequestMinInterval: f.requestMinInterval, StatementsEvery: f.statementsEvery})
+		BufferRows: f.buffer, Trigger: runner.Trigger, Logger: log, RequestMinInterval: f.requestMinInterval, StatementsEvery: f.statementsEvery,
+		LiteralQueryText: f.literalQueryText})
 	runner.Subscribe(rec.Consume)
 	log.Info("recording", "to", postgres.Describe(cfg), "retention", f.retention)
 	migrated := make(chan bool, 1)

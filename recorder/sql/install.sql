@@ -46,7 +46,8 @@ BEGIN
         ('0008_lock_wait_episodes.sql', '9b074edcf55dcce50b73ec4e305713b0bf90f8cfe94adc994e5aa6d5eea17a36'),
         ('0009_batch_wait_sessions.sql', '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed'),
         ('0010_statement_waits_by_batch.sql', 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40'),
-        ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d')) f (name, checksum) ON f.name = m.name
+        ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d'),
+        ('0012_no_free_text_in_keys.sql', 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -142,6 +143,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0011_lock_epis
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0012_no_free_text_in_keys.sql' AND checksum = 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0012_no_free_text_in_keys.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0012_no_free_text_in_keys.sql', 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '4135567022cda65761eea365a5c79d2f2ddd4a224328dab72c156453f4bf4439') AS apply \gset
 \if :apply
 BEGIN;
@@ -166,11 +175,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '8a9541679472055d9d1c59491daac13d3310a2a35cea93281d13f99757ecb496') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '9f5aa7b000be5381ff3a441159ac80a6b88c91c7adfaeb390e15ec43e0228c12') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '8a9541679472055d9d1c59491daac13d3310a2a35cea93281d13f99757ecb496')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '9f5aa7b000be5381ff3a441159ac80a6b88c91c7adfaeb390e15ec43e0228c12')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
