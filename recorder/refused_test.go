@@ -149,6 +149,9 @@ func (e *env) lockWaitedQuery(dsn, table, stmt string, whileWaiting func()) stri
 	ctx := context.Background()
 	locker := pgtest.Connect(e.t, dsn, "locker")
 	waiter := pgtest.Connect(e.t, dsn, "waiter")
+	// As psql in a UTF-8 terminal: the server converts the text to the database's encoding
+	// (pgx would take the server's).
+	pgtest.MustExec(e.t, waiter, `SET client_encoding = 'UTF8'`)
 	var datname string
 	if err := waiter.QueryRow(ctx, `SELECT current_database()`).Scan(&datname); err != nil {
 		e.t.Fatal(err)
@@ -194,8 +197,8 @@ func newLatin1Database(t *testing.T, srv *pgtest.Server) string {
 // The two texts of lock-waiting queries the recorder's database refused, which stopped all
 // recording (issue 17): a query of a LATIN1 database, whose text pg_stat_activity passes on in
 // LATIN1 ('café crème' is not valid UTF-8), and a query of 1,000 4-byte characters, whose text
-// was part of statement_wait_samples' key (index row size 4080 exceeds the btree maximum; a
-// server whose track_activity_query_size keeps texts that long). Each is recorded, none refused.
+// was part of statement_wait_samples' key (index row size exceeds the btree maximum: a server
+// whose track_activity_query_size keeps texts that long, characters that do not compress). Each is recorded, none refused.
 func TestLockWaitedTextsRecorded(t *testing.T) {
 	for _, v := range pgtest.Versions() {
 		t.Run("pg"+strconv.Itoa(v), func(t *testing.T) {
@@ -206,24 +209,28 @@ func TestLockWaitedTextsRecorded(t *testing.T) {
 			latin1 := newLatin1Database(t, srv)
 			srv.Exec(t, latin1, `CREATE TABLE t (id int)`)
 			latin1Name := e.lockWaitedQuery(latin1, "t", `SELECT 'café crème' FROM t`, nil)
-			wide := strings.Repeat("😀", 1000)
-			e.lockWaitedQuery(e.dsn, "work", `SELECT count(*) FROM work /* `+wide+` */`, nil)
+			// 1,000 4-byte characters that compress poorly (an index entry is compressed first).
+			var wide strings.Builder
+			for i := range 1000 {
+				wide.WriteRune(rune(0x20000 + (i*7919)%0xA6D0))
+			}
+			e.lockWaitedQuery(e.dsn, "work", `SELECT count(*) FROM work /* `+wide.String()+` */`, nil)
 			if refused := refusedRows(t, e.rec); len(refused) != 0 {
 				t.Errorf("refused rows: %v", refused)
 			}
 			c := e.conn()
 			normalized := `SELECT $1 FROM t`
 			for _, q := range []string{
-				`SELECT count(*) FROM telemetry.lock_samples WHERE datname = $1 AND blocked_query_preview = $2`,
-				`SELECT count(*) FROM telemetry.lock_wait_episodes WHERE datname = $1 AND blocked_query_preview = $2`,
-				`SELECT count(*) FROM telemetry.activity_samples WHERE datname = $1 AND query_preview = $2`,
-				`SELECT count(*) FROM telemetry.statement_wait_samples WHERE $1 <> '' AND queryid = 0 AND query_text = $2`,
+				`SELECT count(*) AS n FROM telemetry.lock_samples WHERE datname = $1 AND blocked_query_preview = $2`,
+				`SELECT count(*) AS n FROM telemetry.lock_wait_episodes WHERE datname = $1 AND blocked_query_preview = $2`,
+				`SELECT count(*) AS n FROM telemetry.activity_samples WHERE datname = $1 AND query_preview = $2`,
+				`SELECT count(*) AS n FROM telemetry.statement_wait_samples WHERE $1 <> '' AND queryid = 0 AND query_text = $2`,
 			} {
-				if n := query(t, c, q+` AS n`, latin1Name, normalized)[0]["n"]; n == int64(0) {
+				if n := query(t, c, q, latin1Name, normalized)[0]["n"]; n == int64(0) {
 					t.Errorf("the LATIN1 database's query %q not recorded: %s", normalized, q)
 				}
 			}
-			if n := query(t, c, `SELECT count(*) AS n FROM telemetry.statement_wait_samples WHERE queryid = 0 AND query_text LIKE '%' || repeat('😀', 200) || '%'`)[0]["n"]; n == int64(0) {
+			if n := query(t, c, `SELECT count(*) AS n FROM telemetry.statement_wait_samples WHERE queryid = 0 AND query_text LIKE '%' || $1 || '%'`, wide.String()[:800])[0]["n"]; n == int64(0) {
 				t.Errorf("the 4-byte query's text not recorded: %v", query(t, c, `SELECT queryid, left(query_text, 40) FROM telemetry.statement_wait_samples`))
 			}
 		})

@@ -23,7 +23,13 @@ DECLARE
     params integer;       -- numbered after the query's own parameters, as pg_stat_statements does
     out text := '';
 BEGIN
-    SELECT coalesce(max(m[1]::integer), 0) INTO params FROM regexp_matches(p_query, '\$([0-9]{1,9})(?![0-9])', 'g') m;
+    -- Most texts (pg_stat_statements' among them) have no quote, no dollar quote and no digit
+    -- starting a token: nothing to replace, and no need to walk them character by character.
+    IF p_query !~ '[''"]|\$([[:alpha:]_][[:alnum:]_]*)?\$|(^|[^[:alnum:]_$])\.?[0-9]' THEN
+        RETURN p_query;
+    END IF;
+    SELECT coalesce(max(m[2]::integer), 0) INTO params
+    FROM regexp_matches(p_query, '(^|[^[:alnum:]_$])\$([0-9]{1,9})(?![0-9])', 'g') m;
     WHILE i <= n LOOP
         j := i;
         IF c[i] = '-' AND c[i + 1] = '-' THEN                       -- a comment to the line's end
