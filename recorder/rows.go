@@ -1,9 +1,7 @@
 package recorder
 
 import (
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 )
@@ -75,31 +73,24 @@ func newCollectionRows(c *collectors.Collection, tables []collectionTable, serve
 var queryTextColumns = map[string]bool{"query_preview": true, "blocked_query_preview": true, "blocking_query_preview": true,
 	"query_text": true, "query": true}
 
-// storableTexts makes every text of rows one the database accepts: valid UTF-8 (invalid bytes
-// become U+FFFD) without NUL. pg_stat_activity passes a session's query on in its own
-// database's encoding, unconverted: a LATIN1 database's 'é' is the byte 0xE9, which a UTF8
-// database refuses, and a refused text would set its row aside.
+// storableTexts makes every text of rows one the database accepts (collectors.ValidText): a
+// refused text would set its row aside.
 func storableTexts(rows [][]any) {
 	for _, row := range rows {
 		for i, v := range row {
 			switch v := v.(type) {
 			case string:
-				row[i] = storableText(v)
+				row[i] = collectors.ValidText(v)
 			case *string:
-				if v != nil && storableText(*v) != *v {
-					s := storableText(*v)
+				if v == nil {
+					continue
+				}
+				if s := collectors.ValidText(*v); s != *v {
 					row[i] = &s
 				}
 			}
 		}
 	}
-}
-
-func storableText(s string) string {
-	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
-		return s
-	}
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 func snapshotRow(c *collectors.Collection, server string) []any {
