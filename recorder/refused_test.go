@@ -92,7 +92,11 @@ func TestRefusedRowsSetAside(t *testing.T) {
 	refusedBoth := sample(at.Add(time.Second), tooMany)
 	refusedBoth.Activity = []collectors.ActiveSession{{PID: 1, QueryStart: &ancient}, {PID: 2}}
 	rec.Consume(refusedBoth)
-	rec.Consume(sample(at.Add(2*time.Second), 2))
+	// Texts no text value holds (a NUL, a byte that is not UTF-8) are repaired, not refused.
+	repaired := sample(at.Add(2*time.Second), 2)
+	app := "a\x00b\xff"
+	repaired.Activity = []collectors.ActiveSession{{PID: 3, ApplicationName: &app}}
+	rec.Consume(repaired)
 	if err := rec.drain(ctx); err != nil {
 		t.Fatalf("drain: %v", err)
 	}
@@ -110,9 +114,12 @@ func TestRefusedRowsSetAside(t *testing.T) {
 			(SELECT count(*) FROM telemetry.wait_time_samples w WHERE w.sample_id = s.id AND w.captured_at = s.captured_at) AS wait_times,
 			(SELECT string_agg(a.pid::text, ',') FROM telemetry.activity_samples a WHERE a.sample_id = s.id AND a.captured_at = s.captured_at) AS sessions
 		FROM telemetry.samples s ORDER BY s.captured_at`, at)
-	want := `[map[after:0 sessions:<nil> wait_times:1 waits:CPU=1] map[after:1 sessions:2 wait_times:1 waits:CPU=1] map[after:2 sessions:<nil> wait_times:1 waits:CPU=1,relation=2]]`
+	want := `[map[after:0 sessions:<nil> wait_times:1 waits:CPU=1] map[after:1 sessions:2 wait_times:1 waits:CPU=1] map[after:2 sessions:3 wait_times:1 waits:CPU=1,relation=2]]`
 	if fmt.Sprint(got) != want {
 		t.Errorf("samples written:\n%v\nwant\n%s", got, want)
+	}
+	if got := query(t, c, `SELECT application_name FROM telemetry.activity_samples WHERE pid = 3`); fmt.Sprint(got) != "[map[application_name:a\uFFFDb\uFFFD]]" {
+		t.Errorf("repaired text: %q", got)
 	}
 	if n := query(t, c, `SELECT count(*) AS n FROM telemetry.snapshots`)[0]["n"]; n != int64(0) {
 		t.Errorf("snapshots: %v, want the refused one set aside", n)
