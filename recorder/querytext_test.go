@@ -45,8 +45,10 @@ func TestNormalizedQuery(t *testing.T) {
 
 // A lock-blocked query carrying a card number (issue 17): telemetry_reader could not see it
 // in pg_stat_activity, but read it in the recorded samples. The recorder stores it with its
-// constants replaced, in activity, lock and statement wait samples, lock wait episodes and
-// pg_cron mode's sample(); the statement's lock wait is still told apart by its text
+// constants replaced, in activity, lock and statement wait samples, lock wait episodes,
+// pg_cron mode's sample() and statement texts (pg_stat_statements keeps the constants of some
+// utility statements, such as COMMENT's, on 15 to 18); the statement's lock wait is still told
+// apart by its text
 // (statement_compare). --recorder.literal-query-text keeps the literal text.
 func TestQueryTextsNormalized(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
@@ -59,6 +61,8 @@ func TestQueryTextsNormalized(t *testing.T) {
 		e.lockWaitedQuery(e.dsn, "cards", stmt, func() {
 			pgtest.MustExec(t, c, `SELECT telemetry.sample()`) // pg_cron mode
 		})
+		// A utility statement whose constant pg_stat_statements keeps.
+		e.exec(`COMMENT ON TABLE cards IS 'card 4111 1111 1111 1111'`)
 		end := e.record(collectors.TierSnapshot)
 		tables := []string{"activity_samples", "lock_samples", "lock_wait_episodes", "statement_wait_samples", "statement_texts"}
 		for _, table := range tables {
@@ -72,6 +76,7 @@ func TestQueryTextsNormalized(t *testing.T) {
 			`SELECT count(DISTINCT captured_at) - 1 AS n FROM telemetry.lock_samples WHERE blocked_query_preview = $1`, // sample() too
 			`SELECT count(*) AS n FROM telemetry.lock_wait_episodes WHERE blocked_query_preview = $1`,
 			`SELECT count(*) AS n FROM telemetry.statement_wait_samples WHERE queryid = 0 AND query_text = $1`,
+			`SELECT count(*) AS n FROM telemetry.statement_texts WHERE $1 <> '' AND query = 'COMMENT ON TABLE cards IS $1'`,
 		} {
 			if n := query(t, c, q, normalized)[0]["n"]; n.(int64) < 1 {
 				t.Errorf("no normalized text: %s", q)
