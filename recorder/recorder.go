@@ -296,9 +296,9 @@ func (r *Recorder) write(ctx context.Context, b *collectionRows) error {
 		}
 		r.partitioned[day] = true
 	}
-	written, err := r.insert(ctx, b, false)
+	written, setAside, err := r.insert(ctx, b, false)
 	if refused(err) {
-		written, err = r.insert(ctx, b, true)
+		written, setAside, err = r.insert(ctx, b, true)
 	}
 	if refused(err) { // the parent row
 		r.refuseCollection(b, err)
@@ -310,16 +310,23 @@ func (r *Recorder) write(ctx context.Context, b *collectionRows) error {
 	for name, n := range written {
 		r.written.WithLabelValues(name).Add(float64(n))
 	}
+	for _, x := range setAside {
+		r.refuse(x.table, 1, x.err)
+	}
 	return nil
+}
+
+// refusedRow is a row the database refused, set aside.
+type refusedRow struct {
+	table string
+	err   error
 }
 
 // insert writes a collection in one transaction and returns the rows written by table (none
 // where it was already stored). isolate: each table under a savepoint, and each row of a
-// table the database refuses, setting the refused rows aside.
-func (r *Recorder) insert(ctx context.Context, b *collectionRows, isolate bool) (map[string]int, error) {
-	var written map[string]int
-	err := pgx.BeginFunc(ctx, r.o.Pool, func(tx pgx.Tx) error {
-		written = nil
+// table the database refuses, setting the refused rows aside (setAside).
+func (r *Recorder) insert(ctx context.Context, b *collectionRows, isolate bool) (written map[string]int, setAside []refusedRow, err error) {
+	err = pgx.BeginFunc(ctx, r.o.Pool, func(tx pgx.Tx) error {
 		var id int32
 		err := tx.QueryRow(ctx, r.insertSQL(b.parent.name, b.parent.columns, "ON CONFLICT (server, captured_at) DO NOTHING RETURNING id"),
 			b.parent.rows[0]...).Scan(&id)
@@ -338,7 +345,7 @@ func (r *Recorder) insert(ctx context.Context, b *collectionRows, isolate bool) 
 				written[t.name] = len(t.rows)
 				continue
 			}
-			if written[t.name], err = r.insertIsolated(ctx, tx, t.name, inserts); err != nil {
+			if written[t.name], err = insertIsolated(ctx, tx, t.name, inserts, &setAside); err != nil {
 				return err
 			}
 		}
@@ -347,10 +354,10 @@ func (r *Recorder) insert(ctx context.Context, b *collectionRows, isolate bool) 
 			all.QueuedQueries = append(all.QueuedQueries, note)
 			return tx.SendBatch(ctx, &all).Close()
 		}
-		_, err = r.insertIsolated(ctx, tx, "servers", []*pgx.QueuedQuery{note})
+		_, err = insertIsolated(ctx, tx, "servers", []*pgx.QueuedQuery{note}, &setAside)
 		return err
 	})
-	return written, err
+	return written, setAside, err
 }
 
 // childInserts are the statements that insert a child table's rows of a collection whose
@@ -372,9 +379,9 @@ func (r *Recorder) childInserts(b *collectionRows, t table, id int32) []*pgx.Que
 }
 
 // insertIsolated runs a table's inserts under a savepoint and, where the database refuses
-// them, each under its own, setting the refused ones aside. It returns how many it wrote, and
-// an error other than a refusal (the transaction is then lost).
-func (r *Recorder) insertIsolated(ctx context.Context, tx pgx.Tx, name string, inserts []*pgx.QueuedQuery) (int, error) {
+// them, each under its own, adding the refused ones to setAside. It returns how many it
+// wrote, and an error other than a refusal (the transaction is then lost).
+func insertIsolated(ctx context.Context, tx pgx.Tx, name string, inserts []*pgx.QueuedQuery, setAside *[]refusedRow) (int, error) {
 	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
 		return sp.SendBatch(ctx, &pgx.Batch{QueuedQueries: inserts}).Close()
 	})
@@ -394,7 +401,7 @@ func (r *Recorder) insertIsolated(ctx context.Context, tx pgx.Tx, name string, i
 		case err == nil:
 			written++
 		case refused(err):
-			r.refuse(name, 1, err)
+			*setAside = append(*setAside, refusedRow{name, err})
 		default:
 			return written, err
 		}
