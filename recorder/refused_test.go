@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -241,5 +242,68 @@ func TestLockWaitedTextsRecorded(t *testing.T) {
 				t.Errorf("the 4-byte query's text not recorded: %v", query(t, c, `SELECT queryid, left(query_text, 40) FROM telemetry.statement_wait_samples`))
 			}
 		})
+	}
+}
+
+// Writes that fail for a reason other than their data stay buffered, not set aside: a revoked
+// INSERT (42501), a read-only database (25006). Once the cause is gone every collection is
+// written, in order, none twice, and nothing was counted as refused.
+func TestTransientWriteFailuresStayBuffered(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Versions()[0])
+	dsn := srv.NewDatabase(t)
+	role := "rec_" + strings.TrimPrefix(mustParseURL(t, dsn).Path, "/")
+	srv.Exec(t, dsn, `CREATE ROLE `+role+` LOGIN; CREATE SCHEMA telemetry AUTHORIZATION `+role)
+	t.Cleanup(func() { srv.Exec(t, dsn, `DROP OWNED BY `+role+`; DROP ROLE `+role) })
+	roleDSN := mustParseURL(t, dsn)
+	roleDSN.User = url.User(role)
+	ctx := context.Background()
+	pool := newPool(t, roleDSN.String(), false, "pg-batch-exporter recorder")
+	if err := Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	rec := New(Options{Pool: pool, BufferRows: 100000})
+	server := collectors.Server{VersionNum: 170000, SystemID: "transient"}
+	at := time.Now().UTC().Truncate(time.Second)
+	// drained drains until it succeeds or fails tries times in a row (a terminated session
+	// fails once before the pool replaces it).
+	drained := func(tries int) error {
+		var err error
+		for range tries {
+			if err = rec.drain(ctx); err == nil {
+				return nil
+			}
+		}
+		return err
+	}
+	reconnect := `; SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '` + role + `'`
+	for i, fault := range []struct{ name, on, off string }{
+		{"revoked INSERT", `REVOKE INSERT ON telemetry.samples FROM ` + role, `GRANT INSERT ON telemetry.samples TO ` + role},
+		{"read-only", `ALTER ROLE ` + role + ` SET default_transaction_read_only = on` + reconnect,
+			`ALTER ROLE ` + role + ` RESET default_transaction_read_only` + reconnect},
+	} {
+		srv.Exec(t, dsn, fault.on)
+		for k := range 2 {
+			rec.Consume(&collectors.Collection{Tier: collectors.TierSample, CapturedAt: at.Add(time.Duration(2*i+k) * time.Second), Server: server,
+				Sessions: []collectors.SessionGroup{{BackendType: "client backend", WaitEventType: "Running", WaitEvent: "CPU", State: "active", Count: 1}}})
+		}
+		if err := drained(3); err == nil {
+			t.Fatalf("%s: written", fault.name)
+		} else {
+			t.Logf("%s: %v", fault.name, err)
+		}
+		if rec.Buffered() != 4 {
+			t.Errorf("%s: %d rows buffered, want both collections' 4", fault.name, rec.Buffered())
+		}
+		srv.Exec(t, dsn, fault.off)
+		if err := drained(3); err != nil {
+			t.Fatalf("%s gone: %v", fault.name, err)
+		}
+	}
+	c := pgtest.Connect(t, dsn, "")
+	if got := query(t, c, `SELECT count(*) AS n, count(DISTINCT captured_at) AS distinct_at FROM telemetry.samples`); fmt.Sprint(got) != "[map[distinct_at:4 n:4]]" {
+		t.Errorf("samples: %v, want 4, none twice", got)
+	}
+	if refused := refusedRows(t, rec); len(refused) != 0 {
+		t.Errorf("refused: %v", refused)
 	}
 }
