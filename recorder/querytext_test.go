@@ -2,6 +2,9 @@ package recorder
 
 import (
 	"context"
+	"math/rand/v2"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
@@ -96,4 +99,37 @@ func TestQueryTextsNormalized(t *testing.T) {
 			}
 		}
 	})
+}
+
+// _normalized_query never fails and ends on any text (a failure would set its row aside, or
+// fail pg_cron mode's sample()): 3,000 random texts of SQL's quoting characters, digits,
+// letters and multibyte characters. Normalizing a result again changes nothing where the text
+// has no $ but parameters' (a $ or $tag right before a constant reads with its $n as a dollar
+// quote: not SQL).
+func TestNormalizedQueryAnyText(t *testing.T) {
+	otherDollar := regexp.MustCompile(`\$([^0-9]|$)`)
+	e := newEnv(t, pgtest.Start(t, pgtest.Versions()[0]))
+	c := e.conn()
+	pieces := []string{"'", "''", `"`, "$", "$$", "$a$", "$1", "--", "\n", "/*", "*/", `\`, "E'", "U&'", "x'", "0x", "1", "42", ".", ".5", "e-", "-",
+		" ", "a", "t1", "SELECT", "é", "😀", "&", ";", "(", ")"}
+	rng := rand.New(rand.NewPCG(17, 1))
+	texts := make([]string, 3000)
+	for i := range texts {
+		var b strings.Builder
+		for range rng.IntN(40) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		texts[i] = b.String()
+	}
+	rows := query(t, c, `SELECT x AS text, telemetry._normalized_query(x) AS once,
+			telemetry._normalized_query(telemetry._normalized_query(x)) AS twice
+		FROM unnest($1::text[]) x`, texts)
+	if len(rows) != len(texts) {
+		t.Fatalf("%d rows for %d texts", len(rows), len(texts))
+	}
+	for _, r := range rows {
+		if once := r["once"].(string); once != r["twice"] && !otherDollar.MatchString(r["text"].(string)) {
+			t.Errorf("%q: normalized %q, again %q", r["text"], once, r["twice"])
+		}
+	}
 }
