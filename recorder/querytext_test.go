@@ -29,6 +29,8 @@ func TestNormalizedQuery(t *testing.T) {
 		{`/* nested /* c */ 'x' */ SELECT 'y'`, `/* nested /* c */ 'x' */ SELECT $1`},
 		{`INSERT INTO t VALUES ('4111 1111`, `INSERT INTO t VALUES ($1`},
 		{`INSERT INTO t VALUES (E'4111 \' 1111`, `INSERT INTO t VALUES ($1`},
+		// One string where a session turned standard_conforming_strings off: its words too.
+		{`SELECT 'it\'s my secret' FROM t`, `SELECT $1`},
 		{`SELECT $q$ 4111 1111`, `SELECT $1`},
 		{`SELECT B'1010', X'ff', U&'d\0061t', N'x', 0x1F, 1_000_000, 0b101`, `SELECT $1, $2, $3, $4, $5, $6, $7`},
 		{`SELECT a$1, t2.c3, café, _x9 FROM t2`, `SELECT a$1, t2.c3, café, _x9 FROM t2`},

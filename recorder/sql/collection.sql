@@ -9,7 +9,8 @@
 -- may not read other roles' queries (docs/security.md). Done on the text, not by query_id: a
 -- query waiting on a lock while parsing has none yet, and pg_stat_statements may be absent. A
 -- constant cut off by a preview's length is replaced to the end; comments and identifiers stay,
--- as pg_stat_statements keeps them. Strings follow standard_conforming_strings = on (E'' aside).
+-- as pg_stat_statements keeps them. A \' in a string that is not E'' ends it or not
+-- (standard_conforming_strings): the string is then replaced to the end.
 CREATE OR REPLACE FUNCTION telemetry._normalized_query(p_query text)
 RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -113,6 +114,10 @@ BEGIN
     WHILE i <= n LOOP
         IF p_escapes AND c[i] = E'\\' THEN
             i := i + 2;
+        ELSIF c[i] = E'\\' AND c[i + 1] = '''' THEN
+            -- The string ends here where standard_conforming_strings is on (the default), and
+            -- goes on where a session turned it off: replaced to the end, either way.
+            RETURN n;
         ELSIF c[i] = '''' AND c[i + 1] = '''' THEN
             i := i + 2;
         ELSIF c[i] = '''' THEN
