@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -74,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	diagnose := newDiagnoseCommand(app, &conn, stdout)
 	execute := newExecCommand(app, &conn, os.Stdin, stdout, stderr)
 
-	cmd, err := app.Parse(args)
+	cmd, err := app.Parse(joinDashValues(app.Model(), args))
 	if err != nil {
 		fmt.Fprintf(stderr, "pg-batch-exporter: %v\n", err)
 		return 2
@@ -100,6 +101,47 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return 1
 	}
 	return 0
+}
+
+// joinDashValues writes a value flag and a value that begins with '-' as one argument
+// ("--run -1" as "--run=-1"): kingpin reads such a value as a flag of its own and reports the
+// value missing. A value that is one of the app's flags stays a flag ("--batch --help" asks
+// for help); nothing after "--" (exec's command) is touched.
+func joinDashValues(app *kingpin.ApplicationModel, args []string) []string {
+	flags := append([]*kingpin.FlagModel(nil), app.Flags...)
+	for _, c := range app.FlattenedCommands() {
+		flags = append(flags, c.Flags...)
+	}
+	valueFlag, isFlag := map[string]bool{}, map[string]bool{}
+	for _, f := range flags {
+		isFlag["--"+f.Name] = true
+		if f.Short != 0 {
+			isFlag["-"+string(f.Short)] = true
+		}
+		if f.IsBoolFlag() {
+			isFlag["--no-"+f.Name] = true
+		} else {
+			valueFlag["--"+f.Name] = true
+		}
+	}
+	// flagLike tells an argument that kingpin would read as a flag of the app.
+	flagLike := func(a string) bool {
+		name, _, _ := strings.Cut(a, "=")
+		return a == "--" || isFlag[name] || len(a) >= 2 && isFlag[a[:2]]
+	}
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if valueFlag[a] && i+1 < len(args) && strings.HasPrefix(args[i+1], "-") && !flagLike(args[i+1]) {
+			a += "=" + args[i+1]
+			i++
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // usageTemplate is kingpin's default with a command's own flags first, then the flags

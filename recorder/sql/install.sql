@@ -142,19 +142,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0011_lock_epis
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '4135567022cda65761eea365a5c79d2f2ddd4a224328dab72c156453f4bf4439') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '8475d7b9b584c3c6de3c5d70f216d5c21804ebcf2d6b9fbdecac13d9072eaf36') AS apply \gset
 \if :apply
 BEGIN;
-\ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '4135567022cda65761eea365a5c79d2f2ddd4a224328dab72c156453f4bf4439')
+\ir times.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/times.sql', '8475d7b9b584c3c6de3c5d70f216d5c21804ebcf2d6b9fbdecac13d9072eaf36')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '90497c7d40004a128884080399f31120d32da39bd9d08d93a23957d25ae9973b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '0d7ab506eaf1cc52c23c16750135327dc264600c133812c450310f021a79223e') AS apply \gset
+\if :apply
+BEGIN;
+\ir partitions.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '0d7ab506eaf1cc52c23c16750135327dc264600c133812c450310f021a79223e')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'c2058baff6135397f580f9fe0877d1f3dd2511ca4f9cbf3c568a199cf0f7d52a') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '90497c7d40004a128884080399f31120d32da39bd9d08d93a23957d25ae9973b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'c2058baff6135397f580f9fe0877d1f3dd2511ca4f9cbf3c568a199cf0f7d52a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -174,19 +182,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '8d1da19ecb2de51515f1dcf38ef75e3b6de08bd32444cd32f3fb2a4a24b6588c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'e2636895c2e707af45bed1eb8beaee290a1f1f9e65928efdc039c41019a689d5') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '8d1da19ecb2de51515f1dcf38ef75e3b6de08bd32444cd32f3fb2a4a24b6588c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'e2636895c2e707af45bed1eb8beaee290a1f1f9e65928efdc039c41019a689d5')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'b968d2a8d8dc9e6f015438c45d86d6f7ee2782ab8d2f488521576687e6e5e914') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'c6c00bd8618a1f019985a1c5a1a423102654ad12e5b92797d28c60aeee44dbae') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'b968d2a8d8dc9e6f015438c45d86d6f7ee2782ab8d2f488521576687e6e5e914')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'c6c00bd8618a1f019985a1c5a1a423102654ad12e5b92797d28c60aeee44dbae')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
