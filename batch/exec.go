@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -85,12 +86,11 @@ func Exec(o ExecOptions) int {
 // runClosedBy is how a run was closed, as log attributes: its status and detail (abandoned,
 // and why), read where batch_end found it no longer open.
 func runClosedBy(ctx context.Context, conn *pgxpool.Conn, runID int64) []any {
-	var status string
-	var detail *string
+	var status, detail pgtype.Text
 	err := withTimeout(ctx, func(ctx context.Context) error {
 		return conn.QueryRow(ctx, `SELECT status, detail FROM telemetry.batch_runs WHERE run_id = $1`, runID).Scan(&status, &detail)
 	})
-	attrs := []any{"run_id", runID, "status", status, "detail", detail}
+	attrs := []any{"run_id", runID, "status", status.String, "detail", detail.String}
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}

@@ -238,11 +238,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = 'dfeccfdc5646ea3845199193c68b026a0931e6e79abc95402fc6a6fa339adc4b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = 'd5c5fba110ae50c157f5e9f8976db4fb5dd5d7789afc062ae71fa42ab4bbb105') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/lock_contention/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', 'dfeccfdc5646ea3845199193c68b026a0931e6e79abc95402fc6a6fa339adc4b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', 'd5c5fba110ae50c157f5e9f8976db4fb5dd5d7789afc062ae71fa42ab4bbb105')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
