@@ -121,7 +121,8 @@ func LastRun(ctx context.Context, q Querier, batch string, back int) (int64, err
 		return id, err
 	}
 	var runs int
-	if err := q.QueryRow(ctx, `SELECT count(*) FROM telemetry.batch_runs WHERE batch = $1`, batch).Scan(&runs); err != nil {
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM telemetry.batch_runs WHERE batch = $1 AND telemetry._run_times_ok(started_at, ended_at)`,
+		batch).Scan(&runs); err != nil {
 		return 0, err
 	}
 	if runs == 0 {
