@@ -511,8 +511,9 @@ func TestRecordedRunsOutOfRange(t *testing.T) {
 			if v := metric(t, tr, "pgbatch_batch_running", "nightly"); v != nil && *v != 0 {
 				t.Errorf("nightly running = %v, want 0 or none: its open run is out of range", *v)
 			}
-			if n := strings.Count(logs.String(), "skipping a recorded run whose times are out of range"); n != len(bad) {
-				t.Errorf("%d log lines on the runs out of range over two reads, want one each, %d:\n%s", n, len(bad), logs.String())
+			if n := strings.Count(logs.String(), "skipping recorded runs whose times are out of range"); n != 1 ||
+				!strings.Contains(logs.String(), fmt.Sprintf("runs=%d", len(bad))) {
+				t.Errorf("%d log lines on the runs out of range over two reads, want one naming %d runs:\n%s", n, len(bad), logs.String())
 			}
 
 			var recent []int64

@@ -74,6 +74,7 @@ type Tracker struct {
 	counted  map[int64]time.Time // finished recorded runs already counted, by ended_at
 	openRuns map[int64]*openRun  // recorded runs in progress, by run_id
 	// outOfRange are the recorded runs skipped for times out of range, each logged once.
+	// (Rows a writer could not add through batch_begin, so their number is the owner's.)
 	outOfRange map[int64]bool
 	// runWaits are the running batches' session-seconds, own and others', since the last take.
 	runWaits map[collectors.BatchWait]float64 // the key's Seconds is 0
@@ -471,12 +472,12 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		s.openRecorded = 0
 	}
 	open := map[int64]*openRun{}
+	var skipped []int64 // newly
 	for _, r := range runs {
 		if !r.timesOK {
 			if !t.outOfRange[r.id] {
 				t.outOfRange[r.id] = true
-				t.o.Logger.Warn("skipping a recorded run whose times are out of range (SELECT * FROM telemetry.batch_runs_out_of_range)",
-					"run_id", r.id, "batch", r.batch)
+				skipped = append(skipped, r.id)
 			}
 			continue
 		}
@@ -498,6 +499,10 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		s.lastDuration = &d
 	}
 	t.openRuns = open
+	if len(skipped) > 0 { // one line for any number: a flood of such rows is not a flood of lines
+		t.o.Logger.Warn("skipping recorded runs whose times are out of range (SELECT * FROM telemetry.batch_runs_out_of_range)",
+			"runs", len(skipped), "run_ids", skipped[:min(len(skipped), 10)])
+	}
 	for id, ended := range t.counted {
 		if ended.Before(since) {
 			delete(t.counted, id)

@@ -20,7 +20,9 @@ SET search_path = pg_catalog, pg_temp;
 -- A role that exists already is used only if it is what this script makes: NOLOGIN, no
 -- attributes, a member of no role, and administered by no role but the one running this (a
 -- CREATEROLE role that created it keeps ADMIN OPTION on it, PostgreSQL 16 on, and could hand
--- the writer's rights to anyone, or take them). Anything else stops here, saying what.
+-- the writer's rights to anyone, or take them). Anything else stops here, saying what. (Its
+-- members are not judged: after the first run they are the login roles given it. On
+-- PostgreSQL 15 any CREATEROLE role may administer every role that is not a superuser.)
 DO $$
 DECLARE
     v_role text;
@@ -46,7 +48,7 @@ BEGIN
         FROM pg_roles r WHERE r.rolname = v_role;
         IF v_wrong <> '' THEN
             RAISE EXCEPTION 'role % exists and is not what docs/roles.sql makes: %', v_role, v_wrong
-                USING HINT = format('If it is yours, fix it (ALTER ROLE %1$s NOLOGIN ...; REVOKE ADMIN OPTION FOR %1$s FROM ...) or drop it (DROP ROLE %1$s), then run this again.', v_role);
+                USING HINT = format('If it is yours, fix it (ALTER ROLE %1$s NOLOGIN ...; REVOKE %1$s FROM <the role that administers it>) or drop it (DROP ROLE %1$s), then run this again.', v_role);
         END IF;
     END LOOP;
 END

@@ -163,6 +163,14 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusNotFound, err)
 		return
 	}
+	if err == nil {
+		// A writer may begin a run long ago (batch_begin's p_started_at): its page would read
+		// the whole history, until the statement timeout.
+		if lenErr := fitsOneReport(win.start, win.end); lenErr != nil {
+			h.fail(w, http.StatusUnprocessableEntity, fmt.Errorf("run %d is %w (SELECT * FROM telemetry.diagnose_run(%d) reads it in psql)", id, lenErr, id))
+			return
+		}
+	}
 	var rep *diagnosis.Report
 	if err == nil {
 		rep, err = diagnosis.ForRun(ctx, h.o.Pool, id)
@@ -314,11 +322,20 @@ func parseWindow(q url.Values) (from, to time.Time, err error) {
 	switch {
 	case !to.After(from):
 		return from, to, fmt.Errorf("to (%s) must be after from (%s)", formatTime(to), formatTime(from))
-	case to.Sub(from) > maxWindow:
-		// In days from the seconds apart: a Duration saturates at 292 years ("2562047h47m...").
-		return from, to, fmt.Errorf("the window is %d days long; at most %d days fit one report", (to.Unix()-from.Unix())/86400, int(maxWindow.Hours()/24))
+	}
+	if err := fitsOneReport(from, to); err != nil {
+		return from, to, fmt.Errorf("the window is %w", err)
 	}
 	return from, to, nil
+}
+
+// fitsOneReport refuses a window (or a run) longer than maxWindow.
+func fitsOneReport(from, to time.Time) error {
+	if to.Sub(from) <= maxWindow {
+		return nil
+	}
+	// In days from the seconds apart: a Duration saturates at 292 years ("2562047h47m...").
+	return fmt.Errorf("%d days long; at most %d days fit one report", (to.Unix()-from.Unix())/86400, int(maxWindow.Hours()/24))
 }
 
 func parseTime(name, s string) (time.Time, error) {

@@ -319,6 +319,20 @@ func TestRunsOutOfRange(t *testing.T) {
 			t.Errorf("page of run %d, out of range: %d\n%s", id, code, body)
 		}
 	}
+	// A run a writer began long ago (batch_begin's p_started_at), closed by age: its page
+	// would read the whole history; it is refused as a window that long is.
+	var long int64
+	if err := conn.QueryRow(ctx, `SELECT telemetry.batch_begin('longago', 'marker', now() - interval '40 days')`).Scan(&long); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = conn.Exec(ctx, `DELETE FROM telemetry.batch_runs WHERE run_id = $1`, long) })
+	if _, err := conn.Exec(ctx, `SELECT telemetry.close_abandoned_runs()`); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, r.url+"/report/run/"+itoa(long)); code != http.StatusUnprocessableEntity ||
+		!strings.Contains(body, "run "+itoa(long)+" is 40 days long; at most 31 days fit one report") {
+		t.Errorf("page of a run of 40 days: %d\n%s", code, body)
+	}
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
