@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
@@ -97,14 +98,18 @@ const ReportStatements = 10
 // ErrNotFound is returned for a batch or run that is not recorded.
 var ErrNotFound = errors.New("not recorded")
 
-// ErrOutOfRange is returned for a recorded run whose times telemetry refuses
-// (telemetry._run_times_ok): written before batch_begin checked them, or by hand.
+// ErrOutOfRange is returned for a window, or a recorded run, whose times telemetry refuses
+// (telemetry._check_time; a run's written before batch_begin checked them, or by hand).
 var ErrOutOfRange = errors.New("times out of range")
 
 // Window diagnoses the time between from and to on a recorded server ("": the only one).
 func Window(ctx context.Context, q Querier, from, to time.Time, server string) (*Report, error) {
 	fs, err := findings(ctx, q, `SELECT pattern, severity, summary, evidence, recommendation
 		FROM telemetry.diagnose($1, $2, nullif($3, ''))`, from, to, server)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "22008" { // datetime_field_overflow: telemetry._check_time
+		return nil, fmt.Errorf("%w: %s", ErrOutOfRange, pgErr.Message)
+	}
 	if err != nil {
 		return nil, err
 	}

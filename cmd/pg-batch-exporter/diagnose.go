@@ -136,7 +136,8 @@ func (d *diagnoseCommand) run(logger *slog.Logger) error {
 			err = fmt.Errorf("%w: run %d is a run of %s, not of %s", diagnosis.ErrNotFound, runID, rep.Run.Batch, d.batch)
 		}
 	}
-	if errors.Is(err, diagnosis.ErrNotFound) {
+	// A window out of range is the user's input; a stored run out of range is not.
+	if errors.Is(err, diagnosis.ErrNotFound) || d.batch == "" && errors.Is(err, diagnosis.ErrOutOfRange) {
 		return usageError{err}
 	}
 	if err != nil {

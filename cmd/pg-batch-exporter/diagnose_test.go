@@ -95,6 +95,7 @@ func TestDiagnoseAndExecCommands(t *testing.T) {
 		{[]string{"diagnose", "--batch=weekly"}, `unknown batch "weekly"`},
 		{[]string{"diagnose", "--batch=nightly", "--run=last-5"}, `batch "nightly" has only 1 run,`},
 		{[]string{"diagnose", "--batch=nightly", "--run=99"}, "no batch run with run_id 99"},
+		{[]string{"diagnose", "--from=1999-12-30 00:00", "--to=1999-12-31 00:00"}, "must be a finite time from 2000-01-01 to a day from now"},
 	} {
 		if code, _, errOut := runCLI(c.args...); code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, c.want) {
 			t.Errorf("%v: exit %d, stderr %q, want 2 and one line saying %q", c.args, code, errOut, c.want)
