@@ -536,6 +536,17 @@ func TestRecordedRunsOutOfRange(t *testing.T) {
 			if _, err := diagnosis.ForRun(ctx, pool, good); err != nil {
 				t.Errorf("ForRun of the run in range, with runs out of range before it: %v", err)
 			}
+			// A run that ends where it begins (its end marker's time before its begin) is diagnosed.
+			var zero int64
+			if err := pool.QueryRow(ctx, `SELECT telemetry.batch_begin('zero')`).Scan(&zero); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pool.Exec(ctx, `SELECT telemetry.batch_end('zero', 'succeeded', 0, now() - interval '1 hour')`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := diagnosis.ForRun(ctx, pool, zero); err != nil {
+				t.Errorf("ForRun of a run of no length: %v", err)
+			}
 		})
 	}
 }

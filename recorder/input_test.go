@@ -61,6 +61,15 @@ func TestAnalysisRefusesBadInput(t *testing.T) {
 				t.Errorf("%s: %v, want an error saying %q", tc.sql, err, tc.want)
 			}
 		}
+		// A begin or end ahead of now (another host's clock, within the day the check allows)
+		// is now: a run in the future would have a window that ends before it starts.
+		pgtest.MustExec(t, c, `SELECT telemetry.batch_begin('ahead', 'marker', now() + interval '2 hours')`)
+		pgtest.MustExec(t, c, `SELECT telemetry.batch_end('ahead', 'succeeded', 0, now() + interval '3 hours')`)
+		var ahead bool
+		if err := c.QueryRow(context.Background(), `SELECT started_at <= clock_timestamp() AND ended_at <= clock_timestamp()
+				FROM telemetry.batch_runs WHERE batch = 'ahead'`).Scan(&ahead); err != nil || !ahead {
+			t.Errorf("a run begun and ended in the future: stored in the future (%v)", err)
+		}
 		// What is right still answers.
 		for _, sql := range []string{
 			`SELECT * FROM telemetry.compare(now() - interval '1 hour', now() + interval '1 hour', '` + server + `')`,

@@ -76,7 +76,8 @@ CREATE OR REPLACE FUNCTION telemetry.batch_begin(p_batch text, p_source text DEF
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_at  timestamptz := telemetry._check_time(coalesce(p_started_at, clock_timestamp()), 'the run''s start');
+    -- A start ahead of now (another host's clock) is now: a run cannot begin in the future.
+    v_at  timestamptz := least(telemetry._check_time(coalesce(p_started_at, clock_timestamp()), 'the run''s start'), clock_timestamp());
     v_run bigint;
 BEGIN
     IF p_batch IS NULL OR btrim(p_batch) = '' THEN
@@ -123,7 +124,7 @@ BEGIN
     PERFORM telemetry.close_abandoned_runs();
     UPDATE telemetry.batch_runs
     SET status = p_status, exit_code = p_exit_code,
-        ended_at = greatest(started_at, coalesce(p_ended_at, clock_timestamp()))
+        ended_at = greatest(started_at, least(coalesce(p_ended_at, clock_timestamp()), clock_timestamp()))
     WHERE batch = p_batch AND status = 'running'
     RETURNING run_id INTO v_run;
     IF v_run IS NULL THEN

@@ -179,7 +179,9 @@ BEGIN
     SELECT r.run_id, r.batch, r.status, r.started_at, e.end_time,
            telemetry._run_snapshot_start(r.started_at, r.ended_at),
            r.server
-    FROM telemetry.batch_runs r, LATERAL (SELECT coalesce(r.ended_at, now()) AS end_time) e
+    -- At least a millisecond long: a run that ended where it began (an end marker's time
+    -- before its begin, a new run's begin before it) is a window all the same.
+    FROM telemetry.batch_runs r, LATERAL (SELECT greatest(coalesce(r.ended_at, now()), r.started_at + interval '1 millisecond') AS end_time) e
     WHERE r.run_id = p_run_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no batch run with run_id %', p_run_id;
