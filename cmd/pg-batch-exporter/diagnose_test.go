@@ -27,6 +27,7 @@ func TestBatchAndDiagnoseBadInput(t *testing.T) {
 		// Issue 17, finding 8: a value that begins with '-' is the flag's value, not a flag.
 		{[]string{"diagnose", "--batch=nightly", "--run", "-1"}, "--run -1: run ids are positive; the run before the last is last-1"},
 		{[]string{"diagnose", "--batch", "-nightly", "--run", "-1"}, "--run -1: run ids are positive"},
+		{[]string{"diagnose", "--batch", "--nightly"}, "expected argument for flag '--batch'"}, // a long flag stays a flag
 		{[]string{"diagnose", "--batch=night\xffly"}, `--batch: the batch name "night\xffly" is not valid UTF-8 text`},
 		{[]string{"diagnose", "--batch=night\tly"}, `--batch: the batch name "night\tly" has a control character`},
 		{[]string{"exec", "--batch=night\tly", "--", "true"}, `--batch: the batch name "night\tly" has a control character`},

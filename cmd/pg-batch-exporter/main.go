@@ -103,31 +103,27 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	return 0
 }
 
-// joinDashValues writes a value flag and a value that begins with '-' as one argument
+// joinDashValues writes a value flag and a value that begins with one '-' as one argument
 // ("--run -1" as "--run=-1"): kingpin reads such a value as a flag of its own and reports the
-// value missing. A value that is one of the app's flags stays a flag ("--batch --help" asks
-// for help); nothing after "--" (exec's command) is touched.
+// value missing. A long flag ("--x", known or a typo) and a known short one ("-h") stay
+// flags; nothing after "--" (exec's command) is touched.
 func joinDashValues(app *kingpin.ApplicationModel, args []string) []string {
 	flags := append([]*kingpin.FlagModel(nil), app.Flags...)
 	for _, c := range app.FlattenedCommands() {
 		flags = append(flags, c.Flags...)
 	}
-	valueFlag, isFlag := map[string]bool{}, map[string]bool{}
+	valueFlag, shortFlag := map[string]bool{}, map[string]bool{}
 	for _, f := range flags {
-		isFlag["--"+f.Name] = true
 		if f.Short != 0 {
-			isFlag["-"+string(f.Short)] = true
+			shortFlag["-"+string(f.Short)] = true
 		}
-		if f.IsBoolFlag() {
-			isFlag["--no-"+f.Name] = true
-		} else {
+		if !f.IsBoolFlag() {
 			valueFlag["--"+f.Name] = true
 		}
 	}
-	// flagLike tells an argument that kingpin would read as a flag of the app.
-	flagLike := func(a string) bool {
-		name, _, _ := strings.Cut(a, "=")
-		return a == "--" || isFlag[name] || len(a) >= 2 && isFlag[a[:2]]
+	// dashValue tells a value that begins with one '-' and is no short flag of the app.
+	dashValue := func(a string) bool {
+		return strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && !shortFlag[a[:min(2, len(a))]]
 	}
 	out := make([]string, 0, len(args))
 	for i := 0; i < len(args); i++ {
@@ -135,7 +131,7 @@ func joinDashValues(app *kingpin.ApplicationModel, args []string) []string {
 		if a == "--" {
 			return append(out, args[i:]...)
 		}
-		if valueFlag[a] && i+1 < len(args) && strings.HasPrefix(args[i+1], "-") && !flagLike(args[i+1]) {
+		if valueFlag[a] && i+1 < len(args) && dashValue(args[i+1]) {
 			a += "=" + args[i+1]
 			i++
 		}
