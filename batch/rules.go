@@ -11,6 +11,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -40,15 +41,19 @@ func ParseRule(s string) (Rule, error) {
 // every run, so a runaway name must not.
 const MaxNameBytes = 200
 
-// CheckName refuses an empty, overlong or non-UTF-8 batch name.
+// CheckName refuses an empty, overlong or non-UTF-8 batch name, and one with a control
+// character (a tab, a newline: a label, a log line and a report cell each show it wrongly),
+// as telemetry.batch_begin does. Every command that takes a batch's name checks it here.
 func CheckName(name string) error {
 	switch {
 	case strings.TrimSpace(name) == "":
 		return fmt.Errorf("the batch name is empty")
 	case len(name) > MaxNameBytes:
 		return fmt.Errorf("the batch name is %d bytes long (%.20q...): at most %d", len(name), name, MaxNameBytes)
-	case !utf8.ValidString(name) || strings.ContainsRune(name, 0):
+	case !utf8.ValidString(name):
 		return fmt.Errorf("the batch name %q is not valid UTF-8 text", name)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return fmt.Errorf("the batch name %q has a control character", name)
 	}
 	return nil
 }

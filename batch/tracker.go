@@ -73,6 +73,9 @@ type Tracker struct {
 	batches  map[string]*state
 	counted  map[int64]time.Time // finished recorded runs already counted, by ended_at
 	openRuns map[int64]*openRun  // recorded runs in progress, by run_id
+	// outOfRange are the recorded runs skipped for times out of range, each logged once.
+	// (Rows a writer could not add through batch_begin, so their number is the owner's.)
+	outOfRange map[int64]bool
 	// runWaits are the running batches' session-seconds, own and others', since the last take.
 	runWaits map[collectors.BatchWait]float64 // the key's Seconds is 0
 }
@@ -136,7 +139,7 @@ func NewTracker(o Options) *Tracker {
 	}
 	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(), readFailure: repeatlog.New(o.Logger),
 		runWaits: map[collectors.BatchWait]float64{},
-		batches:  map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}}
+		batches:  map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}, outOfRange: map[int64]bool{}}
 	for _, r := range o.Rules {
 		t.batch(r.Batch)
 	}
@@ -408,9 +411,13 @@ func (t *Tracker) schemaReady(ctx context.Context, pool *pgxpool.Pool) (bool, er
 }
 
 // SQLRecordedRuns reads the runs of markers and the exec wrapper that are open or ended
-// since $1 (detected runs are this tracker's own). One cheap query per sample interval.
-const SQLRecordedRuns = `SELECT run_id, batch, started_at, ended_at, backend_pid, backend_start FROM telemetry.batch_runs
-WHERE source <> 'detected' AND (status = 'running' OR ended_at > $1)
+// since $1 (detected runs are this tracker's own). One cheap query per sample interval. A run
+// whose times are out of range (telemetry._run_times_ok: 'infinity', the year 12000) comes
+// with ok false and no times, to be skipped: it must not stop the reading of the others.
+const SQLRecordedRuns = `SELECT run_id, batch, ok, CASE WHEN ok THEN started_at END, CASE WHEN ok THEN ended_at END,
+	backend_pid, backend_start
+FROM (SELECT r.*, telemetry._run_times_ok(r.started_at, r.ended_at) AS ok FROM telemetry.batch_runs r
+      WHERE r.source <> 'detected' AND (r.status = 'running' OR r.ended_at > $1)) r
 ORDER BY ended_at NULLS LAST`
 
 // countWindow is how far back finished runs are looked for: longer than any pause between
@@ -431,6 +438,7 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 	type run struct {
 		id             int64
 		batch          string
+		timesOK        bool
 		started, ended time.Time
 		open           bool
 		pid            *int32
@@ -438,8 +446,11 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 	}
 	runs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (run, error) {
 		var x run
-		var ended *time.Time
-		err := r.Scan(&x.id, &x.batch, &x.started, &ended, &x.pid, &x.backendStart)
+		var started, ended *time.Time
+		err := r.Scan(&x.id, &x.batch, &x.timesOK, &started, &ended, &x.pid, &x.backendStart)
+		if started != nil {
+			x.started = *started
+		}
 		if ended == nil {
 			x.open = true
 		} else {
@@ -461,7 +472,15 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		s.openRecorded = 0
 	}
 	open := map[int64]*openRun{}
+	var skipped []int64 // newly
 	for _, r := range runs {
+		if !r.timesOK {
+			if !t.outOfRange[r.id] {
+				t.outOfRange[r.id] = true
+				skipped = append(skipped, r.id)
+			}
+			continue
+		}
 		s := t.batch(r.batch)
 		if r.open {
 			s.openRecorded++
@@ -480,6 +499,10 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		s.lastDuration = &d
 	}
 	t.openRuns = open
+	if len(skipped) > 0 { // one line for any number: a flood of such rows is not a flood of lines
+		t.o.Logger.Warn("skipping recorded runs whose times are out of range (SELECT * FROM telemetry.batch_runs_out_of_range)",
+			"runs", len(skipped), "run_ids", skipped[:min(len(skipped), 10)])
+	}
 	for id, ended := range t.counted {
 		if ended.Before(since) {
 			delete(t.counted, id)

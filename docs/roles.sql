@@ -17,17 +17,38 @@
 \set ON_ERROR_STOP on
 SET search_path = pg_catalog, pg_temp;
 
+-- A role that exists already is used only if it is what this script makes: NOLOGIN, no
+-- attributes, a member of no role, and administered by no role but the one running this (a
+-- CREATEROLE role that created it keeps ADMIN OPTION on it, PostgreSQL 16 on, and could hand
+-- the writer's rights to anyone, or take them). Anything else stops here, saying what. (Its
+-- members are not judged: after the first run they are the login roles given it. On
+-- PostgreSQL 15 any CREATEROLE role may administer every role that is not a superuser.)
 DO $$
 DECLARE
     v_role text;
+    v_wrong text;
 BEGIN
     FOREACH v_role IN ARRAY ARRAY['telemetry_writer', 'telemetry_reader'] LOOP
         IF to_regrole(v_role) IS NULL THEN
             BEGIN
                 EXECUTE format('CREATE ROLE %I NOLOGIN', v_role);
             EXCEPTION WHEN duplicate_object OR unique_violation THEN
-                NULL; -- created meanwhile by another session running this file
+                NULL; -- created meanwhile by another session running this file: checked below
             END;
+        END IF;
+        SELECT concat_ws('; ',
+                   'it has ' || nullif(concat_ws(' ', CASE WHEN r.rolsuper THEN 'SUPERUSER' END, CASE WHEN r.rolcanlogin THEN 'LOGIN' END,
+                                    CASE WHEN r.rolcreaterole THEN 'CREATEROLE' END, CASE WHEN r.rolcreatedb THEN 'CREATEDB' END,
+                                    CASE WHEN r.rolreplication THEN 'REPLICATION' END, CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END), ''),
+                   (SELECT 'it is a member of ' || string_agg(m.roleid::regrole::text, ', ')
+                    FROM pg_auth_members m WHERE m.member = r.oid),
+                   (SELECT string_agg(m.member::regrole::text, ', ') || ' may administer it (ADMIN OPTION)'
+                    FROM pg_auth_members m WHERE m.roleid = r.oid AND m.admin_option AND m.member <> current_user::regrole))
+        INTO v_wrong
+        FROM pg_roles r WHERE r.rolname = v_role;
+        IF v_wrong <> '' THEN
+            RAISE EXCEPTION 'role % exists and is not what docs/roles.sql makes: %', v_role, v_wrong
+                USING HINT = format('If it is yours, fix it (ALTER ROLE %1$s NOLOGIN ...; REVOKE %1$s FROM <the role that administers it>) or drop it (DROP ROLE %1$s), then run this again.', v_role);
         END IF;
     END LOOP;
 END

@@ -15,9 +15,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- close_abandoned_runs closes the runs that will never get their end: open longer than
--- batch_max_run_seconds, or begun by an exec wrapper whose session is gone.
+-- batch_max_run_seconds, or begun by an exec wrapper whose session is gone. SECURITY DEFINER:
+-- a session is judged gone with the schema owner's sight of pg_stat_activity (the exporter's
+-- role has pg_read_all_stats through pg_monitor), not the caller's: a batch role without it
+-- sees other roles' backend_start as NULL, and closed their live runs. A session whose start
+-- even the owner cannot see is taken as alive: its run is closed by age only. It takes no
+-- input, and writes nothing but this.
 CREATE OR REPLACE FUNCTION telemetry.close_abandoned_runs() RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_closed integer;
 BEGIN
@@ -31,7 +36,7 @@ BEGIN
       AND (r.started_at < clock_timestamp() - make_interval(secs => telemetry._threshold('batch_max_run_seconds'))
            OR (r.source = 'exec' AND r.backend_pid IS NOT NULL AND NOT EXISTS (
                    SELECT FROM pg_stat_activity a
-                   WHERE a.pid = r.backend_pid AND a.backend_start = r.backend_start)));
+                   WHERE a.pid = r.backend_pid AND (a.backend_start = r.backend_start OR a.backend_start IS NULL))));
     GET DIAGNOSTICS v_closed = ROW_COUNT;
     RETURN v_closed;
 END
@@ -71,7 +76,8 @@ CREATE OR REPLACE FUNCTION telemetry.batch_begin(p_batch text, p_source text DEF
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_at  timestamptz := coalesce(p_started_at, clock_timestamp());
+    -- A start ahead of now (another host's clock) is now: a run cannot begin in the future.
+    v_at  timestamptz := least(telemetry._check_time(coalesce(p_started_at, clock_timestamp()), 'the run''s start'), clock_timestamp());
     v_run bigint;
 BEGIN
     IF p_batch IS NULL OR btrim(p_batch) = '' THEN
@@ -80,6 +86,10 @@ BEGIN
     -- The name becomes a Prometheus label: bounded as the exporter bounds it (batch.MaxNameBytes).
     IF octet_length(p_batch) > 200 THEN
         RAISE EXCEPTION 'batch name of % bytes: at most 200', octet_length(p_batch);
+    END IF;
+    -- Nor control characters (a tab, a newline), as batch.CheckName refuses them.
+    IF p_batch ~ '[\u0001-\u001f\u007f-\u009f]' THEN
+        RAISE EXCEPTION 'batch name % has a control character', to_json(p_batch);
     END IF;
     PERFORM telemetry.close_abandoned_runs();
     UPDATE telemetry.batch_runs
@@ -97,8 +107,8 @@ $$;
 REVOKE EXECUTE ON FUNCTION telemetry.batch_begin(text, text, timestamptz, text) FROM PUBLIC;
 
 -- batch_end closes the batch's open run with a status (succeeded, failed, cancelled, ended)
--- and takes a snapshot. Without an open run it warns and returns NULL: a lost begin
--- must not fail the batch's last step.
+-- and takes a snapshot. Without an open run it warns (saying how the batch's last run was
+-- closed, where one was) and returns NULL: a lost begin must not fail the batch's last step.
 CREATE OR REPLACE FUNCTION telemetry.batch_end(p_batch text, p_status text DEFAULT 'succeeded',
                                                p_exit_code integer DEFAULT NULL,
                                                p_ended_at timestamptz DEFAULT NULL)
@@ -110,14 +120,17 @@ BEGIN
     IF p_status IS NULL OR p_status NOT IN ('succeeded', 'failed', 'cancelled', 'ended') THEN
         RAISE EXCEPTION 'batch_end status must be succeeded, failed, cancelled or ended, not %', coalesce(p_status, 'NULL');
     END IF;
+    PERFORM telemetry._check_time(p_ended_at, 'the run''s end') WHERE p_ended_at IS NOT NULL;
     PERFORM telemetry.close_abandoned_runs();
     UPDATE telemetry.batch_runs
     SET status = p_status, exit_code = p_exit_code,
-        ended_at = greatest(started_at, coalesce(p_ended_at, clock_timestamp()))
+        ended_at = greatest(started_at, least(coalesce(p_ended_at, clock_timestamp()), clock_timestamp()))
     WHERE batch = p_batch AND status = 'running'
     RETURNING run_id INTO v_run;
     IF v_run IS NULL THEN
-        RAISE WARNING 'batch % has no open run: batch_end ignored', p_batch;
+        RAISE WARNING 'batch % has no open run: batch_end ignored%', p_batch,
+            coalesce((SELECT format(' (its last run, %s, was closed as %s at %s: %s)', r.run_id, r.status, r.ended_at, coalesce(r.detail, 'no detail'))
+                      FROM telemetry.batch_runs r WHERE r.batch = p_batch ORDER BY r.run_id DESC LIMIT 1), '');
         RETURN NULL;
     END IF;
     PERFORM telemetry._boundary_snapshot();
@@ -148,5 +161,14 @@ SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source,
         WHERE (r.server IS NULL OR s.server = r.server) AND s.captured_at >= r.ended_at
         ORDER BY s.captured_at LIMIT 1) AS end_snapshot_at
 FROM telemetry.batch_runs r
-WHERE r.started_at > now() - interval '7 days' OR r.status = 'running'
+WHERE (r.started_at > now() - interval '7 days' OR r.status = 'running')
+  AND telemetry._run_times_ok(r.started_at, r.ended_at) -- the others: batch_runs_out_of_range
 ORDER BY r.started_at DESC, r.run_id DESC;
+
+-- batch_runs_out_of_range: the stored runs whose times _run_times_ok refuses (written before
+-- batch_begin checked them, or by hand), which readers leave out and count.
+CREATE OR REPLACE VIEW telemetry.batch_runs_out_of_range AS
+SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source
+FROM telemetry.batch_runs r
+WHERE NOT telemetry._run_times_ok(r.started_at, r.ended_at)
+ORDER BY r.run_id;

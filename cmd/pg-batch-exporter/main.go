@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -74,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	diagnose := newDiagnoseCommand(app, &conn, stdout)
 	execute := newExecCommand(app, &conn, os.Stdin, stdout, stderr)
 
-	cmd, err := app.Parse(args)
+	cmd, err := app.Parse(joinDashValues(app.Model(), args))
 	if err != nil {
 		fmt.Fprintf(stderr, "pg-batch-exporter: %v\n", err)
 		return 2
@@ -100,6 +101,43 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return 1
 	}
 	return 0
+}
+
+// joinDashValues writes a value flag and a value that begins with one '-' as one argument
+// ("--run -1" as "--run=-1"): kingpin reads such a value as a flag of its own and reports the
+// value missing. A long flag ("--x", known or a typo) and a known short one ("-h") stay
+// flags; nothing after "--" (exec's command) is touched.
+func joinDashValues(app *kingpin.ApplicationModel, args []string) []string {
+	flags := append([]*kingpin.FlagModel(nil), app.Flags...)
+	for _, c := range app.FlattenedCommands() {
+		flags = append(flags, c.Flags...)
+	}
+	valueFlag, shortFlag := map[string]bool{}, map[string]bool{}
+	for _, f := range flags {
+		if f.Short != 0 {
+			shortFlag["-"+string(f.Short)] = true
+		}
+		if !f.IsBoolFlag() {
+			valueFlag["--"+f.Name] = true
+		}
+	}
+	// dashValue tells a value that begins with one '-' and is no short flag of the app.
+	dashValue := func(a string) bool {
+		return strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && !shortFlag[a[:min(2, len(a))]]
+	}
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if valueFlag[a] && i+1 < len(args) && dashValue(args[i+1]) {
+			a += "=" + args[i+1]
+			i++
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // usageTemplate is kingpin's default with a command's own flags first, then the flags

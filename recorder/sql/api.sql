@@ -60,7 +60,7 @@ BEGIN
 END
 $$;
 
--- _window_server checks an analysis window (two finite times, the end not before the start)
+-- _window_server checks an analysis window (two times _check_time accepts, the end not before the start)
 -- and names its server as _resolve_server does.
 CREATE OR REPLACE FUNCTION telemetry._window_server(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -68,10 +68,7 @@ BEGIN
     IF p_start_time IS NULL OR p_end_time IS NULL THEN
         RAISE EXCEPTION 'a window needs a start and an end time';
     END IF;
-    IF NOT (isfinite(p_start_time) AND isfinite(p_end_time)) THEN
-        RAISE EXCEPTION 'a window''s start and end must be finite times, not % and %', p_start_time, p_end_time
-            USING HINT = 'For example: now() - interval ''1 day'', now()';
-    END IF;
+    PERFORM telemetry._check_time(p_start_time, 'the window''s start'), telemetry._check_time(p_end_time, 'the window''s end');
     IF p_end_time < p_start_time THEN
         RAISE EXCEPTION 'the end (%) is before the start (%)', p_end_time, p_start_time;
     END IF;

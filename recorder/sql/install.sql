@@ -151,19 +151,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0012_no_free_t
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '4135567022cda65761eea365a5c79d2f2ddd4a224328dab72c156453f4bf4439') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '8475d7b9b584c3c6de3c5d70f216d5c21804ebcf2d6b9fbdecac13d9072eaf36') AS apply \gset
 \if :apply
 BEGIN;
-\ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '4135567022cda65761eea365a5c79d2f2ddd4a224328dab72c156453f4bf4439')
+\ir times.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/times.sql', '8475d7b9b584c3c6de3c5d70f216d5c21804ebcf2d6b9fbdecac13d9072eaf36')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '90497c7d40004a128884080399f31120d32da39bd9d08d93a23957d25ae9973b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '0d7ab506eaf1cc52c23c16750135327dc264600c133812c450310f021a79223e') AS apply \gset
+\if :apply
+BEGIN;
+\ir partitions.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '0d7ab506eaf1cc52c23c16750135327dc264600c133812c450310f021a79223e')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'c2058baff6135397f580f9fe0877d1f3dd2511ca4f9cbf3c568a199cf0f7d52a') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '90497c7d40004a128884080399f31120d32da39bd9d08d93a23957d25ae9973b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'c2058baff6135397f580f9fe0877d1f3dd2511ca4f9cbf3c568a199cf0f7d52a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -175,27 +183,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '64c8f8191bf65e693b003ef4d2aa0f13308470c7f6ef616fff02dc95ea02e8e0') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '3fd89a8f33da9310c1b2417762a202c1ae966e35608a6734be3ce26dbea25232') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '64c8f8191bf65e693b003ef4d2aa0f13308470c7f6ef616fff02dc95ea02e8e0')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '3fd89a8f33da9310c1b2417762a202c1ae966e35608a6734be3ce26dbea25232')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '8d1da19ecb2de51515f1dcf38ef75e3b6de08bd32444cd32f3fb2a4a24b6588c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '85b63bfec83b33ba0950b017f81c0a90b37ad2b6bf58b33950b4d3326fbb0c73') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '8d1da19ecb2de51515f1dcf38ef75e3b6de08bd32444cd32f3fb2a4a24b6588c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '85b63bfec83b33ba0950b017f81c0a90b37ad2b6bf58b33950b4d3326fbb0c73')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'b968d2a8d8dc9e6f015438c45d86d6f7ee2782ab8d2f488521576687e6e5e914') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'baf7c88626911155ca62c070a634d48f391e81b096a4cbab0d2cb18261764134') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'b968d2a8d8dc9e6f015438c45d86d6f7ee2782ab8d2f488521576687e6e5e914')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'baf7c88626911155ca62c070a634d48f391e81b096a4cbab0d2cb18261764134')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -239,11 +247,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = 'dfeccfdc5646ea3845199193c68b026a0931e6e79abc95402fc6a6fa339adc4b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = 'd5c5fba110ae50c157f5e9f8976db4fb5dd5d7789afc062ae71fa42ab4bbb105') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/lock_contention/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', 'dfeccfdc5646ea3845199193c68b026a0931e6e79abc95402fc6a6fa339adc4b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', 'd5c5fba110ae50c157f5e9f8976db4fb5dd5d7789afc062ae71fa42ab4bbb105')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -69,6 +69,10 @@ DECLARE
     v_days integer := 0;
     t record;
 BEGIN
+    -- A cutoff in the past only drops less; one in the future is checked (not 'infinity').
+    IF p_cutoff > now() THEN
+        PERFORM telemetry._check_time(p_cutoff, 'the cutoff');
+    END IF;
     FOR v_day IN
         SELECT DISTINCT to_date(substring(c.relname from '_d([0-9]{8})$'), 'YYYYMMDD') AS day
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -90,7 +94,7 @@ REVOKE EXECUTE ON FUNCTION telemetry._drop_partitions_before(timestamptz) FROM P
 CREATE OR REPLACE FUNCTION telemetry._note_server(p_server text, p_system_identifier text, p_pg_version integer, p_at timestamptz)
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO telemetry.servers (server, system_identifier, pg_version, last_seen)
-    VALUES (p_server, p_system_identifier, p_pg_version, p_at)
+    VALUES (p_server, p_system_identifier, p_pg_version, telemetry._check_time(p_at, 'the server''s last_seen'))
     ON CONFLICT (server) DO UPDATE SET system_identifier = excluded.system_identifier,
         pg_version = excluded.pg_version, last_seen = greatest(telemetry.servers.last_seen, excluded.last_seen)
 $$;
