@@ -35,7 +35,14 @@ var (
 	statementSecondsDesc = prometheus.NewDesc(collectors.Namespace+"_batch_statement_seconds_total",
 		"Session-seconds the batch's own sessions spent in statements with a query_id (pg_stat_statements), from the wait sampler.",
 		[]string{"batch"}, nil)
+	droppedDesc = prometheus.NewDesc(collectors.Namespace+"_batch_names_dropped",
+		"Batches with runs in telemetry.batch_runs left out of the batch metrics at its last read: more than --batch.max-batches are named.",
+		nil, nil)
 )
+
+// DefaultMaxBatches bounds the batches named by recorded runs that get series (--batch.max-batches):
+// any role that may call batch_begin names a batch, and each is a label value of every batch metric.
+const DefaultMaxBatches = 200
 
 // Options configure a Tracker.
 type Options struct {
@@ -46,6 +53,9 @@ type Options struct {
 	RunsDB *pgxpool.Pool
 	// RefreshEvery is how often the open and finished runs are read.
 	RefreshEvery time.Duration
+	// MaxBatches bounds the batches, beyond the rules', that recorded runs name (0: DefaultMaxBatches).
+	// Those first seen keep their series until telemetry.batch_runs has no row of them.
+	MaxBatches int
 	// RecorderDB is the recorder's database, where detected runs are written into telemetry.batch_runs (nil: they stay in memory).
 	RecorderDB *pgxpool.Pool
 	// Trigger asks for a collection now (runner.Trigger): the sample tier at every wait sample
@@ -75,6 +85,10 @@ type Tracker struct {
 	openRuns map[int64]*openRun  // recorded runs in progress, by run_id
 	// runWaits are the running batches' session-seconds, own and others', since the last take.
 	runWaits map[collectors.BatchWait]float64 // the key's Seconds is 0
+	// dropped is how many batches the last read left out (MaxBatches); limitLogged, whether
+	// that was ever logged.
+	dropped     int
+	limitLogged bool
 }
 
 // openRun is a recorded run in progress and the session that began it.
@@ -134,6 +148,9 @@ func NewTracker(o Options) *Tracker {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.MaxBatches == 0 {
+		o.MaxBatches = DefaultMaxBatches
+	}
 	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(), readFailure: repeatlog.New(o.Logger),
 		runWaits: map[collectors.BatchWait]float64{},
 		batches:  map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}}
@@ -141,6 +158,16 @@ func NewTracker(o Options) *Tracker {
 		t.batch(r.Batch)
 	}
 	return t
+}
+
+// ruled tells whether a rule names the batch: its series stay whatever is recorded.
+func (t *Tracker) ruled(name string) bool {
+	for _, r := range t.o.Rules {
+		if r.Batch == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Tracker) batch(name string) *state {
@@ -447,6 +474,10 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		}
 		return x, err
 	})
+	var remaining []string
+	if err == nil {
+		remaining, err = t.recordedBatches(ctx)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") { // dropped since
 		t.runsTable = false
@@ -457,11 +488,32 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.forgetBatches(remaining)
+	// Open runs are let in first: a batch in progress is what its series are for.
+	sort.SliceStable(runs, func(i, j int) bool { return runs[i].open && !runs[j].open })
+	// A new batch gets series while fewer than MaxBatches beyond the rules' have them.
+	recorded := t.recordedNames()
+	leftOut := map[string]bool{}
+	for _, r := range runs {
+		if _, known := t.batches[r.batch]; known {
+			continue
+		}
+		if len(recorded) < t.o.MaxBatches {
+			t.batch(r.batch)
+			recorded = append(recorded, r.batch)
+		} else {
+			leftOut[r.batch] = true
+		}
+	}
+	t.noteDropped(leftOut)
 	for _, s := range t.batches {
 		s.openRecorded = 0
 	}
 	open := map[int64]*openRun{}
 	for _, r := range runs {
+		if leftOut[r.batch] {
+			continue
+		}
 		s := t.batch(r.batch)
 		if r.open {
 			s.openRecorded++
@@ -488,6 +540,64 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 	return nil
 }
 
+// sqlBatchesWithRows keeps, of the batches named, those that telemetry.batch_runs still
+// has a row of (an index probe each).
+const sqlBatchesWithRows = `SELECT b FROM unnest($1::text[]) b
+WHERE EXISTS (SELECT FROM telemetry.batch_runs r WHERE r.batch = b)`
+
+// recordedNames are the batches with series that no rule names: recorded runs named them.
+func (t *Tracker) recordedNames() []string {
+	var names []string
+	for name := range t.batches {
+		if !t.ruled(name) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// recordedBatches returns which of the batches known from recorded runs still have a row.
+func (t *Tracker) recordedBatches(ctx context.Context) ([]string, error) {
+	t.mu.Lock()
+	known := t.recordedNames()
+	t.mu.Unlock()
+	if len(known) == 0 {
+		return nil, nil
+	}
+	rows, _ := t.o.RunsDB.Query(ctx, sqlBatchesWithRows, known)
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// forgetBatches drops the series of the batches named by recorded runs alone whose rows are
+// all gone, keeping the remaining ones'.
+func (t *Tracker) forgetBatches(remaining []string) {
+	keep := map[string]bool{}
+	for _, name := range remaining {
+		keep[name] = true
+	}
+	for _, name := range t.recordedNames() {
+		if !keep[name] {
+			delete(t.batches, name)
+		}
+	}
+}
+
+// noteDropped keeps the number of batches left out, and logs the first time any is.
+func (t *Tracker) noteDropped(leftOut map[string]bool) {
+	t.dropped = len(leftOut)
+	if t.dropped == 0 || t.limitLogged {
+		return
+	}
+	t.limitLogged = true
+	example := ""
+	for name := range leftOut {
+		example = name
+		break
+	}
+	t.o.Logger.Warn("more batches have recorded runs than --batch.max-batches: the others get no series (pgbatch_batch_names_dropped counts them; logged once)",
+		"max_batches", t.o.MaxBatches, "left_out", t.dropped, "example", example)
+}
+
 // Describe sends nothing: the batches are known only as they show up.
 func (t *Tracker) Describe(chan<- *prometheus.Desc) {}
 
@@ -500,6 +610,7 @@ func (t *Tracker) Collect(ch chan<- prometheus.Metric) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.GaugeValue, float64(t.dropped))
 	for _, n := range names {
 		s := t.batches[n]
 		running := 0.0

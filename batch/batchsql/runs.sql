@@ -9,9 +9,31 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
      'A run starts on a snapshot taken up to this long (at most a tenth of the run) after its begin: the one batch_begin asked for.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
+-- _threshold reads a setting within the range its unit allows, a value outside it (or NaN) as
+-- the nearest bound: the table is the owner's, yet a negative baseline_runs or a min_samples
+-- of 0 (a divisor) must never make a diagnosis fail. Every bound is above 0, as the patterns
+-- divide by their thresholds.
 CREATE OR REPLACE FUNCTION telemetry._threshold(p_name text) RETURNS numeric
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT value FROM telemetry.diagnose_thresholds WHERE name = p_name
+    SELECT greatest(b.low, least(b.high, CASE WHEN t.value = 'NaN' THEN b.low ELSE t.value END))
+    FROM telemetry.diagnose_thresholds t,
+    LATERAL (SELECT CASE WHEN t.unit LIKE 'percent%' OR t.unit IN ('seconds', 'ratio') THEN 0.001 ELSE 1 END AS low,
+                    CASE WHEN t.unit LIKE 'percent%' THEN 100
+                         WHEN t.unit = 'seconds' THEN 31622400 -- 366 days
+                         WHEN t.unit IN ('ratio', 'runs', 'samples') THEN 1000
+                         ELSE 1e15 END AS high) b
+    WHERE t.name = p_name
+$$;
+
+-- _manages_every_run tells whether this session's role may close any batch's run: the
+-- schema's owner (and superusers) and the exporter's role, telemetry_recorder (its tracker
+-- ends detected runs). A batch job's role (telemetry_writer) closes only the runs it began
+-- (batch_runs.began_by). session_user: batch_begin and batch_end run as their owner.
+CREATE OR REPLACE FUNCTION telemetry._manages_every_run() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_has_role(session_user, n.nspowner, 'MEMBER')
+        OR coalesce(pg_has_role(session_user, to_regrole('telemetry_recorder'), 'MEMBER'), false)
+    FROM pg_namespace n WHERE n.nspname = 'telemetry'
 $$;
 
 -- close_abandoned_runs closes the runs that will never get their end: open longer than
@@ -65,15 +87,22 @@ $$;
 REVOKE EXECUTE ON FUNCTION telemetry._boundary_snapshot() FROM PUBLIC;
 
 -- batch_begin opens a run and takes a snapshot, so that the run's window starts on a
--- snapshot of its own. Returns the run's id.
+-- snapshot of its own. Returns the run's id. SECURITY DEFINER: a batch job's role has no
+-- right on the tables, only these functions, which record its role as the run's began_by and
+-- let it close its own runs alone (_manages_every_run).
 CREATE OR REPLACE FUNCTION telemetry.batch_begin(p_batch text, p_source text DEFAULT 'marker',
                                                  p_started_at timestamptz DEFAULT NULL, p_server text DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_at  timestamptz := coalesce(p_started_at, clock_timestamp());
     v_run bigint;
+    v_open record;
 BEGIN
+    -- Detected runs are the exporter's tracker's own: it reads only the others back.
+    IF p_source = 'detected' AND NOT telemetry._manages_every_run() THEN
+        RAISE EXCEPTION 'only the exporter''s role records detected runs' USING ERRCODE = 'insufficient_privilege';
+    END IF;
     IF p_batch IS NULL OR btrim(p_batch) = '' THEN
         RAISE EXCEPTION 'batch name must not be empty';
     END IF;
@@ -82,12 +111,21 @@ BEGIN
         RAISE EXCEPTION 'batch name of % bytes: at most 200', octet_length(p_batch);
     END IF;
     PERFORM telemetry.close_abandoned_runs();
+    SELECT run_id, began_by INTO v_open FROM telemetry.batch_runs
+    WHERE batch = p_batch AND status = 'running' AND began_by IS DISTINCT FROM session_user;
+    IF FOUND AND NOT telemetry._manages_every_run() THEN
+        RAISE EXCEPTION 'batch % has an open run (%) begun by role %: only that role or the exporter''s may close it',
+            p_batch, v_open.run_id, coalesce(v_open.began_by::text, 'unknown') USING ERRCODE = 'insufficient_privilege';
+    END IF;
     UPDATE telemetry.batch_runs
     SET status = 'abandoned', ended_at = greatest(started_at, v_at),
         detail = 'a new run began before batch_end'
     WHERE batch = p_batch AND status = 'running';
-    INSERT INTO telemetry.batch_runs (batch, started_at, source, backend_pid, backend_start, server)
-    SELECT p_batch, v_at, p_source, pg_backend_pid(), a.backend_start, p_server
+    -- The session's pid only with its backend_start (which the owner sees with
+    -- pg_read_all_stats): a pid alone would make close_abandoned_runs take the run for dead.
+    INSERT INTO telemetry.batch_runs (batch, started_at, source, backend_pid, backend_start, server, began_by)
+    SELECT p_batch, v_at, p_source, CASE WHEN a.backend_start IS NOT NULL THEN pg_backend_pid() END, a.backend_start,
+           p_server, session_user
     FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
     RETURNING run_id INTO v_run;
     PERFORM telemetry._boundary_snapshot();
@@ -98,14 +136,16 @@ REVOKE EXECUTE ON FUNCTION telemetry.batch_begin(text, text, timestamptz, text) 
 
 -- batch_end closes the batch's open run with a status (succeeded, failed, cancelled, ended)
 -- and takes a snapshot. Without an open run it warns and returns NULL: a lost begin
--- must not fail the batch's last step.
+-- must not fail the batch's last step. Another role's open run it refuses to close
+-- (SECURITY DEFINER as batch_begin).
 CREATE OR REPLACE FUNCTION telemetry.batch_end(p_batch text, p_status text DEFAULT 'succeeded',
                                                p_exit_code integer DEFAULT NULL,
                                                p_ended_at timestamptz DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_run bigint;
+    v_open record;
 BEGIN
     IF p_status IS NULL OR p_status NOT IN ('succeeded', 'failed', 'cancelled', 'ended') THEN
         RAISE EXCEPTION 'batch_end status must be succeeded, failed, cancelled or ended, not %', coalesce(p_status, 'NULL');
@@ -114,9 +154,14 @@ BEGIN
     UPDATE telemetry.batch_runs
     SET status = p_status, exit_code = p_exit_code,
         ended_at = greatest(started_at, coalesce(p_ended_at, clock_timestamp()))
-    WHERE batch = p_batch AND status = 'running'
+    WHERE batch = p_batch AND status = 'running' AND (began_by = session_user OR telemetry._manages_every_run())
     RETURNING run_id INTO v_run;
     IF v_run IS NULL THEN
+        SELECT run_id, began_by INTO v_open FROM telemetry.batch_runs WHERE batch = p_batch AND status = 'running';
+        IF FOUND THEN
+            RAISE EXCEPTION 'batch %''s open run (%) was begun by role %: only that role or the exporter''s may end it',
+                p_batch, v_open.run_id, coalesce(v_open.began_by::text, 'unknown') USING ERRCODE = 'insufficient_privilege';
+        END IF;
         RAISE WARNING 'batch % has no open run: batch_end ignored', p_batch;
         RETURN NULL;
     END IF;
