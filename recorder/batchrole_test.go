@@ -27,7 +27,8 @@ func denied(t *testing.T, c *pgx.Conn, who, sql string) {
 // else: it cannot change the thresholds (a negative baseline_runs made the report 500), the
 // migrations' record (the next start failed to migrate), partitions, retention or tracking,
 // nor end, abandon or delete another batch role's runs. The exporter's role
-// (telemetry_recorder) ends any run but leaves thresholds and schema to the owner.
+// (telemetry_recorder) ends any run but leaves thresholds and schema to the owner. A batch
+// is the role's that marked its first run.
 func TestBatchRoleMarksOnlyItsOwnRuns(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
@@ -122,6 +123,9 @@ func TestBatchRoleMarksOnlyItsOwnRuns(t *testing.T) {
 		r := connectAs(t, e.dsn, rec)
 		pgtest.MustExec(t, r, `SELECT telemetry.batch_end('nightly', 'ended')`)
 		pgtest.MustExec(t, r, `SELECT telemetry.batch_begin('detected-one', 'detected')`)
+		// With no run of it open, a batch is still its role's: another's runs would enter its
+		// baseline (diagnose_run) and its metrics.
+		denied(t, h, "the other batch role", `SELECT telemetry.batch_begin('nightly')`)
 		for _, sql := range []string{
 			`UPDATE telemetry.diagnose_thresholds SET value = -1 WHERE name = 'baseline_runs'`,
 			`DELETE FROM telemetry.schema_migrations`,

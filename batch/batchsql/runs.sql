@@ -25,15 +25,16 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WHERE t.name = p_name
 $$;
 
--- _manages_every_run tells whether this session's role may close any batch's run: the
--- schema's owner (and superusers) and the exporter's role, telemetry_recorder (its tracker
--- ends detected runs). A batch job's role (telemetry_writer) closes only the runs it began
--- (batch_runs.began_by). session_user: batch_begin and batch_end run as their owner.
-CREATE OR REPLACE FUNCTION telemetry._manages_every_run() RETURNS boolean
+-- _manages_every_run tells whether a role may mark any batch's runs: the schema's owner (and
+-- superusers) and the exporter's role, telemetry_recorder (its tracker records detected
+-- runs). A batch job's role (telemetry_writer) marks only its own batches' runs
+-- (batch_runs.began_by). batch_begin and batch_end run as their owner: they ask for session_user.
+CREATE OR REPLACE FUNCTION telemetry._manages_every_run(p_role name) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pg_has_role(session_user, n.nspowner, 'MEMBER')
-        OR coalesce(pg_has_role(session_user, to_regrole('telemetry_recorder'), 'MEMBER'), false)
-    FROM pg_namespace n WHERE n.nspname = 'telemetry'
+    SELECT coalesce(pg_has_role(r.oid, n.nspowner, 'MEMBER')
+                    OR pg_has_role(r.oid, to_regrole('telemetry_recorder'), 'MEMBER'), false)
+    FROM pg_namespace n LEFT JOIN pg_roles r ON r.rolname = p_role -- a role dropped since: none
+    WHERE n.nspname = 'telemetry'
 $$;
 
 -- close_abandoned_runs closes the runs that will never get their end: open longer than
@@ -88,8 +89,10 @@ REVOKE EXECUTE ON FUNCTION telemetry._boundary_snapshot() FROM PUBLIC;
 
 -- batch_begin opens a run and takes a snapshot, so that the run's window starts on a
 -- snapshot of its own. Returns the run's id. SECURITY DEFINER: a batch job's role has no
--- right on the tables, only these functions, which record its role as the run's began_by and
--- let it close its own runs alone (_manages_every_run).
+-- right on the tables, only these functions, which record its role as the run's began_by.
+-- A batch belongs to the role that marked its first run (_manages_every_run's roles and
+-- dropped roles aside): another role's run would close that role's open run or enter its
+-- runs' baseline.
 CREATE OR REPLACE FUNCTION telemetry.batch_begin(p_batch text, p_source text DEFAULT 'marker',
                                                  p_started_at timestamptz DEFAULT NULL, p_server text DEFAULT NULL)
 RETURNS bigint
@@ -97,10 +100,10 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_at  timestamptz := coalesce(p_started_at, clock_timestamp());
     v_run bigint;
-    v_open record;
+    v_other record;
 BEGIN
     -- Detected runs are the exporter's tracker's own: it reads only the others back.
-    IF p_source = 'detected' AND NOT telemetry._manages_every_run() THEN
+    IF p_source = 'detected' AND NOT telemetry._manages_every_run(session_user) THEN
         RAISE EXCEPTION 'only the exporter''s role records detected runs' USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF p_batch IS NULL OR btrim(p_batch) = '' THEN
@@ -111,11 +114,16 @@ BEGIN
         RAISE EXCEPTION 'batch name of % bytes: at most 200', octet_length(p_batch);
     END IF;
     PERFORM telemetry.close_abandoned_runs();
-    SELECT run_id, began_by INTO v_open FROM telemetry.batch_runs
-    WHERE batch = p_batch AND status = 'running' AND began_by IS DISTINCT FROM session_user;
-    IF FOUND AND NOT telemetry._manages_every_run() THEN
-        RAISE EXCEPTION 'batch % has an open run (%) begun by role %: only that role or the exporter''s may close it',
-            p_batch, v_open.run_id, coalesce(v_open.began_by::text, 'unknown') USING ERRCODE = 'insufficient_privilege';
+    IF NOT telemetry._manages_every_run(session_user) THEN
+        SELECT run_id, began_by, status INTO v_other FROM telemetry.batch_runs
+        WHERE batch = p_batch AND began_by IS DISTINCT FROM session_user
+          AND (status = 'running' OR began_by IN (SELECT rolname FROM pg_roles) AND NOT telemetry._manages_every_run(began_by))
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'batch % is marked by role %, not %: run % is theirs', p_batch,
+                coalesce(v_other.began_by::text, '(unknown)'), session_user, v_other.run_id
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
     END IF;
     UPDATE telemetry.batch_runs
     SET status = 'abandoned', ended_at = greatest(started_at, v_at),
@@ -145,7 +153,7 @@ RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_run bigint;
-    v_open record;
+    v_other record;
 BEGIN
     IF p_status IS NULL OR p_status NOT IN ('succeeded', 'failed', 'cancelled', 'ended') THEN
         RAISE EXCEPTION 'batch_end status must be succeeded, failed, cancelled or ended, not %', coalesce(p_status, 'NULL');
@@ -154,13 +162,14 @@ BEGIN
     UPDATE telemetry.batch_runs
     SET status = p_status, exit_code = p_exit_code,
         ended_at = greatest(started_at, coalesce(p_ended_at, clock_timestamp()))
-    WHERE batch = p_batch AND status = 'running' AND (began_by = session_user OR telemetry._manages_every_run())
+    WHERE batch = p_batch AND status = 'running' AND (began_by = session_user OR telemetry._manages_every_run(session_user))
     RETURNING run_id INTO v_run;
     IF v_run IS NULL THEN
-        SELECT run_id, began_by INTO v_open FROM telemetry.batch_runs WHERE batch = p_batch AND status = 'running';
+        SELECT run_id, began_by INTO v_other FROM telemetry.batch_runs WHERE batch = p_batch AND status = 'running';
         IF FOUND THEN
-            RAISE EXCEPTION 'batch %''s open run (%) was begun by role %: only that role or the exporter''s may end it',
-                p_batch, v_open.run_id, coalesce(v_open.began_by::text, 'unknown') USING ERRCODE = 'insufficient_privilege';
+            RAISE EXCEPTION 'batch %''s open run % was begun by role %, not %: that role ends it', p_batch,
+                v_other.run_id, coalesce(v_other.began_by::text, '(unknown)'), session_user
+                USING ERRCODE = 'insufficient_privilege';
         END IF;
         RAISE WARNING 'batch % has no open run: batch_end ignored', p_batch;
         RETURN NULL;
