@@ -23,6 +23,25 @@ func denied(t *testing.T, c *pgx.Conn, who, sql string) {
 	}
 }
 
+// onlyMarks fails the test unless role, from the catalog, executes exactly batch_begin and
+// batch_end of the schema's functions beyond what PUBLIC may, and has no right on any table,
+// view or sequence of it.
+func onlyMarks(t *testing.T, c *pgx.Conn, role string) {
+	t.Helper()
+	fns := query(t, c, `SELECT p.proname::text AS name FROM pg_proc p
+		WHERE p.pronamespace = 'telemetry'::regnamespace AND has_function_privilege($1, p.oid, 'EXECUTE')
+		  AND NOT has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY 1`, role)
+	if got := fmt.Sprint(columnOf(fns, "name")); got != "[batch_begin batch_end]" {
+		t.Errorf("a batch role executes %s beyond PUBLIC's, want [batch_begin batch_end]", got)
+	}
+	for _, r := range query(t, c, `SELECT c.oid::regclass::text AS rel FROM pg_class c
+			WHERE c.relnamespace = 'telemetry'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'S')
+			  AND (has_table_privilege($1, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+			       OR c.relkind = 'S' AND has_sequence_privilege($1, c.oid, 'USAGE, SELECT, UPDATE'))`, role) {
+		t.Errorf("a batch role has a right on %s", r["rel"])
+	}
+}
+
 // A batch job's role (telemetry_writer, issue 17 finding 5) marks its own runs and nothing
 // else: it cannot change the thresholds (a negative baseline_runs made the report 500), the
 // migrations' record (the next start failed to migrate), partitions, retention or tracking,
@@ -42,20 +61,7 @@ func TestBatchRoleMarksOnlyItsOwnRuns(t *testing.T) {
 		admin := e.conn()
 		ctx := context.Background()
 
-		// What the roles may do, from the catalog: the batch role executes exactly two
-		// functions of the schema and has no right on any table or sequence.
-		fns := query(t, admin, `SELECT p.proname::text AS name FROM pg_proc p
-			WHERE p.pronamespace = 'telemetry'::regnamespace AND has_function_privilege($1, p.oid, 'EXECUTE')
-			  AND NOT has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY 1`, nightly)
-		if got := fmt.Sprint(columnOf(fns, "name")); got != "[batch_begin batch_end]" {
-			t.Errorf("a batch role executes %s beyond PUBLIC's, want [batch_begin batch_end]", got)
-		}
-		for _, r := range query(t, admin, `SELECT c.oid::regclass::text AS rel FROM pg_class c
-				WHERE c.relnamespace = 'telemetry'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'S')
-				  AND (has_table_privilege($1, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
-				       OR c.relkind = 'S' AND has_sequence_privilege($1, c.oid, 'USAGE, SELECT, UPDATE'))`, nightly) {
-			t.Errorf("a batch role has a right on %s", r["rel"])
-		}
+		onlyMarks(t, admin, nightly)
 
 		n := connectAs(t, e.dsn, nightly)
 		h := connectAs(t, e.dsn, hourly)
@@ -200,6 +206,35 @@ func TestThresholdsOutOfRangeNeverFail(t *testing.T) {
 			if _, err := c.Exec(ctx, `SELECT telemetry.batch_begin('hourly'), telemetry.batch_end('hourly')`); err != nil {
 				t.Errorf("every threshold's %s: the markers: %v", set, err)
 			}
+		}
+	})
+}
+
+// The upgrade takes back what earlier versions of docs/roles.sql gave telemetry_writer (every
+// table and function, and the same on objects the owner creates later): migration 0014
+// leaves it batch_begin and batch_end, without roles.sql being run again.
+func TestUpgradeTakesBackBatchRoleRights(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		psqlFile(t, srv, e.dsn, rolesSQL)
+		writer := grantRole(t, srv, e.dsn, "writer", "telemetry_writer")
+		e.exec(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA telemetry TO telemetry_writer;
+			GRANT USAGE ON ALL SEQUENCES IN SCHEMA telemetry TO telemetry_writer;
+			GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA telemetry TO telemetry_writer;
+			ALTER DEFAULT PRIVILEGES IN SCHEMA telemetry GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO telemetry_writer;
+			ALTER DEFAULT PRIVILEGES IN SCHEMA telemetry GRANT EXECUTE ON FUNCTIONS TO telemetry_writer;
+			DELETE FROM telemetry.schema_migrations WHERE name LIKE '0014_%'`)
+		if err := Migrate(context.Background(), e.pool); err != nil {
+			t.Fatal(err)
+		}
+		// An object a later migration creates gets nothing for the batch role either.
+		e.exec(`CREATE TABLE telemetry.later (x int); CREATE FUNCTION telemetry.later_write() RETURNS void
+			LANGUAGE sql SET search_path = pg_catalog, pg_temp AS 'DELETE FROM telemetry.later';
+			REVOKE EXECUTE ON FUNCTION telemetry.later_write() FROM PUBLIC`)
+		onlyMarks(t, e.conn(), writer)
+		var run int64
+		if err := connectAs(t, e.dsn, writer).QueryRow(context.Background(), `SELECT telemetry.batch_begin('nightly')`).Scan(&run); err != nil {
+			t.Errorf("batch_begin after the upgrade: %v", err)
 		}
 	})
 }
