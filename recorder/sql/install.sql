@@ -47,7 +47,7 @@ BEGIN
         ('0009_batch_wait_sessions.sql', '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed'),
         ('0010_statement_waits_by_batch.sql', 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40'),
         ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d'),
-        ('0014_batch_runs_began_by.sql', 'e215986bbe77ba0110ad00a3d11de732ce6b3b3ff511dae7fb95114fac4d431d')) f (name, checksum) ON f.name = m.name
+        ('0014_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -143,11 +143,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0011_lock_epis
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0014_batch_runs_began_by.sql' AND checksum = 'e215986bbe77ba0110ad00a3d11de732ce6b3b3ff511dae7fb95114fac4d431d') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0014_batch_runs_began_by.sql' AND checksum = '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../migrations/0014_batch_runs_began_by.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0014_batch_runs_began_by.sql', 'e215986bbe77ba0110ad00a3d11de732ce6b3b3ff511dae7fb95114fac4d431d')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0014_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
