@@ -99,6 +99,11 @@ func TestBatchRoleMarksOnlyItsOwnRuns(t *testing.T) {
 				denied(t, c, who, sql)
 			}
 		}
+		// A server name of 10 MB would be stored with its run and shown on its pages.
+		if _, err := h.Exec(ctx, `SELECT telemetry.batch_begin('hourly', 'marker', NULL, repeat('x', 10000000))`); err == nil ||
+			!strings.Contains(err.Error(), "at most 200") {
+			t.Errorf("a server name of 10 MB: %v, want refused", err)
+		}
 		var status string
 		if err := admin.QueryRow(ctx, `SELECT status FROM telemetry.batch_runs WHERE run_id = $1`, own).Scan(&status); err != nil || status != "running" {
 			t.Errorf("the batch role's run after the other's attempts: %q, %v; want running", status, err)

@@ -113,6 +113,10 @@ BEGIN
     IF octet_length(p_batch) > 200 THEN
         RAISE EXCEPTION 'batch name of % bytes: at most 200', octet_length(p_batch);
     END IF;
+    -- Stored and shown on every page of the run, as the batch's name is.
+    IF octet_length(p_server) > 200 THEN
+        RAISE EXCEPTION 'server name of % bytes: at most 200', octet_length(p_server);
+    END IF;
     PERFORM telemetry.close_abandoned_runs();
     IF NOT telemetry._manages_every_run(session_user) THEN
         SELECT run_id, began_by, status INTO v_other FROM telemetry.batch_runs
