@@ -194,6 +194,11 @@ func TestThresholdsOutOfRangeNeverFail(t *testing.T) {
 			e.record(collectors.TierSnapshot)
 			runs = append(runs, id)
 		}
+		// Every default is within its range: read as it is.
+		for _, r := range query(t, c, `SELECT name, value, telemetry._threshold(name) AS read FROM telemetry.diagnose_thresholds
+				WHERE telemetry._threshold(name) IS DISTINCT FROM value`) {
+			t.Errorf("threshold %s = %v is read as %v", r["name"], r["value"], r["read"])
+		}
 		for _, set := range []string{
 			`value = -1`, `value = 0`, `value = 'NaN'`, `value = 'Infinity'`, `value = '-Infinity'`, `value = 1e300`,
 		} {
