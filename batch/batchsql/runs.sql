@@ -119,7 +119,7 @@ BEGIN
     END IF;
     PERFORM telemetry.close_abandoned_runs();
     IF NOT telemetry._manages_every_run(session_user) THEN
-        SELECT run_id, began_by, status INTO v_other FROM telemetry.batch_runs
+        SELECT run_id, began_by INTO v_other FROM telemetry.batch_runs
         WHERE batch = p_batch AND began_by IS DISTINCT FROM session_user
           AND (status = 'running' OR began_by IN (SELECT rolname FROM pg_roles) AND NOT telemetry._manages_every_run(began_by))
         LIMIT 1;
