@@ -137,6 +137,22 @@ func TestBatchRoleMarksOnlyItsOwnRuns(t *testing.T) {
 		// With no run of it open, a batch is still its role's: another's runs would enter its
 		// baseline (diagnose_run) and its metrics.
 		denied(t, h, "the other batch role", `SELECT telemetry.batch_begin('nightly')`)
+		// The exporter's runs claim no batch once ended, nor do a dropped role's.
+		denied(t, h, "the other batch role", `SELECT telemetry.batch_begin('detected-one')`)
+		pgtest.MustExec(t, r, `SELECT telemetry.batch_end('detected-one', 'ended')`)
+		gone := "gone_" + nightly
+		srv.Exec(t, e.dsn, fmt.Sprintf(`CREATE ROLE %s LOGIN IN ROLE telemetry_writer`, gone))
+		g := connectAs(t, e.dsn, gone)
+		pgtest.MustExec(t, g, `SELECT telemetry.batch_begin('orphan'), telemetry.batch_end('orphan')`)
+		if err := g.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		srv.Exec(t, e.dsn, `DROP ROLE `+gone)
+		for _, batch := range []string{"detected-one", "orphan"} {
+			if _, err := h.Exec(ctx, `SELECT telemetry.batch_begin($1), telemetry.batch_end($1)`, batch); err != nil {
+				t.Errorf("the other batch role marking %s: %v", batch, err)
+			}
+		}
 		for _, sql := range []string{
 			`UPDATE telemetry.diagnose_thresholds SET value = -1 WHERE name = 'baseline_runs'`,
 			`DELETE FROM telemetry.schema_migrations`,
