@@ -3,6 +3,7 @@ package batch
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 )
 
 // exposition is the tracker's metrics as /metrics serves them.
@@ -112,4 +115,37 @@ func TestBatchLabelsBounded(t *testing.T) {
 	if labels := batchLabels(t, tr); labels["weekly"] || !labels["monthly"] {
 		t.Errorf("after weekly's rows went, series of %v", labels)
 	}
+}
+
+// A batch role names its batch after another batch's application_name (red team of issue 17
+// finding 5): the session that began the other's run stays that run's, its seconds are not
+// booked to the namesake.
+func TestBeginningSessionStaysItsRuns(t *testing.T) {
+	dsn, pool := db(t, 17, "pg-batch-exporter batch")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr := NewTracker(Options{QuietPeriod: time.Second, RunsDB: pool, RefreshEvery: 100 * time.Millisecond})
+	follow(ctx, tr, pool)
+	squatter := pgtest.Connect(t, dsn, "psql")
+	pgtest.MustExec(t, squatter, `SELECT telemetry.batch_begin('loader'), telemetry.batch_end('loader')`)
+	eventually(t, "the namesake batch's series", func() bool { return metric(t, tr, "pgbatch_batch_runs_total", "loader") != nil })
+	marker := pgtest.Connect(t, dsn, "loader")
+	pgtest.MustExec(t, marker, `SELECT telemetry.batch_begin('monthly')`)
+	eventually(t, "the marker run", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "monthly"), 1) })
+	pgtest.MustExec(t, marker, `SELECT pg_sleep(0.5)`)
+	own := metric(t, tr, "pgbatch_batch_wait_event_seconds_total", "monthly", "PgSleep", "Timeout")
+	stolen := metric(t, tr, "pgbatch_batch_wait_event_seconds_total", "loader", "PgSleep", "Timeout")
+	if own == nil || *own < 0.3 || stolen != nil {
+		t.Errorf("the beginning session's sleep: %s session-seconds to its run, %s to the batch named after its application_name; want about 0.5 and none",
+			show(own), show(stolen))
+	}
+	pgtest.MustExec(t, marker, `SELECT telemetry.batch_end('monthly')`)
+}
+
+// show is a metric's value, or "none".
+func show(v *float64) string {
+	if v == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%.2f", *v)
 }

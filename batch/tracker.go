@@ -181,6 +181,13 @@ func (t *Tracker) batch(name string) *state {
 
 // batchOf names the batch a session belongs to, or "".
 func (t *Tracker) batchOf(w collectors.SessionWait) string {
+	// The session that began a run is the run's first: its pid and backend_start cannot be
+	// borrowed, while any role may name a batch after another's application_name.
+	for _, r := range t.openRuns {
+		if r.began(w) {
+			return r.batch
+		}
+	}
 	for _, r := range t.o.Rules {
 		if r.Matches(w.ApplicationName) {
 			return r.Batch
@@ -190,7 +197,7 @@ func (t *Tracker) batchOf(w collectors.SessionWait) string {
 		return w.ApplicationName
 	}
 	for _, r := range t.openRuns {
-		if r.began(w) || r.applicationName != "" && r.applicationName == w.ApplicationName {
+		if r.applicationName != "" && r.applicationName == w.ApplicationName {
 			return r.batch
 		}
 	}
