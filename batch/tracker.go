@@ -35,7 +35,14 @@ var (
 	statementSecondsDesc = prometheus.NewDesc(collectors.Namespace+"_batch_statement_seconds_total",
 		"Session-seconds the batch's own sessions spent in statements with a query_id (pg_stat_statements), from the wait sampler.",
 		[]string{"batch"}, nil)
+	droppedDesc = prometheus.NewDesc(collectors.Namespace+"_batch_names_dropped",
+		"Batches with runs in telemetry.batch_runs left out of the batch metrics at its last read: more than --batch.max-batches are named.",
+		nil, nil)
 )
+
+// DefaultMaxBatches bounds the batches named by recorded runs that get series (--batch.max-batches):
+// any role that may call batch_begin names a batch, and each is a label value of every batch metric.
+const DefaultMaxBatches = 200
 
 // Options configure a Tracker.
 type Options struct {
@@ -46,6 +53,9 @@ type Options struct {
 	RunsDB *pgxpool.Pool
 	// RefreshEvery is how often the open and finished runs are read.
 	RefreshEvery time.Duration
+	// MaxBatches bounds the batches, beyond the rules', that recorded runs name (0: DefaultMaxBatches).
+	// Those first seen keep their series until telemetry.batch_runs has no row of them.
+	MaxBatches int
 	// RecorderDB is the recorder's database, where detected runs are written into telemetry.batch_runs (nil: they stay in memory).
 	RecorderDB *pgxpool.Pool
 	// Trigger asks for a collection now (runner.Trigger): the sample tier at every wait sample
@@ -78,6 +88,10 @@ type Tracker struct {
 	outOfRange map[int64]bool
 	// runWaits are the running batches' session-seconds, own and others', since the last take.
 	runWaits map[collectors.BatchWait]float64 // the key's Seconds is 0
+	// dropped is how many batches the last read left out (MaxBatches); limitLogged, whether
+	// that was ever logged.
+	dropped     int
+	limitLogged bool
 }
 
 // openRun is a recorded run in progress and the session that began it.
@@ -137,6 +151,9 @@ func NewTracker(o Options) *Tracker {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.MaxBatches == 0 {
+		o.MaxBatches = DefaultMaxBatches
+	}
 	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(), readFailure: repeatlog.New(o.Logger),
 		runWaits: map[collectors.BatchWait]float64{},
 		batches:  map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}, outOfRange: map[int64]bool{}}
@@ -144,6 +161,16 @@ func NewTracker(o Options) *Tracker {
 		t.batch(r.Batch)
 	}
 	return t
+}
+
+// ruled tells whether a rule names the batch: its series stay whatever is recorded.
+func (t *Tracker) ruled(name string) bool {
+	for _, r := range t.o.Rules {
+		if r.Batch == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Tracker) batch(name string) *state {
@@ -157,6 +184,13 @@ func (t *Tracker) batch(name string) *state {
 
 // batchOf names the batch a session belongs to, or "".
 func (t *Tracker) batchOf(w collectors.SessionWait) string {
+	// The session that began a run is the run's first: its pid and backend_start cannot be
+	// borrowed, while any role may name a batch after another's application_name.
+	for _, r := range t.openRuns {
+		if r.began(w) {
+			return r.batch
+		}
+	}
 	for _, r := range t.o.Rules {
 		if r.Matches(w.ApplicationName) {
 			return r.Batch
@@ -166,7 +200,7 @@ func (t *Tracker) batchOf(w collectors.SessionWait) string {
 		return w.ApplicationName
 	}
 	for _, r := range t.openRuns {
-		if r.began(w) || r.applicationName != "" && r.applicationName == w.ApplicationName {
+		if r.applicationName != "" && r.applicationName == w.ApplicationName {
 			return r.batch
 		}
 	}
@@ -458,6 +492,10 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		}
 		return x, err
 	})
+	var remaining []string
+	if err == nil {
+		remaining, err = t.recordedBatches(ctx)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") { // dropped since
 		t.runsTable = false
@@ -468,6 +506,24 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.forgetBatches(remaining)
+	// Open runs are let in first: a batch in progress is what its series are for.
+	sort.SliceStable(runs, func(i, j int) bool { return runs[i].open && !runs[j].open })
+	// A new batch gets series while fewer than MaxBatches beyond the rules' have them.
+	recorded := t.recordedNames()
+	leftOut := map[string]bool{}
+	for _, r := range runs {
+		if _, known := t.batches[r.batch]; known || !r.timesOK {
+			continue
+		}
+		if len(recorded) < t.o.MaxBatches {
+			t.batch(r.batch)
+			recorded = append(recorded, r.batch)
+		} else {
+			leftOut[r.batch] = true
+		}
+	}
+	t.noteDropped(leftOut)
 	for _, s := range t.batches {
 		s.openRecorded = 0
 	}
@@ -479,6 +535,9 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 				t.outOfRange[r.id] = true
 				skipped = append(skipped, r.id)
 			}
+			continue
+		}
+		if leftOut[r.batch] {
 			continue
 		}
 		s := t.batch(r.batch)
@@ -511,6 +570,64 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 	return nil
 }
 
+// sqlBatchesWithRows keeps, of the batches named, those that telemetry.batch_runs still
+// has a row of (an index probe each).
+const sqlBatchesWithRows = `SELECT b FROM unnest($1::text[]) b
+WHERE EXISTS (SELECT FROM telemetry.batch_runs r WHERE r.batch = b)`
+
+// recordedNames are the batches with series that no rule names: recorded runs named them.
+func (t *Tracker) recordedNames() []string {
+	var names []string
+	for name := range t.batches {
+		if !t.ruled(name) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// recordedBatches returns which of the batches known from recorded runs still have a row.
+func (t *Tracker) recordedBatches(ctx context.Context) ([]string, error) {
+	t.mu.Lock()
+	known := t.recordedNames()
+	t.mu.Unlock()
+	if len(known) == 0 {
+		return nil, nil
+	}
+	rows, _ := t.o.RunsDB.Query(ctx, sqlBatchesWithRows, known)
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// forgetBatches drops the series of the batches named by recorded runs alone whose rows are
+// all gone, keeping the remaining ones'.
+func (t *Tracker) forgetBatches(remaining []string) {
+	keep := map[string]bool{}
+	for _, name := range remaining {
+		keep[name] = true
+	}
+	for _, name := range t.recordedNames() {
+		if !keep[name] {
+			delete(t.batches, name)
+		}
+	}
+}
+
+// noteDropped keeps the number of batches left out, and logs the first time any is.
+func (t *Tracker) noteDropped(leftOut map[string]bool) {
+	t.dropped = len(leftOut)
+	if t.dropped == 0 || t.limitLogged {
+		return
+	}
+	t.limitLogged = true
+	example := ""
+	for name := range leftOut {
+		example = name
+		break
+	}
+	t.o.Logger.Warn("more batches have recorded runs than --batch.max-batches: the others get no series (pgbatch_batch_names_dropped counts them; logged once)",
+		"max_batches", t.o.MaxBatches, "left_out", t.dropped, "example", example)
+}
+
 // Describe sends nothing: the batches are known only as they show up.
 func (t *Tracker) Describe(chan<- *prometheus.Desc) {}
 
@@ -523,6 +640,7 @@ func (t *Tracker) Collect(ch chan<- prometheus.Metric) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.GaugeValue, float64(t.dropped))
 	for _, n := range names {
 		s := t.batches[n]
 		running := 0.0

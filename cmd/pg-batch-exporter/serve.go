@@ -40,6 +40,7 @@ type serveCommand struct {
 	batchMatch    []string
 	configFile    string
 	quietPeriod   time.Duration
+	maxBatches    int
 	report        bool
 }
 
@@ -65,6 +66,8 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 	cmd.Flag("batch.match", "Detect a batch's runs: batch=application_name:regexp (repeatable). A run starts when a matching session becomes active and ends after --batch.quiet-period without one.").StringsVar(&s.batchMatch)
 	cmd.Flag("config.file", "YAML file of batch rules: batches: [{name: nightly, match: 'application_name:^etl_nightly'}].").StringVar(&s.configFile)
 	addDuration(cmd, "batch.quiet-period", "A detected run ends when no session of the batch has been active for this long.", "1m", &s.quietPeriod)
+	cmd.Flag("batch.max-batches", "At most this many batches named by runs in telemetry.batch_runs (beyond --batch.match's) get series; more are counted in pgbatch_batch_names_dropped. A batch's series go when its rows do.").
+		Default(fmt.Sprint(batch.DefaultMaxBatches)).IntVar(&s.maxBatches)
 	return s
 }
 
@@ -83,6 +86,9 @@ func (s *serveCommand) validate() (collectors.Config, error) {
 	}
 	if s.quietPeriod < s.waitsEvery {
 		return cfg, usagef("--batch.quiet-period (%s) must be at least --collector.waits.interval (%s): a run would end between two samples", s.quietPeriod, s.waitsEvery)
+	}
+	if s.maxBatches < 1 {
+		return cfg, usagef("--batch.max-batches must be at least 1")
 	}
 	if s.conn.maxConns < 1 {
 		return cfg, usagef("--postgres.max-connections must be at least 1")
@@ -144,7 +150,7 @@ func (s *serveCommand) batchRules() ([]batch.Rule, error) {
 // monitored database when its schema is there. Detected runs are recorded with the recorder.
 func (s *serveCommand) startBatches(ctx context.Context, rules []batch.Rule, pool *pgxpool.Pool, runner *collectors.Runner, logger *slog.Logger) (*batch.Tracker, error) {
 	// Runs begun by markers are read often enough to sample a short run at the sampler's pace.
-	o := batch.Options{Rules: rules, QuietPeriod: s.quietPeriod, RunsDB: pool, RefreshEvery: min(s.sampleEvery, 2*time.Second),
+	o := batch.Options{Rules: rules, QuietPeriod: s.quietPeriod, MaxBatches: s.maxBatches, RunsDB: pool, RefreshEvery: min(s.sampleEvery, 2*time.Second),
 		Trigger: runner.Trigger, Logger: logger.With("component", "batch")}
 	if s.recorder.enabled {
 		po := s.recorderOptions(false, 1, "batch")
