@@ -37,14 +37,15 @@ var (
 		[]string{"batch"}, nil)
 )
 
-// Options configure a Tracker.
+// Options configure a Tracker. A zero field is the exporter's default (its flag's).
 type Options struct {
 	Rules []Rule
-	// QuietPeriod ends a detected run: no matching session active for this long.
+	// QuietPeriod ends a detected run: no matching session active for this long; 0:
+	// DefaultQuietPeriod.
 	QuietPeriod time.Duration
 	// RunsDB is the database whose telemetry.batch_runs is read: markers and exec runs (nil: runs are only detected).
 	RunsDB *pgxpool.Pool
-	// RefreshEvery is how often the open and finished runs are read.
+	// RefreshEvery is how often the open and finished runs are read; 0: DefaultRefreshEvery.
 	RefreshEvery time.Duration
 	// RecorderDB is the recorder's database, where detected runs are written into telemetry.batch_runs (nil: they stay in memory).
 	RecorderDB *pgxpool.Pool
@@ -129,11 +130,27 @@ type event struct {
 	at    time.Time
 }
 
-// NewTracker builds a tracker; feed it with Follow (or Observe, a collectors.WaitObserver) and Run.
-func NewTracker(o Options) *Tracker {
+// The exporter's defaults: --batch.quiet-period, and how often it reads the recorded runs at
+// the default --tier.sample-interval (runs begun by markers are read often enough to sample a
+// short run at the sampler's pace).
+const (
+	DefaultQuietPeriod  = time.Minute
+	DefaultRefreshEvery = 2 * time.Second
+)
+
+// WithDefaults fills the zero fields with the exporter's defaults.
+func (o Options) WithDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	o.QuietPeriod = cmp.Or(o.QuietPeriod, DefaultQuietPeriod)
+	o.RefreshEvery = cmp.Or(o.RefreshEvery, DefaultRefreshEvery)
+	return o
+}
+
+// NewTracker builds a tracker; feed it with Follow (or Observe, a collectors.WaitObserver) and Run.
+func NewTracker(o Options) *Tracker {
+	o = o.WithDefaults()
 	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(), readFailure: repeatlog.New(o.Logger),
 		runWaits: map[collectors.BatchWait]float64{},
 		batches:  map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}}

@@ -1,6 +1,7 @@
 package collectors
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,22 +39,48 @@ type Runner struct {
 	server      Server
 }
 
-// RunnerOptions configures a Runner.
+// RunnerOptions configures a Runner. A zero field is the exporter's default (its flag's).
 type RunnerOptions struct {
-	Pool            *pgxpool.Pool
-	Logger          *slog.Logger
-	Selection       *Selection
-	Config          Config
+	Pool   *pgxpool.Pool
+	Logger *slog.Logger
+	// Selection is the collectors to run; nil: those on by default.
+	Selection *Selection
+	Config    Config
+	// SampleEvery, SnapshotEvery and WaitSampleEvery space the sample tier, the snapshot
+	// tier and the wait sampler (0: DefaultSampleEvery, DefaultSnapshotEvery,
+	// DefaultWaitSampleEvery).
 	SampleEvery     time.Duration
 	SnapshotEvery   time.Duration
 	WaitSampleEvery time.Duration
 }
 
-// NewRunner builds the selected collectors of both tiers.
-func NewRunner(o RunnerOptions) *Runner {
+// The exporter's defaults (--tier.sample-interval, --tier.snapshot-interval,
+// --collector.waits.interval), which a zero field of
+// RunnerOptions stands for.
+const (
+	DefaultSampleEvery     = 30 * time.Second
+	DefaultSnapshotEvery   = time.Minute
+	DefaultWaitSampleEvery = time.Second
+)
+
+// WithDefaults fills the zero fields with the exporter's defaults.
+func (o RunnerOptions) WithDefaults() RunnerOptions {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Selection == nil {
+		o.Selection = DefaultSelection()
+	}
+	o.Config.Statements = o.Config.Statements.WithDefaults()
+	o.SampleEvery = cmp.Or(o.SampleEvery, DefaultSampleEvery)
+	o.SnapshotEvery = cmp.Or(o.SnapshotEvery, DefaultSnapshotEvery)
+	o.WaitSampleEvery = cmp.Or(o.WaitSampleEvery, DefaultWaitSampleEvery)
+	return o
+}
+
+// NewRunner builds the selected collectors of both tiers.
+func NewRunner(o RunnerOptions) *Runner {
+	o = o.WithDefaults()
 	o.Config.Logger = o.Logger
 	r := &Runner{
 		pool:   o.Pool,

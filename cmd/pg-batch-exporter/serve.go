@@ -59,7 +59,7 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 	cmd.Flag("collector.statements.top", "Series per statement (queryid, datname, user) for the union of the N statements with the most time, blocks read, temp written and WAL; 0: totals only.").
 		Default("0").IntVar(&s.statements.Top)
 	cmd.Flag("collector.statements.top-min-calls", "Statements called fewer times get no series of their own.").
-		Default("5").Int64Var(&s.statements.TopMinCalls)
+		Default(fmt.Sprint(collectors.DefaultTopMinCalls)).Int64Var(&s.statements.TopMinCalls)
 	s.selection = collectors.RegisterFlags(cmd)
 	s.recorder = addRecorderFlags(cmd)
 	cmd.Flag("batch.match", "Detect a batch's runs: batch=application_name:regexp (repeatable). A run starts when a matching session becomes active and ends after --batch.quiet-period without one.").StringsVar(&s.batchMatch)
@@ -70,8 +70,8 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 
 func (s *serveCommand) validate() (collectors.Config, error) {
 	cfg := collectors.Config{Statements: s.statements}
-	if s.statements.TextLength < 1 || s.statements.Top < 0 {
-		return cfg, usagef("--collector.statements.text-length must be at least 1 and --collector.statements.top at least 0")
+	if s.statements.TextLength < 1 || s.statements.Top < 0 || s.statements.TopMinCalls < 1 {
+		return cfg, usagef("--collector.statements.text-length and --collector.statements.top-min-calls must be at least 1 and --collector.statements.top at least 0")
 	}
 	if err := checkTelemetryPath(s.metricsPath); err != nil {
 		return cfg, usagef("--web.telemetry-path: %w", err)
@@ -143,9 +143,8 @@ func (s *serveCommand) batchRules() ([]batch.Rule, error) {
 // and read from telemetry.batch_runs (markers, exec) where the recorder writes, else in the
 // monitored database when its schema is there. Detected runs are recorded with the recorder.
 func (s *serveCommand) startBatches(ctx context.Context, rules []batch.Rule, pool *pgxpool.Pool, runner *collectors.Runner, logger *slog.Logger) (*batch.Tracker, error) {
-	// Runs begun by markers are read often enough to sample a short run at the sampler's pace.
-	o := batch.Options{Rules: rules, QuietPeriod: s.quietPeriod, RunsDB: pool, RefreshEvery: min(s.sampleEvery, 2*time.Second),
-		Trigger: runner.Trigger, Logger: logger.With("component", "batch")}
+	o := s.trackerOptions()
+	o.Rules, o.RunsDB, o.Trigger, o.Logger = rules, pool, runner.Trigger, logger.With("component", "batch")
 	if s.recorder.enabled {
 		po := s.recorderOptions(false, 1, "batch")
 		var err error
@@ -160,6 +159,18 @@ func (s *serveCommand) startBatches(ctx context.Context, rules []batch.Rule, poo
 	}
 	go t.Run(ctx)
 	return t, nil
+}
+
+// trackerOptions are the batch tracker's options from the flags.
+func (s *serveCommand) trackerOptions() batch.Options {
+	// Runs begun by markers are read often enough to sample a short run at the sampler's pace.
+	return batch.Options{QuietPeriod: s.quietPeriod, RefreshEvery: min(s.sampleEvery, batch.DefaultRefreshEvery)}
+}
+
+// runnerOptions are the runner's options from the flags.
+func (s *serveCommand) runnerOptions(cfg collectors.Config) collectors.RunnerOptions {
+	return collectors.RunnerOptions{Selection: s.selection, Config: cfg,
+		SampleEvery: s.sampleEvery, SnapshotEvery: s.snapshotEvery, WaitSampleEvery: s.waitsEvery}
 }
 
 // recorderOptions are the connection options of a pool in the recorder's database.
@@ -226,10 +237,9 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 	s.pools.Add("collect", pool)
 	logger.Info("starting pg-batch-exporter", "version", version.Info(), "server", postgres.Describe(poolCfg))
 
-	runner := collectors.NewRunner(collectors.RunnerOptions{
-		Pool: pool, Logger: logger, Selection: s.selection, Config: cfg,
-		SampleEvery: s.sampleEvery, SnapshotEvery: s.snapshotEvery, WaitSampleEvery: s.waitsEvery,
-	})
+	ro := s.runnerOptions(cfg)
+	ro.Pool, ro.Logger = pool, logger
+	runner := collectors.NewRunner(ro)
 	recorderMetrics, flushRecorder, err := s.recorder.start(ctx, s.conn, runner, s.pools, logger)
 	if err != nil {
 		return usageError{err}
