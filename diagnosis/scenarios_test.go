@@ -1,6 +1,8 @@
 package diagnosis
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -21,4 +23,60 @@ func TestCleanRunScenario(t *testing.T) {
 			lab.MustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
 			lab.CPU(t, c, time.Second)
 		}})
+}
+
+// TestBackToBackRunsOwnBoundaries (issue 19, defect 4): a run that begins as the previous one
+// ends, within --recorder.request-min-interval of its boundaries, starts on a statement read
+// of its own: the previous run's last statement is not the next run's (a false more_work).
+func TestBackToBackRunsOwnBoundaries(t *testing.T) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			l := lab.New(t, major)
+			l.Exec(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
+			l.PrepareWork()
+			c := l.Conn("etl_nightly")
+			ctx := context.Background()
+			begin := func() int64 {
+				var id int64
+				if err := c.QueryRow(ctx, `SELECT telemetry.batch_begin('nightly')`).Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+				l.WaitFor("the run's start snapshot", `SELECT EXISTS (SELECT FROM telemetry.statement_info_snapshots s
+					JOIN telemetry.batch_runs r ON s.captured_at >= r.started_at WHERE r.run_id = $1)`, id)
+				return id
+			}
+			first := begin()
+			lab.MustExec(t, c, `INSERT INTO work SELECT g, 'first' FROM generate_series(1, 1000) g`) // the first run's last statement
+			lab.MustExec(t, c, `SELECT telemetry.batch_end('nightly')`)
+			second := begin()
+			lab.MustExec(t, c, `UPDATE work SET payload = 'second'`)
+			lab.CPU(t, c, time.Second)
+			lab.MustExec(t, c, `SELECT telemetry.batch_end('nightly')`)
+			l.WaitFor("the second run's end snapshot", `SELECT EXISTS (SELECT FROM telemetry.statement_info_snapshots s
+				JOIN telemetry.batch_runs r ON s.captured_at >= r.ended_at WHERE r.run_id = $1)`, second)
+			statementsOf := func(run int64) map[string]bool {
+				rows, err := l.Admin.Query(ctx, `SELECT split_part(query, ' ', 1) FROM telemetry.run_statements($1)
+					WHERE query ~ '^(INSERT INTO work|UPDATE work)'`, run)
+				if err != nil {
+					t.Fatal(err)
+				}
+				verbs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+				if err != nil {
+					t.Fatal(err)
+				}
+				out := map[string]bool{}
+				for _, v := range verbs {
+					out[v] = true
+				}
+				return out
+			}
+			if got := statementsOf(first); !got["INSERT"] || got["UPDATE"] {
+				t.Errorf("first run's statements on work: %v, want its INSERT alone", got)
+			}
+			if got := statementsOf(second); got["INSERT"] || !got["UPDATE"] {
+				t.Errorf("second run's statements on work: %v, want its UPDATE alone", got)
+			}
+		})
+	}
 }

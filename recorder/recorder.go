@@ -410,16 +410,23 @@ func (r *Recorder) listen(ctx context.Context) error {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return err
 		}
-		// Anyone may notify; only telemetry.request_snapshot() (writers alone) leaves a request.
+		// Anyone may notify; only telemetry._request_snapshot() (writers alone) leaves a request.
 		// One request per notification: however they interleave, bare notifications never
 		// drive more snapshots than there were requests.
-		tag, err := r.o.Pool.Exec(ctx, `DELETE FROM telemetry.snapshot_requests WHERE ctid =
-			(SELECT ctid FROM telemetry.snapshot_requests ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED)`)
-		if err != nil {
-			return fmt.Errorf("reading snapshot requests: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
+		var boundary bool
+		err := r.o.Pool.QueryRow(ctx, `DELETE FROM telemetry.snapshot_requests WHERE ctid =
+			(SELECT ctid FROM telemetry.snapshot_requests ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+			RETURNING boundary`).Scan(&boundary)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
 			r.ignoredRequest.WithLabelValues(ignoredUnauthorized).Inc()
+			continue
+		case err != nil:
+			return fmt.Errorf("reading snapshot requests: %w", err)
+		case boundary:
+			// A run's begin or end: a snapshot of its own now, never one deferred past the next
+			// run's begin, which would put that run's statements into both.
+			r.requestedSnapshot()
 			continue
 		}
 		if !r.requests.admit() {

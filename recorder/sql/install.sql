@@ -46,7 +46,8 @@ BEGIN
         ('0008_lock_wait_episodes.sql', '9b074edcf55dcce50b73ec4e305713b0bf90f8cfe94adc994e5aa6d5eea17a36'),
         ('0009_batch_wait_sessions.sql', '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed'),
         ('0010_statement_waits_by_batch.sql', 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40'),
-        ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d')) f (name, checksum) ON f.name = m.name
+        ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d'),
+        ('0017_boundary_requests.sql', 'e903ce53661326a66e28fb9ad2d54c5273e83b478800653b4442e4a2ca79a013')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -142,6 +143,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0011_lock_epis
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0017_boundary_requests.sql' AND checksum = 'e903ce53661326a66e28fb9ad2d54c5273e83b478800653b4442e4a2ca79a013') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0017_boundary_requests.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0017_boundary_requests.sql', 'e903ce53661326a66e28fb9ad2d54c5273e83b478800653b4442e4a2ca79a013')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '4135567022cda65761eea365a5c79d2f2ddd4a224328dab72c156453f4bf4439') AS apply \gset
 \if :apply
 BEGIN;
@@ -150,11 +159,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '90497c7d40004a128884080399f31120d32da39bd9d08d93a23957d25ae9973b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'c1dc774ae6e3aede6ad719c430d2b3de9dfb29d342f0e31dbfe2cdd91fedd0e7') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '90497c7d40004a128884080399f31120d32da39bd9d08d93a23957d25ae9973b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'c1dc774ae6e3aede6ad719c430d2b3de9dfb29d342f0e31dbfe2cdd91fedd0e7')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -174,11 +183,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '8d1da19ecb2de51515f1dcf38ef75e3b6de08bd32444cd32f3fb2a4a24b6588c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '49e502c2994d2ea3f08c43a375cca62d3f6a39d12f3534cf199db2cdb2903ed9') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '8d1da19ecb2de51515f1dcf38ef75e3b6de08bd32444cd32f3fb2a4a24b6588c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '49e502c2994d2ea3f08c43a375cca62d3f6a39d12f3534cf199db2cdb2903ed9')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
