@@ -80,3 +80,32 @@ func TestBackToBackRunsOwnBoundaries(t *testing.T) {
 		})
 	}
 }
+
+// TestCaveatAfterTheCause (issue 19, defect 7): a run whose start snapshot is missing (the
+// exporter started as the batch began) and whose batch waited on another session's lock: the
+// lock comes first, the caveat about what could not be judged after it.
+func TestCaveatAfterTheCause(t *testing.T) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			l := lab.New(t, major)
+			l.PrepareWork()
+			runID := l.Run("nightly", func(c *pgx.Conn) {
+				lab.CPU(t, c, time.Second)
+				other := l.Conn("reporting")
+				lab.MustExec(t, other, `BEGIN`)
+				lab.MustExec(t, other, `LOCK TABLE work IN SHARE MODE`)
+				release := time.AfterFunc(1200*time.Millisecond, func() { other.Exec(context.Background(), `COMMIT`) })
+				defer release.Stop()
+				lab.MustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
+				lab.CPU(t, c, time.Second)
+			})
+			l.Exec(`DELETE FROM telemetry.snapshots WHERE captured_at <= (SELECT start_snapshot_at FROM telemetry.recent_batch_runs WHERE run_id = $1)`, runID)
+			var caveat bool
+			if err := l.Admin.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM telemetry.diagnose_run_findings($1) WHERE pattern = 'insufficient_data' AND severity <> 'info')`, runID).Scan(&caveat); err != nil || !caveat {
+				t.Fatalf("no insufficient_data caveat for a run without its start snapshot (%v)", err)
+			}
+			l.CheckFirstFinding(runID, "lock_contention")
+		})
+	}
+}
