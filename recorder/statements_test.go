@@ -421,6 +421,9 @@ func TestRunStatementTextAtDefaults(t *testing.T) {
 		e.exec(`CREATE EXTENSION pg_stat_statements; CREATE TABLE ledger (id int, v int);
 			INSERT INTO ledger SELECT g, 0 FROM generate_series(1, 100) g`)
 		job := pgtest.Connect(t, e.dsn, "etl")
+		// A recorder LISTENs, as in production: the markers leave their snapshots to it (e.boundary)
+		// instead of taking them in SQL, which would store the texts themselves.
+		pgtest.MustExec(t, e.conn(), `LISTEN telemetry_request_snapshot`)
 		e.record(collectors.TierSnapshot) // the exporter's first snapshot
 		var id int64
 		if err := job.QueryRow(context.Background(), `SELECT telemetry.batch_begin('etl')`).Scan(&id); err != nil {
