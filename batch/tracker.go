@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -70,8 +72,10 @@ type Tracker struct {
 	// touches it.
 	runsTable bool
 
-	mu       sync.Mutex
-	batches  map[string]*state
+	mu      sync.Mutex
+	batches map[string]*state
+	// names are the batches by the application_names their sessions show (SessionNames).
+	names    map[string]string
 	counted  map[int64]time.Time // finished recorded runs already counted, by ended_at
 	openRuns map[int64]*openRun  // recorded runs in progress, by run_id
 	// runWaits are the running batches' session-seconds, own and others', since the last take.
@@ -81,8 +85,11 @@ type Tracker struct {
 // openRun is a recorded run in progress and the session that began it.
 type openRun struct {
 	batch        string
+	source       string
 	pid          *int32
 	backendStart *time.Time
+	// begunBy is the role of the session that began it (nil: recorded before 0017).
+	begunBy *string
 	// applicationName is the beginning session's, once sampled: sessions sharing it are the
 	// run's until it ends.
 	applicationName string
@@ -153,7 +160,7 @@ func NewTracker(o Options) *Tracker {
 	o = o.WithDefaults()
 	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(), readFailure: repeatlog.New(o.Logger),
 		runWaits: map[collectors.BatchWait]float64{},
-		batches:  map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}}
+		batches:  map[string]*state{}, names: map[string]string{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}}
 	for _, r := range o.Rules {
 		t.batch(r.Batch)
 	}
@@ -165,27 +172,82 @@ func (t *Tracker) batch(name string) *state {
 	if s == nil {
 		s = &state{waits: map[[2]string]float64{}}
 		t.batches[name] = s
+		for _, n := range SessionNames(name) {
+			if _, taken := t.names[n]; !taken {
+				t.names[n] = name
+			}
+		}
 	}
 	return s
 }
 
-// batchOf names the batch a session belongs to, or "".
+// batchOf names the batch a session belongs to, or "": a rule's (its application_name and, where
+// the rule names one, its role), the batch of an open run it began, or the batch whose name it
+// carries (exec's PGAPPNAME, in the form the server shows it) or whose open run's beginning
+// session's application_name it shares. By name alone a session of any role could be counted:
+// while a marker run is open, only sessions of the role that began it are (markerRole).
 func (t *Tracker) batchOf(w collectors.SessionWait) string {
 	for _, r := range t.o.Rules {
-		if r.Matches(w.ApplicationName) {
+		if r.Matches(w.ApplicationName, w.Usename) {
 			return r.Batch
 		}
 	}
-	if _, known := t.batches[w.ApplicationName]; known && w.ApplicationName != "" {
-		return w.ApplicationName
+	for _, r := range t.openRuns {
+		if r.began(w) {
+			return r.batch
+		}
+	}
+	if name, known := t.names[w.ApplicationName]; known && w.ApplicationName != "" && t.markerRole(name, w) {
+		return name
 	}
 	for _, r := range t.openRuns {
-		if r.began(w) || r.applicationName != "" && r.applicationName == w.ApplicationName {
+		if r.applicationName != "" && r.applicationName == w.ApplicationName && t.markerRole(r.batch, w) {
 			return r.batch
 		}
 	}
 	return ""
 }
+
+// markerRole tells whether a session carrying the batch's name may be the batch's: always, but
+// while a run of it begun by a marker (batch_begin) is open, only as the role that began it.
+// (An exec run's commands may log in as another role than the wrapper's markers.)
+func (t *Tracker) markerRole(batch string, w collectors.SessionWait) bool {
+	for _, r := range t.openRuns {
+		if r.batch == batch && r.source == "marker" && r.begunBy != nil && *r.begunBy != w.Usename {
+			return false
+		}
+	}
+	return true
+}
+
+// SessionNames are the forms pg_stat_activity shows an application_name set to name in: the
+// server replaces each byte outside printable ASCII, by '?' on 15 and by \xNN from 16 on
+// (pg_clean_ascii), and keeps NAMEDATALEN-1 (63) bytes of the result.
+func SessionNames(name string) []string {
+	var asked, escaped strings.Builder
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 32 || c > 126 {
+			asked.WriteByte('?')
+			fmt.Fprintf(&escaped, `\x%02x`, c)
+		} else {
+			asked.WriteByte(c)
+			escaped.WriteByte(c)
+		}
+	}
+	var out []string
+	for _, n := range []string{name, asked.String(), escaped.String()} {
+		if len(n) > maxSessionNameBytes {
+			n = n[:maxSessionNameBytes]
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// maxSessionNameBytes is NAMEDATALEN-1: what pg_stat_activity keeps of an application_name.
+const maxSessionNameBytes = 63
 
 // Follow has the tracker take every sample of w, and w book each statement's seconds to the
 // batch whose own session ran it.
@@ -426,7 +488,7 @@ func (t *Tracker) schemaReady(ctx context.Context, pool *pgxpool.Pool) (bool, er
 
 // SQLRecordedRuns reads the runs of markers and the exec wrapper that are open or ended
 // since $1 (detected runs are this tracker's own). One cheap query per sample interval.
-const SQLRecordedRuns = `SELECT run_id, batch, started_at, ended_at, backend_pid, backend_start FROM telemetry.batch_runs
+const SQLRecordedRuns = `SELECT run_id, batch, source, started_at, ended_at, backend_pid, backend_start, begun_by::text FROM telemetry.batch_runs
 WHERE source <> 'detected' AND (status = 'running' OR ended_at > $1)
 ORDER BY ended_at NULLS LAST`
 
@@ -447,16 +509,17 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 	rows, _ := t.o.RunsDB.Query(ctx, SQLRecordedRuns, since)
 	type run struct {
 		id             int64
-		batch          string
+		batch, source  string
 		started, ended time.Time
 		open           bool
 		pid            *int32
 		backendStart   *time.Time
+		begunBy        *string
 	}
 	runs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (run, error) {
 		var x run
 		var ended *time.Time
-		err := r.Scan(&x.id, &x.batch, &x.started, &ended, &x.pid, &x.backendStart)
+		err := r.Scan(&x.id, &x.batch, &x.source, &x.started, &ended, &x.pid, &x.backendStart, &x.begunBy)
 		if ended == nil {
 			x.open = true
 		} else {
@@ -484,7 +547,7 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 			s.openRecorded++
 			open[r.id] = t.openRuns[r.id]
 			if open[r.id] == nil {
-				open[r.id] = &openRun{batch: r.batch, pid: r.pid, backendStart: r.backendStart}
+				open[r.id] = &openRun{batch: r.batch, source: r.source, pid: r.pid, backendStart: r.backendStart, begunBy: r.begunBy}
 			}
 			continue
 		}

@@ -34,7 +34,7 @@ var (
 // none, or before it knows it) and, for a session waiting on a lock before its query_id, the
 // query's text ($1 bytes at most; what a statement too short to be sampled once its lock is
 // granted is found by: see StatementWait).
-var SQLSessionWaits = `SELECT pid, coalesce(application_name, ''), coalesce(wait_event_type, 'Running'), coalesce(wait_event, 'CPU'),
+var SQLSessionWaits = `SELECT pid, coalesce(application_name, ''), coalesce(usename::text, ''), coalesce(wait_event_type, 'Running'), coalesce(wait_event, 'CPU'),
 	coalesce(query_id, 0), query_start, backend_start,
 	CASE WHEN query_id IS NULL AND wait_event_type = 'Lock' THEN pg_catalog.left(query, $1) ELSE '' END
 FROM pg_stat_activity
@@ -45,6 +45,7 @@ WHERE backend_type = 'client backend' AND ` + SQLActiveState("state") + `
 type SessionWait struct {
 	PID             int32
 	ApplicationName string
+	Usename         string // the role it logged in as
 	WaitEventType   string
 	WaitEvent       string
 	QueryID         int64 // 0: unknown
@@ -346,7 +347,7 @@ func (w *WaitSampler) read(ctx context.Context) ([]SessionWait, error) {
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (SessionWait, error) {
 		s := SessionWait{Count: 1}
-		err := r.Scan(&s.PID, &s.ApplicationName, &s.WaitEventType, &s.WaitEvent, &s.QueryID, &s.QueryStart, &s.BackendStart, &s.QueryText)
+		err := r.Scan(&s.PID, &s.ApplicationName, &s.Usename, &s.WaitEventType, &s.WaitEvent, &s.QueryID, &s.QueryStart, &s.BackendStart, &s.QueryText)
 		return s, err
 	})
 }

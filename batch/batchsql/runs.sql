@@ -86,8 +86,8 @@ BEGIN
     SET status = 'abandoned', ended_at = greatest(started_at, v_at),
         detail = 'a new run began before batch_end'
     WHERE batch = p_batch AND status = 'running';
-    INSERT INTO telemetry.batch_runs (batch, started_at, source, backend_pid, backend_start, server)
-    SELECT p_batch, v_at, p_source, pg_backend_pid(), a.backend_start, p_server
+    INSERT INTO telemetry.batch_runs (batch, started_at, source, backend_pid, backend_start, server, begun_by)
+    SELECT p_batch, v_at, p_source, pg_backend_pid(), a.backend_start, p_server, session_user
     FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
     RETURNING run_id INTO v_run;
     PERFORM telemetry._boundary_snapshot();

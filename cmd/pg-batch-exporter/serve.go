@@ -62,7 +62,7 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 		Default(fmt.Sprint(collectors.DefaultTopMinCalls)).Int64Var(&s.statements.TopMinCalls)
 	s.selection = collectors.RegisterFlags(cmd)
 	s.recorder = addRecorderFlags(cmd)
-	cmd.Flag("batch.match", "Detect a batch's runs: batch=application_name:regexp (repeatable). A run starts when a matching session becomes active and ends after --batch.quiet-period without one.").StringsVar(&s.batchMatch)
+	cmd.Flag("batch.match", "Detect a batch's runs: batch=application_name:regexp, batch=user:role or batch=user:role,application_name:regexp (repeatable; any role may set an application_name, user: binds the rule to the role a session logged in as). A run starts when a matching session becomes active and ends after --batch.quiet-period without one.").StringsVar(&s.batchMatch)
 	cmd.Flag("config.file", "YAML file of batch rules: batches: [{name: nightly, match: 'application_name:^etl_nightly'}].").StringVar(&s.configFile)
 	addDuration(cmd, "batch.quiet-period", "A detected run ends when no session of the batch has been active for this long.", "1m", &s.quietPeriod)
 	return s

@@ -47,7 +47,7 @@ BEGIN
         ('0009_batch_wait_sessions.sql', '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed'),
         ('0010_statement_waits_by_batch.sql', 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40'),
         ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d'),
-        ('0017_boundary_requests.sql', 'e903ce53661326a66e28fb9ad2d54c5273e83b478800653b4442e4a2ca79a013')) f (name, checksum) ON f.name = m.name
+        ('0017_boundaries_and_roles.sql', 'd26e45aa910c412e39baedb30f862a0f9a0939a72f6902ec8d02e5886a7f2b46')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -143,11 +143,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0011_lock_epis
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0017_boundary_requests.sql' AND checksum = 'e903ce53661326a66e28fb9ad2d54c5273e83b478800653b4442e4a2ca79a013') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0017_boundaries_and_roles.sql' AND checksum = 'd26e45aa910c412e39baedb30f862a0f9a0939a72f6902ec8d02e5886a7f2b46') AS apply \gset
 \if :apply
 BEGIN;
-\ir ../migrations/0017_boundary_requests.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0017_boundary_requests.sql', 'e903ce53661326a66e28fb9ad2d54c5273e83b478800653b4442e4a2ca79a013')
+\ir ../migrations/0017_boundaries_and_roles.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0017_boundaries_and_roles.sql', 'd26e45aa910c412e39baedb30f862a0f9a0939a72f6902ec8d02e5886a7f2b46')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -183,11 +183,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '49e502c2994d2ea3f08c43a375cca62d3f6a39d12f3534cf199db2cdb2903ed9') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'd66b00a962c3ea6b6118292f7459e51b0fd7aef120804755c739a397336e9c9d') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '49e502c2994d2ea3f08c43a375cca62d3f6a39d12f3534cf199db2cdb2903ed9')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'd66b00a962c3ea6b6118292f7459e51b0fd7aef120804755c739a397336e9c9d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

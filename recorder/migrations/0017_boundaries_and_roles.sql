@@ -2,3 +2,7 @@
 -- takes it at once, never coalesced under --recorder.request-min-interval with a neighbouring
 -- run's, so that back-to-back runs do not share a statement read (issue 19).
 ALTER TABLE telemetry.snapshot_requests ADD COLUMN IF NOT EXISTS boundary boolean NOT NULL DEFAULT false;
+
+-- The role that began a run (session_user at batch_begin): a marker run's own sessions are that
+-- role's, so another role's session that sets the same application_name is not the batch's.
+ALTER TABLE telemetry.batch_runs ADD COLUMN IF NOT EXISTS begun_by name;
