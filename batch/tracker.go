@@ -65,6 +65,7 @@ type Options struct {
 type Tracker struct {
 	o           Options
 	events      chan event
+	refreshNow  chan struct{} // RefreshNow's, for Run
 	start       time.Time
 	readFailure *repeatlog.Failure // of telemetry.batch_runs
 
@@ -158,7 +159,7 @@ func (o Options) WithDefaults() Options {
 // NewTracker builds a tracker; feed it with Follow (or Observe, a collectors.WaitObserver) and Run.
 func NewTracker(o Options) *Tracker {
 	o = o.WithDefaults()
-	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(), readFailure: repeatlog.New(o.Logger),
+	t := &Tracker{o: o, events: make(chan event, 64), refreshNow: make(chan struct{}, 1), start: time.Now(), readFailure: repeatlog.New(o.Logger),
 		runWaits: map[collectors.BatchWait]float64{},
 		batches:  map[string]*state{}, names: map[string]string{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}}
 	for _, r := range o.Rules {
@@ -428,7 +429,20 @@ func (t *Tracker) Run(ctx context.Context) {
 			flush()
 		case <-tick:
 			t.refreshLogged(ctx)
+		case <-t.refreshNow:
+			if t.o.RunsDB != nil {
+				t.refreshLogged(ctx)
+			}
 		}
+	}
+}
+
+// RefreshNow has Run read the recorded runs now, not at its next tick: a run has begun or
+// ended (the recorder is told through telemetry_request_snapshot). It never blocks.
+func (t *Tracker) RefreshNow() {
+	select {
+	case t.refreshNow <- struct{}{}:
+	default: // one is already pending
 	}
 }
 

@@ -1,6 +1,7 @@
 package collectors
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -273,6 +274,8 @@ func (w *WaitSampler) attribute(waits []SessionWait, batches []string, span time
 		k := unresolvedKey{s.PID, waitKey{s.WaitEventType, s.WaitEvent}}
 		if u := unresolved[k]; u != nil {
 			u.Seconds += t.Seconds
+			// A wait begun before the tracker knew the session's run is the run's once it does.
+			u.Batch = cmp.Or(u.Batch, t.Batch)
 		} else {
 			unresolved[k] = &t
 		}

@@ -51,6 +51,10 @@ type Options struct {
 	// StatementsEvery is how often pg_stat_statements is stored between a batch's boundaries,
 	// which always store every entry. 0: DefaultStatementsEvery; NoInterval: at every snapshot.
 	StatementsEvery time.Duration
+	// Boundary is called at each batch boundary the recorder is told of (batch_begin,
+	// batch_end): the batch tracker reads the runs at once (Tracker.RefreshNow), so that a
+	// marker run's own sessions are known from its first sample, not a refresh later.
+	Boundary func()
 }
 
 // The exporter's defaults (--recorder.retention, --recorder.buffer,
@@ -427,6 +431,9 @@ func (r *Recorder) listen(ctx context.Context) error {
 			// A run's begin or end: a snapshot of its own now, never one deferred past the next
 			// run's begin, which would put that run's statements into both.
 			r.requestedSnapshot()
+			if r.o.Boundary != nil {
+				r.o.Boundary()
+			}
 			continue
 		}
 		if !r.requests.admit() {

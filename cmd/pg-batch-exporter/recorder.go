@@ -79,12 +79,13 @@ func (f *recorderFlags) options(retention time.Duration) recorder.Options {
 		RequestMinInterval: none(f.requestMinInterval), StatementsEvery: none(f.statementsEvery)}
 }
 
-// start subscribes a recorder to the runner and runs it until ctx ends: the schema is
+// start subscribes a recorder to the runner and runs it until ctx ends (boundary: called at
+// each batch boundary it is told of): the schema is
 // migrated first, retried while the database is unreachable (collections are buffered
 // meanwhile). It returns the recorder's metrics, or nil when the recorder is off, and flush,
 // to call once ctx has ended and the runner stopped: it writes what is still buffered
 // within --recorder.shutdown-timeout and logs what it wrote and what was lost.
-func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *collectors.Runner, pools *exporter.ConnectionPools, logger *slog.Logger) (metrics []prometheus.Collector, flush func(), err error) {
+func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *collectors.Runner, boundary func(), pools *exporter.ConnectionPools, logger *slog.Logger) (metrics []prometheus.Collector, flush func(), err error) {
 	if !f.enabled {
 		return nil, func() {}, nil
 	}
@@ -110,7 +111,7 @@ func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *coll
 	pools.Add("recorder", pool)
 	log := logger.With("component", "recorder")
 	ro := f.options(retention)
-	ro.Pool, ro.Trigger, ro.Logger = pool, runner.Trigger, log
+	ro.Pool, ro.Trigger, ro.Boundary, ro.Logger = pool, runner.Trigger, boundary, log
 	rec := recorder.New(ro)
 	runner.Subscribe(rec.Consume)
 	log.Info("recording", "to", postgres.Describe(cfg), "retention", f.retention)

@@ -240,13 +240,13 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 	ro := s.runnerOptions(cfg)
 	ro.Pool, ro.Logger = pool, logger
 	runner := collectors.NewRunner(ro)
-	recorderMetrics, flushRecorder, err := s.recorder.start(ctx, s.conn, runner, s.pools, logger)
-	if err != nil {
-		return usageError{err}
-	}
 	batches, err := s.startBatches(ctx, rules, pool, runner, logger)
 	if err != nil {
 		return err
+	}
+	recorderMetrics, flushRecorder, err := s.recorder.start(ctx, s.conn, runner, batches.RefreshNow, s.pools, logger)
+	if err != nil {
+		return usageError{err}
 	}
 	runner.SetBatchWaits(batches.TakeRunWaits)
 	reports, err := s.startReport(ctx, logger)
