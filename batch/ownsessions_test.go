@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 )
 
@@ -67,6 +69,50 @@ func TestOwnSessionsTrusted(t *testing.T) {
 			}
 			if got := sleepOf(name); got < 0.5 {
 				t.Errorf("exec --batch %q: its session's sleep %.2f session-seconds, want about 1 (forms %q)", name, got, SessionNames(name))
+			}
+		})
+	}
+}
+
+// TestFasterSamplingDuringARun (issue 19): at the default flags the wait sampler reads every
+// 1 s, and every 250 ms while a batch runs, so that a statement taking a second of the run is
+// seen several times, not once or not at all.
+func TestFasterSamplingDuringARun(t *testing.T) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			dsn, pool := db(t, major, "pg-batch-exporter batch")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			runner := collectors.NewRunner(collectors.RunnerOptions{Pool: pool})
+			tr := NewTracker(Options{RunsDB: pool})
+			tr.Follow(runner.Waits())
+			var mu sync.Mutex
+			seen := map[bool]int{} // readings that saw the statement, by whether a batch ran
+			runner.Waits().Observe(func(_ time.Time, _ time.Duration, waits []collectors.SessionWait, _ []collectors.SessionTime) {
+				for _, w := range waits {
+					if w.ApplicationName == "etl_ledger" && w.WaitEvent == "PgSleep" {
+						mu.Lock()
+						seen[runner.Waits().Interval() < time.Second]++
+						mu.Unlock()
+					}
+				}
+			})
+			go runner.Run(ctx)
+			go tr.Run(ctx)
+			job := pgtest.Connect(t, dsn, "etl_ledger")
+			pgtest.MustExec(t, job, `SELECT pg_sleep(1)`) // no run: read every second
+			pgtest.MustExec(t, job, `SELECT telemetry.batch_begin('ledger')`)
+			tr.RefreshNow() // as the recorder does when told of the boundary
+			eventually(t, "the run's pace", func() bool { return runner.Waits().Interval() == collectors.DefaultRunWaitSampleEvery })
+			pgtest.MustExec(t, job, `SELECT pg_sleep(1)`)
+			pgtest.MustExec(t, job, `SELECT telemetry.batch_end('ledger')`)
+			tr.RefreshNow()
+			eventually(t, "the pace after the run", func() bool { return runner.Waits().Interval() == collectors.DefaultWaitSampleEvery })
+			mu.Lock()
+			defer mu.Unlock()
+			if seen[false] > 2 || seen[true] < 3 {
+				t.Errorf("a 1 s statement seen %d times outside a run and %d times in one; want about 1 and 4", seen[false], seen[true])
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -81,6 +82,10 @@ type Tracker struct {
 	openRuns map[int64]*openRun  // recorded runs in progress, by run_id
 	// runWaits are the running batches' session-seconds, own and others', since the last take.
 	runWaits map[collectors.BatchWait]float64 // the key's Seconds is 0
+	// sampler is the wait sampler followed (Follow), told when batches run.
+	sampler *collectors.WaitSampler
+	// sampleTriggered is when a run last asked for a sample-tier collection.
+	sampleTriggered time.Time
 }
 
 // openRun is a recorded run in progress and the session that began it.
@@ -255,6 +260,18 @@ const maxSessionNameBytes = 63
 func (t *Tracker) Follow(w *collectors.WaitSampler) {
 	w.Observe(t.Observe)
 	w.SessionBatches(t.sessionBatch)
+	t.mu.Lock()
+	t.sampler = w
+	t.mu.Unlock()
+}
+
+// pace has the sampler read at its run interval while any batch runs (t.mu held).
+func (t *Tracker) pace() bool {
+	running := slices.ContainsFunc(slices.Collect(maps.Values(t.batches)), (*state).running)
+	if t.sampler != nil {
+		t.sampler.BatchRunning(running)
+	}
+	return running
 }
 
 // sessionBatch names the batch a session is the own session of, or "".
@@ -316,19 +333,23 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 	}
 	// After detection: the sample that starts a detected run is the run's.
 	t.splitRunWaits(span, waits)
+	running := t.pace()
 	if t.o.Trigger == nil {
 		return
 	}
 	if boundary {
 		t.o.Trigger(collectors.TierSnapshot)
 	}
-	for _, s := range t.batches {
-		if s.running() {
-			t.o.Trigger(collectors.TierSample)
-			break
-		}
+	// At most one a second however fast the sampler reads during the run: the sample tier's
+	// rows stay what they were at the default --collector.waits.interval.
+	if running && at.Sub(t.sampleTriggered) >= sampleTierInRunEvery {
+		t.sampleTriggered = at
+		t.o.Trigger(collectors.TierSample)
 	}
 }
+
+// sampleTierInRunEvery spaces the sample-tier collections a run asks for.
+const sampleTierInRunEvery = time.Second
 
 // splitRunWaits books the sample's session-seconds, for every batch running, to its own
 // sessions (by wait and the statement the sample shows) or to the other sessions (by wait):
@@ -574,6 +595,7 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		s.lastDuration = &d
 	}
 	t.openRuns = open
+	t.pace()
 	for id, ended := range t.counted {
 		if ended.Before(since) {
 			delete(t.counted, id)

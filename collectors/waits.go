@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -118,7 +119,12 @@ type runningQuery struct {
 type WaitSampler struct {
 	pool     *pgxpool.Pool
 	interval time.Duration
-	logger   *slog.Logger
+	// runInterval spaces the readings while a batch runs (0: interval): a statement taking a
+	// second of a run is seen.
+	runInterval  time.Duration
+	batchRunning atomic.Bool
+	paced        chan struct{} // the pace changed: the schedule's wait is cut short
+	logger       *slog.Logger
 
 	mu        sync.Mutex
 	last      time.Time
@@ -147,8 +153,27 @@ func NewWaitSampler(pool *pgxpool.Pool, interval time.Duration, logger *slog.Log
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &WaitSampler{pool: pool, interval: interval, logger: logger, lockFailure: repeatlog.New(logger),
+	return &WaitSampler{pool: pool, interval: interval, paced: make(chan struct{}, 1), logger: logger, lockFailure: repeatlog.New(logger),
 		totals: map[waitKey]float64{}, pending: map[waitKey]float64{}, byStatement: map[statementWaitKey]float64{}}
+}
+
+// BatchRunning tells the sampler whether a batch runs (the batch tracker does, at each
+// sample and each read of the recorded runs): it then reads every RunnerOptions.RunWaitSampleEvery.
+func (w *WaitSampler) BatchRunning(running bool) {
+	if w.batchRunning.Swap(running) != running {
+		select {
+		case w.paced <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Interval is the time between readings now: the run interval while a batch runs.
+func (w *WaitSampler) Interval() time.Duration {
+	if w.batchRunning.Load() && w.runInterval > 0 {
+		return min(w.runInterval, w.interval)
+	}
+	return w.interval
 }
 
 // followLockWaits makes each sample that sees a client session waiting on a lock take a lock
@@ -176,9 +201,9 @@ func (w *WaitSampler) SessionBatches(f func(SessionWait) string) {
 func (w *WaitSampler) Sample(ctx context.Context) error {
 	return w.sample(ctx, func(now time.Time) time.Duration {
 		if w.last.IsZero() {
-			return w.interval
+			return w.Interval()
 		}
-		return min(now.Sub(w.last), 2*w.interval)
+		return min(now.Sub(w.last), 2*w.Interval())
 	})
 }
 

@@ -26,7 +26,8 @@ func TestZeroOptionsAreTheDefaults(t *testing.T) {
 
 	runner, zeroRunner := cl.serve.runnerOptions(cfg).WithDefaults(), collectors.RunnerOptions{}.WithDefaults()
 	if runner.SampleEvery != zeroRunner.SampleEvery || runner.SnapshotEvery != zeroRunner.SnapshotEvery ||
-		runner.WaitSampleEvery != zeroRunner.WaitSampleEvery || runner.Config.Statements != zeroRunner.Config.Statements {
+		runner.WaitSampleEvery != zeroRunner.WaitSampleEvery || runner.RunWaitSampleEvery != zeroRunner.RunWaitSampleEvery ||
+		runner.Config.Statements != zeroRunner.Config.Statements {
 		t.Errorf("runner at the default flags %+v, a zero RunnerOptions %+v", runner, zeroRunner)
 	}
 	for _, name := range []string{"statements", "waits", "locks", "tables", "wal"} {

@@ -172,7 +172,7 @@ const minDuration = time.Millisecond
 // statements interval of 0 every snapshot.
 var durationMinimums = map[string]time.Duration{
 	"tier.sample-interval": 100 * time.Millisecond, "tier.snapshot-interval": 100 * time.Millisecond,
-	"collector.waits.interval": 100 * time.Millisecond, "recorder.request-min-interval": 0,
+	"collector.waits.interval": 100 * time.Millisecond, "collector.waits.run-interval": 100 * time.Millisecond, "recorder.request-min-interval": 0,
 	"recorder.statements-interval": 0,
 }
 

@@ -33,6 +33,7 @@ type serveCommand struct {
 	sampleEvery   time.Duration
 	snapshotEvery time.Duration
 	waitsEvery    time.Duration
+	runWaitsEvery time.Duration
 	track         []string
 	statements    collectors.StatementsConfig
 	selection     *collectors.Selection
@@ -53,6 +54,7 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 	addDuration(cmd, "tier.sample-interval", "How often the sample tier (sessions, locks, progress, replication) is collected.", "30s", &s.sampleEvery)
 	addDuration(cmd, "tier.snapshot-interval", "How often the snapshot tier (WAL, checkpoints, I/O, tables...) is collected.", "1m", &s.snapshotEvery)
 	addDuration(cmd, "collector.waits.interval", "How often the wait sampler reads pg_stat_activity.", "1s", &s.waitsEvery)
+	addDuration(cmd, "collector.waits.run-interval", "How often the wait sampler reads pg_stat_activity while a batch runs (detected, or open in telemetry.batch_runs), so that a statement taking a second of the run is seen (about 0.7% of a core at 100 sessions, docs/performance.md).", "250ms", &s.runWaitsEvery)
 	cmd.Flag("collector.tables.track", "A table to track, as schema.table (repeatable). Tables in telemetry.tracked_tables are tracked too.").StringsVar(&s.track)
 	cmd.Flag("collector.statements.text-length", "Query texts are kept up to this many characters (once per queryid, never in a label).").
 		Default(fmt.Sprint(collectors.DefaultStatementTextLength)).IntVar(&s.statements.TextLength)
@@ -170,7 +172,7 @@ func (s *serveCommand) trackerOptions() batch.Options {
 // runnerOptions are the runner's options from the flags.
 func (s *serveCommand) runnerOptions(cfg collectors.Config) collectors.RunnerOptions {
 	return collectors.RunnerOptions{Selection: s.selection, Config: cfg,
-		SampleEvery: s.sampleEvery, SnapshotEvery: s.snapshotEvery, WaitSampleEvery: s.waitsEvery}
+		SampleEvery: s.sampleEvery, SnapshotEvery: s.snapshotEvery, WaitSampleEvery: s.waitsEvery, RunWaitSampleEvery: s.runWaitsEvery}
 }
 
 // recorderOptions are the connection options of a pool in the recorder's database.
