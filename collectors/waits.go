@@ -335,15 +335,20 @@ func (w *WaitSampler) batchesOf(waits []SessionWait) []string {
 
 // blockingBatches names the batch of each blocking session that is a batch's own, by pid: as
 // this sample saw it where it did (a blocker idle in its transaction is not sampled: its pid and
-// application_name then).
+// application_name and role then).
 func (w *WaitSampler) blockingBatches(locks []LockWait, waits []SessionWait) map[int32]string {
 	sessions := make([]SessionWait, 0, len(locks))
 	for _, l := range locks {
 		s := SessionWait{PID: l.BlockingPID}
 		if i := slices.IndexFunc(waits, func(x SessionWait) bool { return x.PID == l.BlockingPID }); i >= 0 {
 			s = waits[i]
-		} else if l.BlockingApp != nil {
-			s.ApplicationName = *l.BlockingApp
+		} else {
+			if l.BlockingApp != nil {
+				s.ApplicationName = *l.BlockingApp
+			}
+			if l.BlockingUser != nil {
+				s.Usename = *l.BlockingUser
+			}
 		}
 		sessions = append(sessions, s)
 	}
