@@ -76,7 +76,7 @@ func TestOwnSessionsTrusted(t *testing.T) {
 
 // TestFasterSamplingDuringARun (issue 19): at the default flags the wait sampler reads every
 // 1 s, and every 250 ms while a batch runs, so that a statement taking a second of the run is
-// seen several times, not once or not at all.
+// seen about four times, not once or not at all.
 func TestFasterSamplingDuringARun(t *testing.T) {
 	for _, major := range pgtest.Versions() {
 		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
@@ -101,18 +101,19 @@ func TestFasterSamplingDuringARun(t *testing.T) {
 			go runner.Run(ctx)
 			go tr.Run(ctx)
 			job := pgtest.Connect(t, dsn, "etl_ledger")
-			pgtest.MustExec(t, job, `SELECT pg_sleep(1)`) // no run: read every second
+			pgtest.MustExec(t, job, `SELECT pg_sleep(2)`) // no run: read every second
 			pgtest.MustExec(t, job, `SELECT telemetry.batch_begin('ledger')`)
 			tr.RefreshNow() // as the recorder does when told of the boundary
 			eventually(t, "the run's pace", func() bool { return runner.Waits().Interval() == collectors.DefaultRunWaitSampleEvery })
-			pgtest.MustExec(t, job, `SELECT pg_sleep(1)`)
+			pgtest.MustExec(t, job, `SELECT pg_sleep(2)`)
 			pgtest.MustExec(t, job, `SELECT telemetry.batch_end('ledger')`)
 			tr.RefreshNow()
 			eventually(t, "the pace after the run", func() bool { return runner.Waits().Interval() == collectors.DefaultWaitSampleEvery })
 			mu.Lock()
 			defer mu.Unlock()
-			if seen[false] > 2 || seen[true] < 3 {
-				t.Errorf("a 1 s statement seen %d times outside a run and %d times in one; want about 1 and 4", seen[false], seen[true])
+			// About 2 and 8; a loaded machine's readings may come late, not twice as often.
+			if seen[true] < 4 || seen[true] < 2*seen[false] {
+				t.Errorf("a 2 s statement seen %d times outside a run and %d times in one; want about 2 and 8", seen[false], seen[true])
 			}
 		})
 	}
