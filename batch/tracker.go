@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -44,14 +47,15 @@ var (
 // any role that may call batch_begin names a batch, and each is a label value of every batch metric.
 const DefaultMaxBatches = 200
 
-// Options configure a Tracker.
+// Options configure a Tracker. A zero field is the exporter's default (its flag's).
 type Options struct {
 	Rules []Rule
-	// QuietPeriod ends a detected run: no matching session active for this long.
+	// QuietPeriod ends a detected run: no matching session active for this long; 0:
+	// DefaultQuietPeriod.
 	QuietPeriod time.Duration
 	// RunsDB is the database whose telemetry.batch_runs is read: markers and exec runs (nil: runs are only detected).
 	RunsDB *pgxpool.Pool
-	// RefreshEvery is how often the open and finished runs are read.
+	// RefreshEvery is how often the open and finished runs are read; 0: DefaultRefreshEvery.
 	RefreshEvery time.Duration
 	// MaxBatches bounds the batches, beyond the rules', that recorded runs name (0: DefaultMaxBatches).
 	// Those first seen keep their series until telemetry.batch_runs has no row of them.
@@ -72,6 +76,7 @@ type Options struct {
 type Tracker struct {
 	o           Options
 	events      chan event
+	refreshNow  chan struct{} // RefreshNow's, for Run
 	start       time.Time
 	readFailure *repeatlog.Failure // of telemetry.batch_runs
 
@@ -79,8 +84,10 @@ type Tracker struct {
 	// touches it.
 	runsTable bool
 
-	mu       sync.Mutex
-	batches  map[string]*state
+	mu      sync.Mutex
+	batches map[string]*state
+	// names are the batches by the application_names their sessions show (SessionNames).
+	names    map[string]string
 	counted  map[int64]time.Time // finished recorded runs already counted, by ended_at
 	openRuns map[int64]*openRun  // recorded runs in progress, by run_id
 	// outOfRange are the recorded runs skipped for times out of range, each logged once.
@@ -92,13 +99,20 @@ type Tracker struct {
 	// that was ever logged.
 	dropped     int
 	limitLogged bool
+	// sampler is the wait sampler followed (Follow), told when batches run.
+	sampler *collectors.WaitSampler
+	// sampleTriggered is when a run last asked for a sample-tier collection.
+	sampleTriggered time.Time
 }
 
 // openRun is a recorded run in progress and the session that began it.
 type openRun struct {
 	batch        string
+	source       string
 	pid          *int32
 	backendStart *time.Time
+	// beganBy is the role of the session that began it (nil: recorded before migration 0014, began_by).
+	beganBy *string
 	// applicationName is the beginning session's, once sampled: sessions sharing it are the
 	// run's until it ends.
 	applicationName string
@@ -146,17 +160,31 @@ type event struct {
 	at    time.Time
 }
 
-// NewTracker builds a tracker; feed it with Follow (or Observe, a collectors.WaitObserver) and Run.
-func NewTracker(o Options) *Tracker {
+// The exporter's defaults: --batch.quiet-period, and how often it reads the recorded runs at
+// the default --tier.sample-interval (runs begun by markers are read often enough to sample a
+// short run at the sampler's pace).
+const (
+	DefaultQuietPeriod  = time.Minute
+	DefaultRefreshEvery = 2 * time.Second
+)
+
+// WithDefaults fills the zero fields with the exporter's defaults.
+func (o Options) WithDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.MaxBatches == 0 {
-		o.MaxBatches = DefaultMaxBatches
-	}
-	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(), readFailure: repeatlog.New(o.Logger),
+	o.QuietPeriod = cmp.Or(o.QuietPeriod, DefaultQuietPeriod)
+	o.RefreshEvery = cmp.Or(o.RefreshEvery, DefaultRefreshEvery)
+	o.MaxBatches = cmp.Or(o.MaxBatches, DefaultMaxBatches)
+	return o
+}
+
+// NewTracker builds a tracker; feed it with Follow (or Observe, a collectors.WaitObserver) and Run.
+func NewTracker(o Options) *Tracker {
+	o = o.WithDefaults()
+	t := &Tracker{o: o, events: make(chan event, 64), refreshNow: make(chan struct{}, 1), start: time.Now(), readFailure: repeatlog.New(o.Logger),
 		runWaits: map[collectors.BatchWait]float64{},
-		batches:  map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}, outOfRange: map[int64]bool{}}
+		batches:  map[string]*state{}, names: map[string]string{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}, outOfRange: map[int64]bool{}}
 	for _, r := range o.Rules {
 		t.batch(r.Batch)
 	}
@@ -178,11 +206,20 @@ func (t *Tracker) batch(name string) *state {
 	if s == nil {
 		s = &state{waits: map[[2]string]float64{}}
 		t.batches[name] = s
+		for _, n := range SessionNames(name) {
+			if _, taken := t.names[n]; !taken {
+				t.names[n] = name
+			}
+		}
 	}
 	return s
 }
 
-// batchOf names the batch a session belongs to, or "".
+// batchOf names the batch a session belongs to, or "": a rule's (its application_name and, where
+// the rule names one, its role), the batch of an open run it began, or the batch whose name it
+// carries (exec's PGAPPNAME, in the form the server shows it) or whose open run's beginning
+// session's application_name it shares. By name alone a session of any role could be counted:
+// while a marker run is open, only sessions of the role that began it are (markerRole).
 func (t *Tracker) batchOf(w collectors.SessionWait) string {
 	// The session that began a run is the run's first: its pid and backend_start cannot be
 	// borrowed, while any role may name a batch after another's application_name.
@@ -192,26 +229,79 @@ func (t *Tracker) batchOf(w collectors.SessionWait) string {
 		}
 	}
 	for _, r := range t.o.Rules {
-		if r.Matches(w.ApplicationName) {
+		if r.Matches(w.ApplicationName, w.Usename) {
 			return r.Batch
 		}
 	}
-	if _, known := t.batches[w.ApplicationName]; known && w.ApplicationName != "" {
-		return w.ApplicationName
+	if name, known := t.names[w.ApplicationName]; known && w.ApplicationName != "" && t.markerRole(name, w) {
+		return name
 	}
 	for _, r := range t.openRuns {
-		if r.applicationName != "" && r.applicationName == w.ApplicationName {
+		if r.applicationName != "" && r.applicationName == w.ApplicationName && t.markerRole(r.batch, w) {
 			return r.batch
 		}
 	}
 	return ""
 }
 
+// markerRole tells whether a session carrying the batch's name may be the batch's: always, but
+// while a run of it begun by a marker (batch_begin) is open, only as the role that began it.
+// (An exec run's commands may log in as another role than the wrapper's markers.)
+func (t *Tracker) markerRole(batch string, w collectors.SessionWait) bool {
+	for _, r := range t.openRuns {
+		if r.batch == batch && r.source == "marker" && r.beganBy != nil && *r.beganBy != w.Usename {
+			return false
+		}
+	}
+	return true
+}
+
+// SessionNames are the forms pg_stat_activity shows an application_name set to name in: the
+// server replaces each byte outside printable ASCII, by '?' on 15 and by \xNN from 16 on
+// (pg_clean_ascii), and keeps NAMEDATALEN-1 (63) bytes of the result.
+func SessionNames(name string) []string {
+	var asked, escaped strings.Builder
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 32 || c > 126 {
+			asked.WriteByte('?')
+			fmt.Fprintf(&escaped, `\x%02x`, c)
+		} else {
+			asked.WriteByte(c)
+			escaped.WriteByte(c)
+		}
+	}
+	var out []string
+	for _, n := range []string{name, asked.String(), escaped.String()} {
+		if len(n) > maxSessionNameBytes {
+			n = n[:maxSessionNameBytes]
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// maxSessionNameBytes is NAMEDATALEN-1: what pg_stat_activity keeps of an application_name.
+const maxSessionNameBytes = 63
+
 // Follow has the tracker take every sample of w, and w book each statement's seconds to the
 // batch whose own session ran it.
 func (t *Tracker) Follow(w *collectors.WaitSampler) {
 	w.Observe(t.Observe)
 	w.SessionBatches(t.sessionBatch)
+	t.mu.Lock()
+	t.sampler = w
+	t.mu.Unlock()
+}
+
+// pace has the sampler read at its run interval while any batch runs (t.mu held).
+func (t *Tracker) pace() bool {
+	running := slices.ContainsFunc(slices.Collect(maps.Values(t.batches)), (*state).running)
+	if t.sampler != nil {
+		t.sampler.BatchRunning(running)
+	}
+	return running
 }
 
 // sessionBatch names the batch a session is the own session of, or "".
@@ -273,19 +363,23 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 	}
 	// After detection: the sample that starts a detected run is the run's.
 	t.splitRunWaits(span, waits)
+	running := t.pace()
 	if t.o.Trigger == nil {
 		return
 	}
 	if boundary {
 		t.o.Trigger(collectors.TierSnapshot)
 	}
-	for _, s := range t.batches {
-		if s.running() {
-			t.o.Trigger(collectors.TierSample)
-			break
-		}
+	// At most one a second however fast the sampler reads during the run: the sample tier's
+	// rows stay what they were at the default --collector.waits.interval.
+	if running && at.Sub(t.sampleTriggered) >= sampleTierInRunEvery {
+		t.sampleTriggered = at
+		t.o.Trigger(collectors.TierSample)
 	}
 }
+
+// sampleTierInRunEvery spaces the sample-tier collections a run asks for.
+const sampleTierInRunEvery = time.Second
 
 // splitRunWaits books the sample's session-seconds, for every batch running, to its own
 // sessions (by wait and the statement the sample shows) or to the other sessions (by wait):
@@ -386,7 +480,20 @@ func (t *Tracker) Run(ctx context.Context) {
 			flush()
 		case <-tick:
 			t.refreshLogged(ctx)
+		case <-t.refreshNow:
+			if t.o.RunsDB != nil {
+				t.refreshLogged(ctx)
+			}
 		}
+	}
+}
+
+// RefreshNow has Run read the recorded runs now, not at its next tick: a run has begun or
+// ended (the recorder is told through telemetry_request_snapshot). It never blocks.
+func (t *Tracker) RefreshNow() {
+	select {
+	case t.refreshNow <- struct{}{}:
+	default: // one is already pending
 	}
 }
 
@@ -448,8 +555,8 @@ func (t *Tracker) schemaReady(ctx context.Context, pool *pgxpool.Pool) (bool, er
 // since $1 (detected runs are this tracker's own). One cheap query per sample interval. A run
 // whose times are out of range (telemetry._run_times_ok: 'infinity', the year 12000) comes
 // with ok false and no times, to be skipped: it must not stop the reading of the others.
-const SQLRecordedRuns = `SELECT run_id, batch, ok, CASE WHEN ok THEN started_at END, CASE WHEN ok THEN ended_at END,
-	backend_pid, backend_start
+const SQLRecordedRuns = `SELECT run_id, batch, source, ok, CASE WHEN ok THEN started_at END, CASE WHEN ok THEN ended_at END,
+	backend_pid, backend_start, began_by::text
 FROM (SELECT r.*, telemetry._run_times_ok(r.started_at, r.ended_at) AS ok FROM telemetry.batch_runs r
       WHERE r.source <> 'detected' AND (r.status = 'running' OR r.ended_at > $1)) r
 ORDER BY ended_at NULLS LAST`
@@ -471,17 +578,18 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 	rows, _ := t.o.RunsDB.Query(ctx, SQLRecordedRuns, since)
 	type run struct {
 		id             int64
-		batch          string
+		batch, source  string
 		timesOK        bool
 		started, ended time.Time
 		open           bool
 		pid            *int32
 		backendStart   *time.Time
+		beganBy        *string
 	}
 	runs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (run, error) {
 		var x run
 		var started, ended *time.Time
-		err := r.Scan(&x.id, &x.batch, &x.timesOK, &started, &ended, &x.pid, &x.backendStart)
+		err := r.Scan(&x.id, &x.batch, &x.source, &x.timesOK, &started, &ended, &x.pid, &x.backendStart, &x.beganBy)
 		if started != nil {
 			x.started = *started
 		}
@@ -545,7 +653,7 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 			s.openRecorded++
 			open[r.id] = t.openRuns[r.id]
 			if open[r.id] == nil {
-				open[r.id] = &openRun{batch: r.batch, pid: r.pid, backendStart: r.backendStart}
+				open[r.id] = &openRun{batch: r.batch, source: r.source, pid: r.pid, backendStart: r.backendStart, beganBy: r.beganBy}
 			}
 			continue
 		}
@@ -562,6 +670,7 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		t.o.Logger.Warn("skipping recorded runs whose times are out of range (SELECT * FROM telemetry.batch_runs_out_of_range)",
 			"runs", len(skipped), "run_ids", skipped[:min(len(skipped), 10)])
 	}
+	t.pace()
 	for id, ended := range t.counted {
 		if ended.Before(since) {
 			delete(t.counted, id)

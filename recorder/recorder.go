@@ -6,6 +6,7 @@
 package recorder
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,31 +27,66 @@ import (
 // SnapshotChannel is the channel telemetry.request_snapshot() notifies.
 const SnapshotChannel = "telemetry_request_snapshot"
 
-// Options configure a Recorder.
+// Options configure a Recorder. A zero field is the exporter's default (its flag's), so
+// that a zero Options records as the binary does by default.
 type Options struct {
 	// Pool writes to the recorder's database: writable, with statement and lock timeouts.
 	Pool *pgxpool.Pool
 	// ServerName labels every row; empty means the monitored server's system identifier.
 	ServerName string
-	// Retention is how long data is kept (whole UTC days are dropped once older).
+	// Retention is how long data is kept (whole UTC days are dropped once older); 0:
+	// DefaultRetention.
 	Retention time.Duration
-	// BufferRows bounds the rows held in memory while the database cannot be written.
+	// BufferRows bounds the rows held in memory while the database cannot be written; 0:
+	// DefaultBufferRows.
 	BufferRows int
 	// Trigger asks the runner for a collection now (runner.Trigger).
 	Trigger func(collectors.Tier)
 	Logger  *slog.Logger
-	// RetryEvery is the pause after a failed write or lost connection (default 1s).
+	// RetryEvery is the pause after a failed write or lost connection; 0: 1s.
 	RetryEvery time.Duration
 	// RequestMinInterval is the least time between two requested snapshots: requests
-	// within it are coalesced into one snapshot when it ends. 0: no limit.
+	// within it are coalesced into one snapshot when it ends. 0: DefaultRequestMinInterval;
+	// NoInterval: no limit.
 	RequestMinInterval time.Duration
 	// StatementsEvery is how often pg_stat_statements is stored between a batch's boundaries,
-	// which always store every entry. 0: at every snapshot.
+	// which always store every entry. 0: DefaultStatementsEvery; NoInterval: at every snapshot.
 	StatementsEvery time.Duration
 	// LiteralQueryText stores sessions' query texts as they ran, constants included; by
 	// default each constant is replaced by $n (telemetry._normalized_query), since the
 	// schema's readers may not read other roles' queries.
 	LiteralQueryText bool
+	// Boundary is called at each batch boundary the recorder is told of (batch_begin,
+	// batch_end): the batch tracker reads the runs at once (Tracker.RefreshNow), so that a
+	// marker run's own sessions are known from its first sample, not a refresh later.
+	Boundary func()
+}
+
+// The exporter's defaults (--recorder.retention, --recorder.buffer,
+// --recorder.request-min-interval, --recorder.statements-interval), which a zero field of
+// Options stands for.
+const (
+	DefaultRetention          = 7 * 24 * time.Hour
+	DefaultBufferRows         = 100000
+	DefaultRequestMinInterval = 5 * time.Second
+	DefaultStatementsEvery    = time.Hour
+)
+
+// NoInterval is an interval of none: RequestMinInterval NoInterval takes every request at
+// once, StatementsEvery NoInterval stores the statements at every snapshot (a flag's 0).
+const NoInterval time.Duration = -1
+
+// WithDefaults fills the zero fields with the exporter's defaults.
+func (o Options) WithDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	o.Retention = cmp.Or(o.Retention, DefaultRetention)
+	o.BufferRows = cmp.Or(o.BufferRows, DefaultBufferRows)
+	o.RetryEvery = cmp.Or(o.RetryEvery, time.Second)
+	o.RequestMinInterval = cmp.Or(o.RequestMinInterval, DefaultRequestMinInterval)
+	o.StatementsEvery = cmp.Or(o.StatementsEvery, DefaultStatementsEvery)
+	return o
 }
 
 // Recorder writes collections in order, one transaction each.
@@ -80,12 +116,7 @@ type Recorder struct {
 
 // New builds a recorder; Consume feeds it and Run writes.
 func New(o Options) *Recorder {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.RetryEvery <= 0 {
-		o.RetryEvery = time.Second
-	}
+	o = o.WithDefaults()
 	r := &Recorder{o: o, wake: make(chan struct{}, 1), partitioned: map[string]bool{},
 		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), refusalsLogged: map[refusal]bool{}, statements: statementDeltas{every: o.StatementsEvery}, tables: collectionTables}
 	r.requests = requestLimiter{interval: o.RequestMinInterval, snapshot: r.requestedSnapshot}
@@ -478,9 +509,6 @@ func (r *Recorder) insertSQL(table string, columns []string, suffix string) stri
 }
 
 func (r *Recorder) applyRetention(ctx context.Context) error {
-	if r.o.Retention <= 0 {
-		return nil
-	}
 	var days int
 	err := r.o.Pool.QueryRow(ctx, `SELECT telemetry._drop_partitions_before(now() - $1::interval)`, r.o.Retention).Scan(&days)
 	if err == nil && days > 0 {
@@ -525,16 +553,26 @@ func (r *Recorder) listen(ctx context.Context) error {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return err
 		}
-		// Anyone may notify; only telemetry.request_snapshot() (writers alone) leaves a request.
+		// Anyone may notify; only telemetry._request_snapshot() (writers alone) leaves a request.
 		// One request per notification: however they interleave, bare notifications never
 		// drive more snapshots than there were requests.
-		tag, err := r.o.Pool.Exec(ctx, `DELETE FROM telemetry.snapshot_requests WHERE ctid =
-			(SELECT ctid FROM telemetry.snapshot_requests ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED)`)
-		if err != nil {
-			return fmt.Errorf("reading snapshot requests: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
+		var boundary bool
+		err := r.o.Pool.QueryRow(ctx, `DELETE FROM telemetry.snapshot_requests WHERE ctid =
+			(SELECT ctid FROM telemetry.snapshot_requests ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+			RETURNING boundary`).Scan(&boundary)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
 			r.ignoredRequest.WithLabelValues(ignoredUnauthorized).Inc()
+			continue
+		case err != nil:
+			return fmt.Errorf("reading snapshot requests: %w", err)
+		case boundary:
+			// A run's begin or end: a snapshot of its own now, never one deferred past the next
+			// run's begin, which would put that run's statements into both.
+			r.requestedSnapshot()
+			if r.o.Boundary != nil {
+				r.o.Boundary()
+			}
 			continue
 		}
 		if !r.requests.admit() {

@@ -312,7 +312,7 @@ type statementDeltas struct {
 	// a collection taken at or after it stores them, so that one already under way when the
 	// boundary came does not use the request up.
 	fullFrom time.Time
-	// every spaces the statements stored between a batch's boundaries (0: every snapshot):
+	// every spaces the statements stored between a batch's boundaries (not above 0: every snapshot):
 	// a run's statements come from its boundaries' full reads, and 1000 statements busy every
 	// minute were 430 MB a day stored at every snapshot.
 	every  time.Duration
@@ -333,6 +333,12 @@ func (d *statementDeltas) rows(st *collectors.Statements, at time.Time) []table 
 	if st == nil {
 		return []table{entries, info, texts}
 	}
+	// Texts whatever the interval: the collector fetches a statement's text once, in the
+	// collection that first sees it, and a later stored row (a boundary's, a sampled wait's)
+	// refers to it.
+	for _, t := range st.Texts {
+		texts.rows = append(texts.rows, []any{t.QueryID, t.Text})
+	}
 	full := d == nil || !d.fullFrom.IsZero() || d.calls == nil
 	if !full && d.every > 0 && at.Sub(d.stored) < d.every {
 		return []table{entries, info, texts}
@@ -351,9 +357,6 @@ func (d *statementDeltas) rows(st *collectors.Statements, at time.Time) []table 
 			e.BlkReadTimeMs, e.BlkWriteTimeMs, e.WALRecords, e.WALFPI, e.WALBytes, e.WALBuffersFull, e.StatsSince})
 	}
 	info.rows = [][]any{{st.Dealloc, st.StatsReset, len(st.Entries), full}}
-	for _, t := range st.Texts {
-		texts.rows = append(texts.rows, []any{t.QueryID, t.Text})
-	}
 	if d != nil {
 		d.calls, d.stored = seen, at
 		if !at.Before(d.fullFrom) {

@@ -67,7 +67,7 @@ $$;
 REVOKE EXECUTE ON FUNCTION telemetry.close_abandoned_runs() FROM PUBLIC;
 
 -- _boundary_snapshot takes the snapshot at a batch's boundary: the Go recorder takes it when
--- asked (request_snapshot); where none listens (pg_cron mode) it is taken here. Reading the
+-- asked (_request_snapshot, at once: a run's own); where none listens (pg_cron mode) it is taken here. Reading the
 -- other sessions' LISTEN needs the owner's rights (SECURITY DEFINER). A failed snapshot only
 -- warns: it must not fail the batch.
 CREATE OR REPLACE FUNCTION telemetry._recorder_listening() RETURNS boolean
@@ -80,7 +80,7 @@ REVOKE EXECUTE ON FUNCTION telemetry._recorder_listening() FROM PUBLIC;
 CREATE OR REPLACE FUNCTION telemetry._boundary_snapshot() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM telemetry.request_snapshot();
+    PERFORM telemetry._request_snapshot(true);
     IF NOT telemetry._recorder_listening() THEN
         BEGIN
             PERFORM telemetry.snapshot();

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -74,12 +75,21 @@ func (f *recorderFlags) validate() error {
 	return nil
 }
 
-// start subscribes a recorder to the runner and runs it until ctx ends: the schema is
+// options are the recorder's options from the flags (retention parsed): a flag's 0 interval
+// is recorder.NoInterval.
+func (f *recorderFlags) options(retention time.Duration) recorder.Options {
+	none := func(d time.Duration) time.Duration { return cmp.Or(d, recorder.NoInterval) }
+	return recorder.Options{ServerName: f.serverName, Retention: retention, BufferRows: f.buffer,
+		RequestMinInterval: none(f.requestMinInterval), StatementsEvery: none(f.statementsEvery), LiteralQueryText: f.literalQueryText}
+}
+
+// start subscribes a recorder to the runner and runs it until ctx ends (boundary: called at
+// each batch boundary it is told of): the schema is
 // migrated first, retried while the database is unreachable (collections are buffered
 // meanwhile). It returns the recorder's metrics, or nil when the recorder is off, and flush,
 // to call once ctx has ended and the runner stopped: it writes what is still buffered
 // within --recorder.shutdown-timeout and logs what it wrote and what was lost.
-func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *collectors.Runner, pools *exporter.ConnectionPools, logger *slog.Logger) (metrics []prometheus.Collector, flush func(), err error) {
+func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *collectors.Runner, boundary func(), pools *exporter.ConnectionPools, logger *slog.Logger) (metrics []prometheus.Collector, flush func(), err error) {
 	if !f.enabled {
 		return nil, func() {}, nil
 	}
@@ -104,9 +114,9 @@ func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *coll
 	}
 	pools.Add("recorder", pool)
 	log := logger.With("component", "recorder")
-	rec := recorder.New(recorder.Options{Pool: pool, ServerName: f.serverName, Retention: retention,
-		BufferRows: f.buffer, Trigger: runner.Trigger, Logger: log, RequestMinInterval: f.requestMinInterval, StatementsEvery: f.statementsEvery,
-		LiteralQueryText: f.literalQueryText})
+	ro := f.options(retention)
+	ro.Pool, ro.Trigger, ro.Boundary, ro.Logger = pool, runner.Trigger, boundary, log
+	rec := recorder.New(ro)
 	runner.Subscribe(rec.Consume)
 	log.Info("recording", "to", postgres.Describe(cfg), "retention", f.retention)
 	migrated := make(chan bool, 1)
