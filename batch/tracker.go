@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,16 @@ var (
 	statementSecondsDesc = prometheus.NewDesc(collectors.Namespace+"_batch_statement_seconds_total",
 		"Session-seconds the batch's own sessions spent in statements with a query_id (pg_stat_statements), from the wait sampler.",
 		[]string{"batch"}, nil)
+	elapsedDesc = prometheus.NewDesc(collectors.Namespace+"_batch_run_elapsed_seconds",
+		"Seconds since the batch's run in progress began (absent between runs).", []string{"batch"}, nil)
+	runInfoDesc = prometheus.NewDesc(collectors.Namespace+"_batch_run_info",
+		"1 for the batch's run in progress, once recorded: its run_id in telemetry.batch_runs and its report page (report_url; absent without the report pages).",
+		[]string{"batch", "run_id", "report_url"}, nil)
+	usualDesc = prometheus.NewDesc(collectors.Namespace+"_batch_usual_duration_seconds",
+		"How long the batch's runs usually take: the median (quantile 0.5) and 90th percentile (0.9) duration of its recent normal runs (telemetry.run_usual_duration), read when a run begins; absent before enough runs.",
+		[]string{"batch", "quantile"}, nil)
+	usualRunsDesc = prometheus.NewDesc(collectors.Namespace+"_batch_usual_duration_runs",
+		"How many normal runs the batch's usual duration is taken from.", []string{"batch"}, nil)
 )
 
 // Options configure a Tracker.
@@ -52,7 +63,9 @@ type Options struct {
 	// while a run is in progress, a snapshot at a detected run's boundaries, so that a short
 	// run is seen sharply and the exporter stays cheap between runs.
 	Trigger func(collectors.Tier)
-	Logger  *slog.Logger
+	// ReportURL is the report page of a recorded run (nil: no report pages are served).
+	ReportURL func(runID int64) string
+	Logger    *slog.Logger
 }
 
 // Tracker follows each batch's runs and attributes sampled sessions to batches: a session
@@ -60,10 +73,11 @@ type Options struct {
 // (the exec wrapper sets PGAPPNAME to the batch's name), or to an open recorded run that it
 // began (telemetry.batch_begin) or whose beginning session's application_name it shares.
 type Tracker struct {
-	o           Options
-	events      chan event
-	start       time.Time
-	readFailure *repeatlog.Failure // of telemetry.batch_runs
+	o            Options
+	events       chan event
+	start        time.Time
+	readFailure  *repeatlog.Failure // of telemetry.batch_runs
+	usualFailure *repeatlog.Failure // of telemetry.run_usual_duration
 
 	// runsTable is set once telemetry.batch_runs is seen readable; Run's goroutine alone
 	// touches it.
@@ -80,6 +94,7 @@ type Tracker struct {
 // openRun is a recorded run in progress and the session that began it.
 type openRun struct {
 	batch        string
+	startedAt    time.Time
 	pid          *int32
 	backendStart *time.Time
 	// applicationName is the beginning session's, once sampled: sessions sharing it are the
@@ -114,12 +129,24 @@ type state struct {
 	// Recorded runs open in telemetry.batch_runs.
 	openRecorded int
 
+	// detectedRunID is the detected run in progress once recorded (0: not yet, or none).
+	detectedRunID int64
+	// usual is the batch's usual duration, read for the run usualRunID when it began.
+	usual      *usualDuration
+	usualRunID int64
+
 	runs         float64
 	lastDuration *time.Duration
 	sessions     int
 	waits        map[[2]string]float64
 	// statementSeconds is session-seconds in statements with a query_id.
 	statementSeconds float64
+}
+
+// usualDuration is a row of telemetry.run_usual_duration.
+type usualDuration struct {
+	runs        int
+	median, p90 float64
 }
 
 // event is a detected boundary to record.
@@ -134,7 +161,7 @@ func NewTracker(o Options) *Tracker {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(), readFailure: repeatlog.New(o.Logger),
+	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(), readFailure: repeatlog.New(o.Logger), usualFailure: repeatlog.New(o.Logger),
 		runWaits: map[collectors.BatchWait]float64{},
 		batches:  map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}}
 	for _, r := range o.Rules {
@@ -226,7 +253,7 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 		case s.sessions > 0:
 			s.lastActive = at
 		case s.detecting && at.Sub(s.lastActive) >= t.o.QuietPeriod:
-			s.detecting = false
+			s.detecting, s.detectedRunID = false, 0
 			d := s.lastActive.Sub(s.started)
 			s.runs++
 			s.lastDuration = &d
@@ -313,6 +340,7 @@ func (t *Tracker) Run(ctx context.Context) {
 		defer ticker.Stop()
 		tick = ticker.C
 		t.refreshLogged(ctx)
+		t.readUsualLogged(ctx, t.o.RunsDB)
 	}
 	var pending []event
 	var retry <-chan time.Time
@@ -349,6 +377,7 @@ func (t *Tracker) Run(ctx context.Context) {
 			flush()
 		case <-tick:
 			t.refreshLogged(ctx)
+			t.readUsualLogged(ctx, t.o.RunsDB)
 		}
 	}
 }
@@ -370,12 +399,21 @@ func (t *Tracker) write(ctx context.Context, e event) error {
 	if ready, err := t.schemaReady(ctx, t.o.RecorderDB); err != nil || !ready {
 		return cmp.Or(err, errNotMigrated)
 	}
-	sql := `SELECT telemetry.batch_end($1, 'ended', NULL, $2)`
-	if e.begin {
-		sql = `SELECT telemetry.batch_begin($1, 'detected', $2)`
+	if !e.begin {
+		_, err := t.o.RecorderDB.Exec(ctx, `SELECT telemetry.batch_end($1, 'ended', NULL, $2)`, e.batch, e.at)
+		return err
 	}
-	_, err := t.o.RecorderDB.Exec(ctx, sql, e.batch, e.at)
-	return err
+	var id int64
+	if err := t.o.RecorderDB.QueryRow(ctx, `SELECT telemetry.batch_begin($1, 'detected', $2)`, e.batch, e.at).Scan(&id); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	if s := t.batches[e.batch]; s.detecting && s.started.Equal(e.at) {
+		s.detectedRunID = id
+	}
+	t.mu.Unlock()
+	t.readUsualLogged(ctx, t.o.RecorderDB)
+	return nil
 }
 
 func (t *Tracker) refreshLogged(ctx context.Context) {
@@ -467,7 +505,7 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 			s.openRecorded++
 			open[r.id] = t.openRuns[r.id]
 			if open[r.id] == nil {
-				open[r.id] = &openRun{batch: r.batch, pid: r.pid, backendStart: r.backendStart}
+				open[r.id] = &openRun{batch: r.batch, startedAt: r.started, pid: r.pid, backendStart: r.backendStart}
 			}
 			continue
 		}
@@ -486,6 +524,61 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// currentRun is the batch's run in progress: when it began and its run_id (0 while a
+// detected run is not recorded yet). Of several open recorded runs, the latest.
+func (t *Tracker) currentRun(name string, s *state) (began time.Time, runID int64, running bool) {
+	if s.detecting {
+		began, runID, running = s.started, s.detectedRunID, true
+	}
+	for id, r := range t.openRuns {
+		if r.batch == name && (!running || r.startedAt.After(began)) {
+			began, runID, running = r.startedAt, id, true
+		}
+	}
+	return began, runID, running
+}
+
+// SQLUsualDuration reads how long a run's batch usually takes: one row once its baseline
+// has enough normal runs (the SQL API defines which runs are normal).
+const SQLUsualDuration = `SELECT baseline_runs, median_seconds, p90_seconds FROM telemetry.run_usual_duration($1)`
+
+// readUsualLogged reads the usual duration of each batch whose run in progress is recorded and
+// was not read for yet: once a run, when it begins, so a scrape never waits on the database.
+func (t *Tracker) readUsualLogged(ctx context.Context, pool *pgxpool.Pool) {
+	if pool == nil {
+		return
+	}
+	t.mu.Lock()
+	want := map[string]int64{}
+	for name, s := range t.batches {
+		if _, id, running := t.currentRun(name, s); running && id != 0 && id != s.usualRunID {
+			want[name] = id
+		}
+	}
+	t.mu.Unlock()
+	for name, id := range want {
+		var u *usualDuration
+		rows, _ := pool.Query(ctx, SQLUsualDuration, id)
+		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (usualDuration, error) {
+			var x usualDuration
+			return x, r.Scan(&x.runs, &x.median, &x.p90)
+		})
+		if err != nil {
+			t.usualFailure.Failed("cannot read the batches' usual durations (telemetry.run_usual_duration)", err)
+			continue
+		}
+		t.usualFailure.Succeeded("the batches' usual durations read again")
+		if len(got) > 0 {
+			u = &got[0]
+		}
+		t.mu.Lock()
+		if s := t.batches[name]; s != nil {
+			s.usual, s.usualRunID = u, id
+		}
+		t.mu.Unlock()
+	}
 }
 
 // Describe sends nothing: the batches are known only as they show up.
@@ -516,5 +609,20 @@ func (t *Tracker) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(waitDesc, prometheus.CounterValue, v, n, k[0], k[1])
 		}
 		ch <- prometheus.MustNewConstMetric(statementSecondsDesc, prometheus.CounterValue, s.statementSeconds, n)
+		if began, runID, running := t.currentRun(n, s); running {
+			ch <- prometheus.MustNewConstMetric(elapsedDesc, prometheus.GaugeValue, time.Since(began).Seconds(), n)
+			if runID != 0 {
+				var url string
+				if t.o.ReportURL != nil {
+					url = t.o.ReportURL(runID)
+				}
+				ch <- prometheus.MustNewConstMetric(runInfoDesc, prometheus.GaugeValue, 1, n, strconv.FormatInt(runID, 10), url)
+			}
+		}
+		if u := s.usual; u != nil {
+			ch <- prometheus.MustNewConstMetric(usualDesc, prometheus.GaugeValue, u.median, n, "0.5")
+			ch <- prometheus.MustNewConstMetric(usualDesc, prometheus.GaugeValue, u.p90, n, "0.9")
+			ch <- prometheus.MustNewConstMetric(usualRunsDesc, prometheus.GaugeValue, float64(u.runs), n)
+		}
 	}
 }

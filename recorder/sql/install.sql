@@ -182,11 +182,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'b968d2a8d8dc9e6f015438c45d86d6f7ee2782ab8d2f488521576687e6e5e914') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'da7a31ff3bc1f705c71662ff361741c5d96cc7046eefb25ca2822d5432c676ae') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'b968d2a8d8dc9e6f015438c45d86d6f7ee2782ab8d2f488521576687e6e5e914')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'da7a31ff3bc1f705c71662ff361741c5d96cc7046eefb25ca2822d5432c676ae')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
