@@ -22,7 +22,7 @@ func TestBatchAndDiagnoseBadInput(t *testing.T) {
 		{[]string{"diagnose", "--from=2024-12-16T14:00:00Z", "--to=noon"}, `--to: "noon" is not a time`},
 		{[]string{"diagnose"}, "needs either --from (a window) or --batch (a run)"},
 		{[]string{"diagnose", "--from=2024-12-16 14:00", "--batch=nightly"}, "needs either --from"},
-		{[]string{"diagnose", "--batch=nightly", "--run=first"}, `--run "first": want last, last-N or a run_id`},
+		{[]string{"diagnose", "--batch=nightly", "--run=first"}, `--run "first": want current, last, last-N or a run_id`},
 		{[]string{"diagnose", "--batch=nightly", "--format=xml"}, "enum value must be one of text,json"},
 		{[]string{"exec", "--batch=nightly"}, "required argument 'command' not provided"},
 		{[]string{"--batch.match=nightly"}, "--batch.match: batch rule \"nightly\""},
