@@ -68,13 +68,11 @@ func (r *Report) usualText(ew *errWriter) {
 		ew.printf("  No usual duration of %s yet: too few previous normal runs.\n", r.Run.Batch)
 		return
 	}
-	elapsed := r.To.Sub(r.From)
-	p90 := time.Duration(u.P90Seconds * float64(time.Second))
-	median := time.Duration(u.MedianSeconds * float64(time.Second))
+	elapsed := r.To.Sub(r.From).Seconds()
 	ew.printf("  Its %d previous normal run(s) took %s (median), at most %s (90th percentile)", u.BaselineRuns,
-		median.Round(100*time.Millisecond), p90.Round(100*time.Millisecond))
-	if elapsed > p90 {
-		ew.printf(": this run is %s past that.\n", (elapsed - p90).Round(100*time.Millisecond))
+		units.Seconds(u.MedianSeconds), units.Seconds(u.P90Seconds))
+	if elapsed > u.P90Seconds {
+		ew.printf(": this run is %s past that.\n", units.Seconds(elapsed-u.P90Seconds))
 	} else {
 		ew.printf(".\n")
 	}

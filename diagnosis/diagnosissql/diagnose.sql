@@ -394,22 +394,25 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     HAVING count(*) >= telemetry._threshold('usual_duration_min_runs')
 $$;
 
--- batch_run_durations: the runs started since p_since (and every open one), newest first, each
--- with its duration (so far, while running) against its usual (run_usual_duration); slow is a
--- run past the usual 90th percentile (NULL without a usual yet). The report's index and the
--- overview dashboard list them.
-CREATE OR REPLACE FUNCTION telemetry.batch_run_durations(p_since timestamptz DEFAULT now() - interval '7 days')
+-- batch_run_durations: the runs started since p_since (and every open one), at most
+-- p_per_batch of each batch (NULL: all), by batch and newest first, each with its duration
+-- (so far, while it runs) against its usual (run_usual_duration); slow is a run past the usual
+-- 90th percentile (NULL without a usual yet). The report's index and the overview dashboard
+-- list them.
+CREATE OR REPLACE FUNCTION telemetry.batch_run_durations(p_since timestamptz DEFAULT now() - interval '7 days',
+                                                         p_per_batch integer DEFAULT NULL)
 RETURNS TABLE (run_id bigint, batch text, started_at timestamptz, ended_at timestamptz, status text, source text,
                duration_seconds double precision, usual_median_seconds double precision, usual_p90_seconds double precision,
                baseline_runs integer, slow boolean)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source, d.seconds,
            u.median_seconds, u.p90_seconds, u.baseline_runs, d.seconds > u.p90_seconds
-    FROM telemetry.batch_runs r
+    FROM (SELECT r.*, row_number() OVER (PARTITION BY r.batch ORDER BY r.started_at DESC, r.run_id DESC) AS nth
+          FROM telemetry.batch_runs r WHERE r.started_at >= p_since OR r.status = 'running') r
     CROSS JOIN LATERAL (SELECT extract(epoch FROM coalesce(r.ended_at, now()) - r.started_at)::float8 AS seconds) d
     LEFT JOIN LATERAL telemetry.run_usual_duration(r.run_id) u ON true
-    WHERE r.started_at >= p_since OR r.status = 'running'
-    ORDER BY r.started_at DESC, r.run_id DESC
+    WHERE p_per_batch IS NULL OR r.nth <= p_per_batch
+    ORDER BY r.batch, r.started_at DESC, r.run_id DESC
 $$;
 
 -- run_so_far: a run's measures (while it runs: up to now) against its baseline runs' median
