@@ -255,7 +255,8 @@ func TestTracker(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { _, err := job.Exec(ctx, `SELECT pg_sleep(1)`); done <- err }()
 			eventually(t, "the detected run", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "nightly"), 1) })
-			eventually(t, "the detected run's run_id, once recorded", func() bool { return is(metric(t, tr, "pgbatch_batch_run_info", "nightly"), 1) })
+			// The first run of the database: run_id 1; no report pages (ReportURL nil).
+			eventually(t, "the detected run's run_id, once recorded", func() bool { return is(metric(t, tr, "pgbatch_batch_run_info", "nightly", "", "1"), 1) })
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
@@ -427,7 +428,7 @@ func TestTrackerUsualDuration(t *testing.T) {
 	pgtest.MustExec(t, c, `SELECT pg_sleep(0.3)`)
 	pgtest.MustExec(t, c, `SELECT telemetry.batch_end('daily')`)
 	eventually(t, "the run's end", func() bool { return metric(t, tr, "pgbatch_batch_run_elapsed_seconds", "daily") == nil })
-	if v := metric(t, tr, "pgbatch_batch_run_info", "daily"); v != nil {
+	if v := metric(t, tr, "pgbatch_batch_run_info", "daily", url, fmt.Sprint(id)); v != nil {
 		t.Errorf("run_info after the run ended: %v", *v)
 	}
 

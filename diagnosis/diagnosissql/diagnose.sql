@@ -427,9 +427,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     base AS (SELECT b.run_id FROM telemetry._baseline_runs(p_run_id) b),
     own AS (SELECT telemetry._own_sessions_recorded(p_run_id) AS yes),
     cur AS (SELECT m.* FROM own, LATERAL telemetry._run_measures(p_run_id, own.yes) m),
-    parts AS (SELECT 'whole' AS part, b.run_id, m.* FROM base, own, LATERAL telemetry._run_measures(b.run_id, own.yes) m
+    parts AS (SELECT 'whole' AS part, b.run_id, m.* FROM base b, own, LATERAL telemetry._run_measures(b.run_id, own.yes) m
               UNION ALL
-              SELECT 'same_elapsed', b.run_id, m.* FROM base, own, el, LATERAL telemetry._run_part_measures(b.run_id, own.yes, el.seconds) m),
+              SELECT 'same_elapsed', b.run_id, m.* FROM base b, own, el, LATERAL telemetry._run_part_measures(b.run_id, own.yes, el.seconds) m),
     vals AS (SELECT c.measure, p.part, b.run_id,
                     coalesce(m.value, CASE WHEN c.measure LIKE 'wait:%' THEN 0 END) AS value
              FROM cur c CROSS JOIN base b CROSS JOIN (VALUES ('whole'), ('same_elapsed')) p (part)
