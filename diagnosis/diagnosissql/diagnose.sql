@@ -68,15 +68,26 @@ LANGUAGE sql STABLE ROWS 100 SET search_path = pg_catalog, pg_temp AS $$
     WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time
 $$;
 
+-- _snapshot_end is where compare() looks for a window's end snapshot: at or after its end,
+-- except for a window that reaches now (a run in progress), whose end snapshot is not taken
+-- yet: there the latest one after the start, so that the run is judged on what it did so far.
+CREATE OR REPLACE FUNCTION telemetry._snapshot_end(p_snapshot_start timestamptz, p_end_time timestamptz, p_server text)
+RETURNS timestamptz LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN p_end_time < now() THEN p_end_time
+                ELSE coalesce((SELECT max(s.captured_at) FROM telemetry.snapshots s
+                               WHERE s.server = p_server AND s.captured_at > p_snapshot_start AND s.captured_at <= p_end_time),
+                              p_end_time) END
+$$;
+
 -- _diagnose_shared is what more than one pattern reads of a window, computed once by
--- _diagnose and given to each: "compare", compare()'s row for the window (null without a
--- snapshot at both ends; a pattern reads its deltas with _shared_compare), and "waits", the client sessions'
+-- _diagnose and given to each: "compare", compare()'s row for the window (to _snapshot_end;
+-- null without a snapshot at both ends; a pattern reads its deltas with _shared_compare), and "waits", the client sessions'
 -- session-seconds by wait (_window_waits; read them with _shared_waits).
 CREATE OR REPLACE FUNCTION telemetry._diagnose_shared(p_start_time timestamptz, p_end_time timestamptz,
                                                       p_snapshot_start timestamptz, p_server text)
 RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object(
-        'compare', (SELECT to_jsonb(c) FROM telemetry.compare(p_snapshot_start, p_end_time, p_server) c),
+        'compare', (SELECT to_jsonb(c) FROM telemetry.compare(p_snapshot_start, telemetry._snapshot_end(p_snapshot_start, p_end_time, p_server), p_server) c),
         'waits', coalesce((SELECT jsonb_agg(to_jsonb(w)) FROM telemetry._window_waits(p_start_time, p_end_time, p_server) w), '[]'))
 $$;
 
@@ -204,7 +215,7 @@ CREATE OR REPLACE FUNCTION telemetry._window_measures(p_start_time timestamptz, 
 RETURNS TABLE (measure text, pattern text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH srv AS (SELECT telemetry._resolve_server(p_server) AS server),
-    cmp AS (SELECT c.* FROM srv, telemetry.compare(p_snapshot_start, p_end_time, srv.server) c),
+    cmp AS (SELECT c.* FROM srv, telemetry.compare(p_snapshot_start, telemetry._snapshot_end(p_snapshot_start, p_end_time, srv.server), srv.server) c),
     smp AS (SELECT s.id, s.captured_at FROM telemetry.samples s, srv
             WHERE s.server = srv.server AND s.captured_at BETWEEN p_start_time AND p_end_time),
     n AS (SELECT count(*) AS n, extract(epoch FROM p_end_time - p_start_time) / nullif(count(*), 0) AS spacing FROM smp),
