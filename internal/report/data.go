@@ -42,6 +42,9 @@ type runRow struct {
 	Slow            *bool
 }
 
+// IsSlow tells a run past its batch's usual 90th percentile (false without a usual yet).
+func (r runRow) IsSlow() bool { return r.Slow != nil && *r.Slow }
+
 // batchRuns are a batch's recent runs, newest first.
 type batchRuns struct {
 	Batch string
