@@ -69,11 +69,12 @@ LANGUAGE sql STABLE ROWS 100 SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- _snapshot_end is where compare() looks for a window's end snapshot: at or after its end,
--- except for a window that reaches now (a run in progress), whose end snapshot is not taken
--- yet: there the latest one after the start, so that the run is judged on what it did so far.
+-- except for a run in progress (_run_window ends its window at now()), whose end snapshot is
+-- not taken yet: there the latest one after the start, so that the run is judged on what it
+-- did so far. A window given an end in the future still finds no end snapshot, and says so.
 CREATE OR REPLACE FUNCTION telemetry._snapshot_end(p_snapshot_start timestamptz, p_end_time timestamptz, p_server text)
 RETURNS timestamptz LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN p_end_time < now() THEN p_end_time
+    SELECT CASE WHEN p_end_time <> now() THEN p_end_time
                 ELSE coalesce((SELECT max(s.captured_at) FROM telemetry.snapshots s
                                WHERE s.server = p_server AND s.captured_at > p_snapshot_start AND s.captured_at <= p_end_time),
                               p_end_time) END
