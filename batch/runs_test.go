@@ -396,7 +396,13 @@ func TestTrackerMarkerSessions(t *testing.T) {
 // duration from the run's baseline once it holds usual_duration_min_runs (3) normal runs,
 // absent before.
 func TestTrackerUsualDuration(t *testing.T) {
-	dsn, pool := db(t, 17, "pg-batch-exporter batch")
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) { trackerUsualDuration(t, major) })
+	}
+}
+
+func trackerUsualDuration(t *testing.T, major int) {
+	dsn, pool := db(t, major, "pg-batch-exporter batch")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tr := NewTracker(Options{QuietPeriod: time.Second, RunsDB: pool, RefreshEvery: 100 * time.Millisecond,
