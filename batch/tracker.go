@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,16 @@ var (
 	droppedDesc = prometheus.NewDesc(collectors.Namespace+"_batch_names_dropped",
 		"Batches with runs in telemetry.batch_runs left out of the batch metrics at its last read: more than --batch.max-batches are named.",
 		nil, nil)
+	elapsedDesc = prometheus.NewDesc(collectors.Namespace+"_batch_run_elapsed_seconds",
+		"Seconds since the batch's run in progress began (absent between runs).", []string{"batch"}, nil)
+	runInfoDesc = prometheus.NewDesc(collectors.Namespace+"_batch_run_info",
+		"1 for the batch's run in progress, once recorded: its run_id in telemetry.batch_runs and its report page (report_url; absent without the report pages).",
+		[]string{"batch", "run_id", "report_url"}, nil)
+	usualDesc = prometheus.NewDesc(collectors.Namespace+"_batch_usual_duration_seconds",
+		"How long the batch's runs usually take: the median (quantile 0.5) and 90th percentile (0.9) duration of its recent normal runs (telemetry.run_usual_duration), read when a run begins; absent before enough runs.",
+		[]string{"batch", "quantile"}, nil)
+	usualRunsDesc = prometheus.NewDesc(collectors.Namespace+"_batch_usual_duration_runs",
+		"How many normal runs the batch's usual duration is taken from.", []string{"batch"}, nil)
 )
 
 // DefaultMaxBatches bounds the batches named by recorded runs that get series (--batch.max-batches):
@@ -66,7 +77,9 @@ type Options struct {
 	// while a run is in progress, a snapshot at a detected run's boundaries, so that a short
 	// run is seen sharply and the exporter stays cheap between runs.
 	Trigger func(collectors.Tier)
-	Logger  *slog.Logger
+	// ReportURL is the report page of a recorded run (nil: no report pages are served).
+	ReportURL func(runID int64) string
+	Logger    *slog.Logger
 }
 
 // Tracker follows each batch's runs and attributes sampled sessions to batches: a session
@@ -74,11 +87,12 @@ type Options struct {
 // (the exec wrapper sets PGAPPNAME to the batch's name), or to an open recorded run that it
 // began (telemetry.batch_begin) or whose beginning session's application_name it shares.
 type Tracker struct {
-	o           Options
-	events      chan event
-	refreshNow  chan struct{} // RefreshNow's, for Run
-	start       time.Time
-	readFailure *repeatlog.Failure // of telemetry.batch_runs
+	o            Options
+	events       chan event
+	refreshNow   chan struct{} // RefreshNow's, for Run
+	start        time.Time
+	readFailure  *repeatlog.Failure // of telemetry.batch_runs
+	usualFailure *repeatlog.Failure // of telemetry.run_usual_duration
 
 	// runsTable is set once telemetry.batch_runs is seen readable; Run's goroutine alone
 	// touches it.
@@ -109,6 +123,7 @@ type Tracker struct {
 type openRun struct {
 	batch        string
 	source       string
+	startedAt    time.Time
 	pid          *int32
 	backendStart *time.Time
 	// beganBy is the role of the session that began it (nil: recorded before migration 0014, began_by).
@@ -145,12 +160,24 @@ type state struct {
 	// Recorded runs open in telemetry.batch_runs.
 	openRecorded int
 
+	// detectedRunID is the detected run in progress once recorded (0: not yet, or none).
+	detectedRunID int64
+	// usual is the batch's usual duration, read for the run usualRunID when it began.
+	usual      *usualDuration
+	usualRunID int64
+
 	runs         float64
 	lastDuration *time.Duration
 	sessions     int
 	waits        map[[2]string]float64
 	// statementSeconds is session-seconds in statements with a query_id.
 	statementSeconds float64
+}
+
+// usualDuration is a row of telemetry.run_usual_duration.
+type usualDuration struct {
+	runs        int
+	median, p90 float64
 }
 
 // event is a detected boundary to record.
@@ -182,7 +209,7 @@ func (o Options) WithDefaults() Options {
 // NewTracker builds a tracker; feed it with Follow (or Observe, a collectors.WaitObserver) and Run.
 func NewTracker(o Options) *Tracker {
 	o = o.WithDefaults()
-	t := &Tracker{o: o, events: make(chan event, 64), refreshNow: make(chan struct{}, 1), start: time.Now(), readFailure: repeatlog.New(o.Logger),
+	t := &Tracker{o: o, events: make(chan event, 64), refreshNow: make(chan struct{}, 1), start: time.Now(), readFailure: repeatlog.New(o.Logger), usualFailure: repeatlog.New(o.Logger),
 		runWaits: map[collectors.BatchWait]float64{},
 		batches:  map[string]*state{}, names: map[string]string{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}, outOfRange: map[int64]bool{}}
 	for _, r := range o.Rules {
@@ -353,7 +380,7 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 		case s.sessions > 0:
 			s.lastActive = at
 		case s.detecting && at.Sub(s.lastActive) >= t.o.QuietPeriod:
-			s.detecting = false
+			s.detecting, s.detectedRunID = false, 0
 			d := s.lastActive.Sub(s.started)
 			s.runs++
 			s.lastDuration = &d
@@ -444,6 +471,7 @@ func (t *Tracker) Run(ctx context.Context) {
 		defer ticker.Stop()
 		tick = ticker.C
 		t.refreshLogged(ctx)
+		t.readUsualLogged(ctx, t.o.RunsDB)
 	}
 	var pending []event
 	var retry <-chan time.Time
@@ -480,9 +508,11 @@ func (t *Tracker) Run(ctx context.Context) {
 			flush()
 		case <-tick:
 			t.refreshLogged(ctx)
+			t.readUsualLogged(ctx, t.o.RunsDB)
 		case <-t.refreshNow:
 			if t.o.RunsDB != nil {
 				t.refreshLogged(ctx)
+				t.readUsualLogged(ctx, t.o.RunsDB)
 			}
 		}
 	}
@@ -514,12 +544,21 @@ func (t *Tracker) write(ctx context.Context, e event) error {
 	if ready, err := t.schemaReady(ctx, t.o.RecorderDB); err != nil || !ready {
 		return cmp.Or(err, errNotMigrated)
 	}
-	sql := `SELECT telemetry.batch_end($1, 'ended', NULL, $2)`
-	if e.begin {
-		sql = `SELECT telemetry.batch_begin($1, 'detected', $2)`
+	if !e.begin {
+		_, err := t.o.RecorderDB.Exec(ctx, `SELECT telemetry.batch_end($1, 'ended', NULL, $2)`, e.batch, e.at)
+		return err
 	}
-	_, err := t.o.RecorderDB.Exec(ctx, sql, e.batch, e.at)
-	return err
+	var id int64
+	if err := t.o.RecorderDB.QueryRow(ctx, `SELECT telemetry.batch_begin($1, 'detected', $2)`, e.batch, e.at).Scan(&id); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	if s := t.batches[e.batch]; s.detecting && s.started.Equal(e.at) {
+		s.detectedRunID = id
+	}
+	t.mu.Unlock()
+	t.readUsualLogged(ctx, t.o.RecorderDB)
+	return nil
 }
 
 func (t *Tracker) refreshLogged(ctx context.Context) {
@@ -653,7 +692,7 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 			s.openRecorded++
 			open[r.id] = t.openRuns[r.id]
 			if open[r.id] == nil {
-				open[r.id] = &openRun{batch: r.batch, source: r.source, pid: r.pid, backendStart: r.backendStart, beganBy: r.beganBy}
+				open[r.id] = &openRun{batch: r.batch, source: r.source, startedAt: r.started, pid: r.pid, backendStart: r.backendStart, beganBy: r.beganBy}
 			}
 			continue
 		}
@@ -737,6 +776,61 @@ func (t *Tracker) noteDropped(leftOut map[string]bool) {
 		"max_batches", t.o.MaxBatches, "left_out", t.dropped, "example", example)
 }
 
+// currentRun is the batch's run in progress: when it began and its run_id (0 while a
+// detected run is not recorded yet). Of several open recorded runs, the latest.
+func (t *Tracker) currentRun(name string, s *state) (began time.Time, runID int64, running bool) {
+	if s.detecting {
+		began, runID, running = s.started, s.detectedRunID, true
+	}
+	for id, r := range t.openRuns {
+		if r.batch == name && (!running || r.startedAt.After(began)) {
+			began, runID, running = r.startedAt, id, true
+		}
+	}
+	return began, runID, running
+}
+
+// SQLUsualDuration reads how long a run's batch usually takes: one row once its baseline
+// has enough normal runs (the SQL API defines which runs are normal).
+const SQLUsualDuration = `SELECT baseline_runs, median_seconds, p90_seconds FROM telemetry.run_usual_duration($1)`
+
+// readUsualLogged reads the usual duration of each batch whose run in progress is recorded and
+// was not read for yet: once a run, when it begins, so a scrape never waits on the database.
+func (t *Tracker) readUsualLogged(ctx context.Context, pool *pgxpool.Pool) {
+	if pool == nil {
+		return
+	}
+	t.mu.Lock()
+	want := map[string]int64{}
+	for name, s := range t.batches {
+		if _, id, running := t.currentRun(name, s); running && id != 0 && id != s.usualRunID {
+			want[name] = id
+		}
+	}
+	t.mu.Unlock()
+	for name, id := range want {
+		var u *usualDuration
+		rows, _ := pool.Query(ctx, SQLUsualDuration, id)
+		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (usualDuration, error) {
+			var x usualDuration
+			return x, r.Scan(&x.runs, &x.median, &x.p90)
+		})
+		if err != nil {
+			t.usualFailure.Failed("cannot read the batches' usual durations (telemetry.run_usual_duration)", err)
+			continue
+		}
+		t.usualFailure.Succeeded("the batches' usual durations read again")
+		if len(got) > 0 {
+			u = &got[0]
+		}
+		t.mu.Lock()
+		if s := t.batches[name]; s != nil {
+			s.usual, s.usualRunID = u, id
+		}
+		t.mu.Unlock()
+	}
+}
+
 // Describe sends nothing: the batches are known only as they show up.
 func (t *Tracker) Describe(chan<- *prometheus.Desc) {}
 
@@ -766,5 +860,20 @@ func (t *Tracker) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(waitDesc, prometheus.CounterValue, v, n, k[0], k[1])
 		}
 		ch <- prometheus.MustNewConstMetric(statementSecondsDesc, prometheus.CounterValue, s.statementSeconds, n)
+		if began, runID, running := t.currentRun(n, s); running {
+			ch <- prometheus.MustNewConstMetric(elapsedDesc, prometheus.GaugeValue, time.Since(began).Seconds(), n)
+			if runID != 0 {
+				var url string
+				if t.o.ReportURL != nil {
+					url = t.o.ReportURL(runID)
+				}
+				ch <- prometheus.MustNewConstMetric(runInfoDesc, prometheus.GaugeValue, 1, n, strconv.FormatInt(runID, 10), url)
+			}
+		}
+		if u := s.usual; u != nil {
+			ch <- prometheus.MustNewConstMetric(usualDesc, prometheus.GaugeValue, u.median, n, "0.5")
+			ch <- prometheus.MustNewConstMetric(usualDesc, prometheus.GaugeValue, u.p90, n, "0.9")
+			ch <- prometheus.MustNewConstMetric(usualRunsDesc, prometheus.GaugeValue, float64(u.runs), n)
+		}
 	}
 }

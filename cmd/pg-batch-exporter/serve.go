@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,6 +47,7 @@ type serveCommand struct {
 	quietPeriod   time.Duration
 	maxBatches    int
 	report        bool
+	externalURL   string
 }
 
 func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
@@ -52,6 +57,7 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 	s.web = kingpinflag.AddFlags(cmd, ":9188")
 	cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&s.metricsPath)
 	cmd.Flag("web.report", "Serve the batch report pages under /report (with the recorder). They show query text and lock holders' queries to anyone who can reach the port: --no-web.report where only /metrics may be exposed.").Default("true").BoolVar(&s.report)
+	cmd.Flag("web.external-url", "The URL under which the exporter is reachable by those who follow its links (the report page in an alert's annotation, pgbatch_batch_run_info's report_url), as Prometheus's flag of that name. Only links use it: the pages are served where they are. Default: http://<hostname>:<port of the first --web.listen-address>/.").StringVar(&s.externalURL)
 	addDuration(cmd, "tier.sample-interval", "How often the sample tier (sessions, locks, progress, replication) is collected.", "30s", &s.sampleEvery)
 	addDuration(cmd, "tier.snapshot-interval", "How often the snapshot tier (WAL, checkpoints, I/O, tables...) is collected.", "1m", &s.snapshotEvery)
 	addDuration(cmd, "collector.waits.interval", "How often the wait sampler reads pg_stat_activity.", "1s", &s.waitsEvery)
@@ -105,7 +111,44 @@ func (s *serveCommand) validate() (collectors.Config, error) {
 	if err := s.recorder.validate(); err != nil {
 		return cfg, usageError{err}
 	}
+	if _, err := s.externalBase(); err != nil {
+		return cfg, usagef("--web.external-url: %w", err)
+	}
 	return cfg, nil
+}
+
+// externalBase is --web.external-url without its trailing slash, or the default Prometheus
+// derives for its own: the host's name and the port the exporter listens on.
+func (s *serveCommand) externalBase() (string, error) {
+	raw := s.externalURL
+	if raw == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return "", fmt.Errorf("no --web.external-url and no host name to derive it from: %w", err)
+		}
+		port := "9188"
+		if addrs := *s.web.WebListenAddresses; len(addrs) > 0 {
+			if _, p, err := net.SplitHostPort(addrs[0]); err == nil && p != "" {
+				port = p
+			}
+		}
+		raw = "http://" + net.JoinHostPort(host, port) + "/"
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%q is not an absolute http(s) URL, e.g. https://db-host.example:9188/", raw)
+	}
+	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+// reportURL is where the report page of a run is linked from outside, or nil where the report
+// pages are not served.
+func (s *serveCommand) reportURL() func(runID int64) string {
+	base, err := s.externalBase()
+	if err != nil || !s.recorder.enabled || !s.report {
+		return nil
+	}
+	return func(runID int64) string { return base + exporter.ReportPath + "/run/" + strconv.FormatInt(runID, 10) }
 }
 
 // checkTelemetryPath refuses a metrics path the HTTP mux would panic on or that would
@@ -152,7 +195,7 @@ func (s *serveCommand) batchRules() ([]batch.Rule, error) {
 // monitored database when its schema is there. Detected runs are recorded with the recorder.
 func (s *serveCommand) startBatches(ctx context.Context, rules []batch.Rule, pool *pgxpool.Pool, runner *collectors.Runner, logger *slog.Logger) (*batch.Tracker, error) {
 	o := s.trackerOptions()
-	o.Rules, o.RunsDB, o.Trigger, o.Logger = rules, pool, runner.Trigger, logger.With("component", "batch")
+	o.Rules, o.RunsDB, o.Trigger, o.ReportURL, o.Logger = rules, pool, runner.Trigger, s.reportURL(), logger.With("component", "batch")
 	if s.recorder.enabled {
 		po := s.recorderOptions(false, 1, "batch")
 		var err error
