@@ -87,8 +87,7 @@ func batchRunsAnnotation(step string) promAnnotation {
 // recordedRunsAnnotation marks the runs the recorder holds, from their start to their end.
 func recordedRunsAnnotation(name, color string, enable bool) sqlAnnotation {
 	const sql = `SELECT started_at AS time, coalesce(ended_at, now()) AS timeend, batch || ' #' || run_id AS text, status AS tags
-FROM telemetry.batch_runs WHERE started_at <= $__timeTo() AND coalesce(ended_at, now()) >= $__timeFrom()
-  AND telemetry._run_times_ok(started_at, ended_at)`
+FROM telemetry.batch_runs_checked WHERE started_at <= $__timeTo() AND coalesce(ended_at, now()) >= $__timeFrom() AND times_ok`
 	return sqlAnnotation{
 		Name: name, Datasource: recorderDB, Enable: enable, IconColor: color, RawQuery: sql,
 		Target: sqlTarget{RefID: "Anno", RawSQL: sql, Format: "table", RawQuery: true, EditorMode: "code"},

@@ -142,11 +142,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0011_lock_epis
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '8475d7b9b584c3c6de3c5d70f216d5c21804ebcf2d6b9fbdecac13d9072eaf36') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7267dcc142d632573b539aed58f5d6d4c53b4ed6c895b240ea73058bb74f9e7a') AS apply \gset
 \if :apply
 BEGIN;
 \ir times.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/times.sql', '8475d7b9b584c3c6de3c5d70f216d5c21804ebcf2d6b9fbdecac13d9072eaf36')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/times.sql', '7267dcc142d632573b539aed58f5d6d4c53b4ed6c895b240ea73058bb74f9e7a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -174,27 +174,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '18ec9c9d67777471af3d84ffdf091a0fcd2beb2a17de33202369573a8a879744') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '413b77775774a4ef69cb400f01e8890ff1cbe74133e63fa135afffd2128bdaa0') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '18ec9c9d67777471af3d84ffdf091a0fcd2beb2a17de33202369573a8a879744')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '413b77775774a4ef69cb400f01e8890ff1cbe74133e63fa135afffd2128bdaa0')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '85b63bfec83b33ba0950b017f81c0a90b37ad2b6bf58b33950b4d3326fbb0c73') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'fc72cccc5aa0bc00d5df5177aaef1900d1ce197da6701fdf6978a414049c9631') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '85b63bfec83b33ba0950b017f81c0a90b37ad2b6bf58b33950b4d3326fbb0c73')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'fc72cccc5aa0bc00d5df5177aaef1900d1ce197da6701fdf6978a414049c9631')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'baf7c88626911155ca62c070a634d48f391e81b096a4cbab0d2cb18261764134') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '18738e3ce3ad2a22f2d4a3a12e8035e043a9894c0670af60a12206af188b2968') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'baf7c88626911155ca62c070a634d48f391e81b096a4cbab0d2cb18261764134')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '18738e3ce3ad2a22f2d4a3a12e8035e043a9894c0670af60a12206af188b2968')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
