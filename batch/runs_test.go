@@ -262,6 +262,8 @@ func TestTracker(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { _, err := job.Exec(ctx, `SELECT pg_sleep(1)`); done <- err }()
 			eventually(t, "the detected run", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "nightly"), 1) })
+			// The first run of the database: run_id 1; no report pages (ReportURL nil).
+			eventually(t, "the detected run's run_id, once recorded", func() bool { return is(metric(t, tr, "pgbatch_batch_run_info", "nightly", "", "1"), 1) })
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
@@ -395,6 +397,78 @@ func TestTrackerMarkerSessions(t *testing.T) {
 		t.Errorf("the psql run's sleep: %s session-seconds, want its own session's 0.5, not another psql session's too", got)
 	}
 	pgtest.MustExec(t, adhoc, `SELECT telemetry.batch_end('adhoc')`)
+}
+
+// A run in progress: its elapsed seconds and run_id with its report URL; the batch's usual
+// duration from the run's baseline once it holds usual_duration_min_runs (3) normal runs,
+// absent before.
+func TestTrackerUsualDuration(t *testing.T) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) { trackerUsualDuration(t, major) })
+	}
+}
+
+func trackerUsualDuration(t *testing.T, major int) {
+	dsn, pool := db(t, major, "pg-batch-exporter batch")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr := NewTracker(Options{QuietPeriod: time.Second, RunsDB: pool, RefreshEvery: 100 * time.Millisecond,
+		ReportURL: func(id int64) string { return fmt.Sprintf("https://exporter.example/report/run/%d", id) }})
+	follow(ctx, tr, pool)
+	c := pgtest.Connect(t, dsn, "daily")
+	run := func(seconds float64) {
+		pgtest.MustExec(t, c, `SELECT telemetry.batch_begin('daily')`)
+		pgtest.MustExec(t, c, `SELECT pg_sleep($1)`, seconds)
+		pgtest.MustExec(t, c, `SELECT telemetry.batch_end('daily')`)
+	}
+	run(0.2)
+	run(0.4)
+	var id int64
+	if err := c.QueryRow(ctx, `SELECT telemetry.batch_begin('daily')`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("https://exporter.example/report/run/%d", id)
+	eventually(t, "the third run with its run_id", func() bool {
+		return is(metric(t, tr, "pgbatch_batch_run_info", "daily", url, fmt.Sprint(id)), 1)
+	})
+	time.Sleep(300 * time.Millisecond) // a few refreshes
+	if v := metric(t, tr, "pgbatch_batch_usual_duration_seconds", "daily", "0.9"); v != nil {
+		t.Errorf("usual duration %v after 2 normal runs, want none before 3", *v)
+	}
+	if e := metric(t, tr, "pgbatch_batch_run_elapsed_seconds", "daily"); e == nil || *e < 0.2 || *e > 5 {
+		t.Errorf("elapsed seconds of the run = %v, want about 0.3", e)
+	}
+	pgtest.MustExec(t, c, `SELECT pg_sleep(0.3)`)
+	pgtest.MustExec(t, c, `SELECT telemetry.batch_end('daily')`)
+	eventually(t, "the run's end", func() bool { return metric(t, tr, "pgbatch_batch_run_elapsed_seconds", "daily") == nil })
+	if v := metric(t, tr, "pgbatch_batch_run_info", "daily", url, fmt.Sprint(id)); v != nil {
+		t.Errorf("run_info after the run ended: %v", *v)
+	}
+
+	if err := c.QueryRow(ctx, `SELECT telemetry.batch_begin('daily')`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	var runs int
+	var median, p90 float64
+	if err := c.QueryRow(ctx, `SELECT baseline_runs, median_seconds, p90_seconds FROM telemetry.run_usual_duration($1)`, id).
+		Scan(&runs, &median, &p90); err != nil {
+		t.Fatal(err)
+	}
+	if runs != 3 || median < 0.3 || median > 1 || p90 < median {
+		t.Errorf("run_usual_duration = %d runs, median %.2f s, p90 %.2f s; want 3 runs, median about 0.4 s", runs, median, p90)
+	}
+	eventually(t, "the usual duration of the fourth run's batch", func() bool {
+		return metric(t, tr, "pgbatch_batch_usual_duration_seconds", "daily", "0.9") != nil
+	})
+	for q, want := range map[string]float64{"0.5": median, "0.9": p90} {
+		if v := metric(t, tr, "pgbatch_batch_usual_duration_seconds", "daily", q); v == nil || *v != want {
+			t.Errorf("usual duration quantile %s = %v, want %v (run_usual_duration)", q, v, want)
+		}
+	}
+	if v := metric(t, tr, "pgbatch_batch_usual_duration_runs", "daily"); !is(v, 3) {
+		t.Errorf("usual duration runs = %v, want 3", v)
+	}
+	pgtest.MustExec(t, c, `SELECT telemetry.batch_end('daily')`)
 }
 
 // triggerCount counts the collections a tracker asks for, by tier.

@@ -89,14 +89,43 @@ func TestMetricsReference(t *testing.T) {
 }
 
 // batchAndRecorderFamilies gathers the metrics of a batch tracker that has seen one run
-// begin, and of a recorder.
+// begin, and a recorded run in progress after three normal ones (its run_id and usual
+// duration), and of a recorder.
 func batchAndRecorderFamilies(t *testing.T) map[string]*dto.MetricFamily {
 	rules, err := batch.ParseRules([]string{"nightly=application_name:^etl"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tracker := batch.NewTracker(batch.Options{Rules: rules, QuietPeriod: time.Minute})
+	runs := pgtest.Pool(t, pgtest.Start(t, pgtest.Versions()[0]).NewDatabase(t), false, "pg-batch-exporter batch")
+	defer runs.Close()
+	ctx, cancel := context.WithCancel(context.Background()) // the tracker stops before its pool closes
+	defer cancel()
+	if err := recorder.Migrate(ctx, runs); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := runs.Exec(ctx, `SELECT telemetry.batch_begin('weekly'); SELECT telemetry.batch_end('weekly')`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := runs.Exec(ctx, `SELECT telemetry.batch_begin('weekly')`); err != nil {
+		t.Fatal(err)
+	}
+	tracker := batch.NewTracker(batch.Options{Rules: rules, QuietPeriod: time.Minute, RunsDB: runs, RefreshEvery: 50 * time.Millisecond,
+		ReportURL: func(id int64) string { return fmt.Sprintf("http://localhost:9188/report/run/%d", id) }})
+	go tracker.Run(ctx)
 	tracker.Observe(time.Now(), time.Second, []collectors.SessionWait{{ApplicationName: "etl_load", WaitEventType: "IO", WaitEvent: "DataFileRead", Count: 1}}, nil)
+	pgtest.Eventually(t, 10*time.Second, "the recorded run's usual duration", func() bool {
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(tracker)
+		mfs, err := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "pgbatch_batch_usual_duration_seconds" {
+				return true
+			}
+		}
+		return err != nil
+	})
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(tracker)
 	reg.MustRegister(recorder.New(recorder.Options{}).Metrics()...)

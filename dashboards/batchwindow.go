@@ -30,6 +30,8 @@ FROM telemetry.batch_runs_checked WHERE times_ok ORDER BY started_at DESC LIMIT 
 			UseValueForTime: true,
 		},
 		recordedRunsAnnotation("Recorded runs", "blue", false),
+		runStartsAnnotation(),
+		runEndsAnnotation(),
 	},
 	links: []any{
 		urlLink{
@@ -94,6 +96,12 @@ FROM telemetry.batch_runs_checked WHERE times_ok ORDER BY started_at DESC LIMIT 
 					"{{batch}} {{wait_event_type}}:{{wait_event}}")).stacked(),
 		}},
 		{"During the batch", []panel{
+			timeSeries("Run elapsed against its usual duration", "s",
+				"Each batch's run in progress: seconds since it began, against the batch's usual duration, the median and 90th percentile of its recent normal runs (read when the run began). Past the 90th percentile by the rule's margin, PgBatchRunOverdue fires.",
+				prom(`max by (batch) (pgbatch_batch_run_elapsed_seconds{instance="$instance"})`, "{{batch}} elapsed"),
+				prom(`max by (batch) (pgbatch_batch_usual_duration_seconds{instance="$instance", quantile="0.5"})`, "{{batch}} usual median"),
+				prom(`max by (batch) (pgbatch_batch_usual_duration_seconds{instance="$instance", quantile="0.9"})`, "{{batch}} usual p90"),
+			).overridden(dashedSeries("usual"), colorSeries("usual p90$", "orange"), colorSeries("usual median$", "green")),
 			timeSeries("Sessions blocked on locks", "short", "Sessions waiting on a lock per pg_blocking_pids().",
 				prom(`max(pgbatch_lock_blocked_sessions{instance="$instance"})`, "blocked sessions")).width(8),
 			longestLockWait("The longest current lock wait, from pg_locks.waitstart.").width(8),

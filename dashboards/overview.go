@@ -6,7 +6,8 @@ var overview = dashboard{
 	title:       "Overview",
 	description: "The server over days: batch durations, WAL and checkpoints, waits, temp spills, and the exporter's own health.",
 	from:        "now-7d",
-	variables:   []any{prometheusVariable, instanceVariable},
+	variables: []any{prometheusVariable, instanceVariable, recorderVariable,
+		textbox("exporter_url", "Exporter URL", "Where the exporter's report pages are reached (its --web.external-url): run links open /report/run/<id> there.", "http://localhost:9188")},
 	annotations: []any{batchRunsAnnotation("1m")},
 	links:       []any{dashboardsLink(true)},
 	rows: []row{
@@ -18,6 +19,24 @@ var overview = dashboard{
 				prom(`max by (batch) (pgbatch_batch_running{instance="$instance"})`, "{{batch}}")).width(12),
 			timeSeries("Runs finished per hour", "short", "Runs ended per hour, per batch.",
 				prom(`sum by (batch) (rate(pgbatch_batch_runs_total{instance="$instance"}[$__rate_interval])) * 3600`, "{{batch}}")).width(12),
+		}},
+		{"Batch durations over the last weeks (recorder)", []panel{
+			sqlTimeSeries("Run durations", "s",
+				"Each recorded run's duration at its start, per batch; a run past its batch's usual 90th percentile (telemetry.batch_run_durations: of the normal runs before it) is drawn apart, in red, as 'slow'.",
+				`SELECT started_at AS time, batch || CASE WHEN slow THEN ' slow' ELSE '' END AS metric, duration_seconds AS value
+FROM telemetry.batch_run_durations($__timeFrom())
+WHERE started_at <= $__timeTo()
+ORDER BY 1`).points().overridden(colorSeries(" slow$", "red")).lastDays(28).width(12),
+			table("Slow runs", "Runs past their batch's usual 90th percentile, newest first; the run links to its report page (set Exporter URL above).",
+				`SELECT run_id, batch, started_at, status, duration_seconds AS duration, usual_median_seconds AS usual_median,
+  usual_p90_seconds AS usual_p90, round((duration_seconds / nullif(usual_p90_seconds, 0))::numeric, 1) AS times_p90
+FROM telemetry.batch_run_durations($__timeFrom())
+WHERE slow AND started_at <= $__timeTo()
+ORDER BY started_at DESC`,
+				columnsUnit("^(duration|usual_median|usual_p90)$", "s"),
+				columnsUnit("^started_at$", "dateTimeAsIso"),
+				columnLink("run_id", "Open the run's report", "${exporter_url}/report/run/${__data.fields.run_id}"),
+			).lastDays(28).width(12),
 		}},
 		{"WAL and checkpoints", []panel{
 			walGenerated.width(8),

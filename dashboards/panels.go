@@ -1,5 +1,7 @@
 package dashboards
 
+import "fmt"
+
 // The panel shapes the dashboards use, and their data sources, variables, annotations and
 // links, as Grafana's JSON. A dashboard names a shape and fills in its title, unit,
 // description and queries; everything else about the shape is here once.
@@ -51,6 +53,26 @@ type datasourceVariable struct {
 	Options emptyArray `json:"options"`
 }
 
+// textVariable is a value the user types, with a default.
+type textVariable struct {
+	Name        string `json:"name"`
+	Label       string `json:"label"`
+	Description string `json:"description"`
+	Type        string `json:"type"` // textbox
+	Query       string `json:"query"`
+	Current     struct {
+		Text  string `json:"text"`
+		Value string `json:"value"`
+	} `json:"current"`
+	Hide int `json:"hide"`
+}
+
+func textbox(name, label, description, value string) textVariable {
+	v := textVariable{Name: name, Label: label, Description: description, Type: "textbox", Query: value}
+	v.Current.Text, v.Current.Value = value, value
+	return v
+}
+
 type queryVariable struct {
 	Name       string        `json:"name"`
 	Label      string        `json:"label,omitempty"`
@@ -86,12 +108,30 @@ func batchRunsAnnotation(step string) promAnnotation {
 
 // recordedRunsAnnotation marks the runs the recorder holds, from their start to their end.
 func recordedRunsAnnotation(name, color string, enable bool) sqlAnnotation {
-	const sql = `SELECT started_at AS time, coalesce(ended_at, now()) AS timeend, batch || ' #' || run_id AS text, status AS tags
-FROM telemetry.batch_runs_checked WHERE started_at <= $__timeTo() AND coalesce(ended_at, now()) >= $__timeFrom() AND times_ok`
+	return sqlAnnotationOf(name, color, enable, `SELECT started_at AS time, coalesce(ended_at, now()) AS timeend, batch || ' #' || run_id AS text, status AS tags
+FROM telemetry.batch_runs_checked WHERE started_at <= $__timeTo() AND coalesce(ended_at, now()) >= $__timeFrom() AND times_ok`)
+}
+
+// sqlAnnotationOf is an annotation from a query on the recorder: time (and timeend for a
+// region), text and tags columns.
+func sqlAnnotationOf(name, color string, enable bool, sql string) sqlAnnotation {
 	return sqlAnnotation{
 		Name: name, Datasource: recorderDB, Enable: enable, IconColor: color, RawQuery: sql,
 		Target: sqlTarget{RefID: "Anno", RawSQL: sql, Format: "table", RawQuery: true, EditorMode: "code"},
 	}
+}
+
+// runStartsAnnotation and runEndsAnnotation mark each recorded run's begin and end as
+// instants: a run's start and end lines even where its region would cover the range.
+func runStartsAnnotation() sqlAnnotation {
+	return sqlAnnotationOf("Run starts", "green", true, `SELECT started_at AS time, format('%s #%s began (%s)', batch, run_id, source) AS text, batch AS tags
+FROM telemetry.batch_runs_checked WHERE started_at BETWEEN $__timeFrom() AND $__timeTo() AND times_ok`)
+}
+
+func runEndsAnnotation() sqlAnnotation {
+	return sqlAnnotationOf("Run ends", "red", true, `SELECT ended_at AS time,
+  format('%s #%s %s after %s s', batch, run_id, status, round(extract(epoch FROM ended_at - started_at)::numeric, 1)) AS text, batch AS tags
+FROM telemetry.batch_runs_checked WHERE ended_at BETWEEN $__timeFrom() AND $__timeTo() AND times_ok`)
 }
 
 // builtInAnnotation is Grafana's own: annotations and alerts made in Grafana.
@@ -208,6 +248,7 @@ type panel struct {
 	Type        string        `json:"type"`
 	ID          int           `json:"id"`
 	Title       string        `json:"title"`
+	TimeFrom    string        `json:"timeFrom,omitempty"` // the panel's own relative range, e.g. 28d
 	Description string        `json:"description"`
 	Datasource  datasourceRef `json:"datasource"`
 	GridPos     gridPos       `json:"gridPos"`
@@ -276,6 +317,37 @@ func graph(title, unit, description string, ds datasourceRef, targets []any, sty
 	}
 }
 
+// overridden adds field overrides to a panel.
+func (p panel) overridden(o ...override) panel {
+	p.FieldConfig.Overrides = append(p.FieldConfig.Overrides, o...)
+	return p
+}
+
+// lastDays shows the panel over the last n days whatever the dashboard's range.
+func (p panel) lastDays(n int) panel {
+	p.TimeFrom = fmt.Sprintf("%dd", n)
+	return p
+}
+
+// points draws a graph's values as points: one per run, not a line through them.
+func (p panel) points() panel {
+	style := p.FieldConfig.Defaults.Custom.(seriesStyle)
+	style.DrawStyle, style.ShowPoints, style.SpanNulls, style.PointSize = "points", "always", false, 6
+	p.FieldConfig.Defaults.Custom = style
+	return p
+}
+
+// dashedSeries draws the series whose names match the regular expression dashed: a
+// reference, such as the usual duration, beside the measured series.
+func dashedSeries(regexp string) override {
+	return override{matcher{"byRegexp", regexp}, []property{{"custom.lineStyle", map[string]any{"fill": "dash", "dash": []int{10, 10}}}}}
+}
+
+// colorSeries gives the series whose names match the regular expression a fixed colour.
+func colorSeries(regexp, color string) override {
+	return override{matcher{"byRegexp", regexp}, []property{{"color", map[string]string{"mode": "fixed", "fixedColor": color}}}}
+}
+
 // stacked stacks a graph's series, for parts of a whole such as sessions by wait.
 func (p panel) stacked() panel {
 	style := p.FieldConfig.Defaults.Custom.(seriesStyle)
@@ -290,6 +362,7 @@ type seriesStyle struct {
 	FillOpacity int       `json:"fillOpacity"`
 	ShowPoints  string    `json:"showPoints"`
 	SpanNulls   bool      `json:"spanNulls"`
+	PointSize   int       `json:"pointSize,omitempty"`
 	Stacking    *stacking `json:"stacking,omitempty"`
 }
 

@@ -70,6 +70,33 @@ type Report struct {
 	// Statements are the run's top statements by time beyond their baseline median
 	// (telemetry.run_statements), where pg_stat_statements was recorded.
 	Statements []Statement `json:"statements,omitempty"`
+	// Running says the run has not ended: the report is its account up to To (now).
+	Running bool `json:"running,omitempty"`
+	// Usual is how long the batch's normal runs take (telemetry.run_usual_duration), where
+	// its baseline has enough of them.
+	Usual *Usual `json:"usual,omitempty"`
+	// SoFar is a running run's measures against its baseline runs' whole and the same
+	// elapsed part of them (telemetry.run_so_far).
+	SoFar []SoFarMeasure `json:"so_far,omitempty"`
+}
+
+// Usual is a row of telemetry.run_usual_duration.
+type Usual struct {
+	BaselineRuns  int     `json:"baseline_runs"`
+	MedianSeconds float64 `json:"median_seconds"`
+	P90Seconds    float64 `json:"p90_seconds"`
+}
+
+// SoFarMeasure is a row of telemetry.run_so_far.
+type SoFarMeasure struct {
+	Measure        string   `json:"measure"`
+	Pattern        *string  `json:"pattern"`
+	Unit           string   `json:"unit"`
+	Value          *float64 `json:"value"`
+	ElapsedSeconds float64  `json:"elapsed_seconds"`
+	BaselineRuns   int      `json:"baseline_runs"`
+	MedianWhole    *float64 `json:"baseline_median_whole"`
+	MedianElapsed  *float64 `json:"baseline_median_same_elapsed"`
 }
 
 // Statement is one row of telemetry.run_statements.
@@ -138,6 +165,24 @@ func LastRun(ctx context.Context, q Querier, batch string, back int) (int64, err
 		plural = ""
 	}
 	return 0, fmt.Errorf("%w: batch %q has only %d run%s, so there is no run %d before its last (SELECT * FROM telemetry.recent_batch_runs)", ErrNotFound, batch, runs, plural, back)
+}
+
+// CurrentRun finds the batch's run in progress (the latest, should several be open).
+func CurrentRun(ctx context.Context, q Querier, batch string) (int64, error) {
+	var id int64
+	err := q.QueryRow(ctx, `SELECT run_id FROM telemetry.batch_runs WHERE batch = $1 AND status = 'running'
+		ORDER BY started_at DESC, run_id DESC LIMIT 1`, batch).Scan(&id)
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return id, err
+	}
+	var last *time.Time
+	if err := q.QueryRow(ctx, `SELECT max(ended_at) FROM telemetry.batch_runs WHERE batch = $1`, batch).Scan(&last); err != nil {
+		return 0, err
+	}
+	if last == nil {
+		return 0, fmt.Errorf("%w: batch %q has no run in progress, and none is recorded (SELECT * FROM telemetry.recent_batch_runs)", ErrNotFound, batch)
+	}
+	return 0, fmt.Errorf("%w: batch %q has no run in progress: its last run ended at %s (--run last diagnoses it)", ErrNotFound, batch, last.Local().Format("2006-01-02 15:04:05 MST"))
 }
 
 // ErrNoSchema is returned where the database holds no telemetry schema.
@@ -214,7 +259,29 @@ func ForRun(ctx context.Context, q Querier, runID int64) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.EndedAt == nil {
+		if err := rep.addSoFar(ctx, q, runID); err != nil {
+			return nil, err
+		}
+	}
 	return rep, nil
+}
+
+// addSoFar gives the report of a run in progress its usual duration and its measures so far.
+func (rep *Report) addSoFar(ctx context.Context, q Querier, runID int64) error {
+	rep.Running = true
+	rows, _ := q.Query(ctx, `SELECT baseline_runs, median_seconds, p90_seconds FROM telemetry.run_usual_duration($1)`, runID)
+	usual, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Usual])
+	if err != nil {
+		return err
+	}
+	if len(usual) > 0 {
+		rep.Usual = &usual[0]
+	}
+	rows, _ = q.Query(ctx, `SELECT measure, pattern, unit, value::float8, elapsed_seconds::float8, baseline_runs,
+		baseline_median_whole::float8, baseline_median_same_elapsed::float8 FROM telemetry.run_so_far($1)`, runID)
+	rep.SoFar, err = pgx.CollectRows(rows, pgx.RowToStructByPos[SoFarMeasure])
+	return err
 }
 
 func findings(ctx context.Context, q Querier, sql string, args ...any) ([]Finding, error) {

@@ -27,9 +27,16 @@ func (r *Report) Text(w io.Writer) error {
 	ew := &errWriter{w: w}
 	const layout = "2006-01-02 15:04:05 MST"
 	from, to := r.From.Local(), r.To.Local()
-	if r.Run != nil {
+	if r.Running {
+		ew.printf("Batch %s, run %d (%s): STILL RUNNING, since %s (%s so far)\n", r.Run.Batch, r.Run.RunID, r.Run.Source,
+			from.Format(layout), to.Sub(from).Round(100*time.Millisecond))
+		ew.printf("  This run has not ended: what follows is its account up to %s.\n", to.Format(layout))
+		r.usualText(ew)
+	} else if r.Run != nil {
 		ew.printf("Batch %s, run %d (%s, %s): %s to %s (%s)\n", r.Run.Batch, r.Run.RunID, r.Run.Source, r.Run.Status,
 			from.Format(layout), to.Format(layout), to.Sub(from).Round(100*time.Millisecond))
+	}
+	if r.Run != nil {
 		if r.Run.Detail != nil {
 			ew.printf("  %s\n", *r.Run.Detail)
 		}
@@ -45,9 +52,49 @@ func (r *Report) Text(w io.Writer) error {
 	}
 	if r.Run != nil {
 		r.statementsText(ew)
+	}
+	if r.Running {
+		r.soFarText(ew)
+	} else if r.Run != nil {
 		r.baselineText(ew)
 	}
 	return ew.err
+}
+
+// usualText says how the run in progress stands against its batch's usual duration.
+func (r *Report) usualText(ew *errWriter) {
+	u := r.Usual
+	if u == nil {
+		ew.printf("  No usual duration of %s yet: too few previous normal runs.\n", r.Run.Batch)
+		return
+	}
+	elapsed := r.To.Sub(r.From).Seconds()
+	ew.printf("  Its %d previous normal run(s) took %s (median), at most %s (90th percentile)", u.BaselineRuns,
+		units.Seconds(u.MedianSeconds), units.Seconds(u.P90Seconds))
+	if elapsed > u.P90Seconds {
+		ew.printf(": this run is %s past that.\n", units.Seconds(elapsed-u.P90Seconds))
+	} else {
+		ew.printf(".\n")
+	}
+}
+
+// soFarText compares the measures of the run in progress with its baseline runs, over
+// their whole runs and over the same elapsed part of them.
+func (r *Report) soFarText(ew *errWriter) {
+	if len(r.SoFar) == 0 || r.SoFar[0].BaselineRuns == 0 {
+		ew.printf("\nNo previous normal run of %s to compare with.\n", r.Run.Batch)
+		return
+	}
+	first := r.SoFar[0]
+	ew.printf("\nSo far against the median of %d previous normal run(s) of %s, whole and over their first %.1f s:\n",
+		first.BaselineRuns, r.Run.Batch, first.ElapsedSeconds)
+	tw := tabwriter.NewWriter(ew, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "  measure\tthis run so far\twhole runs\tsame elapsed part\tpattern\n")
+	for _, m := range r.SoFar {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", m.Measure, quantity(m.Value, m.Unit), quantity(m.MedianWhole, m.Unit),
+			quantity(m.MedianElapsed, m.Unit), deref(m.Pattern))
+	}
+	tw.Flush()
 }
 
 // TextStatements is how many statements the text report shows.

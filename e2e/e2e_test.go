@@ -56,6 +56,8 @@ func TestBatchWindowEndToEnd(t *testing.T) {
 
 	const batch = "e2e_nightly"
 	conn := pgtest.Connect(t, dsn, "")
+	// Normal runs before: the batch's usual duration, which the batch window draws the run against.
+	normalRuns(t, conn, batch, "public.batch_items", 3, time.Second)
 	begin := beginBatch(t, conn, batch)
 	stopWork := runBatchWork(t, dsn)
 
@@ -233,7 +235,9 @@ func checkSQLPanels(t *testing.T, conn *pgx.Conn, vars grafanaVars) {
 	if err := conn.QueryRow(ctx, `SELECT server FROM telemetry.servers`).Scan(&vars.Server); err != nil {
 		t.Fatal(err)
 	}
-	mustReturnRows := map[string]bool{"telemetry.compare": true, "Diagnosis: telemetry.diagnose": true, "Batch runs": true, "Runs in the range": true, "variable run": true}
+	mustReturnRows := map[string]bool{"telemetry.compare": true, "Diagnosis: telemetry.diagnose": true, "Batch runs": true, "Runs in the range": true, "variable run": true,
+		// The run, longer than its normal runs before it, is slow.
+		"Run durations": true, "Slow runs": true, "annotation Run starts": true, "annotation Run ends": true}
 	var n int
 	for _, d := range loadDashboards(t) {
 		for _, q := range d.queries() {

@@ -75,6 +75,8 @@ func TestDashboardMetricsExposed(t *testing.T) {
 				// One finished run (runs and durations) and one running.
 				beginBatch(t, conn, "names_done")
 				pgtest.MustExec(t, conn, `SELECT telemetry.batch_end('names_done')`)
+				// Normal runs before the running one: its usual duration.
+				normalRuns(t, conn, "names", "public.batch_items", 3, 0)
 				beginBatch(t, conn, "names")
 				// The running batch's own session, by the batch's name, busy at every wait sample.
 				worker := pgtest.Connect(t, dsn, "")

@@ -87,7 +87,12 @@ func startProcess(t testing.TB, name string, args ...string) *logBuffer {
 // on, and returns its base URL once it serves metrics.
 func startExporter(t testing.TB, dsn string, extra ...string) string {
 	t.Helper()
-	addr := freeAddr(t)
+	return startExporterAt(t, freeAddr(t), dsn, extra...)
+}
+
+// startExporterAt is startExporter listening on addr.
+func startExporterAt(t testing.TB, addr, dsn string, extra ...string) string {
+	t.Helper()
 	args := append([]string{
 		"--postgres.dsn=" + dsn,
 		"--web.listen-address=" + addr,

@@ -63,13 +63,15 @@ func connectAs(t *testing.T, dsn, role string) *pgx.Conn {
 // A reader with only what docs/roles.sql gives telemetry_reader (issue 9, hole 3) cannot
 // empty the history, create partitions, open batch runs or ask for snapshots: every function
 // that writes is closed to PUBLIC. It reads every table and view and runs the analyses. The
-// writer role runs every function.
+// exporter's role (telemetry_recorder) runs every function; a batch job's (telemetry_writer)
+// only batch_begin and batch_end (TestBatchRoleMarksOnlyItsOwnRuns).
 func TestReaderCannotWrite(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		psqlFile(t, srv, e.dsn, rolesSQL)
 		reader := grantRole(t, srv, e.dsn, "reader", "telemetry_reader")
 		writer := grantRole(t, srv, e.dsn, "writer", "telemetry_writer")
+		rec := grantRole(t, srv, e.dsn, "recorder", "telemetry_recorder")
 		e.exec(`CREATE TABLE public.orders (id int PRIMARY KEY); INSERT INTO public.orders SELECT generate_series(1, 10)`)
 		admin := e.conn()
 		pgtest.MustExec(t, admin, `SELECT telemetry.track_table('orders')`)
@@ -82,14 +84,17 @@ func TestReaderCannotWrite(t *testing.T) {
 		names := map[string]bool{}
 		for _, w := range writing {
 			names[w["name"].(string)] = true
-			var public, readerMay, writerMay bool
+			var public, readerMay, writerMay, recorderMay bool
 			if err := admin.QueryRow(ctx, `SELECT has_function_privilege('public', $1::regprocedure, 'EXECUTE'),
-					has_function_privilege($2, $1::regprocedure, 'EXECUTE'), has_function_privilege($3, $1::regprocedure, 'EXECUTE')`,
-				w["fn"], reader, writer).Scan(&public, &readerMay, &writerMay); err != nil {
+					has_function_privilege($2, $1::regprocedure, 'EXECUTE'), has_function_privilege($3, $1::regprocedure, 'EXECUTE'),
+					has_function_privilege($4, $1::regprocedure, 'EXECUTE')`,
+				w["fn"], reader, writer, rec).Scan(&public, &readerMay, &writerMay, &recorderMay); err != nil {
 				t.Fatal(err)
 			}
-			if public || readerMay || !writerMay {
-				t.Errorf("%s writes: EXECUTE for PUBLIC %v, for the reader %v, for the writer %v; want false, false, true", w["fn"], public, readerMay, writerMay)
+			marker := w["name"] == "batch_begin" || w["name"] == "batch_end"
+			if public || readerMay || writerMay != marker || !recorderMay {
+				t.Errorf("%s writes: EXECUTE for PUBLIC %v, for the reader %v, the writer %v, the recorder %v; want false, false, %v, true",
+					w["fn"], public, readerMay, writerMay, recorderMay, marker)
 			}
 		}
 		for _, want := range []string{"cleanup", "_drop_partitions_before", "_ensure_partitions", "_note_server", "snapshot", "sample",
@@ -170,21 +175,22 @@ func TestReaderCannotWrite(t *testing.T) {
 			}
 		}
 
-		// The writer writes: partitions, tracking, retention.
+		// The exporter's role writes: partitions, tracking, retention.
+		rc := connectAs(t, e.dsn, rec)
 		for _, sql := range []string{
-			`SELECT telemetry._ensure_partitions('2100-01-01')`,
+			`SELECT telemetry._ensure_partitions(now() + interval '1 day')`,
 			`SELECT telemetry.untrack_table('orders')`,
 			`SELECT telemetry.track_table('orders')`,
 			`SELECT telemetry.request_snapshot()`,
 			`SELECT * FROM telemetry.cleanup('0 seconds')`,
 		} {
-			if _, err := w.Exec(ctx, sql); err != nil {
-				t.Errorf("as the writer, %s: %v", sql, err)
+			if _, err := rc.Exec(ctx, sql); err != nil {
+				t.Errorf("as the recorder, %s: %v", sql, err)
 			}
 		}
 		var left int
 		if err := admin.QueryRow(ctx, `SELECT count(*) FROM telemetry.snapshots WHERE captured_at < $1`, time.Now()).Scan(&left); err != nil || left != 0 {
-			t.Errorf("after the writer's cleanup('0 seconds'): %d snapshots, %v", left, err)
+			t.Errorf("after the recorder's cleanup('0 seconds'): %d snapshots, %v", left, err)
 		}
 	})
 }

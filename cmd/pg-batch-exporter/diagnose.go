@@ -34,21 +34,25 @@ func newDiagnoseCommand(app *kingpin.Application, conn *connFlags, stdout io.Wri
 	cmd.Flag("from", "Start of the window: RFC 3339 (2024-12-16T14:00:00+01:00) or local time (2024-12-16 14:00).").StringVar(&d.from)
 	cmd.Flag("to", "End of the window (same forms). Default: now.").StringVar(&d.to)
 	cmd.Flag("batch", "Diagnose a run of this batch instead of a window.").StringVar(&d.batch)
-	cmd.Flag("run", "Which run of --batch: last, last-1 (the one before), ..., or a run_id.").Default("last").StringVar(&d.runSpec)
+	cmd.Flag("run", "Which run of --batch: current (the one in progress, diagnosed up to now), last, last-1 (the one before), ..., or a run_id.").Default("last").StringVar(&d.runSpec)
 	cmd.Flag("server", "The recorded server, where the telemetry schema holds several (SELECT server FROM telemetry.servers).").StringVar(&d.server)
 	cmd.Flag("format", "Report format: text or json.").Default("text").EnumVar(&d.format, "text", "json")
 	return d
 }
 
-// parsedRun is --run: back runs before the last, or a run_id.
+// parsedRun is --run: the run in progress, back runs before the last, or a run_id.
 type parsedRun struct {
-	back  int
-	runID int64
+	current bool
+	back    int
+	runID   int64
 }
 
 func parseRun(s string) (parsedRun, error) {
-	if s == "last" {
+	switch s {
+	case "last":
 		return parsedRun{}, nil
+	case "current":
+		return parsedRun{current: true}, nil
 	}
 	if n, ok := strings.CutPrefix(s, "last-"); ok {
 		if back, err := strconv.Atoi(n); err == nil && back >= 0 {
@@ -60,7 +64,7 @@ func parseRun(s string) (parsedRun, error) {
 	} else if err == nil {
 		return parsedRun{}, fmt.Errorf("--run %d: run ids are positive; the run before the last is last-1", id)
 	}
-	return parsedRun{}, fmt.Errorf("--run %q: want last, last-N or a run_id", s)
+	return parsedRun{}, fmt.Errorf("--run %q: want current, last, last-N or a run_id", s)
 }
 
 func (d *diagnoseCommand) window() (from, to time.Time, err error) {
@@ -122,7 +126,10 @@ func (d *diagnoseCommand) run(logger *slog.Logger) error {
 		rep, err = diagnosis.Window(ctx, pool, from, to, d.server)
 	} else {
 		runID := which.runID
-		if runID == 0 {
+		switch {
+		case which.current:
+			runID, err = diagnosis.CurrentRun(ctx, pool, d.batch)
+		case runID == 0:
 			runID, err = diagnosis.LastRun(ctx, pool, d.batch, which.back)
 			if n, err := diagnosis.OutOfRangeRuns(ctx, pool, d.batch); err == nil && n > 0 {
 				logger.Warn("runs of the batch with times out of range are skipped (SELECT * FROM telemetry.batch_runs_out_of_range)",

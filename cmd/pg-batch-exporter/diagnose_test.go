@@ -23,7 +23,7 @@ func TestBatchAndDiagnoseBadInput(t *testing.T) {
 		{[]string{"diagnose", "--from=2024-12-16T14:00:00Z", "--to=noon"}, `--to: "noon" is not a time`},
 		{[]string{"diagnose"}, "needs either --from (a window) or --batch (a run)"},
 		{[]string{"diagnose", "--from=2024-12-16 14:00", "--batch=nightly"}, "needs either --from"},
-		{[]string{"diagnose", "--batch=nightly", "--run=first"}, `--run "first": want last, last-N or a run_id`},
+		{[]string{"diagnose", "--batch=nightly", "--run=first"}, `--run "first": want current, last, last-N or a run_id`},
 		// Issue 17, finding 8: a value that begins with '-' is the flag's value, not a flag.
 		{[]string{"diagnose", "--batch=nightly", "--run", "-1"}, "--run -1: run ids are positive; the run before the last is last-1"},
 		{[]string{"diagnose", "--batch", "-nightly", "--run", "-1"}, "--run -1: run ids are positive"},

@@ -45,7 +45,17 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 // exited carries kingpin's exit (after --help or --version) out of Parse.
 type exited int
 
-func run(args []string, stdout, stderr io.Writer) (code int) {
+// commandLine is the binary's application, its commands and their flags' values.
+type commandLine struct {
+	app       *kingpin.Application
+	conn      *connFlags
+	logConfig *promslog.Config
+	serve     *serveCommand
+	diagnose  *diagnoseCommand
+	execute   *execCommand
+}
+
+func newCommandLine(stdout, stderr io.Writer) *commandLine {
 	app := kingpin.New("pg-batch-exporter", "PostgreSQL telemetry that answers: why did tonight's batch take 60 minutes instead of 10?")
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
@@ -53,6 +63,19 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	app.HelpFlag.Short('h')
 	app.UsageTemplate(usageTemplate)
 	app.Terminate(func(c int) { panic(exited(c)) })
+	cl := &commandLine{app: app, conn: &connFlags{}, logConfig: &promslog.Config{}}
+	app.Flag("postgres.dsn", "PostgreSQL connection string (URL or key=value). When neither this nor DATA_SOURCE_NAME is set, libpq's environment (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, .pgpass) applies.").
+		Envar("DATA_SOURCE_NAME").StringVar(&cl.conn.dsn)
+	addDuration(app, "postgres.statement-timeout", "statement_timeout of every query the exporter runs.", "5s", &cl.conn.statementTimeout)
+	addDuration(app, "postgres.lock-timeout", "lock_timeout of every query the exporter runs: it never queues behind the batch's locks for longer.", "1s", &cl.conn.lockTimeout)
+	promslogflag.AddFlags(app, cl.logConfig)
+	cl.serve = newServeCommand(app, cl.conn)
+	cl.diagnose = newDiagnoseCommand(app, cl.conn, stdout)
+	cl.execute = newExecCommand(app, cl.conn, os.Stdin, stdout, stderr)
+	return cl
+}
+
+func run(args []string, stdout, stderr io.Writer) (code int) {
 	defer func() {
 		switch e := recover().(type) {
 		case nil:
@@ -62,18 +85,8 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 			panic(e)
 		}
 	}()
-
-	var conn connFlags
-	app.Flag("postgres.dsn", "PostgreSQL connection string (URL or key=value). When neither this nor DATA_SOURCE_NAME is set, libpq's environment (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, .pgpass) applies.").
-		Envar("DATA_SOURCE_NAME").StringVar(&conn.dsn)
-	addDuration(app, "postgres.statement-timeout", "statement_timeout of every query the exporter runs.", "5s", &conn.statementTimeout)
-	addDuration(app, "postgres.lock-timeout", "lock_timeout of every query the exporter runs: it never queues behind the batch's locks for longer.", "1s", &conn.lockTimeout)
-	logConfig := &promslog.Config{}
-	promslogflag.AddFlags(app, logConfig)
-
-	serve := newServeCommand(app, &conn)
-	diagnose := newDiagnoseCommand(app, &conn, stdout)
-	execute := newExecCommand(app, &conn, os.Stdin, stdout, stderr)
+	cl := newCommandLine(stdout, stderr)
+	app, serve, diagnose, execute, logConfig := cl.app, cl.serve, cl.diagnose, cl.execute, cl.logConfig
 
 	cmd, err := app.Parse(joinDashValues(app.Model(), args))
 	if err != nil {
@@ -197,7 +210,7 @@ const minDuration = time.Millisecond
 // statements interval of 0 every snapshot.
 var durationMinimums = map[string]time.Duration{
 	"tier.sample-interval": 100 * time.Millisecond, "tier.snapshot-interval": 100 * time.Millisecond,
-	"collector.waits.interval": 100 * time.Millisecond, "recorder.request-min-interval": 0,
+	"collector.waits.interval": 100 * time.Millisecond, "collector.waits.run-interval": 100 * time.Millisecond, "recorder.request-min-interval": 0,
 	"recorder.statements-interval": 0,
 }
 

@@ -40,6 +40,8 @@ func TestBinaryRefusesBadFlagsBeforeStarting(t *testing.T) {
 		{"--postgres.lock-timeout=-5ms", "--postgres.lock-timeout must be at least 1ms"},
 		{"--batch.quiet-period=-1s", "--batch.quiet-period must be at least 1ms"},
 		{"--batch.quiet-period=100ms", "--batch.quiet-period (100ms) must be at least --collector.waits.interval (1s)"},
+		{"--batch.max-batches=0", "--batch.max-batches must be at least 1"},
+		{"--batch.max-batches=-5", "--batch.max-batches must be at least 1"},
 		{"--tier.sample-interval=-1m", "--tier.sample-interval must be at least 100ms, got -1m"},
 		{"--tier.snapshot-interval=10ms", "--tier.snapshot-interval must be at least 100ms"},
 		{"--collector.waits.interval=0s", "--collector.waits.interval must be at least 100ms, got 0s"},

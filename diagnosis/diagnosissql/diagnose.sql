@@ -68,15 +68,27 @@ LANGUAGE sql STABLE ROWS 100 SET search_path = pg_catalog, pg_temp AS $$
     WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time
 $$;
 
+-- _snapshot_end is where compare() looks for a window's end snapshot: at or after its end,
+-- except for a run in progress (_run_window ends its window at now()), whose end snapshot is
+-- not taken yet: there the latest one after the start, so that the run is judged on what it
+-- did so far. A window given an end in the future still finds no end snapshot, and says so.
+CREATE OR REPLACE FUNCTION telemetry._snapshot_end(p_snapshot_start timestamptz, p_end_time timestamptz, p_server text)
+RETURNS timestamptz LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN p_end_time <> now() THEN p_end_time
+                ELSE coalesce((SELECT max(s.captured_at) FROM telemetry.snapshots s
+                               WHERE s.server = p_server AND s.captured_at > p_snapshot_start AND s.captured_at <= p_end_time),
+                              p_end_time) END
+$$;
+
 -- _diagnose_shared is what more than one pattern reads of a window, computed once by
--- _diagnose and given to each: "compare", compare()'s row for the window (null without a
--- snapshot at both ends; a pattern reads its deltas with _shared_compare), and "waits", the client sessions'
+-- _diagnose and given to each: "compare", compare()'s row for the window (to _snapshot_end;
+-- null without a snapshot at both ends; a pattern reads its deltas with _shared_compare), and "waits", the client sessions'
 -- session-seconds by wait (_window_waits; read them with _shared_waits).
 CREATE OR REPLACE FUNCTION telemetry._diagnose_shared(p_start_time timestamptz, p_end_time timestamptz,
                                                       p_snapshot_start timestamptz, p_server text)
 RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object(
-        'compare', (SELECT to_jsonb(c) FROM telemetry.compare(p_snapshot_start, p_end_time, p_server) c),
+        'compare', (SELECT to_jsonb(c) FROM telemetry.compare(p_snapshot_start, telemetry._snapshot_end(p_snapshot_start, p_end_time, p_server), p_server) c),
         'waits', coalesce((SELECT jsonb_agg(to_jsonb(w)) FROM telemetry._window_waits(p_start_time, p_end_time, p_server) w), '[]'))
 $$;
 
@@ -209,7 +221,7 @@ CREATE OR REPLACE FUNCTION telemetry._window_measures(p_start_time timestamptz, 
 RETURNS TABLE (measure text, pattern text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH srv AS (SELECT telemetry._resolve_server(p_server) AS server),
-    cmp AS (SELECT c.* FROM srv, telemetry.compare(p_snapshot_start, p_end_time, srv.server) c),
+    cmp AS (SELECT c.* FROM srv, telemetry.compare(p_snapshot_start, telemetry._snapshot_end(p_snapshot_start, p_end_time, srv.server), srv.server) c),
     smp AS (SELECT s.id, s.captured_at FROM telemetry.samples s, srv
             WHERE s.server = srv.server AND s.captured_at BETWEEN p_start_time AND p_end_time),
     n AS (SELECT count(*) AS n, extract(epoch FROM p_end_time - p_start_time) / nullif(count(*), 0) AS spacing FROM smp),
@@ -240,6 +252,31 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
               FROM waits WHERE wait_event_type <> 'Lock' OR wait_event = 'extend'
 $$;
 
+-- _run_part_window is the first p_seconds of a run's window (NULL: all of it): the same
+-- elapsed part of a baseline run that a running run has reached.
+CREATE OR REPLACE FUNCTION telemetry._run_part_window(p_run_id bigint, p_seconds numeric)
+RETURNS TABLE (run_id bigint, batch text, status text, start_time timestamptz, end_time timestamptz,
+               snapshot_start timestamptz, server text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT w.run_id, w.batch, w.status, w.start_time,
+           CASE WHEN p_seconds IS NULL THEN w.end_time
+                ELSE least(w.end_time, w.start_time + p_seconds * interval '1 second') END,
+           w.snapshot_start, w.server
+    FROM telemetry._run_window(p_run_id) w
+$$;
+
+-- _run_part_session_waits is run_session_waits over the first p_seconds of the run (NULL: all).
+CREATE OR REPLACE FUNCTION telemetry._run_part_session_waits(p_run_id bigint, p_seconds numeric)
+RETURNS TABLE (sessions text, wait_event_type text, wait_event text, session_seconds numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN b.own THEN 'batch' ELSE 'other' END, b.wait_event_type, b.wait_event, round(sum(b.seconds)::numeric, 2)
+    FROM telemetry._run_part_window(p_run_id, p_seconds) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
+         telemetry.batch_wait_samples b
+    WHERE b.server = srv.server AND b.batch = w.batch AND b.captured_at BETWEEN w.start_time AND w.end_time
+    GROUP BY b.own, b.wait_event_type, b.wait_event
+    ORDER BY b.own DESC, 4 DESC, 2, 3
+$$;
+
 -- run_session_waits: a run's session-seconds by wait, of its own sessions (sessions 'batch':
 -- those its rule, exec --batch or batch_begin's session make the batch's) and of every other
 -- client session during it ('other'), from the batch tracker's split of the wait sampler. No
@@ -248,23 +285,16 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry.run_session_waits(p_run_id bigint)
 RETURNS TABLE (sessions text, wait_event_type text, wait_event text, session_seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN b.own THEN 'batch' ELSE 'other' END, b.wait_event_type, b.wait_event, round(sum(b.seconds)::numeric, 2)
-    FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
-         telemetry.batch_wait_samples b
-    WHERE b.server = srv.server AND b.batch = w.batch AND b.captured_at BETWEEN w.start_time AND w.end_time
-    GROUP BY b.own, b.wait_event_type, b.wait_event
-    ORDER BY b.own DESC, 4 DESC, 2, 3
+    SELECT * FROM telemetry._run_part_session_waits(p_run_id, NULL)
 $$;
 
--- _run_measures are _window_measures of a run, its waits those of its own sessions when
--- p_own_sessions (diagnose_run asks where the run and its baseline runs all had them recorded
--- apart, so that both sides are measured alike): what the batch waited on.
-CREATE OR REPLACE FUNCTION telemetry._run_measures(p_run_id bigint, p_own_sessions boolean)
+-- _run_part_measures are _run_measures of the first p_seconds of a run (NULL: all of it).
+CREATE OR REPLACE FUNCTION telemetry._run_part_measures(p_run_id bigint, p_own_sessions boolean, p_seconds numeric)
 RETURNS TABLE (measure text, pattern text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH own AS (SELECT * FROM telemetry.run_session_waits(p_run_id) WHERE p_own_sessions AND sessions = 'batch'),
+    WITH own AS (SELECT * FROM telemetry._run_part_session_waits(p_run_id, p_seconds) WHERE p_own_sessions AND sessions = 'batch'),
     covered AS (SELECT EXISTS (SELECT FROM own) AS yes)
-    SELECT m.* FROM telemetry._run_window(p_run_id) w, covered,
+    SELECT m.* FROM telemetry._run_part_window(p_run_id, p_seconds) w, covered,
            LATERAL telemetry._window_measures(w.start_time, w.end_time, w.snapshot_start, w.server) m
     WHERE NOT covered.yes OR NOT (m.measure = 'lock_wait_seconds' OR m.measure LIKE 'wait:%')
     UNION ALL
@@ -275,6 +305,15 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT 'wait:' || own.wait_event_type || ':' || own.wait_event, telemetry._wait_pattern(own.wait_event_type, own.wait_event),
            'seconds', own.session_seconds
     FROM own WHERE own.wait_event_type <> 'Lock' OR own.wait_event = 'extend'
+$$;
+
+-- _run_measures are _window_measures of a run, its waits those of its own sessions when
+-- p_own_sessions (diagnose_run asks where the run and its baseline runs all had them recorded
+-- apart, so that both sides are measured alike): what the batch waited on.
+CREATE OR REPLACE FUNCTION telemetry._run_measures(p_run_id bigint, p_own_sessions boolean)
+RETURNS TABLE (measure text, pattern text, unit text, value numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM telemetry._run_part_measures(p_run_id, p_own_sessions, NULL)
 $$;
 
 -- _measure_text shows a measure's value in its unit.
@@ -301,6 +340,15 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     LATERAL telemetry._run_window(b.run_id) bw
 $$;
 
+-- _own_sessions_recorded tells whether a run and all its baseline runs had their own
+-- sessions' waits recorded apart (run_session_waits): only then are both sides measured by
+-- what the batch's own sessions waited on.
+CREATE OR REPLACE FUNCTION telemetry._own_sessions_recorded(p_run_id bigint)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT bool_and(EXISTS (SELECT FROM telemetry.run_session_waits(r.run_id) x WHERE x.sessions = 'batch'))
+    FROM (SELECT p_run_id AS run_id UNION ALL SELECT b.run_id FROM telemetry._baseline_runs(p_run_id) b) r
+$$;
+
 -- diagnose_run compares a recorded run with the median of its batch's previous normal runs
 -- (succeeded, or ended when detected): rank 0 is the run's duration, the symptom; ranks 1 and
 -- up are the measures by how unusual they are: the distance from the median in robust
@@ -312,8 +360,7 @@ RETURNS TABLE (rank integer, measure text, pattern text, unit text, value numeri
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH w AS (SELECT * FROM telemetry._run_window(p_run_id)),
     base AS (SELECT * FROM telemetry._baseline_runs(p_run_id)),
-    own AS (SELECT bool_and(EXISTS (SELECT FROM telemetry.run_session_waits(r.run_id) x WHERE x.sessions = 'batch')) AS yes
-            FROM (SELECT p_run_id AS run_id UNION ALL SELECT run_id FROM base) r),
+    own AS (SELECT telemetry._own_sessions_recorded(p_run_id) AS yes),
     cur AS (SELECT m.* FROM own, LATERAL telemetry._run_measures(p_run_id, own.yes) m),
     basem AS (SELECT base.run_id, m.* FROM base, own, LATERAL telemetry._run_measures(base.run_id, own.yes) m),
     vals AS (
@@ -344,4 +391,70 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            END
     FROM scored s
     ORDER BY 1
+$$;
+
+INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
+    ('usual_duration_min_runs', 3, 'runs',
+     'A batch''s usual duration (run_usual_duration, pgbatch_batch_usual_duration_seconds) is given once its baseline holds this many normal runs.')
+ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
+
+-- run_usual_duration: how long a run's batch usually takes, from the run's baseline
+-- (_baseline_runs: its previous normal runs): their median and 90th percentile duration. No
+-- row before the baseline holds usual_duration_min_runs runs.
+CREATE OR REPLACE FUNCTION telemetry.run_usual_duration(p_run_id bigint)
+RETURNS TABLE (baseline_runs integer, median_seconds double precision, p90_seconds double precision)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT count(*)::int,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM b.end_time - b.start_time)),
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM b.end_time - b.start_time))
+    FROM telemetry._baseline_runs(p_run_id) b
+    HAVING count(*) >= telemetry._threshold('usual_duration_min_runs')
+$$;
+
+-- batch_run_durations: the runs started since p_since (and every open one), at most
+-- p_per_batch of each batch (NULL: all), by batch and newest first, each with its duration
+-- (so far, while it runs) against its usual (run_usual_duration); slow is a run past the usual
+-- 90th percentile (NULL without a usual yet). The report's index and the overview dashboard
+-- list them.
+CREATE OR REPLACE FUNCTION telemetry.batch_run_durations(p_since timestamptz DEFAULT now() - interval '7 days',
+                                                         p_per_batch integer DEFAULT NULL)
+RETURNS TABLE (run_id bigint, batch text, started_at timestamptz, ended_at timestamptz, status text, source text,
+               duration_seconds double precision, usual_median_seconds double precision, usual_p90_seconds double precision,
+               baseline_runs integer, slow boolean)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source, d.seconds,
+           u.median_seconds, u.p90_seconds, u.baseline_runs, d.seconds > u.p90_seconds
+    FROM (SELECT r.*, row_number() OVER (PARTITION BY r.batch ORDER BY r.started_at DESC, r.run_id DESC) AS nth
+          FROM telemetry.batch_runs_checked r
+          WHERE (r.started_at >= p_since OR r.status = 'running') AND r.times_ok) r
+    CROSS JOIN LATERAL (SELECT extract(epoch FROM coalesce(r.ended_at, now()) - r.started_at)::float8 AS seconds) d
+    LEFT JOIN LATERAL telemetry.run_usual_duration(r.run_id) u ON true
+    WHERE p_per_batch IS NULL OR r.nth <= p_per_batch
+    ORDER BY r.batch, r.started_at DESC, r.run_id DESC
+$$;
+
+-- run_so_far: a run's measures (while it runs: up to now) against its baseline runs' median
+-- over their whole runs and over the same elapsed part of them (their first elapsed_seconds;
+-- snapshot-based measures of a part are those of the snapshots nearest its end). A wait a
+-- baseline run never had counts as 0 for it, as in diagnose_run.
+CREATE OR REPLACE FUNCTION telemetry.run_so_far(p_run_id bigint)
+RETURNS TABLE (measure text, pattern text, unit text, value numeric, elapsed_seconds numeric, baseline_runs integer,
+               baseline_median_whole numeric, baseline_median_same_elapsed numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH el AS (SELECT extract(epoch FROM w.end_time - w.start_time) AS seconds FROM telemetry._run_window(p_run_id) w),
+    base AS (SELECT b.run_id FROM telemetry._baseline_runs(p_run_id) b),
+    own AS (SELECT telemetry._own_sessions_recorded(p_run_id) AS yes),
+    cur AS (SELECT m.* FROM own, LATERAL telemetry._run_measures(p_run_id, own.yes) m),
+    parts AS (SELECT 'whole' AS part, b.run_id, m.* FROM base b, own, LATERAL telemetry._run_measures(b.run_id, own.yes) m
+              UNION ALL
+              SELECT 'same_elapsed', b.run_id, m.* FROM base b, own, el, LATERAL telemetry._run_part_measures(b.run_id, own.yes, el.seconds) m),
+    vals AS (SELECT c.measure, p.part, b.run_id,
+                    coalesce(m.value, CASE WHEN c.measure LIKE 'wait:%' THEN 0 END) AS value
+             FROM cur c CROSS JOIN base b CROSS JOIN (VALUES ('whole'), ('same_elapsed')) p (part)
+             LEFT JOIN parts m ON m.part = p.part AND m.run_id = b.run_id AND m.measure = c.measure)
+    SELECT c.measure, c.pattern, c.unit, c.value, round(el.seconds, 1), (SELECT count(*) FROM base)::int,
+           (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v.value) FROM vals v WHERE v.measure = c.measure AND v.part = 'whole')::numeric,
+           (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v.value) FROM vals v WHERE v.measure = c.measure AND v.part = 'same_elapsed')::numeric
+    FROM cur c, el
+    ORDER BY c.measure = 'duration' DESC, c.measure
 $$;

@@ -27,7 +27,7 @@ type table struct {
 	Rows    [][]any
 }
 
-// runRow is one line of telemetry.recent_batch_runs.
+// runRow is one line of telemetry.batch_run_durations: a run against its batch's usual.
 type runRow struct {
 	RunID           int64
 	Batch           string
@@ -36,16 +36,35 @@ type runRow struct {
 	Status          string
 	Source          string
 	DurationSeconds float64
+	UsualMedian     *float64
+	UsualP90        *float64
+	BaselineRuns    *int32
+	Slow            *bool
 }
 
-func recentRuns(ctx context.Context, pool *pgxpool.Pool, limit int) ([]runRow, error) {
-	rows, _ := pool.Query(ctx, `SELECT run_id, batch, started_at, ended_at, status, source, duration_seconds::float8
-		FROM telemetry.recent_batch_runs ORDER BY started_at DESC, run_id DESC LIMIT $1`, limit)
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (runRow, error) {
-		var x runRow
-		err := r.Scan(&x.RunID, &x.Batch, &x.StartedAt, &x.EndedAt, &x.Status, &x.Source, &x.DurationSeconds)
-		return x, err
-	})
+// IsSlow tells a run past its batch's usual 90th percentile (false without a usual yet).
+func (r runRow) IsSlow() bool { return r.Slow != nil && *r.Slow }
+
+// batchRuns are a batch's recent runs, newest first.
+type batchRuns struct {
+	Batch string
+	Runs  []runRow
+}
+
+// recentRuns are each batch's runs of the last 7 days (and open ones), at most perBatch each.
+func recentRuns(ctx context.Context, pool *pgxpool.Pool, perBatch int) ([]batchRuns, error) {
+	rows, _ := pool.Query(ctx, `SELECT run_id, batch, started_at, ended_at, status, source, duration_seconds,
+		usual_median_seconds, usual_p90_seconds, baseline_runs, slow
+		FROM telemetry.batch_run_durations(now() - interval '7 days', $1)`, perBatch)
+	runs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[runRow])
+	var out []batchRuns
+	for _, r := range runs {
+		if len(out) == 0 || out[len(out)-1].Batch != r.Batch {
+			out = append(out, batchRuns{Batch: r.Batch})
+		}
+		out[len(out)-1].Runs = append(out[len(out)-1].Runs, r)
+	}
+	return out, err
 }
 
 // errUnknownRun is a run_id that telemetry.batch_runs does not hold.

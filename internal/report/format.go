@@ -99,6 +99,18 @@ func formatMeasure(v *float64, unit string) string {
 	return formatNumber(*v)
 }
 
+// formatAgainstUsual says how a run's duration stands against its batch's usual 90th
+// percentile: how far past it, or within it; nothing without a usual yet.
+func formatAgainstUsual(seconds float64, p90 *float64) string {
+	switch {
+	case p90 == nil:
+		return ""
+	case seconds > *p90:
+		return units.Seconds(seconds-*p90) + " past the p90"
+	}
+	return "within the usual"
+}
+
 // formatSigned shows a change with its sign, e.g. +520%.
 func formatSigned(v *float64, suffix string) string {
 	if v == nil {

@@ -72,6 +72,8 @@ var pageTemplate = template.Must(template.New("page.html").Funcs(template.FuncMa
 	"seconds":  units.Seconds,
 	"short":    shortText,
 	"severity": strings.ToUpper,
+	"elapsed":  func(from, to time.Time) float64 { return to.Sub(from).Seconds() },
+	"usual":    formatAgainstUsual,
 }).ParseFS(files, "page.html"))
 
 // page is what page.html renders; Kind picks the content.
@@ -80,8 +82,8 @@ type page struct {
 	Title string
 	Error string
 
-	Runs []runRow // index
-	// OutOfRange counts the runs left out of Runs for their times (diagnosis.OutOfRangeRuns).
+	Batches []batchRuns // index
+	// OutOfRange counts the runs left out of Batches for their times (diagnosis.OutOfRangeRuns).
 	OutOfRange int
 
 	From, To time.Time
@@ -91,11 +93,18 @@ type page struct {
 	// Statements are the run's top statements by time beyond their baseline median.
 	Statements []diagnosis.Statement
 	Baseline   []int64 // run: the previous normal runs compared with
-	Compare    []compareLine
-	Waits      table
-	Charts     []chart
-	SQL        []string // the SQL that shows the same, for psql
+	// Running, Usual and SoFar: a run in progress, diagnosed up to now (diagnosis.Report).
+	Running bool
+	Usual   *diagnosis.Usual
+	SoFar   []diagnosis.SoFarMeasure
+	Compare []compareLine
+	Waits   table
+	Charts  []chart
+	SQL     []string // the SQL that shows the same, for psql
 }
+
+// indexRunsPerBatch is how many of each batch's recent runs the index lists.
+const indexRunsPerBatch = 20
 
 // maxWindow bounds a window report: longer windows read too much for one page.
 const maxWindow = 31 * 24 * time.Hour
@@ -106,9 +115,9 @@ func (h *handler) windowOrIndex(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if q.Get("from") == "" && q.Get("to") == "" {
 		p := &page{Kind: "index", Title: "Batch runs"}
-		runs, err := recentRuns(ctx, h.o.Pool, 100)
+		batches, err := recentRuns(ctx, h.o.Pool, indexRunsPerBatch)
 		if err == nil {
-			p.Runs = runs
+			p.Batches = batches
 			p.OutOfRange, err = diagnosis.OutOfRangeRuns(ctx, h.o.Pool, "")
 		}
 		if err != nil {
@@ -180,7 +189,8 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := &page{Kind: "run", Title: fmt.Sprintf("%s, run %d", rep.Run.Batch, id), From: rep.From, To: rep.To,
-		Run: rep.Run, Findings: rep.Findings, Measures: rep.Baseline, Statements: rep.Statements}
+		Run: rep.Run, Findings: rep.Findings, Measures: rep.Baseline, Statements: rep.Statements,
+		Running: rep.Running, Usual: rep.Usual, SoFar: rep.SoFar}
 	if p.Baseline, err = baselineRuns(ctx, h.o.Pool, rep.Run); err != nil {
 		h.fail(w, http.StatusInternalServerError, err)
 		return
@@ -192,6 +202,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 	p.SQL = []string{
 		fmt.Sprintf("SELECT * FROM telemetry.diagnose_run(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.diagnose_run_findings(%d);", id),
+		fmt.Sprintf("SELECT * FROM telemetry.run_so_far(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.batch_runs WHERE batch = %s ORDER BY started_at DESC;", quoteLiteral(rep.Run.Batch)),
 	}
 	h.render(w, http.StatusOK, p)

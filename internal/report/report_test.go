@@ -336,3 +336,77 @@ func TestRunsOutOfRange(t *testing.T) {
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
+
+// TestRunsAgainstTheirUsual: a batch with four normal runs, then a slow one, then one in
+// progress. The index lists the batch's runs against its usual duration, the slow one marked
+// and the running one "so far"; the running run's page says it is still running and compares
+// it with its baseline runs' whole and same elapsed part.
+func TestRunsAgainstTheirUsual(t *testing.T) {
+	r := setUp(t)
+	ctx := context.Background()
+	conn := pgtest.Connect(t, r.dsn, "hourly")
+	run := func(seconds float64) int64 {
+		var id int64
+		if err := conn.QueryRow(ctx, `SELECT telemetry.batch_begin('hourly')`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		pgtest.MustExec(t, conn, `SELECT pg_sleep($1)`, seconds)
+		return id
+	}
+	var normal []int64
+	for range 4 { // the fourth has a usual duration, and is within it
+		normal = append(normal, run(0.3))
+		pgtest.MustExec(t, conn, `SELECT telemetry.batch_end('hourly')`)
+	}
+	slow := run(1.5)
+	pgtest.MustExec(t, conn, `SELECT telemetry.batch_end('hourly')`)
+	running := run(0.5)
+	defer pgtest.MustExec(t, conn, `SELECT telemetry.batch_end('hourly')`)
+
+	code, body := get(t, r.url+"/report")
+	if code != http.StatusOK {
+		t.Fatalf("index: %d\n%s", code, body)
+	}
+	_, hourly, _ := strings.Cut(body, `<h2 class="mono">hourly</h2>`)
+	hourly, _, _ = strings.Cut(hourly, "</table>")
+	for _, want := range []string{
+		`href="/report/run/` + itoa(slow) + `"`, `href="/report/run/` + itoa(running) + `"`,
+		`<span class="badge critical">slow</span>`, "past the p90", "within the usual", " so far", "Usual p90",
+	} {
+		if !strings.Contains(hourly, want) {
+			t.Errorf("the index's hourly runs lack %q:\n%s", want, hourly)
+		}
+	}
+	// Each run's row: the slow one marked, the normal ones not (the one running may become
+	// slow by the time the page is read on a loaded machine).
+	rows := map[int64]string{}
+	for _, row := range strings.Split(hourly, "<tr>")[1:] {
+		for _, id := range append([]int64{slow}, normal...) {
+			if strings.Contains(row, `href="/report/run/`+itoa(id)+`"`) {
+				rows[id] = row
+			}
+		}
+	}
+	if !strings.Contains(rows[slow], "badge critical") {
+		t.Errorf("run %d, past its usual p90, is not marked slow: %s", slow, rows[slow])
+	}
+	for _, id := range normal {
+		if strings.Contains(rows[id], "badge critical") {
+			t.Errorf("normal run %d is marked slow: %s", id, rows[id])
+		}
+	}
+
+	code, body = get(t, r.url+"/report/run/"+itoa(running))
+	if code != http.StatusOK {
+		t.Fatalf("running run page: %d\n%s", code, body)
+	}
+	for _, want := range []string{"still running", "This run has not ended", "previous normal run(s) took",
+		"So far, against the baseline", "Same elapsed part", "telemetry.run_so_far(" + itoa(running) + ")"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the running run's page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "ZgotmplZ") {
+		t.Error("the template rejected a value (ZgotmplZ)")
+	}
+}

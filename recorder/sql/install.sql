@@ -46,7 +46,10 @@ BEGIN
         ('0008_lock_wait_episodes.sql', '9b074edcf55dcce50b73ec4e305713b0bf90f8cfe94adc994e5aa6d5eea17a36'),
         ('0009_batch_wait_sessions.sql', '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed'),
         ('0010_statement_waits_by_batch.sql', 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40'),
-        ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d')) f (name, checksum) ON f.name = m.name
+        ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d'),
+        ('0012_no_free_text_in_keys.sql', 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56'),
+        ('0014_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8'),
+        ('0017_boundaries_and_roles.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -142,67 +145,91 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0011_lock_epis
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7267dcc142d632573b539aed58f5d6d4c53b4ed6c895b240ea73058bb74f9e7a') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0012_no_free_text_in_keys.sql' AND checksum = 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0012_no_free_text_in_keys.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0012_no_free_text_in_keys.sql', 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0014_batch_runs_began_by.sql' AND checksum = '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0014_batch_runs_began_by.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0014_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0017_boundaries_and_roles.sql' AND checksum = '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0017_boundaries_and_roles.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0017_boundaries_and_roles.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 BEGIN;
 \ir times.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/times.sql', '7267dcc142d632573b539aed58f5d6d4c53b4ed6c895b240ea73058bb74f9e7a')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/times.sql', '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '0d7ab506eaf1cc52c23c16750135327dc264600c133812c450310f021a79223e') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '0623c2fbe6e8b5efc48e32b1335e616bf1b2fd2ffe6b26111789c5f3fec14642') AS apply \gset
 \if :apply
 BEGIN;
 \ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '0d7ab506eaf1cc52c23c16750135327dc264600c133812c450310f021a79223e')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '0623c2fbe6e8b5efc48e32b1335e616bf1b2fd2ffe6b26111789c5f3fec14642')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'c2058baff6135397f580f9fe0877d1f3dd2511ca4f9cbf3c568a199cf0f7d52a') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '0f36cc2e04cf1e0405b019ebc401d5bc50458a72e815e7f4ccd6b90885cc81c5') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'c2058baff6135397f580f9fe0877d1f3dd2511ca4f9cbf3c568a199cf0f7d52a')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '0f36cc2e04cf1e0405b019ebc401d5bc50458a72e815e7f4ccd6b90885cc81c5')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'd6d4b304184652858770baac11350940c4316afb315eac355c8751b34eb92b82') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'e4660fa6865d91367af636e24c8a331bad3f401a783038ba2667f3a8c99e2e70') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'd6d4b304184652858770baac11350940c4316afb315eac355c8751b34eb92b82')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'e4660fa6865d91367af636e24c8a331bad3f401a783038ba2667f3a8c99e2e70')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '413b77775774a4ef69cb400f01e8890ff1cbe74133e63fa135afffd2128bdaa0') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'd7af97aac6e768c8d9e953e4549bce1a00009f6f5cf1915dc83b741e896461f0') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '413b77775774a4ef69cb400f01e8890ff1cbe74133e63fa135afffd2128bdaa0')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'd7af97aac6e768c8d9e953e4549bce1a00009f6f5cf1915dc83b741e896461f0')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'fc72cccc5aa0bc00d5df5177aaef1900d1ce197da6701fdf6978a414049c9631') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'e3acaf35770b773316250dcd8c9dea3765d8061bd6b74d5ecf0192d83cd7a6e1') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'fc72cccc5aa0bc00d5df5177aaef1900d1ce197da6701fdf6978a414049c9631')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'e3acaf35770b773316250dcd8c9dea3765d8061bd6b74d5ecf0192d83cd7a6e1')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '18738e3ce3ad2a22f2d4a3a12e8035e043a9894c0670af60a12206af188b2968') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '2844499abfae79a6ccc139a538f159318677d2c4429730598f7b4ae5d2bc723c') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '18738e3ce3ad2a22f2d4a3a12e8035e043a9894c0670af60a12206af188b2968')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '2844499abfae79a6ccc139a538f159318677d2c4429730598f7b4ae5d2bc723c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '939211d0548d474aaaa5efe0d9c296b30d619471353c9a4e479d0c5f5fa9dd10') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '7d5547eddec9a6f7768648c8bd575c51f02acccac935a452ab9998b74bf9ec0c') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '939211d0548d474aaaa5efe0d9c296b30d619471353c9a4e479d0c5f5fa9dd10')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '7d5547eddec9a6f7768648c8bd575c51f02acccac935a452ab9998b74bf9ec0c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -25,3 +25,12 @@ BEGIN
     RETURN p_at;
 END
 $$;
+
+-- _run_times_ok tells whether one run's begin and end (an open run has none) are accepted. A
+-- scan of runs reads telemetry.batch_runs_checked instead (the same test, the range read once:
+-- this function costs ~50 us a call, 3 s over 60,000 runs).
+CREATE OR REPLACE FUNCTION telemetry._run_times_ok(p_started_at timestamptz, p_ended_at timestamptz) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(p_started_at <@ t.accepted AND (p_ended_at IS NULL OR p_ended_at <@ t.accepted), false)
+    FROM (SELECT telemetry._time_range() AS accepted) t
+$$;

@@ -1,0 +1,92 @@
+package diagnosis
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/internal/lab"
+)
+
+// A run in progress that hangs on a lock another session holds is diagnosed up to now: it
+// is found as the batch's current run, said to be still running, the lock and its holder are
+// named, and its measures are set against its baseline runs' whole and same elapsed part.
+// Without a run in progress, --run current says so.
+func TestRunInProgress(t *testing.T) {
+	for _, major := range lab.Majors {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			l := lab.New(t, major)
+			l.PrepareWork()
+			ctx := context.Background()
+			c := l.Conn("etl_nightly")
+			for range 3 {
+				lab.MustExec(t, c, `SELECT telemetry.batch_begin('nightly')`)
+				lab.MustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 1000) g`)
+				lab.MustExec(t, c, `SELECT pg_sleep(0.5)`)
+				lab.MustExec(t, c, `SELECT telemetry.batch_end('nightly')`)
+			}
+			if _, err := CurrentRun(ctx, l.Admin, "nightly"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no run in progress") {
+				t.Errorf("CurrentRun between runs: %v, want that there is no run in progress", err)
+			}
+
+			holder := l.Conn("reporting")
+			lab.MustExec(t, holder, `BEGIN`)
+			lab.MustExec(t, holder, `LOCK TABLE work IN ACCESS EXCLUSIVE MODE`)
+			lab.MustExec(t, c, `SELECT telemetry.batch_begin('nightly')`)
+			hung := make(chan error, 1)
+			go func() {
+				_, err := c.Exec(ctx, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 1000) g`)
+				hung <- err
+			}()
+			defer func() {
+				lab.MustExec(t, holder, `COMMIT`)
+				if err := <-hung; err != nil {
+					t.Error(err)
+				}
+			}()
+			time.Sleep(3 * time.Second)
+
+			id, err := CurrentRun(ctx, l.Admin, "nightly")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := ForRun(ctx, l.Admin, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.Running || rep.Run.EndedAt != nil {
+				t.Errorf("run %d: running %v, ended %v; want it still running", id, rep.Running, rep.Run.EndedAt)
+			}
+			if rep.Usual == nil || rep.Usual.BaselineRuns != 3 || rep.Usual.P90Seconds < 0.4 || rep.Usual.P90Seconds > 5 {
+				t.Errorf("usual duration %+v, want 3 runs of about 0.5 s", rep.Usual)
+			}
+			if len(rep.Findings) == 0 || rep.Findings[0].Pattern != "lock_contention" || !strings.Contains(rep.Findings[0].Summary, "reporting") {
+				t.Errorf("first finding %+v, want lock_contention naming the holder (reporting)", rep.Findings)
+			}
+			soFar := map[string]SoFarMeasure{}
+			for _, m := range rep.SoFar {
+				soFar[m.Measure] = m
+			}
+			if d := soFar["duration"]; d.Value == nil || *d.Value < 2.5 || d.MedianWhole == nil || *d.MedianWhole > 2 || d.BaselineRuns != 3 {
+				t.Errorf("duration so far %+v, want about 3 s against 3 runs of about 0.5 s", d)
+			}
+			if w := soFar["lock_wait_seconds"]; w.Value == nil || *w.Value < 1.5 || w.MedianElapsed == nil || *w.MedianElapsed != 0 {
+				t.Errorf("lock waits so far %+v, want about 3 s against none in the same elapsed part of the baseline", w)
+			}
+			var text bytes.Buffer
+			if err := rep.Text(&text); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"STILL RUNNING", "This run has not ended", "Its 3 previous normal run(s) took",
+				"So far against the median of 3 previous normal run(s)", "same elapsed part"} {
+				if !strings.Contains(text.String(), want) {
+					t.Errorf("the text report lacks %q:\n%s", want, text.String())
+				}
+			}
+		})
+	}
+}
