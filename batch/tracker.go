@@ -592,12 +592,11 @@ func (t *Tracker) schemaReady(ctx context.Context, pool *pgxpool.Pool) (bool, er
 
 // SQLRecordedRuns reads the runs of markers and the exec wrapper that are open or ended
 // since $1 (detected runs are this tracker's own). One cheap query per sample interval. A run
-// whose times are out of range (telemetry._run_times_ok: 'infinity', the year 12000) comes
-// with ok false and no times, to be skipped: it must not stop the reading of the others.
-const SQLRecordedRuns = `SELECT run_id, batch, source, ok, CASE WHEN ok THEN started_at END, CASE WHEN ok THEN ended_at END,
-	backend_pid, backend_start, began_by::text
-FROM (SELECT r.*, telemetry._run_times_ok(r.started_at, r.ended_at) AS ok FROM telemetry.batch_runs r
-      WHERE r.source <> 'detected' AND (r.status = 'running' OR r.ended_at > $1)) r
+// whose times are out of range (telemetry.batch_runs_checked: 'infinity', the year 12000)
+// comes with no times, to be skipped: it must not stop the reading of the others.
+const SQLRecordedRuns = `SELECT run_id, batch, source, times_ok, CASE WHEN times_ok THEN started_at END,
+	CASE WHEN times_ok THEN ended_at END, backend_pid, backend_start, began_by::text
+FROM telemetry.batch_runs_checked WHERE source <> 'detected' AND (status = 'running' OR ended_at > $1)
 ORDER BY ended_at NULLS LAST`
 
 // countWindow is how far back finished runs are looked for: longer than any pause between

@@ -109,8 +109,7 @@ func batchRunsAnnotation(step string) promAnnotation {
 // recordedRunsAnnotation marks the runs the recorder holds, from their start to their end.
 func recordedRunsAnnotation(name, color string, enable bool) sqlAnnotation {
 	return sqlAnnotationOf(name, color, enable, `SELECT started_at AS time, coalesce(ended_at, now()) AS timeend, batch || ' #' || run_id AS text, status AS tags
-FROM telemetry.batch_runs WHERE started_at <= $__timeTo() AND coalesce(ended_at, now()) >= $__timeFrom()
-  AND telemetry._run_times_ok(started_at, ended_at)`)
+FROM telemetry.batch_runs_checked WHERE started_at <= $__timeTo() AND coalesce(ended_at, now()) >= $__timeFrom() AND times_ok`)
 }
 
 // sqlAnnotationOf is an annotation from a query on the recorder: time (and timeend for a
@@ -126,13 +125,13 @@ func sqlAnnotationOf(name, color string, enable bool, sql string) sqlAnnotation 
 // instants: a run's start and end lines even where its region would cover the range.
 func runStartsAnnotation() sqlAnnotation {
 	return sqlAnnotationOf("Run starts", "green", true, `SELECT started_at AS time, format('%s #%s began (%s)', batch, run_id, source) AS text, batch AS tags
-FROM telemetry.batch_runs WHERE started_at BETWEEN $__timeFrom() AND $__timeTo() AND telemetry._run_times_ok(started_at, ended_at)`)
+FROM telemetry.batch_runs_checked WHERE started_at BETWEEN $__timeFrom() AND $__timeTo() AND times_ok`)
 }
 
 func runEndsAnnotation() sqlAnnotation {
 	return sqlAnnotationOf("Run ends", "red", true, `SELECT ended_at AS time,
   format('%s #%s %s after %s s', batch, run_id, status, round(extract(epoch FROM ended_at - started_at)::numeric, 1)) AS text, batch AS tags
-FROM telemetry.batch_runs WHERE ended_at BETWEEN $__timeFrom() AND $__timeTo() AND telemetry._run_times_ok(started_at, ended_at)`)
+FROM telemetry.batch_runs_checked WHERE ended_at BETWEEN $__timeFrom() AND $__timeTo() AND times_ok`)
 }
 
 // builtInAnnotation is Grafana's own: annotations and alerts made in Grafana.

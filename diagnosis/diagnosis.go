@@ -126,7 +126,8 @@ const ReportStatements = 10
 var ErrNotFound = errors.New("not recorded")
 
 // ErrOutOfRange is returned for a window, or a recorded run, whose times telemetry refuses
-// (telemetry._check_time; a run's written before batch_begin checked them, or by hand).
+// (telemetry._check_time, batch_runs_checked; a run's written before batch_begin checked
+// them, or by hand).
 var ErrOutOfRange = errors.New("times out of range")
 
 // Window diagnoses the time between from and to on a recorded server ("": the only one).
@@ -147,14 +148,13 @@ func Window(ctx context.Context, q Querier, from, to time.Time, server string) (
 func LastRun(ctx context.Context, q Querier, batch string, back int) (int64, error) {
 	var id int64
 	// Runs whose times are out of range are skipped ('infinity' would sort first): ForRun of one says why.
-	err := q.QueryRow(ctx, `SELECT run_id FROM telemetry.batch_runs WHERE batch = $1 AND telemetry._run_times_ok(started_at, ended_at)
+	err := q.QueryRow(ctx, `SELECT run_id FROM telemetry.batch_runs_checked WHERE batch = $1 AND times_ok
 		ORDER BY started_at DESC, run_id DESC OFFSET $2 LIMIT 1`, batch, back).Scan(&id)
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return id, err
 	}
 	var runs int
-	if err := q.QueryRow(ctx, `SELECT count(*) FROM telemetry.batch_runs WHERE batch = $1 AND telemetry._run_times_ok(started_at, ended_at)`,
-		batch).Scan(&runs); err != nil {
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM telemetry.batch_runs_checked WHERE batch = $1 AND times_ok`, batch).Scan(&runs); err != nil {
 		return 0, err
 	}
 	if runs == 0 {
@@ -212,9 +212,9 @@ func ForRun(ctx context.Context, q Querier, runID int64) (*Report, error) {
 	var r Run
 	var timesOK bool
 	var started *time.Time
-	err := q.QueryRow(ctx, `SELECT run_id, batch, ok, CASE WHEN ok THEN started_at END, CASE WHEN ok THEN ended_at END,
+	err := q.QueryRow(ctx, `SELECT run_id, batch, times_ok, CASE WHEN times_ok THEN started_at END, CASE WHEN times_ok THEN ended_at END,
 		status, source, exit_code, detail
-		FROM (SELECT *, telemetry._run_times_ok(started_at, ended_at) AS ok FROM telemetry.batch_runs WHERE run_id = $1) r`, runID).
+		FROM telemetry.batch_runs_checked WHERE run_id = $1`, runID).
 		Scan(&r.RunID, &r.Batch, &timesOK, &started, &r.EndedAt, &r.Status, &r.Source, &r.ExitCode, &r.Detail)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: no batch run with run_id %d", ErrNotFound, runID)

@@ -37,6 +37,16 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WHERE n.nspname = 'telemetry'
 $$;
 
+-- batch_runs_checked is every run with times_ok: _run_times_ok's test of its begin and end,
+-- with the range read once per query (the function per row costs ~50 us: 3 s for 60,000 runs).
+-- Runs stored otherwise (before batch_begin checked, or by hand) are what readers skip, and
+-- count: batch_runs_out_of_range.
+CREATE OR REPLACE VIEW telemetry.batch_runs_checked AS
+SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source, r.exit_code, r.detail, r.server,
+       r.backend_pid, r.backend_start, r.began_by,
+       coalesce(r.started_at <@ t.accepted AND (r.ended_at IS NULL OR r.ended_at <@ t.accepted), false) AS times_ok
+FROM telemetry.batch_runs r CROSS JOIN (SELECT telemetry._time_range() AS accepted OFFSET 0) t;
+
 -- close_abandoned_runs closes the runs that will never get their end: open longer than
 -- batch_max_run_seconds, or begun by an exec wrapper whose session is gone. SECURITY DEFINER:
 -- a session is judged gone with the schema owner's sight of pg_stat_activity (the exporter's
@@ -218,15 +228,14 @@ SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source,
        (SELECT s.captured_at FROM telemetry.snapshots s
         WHERE (r.server IS NULL OR s.server = r.server) AND s.captured_at >= r.ended_at
         ORDER BY s.captured_at LIMIT 1) AS end_snapshot_at
-FROM telemetry.batch_runs r
-WHERE (r.started_at > now() - interval '7 days' OR r.status = 'running')
-  AND telemetry._run_times_ok(r.started_at, r.ended_at) -- the others: batch_runs_out_of_range
+FROM telemetry.batch_runs_checked r
+WHERE (r.started_at > now() - interval '7 days' OR r.status = 'running') AND r.times_ok
 ORDER BY r.started_at DESC, r.run_id DESC;
 
--- batch_runs_out_of_range: the stored runs whose times _run_times_ok refuses (written before
--- batch_begin checked them, or by hand), which readers leave out and count.
+-- batch_runs_out_of_range: the stored runs whose times are out of range (batch_runs_checked),
+-- which readers leave out and count.
 CREATE OR REPLACE VIEW telemetry.batch_runs_out_of_range AS
 SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source
-FROM telemetry.batch_runs r
-WHERE NOT telemetry._run_times_ok(r.started_at, r.ended_at)
+FROM telemetry.batch_runs_checked r
+WHERE NOT r.times_ok
 ORDER BY r.run_id;

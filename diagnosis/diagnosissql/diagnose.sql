@@ -177,7 +177,7 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
 -- _run_window is a run's window: its begin and end (now while it runs), and where its start
--- snapshot is looked for. A run whose times _run_times_ok refuses has none: an error says so.
+-- snapshot is looked for. A run whose times are out of range has none: an error says so.
 CREATE OR REPLACE FUNCTION telemetry._run_window(p_run_id bigint)
 RETURNS TABLE (run_id bigint, batch text, status text, start_time timestamptz, end_time timestamptz,
                snapshot_start timestamptz, server text)
@@ -332,9 +332,8 @@ RETURNS TABLE (run_id bigint, batch text, status text, start_time timestamptz, e
                snapshot_start timestamptz, server text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT bw.* FROM telemetry._run_window(p_run_id) w,
-    LATERAL (SELECT r.run_id FROM telemetry.batch_runs r
-             WHERE r.batch = w.batch AND r.status IN ('succeeded', 'ended') AND r.started_at < w.start_time
-               AND telemetry._run_times_ok(r.started_at, r.ended_at)
+    LATERAL (SELECT r.run_id FROM telemetry.batch_runs_checked r
+             WHERE r.batch = w.batch AND r.status IN ('succeeded', 'ended') AND r.started_at < w.start_time AND r.times_ok
                -- a run named for a server nothing was recorded of has no data to compare
                AND (r.server IS NULL OR EXISTS (SELECT FROM telemetry.servers s WHERE s.server = r.server))
              ORDER BY r.started_at DESC LIMIT telemetry._threshold('baseline_runs')::bigint) b,
@@ -426,8 +425,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source, d.seconds,
            u.median_seconds, u.p90_seconds, u.baseline_runs, d.seconds > u.p90_seconds
     FROM (SELECT r.*, row_number() OVER (PARTITION BY r.batch ORDER BY r.started_at DESC, r.run_id DESC) AS nth
-          FROM telemetry.batch_runs r
-          WHERE (r.started_at >= p_since OR r.status = 'running') AND telemetry._run_times_ok(r.started_at, r.ended_at)) r
+          FROM telemetry.batch_runs_checked r
+          WHERE (r.started_at >= p_since OR r.status = 'running') AND r.times_ok) r
     CROSS JOIN LATERAL (SELECT extract(epoch FROM coalesce(r.ended_at, now()) - r.started_at)::float8 AS seconds) d
     LEFT JOIN LATERAL telemetry.run_usual_duration(r.run_id) u ON true
     WHERE p_per_batch IS NULL OR r.nth <= p_per_batch

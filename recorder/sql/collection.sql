@@ -147,9 +147,8 @@ BEGIN
     SELECT max(captured_at) INTO v_last
     FROM telemetry.statement_info_snapshots WHERE server = p_server AND captured_at > p_at - interval '1 hour';
     IF v_last IS NOT NULL AND NOT EXISTS (
-        SELECT FROM telemetry.batch_runs r
-        WHERE (r.server IS NULL OR r.server = p_server) AND (r.started_at > v_last OR r.ended_at > v_last)
-          AND telemetry._run_times_ok(r.started_at, r.ended_at)) THEN -- ('infinity' would be a boundary forever)
+        SELECT FROM telemetry.batch_runs_checked r -- ('infinity' would be a boundary forever)
+        WHERE (r.server IS NULL OR r.server = p_server) AND (r.started_at > v_last OR r.ended_at > v_last) AND r.times_ok) THEN
         RETURN;
     END IF;
     WITH cur AS (SELECT * FROM telemetry._collect_statements()),

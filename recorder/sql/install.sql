@@ -169,11 +169,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0017_boundarie
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '8475d7b9b584c3c6de3c5d70f216d5c21804ebcf2d6b9fbdecac13d9072eaf36') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 BEGIN;
 \ir times.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/times.sql', '8475d7b9b584c3c6de3c5d70f216d5c21804ebcf2d6b9fbdecac13d9072eaf36')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/times.sql', '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -201,27 +201,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '3fd89a8f33da9310c1b2417762a202c1ae966e35608a6734be3ce26dbea25232') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'd7af97aac6e768c8d9e953e4549bce1a00009f6f5cf1915dc83b741e896461f0') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '3fd89a8f33da9310c1b2417762a202c1ae966e35608a6734be3ce26dbea25232')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'd7af97aac6e768c8d9e953e4549bce1a00009f6f5cf1915dc83b741e896461f0')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '6547c4b84c52c304d6bf9466e841172eaaabc9a9658902523e1efa0e677e65bd') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'e3acaf35770b773316250dcd8c9dea3765d8061bd6b74d5ecf0192d83cd7a6e1') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '6547c4b84c52c304d6bf9466e841172eaaabc9a9658902523e1efa0e677e65bd')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'e3acaf35770b773316250dcd8c9dea3765d8061bd6b74d5ecf0192d83cd7a6e1')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '684516d4485ce60e169bc1ab93adbddde910107530bb557677f463fa8e3d1e89') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '2844499abfae79a6ccc139a538f159318677d2c4429730598f7b4ae5d2bc723c') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '684516d4485ce60e169bc1ab93adbddde910107530bb557677f463fa8e3d1e89')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '2844499abfae79a6ccc139a538f159318677d2c4429730598f7b4ae5d2bc723c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

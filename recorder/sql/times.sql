@@ -3,9 +3,14 @@
 -- A finite time from 2000-01-01 to a day ahead of now (clocks differ): a run begun at
 -- 'infinity' or in the year 12000 is a row no reader can show (Go and JSON end at 9999) and
 -- a window no analysis can divide.
+CREATE OR REPLACE FUNCTION telemetry._time_range() RETURNS tstzrange
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT tstzrange('2000-01-01 00:00:00+00', now() + interval '1 day', '[]')
+$$;
+
 CREATE OR REPLACE FUNCTION telemetry._time_ok(p_at timestamptz) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT p_at >= '2000-01-01 00:00:00+00' AND p_at <= now() + interval '1 day'
+    SELECT p_at <@ telemetry._time_range()
 $$;
 
 -- _check_time returns p_at, or raises (SQLSTATE 22008) where it is NULL or not a time
@@ -21,9 +26,11 @@ BEGIN
 END
 $$;
 
--- _run_times_ok tells a stored run whose times _time_ok accepts (an open run has no end):
--- readers skip the others, and say so.
+-- _run_times_ok tells whether one run's begin and end (an open run has none) are accepted. A
+-- scan of runs reads telemetry.batch_runs_checked instead (the same test, the range read once:
+-- this function costs ~50 us a call, 3 s over 60,000 runs).
 CREATE OR REPLACE FUNCTION telemetry._run_times_ok(p_started_at timestamptz, p_ended_at timestamptz) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(telemetry._time_ok(p_started_at), false) AND (p_ended_at IS NULL OR telemetry._time_ok(p_ended_at))
+    SELECT coalesce(p_started_at <@ t.accepted AND (p_ended_at IS NULL OR p_ended_at <@ t.accepted), false)
+    FROM (SELECT telemetry._time_range() AS accepted) t
 $$;
