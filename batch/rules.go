@@ -11,27 +11,36 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
 
-// Rule says which sessions are a batch's: a run starts when one becomes active.
+// Rule says which sessions are a batch's: a run starts when one becomes active. An
+// application_name is whatever a session sets (any role may SET it); User, where given, is the
+// role the session must have logged in as (pg_stat_activity.usename), which it cannot change.
 type Rule struct {
 	Batch           string
-	ApplicationName *regexp.Regexp
+	User            string         // "": any role
+	ApplicationName *regexp.Regexp // nil: any application_name (a rule on User alone)
 }
 
-// Matches tells whether a session with this application_name belongs to the rule's batch.
-func (r Rule) Matches(applicationName string) bool {
-	return r.ApplicationName.MatchString(applicationName)
+// Matches tells whether a session with this application_name, logged in as this role, belongs
+// to the rule's batch.
+func (r Rule) Matches(applicationName, user string) bool {
+	return (r.User == "" || r.User == user) && (r.ApplicationName == nil || r.ApplicationName.MatchString(applicationName))
 }
 
-// ParseRule reads a --batch.match value: batch=application_name:regexp.
+// ruleSyntax is a --batch.match value's and a config file's match's form.
+const ruleSyntax = "user:role, application_name:regexp, or user:role,application_name:regexp"
+
+// ParseRule reads a --batch.match value: batch=application_name:regexp, batch=user:role, or
+// batch=user:role,application_name:regexp.
 func ParseRule(s string) (Rule, error) {
 	batch, match, ok := strings.Cut(s, "=")
 	if !ok {
-		return Rule{}, fmt.Errorf("batch rule %q: want batch=application_name:regexp", s)
+		return Rule{}, fmt.Errorf("batch rule %q: want batch=%s", s, ruleSyntax)
 	}
 	return newRule(strings.TrimSpace(batch), match)
 }
@@ -40,15 +49,19 @@ func ParseRule(s string) (Rule, error) {
 // every run, so a runaway name must not.
 const MaxNameBytes = 200
 
-// CheckName refuses an empty, overlong or non-UTF-8 batch name.
+// CheckName refuses an empty, overlong or non-UTF-8 batch name, and one with a control
+// character (a tab, a newline: a label, a log line and a report cell each show it wrongly),
+// as telemetry.batch_begin does. Every command that takes a batch's name checks it here.
 func CheckName(name string) error {
 	switch {
 	case strings.TrimSpace(name) == "":
 		return fmt.Errorf("the batch name is empty")
 	case len(name) > MaxNameBytes:
 		return fmt.Errorf("the batch name is %d bytes long (%.20q...): at most %d", len(name), name, MaxNameBytes)
-	case !utf8.ValidString(name) || strings.ContainsRune(name, 0):
+	case !utf8.ValidString(name):
 		return fmt.Errorf("the batch name %q is not valid UTF-8 text", name)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return fmt.Errorf("the batch name %q has a control character", name)
 	}
 	return nil
 }
@@ -57,12 +70,22 @@ func newRule(batch, match string) (Rule, error) {
 	if err := CheckName(batch); err != nil {
 		return Rule{}, fmt.Errorf("batch rule %.60q: %w", batch+"="+match, err)
 	}
+	r := Rule{Batch: batch}
+	if role, ok := strings.CutPrefix(match, "user:"); ok {
+		role, match, _ = strings.Cut(role, ",")
+		if r.User = strings.TrimSpace(role); r.User == "" {
+			return Rule{}, fmt.Errorf("batch %s: the role of user: is empty", batch)
+		}
+		if match == "" {
+			return r, nil
+		}
+	}
 	field, pattern, ok := strings.Cut(match, ":")
 	if !ok {
-		return Rule{}, fmt.Errorf("batch %s: match %q: want application_name:regexp", batch, match)
+		return Rule{}, fmt.Errorf("batch %s: match %q: want %s", batch, match, ruleSyntax)
 	}
 	if field != "application_name" {
-		return Rule{}, fmt.Errorf("batch %s: cannot match on %q: only application_name is known", batch, field)
+		return Rule{}, fmt.Errorf("batch %s: cannot match on %q: only user and application_name are known", batch, field)
 	}
 	if pattern == "" {
 		return Rule{}, fmt.Errorf("batch %s: the application_name pattern is empty", batch)
@@ -71,7 +94,8 @@ func newRule(batch, match string) (Rule, error) {
 	if err != nil {
 		return Rule{}, fmt.Errorf("batch %s: application_name pattern: %w", batch, err)
 	}
-	return Rule{Batch: batch, ApplicationName: re}, nil
+	r.ApplicationName = re
+	return r, nil
 }
 
 // ParseRules reads every --batch.match value; a batch may have one rule only.

@@ -18,7 +18,7 @@ func checkRules(t *testing.T, input string, rules []Rule) {
 			t.Errorf("%q: two rules for %q", input, r.Batch)
 		}
 		seen[r.Batch] = true
-		r.Matches(input)
+		r.Matches(input, input)
 	}
 }
 

@@ -15,19 +15,41 @@ func TestParseRule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Batch != "nightly" || !r.Matches("etl_nightly_loader") || r.Matches("x_etl_nightly") {
+	if r.Batch != "nightly" || !r.Matches("etl_nightly_loader", "") || r.Matches("x_etl_nightly", "") {
 		t.Errorf("rule %+v matches wrongly", r)
 	}
 	for value, want := range map[string]string{
-		"nightly":                    "want batch=application_name:regexp",
+		"nightly":                    "want batch=user:role, application_name:regexp",
 		"=application_name:^x":       "the batch name is empty",
-		"nightly=^etl":               "want application_name:regexp",
+		"nightly=^etl":               "want user:role, application_name:regexp",
+		"nightly=user:":              "the role of user: is empty",
+		"nightly=user:etl,^etl":      "want user:role",
 		"nightly=usename:^etl":       `cannot match on "usename"`,
 		"nightly=application_name:":  "pattern is empty",
 		"nightly=application_name:(": "missing closing )",
 	} {
 		if _, err := ParseRule(value); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseRule(%q) = %v, want an error with %q", value, err, want)
+		}
+	}
+	// user: binds a rule to the role a session logged in as, which it cannot SET as it can its
+	// application_name.
+	for value, cases := range map[string][]struct {
+		app, user string
+		want      bool
+	}{
+		"nightly=user:etl":                         {{"anything", "etl", true}, {"anything", "analyst", false}},
+		"nightly=user:etl,application_name:^etl_n": {{"etl_nightly", "etl", true}, {"etl_nightly", "analyst", false}, {"psql", "etl", false}},
+		"nightly=application_name:^etl_n":          {{"etl_nightly", "analyst", true}},
+	} {
+		r, err := ParseRule(value)
+		if err != nil {
+			t.Fatalf("%s: %v", value, err)
+		}
+		for _, c := range cases {
+			if got := r.Matches(c.app, c.user); got != c.want {
+				t.Errorf("%s: Matches(%q, %q) = %v, want %v", value, c.app, c.user, got, c.want)
+			}
 		}
 	}
 	if _, err := ParseRules([]string{"a=application_name:x", "a=application_name:y"}); err == nil {
@@ -48,7 +70,7 @@ func TestLoadRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rules) != 2 || rules[0].Batch != "nightly" || !rules[1].Matches("weekly") {
+	if len(rules) != 2 || rules[0].Batch != "nightly" || !rules[1].Matches("weekly", "") {
 		t.Errorf("rules = %+v", rules)
 	}
 	for text, want := range map[string]string{

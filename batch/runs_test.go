@@ -1,8 +1,14 @@
 package batch
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
@@ -496,4 +503,124 @@ func follow(ctx context.Context, tr *Tracker, pool *pgxpool.Pool) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
+}
+
+// TestExecRunClosedBeforeItsEnd (issue 17, finding 3): a run closed while its command still
+// ran (as abandoned by another session's judgement, or by hand) is not ended again under
+// another status: exec warns, naming how it was closed, and exits with the command's status.
+func TestExecRunClosedBeforeItsEnd(t *testing.T) {
+	_, pool := db(t, 17, "pg-batch-exporter exec")
+	ctx := context.Background()
+	closed := filepath.Join(t.TempDir(), "closed")
+	go func() {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			tag, err := pool.Exec(ctx, `UPDATE telemetry.batch_runs SET status = 'abandoned', ended_at = now(), detail = 'closed by hand'
+				WHERE batch = 'nightly' AND status = 'running'`)
+			if err == nil && tag.RowsAffected() == 1 {
+				_ = os.WriteFile(closed, nil, 0o600)
+				return
+			}
+		}
+	}()
+	var logs bytes.Buffer
+	code := Exec(ExecOptions{Pool: pool, Batch: "nightly", Stdout: &testWriter{}, Stderr: &testWriter{},
+		Command: []string{"sh", "-c", `while [ ! -e "$0" ]; do sleep 0.05; done; exit 3`, closed},
+		Logger:  slog.New(slog.NewTextHandler(&logs, nil))})
+	if code != 3 {
+		t.Errorf("exit status %d, want the command's 3", code)
+	}
+	if !strings.Contains(logs.String(), "the run was closed before its end was marked") || !strings.Contains(logs.String(), "status=abandoned") ||
+		!strings.Contains(logs.String(), `detail="closed by hand"`) {
+		t.Errorf("no warning naming how the run was closed:\n%s", logs.String())
+	}
+	if got := runs(t, pool); len(got) != 1 || got[0].Status != "abandoned" || got[0].ExitCode != nil {
+		t.Errorf("runs = %+v, want the one run left abandoned", got)
+	}
+}
+
+// TestRecordedRunsOutOfRange (issue 17, finding 2): runs whose times are out of range, stored
+// before batch_begin refused them (or by hand), are skipped by every reader, which says so,
+// and never stop the reading of the others: the tracker still sees a real run, the recent runs
+// view and diagnose's run lookup leave them out, and diagnosing one says why it cannot be.
+func TestRecordedRunsOutOfRange(t *testing.T) {
+	for _, major := range []int{15, 17} {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			_, pool := db(t, major, "pg-batch-exporter batch")
+			ctx := context.Background()
+			var good int64
+			if err := pool.QueryRow(ctx, `SELECT telemetry.batch_begin('nightly', 'marker', now() - interval '10 minutes')`).Scan(&good); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pool.Exec(ctx, `SELECT telemetry.batch_end('nightly')`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pool.Exec(ctx, `SELECT telemetry.batch_begin('weekly')`); err != nil {
+				t.Fatal(err)
+			}
+			// Runs out of range, stored by hand: open, closed, and of another batch.
+			var bad []int64
+			for _, sql := range []string{
+				`INSERT INTO telemetry.batch_runs (batch, started_at, source) VALUES ('nightly', 'infinity', 'marker') RETURNING run_id`,
+				`INSERT INTO telemetry.batch_runs (batch, started_at, source) VALUES ('hourly', '-infinity', 'exec') RETURNING run_id`,
+				`INSERT INTO telemetry.batch_runs (batch, started_at, ended_at, status, source)
+					VALUES ('nightly', now() - interval '1 hour', '12000-01-01', 'succeeded', 'marker') RETURNING run_id`,
+			} {
+				var id int64
+				if err := pool.QueryRow(ctx, sql).Scan(&id); err != nil {
+					t.Fatalf("%s: %v", sql, err)
+				}
+				bad = append(bad, id)
+			}
+
+			var logs bytes.Buffer
+			tr := NewTracker(Options{RunsDB: pool, RefreshEvery: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			for range 2 {
+				if err := tr.Refresh(ctx); err != nil {
+					t.Fatalf("refresh with runs out of range: %v", err)
+				}
+			}
+			if v := metric(t, tr, "pgbatch_batch_running", "weekly"); !is(v, 1) {
+				t.Errorf("weekly's open run not seen beside runs out of range: running = %v", v)
+			}
+			if v := metric(t, tr, "pgbatch_batch_running", "nightly"); v != nil && *v != 0 {
+				t.Errorf("nightly running = %v, want 0 or none: its open run is out of range", *v)
+			}
+			if n := strings.Count(logs.String(), "skipping recorded runs whose times are out of range"); n != 1 ||
+				!strings.Contains(logs.String(), fmt.Sprintf("runs=%d", len(bad))) {
+				t.Errorf("%d log lines on the runs out of range over two reads, want one naming %d runs:\n%s", n, len(bad), logs.String())
+			}
+
+			var recent []int64
+			rows, _ := pool.Query(ctx, `SELECT run_id FROM telemetry.recent_batch_runs`)
+			recent, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil || len(recent) != 2 {
+				t.Errorf("recent_batch_runs = %v (%v), want the two runs in range", recent, err)
+			}
+			if n, err := diagnosis.OutOfRangeRuns(ctx, pool, ""); err != nil || n != 3 {
+				t.Errorf("OutOfRangeRuns = %d, %v; want 3", n, err)
+			}
+			if id, err := diagnosis.LastRun(ctx, pool, "nightly", 0); err != nil || id != good {
+				t.Errorf("LastRun(nightly) = %d, %v; want %d, the last run in range", id, err, good)
+			}
+			for _, id := range bad {
+				if _, err := diagnosis.ForRun(ctx, pool, id); !errors.Is(err, diagnosis.ErrOutOfRange) {
+					t.Errorf("ForRun(%d): %v, want ErrOutOfRange", id, err)
+				}
+			}
+			if _, err := diagnosis.ForRun(ctx, pool, good); err != nil {
+				t.Errorf("ForRun of the run in range, with runs out of range before it: %v", err)
+			}
+			// A run that ends where it begins (its end marker's time before its begin) is diagnosed.
+			var zero int64
+			if err := pool.QueryRow(ctx, `SELECT telemetry.batch_begin('zero')`).Scan(&zero); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pool.Exec(ctx, `SELECT telemetry.batch_end('zero', 'succeeded', 0, now() - interval '1 hour')`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := diagnosis.ForRun(ctx, pool, zero); err != nil {
+				t.Errorf("ForRun of a run of no length: %v", err)
+			}
+		})
+	}
 }

@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,17 +49,28 @@ var (
 		[]string{"batch", "quantile"}, nil)
 	usualRunsDesc = prometheus.NewDesc(collectors.Namespace+"_batch_usual_duration_runs",
 		"How many normal runs the batch's usual duration is taken from.", []string{"batch"}, nil)
+	droppedDesc = prometheus.NewDesc(collectors.Namespace+"_batch_names_dropped",
+		"Batches with runs in telemetry.batch_runs left out of the batch metrics at its last read: more than --batch.max-batches are named.",
+		nil, nil)
 )
 
-// Options configure a Tracker.
+// DefaultMaxBatches bounds the batches named by recorded runs that get series (--batch.max-batches):
+// any role that may call batch_begin names a batch, and each is a label value of every batch metric.
+const DefaultMaxBatches = 200
+
+// Options configure a Tracker. A zero field is the exporter's default (its flag's).
 type Options struct {
 	Rules []Rule
-	// QuietPeriod ends a detected run: no matching session active for this long.
+	// QuietPeriod ends a detected run: no matching session active for this long; 0:
+	// DefaultQuietPeriod.
 	QuietPeriod time.Duration
 	// RunsDB is the database whose telemetry.batch_runs is read: markers and exec runs (nil: runs are only detected).
 	RunsDB *pgxpool.Pool
-	// RefreshEvery is how often the open and finished runs are read.
+	// RefreshEvery is how often the open and finished runs are read; 0: DefaultRefreshEvery.
 	RefreshEvery time.Duration
+	// MaxBatches bounds the batches, beyond the rules', that recorded runs name (0: DefaultMaxBatches).
+	// Those first seen keep their series until telemetry.batch_runs has no row of them.
+	MaxBatches int
 	// RecorderDB is the recorder's database, where detected runs are written into telemetry.batch_runs (nil: they stay in memory).
 	RecorderDB *pgxpool.Pool
 	// Trigger asks for a collection now (runner.Trigger): the sample tier at every wait sample
@@ -75,6 +89,7 @@ type Options struct {
 type Tracker struct {
 	o            Options
 	events       chan event
+	refreshNow   chan struct{} // RefreshNow's, for Run
 	start        time.Time
 	readFailure  *repeatlog.Failure // of telemetry.batch_runs
 	usualFailure *repeatlog.Failure // of telemetry.run_usual_duration
@@ -83,20 +98,36 @@ type Tracker struct {
 	// touches it.
 	runsTable bool
 
-	mu       sync.Mutex
-	batches  map[string]*state
+	mu      sync.Mutex
+	batches map[string]*state
+	// names are the batches by the application_names their sessions show (SessionNames).
+	names    map[string]string
 	counted  map[int64]time.Time // finished recorded runs already counted, by ended_at
 	openRuns map[int64]*openRun  // recorded runs in progress, by run_id
+	// outOfRange are the recorded runs skipped for times out of range, each logged once.
+	// (Rows a writer could not add through batch_begin, so their number is the owner's.)
+	outOfRange map[int64]bool
 	// runWaits are the running batches' session-seconds, own and others', since the last take.
 	runWaits map[collectors.BatchWait]float64 // the key's Seconds is 0
+	// dropped is how many batches the last read left out (MaxBatches); limitLogged, whether
+	// that was ever logged.
+	dropped     int
+	limitLogged bool
+	// sampler is the wait sampler followed (Follow), told when batches run.
+	sampler *collectors.WaitSampler
+	// sampleTriggered is when a run last asked for a sample-tier collection.
+	sampleTriggered time.Time
 }
 
 // openRun is a recorded run in progress and the session that began it.
 type openRun struct {
 	batch        string
+	source       string
 	startedAt    time.Time
 	pid          *int32
 	backendStart *time.Time
+	// beganBy is the role of the session that began it (nil: recorded before migration 0014, began_by).
+	beganBy *string
 	// applicationName is the beginning session's, once sampled: sessions sharing it are the
 	// run's until it ends.
 	applicationName string
@@ -156,18 +187,45 @@ type event struct {
 	at    time.Time
 }
 
-// NewTracker builds a tracker; feed it with Follow (or Observe, a collectors.WaitObserver) and Run.
-func NewTracker(o Options) *Tracker {
+// The exporter's defaults: --batch.quiet-period, and how often it reads the recorded runs at
+// the default --tier.sample-interval (runs begun by markers are read often enough to sample a
+// short run at the sampler's pace).
+const (
+	DefaultQuietPeriod  = time.Minute
+	DefaultRefreshEvery = 2 * time.Second
+)
+
+// WithDefaults fills the zero fields with the exporter's defaults.
+func (o Options) WithDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	t := &Tracker{o: o, events: make(chan event, 64), start: time.Now(), readFailure: repeatlog.New(o.Logger), usualFailure: repeatlog.New(o.Logger),
+	o.QuietPeriod = cmp.Or(o.QuietPeriod, DefaultQuietPeriod)
+	o.RefreshEvery = cmp.Or(o.RefreshEvery, DefaultRefreshEvery)
+	o.MaxBatches = cmp.Or(o.MaxBatches, DefaultMaxBatches)
+	return o
+}
+
+// NewTracker builds a tracker; feed it with Follow (or Observe, a collectors.WaitObserver) and Run.
+func NewTracker(o Options) *Tracker {
+	o = o.WithDefaults()
+	t := &Tracker{o: o, events: make(chan event, 64), refreshNow: make(chan struct{}, 1), start: time.Now(), readFailure: repeatlog.New(o.Logger), usualFailure: repeatlog.New(o.Logger),
 		runWaits: map[collectors.BatchWait]float64{},
-		batches:  map[string]*state{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}}
+		batches:  map[string]*state{}, names: map[string]string{}, counted: map[int64]time.Time{}, openRuns: map[int64]*openRun{}, outOfRange: map[int64]bool{}}
 	for _, r := range o.Rules {
 		t.batch(r.Batch)
 	}
 	return t
+}
+
+// ruled tells whether a rule names the batch: its series stay whatever is recorded.
+func (t *Tracker) ruled(name string) bool {
+	for _, r := range t.o.Rules {
+		if r.Batch == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Tracker) batch(name string) *state {
@@ -175,33 +233,102 @@ func (t *Tracker) batch(name string) *state {
 	if s == nil {
 		s = &state{waits: map[[2]string]float64{}}
 		t.batches[name] = s
+		for _, n := range SessionNames(name) {
+			if _, taken := t.names[n]; !taken {
+				t.names[n] = name
+			}
+		}
 	}
 	return s
 }
 
-// batchOf names the batch a session belongs to, or "".
+// batchOf names the batch a session belongs to, or "": a rule's (its application_name and, where
+// the rule names one, its role), the batch of an open run it began, or the batch whose name it
+// carries (exec's PGAPPNAME, in the form the server shows it) or whose open run's beginning
+// session's application_name it shares. By name alone a session of any role could be counted:
+// while a marker run is open, only sessions of the role that began it are (markerRole).
 func (t *Tracker) batchOf(w collectors.SessionWait) string {
+	// The session that began a run is the run's first: its pid and backend_start cannot be
+	// borrowed, while any role may name a batch after another's application_name.
+	for _, r := range t.openRuns {
+		if r.began(w) {
+			return r.batch
+		}
+	}
 	for _, r := range t.o.Rules {
-		if r.Matches(w.ApplicationName) {
+		if r.Matches(w.ApplicationName, w.Usename) {
 			return r.Batch
 		}
 	}
-	if _, known := t.batches[w.ApplicationName]; known && w.ApplicationName != "" {
-		return w.ApplicationName
+	if name, known := t.names[w.ApplicationName]; known && w.ApplicationName != "" && t.markerRole(name, w) {
+		return name
 	}
 	for _, r := range t.openRuns {
-		if r.began(w) || r.applicationName != "" && r.applicationName == w.ApplicationName {
+		if r.applicationName != "" && r.applicationName == w.ApplicationName && t.markerRole(r.batch, w) {
 			return r.batch
 		}
 	}
 	return ""
 }
 
+// markerRole tells whether a session carrying the batch's name may be the batch's: always, but
+// while a run of it begun by a marker (batch_begin) is open, only as the role that began it.
+// (An exec run's commands may log in as another role than the wrapper's markers.)
+func (t *Tracker) markerRole(batch string, w collectors.SessionWait) bool {
+	for _, r := range t.openRuns {
+		if r.batch == batch && r.source == "marker" && r.beganBy != nil && *r.beganBy != w.Usename {
+			return false
+		}
+	}
+	return true
+}
+
+// SessionNames are the forms pg_stat_activity shows an application_name set to name in: the
+// server replaces each byte outside printable ASCII, by '?' on 15 and by \xNN from 16 on
+// (pg_clean_ascii), and keeps NAMEDATALEN-1 (63) bytes of the result.
+func SessionNames(name string) []string {
+	var asked, escaped strings.Builder
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 32 || c > 126 {
+			asked.WriteByte('?')
+			fmt.Fprintf(&escaped, `\x%02x`, c)
+		} else {
+			asked.WriteByte(c)
+			escaped.WriteByte(c)
+		}
+	}
+	var out []string
+	for _, n := range []string{name, asked.String(), escaped.String()} {
+		if len(n) > maxSessionNameBytes {
+			n = n[:maxSessionNameBytes]
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// maxSessionNameBytes is NAMEDATALEN-1: what pg_stat_activity keeps of an application_name.
+const maxSessionNameBytes = 63
+
 // Follow has the tracker take every sample of w, and w book each statement's seconds to the
 // batch whose own session ran it.
 func (t *Tracker) Follow(w *collectors.WaitSampler) {
 	w.Observe(t.Observe)
 	w.SessionBatches(t.sessionBatch)
+	t.mu.Lock()
+	t.sampler = w
+	t.mu.Unlock()
+}
+
+// pace has the sampler read at its run interval while any batch runs (t.mu held).
+func (t *Tracker) pace() bool {
+	running := slices.ContainsFunc(slices.Collect(maps.Values(t.batches)), (*state).running)
+	if t.sampler != nil {
+		t.sampler.BatchRunning(running)
+	}
+	return running
 }
 
 // sessionBatch names the batch a session is the own session of, or "".
@@ -263,19 +390,23 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 	}
 	// After detection: the sample that starts a detected run is the run's.
 	t.splitRunWaits(span, waits)
+	running := t.pace()
 	if t.o.Trigger == nil {
 		return
 	}
 	if boundary {
 		t.o.Trigger(collectors.TierSnapshot)
 	}
-	for _, s := range t.batches {
-		if s.running() {
-			t.o.Trigger(collectors.TierSample)
-			break
-		}
+	// At most one a second however fast the sampler reads during the run: the sample tier's
+	// rows stay what they were at the default --collector.waits.interval.
+	if running && at.Sub(t.sampleTriggered) >= sampleTierInRunEvery {
+		t.sampleTriggered = at
+		t.o.Trigger(collectors.TierSample)
 	}
 }
+
+// sampleTierInRunEvery spaces the sample-tier collections a run asks for.
+const sampleTierInRunEvery = time.Second
 
 // splitRunWaits books the sample's session-seconds, for every batch running, to its own
 // sessions (by wait and the statement the sample shows) or to the other sessions (by wait):
@@ -340,7 +471,6 @@ func (t *Tracker) Run(ctx context.Context) {
 		defer ticker.Stop()
 		tick = ticker.C
 		t.refreshLogged(ctx)
-		t.readUsualLogged(ctx, t.o.RunsDB)
 	}
 	var pending []event
 	var retry <-chan time.Time
@@ -377,8 +507,20 @@ func (t *Tracker) Run(ctx context.Context) {
 			flush()
 		case <-tick:
 			t.refreshLogged(ctx)
-			t.readUsualLogged(ctx, t.o.RunsDB)
+		case <-t.refreshNow:
+			if t.o.RunsDB != nil {
+				t.refreshLogged(ctx)
+			}
 		}
+	}
+}
+
+// RefreshNow has Run read the recorded runs now, not at its next tick: a run has begun or
+// ended (the recorder is told through telemetry_request_snapshot). It never blocks.
+func (t *Tracker) RefreshNow() {
+	select {
+	case t.refreshNow <- struct{}{}:
+	default: // one is already pending
 	}
 }
 
@@ -419,9 +561,10 @@ func (t *Tracker) write(ctx context.Context, e event) error {
 func (t *Tracker) refreshLogged(ctx context.Context) {
 	if err := t.Refresh(ctx); err != nil {
 		t.readFailure.Failed("cannot read telemetry.batch_runs", err)
-	} else {
-		t.readFailure.Succeeded("telemetry.batch_runs read again")
+		return
 	}
+	t.readFailure.Succeeded("telemetry.batch_runs read again")
+	t.readUsualLogged(ctx, t.o.RunsDB)
 }
 
 // sqlRunsReadable tells whether telemetry.batch_runs exists and this role may read it,
@@ -446,9 +589,13 @@ func (t *Tracker) schemaReady(ctx context.Context, pool *pgxpool.Pool) (bool, er
 }
 
 // SQLRecordedRuns reads the runs of markers and the exec wrapper that are open or ended
-// since $1 (detected runs are this tracker's own). One cheap query per sample interval.
-const SQLRecordedRuns = `SELECT run_id, batch, started_at, ended_at, backend_pid, backend_start FROM telemetry.batch_runs
-WHERE source <> 'detected' AND (status = 'running' OR ended_at > $1)
+// since $1 (detected runs are this tracker's own). One cheap query per sample interval. A run
+// whose times are out of range (telemetry._run_times_ok: 'infinity', the year 12000) comes
+// with ok false and no times, to be skipped: it must not stop the reading of the others.
+const SQLRecordedRuns = `SELECT run_id, batch, source, ok, CASE WHEN ok THEN started_at END, CASE WHEN ok THEN ended_at END,
+	backend_pid, backend_start, began_by::text
+FROM (SELECT r.*, telemetry._run_times_ok(r.started_at, r.ended_at) AS ok FROM telemetry.batch_runs r
+      WHERE r.source <> 'detected' AND (r.status = 'running' OR r.ended_at > $1)) r
 ORDER BY ended_at NULLS LAST`
 
 // countWindow is how far back finished runs are looked for: longer than any pause between
@@ -468,16 +615,21 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 	rows, _ := t.o.RunsDB.Query(ctx, SQLRecordedRuns, since)
 	type run struct {
 		id             int64
-		batch          string
+		batch, source  string
+		timesOK        bool
 		started, ended time.Time
 		open           bool
 		pid            *int32
 		backendStart   *time.Time
+		beganBy        *string
 	}
 	runs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (run, error) {
 		var x run
-		var ended *time.Time
-		err := r.Scan(&x.id, &x.batch, &x.started, &ended, &x.pid, &x.backendStart)
+		var started, ended *time.Time
+		err := r.Scan(&x.id, &x.batch, &x.source, &x.timesOK, &started, &ended, &x.pid, &x.backendStart, &x.beganBy)
+		if started != nil {
+			x.started = *started
+		}
 		if ended == nil {
 			x.open = true
 		} else {
@@ -485,6 +637,10 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		}
 		return x, err
 	})
+	var remaining []string
+	if err == nil {
+		remaining, err = t.recordedBatches(ctx)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") { // dropped since
 		t.runsTable = false
@@ -495,17 +651,46 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.forgetBatches(remaining)
+	// Open runs are let in first: a batch in progress is what its series are for.
+	sort.SliceStable(runs, func(i, j int) bool { return runs[i].open && !runs[j].open })
+	// A new batch gets series while fewer than MaxBatches beyond the rules' have them.
+	recorded := t.recordedNames()
+	leftOut := map[string]bool{}
+	for _, r := range runs {
+		if _, known := t.batches[r.batch]; known || !r.timesOK {
+			continue
+		}
+		if len(recorded) < t.o.MaxBatches {
+			t.batch(r.batch)
+			recorded = append(recorded, r.batch)
+		} else {
+			leftOut[r.batch] = true
+		}
+	}
+	t.noteDropped(leftOut)
 	for _, s := range t.batches {
 		s.openRecorded = 0
 	}
 	open := map[int64]*openRun{}
+	var skipped []int64 // newly
 	for _, r := range runs {
+		if !r.timesOK {
+			if !t.outOfRange[r.id] {
+				t.outOfRange[r.id] = true
+				skipped = append(skipped, r.id)
+			}
+			continue
+		}
+		if leftOut[r.batch] {
+			continue
+		}
 		s := t.batch(r.batch)
 		if r.open {
 			s.openRecorded++
 			open[r.id] = t.openRuns[r.id]
 			if open[r.id] == nil {
-				open[r.id] = &openRun{batch: r.batch, startedAt: r.started, pid: r.pid, backendStart: r.backendStart}
+				open[r.id] = &openRun{batch: r.batch, source: r.source, startedAt: r.started, pid: r.pid, backendStart: r.backendStart, beganBy: r.beganBy}
 			}
 			continue
 		}
@@ -518,12 +703,75 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		s.lastDuration = &d
 	}
 	t.openRuns = open
+	if len(skipped) > 0 { // one line for any number: a flood of such rows is not a flood of lines
+		t.o.Logger.Warn("skipping recorded runs whose times are out of range (SELECT * FROM telemetry.batch_runs_out_of_range)",
+			"runs", len(skipped), "run_ids", skipped[:min(len(skipped), 10)])
+	}
+	t.pace()
 	for id, ended := range t.counted {
 		if ended.Before(since) {
 			delete(t.counted, id)
 		}
 	}
 	return nil
+}
+
+// sqlBatchesWithRows keeps, of the batches named, those that telemetry.batch_runs still
+// has a row of (an index probe each).
+const sqlBatchesWithRows = `SELECT b FROM unnest($1::text[]) b
+WHERE EXISTS (SELECT FROM telemetry.batch_runs r WHERE r.batch = b)`
+
+// recordedNames are the batches with series that no rule names: recorded runs named them.
+func (t *Tracker) recordedNames() []string {
+	var names []string
+	for name := range t.batches {
+		if !t.ruled(name) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// recordedBatches returns which of the batches known from recorded runs still have a row.
+func (t *Tracker) recordedBatches(ctx context.Context) ([]string, error) {
+	t.mu.Lock()
+	known := t.recordedNames()
+	t.mu.Unlock()
+	if len(known) == 0 {
+		return nil, nil
+	}
+	rows, _ := t.o.RunsDB.Query(ctx, sqlBatchesWithRows, known)
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// forgetBatches drops the series of the batches named by recorded runs alone whose rows are
+// all gone, keeping the remaining ones'.
+func (t *Tracker) forgetBatches(remaining []string) {
+	keep := map[string]bool{}
+	for _, name := range remaining {
+		keep[name] = true
+	}
+	for _, name := range t.recordedNames() {
+		if !keep[name] {
+			delete(t.batches, name)
+		}
+	}
+}
+
+// noteDropped keeps the number of batches left out, and logs the first time any is.
+func (t *Tracker) noteDropped(leftOut map[string]bool) {
+	t.dropped = len(leftOut)
+	if t.dropped == 0 || t.limitLogged {
+		return
+	}
+	t.limitLogged = true
+	example := ""
+	for name := range leftOut {
+		example = name
+		break
+	}
+	t.o.Logger.Warn("more batches have recorded runs than --batch.max-batches: the others get no series (pgbatch_batch_names_dropped counts them; logged once)",
+		"max_batches", t.o.MaxBatches, "left_out", t.dropped, "example", example)
 }
 
 // currentRun is the batch's run in progress: when it began and its run_id (0 while a
@@ -547,9 +795,6 @@ const SQLUsualDuration = `SELECT baseline_runs, median_seconds, p90_seconds FROM
 // readUsualLogged reads the usual duration of each batch whose run in progress is recorded and
 // was not read for yet: once a run, when it begins, so a scrape never waits on the database.
 func (t *Tracker) readUsualLogged(ctx context.Context, pool *pgxpool.Pool) {
-	if pool == nil {
-		return
-	}
 	t.mu.Lock()
 	want := map[string]int64{}
 	for name, s := range t.batches {
@@ -593,6 +838,7 @@ func (t *Tracker) Collect(ch chan<- prometheus.Metric) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.GaugeValue, float64(t.dropped))
 	for _, n := range names {
 		s := t.batches[n]
 		running := 0.0

@@ -2,6 +2,8 @@ package collectors
 
 import (
 	"context"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,11 +15,33 @@ func newDesc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
-	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, validLabels(labels)...)
 }
 
 func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
-	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, validLabels(labels)...)
+}
+
+// validLabels makes each label value valid text: client_golang refuses a label value that is
+// not valid UTF-8 with a panic, which fails the whole scrape.
+func validLabels(labels []string) []string {
+	for i, l := range labels {
+		if v := ValidText(l); v != l {
+			labels[i] = v
+		}
+	}
+	return labels
+}
+
+// ValidText is s as Prometheus labels and PostgreSQL text accept it: valid UTF-8 (each invalid
+// byte becomes U+FFFD), without NUL. A session's query, a database's or a role's name reach
+// the exporter in the encoding of the database they were written in, unconverted: a LATIN1
+// database's 'é' is the byte 0xE9.
+func ValidText(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // optCounter emits a counter only where the server gave a value: a NULL is an absent series.

@@ -86,6 +86,16 @@ func RegisterFlags(app FlagAdder) *Selection {
 	return s
 }
 
+// DefaultSelection selects the collectors on by default, as the flags do when none is given.
+func DefaultSelection() *Selection {
+	s := &Selection{enabled: map[string]*bool{}}
+	for _, f := range factories {
+		on := f.defaultOn
+		s.enabled[f.name] = &on
+	}
+	return s
+}
+
 // AllEnabled selects every registered collector (tests, benchmarks).
 func AllEnabled() *Selection {
 	s := &Selection{enabled: map[string]*bool{}}

@@ -1,6 +1,7 @@
 package collectors
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,22 +39,56 @@ type Runner struct {
 	server      Server
 }
 
-// RunnerOptions configures a Runner.
+// RunnerOptions configures a Runner. A zero field is the exporter's default (its flag's).
 type RunnerOptions struct {
-	Pool            *pgxpool.Pool
-	Logger          *slog.Logger
-	Selection       *Selection
-	Config          Config
+	Pool   *pgxpool.Pool
+	Logger *slog.Logger
+	// Selection is the collectors to run; nil: those on by default.
+	Selection *Selection
+	Config    Config
+	// SampleEvery, SnapshotEvery and WaitSampleEvery space the sample tier, the snapshot
+	// tier and the wait sampler (0: DefaultSampleEvery, DefaultSnapshotEvery,
+	// DefaultWaitSampleEvery).
 	SampleEvery     time.Duration
 	SnapshotEvery   time.Duration
 	WaitSampleEvery time.Duration
+	// RunWaitSampleEvery spaces the wait sampler while a batch runs (WaitSampler.BatchRunning),
+	// so that a statement taking a second of the run is seen; 0: DefaultRunWaitSampleEvery.
+	RunWaitSampleEvery time.Duration
+}
+
+// The exporter's defaults (--tier.sample-interval, --tier.snapshot-interval,
+// --collector.waits.interval, --collector.waits.run-interval), which a zero field of
+// RunnerOptions stands for.
+const (
+	DefaultSampleEvery     = 30 * time.Second
+	DefaultSnapshotEvery   = time.Minute
+	DefaultWaitSampleEvery = time.Second
+	// DefaultRunWaitSampleEvery: at 100 sessions the sampler then costs under 1% of a core
+	// while a batch runs (docs/performance.md, wait sampler cost), and a statement of a second
+	// is seen about four times.
+	DefaultRunWaitSampleEvery = 250 * time.Millisecond
+)
+
+// WithDefaults fills the zero fields with the exporter's defaults.
+func (o RunnerOptions) WithDefaults() RunnerOptions {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Selection == nil {
+		o.Selection = DefaultSelection()
+	}
+	o.Config.Statements = o.Config.Statements.WithDefaults()
+	o.SampleEvery = cmp.Or(o.SampleEvery, DefaultSampleEvery)
+	o.SnapshotEvery = cmp.Or(o.SnapshotEvery, DefaultSnapshotEvery)
+	o.WaitSampleEvery = cmp.Or(o.WaitSampleEvery, DefaultWaitSampleEvery)
+	o.RunWaitSampleEvery = cmp.Or(o.RunWaitSampleEvery, DefaultRunWaitSampleEvery)
+	return o
 }
 
 // NewRunner builds the selected collectors of both tiers.
 func NewRunner(o RunnerOptions) *Runner {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	o = o.WithDefaults()
 	o.Config.Logger = o.Logger
 	r := &Runner{
 		pool:   o.Pool,
@@ -70,6 +105,7 @@ func NewRunner(o RunnerOptions) *Runner {
 	}
 	if o.Selection.Enabled("waits") {
 		r.waits = NewWaitSampler(o.Pool, o.WaitSampleEvery, o.Logger)
+		r.waits.runInterval = o.RunWaitSampleEvery
 		if o.Selection.Enabled("locks") {
 			r.waits.followLockWaits()
 		}
@@ -98,25 +134,28 @@ func (r *Runner) Trigger(t Tier) {
 // schedule is one thing the runner does on its own clock: a tier's collection or the wait
 // sampler's reading. run gets the time the run stands for (see every).
 type schedule struct {
-	interval time.Duration
+	interval func() time.Duration // may change between runs (the wait sampler's, while a batch runs)
 	// jitter runs at a random instant of each interval instead of at its start: what samples
 	// session states must not lock onto jobs that fire on the second.
 	jitter  bool
 	trigger <-chan struct{}
-	run     func(ctx context.Context, span time.Duration) error
+	// repace says the interval changed: the wait for the old one is cut short.
+	repace <-chan struct{}
+	run    func(ctx context.Context, span time.Duration) error
 }
 
 func (r *Runner) schedules() []schedule {
 	tier := func(t Tier) func(context.Context, time.Duration) error {
 		return func(ctx context.Context, _ time.Duration) error { _, err := r.Collect(ctx, t); return err }
 	}
+	fixed := func(t Tier) func() time.Duration { return func() time.Duration { return r.intervals[t] } }
 	out := []schedule{
 		// The sample tier counts sessions by state, as the wait sampler does.
-		{r.intervals[TierSample], true, r.trigger[TierSample], tier(TierSample)},
-		{r.intervals[TierSnapshot], false, r.trigger[TierSnapshot], tier(TierSnapshot)},
+		{interval: fixed(TierSample), jitter: true, trigger: r.trigger[TierSample], run: tier(TierSample)},
+		{interval: fixed(TierSnapshot), trigger: r.trigger[TierSnapshot], run: tier(TierSnapshot)},
 	}
 	if r.waits != nil {
-		out = append(out, schedule{r.waits.interval, true, nil, func(ctx context.Context, span time.Duration) error {
+		out = append(out, schedule{interval: r.waits.Interval, jitter: true, repace: r.waits.paced, run: func(ctx context.Context, span time.Duration) error {
 			return r.setUp(r.waits.sample(ctx, func(time.Time) time.Duration { return span }), "waits")
 		}})
 	}
@@ -153,14 +192,21 @@ func (r *Runner) Run(ctx context.Context) {
 // from 1s, but never more often than once a second. A trigger runs it at once.
 func every(ctx context.Context, s schedule) {
 	const minBackoff = time.Second
-	maxBackoff := max(s.interval, 30*time.Second)
+	interval := s.interval()
 	backoff := minBackoff
 	origin := time.Now()
 	stratum, lastDone := int64(0), int64(-1)
 	for {
-		at := origin.Add(time.Duration(stratum) * s.interval)
+		if now := s.interval(); now != interval {
+			// A new pace: strata of the new length from where the old ones stopped (the first
+			// not run), each run standing for its own again.
+			origin, interval = origin.Add(time.Duration(stratum)*interval), now
+			stratum, lastDone = 0, -1
+		}
+		maxBackoff := max(interval, 30*time.Second)
+		at := origin.Add(time.Duration(stratum) * interval)
 		if s.jitter {
-			at = at.Add(rand.N(s.interval))
+			at = at.Add(rand.N(interval))
 		}
 		t := time.NewTimer(time.Until(at))
 		select {
@@ -169,9 +215,12 @@ func every(ctx context.Context, s schedule) {
 			return
 		case <-s.trigger:
 			t.Stop()
+		case <-s.repace:
+			t.Stop()
+			continue
 		case <-t.C:
 		}
-		err := s.run(context.WithoutCancel(ctx), time.Duration(min(stratum-lastDone, 2))*s.interval)
+		err := s.run(context.WithoutCancel(ctx), time.Duration(min(stratum-lastDone, 2))*interval)
 		// From the run's end: the intervals a slow run overran are skipped, not run back to back.
 		next := time.Now()
 		if err != nil {
@@ -181,7 +230,7 @@ func every(ctx context.Context, s schedule) {
 			backoff, lastDone = minBackoff, stratum
 		}
 		// The first stratum that starts at or after next.
-		stratum = max(stratum+1, int64((next.Sub(origin)+s.interval-1)/s.interval))
+		stratum = max(stratum+1, int64((next.Sub(origin)+interval-1)/interval))
 	}
 }
 

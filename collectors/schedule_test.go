@@ -72,7 +72,7 @@ func TestOverrunningCollectionIsSkippedNotStacked(t *testing.T) {
 	var spans []time.Duration
 	ctx, cancel := context.WithTimeout(context.Background(), total)
 	defer cancel()
-	every(ctx, schedule{interval: interval, run: func(_ context.Context, span time.Duration) error {
+	every(ctx, schedule{interval: func() time.Duration { return interval }, run: func(_ context.Context, span time.Duration) error {
 		mu.Lock()
 		running++
 		overlapped = overlapped || running > 1
@@ -98,6 +98,53 @@ func TestOverrunningCollectionIsSkippedNotStacked(t *testing.T) {
 	for _, s := range spans {
 		if s > 2*interval {
 			t.Errorf("a run stood for %s, more than two intervals (%s)", s, 2*interval)
+		}
+	}
+}
+
+// TestPaceFollowsBatches: the wait sampler reads every RunWaitSampleEvery while a batch runs
+// (the tracker says so) and at WaitSampleEvery otherwise, each reading standing for an
+// interval of the pace it was taken at: the seconds booked follow the time, whatever the pace.
+func TestPaceFollowsBatches(t *testing.T) {
+	r := NewRunner(RunnerOptions{Selection: AllEnabled(), WaitSampleEvery: 200 * time.Millisecond, RunWaitSampleEvery: 50 * time.Millisecond})
+	w := r.Waits()
+	if w.Interval() != 200*time.Millisecond {
+		t.Fatalf("interval without a batch %s, want 200ms", w.Interval())
+	}
+	s := r.schedules()[2]
+	var mu sync.Mutex
+	var booked [2]time.Duration // without, with a batch running
+	var n [2]int
+	s.run = func(_ context.Context, span time.Duration) error {
+		mu.Lock()
+		defer mu.Unlock()
+		i := 0
+		if w.batchRunning.Load() {
+			i = 1
+		}
+		booked[i] += span
+		n[i]++
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); every(ctx, s) }()
+	time.Sleep(2 * time.Second)
+	w.BatchRunning(true)
+	time.Sleep(2 * time.Second)
+	w.BatchRunning(false)
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	// 2 s at each pace: 10 readings of 200 ms, then about 40 of 50 ms (one 200 ms stratum may
+	// still be waited out when the pace changes).
+	if n[0] < 8 || n[0] > 12 || n[1] < 30 || n[1] > 42 {
+		t.Errorf("readings: %d without a batch, %d with one; want about 10 and 40", n[0], n[1])
+	}
+	for i, d := range booked {
+		if d < 1600*time.Millisecond || d > 2400*time.Millisecond {
+			t.Errorf("pace %d: %s booked over 2 s", i, d)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package collectors
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -18,18 +19,28 @@ func init() {
 	register("statements", TierSnapshot, true,
 		"Statement statistics from pg_stat_statements, where the extension is installed in the connected database",
 		func(cfg Config) Collector {
-			return &statementsCollector{cfg: cfg.Statements, logger: cfg.Logger, seen: map[int64]bool{}}
+			return &statementsCollector{cfg: cfg.Statements.WithDefaults(), logger: cfg.Logger, seen: map[int64]bool{}}
 		})
 }
 
-// StatementsConfig is what --collector.statements.* set.
+// StatementsConfig is what --collector.statements.* set; a zero field is the flag's default.
 type StatementsConfig struct {
-	// TextLength truncates query texts to this many characters.
+	// TextLength truncates query texts to this many characters; 0: DefaultStatementTextLength.
 	TextLength int
 	// Top is how many statements get series of their own (0: none, only the totals).
 	Top int
-	// TopMinCalls keeps statements called fewer times out of the top.
+	// TopMinCalls keeps statements called fewer times out of the top; 0: DefaultTopMinCalls.
 	TopMinCalls int64
+}
+
+// DefaultTopMinCalls is --collector.statements.top-min-calls' default.
+const DefaultTopMinCalls = 5
+
+// WithDefaults fills the zero fields with the flags' defaults.
+func (c StatementsConfig) WithDefaults() StatementsConfig {
+	c.TextLength = cmp.Or(c.TextLength, DefaultStatementTextLength)
+	c.TopMinCalls = cmp.Or(c.TopMinCalls, DefaultTopMinCalls)
+	return c
 }
 
 // Statements is pg_stat_statements as the connected database sees it: every database's
@@ -257,14 +268,10 @@ func (s *statementsCollector) newTexts(ctx context.Context, tx pgx.Tx, schema st
 	}
 	var texts []StatementText
 	if len(fresh) > 0 {
-		length := s.cfg.TextLength
-		if length <= 0 {
-			length = DefaultStatementTextLength
-		}
 		var err error
 		texts, err = queryAll(ctx, tx, SQLStatementTexts(schema), func(t *StatementText) []any {
 			return []any{&t.QueryID, &t.Text}
-		}, fresh, length)
+		}, fresh, s.cfg.TextLength)
 		if err != nil {
 			return nil, err
 		}

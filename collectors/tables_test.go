@@ -147,3 +147,79 @@ func databaseName(t *testing.T, c *pgx.Conn) string {
 	}
 	return name
 }
+
+// TestTableSizesReusedOnlyWhileUnchanged: the collector reads a table's sizes again only where
+// they may have changed since it last read them, and what it reports equals what the size
+// functions say after each kind of change (rows written in a transaction still open, as by a
+// long COPY; committed; a new index; TRUNCATE; VACUUM FULL; REINDEX; rows deleted and vacuumed
+// away). A collection where nothing changed sizes a tenth of the tables (their turn), not all.
+func TestTableSizesReusedOnlyWhileUnchanged(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server, dsn string) {
+		ctx := context.Background()
+		admin := pgtest.Connect(t, dsn, "")
+		pgtest.MustExec(t, admin, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
+		names := pgtest.CreateTables(t, admin, 20)
+		pgtest.MustExec(t, admin, `SELECT pg_stat_force_next_flush()`) // the rows' counters, before the first read
+		r := newRunner(t, dsn, names...)
+		writer := pgtest.Connect(t, dsn, "writer")
+		check := func(step string) {
+			t.Helper()
+			c := collect(t, r, collectors.TierSnapshot)
+			if len(c.Tables) != len(names) {
+				t.Fatalf("%s: %d tables collected, want %d", step, len(c.Tables), len(names))
+			}
+			for _, s := range c.Tables {
+				var relation, total, indexes int64
+				if err := admin.QueryRow(ctx, `SELECT pg_relation_size($1::oid), pg_total_relation_size($1::oid), pg_indexes_size($1::oid)`,
+					s.Relid).Scan(&relation, &total, &indexes); err != nil {
+					t.Fatal(err)
+				}
+				if s.RelationSize == nil || *s.RelationSize != relation || *s.TotalSize != total || *s.IndexesSize != indexes {
+					t.Errorf("%s: %s sizes %v %v %v, want %d %d %d", step, s.Relname, deref(s.RelationSize), deref(s.TotalSize),
+						deref(s.IndexesSize), relation, total, indexes)
+				}
+			}
+		}
+		check("first collection")
+
+		pgtest.MustExec(t, admin, `SELECT pg_stat_statements_reset()`)
+		check("nothing changed")
+		var sized int64
+		if err := admin.QueryRow(ctx, `SELECT coalesce(sum(rows), 0) FROM pg_stat_statements WHERE query = $1`,
+			collectors.SQLTableSizes).Scan(&sized); err != nil {
+			t.Fatal(err)
+		}
+		if sized != 2 {
+			t.Errorf("nothing changed: %d tables sized, want 2 (a tenth of 20)", sized)
+		}
+
+		// Rows of random text, compressed to more than a TOAST tuple: the TOAST table grows too.
+		const toasted = `SELECT g, (SELECT string_agg(md5(random()::text || g || h), '') FROM generate_series(1, 200) h) FROM generate_series(%d, %d) g`
+		for _, step := range []struct {
+			name string
+			sql  []string
+		}{
+			{"rows written, not committed", []string{`BEGIN`, fmt.Sprintf(`INSERT INTO public.t00001 `+toasted, 11, 400)}},
+			{"committed", []string{`COMMIT`, `SELECT pg_stat_force_next_flush()`}},
+			{"more rows in a transaction", []string{`BEGIN`, fmt.Sprintf(`INSERT INTO public.t00001 `+toasted, 401, 600)}},
+			{"rolled back", []string{`ROLLBACK`, `SELECT pg_stat_force_next_flush()`}},
+			{"a new index", []string{`CREATE INDEX ON public.t00002 (v)`}},
+			{"truncated", []string{`TRUNCATE public.t00003`}},
+			{"rewritten", []string{`VACUUM FULL public.t00001`}},
+			{"reindexed", []string{`REINDEX TABLE public.t00005`}},
+			{"rows deleted and vacuumed away", []string{`DELETE FROM public.t00004`, `SELECT pg_stat_force_next_flush()`, `VACUUM public.t00004`}},
+		} {
+			for _, sql := range step.sql {
+				pgtest.MustExec(t, writer, sql)
+			}
+			check(step.name)
+		}
+	})
+}
+
+func deref(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}

@@ -1,12 +1,14 @@
 package collectors
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,7 +36,7 @@ var (
 // none, or before it knows it) and, for a session waiting on a lock before its query_id, the
 // query's text ($1 bytes at most; what a statement too short to be sampled once its lock is
 // granted is found by: see StatementWait).
-var SQLSessionWaits = `SELECT pid, coalesce(application_name, ''), coalesce(wait_event_type, 'Running'), coalesce(wait_event, 'CPU'),
+var SQLSessionWaits = `SELECT pid, coalesce(application_name, ''), coalesce(usename::text, ''), coalesce(wait_event_type, 'Running'), coalesce(wait_event, 'CPU'),
 	coalesce(query_id, 0), query_start, backend_start,
 	CASE WHEN query_id IS NULL AND wait_event_type = 'Lock' THEN pg_catalog.left(query, $1) ELSE '' END
 FROM pg_stat_activity
@@ -45,6 +47,7 @@ WHERE backend_type = 'client backend' AND ` + SQLActiveState("state") + `
 type SessionWait struct {
 	PID             int32
 	ApplicationName string
+	Usename         string // the role it logged in as
 	WaitEventType   string
 	WaitEvent       string
 	QueryID         int64 // 0: unknown
@@ -116,7 +119,12 @@ type runningQuery struct {
 type WaitSampler struct {
 	pool     *pgxpool.Pool
 	interval time.Duration
-	logger   *slog.Logger
+	// runInterval spaces the readings while a batch runs (0: interval): a statement taking a
+	// second of a run is seen.
+	runInterval  time.Duration
+	batchRunning atomic.Bool
+	paced        chan struct{} // the pace changed: the schedule's wait is cut short
+	logger       *slog.Logger
 
 	mu        sync.Mutex
 	last      time.Time
@@ -145,8 +153,27 @@ func NewWaitSampler(pool *pgxpool.Pool, interval time.Duration, logger *slog.Log
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &WaitSampler{pool: pool, interval: interval, logger: logger, lockFailure: repeatlog.New(logger),
+	return &WaitSampler{pool: pool, interval: interval, paced: make(chan struct{}, 1), logger: logger, lockFailure: repeatlog.New(logger),
 		totals: map[waitKey]float64{}, pending: map[waitKey]float64{}, byStatement: map[statementWaitKey]float64{}}
+}
+
+// BatchRunning tells the sampler whether a batch runs (the batch tracker does, at each
+// sample and each read of the recorded runs): it then reads every RunnerOptions.RunWaitSampleEvery.
+func (w *WaitSampler) BatchRunning(running bool) {
+	if w.batchRunning.Swap(running) != running {
+		select {
+		case w.paced <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Interval is the time between readings now: the run interval while a batch runs.
+func (w *WaitSampler) Interval() time.Duration {
+	if w.batchRunning.Load() && w.runInterval > 0 {
+		return min(w.runInterval, w.interval)
+	}
+	return w.interval
 }
 
 // followLockWaits makes each sample that sees a client session waiting on a lock take a lock
@@ -174,9 +201,9 @@ func (w *WaitSampler) SessionBatches(f func(SessionWait) string) {
 func (w *WaitSampler) Sample(ctx context.Context) error {
 	return w.sample(ctx, func(now time.Time) time.Duration {
 		if w.last.IsZero() {
-			return w.interval
+			return w.Interval()
 		}
-		return min(now.Sub(w.last), 2*w.interval)
+		return min(now.Sub(w.last), 2*w.Interval())
 	})
 }
 
@@ -272,6 +299,8 @@ func (w *WaitSampler) attribute(waits []SessionWait, batches []string, span time
 		k := unresolvedKey{s.PID, waitKey{s.WaitEventType, s.WaitEvent}}
 		if u := unresolved[k]; u != nil {
 			u.Seconds += t.Seconds
+			// A wait begun before the tracker knew the session's run is the run's once it does.
+			u.Batch = cmp.Or(u.Batch, t.Batch)
 		} else {
 			unresolved[k] = &t
 		}
@@ -306,15 +335,20 @@ func (w *WaitSampler) batchesOf(waits []SessionWait) []string {
 
 // blockingBatches names the batch of each blocking session that is a batch's own, by pid: as
 // this sample saw it where it did (a blocker idle in its transaction is not sampled: its pid and
-// application_name then).
+// application_name and role then).
 func (w *WaitSampler) blockingBatches(locks []LockWait, waits []SessionWait) map[int32]string {
 	sessions := make([]SessionWait, 0, len(locks))
 	for _, l := range locks {
 		s := SessionWait{PID: l.BlockingPID}
 		if i := slices.IndexFunc(waits, func(x SessionWait) bool { return x.PID == l.BlockingPID }); i >= 0 {
 			s = waits[i]
-		} else if l.BlockingApp != nil {
-			s.ApplicationName = *l.BlockingApp
+		} else {
+			if l.BlockingApp != nil {
+				s.ApplicationName = *l.BlockingApp
+			}
+			if l.BlockingUser != nil {
+				s.Usename = *l.BlockingUser
+			}
 		}
 		sessions = append(sessions, s)
 	}
@@ -346,7 +380,7 @@ func (w *WaitSampler) read(ctx context.Context) ([]SessionWait, error) {
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (SessionWait, error) {
 		s := SessionWait{Count: 1}
-		err := r.Scan(&s.PID, &s.ApplicationName, &s.WaitEventType, &s.WaitEvent, &s.QueryID, &s.QueryStart, &s.BackendStart, &s.QueryText)
+		err := r.Scan(&s.PID, &s.ApplicationName, &s.Usename, &s.WaitEventType, &s.WaitEvent, &s.QueryID, &s.QueryStart, &s.BackendStart, &s.QueryText)
 		return s, err
 	})
 }

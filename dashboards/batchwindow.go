@@ -13,7 +13,7 @@ var batchWindow = dashboard{
 		instanceVariable,
 		sqlVariable("run", "Batch run",
 			`SELECT format('%s #%s %s (%s)', batch, run_id, to_char(started_at, 'YYYY-MM-DD HH24:MI'), status) AS __text, run_id AS __value
-FROM telemetry.batch_runs ORDER BY started_at DESC LIMIT 200`),
+FROM telemetry.batch_runs WHERE telemetry._run_times_ok(started_at, ended_at) ORDER BY started_at DESC LIMIT 200`),
 		// The selected run's start and end in ms, for the link that jumps to it.
 		hidden(sqlVariable("run_from", "",
 			"SELECT (extract(epoch FROM started_at) * 1000)::bigint FROM telemetry.batch_runs WHERE run_id::text = '$run'")),
@@ -156,7 +156,8 @@ func hidden(v queryVariable) queryVariable {
 }
 
 // runsTable lists the recorded runs that overlap the range; each batch name links to its
-// run's window.
+// run's window. Here and in every list of runs, runs whose times are out of range
+// ('-infinity' has no epoch in milliseconds) are left out: telemetry._run_times_ok.
 func runsTable(title, linkTitle, linkURL string) panel {
 	return table(title, "Runs from telemetry.batch_runs that overlap the range. The batch name links to the run's own window.",
 		`SELECT run_id, batch, started_at, ended_at, status, source,
@@ -164,7 +165,7 @@ func runsTable(title, linkTitle, linkURL string) panel {
   (extract(epoch FROM started_at) * 1000)::bigint AS from_ms,
   (extract(epoch FROM coalesce(ended_at, now())) * 1000)::bigint AS to_ms
 FROM telemetry.batch_runs
-WHERE started_at <= $__timeTo() AND coalesce(ended_at, now()) >= $__timeFrom()
+WHERE started_at <= $__timeTo() AND coalesce(ended_at, now()) >= $__timeFrom() AND telemetry._run_times_ok(started_at, ended_at)
 ORDER BY started_at DESC`,
 		columnsUnit("^duration$", "s"),
 		columnsUnit("^(run_id|from_ms|to_ms)$", "none"),

@@ -109,7 +109,8 @@ func batchRunsAnnotation(step string) promAnnotation {
 // recordedRunsAnnotation marks the runs the recorder holds, from their start to their end.
 func recordedRunsAnnotation(name, color string, enable bool) sqlAnnotation {
 	return sqlAnnotationOf(name, color, enable, `SELECT started_at AS time, coalesce(ended_at, now()) AS timeend, batch || ' #' || run_id AS text, status AS tags
-FROM telemetry.batch_runs WHERE started_at <= $__timeTo() AND coalesce(ended_at, now()) >= $__timeFrom()`)
+FROM telemetry.batch_runs WHERE started_at <= $__timeTo() AND coalesce(ended_at, now()) >= $__timeFrom()
+  AND telemetry._run_times_ok(started_at, ended_at)`)
 }
 
 // sqlAnnotationOf is an annotation from a query on the recorder: time (and timeend for a

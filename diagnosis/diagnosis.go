@@ -3,6 +3,7 @@
 package diagnosis
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 )
@@ -122,10 +125,18 @@ const ReportStatements = 10
 // ErrNotFound is returned for a batch or run that is not recorded.
 var ErrNotFound = errors.New("not recorded")
 
+// ErrOutOfRange is returned for a window, or a recorded run, whose times telemetry refuses
+// (telemetry._check_time; a run's written before batch_begin checked them, or by hand).
+var ErrOutOfRange = errors.New("times out of range")
+
 // Window diagnoses the time between from and to on a recorded server ("": the only one).
 func Window(ctx context.Context, q Querier, from, to time.Time, server string) (*Report, error) {
 	fs, err := findings(ctx, q, `SELECT pattern, severity, summary, evidence, recommendation
 		FROM telemetry.diagnose($1, $2, nullif($3, ''))`, from, to, server)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "22008" { // datetime_field_overflow: telemetry._check_time
+		return nil, fmt.Errorf("%w: %s", ErrOutOfRange, pgErr.Message)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -135,13 +146,15 @@ func Window(ctx context.Context, q Querier, from, to time.Time, server string) (
 // LastRun finds the latest run of a batch; back 0 is the last, 1 the one before, and so on.
 func LastRun(ctx context.Context, q Querier, batch string, back int) (int64, error) {
 	var id int64
-	err := q.QueryRow(ctx, `SELECT run_id FROM telemetry.batch_runs WHERE batch = $1
+	// Runs whose times are out of range are skipped ('infinity' would sort first): ForRun of one says why.
+	err := q.QueryRow(ctx, `SELECT run_id FROM telemetry.batch_runs WHERE batch = $1 AND telemetry._run_times_ok(started_at, ended_at)
 		ORDER BY started_at DESC, run_id DESC OFFSET $2 LIMIT 1`, batch, back).Scan(&id)
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return id, err
 	}
 	var runs int
-	if err := q.QueryRow(ctx, `SELECT count(*) FROM telemetry.batch_runs WHERE batch = $1`, batch).Scan(&runs); err != nil {
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM telemetry.batch_runs WHERE batch = $1 AND telemetry._run_times_ok(started_at, ended_at)`,
+		batch).Scan(&runs); err != nil {
 		return 0, err
 	}
 	if runs == 0 {
@@ -186,18 +199,34 @@ func CheckSchema(ctx context.Context, q Querier) error {
 	return err
 }
 
+// OutOfRangeRuns counts the recorded runs of batch ("": of every batch) whose times telemetry
+// refuses (telemetry.batch_runs_out_of_range): the readers leave them out, and say so.
+func OutOfRangeRuns(ctx context.Context, q Querier, batch string) (int, error) {
+	var n int
+	err := q.QueryRow(ctx, `SELECT count(*) FROM telemetry.batch_runs_out_of_range WHERE $1 IN ('', batch)`, batch).Scan(&n)
+	return n, err
+}
+
 // ForRun diagnoses a recorded run and compares it with its batch's previous normal runs.
 func ForRun(ctx context.Context, q Querier, runID int64) (*Report, error) {
 	var r Run
-	err := q.QueryRow(ctx, `SELECT run_id, batch, started_at, ended_at, status, source, exit_code, detail
-		FROM telemetry.batch_runs WHERE run_id = $1`, runID).
-		Scan(&r.RunID, &r.Batch, &r.StartedAt, &r.EndedAt, &r.Status, &r.Source, &r.ExitCode, &r.Detail)
+	var timesOK bool
+	var started *time.Time
+	err := q.QueryRow(ctx, `SELECT run_id, batch, ok, CASE WHEN ok THEN started_at END, CASE WHEN ok THEN ended_at END,
+		status, source, exit_code, detail
+		FROM (SELECT *, telemetry._run_times_ok(started_at, ended_at) AS ok FROM telemetry.batch_runs WHERE run_id = $1) r`, runID).
+		Scan(&r.RunID, &r.Batch, &timesOK, &started, &r.EndedAt, &r.Status, &r.Source, &r.ExitCode, &r.Detail)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: no batch run with run_id %d", ErrNotFound, runID)
 	}
 	if err != nil {
 		return nil, err
 	}
+	if !timesOK {
+		return nil, fmt.Errorf("%w: run %d of %s has a begin or end out of range, so it cannot be diagnosed (SELECT * FROM telemetry.batch_runs_out_of_range)",
+			ErrOutOfRange, runID, r.Batch)
+	}
+	r.StartedAt = *started
 	rep := &Report{From: r.StartedAt, To: time.Now(), Run: &r}
 	if r.EndedAt != nil {
 		rep.To = *r.EndedAt
@@ -259,7 +288,11 @@ func findings(ctx context.Context, q Querier, sql string, args ...any) ([]Findin
 	rows, _ := q.Query(ctx, sql, args...)
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Finding, error) {
 		var f Finding
-		err := row.Scan(&f.Pattern, &f.Severity, &f.Summary, &f.Evidence, &f.Recommendation)
+		var severity, summary pgtype.Text
+		err := row.Scan(&f.Pattern, &severity, &summary, &f.Evidence, &f.Recommendation)
+		// A row without a grade or a summary (a rule's bug, or a schema another version
+		// installed) is shown as info, not fatal to the whole report.
+		f.Severity, f.Summary = cmp.Or(severity.String, "info"), cmp.Or(summary.String, "(no summary)")
 		return f, err
 	})
 }

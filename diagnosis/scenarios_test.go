@@ -1,6 +1,8 @@
 package diagnosis
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -21,4 +23,91 @@ func TestCleanRunScenario(t *testing.T) {
 			lab.MustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
 			lab.CPU(t, c, time.Second)
 		}})
+}
+
+// TestBackToBackRunsOwnBoundaries (issue 19, defect 4): a run that begins as the previous one
+// ends, within --recorder.request-min-interval of its boundaries, starts on a statement read
+// of its own: the previous run's last statement is not the next run's (a false more_work).
+func TestBackToBackRunsOwnBoundaries(t *testing.T) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			l := lab.New(t, major)
+			l.Exec(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public`)
+			l.PrepareWork()
+			c := l.Conn("etl_nightly")
+			ctx := context.Background()
+			begin := func() int64 {
+				var id int64
+				if err := c.QueryRow(ctx, `SELECT telemetry.batch_begin('nightly')`).Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+				l.WaitFor("the run's start snapshot", `SELECT EXISTS (SELECT FROM telemetry.statement_info_snapshots s
+					JOIN telemetry.batch_runs r ON s.captured_at >= r.started_at WHERE r.run_id = $1)`, id)
+				return id
+			}
+			first := begin()
+			lab.CPU(t, c, time.Second)
+			lab.MustExec(t, c, `INSERT INTO work SELECT g, 'first' FROM generate_series(1, 1000) g`) // the first run's last statement
+			lab.MustExec(t, c, `SELECT telemetry.batch_end('nightly')`)
+			second := begin()
+			lab.MustExec(t, c, `UPDATE work SET payload = 'second'`)
+			lab.CPU(t, c, time.Second)
+			lab.MustExec(t, c, `SELECT telemetry.batch_end('nightly')`)
+			l.WaitFor("the second run's end snapshot", `SELECT EXISTS (SELECT FROM telemetry.statement_info_snapshots s
+				JOIN telemetry.batch_runs r ON s.captured_at >= r.ended_at WHERE r.run_id = $1)`, second)
+			statementsOf := func(run int64) map[string]bool {
+				rows, err := l.Admin.Query(ctx, `SELECT split_part(query, ' ', 1) FROM telemetry.run_statements($1)
+					WHERE query ~ '^(INSERT INTO work|UPDATE work)'`, run)
+				if err != nil {
+					t.Fatal(err)
+				}
+				verbs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+				if err != nil {
+					t.Fatal(err)
+				}
+				out := map[string]bool{}
+				for _, v := range verbs {
+					out[v] = true
+				}
+				return out
+			}
+			if got := statementsOf(first); !got["INSERT"] || got["UPDATE"] {
+				t.Errorf("first run's statements on work: %v, want its INSERT alone", got)
+			}
+			if got := statementsOf(second); got["INSERT"] || !got["UPDATE"] {
+				t.Errorf("second run's statements on work: %v, want its UPDATE alone", got)
+			}
+		})
+	}
+}
+
+// TestCaveatAfterTheCause (issue 19, defect 7): a run whose start snapshot is missing (the
+// exporter started as the batch began) and whose batch waited on another session's lock for a
+// sixth of it (lock_contention at warning, as the caveat is): the lock comes first, the caveat
+// about what could not be judged after it.
+func TestCaveatAfterTheCause(t *testing.T) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			l := lab.New(t, major)
+			l.PrepareWork()
+			runID := l.Run("nightly", func(c *pgx.Conn) {
+				lab.CPU(t, c, time.Second)
+				other := l.Conn("reporting")
+				lab.MustExec(t, other, `BEGIN`)
+				lab.MustExec(t, other, `LOCK TABLE work IN SHARE MODE`)
+				release := time.AfterFunc(700*time.Millisecond, func() { other.Exec(context.Background(), `COMMIT`) })
+				defer release.Stop()
+				lab.MustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
+				lab.CPU(t, c, 2*time.Second)
+			})
+			l.Exec(`DELETE FROM telemetry.snapshots WHERE captured_at <= (SELECT start_snapshot_at FROM telemetry.recent_batch_runs WHERE run_id = $1)`, runID)
+			var caveat bool
+			if err := l.Admin.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM telemetry.diagnose_run_findings($1) WHERE pattern = 'insufficient_data' AND severity <> 'info')`, runID).Scan(&caveat); err != nil || !caveat {
+				t.Fatalf("no insufficient_data caveat for a run without its start snapshot (%v)", err)
+			}
+			l.CheckFirstFinding(runID, "lock_contention")
+		})
+	}
 }

@@ -53,7 +53,7 @@ var collectFuncs = []collectFunc{
 		returns: "slot_name text, slot_type text, active boolean, retained_wal_bytes bigint"},
 	{name: "_collect_autovacuum_workers", sql: constant(collectors.SQLAutovacuumWorkers),
 		returns: "workers integer"},
-	{name: "_collect_tables", params: "p_schemas text[], p_names text[]", sql: constant(collectors.SQLTables(true, true)),
+	{name: "_collect_tables", params: "p_schemas text[], p_names text[]", sql: constant(collectors.SQLTablesWithSizes(true)),
 		returns: "relid oid, schemaname text, relname text, relation_size bigint, total_size bigint, indexes_size bigint, " +
 			"n_live_tup bigint, n_dead_tup bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint, " +
 			"last_vacuum timestamptz, last_autovacuum timestamptz, last_analyze timestamptz, last_autoanalyze timestamptz, " +

@@ -74,7 +74,8 @@ func newEnvOn(t *testing.T, srv *pgtest.Server, dsn string) *env {
 }
 
 // newEnvWith is newEnvOn with the recorder storing pg_stat_statements between batches'
-// boundaries at most every statementsEvery (0: at every snapshot; the exporter's default is 1h).
+// boundaries at most every statementsEvery (0: the exporter's default, 1h; NoInterval: at
+// every snapshot).
 func newEnvWith(t *testing.T, srv *pgtest.Server, dsn string, statementsEvery time.Duration) *env {
 	t.Helper()
 	ctx := context.Background()
@@ -118,6 +119,16 @@ func (e *env) record(tier collectors.Tier) time.Time {
 		e.t.Fatalf("write %s: %v", tier, err)
 	}
 	return c.CapturedAt
+}
+
+// boundary records the snapshot a batch's boundary asks for (telemetry.request_snapshot()):
+// one that stores every statement.
+func (e *env) boundary() time.Time {
+	e.t.Helper()
+	e.rec.mu.Lock()
+	e.rec.statements.fullFrom = time.Now()
+	e.rec.mu.Unlock()
+	return e.record(collectors.TierSnapshot)
 }
 
 // exec runs statements in the test database as the superuser.

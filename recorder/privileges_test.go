@@ -18,8 +18,8 @@ var roleSetups = map[string]string{
 	// everything in it itself.
 	"schema owned by the role": `CREATE SCHEMA telemetry AUTHORIZATION %[1]s`,
 	// An administrator migrates once (-- the exporter run by them, or psql -f install.sql),
-	// runs docs/roles.sql and makes the role a telemetry_writer.
-	"schema owned by an admin": `GRANT telemetry_writer TO %[1]s`,
+	// runs docs/roles.sql and makes the role a telemetry_recorder.
+	"schema owned by an admin": `GRANT telemetry_recorder TO %[1]s`,
 }
 
 // A role with pg_monitor and rights on the telemetry schema alone runs the exporter's

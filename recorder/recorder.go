@@ -6,6 +6,7 @@
 package recorder
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -25,27 +27,66 @@ import (
 // SnapshotChannel is the channel telemetry.request_snapshot() notifies.
 const SnapshotChannel = "telemetry_request_snapshot"
 
-// Options configure a Recorder.
+// Options configure a Recorder. A zero field is the exporter's default (its flag's), so
+// that a zero Options records as the binary does by default.
 type Options struct {
 	// Pool writes to the recorder's database: writable, with statement and lock timeouts.
 	Pool *pgxpool.Pool
 	// ServerName labels every row; empty means the monitored server's system identifier.
 	ServerName string
-	// Retention is how long data is kept (whole UTC days are dropped once older).
+	// Retention is how long data is kept (whole UTC days are dropped once older); 0:
+	// DefaultRetention.
 	Retention time.Duration
-	// BufferRows bounds the rows held in memory while the database cannot be written.
+	// BufferRows bounds the rows held in memory while the database cannot be written; 0:
+	// DefaultBufferRows.
 	BufferRows int
 	// Trigger asks the runner for a collection now (runner.Trigger).
 	Trigger func(collectors.Tier)
 	Logger  *slog.Logger
-	// RetryEvery is the pause after a failed write or lost connection (default 1s).
+	// RetryEvery is the pause after a failed write or lost connection; 0: 1s.
 	RetryEvery time.Duration
 	// RequestMinInterval is the least time between two requested snapshots: requests
-	// within it are coalesced into one snapshot when it ends. 0: no limit.
+	// within it are coalesced into one snapshot when it ends. 0: DefaultRequestMinInterval;
+	// NoInterval: no limit.
 	RequestMinInterval time.Duration
 	// StatementsEvery is how often pg_stat_statements is stored between a batch's boundaries,
-	// which always store every entry. 0: at every snapshot.
+	// which always store every entry. 0: DefaultStatementsEvery; NoInterval: at every snapshot.
 	StatementsEvery time.Duration
+	// LiteralQueryText stores sessions' query texts as they ran, constants included; by
+	// default each constant is replaced by $n (telemetry._normalized_query), since the
+	// schema's readers may not read other roles' queries.
+	LiteralQueryText bool
+	// Boundary is called at each batch boundary the recorder is told of (batch_begin,
+	// batch_end): the batch tracker reads the runs at once (Tracker.RefreshNow), so that a
+	// marker run's own sessions are known from its first sample, not a refresh later.
+	Boundary func()
+}
+
+// The exporter's defaults (--recorder.retention, --recorder.buffer,
+// --recorder.request-min-interval, --recorder.statements-interval), which a zero field of
+// Options stands for.
+const (
+	DefaultRetention          = 7 * 24 * time.Hour
+	DefaultBufferRows         = 100000
+	DefaultRequestMinInterval = 5 * time.Second
+	DefaultStatementsEvery    = time.Hour
+)
+
+// NoInterval is an interval of none: RequestMinInterval NoInterval takes every request at
+// once, StatementsEvery NoInterval stores the statements at every snapshot (a flag's 0).
+const NoInterval time.Duration = -1
+
+// WithDefaults fills the zero fields with the exporter's defaults.
+func (o Options) WithDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	o.Retention = cmp.Or(o.Retention, DefaultRetention)
+	o.BufferRows = cmp.Or(o.BufferRows, DefaultBufferRows)
+	o.RetryEvery = cmp.Or(o.RetryEvery, time.Second)
+	o.RequestMinInterval = cmp.Or(o.RequestMinInterval, DefaultRequestMinInterval)
+	o.StatementsEvery = cmp.Or(o.StatementsEvery, DefaultStatementsEvery)
+	return o
 }
 
 // Recorder writes collections in order, one transaction each.
@@ -62,9 +103,11 @@ type Recorder struct {
 	tables      []collectionTable
 
 	writeFailure, listenFailure *repeatlog.Failure
+	refusalsLogged              map[refusal]bool
 
 	written  *prometheus.CounterVec
 	dropped  *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 	buffered prometheus.GaugeFunc
 
 	requests       requestLimiter
@@ -73,14 +116,9 @@ type Recorder struct {
 
 // New builds a recorder; Consume feeds it and Run writes.
 func New(o Options) *Recorder {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.RetryEvery <= 0 {
-		o.RetryEvery = time.Second
-	}
+	o = o.WithDefaults()
 	r := &Recorder{o: o, wake: make(chan struct{}, 1), partitioned: map[string]bool{},
-		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), statements: statementDeltas{every: o.StatementsEvery}, tables: collectionTables}
+		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), refusalsLogged: map[refusal]bool{}, statements: statementDeltas{every: o.StatementsEvery}, tables: collectionTables}
 	r.requests = requestLimiter{interval: o.RequestMinInterval, snapshot: r.requestedSnapshot}
 	r.ignoredRequest = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_snapshot_requests_ignored_total",
 		Help: "Snapshot requests that drove no snapshot of their own: rate_limited (within --recorder.request-min-interval of the previous requested snapshot; " +
@@ -93,6 +131,9 @@ func New(o Options) *Recorder {
 		Help: "Rows the recorder wrote, by table."}, []string{"table"})
 	r.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_rows_dropped_total",
 		Help: "Rows the recorder dropped because its buffer was full while its database could not be written, by table."}, []string{"table"})
+	r.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_rows_refused_total",
+		Help: "Rows the recorder's database refused for their data (SQLSTATE classes 22, 23, 54: a value out of range, a text it cannot store, a key too large), " +
+			"by table: set aside, the rest of their collection written. A refused snapshots or samples row sets its whole collection aside."}, []string{"table"})
 	r.buffered = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: collectors.Namespace, Name: "recorder_buffered_rows",
 		Help: "Rows waiting in memory to be written."}, func() float64 {
 		r.mu.Lock()
@@ -105,6 +146,7 @@ func New(o Options) *Recorder {
 		for _, t := range append([]table{b.parent}, b.children...) {
 			r.written.WithLabelValues(t.name)
 			r.dropped.WithLabelValues(t.name)
+			r.refused.WithLabelValues(t.name)
 		}
 	}
 	return r
@@ -112,7 +154,7 @@ func New(o Options) *Recorder {
 
 // Metrics are the recorder's own metrics.
 func (r *Recorder) Metrics() []prometheus.Collector {
-	return []prometheus.Collector{r.written, r.dropped, r.buffered, r.ignoredRequest}
+	return []prometheus.Collector{r.written, r.dropped, r.refused, r.buffered, r.ignoredRequest}
 }
 
 // Consume queues a collection (a collectors.Consumer). It never blocks on the database.
@@ -268,19 +310,56 @@ func (r *Recorder) queueLen() int {
 }
 
 // write stores one collection in one transaction. A collection already stored (same server
-// and captured_at, from a retry whose commit was not acknowledged) is skipped.
+// and captured_at, from a retry whose commit was not acknowledged) is skipped. Rows the
+// database refuses for their data (refused) do not hold the others back: the collection is
+// written again with each table, and each row of a refused table, under a savepoint, and the
+// refused rows are set aside; a refused parent row sets the whole collection aside. Any other
+// error (connection lost, read-only, no privilege) is returned: the collection stays buffered.
 func (r *Recorder) write(ctx context.Context, b *collectionRows) error {
 	day := b.capturedAt.UTC().Format(time.DateOnly)
 	if !r.partitioned[day] {
 		if _, err := r.o.Pool.Exec(ctx, `SELECT telemetry._ensure_partitions($1)`, b.capturedAt); err != nil {
+			if refused(err) {
+				r.refuseCollection(b, err)
+				return nil
+			}
 			return fmt.Errorf("creating partitions: %w", err)
 		}
 		r.partitioned[day] = true
 	}
-	var written bool
-	err := pgx.BeginFunc(ctx, r.o.Pool, func(tx pgx.Tx) error {
+	written, setAside, err := r.insert(ctx, b, false)
+	if refused(err) {
+		written, setAside, err = r.insert(ctx, b, true)
+	}
+	if refused(err) { // the parent row
+		r.refuseCollection(b, err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for name, n := range written {
+		r.written.WithLabelValues(name).Add(float64(n))
+	}
+	for _, x := range setAside {
+		r.refuse(x.table, 1, x.err)
+	}
+	return nil
+}
+
+// refusedRow is a row the database refused, set aside.
+type refusedRow struct {
+	table string
+	err   error
+}
+
+// insert writes a collection in one transaction and returns the rows written by table (none
+// where it was already stored). isolate: each table under a savepoint, and each row of a
+// table the database refuses, setting the refused rows aside (setAside).
+func (r *Recorder) insert(ctx context.Context, b *collectionRows, isolate bool) (written map[string]int, setAside []refusedRow, err error) {
+	err = pgx.BeginFunc(ctx, r.o.Pool, func(tx pgx.Tx) error {
 		var id int32
-		err := tx.QueryRow(ctx, insertSQL(b.parent.name, b.parent.columns, "ON CONFLICT (server, captured_at) DO NOTHING RETURNING id"),
+		err := tx.QueryRow(ctx, r.insertSQL(b.parent.name, b.parent.columns, "ON CONFLICT (server, captured_at) DO NOTHING RETURNING id"),
 			b.parent.rows[0]...).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // already stored
@@ -288,38 +367,124 @@ func (r *Recorder) write(ctx context.Context, b *collectionRows) error {
 		if err != nil {
 			return err
 		}
-		var batch pgx.Batch
+		written = map[string]int{b.parent.name: 1}
+		var all pgx.Batch
 		for _, t := range b.children {
-			if t.shared {
-				sql := insertSQL(t.name, append(t.columns, "server", "first_seen"), "ON CONFLICT DO NOTHING")
-				for _, row := range t.rows {
-					batch.Queue(sql, append(row, b.server, b.capturedAt)...)
-				}
+			inserts := r.childInserts(b, t, id)
+			if !isolate {
+				all.QueuedQueries = append(all.QueuedQueries, inserts...)
+				written[t.name] = len(t.rows)
 				continue
 			}
-			sql := insertSQL(t.name, append(append([]string{parentKey(b.tier)}, t.columns...), "server", "captured_at"), "")
-			for _, row := range t.rows {
-				args := append(append([]any{id}, row...), b.server, b.capturedAt)
-				batch.Queue(sql, args...)
+			if written[t.name], err = insertIsolated(ctx, tx, t.name, inserts, &setAside); err != nil {
+				return err
 			}
 		}
-		batch.Queue(`SELECT telemetry._note_server($1, $2, $3, $4)`, b.server, b.systemID, b.pgVersion, b.capturedAt)
-		if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
-			return err
+		note := &pgx.QueuedQuery{SQL: `SELECT telemetry._note_server($1, $2, $3, $4)`, Arguments: []any{b.server, b.systemID, b.pgVersion, b.capturedAt}}
+		if !isolate {
+			all.QueuedQueries = append(all.QueuedQueries, note)
+			return tx.SendBatch(ctx, &all).Close()
 		}
-		written = true
-		return nil
-	})
-	if err != nil {
+		_, err = insertIsolated(ctx, tx, "servers", []*pgx.QueuedQuery{note}, &setAside)
 		return err
+	})
+	return written, setAside, err
+}
+
+// childInserts are the statements that insert a child table's rows of a collection whose
+// parent row got id.
+func (r *Recorder) childInserts(b *collectionRows, t table, id int32) []*pgx.QueuedQuery {
+	out := make([]*pgx.QueuedQuery, 0, len(t.rows))
+	if t.shared {
+		sql := r.insertSQL(t.name, append(t.columns, "server", "first_seen"), "ON CONFLICT DO NOTHING")
+		for _, row := range t.rows {
+			out = append(out, &pgx.QueuedQuery{SQL: sql, Arguments: append(row, b.server, b.capturedAt)})
+		}
+		return out
 	}
-	if written {
-		r.written.WithLabelValues(b.parent.name).Inc()
-		for _, t := range b.children {
-			r.written.WithLabelValues(t.name).Add(float64(len(t.rows)))
+	sql := r.insertSQL(t.name, append(append([]string{parentKey(b.tier)}, t.columns...), "server", "captured_at"), "")
+	for _, row := range t.rows {
+		out = append(out, &pgx.QueuedQuery{SQL: sql, Arguments: append(append([]any{id}, row...), b.server, b.capturedAt)})
+	}
+	return out
+}
+
+// insertIsolated runs a table's inserts under a savepoint and, where the database refuses
+// them, each under its own, adding the refused ones to setAside. It returns how many it
+// wrote, and an error other than a refusal (the transaction is then lost).
+func insertIsolated(ctx context.Context, tx pgx.Tx, name string, inserts []*pgx.QueuedQuery, setAside *[]refusedRow) (int, error) {
+	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+		return sp.SendBatch(ctx, &pgx.Batch{QueuedQueries: inserts}).Close()
+	})
+	if !refused(err) {
+		if err != nil {
+			return 0, err
+		}
+		return len(inserts), nil
+	}
+	written := 0
+	for _, q := range inserts {
+		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			_, err := sp.Exec(ctx, q.SQL, q.Arguments...)
+			return err
+		})
+		switch {
+		case err == nil:
+			written++
+		case refused(err):
+			*setAside = append(*setAside, refusedRow{name, err})
+		default:
+			return written, err
 		}
 	}
-	return nil
+	return written, nil
+}
+
+// refused tells an error about the data written, which writing the same rows again meets
+// alike, unlike a lost connection, a read-only database or a revoked privilege: the database's
+// SQLSTATE class 22 (data exception: a value out of range, a text not valid in its encoding),
+// 23 (integrity constraint violation) or 54 (program limit exceeded: a key too large for its
+// index), or a value pgx cannot encode as its column's type (an integer beyond int4), which
+// pgx reports by this message only, before sending anything.
+func refused(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err != nil && strings.Contains(err.Error(), "failed to encode args[")
+	}
+	switch pgErr.Code[:min(2, len(pgErr.Code))] {
+	case "22", "23", "54":
+		return true
+	}
+	return false
+}
+
+// refuseCollection sets a whole collection aside: its parent row, or its day, was refused.
+func (r *Recorder) refuseCollection(b *collectionRows, err error) {
+	r.refuse(b.parent.name, 1, err)
+	for _, t := range b.children {
+		r.refused.WithLabelValues(t.name).Add(float64(len(t.rows)))
+	}
+}
+
+// refusal is a kind of refused row, logged once: its table and SQLSTATE ("" for pgx's).
+type refusal struct{ table, code string }
+
+// refuse counts rows of a table set aside and logs the first of each table and SQLSTATE.
+func (r *Recorder) refuse(table string, rows int, err error) {
+	r.refused.WithLabelValues(table).Add(float64(rows))
+	k := refusal{table: table}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		k.code = pgErr.Code
+	}
+	r.mu.Lock()
+	logged := r.refusalsLogged[k]
+	r.refusalsLogged[k] = true
+	r.mu.Unlock()
+	if !logged {
+		r.o.Logger.Warn("recorder database refused rows for their data: set aside, the rest written", "table", table, "rows", rows, "err", err,
+			"repeats", "logged once per table and SQLSTATE; counted in pgbatch_recorder_rows_refused_total")
+	}
 }
 
 func parentKey(t collectors.Tier) string {
@@ -329,19 +494,21 @@ func parentKey(t collectors.Tier) string {
 	return "sample_id"
 }
 
-func insertSQL(table string, columns []string, suffix string) string {
+// insertSQL inserts a row of columns, a session's query text (queryTextColumns) normalized
+// unless the recorder keeps it literal.
+func (r *Recorder) insertSQL(table string, columns []string, suffix string) string {
 	params := make([]string, len(columns))
-	for i := range columns {
+	for i, c := range columns {
 		params[i] = fmt.Sprintf("$%d", i+1)
+		if queryTextColumns[c] && !r.o.LiteralQueryText {
+			params[i] = fmt.Sprintf("telemetry._normalized_query($%d)", i+1)
+		}
 	}
 	return fmt.Sprintf("INSERT INTO telemetry.%s (%s) VALUES (%s) %s",
 		table, strings.Join(columns, ", "), strings.Join(params, ", "), suffix)
 }
 
 func (r *Recorder) applyRetention(ctx context.Context) error {
-	if r.o.Retention <= 0 {
-		return nil
-	}
 	var days int
 	err := r.o.Pool.QueryRow(ctx, `SELECT telemetry._drop_partitions_before(now() - $1::interval)`, r.o.Retention).Scan(&days)
 	if err == nil && days > 0 {
@@ -386,16 +553,26 @@ func (r *Recorder) listen(ctx context.Context) error {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return err
 		}
-		// Anyone may notify; only telemetry.request_snapshot() (writers alone) leaves a request.
+		// Anyone may notify; only telemetry._request_snapshot() (writers alone) leaves a request.
 		// One request per notification: however they interleave, bare notifications never
 		// drive more snapshots than there were requests.
-		tag, err := r.o.Pool.Exec(ctx, `DELETE FROM telemetry.snapshot_requests WHERE ctid =
-			(SELECT ctid FROM telemetry.snapshot_requests ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED)`)
-		if err != nil {
-			return fmt.Errorf("reading snapshot requests: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
+		var boundary bool
+		err := r.o.Pool.QueryRow(ctx, `DELETE FROM telemetry.snapshot_requests WHERE ctid =
+			(SELECT ctid FROM telemetry.snapshot_requests ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+			RETURNING boundary`).Scan(&boundary)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
 			r.ignoredRequest.WithLabelValues(ignoredUnauthorized).Inc()
+			continue
+		case err != nil:
+			return fmt.Errorf("reading snapshot requests: %w", err)
+		case boundary:
+			// A run's begin or end: a snapshot of its own now, never one deferred past the next
+			// run's begin, which would put that run's statements into both.
+			r.requestedSnapshot()
+			if r.o.Boundary != nil {
+				r.o.Boundary()
+			}
 			continue
 		}
 		if !r.requests.admit() {

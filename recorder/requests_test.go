@@ -12,14 +12,14 @@ import (
 )
 
 // Snapshot requests (issue 9, hole 4): bare notifications from a role with no grant drive no
-// collection and are counted; a writer's request_snapshot() drives one within about a second;
-// a burst of requests drives at most one per --recorder.request-min-interval (plus the one
-// deferred to its end) and the rest are counted.
+// collection and are counted; a telemetry_recorder member's request_snapshot() drives one
+// within about a second; a burst of requests drives at most one per
+// --recorder.request-min-interval (plus the one deferred to its end) and the rest are counted.
 func TestSnapshotRequestsAuthorizedAndRateLimited(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		psqlFile(t, srv, e.dsn, rolesSQL)
-		writer := connectAs(t, e.dsn, grantRole(t, srv, e.dsn, "writer", "telemetry_writer"))
+		requester := connectAs(t, e.dsn, grantRole(t, srv, e.dsn, "recorder", "telemetry_recorder"))
 		nobody := connectAs(t, e.dsn, grantRole(t, srv, e.dsn, "nobody", ""))
 		ctx, cancel := context.WithCancel(context.Background())
 		t.Cleanup(cancel)
@@ -62,10 +62,10 @@ func TestSnapshotRequestsAuthorizedAndRateLimited(t *testing.T) {
 			t.Error("request_snapshot() by a role with no grant succeeded")
 		}
 
-		// The writer asks once.
+		// The recorder role asks once.
 		asked := time.Now()
-		pgtest.MustExec(t, writer, `SELECT telemetry.request_snapshot()`)
-		waitFor("a snapshot for the writer's request", func() bool { return len(triggered()) == 1 })
+		pgtest.MustExec(t, requester, `SELECT telemetry.request_snapshot()`)
+		waitFor("a snapshot for the recorder role's request", func() bool { return len(triggered()) == 1 })
 		if took := triggered()[0].Sub(asked); took > 1500*time.Millisecond {
 			t.Errorf("the requested snapshot came %v after request_snapshot(), want about a second at most", took)
 		} else {
@@ -76,7 +76,7 @@ func TestSnapshotRequestsAuthorizedAndRateLimited(t *testing.T) {
 		time.Sleep(interval) // the burst's first request is not limited by the previous one
 		burstStart := time.Now()
 		for range 20 {
-			pgtest.MustExec(t, writer, `SELECT telemetry.request_snapshot()`)
+			pgtest.MustExec(t, requester, `SELECT telemetry.request_snapshot()`)
 		}
 		elapsed := time.Since(burstStart)
 		burst := func() int { return len(triggered()) - 1 }
@@ -92,7 +92,7 @@ func TestSnapshotRequestsAuthorizedAndRateLimited(t *testing.T) {
 			t.Errorf("burst: %d snapshots + %v rate_limited, want 20", burst(), ignored(ignoredRateLimited))
 		}
 		if u := ignored(ignoredUnauthorized); u != 300 {
-			t.Errorf("unauthorized %v after the writer's requests, want still 300", u)
+			t.Errorf("unauthorized %v after the recorder role's requests, want still 300", u)
 		}
 		t.Logf("burst of 20 over %v: %d snapshots, %v rate_limited", elapsed.Round(time.Millisecond), burst(), ignored(ignoredRateLimited))
 	})

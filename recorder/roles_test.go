@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 )
@@ -58,13 +63,15 @@ func connectAs(t *testing.T, dsn, role string) *pgx.Conn {
 // A reader with only what docs/roles.sql gives telemetry_reader (issue 9, hole 3) cannot
 // empty the history, create partitions, open batch runs or ask for snapshots: every function
 // that writes is closed to PUBLIC. It reads every table and view and runs the analyses. The
-// writer role runs every function.
+// exporter's role (telemetry_recorder) runs every function; a batch job's (telemetry_writer)
+// only batch_begin and batch_end (TestBatchRoleMarksOnlyItsOwnRuns).
 func TestReaderCannotWrite(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		psqlFile(t, srv, e.dsn, rolesSQL)
 		reader := grantRole(t, srv, e.dsn, "reader", "telemetry_reader")
 		writer := grantRole(t, srv, e.dsn, "writer", "telemetry_writer")
+		rec := grantRole(t, srv, e.dsn, "recorder", "telemetry_recorder")
 		e.exec(`CREATE TABLE public.orders (id int PRIMARY KEY); INSERT INTO public.orders SELECT generate_series(1, 10)`)
 		admin := e.conn()
 		pgtest.MustExec(t, admin, `SELECT telemetry.track_table('orders')`)
@@ -77,14 +84,17 @@ func TestReaderCannotWrite(t *testing.T) {
 		names := map[string]bool{}
 		for _, w := range writing {
 			names[w["name"].(string)] = true
-			var public, readerMay, writerMay bool
+			var public, readerMay, writerMay, recorderMay bool
 			if err := admin.QueryRow(ctx, `SELECT has_function_privilege('public', $1::regprocedure, 'EXECUTE'),
-					has_function_privilege($2, $1::regprocedure, 'EXECUTE'), has_function_privilege($3, $1::regprocedure, 'EXECUTE')`,
-				w["fn"], reader, writer).Scan(&public, &readerMay, &writerMay); err != nil {
+					has_function_privilege($2, $1::regprocedure, 'EXECUTE'), has_function_privilege($3, $1::regprocedure, 'EXECUTE'),
+					has_function_privilege($4, $1::regprocedure, 'EXECUTE')`,
+				w["fn"], reader, writer, rec).Scan(&public, &readerMay, &writerMay, &recorderMay); err != nil {
 				t.Fatal(err)
 			}
-			if public || readerMay || !writerMay {
-				t.Errorf("%s writes: EXECUTE for PUBLIC %v, for the reader %v, for the writer %v; want false, false, true", w["fn"], public, readerMay, writerMay)
+			marker := w["name"] == "batch_begin" || w["name"] == "batch_end"
+			if public || readerMay || writerMay != marker || !recorderMay {
+				t.Errorf("%s writes: EXECUTE for PUBLIC %v, for the reader %v, the writer %v, the recorder %v; want false, false, %v, true",
+					w["fn"], public, readerMay, writerMay, recorderMay, marker)
 			}
 		}
 		for _, want := range []string{"cleanup", "_drop_partitions_before", "_ensure_partitions", "_note_server", "snapshot", "sample",
@@ -165,21 +175,22 @@ func TestReaderCannotWrite(t *testing.T) {
 			}
 		}
 
-		// The writer writes: partitions, tracking, retention.
+		// The exporter's role writes: partitions, tracking, retention.
+		rc := connectAs(t, e.dsn, rec)
 		for _, sql := range []string{
-			`SELECT telemetry._ensure_partitions('2100-01-01')`,
+			`SELECT telemetry._ensure_partitions(now() + interval '1 day')`,
 			`SELECT telemetry.untrack_table('orders')`,
 			`SELECT telemetry.track_table('orders')`,
 			`SELECT telemetry.request_snapshot()`,
 			`SELECT * FROM telemetry.cleanup('0 seconds')`,
 		} {
-			if _, err := w.Exec(ctx, sql); err != nil {
-				t.Errorf("as the writer, %s: %v", sql, err)
+			if _, err := rc.Exec(ctx, sql); err != nil {
+				t.Errorf("as the recorder, %s: %v", sql, err)
 			}
 		}
 		var left int
 		if err := admin.QueryRow(ctx, `SELECT count(*) FROM telemetry.snapshots WHERE captured_at < $1`, time.Now()).Scan(&left); err != nil || left != 0 {
-			t.Errorf("after the writer's cleanup('0 seconds'): %d snapshots, %v", left, err)
+			t.Errorf("after the recorder's cleanup('0 seconds'): %d snapshots, %v", left, err)
 		}
 	})
 }
@@ -190,4 +201,94 @@ func columnOf(rows []map[string]any, col string) []string {
 		out[i] = r[col].(string)
 	}
 	return out
+}
+
+// TestExecRunLiveForOtherWriters (issue 17, finding 3): a batch role without
+// pg_read_all_stats, whose markers close abandoned runs, does not close a live exec run of
+// another batch role (whose session's backend_start it cannot see); the run ends with its
+// command's status.
+func TestExecRunLiveForOtherWriters(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		psqlFile(t, srv, e.dsn, rolesSQL)
+		jobA := grantRole(t, srv, e.dsn, "joba", "telemetry_writer")
+		jobB := grantRole(t, srv, e.dsn, "jobb", "telemetry_writer")
+		u := mustParseURL(t, e.dsn)
+		u.User = url.User(jobA)
+		poolA := newPool(t, u.String(), false, "pg-batch-exporter exec")
+		dir := t.TempDir()
+		started, proceed := filepath.Join(dir, "started"), filepath.Join(dir, "proceed")
+		code := make(chan int, 1)
+		go func() {
+			code <- batch.Exec(batch.ExecOptions{Pool: poolA, Batch: "nightly", Stdout: io.Discard, Stderr: io.Discard,
+				Command: []string{"sh", "-c", `touch "$0"; while [ ! -e "$1" ]; do sleep 0.05; done`, started, proceed}})
+		}()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if _, err := os.Stat(started); err == nil {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatal("the exec'd command never started")
+			}
+		}
+		ctx := context.Background()
+		b := connectAs(t, e.dsn, jobB)
+		pgtest.MustExec(t, b, `SELECT telemetry.batch_begin('weekly')`)
+		pgtest.MustExec(t, b, `SELECT telemetry.close_abandoned_runs()`)
+		admin := e.conn()
+		var status string
+		if err := admin.QueryRow(ctx, `SELECT status FROM telemetry.batch_runs WHERE batch = 'nightly'`).Scan(&status); err != nil || status != "running" {
+			t.Errorf("the live exec run, after another batch role's markers: %q (%v), want running", status, err)
+		}
+		if err := os.WriteFile(proceed, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if c := <-code; c != 0 {
+			t.Errorf("exec exited %d, want 0", c)
+		}
+		if err := admin.QueryRow(ctx, `SELECT status FROM telemetry.batch_runs WHERE batch = 'nightly'`).Scan(&status); err != nil || status != "succeeded" {
+			t.Errorf("the exec run ended as %q (%v), want succeeded", status, err)
+		}
+	})
+}
+
+// TestRolesSQLRefusesForeignRoles (issue 17, finding 6): docs/roles.sql does not adopt a
+// telemetry role that someone else made first: one a CREATEROLE role created and keeps ADMIN
+// OPTION on, or one with LOGIN. It stops, saying what is wrong, before granting anything; made
+// right, the role is used. Roles are the cluster's: a server of its own.
+func TestRolesSQLRefusesForeignRoles(t *testing.T) {
+	for _, v := range pgtest.Versions() {
+		t.Run("pg"+strconv.Itoa(v), func(t *testing.T) {
+			t.Parallel()
+			srv := pgtest.StartWith(t, v, pgtest.Options{Private: true})
+			e := newEnv(t, srv)
+			e.exec(`CREATE ROLE eve LOGIN CREATEROLE`)
+			eve := connectAs(t, e.dsn, "eve")
+			pgtest.MustExec(t, eve, `CREATE ROLE telemetry_writer NOLOGIN`)
+			if v < 16 { // from 16 on, the role's creator has ADMIN OPTION on it by itself
+				pgtest.MustExec(t, eve, `GRANT telemetry_writer TO eve WITH ADMIN OPTION`)
+			}
+			abs, err := filepath.Abs(rolesSQL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refused := func(want string) {
+				t.Helper()
+				out, err := psqlOutput(e.dsn, "-f", abs)
+				if err == nil || !strings.Contains(out, want) {
+					t.Errorf("roles.sql: %v\n%s\nwant it refused, saying %q", err, out, want)
+				}
+				var granted bool
+				if err := e.conn().QueryRow(context.Background(),
+					`SELECT has_schema_privilege('telemetry_writer', 'telemetry', 'USAGE')`).Scan(&granted); err != nil || granted {
+					t.Errorf("roles.sql granted the foreign role USAGE (%v)", err)
+				}
+			}
+			refused("role telemetry_writer exists and is not what docs/roles.sql makes: eve may administer it (ADMIN OPTION)")
+			e.exec(`REVOKE telemetry_writer FROM eve; CREATE ROLE telemetry_reader LOGIN`)
+			refused("role telemetry_reader exists and is not what docs/roles.sql makes: it has LOGIN")
+			e.exec(`ALTER ROLE telemetry_reader NOLOGIN`)
+			psqlFile(t, srv, e.dsn, rolesSQL)
+			psqlFile(t, srv, e.dsn, rolesSQL) // and again, as after an upgrade
+		})
+	}
 }

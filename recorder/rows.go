@@ -59,10 +59,38 @@ func newCollectionRows(c *collectors.Collection, tables []collectionTable, serve
 	if c.Tier == collectors.TierSnapshot {
 		b.parent = table{name: "snapshots", columns: snapshotColumns, rows: [][]any{snapshotRow(c, server)}}
 		b.children = append(append(b.children, replicationRows(replication)), statements.rows(c.Statements, c.CapturedAt)...)
-		return b
+	} else {
+		b.parent = table{name: "samples", columns: []string{"captured_at", "server"}, rows: [][]any{{c.CapturedAt, server}}}
 	}
-	b.parent = table{name: "samples", columns: []string{"captured_at", "server"}, rows: [][]any{{c.CapturedAt, server}}}
+	for _, t := range append([]table{b.parent}, b.children...) {
+		storableTexts(t.rows)
+	}
 	return b
+}
+
+// queryTextColumns are the columns that hold a session's query text, which the recorder
+// stores normalized unless told to keep it literal (Options.LiteralQueryText).
+var queryTextColumns = map[string]bool{"query_preview": true, "blocked_query_preview": true, "blocking_query_preview": true,
+	"query_text": true, "query": true}
+
+// storableTexts makes every text of rows one the database accepts (collectors.ValidText): a
+// refused text would set its row aside.
+func storableTexts(rows [][]any) {
+	for _, row := range rows {
+		for i, v := range row {
+			switch v := v.(type) {
+			case string:
+				row[i] = collectors.ValidText(v)
+			case *string:
+				if v == nil {
+					continue
+				}
+				if s := collectors.ValidText(*v); s != *v {
+					row[i] = &s
+				}
+			}
+		}
+	}
 }
 
 func snapshotRow(c *collectors.Collection, server string) []any {
@@ -284,7 +312,7 @@ type statementDeltas struct {
 	// a collection taken at or after it stores them, so that one already under way when the
 	// boundary came does not use the request up.
 	fullFrom time.Time
-	// every spaces the statements stored between a batch's boundaries (0: every snapshot):
+	// every spaces the statements stored between a batch's boundaries (not above 0: every snapshot):
 	// a run's statements come from its boundaries' full reads, and 1000 statements busy every
 	// minute were 430 MB a day stored at every snapshot.
 	every  time.Duration
@@ -305,6 +333,12 @@ func (d *statementDeltas) rows(st *collectors.Statements, at time.Time) []table 
 	if st == nil {
 		return []table{entries, info, texts}
 	}
+	// Texts whatever the interval: the collector fetches a statement's text once, in the
+	// collection that first sees it, and a later stored row (a boundary's, a sampled wait's)
+	// refers to it.
+	for _, t := range st.Texts {
+		texts.rows = append(texts.rows, []any{t.QueryID, t.Text})
+	}
 	full := d == nil || !d.fullFrom.IsZero() || d.calls == nil
 	if !full && d.every > 0 && at.Sub(d.stored) < d.every {
 		return []table{entries, info, texts}
@@ -323,9 +357,6 @@ func (d *statementDeltas) rows(st *collectors.Statements, at time.Time) []table 
 			e.BlkReadTimeMs, e.BlkWriteTimeMs, e.WALRecords, e.WALFPI, e.WALBytes, e.WALBuffersFull, e.StatsSince})
 	}
 	info.rows = [][]any{{st.Dealloc, st.StatsReset, len(st.Entries), full}}
-	for _, t := range st.Texts {
-		texts.rows = append(texts.rows, []any{t.QueryID, t.Text})
-	}
 	if d != nil {
 		d.calls, d.stored = seen, at
 		if !at.Before(d.fullFrom) {

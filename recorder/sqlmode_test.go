@@ -199,6 +199,9 @@ func TestSQLModeRecordsStatements(t *testing.T) {
 		}
 		pgtest.MustExec(t, job, `SELECT telemetry.batch_end('etl')`)
 		pgtest.MustExec(t, c, `SELECT telemetry.snapshot()`) // no boundary since, within the hour: none
+		// Nor a run out of range (issue 17), which would be a boundary after every snapshot.
+		pgtest.MustExec(t, c, `INSERT INTO telemetry.batch_runs (batch, started_at, source) VALUES ('intruder', 'infinity', 'marker')`)
+		pgtest.MustExec(t, c, `SELECT telemetry.snapshot()`)
 
 		info := query(t, c, `SELECT full_read, entries, (SELECT count(*) FROM telemetry.statement_snapshots s
 				WHERE s.snapshot_id = i.snapshot_id AND s.captured_at = i.captured_at) AS stored

@@ -20,7 +20,8 @@ import (
 // new, and across pg_stat_statements_reset() gives NULL, never a negative delta.
 func TestStatementsRecorded(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
-		e := newEnv(t, srv)
+		// Statements at every snapshot: what is tested is the delta storage between two of them.
+		e := newEnvWith(t, srv, srv.NewDatabase(t), NoInterval)
 		c := e.conn()
 		ctx := context.Background()
 		e.exec(`CREATE EXTENSION pg_stat_statements; CREATE TABLE items (id int PRIMARY KEY, v int);
@@ -123,8 +124,7 @@ func (e *env) batchRun(job *pgx.Conn, body func()) int64 {
 	if err := job.QueryRow(context.Background(), `SELECT telemetry.batch_begin('etl')`).Scan(&id); err != nil {
 		e.t.Fatal(err)
 	}
-	e.rec.statements.fullFrom = time.Now() // as the boundary's request_snapshot asks
-	e.record(collectors.TierSnapshot)
+	e.boundary()
 	e.refreshTracker()
 	done := make(chan struct{})
 	go func() { defer close(done); body() }()
@@ -142,8 +142,7 @@ func (e *env) batchRun(job *pgx.Conn, body func()) int64 {
 	}
 	pgtest.MustExec(e.t, job, `SELECT telemetry.batch_end('etl')`)
 	e.refreshTracker()
-	e.rec.statements.fullFrom = time.Now()
-	e.record(collectors.TierSnapshot)
+	e.boundary()
 	return id
 }
 
@@ -409,6 +408,44 @@ func TestDiagnoseStatementsResetMidRun(t *testing.T) {
 			t.Errorf("a finding built on reset counters: %v", f)
 		}
 	}
+}
+
+// TestRunStatementTextAtDefaults (issue 19, defect 3): at the default
+// --recorder.statements-interval a statement first seen by a snapshot whose statements the
+// recorder does not store (a scheduled one inside the run) still has its text: the run's
+// statement is shown by its text, not as a queryid.
+func TestRunStatementTextAtDefaults(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		c := e.conn()
+		e.exec(`CREATE EXTENSION pg_stat_statements; CREATE TABLE ledger (id int, v int);
+			INSERT INTO ledger SELECT g, 0 FROM generate_series(1, 100) g`)
+		job := pgtest.Connect(t, e.dsn, "etl")
+		// A recorder LISTENs, as in production: the markers leave their snapshots to it (e.boundary)
+		// instead of taking them in SQL, which would store the texts themselves.
+		pgtest.MustExec(t, e.conn(), `LISTEN telemetry_request_snapshot`)
+		e.record(collectors.TierSnapshot) // the exporter's first snapshot
+		var id int64
+		if err := job.QueryRow(context.Background(), `SELECT telemetry.batch_begin('etl')`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		e.boundary()
+		pgtest.MustExec(t, job, `UPDATE ledger SET v = v + 1 WHERE id <= 10`)
+		e.record(collectors.TierSnapshot) // scheduled: the first to see the UPDATE
+		pgtest.MustExec(t, job, `SELECT telemetry.batch_end('etl')`)
+		e.boundary()
+		rows := query(t, c, `SELECT queryid, query FROM telemetry.run_statements($1) WHERE calls = 1`, id)
+		found := false
+		for _, r := range rows {
+			found = found || r["query"] == "UPDATE ledger SET v = v + $1 WHERE id <= $2"
+			if r["query"] == nil {
+				t.Errorf("run statement %v without its text", r["queryid"])
+			}
+		}
+		if !found {
+			t.Errorf("run_statements %v: want the UPDATE by its text", rows)
+		}
+	})
 }
 
 // TestStatementsStoredAtTheirInterval: with an interval, statements are stored at the first

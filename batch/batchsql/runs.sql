@@ -9,15 +9,43 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
      'A run starts on a snapshot taken up to this long (at most a tenth of the run) after its begin: the one batch_begin asked for.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
+-- _threshold reads a setting within the range its unit allows, a value outside it (or NaN) as
+-- the nearest bound: the table is the owner's, yet a negative baseline_runs or a min_samples
+-- of 0 (a divisor) must never make a diagnosis fail. Every bound is above 0, as the patterns
+-- divide by their thresholds.
 CREATE OR REPLACE FUNCTION telemetry._threshold(p_name text) RETURNS numeric
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT value FROM telemetry.diagnose_thresholds WHERE name = p_name
+    SELECT greatest(b.low, least(b.high, CASE WHEN t.value = 'NaN' THEN b.low ELSE t.value END))
+    FROM telemetry.diagnose_thresholds t,
+    LATERAL (SELECT CASE WHEN t.unit LIKE 'percent%' OR t.unit IN ('seconds', 'ratio') THEN 0.001 ELSE 1 END AS low,
+                    CASE WHEN t.unit LIKE 'percent%' THEN 100
+                         WHEN t.unit = 'seconds' THEN 31622400 -- 366 days
+                         WHEN t.unit IN ('ratio', 'runs', 'samples') THEN 1000
+                         ELSE 1e15 END AS high) b
+    WHERE t.name = p_name
+$$;
+
+-- _manages_every_run tells whether a role may mark any batch's runs: the schema's owner (and
+-- superusers) and the exporter's role, telemetry_recorder (its tracker records detected
+-- runs). A batch job's role (telemetry_writer) marks only its own batches' runs
+-- (batch_runs.began_by). batch_begin and batch_end run as their owner: they ask for session_user.
+CREATE OR REPLACE FUNCTION telemetry._manages_every_run(p_role name) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(pg_has_role(r.oid, n.nspowner, 'MEMBER')
+                    OR pg_has_role(r.oid, to_regrole('telemetry_recorder'), 'MEMBER'), false)
+    FROM pg_namespace n LEFT JOIN pg_roles r ON r.rolname = p_role -- a role dropped since: none
+    WHERE n.nspname = 'telemetry'
 $$;
 
 -- close_abandoned_runs closes the runs that will never get their end: open longer than
--- batch_max_run_seconds, or begun by an exec wrapper whose session is gone.
+-- batch_max_run_seconds, or begun by an exec wrapper whose session is gone. SECURITY DEFINER:
+-- a session is judged gone with the schema owner's sight of pg_stat_activity (the exporter's
+-- role has pg_read_all_stats through pg_monitor), not the caller's: a batch role without it
+-- sees other roles' backend_start as NULL, and closed their live runs. A session whose start
+-- even the owner cannot see is taken as alive: its run is closed by age only. It takes no
+-- input, and writes nothing but this.
 CREATE OR REPLACE FUNCTION telemetry.close_abandoned_runs() RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_closed integer;
 BEGIN
@@ -31,7 +59,7 @@ BEGIN
       AND (r.started_at < clock_timestamp() - make_interval(secs => telemetry._threshold('batch_max_run_seconds'))
            OR (r.source = 'exec' AND r.backend_pid IS NOT NULL AND NOT EXISTS (
                    SELECT FROM pg_stat_activity a
-                   WHERE a.pid = r.backend_pid AND a.backend_start = r.backend_start)));
+                   WHERE a.pid = r.backend_pid AND (a.backend_start = r.backend_start OR a.backend_start IS NULL))));
     GET DIAGNOSTICS v_closed = ROW_COUNT;
     RETURN v_closed;
 END
@@ -39,7 +67,7 @@ $$;
 REVOKE EXECUTE ON FUNCTION telemetry.close_abandoned_runs() FROM PUBLIC;
 
 -- _boundary_snapshot takes the snapshot at a batch's boundary: the Go recorder takes it when
--- asked (request_snapshot); where none listens (pg_cron mode) it is taken here. Reading the
+-- asked (_request_snapshot, at once: a run's own); where none listens (pg_cron mode) it is taken here. Reading the
 -- other sessions' LISTEN needs the owner's rights (SECURITY DEFINER). A failed snapshot only
 -- warns: it must not fail the batch.
 CREATE OR REPLACE FUNCTION telemetry._recorder_listening() RETURNS boolean
@@ -52,7 +80,7 @@ REVOKE EXECUTE ON FUNCTION telemetry._recorder_listening() FROM PUBLIC;
 CREATE OR REPLACE FUNCTION telemetry._boundary_snapshot() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM telemetry.request_snapshot();
+    PERFORM telemetry._request_snapshot(true);
     IF NOT telemetry._recorder_listening() THEN
         BEGIN
             PERFORM telemetry.snapshot();
@@ -65,15 +93,25 @@ $$;
 REVOKE EXECUTE ON FUNCTION telemetry._boundary_snapshot() FROM PUBLIC;
 
 -- batch_begin opens a run and takes a snapshot, so that the run's window starts on a
--- snapshot of its own. Returns the run's id.
+-- snapshot of its own. Returns the run's id. SECURITY DEFINER: a batch job's role has no
+-- right on the tables, only these functions, which record its role as the run's began_by.
+-- A batch belongs to the role that marked its first run (_manages_every_run's roles and
+-- dropped roles aside): another role's run would close that role's open run or enter its
+-- runs' baseline.
 CREATE OR REPLACE FUNCTION telemetry.batch_begin(p_batch text, p_source text DEFAULT 'marker',
                                                  p_started_at timestamptz DEFAULT NULL, p_server text DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    v_at  timestamptz := coalesce(p_started_at, clock_timestamp());
+    -- A start ahead of now (another host's clock) is now: a run cannot begin in the future.
+    v_at  timestamptz := least(telemetry._check_time(coalesce(p_started_at, clock_timestamp()), 'the run''s start'), clock_timestamp());
     v_run bigint;
+    v_other record;
 BEGIN
+    -- Detected runs are the exporter's tracker's own: it reads only the others back.
+    IF p_source = 'detected' AND NOT telemetry._manages_every_run(session_user) THEN
+        RAISE EXCEPTION 'only the exporter''s role records detected runs' USING ERRCODE = 'insufficient_privilege';
+    END IF;
     IF p_batch IS NULL OR btrim(p_batch) = '' THEN
         RAISE EXCEPTION 'batch name must not be empty';
     END IF;
@@ -81,13 +119,35 @@ BEGIN
     IF octet_length(p_batch) > 200 THEN
         RAISE EXCEPTION 'batch name of % bytes: at most 200', octet_length(p_batch);
     END IF;
+    -- Nor control characters (a tab, a newline), as batch.CheckName refuses them.
+    IF p_batch ~ '[\u0001-\u001f\u007f-\u009f]' THEN
+        RAISE EXCEPTION 'batch name % has a control character', to_json(p_batch);
+    END IF;
+    -- Stored and shown on every page of the run, as the batch's name is.
+    IF octet_length(p_server) > 200 THEN
+        RAISE EXCEPTION 'server name of % bytes: at most 200', octet_length(p_server);
+    END IF;
     PERFORM telemetry.close_abandoned_runs();
+    IF NOT telemetry._manages_every_run(session_user) THEN
+        SELECT run_id, began_by INTO v_other FROM telemetry.batch_runs
+        WHERE batch = p_batch AND began_by IS DISTINCT FROM session_user
+          AND (status = 'running' OR began_by IN (SELECT rolname FROM pg_roles) AND NOT telemetry._manages_every_run(began_by))
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'batch % is marked by role %, not %: run % is theirs', p_batch,
+                coalesce(v_other.began_by::text, '(unknown)'), session_user, v_other.run_id
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+    END IF;
     UPDATE telemetry.batch_runs
     SET status = 'abandoned', ended_at = greatest(started_at, v_at),
         detail = 'a new run began before batch_end'
     WHERE batch = p_batch AND status = 'running';
-    INSERT INTO telemetry.batch_runs (batch, started_at, source, backend_pid, backend_start, server)
-    SELECT p_batch, v_at, p_source, pg_backend_pid(), a.backend_start, p_server
+    -- The session's pid only with its backend_start (which the owner sees with
+    -- pg_read_all_stats): a pid alone would make close_abandoned_runs take the run for dead.
+    INSERT INTO telemetry.batch_runs (batch, started_at, source, backend_pid, backend_start, server, began_by)
+    SELECT p_batch, v_at, p_source, CASE WHEN a.backend_start IS NOT NULL THEN pg_backend_pid() END, a.backend_start,
+           p_server, session_user
     FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
     RETURNING run_id INTO v_run;
     PERFORM telemetry._boundary_snapshot();
@@ -97,27 +157,38 @@ $$;
 REVOKE EXECUTE ON FUNCTION telemetry.batch_begin(text, text, timestamptz, text) FROM PUBLIC;
 
 -- batch_end closes the batch's open run with a status (succeeded, failed, cancelled, ended)
--- and takes a snapshot. Without an open run it warns and returns NULL: a lost begin
--- must not fail the batch's last step.
+-- and takes a snapshot. Without an open run it warns (saying how the batch's last run was
+-- closed, where one was) and returns NULL: a lost begin must not fail the batch's last step.
+-- Another role's open run it refuses to close (SECURITY DEFINER as batch_begin).
 CREATE OR REPLACE FUNCTION telemetry.batch_end(p_batch text, p_status text DEFAULT 'succeeded',
                                                p_exit_code integer DEFAULT NULL,
                                                p_ended_at timestamptz DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_run bigint;
+    v_other record;
 BEGIN
     IF p_status IS NULL OR p_status NOT IN ('succeeded', 'failed', 'cancelled', 'ended') THEN
         RAISE EXCEPTION 'batch_end status must be succeeded, failed, cancelled or ended, not %', coalesce(p_status, 'NULL');
     END IF;
+    PERFORM telemetry._check_time(p_ended_at, 'the run''s end') WHERE p_ended_at IS NOT NULL;
     PERFORM telemetry.close_abandoned_runs();
     UPDATE telemetry.batch_runs
     SET status = p_status, exit_code = p_exit_code,
-        ended_at = greatest(started_at, coalesce(p_ended_at, clock_timestamp()))
-    WHERE batch = p_batch AND status = 'running'
+        ended_at = greatest(started_at, least(coalesce(p_ended_at, clock_timestamp()), clock_timestamp()))
+    WHERE batch = p_batch AND status = 'running' AND (began_by = session_user OR telemetry._manages_every_run(session_user))
     RETURNING run_id INTO v_run;
     IF v_run IS NULL THEN
-        RAISE WARNING 'batch % has no open run: batch_end ignored', p_batch;
+        SELECT run_id, began_by INTO v_other FROM telemetry.batch_runs WHERE batch = p_batch AND status = 'running';
+        IF FOUND THEN
+            RAISE EXCEPTION 'batch %''s open run % was begun by role %, not %: that role ends it', p_batch,
+                v_other.run_id, coalesce(v_other.began_by::text, '(unknown)'), session_user
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        RAISE WARNING 'batch % has no open run: batch_end ignored%', p_batch,
+            coalesce((SELECT format(' (its last run, %s, was closed as %s at %s: %s)', r.run_id, r.status, r.ended_at, coalesce(r.detail, 'no detail'))
+                      FROM telemetry.batch_runs r WHERE r.batch = p_batch ORDER BY r.run_id DESC LIMIT 1), '');
         RETURN NULL;
     END IF;
     PERFORM telemetry._boundary_snapshot();
@@ -148,5 +219,14 @@ SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source,
         WHERE (r.server IS NULL OR s.server = r.server) AND s.captured_at >= r.ended_at
         ORDER BY s.captured_at LIMIT 1) AS end_snapshot_at
 FROM telemetry.batch_runs r
-WHERE r.started_at > now() - interval '7 days' OR r.status = 'running'
+WHERE (r.started_at > now() - interval '7 days' OR r.status = 'running')
+  AND telemetry._run_times_ok(r.started_at, r.ended_at) -- the others: batch_runs_out_of_range
 ORDER BY r.started_at DESC, r.run_id DESC;
+
+-- batch_runs_out_of_range: the stored runs whose times _run_times_ok refuses (written before
+-- batch_begin checked them, or by hand), which readers leave out and count.
+CREATE OR REPLACE VIEW telemetry.batch_runs_out_of_range AS
+SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source
+FROM telemetry.batch_runs r
+WHERE NOT telemetry._run_times_ok(r.started_at, r.ended_at)
+ORDER BY r.run_id;

@@ -12,6 +12,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 )
@@ -60,6 +61,8 @@ func parseRun(s string) (parsedRun, error) {
 	}
 	if id, err := strconv.ParseInt(s, 10, 64); err == nil && id > 0 {
 		return parsedRun{runID: id}, nil
+	} else if err == nil {
+		return parsedRun{}, fmt.Errorf("--run %d: run ids are positive; the run before the last is last-1", id)
 	}
 	return parsedRun{}, fmt.Errorf("--run %q: want current, last, last-N or a run_id", s)
 }
@@ -92,10 +95,10 @@ func (d *diagnoseCommand) run(logger *slog.Logger) error {
 	var err error
 	if d.batch == "" {
 		from, to, err = d.window()
-	} else {
-		if which, err = parseRun(d.runSpec); err != nil {
-			err = usageError{err}
-		}
+	} else if err = batch.CheckName(d.batch); err != nil {
+		err = usagef("--batch: %w", err)
+	} else if which, err = parseRun(d.runSpec); err != nil {
+		err = usageError{err}
 	}
 	if err != nil {
 		return err
@@ -128,6 +131,10 @@ func (d *diagnoseCommand) run(logger *slog.Logger) error {
 			runID, err = diagnosis.CurrentRun(ctx, pool, d.batch)
 		case runID == 0:
 			runID, err = diagnosis.LastRun(ctx, pool, d.batch, which.back)
+			if n, err := diagnosis.OutOfRangeRuns(ctx, pool, d.batch); err == nil && n > 0 {
+				logger.Warn("runs of the batch with times out of range are skipped (SELECT * FROM telemetry.batch_runs_out_of_range)",
+					"batch", d.batch, "runs", n)
+			}
 		}
 		if err == nil {
 			rep, err = diagnosis.ForRun(ctx, pool, runID)
@@ -136,7 +143,8 @@ func (d *diagnoseCommand) run(logger *slog.Logger) error {
 			err = fmt.Errorf("%w: run %d is a run of %s, not of %s", diagnosis.ErrNotFound, runID, rep.Run.Batch, d.batch)
 		}
 	}
-	if errors.Is(err, diagnosis.ErrNotFound) {
+	// A window out of range is the user's input; a stored run out of range is not.
+	if errors.Is(err, diagnosis.ErrNotFound) || d.batch == "" && errors.Is(err, diagnosis.ErrOutOfRange) {
 		return usageError{err}
 	}
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -23,6 +24,13 @@ func TestBatchAndDiagnoseBadInput(t *testing.T) {
 		{[]string{"diagnose"}, "needs either --from (a window) or --batch (a run)"},
 		{[]string{"diagnose", "--from=2024-12-16 14:00", "--batch=nightly"}, "needs either --from"},
 		{[]string{"diagnose", "--batch=nightly", "--run=first"}, `--run "first": want current, last, last-N or a run_id`},
+		// Issue 17, finding 8: a value that begins with '-' is the flag's value, not a flag.
+		{[]string{"diagnose", "--batch=nightly", "--run", "-1"}, "--run -1: run ids are positive; the run before the last is last-1"},
+		{[]string{"diagnose", "--batch", "-nightly", "--run", "-1"}, "--run -1: run ids are positive"},
+		{[]string{"diagnose", "--batch", "--nightly"}, "expected argument for flag '--batch'"}, // a long flag stays a flag
+		{[]string{"diagnose", "--batch=night\xffly"}, `--batch: the batch name "night\xffly" is not valid UTF-8 text`},
+		{[]string{"diagnose", "--batch=night\tly"}, `--batch: the batch name "night\tly" has a control character`},
+		{[]string{"exec", "--batch=night\tly", "--", "true"}, `--batch: the batch name "night\tly" has a control character`},
 		{[]string{"diagnose", "--batch=nightly", "--format=xml"}, "enum value must be one of text,json"},
 		{[]string{"exec", "--batch=nightly"}, "required argument 'command' not provided"},
 		{[]string{"--batch.match=nightly"}, "--batch.match: batch rule \"nightly\""},
@@ -56,6 +64,24 @@ func TestDiagnoseAndExecCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Batch nightly, run 1 (exec, failed)") || !strings.Contains(out, "insufficient_data") {
 		t.Errorf("diagnose --batch: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+	// A run out of range, stored by hand (issue 17, finding 2): skipped, with a warning; asked
+	// for, an error that says why.
+	var bad int64
+	if err := pool.QueryRow(ctx, `INSERT INTO telemetry.batch_runs (batch, started_at, ended_at, status, source)
+			VALUES ('nightly', 'infinity', 'infinity', 'succeeded', 'marker') RETURNING run_id`).Scan(&bad); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCLI("diagnose", "--batch=nightly")
+	if code != 0 || !strings.Contains(out, "Batch nightly, run 1 (exec, failed)") || !strings.Contains(errOut, "times out of range are skipped") {
+		t.Errorf("diagnose --batch with a run out of range: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, _, errOut = runCLI("diagnose", "--batch=nightly", "--run="+strconv.FormatInt(bad, 10))
+	if code != 1 || !strings.Contains(errOut, "has a begin or end out of range, so it cannot be diagnosed") {
+		t.Errorf("diagnose of the run out of range: exit %d, stderr %q", code, errOut)
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM telemetry.batch_runs WHERE run_id = $1`, bad); err != nil {
+		t.Fatal(err)
+	}
 	code, out, errOut = runCLI("diagnose", "--from=2024-12-16 14:00", "--to=2024-12-16T16:00:00+01:00", "--format=json")
 	var rep struct {
 		Findings []struct{ Pattern, Severity string }
@@ -70,6 +96,7 @@ func TestDiagnoseAndExecCommands(t *testing.T) {
 		{[]string{"diagnose", "--batch=weekly"}, `unknown batch "weekly"`},
 		{[]string{"diagnose", "--batch=nightly", "--run=last-5"}, `batch "nightly" has only 1 run,`},
 		{[]string{"diagnose", "--batch=nightly", "--run=99"}, "no batch run with run_id 99"},
+		{[]string{"diagnose", "--from=1999-12-30 00:00", "--to=1999-12-31 00:00"}, "must be a finite time from 2000-01-01 to a day from now"},
 	} {
 		if code, _, errOut := runCLI(c.args...); code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, c.want) {
 			t.Errorf("%v: exit %d, stderr %q, want 2 and one line saying %q", c.args, code, errOut, c.want)

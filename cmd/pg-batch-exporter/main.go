@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -44,7 +45,17 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 // exited carries kingpin's exit (after --help or --version) out of Parse.
 type exited int
 
-func run(args []string, stdout, stderr io.Writer) (code int) {
+// commandLine is the binary's application, its commands and their flags' values.
+type commandLine struct {
+	app       *kingpin.Application
+	conn      *connFlags
+	logConfig *promslog.Config
+	serve     *serveCommand
+	diagnose  *diagnoseCommand
+	execute   *execCommand
+}
+
+func newCommandLine(stdout, stderr io.Writer) *commandLine {
 	app := kingpin.New("pg-batch-exporter", "PostgreSQL telemetry that answers: why did tonight's batch take 60 minutes instead of 10?")
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
@@ -52,6 +63,19 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	app.HelpFlag.Short('h')
 	app.UsageTemplate(usageTemplate)
 	app.Terminate(func(c int) { panic(exited(c)) })
+	cl := &commandLine{app: app, conn: &connFlags{}, logConfig: &promslog.Config{}}
+	app.Flag("postgres.dsn", "PostgreSQL connection string (URL or key=value). When neither this nor DATA_SOURCE_NAME is set, libpq's environment (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, .pgpass) applies.").
+		Envar("DATA_SOURCE_NAME").StringVar(&cl.conn.dsn)
+	addDuration(app, "postgres.statement-timeout", "statement_timeout of every query the exporter runs.", "5s", &cl.conn.statementTimeout)
+	addDuration(app, "postgres.lock-timeout", "lock_timeout of every query the exporter runs: it never queues behind the batch's locks for longer.", "1s", &cl.conn.lockTimeout)
+	promslogflag.AddFlags(app, cl.logConfig)
+	cl.serve = newServeCommand(app, cl.conn)
+	cl.diagnose = newDiagnoseCommand(app, cl.conn, stdout)
+	cl.execute = newExecCommand(app, cl.conn, os.Stdin, stdout, stderr)
+	return cl
+}
+
+func run(args []string, stdout, stderr io.Writer) (code int) {
 	defer func() {
 		switch e := recover().(type) {
 		case nil:
@@ -61,20 +85,10 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 			panic(e)
 		}
 	}()
+	cl := newCommandLine(stdout, stderr)
+	app, serve, diagnose, execute, logConfig := cl.app, cl.serve, cl.diagnose, cl.execute, cl.logConfig
 
-	var conn connFlags
-	app.Flag("postgres.dsn", "PostgreSQL connection string (URL or key=value). When neither this nor DATA_SOURCE_NAME is set, libpq's environment (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, .pgpass) applies.").
-		Envar("DATA_SOURCE_NAME").StringVar(&conn.dsn)
-	addDuration(app, "postgres.statement-timeout", "statement_timeout of every query the exporter runs.", "5s", &conn.statementTimeout)
-	addDuration(app, "postgres.lock-timeout", "lock_timeout of every query the exporter runs: it never queues behind the batch's locks for longer.", "1s", &conn.lockTimeout)
-	logConfig := &promslog.Config{}
-	promslogflag.AddFlags(app, logConfig)
-
-	serve := newServeCommand(app, &conn)
-	diagnose := newDiagnoseCommand(app, &conn, stdout)
-	execute := newExecCommand(app, &conn, os.Stdin, stdout, stderr)
-
-	cmd, err := app.Parse(args)
+	cmd, err := app.Parse(joinDashValues(app.Model(), args))
 	if err != nil {
 		fmt.Fprintf(stderr, "pg-batch-exporter: %v\n", err)
 		return 2
@@ -100,6 +114,43 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return 1
 	}
 	return 0
+}
+
+// joinDashValues writes a value flag and a value that begins with one '-' as one argument
+// ("--run -1" as "--run=-1"): kingpin reads such a value as a flag of its own and reports the
+// value missing. A long flag ("--x", known or a typo) and a known short one ("-h") stay
+// flags; nothing after "--" (exec's command) is touched.
+func joinDashValues(app *kingpin.ApplicationModel, args []string) []string {
+	flags := append([]*kingpin.FlagModel(nil), app.Flags...)
+	for _, c := range app.FlattenedCommands() {
+		flags = append(flags, c.Flags...)
+	}
+	valueFlag, shortFlag := map[string]bool{}, map[string]bool{}
+	for _, f := range flags {
+		if f.Short != 0 {
+			shortFlag["-"+string(f.Short)] = true
+		}
+		if !f.IsBoolFlag() {
+			valueFlag["--"+f.Name] = true
+		}
+	}
+	// dashValue tells a value that begins with one '-' and is no short flag of the app.
+	dashValue := func(a string) bool {
+		return strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && !shortFlag[a[:min(2, len(a))]]
+	}
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if valueFlag[a] && i+1 < len(args) && dashValue(args[i+1]) {
+			a += "=" + args[i+1]
+			i++
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // usageTemplate is kingpin's default with a command's own flags first, then the flags
@@ -159,7 +210,7 @@ const minDuration = time.Millisecond
 // statements interval of 0 every snapshot.
 var durationMinimums = map[string]time.Duration{
 	"tier.sample-interval": 100 * time.Millisecond, "tier.snapshot-interval": 100 * time.Millisecond,
-	"collector.waits.interval": 100 * time.Millisecond, "recorder.request-min-interval": 0,
+	"collector.waits.interval": 100 * time.Millisecond, "collector.waits.run-interval": 100 * time.Millisecond, "recorder.request-min-interval": 0,
 	"recorder.statements-interval": 0,
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,8 @@ type recorderFlags struct {
 	shutdownTimeout time.Duration
 	// statementsEvery spaces the statements stored between batches' boundaries.
 	statementsEvery time.Duration
+	// literalQueryText keeps sessions' query texts with their constants.
+	literalQueryText bool
 }
 
 func addRecorderFlags(cmd collectors.FlagAdder) *recorderFlags {
@@ -39,6 +42,8 @@ func addRecorderFlags(cmd collectors.FlagAdder) *recorderFlags {
 	addDuration(cmd, "recorder.shutdown-timeout", "On SIGTERM or SIGINT, how long the recorder may keep writing the collections still buffered; it then logs how many it wrote and how many were lost.", "10s", &f.shutdownTimeout)
 	cmd.Flag("recorder.server-name", "Names the monitored server in every recorded row. Default: its system identifier (give standbys recorded beside their primary a name of their own).").StringVar(&f.serverName)
 	addDuration(cmd, "recorder.statements-interval", "How often pg_stat_statements is stored between batches' boundaries, which store every entry (0: at every snapshot, about 300 bytes per busy statement each time).", "1h", &f.statementsEvery)
+	cmd.Flag("recorder.literal-query-text", "Record sessions' query texts (activity, lock and statement wait samples) as they ran, constants included. "+
+		"Default: each constant is replaced by $n, as pg_stat_statements shows them, since the telemetry schema's readers may not read other roles' queries (docs/security.md).").BoolVar(&f.literalQueryText)
 	addDuration(cmd, "recorder.request-min-interval", "Least time between two snapshots asked for by telemetry.request_snapshot(): requests within it are coalesced into one snapshot when it ends (0: no limit).", "5s", &f.requestMinInterval)
 	return f
 }
@@ -70,12 +75,21 @@ func (f *recorderFlags) validate() error {
 	return nil
 }
 
-// start subscribes a recorder to the runner and runs it until ctx ends: the schema is
+// options are the recorder's options from the flags (retention parsed): a flag's 0 interval
+// is recorder.NoInterval.
+func (f *recorderFlags) options(retention time.Duration) recorder.Options {
+	none := func(d time.Duration) time.Duration { return cmp.Or(d, recorder.NoInterval) }
+	return recorder.Options{ServerName: f.serverName, Retention: retention, BufferRows: f.buffer,
+		RequestMinInterval: none(f.requestMinInterval), StatementsEvery: none(f.statementsEvery), LiteralQueryText: f.literalQueryText}
+}
+
+// start subscribes a recorder to the runner and runs it until ctx ends (boundary: called at
+// each batch boundary it is told of): the schema is
 // migrated first, retried while the database is unreachable (collections are buffered
 // meanwhile). It returns the recorder's metrics, or nil when the recorder is off, and flush,
 // to call once ctx has ended and the runner stopped: it writes what is still buffered
 // within --recorder.shutdown-timeout and logs what it wrote and what was lost.
-func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *collectors.Runner, pools *exporter.ConnectionPools, logger *slog.Logger) (metrics []prometheus.Collector, flush func(), err error) {
+func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *collectors.Runner, boundary func(), pools *exporter.ConnectionPools, logger *slog.Logger) (metrics []prometheus.Collector, flush func(), err error) {
 	if !f.enabled {
 		return nil, func() {}, nil
 	}
@@ -100,8 +114,9 @@ func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *coll
 	}
 	pools.Add("recorder", pool)
 	log := logger.With("component", "recorder")
-	rec := recorder.New(recorder.Options{Pool: pool, ServerName: f.serverName, Retention: retention,
-		BufferRows: f.buffer, Trigger: runner.Trigger, Logger: log, RequestMinInterval: f.requestMinInterval, StatementsEvery: f.statementsEvery})
+	ro := f.options(retention)
+	ro.Pool, ro.Trigger, ro.Boundary, ro.Logger = pool, runner.Trigger, boundary, log
+	rec := recorder.New(ro)
 	runner.Subscribe(rec.Consume)
 	log.Info("recording", "to", postgres.Describe(cfg), "retention", f.retention)
 	migrated := make(chan bool, 1)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -8,10 +9,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
 )
 
 // TestBinaryRefusesBadFlagsBeforeStarting: every bad flag value, the web configuration file
@@ -37,6 +40,8 @@ func TestBinaryRefusesBadFlagsBeforeStarting(t *testing.T) {
 		{"--postgres.lock-timeout=-5ms", "--postgres.lock-timeout must be at least 1ms"},
 		{"--batch.quiet-period=-1s", "--batch.quiet-period must be at least 1ms"},
 		{"--batch.quiet-period=100ms", "--batch.quiet-period (100ms) must be at least --collector.waits.interval (1s)"},
+		{"--batch.max-batches=0", "--batch.max-batches must be at least 1"},
+		{"--batch.max-batches=-5", "--batch.max-batches must be at least 1"},
 		{"--tier.sample-interval=-1m", "--tier.sample-interval must be at least 100ms, got -1m"},
 		{"--tier.snapshot-interval=10ms", "--tier.snapshot-interval must be at least 100ms"},
 		{"--collector.waits.interval=0s", "--collector.waits.interval must be at least 100ms, got 0s"},
@@ -198,5 +203,49 @@ func TestBinarySIGTERMFlushesRecorderBuffer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBinaryExecForwardsSIGQUIT (issue 17, finding 8): SIGQUIT to exec is passed on to the
+// command, as SIGTERM is, and the run ends with the command's status; it does not dump the
+// wrapper's goroutines and exit 2 while the command runs on and its run is left open.
+func TestBinaryExecForwardsSIGQUIT(t *testing.T) {
+	bin := buildBinary(t)
+	dsn := pgtest.Start(t, 17).NewDatabase(t)
+	ctx := context.Background()
+	pool := pgtest.Pool(t, dsn, false, "")
+	defer pool.Close()
+	if err := recorder.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(t.TempDir(), "ready")
+	// The command quits with 7 on SIGQUIT; it gives up by itself after 10 s.
+	cmd := exec.Command(bin, "exec", "--batch=nightly", "--", "sh", "-c",
+		`trap 'exit 7' QUIT; touch "$0"; for i in $(seq 200); do sleep 0.05; done`, ready)
+	cmd.Env = append(os.Environ(), "DATA_SOURCE_NAME="+dsn)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the command never started: %s", stderr.String())
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGQUIT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 7 || strings.Contains(stderr.String(), "goroutine ") {
+		t.Errorf("exec after SIGQUIT: %v, exit %d, want the command's 7 and no goroutine dump; stderr:\n%s", err, code, stderr.String())
+	}
+	var status string
+	var exitCode *int32
+	if err := pool.QueryRow(ctx, `SELECT status, exit_code FROM telemetry.batch_runs WHERE batch = 'nightly'`).Scan(&status, &exitCode); err != nil ||
+		status != "failed" || exitCode == nil || *exitCode != 7 {
+		t.Errorf("the run after SIGQUIT: %s %v (%v), want failed with exit code 7", status, exitCode, err)
 	}
 }

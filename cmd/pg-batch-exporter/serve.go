@@ -37,6 +37,7 @@ type serveCommand struct {
 	sampleEvery   time.Duration
 	snapshotEvery time.Duration
 	waitsEvery    time.Duration
+	runWaitsEvery time.Duration
 	track         []string
 	statements    collectors.StatementsConfig
 	selection     *collectors.Selection
@@ -44,6 +45,7 @@ type serveCommand struct {
 	batchMatch    []string
 	configFile    string
 	quietPeriod   time.Duration
+	maxBatches    int
 	report        bool
 	externalURL   string
 }
@@ -59,25 +61,28 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 	addDuration(cmd, "tier.sample-interval", "How often the sample tier (sessions, locks, progress, replication) is collected.", "30s", &s.sampleEvery)
 	addDuration(cmd, "tier.snapshot-interval", "How often the snapshot tier (WAL, checkpoints, I/O, tables...) is collected.", "1m", &s.snapshotEvery)
 	addDuration(cmd, "collector.waits.interval", "How often the wait sampler reads pg_stat_activity.", "1s", &s.waitsEvery)
+	addDuration(cmd, "collector.waits.run-interval", "How often the wait sampler reads pg_stat_activity while a batch runs (detected, or open in telemetry.batch_runs), so that a statement taking a second of the run is seen (about 0.7% of a core at 100 sessions, docs/performance.md).", "250ms", &s.runWaitsEvery)
 	cmd.Flag("collector.tables.track", "A table to track, as schema.table (repeatable). Tables in telemetry.tracked_tables are tracked too.").StringsVar(&s.track)
 	cmd.Flag("collector.statements.text-length", "Query texts are kept up to this many characters (once per queryid, never in a label).").
 		Default(fmt.Sprint(collectors.DefaultStatementTextLength)).IntVar(&s.statements.TextLength)
 	cmd.Flag("collector.statements.top", "Series per statement (queryid, datname, user) for the union of the N statements with the most time, blocks read, temp written and WAL; 0: totals only.").
 		Default("0").IntVar(&s.statements.Top)
 	cmd.Flag("collector.statements.top-min-calls", "Statements called fewer times get no series of their own.").
-		Default("5").Int64Var(&s.statements.TopMinCalls)
+		Default(fmt.Sprint(collectors.DefaultTopMinCalls)).Int64Var(&s.statements.TopMinCalls)
 	s.selection = collectors.RegisterFlags(cmd)
 	s.recorder = addRecorderFlags(cmd)
-	cmd.Flag("batch.match", "Detect a batch's runs: batch=application_name:regexp (repeatable). A run starts when a matching session becomes active and ends after --batch.quiet-period without one.").StringsVar(&s.batchMatch)
+	cmd.Flag("batch.match", "Detect a batch's runs: batch=application_name:regexp, batch=user:role or batch=user:role,application_name:regexp (repeatable; any role may set an application_name, user: binds the rule to the role a session logged in as). A run starts when a matching session becomes active and ends after --batch.quiet-period without one.").StringsVar(&s.batchMatch)
 	cmd.Flag("config.file", "YAML file of batch rules: batches: [{name: nightly, match: 'application_name:^etl_nightly'}].").StringVar(&s.configFile)
 	addDuration(cmd, "batch.quiet-period", "A detected run ends when no session of the batch has been active for this long.", "1m", &s.quietPeriod)
+	cmd.Flag("batch.max-batches", "At most this many batches named by runs in telemetry.batch_runs (beyond --batch.match's) get series; more are counted in pgbatch_batch_names_dropped. A batch's series go when its rows do.").
+		Default(fmt.Sprint(batch.DefaultMaxBatches)).IntVar(&s.maxBatches)
 	return s
 }
 
 func (s *serveCommand) validate() (collectors.Config, error) {
 	cfg := collectors.Config{Statements: s.statements}
-	if s.statements.TextLength < 1 || s.statements.Top < 0 {
-		return cfg, usagef("--collector.statements.text-length must be at least 1 and --collector.statements.top at least 0")
+	if s.statements.TextLength < 1 || s.statements.Top < 0 || s.statements.TopMinCalls < 1 {
+		return cfg, usagef("--collector.statements.text-length and --collector.statements.top-min-calls must be at least 1 and --collector.statements.top at least 0")
 	}
 	if err := checkTelemetryPath(s.metricsPath); err != nil {
 		return cfg, usagef("--web.telemetry-path: %w", err)
@@ -89,6 +94,9 @@ func (s *serveCommand) validate() (collectors.Config, error) {
 	}
 	if s.quietPeriod < s.waitsEvery {
 		return cfg, usagef("--batch.quiet-period (%s) must be at least --collector.waits.interval (%s): a run would end between two samples", s.quietPeriod, s.waitsEvery)
+	}
+	if s.maxBatches < 1 {
+		return cfg, usagef("--batch.max-batches must be at least 1")
 	}
 	if s.conn.maxConns < 1 {
 		return cfg, usagef("--postgres.max-connections must be at least 1")
@@ -186,9 +194,8 @@ func (s *serveCommand) batchRules() ([]batch.Rule, error) {
 // and read from telemetry.batch_runs (markers, exec) where the recorder writes, else in the
 // monitored database when its schema is there. Detected runs are recorded with the recorder.
 func (s *serveCommand) startBatches(ctx context.Context, rules []batch.Rule, pool *pgxpool.Pool, runner *collectors.Runner, logger *slog.Logger) (*batch.Tracker, error) {
-	// Runs begun by markers are read often enough to sample a short run at the sampler's pace.
-	o := batch.Options{Rules: rules, QuietPeriod: s.quietPeriod, RunsDB: pool, RefreshEvery: min(s.sampleEvery, 2*time.Second),
-		Trigger: runner.Trigger, ReportURL: s.reportURL(), Logger: logger.With("component", "batch")}
+	o := s.trackerOptions()
+	o.Rules, o.RunsDB, o.Trigger, o.ReportURL, o.Logger = rules, pool, runner.Trigger, s.reportURL(), logger.With("component", "batch")
 	if s.recorder.enabled {
 		po := s.recorderOptions(false, 1, "batch")
 		var err error
@@ -203,6 +210,18 @@ func (s *serveCommand) startBatches(ctx context.Context, rules []batch.Rule, poo
 	}
 	go t.Run(ctx)
 	return t, nil
+}
+
+// trackerOptions are the batch tracker's options from the flags.
+func (s *serveCommand) trackerOptions() batch.Options {
+	// Runs begun by markers are read often enough to sample a short run at the sampler's pace.
+	return batch.Options{QuietPeriod: s.quietPeriod, MaxBatches: s.maxBatches, RefreshEvery: min(s.sampleEvery, batch.DefaultRefreshEvery)}
+}
+
+// runnerOptions are the runner's options from the flags.
+func (s *serveCommand) runnerOptions(cfg collectors.Config) collectors.RunnerOptions {
+	return collectors.RunnerOptions{Selection: s.selection, Config: cfg,
+		SampleEvery: s.sampleEvery, SnapshotEvery: s.snapshotEvery, WaitSampleEvery: s.waitsEvery, RunWaitSampleEvery: s.runWaitsEvery}
 }
 
 // recorderOptions are the connection options of a pool in the recorder's database.
@@ -269,17 +288,16 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 	s.pools.Add("collect", pool)
 	logger.Info("starting pg-batch-exporter", "version", version.Info(), "server", postgres.Describe(poolCfg))
 
-	runner := collectors.NewRunner(collectors.RunnerOptions{
-		Pool: pool, Logger: logger, Selection: s.selection, Config: cfg,
-		SampleEvery: s.sampleEvery, SnapshotEvery: s.snapshotEvery, WaitSampleEvery: s.waitsEvery,
-	})
-	recorderMetrics, flushRecorder, err := s.recorder.start(ctx, s.conn, runner, s.pools, logger)
-	if err != nil {
-		return usageError{err}
-	}
+	ro := s.runnerOptions(cfg)
+	ro.Pool, ro.Logger = pool, logger
+	runner := collectors.NewRunner(ro)
 	batches, err := s.startBatches(ctx, rules, pool, runner, logger)
 	if err != nil {
 		return err
+	}
+	recorderMetrics, flushRecorder, err := s.recorder.start(ctx, s.conn, runner, batches.RefreshNow, s.pools, logger)
+	if err != nil {
+		return usageError{err}
 	}
 	runner.SetBatchWaits(batches.TakeRunWaits)
 	reports, err := s.startReport(ctx, logger)

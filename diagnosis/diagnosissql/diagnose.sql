@@ -177,18 +177,23 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
 -- _run_window is a run's window: its begin and end (now while it runs), and where its start
--- snapshot is looked for.
+-- snapshot is looked for. A run whose times _run_times_ok refuses has none: an error says so.
 CREATE OR REPLACE FUNCTION telemetry._run_window(p_run_id bigint)
 RETURNS TABLE (run_id bigint, batch text, status text, start_time timestamptz, end_time timestamptz,
                snapshot_start timestamptz, server text)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM telemetry._check_time(r.started_at, format('run %s''s start', r.run_id)),
+            telemetry._check_time(coalesce(r.ended_at, now()), format('run %s''s end', r.run_id))
+    FROM telemetry.batch_runs r WHERE r.run_id = p_run_id;
     RETURN QUERY
     SELECT r.run_id, r.batch, r.status, r.started_at, e.end_time,
            telemetry._run_snapshot_start(r.started_at, r.ended_at),
            r.server
-    FROM telemetry.batch_runs r, LATERAL (SELECT coalesce(r.ended_at, now()) AS end_time) e
+    -- At least a millisecond long: a run that ended where it began (an end marker's time
+    -- before its begin, a new run's begin before it) is a window all the same.
+    FROM telemetry.batch_runs r, LATERAL (SELECT greatest(coalesce(r.ended_at, now()), r.started_at + interval '1 millisecond') AS end_time) e
     WHERE r.run_id = p_run_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no batch run with run_id %', p_run_id;
@@ -327,6 +332,7 @@ RETURNS TABLE (run_id bigint, started_at timestamptz, ended_at timestamptz)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT r.run_id, r.started_at, r.ended_at FROM telemetry.batch_runs r
     WHERE r.batch = p_batch AND r.status IN ('succeeded', 'ended') AND r.started_at < p_before
+      AND telemetry._run_times_ok(r.started_at, r.ended_at)
       -- a run named for a server nothing was recorded of has no data to compare
       AND (r.server IS NULL OR EXISTS (SELECT FROM telemetry.servers s WHERE s.server = r.server))
     ORDER BY r.started_at DESC LIMIT telemetry._threshold('baseline_runs')::bigint
@@ -428,7 +434,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source, d.seconds,
            u.median_seconds, u.p90_seconds, u.baseline_runs, d.seconds > u.p90_seconds
     FROM (SELECT r.*, row_number() OVER (PARTITION BY r.batch ORDER BY r.started_at DESC, r.run_id DESC) AS nth
-          FROM telemetry.batch_runs r WHERE r.started_at >= p_since OR r.status = 'running') r
+          FROM telemetry.batch_runs r
+          WHERE (r.started_at >= p_since OR r.status = 'running')
+            AND telemetry._run_times_ok(r.started_at, r.ended_at)) r -- the others: batch_runs_out_of_range
     CROSS JOIN LATERAL (SELECT extract(epoch FROM coalesce(r.ended_at, now()) - r.started_at)::float8 AS seconds) d
     LEFT JOIN LATERAL telemetry.run_usual_duration(r.run_id) u ON true
     WHERE p_per_batch IS NULL OR r.nth <= p_per_batch

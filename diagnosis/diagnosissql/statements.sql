@@ -511,6 +511,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                d.evidence, d.recommendation, NULL, d.ord
         FROM d
     ) f
-    ORDER BY f.pattern = 'window', CASE f.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
+    -- A caveat (insufficient_data) says what could not be judged: after every finding above
+    -- info, which explains the run's time, before those at info.
+    ORDER BY f.pattern = 'window',
+             CASE WHEN f.severity = 'info' THEN 3 WHEN f.pattern = 'insufficient_data' THEN 2 WHEN f.severity = 'critical' THEN 0 ELSE 1 END,
              f.explained_seconds DESC NULLS LAST, f.ord
 $$;

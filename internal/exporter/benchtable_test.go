@@ -20,7 +20,8 @@ import (
 )
 
 // TestBenchTable prints the `make bench` table, one section per row of issue 12 it measures:
-// collection and scrape cost at several numbers of tracked tables with peak RSS, the wait
+// collection and scrape cost at several numbers of tracked tables with peak RSS, the
+// database time the exporter costs the server (benchDatabaseTime, issue 22), the wait
 // sampler's cost (benchWaitSamplerCost), its fidelity against a scripted workload
 // (benchWaitFidelity), the statements collector's cost (benchStatements) and pgbench's
 // throughput with and without the exporter (benchWorkloadOverhead).
@@ -34,6 +35,7 @@ func TestBenchTable(t *testing.T) {
 		run  func(*testing.T, bool) benchSection
 	}{
 		{"collection and scrape", benchCollectionAndScrape},
+		{"database time", benchDatabaseTime},
 		{"wait sampler cost", benchWaitSamplerCost},
 		{"wait fidelity", benchWaitFidelity},
 		{"statements", benchStatements},

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -166,5 +167,36 @@ func TestServerDownAndBack(t *testing.T) {
 	}
 	if n > 2 {
 		t.Errorf("%d exporter connections after reconnecting, pool allows 2", n)
+	}
+}
+
+// A database named from a LATIN1 database ("café", stored in LATIN1 bytes, which reach the
+// exporter unconverted) made /metrics answer 500 for everyone: client_golang refuses a label
+// value that is not valid UTF-8. Its series are served with U+FFFD for the invalid byte, and
+// the others with them.
+func TestNamesInAnotherEncoding(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Versions()[0])
+	latin1, db := "latin1_"+strconv.Itoa(os.Getpid()), "café_"+strconv.Itoa(os.Getpid())
+	srv.Exec(t, "postgres", `CREATE DATABASE `+latin1+` ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`)
+	c := pgtest.Connect(t, srv.DSN(latin1), "")
+	t.Cleanup(func() { srv.Exec(t, "postgres", `DROP DATABASE IF EXISTS `+latin1+` WITH (FORCE)`) })
+	pgtest.MustExec(t, c, `SET client_encoding = 'UTF8'`) // as psql in a UTF-8 terminal
+	pgtest.MustExec(t, c, `CREATE DATABASE `+pgx.Identifier{db}.Sanitize())
+	t.Cleanup(func() {
+		_, _ = c.Exec(context.Background(), `DROP DATABASE IF EXISTS `+pgx.Identifier{db}.Sanitize()+` WITH (FORCE)`)
+	})
+
+	ts, r, _ := startExporter(t, srv.NewDatabase(t), time.Hour)
+	for _, tier := range []collectors.Tier{collectors.TierSample, collectors.TierSnapshot} {
+		if _, err := r.Collect(context.Background(), tier); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, body := scrape(t, ts.URL+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d\n%.500s", code, body)
+	}
+	if want := `pgbatch_database_commits_total{datname="caf` + "\uFFFD" + `_` + strconv.Itoa(os.Getpid()) + `"}`; !strings.Contains(body, want) {
+		t.Errorf("no series %s", want)
 	}
 }

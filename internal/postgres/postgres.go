@@ -3,6 +3,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,8 +36,10 @@ func TrustedOwner(owner string) string {
 type Options struct {
 	// DSN is a libpq URL or keyword/value string; empty means libpq's environment
 	// (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, .pgpass), as psql reads it.
-	DSN              string
-	MaxConns         int32
+	DSN      string
+	MaxConns int32
+	// StatementTimeout and LockTimeout bound every query; 0: DefaultStatementTimeout and
+	// DefaultLockTimeout (the flags' defaults: a zero never switches them off).
 	StatementTimeout time.Duration
 	LockTimeout      time.Duration
 	// ReadOnly makes every transaction read-only: the exporter only reads; the recorder writes.
@@ -45,8 +48,16 @@ type Options struct {
 	ApplicationName string
 }
 
+// The defaults of --postgres.statement-timeout and --postgres.lock-timeout.
+const (
+	DefaultStatementTimeout = 5 * time.Second
+	DefaultLockTimeout      = time.Second
+)
+
 // Config parses the options into a pool configuration. Parse errors never repeat the DSN.
 func Config(o Options) (*pgxpool.Config, error) {
+	o.StatementTimeout = cmp.Or(o.StatementTimeout, DefaultStatementTimeout)
+	o.LockTimeout = cmp.Or(o.LockTimeout, DefaultLockTimeout)
 	cfg, err := pgxpool.ParseConfig(o.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("invalid PostgreSQL connection string: %w", redactError(err, o.DSN))

@@ -83,6 +83,8 @@ type page struct {
 	Error string
 
 	Batches []batchRuns // index
+	// OutOfRange counts the runs left out of Batches for their times (diagnosis.OutOfRangeRuns).
+	OutOfRange int
 
 	From, To time.Time
 	Run      *diagnosis.Run
@@ -112,12 +114,17 @@ func (h *handler) windowOrIndex(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	q := r.URL.Query()
 	if q.Get("from") == "" && q.Get("to") == "" {
+		p := &page{Kind: "index", Title: "Batch runs"}
 		batches, err := recentRuns(ctx, h.o.Pool, indexRunsPerBatch)
+		if err == nil {
+			p.Batches = batches
+			p.OutOfRange, err = diagnosis.OutOfRangeRuns(ctx, h.o.Pool, "")
+		}
 		if err != nil {
 			h.fail(w, http.StatusInternalServerError, err)
 			return
 		}
-		h.render(w, http.StatusOK, &page{Kind: "index", Title: "Batch runs", Batches: batches})
+		h.render(w, http.StatusOK, p)
 		return
 	}
 	from, to, err := parseWindow(q)
@@ -127,7 +134,7 @@ func (h *handler) windowOrIndex(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := h.windowPage(ctx, from, to)
 	if err != nil {
-		h.fail(w, http.StatusInternalServerError, err)
+		h.fail(w, errorStatus(err), err)
 		return
 	}
 	h.render(w, http.StatusOK, p)
@@ -165,13 +172,20 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusNotFound, err)
 		return
 	}
-	if err != nil {
-		h.fail(w, http.StatusInternalServerError, err)
-		return
+	if err == nil {
+		// A writer may begin a run long ago (batch_begin's p_started_at): its page would read
+		// the whole history, until the statement timeout.
+		if lenErr := fitsOneReport(win.start, win.end); lenErr != nil {
+			h.fail(w, http.StatusUnprocessableEntity, fmt.Errorf("run %d is %w (SELECT * FROM telemetry.diagnose_run(%d) reads it in psql)", id, lenErr, id))
+			return
+		}
 	}
-	rep, err := diagnosis.ForRun(ctx, h.o.Pool, id)
+	var rep *diagnosis.Report
+	if err == nil {
+		rep, err = diagnosis.ForRun(ctx, h.o.Pool, id)
+	}
 	if err != nil {
-		h.fail(w, http.StatusInternalServerError, err)
+		h.fail(w, errorStatus(err), err)
 		return
 	}
 	p := &page{Kind: "run", Title: fmt.Sprintf("%s, run %d", rep.Run.Batch, id), From: rep.From, To: rep.To,
@@ -298,6 +312,16 @@ func (h *handler) fail(w http.ResponseWriter, status int, err error) {
 	h.render(w, status, &page{Kind: "error", Title: http.StatusText(status), Error: msg})
 }
 
+// errorStatus is the status of a page that failed with err: 422 for times telemetry refuses
+// (a window's, or a stored run's: telemetry._check_time), else 500.
+func errorStatus(err error) int {
+	var pgErr *pgconn.PgError
+	if errors.Is(err, diagnosis.ErrOutOfRange) || errors.As(err, &pgErr) && pgErr.Code == "22008" { // datetime_field_overflow
+		return http.StatusUnprocessableEntity
+	}
+	return http.StatusInternalServerError
+}
+
 // parseWindow reads ?from=&to=: two times, to after from, at most maxWindow apart.
 func parseWindow(q url.Values) (from, to time.Time, err error) {
 	if from, err = parseTime("from", q.Get("from")); err != nil {
@@ -309,10 +333,20 @@ func parseWindow(q url.Values) (from, to time.Time, err error) {
 	switch {
 	case !to.After(from):
 		return from, to, fmt.Errorf("to (%s) must be after from (%s)", formatTime(to), formatTime(from))
-	case to.Sub(from) > maxWindow:
-		return from, to, fmt.Errorf("the window is %s long; at most %d days fit one report", to.Sub(from).Round(time.Hour), int(maxWindow.Hours()/24))
+	}
+	if err := fitsOneReport(from, to); err != nil {
+		return from, to, fmt.Errorf("the window is %w", err)
 	}
 	return from, to, nil
+}
+
+// fitsOneReport refuses a window (or a run) longer than maxWindow.
+func fitsOneReport(from, to time.Time) error {
+	if to.Sub(from) <= maxWindow {
+		return nil
+	}
+	// In days from the seconds apart: a Duration saturates at 292 years ("2562047h47m...").
+	return fmt.Errorf("%d days long; at most %d days fit one report", (to.Unix()-from.Unix())/86400, int(maxWindow.Hours()/24))
 }
 
 func parseTime(name, s string) (time.Time, error) {

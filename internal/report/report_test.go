@@ -265,13 +265,73 @@ func TestBadInput(t *testing.T) {
 		{"/report?from=yesterday&to=2026-01-01T00:00:00Z", 400, "is not a time"},
 		{"/report?from=2026-01-01T00:00:00Z", 400, "to is missing"},
 		{"/report?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", 400, "must be after"},
-		{"/report?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", 400, "at most 31 days"},
+		{"/report?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", 400, "the window is 2192 days long; at most 31 days"},
+		// Issue 17, finding 8: no Duration's overflow ("2562047h47m16s") in the message.
+		{"/report?from=0001-01-01T00:00:00Z&to=9999-12-31T00:00:00Z", 400, "the window is 3652058 days long; at most 31 days"},
+		// A window the SQL refuses (before 2000) is the request's fault, not the server's.
+		{"/report?from=1999-12-30T00:00:00Z&to=1999-12-31T00:00:00Z", 422, "must be a finite time from 2000-01-01"},
 		{"/report/nothing", 404, "no report page at /report/nothing"},
 	} {
 		code, body := get(t, r.url+c.path)
 		if code != c.code || !strings.Contains(body, c.want) {
 			t.Errorf("GET %s: %d, want %d with %q\n%s", c.path, code, c.code, c.want, body)
 		}
+	}
+}
+
+// TestRunsOutOfRange (issue 17, finding 2): runs whose times are out of range ('infinity',
+// the year 12000), stored before batch_begin refused them, do not break the pages: the index
+// lists the others and says how many it left out, a run's baseline skips them, and the page
+// of one says why it cannot be diagnosed (422, not 500).
+func TestRunsOutOfRange(t *testing.T) {
+	r := setUp(t)
+	ctx := context.Background()
+	conn := pgtest.Connect(t, r.dsn, "")
+	var bad []int64
+	for _, sql := range []string{
+		`INSERT INTO telemetry.batch_runs (batch, started_at, ended_at, status, source)
+			VALUES ('nightly', 'infinity', 'infinity', 'succeeded', 'marker') RETURNING run_id`,
+		`INSERT INTO telemetry.batch_runs (batch, started_at, ended_at, status, source)
+			VALUES ('nightly', '-infinity', now() - interval '1 day', 'succeeded', 'marker') RETURNING run_id`,
+		`INSERT INTO telemetry.batch_runs (batch, started_at, ended_at, status, source)
+			VALUES ('nightly', now() - interval '2 days', '12000-01-01', 'succeeded', 'marker') RETURNING run_id`,
+	} {
+		var id int64
+		if err := conn.QueryRow(ctx, sql).Scan(&id); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		bad = append(bad, id)
+	}
+	t.Cleanup(func() { _, _ = conn.Exec(ctx, `DELETE FROM telemetry.batch_runs WHERE run_id = ANY ($1)`, bad) })
+
+	code, body := get(t, r.url+"/report")
+	if code != http.StatusOK || !strings.Contains(body, `href="/report/run/`+itoa(r.slow)+`"`) ||
+		!strings.Contains(body, "3 recorded run(s) have a begin or end out of range") {
+		t.Errorf("index with runs out of range: %d\n%s", code, body)
+	}
+	if code, body := get(t, r.url+"/report/run/"+itoa(r.slow)); code != http.StatusOK ||
+		!strings.Contains(body, "previous normal run ("+itoa(r.normal)+")") {
+		t.Errorf("run page with runs out of range before it: %d\n%s", code, body)
+	}
+	for _, id := range bad {
+		if code, body := get(t, r.url+"/report/run/"+itoa(id)); code != http.StatusUnprocessableEntity ||
+			!strings.Contains(body, "must be a finite time from 2000-01-01") {
+			t.Errorf("page of run %d, out of range: %d\n%s", id, code, body)
+		}
+	}
+	// A run a writer began long ago (batch_begin's p_started_at), closed by age: its page
+	// would read the whole history; it is refused as a window that long is.
+	var long int64
+	if err := conn.QueryRow(ctx, `SELECT telemetry.batch_begin('longago', 'marker', now() - interval '40 days')`).Scan(&long); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = conn.Exec(ctx, `DELETE FROM telemetry.batch_runs WHERE run_id = $1`, long) })
+	if _, err := conn.Exec(ctx, `SELECT telemetry.close_abandoned_runs()`); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, r.url+"/report/run/"+itoa(long)); code != http.StatusUnprocessableEntity ||
+		!strings.Contains(body, "run "+itoa(long)+" is 40 days long; at most 31 days fit one report") {
+		t.Errorf("page of a run of 40 days: %d\n%s", code, body)
 	}
 }
 

@@ -60,7 +60,7 @@ BEGIN
 END
 $$;
 
--- _window_server checks an analysis window (two finite times, the end not before the start)
+-- _window_server checks an analysis window (two times _check_time accepts, the end not before the start)
 -- and names its server as _resolve_server does.
 CREATE OR REPLACE FUNCTION telemetry._window_server(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -68,10 +68,7 @@ BEGIN
     IF p_start_time IS NULL OR p_end_time IS NULL THEN
         RAISE EXCEPTION 'a window needs a start and an end time';
     END IF;
-    IF NOT (isfinite(p_start_time) AND isfinite(p_end_time)) THEN
-        RAISE EXCEPTION 'a window''s start and end must be finite times, not % and %', p_start_time, p_end_time
-            USING HINT = 'For example: now() - interval ''1 day'', now()';
-    END IF;
+    PERFORM telemetry._check_time(p_start_time, 'the window''s start'), telemetry._check_time(p_end_time, 'the window''s end');
     IF p_end_time < p_start_time THEN
         RAISE EXCEPTION 'the end (%) is before the start (%)', p_end_time, p_start_time;
     END IF;
@@ -116,16 +113,28 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 
--- request_snapshot asks the recorder (LISTENing on this channel) for a snapshot now.
--- SECURITY DEFINER: a writer needs no privilege on snapshot_requests.
-CREATE OR REPLACE FUNCTION telemetry.request_snapshot()
+-- _request_snapshot asks the recorder (LISTENing on this channel) for a snapshot now: a batch's
+-- boundary (p_boundary) gets one of its own at once; other requests are spaced by
+-- --recorder.request-min-interval. SECURITY DEFINER: a writer needs no privilege on
+-- snapshot_requests.
+CREATE OR REPLACE FUNCTION telemetry._request_snapshot(p_boundary boolean)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     -- Requests no recorder consumed (none listening: pg_cron mode) do not pile up.
     DELETE FROM telemetry.snapshot_requests WHERE requested_at < clock_timestamp() - interval '1 minute';
-    INSERT INTO telemetry.snapshot_requests DEFAULT VALUES;
+    INSERT INTO telemetry.snapshot_requests (boundary) VALUES (p_boundary);
     -- A payload of its own: a transaction's identical notifications are folded into one.
     PERFORM pg_notify('telemetry_request_snapshot', clock_timestamp()::text);
+END
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._request_snapshot(boolean) FROM PUBLIC;
+
+-- request_snapshot asks the recorder for a snapshot now (at most one per
+-- --recorder.request-min-interval).
+CREATE OR REPLACE FUNCTION telemetry.request_snapshot()
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM telemetry._request_snapshot(false);
 END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry.request_snapshot() FROM PUBLIC;

@@ -119,28 +119,32 @@ RETURNS TABLE (relid oid, schemaname text, relname text, relation_size bigint, t
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 #variable_conflict use_column
 BEGIN
-    RETURN QUERY WITH wanted AS (
+    RETURN QUERY WITH wanted AS MATERIALIZED (
 	SELECT c.oid AS relid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-	JOIN unnest($1::text[], $2::text[]) AS w(nsp, rel) ON n.nspname = w.nsp AND c.relname = w.rel UNION SELECT relid FROM telemetry.tracked_tables
-), exclusive AS (
-	SELECT relation FROM pg_locks
-	WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock'
-	  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-), busy AS MATERIALIZED (
-	SELECT c.oid AS relid FROM pg_class c JOIN wanted w ON w.relid = c.oid
-	WHERE EXISTS (
-		SELECT FROM (SELECT c.oid UNION ALL SELECT c.reltoastrelid
-			UNION ALL SELECT indexrelid FROM pg_index WHERE indrelid IN (c.oid, c.reltoastrelid)) AS opened(oid)
-		JOIN exclusive e ON e.relation = opened.oid)
+	JOIN unnest($1::text[], $2::text[]) AS w(nsp, rel) ON n.nspname = w.nsp AND c.relname = w.rel
+	WHERE c.relkind IN ('r', 't', 'm', 'p') UNION SELECT relid FROM telemetry.tracked_tables
+), files AS MATERIALIZED (
+	SELECT w.relid, f.oid FROM wanted w JOIN pg_class c ON c.oid = w.relid
+	CROSS JOIN LATERAL (SELECT c.oid UNION ALL SELECT c.reltoastrelid WHERE c.reltoastrelid <> 0
+		UNION ALL SELECT indexrelid FROM pg_index WHERE indrelid IN (c.oid, c.reltoastrelid)) AS f(oid)
+), locks AS MATERIALIZED (
+	SELECT relation, mode FROM pg_locks
+	WHERE locktype = 'relation' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+	  AND pid IS DISTINCT FROM pg_backend_pid()
+), sizes AS (
+	WITH sized AS (
+		SELECT relid, bool_and(oid NOT IN (SELECT relation FROM locks WHERE mode = 'AccessExclusiveLock')) AS safe
+		FROM files GROUP BY relid
+	)
+	SELECT z.relid, z.relation, z.heap + z.indexes, z.indexes
+	FROM sized, LATERAL (SELECT sized.relid, pg_relation_size(sized.relid) AS relation, pg_table_size(sized.relid) AS heap,
+		pg_indexes_size(sized.relid) AS indexes WHERE sized.safe OFFSET 0) AS z
 )
-SELECT s.relid, s.schemaname::text, s.relname::text, CASE WHEN size_safe THEN pg_relation_size(s.relid) END,
-	CASE WHEN size_safe THEN pg_total_relation_size(s.relid) END,
-	CASE WHEN size_safe THEN pg_indexes_size(s.relid) END,
-	s.n_live_tup, s.n_dead_tup, s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_tup_hot_upd,
+SELECT s.relid, s.schemaname::text, s.relname::text, z.relation, z.total, z.indexes, s.n_live_tup, s.n_dead_tup, s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_tup_hot_upd,
 	s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
 	s.vacuum_count, s.autovacuum_count, s.analyze_count, s.autoanalyze_count
-FROM pg_stat_all_tables s JOIN wanted USING (relid)
-CROSS JOIN LATERAL (SELECT s.relid NOT IN (SELECT relid FROM busy) AS size_safe) AS safety
+FROM pg_stat_all_tables s LEFT JOIN sizes z(relid, relation, total, indexes) ON z.relid = s.relid
+WHERE s.relid = ANY (ARRAY(SELECT relid FROM wanted))
 ORDER BY s.schemaname, s.relname;
 END
 $collect$;

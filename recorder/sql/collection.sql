@@ -3,6 +3,133 @@
 -- sql/collect.sql), and map them to rows the same way (recorder/rows.go). Each starts from
 -- fresh statistics and its own timestamp, even when called twice in one transaction.
 
+-- _normalized_query is a query's text with each constant replaced by $n, as pg_stat_statements
+-- shows a statement: what both recorders store of a session's query (the Go recorder keeps it
+-- literal only with --recorder.literal-query-text), since the readers of the telemetry schema
+-- may not read other roles' queries (docs/security.md). Done on the text, not by query_id: a
+-- query waiting on a lock while parsing has none yet, and pg_stat_statements may be absent. A
+-- constant cut off by a preview's length is replaced to the end; comments and identifiers stay,
+-- as pg_stat_statements keeps them. A \' in a string that is not E'' ends it or not
+-- (standard_conforming_strings): the string is then replaced to the end.
+CREATE OR REPLACE FUNCTION telemetry._normalized_query(p_query text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c text[] := regexp_split_to_array(p_query, '');
+    n integer := cardinality(c);
+    i integer := 1;
+    j integer;            -- where the token at i starts
+    depth integer;
+    tag text;
+    kept integer := 1;    -- c[kept:j-1] is copied as it is
+    params integer;       -- numbered after the query's own parameters, as pg_stat_statements does
+    out text := '';
+BEGIN
+    -- Most texts (pg_stat_statements' among them) have no quote, no dollar quote and no digit
+    -- starting a token: nothing to replace, and no need to walk them character by character.
+    IF p_query !~ '[''"]|\$([[:alpha:]_][[:alnum:]_]*)?\$|(^|[^[:alnum:]_$])\.?[0-9]' THEN
+        RETURN p_query;
+    END IF;
+    SELECT coalesce(max(m[2]::integer), 0) INTO params
+    FROM regexp_matches(p_query, '(^|[^[:alnum:]_$])\$([0-9]{1,9})(?![0-9])', 'g') m;
+    WHILE i <= n LOOP
+        j := i;
+        IF c[i] = '-' AND c[i + 1] = '-' THEN                       -- a comment to the line's end
+            i := coalesce(array_position(c, E'\n', i), n) + 1;
+            CONTINUE;
+        ELSIF c[i] = '/' AND c[i + 1] = '*' THEN                    -- a comment, nested
+            depth := 1;
+            i := i + 2;
+            WHILE i <= n AND depth > 0 LOOP
+                IF c[i] = '/' AND c[i + 1] = '*' THEN depth := depth + 1; i := i + 1;
+                ELSIF c[i] = '*' AND c[i + 1] = '/' THEN depth := depth - 1; i := i + 1;
+                END IF;
+                i := i + 1;
+            END LOOP;
+            CONTINUE;
+        ELSIF c[i] = '"' THEN                                       -- a quoted identifier
+            i := i + 1;
+            WHILE i <= n AND NOT (c[i] = '"' AND coalesce(c[i + 1], '') <> '"') LOOP
+                i := i + CASE WHEN c[i] = '"' THEN 2 ELSE 1 END;
+            END LOOP;
+            i := i + 1;
+            CONTINUE;
+        ELSIF upper(c[i]) IN ('E', 'B', 'X', 'N') AND c[i + 1] = '''' THEN  -- E'', B'', X'', N''
+            i := telemetry._string_end(c, i + 1, upper(c[i]) = 'E');
+        ELSIF upper(c[i]) = 'U' AND c[i + 1] = '&' AND c[i + 2] = '''' THEN  -- U&''
+            i := telemetry._string_end(c, i + 2, false);
+        ELSIF c[i] ~ '[[:alpha:]_]' OR ascii(c[i]) > 127 THEN       -- an identifier or keyword
+            WHILE i < n AND (c[i + 1] ~ '[[:alnum:]_$]' OR ascii(c[i + 1]) > 127) LOOP
+                i := i + 1;
+            END LOOP;
+            i := i + 1;
+            CONTINUE;
+        ELSIF c[i] = '''' THEN                                      -- a string
+            i := telemetry._string_end(c, i, false);
+        ELSIF c[i] = '$' AND c[i + 1] ~ '[0-9]' THEN                -- a parameter
+            i := i + 1;
+            WHILE i <= n AND c[i] ~ '[0-9]' LOOP i := i + 1; END LOOP;
+            CONTINUE;
+        ELSIF c[i] = '$' THEN                                       -- a dollar-quoted string, or a lone $
+            i := i + 1;
+            WHILE i <= n AND (c[i] ~ '[[:alnum:]_]' OR ascii(c[i]) > 127) LOOP
+                i := i + 1;
+            END LOOP;
+            IF c[i] IS DISTINCT FROM '$' THEN
+                i := j + 1;
+                CONTINUE;
+            END IF;
+            tag := array_to_string(c[j:i], '');
+            i := i + 1;
+            WHILE i <= n AND array_to_string(c[i:i + length(tag) - 1], '') <> tag LOOP
+                i := i + 1;
+            END LOOP;
+            i := least(i + length(tag) - 1, n);
+        ELSIF c[i] ~ '[0-9]' OR c[i] = '.' AND c[i + 1] ~ '[0-9]' THEN  -- a number
+            WHILE i < n AND (c[i + 1] ~ '[[:alnum:]_.]'
+                             OR c[i + 1] IN ('+', '-') AND upper(c[i]) = 'E' AND upper(coalesce(c[j + 1], '')) <> 'X') LOOP
+                i := i + 1;
+            END LOOP;
+        ELSE
+            i := i + 1;
+            CONTINUE;
+        END IF;
+        -- c[j:i] is a constant.
+        params := params + 1;
+        out := out || array_to_string(c[kept:j - 1], '') || '$' || params;
+        kept := i + 1;
+        i := i + 1;
+    END LOOP;
+    RETURN out || array_to_string(c[kept:n], '');
+END
+$$;
+
+-- _string_end is where the string constant whose opening quote is c[p_at] ends: its closing
+-- quote, or the text's end where it was cut off. p_escapes: an E'' string, where \ escapes.
+CREATE OR REPLACE FUNCTION telemetry._string_end(c text[], p_at integer, p_escapes boolean)
+RETURNS integer LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    i integer := p_at + 1;
+    n integer := cardinality(c);
+BEGIN
+    WHILE i <= n LOOP
+        IF p_escapes AND c[i] = E'\\' THEN
+            i := i + 2;
+        ELSIF c[i] = E'\\' AND c[i + 1] = '''' THEN
+            -- The string ends here where standard_conforming_strings is on (the default), and
+            -- goes on where a session turned it off: replaced to the end, either way.
+            RETURN n;
+        ELSIF c[i] = '''' AND c[i + 1] = '''' THEN
+            i := i + 2;
+        ELSIF c[i] = '''' THEN
+            RETURN i;
+        ELSE
+            i := i + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
 -- _snapshot_statements stores pg_stat_statements for snapshot p_id where it is usable: every
 -- entry at a batch's boundary (a run began or ended since the previous read, as batch_begin
 -- and batch_end ask) and once an hour between them, as the recorder does at its default
@@ -21,7 +148,8 @@ BEGIN
     FROM telemetry.statement_info_snapshots WHERE server = p_server AND captured_at > p_at - interval '1 hour';
     IF v_last IS NOT NULL AND NOT EXISTS (
         SELECT FROM telemetry.batch_runs r
-        WHERE (r.server IS NULL OR r.server = p_server) AND (r.started_at > v_last OR r.ended_at > v_last)) THEN
+        WHERE (r.server IS NULL OR r.server = p_server) AND (r.started_at > v_last OR r.ended_at > v_last)
+          AND telemetry._run_times_ok(r.started_at, r.ended_at)) THEN -- ('infinity' would be a boundary forever)
         RETURN;
     END IF;
     WITH cur AS (SELECT * FROM telemetry._collect_statements()),
@@ -43,7 +171,7 @@ BEGIN
     -- (Data-modifying CTEs run to completion, read or not.) Texts once per server and queryid,
     -- truncated as the exporter does by default.
     INSERT INTO telemetry.statement_texts (server, queryid, query, first_seen)
-    SELECT p_server, t.queryid, t.query, p_at
+    SELECT p_server, t.queryid, telemetry._normalized_query(t.query), p_at
     FROM telemetry._collect_statement_texts(ARRAY(
             SELECT DISTINCT c.queryid FROM cur c
             WHERE NOT EXISTS (SELECT FROM telemetry.statement_texts x WHERE x.server = p_server AND x.queryid = c.queryid)),
@@ -140,7 +268,7 @@ BEGIN
 
     INSERT INTO telemetry.activity_samples
     SELECT v_id, a.pid, a.usename, a.application_name, a.backend_type, a.state, a.wait_event_type, a.wait_event,
-        a.query_start, a.state_change, a.query_preview, v_server, v_at, a.datname
+        a.query_start, a.state_change, telemetry._normalized_query(a.query_preview), v_server, v_at, a.datname
     FROM telemetry._collect_active_sessions() a;
 
     INSERT INTO telemetry.progress_samples
@@ -149,9 +277,9 @@ BEGIN
     FROM telemetry._collect_progress() p;
 
     INSERT INTO telemetry.lock_samples
-    SELECT v_id, l.blocked_pid, l.blocked_user, l.blocked_app, l.blocked_query_preview,
+    SELECT v_id, l.blocked_pid, l.blocked_user, l.blocked_app, telemetry._normalized_query(l.blocked_query_preview),
         make_interval(secs => l.waited_seconds), l.blocking_pid, l.blocking_user, l.blocking_app,
-        l.blocking_query_preview, l.lock_type, l.locked_relation, v_server, v_at, l.datname
+        telemetry._normalized_query(l.blocking_query_preview), l.lock_type, l.locked_relation, v_server, v_at, l.datname
     FROM telemetry._collect_lock_waits() l;
 
     PERFORM telemetry._note_server(v_server, v_server, current_setting('server_version_num')::int / 10000, v_at);

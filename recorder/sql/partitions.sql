@@ -24,7 +24,9 @@ $$;
 -- _ensure_partitions creates the day partitions (UTC days) holding p_at, each child with a
 -- foreign key to its parent's partition of the same day (ON DELETE CASCADE, as in the seed).
 -- SECURITY DEFINER: only the schema's owner may add partitions; a recorder role needs no more
--- than INSERT on the tables.
+-- than INSERT on the tables. Whoever calls, days after tomorrow (UTC, by this server's clock)
+-- are refused: retention drops only past days, so partitions made ahead would stay, every
+-- query planning over them.
 CREATE OR REPLACE FUNCTION telemetry._ensure_partitions(p_at timestamptz)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -32,6 +34,10 @@ DECLARE
     v_suffix text := '_d' || to_char(v_day, 'YYYYMMDD');
     t record;
 BEGIN
+    IF v_day > (now() AT TIME ZONE 'UTC')::date + 1 THEN
+        RAISE EXCEPTION 'no partitions for %: at most one day (UTC) ahead of this server''s clock', v_day
+            USING ERRCODE = 'datetime_field_overflow';
+    END IF;
     IF NOT EXISTS (SELECT FROM telemetry._partitioned_tables() p
                    WHERE to_regclass('telemetry.' || p.table_name || v_suffix) IS NULL) THEN
         RETURN; -- the day is complete
@@ -69,6 +75,10 @@ DECLARE
     v_days integer := 0;
     t record;
 BEGIN
+    -- A cutoff in the past only drops less; one in the future is checked (not 'infinity').
+    IF p_cutoff > now() THEN
+        PERFORM telemetry._check_time(p_cutoff, 'the cutoff');
+    END IF;
     FOR v_day IN
         SELECT DISTINCT to_date(substring(c.relname from '_d([0-9]{8})$'), 'YYYYMMDD') AS day
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -90,7 +100,7 @@ REVOKE EXECUTE ON FUNCTION telemetry._drop_partitions_before(timestamptz) FROM P
 CREATE OR REPLACE FUNCTION telemetry._note_server(p_server text, p_system_identifier text, p_pg_version integer, p_at timestamptz)
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO telemetry.servers (server, system_identifier, pg_version, last_seen)
-    VALUES (p_server, p_system_identifier, p_pg_version, p_at)
+    VALUES (p_server, p_system_identifier, p_pg_version, telemetry._check_time(p_at, 'the server''s last_seen'))
     ON CONFLICT (server) DO UPDATE SET system_identifier = excluded.system_identifier,
         pg_version = excluded.pg_version, last_seen = greatest(telemetry.servers.last_seen, excluded.last_seen)
 $$;

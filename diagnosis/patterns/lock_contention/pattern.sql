@@ -59,7 +59,8 @@ BEGIN
                    row_number() OVER (ORDER BY b.samples DESC, b.max_blocked_seconds DESC NULLS LAST)
             FROM sampled_blockers b WHERE NOT EXISTS (SELECT FROM episodes)) b
         WHERE b.rank <= 3)
-    SELECT 'lock_contention', telemetry._severity(x.pct, telemetry._threshold('lock_wait_pct_warning'), telemetry._threshold('lock_wait_pct_critical')),
+    -- Info at least: lock waits were seen, if for under 0.05% of a long window (x.pct rounds to 0).
+    SELECT 'lock_contention', coalesce(telemetry._severity(x.pct, telemetry._threshold('lock_wait_pct_warning'), telemetry._threshold('lock_wait_pct_critical')), 'info'),
            x.pct / telemetry._threshold('lock_wait_pct_warning'),
            CASE WHEN lc.episodes > 0
                 THEN format('Sessions waited on locks during %s%% of the window (%s lock wait(s), %s s in all, the longest %s s)', x.pct, lc.episodes, lc.seconds, lc.longest_seconds)

@@ -1,0 +1,120 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+)
+
+// TestOwnSessionsTrusted (issue 19, defect 6): a session is a batch's own only as far as what
+// names it can be trusted. A marker run's application_name shared by a session of another role
+// (which may SET any application_name) is not the run's; exec --batch with a name over 63
+// bytes and outside ASCII matches its own sessions, whose application_name the server escapes
+// (15: '?', 16 on: \xNN) and truncates to 63 bytes.
+func TestOwnSessionsTrusted(t *testing.T) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			srv := pgtest.Start(t, major)
+			dsn, pool := db(t, major, "pg-batch-exporter batch")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			tr := NewTracker(Options{QuietPeriod: time.Second, RunsDB: pool, RefreshEvery: 100 * time.Millisecond})
+			follow(ctx, tr, pool)
+			sleepOf := func(batch string) float64 {
+				if v := metric(t, tr, "pgbatch_batch_wait_event_seconds_total", batch, "PgSleep", "Timeout"); v != nil {
+					return *v
+				}
+				return 0
+			}
+
+			u, err := url.Parse(dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			intruder := "intruder_" + strings.TrimPrefix(u.Path, "/")
+			admin := pgtest.Connect(t, dsn, "")
+			pgtest.MustExec(t, admin, `CREATE ROLE `+intruder+` LOGIN`)
+			t.Cleanup(func() { srv.Exec(t, dsn, `DROP ROLE `+intruder) })
+			u.User = url.User(intruder)
+
+			marker := pgtest.Connect(t, dsn, "loader")
+			pgtest.MustExec(t, marker, `SELECT telemetry.batch_begin('monthly')`)
+			eventually(t, "the marker run", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "monthly"), 1) })
+			pgtest.MustExec(t, marker, `SELECT pg_sleep(0.5)`)
+			own := sleepOf("monthly")
+			if own < 0.3 {
+				t.Fatalf("the beginning session's sleep: %.2f session-seconds, want about 0.5", own)
+			}
+			for _, app := range []string{"loader", "monthly"} {
+				pgtest.MustExec(t, pgtest.Connect(t, u.String(), app), `SELECT pg_sleep(0.5)`)
+			}
+			if got := sleepOf("monthly") - own; got != 0 {
+				t.Errorf("another role's sessions under the run's application_name and name booked to it: %.2f session-seconds", got)
+			}
+			pgtest.MustExec(t, marker, `SELECT telemetry.batch_end('monthly')`)
+
+			name := "nächtlicher Abgleich der Lagerbestände mit dem Warenwirtschaftssystem"
+			var out, errOut testWriter
+			if code := Exec(ExecOptions{Pool: pool, Batch: name, Command: []string{"psql", "-X", "-q", "-d", dsn, "-c", "SELECT pg_sleep(1)"},
+				Stdout: &out, Stderr: &errOut}); code != 0 {
+				t.Fatalf("exec: exit status %d: %s", code, errOut)
+			}
+			if got := sleepOf(name); got < 0.5 {
+				t.Errorf("exec --batch %q: its session's sleep %.2f session-seconds, want about 1 (forms %q)", name, got, SessionNames(name))
+			}
+		})
+	}
+}
+
+// TestFasterSamplingDuringARun (issue 19): at the default flags the wait sampler reads every
+// 1 s, and every 250 ms while a batch runs, so that a statement taking a second of the run is
+// seen about four times, not once or not at all.
+func TestFasterSamplingDuringARun(t *testing.T) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			dsn, pool := db(t, major, "pg-batch-exporter batch")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			runner := collectors.NewRunner(collectors.RunnerOptions{Pool: pool})
+			tr := NewTracker(Options{RunsDB: pool})
+			tr.Follow(runner.Waits())
+			var mu sync.Mutex
+			seen := map[bool]int{} // readings that saw the statement, by whether a batch ran
+			runner.Waits().Observe(func(_ time.Time, _ time.Duration, waits []collectors.SessionWait, _ []collectors.SessionTime) {
+				for _, w := range waits {
+					if w.ApplicationName == "etl_ledger" && w.WaitEvent == "PgSleep" {
+						mu.Lock()
+						seen[runner.Waits().Interval() < time.Second]++
+						mu.Unlock()
+					}
+				}
+			})
+			go runner.Run(ctx)
+			go tr.Run(ctx)
+			job := pgtest.Connect(t, dsn, "etl_ledger")
+			pgtest.MustExec(t, job, `SELECT pg_sleep(2)`) // no run: read every second
+			pgtest.MustExec(t, job, `SELECT telemetry.batch_begin('ledger')`)
+			tr.RefreshNow() // as the recorder does when told of the boundary
+			eventually(t, "the run's pace", func() bool { return runner.Waits().Interval() == collectors.DefaultRunWaitSampleEvery })
+			pgtest.MustExec(t, job, `SELECT pg_sleep(2)`)
+			pgtest.MustExec(t, job, `SELECT telemetry.batch_end('ledger')`)
+			tr.RefreshNow()
+			eventually(t, "the pace after the run", func() bool { return runner.Waits().Interval() == collectors.DefaultWaitSampleEvery })
+			mu.Lock()
+			defer mu.Unlock()
+			// About 2 and 8; a loaded machine's readings may come late, not twice as often.
+			if seen[true] < 4 || seen[true] < 2*seen[false] {
+				t.Errorf("a 2 s statement seen %d times outside a run and %d times in one; want about 2 and 8", seen[false], seen[true])
+			}
+		})
+	}
+}
