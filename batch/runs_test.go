@@ -262,8 +262,6 @@ func TestTracker(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { _, err := job.Exec(ctx, `SELECT pg_sleep(1)`); done <- err }()
 			eventually(t, "the detected run", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "nightly"), 1) })
-			// The first run of the database: run_id 1; no report pages (ReportURL nil).
-			eventually(t, "the detected run's run_id, once recorded", func() bool { return is(metric(t, tr, "pgbatch_batch_run_info", "nightly", "", "1"), 1) })
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
@@ -469,6 +467,29 @@ func trackerUsualDuration(t *testing.T, major int) {
 		t.Errorf("usual duration runs = %v, want 3", v)
 	}
 	pgtest.MustExec(t, c, `SELECT telemetry.batch_end('daily')`)
+
+	// A detected run: its run_id once the tracker has recorded it, the report URL with it.
+	rules, err := ParseRules([]string{"hourly=application_name:^etl_hourly"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	detecting := NewTracker(Options{Rules: rules, QuietPeriod: time.Second, RunsDB: pool, RecorderDB: pool, RefreshEvery: 100 * time.Millisecond,
+		ReportURL: func(id int64) string { return fmt.Sprintf("https://exporter.example/report/run/%d", id) }})
+	follow(ctx, detecting, pool)
+	job := pgtest.Connect(t, dsn, "etl_hourly")
+	done := make(chan error, 1)
+	go func() { _, err := job.Exec(ctx, `SELECT pg_sleep(5)`); done <- err }()
+	defer func() {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	eventually(t, "the detected run's run_id, once recorded", func() bool {
+		if err := c.QueryRow(ctx, `SELECT max(run_id) FROM telemetry.batch_runs WHERE batch = 'hourly' AND status = 'running'`).Scan(&id); err != nil {
+			return false
+		}
+		return is(metric(t, detecting, "pgbatch_batch_run_info", "hourly", fmt.Sprintf("https://exporter.example/report/run/%d", id), fmt.Sprint(id)), 1)
+	})
 }
 
 // triggerCount counts the collections a tracker asks for, by tier.

@@ -471,7 +471,6 @@ func (t *Tracker) Run(ctx context.Context) {
 		defer ticker.Stop()
 		tick = ticker.C
 		t.refreshLogged(ctx)
-		t.readUsualLogged(ctx, t.o.RunsDB)
 	}
 	var pending []event
 	var retry <-chan time.Time
@@ -508,11 +507,9 @@ func (t *Tracker) Run(ctx context.Context) {
 			flush()
 		case <-tick:
 			t.refreshLogged(ctx)
-			t.readUsualLogged(ctx, t.o.RunsDB)
 		case <-t.refreshNow:
 			if t.o.RunsDB != nil {
 				t.refreshLogged(ctx)
-				t.readUsualLogged(ctx, t.o.RunsDB)
 			}
 		}
 	}
@@ -564,9 +561,10 @@ func (t *Tracker) write(ctx context.Context, e event) error {
 func (t *Tracker) refreshLogged(ctx context.Context) {
 	if err := t.Refresh(ctx); err != nil {
 		t.readFailure.Failed("cannot read telemetry.batch_runs", err)
-	} else {
-		t.readFailure.Succeeded("telemetry.batch_runs read again")
+		return
 	}
+	t.readFailure.Succeeded("telemetry.batch_runs read again")
+	t.readUsualLogged(ctx, t.o.RunsDB)
 }
 
 // sqlRunsReadable tells whether telemetry.batch_runs exists and this role may read it,

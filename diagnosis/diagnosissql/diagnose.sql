@@ -325,18 +325,25 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
                 ELSE round(p_value, 1) || ' ' || p_unit END
 $$;
 
--- _baseline_runs are a run's baseline: the previous normal runs of its batch (succeeded, or
--- ended when detected), at most baseline_runs of them, the latest first.
+-- _normal_runs_before is the definition of a baseline: the batch's normal runs (succeeded, or
+-- ended when detected) begun before p_before, at most baseline_runs of them, the latest first.
+CREATE OR REPLACE FUNCTION telemetry._normal_runs_before(p_batch text, p_before timestamptz)
+RETURNS TABLE (run_id bigint, started_at timestamptz, ended_at timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT r.run_id, r.started_at, r.ended_at FROM telemetry.batch_runs_checked r
+    WHERE r.batch = p_batch AND r.status IN ('succeeded', 'ended') AND r.started_at < p_before AND r.times_ok
+      -- a run named for a server nothing was recorded of has no data to compare
+      AND (r.server IS NULL OR EXISTS (SELECT FROM telemetry.servers s WHERE s.server = r.server))
+    ORDER BY r.started_at DESC LIMIT telemetry._threshold('baseline_runs')::bigint
+$$;
+
+-- _baseline_runs are a run's baseline (_normal_runs_before its start), with their windows.
 CREATE OR REPLACE FUNCTION telemetry._baseline_runs(p_run_id bigint)
 RETURNS TABLE (run_id bigint, batch text, status text, start_time timestamptz, end_time timestamptz,
                snapshot_start timestamptz, server text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT bw.* FROM telemetry._run_window(p_run_id) w,
-    LATERAL (SELECT r.run_id FROM telemetry.batch_runs_checked r
-             WHERE r.batch = w.batch AND r.status IN ('succeeded', 'ended') AND r.started_at < w.start_time AND r.times_ok
-               -- a run named for a server nothing was recorded of has no data to compare
-               AND (r.server IS NULL OR EXISTS (SELECT FROM telemetry.servers s WHERE s.server = r.server))
-             ORDER BY r.started_at DESC LIMIT telemetry._threshold('baseline_runs')::bigint) b,
+    LATERAL telemetry._normal_runs_before(w.batch, w.start_time) b,
     LATERAL telemetry._run_window(b.run_id) bw
 $$;
 
@@ -399,15 +406,16 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
 -- run_usual_duration: how long a run's batch usually takes, from the run's baseline
--- (_baseline_runs: its previous normal runs): their median and 90th percentile duration. No
--- row before the baseline holds usual_duration_min_runs runs.
+-- (_normal_runs_before its start, as _baseline_runs): their median and 90th percentile
+-- duration. No row before the baseline holds usual_duration_min_runs runs.
 CREATE OR REPLACE FUNCTION telemetry.run_usual_duration(p_run_id bigint)
 RETURNS TABLE (baseline_runs integer, median_seconds double precision, p90_seconds double precision)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT count(*)::int,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM b.end_time - b.start_time)),
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM b.end_time - b.start_time))
-    FROM telemetry._baseline_runs(p_run_id) b
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM b.ended_at - b.started_at)),
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM b.ended_at - b.started_at))
+    FROM telemetry.batch_runs r, LATERAL telemetry._normal_runs_before(r.batch, r.started_at) b
+    WHERE r.run_id = p_run_id
     HAVING count(*) >= telemetry._threshold('usual_duration_min_runs')
 $$;
 
