@@ -68,7 +68,7 @@ func TestOwnSessionsTrusted(t *testing.T) {
 				t.Fatalf("exec: exit status %d: %s", code, errOut)
 			}
 			if got := sleepOf(name); got < 0.5 {
-				t.Errorf("exec --batch %q: its session's sleep %.2f session-seconds, want about 1 (forms %q)", name, got, SessionNames(name))
+				t.Errorf("exec --batch %q: its session's sleep %.2f session-seconds, want about 1 (forms %q)", name, got, sessionNames(name))
 			}
 		})
 	}

@@ -100,7 +100,7 @@ type Tracker struct {
 
 	mu      sync.Mutex
 	batches map[string]*state
-	// names are the batches by the application_names their sessions show (SessionNames).
+	// names are the batches by the application_names their sessions show (sessionNames).
 	names    map[string]string
 	counted  map[int64]time.Time // finished recorded runs already counted, by ended_at
 	openRuns map[int64]*openRun  // recorded runs in progress, by run_id
@@ -233,7 +233,7 @@ func (t *Tracker) batch(name string) *state {
 	if s == nil {
 		s = &state{waits: map[[2]string]float64{}}
 		t.batches[name] = s
-		for _, n := range SessionNames(name) {
+		for _, n := range sessionNames(name) {
 			if _, taken := t.names[n]; !taken {
 				t.names[n] = name
 			}
@@ -283,10 +283,10 @@ func (t *Tracker) markerRole(batch string, w collectors.SessionWait) bool {
 	return true
 }
 
-// SessionNames are the forms pg_stat_activity shows an application_name set to name in: the
+// sessionNames are the forms pg_stat_activity shows an application_name set to name in: the
 // server replaces each byte outside printable ASCII, by '?' on 15 and by \xNN from 16 on
 // (pg_clean_ascii), and keeps NAMEDATALEN-1 (63) bytes of the result.
-func SessionNames(name string) []string {
+func sessionNames(name string) []string {
 	var asked, escaped strings.Builder
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; c < 32 || c > 126 {
