@@ -175,11 +175,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '64c8f8191bf65e693b003ef4d2aa0f13308470c7f6ef616fff02dc95ea02e8e0') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '509057371e8ca28663e96b386f84c8a7edd154d7ace9c9290edc8bc9f39c073e') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '64c8f8191bf65e693b003ef4d2aa0f13308470c7f6ef616fff02dc95ea02e8e0')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '509057371e8ca28663e96b386f84c8a7edd154d7ace9c9290edc8bc9f39c073e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
