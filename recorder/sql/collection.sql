@@ -23,6 +23,8 @@ DECLARE
     kept integer := 1;    -- c[kept:j-1] is copied as it is
     params integer;       -- numbered after the query's own parameters, as pg_stat_statements does
     out text := '';
+    piece text;
+    starts integer[] := '{}';
 BEGIN
     -- Most texts (pg_stat_statements' among them) have no quote, no dollar quote and no digit
     -- starting a token: nothing to replace, and no need to walk them character by character.
@@ -31,8 +33,18 @@ BEGIN
     END IF;
     SELECT coalesce(max(m[2]::integer), 0) INTO params
     FROM regexp_matches(p_query, '(^|[^[:alnum:]_$])\$([0-9]{1,9})(?![0-9])', 'g') m;
-    WHILE i <= n LOOP
-        j := i;
+    -- Where a token may start that is not an identifier's, keyword's or operator's, in one pass
+    -- in C: walking every character in PL/pgSQL took 1.5 to 2 times as long (200 characters).
+    j := 1;
+    FOREACH piece IN ARRAY regexp_split_to_array(p_query, '(?=--|/\*|["''$.0-9]|[EeBbXxNn]''|[Uu]&'')') LOOP
+        starts := starts || j;
+        j := j + length(piece);
+    END LOOP;
+    FOREACH j IN ARRAY starts LOOP
+        CONTINUE WHEN j < i;  -- within the previous token
+        i := j;
+        -- A digit, dot, $ or letter within an identifier ("t1", "a$b", "AREA'...'"?): not a token.
+        CONTINUE WHEN i > 1 AND c[i] !~ '[-/"'']' AND (c[i - 1] ~ '[[:alnum:]_$]' OR ascii(c[i - 1]) > 127);
         IF c[i] = '-' AND c[i + 1] = '-' THEN                       -- a comment to the line's end
             i := coalesce(array_position(c, E'\n', i), n) + 1;
             CONTINUE;

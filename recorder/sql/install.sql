@@ -201,11 +201,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'd7af97aac6e768c8d9e953e4549bce1a00009f6f5cf1915dc83b741e896461f0') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '21b5c79d4e178b0b45355532db09f59220809bca5e613622b1d14a0d98517c58') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'd7af97aac6e768c8d9e953e4549bce1a00009f6f5cf1915dc83b741e896461f0')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '21b5c79d4e178b0b45355532db09f59220809bca5e613622b1d14a0d98517c58')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
