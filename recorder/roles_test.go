@@ -218,6 +218,8 @@ func TestExecRunLiveForOtherWriters(t *testing.T) {
 		poolA := newPool(t, u.String(), false, "pg-batch-exporter exec")
 		dir := t.TempDir()
 		started, proceed := filepath.Join(dir, "started"), filepath.Join(dir, "proceed")
+		// The command ends before the pools close (cleanups run last first), whatever fails.
+		t.Cleanup(func() { _ = os.WriteFile(proceed, nil, 0o600) })
 		code := make(chan int, 1)
 		go func() {
 			code <- batch.Exec(batch.ExecOptions{Pool: poolA, Batch: "nightly", Stdout: io.Discard, Stderr: io.Discard,
@@ -232,8 +234,7 @@ func TestExecRunLiveForOtherWriters(t *testing.T) {
 		}
 		ctx := context.Background()
 		b := connectAs(t, e.dsn, jobB)
-		pgtest.MustExec(t, b, `SELECT telemetry.batch_begin('weekly')`)
-		pgtest.MustExec(t, b, `SELECT telemetry.close_abandoned_runs()`)
+		pgtest.MustExec(t, b, `SELECT telemetry.batch_begin('weekly')`) // which calls close_abandoned_runs()
 		admin := e.conn()
 		var status string
 		if err := admin.QueryRow(ctx, `SELECT status FROM telemetry.batch_runs WHERE batch = 'nightly'`).Scan(&status); err != nil || status != "running" {
