@@ -27,8 +27,9 @@
 #                  stops it (make demo DEMO_EXIT=1: run through and exit)
 #   make test-demo     the demo with DEMO_EXIT=1, twice in a row (make test runs it)
 #   make test-browser  the report page in a headless chromium (part of go test ./...)
-#   make bench     one table (about 20 minutes): collection and scrape cost at 10-10,000
+#   make bench     one table (about 25 minutes): collection and scrape cost at 10-10,000
 #                  tracked tables, RSS of the test process and of the exporter binary; the
+#                  exporter's database time a minute (5000 tables, 1000 tracked, 100 sessions); the
 #                  wait sampler's cost at 1s/100ms with 10-500 sessions; its fidelity on a
 #                  scripted workload beside pg_wait_sampling (postgresql-15-pg-wait-sampling,
 #                  make deps); the statements collector at 1000 and 5000 statements;

@@ -159,6 +159,10 @@ func TestTableSizesReusedOnlyWhileUnchanged(t *testing.T) {
 		admin := pgtest.Connect(t, dsn, "")
 		pgtest.MustExec(t, admin, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
 		names := pgtest.CreateTables(t, admin, 20)
+		// No autovacuum: a size it changes between a collection and the check would fail it.
+		for _, name := range names {
+			pgtest.MustExec(t, admin, `ALTER TABLE `+name+` SET (autovacuum_enabled = off, toast.autovacuum_enabled = off)`)
+		}
 		pgtest.MustExec(t, admin, `SELECT pg_stat_force_next_flush()`) // the rows' counters, before the first read
 		r := newRunner(t, dsn, names...)
 		writer := pgtest.Connect(t, dsn, "writer")
@@ -185,8 +189,7 @@ func TestTableSizesReusedOnlyWhileUnchanged(t *testing.T) {
 		pgtest.MustExec(t, admin, `SELECT pg_stat_statements_reset()`)
 		check("nothing changed")
 		var sized int64
-		if err := admin.QueryRow(ctx, `SELECT coalesce(sum(rows), 0) FROM pg_stat_statements WHERE query = $1`,
-			collectors.SQLTableSizes).Scan(&sized); err != nil {
+		if err := admin.QueryRow(ctx, `SELECT coalesce(sum(rows), 0) FROM pg_stat_statements WHERE query LIKE 'WITH wanted AS (SELECT DISTINCT unnest(%'`).Scan(&sized); err != nil {
 			t.Fatal(err)
 		}
 		if sized != 2 {
