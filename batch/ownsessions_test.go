@@ -101,19 +101,20 @@ func TestFasterSamplingDuringARun(t *testing.T) {
 			go runner.Run(ctx)
 			go tr.Run(ctx)
 			job := pgtest.Connect(t, dsn, "etl_ledger")
-			pgtest.MustExec(t, job, `SELECT pg_sleep(2)`) // no run: read every second
+			pgtest.MustExec(t, job, `SELECT pg_sleep(3)`) // no run: read every second
 			pgtest.MustExec(t, job, `SELECT telemetry.batch_begin('ledger')`)
 			tr.RefreshNow() // as the recorder does when told of the boundary
 			eventually(t, "the run's pace", func() bool { return runner.Waits().Interval() == collectors.DefaultRunWaitSampleEvery })
-			pgtest.MustExec(t, job, `SELECT pg_sleep(2)`)
+			pgtest.MustExec(t, job, `SELECT pg_sleep(3)`)
 			pgtest.MustExec(t, job, `SELECT telemetry.batch_end('ledger')`)
 			tr.RefreshNow()
 			eventually(t, "the pace after the run", func() bool { return runner.Waits().Interval() == collectors.DefaultWaitSampleEvery })
 			mu.Lock()
 			defer mu.Unlock()
-			// About 2 and 8; a loaded machine's readings may come late, not twice as often.
-			if seen[true] < 4 || seen[true] < 2*seen[false] {
-				t.Errorf("a 2 s statement seen %d times outside a run and %d times in one; want about 2 and 8", seen[false], seen[true])
+			// About 3 and 12; a loaded machine's readings come late (5 in 2 s of a run measured at a
+			// load average of 19), one at the same pace would not be half as many again.
+			if float64(seen[true]) < 1.5*float64(seen[false])+1 {
+				t.Errorf("a 3 s statement seen %d times outside a run and %d times in one; want about 3 and 12", seen[false], seen[true])
 			}
 		})
 	}
