@@ -126,7 +126,7 @@ type openRun struct {
 	startedAt    time.Time
 	pid          *int32
 	backendStart *time.Time
-	// beganBy is the role of the session that began it (nil: recorded before migration 0014, began_by).
+	// beganBy is the role of the session that began it (nil: recorded before migration 0013, began_by).
 	beganBy *string
 	// applicationName is the beginning session's, once sampled: sessions sharing it are the
 	// run's until it ends.

@@ -66,7 +66,7 @@ REVOKE INSERT, UPDATE, DELETE ON telemetry.diagnose_thresholds, telemetry.schema
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA telemetry TO telemetry_recorder;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA telemetry TO telemetry_recorder;
 
--- Exactly its two functions (what earlier versions of this file gave it, migration 0014 took back).
+-- Exactly its two functions (what earlier versions of this file gave it, migration 0013 took back).
 GRANT EXECUTE ON FUNCTION telemetry.batch_begin, telemetry.batch_end TO telemetry_writer;
 
 GRANT SELECT ON ALL TABLES IN SCHEMA telemetry TO telemetry_reader;

@@ -237,7 +237,7 @@ func TestThresholdsOutOfRangeNeverFail(t *testing.T) {
 }
 
 // The upgrade takes back what earlier versions of docs/roles.sql gave telemetry_writer (every
-// table and function, and the same on objects the owner creates later): migration 0014
+// table and function, and the same on objects the owner creates later): migration 0013
 // leaves it batch_begin and batch_end, without roles.sql being run again.
 func TestUpgradeTakesBackBatchRoleRights(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
@@ -249,7 +249,7 @@ func TestUpgradeTakesBackBatchRoleRights(t *testing.T) {
 			GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA telemetry TO telemetry_writer;
 			ALTER DEFAULT PRIVILEGES IN SCHEMA telemetry GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO telemetry_writer;
 			ALTER DEFAULT PRIVILEGES IN SCHEMA telemetry GRANT EXECUTE ON FUNCTIONS TO telemetry_writer;
-			DELETE FROM telemetry.schema_migrations WHERE name LIKE '0014_%'`)
+			DELETE FROM telemetry.schema_migrations WHERE name LIKE '0013_%'`)
 		if err := Migrate(context.Background(), e.pool); err != nil {
 			t.Fatal(err)
 		}

@@ -48,8 +48,8 @@ BEGIN
         ('0010_statement_waits_by_batch.sql', 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40'),
         ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d'),
         ('0012_no_free_text_in_keys.sql', 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56'),
-        ('0014_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8'),
-        ('0017_boundaries_and_roles.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0')) f (name, checksum) ON f.name = m.name
+        ('0013_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8'),
+        ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -153,19 +153,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0012_no_free_t
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0014_batch_runs_began_by.sql' AND checksum = '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0013_batch_runs_began_by.sql' AND checksum = '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8') AS apply \gset
 \if :apply
 BEGIN;
-\ir ../migrations/0014_batch_runs_began_by.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0014_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8')
+\ir ../migrations/0013_batch_runs_began_by.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0013_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0017_boundaries_and_roles.sql' AND checksum = '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0014_boundary_snapshot_requests.sql' AND checksum = '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0') AS apply \gset
 \if :apply
 BEGIN;
-\ir ../migrations/0017_boundaries_and_roles.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0017_boundaries_and_roles.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0')
+\ir ../migrations/0014_boundary_snapshot_requests.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
