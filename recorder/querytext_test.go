@@ -57,7 +57,9 @@ func TestNormalizedQuery(t *testing.T) {
 // (statement_compare). --recorder.literal-query-text keeps the literal text.
 func TestQueryTextsNormalized(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
-		e := newEnv(t, srv)
+		// Statements stored at every snapshot: statement_compare reads the delta between two
+		// plain snapshots, not batch boundaries.
+		e := newEnvWith(t, srv, srv.NewDatabase(t), NoInterval)
 		e.exec(`CREATE EXTENSION pg_stat_statements; CREATE TABLE cards (number text, holder text)`)
 		c := e.conn()
 		const stmt = `UPDATE cards SET holder = 'Ann' WHERE number = '4111 1111 1111 1111'`
