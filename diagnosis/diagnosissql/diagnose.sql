@@ -428,7 +428,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH runs AS (
         SELECT r.*, row_number() OVER (PARTITION BY r.batch ORDER BY r.started_at DESC, r.run_id DESC) AS nth
         FROM telemetry.batch_runs r
-        WHERE (r.started_at >= p_since OR r.status = 'running') AND telemetry._run_times_ok(r.started_at, r.ended_at)),
+        -- p_since checked as every time a caller passes (NULL listed only the open runs)
+        WHERE (r.started_at >= telemetry._check_time(p_since, 'the runs'' earliest start') OR r.status = 'running')
+          AND telemetry._run_times_ok(r.started_at, r.ended_at)),
     batches AS (SELECT r.batch FROM runs r WHERE r.nth = 1 ORDER BY r.started_at DESC, r.batch LIMIT p_batches)
     SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source, d.seconds,
            u.median_seconds, u.p90_seconds, u.baseline_runs, d.seconds > u.p90_seconds
