@@ -22,15 +22,15 @@ var overview = dashboard{
 		}},
 		{"Batch durations over the last weeks (recorder)", []panel{
 			sqlTimeSeries("Run durations", "s",
-				"Each recorded run's duration at its start, per batch; a run past its batch's usual 90th percentile (telemetry.batch_run_durations: of the normal runs before it) is drawn apart, in red, as 'slow'.",
+				"Each recorded run's duration at its start, per batch; a run past its batch's usual 90th percentile (telemetry.batch_run_durations: of the normal runs before it) is drawn apart, in red, as 'slow'. The 50 batches with the latest runs.",
 				`SELECT started_at AS time, batch || CASE WHEN slow THEN ' slow' ELSE '' END AS metric, duration_seconds AS value
-FROM telemetry.batch_run_durations($__timeFrom())
+FROM telemetry.batch_run_durations($__timeFrom(), NULL, 50)
 WHERE started_at <= $__timeTo()
 ORDER BY 1`).points().overridden(colorSeries(" slow$", "red")).lastDays(28).width(12),
 			table("Slow runs", "Runs past their batch's usual 90th percentile, newest first; the run links to its report page (set Exporter URL above).",
 				`SELECT run_id, batch, started_at, status, duration_seconds AS duration, usual_median_seconds AS usual_median,
   usual_p90_seconds AS usual_p90, round((duration_seconds / nullif(usual_p90_seconds, 0))::numeric, 1) AS times_p90
-FROM telemetry.batch_run_durations($__timeFrom())
+FROM telemetry.batch_run_durations($__timeFrom(), NULL, 50)
 WHERE slow AND started_at <= $__timeTo()
 ORDER BY started_at DESC`,
 				columnsUnit("^(duration|usual_median|usual_p90)$", "s"),

@@ -70,6 +70,16 @@ func TestAnalysisRefusesBadInput(t *testing.T) {
 				FROM telemetry.batch_runs WHERE batch = 'ahead'`).Scan(&ahead); err != nil || !ahead {
 			t.Errorf("a run begun and ended in the future: stored in the future (%v)", err)
 		}
+		// With runs stored, batch_run_durations checks its earliest start as others check theirs.
+		for _, tc := range []struct{ sql, want string }{
+			{`SELECT * FROM telemetry.batch_run_durations(NULL)`, "the runs' earliest start (NULL) must be a finite time"},
+			{`SELECT * FROM telemetry.batch_run_durations('infinity')`, "the runs' earliest start (infinity) must be a finite time"},
+		} {
+			_, err := c.Exec(context.Background(), tc.sql)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: %v, want an error saying %q", tc.sql, err, tc.want)
+			}
+		}
 		// What is right still answers.
 		for _, sql := range []string{
 			`SELECT * FROM telemetry.compare(now() - interval '1 hour', now() + interval '1 hour', '` + server + `')`,
@@ -77,6 +87,7 @@ func TestAnalysisRefusesBadInput(t *testing.T) {
 			`SELECT telemetry.batch_begin(repeat('x', 200))`,
 			`SELECT telemetry.batch_begin('nightly', 'marker', now() - interval '1 hour')`,
 			`SELECT telemetry.batch_end('nightly', 'succeeded', 0, now())`,
+			`SELECT * FROM telemetry.batch_run_durations(now() - interval '1 day', 5, 3)`,
 			`SELECT telemetry.batch_begin('nächtlich é ✓')`,
 			`SELECT telemetry._drop_partitions_before('-infinity')`, // nothing before it: drops nothing
 		} {

@@ -79,6 +79,12 @@ func TestDiagnoseAndExecCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "has a begin or end out of range, so it cannot be diagnosed") {
 		t.Errorf("diagnose of the run out of range: exit %d, stderr %q", code, errOut)
 	}
+	// --run current between runs names the last run's end: not the one out of range ('infinity'
+	// cannot be scanned as a time).
+	code, _, errOut = runCLI("diagnose", "--batch=nightly", "--run=current")
+	if code != 2 || !strings.Contains(errOut, `batch "nightly" has no run in progress: its last run ended at`) {
+		t.Errorf("diagnose --run current with a run out of range: exit %d, stderr %q", code, errOut)
+	}
 	if _, err := pool.Exec(ctx, `DELETE FROM telemetry.batch_runs WHERE run_id = $1`, bad); err != nil {
 		t.Fatal(err)
 	}

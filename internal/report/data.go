@@ -51,11 +51,12 @@ type batchRuns struct {
 	Runs  []runRow
 }
 
-// recentRuns are each batch's runs of the last 7 days (and open ones), at most perBatch each.
-func recentRuns(ctx context.Context, pool *pgxpool.Pool, perBatch int) ([]batchRuns, error) {
+// recentRuns are the runs of the last 7 days (and open ones) of the maxBatches batches with
+// the latest runs, at most perBatch each.
+func recentRuns(ctx context.Context, pool *pgxpool.Pool, maxBatches, perBatch int) ([]batchRuns, error) {
 	rows, _ := pool.Query(ctx, `SELECT run_id, batch, started_at, ended_at, status, source, duration_seconds,
 		usual_median_seconds, usual_p90_seconds, baseline_runs, slow
-		FROM telemetry.batch_run_durations(now() - interval '7 days', $1)`, perBatch)
+		FROM telemetry.batch_run_durations(now() - interval '7 days', $1, $2)`, perBatch, maxBatches)
 	runs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[runRow])
 	var out []batchRuns
 	for _, r := range runs {

@@ -83,6 +83,8 @@ type page struct {
 	Error string
 
 	Batches []batchRuns // index
+	// IndexBatches and IndexRunsPerBatch bound what the index lists.
+	IndexBatches, IndexRunsPerBatch int
 	// OutOfRange counts the runs left out of Batches for their times (diagnosis.OutOfRangeRuns).
 	OutOfRange int
 
@@ -103,8 +105,13 @@ type page struct {
 	SQL     []string // the SQL that shows the same, for psql
 }
 
-// indexRunsPerBatch is how many of each batch's recent runs the index lists.
-const indexRunsPerBatch = 20
+// The index lists the recent runs of at most indexBatches batches, those with the latest
+// runs (a batch role may name thousands: each run listed is a read of its baseline), and
+// at most indexRunsPerBatch runs of each.
+const (
+	indexBatches      = 50
+	indexRunsPerBatch = 20
+)
 
 // maxWindow bounds a window report: longer windows read too much for one page.
 const maxWindow = 31 * 24 * time.Hour
@@ -114,8 +121,8 @@ func (h *handler) windowOrIndex(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	q := r.URL.Query()
 	if q.Get("from") == "" && q.Get("to") == "" {
-		p := &page{Kind: "index", Title: "Batch runs"}
-		batches, err := recentRuns(ctx, h.o.Pool, indexRunsPerBatch)
+		p := &page{Kind: "index", Title: "Batch runs", IndexBatches: indexBatches, IndexRunsPerBatch: indexRunsPerBatch}
+		batches, err := recentRuns(ctx, h.o.Pool, indexBatches, indexRunsPerBatch)
 		if err == nil {
 			p.Batches = batches
 			p.OutOfRange, err = diagnosis.OutOfRangeRuns(ctx, h.o.Pool, "")

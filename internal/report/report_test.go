@@ -410,3 +410,26 @@ func TestRunsAgainstTheirUsual(t *testing.T) {
 		t.Error("the template rejected a value (ZgotmplZ)")
 	}
 }
+
+// TestIndexWithManyBatches: a batch role may name 20,000 batches (a run each: batch_begin
+// lets a role own any new name); the index still answers, with the 50 batches of the latest
+// runs (before: every batch's runs against their usual, 500 at the 30 s statement timeout).
+func TestIndexWithManyBatches(t *testing.T) {
+	r := setUp(t)
+	ctx := context.Background()
+	conn := pgtest.Connect(t, r.dsn, "")
+	pgtest.MustExec(t, conn, `INSERT INTO telemetry.batch_runs (batch, started_at, ended_at, status, source)
+		SELECT 'flood' || i, now() - interval '2 days', now() - interval '2 days' + interval '1 second', 'succeeded', 'marker'
+		FROM generate_series(1, 20000) i`)
+	t.Cleanup(func() { _, _ = conn.Exec(ctx, `DELETE FROM telemetry.batch_runs WHERE batch LIKE 'flood%'`) })
+	start := time.Now()
+	code, body := get(t, r.url+"/report")
+	took := time.Since(start)
+	t.Logf("index with 20,000 batches: %d, %d bytes in %s", code, len(body), took)
+	if code != http.StatusOK || !strings.Contains(body, `href="/report/run/`+itoa(r.slow)+`"`) {
+		t.Fatalf("index with 20,000 batches: %d\n%.2000s", code, body)
+	}
+	if n := strings.Count(body, `<h2 class="mono">`); n != 50 {
+		t.Errorf("the index lists %d batches, not the 50 with the latest runs", n)
+	}
+}
