@@ -1,7 +1,6 @@
 package recorder
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,25 +16,8 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/proctest"
 )
-
-// lockedBuffer is a log destination that the test reads while the recorder may write.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // refusedRows is the recorder's pgbatch_recorder_rows_refused_total by table, the tables with
 // none left out.
@@ -73,7 +54,7 @@ func TestRefusedRowsSetAside(t *testing.T) {
 	if err := Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	var log lockedBuffer
+	var log proctest.LockedBuffer
 	rec := New(Options{Pool: pool, BufferRows: 100000, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	server := collectors.Server{VersionNum: 170000, SystemID: "refusals"}
 	sample := func(at time.Time, count int) *collectors.Collection {

@@ -1,50 +1,32 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/proctest"
 )
-
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // exporterProcess is the built binary serving on addr, killed at the test's end.
 type exporterProcess struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	addr   string
-	logs   *lockedBuffer
+	logs   *proctest.LockedBuffer
 	exited chan error
 }
 
 // startExporterProcess runs bin serve on a free address with extra environment env.
 func startExporterProcess(t *testing.T, bin string, env []string, args ...string) *exporterProcess {
 	t.Helper()
-	p := &exporterProcess{t: t, addr: freeAddr(t), logs: &lockedBuffer{}, exited: make(chan error, 1)}
+	p := &exporterProcess{t: t, addr: freeAddr(t), logs: &proctest.LockedBuffer{}, exited: make(chan error, 1)}
 	p.cmd = exec.Command(bin, append([]string{"--web.listen-address=" + p.addr}, args...)...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs

@@ -138,3 +138,21 @@ func Status(t testing.TB, pid uint32, field string) int64 {
 	t.Fatalf("/proc/%d/status has no %s", pid, field)
 	return 0
 }
+
+// LockedBuffer collects what a process or a logger writes while the test reads it.
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
