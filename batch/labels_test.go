@@ -18,14 +18,8 @@ import (
 // exposition is the tracker's metrics as /metrics serves them.
 func exposition(t *testing.T, c prometheus.Collector) string {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var b bytes.Buffer
-	for _, mf := range mfs {
+	for _, mf := range gather(t, c) {
 		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
 			t.Fatal(err)
 		}

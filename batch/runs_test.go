@@ -73,13 +73,7 @@ func runs(t *testing.T, pool *pgxpool.Pool) []runRow {
 // the label names, sorted, as the registry keeps them), or nil.
 func metric(t *testing.T, c prometheus.Collector, name string, labels ...string) *float64 {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
+	for _, mf := range gather(t, c) {
 		if mf.GetName() != name {
 			continue
 		}
@@ -94,6 +88,18 @@ func metric(t *testing.T, c prometheus.Collector, name string, labels ...string)
 		}
 	}
 	return nil
+}
+
+// gather is the collector's metric families as a registry serving it would gather them.
+func gather(t *testing.T, c prometheus.Collector) []*dto.MetricFamily {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
 }
 
 func value(m *dto.Metric) *float64 {
