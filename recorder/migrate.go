@@ -53,7 +53,7 @@ type definitionSource struct {
 
 // recorderDefinitions are the recorder's own, applied first: the batch and diagnosis
 // definitions use them. collect.sql is generated (CollectSQL).
-var recorderDefinitions = []string{"times.sql", "partitions.sql", "api.sql", collectScript, "collection.sql"}
+var recorderDefinitions = []string{"times.sql", "partitions.sql", "rollups.sql", "api.sql", collectScript, "collection.sql"}
 
 func definitionSources() ([]definitionSource, error) {
 	return definitionSourcesWith(patterns.Files)

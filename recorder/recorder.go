@@ -380,12 +380,16 @@ func (r *Recorder) insert(ctx context.Context, b *collectionRows, isolate bool) 
 				return err
 			}
 		}
-		note := &pgx.QueuedQuery{SQL: `SELECT telemetry._note_server($1, $2, $3, $4)`, Arguments: []any{b.server, b.systemID, b.pgVersion, b.capturedAt}}
+		last := []*pgx.QueuedQuery{{SQL: `SELECT telemetry._note_server($1, $2, $3, $4)`, Arguments: []any{b.server, b.systemID, b.pgVersion, b.capturedAt}}}
+		if b.tier != collectors.TierSnapshot {
+			// The sample's rows are all in: its rollups (recorder/sql/rollups.sql) follow.
+			last = append(last, &pgx.QueuedQuery{SQL: `SELECT telemetry._rollup_sample($1, $2, $3)`, Arguments: []any{b.server, id, b.capturedAt}})
+		}
 		if !isolate {
-			all.QueuedQueries = append(all.QueuedQueries, note)
+			all.QueuedQueries = append(all.QueuedQueries, last...)
 			return tx.SendBatch(ctx, &all).Close()
 		}
-		_, err = insertIsolated(ctx, tx, "servers", []*pgx.QueuedQuery{note}, &setAside)
+		_, err = insertIsolated(ctx, tx, "servers", last, &setAside)
 		return err
 	})
 	return written, setAside, err

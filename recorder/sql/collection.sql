@@ -293,6 +293,7 @@ BEGIN
         telemetry._normalized_query(l.blocking_query_preview), l.lock_type, l.locked_relation, v_server, v_at, l.datname
     FROM telemetry._collect_lock_waits() l;
 
+    PERFORM telemetry._rollup_sample(v_server, v_id, v_at);
     PERFORM telemetry._note_server(v_server, v_server, current_setting('server_version_num')::int / 10000, v_at);
     RETURN v_at;
 END

@@ -49,7 +49,8 @@ BEGIN
         ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d'),
         ('0012_no_free_text_in_keys.sql', 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56'),
         ('0013_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8'),
-        ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0')) f (name, checksum) ON f.name = m.name
+        ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0'),
+        ('0022_rollups.sql', 'c5e812b3ff3942f0d3ccdff2344d6afe940fc6b67a155b9361805dc54acd2a20')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -169,6 +170,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0014_boundary_
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0022_rollups.sql' AND checksum = 'c5e812b3ff3942f0d3ccdff2344d6afe940fc6b67a155b9361805dc54acd2a20') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0022_rollups.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0022_rollups.sql', 'c5e812b3ff3942f0d3ccdff2344d6afe940fc6b67a155b9361805dc54acd2a20')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 BEGIN;
@@ -185,11 +194,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '0f36cc2e04cf1e0405b019ebc401d5bc50458a72e815e7f4ccd6b90885cc81c5') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '41eb88c5da100a252b6e89b81944422c05d34af62d0a4e52c7b8289f66584580') AS apply \gset
+\if :apply
+BEGIN;
+\ir rollups.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '41eb88c5da100a252b6e89b81944422c05d34af62d0a4e52c7b8289f66584580')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'bb440b6a94937dbdd899dd1c292fe523b4c3f59468e57d841924a42293a8e226') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '0f36cc2e04cf1e0405b019ebc401d5bc50458a72e815e7f4ccd6b90885cc81c5')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'bb440b6a94937dbdd899dd1c292fe523b4c3f59468e57d841924a42293a8e226')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -201,11 +218,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '21b5c79d4e178b0b45355532db09f59220809bca5e613622b1d14a0d98517c58') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '41d052a5dd7af9595fd4d25e4841a94cfef10865fd28952947e93d15e6f033c7') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '21b5c79d4e178b0b45355532db09f59220809bca5e613622b1d14a0d98517c58')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '41d052a5dd7af9595fd4d25e4841a94cfef10865fd28952947e93d15e6f033c7')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -217,27 +234,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '0f656b4df4330b180020979ac7cb67b253bf7bbb5ca43787a6d892373ca3e7cd') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '1d29f1a886035b27790b28deea261a1c3e5774385eabf000c1d516fc8113fffe') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '0f656b4df4330b180020979ac7cb67b253bf7bbb5ca43787a6d892373ca3e7cd')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '1d29f1a886035b27790b28deea261a1c3e5774385eabf000c1d516fc8113fffe')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '7d5547eddec9a6f7768648c8bd575c51f02acccac935a452ab9998b74bf9ec0c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'badb7467973bca383edbf27cf327b54ecb19ede2a1c5d1efd3545266c99020fc') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '7d5547eddec9a6f7768648c8bd575c51f02acccac935a452ab9998b74bf9ec0c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'badb7467973bca383edbf27cf327b54ecb19ede2a1c5d1efd3545266c99020fc')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = '1d7a30a8be3fbf0950a6226d501b5bff63ac8a773763cd5f9cb9967b4bae4214') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = 'a4a5a49fcd47cf07b47d809dd93892777087a1c15e70b87ea39f27ecfa38b584') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/autovacuum_interference/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', '1d7a30a8be3fbf0950a6226d501b5bff63ac8a773763cd5f9cb9967b4bae4214')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', 'a4a5a49fcd47cf07b47d809dd93892777087a1c15e70b87ea39f27ecfa38b584')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -257,19 +274,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/insufficient_data/pattern.sql' AND checksum = '1f5a77e88ee0a15e1c62187dc34dcceb8be815015e0feba056c534b130132653') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/insufficient_data/pattern.sql' AND checksum = 'e8a99d6b4c843f9ef123d1ac7d064995927c5109b635307eb12043530fcefbc2') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/insufficient_data/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/insufficient_data/pattern.sql', '1f5a77e88ee0a15e1c62187dc34dcceb8be815015e0feba056c534b130132653')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/insufficient_data/pattern.sql', 'e8a99d6b4c843f9ef123d1ac7d064995927c5109b635307eb12043530fcefbc2')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = 'd5c5fba110ae50c157f5e9f8976db4fb5dd5d7789afc062ae71fa42ab4bbb105') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = '8a8ab347a0b797aa4b2f5ee931a5ff8576302879202852d27f9a714340ed68d2') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/lock_contention/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', 'd5c5fba110ae50c157f5e9f8976db4fb5dd5d7789afc062ae71fa42ab4bbb105')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', '8a8ab347a0b797aa4b2f5ee931a5ff8576302879202852d27f9a714340ed68d2')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -281,11 +298,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/pattern.sql' AND checksum = 'c2dd3c9bc297314251c37dfef6d17d4eff92a50ca080f4951bb514f09581a6b8') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/pattern.sql' AND checksum = '478cc8f6ab21dd773de3eeb59fb19a8b9ee7d52fb079e8411fee604ce97b289b') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/temp_file_spills/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/pattern.sql', 'c2dd3c9bc297314251c37dfef6d17d4eff92a50ca080f4951bb514f09581a6b8')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/pattern.sql', '478cc8f6ab21dd773de3eeb59fb19a8b9ee7d52fb079e8411fee604ce97b289b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
