@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS telemetry.statement_wait_rollups (
     before_query_id boolean NOT NULL,
     query_text_hash bigint NOT NULL,
     query_text text NOT NULL,
-    seconds double precision NOT NULL,
+    seconds numeric NOT NULL,
     PRIMARY KEY (server, bucket, captured_at, batch, queryid, wait_event_type, wait_event, before_query_id, query_text_hash)
 ) PARTITION BY RANGE (captured_at);
 

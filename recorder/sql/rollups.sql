@@ -49,13 +49,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       AND (t.captured_at < p_skip_from OR t.captured_at >= p_skip_to) AND (p_id IS NULL OR t.sample_id = p_id)
 $$;
 
--- _raw_statement_waits: the wait sampler's session-seconds by statement.
+-- _raw_statement_waits: the wait sampler's session-seconds by statement (numeric: sums are
+-- exact, in any order).
 CREATE OR REPLACE FUNCTION telemetry._raw_statement_waits(p_server text, p_start_time timestamptz, p_end_time timestamptz,
                                                           p_skip_from timestamptz, p_skip_to timestamptz, p_id integer)
 RETURNS TABLE (captured_at timestamptz, batch text, queryid bigint, wait_event_type text, wait_event text,
-               before_query_id boolean, query_text text, seconds double precision)
+               before_query_id boolean, query_text text, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT x.captured_at, x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds
+    SELECT x.captured_at, x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds::numeric
     FROM telemetry.statement_wait_samples x
     WHERE x.server = p_server AND x.captured_at BETWEEN p_start_time AND p_end_time
       AND (x.captured_at < p_skip_from OR x.captured_at >= p_skip_to) AND (p_id IS NULL OR x.sample_id = p_id)
@@ -247,7 +248,7 @@ $$;
 -- p_after, up to p_end_time (statement_compare's window: between two statement snapshots).
 CREATE OR REPLACE FUNCTION telemetry._window_statement_waits(p_after timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (batch text, queryid bigint, wait_event_type text, wait_event text, before_query_id boolean,
-               query_text text, seconds double precision)
+               query_text text, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH sp AS (SELECT * FROM telemetry._rollup_span(p_after, p_end_time, p_server, false)),
     cov AS (SELECT coalesce(min(piece_from), 'infinity') AS f, coalesce(max(piece_to), 'infinity') AS t FROM sp)
