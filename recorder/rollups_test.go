@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // rollupData fills the schema with $2 hours up to $1 of what the recorder writes for server $3,
@@ -121,7 +121,7 @@ var rollupFunctions = map[string]string{
 // another server's rows present; the rollups added sample by sample equal those summed in
 // one pass (rollup_rebuild); and after cleanup cut into an hour, the two still agree.
 func TestRollupsAnswerAsRawRows(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		ctx := context.Background()
