@@ -140,7 +140,7 @@ REVOKE EXECUTE ON FUNCTION telemetry._rollup_delete(text, timestamptz, timestamp
 -- rollup_rebuild recomputes a server's rollups of the hours from p_from's to p_to's from the
 -- raw rows: for days recorded before rollups existed (the analysis reads them raw until then),
 -- and for the hour that retention cut in two. Rollups are complete from p_from's hour on where
--- they were from p_to on.
+-- they were from p_to on (or where the server has no sample after p_to).
 CREATE OR REPLACE FUNCTION telemetry.rollup_rebuild(p_server text, p_from timestamptz, p_to timestamptz)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -149,7 +149,12 @@ DECLARE
 BEGIN
     PERFORM telemetry._rollup_delete(p_server, v_from, v_to);
     PERFORM telemetry._rollup_add(p_server, v_from, v_to, NULL);
-    UPDATE telemetry.rollup_coverage SET since = v_from WHERE server = p_server AND since <= v_to AND since > v_from;
+    IF EXISTS (SELECT FROM telemetry.rollup_coverage c WHERE c.server = p_server) THEN
+        UPDATE telemetry.rollup_coverage SET since = v_from WHERE server = p_server AND since <= v_to AND since > v_from;
+    ELSIF NOT EXISTS (SELECT FROM telemetry.samples s WHERE s.server = p_server AND s.captured_at >= v_to) THEN
+        -- A server whose samples were never added one by one: complete where rebuilt, to its last.
+        INSERT INTO telemetry.rollup_coverage (server, since) VALUES (p_server, v_from) ON CONFLICT DO NOTHING;
+    END IF;
 END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry.rollup_rebuild(text, timestamptz, timestamptz) FROM PUBLIC;
