@@ -3,63 +3,57 @@
 -- partial minutes at its two ends (_rollup_span).
 
 -- The raw rows that rollups sum, of a server's samples captured between p_start_time and
--- p_end_time (inclusive) but not in [p_skip_from, p_skip_to) (a window's rollup span: its raw
--- edges; 'infinity' for none), only sample p_id's where given: written once, for the rollups'
--- writer (_rollup_add) and the windows' edges alike.
+-- p_end_time (inclusive), only sample p_id's where given: written once, for the rollups'
+-- writer (_rollup_add) and the windows' raw edges (_rollup_edges) alike.
 
 -- _raw_samples: each sample, with the most client sessions (not idle) one of its rows showed
 -- waiting on a heavyweight lock (NULL: none waited).
 CREATE OR REPLACE FUNCTION telemetry._raw_samples(p_server text, p_start_time timestamptz, p_end_time timestamptz,
-                                                  p_skip_from timestamptz, p_skip_to timestamptz, p_id integer)
+                                                  p_id integer)
 RETURNS TABLE (captured_at timestamptz, lock_waiters integer)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT s.captured_at, l.max_waiters
     FROM telemetry.samples s
     LEFT JOIN (SELECT w.sample_id, w.captured_at, max(w.count) AS max_waiters FROM telemetry.wait_samples w
-               WHERE w.server = p_server AND w.captured_at BETWEEN p_start_time AND p_end_time
-                 AND (w.captured_at < p_skip_from OR w.captured_at >= p_skip_to) AND (p_id IS NULL OR w.sample_id = p_id)
+               WHERE w.server = p_server AND w.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR w.sample_id = p_id)
                  AND w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%' AND w.wait_event_type = 'Lock'
                GROUP BY 1, 2) l ON l.sample_id = s.id AND l.captured_at = s.captured_at
-    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time
-      AND (s.captured_at < p_skip_from OR s.captured_at >= p_skip_to) AND (p_id IS NULL OR s.id = p_id)
+    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR s.id = p_id)
 $$;
 
 -- _raw_wait_groups: each sample's sessions (not idle) by backend type and wait, its states
 -- together: the sessions, and the most one row showed.
 CREATE OR REPLACE FUNCTION telemetry._raw_wait_groups(p_server text, p_start_time timestamptz, p_end_time timestamptz,
-                                                      p_skip_from timestamptz, p_skip_to timestamptz, p_id integer)
+                                                      p_id integer)
 RETURNS TABLE (captured_at timestamptz, backend_type text, wait_event_type text, wait_event text, waiters bigint, max_waiters integer)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT w.captured_at, w.backend_type, w.wait_event_type, w.wait_event, sum(w.count), max(w.count)
     FROM telemetry.wait_samples w
-    WHERE w.server = p_server AND w.captured_at BETWEEN p_start_time AND p_end_time
-      AND (w.captured_at < p_skip_from OR w.captured_at >= p_skip_to) AND (p_id IS NULL OR w.sample_id = p_id)
+    WHERE w.server = p_server AND w.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR w.sample_id = p_id)
       AND w.state NOT LIKE 'idle%'
     GROUP BY w.sample_id, w.captured_at, w.backend_type, w.wait_event_type, w.wait_event
 $$;
 
 -- _raw_wait_times: the wait sampler's session-seconds.
 CREATE OR REPLACE FUNCTION telemetry._raw_wait_times(p_server text, p_start_time timestamptz, p_end_time timestamptz,
-                                                     p_skip_from timestamptz, p_skip_to timestamptz, p_id integer)
+                                                     p_id integer)
 RETURNS TABLE (captured_at timestamptz, wait_event_type text, wait_event text, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT t.captured_at, t.wait_event_type, t.wait_event, t.seconds::numeric
     FROM telemetry.wait_time_samples t
-    WHERE t.server = p_server AND t.captured_at BETWEEN p_start_time AND p_end_time
-      AND (t.captured_at < p_skip_from OR t.captured_at >= p_skip_to) AND (p_id IS NULL OR t.sample_id = p_id)
+    WHERE t.server = p_server AND t.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR t.sample_id = p_id)
 $$;
 
 -- _raw_statement_waits: the wait sampler's session-seconds by statement (numeric: sums are
 -- exact, in any order).
 CREATE OR REPLACE FUNCTION telemetry._raw_statement_waits(p_server text, p_start_time timestamptz, p_end_time timestamptz,
-                                                          p_skip_from timestamptz, p_skip_to timestamptz, p_id integer)
+                                                          p_id integer)
 RETURNS TABLE (captured_at timestamptz, batch text, queryid bigint, wait_event_type text, wait_event text,
                before_query_id boolean, query_text text, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT x.captured_at, x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds::numeric
     FROM telemetry.statement_wait_samples x
-    WHERE x.server = p_server AND x.captured_at BETWEEN p_start_time AND p_end_time
-      AND (x.captured_at < p_skip_from OR x.captured_at >= p_skip_to) AND (p_id IS NULL OR x.sample_id = p_id)
+    WHERE x.server = p_server AND x.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR x.sample_id = p_id)
 $$;
 
 -- _rollup_add adds the raw rows of a server's samples captured in [p_from, p_to) (only sample
@@ -73,7 +67,7 @@ BEGIN
     INSERT INTO telemetry.sample_rollups AS r (server, bucket, captured_at, samples, lock_samples, lock_max_waiters)
     SELECT p_server, b.width, date_bin(b.width, s.captured_at, timestamptz '1970-01-01 00:00:00+00'),
            count(*), count(s.lock_waiters), max(s.lock_waiters)
-    FROM telemetry._raw_samples(p_server, p_from, v_last, 'infinity', 'infinity', p_id) s,
+    FROM telemetry._raw_samples(p_server, p_from, v_last, p_id) s,
          (VALUES (interval '1 minute'), (interval '1 hour')) b (width)
     GROUP BY 2, 3
     ON CONFLICT (server, bucket, captured_at) DO UPDATE
@@ -84,7 +78,7 @@ BEGIN
                                              samples, waiters, max_waiters)
     SELECT p_server, b.width, date_bin(b.width, g.captured_at, timestamptz '1970-01-01 00:00:00+00'),
            g.backend_type, g.wait_event_type, g.wait_event, count(*), sum(g.waiters), max(g.max_waiters)
-    FROM telemetry._raw_wait_groups(p_server, p_from, v_last, 'infinity', 'infinity', p_id) g,
+    FROM telemetry._raw_wait_groups(p_server, p_from, v_last, p_id) g,
          (VALUES (interval '1 minute'), (interval '1 hour')) b (width)
     GROUP BY 2, 3, 4, 5, 6
     ON CONFLICT (server, bucket, captured_at, backend_type, wait_event_type, wait_event) DO UPDATE
@@ -94,7 +88,7 @@ BEGIN
     INSERT INTO telemetry.wait_time_rollups AS r (server, bucket, captured_at, wait_event_type, wait_event, seconds)
     SELECT p_server, b.width, date_bin(b.width, t.captured_at, timestamptz '1970-01-01 00:00:00+00'),
            t.wait_event_type, t.wait_event, sum(t.seconds)
-    FROM telemetry._raw_wait_times(p_server, p_from, v_last, 'infinity', 'infinity', p_id) t,
+    FROM telemetry._raw_wait_times(p_server, p_from, v_last, p_id) t,
          (VALUES (interval '1 minute'), (interval '1 hour')) b (width)
     GROUP BY 2, 3, 4, 5
     ON CONFLICT (server, bucket, captured_at, wait_event_type, wait_event) DO UPDATE
@@ -105,7 +99,7 @@ BEGIN
     SELECT p_server, interval '1 hour', date_bin('1 hour', x.captured_at, timestamptz '1970-01-01 00:00:00+00'),
            x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, hashtextextended(x.query_text, 0),
            min(x.query_text), sum(x.seconds)
-    FROM telemetry._raw_statement_waits(p_server, p_from, v_last, 'infinity', 'infinity', p_id) x
+    FROM telemetry._raw_statement_waits(p_server, p_from, v_last, p_id) x
     GROUP BY 3, 4, 5, 6, 7, 8, 9
     ON CONFLICT (server, bucket, captured_at, batch, queryid, wait_event_type, wait_event, before_query_id, query_text_hash) DO UPDATE
     SET seconds = r.seconds + excluded.seconds;
@@ -197,6 +191,19 @@ LANGUAGE sql STABLE ROWS 3 SET search_path = pg_catalog, pg_temp AS $$
     WHERE p.piece_from < p.piece_to AND (p_minutes OR p.bucket = interval '1 hour')
 $$;
 
+-- _rollup_edges are the parts of a window that _rollup_span leaves to raw rows: from its start
+-- to the span, and from the span to its end (inclusive), or the whole window where there is no
+-- span. Each is read as a range of its own: a window's edges are minutes, not its months.
+CREATE OR REPLACE FUNCTION telemetry._rollup_edges(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_minutes boolean)
+RETURNS TABLE (edge_from timestamptz, edge_to timestamptz)
+LANGUAGE sql STABLE ROWS 2 SET search_path = pg_catalog, pg_temp AS $$
+    WITH cov AS (SELECT min(sp.piece_from) AS f, max(sp.piece_to) AS t
+                 FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, p_minutes) sp)
+    SELECT p_start_time, coalesce(cov.f - interval '1 microsecond', p_end_time) FROM cov
+    UNION ALL
+    SELECT cov.t, p_end_time FROM cov WHERE cov.t IS NOT NULL
+$$;
+
 -- The window readers: a server's rows between p_start_time and p_end_time (inclusive) summed,
 -- from the rollups over the window's _rollup_span and raw rows at its edges.
 
@@ -205,11 +212,10 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._window_sample_counts(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (samples bigint, lock_samples bigint, lock_max_waiters integer)
 LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
-    WITH sp AS (SELECT * FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, true)),
-    cov AS (SELECT coalesce(min(piece_from), 'infinity') AS f, coalesce(max(piece_to), 'infinity') AS t FROM sp)
+    WITH sp AS (SELECT * FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, true))
     SELECT coalesce(sum(x.samples), 0)::bigint, coalesce(sum(x.lock_samples), 0)::bigint, max(x.lock_max_waiters)
     FROM (SELECT count(*) AS samples, count(r.lock_waiters) AS lock_samples, max(r.lock_waiters) AS lock_max_waiters
-          FROM cov, telemetry._raw_samples(p_server, p_start_time, p_end_time, cov.f, cov.t, NULL) r
+          FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_samples(p_server, e.edge_from, e.edge_to, NULL) r
           UNION ALL
           SELECT r.samples, r.lock_samples, r.lock_max_waiters
           FROM sp JOIN telemetry.sample_rollups r ON r.server = p_server AND r.bucket = sp.bucket
@@ -221,11 +227,10 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._window_wait_groups(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (backend_type text, wait_event_type text, wait_event text, samples bigint, waiters bigint, max_waiters integer)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH sp AS (SELECT * FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, true)),
-    cov AS (SELECT coalesce(min(piece_from), 'infinity') AS f, coalesce(max(piece_to), 'infinity') AS t FROM sp)
+    WITH sp AS (SELECT * FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, true))
     SELECT x.backend_type, x.wait_event_type, x.wait_event, sum(x.samples)::bigint, sum(x.waiters)::bigint, max(x.max_waiters)
     FROM (SELECT g.backend_type, g.wait_event_type, g.wait_event, 1 AS samples, g.waiters, g.max_waiters
-          FROM cov, telemetry._raw_wait_groups(p_server, p_start_time, p_end_time, cov.f, cov.t, NULL) g
+          FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_wait_groups(p_server, e.edge_from, e.edge_to, NULL) g
           UNION ALL
           SELECT r.backend_type, r.wait_event_type, r.wait_event, r.samples, r.waiters, r.max_waiters
           FROM sp JOIN telemetry.wait_rollups r ON r.server = p_server AND r.bucket = sp.bucket
@@ -237,11 +242,10 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._window_wait_times(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (wait_event_type text, wait_event text, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH sp AS (SELECT * FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, true)),
-    cov AS (SELECT coalesce(min(piece_from), 'infinity') AS f, coalesce(max(piece_to), 'infinity') AS t FROM sp)
+    WITH sp AS (SELECT * FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, true))
     SELECT x.wait_event_type, x.wait_event, sum(x.seconds)
     FROM (SELECT t.wait_event_type, t.wait_event, t.seconds
-          FROM cov, telemetry._raw_wait_times(p_server, p_start_time, p_end_time, cov.f, cov.t, NULL) t
+          FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_wait_times(p_server, e.edge_from, e.edge_to, NULL) t
           UNION ALL
           SELECT r.wait_event_type, r.wait_event, r.seconds
           FROM sp JOIN telemetry.wait_time_rollups r ON r.server = p_server AND r.bucket = sp.bucket
@@ -255,10 +259,10 @@ CREATE OR REPLACE FUNCTION telemetry._window_statement_waits(p_after timestamptz
 RETURNS TABLE (batch text, queryid bigint, wait_event_type text, wait_event text, before_query_id boolean,
                query_text text, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH sp AS (SELECT * FROM telemetry._rollup_span(p_after, p_end_time, p_server, false)),
-    cov AS (SELECT coalesce(min(piece_from), 'infinity') AS f, coalesce(max(piece_to), 'infinity') AS t FROM sp)
+    WITH sp AS (SELECT * FROM telemetry._rollup_span(p_after + interval '1 microsecond', p_end_time, p_server, false))
     SELECT x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds
-    FROM cov, telemetry._raw_statement_waits(p_server, p_after + interval '1 microsecond', p_end_time, cov.f, cov.t, NULL) x
+    FROM telemetry._rollup_edges(p_after + interval '1 microsecond', p_end_time, p_server, false) e,
+         telemetry._raw_statement_waits(p_server, e.edge_from, e.edge_to, NULL) x
     UNION ALL
     SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds
     FROM sp JOIN telemetry.statement_wait_rollups r ON r.server = p_server AND r.bucket = sp.bucket
