@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -269,7 +271,8 @@ func topWaits(waits map[string][]point, samples []point, n int) (names []string,
 	return names, out
 }
 
-// sum adds the series point by point (on the sample grid they share).
+// sum adds the series point by point (on the sample grid they share), in the order of their
+// names: floating-point sums taken in map order differed in the last digit from page to page.
 func sum(series map[string][]point, samples []point) []point {
 	out := make([]point, len(samples))
 	for i, smp := range samples {
@@ -279,8 +282,8 @@ func sum(series map[string][]point, samples []point) []point {
 	for i, smp := range samples {
 		idx[smp.T] = i
 	}
-	for _, ps := range series {
-		for _, p := range ps {
+	for _, name := range slices.Sorted(maps.Keys(series)) {
+		for _, p := range series[name] {
 			if i, ok := idx[p.T]; ok {
 				out[i].V += p.V
 			}
