@@ -209,11 +209,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'e3acaf35770b773316250dcd8c9dea3765d8061bd6b74d5ecf0192d83cd7a6e1') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/thresholds.sql' AND checksum = '6161bf48535b6f008e9a4fec0857bf6b6a96cf0218958c99e92fca7622ba7049') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/thresholds.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/thresholds.sql', '6161bf48535b6f008e9a4fec0857bf6b6a96cf0218958c99e92fca7622ba7049')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '9d78cf54d6a470419ee3434c3b13a5a634b43f5e0523b768ed0498707fc24811') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'e3acaf35770b773316250dcd8c9dea3765d8061bd6b74d5ecf0192d83cd7a6e1')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '9d78cf54d6a470419ee3434c3b13a5a634b43f5e0523b768ed0498707fc24811')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
