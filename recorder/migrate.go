@@ -66,14 +66,15 @@ func definitionSourcesWith(patternFiles fs.FS) ([]definitionSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Each pattern folder's rule, then the function that combines them: it calls every one.
-	names, err := patterns.Names(patternFiles)
+	// Each pattern folder's rule and measures, then the functions that combine them: they call
+	// every one.
+	registered, err := patterns.Read(patternFiles)
 	if err != nil {
 		return nil, err
 	}
 	var patternOrder []string
-	for _, n := range names {
-		patternOrder = append(patternOrder, path.Join(n, patterns.RuleFile))
+	for _, p := range registered {
+		patternOrder = append(patternOrder, p.Files()...)
 	}
 	patternOrder = append(patternOrder, patterns.CombineFile)
 	return []definitionSource{
@@ -82,7 +83,7 @@ func definitionSourcesWith(patternFiles fs.FS) ([]definitionSource, error) {
 		{dir: "batch/batchsql", files: batchsql.Files, order: batchsql.Order},
 		{dir: "diagnosis/diagnosissql", files: diagnosissql.Files, order: diagnosissql.Order},
 		{dir: "diagnosis/patterns", files: patternFiles, order: patternOrder,
-			generated: map[string]string{patterns.CombineFile: patterns.Combine(names)}},
+			generated: map[string]string{patterns.CombineFile: patterns.Combine(registered)}},
 	}, nil
 }
 
