@@ -1,8 +1,8 @@
 // Package diagnosissql holds the SQL definitions of the diagnosis (diagnose, diagnose_run and
-// their helpers) and its settings' reader (thresholds.sql, telemetry._threshold): the recorder
-// applies the reader before batch runs' definitions, which read their settings with it, and
-// the rest after them (recorder/README.md). It only
-// embeds files, so that the recorder can import it without importing package diagnosis.
+// their helpers) and its settings' reader (thresholds.sql, telemetry._threshold): package
+// schema applies the reader before batch runs' definitions, which read their settings with it,
+// and the rest after them (schema/README.md). It only embeds files, so that schema can import
+// it without importing package diagnosis.
 package diagnosissql
 
 import "embed"

@@ -2,12 +2,12 @@
 // (its thresholds and its rule, the function telemetry._pattern_<name>), <name>/measures.sql
 // where it has one (what diagnose_run compares of it: its measures of a window and the wait
 // events it owns), <name>/README.md (its page) and, where there is one,
-// <name>/scenario_test.go (a batch with that cause injected). The recorder applies the
-// patterns after the diagnosis definitions (recorder/README.md), and then Combine's
+// <name>/scenario_test.go (a batch with that cause injected). Package schema applies the
+// patterns after the diagnosis definitions (schema/README.md), and then Combine's
 // findings.sql: telemetry._diagnose_findings, which telemetry._diagnose reads, and the
 // measures and wait events diagnose_run compares. A folder added here is a pattern of
 // diagnose and diagnose_run, a folder removed is not. The package only embeds files, so that
-// the recorder can import it.
+// schema can import it.
 package patterns
 
 import (
