@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 	"github.com/pg-batch-exporter/pg-batch-exporter/report"
 	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/generated from this code's output")

@@ -185,11 +185,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '0f36cc2e04cf1e0405b019ebc401d5bc50458a72e815e7f4ccd6b90885cc81c5') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '831eee8eb983d0c4ce8b09d3797fa3b578a07af1d5139242b6fc89b5a9308d5f') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '0f36cc2e04cf1e0405b019ebc401d5bc50458a72e815e7f4ccd6b90885cc81c5')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '831eee8eb983d0c4ce8b09d3797fa3b578a07af1d5139242b6fc89b5a9308d5f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -238,6 +238,14 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '4a22f4330ddd6781bc76fe67a0f55324c560d363f35ba25c3cc842d843c9cade')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = '801db4346450744ae51e85b373024fd9db9b591d413a82704e221cdd912fe5b8') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/series.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', '801db4346450744ae51e85b373024fd9db9b591d413a82704e221cdd912fe5b8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
