@@ -193,19 +193,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/a
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'e822bcbdc59e15657be8e64291031ed8c873502a8de37ebc1d07ba2fcaf7a236') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '65b34bc35f8688a11abc56dd842c8830b2c8ec7b3bb6a186363d7c93dca0fe07') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'e822bcbdc59e15657be8e64291031ed8c873502a8de37ebc1d07ba2fcaf7a236')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '65b34bc35f8688a11abc56dd842c8830b2c8ec7b3bb6a186363d7c93dca0fe07')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '21b5c79d4e178b0b45355532db09f59220809bca5e613622b1d14a0d98517c58') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'bc8cdbfd44721a21770dfce9f0ef44845739d68e75646680b18bd6a743397741') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '21b5c79d4e178b0b45355532db09f59220809bca5e613622b1d14a0d98517c58')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'bc8cdbfd44721a21770dfce9f0ef44845739d68e75646680b18bd6a743397741')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
