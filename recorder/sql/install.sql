@@ -185,11 +185,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '0f36cc2e04cf1e0405b019ebc401d5bc50458a72e815e7f4ccd6b90885cc81c5') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '831eee8eb983d0c4ce8b09d3797fa3b578a07af1d5139242b6fc89b5a9308d5f') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '0f36cc2e04cf1e0405b019ebc401d5bc50458a72e815e7f4ccd6b90885cc81c5')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '831eee8eb983d0c4ce8b09d3797fa3b578a07af1d5139242b6fc89b5a9308d5f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -209,19 +209,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'c395cd026cdc5aa9a1db3fa709876dab0b8d5f3d88ace0d2b5fe2a2a64fe7174') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/thresholds.sql' AND checksum = '6161bf48535b6f008e9a4fec0857bf6b6a96cf0218958c99e92fca7622ba7049') AS apply \gset
 \if :apply
 BEGIN;
-\ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'c395cd026cdc5aa9a1db3fa709876dab0b8d5f3d88ace0d2b5fe2a2a64fe7174')
+\ir ../../diagnosis/diagnosissql/thresholds.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/thresholds.sql', '6161bf48535b6f008e9a4fec0857bf6b6a96cf0218958c99e92fca7622ba7049')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '0f656b4df4330b180020979ac7cb67b253bf7bbb5ca43787a6d892373ca3e7cd') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'b9d04994ef9db97aa6de3bfe0502ef7657a724e45f4826d5c4aa803e0e55b4b9') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../batch/batchsql/runs.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'b9d04994ef9db97aa6de3bfe0502ef7657a724e45f4826d5c4aa803e0e55b4b9')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '878e10e58b9e844d1a38b5e012b9cf06ce7382cce8268116694832bb3e6497cf') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '0f656b4df4330b180020979ac7cb67b253bf7bbb5ca43787a6d892373ca3e7cd')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '878e10e58b9e844d1a38b5e012b9cf06ce7382cce8268116694832bb3e6497cf')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -233,11 +241,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = '801db4346450744ae51e85b373024fd9db9b591d413a82704e221cdd912fe5b8') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/series.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', '801db4346450744ae51e85b373024fd9db9b591d413a82704e221cdd912fe5b8')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = '1d7a30a8be3fbf0950a6226d501b5bff63ac8a773763cd5f9cb9967b4bae4214') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/autovacuum_interference/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', '1d7a30a8be3fbf0950a6226d501b5bff63ac8a773763cd5f9cb9967b4bae4214')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/measures.sql' AND checksum = '3c7286d3936d8a8b20ed0623a2c009ad1fbfebc4f3dd3c63a3ee9d0d9ad2a33a') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/autovacuum_interference/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/measures.sql', '3c7286d3936d8a8b20ed0623a2c009ad1fbfebc4f3dd3c63a3ee9d0d9ad2a33a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -249,11 +273,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/measures.sql' AND checksum = 'a1706bbbdcc3be1af3a2a31757bb36f4e1360491d0c2da8f9f7824148ac0e7eb') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/buffer_pressure/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/buffer_pressure/measures.sql', 'a1706bbbdcc3be1af3a2a31757bb36f4e1360491d0c2da8f9f7824148ac0e7eb')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/pattern.sql' AND checksum = '1034b5c61a40846ec7895c5d6a29fa197798b944d5663e260089c65e72ee02e8') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/checkpoint_interference/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/checkpoint_interference/pattern.sql', '1034b5c61a40846ec7895c5d6a29fa197798b944d5663e260089c65e72ee02e8')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/measures.sql' AND checksum = 'fd7d9b4096a0b54058ecc3ceae6432f133105298136f430c245e6fcbb23168de') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/checkpoint_interference/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/checkpoint_interference/measures.sql', 'fd7d9b4096a0b54058ecc3ceae6432f133105298136f430c245e6fcbb23168de')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -273,11 +313,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/measures.sql' AND checksum = '20e51f4df628a6c9c18e2928ba38197828f938a94e4b3e9d8dbcdfa08ead96d2') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/lock_contention/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/measures.sql', '20e51f4df628a6c9c18e2928ba38197828f938a94e4b3e9d8dbcdfa08ead96d2')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = '3a64027f46789f705523237a441053f911666afca3e3da65e09cb56a69146b52') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/replication_lag/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', '3a64027f46789f705523237a441053f911666afca3e3da65e09cb56a69146b52')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/measures.sql' AND checksum = 'af977d61b1ae7ec885f4d4f5507027a6aa4fc670d7f2822f6fa48cb127ff202a') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/replication_lag/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/measures.sql', 'af977d61b1ae7ec885f4d4f5507027a6aa4fc670d7f2822f6fa48cb127ff202a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -289,11 +345,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/findings.sql' AND checksum = 'd2dc69173e6b50f0236ac551fbb5d1dc4d67fbeb945e5383d7a4f19336f1272b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/measures.sql' AND checksum = '751a06c5928bb137e65a69dab3cd959b2472a6e8dfc679e74278e82385513dc9') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/temp_file_spills/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/measures.sql', '751a06c5928bb137e65a69dab3cd959b2472a6e8dfc679e74278e82385513dc9')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/findings.sql' AND checksum = 'ac327d45d28d07914f20ea3496c4981f76b7d5fc00603a4565308df6c63617ec') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/findings.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', 'd2dc69173e6b50f0236ac551fbb5d1dc4d67fbeb945e5383d7a4f19336f1272b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', 'ac327d45d28d07914f20ea3496c4981f76b7d5fc00603a4565308df6c63617ec')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
