@@ -100,7 +100,7 @@ type Recorder struct {
 	statements  statementDeltas
 	wake        chan struct{}
 	partitioned map[string]bool // UTC days whose partitions exist
-	tables      []collectionTable
+	tables      []collectors.RecordedTable
 
 	writeFailure, listenFailure *repeatlog.Failure
 	refusalsLogged              map[refusal]bool
@@ -118,7 +118,7 @@ type Recorder struct {
 func New(o Options) *Recorder {
 	o = o.WithDefaults()
 	r := &Recorder{o: o, wake: make(chan struct{}, 1), partitioned: map[string]bool{},
-		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), refusalsLogged: map[refusal]bool{}, statements: statementDeltas{every: o.StatementsEvery}, tables: collectionTables}
+		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), refusalsLogged: map[refusal]bool{}, statements: statementDeltas{every: o.StatementsEvery}, tables: collectors.RecordedTables}
 	r.requests = requestLimiter{interval: o.RequestMinInterval, snapshot: r.requestedSnapshot}
 	r.ignoredRequest = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_snapshot_requests_ignored_total",
 		Help: "Snapshot requests that drove no snapshot of their own: rate_limited (within --recorder.request-min-interval of the previous requested snapshot; " +

@@ -210,19 +210,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/a
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'e822bcbdc59e15657be8e64291031ed8c873502a8de37ebc1d07ba2fcaf7a236') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '65b34bc35f8688a11abc56dd842c8830b2c8ec7b3bb6a186363d7c93dca0fe07') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'e822bcbdc59e15657be8e64291031ed8c873502a8de37ebc1d07ba2fcaf7a236')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '65b34bc35f8688a11abc56dd842c8830b2c8ec7b3bb6a186363d7c93dca0fe07')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '41d052a5dd7af9595fd4d25e4841a94cfef10865fd28952947e93d15e6f033c7') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'd7aa54a4b48416ef61114807b595863b5033915fd8ab1ca1c9ef727cdba2898b') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '41d052a5dd7af9595fd4d25e4841a94cfef10865fd28952947e93d15e6f033c7')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'd7aa54a4b48416ef61114807b595863b5033915fd8ab1ca1c9ef727cdba2898b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
