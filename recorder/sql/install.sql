@@ -225,11 +225,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '7d5547eddec9a6f7768648c8bd575c51f02acccac935a452ab9998b74bf9ec0c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'a57d365439740cde4f2f8685c75ee618dda36666b90c0480f74b1489047c11f0') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '7d5547eddec9a6f7768648c8bd575c51f02acccac935a452ab9998b74bf9ec0c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'a57d365439740cde4f2f8685c75ee618dda36666b90c0480f74b1489047c11f0')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'f248ab72ed4d0a4bebe563d36d9224c7f8b7d8edaf52e96803270a52b85be16c') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/account.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'f248ab72ed4d0a4bebe563d36d9224c7f8b7d8edaf52e96803270a52b85be16c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -294,6 +302,78 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 BEGIN;
 \ir ../../diagnosis/patterns/findings.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', 'd2dc69173e6b50f0236ac551fbb5d1dc4d67fbeb945e5383d7a4f19336f1272b')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/client_wait/finding.sql' AND checksum = 'c02c18c540b35b4502d3d3226a097cba9cccbc3e0479a87b751f698bff8094d6') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/client_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/client_wait/finding.sql', 'c02c18c540b35b4502d3d3226a097cba9cccbc3e0479a87b751f698bff8094d6')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/commit_wait/finding.sql' AND checksum = 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/commit_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/commit_wait/finding.sql', 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/cpu_contention/finding.sql' AND checksum = '877f40b8d3fd40dd3c66d18d2c8c9c9f8efcf58c1c441f15f171d36fa301c484') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/cpu_contention/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/cpu_contention/finding.sql', '877f40b8d3fd40dd3c66d18d2c8c9c9f8efcf58c1c441f15f171d36fa301c484')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = '7aac19cfc9ce42f231ec3d009545f43998719896f1e9bd34b3c830affbfb0886') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/io_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', '7aac19cfc9ce42f231ec3d009545f43998719896f1e9bd34b3c830affbfb0886')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/lock_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/more_work/finding.sql' AND checksum = '0a349346d7063038aa3f3bce43048cc54f9808666be846ef7abb77e9adcdbb10') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/more_work/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/more_work/finding.sql', '0a349346d7063038aa3f3bce43048cc54f9808666be846ef7abb77e9adcdbb10')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/new_statement/finding.sql' AND checksum = '5ab2250161b8e8653fd94530801c96fc56c1cb4065c6f20439764ede2a280449') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/new_statement/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/new_statement/finding.sql', '5ab2250161b8e8653fd94530801c96fc56c1cb4065c6f20439764ede2a280449')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/statement_regression/finding.sql' AND checksum = 'd920fad607009d609e298ca4b450873fa39c71cd6899bda991a2d0774d48ed26') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/statement_regression/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/statement_regression/finding.sql', 'd920fad607009d609e298ca4b450873fa39c71cd6899bda991a2d0774d48ed26')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'b3320036f15e9595fd034975ee3521190b9116c8b26bfebeb2afd6d77b0776aa') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/dispatch.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'b3320036f15e9595fd034975ee3521190b9116c8b26bfebeb2afd6d77b0776aa')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
