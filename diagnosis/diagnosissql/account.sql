@@ -417,3 +417,19 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         'statements', coalesce((SELECT jsonb_agg(to_jsonb(rs) ORDER BY rs.rank) FROM rs WHERE rs.rank <= p_statements), '[]'))
     FROM f
 $$;
+
+-- _statistics_note is what a statement's pg_stat_statements evidence (a child's statistics:
+-- run_statements' row) says of why it was slower per call: it spilled to disk (temporary
+-- blocks per call rose), or its plan probably changed (blocks per row rose
+-- statement_plan_change_ratio times); '' where neither.
+CREATE OR REPLACE FUNCTION telemetry._statistics_note(p_statistics jsonb)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+        WHEN (s->>'temp_per_call')::numeric > 0 AND (s->>'temp_per_call')::numeric > coalesce((s->>'baseline_temp_per_call')::numeric, 0)
+        THEN format('; it wrote %s temporary blocks per call instead of %s: it spilled to disk', s->>'temp_per_call', coalesce(s->>'baseline_temp_per_call', '0'))
+        WHEN (s->>'baseline_blocks_per_row')::numeric > 0
+             AND (s->>'blocks_per_row')::numeric >= telemetry._threshold('statement_plan_change_ratio') * (s->>'baseline_blocks_per_row')::numeric
+        THEN format('; blocks per row %s instead of %s: plan probably changed', s->>'blocks_per_row', s->>'baseline_blocks_per_row')
+        ELSE '' END
+    FROM (SELECT p_statistics AS s) x
+$$;

@@ -276,6 +276,8 @@ type SlowRun struct {
 	Setup        func(l *Lab)                                 // after PrepareWork, before the runs
 	Usual        func(t *testing.T, l *Lab, c *pgx.Conn)
 	Slow         func(t *testing.T, l *Lab, c *pgx.Conn)
+	// After, where set, changes what was recorded of the run before it is diagnosed.
+	After func(l *Lab, runID int64)
 	// Check, where set, looks further at the run's diagnosis.
 	Check func(t *testing.T, l *Lab, runID int64, d *RunDiagnosis)
 }
@@ -323,6 +325,9 @@ func RunSlow(t *testing.T, s SlowRun) {
 				slow = s.Usual
 			}
 			runID := l.Run("nightly", func(c *pgx.Conn) { slow(t, l, c) })
+			if s.After != nil {
+				s.After(l, runID)
+			}
 			d := l.CheckAccount(runID)
 			l.CheckFirstFinding(runID, s.Want)
 			if s.Check != nil {
