@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // TestRunJudgedOnItsOwnSessions: another application's sessions wait on locks all through a
@@ -20,7 +20,7 @@ import (
 // itself queues behind a lock, lock_wait is a cause of its extra time, with its own blocker,
 // though another application waited longer behind another.
 func TestRunJudgedOnItsOwnSessions(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		e.withTracker()
 		c := e.conn()
@@ -78,13 +78,13 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 			!strings.Contains(lock["summary"].(string), "own sessions waited 0") {
 			t.Errorf("lock_contention %v, want info naming the other sessions' waits, the batch's own at 0", lock)
 		}
-		own := query(t, c, `SELECT coalesce(sum(session_seconds) FILTER (WHERE sessions = 'batch'), 0) AS own,
+		own := pgtest.Query(t, c, `SELECT coalesce(sum(session_seconds) FILTER (WHERE sessions = 'batch'), 0) AS own,
 			coalesce(sum(session_seconds) FILTER (WHERE sessions = 'other' AND wait_event_type = 'Lock'), 0) AS other_locks
 			FROM telemetry.run_session_waits($1)`, spill)
 		if numeric(t, own[0]["own"]) < 1 || numeric(t, own[0]["other_locks"]) < 2 {
 			t.Errorf("run_session_waits: %v, want the batch's own seconds and the others' lock waits (two sessions, the whole run)", own)
 		}
-		m := query(t, c, `SELECT value FROM telemetry.diagnose_run($1) WHERE measure = 'lock_wait_seconds'`, spill)
+		m := pgtest.Query(t, c, `SELECT value FROM telemetry.diagnose_run($1) WHERE measure = 'lock_wait_seconds'`, spill)
 		if len(m) != 1 || numeric(t, m[0]["value"]) != 0 {
 			t.Errorf("diagnose_run lock_wait_seconds %v, want the batch's own: 0", m)
 		}
@@ -129,17 +129,17 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 		// Where the sampler could not tell the batch's statements (sessions showing no query_id,
 		// as a portal fetched in parts does on 14-17), the run's statements are the window's:
 		// nothing of the batch's is dropped.
-		if got := query(t, c, `SELECT telemetry._run_statement_batch($1) AS batch`, spill); got[0]["batch"] != "etl" {
+		if got := pgtest.Query(t, c, `SELECT telemetry._run_statement_batch($1) AS batch`, spill); got[0]["batch"] != "etl" {
 			t.Fatalf("_run_statement_batch(spill run) = %v, want etl: its statements were known", got)
 		}
 		e.exec(`INSERT INTO telemetry.statement_wait_samples (sample_id, batch, queryid, wait_event_type, wait_event, seconds, server, captured_at)
 			SELECT s.id, 'etl', 0, 'IO', 'DataFileRead', 100, s.server, s.captured_at
 			FROM telemetry.batch_runs r JOIN telemetry.samples s ON s.captured_at BETWEEN r.started_at AND r.ended_at
 			WHERE r.run_id = ` + strconv.FormatInt(spill, 10) + ` ORDER BY s.captured_at LIMIT 1`)
-		if got := query(t, c, `SELECT telemetry._run_statement_batch($1) AS batch`, spill); got[0]["batch"] != nil {
+		if got := pgtest.Query(t, c, `SELECT telemetry._run_statement_batch($1) AS batch`, spill); got[0]["batch"] != nil {
 			t.Errorf("_run_statement_batch with the batch's seconds mostly without a statement = %v, want NULL: every statement of the window", got)
 		}
-		if rs := query(t, c, `SELECT count(*) AS n FROM telemetry.run_statements($1) WHERE query LIKE '%md5(g::text) FROM%'`, spill); rs[0]["n"] != int64(1) {
+		if rs := pgtest.Query(t, c, `SELECT count(*) AS n FROM telemetry.run_statements($1) WHERE query LIKE '%md5(g::text) FROM%'`, spill); rs[0]["n"] != int64(1) {
 			t.Errorf("run_statements without the split: %v, want the batch's sort", rs)
 		}
 
@@ -175,7 +175,7 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 // application (its normalized text contains other: no constant), or one of the exporter's own.
 func notTheBatchs(t *testing.T, c *pgx.Conn, runID int64, other string) {
 	t.Helper()
-	for _, r := range query(t, c, `SELECT query FROM telemetry.run_statements($1)`, runID) {
+	for _, r := range pgtest.Query(t, c, `SELECT query FROM telemetry.run_statements($1)`, runID) {
 		if q, _ := r["query"].(string); strings.Contains(q, other) || strings.Contains(q, "pg_stat_activity") || strings.Contains(q, "INSERT INTO telemetry") {
 			t.Errorf("run %d: run_statements has %q, not a statement of the batch's sessions", runID, q)
 		}

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // TestStatementsRecorded: statements are stored as deltas (unchanged entries are not written
@@ -18,7 +18,7 @@ import (
 // window's statements with exact deltas, marks a statement that appeared in the window as
 // new, and across pg_stat_statements_reset() gives NULL, never a negative delta.
 func TestStatementsRecorded(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		// Statements at every snapshot: what is tested is the delta storage between two of them.
 		e := newEnvWith(t, srv, srv.NewDatabase(t), NoInterval)
 		c := e.conn()
@@ -66,7 +66,7 @@ func TestStatementsRecorded(t *testing.T) {
 			t.Errorf("an unchanged statement stored again: %d (%v)", unchanged, err)
 		}
 
-		rows := query(t, c, `SELECT * FROM telemetry.statement_compare($1, $2) WHERE query IN ($3, 'UPDATE items SET v = v + $1 WHERE id <= $2')`, start, mid, lookup)
+		rows := pgtest.Query(t, c, `SELECT * FROM telemetry.statement_compare($1, $2) WHERE query IN ($3, 'UPDATE items SET v = v + $1 WHERE id <= $2')`, start, mid, lookup)
 		if len(rows) != 2 || rows[0]["query"] != lookup {
 			t.Fatalf("statement_compare: %v, want the lookup first, then the update", rows)
 		}
@@ -88,7 +88,7 @@ func TestStatementsRecorded(t *testing.T) {
 		e.exec(`SELECT pg_stat_statements_reset()`)
 		pgtest.MustExec(t, job, lookup, 1, 0.01)
 		end := e.record(collectors.TierSnapshot)
-		rows = query(t, c, `SELECT * FROM telemetry.statement_compare($1, $2) WHERE query = $3`, start, end, lookup)
+		rows = pgtest.Query(t, c, `SELECT * FROM telemetry.statement_compare($1, $2) WHERE query = $3`, start, end, lookup)
 		if len(rows) != 1 || rows[0]["status"] != "reset" || rows[0]["calls"] != nil || rows[0]["total_seconds"] != nil {
 			t.Errorf("across pg_stat_statements_reset(): %v, want status reset and NULL deltas", rows)
 		}
@@ -159,7 +159,7 @@ func (e *env) refreshTracker() {
 // findings are diagnose_run_findings of a run.
 func findings(t *testing.T, c *pgx.Conn, runID int64) []map[string]any {
 	t.Helper()
-	return query(t, c, `SELECT pattern, severity, summary FROM telemetry.diagnose_run_findings($1)`, runID)
+	return pgtest.Query(t, c, `SELECT pattern, severity, summary FROM telemetry.diagnose_run_findings($1)`, runID)
 }
 
 // TestDiagnoseStatementBlockedByLock: a statement queued behind another session's ACCESS
@@ -167,7 +167,7 @@ func findings(t *testing.T, c *pgx.Conn, runID int64) []map[string]any {
 // sampler's seconds make it the run's top statement, and the lock the cause of the run's extra
 // time, naming it, whether it waits while parsing (simple protocol: no query_id yet) or at Bind (a prepared statement).
 func TestDiagnoseStatementBlockedByLock(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		e.exec(`CREATE EXTENSION pg_stat_statements;
@@ -208,7 +208,7 @@ func TestDiagnoseStatementBlockedByLock(t *testing.T) {
 		} {
 			run := e.batchRun(job, body(tc.blockPrepared, tc.blocking))
 			fs := findings(t, c, run)
-			top := query(t, c, `SELECT query, seconds, extra_seconds, top_wait FROM telemetry.run_statements($1) ORDER BY rank LIMIT 1`, run)
+			top := pgtest.Query(t, c, `SELECT query, seconds, extra_seconds, top_wait FROM telemetry.run_statements($1) ORDER BY rank LIMIT 1`, run)
 			t.Logf("%s: %v\n%v", tc.name, top, fs)
 			if len(top) != 1 || !strings.HasPrefix(top[0]["query"].(string), tc.want) || numeric(t, top[0]["extra_seconds"]) < 1.5 ||
 				top[0]["top_wait"] != "Lock:relation" {
@@ -301,7 +301,7 @@ func TestDiagnoseStatementsResetMidRun(t *testing.T) {
 			pgtest.MustExec(t, job, `SELECT pg_sleep(0.3)`)
 		})
 	}
-	rs := query(t, c, `SELECT query, status, seconds, calls FROM telemetry.run_statements($1)`, id)
+	rs := pgtest.Query(t, c, `SELECT query, status, seconds, calls FROM telemetry.run_statements($1)`, id)
 	var reset bool
 	for _, r := range rs {
 		if r["query"] == "SELECT count(*) FROM t" {
@@ -323,7 +323,7 @@ func TestDiagnoseStatementsResetMidRun(t *testing.T) {
 // recorder does not store (a scheduled one inside the run) still has its text: the run's
 // statement is shown by its text, not as a queryid.
 func TestRunStatementTextAtDefaults(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		e.exec(`CREATE EXTENSION pg_stat_statements; CREATE TABLE ledger (id int, v int);
@@ -342,7 +342,7 @@ func TestRunStatementTextAtDefaults(t *testing.T) {
 		e.record(collectors.TierSnapshot) // scheduled: the first to see the UPDATE
 		pgtest.MustExec(t, job, `SELECT telemetry.batch_end('etl')`)
 		e.boundary()
-		rows := query(t, c, `SELECT queryid, query FROM telemetry.run_statements($1) WHERE calls = 1`, id)
+		rows := pgtest.Query(t, c, `SELECT queryid, query FROM telemetry.run_statements($1) WHERE calls = 1`, id)
 		found := false
 		for _, r := range rows {
 			found = found || r["query"] == "UPDATE ledger SET v = v + $1 WHERE id <= $2"
