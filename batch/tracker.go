@@ -317,6 +317,7 @@ const maxSessionNameBytes = 63
 func (t *Tracker) Follow(w *collectors.WaitSampler) {
 	w.Observe(t.Observe)
 	w.SessionBatches(t.sessionBatch)
+	w.ReadIdleSessions(t.idleSessions)
 	t.mu.Lock()
 	t.sampler = w
 	t.mu.Unlock()
@@ -329,6 +330,38 @@ func (t *Tracker) pace() bool {
 		t.sampler.BatchRunning(running)
 	}
 	return running
+}
+
+// idleSessions names the idle sessions that may be a running batch's own (batchOf tells which
+// are): none between runs, so that the sampler does not read every idle session of a large
+// server each interval for nothing.
+func (t *Tracker) idleSessions() collectors.IdleSessions {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out collectors.IdleSessions
+	for n, name := range t.names {
+		if s := t.batches[name]; s != nil && s.running() { // names outlive a forgotten batch
+			out.ApplicationNames = append(out.ApplicationNames, n)
+		}
+	}
+	for _, r := range t.o.Rules {
+		switch {
+		case !t.batches[r.Batch].running():
+		case r.User != "":
+			out.Roles = append(out.Roles, r.User)
+		default:
+			out.All = true // an application_name pattern: matched here, not in SQL
+		}
+	}
+	for _, r := range t.openRuns {
+		if r.pid != nil {
+			out.PIDs = append(out.PIDs, *r.pid)
+		}
+		if r.applicationName != "" {
+			out.ApplicationNames = append(out.ApplicationNames, r.applicationName)
+		}
+	}
+	return out
 }
 
 // sessionBatch names the batch a session is the own session of, or "".
@@ -355,8 +388,8 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 	}
 	for _, w := range waits {
 		name := t.batchOf(w)
-		if name == "" {
-			continue
+		if name == "" || w.State != collectors.SessionActive {
+			continue // an idle own session is in the run's waits (splitRunWaits), not its metrics
 		}
 		s := t.batches[name]
 		s.sessions += w.Count
@@ -409,8 +442,8 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 const sampleTierInRunEvery = time.Second
 
 // splitRunWaits books the sample's session-seconds, for every batch running, to its own
-// sessions (by wait and the statement the sample shows) or to the other sessions (by wait):
-// what the run's findings judge. The sample's own seconds, at once: a session queued behind a
+// sessions (by state, wait and the statement the sample shows: an idle one's last) or to the
+// other non-idle sessions (by wait): what the run's findings judge. The sample's own seconds, at once: a session queued behind a
 // lock for the whole run has no statement yet, and its seconds are the run's.
 func (t *Tracker) splitRunWaits(span time.Duration, waits []collectors.SessionWait) {
 	for name, s := range t.batches {
@@ -418,7 +451,10 @@ func (t *Tracker) splitRunWaits(span time.Duration, waits []collectors.SessionWa
 			continue
 		}
 		for _, w := range waits {
-			k := collectors.BatchWait{Batch: name, Own: t.batchOf(w) == name, WaitEventType: w.WaitEventType, WaitEvent: w.WaitEvent}
+			k := collectors.BatchWait{Batch: name, Own: t.batchOf(w) == name, State: w.State, WaitEventType: w.WaitEventType, WaitEvent: w.WaitEvent}
+			if !k.Own && k.State != collectors.SessionActive {
+				continue
+			}
 			if k.Own {
 				k.QueryID, k.PID = w.QueryID, w.PID
 				if w.BackendStart != nil {

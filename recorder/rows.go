@@ -273,14 +273,14 @@ var collectionTables = []collectionTable{
 				return []any{w.Batch, w.QueryID, w.WaitEventType, w.WaitEvent, w.BeforeQueryID, w.QueryText, w.Seconds}
 			})
 		}},
-	{"batch_wait_samples", collectors.TierSample, []string{"batch", "own", "pid", "backend_start", "wait_event_type", "wait_event", "queryid", "seconds"},
+	{"batch_wait_samples", collectors.TierSample, []string{"batch", "own", "pid", "backend_start", "state", "wait_event_type", "wait_event", "queryid", "seconds"},
 		func(c *collectors.Collection) [][]any {
 			return each(c.BatchWaits, func(w *collectors.BatchWait) []any {
 				var started *time.Time
 				if !w.BackendStart.IsZero() {
 					started = &w.BackendStart
 				}
-				return []any{w.Batch, w.Own, w.PID, started, w.WaitEventType, w.WaitEvent, w.QueryID, w.Seconds}
+				return []any{w.Batch, w.Own, w.PID, started, w.State, w.WaitEventType, w.WaitEvent, w.QueryID, w.Seconds}
 			})
 		}},
 }
