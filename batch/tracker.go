@@ -456,7 +456,7 @@ func (t *Tracker) splitRunWaits(span time.Duration, waits []collectors.SessionWa
 				continue
 			}
 			if k.Own {
-				k.QueryID, k.PID = w.QueryID, w.PID
+				k.QueryID, k.PID, k.Usename, k.Datname = w.QueryID, w.PID, w.Usename, w.Datname
 				if w.BackendStart != nil {
 					k.BackendStart = *w.BackendStart
 				}

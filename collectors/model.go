@@ -270,6 +270,8 @@ type BatchWait struct {
 	PID           int32     // an own session's (0 for the others)
 	BackendStart  time.Time // an own session's, telling a reused pid apart (zero for the others)
 	State         string    // SessionActive, or an own session's idle state (SessionWait.State)
+	Usename       string    // an own session's role ("" for the others)
+	Datname       string    // an own session's database ("" for the others)
 	WaitEventType string
 	WaitEvent     string
 	QueryID       int64

@@ -39,7 +39,7 @@ var (
 // their application_name ($2), role ($3) or pid ($4) may make them a running batch's own
 // (IdleSessions): between runs an idle session costs the reading nothing but its filter. An
 // idle session's query_id is its last statement's.
-var SQLSessionWaits = `SELECT pid, coalesce(application_name, ''), coalesce(usename::text, ''),
+var SQLSessionWaits = `SELECT pid, coalesce(application_name, ''), coalesce(usename::text, ''), coalesce(datname::text, ''),
 	CASE WHEN ` + SQLActiveState("state") + ` THEN 'active' ELSE state END,
 	coalesce(wait_event_type, 'Running'), coalesce(wait_event, 'CPU'),
 	coalesce(query_id, 0), query_start, backend_start,
@@ -68,6 +68,7 @@ type SessionWait struct {
 	PID             int32
 	ApplicationName string
 	Usename         string // the role it logged in as
+	Datname         string // its database
 	// State is SessionActive, or pg_stat_activity's idle state (idle, idle in transaction,
 	// idle in transaction (aborted)) of a batch's own session read between its statements.
 	State         string
@@ -424,7 +425,7 @@ func (w *WaitSampler) read(ctx context.Context) ([]SessionWait, error) {
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (SessionWait, error) {
 		s := SessionWait{Count: 1}
-		err := r.Scan(&s.PID, &s.ApplicationName, &s.Usename, &s.State, &s.WaitEventType, &s.WaitEvent, &s.QueryID, &s.QueryStart, &s.BackendStart, &s.QueryText)
+		err := r.Scan(&s.PID, &s.ApplicationName, &s.Usename, &s.Datname, &s.State, &s.WaitEventType, &s.WaitEvent, &s.QueryID, &s.QueryStart, &s.BackendStart, &s.QueryText)
 		return s, err
 	})
 }
