@@ -117,6 +117,8 @@ type Tracker struct {
 	sampler *collectors.WaitSampler
 	// sampleTriggered is when a run last asked for a sample-tier collection.
 	sampleTriggered time.Time
+	// anyRunning is whether a batch ran at the last pace.
+	anyRunning bool
 }
 
 // openRun is a recorded run in progress and the session that began it.
@@ -323,12 +325,19 @@ func (t *Tracker) Follow(w *collectors.WaitSampler) {
 	t.mu.Unlock()
 }
 
-// pace has the sampler read at its run interval while any batch runs (t.mu held).
+// pace has the sampler read at its run interval while any batch runs (t.mu held). When the
+// last run ends it asks for a sample-tier collection: the runs' last session-seconds
+// (TakeRunWaits) are then written at once, not at the next scheduled one, up to two
+// --tier.sample-interval away, while the run's diagnosis is asked for.
 func (t *Tracker) pace() bool {
 	running := slices.ContainsFunc(slices.Collect(maps.Values(t.batches)), (*state).running)
 	if t.sampler != nil {
 		t.sampler.BatchRunning(running)
 	}
+	if t.anyRunning && !running && t.o.Trigger != nil {
+		t.o.Trigger(collectors.TierSample)
+	}
+	t.anyRunning = running
 	return running
 }
 

@@ -92,12 +92,14 @@ REVOKE EXECUTE ON FUNCTION telemetry._recorder_listening() FROM PUBLIC;
 DROP FUNCTION IF EXISTS telemetry._boundary_snapshot();
 CREATE OR REPLACE FUNCTION telemetry._boundary_snapshot(p_run_id bigint) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_at timestamptz;
 BEGIN
     PERFORM telemetry._request_snapshot(true, p_run_id);
     IF NOT telemetry._recorder_listening() THEN
         BEGIN
-            UPDATE telemetry.batch_runs SET start_snapshot_at = v.at
-            FROM (SELECT telemetry.snapshot() AS at) v WHERE run_id = p_run_id;
+            v_at := telemetry.snapshot();
+            UPDATE telemetry.batch_runs SET start_snapshot_at = v_at WHERE run_id = p_run_id;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'no snapshot at the batch''s boundary: %', SQLERRM;
         END;
@@ -211,14 +213,19 @@ END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry.batch_end(text, text, integer, timestamptz) FROM PUBLIC;
 
--- _run_snapshot_start is where a run's start snapshot is looked for (the latest at or before)
--- where the snapshot taken for batch_begin's request is not noted (batch_runs.start_snapshot_at,
--- which readers take first, however late it came: recorded before it was noted, or the snapshot
--- failed): one taken shortly after the begin, within boundary_snapshot_grace_seconds.
-CREATE OR REPLACE FUNCTION telemetry._run_snapshot_start(p_started_at timestamptz, p_ended_at timestamptz)
+-- _run_snapshot_start is where a run's start snapshot is looked for (the latest at or before):
+-- the snapshot taken for batch_begin's request (p_start_snapshot_at, batch_runs.start_snapshot_at),
+-- however late it came, unless after the run's end (a run shorter than the delay has no start
+-- read of its own). Without it (a run recorded before it was noted, or the snapshot failed),
+-- one taken shortly after the begin: within boundary_snapshot_grace_seconds, at most a tenth
+-- of the run.
+DROP FUNCTION IF EXISTS telemetry._run_snapshot_start(timestamptz, timestamptz) CASCADE;
+CREATE OR REPLACE FUNCTION telemetry._run_snapshot_start(p_started_at timestamptz, p_ended_at timestamptz,
+                                                         p_start_snapshot_at timestamptz)
 RETURNS timestamptz LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT p_started_at + least(make_interval(secs => telemetry._threshold('boundary_snapshot_grace_seconds')),
-                                (coalesce(p_ended_at, now()) - p_started_at) / 10)
+    SELECT CASE WHEN p_start_snapshot_at <= coalesce(p_ended_at, now()) THEN p_start_snapshot_at
+                ELSE p_started_at + least(make_interval(secs => telemetry._threshold('boundary_snapshot_grace_seconds')),
+                                          (coalesce(p_ended_at, now()) - p_started_at) / 10) END
 $$;
 
 -- recent_batch_runs: the runs of the last 7 days and every open one, newest first, with the
@@ -229,7 +236,7 @@ SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source,
        r.exit_code, r.detail, r.server,
        (SELECT s.captured_at FROM telemetry.snapshots s
         WHERE (r.server IS NULL OR s.server = r.server)
-          AND s.captured_at <= coalesce(r.start_snapshot_at, telemetry._run_snapshot_start(r.started_at, r.ended_at))
+          AND s.captured_at <= telemetry._run_snapshot_start(r.started_at, r.ended_at, r.start_snapshot_at)
         ORDER BY s.captured_at DESC LIMIT 1) AS start_snapshot_at,
        (SELECT s.captured_at FROM telemetry.snapshots s
         WHERE (r.server IS NULL OR s.server = r.server) AND s.captured_at >= r.ended_at

@@ -189,7 +189,7 @@ BEGIN
     FROM telemetry.batch_runs r WHERE r.run_id = p_run_id;
     RETURN QUERY
     SELECT r.run_id, r.batch, r.status, r.started_at, e.end_time,
-           coalesce(r.start_snapshot_at, telemetry._run_snapshot_start(r.started_at, r.ended_at)),
+           telemetry._run_snapshot_start(r.started_at, r.ended_at, r.start_snapshot_at),
            r.server
     -- At least a millisecond long: a run that ended where it began (an end marker's time
     -- before its begin, a new run's begin before it) is a window all the same.

@@ -218,19 +218,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'cb85ff88c8cb6ef0f70fdff9a195abe366ae43453caa22f637c38e5d10127e06') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '74573e60e0d2984066b08a7862c6759761051145214f0b083e511a8c36c15509') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'cb85ff88c8cb6ef0f70fdff9a195abe366ae43453caa22f637c38e5d10127e06')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '74573e60e0d2984066b08a7862c6759761051145214f0b083e511a8c36c15509')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '12f67c82609aaac2e8a432df6f03ccde81f4db94a91e2b3d221ff6f6ec590e42') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'b80484bea00d2db1fe4a895fa51407f0a56fac44c489363e1af442bf0768e0dc') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '12f67c82609aaac2e8a432df6f03ccde81f4db94a91e2b3d221ff6f6ec590e42')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'b80484bea00d2db1fe4a895fa51407f0a56fac44c489363e1af442bf0768e0dc')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -239,6 +239,14 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '7d5547eddec9a6f7768648c8bd575c51f02acccac935a452ab9998b74bf9ec0c')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/unsampled.sql' AND checksum = '369d937803c83a87039ea459f6b9e5caa434a5b84486652ecf8291139e3e84cd') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/unsampled.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/unsampled.sql', '369d937803c83a87039ea459f6b9e5caa434a5b84486652ecf8291139e3e84cd')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -1,5 +1,5 @@
-// Package lab is the diagnosis tests' database: the exporter's runner and the recorder
-// collecting into it as in production but faster, batch runs through the markers, and the
+// Package lab is the diagnosis tests' database: the exporter's runner, batch tracker and
+// recorder collecting into it at the binary's default flags, batch runs through the markers, and the
 // scenario of a pattern (diagnosis/patterns/<name>/scenario_test.go): a batch with one cause
 // injected, whose run's diagnosis must name that cause first.
 package lab
@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -16,14 +17,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
 )
 
-// Lab is a database with the exporter's runner and the recorder collecting into it, as in
-// production but faster: a sample every 200ms, snapshots when batch_begin/batch_end ask.
+// Lab is a database with the exporter's runner, batch tracker and recorder collecting into it
+// as in production, at the binary's default flags.
 type Lab struct {
 	t   *testing.T
 	srv *pgtest.Server
@@ -44,23 +46,29 @@ func migrated(t *testing.T, major int) *Lab {
 	return l
 }
 
-// New starts a lab on a new database of the shared server of that major.
+// New starts a lab on a new database of the shared server of that major, with the exporter
+// wired as the binary wires it at its default flags: the runner, the batch tracker following
+// the wait sampler (1 s, 250 ms while a batch runs) and the recorder told of the boundaries.
 func New(t *testing.T, major int) *Lab {
 	t.Helper()
 	l := migrated(t, major)
 	ctx, cancel := context.WithCancel(context.Background())
-	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: l.pool(true, ""), Selection: collectors.AllEnabled(),
-		SampleEvery: 200 * time.Millisecond, SnapshotEvery: time.Hour, WaitSampleEvery: 100 * time.Millisecond})
-	rec := recorder.New(recorder.Options{Pool: l.pool(false, "pg-batch-exporter recorder"), Retention: 24 * time.Hour,
-		BufferRows: 1_000_000, Trigger: runner.Trigger})
+	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: l.pool(true, "")})
+	runs := l.pool(false, "pg-batch-exporter batch")
+	tracker := batch.NewTracker(batch.Options{RunsDB: runs, RecorderDB: runs, Trigger: runner.Trigger})
+	tracker.Follow(runner.Waits())
+	runner.SetBatchWaits(tracker.TakeRunWaits)
+	rec := recorder.New(recorder.Options{Pool: l.pool(false, "pg-batch-exporter recorder"), Trigger: runner.Trigger, Boundary: tracker.RefreshNow})
 	runner.Subscribe(rec.Consume)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); runner.Run(ctx) }()
+	go func() { defer wg.Done(); tracker.Run(ctx) }()
 	go func() { defer wg.Done(); rec.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	// The first snapshot and sample are written: the recorder knows the server.
-	l.WaitFor("the first snapshot and sample", `SELECT EXISTS (SELECT FROM telemetry.snapshots) AND EXISTS (SELECT FROM telemetry.samples)`)
+	// The first snapshot is written (the runner takes it at its start; the first sample comes
+	// at a random instant of the first --tier.sample-interval): the recorder knows the server.
+	l.WaitFor("the first snapshot", `SELECT EXISTS (SELECT FROM telemetry.snapshots)`)
 	return l
 }
 
@@ -105,6 +113,23 @@ func (l *Lab) pool(readOnly bool, app string) *pgxpool.Pool {
 func (l *Lab) Conn(app string) *pgx.Conn {
 	l.t.Helper()
 	return pgtest.Connect(l.t, l.dsn, app)
+}
+
+// ConnAs opens a session of another job under an application_name of its own, logged in as
+// a role of its own (name_<this database>: roles belong to the shared server) with SELECT on
+// public.work, dropped at the end.
+func (l *Lab) ConnAs(name, app string) *pgx.Conn {
+	l.t.Helper()
+	u, err := url.Parse(l.dsn)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	u.User = url.User(name + "_" + strings.TrimPrefix(u.Path, "/"))
+	role := pgx.Identifier{u.User.Username()}.Sanitize()
+	l.Exec(`CREATE ROLE ` + role + ` LOGIN`)
+	l.t.Cleanup(func() { l.Exec(`DROP OWNED BY ` + role); l.Exec(`DROP ROLE ` + role) })
+	l.Exec(`GRANT SELECT ON public.work TO ` + role)
+	return pgtest.Connect(l.t, u.String(), app)
 }
 
 // Exec runs a statement as Admin, failing the test on error.
