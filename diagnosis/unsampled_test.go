@@ -9,8 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/internal/lab"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // TestRunUnsampledStatements (issue 19, defect 5): at the default flags, a run's own brief

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // TestLateStartSnapshotIsTheRuns (issue 19, exact windows): the snapshot taken for
@@ -15,7 +15,7 @@ import (
 // (boundary_snapshot_grace_seconds): one taken a second into a two-second run left the run on
 // the snapshot before it, a neighbouring run's.
 func TestLateStartSnapshotIsTheRuns(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
