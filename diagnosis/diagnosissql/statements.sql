@@ -295,17 +295,28 @@ CREATE OR REPLACE FUNCTION telemetry._run_own_blockers(p_run_id bigint)
 RETURNS TABLE (blocking_pid integer, blocking_app text, blocking_user text, lock_type text, locked_relation text,
                blocking_query_preview text, waits bigint, blocked_seconds numeric, own_session boolean, blocked_query_preview text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH w AS (SELECT w.*, telemetry._resolve_server(w.server) AS srv FROM telemetry._run_window(p_run_id) w),
+    own AS (SELECT DISTINCT b.pid, b.backend_start FROM w, telemetry.batch_wait_samples b
+            WHERE b.server = w.srv AND b.batch = w.batch AND b.own AND b.captured_at BETWEEN w.start_time AND w.end_time),
+    episodes AS (
+        SELECT e.* FROM w, LATERAL telemetry.lock_episodes(w.start_time, w.end_time, w.server) e
+        WHERE e.lock_type IS DISTINCT FROM 'extend'
+          AND EXISTS (SELECT FROM own WHERE own.pid = e.blocked_pid AND own.backend_start IS NOT DISTINCT FROM e.blocked_backend_start))
     SELECT e.blocking_pid, e.blocking_app, e.blocking_user, e.lock_type, e.locked_relation, e.blocking_query_preview,
            count(*), round(sum(e.duration_seconds), 1), e.blocking_batch = w.batch,
            (array_agg(e.blocked_query_preview ORDER BY e.duration_seconds DESC))[1]
-    FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
-         LATERAL telemetry.lock_episodes(w.start_time, w.end_time, w.server) e
-    WHERE e.lock_type IS DISTINCT FROM 'extend'
-      AND EXISTS (SELECT FROM telemetry.batch_wait_samples b
-                  WHERE b.server = srv.server AND b.batch = w.batch AND b.own AND b.pid = e.blocked_pid
-                    AND b.backend_start IS NOT DISTINCT FROM e.blocked_backend_start
-                    AND b.captured_at BETWEEN w.start_time AND w.end_time)
+    FROM episodes e, w
     GROUP BY 1, 2, 3, 4, 5, 6, 9
+    UNION ALL
+    -- A wait still going on (a run in progress) has no episode yet: the lock samples name its
+    -- holder (whether it is the batch's own session is not known there).
+    SELECT l.blocking_pid, l.blocking_app, l.blocking_user, l.lock_type, l.locked_relation, l.blocking_query_preview,
+           count(DISTINCT l.blocked_pid), round(max(extract(epoch FROM l.blocked_duration))::numeric, 1), NULL::boolean,
+           (array_agg(l.blocked_query_preview ORDER BY l.blocked_duration DESC))[1]
+    FROM w, telemetry.lock_samples l
+    WHERE NOT EXISTS (SELECT FROM episodes) AND l.server = w.srv AND l.captured_at BETWEEN w.start_time AND w.end_time
+      AND l.lock_type IS DISTINCT FROM 'extend' AND l.blocked_pid IN (SELECT pid FROM own)
+    GROUP BY 1, 2, 3, 4, 5, 6
     ORDER BY 8 DESC, 7 DESC
 $$;
 
