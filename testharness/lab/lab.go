@@ -183,6 +183,11 @@ func (l *Lab) Run(batch string, work func(c *pgx.Conn)) int64 {
 	if _, err := c.Exec(ctx, `SELECT telemetry.batch_end($1)`, batch); err != nil {
 		l.t.Fatal(err)
 	}
+	// The batch's session goes with its run: left open, it would be an idle session of the
+	// batch's name in the next runs, time between statements of theirs.
+	if err := c.Close(ctx); err != nil {
+		l.t.Fatal(err)
+	}
 	l.WaitFor("the run's end snapshot and a later sample", `SELECT EXISTS (SELECT FROM telemetry.snapshots s JOIN telemetry.batch_runs r ON s.captured_at >= r.ended_at WHERE r.run_id = $1)
 		AND EXISTS (SELECT FROM telemetry.samples s JOIN telemetry.batch_runs r ON s.captured_at >= r.ended_at WHERE r.run_id = $1)`, runID)
 	// compare() over the run is exact: it starts and ends on the snapshots the markers asked for
