@@ -22,7 +22,8 @@ DECLARE
 BEGIN
     FOR v_function IN
         SELECT p.oid FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 'telemetry'::regnamespace AND p.proname LIKE '\_finding\_%'
+        WHERE p.pronamespace = 'telemetry'::regnamespace
+          AND (p.proname LIKE '\_finding\_%')
           AND p.proname NOT IN ('_finding_client_wait', '_finding_commit_wait', '_finding_cpu_contention', '_finding_io_wait', '_finding_lock_wait', '_finding_more_work', '_finding_new_statement', '_finding_statement_regression')
     LOOP
         EXECUTE format('DROP FUNCTION %s', v_function);

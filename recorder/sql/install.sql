@@ -194,11 +194,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '5e127746a3278694e30ab5e9f320aedd5f24505a58aab0dc3dc087c32f3664d7') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'a957ba0a47bb4d02ef364f2a43614f22c5bf4482290702cc6615ea634e97086c') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '5e127746a3278694e30ab5e9f320aedd5f24505a58aab0dc3dc087c32f3664d7')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'a957ba0a47bb4d02ef364f2a43614f22c5bf4482290702cc6615ea634e97086c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -218,19 +218,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '50806857ee3048b8bd9d3d543b078065a999e39bfe172e4d15d93045d583f30c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/thresholds.sql' AND checksum = '6161bf48535b6f008e9a4fec0857bf6b6a96cf0218958c99e92fca7622ba7049') AS apply \gset
 \if :apply
 BEGIN;
-\ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '50806857ee3048b8bd9d3d543b078065a999e39bfe172e4d15d93045d583f30c')
+\ir ../../diagnosis/diagnosissql/thresholds.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/thresholds.sql', '6161bf48535b6f008e9a4fec0857bf6b6a96cf0218958c99e92fca7622ba7049')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'b80484bea00d2db1fe4a895fa51407f0a56fac44c489363e1af442bf0768e0dc') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'f091d6e1a85c3b1fde0a0ea1bbcd0b7726a4bbe397545f4328617385e642030c') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../batch/batchsql/runs.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'f091d6e1a85c3b1fde0a0ea1bbcd0b7726a4bbe397545f4328617385e642030c')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'cc3289b2f48cce40d63818d4302e54042dea1ad69a16fdcb9a18db50c4b6cbbc') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'b80484bea00d2db1fe4a895fa51407f0a56fac44c489363e1af442bf0768e0dc')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'cc3289b2f48cce40d63818d4302e54042dea1ad69a16fdcb9a18db50c4b6cbbc')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -250,6 +258,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = '801db4346450744ae51e85b373024fd9db9b591d413a82704e221cdd912fe5b8') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/series.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', '801db4346450744ae51e85b373024fd9db9b591d413a82704e221cdd912fe5b8')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'f779301ee1f6ad2464653c6689945735e17f3ca9069d2b4726347ab6ecb3251c') AS apply \gset
 \if :apply
 BEGIN;
@@ -266,6 +282,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/measures.sql' AND checksum = '3c7286d3936d8a8b20ed0623a2c009ad1fbfebc4f3dd3c63a3ee9d0d9ad2a33a') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/autovacuum_interference/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/measures.sql', '3c7286d3936d8a8b20ed0623a2c009ad1fbfebc4f3dd3c63a3ee9d0d9ad2a33a')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/pattern.sql' AND checksum = '0f3b5da7dabd29b39f0b3a7784ecb7ebdc755826ae3e443507a0b4a7a39dc069') AS apply \gset
 \if :apply
 BEGIN;
@@ -274,11 +298,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/measures.sql' AND checksum = 'a1706bbbdcc3be1af3a2a31757bb36f4e1360491d0c2da8f9f7824148ac0e7eb') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/buffer_pressure/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/buffer_pressure/measures.sql', 'a1706bbbdcc3be1af3a2a31757bb36f4e1360491d0c2da8f9f7824148ac0e7eb')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/pattern.sql' AND checksum = '1034b5c61a40846ec7895c5d6a29fa197798b944d5663e260089c65e72ee02e8') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/checkpoint_interference/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/checkpoint_interference/pattern.sql', '1034b5c61a40846ec7895c5d6a29fa197798b944d5663e260089c65e72ee02e8')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/measures.sql' AND checksum = 'fd7d9b4096a0b54058ecc3ceae6432f133105298136f430c245e6fcbb23168de') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/checkpoint_interference/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/checkpoint_interference/measures.sql', 'fd7d9b4096a0b54058ecc3ceae6432f133105298136f430c245e6fcbb23168de')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -298,11 +338,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/measures.sql' AND checksum = '20e51f4df628a6c9c18e2928ba38197828f938a94e4b3e9d8dbcdfa08ead96d2') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/lock_contention/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/measures.sql', '20e51f4df628a6c9c18e2928ba38197828f938a94e4b3e9d8dbcdfa08ead96d2')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = '3a64027f46789f705523237a441053f911666afca3e3da65e09cb56a69146b52') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/replication_lag/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', '3a64027f46789f705523237a441053f911666afca3e3da65e09cb56a69146b52')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/measures.sql' AND checksum = 'af977d61b1ae7ec885f4d4f5507027a6aa4fc670d7f2822f6fa48cb127ff202a') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/replication_lag/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/measures.sql', 'af977d61b1ae7ec885f4d4f5507027a6aa4fc670d7f2822f6fa48cb127ff202a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -314,11 +370,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/findings.sql' AND checksum = 'd2dc69173e6b50f0236ac551fbb5d1dc4d67fbeb945e5383d7a4f19336f1272b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/measures.sql' AND checksum = '751a06c5928bb137e65a69dab3cd959b2472a6e8dfc679e74278e82385513dc9') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/temp_file_spills/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/measures.sql', '751a06c5928bb137e65a69dab3cd959b2472a6e8dfc679e74278e82385513dc9')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/findings.sql' AND checksum = 'ac327d45d28d07914f20ea3496c4981f76b7d5fc00603a4565308df6c63617ec') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/findings.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', 'd2dc69173e6b50f0236ac551fbb5d1dc4d67fbeb945e5383d7a4f19336f1272b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', 'ac327d45d28d07914f20ea3496c4981f76b7d5fc00603a4565308df6c63617ec')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -386,11 +450,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'b3320036f15e9595fd034975ee3521190b9116c8b26bfebeb2afd6d77b0776aa') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = '47cde1c79354929f730a621a5ab7a0b01779f436f620864d6aa0bb4f2847c084') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/dispatch.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'b3320036f15e9595fd034975ee3521190b9116c8b26bfebeb2afd6d77b0776aa')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', '47cde1c79354929f730a621a5ab7a0b01779f436f620864d6aa0bb4f2847c084')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
