@@ -234,11 +234,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '4a22f4330ddd6781bc76fe67a0f55324c560d363f35ba25c3cc842d843c9cade') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'e7ae19a4ad3196e697c739790d3537dbced91426d5aa8fae3069e274cae2b6b1') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '4a22f4330ddd6781bc76fe67a0f55324c560d363f35ba25c3cc842d843c9cade')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'e7ae19a4ad3196e697c739790d3537dbced91426d5aa8fae3069e274cae2b6b1')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -247,6 +247,14 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 BEGIN;
 \ir ../../diagnosis/diagnosissql/unsampled.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/unsampled.sql', '369d937803c83a87039ea459f6b9e5caa434a5b84486652ecf8291139e3e84cd')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '422cdab4026c7f1e05497cef804c1a10e9de2841ae9568279c3f579414e0b616') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/account.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '422cdab4026c7f1e05497cef804c1a10e9de2841ae9568279c3f579414e0b616')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -311,6 +319,78 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 BEGIN;
 \ir ../../diagnosis/patterns/findings.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', 'd2dc69173e6b50f0236ac551fbb5d1dc4d67fbeb945e5383d7a4f19336f1272b')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/client_wait/finding.sql' AND checksum = 'c02c18c540b35b4502d3d3226a097cba9cccbc3e0479a87b751f698bff8094d6') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/client_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/client_wait/finding.sql', 'c02c18c540b35b4502d3d3226a097cba9cccbc3e0479a87b751f698bff8094d6')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/commit_wait/finding.sql' AND checksum = 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/commit_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/commit_wait/finding.sql', 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/cpu_contention/finding.sql' AND checksum = '877f40b8d3fd40dd3c66d18d2c8c9c9f8efcf58c1c441f15f171d36fa301c484') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/cpu_contention/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/cpu_contention/finding.sql', '877f40b8d3fd40dd3c66d18d2c8c9c9f8efcf58c1c441f15f171d36fa301c484')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = 'bda75e4f7c1648aaa05cc4a4a8b7bc45bee65b5ddedb18b3f78e2a2dc1f25863') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/io_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', 'bda75e4f7c1648aaa05cc4a4a8b7bc45bee65b5ddedb18b3f78e2a2dc1f25863')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/lock_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/more_work/finding.sql' AND checksum = '0a349346d7063038aa3f3bce43048cc54f9808666be846ef7abb77e9adcdbb10') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/more_work/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/more_work/finding.sql', '0a349346d7063038aa3f3bce43048cc54f9808666be846ef7abb77e9adcdbb10')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/new_statement/finding.sql' AND checksum = '5ab2250161b8e8653fd94530801c96fc56c1cb4065c6f20439764ede2a280449') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/new_statement/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/new_statement/finding.sql', '5ab2250161b8e8653fd94530801c96fc56c1cb4065c6f20439764ede2a280449')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/statement_regression/finding.sql' AND checksum = '0f369cd7069893bf5d2bd3cc445ef242bfe1be10d86e06e68f03d8c1763f3049') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/statement_regression/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/statement_regression/finding.sql', '0f369cd7069893bf5d2bd3cc445ef242bfe1be10d86e06e68f03d8c1763f3049')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'b3320036f15e9595fd034975ee3521190b9116c8b26bfebeb2afd6d77b0776aa') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/dispatch.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'b3320036f15e9595fd034975ee3521190b9116c8b26bfebeb2afd6d77b0776aa')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

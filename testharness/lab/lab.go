@@ -5,9 +5,12 @@
 package lab
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"strings"
 	"sync"
@@ -35,10 +38,9 @@ type Lab struct {
 	Admin *pgxpool.Pool
 }
 
-// migrated is a new database of the shared server of that major with the schema installed.
-func migrated(t *testing.T, major int) *Lab {
+// migrated is a new database of srv with the schema installed.
+func migrated(t *testing.T, srv *pgtest.Server) *Lab {
 	t.Helper()
-	srv := pgtest.Start(t, major)
 	l := &Lab{t: t, srv: srv, dsn: srv.NewDatabase(t)}
 	l.Admin = l.pool(false, "pg-batch-exporter test")
 	if err := schema.Migrate(context.Background(), l.Admin); err != nil {
@@ -52,7 +54,13 @@ func migrated(t *testing.T, major int) *Lab {
 // the wait sampler (1 s, 250 ms while a batch runs) and the recorder told of the boundaries.
 func New(t *testing.T, major int) *Lab {
 	t.Helper()
-	l := migrated(t, major)
+	return NewOn(t, pgtest.Start(t, major))
+}
+
+// NewOn starts a lab on a new database of srv (a server with settings of its own).
+func NewOn(t *testing.T, srv *pgtest.Server) *Lab {
+	t.Helper()
+	l := migrated(t, srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: l.pool(true, "")})
 	runs := l.pool(false, "pg-batch-exporter batch")
@@ -77,7 +85,7 @@ func New(t *testing.T, major int) *Lab {
 // pg_cron would call it, and no recorder listening, so the markers take their snapshots.
 func NewSQLMode(t *testing.T, major int) *Lab {
 	t.Helper()
-	l := migrated(t, major)
+	l := migrated(t, pgtest.Start(t, major))
 	ctx, cancel := context.WithCancel(context.Background())
 	l.Exec(`SELECT telemetry.snapshot()`)
 	done := make(chan struct{})
@@ -276,4 +284,123 @@ func (l *Lab) CheckFirstFinding(runID int64, want string) {
 	if first := found[0]; first.Pattern != want || first.Severity == "info" {
 		l.t.Errorf("first finding is %s (%s), want %s above info", first.Pattern, first.Severity, want)
 	}
+}
+
+// SlowRun is a batch whose usual work (Usual) ran BaselineRuns times (3 if 0) before a run
+// with a cause injected (Slow; nil: the usual work again, a clean run): the run's diagnosis
+// must name Want first, above info (Want "": nothing above info).
+type SlowRun struct {
+	Want         string
+	BaselineRuns int
+	Server       func(t *testing.T, major int) *pgtest.Server // nil: the shared server of the major
+	Setup        func(l *Lab)                                 // after PrepareWork, before the runs
+	Usual        func(t *testing.T, l *Lab, c *pgx.Conn)
+	Slow         func(t *testing.T, l *Lab, c *pgx.Conn)
+	// After, where set, changes what was recorded of the run before it is diagnosed.
+	After func(l *Lab, runID int64)
+	// Check, where set, looks further at the run's diagnosis.
+	Check func(t *testing.T, l *Lab, runID int64, d *RunDiagnosis)
+}
+
+// RunDiagnosis is what telemetry.run_diagnosis says of a run, as far as the scenarios look.
+type RunDiagnosis struct {
+	ExtraSeconds       *float64 `json:"extra_seconds"`
+	UnexplainedSeconds *float64 `json:"unexplained_seconds"`
+	Findings           []struct {
+		Pattern          string   `json:"pattern"`
+		Severity         string   `json:"severity"`
+		Summary          string   `json:"summary"`
+		ExplainedSeconds *float64 `json:"explained_seconds"`
+		ShareOfExtraPct  *float64 `json:"share_of_extra_pct"`
+		Children         []struct {
+			QueryID      int64   `json:"queryid"`
+			Query        *string `json:"query"`
+			ExtraSeconds float64 `json:"extra_seconds"`
+			Shared       bool    `json:"shared"`
+		} `json:"children"`
+	} `json:"findings"`
+}
+
+// RunSlow runs s on every version under test, one after the other (each cause's scenarios are
+// a package of their own, and go test runs packages side by side).
+func RunSlow(t *testing.T, s SlowRun) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			var l *Lab
+			if s.Server != nil {
+				l = NewOn(t, s.Server(t, major))
+			} else {
+				l = New(t, major)
+			}
+			l.Exec(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public`)
+			l.PrepareWork()
+			if s.Setup != nil {
+				s.Setup(l)
+			}
+			for range cmp.Or(s.BaselineRuns, 3) {
+				l.Run("nightly", func(c *pgx.Conn) { s.Usual(t, l, c) })
+			}
+			slow := s.Slow
+			if slow == nil {
+				slow = s.Usual
+			}
+			runID := l.Run("nightly", func(c *pgx.Conn) { slow(t, l, c) })
+			if s.After != nil {
+				s.After(l, runID)
+			}
+			d := l.CheckAccount(runID)
+			l.CheckFirstFinding(runID, s.Want)
+			if s.Check != nil {
+				s.Check(t, l, runID, d)
+			}
+		})
+	}
+}
+
+// SamplingInterval is the lab's wait sampler's interval and then some: how far a run's account
+// may be off its wall time (a sample's time straddling the run's start or end).
+const SamplingInterval = 300 * time.Millisecond
+
+// CheckAccount checks that a run's account adds up: its buckets to its duration, and its
+// causes' explained seconds plus the unexplained to its extra time (the run's duration less
+// its baseline runs' median), each within a sampling interval; it returns the diagnosis.
+func (l *Lab) CheckAccount(runID int64) *RunDiagnosis {
+	l.t.Helper()
+	ctx := context.Background()
+	var raw []byte
+	if err := l.Admin.QueryRow(ctx, `SELECT telemetry.run_diagnosis($1)`, runID).Scan(&raw); err != nil {
+		l.t.Fatal(err)
+	}
+	var d RunDiagnosis
+	if err := json.Unmarshal(raw, &d); err != nil {
+		l.t.Fatal(err)
+	}
+	var duration, accounted, median float64
+	if err := l.Admin.QueryRow(ctx, `SELECT extract(epoch FROM r.ended_at - r.started_at)::float8,
+		(SELECT sum(a.seconds) FROM telemetry.run_account(r.run_id) a WHERE a.queryid IS NULL)::float8,
+		(SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM b.ended_at - b.started_at))
+		 FROM telemetry._normal_runs_before(r.batch, r.started_at) b)
+		FROM telemetry.batch_runs r WHERE r.run_id = $1`, runID).Scan(&duration, &accounted, &median); err != nil {
+		l.t.Fatal(err)
+	}
+	within := func(what string, got, want float64) {
+		if math.Abs(got-want) > SamplingInterval.Seconds() {
+			l.t.Errorf("run %d: %s %.3f s, want %.3f s within %s", runID, what, got, want, SamplingInterval)
+		}
+	}
+	within("account", accounted, duration)
+	if d.ExtraSeconds == nil || d.UnexplainedSeconds == nil && *d.ExtraSeconds > 0 {
+		l.t.Fatalf("run %d: no extra or unexplained seconds in %s", runID, raw)
+	}
+	within("extra time", *d.ExtraSeconds, duration-median)
+	if *d.ExtraSeconds > 0 {
+		explained := *d.UnexplainedSeconds
+		for _, f := range d.Findings {
+			if f.ExplainedSeconds != nil {
+				explained += *f.ExplainedSeconds
+			}
+		}
+		within("explained plus unexplained", explained, *d.ExtraSeconds)
+	}
+	return &d
 }
