@@ -65,10 +65,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     own AS (
         SELECT r.run_id, s.sample_id, s.captured_at, s.pid, s.state = 'active' AS active,
                telemetry._account_bucket(s.state, s.wait_event_type, s.wait_event, tx.query) AS bucket,
-               s.queryid, s.seconds::numeric AS seconds
+               -- a sample's seconds since the reading before it: those before the run's start cut off
+               s.queryid, least(s.seconds, extract(epoch FROM s.captured_at - r.start_time))::numeric AS seconds
         FROM runs r
         CROSS JOIN LATERAL (
-            SELECT b.sample_id, b.captured_at, b.pid, 'active'::text AS state, b.wait_event_type, b.wait_event, b.queryid, b.seconds
+            SELECT b.sample_id, b.captured_at, b.pid, b.state, b.wait_event_type, b.wait_event, b.queryid, b.seconds
             FROM telemetry.batch_wait_samples b
             WHERE b.server = r.server AND b.batch = r.batch AND b.own AND b.captured_at BETWEEN r.start_time AND r.end_time) s
         LEFT JOIN telemetry.statement_texts tx ON tx.server = r.server AND tx.queryid = s.queryid AND s.queryid <> 0),

@@ -357,9 +357,9 @@ func RunSlow(t *testing.T, s SlowRun) {
 	}
 }
 
-// SamplingInterval is the lab's wait sampler's interval and then some: how far a run's account
-// may be off its wall time (a sample's time straddling the run's start or end).
-const SamplingInterval = 300 * time.Millisecond
+// SamplingInterval is the wait sampler's interval while a batch runs: how far a run's account
+// may be off its wall time.
+const SamplingInterval = collectors.DefaultRunWaitSampleEvery
 
 // CheckAccount checks that a run's account adds up: its buckets to its duration, and its
 // causes' explained seconds plus the unexplained to its extra time (the run's duration less
