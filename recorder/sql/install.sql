@@ -234,27 +234,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'e7ae19a4ad3196e697c739790d3537dbced91426d5aa8fae3069e274cae2b6b1') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '49e4dcfae4337a3266b638ef316471bafdb04194aedac18f52cc668c8a6fc23a') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'e7ae19a4ad3196e697c739790d3537dbced91426d5aa8fae3069e274cae2b6b1')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '49e4dcfae4337a3266b638ef316471bafdb04194aedac18f52cc668c8a6fc23a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/unsampled.sql' AND checksum = '369d937803c83a87039ea459f6b9e5caa434a5b84486652ecf8291139e3e84cd') AS apply \gset
-\if :apply
-BEGIN;
-\ir ../../diagnosis/diagnosissql/unsampled.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/unsampled.sql', '369d937803c83a87039ea459f6b9e5caa434a5b84486652ecf8291139e3e84cd')
-    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
-\endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'f779301ee1f6ad2464653c6689945735e17f3ca9069d2b4726347ab6ecb3251c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '6bd7e8e45f97559f3e42783d6ec49e4500a7e2e20e102ac28bdce15523c67c7b') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'f779301ee1f6ad2464653c6689945735e17f3ca9069d2b4726347ab6ecb3251c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '6bd7e8e45f97559f3e42783d6ec49e4500a7e2e20e102ac28bdce15523c67c7b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -386,11 +378,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'b3320036f15e9595fd034975ee3521190b9116c8b26bfebeb2afd6d77b0776aa') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/temp_spill/finding.sql' AND checksum = 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/temp_spill/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/temp_spill/finding.sql', 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'de1af054045cbbdea111e32be77a00f23a09060bae4ef6943f70a2a665beabe8') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/dispatch.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'b3320036f15e9595fd034975ee3521190b9116c8b26bfebeb2afd6d77b0776aa')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'de1af054045cbbdea111e32be77a00f23a09060bae4ef6943f70a2a665beabe8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
