@@ -242,11 +242,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '6bd7e8e45f97559f3e42783d6ec49e4500a7e2e20e102ac28bdce15523c67c7b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '191927b16575853cfce35681862c5fc05ae8a2ac17be69f4866474b508423320') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '6bd7e8e45f97559f3e42783d6ec49e4500a7e2e20e102ac28bdce15523c67c7b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '191927b16575853cfce35681862c5fc05ae8a2ac17be69f4866474b508423320')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -386,11 +386,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'de1af054045cbbdea111e32be77a00f23a09060bae4ef6943f70a2a665beabe8') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = 'b34b3e847f32f688121bf1cd9e86d917188471f4d678d1477529572dc6427605') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/wal_pressure/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', 'b34b3e847f32f688121bf1cd9e86d917188471f4d678d1477529572dc6427605')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'c47c932eb14223c555044950bf685e1420a785ea7f60964f565c8a3d05f0518c') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/dispatch.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'de1af054045cbbdea111e32be77a00f23a09060bae4ef6943f70a2a665beabe8')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'c47c932eb14223c555044950bf685e1420a785ea7f60964f565c8a3d05f0518c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
