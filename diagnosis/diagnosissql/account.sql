@@ -39,6 +39,9 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE
         WHEN p_bucket LIKE 'Lock:%' AND p_bucket <> 'Lock:extend' THEN 'lock_wait'
         WHEN p_bucket LIKE 'at commit:%' THEN 'commit_wait'
+        WHEN p_bucket LIKE 'IO:BufFile%' THEN 'temp_spill'
+        -- the WAL's waits outside a commit (a commit's are 'at commit:'), and checkpoints'
+        WHEN p_bucket ~ '^(IO|LWLock):WAL' OR p_bucket LIKE 'IPC:Checkpoint%' THEN 'wal_pressure'
         WHEN p_bucket IN ('between statements', 'idle in transaction', 'no own session active')
           OR p_bucket LIKE 'waiting for the client:%' THEN 'client_wait'
     END
@@ -130,7 +133,8 @@ $$;
 -- as one value computed once: the run's duration against its baseline's median (the baseline
 -- runs recorded with own sessions), and every sampled second of the run and its baseline runs
 -- with its cause. A bucket's cause where it has one (_account_cause); else the statement's
--- work, judged per statement: new_statement where no baseline run ran it; more_work where
+-- work, judged per statement: new_statement where no baseline run ran it; temp_spill where its
+-- temporary blocks per call grew (the entry's time the batch's own, as for more_work); more_work where
 -- pg_stat_statements (p_statements, run_statements' rows) counted more calls or rows and the
 -- entry's time is the batch's own (not shared: other sessions were not seen running it, and
 -- its time is not beyond the batch's sampled own seconds); cpu_contention for CPU time where
@@ -167,6 +171,9 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared,
                CASE WHEN telemetry._account_cause(k.bucket) IS NOT NULL THEN telemetry._account_cause(k.bucket)
                     WHEN k.queryid <> 0 AND (SELECT n FROM nbase) > 0 AND coalesce(os.baseline_max, 0) = 0 THEN 'new_statement'
+                    WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
+                         AND s.temp_per_call > 0
+                         AND s.temp_per_call >= telemetry._threshold('temp_spill_ratio') * coalesce(s.baseline_temp_per_call, 0) THEN 'temp_spill'
                     WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
                               OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1)) THEN 'more_work'

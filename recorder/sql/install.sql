@@ -242,19 +242,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'acb76cc8e6c4310f261925bd023ee3e26edf9da97cb79677a69d0c02785779a4') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'ccf483ba8e2b0dafd439dee9b0bd20d27a5b832af9a19aa4b83fa9578942d06c') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'acb76cc8e6c4310f261925bd023ee3e26edf9da97cb79677a69d0c02785779a4')
-    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
-\endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/unsampled.sql' AND checksum = '369d937803c83a87039ea459f6b9e5caa434a5b84486652ecf8291139e3e84cd') AS apply \gset
-\if :apply
-BEGIN;
-\ir ../../diagnosis/diagnosissql/unsampled.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/unsampled.sql', '369d937803c83a87039ea459f6b9e5caa434a5b84486652ecf8291139e3e84cd')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'ccf483ba8e2b0dafd439dee9b0bd20d27a5b832af9a19aa4b83fa9578942d06c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -266,11 +258,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'f779301ee1f6ad2464653c6689945735e17f3ca9069d2b4726347ab6ecb3251c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '191927b16575853cfce35681862c5fc05ae8a2ac17be69f4866474b508423320') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'f779301ee1f6ad2464653c6689945735e17f3ca9069d2b4726347ab6ecb3251c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '191927b16575853cfce35681862c5fc05ae8a2ac17be69f4866474b508423320')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -450,11 +442,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = '47cde1c79354929f730a621a5ab7a0b01779f436f620864d6aa0bb4f2847c084') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/temp_spill/finding.sql' AND checksum = 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/temp_spill/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/temp_spill/finding.sql', 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = 'b34b3e847f32f688121bf1cd9e86d917188471f4d678d1477529572dc6427605') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/wal_pressure/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', 'b34b3e847f32f688121bf1cd9e86d917188471f4d678d1477529572dc6427605')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'f7d27fa545a12176e896aaaca7b11d68afd4f1bd58fe3a470140850a3fc20f01') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/dispatch.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', '47cde1c79354929f730a621a5ab7a0b01779f436f620864d6aa0bb4f2847c084')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'f7d27fa545a12176e896aaaca7b11d68afd4f1bd58fe3a470140850a3fc20f01')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
