@@ -303,9 +303,10 @@ $$;
 -- _run_findings_json is a run's findings with the account they explain: the causes
 -- (diagnosis/findings: telemetry._run_cause_findings over _run_causes), the largest share of
 -- the run's extra time first, then what they leave unexplained, then the caveats (what could
--- not be judged), then the window's patterns (_run_window_findings: context where the run was
--- judged against a baseline by its own sessions' account, at info; the findings themselves
--- where it was not: no baseline, or no own-session samples). p_statements are run_statements'
+-- not be judged: of a run slower than usual, whose causes they qualify), then the window's
+-- patterns (_run_window_findings: context where the run was judged against a baseline by its
+-- own sessions' account, at info; the findings themselves where it was not: no baseline, or
+-- no own-session samples). p_statements are run_statements'
 -- rows, the per-call evidence (computed once by the caller). Returns {extra_seconds,
 -- unexplained_seconds, findings: [{pattern, severity, summary, evidence, recommendation,
 -- explained_seconds, share_of_extra_pct, children}]}.
@@ -315,6 +316,7 @@ DECLARE
     v_account jsonb := telemetry._run_causes(p_run_id, p_statements);
     v_judged boolean := (v_account->>'recorded')::boolean AND coalesce((v_account->>'baseline_runs')::int, 0) > 0;
     v_extra numeric := (v_account->>'extra_seconds')::numeric;
+    v_slow boolean := coalesce((v_account->>'slow')::boolean, false);
     v_result jsonb;
 BEGIN
     WITH w AS (SELECT * FROM telemetry._run_window(p_run_id)),
@@ -371,10 +373,10 @@ BEGIN
         -- The window's patterns: a caveat (insufficient_data) after the causes; the others
         -- context where the run was judged by its account.
         SELECT d.pattern,
-               CASE WHEN v_judged AND d.pattern NOT IN ('insufficient_data') THEN 'info' ELSE d.severity END,
+               CASE WHEN v_judged AND (d.pattern <> 'insufficient_data' OR NOT v_slow) THEN 'info' ELSE d.severity END,
                d.summary, d.evidence, d.recommendation, NULL, NULL,
                CASE WHEN d.pattern = 'window' THEN 9
-                    WHEN d.severity = 'info' OR v_judged AND d.pattern <> 'insufficient_data' THEN 6
+                    WHEN d.severity = 'info' OR v_judged AND (d.pattern <> 'insufficient_data' OR NOT v_slow) THEN 6
                     WHEN d.pattern = 'insufficient_data' THEN 3 ELSE 0 END,
                d.ord
         FROM telemetry._run_window_findings(p_run_id) d),
