@@ -133,11 +133,11 @@ $$;
 -- as one value computed once: the run's duration against its baseline's median (the baseline
 -- runs recorded with own sessions), and every sampled second of the run and its baseline runs
 -- with its cause. A bucket's cause where it has one (_account_cause); else the statement's
--- work, judged per statement: new_statement where no baseline run ran it; temp_spill where its
--- temporary blocks per call grew (the entry's time the batch's own, as for more_work); more_work where
+-- work, judged per statement: new_statement where no baseline run ran it; more_work where
 -- pg_stat_statements (p_statements, run_statements' rows) counted more calls or rows and the
 -- entry's time is the batch's own (not shared: other sessions were not seen running it, and
--- its time is not beyond the batch's sampled own seconds); cpu_contention for CPU time where
+-- its time is not beyond the batch's sampled own seconds), its spills too; temp_spill for its
+-- IO:BufFile waits, or where its temporary blocks per call grew (the entry the batch's own); cpu_contention for CPU time where
 -- other sessions were busier than in the baseline runs; io_wait for I/O waits unless its
 -- blocks per row rose (a plan); else statement_regression, slower per call at the same work.
 -- rows: per cause, bucket and statement, seconds, baseline median and extra; causes: per
@@ -169,14 +169,16 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     judged AS (
         SELECT k.bucket, k.queryid,
                o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared,
-               CASE WHEN telemetry._account_cause(k.bucket) IS NOT NULL THEN telemetry._account_cause(k.bucket)
+               -- A spill that grew with the rows is more work: more_work comes before temp_spill.
+               CASE WHEN telemetry._account_cause(k.bucket) <> 'temp_spill' THEN telemetry._account_cause(k.bucket)
                     WHEN k.queryid <> 0 AND (SELECT n FROM nbase) > 0 AND coalesce(os.baseline_max, 0) = 0 THEN 'new_statement'
-                    WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
-                         AND s.temp_per_call > 0
-                         AND s.temp_per_call >= telemetry._threshold('temp_spill_ratio') * coalesce(s.baseline_temp_per_call, 0) THEN 'temp_spill'
                     WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
                               OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1)) THEN 'more_work'
+                    WHEN telemetry._account_cause(k.bucket) = 'temp_spill' THEN 'temp_spill'
+                    WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
+                         AND s.temp_per_call > 0
+                         AND s.temp_per_call >= telemetry._threshold('temp_spill_ratio') * coalesce(s.baseline_temp_per_call, 0) THEN 'temp_spill'
                     WHEN k.bucket = 'CPU' AND b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'cpu_contention'
                     WHEN k.bucket LIKE 'IO:%' AND NOT coalesce(s.baseline_blocks_per_row > 0
                          AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'io_wait'
