@@ -214,8 +214,20 @@ var RecordedTables = []RecordedTable{
 			}
 			return &w.BackendStart
 		}),
+		Col("state", "text", func(w *BatchWait) any { return w.State }),
+		// An own session's role and database (NULL for the others).
+		Col("usename", "text", func(w *BatchWait) any { return ownText(w, w.Usename) }),
+		Col("datname", "text", func(w *BatchWait) any { return ownText(w, w.Datname) }),
 		Col("wait_event_type", "text", func(w *BatchWait) any { return w.WaitEventType }),
 		Col("wait_event", "text", func(w *BatchWait) any { return w.WaitEvent }),
 		Col("queryid", "bigint", func(w *BatchWait) any { return w.QueryID }),
 		Col("seconds", "double precision", func(w *BatchWait) any { return w.Seconds })),
+}
+
+// ownText is an own session's text, NULL for the other sessions' rows.
+func ownText(w *BatchWait, s string) any {
+	if !w.Own {
+		return (*string)(nil)
+	}
+	return s
 }

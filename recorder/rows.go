@@ -16,6 +16,7 @@ type collectionRows struct {
 	pgVersion  int
 	parent     table
 	children   []table
+	runStarts  []int64 // the runs this snapshot is the start read of
 }
 
 // table is rows for one table; children's rows lack their first column (the parent id) and

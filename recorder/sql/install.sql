@@ -50,6 +50,7 @@ BEGIN
         ('0012_no_free_text_in_keys.sql', 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56'),
         ('0013_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8'),
         ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0'),
+        ('0018_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651'),
         ('0022_rollups.sql', 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
@@ -170,6 +171,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0014_boundary_
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0018_run_account_data.sql' AND checksum = 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../schema/migrations/0018_run_account_data.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0018_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0022_rollups.sql' AND checksum = 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e') AS apply \gset
 \if :apply
 BEGIN;
@@ -202,27 +211,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/r
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '412107e5fe67b6df741261ad26138d5bdfa7e767228ae99360d605fe681c96ec') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'de0b07c7a5058c69af037106e951b07d709aa731d5a38be11c5a199a3065da1e') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '412107e5fe67b6df741261ad26138d5bdfa7e767228ae99360d605fe681c96ec')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'de0b07c7a5058c69af037106e951b07d709aa731d5a38be11c5a199a3065da1e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '65b34bc35f8688a11abc56dd842c8830b2c8ec7b3bb6a186363d7c93dca0fe07') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '59df41167cca2970532cf4f9e24c9ba9018c42b6ea13a69f5fc49093f56ae2e2') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '65b34bc35f8688a11abc56dd842c8830b2c8ec7b3bb6a186363d7c93dca0fe07')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '59df41167cca2970532cf4f9e24c9ba9018c42b6ea13a69f5fc49093f56ae2e2')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'd7aa54a4b48416ef61114807b595863b5033915fd8ab1ca1c9ef727cdba2898b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '5aac9622b9b74f25dc5dda0ba57dbd69ddc60ff47acf685250a63945636a70d0') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'd7aa54a4b48416ef61114807b595863b5033915fd8ab1ca1c9ef727cdba2898b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '5aac9622b9b74f25dc5dda0ba57dbd69ddc60ff47acf685250a63945636a70d0')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -234,27 +243,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'b9d04994ef9db97aa6de3bfe0502ef7657a724e45f4826d5c4aa803e0e55b4b9') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'f091d6e1a85c3b1fde0a0ea1bbcd0b7726a4bbe397545f4328617385e642030c') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'b9d04994ef9db97aa6de3bfe0502ef7657a724e45f4826d5c4aa803e0e55b4b9')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'f091d6e1a85c3b1fde0a0ea1bbcd0b7726a4bbe397545f4328617385e642030c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'd6be12f5aaddc858a68546ceb32c0b94a77f354f21140ab9b65207f53a921462') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '4929e6265e763751aa92b6c125e78896511b6c2307246659afea410a6d1284c2') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'd6be12f5aaddc858a68546ceb32c0b94a77f354f21140ab9b65207f53a921462')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '4929e6265e763751aa92b6c125e78896511b6c2307246659afea410a6d1284c2')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '9b0d8061f80f8230eeededc98e44ed6b2793563610816b3eac962a1c67468989') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '23149fcc9fe5f4e1e78f8fb6ece7fa98f841ca90f600a9ceac2dea0ed61400d2') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '9b0d8061f80f8230eeededc98e44ed6b2793563610816b3eac962a1c67468989')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '23149fcc9fe5f4e1e78f8fb6ece7fa98f841ca90f600a9ceac2dea0ed61400d2')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -263,6 +272,14 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 BEGIN;
 \ir ../../diagnosis/diagnosissql/series.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', '801db4346450744ae51e85b373024fd9db9b591d413a82704e221cdd912fe5b8')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'aa5f7648a45830c65143bb8378685a5bf392e45141b2b9fd3df0e1b069357110') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/account.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'aa5f7648a45830c65143bb8378685a5bf392e45141b2b9fd3df0e1b069357110')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -375,6 +392,94 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 BEGIN;
 \ir ../../diagnosis/patterns/findings.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', 'ac327d45d28d07914f20ea3496c4981f76b7d5fc00603a4565308df6c63617ec')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/client_wait/finding.sql' AND checksum = 'c02c18c540b35b4502d3d3226a097cba9cccbc3e0479a87b751f698bff8094d6') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/client_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/client_wait/finding.sql', 'c02c18c540b35b4502d3d3226a097cba9cccbc3e0479a87b751f698bff8094d6')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/commit_wait/finding.sql' AND checksum = 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/commit_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/commit_wait/finding.sql', 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/cpu_contention/finding.sql' AND checksum = '877f40b8d3fd40dd3c66d18d2c8c9c9f8efcf58c1c441f15f171d36fa301c484') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/cpu_contention/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/cpu_contention/finding.sql', '877f40b8d3fd40dd3c66d18d2c8c9c9f8efcf58c1c441f15f171d36fa301c484')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = 'bda75e4f7c1648aaa05cc4a4a8b7bc45bee65b5ddedb18b3f78e2a2dc1f25863') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/io_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', 'bda75e4f7c1648aaa05cc4a4a8b7bc45bee65b5ddedb18b3f78e2a2dc1f25863')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/lock_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/more_work/finding.sql' AND checksum = '0a349346d7063038aa3f3bce43048cc54f9808666be846ef7abb77e9adcdbb10') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/more_work/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/more_work/finding.sql', '0a349346d7063038aa3f3bce43048cc54f9808666be846ef7abb77e9adcdbb10')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/new_statement/finding.sql' AND checksum = '5ab2250161b8e8653fd94530801c96fc56c1cb4065c6f20439764ede2a280449') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/new_statement/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/new_statement/finding.sql', '5ab2250161b8e8653fd94530801c96fc56c1cb4065c6f20439764ede2a280449')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/statement_regression/finding.sql' AND checksum = '0f369cd7069893bf5d2bd3cc445ef242bfe1be10d86e06e68f03d8c1763f3049') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/statement_regression/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/statement_regression/finding.sql', '0f369cd7069893bf5d2bd3cc445ef242bfe1be10d86e06e68f03d8c1763f3049')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/temp_spill/finding.sql' AND checksum = 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/temp_spill/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/temp_spill/finding.sql', 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = 'b34b3e847f32f688121bf1cd9e86d917188471f4d678d1477529572dc6427605') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/wal_pressure/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', 'b34b3e847f32f688121bf1cd9e86d917188471f4d678d1477529572dc6427605')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'f7d27fa545a12176e896aaaca7b11d68afd4f1bd58fe3a470140850a3fc20f01') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/dispatch.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'f7d27fa545a12176e896aaaca7b11d68afd4f1bd58fe3a470140850a3fc20f01')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
