@@ -386,11 +386,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = 'b34b3e847f32f688121bf1cd9e86d917188471f4d678d1477529572dc6427605') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = '58b2e26a485bf9f6114d75274c23ac96e9f2d568331a90b5ac3b94f3ff034f23') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/wal_pressure/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', 'b34b3e847f32f688121bf1cd9e86d917188471f4d678d1477529572dc6427605')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', '58b2e26a485bf9f6114d75274c23ac96e9f2d568331a90b5ac3b94f3ff034f23')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
