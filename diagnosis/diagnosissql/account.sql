@@ -40,8 +40,9 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
         WHEN p_bucket LIKE 'Lock:%' AND p_bucket <> 'Lock:extend' THEN 'lock_wait'
         WHEN p_bucket LIKE 'at commit:%' THEN 'commit_wait'
         WHEN p_bucket LIKE 'IO:BufFile%' THEN 'temp_spill'
-        -- the WAL's waits outside a commit (a commit's are 'at commit:'), and checkpoints'
-        WHEN p_bucket ~ '^(IO|LWLock):WAL' OR p_bucket LIKE 'IPC:Checkpoint%' THEN 'wal_pressure'
+        -- the WAL's waits outside a commit (a commit's are 'at commit:'; 17 renamed IO:WALWrite
+        -- IO:WalWrite), and checkpoints'
+        WHEN p_bucket ~* '^(IO|LWLock):WAL' OR p_bucket LIKE 'IPC:Checkpoint%' THEN 'wal_pressure'
         WHEN p_bucket IN ('between statements', 'idle in transaction', 'no own session active')
           OR p_bucket LIKE 'waiting for the client:%' THEN 'client_wait'
     END

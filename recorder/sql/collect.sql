@@ -188,7 +188,7 @@ BEGIN
 	CASE WHEN query_id IS NULL AND wait_event_type = 'Lock' THEN pg_catalog.left(query, $1) ELSE '' END
 FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND (state NOT LIKE 'idle%'
-		OR (state LIKE 'idle%' AND ($5 OR application_name = ANY ($2) OR usename = ANY ($3) OR pid = ANY ($4))))
+		OR (state IS NOT NULL AND ($5 OR application_name = ANY ($2) OR usename = ANY ($3) OR pid = ANY ($4))))
 	AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%';
 END
 $collect$;
