@@ -374,15 +374,19 @@ BEGIN
         WHERE x.seconds >= telemetry._threshold('statement_min_extra_seconds')
         UNION ALL
         -- The window's patterns: a caveat (insufficient_data) after the causes; the others
-        -- context where the run was judged by its account.
-        SELECT d.pattern,
-               CASE WHEN v_judged AND (d.pattern <> 'insufficient_data' OR NOT v_slow) THEN 'info' ELSE d.severity END,
+        -- context where the run was judged by its account. A caveat only about the window's
+        -- sample-tier samples (both snapshots there) is context too where the run's own sessions
+        -- were sampled: their account judges the batch's locks and waits.
+        SELECT d.pattern, CASE WHEN x.context THEN 'info' ELSE d.severity END,
                d.summary, d.evidence, d.recommendation, NULL, NULL,
                CASE WHEN d.pattern = 'window' THEN 9
-                    WHEN d.severity = 'info' OR v_judged AND (d.pattern <> 'insufficient_data' OR NOT v_slow) THEN 6
+                    WHEN d.severity = 'info' OR x.context THEN 6
                     WHEN d.pattern = 'insufficient_data' THEN 3 ELSE 0 END,
                d.ord
-        FROM telemetry._run_window_findings(p_run_id) d),
+        FROM telemetry._run_window_findings(p_run_id) d,
+             LATERAL (SELECT v_judged AND (d.pattern <> 'insufficient_data' OR NOT v_slow)
+                             OR d.pattern = 'insufficient_data' AND (v_account->>'recorded')::boolean
+                                AND d.evidence->>'start_snapshot_at' IS NOT NULL AND d.evidence->>'end_snapshot_at' IS NOT NULL AS context) x),
     ranked AS (
         SELECT r.*, CASE WHEN r.pattern <> 'window' THEN r.summary
                          WHEN EXISTS (SELECT FROM rows x WHERE x.pattern <> 'window' AND x.severity <> 'info')
