@@ -134,7 +134,8 @@ $$;
 -- as one value computed once: the run's duration against its baseline's median (the baseline
 -- runs recorded with own sessions), and every sampled second of the run and its baseline runs
 -- with its cause. A bucket's cause where it has one (_account_cause); else the statement's
--- work, judged per statement: new_statement where no baseline run ran it; more_work where
+-- work, judged per statement: new_statement where no baseline run ran it (neither sampled
+-- nor counted by pg_stat_statements: a statement too quick to be sampled then is not new); more_work where
 -- pg_stat_statements (p_statements, run_statements' rows) counted more calls or rows and the
 -- entry's time is the batch's own (not shared: other sessions were not seen running it, and
 -- its time is not beyond the batch's sampled own seconds), its spills too; temp_spill for its
@@ -172,7 +173,8 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared,
                -- A spill that grew with the rows is more work: more_work comes before temp_spill.
                CASE WHEN telemetry._account_cause(k.bucket) <> 'temp_spill' THEN telemetry._account_cause(k.bucket)
-                    WHEN k.queryid <> 0 AND (SELECT n FROM nbase) > 0 AND coalesce(os.baseline_max, 0) = 0 THEN 'new_statement'
+                    WHEN k.queryid <> 0 AND (SELECT n FROM nbase) > 0 AND coalesce(os.baseline_max, 0) = 0
+                         AND coalesce(s.baseline_runs_with, 0) = 0 THEN 'new_statement'
                     WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
                               OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1)) THEN 'more_work'

@@ -275,11 +275,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '3b02cfc763bcc7f19d1c97bc7127ccfd49b4ca7edfb37d9eedf33a44ad66f9ae') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '6e0090879309b3190e5c43271cd725fb9798b8406f1c69191e4e69ed1e3ee043') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '3b02cfc763bcc7f19d1c97bc7127ccfd49b4ca7edfb37d9eedf33a44ad66f9ae')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '6e0090879309b3190e5c43271cd725fb9798b8406f1c69191e4e69ed1e3ee043')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

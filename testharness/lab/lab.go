@@ -369,7 +369,9 @@ const SamplingInterval = collectors.DefaultRunWaitSampleEvery
 
 // CheckAccount checks that a run's account adds up: its buckets to its duration, and its
 // causes' explained seconds plus the unexplained to its extra time (the run's duration less
-// its baseline runs' median), each within a sampling interval; it returns the diagnosis.
+// the median of its baseline runs recorded with own sessions, as run_account's: a baseline run
+// the loaded sampler saw no own session of has no account), each within a sampling interval;
+// it returns the diagnosis.
 func (l *Lab) CheckAccount(runID int64) *RunDiagnosis {
 	l.t.Helper()
 	ctx := context.Background()
@@ -385,7 +387,9 @@ func (l *Lab) CheckAccount(runID int64) *RunDiagnosis {
 	if err := l.Admin.QueryRow(ctx, `SELECT extract(epoch FROM r.ended_at - r.started_at)::float8,
 		(SELECT sum(a.seconds) FROM telemetry.run_account(r.run_id) a WHERE a.queryid IS NULL)::float8,
 		(SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM b.ended_at - b.started_at))
-		 FROM telemetry._normal_runs_before(r.batch, r.started_at) b)
+		 FROM telemetry._normal_runs_before(r.batch, r.started_at) b
+		 WHERE EXISTS (SELECT FROM telemetry.batch_wait_samples w
+		               WHERE w.batch = r.batch AND w.own AND w.captured_at BETWEEN b.started_at AND b.ended_at))
 		FROM telemetry.batch_runs r WHERE r.run_id = $1`, runID).Scan(&duration, &accounted, &median); err != nil {
 		l.t.Fatal(err)
 	}
