@@ -35,7 +35,7 @@ func TestSortSpills(t *testing.T) {
 	lab.RunSlow(t, lab.SlowRun{Want: "temp_spill",
 		Setup: func(l *lab.Lab) {
 			l.Exec(`CREATE TABLE public.spill (id int, payload text) WITH (autovacuum_enabled = false)`)
-			l.Exec(`INSERT INTO public.spill SELECT g, md5(g::text) || repeat('x', 4000) FROM generate_series(1, 20000) g`)
+			l.Exec(`INSERT INTO public.spill SELECT g, md5(g::text) || repeat('x', 4000) FROM generate_series(1, 8000) g`)
 			l.Exec(`ANALYZE public.spill`)
 		},
 		Usual: sorts("256MB"), Slow: sorts("64kB"),
