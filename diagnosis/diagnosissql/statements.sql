@@ -227,6 +227,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     candidates AS (
         SELECT s.* FROM stmts s
         WHERE NOT EXISTS (SELECT FROM own o WHERE o.state = 'active' AND o.queryid = s.queryid)
+          -- a statement the sampler saw other sessions run in the window is theirs (its text where
+          -- it waited on a lock before the server knew its query_id)
+          AND NOT EXISTS (SELECT FROM w JOIN telemetry.statement_wait_samples o
+                            ON o.server = w.srv AND o.captured_at BETWEEN w.start_time AND w.end_time
+                          WHERE (o.queryid = s.queryid OR o.query_text = s.query)  -- a lock wait at parse: no query_id yet
+                            AND o.batch IS DISTINCT FROM w.batch)
           AND s.query !~ '\mtelemetry\.' AND s.query !~* '\m(from|join)\s+(pg_catalog\.)?pg_[a-z_]+'
           AND NOT EXISTS (SELECT FROM stmts x WHERE x.queryid = s.queryid
                             AND NOT EXISTS (SELECT FROM own o WHERE o.usename = x.username AND o.datname = x.datname))),
