@@ -206,6 +206,11 @@ $$;
 -- same window is never a candidate. Candidates, not proof: another session of the same role
 -- and database may have run one. Empty where the run's own sessions were not sampled with
 -- their role and database (runs recorded before migration 0018).
+-- Never the exporter's or recorder's own statements, which run in the same role and database
+-- where everything runs as one user: pg_stat_statements keeps no session or application for an
+-- entry, so they are told by their text (a heuristic): a statement that names the telemetry
+-- schema, or reads a system catalog or statistics view (FROM/JOIN pg_*), as the collectors and
+-- the wait sampler do. A batch's own read of the catalogs is thus never a candidate either.
 CREATE OR REPLACE FUNCTION telemetry._run_unsampled_statements(p_run_id bigint)
 RETURNS TABLE (queryid bigint, query text, datname text, username text, status text, calls bigint, rows bigint,
                seconds numeric, seconds_per_call numeric, temp_blks_written bigint, wal_bytes bigint,
@@ -222,6 +227,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     candidates AS (
         SELECT s.* FROM stmts s
         WHERE NOT EXISTS (SELECT FROM own o WHERE o.state = 'active' AND o.queryid = s.queryid)
+          -- a statement the sampler saw other sessions run in the window is theirs (its text where
+          -- it waited on a lock before the server knew its query_id)
+          AND NOT EXISTS (SELECT FROM w JOIN telemetry.statement_wait_samples o
+                            ON o.server = w.srv AND o.captured_at BETWEEN w.start_time AND w.end_time
+                          WHERE (o.queryid = s.queryid OR o.query_text = s.query)  -- a lock wait at parse: no query_id yet
+                            AND o.batch IS DISTINCT FROM w.batch)
+          AND s.query !~ '\mtelemetry\.' AND s.query !~* '\m(from|join)\s+(pg_catalog\.)?pg_[a-z_]+'
           AND NOT EXISTS (SELECT FROM stmts x WHERE x.queryid = s.queryid
                             AND NOT EXISTS (SELECT FROM own o WHERE o.usename = x.username AND o.datname = x.datname))),
     -- Per call in the batch's baseline runs, any session's: a brief statement is seldom sampled there either.
