@@ -227,11 +227,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '5aac9622b9b74f25dc5dda0ba57dbd69ddc60ff47acf685250a63945636a70d0') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '1ebf898648982cc1bbfb6f7d3039e577c1e3021939bf21eb8817fc3ce08fda78') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '5aac9622b9b74f25dc5dda0ba57dbd69ddc60ff47acf685250a63945636a70d0')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '1ebf898648982cc1bbfb6f7d3039e577c1e3021939bf21eb8817fc3ce08fda78')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
