@@ -205,7 +205,7 @@ $$;
 -- databases the run's own sessions were sampled in: another application's statement in the
 -- same window is never a candidate. Candidates, not proof: another session of the same role
 -- and database may have run one. Empty where the run's own sessions were not sampled with
--- their role and database (runs recorded before migration 0018).
+-- their role and database (runs recorded before migration 0015).
 -- Never the exporter's or recorder's own statements, which run in the same role and database
 -- where everything runs as one user: pg_stat_statements keeps no session or application for an
 -- entry, so they are told by their text (a heuristic): a statement that names the telemetry

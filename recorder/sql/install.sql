@@ -50,8 +50,8 @@ BEGIN
         ('0012_no_free_text_in_keys.sql', 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56'),
         ('0013_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8'),
         ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0'),
-        ('0018_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651'),
-        ('0022_rollups.sql', 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e')) f (name, checksum) ON f.name = m.name
+        ('0015_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651'),
+        ('0016_rollups.sql', 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -171,19 +171,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0014_boundary_
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0018_run_account_data.sql' AND checksum = 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0015_run_account_data.sql' AND checksum = 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651') AS apply \gset
 \if :apply
 BEGIN;
-\ir ../../schema/migrations/0018_run_account_data.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0018_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651')
+\ir ../../schema/migrations/0015_run_account_data.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0015_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0022_rollups.sql' AND checksum = 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0016_rollups.sql' AND checksum = 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e') AS apply \gset
 \if :apply
 BEGIN;
-\ir ../../schema/migrations/0022_rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0022_rollups.sql', 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e')
+\ir ../../schema/migrations/0016_rollups.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0016_rollups.sql', 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -203,11 +203,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '2c61fe3c3cd933fca7455453e033b7fa514a5ca8c379470547f025e5659bf75f') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'b88ef87a55c10876a8baebd4cd87c65affabfede14b1f8fdb910c7d4df34ba3f') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '2c61fe3c3cd933fca7455453e033b7fa514a5ca8c379470547f025e5659bf75f')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'b88ef87a55c10876a8baebd4cd87c65affabfede14b1f8fdb910c7d4df34ba3f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -259,11 +259,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'fa938bc7f35aad2171ed5480a735e13f137b83a262d3d726756b1b5d645a1d8b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'd0176e08a11f44e948d505fd968d057c8d15f7361843d5400bdd3b44de19b727') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'fa938bc7f35aad2171ed5480a735e13f137b83a262d3d726756b1b5d645a1d8b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'd0176e08a11f44e948d505fd968d057c8d15f7361843d5400bdd3b44de19b727')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
