@@ -6,7 +6,7 @@ CREATE OR REPLACE FUNCTION telemetry._measures_throwaway(p_start_time timestampt
     p_snapshot_start timestamptz, p_server text, p_shared jsonb)
 RETURNS TABLE (measure text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT 'throwaway_samples', 'count', count(*)::numeric FROM telemetry._window_samples(p_start_time, p_end_time, p_server)
+    SELECT 'throwaway_samples', 'count', c.samples::numeric FROM telemetry._window_sample_counts(p_start_time, p_end_time, p_server) c
 $$;
 
 CREATE OR REPLACE FUNCTION telemetry._waits_throwaway()
