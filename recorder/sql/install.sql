@@ -354,11 +354,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/pattern.sql' AND checksum = '478cc8f6ab21dd773de3eeb59fb19a8b9ee7d52fb079e8411fee604ce97b289b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/pattern.sql' AND checksum = '83ae9e969e8bd459004d3bfa5fbf058a43e6ed5aa231bbdeed4ff5f24256d3d5') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/temp_file_spills/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/pattern.sql', '478cc8f6ab21dd773de3eeb59fb19a8b9ee7d52fb079e8411fee604ce97b289b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/pattern.sql', '83ae9e969e8bd459004d3bfa5fbf058a43e6ed5aa231bbdeed4ff5f24256d3d5')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -20,14 +20,14 @@ BEGIN
         SELECT a.query_preview, count(*) AS samples
         FROM telemetry.activity_samples a
         WHERE a.server = p_server AND a.captured_at BETWEEN p_start_time AND p_end_time
-          AND a.wait_event IN ('BufFileWrite', 'BufFileRead') GROUP BY 1 ORDER BY 2 DESC LIMIT 3)
+          AND a.wait_event IN ('BufFileWrite', 'BufFileRead') GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 3)
     SELECT 'temp_file_spills',
            telemetry._severity(c.temp_bytes_delta, telemetry._threshold('temp_bytes_warning'), telemetry._threshold('temp_bytes_critical')),
            c.temp_bytes_delta / telemetry._threshold('temp_bytes_warning'),
            format('%s temporary file(s), %s written: sorts or hashes did not fit in work_mem.', c.temp_files_delta, c.temp_bytes_pretty),
            jsonb_build_object('temp_files_delta', c.temp_files_delta, 'temp_bytes_delta', c.temp_bytes_delta,
                               'temp_bytes_pretty', c.temp_bytes_pretty,
-                              'spilling_queries', (SELECT jsonb_agg(to_jsonb(s)) FROM spillers s)),
+                              'spilling_queries', (SELECT jsonb_agg(to_jsonb(s) ORDER BY s.samples DESC, s.query_preview) FROM spillers s)),
            'Raise work_mem for the batch''s session (SET work_mem, or ALTER ROLE ... SET work_mem), or hash_mem_multiplier for hash joins and aggregates; log_temp_files = 0 names the statements that spill.'
     FROM cmp c WHERE c.temp_bytes_delta > 0;
 END
