@@ -29,8 +29,9 @@ const rolesSQL = "../docs/roles.sql"
 // and those that call one of them.
 const writingFunctionsSQL = `
 WITH RECURSIVE fn AS (
-    -- String literals out: advice such as 'ALTER TABLE ... SET (...)' writes nothing.
-    SELECT p.oid, p.proname, p.prosecdef, regexp_replace(p.prosrc, '''([^'']|'''')*''', '', 'g') AS prosrc
+    -- String literals and line comments out, whichever starts first: advice such as
+    -- 'ALTER TABLE ... SET (...)' writes nothing, and a comment's apostrophe opens no literal.
+    SELECT p.oid, p.proname, p.prosecdef, regexp_replace(p.prosrc, '''([^'']|'''')*''|--[^\n]*', '', 'g') AS prosrc
     FROM pg_proc p WHERE p.pronamespace = 'telemetry'::regnamespace
 ), writes AS (
     SELECT oid, proname FROM fn

@@ -1,4 +1,4 @@
--- Rollups (migrations/0016_rollups.sql): kept as each sample is written, and read by the
+-- Rollups (migrations/0015_rollups.sql): kept as each sample is written, and read by the
 -- window analysis functions for a window's whole minutes and hours; raw rows answer for the
 -- partial minutes at its two ends (_rollup_span).
 
