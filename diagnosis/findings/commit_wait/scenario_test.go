@@ -23,10 +23,10 @@ func commits(mode string) func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 	return func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 		lab.CPU(t, c, time.Second)
 		lab.MustExec(t, c, `SELECT set_config('synchronous_commit', $1, false)`, mode)
-		for i := range 3 {
+		for i := range 4 {
 			lab.MustExec(t, c, `BEGIN`)
 			lab.MustExec(t, c, `INSERT INTO work VALUES ($1, 'row')`, i)
-			cancel := time.AfterFunc(700*time.Millisecond, func() {
+			cancel := time.AfterFunc(1200*time.Millisecond, func() {
 				_, _ = l.Admin.Exec(context.Background(), `SELECT pg_cancel_backend($1)`, c.PgConn().PID())
 			})
 			lab.MustExec(t, c, `COMMIT`)

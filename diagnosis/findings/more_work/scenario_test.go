@@ -21,13 +21,13 @@ func loads(n int) func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 	}
 }
 
-// TestMoreRows: tonight's input is eight times the usual: more work is the cause, first, with
+// TestMoreRows: tonight's input is ten times the usual: more work is the cause, first, with
 // the load under it and its rows against the baseline's.
 func TestMoreRows(t *testing.T) {
-	lab.RunSlow(t, lab.SlowRun{Want: "more_work", Usual: loads(100_000), Slow: loads(800_000),
+	lab.RunSlow(t, lab.SlowRun{Want: "more_work", Usual: loads(200_000), Slow: loads(2_000_000),
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
-			if s := d.Findings[0].Summary; !strings.Contains(s, "INSERT INTO work") || !strings.Contains(s, "800000 rows") {
-				t.Errorf("more_work %q: want the load and its 800000 rows", s)
+			if s := d.Findings[0].Summary; !strings.Contains(s, "INSERT INTO work") || !strings.Contains(s, "2000000 rows") {
+				t.Errorf("more_work %q: want the load and its 2000000 rows", s)
 			}
 		}})
 }
