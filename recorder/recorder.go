@@ -380,13 +380,20 @@ func (r *Recorder) insert(ctx context.Context, b *collectionRows, isolate bool) 
 				return err
 			}
 		}
-		note := &pgx.QueuedQuery{SQL: `SELECT telemetry._note_server($1, $2, $3, $4)`, Arguments: []any{b.server, b.systemID, b.pgVersion, b.capturedAt}}
+		notes := []*pgx.QueuedQuery{{SQL: `SELECT telemetry._note_server($1, $2, $3, $4)`, Arguments: []any{b.server, b.systemID, b.pgVersion, b.capturedAt}}}
+		if b.settings != nil {
+			notes = append(notes, &pgx.QueuedQuery{SQL: `SELECT telemetry._note_settings($1, $2, $3::jsonb)`, Arguments: []any{b.server, b.capturedAt, *b.settings}})
+		}
 		if !isolate {
-			all.QueuedQueries = append(all.QueuedQueries, note)
+			all.QueuedQueries = append(all.QueuedQueries, notes...)
 			return tx.SendBatch(ctx, &all).Close()
 		}
-		_, err = insertIsolated(ctx, tx, "servers", []*pgx.QueuedQuery{note}, &setAside)
-		return err
+		for i, table := range []string{"servers", "server_settings"}[:len(notes)] {
+			if _, err := insertIsolated(ctx, tx, table, notes[i:i+1], &setAside); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return written, setAside, err
 }

@@ -14,6 +14,7 @@ type collectionRows struct {
 	server     string
 	systemID   string
 	pgVersion  int
+	settings   *string // the server's settings (collectors.SQLServerSettings), kept where they changed
 	parent     table
 	children   []table
 }
@@ -50,7 +51,7 @@ var snapshotColumns = []string{"captured_at", "pg_version", "wal_records", "wal_
 // sample's standbys (replication: the snapshot tier does not read them) and the
 // pg_stat_statements entries statements says to store.
 func newCollectionRows(c *collectors.Collection, tables []collectionTable, server string, replication []collectors.ReplicationStat, statements *statementDeltas) *collectionRows {
-	b := &collectionRows{tier: c.Tier, capturedAt: c.CapturedAt, server: server, systemID: c.Server.SystemID, pgVersion: c.Server.Major()}
+	b := &collectionRows{tier: c.Tier, capturedAt: c.CapturedAt, server: server, systemID: c.Server.SystemID, pgVersion: c.Server.Major(), settings: c.Settings}
 	for _, t := range tables {
 		if t.tier == c.Tier {
 			b.children = append(b.children, table{name: t.name, columns: t.columns, rows: t.rows(c)})
@@ -209,6 +210,21 @@ func each[T any](items []T, row func(*T) []any) [][]any {
 }
 
 var collectionTables = []collectionTable{
+	{"relation_states", collectors.TierSnapshot, []string{"relid", "schemaname", "relname", "relfilenode", "reltuples",
+		"n_live_tup", "n_mod_since_analyze", "last_analyze", "last_autoanalyze", "last_vacuum", "last_autovacuum",
+		"total_size", "autovacuum_enabled", "indexes"},
+		func(c *collectors.Collection) [][]any {
+			return each(c.RelationStates, func(s *collectors.RelationState) []any {
+				return []any{s.Relid, s.Schemaname, s.Relname, s.Relfilenode, s.Reltuples, s.NLiveTup, s.NModSinceAnalyze,
+					s.LastAnalyze, s.LastAutoanalyze, s.LastVacuum, s.LastAutovacuum, s.TotalSize, s.AutovacuumEnabled, s.Indexes}
+			})
+		}},
+	{"batch_relations", collectors.TierSample, []string{"batch", "relid", "schemaname", "relname", "queryid", "username"},
+		func(c *collectors.Collection) [][]any {
+			return each(c.BatchRelations, func(b *collectors.BatchRelation) []any {
+				return []any{b.Batch, b.Relid, b.Schemaname, b.Relname, b.QueryID, b.Usename}
+			})
+		}},
 	{"table_snapshots", collectors.TierSnapshot, []string{"relid", "schemaname", "relname", "pg_relation_size",
 		"pg_total_relation_size", "pg_indexes_size", "n_live_tup", "n_dead_tup", "n_tup_ins", "n_tup_upd", "n_tup_del",
 		"n_tup_hot_upd", "last_vacuum", "last_autovacuum", "last_analyze", "last_autoanalyze", "vacuum_count",

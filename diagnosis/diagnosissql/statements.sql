@@ -391,6 +391,77 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WHERE x.seconds >= telemetry._threshold('statement_min_extra_seconds')
 $$;
 
+-- run_changes: what changed since a run's baseline (_run_changes, changes.sql), each change
+-- with the statements of the run it slowed (statements, slowest first): those slower per call
+-- than their baseline median (statement_slower_ratio) by statement_min_extra_seconds or more;
+-- for a relation's change only those that touched it (batch_relations: the statement its
+-- session ran while holding a lock on it), where the sampler saw the statement's relations.
+-- explained_seconds is their extra seconds; severity info where it slowed none or cannot slow
+-- the batch (a logging setting, another role's setting), critical at half the run's extra
+-- time or more.
+CREATE OR REPLACE FUNCTION telemetry.run_changes(p_run_id bigint)
+RETURNS TABLE (kind text, object text, old text, new text, detail text, severity text, explained_seconds numeric, statements jsonb)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH c AS (SELECT * FROM telemetry._run_changes(p_run_id)),
+    rs AS (SELECT * FROM telemetry.run_statements(p_run_id) WHERE EXISTS (SELECT FROM c WHERE c.affects)),
+    slowed AS (
+        SELECT r.* FROM rs r
+        WHERE r.baseline_runs_with > 0 AND r.status <> 'reset'
+          AND r.extra_seconds >= telemetry._threshold('statement_min_extra_seconds')
+          AND r.seconds_per_call >= telemetry._threshold('statement_slower_ratio') * r.baseline_seconds_per_call),
+    extra AS (SELECT max(r.extra_seconds * 100 / nullif(r.share_of_extra_pct, 0)) AS seconds FROM rs r),
+    touched AS (
+        SELECT DISTINCT b.relid, b.queryid
+        FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv, telemetry.batch_relations b
+        WHERE b.server = srv.server AND b.batch = w.batch AND b.captured_at BETWEEN w.start_time AND w.end_time AND b.queryid <> 0),
+    linked AS (
+        SELECT c.kind, c.object, s.queryid, s.query, s.extra_seconds, s.seconds_per_call, s.baseline_seconds_per_call
+        FROM c JOIN slowed s ON c.affects
+         AND (c.relid IS NULL OR NOT EXISTS (SELECT FROM touched t WHERE t.queryid = s.queryid)
+              OR EXISTS (SELECT FROM touched t WHERE t.queryid = s.queryid AND t.relid = c.relid)))
+    SELECT c.kind, c.object, c.old, c.new, c.detail,
+           CASE WHEN l.seconds IS NULL THEN 'info' WHEN l.seconds >= 0.5 * (SELECT seconds FROM extra) THEN 'critical' ELSE 'warning' END,
+           round(l.seconds, 3), coalesce(l.statements, '[]')
+    FROM c LEFT JOIN LATERAL (
+        SELECT sum(x.extra_seconds) AS seconds,
+               jsonb_agg(jsonb_build_object('queryid', x.queryid, 'query', x.query, 'extra_seconds', x.extra_seconds,
+                                            'seconds_per_call', x.seconds_per_call, 'baseline_seconds_per_call', x.baseline_seconds_per_call)
+                         ORDER BY x.extra_seconds DESC) AS statements
+        FROM linked x WHERE x.kind = c.kind AND x.object = c.object) l ON true
+    ORDER BY l.seconds DESC NULLS LAST, c.kind, c.object
+$$;
+
+-- _change_findings are run_changes as findings: the change named, what it slowed, and what to do.
+CREATE OR REPLACE FUNCTION telemetry._change_findings(p_run_id bigint)
+RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text, explained_seconds numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT c.kind, c.severity,
+           format('%s: %s%s (%s)%s', replace(c.kind, '_', ' '), c.object,
+                  CASE WHEN c.old IS NULL AND c.new IS NULL THEN ''
+                       ELSE format(', %s -> %s', coalesce(c.old, 'none'), coalesce(c.new, 'none')) END,
+                  c.detail,
+                  CASE WHEN jsonb_array_length(c.statements) = 0 THEN '; it slowed none of the run''s statements'
+                       ELSE format('; it slowed %s statement(s) by %s s: "%s", %s ms per call instead of %s ms', jsonb_array_length(c.statements),
+                                   round(c.explained_seconds, 1), telemetry._statement_label(c.statements -> 0 ->> 'query', (c.statements -> 0 ->> 'queryid')::bigint),
+                                   round(1000 * (c.statements -> 0 ->> 'seconds_per_call')::numeric, 2),
+                                   round(1000 * (c.statements -> 0 ->> 'baseline_seconds_per_call')::numeric, 2)) END) || '.',
+           jsonb_build_object('kind', c.kind, 'object', c.object, 'old', c.old, 'new', c.new, 'detail', c.detail, 'statements', c.statements),
+           CASE c.kind
+             WHEN 'index_dropped' THEN 'Recreate the index (CREATE INDEX CONCURRENTLY with its definition above) if the batch needs it.'
+             WHEN 'index_invalid' THEN 'Rebuild it: REINDEX INDEX CONCURRENTLY, or drop it and create it again.'
+             WHEN 'index_created' THEN 'Check the slowed statements'' plans with EXPLAIN: the planner may prefer the new index where the old plan was better.'
+             WHEN 'statistics_stale' THEN 'ANALYZE the table after bulk changes (in the batch, after the load), or let autovacuum analyze it (autovacuum_enabled, autovacuum_analyze_scale_factor).'
+             WHEN 'table_rewritten' THEN 'ANALYZE the table after a rewrite; check who rewrote it in the batch''s window.'
+             WHEN 'table_grew' THEN 'The table grew: check the batch''s input, bloat (VACUUM) and whether its plans still fit its size.'
+             WHEN 'setting_changed' THEN 'Compare the setting with the baseline''s value (pg_settings, ALTER SYSTEM, postgresql.conf) and set it back if the change was not meant.'
+             WHEN 'role_setting_changed' THEN 'ALTER ROLE/DATABASE ... RESET the setting, or set it back to the baseline''s value (pg_db_role_setting).'
+             WHEN 'server_restarted' THEN 'A cold cache after a restart slows the first runs; pg_prewarm (autoprewarm) refills shared buffers after a restart.'
+             WHEN 'server_upgraded' THEN 'After an upgrade, ANALYZE the database (vacuumdb --analyze-in-stages) and compare the slowed statements'' plans.'
+             ELSE 'Check the extension''s release notes for changes the batch depends on.' END,
+           c.explained_seconds
+    FROM telemetry.run_changes(p_run_id) c
+$$;
+
 -- diagnose_run_findings is diagnose() over a run's window, its start on the run's own snapshot,
 -- with the statements that explain the run's extra time, ranked first within their severity
 -- by the seconds they explain. Where the run's own sessions were recorded apart
@@ -500,6 +571,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             locks l, own_pct p LEFT JOIN temp tmp ON true, LATERAL (SELECT x.pattern = 'lock_contention' AND l.covered AS judged) j)
     SELECT f.pattern, f.severity, f.summary, f.evidence, f.recommendation
     FROM (
+        -- A change first, before the statements it slowed: it is their cause.
+        SELECT c.pattern, c.severity, c.summary, c.evidence, c.recommendation, c.explained_seconds, -1::bigint AS ord
+        FROM telemetry._change_findings(p_run_id) c
+        UNION ALL
         SELECT s.pattern, s.severity, s.summary, s.evidence, s.recommendation, s.explained_seconds, 0::bigint AS ord
         FROM s
         UNION ALL

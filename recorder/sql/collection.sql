@@ -255,8 +255,17 @@ BEGIN
         make_interval(secs => r.replay_lag_seconds), v_server, v_at
     FROM telemetry._collect_replication() r;
 
+    -- What changed since a batch's normal runs: the tracked tables' state (without the wait
+    -- sampler, the relations a batch touches are not learnt) and the settings, kept when they change.
+    INSERT INTO telemetry.relation_states
+    SELECT v_id, r.relid, r.schemaname, r.relname, r.relfilenode, r.reltuples, r.n_live_tup, r.n_mod_since_analyze,
+        r.last_analyze, r.last_autoanalyze, r.last_vacuum, r.last_autovacuum, r.total_size, r.autovacuum_enabled,
+        r.indexes::jsonb, v_server, v_at
+    FROM telemetry._collect_relation_states('{}', '{}', '{}') r;
+
     PERFORM telemetry._snapshot_statements(v_id, v_at, v_server);
     PERFORM telemetry._note_server(v_server, v_server, current_setting('server_version_num')::int / 10000, v_at);
+    PERFORM telemetry._note_settings(v_server, v_at, (SELECT s.settings::jsonb FROM telemetry._collect_settings() s));
     RETURN v_at;
 END
 $$;

@@ -49,7 +49,8 @@ BEGIN
         ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d'),
         ('0012_no_free_text_in_keys.sql', 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56'),
         ('0013_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8'),
-        ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0')) f (name, checksum) ON f.name = m.name
+        ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0'),
+        ('0019_batch_relations_and_settings.sql', 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -169,6 +170,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0014_boundary_
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0019_batch_relations_and_settings.sql' AND checksum = 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../migrations/0019_batch_relations_and_settings.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0019_batch_relations_and_settings.sql', 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 BEGIN;
@@ -177,11 +186,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/t
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '0623c2fbe6e8b5efc48e32b1335e616bf1b2fd2ffe6b26111789c5f3fec14642') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = 'bc2927969364bf1c0cf2192adf54e8513ccb9c19279afeb7c82930a060d5a75e') AS apply \gset
 \if :apply
 BEGIN;
 \ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '0623c2fbe6e8b5efc48e32b1335e616bf1b2fd2ffe6b26111789c5f3fec14642')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', 'bc2927969364bf1c0cf2192adf54e8513ccb9c19279afeb7c82930a060d5a75e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -193,19 +202,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/a
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'e4660fa6865d91367af636e24c8a331bad3f401a783038ba2667f3a8c99e2e70') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '0e66208d6d1b63ef22c190effcc0dde909205ef5c092cc1d5dd6ef56b07c05f4') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'e4660fa6865d91367af636e24c8a331bad3f401a783038ba2667f3a8c99e2e70')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '0e66208d6d1b63ef22c190effcc0dde909205ef5c092cc1d5dd6ef56b07c05f4')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '21b5c79d4e178b0b45355532db09f59220809bca5e613622b1d14a0d98517c58') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'd19f8e8b7f7c1978f465a2b283be87b3dc8174b852ce158e857aaf7e7e97a6a6') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '21b5c79d4e178b0b45355532db09f59220809bca5e613622b1d14a0d98517c58')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'd19f8e8b7f7c1978f465a2b283be87b3dc8174b852ce158e857aaf7e7e97a6a6')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -225,11 +234,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '7d5547eddec9a6f7768648c8bd575c51f02acccac935a452ab9998b74bf9ec0c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = '8b4f568bd49c26f2c2151cbb3017f5ab90102c13dbfe403aad0d8f2c279f4866') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/changes.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', '8b4f568bd49c26f2c2151cbb3017f5ab90102c13dbfe403aad0d8f2c279f4866')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '8c98761c877d98fedeb4c18ba0027533ee70b2ab16f626fd5efd47ee964df164') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '7d5547eddec9a6f7768648c8bd575c51f02acccac935a452ab9998b74bf9ec0c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '8c98761c877d98fedeb4c18ba0027533ee70b2ab16f626fd5efd47ee964df164')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
