@@ -1,6 +1,6 @@
 -- What changed since a run's baseline (issue 20): the relations its batch touches (their
 -- indexes, statistics, rewrites, size) and the server's settings, start and version (the
--- tables: recorder/migrations/0019_batch_relations_and_settings.sql). run_changes, in
+-- tables: schema/migrations/0019_batch_relations_and_settings.sql). run_changes, in
 -- statements.sql, links each change to the statements it slowed.
 
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES

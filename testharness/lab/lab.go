@@ -33,10 +33,9 @@ type Lab struct {
 	Admin *pgxpool.Pool
 }
 
-// migrated is a new database of the shared server of that major with the schema installed.
-func migrated(t *testing.T, major int) *Lab {
+// migrated is a new database of srv with the schema installed.
+func migrated(t *testing.T, srv *pgtest.Server) *Lab {
 	t.Helper()
-	srv := pgtest.Start(t, major)
 	l := &Lab{t: t, srv: srv, dsn: srv.NewDatabase(t)}
 	l.Admin = l.pool(false, "pg-batch-exporter test")
 	if err := schema.Migrate(context.Background(), l.Admin); err != nil {
@@ -48,7 +47,13 @@ func migrated(t *testing.T, major int) *Lab {
 // New starts a lab on a new database of the shared server of that major.
 func New(t *testing.T, major int) *Lab {
 	t.Helper()
-	l := migrated(t, major)
+	return NewOn(t, pgtest.Start(t, major))
+}
+
+// NewOn starts a lab on a new database of srv: a private server, for a test that restarts it.
+func NewOn(t *testing.T, srv *pgtest.Server) *Lab {
+	t.Helper()
+	l := migrated(t, srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: l.pool(true, ""), Selection: collectors.AllEnabled(),
 		SampleEvery: 200 * time.Millisecond, SnapshotEvery: time.Hour, WaitSampleEvery: 100 * time.Millisecond})
@@ -69,7 +74,7 @@ func New(t *testing.T, major int) *Lab {
 // pg_cron would call it, and no recorder listening, so the markers take their snapshots.
 func NewSQLMode(t *testing.T, major int) *Lab {
 	t.Helper()
-	l := migrated(t, major)
+	l := migrated(t, pgtest.Start(t, major))
 	ctx, cancel := context.WithCancel(context.Background())
 	l.Exec(`SELECT telemetry.snapshot()`)
 	done := make(chan struct{})
