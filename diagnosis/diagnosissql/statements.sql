@@ -397,8 +397,8 @@ $$;
 -- for a relation's change only those that touched it (batch_relations: the statement its
 -- session ran while holding a lock on it), where the sampler saw the statement's relations.
 -- explained_seconds is their extra seconds; severity info where it slowed none or cannot slow
--- the batch (a logging setting, another role's setting), critical at half the run's extra
--- time or more.
+-- the batch (a logging setting, another role's setting), critical where they are half the
+-- run's extra time or more (share_of_extra_pct, as a statement's finding is).
 CREATE OR REPLACE FUNCTION telemetry.run_changes(p_run_id bigint)
 RETURNS TABLE (kind text, object text, old text, new text, detail text, severity text, explained_seconds numeric, statements jsonb)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -409,21 +409,20 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         WHERE r.baseline_runs_with > 0 AND r.status <> 'reset'
           AND r.extra_seconds >= telemetry._threshold('statement_min_extra_seconds')
           AND r.seconds_per_call >= telemetry._threshold('statement_slower_ratio') * r.baseline_seconds_per_call),
-    extra AS (SELECT max(r.extra_seconds * 100 / nullif(r.share_of_extra_pct, 0)) AS seconds FROM rs r),
     touched AS (
         SELECT DISTINCT b.relid, b.queryid
         FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv, telemetry.batch_relations b
         WHERE b.server = srv.server AND b.batch = w.batch AND b.captured_at BETWEEN w.start_time AND w.end_time AND b.queryid <> 0),
     linked AS (
-        SELECT c.kind, c.object, s.queryid, s.query, s.extra_seconds, s.seconds_per_call, s.baseline_seconds_per_call
+        SELECT c.kind, c.object, s.queryid, s.query, s.extra_seconds, s.share_of_extra_pct, s.seconds_per_call, s.baseline_seconds_per_call
         FROM c JOIN slowed s ON c.affects
          AND (c.relid IS NULL OR NOT EXISTS (SELECT FROM touched t WHERE t.queryid = s.queryid)
               OR EXISTS (SELECT FROM touched t WHERE t.queryid = s.queryid AND t.relid = c.relid)))
     SELECT c.kind, c.object, c.old, c.new, c.detail,
-           CASE WHEN l.seconds IS NULL THEN 'info' WHEN l.seconds >= 0.5 * (SELECT seconds FROM extra) THEN 'critical' ELSE 'warning' END,
-           round(l.seconds, 3), coalesce(l.statements, '[]')
+           CASE WHEN l.seconds IS NULL THEN 'info' WHEN l.share_pct >= 50 THEN 'critical' ELSE 'warning' END,
+           l.seconds, coalesce(l.statements, '[]')
     FROM c LEFT JOIN LATERAL (
-        SELECT sum(x.extra_seconds) AS seconds,
+        SELECT sum(x.extra_seconds) AS seconds, sum(x.share_of_extra_pct) AS share_pct,
                jsonb_agg(jsonb_build_object('queryid', x.queryid, 'query', x.query, 'extra_seconds', x.extra_seconds,
                                             'seconds_per_call', x.seconds_per_call, 'baseline_seconds_per_call', x.baseline_seconds_per_call)
                          ORDER BY x.extra_seconds DESC) AS statements

@@ -234,19 +234,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = '8b4f568bd49c26f2c2151cbb3017f5ab90102c13dbfe403aad0d8f2c279f4866') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = '131694a22f5fcdd1bc761fed84aa887bbd78c09ddebcfb8c9f578001c88d7392') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/changes.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', '8b4f568bd49c26f2c2151cbb3017f5ab90102c13dbfe403aad0d8f2c279f4866')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', '131694a22f5fcdd1bc761fed84aa887bbd78c09ddebcfb8c9f578001c88d7392')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '89e06734c9e2d0164f24222bd94c65f758d56aaa3811810e44d94754c1f3bdea') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '9efe65926428f591c1d235384c7b4e7a83b1aa55a3bf7f1af694f884c8427587') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '89e06734c9e2d0164f24222bd94c65f758d56aaa3811810e44d94754c1f3bdea')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '9efe65926428f591c1d235384c7b4e7a83b1aa55a3bf7f1af694f884c8427587')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -162,11 +162,13 @@ func (l *Lab) Run(batch string, work func(c *pgx.Conn)) int64 {
 	// request is served is TestRequestSnapshot's business; here a loaded CI machine may take a
 	// few seconds, so the bound only excludes some other, much later snapshot.
 	var exact bool
+	var times string
 	err := l.Admin.QueryRow(ctx, `SELECT start_snapshot_at >= started_at AND end_snapshot_at >= ended_at
-		AND (SELECT elapsed_seconds FROM telemetry.compare(start_snapshot_at, end_snapshot_at)) <= duration_seconds + 10
-		FROM telemetry.recent_batch_runs WHERE run_id = $1`, runID).Scan(&exact)
+		AND (SELECT elapsed_seconds FROM telemetry.compare(start_snapshot_at, end_snapshot_at)) <= duration_seconds + 10,
+		format('began %s, ended %s, snapshots %s and %s', started_at, ended_at, start_snapshot_at, end_snapshot_at)
+		FROM telemetry.recent_batch_runs WHERE run_id = $1`, runID).Scan(&exact, &times)
 	if err != nil || !exact {
-		l.t.Fatalf("run %d does not start and end on its own snapshots (%v)", runID, err)
+		l.t.Fatalf("run %d does not start and end on its own snapshots: %s (%v)", runID, times, err)
 	}
 	return runID
 }
