@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -98,6 +99,9 @@ type Recorder struct {
 	queuedRows  int
 	replication []collectors.ReplicationStat // from the latest sample, for the next snapshot
 	statements  statementDeltas
+	// runStarts are batch_begin's snapshot requests not yet served: the next snapshot taken
+	// after each is its run's start read (batch_runs.start_snapshot_at).
+	runStarts   []runStart
 	wake        chan struct{}
 	partitioned map[string]bool // UTC days whose partitions exist
 	tables      []collectionTable
@@ -168,6 +172,9 @@ func (r *Recorder) Consume(c *collectors.Collection) {
 		r.replication = c.Replication
 	}
 	b := newCollectionRows(c, r.tables, server, r.replication, &r.statements)
+	if c.Tier == collectors.TierSnapshot {
+		b.runStarts = r.takeRunStarts(c.CapturedAt)
+	}
 	r.queue = append(r.queue, b)
 	r.queuedRows += b.rowCount()
 	r.trimLocked()
@@ -381,14 +388,22 @@ func (r *Recorder) insert(ctx context.Context, b *collectionRows, isolate bool) 
 			}
 		}
 		notes := []*pgx.QueuedQuery{{SQL: `SELECT telemetry._note_server($1, $2, $3, $4)`, Arguments: []any{b.server, b.systemID, b.pgVersion, b.capturedAt}}}
+		tables := []string{"servers"}
 		if b.settings != nil {
 			notes = append(notes, &pgx.QueuedQuery{SQL: `SELECT telemetry._note_settings($1, $2, $3::jsonb)`, Arguments: []any{b.server, b.capturedAt, *b.settings}})
+			tables = append(tables, "server_settings")
+		}
+		// The runs this snapshot is the start read of (a run's first noted snapshot stays).
+		if len(b.runStarts) > 0 {
+			notes = append(notes, &pgx.QueuedQuery{SQL: `UPDATE telemetry.batch_runs SET start_snapshot_at = $1
+			WHERE run_id = ANY ($2) AND start_snapshot_at IS NULL`, Arguments: []any{b.capturedAt, b.runStarts}})
+			tables = append(tables, "batch_runs")
 		}
 		if !isolate {
 			all.QueuedQueries = append(all.QueuedQueries, notes...)
 			return tx.SendBatch(ctx, &all).Close()
 		}
-		for i, table := range []string{"servers", "server_settings"}[:len(notes)] {
+		for i, table := range tables {
 			if _, err := insertIsolated(ctx, tx, table, notes[i:i+1], &setAside); err != nil {
 				return err
 			}
@@ -564,9 +579,11 @@ func (r *Recorder) listen(ctx context.Context) error {
 		// One request per notification: however they interleave, bare notifications never
 		// drive more snapshots than there were requests.
 		var boundary bool
+		var start runStart
+		var runID *int64
 		err := r.o.Pool.QueryRow(ctx, `DELETE FROM telemetry.snapshot_requests WHERE ctid =
 			(SELECT ctid FROM telemetry.snapshot_requests ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-			RETURNING boundary`).Scan(&boundary)
+			RETURNING boundary, run_id, requested_at`).Scan(&boundary, &runID, &start.requestedAt)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			r.ignoredRequest.WithLabelValues(ignoredUnauthorized).Inc()
@@ -576,6 +593,12 @@ func (r *Recorder) listen(ctx context.Context) error {
 		case boundary:
 			// A run's begin or end: a snapshot of its own now, never one deferred past the next
 			// run's begin, which would put that run's statements into both.
+			if runID != nil {
+				start.runID = *runID
+				r.mu.Lock()
+				r.runStarts = append(r.runStarts, start)
+				r.mu.Unlock()
+			}
 			r.requestedSnapshot()
 			if r.o.Boundary != nil {
 				r.o.Boundary()
@@ -586,6 +609,26 @@ func (r *Recorder) listen(ctx context.Context) error {
 			r.ignoredRequest.WithLabelValues(ignoredRateLimited).Inc()
 		}
 	}
+}
+
+// runStart is batch_begin's request for its run's start snapshot.
+type runStart struct {
+	runID       int64
+	requestedAt time.Time // the server's clock, as a collection's CapturedAt
+}
+
+// takeRunStarts are the runs whose start read a snapshot captured at is: those requested
+// before its transaction began (r.mu held); the others wait for the next.
+func (r *Recorder) takeRunStarts(at time.Time) []int64 {
+	var out []int64
+	r.runStarts = slices.DeleteFunc(r.runStarts, func(s runStart) bool {
+		if s.requestedAt.After(at) {
+			return false
+		}
+		out = append(out, s.runID)
+		return true
+	})
+	return out
 }
 
 // Reasons a snapshot request is ignored (recorder_snapshot_requests_ignored_total).

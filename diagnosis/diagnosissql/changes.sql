@@ -1,7 +1,8 @@
 -- What changed since a run's baseline (issue 20): the relations its batch touches (their
 -- indexes, statistics, rewrites, size) and the server's settings, start and version (the
--- tables: schema/migrations/0019_batch_relations_and_settings.sql). run_changes, in
--- statements.sql, links each change to the statements it slowed.
+-- tables: schema/migrations/0019_batch_relations_and_settings.sql). The run cause
+-- diagnosis/findings/what_changed makes each change a finding, the statements it slowed its
+-- children; run_changes (there) lists them all.
 
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
     ('stale_statistics_pct', 20, 'percent',
@@ -170,12 +171,15 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                           CASE WHEN rs.role IS NOT NULL AND rs.database IS NOT NULL THEN ' IN DATABASE ' || rs.database ELSE '' END)
                                    || ' SET ' || rs.name,
            coalesce(rs.old, 'not set'), coalesce(rs.new, 'not set'),
-           CASE WHEN rs.applies THEN 'applies to the batch''s sessions (its role and database)' ELSE 'does not apply to the batch''s role' END,
+           CASE WHEN rs.applies THEN 'applies to the batch''s sessions (its role and database)'
+                ELSE 'not a planner or memory setting of the batch''s role' END,
            NULL, rs.applies
     FROM (
         SELECT coalesce(b.role, a.role) AS role, coalesce(b.database, a.database) AS database, coalesce(b.name, a.name) AS name,
                b.value AS old, a.value AS new,
-               coalesce(b.role, a.role) IS NULL OR coalesce(b.role, a.role) IN (SELECT x.role FROM telemetry._run_roles(p_run_id) x) AS applies
+               (coalesce(b.role, a.role) IS NULL OR coalesce(b.role, a.role) IN (SELECT x.role FROM telemetry._run_roles(p_run_id) x))
+             -- a planner or memory setting (its category as this server's pg_settings has it)
+             AND EXISTS (SELECT FROM pg_settings g WHERE g.name = coalesce(b.name, a.name) AND g.category ~ '^(Query Tuning|Resource Usage)') AS applies
         FROM (SELECT e ->> 'role' AS role, e ->> 'database' AS database, split_part(c, '=', 1) AS name, substr(c, strpos(c, '=') + 1) AS value
               FROM st, jsonb_array_elements(st.b -> 'role_settings') e, jsonb_array_elements_text(e -> 'settings') c) b
         FULL JOIN (SELECT e ->> 'role' AS role, e ->> 'database' AS database, split_part(c, '=', 1) AS name, substr(c, strpos(c, '=') + 1) AS value
@@ -195,4 +199,25 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            'an extension installed, dropped or updated since the baseline', NULL, false
     FROM st, LATERAL (SELECT x AS name FROM jsonb_object_keys(st.b -> 'extensions') x UNION SELECT y FROM jsonb_object_keys(st.a -> 'extensions') y) k
     WHERE st.b IS NOT NULL AND st.b -> 'extensions' ->> k.name IS DISTINCT FROM st.a -> 'extensions' ->> k.name
+$$;
+
+-- _run_change_links are the statements of a run that each change able to slow the batch
+-- (affects) may have slowed: for a relation's change, those its own sessions ran while holding
+-- a lock on the relation (batch_relations), and those whose relations the sampler never saw;
+-- for a setting, a restart or an upgrade, every one. The run's statements are those its own
+-- sessions were sampled running (batch_wait_samples, stored up to a minute after its end).
+CREATE OR REPLACE FUNCTION telemetry._run_change_links(p_run_id bigint)
+RETURNS TABLE (kind text, object text, queryid bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH w AS (SELECT w.*, telemetry._resolve_server(w.server) AS srv FROM telemetry._run_window(p_run_id) w),
+    c AS (SELECT * FROM telemetry._run_changes(p_run_id) WHERE affects),
+    st AS (SELECT DISTINCT b.queryid FROM w, telemetry.batch_wait_samples b
+           WHERE EXISTS (SELECT FROM c) AND b.server = w.srv AND b.batch = w.batch AND b.own AND b.queryid <> 0
+             AND b.captured_at BETWEEN w.start_time AND w.end_time + interval '1 minute'),
+    touched AS (SELECT DISTINCT b.relid, b.queryid FROM w, telemetry.batch_relations b
+                WHERE EXISTS (SELECT FROM c) AND b.server = w.srv AND b.batch = w.batch AND b.queryid <> 0
+                  AND b.captured_at BETWEEN w.start_time AND w.end_time + interval '1 minute')
+    SELECT c.kind, c.object, st.queryid FROM c CROSS JOIN st
+    WHERE c.relid IS NULL OR NOT EXISTS (SELECT FROM touched t WHERE t.queryid = st.queryid)
+       OR EXISTS (SELECT FROM touched t WHERE t.queryid = st.queryid AND t.relid = c.relid)
 $$;

@@ -189,7 +189,7 @@ BEGIN
     FROM telemetry.batch_runs r WHERE r.run_id = p_run_id;
     RETURN QUERY
     SELECT r.run_id, r.batch, r.status, r.started_at, e.end_time,
-           telemetry._run_snapshot_start(r.started_at, r.ended_at),
+           telemetry._run_snapshot_start(r.started_at, r.ended_at, r.start_snapshot_at),
            r.server
     -- At least a millisecond long: a run that ended where it began (an end marker's time
     -- before its begin, a new run's begin before it) is a window all the same.
@@ -272,7 +272,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN b.own THEN 'batch' ELSE 'other' END, b.wait_event_type, b.wait_event, round(sum(b.seconds)::numeric, 2)
     FROM telemetry._run_part_window(p_run_id, p_seconds) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
          telemetry.batch_wait_samples b
+    -- non-idle sessions: an own session's time between statements is the run account's
     WHERE b.server = srv.server AND b.batch = w.batch AND b.captured_at BETWEEN w.start_time AND w.end_time
+      AND b.state = 'active'
     GROUP BY b.own, b.wait_event_type, b.wait_event
     ORDER BY b.own DESC, 4 DESC, 2, 3
 $$;

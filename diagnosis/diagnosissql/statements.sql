@@ -149,21 +149,17 @@ $$;
 
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
     ('statement_min_extra_seconds', 0.5, 'seconds',
-     'A statement is a finding when it took at least this much longer than its baseline median (and at least a tenth of the run''s extra duration).'),
-    ('statement_slower_ratio', 1.5, 'ratio',
-     'statement_regression: time per call at least this many times its baseline median.'),
+     'statements_of_other_sessions names the statements of a run''s window not seen in its own sessions where they took at least this much in all.'),
     ('statement_more_work_ratio', 1.5, 'ratio',
      'more_work: calls or rows at least this many times their baseline median.'),
     ('statement_plan_change_ratio', 3, 'ratio',
      'statement_regression says "plan probably changed" when blocks per row rose this many times at about the same rows.'),
-    ('client_wait_min_extra_seconds', 1, 'seconds',
-     'client_wait: the batch''s own sessions waited at least this much longer on their client than the baseline median (and at least 30% of the run''s extra duration).'),
     ('run_own_lock_seconds', 1, 'seconds',
      'A run''s lock_contention is info when its own sessions waited less than this on locks: other sessions'' lock waits are named, not blamed.'),
     ('own_statements_known_pct', 50, 'percent',
      'A run''s statements are those its own sessions were seen running only where the sampler knew the statement of at least this share of their sampled seconds; else every statement of the window.'),
     ('other_busy_sessions', 1, 'sessions',
-     'statement_regression names other sessions as the cause when, on average over the run, this many more of them were busy on CPU or I/O than in the baseline runs, and at least twice as many.')
+     'cpu_contention: a run''s statements'' extra CPU time is other sessions'' doing when, on average over the run, this many more of them were busy on CPU or I/O than in the baseline runs, and at least twice as many.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
 -- _window_statements: _statement_compare summed per top-level queryid (nested statements' time
@@ -288,237 +284,57 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT left(regexp_replace(coalesce(p_query, 'queryid ' || p_queryid), '\s+', ' ', 'g'), 80)
 $$;
 
--- _statement_findings: the statements that explain a run's extra duration, and how much of the
--- run the statement statistics cover.
-CREATE OR REPLACE FUNCTION telemetry._statement_findings(p_run_id bigint)
-RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text, explained_seconds numeric)
+DROP FUNCTION IF EXISTS telemetry._statement_findings(bigint);
+
+-- _run_own_blockers: the lock waits of a run's own sessions (the sessions batch_wait_samples
+-- names), with who held them up, the longest held first: pid, application, role, statement,
+-- lock type and object; own_session where the holder was the batch's own session (its
+-- sessions waiting for each other: the same rows, the same table); blocked_query_preview, the
+-- batch's statement that waited longest behind it.
+CREATE OR REPLACE FUNCTION telemetry._run_own_blockers(p_run_id bigint)
+RETURNS TABLE (blocking_pid integer, blocking_app text, blocking_user text, lock_type text, locked_relation text,
+               blocking_query_preview text, waits bigint, blocked_seconds numeric, own_session boolean, blocked_query_preview text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH w AS (SELECT * FROM telemetry._run_window(p_run_id)),
-    srv AS (SELECT telemetry._resolve_server(w.server) AS server FROM w),
-    covered AS (SELECT EXISTS (SELECT FROM telemetry.statement_info_snapshots i, w, srv
-                               WHERE i.server = srv.server AND i.captured_at BETWEEN w.snapshot_start - interval '1 day' AND w.end_time) AS yes),
-    rs AS (SELECT * FROM telemetry.run_statements(p_run_id) WHERE (SELECT yes FROM covered)),
-    extra AS (SELECT max(r.extra_seconds * 100 / nullif(r.share_of_extra_pct, 0)) AS seconds FROM rs r),
-    busy AS (SELECT telemetry._run_other_busy(p_run_id) AS run,
-                    (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY b.busy)::numeric
-                     FROM (SELECT telemetry._run_other_busy(x.run_id) AS busy FROM telemetry._baseline_runs(p_run_id) x) b) AS baseline),
-    judged AS (
-        SELECT r.*, telemetry._statement_label(r.query, r.queryid) AS label,
-               CASE WHEN r.baseline_runs = 0 OR r.status = 'reset' THEN NULL
-                    WHEN r.baseline_runs_with = 0 THEN 'new_statement'
-                    WHEN r.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(r.baseline_calls, 1)
-                      OR r.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(r.baseline_rows, 1) THEN 'more_work'
-                    WHEN r.seconds_per_call >= telemetry._threshold('statement_slower_ratio') * r.baseline_seconds_per_call THEN 'statement_regression'
-               END AS kind,
-               -- Why it was slower per call, in this order: a lock, a spill to disk, a plan.
-               CASE WHEN r.top_wait LIKE 'Lock:%' THEN 'lock'
-                    WHEN r.temp_per_call > 0 AND r.temp_per_call >= telemetry._threshold('statement_slower_ratio') * coalesce(r.baseline_temp_per_call, 0) THEN 'spill'
-                    WHEN r.baseline_blocks_per_row > 0
-                         AND r.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * r.baseline_blocks_per_row THEN 'plan'
-                    WHEN b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline
-                         AND (r.top_wait IS NULL OR r.top_wait LIKE 'Running:%' OR r.top_wait LIKE 'IO:%') THEN 'contention'
-               END AS cause,
-               b.run AS other_busy, b.baseline AS baseline_other_busy
-        FROM rs r, busy b
-        WHERE r.extra_seconds >= greatest(telemetry._threshold('statement_min_extra_seconds'),
-                                          0.1 * coalesce((SELECT seconds FROM extra), 0)))
-    SELECT j.kind,
-           CASE WHEN j.share_of_extra_pct >= 50 THEN 'critical' ELSE 'warning' END,
-           CASE j.kind
-             WHEN 'statement_regression' THEN format('"%s" took %s s more than its baseline median (%s%% of the run''s extra time): slower per call, %s ms instead of %s ms at %s calls (baseline %s) and %s rows (baseline %s)%s.',
-                 j.label, round(j.extra_seconds, 1), coalesce(round(j.share_of_extra_pct), 0), round(1000 * j.seconds_per_call, 2), round(1000 * j.baseline_seconds_per_call, 2),
-                 j.calls, round(j.baseline_calls), j.rows, round(j.baseline_rows),
-                 CASE j.cause
-                      WHEN 'lock' THEN format('; it waited most on %s, a lock another session held', j.top_wait)
-                      WHEN 'spill' THEN format('; it wrote %s temporary blocks per call instead of %s: it spilled to disk%s', j.temp_per_call,
-                                               coalesce(j.baseline_temp_per_call, 0), coalesce(', waiting most on ' || j.top_wait, ''))
-                      WHEN 'plan' THEN format('; blocks per row %s instead of %s: plan probably changed', j.blocks_per_row, j.baseline_blocks_per_row)
-                      WHEN 'contention' THEN format('; meanwhile %s other sessions were busy on CPU or I/O on average, against %s in its baseline runs: they competed with it for the server%s',
-                                                    j.other_busy, round(j.baseline_other_busy, 2), coalesce(CASE WHEN j.top_wait <> 'Running:CPU' THEN ', and it waited most on ' || j.top_wait END, ''))
-                      ELSE coalesce(CASE WHEN j.top_wait <> 'Running:CPU' THEN format('; it waited most on %s', j.top_wait) END, '') END)
-             WHEN 'more_work' THEN format('"%s" took %s s more than its baseline median (%s%% of the run''s extra time) because it had more to do: %s calls (baseline %s), %s rows (baseline %s), %s ms per call (baseline %s).',
-                 j.label, round(j.extra_seconds, 1), coalesce(round(j.share_of_extra_pct), 0), j.calls, round(j.baseline_calls), j.rows, round(j.baseline_rows),
-                 round(1000 * j.seconds_per_call, 2), round(1000 * j.baseline_seconds_per_call, 2))
-             ELSE format('"%s" is new: absent from the %s previous normal run(s), it took %s s (%s%% of the run''s extra time) in %s calls.',
-                 j.label, j.baseline_runs, round(j.seconds, 1), coalesce(round(j.share_of_extra_pct), 0), j.calls)
-           END,
-           jsonb_build_object('queryid', j.queryid, 'query', j.query, 'seconds', j.seconds, 'baseline_seconds', j.baseline_seconds,
-                              'extra_seconds', j.extra_seconds, 'share_of_extra_pct', j.share_of_extra_pct,
-                              'calls', j.calls, 'baseline_calls', j.baseline_calls, 'rows', j.rows, 'baseline_rows', j.baseline_rows,
-                              'seconds_per_call', j.seconds_per_call, 'baseline_seconds_per_call', j.baseline_seconds_per_call,
-                              'blocks_per_call', j.blocks_per_call, 'baseline_blocks_per_call', j.baseline_blocks_per_call,
-                              'blocks_per_row', j.blocks_per_row, 'baseline_blocks_per_row', j.baseline_blocks_per_row,
-                              'temp_per_call', j.temp_per_call, 'baseline_temp_per_call', j.baseline_temp_per_call,
-                              'top_wait', j.top_wait, 'other_busy_sessions', j.other_busy, 'baseline_other_busy_sessions', j.baseline_other_busy),
-           CASE j.kind
-             WHEN 'statement_regression' THEN CASE
-                 WHEN j.cause = 'spill' THEN 'It spilled sorts or hashes to temporary files: raise work_mem (or hash_mem_multiplier for hashes) for the batch''s session, or see why it sorts or hashes more than before (EXPLAIN (ANALYZE, BUFFERS) shows Sort Method: external merge).'
-                 WHEN j.cause = 'contention' THEN 'Other sessions competed with the batch for CPU and I/O: move their work (reports, ad-hoc queries, another batch) out of the batch''s window, or bound it (a pooler''s limits, statement_timeout); telemetry.run_session_waits(run_id) shows what they did while the batch ran.'
-                 WHEN j.cause = 'lock' THEN 'The lock_contention finding names the sessions that held the lock. Another application''s: move its work (DDL, VACUUM FULL, REINDEX, long transactions) out of the batch''s window, or have it set a lock_timeout, so that it gives way to the batch; the batch''s own: see that finding''s advice on its sessions blocking each other.'
-                 ELSE 'Compare its plan with the baseline''s (EXPLAIN (ANALYZE, BUFFERS), auto_explain): a dropped or unused index, stale statistics (ANALYZE the tables it reads), or a changed parameter; its top wait says where the time went.' END
-             WHEN 'more_work' THEN 'The batch had more to do, not a slower server: check the input volume of this run (rows and calls against the baseline); if that is expected, the baseline will follow.'
-             ELSE 'A statement the batch did not run before: a code or data change introduced it; check it is meant to run, and its plan.'
-           END,
-           j.extra_seconds
-    FROM judged j WHERE j.kind IS NOT NULL
+    WITH w AS (SELECT w.*, telemetry._resolve_server(w.server) AS srv FROM telemetry._run_window(p_run_id) w),
+    own AS (SELECT DISTINCT b.pid, b.backend_start FROM w, telemetry.batch_wait_samples b
+            WHERE b.server = w.srv AND b.batch = w.batch AND b.own AND b.captured_at BETWEEN w.start_time AND w.end_time),
+    episodes AS (
+        SELECT e.* FROM w, LATERAL telemetry.lock_episodes(w.start_time, w.end_time, w.server) e
+        WHERE e.lock_type IS DISTINCT FROM 'extend'
+          AND EXISTS (SELECT FROM own WHERE own.pid = e.blocked_pid AND own.backend_start IS NOT DISTINCT FROM e.blocked_backend_start))
+    SELECT e.blocking_pid, e.blocking_app, e.blocking_user, e.lock_type, e.locked_relation, e.blocking_query_preview,
+           count(*), round(sum(e.duration_seconds), 1), e.blocking_batch = w.batch,
+           (array_agg(e.blocked_query_preview ORDER BY e.duration_seconds DESC))[1]
+    FROM episodes e, w
+    GROUP BY 1, 2, 3, 4, 5, 6, 9
     UNION ALL
-    SELECT 'statements_evicted', 'warning',
-           'pg_stat_statements evicted entries during the run (dealloc rose): some statements of the run may be missing or only partly counted.',
-           jsonb_build_object('statements', (SELECT count(*) FROM rs)),
-           'Raise pg_stat_statements.max (restart needed) so that the batch''s statements stay in it for the whole run.', NULL
-    WHERE EXISTS (SELECT FROM rs WHERE rs.evicted)
-    UNION ALL
-    SELECT 'statements_unavailable', 'info',
-           'No statement statistics were recorded for this run, so the statements that made it slow cannot be named.',
-           '{}'::jsonb,
-           'Enable statement diagnosis: shared_preload_libraries = ''pg_stat_statements'' (restart), then CREATE EXTENSION pg_stat_statements in the database the exporter connects to.', NULL
-    WHERE NOT (SELECT yes FROM covered)
-    UNION ALL
-    -- What ran in the run's window but not in the batch's own sessions is counted, not blamed.
-    SELECT 'statements_of_other_sessions', 'info',
-           format('%s statement(s) that ran during the run, %s s in all (the most "%s", %s s), were not seen in the batch''s own sessions: other sessions'', or too brief to be sampled. They are not the run''s statements.',
-                  x.statements, round(x.seconds, 1), x.top_label, round(x.top_seconds, 1)),
-           jsonb_build_object('statements', x.statements, 'seconds', round(x.seconds, 3), 'top_queryid', x.top_queryid, 'top_query', x.top_query),
-           'Nothing to do for the batch. telemetry.statement_compare(start, end) lists every statement of the window, whoever ran it.', NULL
-    FROM (SELECT count(*) AS statements, sum(o.seconds) AS seconds,
-                 (array_agg(telemetry._statement_label(o.query, o.queryid) ORDER BY o.seconds DESC NULLS LAST))[1] AS top_label,
-                 (array_agg(o.query ORDER BY o.seconds DESC NULLS LAST))[1] AS top_query,
-                 (array_agg(o.queryid ORDER BY o.seconds DESC NULLS LAST))[1] AS top_queryid,
-                 max(o.seconds) AS top_seconds
-          FROM w, LATERAL (SELECT telemetry._run_statement_batch(p_run_id) AS batch) own,
-               LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, own.batch) o
-          WHERE (SELECT yes FROM covered) AND own.batch IS NOT NULL AND o.sampled_waits IS NULL AND o.calls > 0) x
-    WHERE x.seconds >= telemetry._threshold('statement_min_extra_seconds')
+    -- A wait still going on (a run in progress) has no episode yet: the lock samples name its
+    -- holder (whether it is the batch's own session is not known there).
+    SELECT l.blocking_pid, l.blocking_app, l.blocking_user, l.lock_type, l.locked_relation, l.blocking_query_preview,
+           count(DISTINCT l.blocked_pid), round(max(extract(epoch FROM l.blocked_duration))::numeric, 1), NULL::boolean,
+           (array_agg(l.blocked_query_preview ORDER BY l.blocked_duration DESC))[1]
+    FROM w, telemetry.lock_samples l
+    WHERE NOT EXISTS (SELECT FROM episodes) AND l.server = w.srv AND l.captured_at BETWEEN w.start_time AND w.end_time
+      AND l.lock_type IS DISTINCT FROM 'extend' AND l.blocked_pid IN (SELECT pid FROM own)
+    GROUP BY 1, 2, 3, 4, 5, 6
+    ORDER BY 8 DESC, 7 DESC
 $$;
 
--- run_changes: what changed since a run's baseline (_run_changes, changes.sql), each change
--- with the statements of the run it slowed (statements, slowest first): those slower per call
--- than their baseline median (statement_slower_ratio) by statement_min_extra_seconds or more;
--- for a relation's change only those that touched it (batch_relations: the statement its
--- session ran while holding a lock on it), where the sampler saw the statement's relations.
--- explained_seconds is their extra seconds; severity info where it slowed none or cannot slow
--- the batch (a logging setting, another role's setting), critical where they are half the
--- run's extra time or more (share_of_extra_pct, as a statement's finding is).
-CREATE OR REPLACE FUNCTION telemetry.run_changes(p_run_id bigint)
-RETURNS TABLE (kind text, object text, old text, new text, detail text, severity text, explained_seconds numeric, statements jsonb)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH c AS (SELECT * FROM telemetry._run_changes(p_run_id)),
-    rs AS (SELECT * FROM telemetry.run_statements(p_run_id) WHERE EXISTS (SELECT FROM c WHERE c.affects)),
-    slowed AS (
-        SELECT r.* FROM rs r
-        WHERE r.baseline_runs_with > 0 AND r.status <> 'reset'
-          AND r.extra_seconds >= telemetry._threshold('statement_min_extra_seconds')
-          AND r.seconds_per_call >= telemetry._threshold('statement_slower_ratio') * r.baseline_seconds_per_call),
-    touched AS (
-        SELECT DISTINCT b.relid, b.queryid
-        FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv, telemetry.batch_relations b
-        WHERE b.server = srv.server AND b.batch = w.batch AND b.captured_at BETWEEN w.start_time AND w.end_time AND b.queryid <> 0),
-    linked AS (
-        SELECT c.kind, c.object, s.queryid, s.query, s.extra_seconds, s.share_of_extra_pct, s.seconds_per_call, s.baseline_seconds_per_call
-        FROM c JOIN slowed s ON c.affects
-         AND (c.relid IS NULL OR NOT EXISTS (SELECT FROM touched t WHERE t.queryid = s.queryid)
-              OR EXISTS (SELECT FROM touched t WHERE t.queryid = s.queryid AND t.relid = c.relid)))
-    SELECT c.kind, c.object, c.old, c.new, c.detail,
-           CASE WHEN l.seconds IS NULL THEN 'info' WHEN l.share_pct >= 50 THEN 'critical' ELSE 'warning' END,
-           l.seconds, coalesce(l.statements, '[]')
-    FROM c LEFT JOIN LATERAL (
-        SELECT sum(x.extra_seconds) AS seconds, sum(x.share_of_extra_pct) AS share_pct,
-               jsonb_agg(jsonb_build_object('queryid', x.queryid, 'query', x.query, 'extra_seconds', x.extra_seconds,
-                                            'seconds_per_call', x.seconds_per_call, 'baseline_seconds_per_call', x.baseline_seconds_per_call)
-                         ORDER BY x.extra_seconds DESC) AS statements
-        FROM linked x WHERE x.kind = c.kind AND x.object = c.object) l ON true
-    ORDER BY l.seconds DESC NULLS LAST, c.kind, c.object
-$$;
-
--- _change_findings are run_changes as findings: the change named, what it slowed, and what to do.
-CREATE OR REPLACE FUNCTION telemetry._change_findings(p_run_id bigint)
-RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text, explained_seconds numeric)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT c.kind, c.severity,
-           format('%s: %s%s (%s)%s', replace(c.kind, '_', ' '), c.object,
-                  CASE WHEN c.old IS NULL AND c.new IS NULL THEN ''
-                       ELSE format(', %s -> %s', coalesce(c.old, 'none'), coalesce(c.new, 'none')) END,
-                  c.detail,
-                  CASE WHEN jsonb_array_length(c.statements) = 0 THEN '; it slowed none of the run''s statements'
-                       ELSE format('; it slowed %s statement(s) by %s s: "%s", %s ms per call instead of %s ms', jsonb_array_length(c.statements),
-                                   round(c.explained_seconds, 1), telemetry._statement_label(c.statements -> 0 ->> 'query', (c.statements -> 0 ->> 'queryid')::bigint),
-                                   round(1000 * (c.statements -> 0 ->> 'seconds_per_call')::numeric, 2),
-                                   round(1000 * (c.statements -> 0 ->> 'baseline_seconds_per_call')::numeric, 2)) END) || '.',
-           jsonb_build_object('kind', c.kind, 'object', c.object, 'old', c.old, 'new', c.new, 'detail', c.detail, 'statements', c.statements),
-           CASE c.kind
-             WHEN 'index_dropped' THEN 'Recreate the index (CREATE INDEX CONCURRENTLY with its definition above) if the batch needs it.'
-             WHEN 'index_invalid' THEN 'Rebuild it: REINDEX INDEX CONCURRENTLY, or drop it and create it again.'
-             WHEN 'index_created' THEN 'Check the slowed statements'' plans with EXPLAIN: the planner may prefer the new index where the old plan was better.'
-             WHEN 'statistics_stale' THEN 'ANALYZE the table after bulk changes (in the batch, after the load), or let autovacuum analyze it (autovacuum_enabled, autovacuum_analyze_scale_factor).'
-             WHEN 'table_rewritten' THEN 'ANALYZE the table after a rewrite; check who rewrote it in the batch''s window.'
-             WHEN 'table_grew' THEN 'The table grew: check the batch''s input, bloat (VACUUM) and whether its plans still fit its size.'
-             WHEN 'setting_changed' THEN 'Compare the setting with the baseline''s value (pg_settings, ALTER SYSTEM, postgresql.conf) and set it back if the change was not meant.'
-             WHEN 'role_setting_changed' THEN 'ALTER ROLE/DATABASE ... RESET the setting, or set it back to the baseline''s value (pg_db_role_setting).'
-             WHEN 'server_restarted' THEN 'A cold cache after a restart slows the first runs; pg_prewarm (autoprewarm) refills shared buffers after a restart.'
-             WHEN 'server_upgraded' THEN 'After an upgrade, ANALYZE the database (vacuumdb --analyze-in-stages) and compare the slowed statements'' plans.'
-             ELSE 'Check the extension''s release notes for changes the batch depends on.' END,
-           c.explained_seconds
-    FROM telemetry.run_changes(p_run_id) c
-$$;
-
--- diagnose_run_findings is diagnose() over a run's window, its start on the run's own snapshot,
--- with the statements that explain the run's extra time, ranked first within their severity
--- by the seconds they explain. Where the run's own sessions were recorded apart
+-- _run_window_findings is diagnose() over a run's window, its start on the run's own
+-- snapshot (ord: diagnose's order). Where the run's own sessions were recorded apart
 -- (run_session_waits), lock_contention judges what they waited on: other sessions' lock
--- waits while the batch waited on none are info, named, not blamed.
-CREATE OR REPLACE FUNCTION telemetry.diagnose_run_findings(p_run_id bigint)
-RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text)
+-- waits while the batch waited on none are info, named, not blamed; temp_file_spills likewise
+-- the batch's own statements' spills. run_diagnosis shows them after the run's causes.
+CREATE OR REPLACE FUNCTION telemetry._run_window_findings(p_run_id bigint)
+RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text, ord bigint)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH rw AS (SELECT * FROM telemetry.run_session_waits(p_run_id)),
-    -- client_wait: the batch's own sessions waited on their client (ClientRead: the next
-    -- message, a COPY's next rows; ClientWrite: the client taking results) longer than in its
-    -- baseline: the time went to the application or the network. Judged where the run's own
-    -- sessions were recorded apart, against the baseline's median of the same measures.
-    dr AS (SELECT * FROM telemetry.diagnose_run(p_run_id) WHERE EXISTS (SELECT FROM rw WHERE rw.sessions = 'batch')),
-    -- Session-seconds over the run's own active sessions on average are the run's seconds:
-    -- four sessions each waiting 10 s more made the run about 10 s longer, not 40.
-    cw AS (
-        SELECT x.*, (x.seconds - x.baseline) / greatest(x.sessions, 1) AS wall
-        FROM (SELECT sum(dr.value) AS seconds, sum(coalesce(dr.baseline_median, 0)) AS baseline, max(dr.baseline_runs) AS runs,
-                     (array_agg(substr(dr.measure, 6) ORDER BY dr.value DESC))[1] AS top,
-                     (SELECT d.value - d.baseline_median FROM dr d WHERE d.measure = 'duration') AS extra,
-                     (SELECT sum(rw.session_seconds) FROM rw WHERE rw.sessions = 'batch')
-                       / nullif((SELECT d.value FROM dr d WHERE d.measure = 'duration'), 0) AS sessions
-              FROM dr WHERE dr.measure LIKE 'wait:Client:%') x),
-    s AS (
-        SELECT * FROM telemetry._statement_findings(p_run_id)
-        UNION ALL
-        SELECT 'client_wait', CASE WHEN cw.wall >= 0.5 * cw.extra THEN 'critical' ELSE 'warning' END,
-               format('The batch''s own sessions waited %s session-seconds on their client (mostly %s; baseline median %s): about %s%% of the run''s extra %s s went to the application or the network, not to the database.',
-                      round(cw.seconds, 1), cw.top, round(cw.baseline, 1), least(round(100 * cw.wall / cw.extra), 100), round(cw.extra, 1)),
-               jsonb_build_object('client_wait_seconds', cw.seconds, 'baseline_median_seconds', cw.baseline, 'top_wait', cw.top,
-                                  'extra_seconds', cw.extra, 'own_active_sessions', round(cw.sessions, 2), 'baseline_runs', cw.runs),
-               'Look at what feeds the batch: the application or ETL tool (a COPY FROM STDIN or row-by-row inserts it sends slowly), its host''s CPU, the network between; ClientRead is the server waiting for the next message, ClientWrite for the client to take the results.',
-               cw.wall
-        FROM cw
-        WHERE cw.runs > 0 AND cw.extra > 0
-          AND cw.wall >= greatest(telemetry._threshold('client_wait_min_extra_seconds'), 0.3 * cw.extra)),
     locks AS (
         SELECT EXISTS (SELECT FROM rw WHERE rw.sessions = 'batch') AS covered,
                coalesce(sum(rw.session_seconds) FILTER (WHERE rw.sessions = 'batch' AND rw.wait_event_type = 'Lock' AND rw.wait_event <> 'extend'), 0) AS own,
                coalesce(sum(rw.session_seconds) FILTER (WHERE rw.sessions = 'other' AND rw.wait_event_type = 'Lock' AND rw.wait_event <> 'extend'), 0) AS other
         FROM rw),
-    -- The lock waits of the batch's own sessions (the sessions batch_wait_samples names), with
-    -- who held them up: what a run's lock_contention is judged and named on.
-    own_blockers AS (
-        SELECT e.blocking_pid, coalesce(nullif(e.blocking_app, ''), e.blocking_user, '?') AS blocking, e.lock_type,
-               e.locked_relation, e.blocking_query_preview, count(*) AS waits, round(sum(e.duration_seconds), 1) AS blocked_seconds,
-               -- the batch's own sessions waiting for each other (the same rows, the same table)
-               e.blocking_batch = w.batch AS own_session
-        FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
-             LATERAL telemetry.lock_episodes(w.start_time, w.end_time, w.server) e
-        WHERE e.lock_type IS DISTINCT FROM 'extend'
-          AND EXISTS (SELECT FROM telemetry.batch_wait_samples b
-                      WHERE b.server = srv.server AND b.batch = w.batch AND b.own AND b.pid = e.blocked_pid
-                        AND b.backend_start IS NOT DISTINCT FROM e.blocked_backend_start
-                        AND b.captured_at BETWEEN w.start_time AND w.end_time)
-        GROUP BY 1, 2, 3, 4, 5, 8
-        ORDER BY blocked_seconds DESC, waits DESC),
+    own_blockers AS (SELECT * FROM telemetry._run_own_blockers(p_run_id)),
     -- The temporary files the batch's own statements wrote (pg_stat_statements' temp blocks of
     -- the statements its sessions ran, in the recorder's block size), where the run's statements
     -- are known apart: a spill of another application is named, not blamed.
@@ -552,7 +368,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     ELSE format('The batch''s own sessions waited %s s on locks (%s%% of the run)%s; other sessions %s s. Across the server: %s',
                                 round(l.own, 1), p.pct,
                                 coalesce((SELECT format(', mostly behind %spid %s (%s) on %s%s', CASE WHEN b.own_session THEN 'the batch''s own session, ' ELSE '' END,
-                                                        b.blocking_pid, b.blocking, coalesce(b.locked_relation, b.lock_type, '?'),
+                                                        b.blocking_pid, coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'), coalesce(b.locked_relation, b.lock_type, '?'),
                                                         CASE WHEN b.own_session THEN ': its sessions wait for each other' ELSE '' END)
                                           FROM own_blockers b LIMIT 1), ''),
                                 round(l.other, 1), x.summary)
@@ -568,26 +384,5 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         FROM telemetry._run_window(p_run_id) w,
             LATERAL telemetry._diagnose(w.start_time, w.end_time, w.snapshot_start, w.server) WITH ORDINALITY x(pattern, severity, summary, evidence, recommendation, ord),
             locks l, own_pct p LEFT JOIN temp tmp ON true, LATERAL (SELECT x.pattern = 'lock_contention' AND l.covered AS judged) j)
-    SELECT f.pattern, f.severity, f.summary, f.evidence, f.recommendation
-    FROM (
-        -- A change first, before the statements it slowed: it is their cause.
-        SELECT c.pattern, c.severity, c.summary, c.evidence, c.recommendation, c.explained_seconds, -1::bigint AS ord
-        FROM telemetry._change_findings(p_run_id) c
-        UNION ALL
-        SELECT s.pattern, s.severity, s.summary, s.evidence, s.recommendation, s.explained_seconds, 0::bigint AS ord
-        FROM s
-        UNION ALL
-        SELECT d.pattern, d.severity,
-               CASE WHEN d.pattern <> 'window' THEN d.summary
-                    WHEN EXISTS (SELECT FROM s WHERE s.severity <> 'info') OR EXISTS (SELECT FROM d x WHERE x.pattern <> 'window' AND x.severity <> 'info')
-                    THEN replace(d.summary, 'no pattern above its threshold', 'findings above')
-                    ELSE replace(d.summary, 'findings above', 'no pattern above its threshold') END,
-               d.evidence, d.recommendation, NULL, d.ord
-        FROM d
-    ) f
-    -- A caveat (insufficient_data) says what could not be judged: after every finding above
-    -- info, which explains the run's time, before those at info.
-    ORDER BY f.pattern = 'window',
-             CASE WHEN f.severity = 'info' THEN 3 WHEN f.pattern = 'insufficient_data' THEN 2 WHEN f.severity = 'critical' THEN 0 ELSE 1 END,
-             f.explained_seconds DESC NULLS LAST, f.ord
+    SELECT d.pattern, d.severity, d.summary, d.evidence, d.recommendation, d.ord FROM d
 $$;

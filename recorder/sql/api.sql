@@ -114,27 +114,29 @@ $$;
 
 
 -- _request_snapshot asks the recorder (LISTENing on this channel) for a snapshot now: a batch's
--- boundary (p_boundary) gets one of its own at once; other requests are spaced by
--- --recorder.request-min-interval. SECURITY DEFINER: a writer needs no privilege on
--- snapshot_requests.
-CREATE OR REPLACE FUNCTION telemetry._request_snapshot(p_boundary boolean)
+-- boundary (p_boundary) gets one of its own at once, and batch_begin's names its run
+-- (p_run_id), whose start read that snapshot becomes (batch_runs.start_snapshot_at); other
+-- requests are spaced by --recorder.request-min-interval. SECURITY DEFINER: a writer needs no
+-- privilege on snapshot_requests.
+DROP FUNCTION IF EXISTS telemetry._request_snapshot(boolean);
+CREATE OR REPLACE FUNCTION telemetry._request_snapshot(p_boundary boolean, p_run_id bigint)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     -- Requests no recorder consumed (none listening: pg_cron mode) do not pile up.
     DELETE FROM telemetry.snapshot_requests WHERE requested_at < clock_timestamp() - interval '1 minute';
-    INSERT INTO telemetry.snapshot_requests (boundary) VALUES (p_boundary);
+    INSERT INTO telemetry.snapshot_requests (boundary, run_id) VALUES (p_boundary, p_run_id);
     -- A payload of its own: a transaction's identical notifications are folded into one.
     PERFORM pg_notify('telemetry_request_snapshot', clock_timestamp()::text);
 END
 $$;
-REVOKE EXECUTE ON FUNCTION telemetry._request_snapshot(boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION telemetry._request_snapshot(boolean, bigint) FROM PUBLIC;
 
 -- request_snapshot asks the recorder for a snapshot now (at most one per
 -- --recorder.request-min-interval).
 CREATE OR REPLACE FUNCTION telemetry.request_snapshot()
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM telemetry._request_snapshot(false);
+    PERFORM telemetry._request_snapshot(false, NULL);
 END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry.request_snapshot() FROM PUBLIC;

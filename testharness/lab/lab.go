@@ -1,13 +1,17 @@
-// Package lab is the diagnosis tests' database: the exporter's runner and the recorder
-// collecting into it as in production but faster, batch runs through the markers, and the
+// Package lab is the diagnosis tests' database: the exporter's runner, batch tracker and
+// recorder collecting into it at the binary's default flags, batch runs through the markers, and the
 // scenario of a pattern (diagnosis/patterns/<name>/scenario_test.go): a batch with one cause
 // injected, whose run's diagnosis must name that cause first.
 package lab
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
@@ -23,8 +28,8 @@ import (
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
-// Lab is a database with the exporter's runner and the recorder collecting into it, as in
-// production but faster: a sample every 200ms, snapshots when batch_begin/batch_end ask.
+// Lab is a database with the exporter's runner, batch tracker and recorder collecting into it
+// as in production, at the binary's default flags.
 type Lab struct {
 	t   *testing.T
 	srv *pgtest.Server
@@ -44,29 +49,35 @@ func migrated(t *testing.T, srv *pgtest.Server) *Lab {
 	return l
 }
 
-// New starts a lab on a new database of the shared server of that major.
+// New starts a lab on a new database of the shared server of that major, with the exporter
+// wired as the binary wires it at its default flags: the runner, the batch tracker following
+// the wait sampler (1 s, 250 ms while a batch runs) and the recorder told of the boundaries.
 func New(t *testing.T, major int) *Lab {
 	t.Helper()
 	return NewOn(t, pgtest.Start(t, major))
 }
 
-// NewOn starts a lab on a new database of srv: a private server, for a test that restarts it.
+// NewOn starts a lab on a new database of srv (a server with settings of its own).
 func NewOn(t *testing.T, srv *pgtest.Server) *Lab {
 	t.Helper()
 	l := migrated(t, srv)
 	ctx, cancel := context.WithCancel(context.Background())
-	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: l.pool(true, ""), Selection: collectors.AllEnabled(),
-		SampleEvery: 200 * time.Millisecond, SnapshotEvery: time.Hour, WaitSampleEvery: 100 * time.Millisecond})
-	rec := recorder.New(recorder.Options{Pool: l.pool(false, "pg-batch-exporter recorder"), Retention: 24 * time.Hour,
-		BufferRows: 1_000_000, Trigger: runner.Trigger})
+	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: l.pool(true, "")})
+	runs := l.pool(false, "pg-batch-exporter batch")
+	tracker := batch.NewTracker(batch.Options{RunsDB: runs, RecorderDB: runs, Trigger: runner.Trigger})
+	tracker.Follow(runner.Waits())
+	runner.SetBatchWaits(tracker.TakeRunWaits)
+	rec := recorder.New(recorder.Options{Pool: l.pool(false, "pg-batch-exporter recorder"), Trigger: runner.Trigger, Boundary: tracker.RefreshNow})
 	runner.Subscribe(rec.Consume)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); runner.Run(ctx) }()
+	go func() { defer wg.Done(); tracker.Run(ctx) }()
 	go func() { defer wg.Done(); rec.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	// The first snapshot and sample are written: the recorder knows the server.
-	l.WaitFor("the first snapshot and sample", `SELECT EXISTS (SELECT FROM telemetry.snapshots) AND EXISTS (SELECT FROM telemetry.samples)`)
+	// The first snapshot is written (the runner takes it at its start; the first sample comes
+	// at a random instant of the first --tier.sample-interval): the recorder knows the server.
+	l.WaitFor("the first snapshot", `SELECT EXISTS (SELECT FROM telemetry.snapshots)`)
 	return l
 }
 
@@ -111,6 +122,23 @@ func (l *Lab) pool(readOnly bool, app string) *pgxpool.Pool {
 func (l *Lab) Conn(app string) *pgx.Conn {
 	l.t.Helper()
 	return pgtest.Connect(l.t, l.dsn, app)
+}
+
+// ConnAs opens a session of another job under an application_name of its own, logged in as
+// a role of its own (name_<this database>: roles belong to the shared server) with SELECT on
+// public.work, dropped at the end.
+func (l *Lab) ConnAs(name, app string) *pgx.Conn {
+	l.t.Helper()
+	u, err := url.Parse(l.dsn)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	u.User = url.User(name + "_" + strings.TrimPrefix(u.Path, "/"))
+	role := pgx.Identifier{u.User.Username()}.Sanitize()
+	l.Exec(`CREATE ROLE ` + role + ` LOGIN`)
+	l.t.Cleanup(func() { l.Exec(`DROP OWNED BY ` + role); l.Exec(`DROP ROLE ` + role) })
+	l.Exec(`GRANT SELECT ON public.work TO ` + role)
+	return pgtest.Connect(l.t, u.String(), app)
 }
 
 // Exec runs a statement as Admin, failing the test on error.
@@ -258,4 +286,128 @@ func (l *Lab) CheckFirstFinding(runID int64, want string) {
 	if first := found[0]; first.Pattern != want || first.Severity == "info" {
 		l.t.Errorf("first finding is %s (%s), want %s above info", first.Pattern, first.Severity, want)
 	}
+}
+
+// SlowRun is a batch whose usual work (Usual) ran BaselineRuns times (3 if 0) before a run
+// with a cause injected (Slow; nil: the usual work again, a clean run): the run's diagnosis
+// must name Want first, above info (Want "": nothing above info).
+type SlowRun struct {
+	Want         string
+	BaselineRuns int
+	Server       func(t *testing.T, major int) *pgtest.Server // nil: the shared server of the major
+	Setup        func(l *Lab)                                 // after PrepareWork, before the runs
+	Usual        func(t *testing.T, l *Lab, c *pgx.Conn)
+	// Between, where set, runs between the baseline runs and the slow one (a change between runs).
+	Between func(t *testing.T, l *Lab)
+	Slow    func(t *testing.T, l *Lab, c *pgx.Conn)
+	// After, where set, changes what was recorded of the run before it is diagnosed.
+	After func(l *Lab, runID int64)
+	// Check, where set, looks further at the run's diagnosis.
+	Check func(t *testing.T, l *Lab, runID int64, d *RunDiagnosis)
+}
+
+// RunDiagnosis is what telemetry.run_diagnosis says of a run, as far as the scenarios look.
+type RunDiagnosis struct {
+	ExtraSeconds       *float64 `json:"extra_seconds"`
+	UnexplainedSeconds *float64 `json:"unexplained_seconds"`
+	Findings           []struct {
+		Pattern          string   `json:"pattern"`
+		Severity         string   `json:"severity"`
+		Summary          string   `json:"summary"`
+		ExplainedSeconds *float64 `json:"explained_seconds"`
+		ShareOfExtraPct  *float64 `json:"share_of_extra_pct"`
+		Children         []struct {
+			QueryID      int64   `json:"queryid"`
+			Query        *string `json:"query"`
+			ExtraSeconds float64 `json:"extra_seconds"`
+			Shared       bool    `json:"shared"`
+		} `json:"children"`
+	} `json:"findings"`
+}
+
+// RunSlow runs s on every version under test, one after the other (each cause's scenarios are
+// a package of their own, and go test runs packages side by side).
+func RunSlow(t *testing.T, s SlowRun) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			var l *Lab
+			if s.Server != nil {
+				l = NewOn(t, s.Server(t, major))
+			} else {
+				l = New(t, major)
+			}
+			l.Exec(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public`)
+			l.PrepareWork()
+			if s.Setup != nil {
+				s.Setup(l)
+			}
+			for range cmp.Or(s.BaselineRuns, 3) {
+				l.Run("nightly", func(c *pgx.Conn) { s.Usual(t, l, c) })
+			}
+			if s.Between != nil {
+				s.Between(t, l)
+			}
+			slow := s.Slow
+			if slow == nil {
+				slow = s.Usual
+			}
+			runID := l.Run("nightly", func(c *pgx.Conn) { slow(t, l, c) })
+			if s.After != nil {
+				s.After(l, runID)
+			}
+			d := l.CheckAccount(runID)
+			l.CheckFirstFinding(runID, s.Want)
+			if s.Check != nil {
+				s.Check(t, l, runID, d)
+			}
+		})
+	}
+}
+
+// SamplingInterval is the wait sampler's interval while a batch runs: how far a run's account
+// may be off its wall time.
+const SamplingInterval = collectors.DefaultRunWaitSampleEvery
+
+// CheckAccount checks that a run's account adds up: its buckets to its duration, and its
+// causes' explained seconds plus the unexplained to its extra time (the run's duration less
+// its baseline runs' median), each within a sampling interval; it returns the diagnosis.
+func (l *Lab) CheckAccount(runID int64) *RunDiagnosis {
+	l.t.Helper()
+	ctx := context.Background()
+	var raw []byte
+	if err := l.Admin.QueryRow(ctx, `SELECT telemetry.run_diagnosis($1)`, runID).Scan(&raw); err != nil {
+		l.t.Fatal(err)
+	}
+	var d RunDiagnosis
+	if err := json.Unmarshal(raw, &d); err != nil {
+		l.t.Fatal(err)
+	}
+	var duration, accounted, median float64
+	if err := l.Admin.QueryRow(ctx, `SELECT extract(epoch FROM r.ended_at - r.started_at)::float8,
+		(SELECT sum(a.seconds) FROM telemetry.run_account(r.run_id) a WHERE a.queryid IS NULL)::float8,
+		(SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM b.ended_at - b.started_at))
+		 FROM telemetry._normal_runs_before(r.batch, r.started_at) b)
+		FROM telemetry.batch_runs r WHERE r.run_id = $1`, runID).Scan(&duration, &accounted, &median); err != nil {
+		l.t.Fatal(err)
+	}
+	within := func(what string, got, want float64) {
+		if math.Abs(got-want) > SamplingInterval.Seconds() {
+			l.t.Errorf("run %d: %s %.3f s, want %.3f s within %s", runID, what, got, want, SamplingInterval)
+		}
+	}
+	within("account", accounted, duration)
+	if d.ExtraSeconds == nil || d.UnexplainedSeconds == nil && *d.ExtraSeconds > 0 {
+		l.t.Fatalf("run %d: no extra or unexplained seconds in %s", runID, raw)
+	}
+	within("extra time", *d.ExtraSeconds, duration-median)
+	if *d.ExtraSeconds > 0 {
+		explained := *d.UnexplainedSeconds
+		for _, f := range d.Findings {
+			if f.ExplainedSeconds != nil {
+				explained += *f.ExplainedSeconds
+			}
+		}
+		within("explained plus unexplained", explained, *d.ExtraSeconds)
+	}
+	return &d
 }
