@@ -115,11 +115,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         FROM pair),
     st AS (SELECT p.server, telemetry._settings_at(p.server, p.before_at) AS b, telemetry._settings_at(p.server, p.after_at) AS a FROM p)
     SELECT 'index_dropped', format('%s on %s', idx.bi ->> 'name', idx.name), idx.bi ->> 'definition', NULL,
-           'dropped since the baseline: the statements that used it read otherwise', idx.relid, true
+           'the statements that used it read the table otherwise', idx.relid, true
     FROM idx WHERE idx.ai IS NULL
     UNION ALL
     SELECT 'index_created', format('%s on %s', idx.ai ->> 'name', idx.name), NULL, idx.ai ->> 'definition',
-           'created since the baseline: the planner may choose it', idx.relid, true
+           'the planner may choose it over the plans the batch ran with', idx.relid, true
     FROM idx WHERE idx.bi IS NULL
     UNION ALL
     SELECT 'index_invalid', format('%s on %s', idx.ai ->> 'name', idx.name), 'valid', 'invalid',
@@ -144,7 +144,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       AND (s.b_mods IS NULL OR s.b_mods < greatest(50, telemetry._threshold('stale_statistics_pct') / 100 * s.b_rows))
     UNION ALL
     SELECT 'table_rewritten', pair.name, pair.b ->> 'relfilenode', pair.a ->> 'relfilenode',
-           'rewritten since the baseline (VACUUM FULL, CLUSTER, TRUNCATE or ALTER TABLE): its pages, statistics and caches are new',
+           'a new relfilenode (VACUUM FULL, CLUSTER, TRUNCATE or ALTER TABLE): its pages, statistics and caches are new',
            pair.relid, true
     FROM pair WHERE pair.b ->> 'relfilenode' IS DISTINCT FROM pair.a ->> 'relfilenode'
     UNION ALL
@@ -188,15 +188,15 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         WHERE b.value IS DISTINCT FROM a.value AND (SELECT st.b IS NOT NULL FROM st)) rs
     UNION ALL
     SELECT 'server_restarted', 'server', st.b ->> 'start_time', st.a ->> 'start_time',
-           'restarted since the baseline: shared buffers start cold, so the first reads come from disk (or the OS cache)', NULL, true
+           'shared buffers start cold, so the first reads come from disk (or the OS cache)', NULL, true
     FROM st WHERE st.b ->> 'start_time' IS DISTINCT FROM st.a ->> 'start_time' AND st.b IS NOT NULL
     UNION ALL
     SELECT 'server_upgraded', 'server', st.b ->> 'version', st.a ->> 'version',
-           'a new server version since the baseline: plans and statistics may differ', NULL, true
+           'plans and statistics may differ', NULL, true
     FROM st WHERE st.b ->> 'version' IS DISTINCT FROM st.a ->> 'version' AND st.b IS NOT NULL
     UNION ALL
     SELECT 'extension_changed', k.name, coalesce(st.b -> 'extensions' ->> k.name, 'not installed'), coalesce(st.a -> 'extensions' ->> k.name, 'not installed'),
-           'an extension installed, dropped or updated since the baseline', NULL, false
+           'an extension installed, dropped or updated', NULL, false
     FROM st, LATERAL (SELECT x AS name FROM jsonb_object_keys(st.b -> 'extensions') x UNION SELECT y FROM jsonb_object_keys(st.a -> 'extensions') y) k
     WHERE st.b IS NOT NULL AND st.b -> 'extensions' ->> k.name IS DISTINCT FROM st.a -> 'extensions' ->> k.name
 $$;

@@ -259,11 +259,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'b4220d934dfa75fdf110fe46e39b2f3988d256223b86e9ea640d1ef393aedafa') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = '307e4653d63d0a7c83de580d54fa454e10ad31756320870e50b128b1e985778d') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/changes.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', 'b4220d934dfa75fdf110fe46e39b2f3988d256223b86e9ea640d1ef393aedafa')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', '307e4653d63d0a7c83de580d54fa454e10ad31756320870e50b128b1e985778d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -26,6 +26,7 @@ func slowed(statement string) func(t *testing.T, l *lab.Lab, runID int64, d *lab
 
 // TestIndexDropped: the index the batch's lookups used was dropped between runs.
 func TestIndexDropped(t *testing.T) {
+	t.Parallel()
 	lookups := func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 		lab.CPU(t, c, time.Second)
 		for i := range 100 {
@@ -47,6 +48,7 @@ func TestIndexDropped(t *testing.T) {
 // (autovacuum_enabled = false, as PrepareWork makes it) and nobody analyzes: the planner still
 // believes no row is 'pending' and reads the 150,000 that are through the index, row by row.
 func TestStaleStatistics(t *testing.T) {
+	t.Parallel()
 	lab.RunSlow(t, lab.SlowRun{Want: "statistics_stale",
 		Setup: func(l *lab.Lab) {
 			l.Exec(`INSERT INTO public.work SELECT g, 'done' FROM generate_series(1, 200000) g`)
@@ -71,6 +73,7 @@ func TestStaleStatistics(t *testing.T) {
 // DATABASE ... SET): its NOT IN subquery no longer fits a hash table, and is scanned again for
 // every row instead.
 func TestRoleWorkMem(t *testing.T) {
+	t.Parallel()
 	lab.RunSlow(t, lab.SlowRun{Want: "role_setting_changed",
 		Setup: func(l *lab.Lab) {
 			l.Exec(`INSERT INTO public.work SELECT g, md5(g::text) FROM generate_series(1, 2000) g`)
@@ -92,6 +95,7 @@ func TestRoleWorkMem(t *testing.T) {
 // a longer sleep in the same statement (its length read from a table) stands for the cold
 // shared buffers.
 func TestRestart(t *testing.T) {
+	t.Parallel()
 	var srv *pgtest.Server // RunSlow runs the versions one after the other
 	lab.RunSlow(t, lab.SlowRun{Want: "server_restarted",
 		Server: func(t *testing.T, major int) *pgtest.Server {
@@ -123,11 +127,13 @@ func TestRestart(t *testing.T) {
 // an index was created on a table the batch does not touch: nothing above info, and the
 // setting listed by run_changes as one that cannot slow the batch.
 func TestUnrelatedChanges(t *testing.T) {
+	t.Parallel()
 	lab.RunSlow(t, lab.SlowRun{Want: "",
 		Setup: func(l *lab.Lab) { l.Exec(`CREATE TABLE public.elsewhere (id int)`) },
 		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
-			lab.CPU(t, c, time.Second)
+			lab.CPU(t, c, 2*time.Second)
 			lab.MustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 5000) g`)
+			lab.MustExec(t, c, `SELECT pg_sleep($1)`, 0.5)
 		},
 		Between: func(t *testing.T, l *lab.Lab) {
 			l.Exec(`DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET log_min_duration_statement = ''10s''', current_database()); END $$`)
