@@ -130,7 +130,8 @@ $$;
 -- as one value computed once: the run's duration against its baseline's median (the baseline
 -- runs recorded with own sessions), and every sampled second of the run and its baseline runs
 -- with its cause. A bucket's cause where it has one (_account_cause); else the statement's
--- work, judged per statement: new_statement where no baseline run ran it; more_work where
+-- work, judged per statement: new_statement where no baseline run ran it (neither sampled
+-- nor counted by pg_stat_statements: a statement too quick to be sampled then is not new); more_work where
 -- pg_stat_statements (p_statements, run_statements' rows) counted more calls or rows and the
 -- entry's time is the batch's own (not shared: other sessions were not seen running it, and
 -- its time is not beyond the batch's sampled own seconds); cpu_contention for CPU time where
@@ -169,7 +170,8 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         SELECT k.bucket, k.queryid,
                o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared,
                CASE WHEN telemetry._account_cause(k.bucket) IS NOT NULL THEN telemetry._account_cause(k.bucket)
-                    WHEN k.queryid <> 0 AND (SELECT n FROM nbase) > 0 AND coalesce(os.baseline_max, 0) = 0 THEN 'new_statement'
+                    WHEN k.queryid <> 0 AND (SELECT n FROM nbase) > 0 AND coalesce(os.baseline_max, 0) = 0
+                         AND coalesce(s.baseline_runs_with, 0) = 0 THEN 'new_statement'
                     WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
                               OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1)) THEN 'more_work'
@@ -412,14 +414,15 @@ $$;
 -- run_diagnosis: everything diagnose --run and the report's run page show of a run, each
 -- part computed once: its findings and account (_run_findings_json), its measures against
 -- the baseline (diagnose_run), its top p_statements statements (run_statements, also the
--- findings' evidence).
+-- findings' evidence), and what changed since the baseline (_run_changes).
 CREATE OR REPLACE FUNCTION telemetry.run_diagnosis(p_run_id bigint, p_statements integer DEFAULT 10)
 RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH rs AS (SELECT * FROM telemetry.run_statements(p_run_id)),
     f AS (SELECT telemetry._run_findings_json(p_run_id, (SELECT jsonb_agg(to_jsonb(rs)) FROM rs)) AS j)
     SELECT f.j || jsonb_build_object(
         'baseline', coalesce((SELECT jsonb_agg(to_jsonb(d) ORDER BY d.rank) FROM telemetry.diagnose_run(p_run_id) d), '[]'),
-        'statements', coalesce((SELECT jsonb_agg(to_jsonb(rs) ORDER BY rs.rank) FROM rs WHERE rs.rank <= p_statements), '[]'))
+        'statements', coalesce((SELECT jsonb_agg(to_jsonb(rs) ORDER BY rs.rank) FROM rs WHERE rs.rank <= p_statements), '[]'),
+        'changes', coalesce((SELECT jsonb_agg(to_jsonb(c) - 'relid' ORDER BY NOT c.affects, c.kind, c.object) FROM telemetry._run_changes(p_run_id) c), '[]'))
     FROM f
 $$;
 

@@ -26,7 +26,6 @@ func slowed(statement string) func(t *testing.T, l *lab.Lab, runID int64, d *lab
 
 // TestIndexDropped: the index the batch's lookups used was dropped between runs.
 func TestIndexDropped(t *testing.T) {
-	t.Parallel()
 	lookups := func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 		lab.CPU(t, c, time.Second)
 		for i := range 100 {
@@ -48,7 +47,6 @@ func TestIndexDropped(t *testing.T) {
 // (autovacuum_enabled = false, as PrepareWork makes it) and nobody analyzes: the planner still
 // believes no row is 'pending' and reads the 150,000 that are through the index, row by row.
 func TestStaleStatistics(t *testing.T) {
-	t.Parallel()
 	lab.RunSlow(t, lab.SlowRun{Want: "statistics_stale",
 		Setup: func(l *lab.Lab) {
 			l.Exec(`INSERT INTO public.work SELECT g, 'done' FROM generate_series(1, 200000) g`)
@@ -73,7 +71,6 @@ func TestStaleStatistics(t *testing.T) {
 // DATABASE ... SET): its NOT IN subquery no longer fits a hash table, and is scanned again for
 // every row instead.
 func TestRoleWorkMem(t *testing.T) {
-	t.Parallel()
 	lab.RunSlow(t, lab.SlowRun{Want: "role_setting_changed",
 		Setup: func(l *lab.Lab) {
 			l.Exec(`INSERT INTO public.work SELECT g, md5(g::text) FROM generate_series(1, 2000) g`)
@@ -95,7 +92,6 @@ func TestRoleWorkMem(t *testing.T) {
 // a longer sleep in the same statement (its length read from a table) stands for the cold
 // shared buffers.
 func TestRestart(t *testing.T) {
-	t.Parallel()
 	var srv *pgtest.Server // RunSlow runs the versions one after the other
 	lab.RunSlow(t, lab.SlowRun{Want: "server_restarted",
 		Server: func(t *testing.T, major int) *pgtest.Server {
@@ -127,7 +123,6 @@ func TestRestart(t *testing.T) {
 // an index was created on a table the batch does not touch: nothing above info, and the
 // setting listed by run_changes as one that cannot slow the batch.
 func TestUnrelatedChanges(t *testing.T) {
-	t.Parallel()
 	lab.RunSlow(t, lab.SlowRun{Want: "",
 		Setup: func(l *lab.Lab) { l.Exec(`CREATE TABLE public.elsewhere (id int)`) },
 		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
