@@ -63,9 +63,15 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 
 		fs := findings(t, c, spill)
 		t.Logf("spill while others wait on locks: %v", fs)
-		if len(fs) == 0 || fs[0]["severity"] == "info" ||
-			!(fs[0]["pattern"] == "temp_file_spills" || strings.Contains(fs[0]["summary"].(string), "it spilled to disk")) {
-			t.Errorf("first finding %v, want the batch's spill (temp_file_spills, or its sort statement: it spilled to disk)", fs)
+		// The run is judged by its extra time (issue 19): a spill that made it slower is its
+		// temp_spill cause (diagnosis/findings/temp_spill's scenario); here the window's
+		// temp_file_spills says the spill was the batch's own, whatever the run's time.
+		spilled := false
+		for _, f := range fs {
+			spilled = spilled || f["pattern"] == "temp_file_spills" && strings.Contains(f["summary"].(string), "The batch's own statements spilled")
+		}
+		if !spilled {
+			t.Errorf("findings %v, want temp_file_spills naming the batch's own spill", fs)
 		}
 		notTheBatchs(t, c, spill, "reports")
 		var lock map[string]any
@@ -156,17 +162,17 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 		blocked := e.batchRun(job, body("256MB", true))
 		fs = findings(t, c, blocked)
 		t.Logf("the batch blocked: %v", fs)
-		lock = nil
-		for _, f := range fs {
-			if f["pattern"] == "lock_wait" {
-				lock = f
-			}
-		}
 		notTheBatchs(t, c, blocked, "reports")
-		if lock == nil || lock["severity"] == "info" || !strings.Contains(lock["summary"].(string), "The batch's own sessions waited on locks") ||
-			!strings.Contains(lock["summary"].(string), "waited mostly behind pid") || !strings.Contains(lock["summary"].(string), "(application migration,") ||
-			!strings.Contains(lock["summary"].(string), "lock on public.work") || strings.Contains(lock["summary"].(string), "nightly-report") {
-			t.Errorf("lock_wait %v, want the batch's own lock wait, behind the migration on work", lock)
+		// Its own lock waits, with their holder: what its lock_wait cause names.
+		if b := pgtest.Query(t, c, `SELECT blocking_app, locked_relation, blocked_seconds FROM telemetry._run_own_blockers($1)`, blocked); len(b) != 1 ||
+			b[0]["blocking_app"] != "migration" || b[0]["locked_relation"] != "public.work" || numeric(t, b[0]["blocked_seconds"]) < 0.5 {
+			t.Errorf("_run_own_blockers %v, want the batch's own lock wait alone, behind the migration on work", b)
+		}
+		for _, f := range fs {
+			if f["pattern"] == "lock_wait" && (!strings.Contains(f["summary"].(string), "(application migration,") ||
+				strings.Contains(f["summary"].(string), "nightly-report")) {
+				t.Errorf("lock_wait %v, want it behind the migration, not the report's holder", f)
+			}
 		}
 	})
 }

@@ -104,7 +104,7 @@ type Recorder struct {
 	runStarts   []runStart
 	wake        chan struct{}
 	partitioned map[string]bool // UTC days whose partitions exist
-	tables      []collectionTable
+	tables      []collectors.RecordedTable
 
 	writeFailure, listenFailure *repeatlog.Failure
 	refusalsLogged              map[refusal]bool
@@ -122,7 +122,7 @@ type Recorder struct {
 func New(o Options) *Recorder {
 	o = o.WithDefaults()
 	r := &Recorder{o: o, wake: make(chan struct{}, 1), partitioned: map[string]bool{},
-		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), refusalsLogged: map[refusal]bool{}, statements: statementDeltas{every: o.StatementsEvery}, tables: collectionTables}
+		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), refusalsLogged: map[refusal]bool{}, statements: statementDeltas{every: o.StatementsEvery}, tables: collectors.RecordedTables}
 	r.requests = requestLimiter{interval: o.RequestMinInterval, snapshot: r.requestedSnapshot}
 	r.ignoredRequest = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_snapshot_requests_ignored_total",
 		Help: "Snapshot requests that drove no snapshot of their own: rate_limited (within --recorder.request-min-interval of the previous requested snapshot; " +
@@ -387,24 +387,33 @@ func (r *Recorder) insert(ctx context.Context, b *collectionRows, isolate bool) 
 				return err
 			}
 		}
-		notes := []*pgx.QueuedQuery{{SQL: `SELECT telemetry._note_server($1, $2, $3, $4)`, Arguments: []any{b.server, b.systemID, b.pgVersion, b.capturedAt}}}
-		tables := []string{"servers"}
+		// What follows the collection's rows, by the table it writes: isolated, a group that
+		// fails is set aside alone.
+		type noteGroup struct {
+			table   string
+			queries []*pgx.QueuedQuery
+		}
+		notes := []noteGroup{{"servers", []*pgx.QueuedQuery{{SQL: `SELECT telemetry._note_server($1, $2, $3, $4)`, Arguments: []any{b.server, b.systemID, b.pgVersion, b.capturedAt}}}}}
+		if b.tier != collectors.TierSnapshot {
+			// The sample's rows are all in: its rollups (recorder/sql/rollups.sql) follow.
+			notes[0].queries = append(notes[0].queries, &pgx.QueuedQuery{SQL: `SELECT telemetry._rollup_sample($1, $2, $3)`, Arguments: []any{b.server, id, b.capturedAt}})
+		}
 		if b.settings != nil {
-			notes = append(notes, &pgx.QueuedQuery{SQL: `SELECT telemetry._note_settings($1, $2, $3::jsonb)`, Arguments: []any{b.server, b.capturedAt, *b.settings}})
-			tables = append(tables, "server_settings")
+			notes = append(notes, noteGroup{"server_settings", []*pgx.QueuedQuery{{SQL: `SELECT telemetry._note_settings($1, $2, $3::jsonb)`, Arguments: []any{b.server, b.capturedAt, *b.settings}}}})
 		}
 		// The runs this snapshot is the start read of (a run's first noted snapshot stays).
 		if len(b.runStarts) > 0 {
-			notes = append(notes, &pgx.QueuedQuery{SQL: `UPDATE telemetry.batch_runs SET start_snapshot_at = $1
-			WHERE run_id = ANY ($2) AND start_snapshot_at IS NULL`, Arguments: []any{b.capturedAt, b.runStarts}})
-			tables = append(tables, "batch_runs")
+			notes = append(notes, noteGroup{"batch_runs", []*pgx.QueuedQuery{{SQL: `UPDATE telemetry.batch_runs SET start_snapshot_at = $1
+			WHERE run_id = ANY ($2) AND start_snapshot_at IS NULL`, Arguments: []any{b.capturedAt, b.runStarts}}}})
 		}
 		if !isolate {
-			all.QueuedQueries = append(all.QueuedQueries, notes...)
+			for _, n := range notes {
+				all.QueuedQueries = append(all.QueuedQueries, n.queries...)
+			}
 			return tx.SendBatch(ctx, &all).Close()
 		}
-		for i, table := range tables {
-			if _, err := insertIsolated(ctx, tx, table, notes[i:i+1], &setAside); err != nil {
+		for _, n := range notes {
+			if _, err := insertIsolated(ctx, tx, n.table, n.queries, &setAside); err != nil {
 				return err
 			}
 		}

@@ -202,11 +202,15 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 	p := &page{Kind: "run", Title: fmt.Sprintf("%s, run %d", rep.Run.Batch, id), From: rep.From, To: rep.To,
 		Run: rep.Run, Findings: rep.Findings, Measures: rep.Baseline, Statements: rep.Statements, Changes: rep.Changes,
 		Running: rep.Running, Usual: rep.Usual, SoFar: rep.SoFar, Extra: newExtraBar(rep)}
-	if p.Baseline, err = baselineRuns(ctx, h.o.Pool, rep.Run); err != nil {
+	baseline, err := baselineRuns(ctx, h.o.Pool, rep.Run)
+	if err != nil {
 		h.fail(w, http.StatusInternalServerError, err)
 		return
 	}
-	if err := h.fill(ctx, p, win, p.Baseline); err != nil {
+	for _, b := range baseline {
+		p.Baseline = append(p.Baseline, b.runID)
+	}
+	if err := h.fill(ctx, p, win, baseline); err != nil {
 		h.fail(w, http.StatusInternalServerError, err)
 		return
 	}
@@ -265,18 +269,15 @@ func newExtraBar(rep *diagnosis.Report) *extraBar {
 }
 
 // fill adds the compare and wait_summary tables and the charts of the window; with baseline
-// runs, compare shows their median and the charts the latest of them.
-func (h *handler) fill(ctx context.Context, p *page, win window, baseline []int64) error {
+// runs (their windows, newest first), compare shows their median and the charts the latest
+// of them.
+func (h *handler) fill(ctx context.Context, p *page, win window, baseline []window) error {
 	cur, err := compareRow(ctx, h.o.Pool, win)
 	if err != nil {
 		return err
 	}
 	var base []table
-	for _, id := range baseline {
-		bw, err := runWindow(ctx, h.o.Pool, id)
-		if err != nil {
-			return err
-		}
+	for _, bw := range baseline {
 		t, err := compareRow(ctx, h.o.Pool, bw)
 		if err != nil {
 			return err
@@ -295,14 +296,11 @@ func (h *handler) fill(ctx context.Context, p *page, win window, baseline []int6
 	var prevLabel string
 	xmax := win.end.Sub(win.start).Seconds()
 	if len(baseline) > 0 {
-		bw, err := runWindow(ctx, h.o.Pool, baseline[0])
-		if err != nil {
-			return err
-		}
+		bw := baseline[0]
 		if prev, err = loadSeries(ctx, h.o.Pool, bw); err != nil {
 			return err
 		}
-		prevLabel = fmt.Sprintf("previous normal run (%d)", baseline[0])
+		prevLabel = fmt.Sprintf("previous normal run (%d)", bw.runID)
 		xmax = max(xmax, bw.end.Sub(bw.start).Seconds())
 	}
 	p.Charts = charts(s, prev, prevLabel, xmax)

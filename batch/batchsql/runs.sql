@@ -1,29 +1,15 @@
 -- Batch runs' functions and view (the table: schema/migrations/0002_batch_runs.sql).
 -- A repeatable definition: applied again whenever its text changes.
 
--- The batch functions' settings, kept where an operator changed a value.
+-- The batch functions' settings, kept where an operator changed a value: rows of diagnosis's
+-- telemetry.diagnose_thresholds, read with its telemetry._threshold
+-- (diagnosis/diagnosissql/thresholds.sql, applied before this file).
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
     ('batch_max_run_seconds', 86400, 'seconds',
      'A run still open after this long is closed as abandoned (its end was never marked).'),
     ('boundary_snapshot_grace_seconds', 5, 'seconds',
      'A run without the snapshot batch_begin asked for noted (recorded before it was, or its snapshot failed) starts on one taken up to this long (at most a tenth of the run) after its begin.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
-
--- _threshold reads a setting within the range its unit allows, a value outside it (or NaN) as
--- the nearest bound: the table is the owner's, yet a negative baseline_runs or a min_samples
--- of 0 (a divisor) must never make a diagnosis fail. Every bound is above 0, as the patterns
--- divide by their thresholds.
-CREATE OR REPLACE FUNCTION telemetry._threshold(p_name text) RETURNS numeric
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT greatest(b.low, least(b.high, CASE WHEN t.value = 'NaN' THEN b.low ELSE t.value END))
-    FROM telemetry.diagnose_thresholds t,
-    LATERAL (SELECT CASE WHEN t.unit LIKE 'percent%' OR t.unit IN ('seconds', 'ratio') THEN 0.001 ELSE 1 END AS low,
-                    CASE WHEN t.unit LIKE 'percent%' THEN 100
-                         WHEN t.unit = 'seconds' THEN 31622400 -- 366 days
-                         WHEN t.unit IN ('ratio', 'runs', 'samples') THEN 1000
-                         ELSE 1e15 END AS high) b
-    WHERE t.name = p_name
-$$;
 
 -- _manages_every_run tells whether a role may mark any batch's runs: the schema's owner (and
 -- superusers) and the exporter's role, telemetry_recorder (its tracker records detected

@@ -89,14 +89,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                CASE p.status WHEN 'ok' THEN p.temp_blks_written - p.s_temp WHEN 'new' THEN p.temp_blks_written END AS temp,
                CASE p.status WHEN 'ok' THEN p.wal_bytes - p.s_wal WHEN 'new' THEN p.wal_bytes END AS wal
         FROM pairs p),
-    -- The window's sampled session-seconds by statement. A query that waited on a lock and was
+    -- The window's sampled session-seconds by statement (from the rollups). A query that waited on a lock and was
     -- done before the sampler saw its query_id has only its text: it is the top-level statement
     -- of the window whose text it is, constants aside.
     ws AS (
         SELECT coalesce(m.queryid, x.queryid) AS queryid, x.wait_event_type, x.wait_event,
                x.before_query_id OR m.queryid IS NOT NULL AS before_query_id, x.seconds
-        FROM telemetry.statement_wait_samples x
-        CROSS JOIN srv CROSS JOIN w
+        FROM srv CROSS JOIN w
+        CROSS JOIN LATERAL telemetry._window_statement_waits(w.start_at, w.end_at, srv.server) x
         LEFT JOIN LATERAL (
             SELECT d.queryid FROM d JOIN telemetry.statement_texts tx ON tx.server = srv.server AND tx.queryid = d.queryid
             WHERE x.queryid = 0 AND x.query_text <> '' AND d.toplevel AND d.calls > 0
@@ -105,8 +105,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             -- The most specific text first: constants match .+, so a shorter statement's pattern
             -- may match a longer one's text too.
             ORDER BY length(tx.query) DESC, d.calls DESC, d.queryid LIMIT 1) m ON true
-        WHERE x.server = srv.server AND x.captured_at > w.start_at AND x.captured_at <= w.end_at
-          AND (p_batch IS NULL OR x.batch = p_batch)),
+        WHERE p_batch IS NULL OR x.batch = p_batch),
     waits AS (
         SELECT t.queryid, jsonb_object_agg(t.wait, round(t.seconds::numeric, 1)) AS waits,
                sum(t.before_seconds) AS before_seconds, sum(t.lock_seconds) AS lock_seconds
@@ -195,12 +194,54 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WHERE o.known >= telemetry._threshold('own_statements_known_pct') / 100 * o.seconds
 $$;
 
+-- A run's statements that escaped the wait sampler (issue 19, defect 5): a statement of the
+-- batch that took under a second in all may never be sampled, and then its time is no
+-- session's in the run's account. These are its candidates from pg_stat_statements: top-level
+-- statements that ran in the run's window (its start read to the first after its end), that
+-- no sample saw an own session run (active), and that ran there only under roles and in
+-- databases the run's own sessions were sampled in: another application's statement in the
+-- same window is never a candidate. Candidates, not proof: another session of the same role
+-- and database may have run one. Empty where the run's own sessions were not sampled with
+-- their role and database (runs recorded before migration 0018).
+CREATE OR REPLACE FUNCTION telemetry._run_unsampled_statements(p_run_id bigint)
+RETURNS TABLE (queryid bigint, query text, datname text, username text, status text, calls bigint, rows bigint,
+               seconds numeric, seconds_per_call numeric, temp_blks_written bigint, wal_bytes bigint,
+               baseline_seconds_per_call numeric, baseline_runs_with integer)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH w AS (SELECT w.*, telemetry._resolve_server(w.server) AS srv FROM telemetry._run_window(p_run_id) w),
+    own AS (  -- the run's own sessions as sampled: their roles and databases, their statements
+        SELECT b.usename, b.datname, b.queryid, b.state
+        FROM w JOIN telemetry.batch_wait_samples b
+          ON b.server = w.srv AND b.batch = w.batch AND b.own AND b.captured_at BETWEEN w.start_time AND w.end_time),
+    stmts AS (
+        SELECT c.* FROM w, LATERAL telemetry._statement_compare(w.snapshot_start, w.end_time, w.server, NULL::text) c
+        WHERE c.toplevel AND c.calls > 0),
+    candidates AS (
+        SELECT s.* FROM stmts s
+        WHERE NOT EXISTS (SELECT FROM own o WHERE o.state = 'active' AND o.queryid = s.queryid)
+          AND NOT EXISTS (SELECT FROM stmts x WHERE x.queryid = s.queryid
+                            AND NOT EXISTS (SELECT FROM own o WHERE o.usename = x.username AND o.datname = x.datname))),
+    -- Per call in the batch's baseline runs, any session's: a brief statement is seldom sampled there either.
+    base AS (
+        SELECT x.queryid, percentile_cont(0.5) WITHIN GROUP (ORDER BY x.seconds / x.calls)::numeric AS per_call,
+               count(DISTINCT b.run_id)::int AS runs_with
+        FROM telemetry._baseline_runs(p_run_id) b,
+             LATERAL telemetry._window_statements(b.snapshot_start, b.end_time, b.server, NULL::text) x
+        WHERE x.status <> 'reset' AND x.calls > 0 AND x.queryid IN (SELECT c.queryid FROM candidates c)
+        GROUP BY x.queryid)
+    SELECT c.queryid, c.query, c.datname, c.username, c.status, c.calls, c.rows, c.total_seconds, c.seconds_per_call,
+           c.temp_blks_written, c.wal_bytes, round(base.per_call, 6), coalesce(base.runs_with, 0)
+    FROM candidates c LEFT JOIN base USING (queryid)
+    ORDER BY c.total_seconds DESC NULLS LAST, c.queryid
+$$;
+
 -- run_statements: each statement of a run against the median of the batch's previous normal
 -- runs (a run without the statement counts 0 for its time, calls and rows), ranked by the
 -- seconds it took beyond that median: its share of the run's extra duration. A run's
--- statements are those the wait sampler saw its own sessions run (_run_statement_batch), so
--- that another application's statement in the same window is never the run's; where it did
--- not follow the batch's sessions, every statement of the window.
+-- statements are those the wait sampler saw its own sessions run (_run_statement_batch), and
+-- those too brief to be sampled that ran only in its own roles and databases
+-- (_run_unsampled_statements), so that another application's statement in the same window is
+-- never the run's; where it did not follow the batch's sessions, every statement of the window.
 CREATE OR REPLACE FUNCTION telemetry.run_statements(p_run_id bigint)
 RETURNS TABLE (rank integer, queryid bigint, query text, status text, seconds numeric, baseline_seconds numeric,
                extra_seconds numeric, share_of_extra_pct numeric, calls bigint, baseline_calls numeric,
@@ -218,8 +259,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         WHERE EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at <= b.snapshot_start)
           AND EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at >= b.end_time)),
     own AS (SELECT telemetry._run_statement_batch(p_run_id) AS batch),
+    -- Its own sessions' statements: those sampled, and those that escaped the samples but
+    -- ran only in its own roles and databases (_run_unsampled_statements).
     cur AS (SELECT s.* FROM w, own, LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, own.batch) s
-            WHERE own.batch IS NULL OR s.sampled_waits IS NOT NULL),
+            WHERE own.batch IS NULL OR s.sampled_waits IS NOT NULL
+               OR s.queryid IN (SELECT u.queryid FROM telemetry._run_unsampled_statements(p_run_id) u)),
     -- A statement first seen inside a baseline run (new) ran in it: the first run after a
     -- restart or a reset is a normal run. Only reset counters are left out.
     -- Each baseline run's sampled waits are its own sessions' where its own were recorded apart.

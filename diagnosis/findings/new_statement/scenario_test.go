@@ -24,7 +24,7 @@ func TestReportJoinedIn(t *testing.T) {
 	lab.RunSlow(t, lab.SlowRun{Want: "new_statement", Usual: usual,
 		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			usual(t, l, c)
-			lab.MustExec(t, c, `SELECT count(*) FROM work a, work b WHERE a.id <= 3000 AND b.id <= 3000 AND a.payload || b.id = b.payload || a.id`)
+			lab.MustExec(t, c, `SELECT count(*) FROM work a, work b WHERE a.id <= 500 AND b.id <= 500 AND a.payload || b.id = b.payload || a.id`)
 		},
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
 			if s := d.Findings[0].Summary; !strings.Contains(s, "work a, work b") {
