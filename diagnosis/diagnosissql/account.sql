@@ -138,10 +138,11 @@ $$;
 -- nor counted by pg_stat_statements: a statement too quick to be sampled then is not new); more_work where
 -- pg_stat_statements (p_statements, run_statements' rows) counted more calls or rows and the
 -- entry's time is the batch's own (not shared: other sessions were not seen running it, and
--- its time is not beyond the batch's sampled own seconds), its spills too; temp_spill for its
--- IO:BufFile waits, or where its temporary blocks per call grew (the entry the batch's own); cpu_contention for CPU time where
--- other sessions were busier than in the baseline runs; what_changed where a change since the
--- baseline may have slowed it (_run_change_links); io_wait for I/O waits unless its
+-- its time is not beyond the batch's sampled own seconds), its spills too;
+-- what_changed where a change since the baseline may have slowed it (_run_change_links);
+-- temp_spill for its IO:BufFile waits, or where its temporary blocks per call grew (the entry
+-- the batch's own); cpu_contention for CPU time where other sessions were busier than in the
+-- baseline runs; io_wait for I/O waits unless its
 -- blocks per row rose (a plan); else statement_regression, slower per call at the same work.
 -- rows: per cause, bucket and statement, seconds, baseline median and extra; causes: per
 -- cause the run's total, the median of the baseline runs' totals and the extra.
@@ -181,12 +182,13 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
                               OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1)) THEN 'more_work'
+                    -- A change is the more specific reason: a lowered work_mem is why a statement spills.
+                    WHEN k.queryid IN (SELECT c.queryid FROM changed c) THEN 'what_changed'
                     WHEN telemetry._account_cause(k.bucket) = 'temp_spill' THEN 'temp_spill'
                     WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND s.temp_per_call > 0
                          AND s.temp_per_call >= telemetry._threshold('temp_spill_ratio') * coalesce(s.baseline_temp_per_call, 0) THEN 'temp_spill'
                     WHEN k.bucket = 'CPU' AND b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'cpu_contention'
-                    WHEN k.queryid IN (SELECT c.queryid FROM changed c) THEN 'what_changed'
                     WHEN k.bucket LIKE 'IO:%' AND NOT coalesce(s.baseline_blocks_per_row > 0
                          AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'io_wait'
                     ELSE 'statement_regression' END AS cause
