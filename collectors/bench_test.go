@@ -14,8 +14,9 @@ import (
 )
 
 // benchServer sets up the reference load: 50 tracked tables and 100 sessions, half of
-// them active (in pg_sleep), half idle. It returns a runner tracking all 50 tables.
-func benchServer(b *testing.B, major int) *collectors.Runner {
+// them active (in pg_sleep), half idle. It returns a runner tracking all 50 tables, and the
+// database's DSN.
+func benchServer(b *testing.B, major int) (*collectors.Runner, string) {
 	srv := pgtest.Start(b, major)
 	dsn := srv.NewDatabase(b)
 	conn := pgtest.Connect(b, dsn, "")
@@ -40,13 +41,13 @@ func benchServer(b *testing.B, major int) *collectors.Runner {
 	}
 	b.Cleanup(func() { cancel(); wg.Wait() })
 	time.Sleep(200 * time.Millisecond) // let the sleepers start
-	return newRunner(b, dsn, track...)
+	return newRunner(b, dsn, track...), dsn
 }
 
 func benchmarkTier(b *testing.B, tier collectors.Tier) {
 	for _, v := range pgtest.Versions() {
 		b.Run(fmt.Sprintf("pg%d", v), func(b *testing.B) {
-			r := benchServer(b, v)
+			r, _ := benchServer(b, v)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
@@ -68,7 +69,7 @@ func BenchmarkSnapshotTier(b *testing.B) { benchmarkTier(b, collectors.TierSnaps
 func BenchmarkWaitSample(b *testing.B) {
 	for _, v := range pgtest.Versions() {
 		b.Run(fmt.Sprintf("pg%d", v), func(b *testing.B) {
-			r := benchServer(b, v)
+			r, _ := benchServer(b, v)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {

@@ -33,6 +33,9 @@ type Collection struct {
 	Tier       Tier
 	CapturedAt time.Time // server clock at the collection's transaction start
 	Server     Server
+	// Requested: a snapshot taken on request (Runner.Trigger: a batch's boundary,
+	// telemetry.request_snapshot()), which reads RelationStates.
+	Requested bool
 
 	// Snapshot tier.
 	WAL               *WAL
@@ -46,6 +49,10 @@ type Collection struct {
 	AutovacuumWorkers *int
 	Tables            []TableStat
 	Statements        *Statements // nil where pg_stat_statements is not usable in the database
+	// Settings is the server's settings as one JSON document (SQLServerSettings).
+	Settings *string
+	// RelationStates are the relations batches touched and the tracked tables, at a requested snapshot.
+	RelationStates []RelationState
 
 	// Sample tier.
 	Sessions    []SessionGroup
@@ -59,6 +66,9 @@ type Collection struct {
 	StatementWaits []StatementWait
 	// BatchWaits splits them, while a batch runs, between its own sessions and the others.
 	BatchWaits []BatchWait
+	// BatchRelations are the relations batches' own sessions held locks on at the wait
+	// sampler's readings since the previous sample-tier collection.
+	BatchRelations []BatchRelation
 	// LockEpisodes are the lock waits the wait sampler saw end since the previous sample-tier
 	// collection (and, at shutdown, those still going on).
 	LockEpisodes []LockEpisode

@@ -118,6 +118,24 @@ var RecordedTables = []RecordedTable{
 		ColSQL("write_lag", "interval", "make_interval(secs => c.write_lag_seconds)", func(r *ReplicationStat) any { return r.WriteLag }),
 		ColSQL("flush_lag", "interval", "make_interval(secs => c.flush_lag_seconds)", func(r *ReplicationStat) any { return r.FlushLag }),
 		ColSQL("replay_lag", "interval", "make_interval(secs => c.replay_lag_seconds)", func(r *ReplicationStat) any { return r.ReplayLag })),
+	// What changed since a batch's normal runs: the state of the relations batches touch
+	// (and of the tracked tables) at the snapshots a batch's boundaries ask for.
+	Recorded("relation_states", TierSnapshot, "telemetry._collect_relation_states('{}', '{}', '{}')",
+		func(c *Collection) []RelationState { return c.RelationStates },
+		Col("relid", "oid", func(s *RelationState) any { return s.Relid }),
+		Col("schemaname", "text", func(s *RelationState) any { return s.Schemaname }),
+		Col("relname", "text", func(s *RelationState) any { return s.Relname }),
+		Col("relfilenode", "oid", func(s *RelationState) any { return s.Relfilenode }),
+		Col("reltuples", "double precision", func(s *RelationState) any { return s.Reltuples }),
+		Col("n_live_tup", "bigint", func(s *RelationState) any { return s.NLiveTup }),
+		Col("n_mod_since_analyze", "bigint", func(s *RelationState) any { return s.NModSinceAnalyze }),
+		Col("last_analyze", "timestamptz", func(s *RelationState) any { return s.LastAnalyze }),
+		Col("last_autoanalyze", "timestamptz", func(s *RelationState) any { return s.LastAutoanalyze }),
+		Col("last_vacuum", "timestamptz", func(s *RelationState) any { return s.LastVacuum }),
+		Col("last_autovacuum", "timestamptz", func(s *RelationState) any { return s.LastAutovacuum }),
+		Col("total_size", "bigint", func(s *RelationState) any { return s.TotalSize }),
+		Col("autovacuum_enabled", "boolean", func(s *RelationState) any { return s.AutovacuumEnabled }),
+		ColSQL("indexes", "jsonb", "c.indexes::jsonb", func(s *RelationState) any { return s.Indexes })),
 	Recorded("wait_samples", TierSample, "telemetry._collect_session_groups()",
 		func(c *Collection) []SessionGroup { return c.Sessions },
 		Col("backend_type", "text", func(g *SessionGroup) any { return g.BackendType }),
@@ -222,6 +240,15 @@ var RecordedTables = []RecordedTable{
 		Col("wait_event", "text", func(w *BatchWait) any { return w.WaitEvent }),
 		Col("queryid", "bigint", func(w *BatchWait) any { return w.QueryID }),
 		Col("seconds", "double precision", func(w *BatchWait) any { return w.Seconds })),
+	// The relations a batch's own sessions hold locks on (the wait sampler's pg_locks read).
+	Recorded("batch_relations", TierSample, "",
+		func(c *Collection) []BatchRelation { return c.BatchRelations },
+		Col("batch", "text", func(b *BatchRelation) any { return b.Batch }),
+		Col("relid", "oid", func(b *BatchRelation) any { return b.Relid }),
+		Col("schemaname", "text", func(b *BatchRelation) any { return b.Schemaname }),
+		Col("relname", "text", func(b *BatchRelation) any { return b.Relname }),
+		Col("queryid", "bigint", func(b *BatchRelation) any { return b.QueryID }),
+		Col("username", "text", func(b *BatchRelation) any { return b.Usename })),
 }
 
 // ownText is an own session's text, NULL for the other sessions' rows.

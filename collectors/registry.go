@@ -32,6 +32,9 @@ type Config struct {
 	TrackTables []TableName
 	Statements  StatementsConfig
 	Logger      *slog.Logger
+	// TouchedRelations are the relations batches' own sessions were seen holding locks on
+	// (the runner sets it from the wait sampler).
+	TouchedRelations func() []uint32
 }
 
 type factory struct {

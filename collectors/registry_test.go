@@ -22,7 +22,7 @@ func TestCollectorFlags(t *testing.T) {
 	for _, n := range sel.Build(collectors.TierSnapshot, collectors.Config{}) {
 		snapshot = append(snapshot, n.Name)
 	}
-	if got := strings.Join(snapshot, ","); got != "autovacuum,bgwriter,checkpointer,database,io,replication_slots,statements,tables" {
+	if got := strings.Join(snapshot, ","); got != "autovacuum,bgwriter,changes,checkpointer,database,io,replication_slots,statements,tables" {
 		t.Errorf("snapshot collectors with --no-collector.wal: %s", got)
 	}
 	if sel.Enabled("waits") || !sel.Enabled("locks") {

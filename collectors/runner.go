@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,6 +38,8 @@ type Runner struct {
 	down        *repeatlog.Failure // the server cannot be reached
 	takeBatch   func() []BatchWait // the batch tracker's, once set
 	server      Server
+	// requested: a snapshot was asked for (Trigger); the next one to start is Requested.
+	requested atomic.Bool
 }
 
 // RunnerOptions configures a Runner. A zero field is the exporter's default (its flag's).
@@ -90,7 +93,17 @@ func (o RunnerOptions) WithDefaults() RunnerOptions {
 func NewRunner(o RunnerOptions) *Runner {
 	o = o.WithDefaults()
 	o.Config.Logger = o.Logger
+	var waits *WaitSampler
+	if o.Selection.Enabled("waits") {
+		waits = NewWaitSampler(o.Pool, o.WaitSampleEvery, o.Logger)
+		waits.runInterval = o.RunWaitSampleEvery
+		if o.Selection.Enabled("locks") {
+			waits.followLockWaits()
+		}
+		o.Config.TouchedRelations = waits.TouchedRelations
+	}
 	r := &Runner{
+		waits:  waits,
 		pool:   o.Pool,
 		logger: o.Logger,
 		down:   repeatlog.New(o.Logger),
@@ -102,13 +115,6 @@ func NewRunner(o RunnerOptions) *Runner {
 		trigger:     map[Tier]chan struct{}{TierSample: make(chan struct{}, 1), TierSnapshot: make(chan struct{}, 1)},
 		latest:      map[Tier]*Collection{},
 		lastSuccess: map[Tier]time.Time{},
-	}
-	if o.Selection.Enabled("waits") {
-		r.waits = NewWaitSampler(o.Pool, o.WaitSampleEvery, o.Logger)
-		r.waits.runInterval = o.RunWaitSampleEvery
-		if o.Selection.Enabled("locks") {
-			r.waits.followLockWaits()
-		}
 	}
 	return r
 }
@@ -125,6 +131,9 @@ func (r *Runner) Waits() *WaitSampler { return r.waits }
 
 // Trigger asks for a collection of the tier now (for example at a batch's boundaries).
 func (r *Runner) Trigger(t Tier) {
+	if t == TierSnapshot {
+		r.requested.Store(true)
+	}
 	select {
 	case r.trigger[t] <- struct{}{}:
 	default: // one is already pending
@@ -272,7 +281,7 @@ func (r *Runner) collect(ctx context.Context, tier Tier) (*Collection, error) {
 		return nil, fmt.Errorf("%w: %w", ErrNoConnection, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	c := &Collection{Tier: tier}
+	c := &Collection{Tier: tier, Requested: tier == TierSnapshot && r.requested.Swap(false)}
 	if err := readServer(ctx, tx, c); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoConnection, err)
 	}
@@ -290,6 +299,7 @@ func (r *Runner) collect(ctx context.Context, tier Tier) (*Collection, error) {
 			c.BatchWaits = f()
 		}
 		c.LockEpisodes = r.waits.takeLockEpisodes()
+		c.BatchRelations = r.waits.takeBatchRelations()
 	}
 	return c, tx.Commit(ctx)
 }

@@ -151,12 +151,14 @@ const sizesRefreshedEvery = 10
 const sqlTrackedFromSchema = ` UNION SELECT relid FROM telemetry.tracked_tables`
 
 // sqlWanted are the tracked tables ($1 schemas, $2 tables: names are looked up, never spliced
-// into SQL), of the kinds pg_stat_all_tables shows.
-func sqlWanted(withTrackedTables bool) string {
+// into SQL), of the kinds pg_stat_all_tables shows, and the relations of extra (a UNION's
+// SELECT, or "").
+func sqlWanted(withTrackedTables bool, extra string) string {
 	tracked := ""
 	if withTrackedTables {
 		tracked = sqlTrackedFromSchema
 	}
+	tracked += extra
 	return `wanted AS MATERIALIZED (
 	SELECT c.oid AS relid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 	JOIN unnest($1::text[], $2::text[]) AS w(nsp, rel) ON n.nspname = w.nsp AND c.relname = w.rel
@@ -210,7 +212,7 @@ FROM sized, LATERAL (SELECT sized.relid, pg_relation_size(sized.relid) AS relati
 // (anything beyond ACCESS SHARE and ROW SHARE: DML, VACUUM, CREATE INDEX, DDL; a long COPY's
 // counters move only once it ends). It takes no lock.
 func SQLTables(withTrackedTables bool) string {
-	return `WITH ` + sqlWanted(withTrackedTables) + `, ` + sqlFiles + `, per_table AS (
+	return `WITH ` + sqlWanted(withTrackedTables, "") + `, ` + sqlFiles + `, per_table AS (
 	SELECT relid, array_agg(pg_relation_filenode(oid)::bigint ORDER BY oid) AS files,
 		sum(pg_stat_get_vacuum_count(oid) + pg_stat_get_autovacuum_count(oid))::bigint AS vacuums,
 		bool_or(oid IN (SELECT relation FROM locks WHERE mode NOT IN ('AccessShareLock', 'RowShareLock'))) AS writing
@@ -228,7 +230,7 @@ const SQLTableSizes = `WITH wanted AS (SELECT DISTINCT unnest($1::oid[]) AS reli
 // SQLTablesWithSizes is the tracked tables' statistics with every one's sizes, in one
 // statement: pg_cron mode's collection, which keeps nothing between collections.
 func SQLTablesWithSizes(withTrackedTables bool) string {
-	return `WITH ` + sqlWanted(withTrackedTables) + `, ` + sqlFiles + `, sizes AS (
+	return `WITH ` + sqlWanted(withTrackedTables, "") + `, ` + sqlFiles + `, sizes AS (
 	WITH ` + strings.Replace(sqlSizes, "\n", "\n\t", -1) + `
 )
 SELECT s.relid, s.schemaname::text, s.relname::text, z.relation, z.total, z.indexes, ` + sqlTableStats + `

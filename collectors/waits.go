@@ -173,7 +173,18 @@ type WaitSampler struct {
 	// followed (the locks collector is off).
 	locks       *lockEpisodes
 	lockFailure *repeatlog.Failure
+
+	// touched are the relations batches' own sessions held locks on since the last sample-tier
+	// collection; known is every relation seen so far (at most maxKnownRelations), whose state
+	// each requested snapshot reads.
+	touched      map[BatchRelation]struct{}
+	known        map[uint32]struct{}
+	touchFailure *repeatlog.Failure
 }
+
+// maxKnownRelations bounds the relations whose state a requested snapshot reads: a batch
+// creating a new table each run would otherwise grow the list for ever.
+const maxKnownRelations = 1000
 
 // NewWaitSampler samples through the pool every interval.
 func NewWaitSampler(pool *pgxpool.Pool, interval time.Duration, logger *slog.Logger) *WaitSampler {
@@ -181,7 +192,8 @@ func NewWaitSampler(pool *pgxpool.Pool, interval time.Duration, logger *slog.Log
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &WaitSampler{pool: pool, interval: interval, paced: make(chan struct{}, 1), logger: logger, lockFailure: repeatlog.New(logger),
-		totals: map[waitKey]float64{}, pending: map[waitKey]float64{}, byStatement: map[statementWaitKey]float64{}}
+		totals: map[waitKey]float64{}, pending: map[waitKey]float64{}, byStatement: map[statementWaitKey]float64{},
+		touched: map[BatchRelation]struct{}{}, known: map[uint32]struct{}{}, touchFailure: repeatlog.New(logger)}
 }
 
 // BatchRunning tells the sampler whether a batch runs (the batch tracker does, at each
@@ -252,6 +264,7 @@ func (w *WaitSampler) sample(ctx context.Context, spanAt func(now time.Time) tim
 	now := time.Now()
 	waits := slices.DeleteFunc(slices.Clone(sessions), func(s SessionWait) bool { return s.State != SessionActive })
 	batches := w.batchesOf(waits)
+	touched := w.readTouched(ctx, waits, batches)
 	lockSample := err == nil && w.locks != nil && slices.ContainsFunc(waits, func(s SessionWait) bool { return s.WaitEventType == "Lock" })
 	var locks []LockWait
 	var blockers map[int32]string
@@ -291,6 +304,7 @@ func (w *WaitSampler) sample(ctx context.Context, spanAt func(now time.Time) tim
 		w.pending[k] += secs
 	}
 	attributed := w.attribute(waits, batches, span)
+	w.noteTouched(touched)
 	observers := w.observers
 	w.mu.Unlock()
 	for _, o := range observers {
@@ -395,6 +409,81 @@ func (w *WaitSampler) blockingBatches(locks []LockWait, waits []SessionWait) map
 			out[sessions[i].PID] = name
 		}
 	}
+	return out
+}
+
+// readTouched reads the relations the batches' own sessions of this reading hold locks on
+// (SQLTouchedRelations): one query, only where a batch's session was seen. A failure is
+// logged once and leaves this reading's relations out.
+func (w *WaitSampler) readTouched(ctx context.Context, waits []SessionWait, batches []string) []BatchRelation {
+	own := map[int32]SessionWait{}
+	var pids []int32
+	for i, s := range waits {
+		if batches[i] != "" {
+			own[s.PID] = s
+			pids = append(pids, s.PID)
+		}
+	}
+	if len(pids) == 0 {
+		return nil
+	}
+	rows, err := w.pool.Query(ctx, SQLTouchedRelations, pids)
+	var out []BatchRelation
+	if err == nil {
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (BatchRelation, error) {
+			var pid int32
+			var b BatchRelation
+			err := r.Scan(&pid, &b.Relid, &b.Schemaname, &b.Relname)
+			s := own[pid]
+			b.QueryID, b.Usename = s.QueryID, s.Usename
+			b.Batch = batches[slices.IndexFunc(waits, func(x SessionWait) bool { return x.PID == pid })]
+			return b, err
+		})
+	}
+	if err != nil {
+		w.touchFailure.Failed("reading the relations a batch's sessions lock failed: they are read again at the next reading", err)
+		return nil
+	}
+	w.touchFailure.Succeeded("reading the relations a batch's sessions lock works again")
+	return out
+}
+
+// noteTouched adds a reading's relations to those of the next sample-tier collection and to
+// the known ones; w.mu held.
+func (w *WaitSampler) noteTouched(touched []BatchRelation) {
+	for _, b := range touched {
+		w.touched[b] = struct{}{}
+		if len(w.known) < maxKnownRelations {
+			w.known[b.Relid] = struct{}{}
+		}
+	}
+}
+
+// takeBatchRelations returns the relations batches touched since the previous call.
+func (w *WaitSampler) takeBatchRelations() []BatchRelation {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]BatchRelation, 0, len(w.touched))
+	for b := range w.touched {
+		out = append(out, b)
+	}
+	w.touched = map[BatchRelation]struct{}{}
+	slices.SortFunc(out, func(a, b BatchRelation) int {
+		return cmp.Or(cmp.Compare(a.Batch, b.Batch), cmp.Compare(a.Relid, b.Relid), cmp.Compare(a.QueryID, b.QueryID), cmp.Compare(a.Usename, b.Usename))
+	})
+	return out
+}
+
+// TouchedRelations are the relations batches' own sessions were seen holding locks on since
+// the exporter started (Config.TouchedRelations).
+func (w *WaitSampler) TouchedRelations() []uint32 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]uint32, 0, len(w.known))
+	for relid := range w.known {
+		out = append(out, relid)
+	}
+	slices.Sort(out)
 	return out
 }
 

@@ -104,6 +104,21 @@ type Report struct {
 	// SoFar is a running run's measures against its baseline runs' whole and the same
 	// elapsed part of them (telemetry.run_so_far).
 	SoFar []SoFarMeasure `json:"so_far,omitempty"`
+	// Changes are what changed since the baseline's latest run (telemetry.run_changes without
+	// the seconds, which the findings give).
+	Changes []Change `json:"changes,omitempty"`
+}
+
+// Change is something that changed between a run's baseline and its start: an index, a
+// table's statistics or size, a setting, the server's start or version.
+type Change struct {
+	Kind   string  `json:"kind"`
+	Object string  `json:"object"`
+	Old    *string `json:"old"`
+	New    *string `json:"new"`
+	Detail string  `json:"detail"`
+	// Affects: it can slow the batch's statements (else named, never blamed).
+	Affects bool `json:"affects"`
 }
 
 // Usual is a row of telemetry.run_usual_duration.

@@ -387,27 +387,37 @@ func (r *Recorder) insert(ctx context.Context, b *collectionRows, isolate bool) 
 				return err
 			}
 		}
-		note := &pgx.QueuedQuery{SQL: `SELECT telemetry._note_server($1, $2, $3, $4)`, Arguments: []any{b.server, b.systemID, b.pgVersion, b.capturedAt}}
-		last := []*pgx.QueuedQuery{note}
+		// What follows the collection's rows, by the table it writes: isolated, a group that
+		// fails is set aside alone.
+		type noteGroup struct {
+			table   string
+			queries []*pgx.QueuedQuery
+		}
+		notes := []noteGroup{{"servers", []*pgx.QueuedQuery{{SQL: `SELECT telemetry._note_server($1, $2, $3, $4)`, Arguments: []any{b.server, b.systemID, b.pgVersion, b.capturedAt}}}}}
 		if b.tier != collectors.TierSnapshot {
 			// The sample's rows are all in: its rollups (recorder/sql/rollups.sql) follow.
-			last = append(last, &pgx.QueuedQuery{SQL: `SELECT telemetry._rollup_sample($1, $2, $3)`, Arguments: []any{b.server, id, b.capturedAt}})
+			notes[0].queries = append(notes[0].queries, &pgx.QueuedQuery{SQL: `SELECT telemetry._rollup_sample($1, $2, $3)`, Arguments: []any{b.server, id, b.capturedAt}})
+		}
+		if b.settings != nil {
+			notes = append(notes, noteGroup{"server_settings", []*pgx.QueuedQuery{{SQL: `SELECT telemetry._note_settings($1, $2, $3::jsonb)`, Arguments: []any{b.server, b.capturedAt, *b.settings}}}})
 		}
 		// The runs this snapshot is the start read of (a run's first noted snapshot stays).
-		starts := &pgx.QueuedQuery{SQL: `UPDATE telemetry.batch_runs SET start_snapshot_at = $1
-			WHERE run_id = ANY ($2) AND start_snapshot_at IS NULL`, Arguments: []any{b.capturedAt, b.runStarts}}
+		if len(b.runStarts) > 0 {
+			notes = append(notes, noteGroup{"batch_runs", []*pgx.QueuedQuery{{SQL: `UPDATE telemetry.batch_runs SET start_snapshot_at = $1
+			WHERE run_id = ANY ($2) AND start_snapshot_at IS NULL`, Arguments: []any{b.capturedAt, b.runStarts}}}})
+		}
 		if !isolate {
-			all.QueuedQueries = append(all.QueuedQueries, last...)
-			if len(b.runStarts) > 0 {
-				all.QueuedQueries = append(all.QueuedQueries, starts)
+			for _, n := range notes {
+				all.QueuedQueries = append(all.QueuedQueries, n.queries...)
 			}
 			return tx.SendBatch(ctx, &all).Close()
 		}
-		if _, err = insertIsolated(ctx, tx, "servers", last, &setAside); err != nil || len(b.runStarts) == 0 {
-			return err
+		for _, n := range notes {
+			if _, err := insertIsolated(ctx, tx, n.table, n.queries, &setAside); err != nil {
+				return err
+			}
 		}
-		_, err = insertIsolated(ctx, tx, "batch_runs", []*pgx.QueuedQuery{starts}, &setAside)
-		return err
+		return nil
 	})
 	return written, setAside, err
 }

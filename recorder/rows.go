@@ -14,6 +14,7 @@ type collectionRows struct {
 	server     string
 	systemID   string
 	pgVersion  int
+	settings   *string // the server's settings (collectors.SQLServerSettings), kept where they changed
 	parent     table
 	children   []table
 	runStarts  []int64 // the runs this snapshot is the start read of
@@ -51,7 +52,7 @@ var snapshotColumns = []string{"captured_at", "pg_version", "wal_records", "wal_
 // latest sample's standbys in a snapshot's (replication: the snapshot tier does not read
 // them), and the pg_stat_statements entries statements says to store.
 func newCollectionRows(c *collectors.Collection, tables []collectors.RecordedTable, server string, replication []collectors.ReplicationStat, statements *statementDeltas) *collectionRows {
-	b := &collectionRows{tier: c.Tier, capturedAt: c.CapturedAt, server: server, systemID: c.Server.SystemID, pgVersion: c.Server.Major()}
+	b := &collectionRows{tier: c.Tier, capturedAt: c.CapturedAt, server: server, systemID: c.Server.SystemID, pgVersion: c.Server.Major(), settings: c.Settings}
 	source := c
 	if c.Tier == collectors.TierSnapshot {
 		withStandbys := *c

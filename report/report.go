@@ -94,6 +94,8 @@ type page struct {
 	// Extra is the run's extra time against its baseline median, split by cause (the bar).
 	Extra    *extraBar
 	Measures []diagnosis.Measure // run: against the baseline, rank 0 is the duration
+	// Changes are what changed since the baseline's latest run.
+	Changes []diagnosis.Change
 	// Statements are the run's top statements by time beyond their baseline median.
 	Statements []diagnosis.Statement
 	Baseline   []int64 // run: the previous normal runs compared with
@@ -198,7 +200,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := &page{Kind: "run", Title: fmt.Sprintf("%s, run %d", rep.Run.Batch, id), From: rep.From, To: rep.To,
-		Run: rep.Run, Findings: rep.Findings, Measures: rep.Baseline, Statements: rep.Statements,
+		Run: rep.Run, Findings: rep.Findings, Measures: rep.Baseline, Statements: rep.Statements, Changes: rep.Changes,
 		Running: rep.Running, Usual: rep.Usual, SoFar: rep.SoFar, Extra: newExtraBar(rep)}
 	baseline, err := baselineRuns(ctx, h.o.Pool, rep.Run)
 	if err != nil {
@@ -216,6 +218,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 		fmt.Sprintf("SELECT * FROM telemetry.diagnose_run(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.diagnose_run_findings(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.run_account(%d);", id),
+		fmt.Sprintf("SELECT * FROM telemetry.run_changes(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.run_so_far(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.batch_runs WHERE batch = %s ORDER BY started_at DESC;", quoteLiteral(rep.Run.Batch)),
 	}

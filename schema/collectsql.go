@@ -58,6 +58,11 @@ var collectFuncs = []collectFunc{
 			"n_live_tup bigint, n_dead_tup bigint, n_tup_ins bigint, n_tup_upd bigint, n_tup_del bigint, n_tup_hot_upd bigint, " +
 			"last_vacuum timestamptz, last_autovacuum timestamptz, last_analyze timestamptz, last_autoanalyze timestamptz, " +
 			"vacuum_count bigint, autovacuum_count bigint, analyze_count bigint, autoanalyze_count bigint"},
+	{name: "_collect_relation_states", params: "p_schemas text[], p_names text[], p_relids oid[]", sql: constant(collectors.SQLRelationStates(true)),
+		returns: "relid oid, schemaname text, relname text, relfilenode oid, reltuples double precision, n_live_tup bigint, " +
+			"n_mod_since_analyze bigint, last_analyze timestamptz, last_autoanalyze timestamptz, last_vacuum timestamptz, " +
+			"last_autovacuum timestamptz, total_size bigint, autovacuum_enabled boolean, indexes text"},
+	{name: "_collect_settings", sql: constant(collectors.SQLServerSettings), returns: "settings text"},
 	{name: "_collect_session_groups", sql: constant(collectors.SQLSessionGroups),
 		returns: "backend_type text, wait_event_type text, wait_event text, state text, count integer"},
 	{name: "_collect_active_sessions", sql: constant(collectors.SQLActiveSessions),

@@ -138,9 +138,11 @@ $$;
 -- nor counted by pg_stat_statements: a statement too quick to be sampled then is not new); more_work where
 -- pg_stat_statements (p_statements, run_statements' rows) counted more calls or rows and the
 -- entry's time is the batch's own (not shared: other sessions were not seen running it, and
--- its time is not beyond the batch's sampled own seconds), its spills too; temp_spill for its
--- IO:BufFile waits, or where its temporary blocks per call grew (the entry the batch's own); cpu_contention for CPU time where
--- other sessions were busier than in the baseline runs; io_wait for I/O waits unless its
+-- its time is not beyond the batch's sampled own seconds), its spills too;
+-- what_changed where a change since the baseline may have slowed it (_run_change_links);
+-- temp_spill for its IO:BufFile waits, or where its temporary blocks per call grew (the entry
+-- the batch's own); cpu_contention for CPU time where other sessions were busier than in the
+-- baseline runs; io_wait for I/O waits unless its
 -- blocks per row rose (a plan); else statement_regression, slower per call at the same work.
 -- rows: per cause, bucket and statement, seconds, baseline median and extra; causes: per
 -- cause the run's total, the median of the baseline runs' totals and the extra.
@@ -168,6 +170,8 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY telemetry._run_other_busy(r.run_id))::numeric
                      FROM runs r WHERE NOT r.this_run) AS baseline),
     keys AS (SELECT DISTINCT a.bucket, a.queryid FROM a),
+    -- The statements a change since the baseline may have slowed (what_changed).
+    changed AS (SELECT DISTINCT l.queryid FROM telemetry._run_change_links(p_run_id) l),
     judged AS (
         SELECT k.bucket, k.queryid,
                o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared,
@@ -178,6 +182,8 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
                               OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1)) THEN 'more_work'
+                    -- A change is the more specific reason: a lowered work_mem is why a statement spills.
+                    WHEN k.queryid IN (SELECT c.queryid FROM changed c) THEN 'what_changed'
                     WHEN telemetry._account_cause(k.bucket) = 'temp_spill' THEN 'temp_spill'
                     WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND s.temp_per_call > 0
@@ -426,14 +432,15 @@ $$;
 -- run_diagnosis: everything diagnose --run and the report's run page show of a run, each
 -- part computed once: its findings and account (_run_findings_json), its measures against
 -- the baseline (diagnose_run), its top p_statements statements (run_statements, also the
--- findings' evidence).
+-- findings' evidence), and what changed since the baseline (_run_changes).
 CREATE OR REPLACE FUNCTION telemetry.run_diagnosis(p_run_id bigint, p_statements integer DEFAULT 10)
 RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH rs AS (SELECT * FROM telemetry.run_statements(p_run_id)),
     f AS (SELECT telemetry._run_findings_json(p_run_id, (SELECT jsonb_agg(to_jsonb(rs)) FROM rs)) AS j)
     SELECT f.j || jsonb_build_object(
         'baseline', coalesce((SELECT jsonb_agg(to_jsonb(d) ORDER BY d.rank) FROM telemetry.diagnose_run(p_run_id) d), '[]'),
-        'statements', coalesce((SELECT jsonb_agg(to_jsonb(rs) ORDER BY rs.rank) FROM rs WHERE rs.rank <= p_statements), '[]'))
+        'statements', coalesce((SELECT jsonb_agg(to_jsonb(rs) ORDER BY rs.rank) FROM rs WHERE rs.rank <= p_statements), '[]'),
+        'changes', coalesce((SELECT jsonb_agg(to_jsonb(c) - 'relid' ORDER BY NOT c.affects, c.kind, c.object) FROM telemetry._run_changes(p_run_id) c), '[]'))
     FROM f
 $$;
 

@@ -149,6 +149,70 @@ ORDER BY s.schemaname, s.relname;
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_relation_states(p_schemas text[], p_names text[], p_relids oid[]);
+CREATE OR REPLACE FUNCTION telemetry._collect_relation_states(p_schemas text[], p_names text[], p_relids oid[])
+RETURNS TABLE (relid oid, schemaname text, relname text, relfilenode oid, reltuples double precision, n_live_tup bigint, n_mod_since_analyze bigint, last_analyze timestamptz, last_autoanalyze timestamptz, last_vacuum timestamptz, last_autovacuum timestamptz, total_size bigint, autovacuum_enabled boolean, indexes text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY WITH wanted AS MATERIALIZED (
+	SELECT c.oid AS relid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	JOIN unnest($1::text[], $2::text[]) AS w(nsp, rel) ON n.nspname = w.nsp AND c.relname = w.rel
+	WHERE c.relkind IN ('r', 't', 'm', 'p') UNION SELECT relid FROM telemetry.tracked_tables UNION SELECT unnest($3::oid[])
+), files AS MATERIALIZED (
+	SELECT w.relid, f.oid FROM wanted w JOIN pg_class c ON c.oid = w.relid
+	CROSS JOIN LATERAL (SELECT c.oid UNION ALL SELECT c.reltoastrelid WHERE c.reltoastrelid <> 0
+		UNION ALL SELECT indexrelid FROM pg_index WHERE indrelid IN (c.oid, c.reltoastrelid)) AS f(oid)
+), locks AS MATERIALIZED (
+	SELECT relation, mode FROM pg_locks
+	WHERE locktype = 'relation' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+	  AND pid IS DISTINCT FROM pg_backend_pid()
+), sizes AS (
+	WITH sized AS (
+	SELECT relid, bool_and(oid NOT IN (SELECT relation FROM locks WHERE mode = 'AccessExclusiveLock')) AS safe
+	FROM files GROUP BY relid
+)
+SELECT z.relid, z.relation, z.heap + z.indexes, z.indexes
+FROM sized, LATERAL (SELECT sized.relid, pg_relation_size(sized.relid) AS relation, pg_table_size(sized.relid) AS heap,
+	pg_indexes_size(sized.relid) AS indexes WHERE sized.safe OFFSET 0) AS z
+)
+SELECT c.oid, n.nspname::text, c.relname::text, nullif(c.relfilenode, 0), c.reltuples::float8,
+	s.n_live_tup, s.n_mod_since_analyze, s.last_analyze, s.last_autoanalyze, s.last_vacuum, s.last_autovacuum, z.total,
+	coalesce((SELECT o.option_value::boolean FROM pg_options_to_table(c.reloptions) o WHERE o.option_name = 'autovacuum_enabled'), true),
+	coalesce((SELECT jsonb_agg(jsonb_build_object('name', ic.relname, 'definition', pg_get_indexdef(i.indexrelid),
+	                                              'valid', i.indisvalid, 'ready', i.indisready) ORDER BY ic.relname)
+	          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), '[]')::text
+FROM wanted w JOIN pg_class c ON c.oid = w.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN (SELECT * FROM pg_stat_all_tables s WHERE s.relid = ANY (ARRAY(SELECT relid FROM wanted))) s ON s.relid = c.oid
+LEFT JOIN sizes z(relid, relation, total, indexes) ON z.relid = c.oid
+WHERE c.relkind IN ('r', 'p', 'm')
+ORDER BY n.nspname, c.relname;
+END
+$collect$;
+
+DROP FUNCTION IF EXISTS telemetry._collect_settings();
+CREATE OR REPLACE FUNCTION telemetry._collect_settings()
+RETURNS TABLE (settings text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT jsonb_build_object(
+	'settings', coalesce((SELECT jsonb_object_agg(name, jsonb_build_object('setting', setting, 'unit', unit, 'source', source,
+	                                                                      'category', category, 'pending_restart', pending_restart))
+	                      FROM pg_settings
+	                      WHERE source NOT IN ('default', 'override', 'client', 'session', 'database', 'user', 'database user', 'interactive')
+	                         OR pending_restart), '{}'),
+	'role_settings', coalesce((SELECT jsonb_agg(jsonb_build_object('role', r.rolname, 'database', d.datname, 'settings', to_jsonb(s.setconfig))
+	                                            ORDER BY r.rolname NULLS FIRST, d.datname NULLS FIRST)
+	                           FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole LEFT JOIN pg_database d ON d.oid = s.setdatabase
+	                           WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))), '[]'),
+	'conf_load_time', pg_conf_load_time(),
+	'start_time', pg_postmaster_start_time(),
+	'version', current_setting('server_version'),
+	'extensions', coalesce((SELECT jsonb_object_agg(extname, extversion) FROM pg_extension), '{}'))::text;
+END
+$collect$;
+
 DROP FUNCTION IF EXISTS telemetry._collect_session_groups();
 CREATE OR REPLACE FUNCTION telemetry._collect_session_groups()
 RETURNS TABLE (backend_type text, wait_event_type text, wait_event text, state text, count integer)
@@ -400,6 +464,13 @@ BEGIN
         make_interval(secs => c.write_lag_seconds), make_interval(secs => c.flush_lag_seconds),
         make_interval(secs => c.replay_lag_seconds), p_server, p_at
     FROM telemetry._collect_replication() c;
+    INSERT INTO telemetry.relation_states (snapshot_id, relid, schemaname, relname, relfilenode,
+        reltuples, n_live_tup, n_mod_since_analyze, last_analyze, last_autoanalyze, last_vacuum,
+        last_autovacuum, total_size, autovacuum_enabled, indexes, server, captured_at)
+    SELECT p_id, c.relid, c.schemaname, c.relname, c.relfilenode, c.reltuples, c.n_live_tup,
+        c.n_mod_since_analyze, c.last_analyze, c.last_autoanalyze, c.last_vacuum, c.last_autovacuum,
+        c.total_size, c.autovacuum_enabled, c.indexes::jsonb, p_server, p_at
+    FROM telemetry._collect_relation_states('{}', '{}', '{}') c;
 END
 $record$;
 REVOKE EXECUTE ON FUNCTION telemetry._record_snapshots(integer, text, timestamptz) FROM PUBLIC;

@@ -51,7 +51,8 @@ BEGIN
         ('0013_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8'),
         ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0'),
         ('0015_rollups.sql', 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e'),
-        ('0016_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651')) f (name, checksum) ON f.name = m.name
+        ('0016_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651'),
+        ('0017_batch_relations_and_settings.sql', 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -187,6 +188,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0016_run_accou
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0017_batch_relations_and_settings.sql' AND checksum = 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../schema/migrations/0017_batch_relations_and_settings.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0017_batch_relations_and_settings.sql', 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 BEGIN;
@@ -195,11 +204,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/t
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '0623c2fbe6e8b5efc48e32b1335e616bf1b2fd2ffe6b26111789c5f3fec14642') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = 'bc2927969364bf1c0cf2192adf54e8513ccb9c19279afeb7c82930a060d5a75e') AS apply \gset
 \if :apply
 BEGIN;
 \ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '0623c2fbe6e8b5efc48e32b1335e616bf1b2fd2ffe6b26111789c5f3fec14642')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', 'bc2927969364bf1c0cf2192adf54e8513ccb9c19279afeb7c82930a060d5a75e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -219,19 +228,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/a
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'd1cda560ecc51f8d98d1e57a2eedbcd237910129ef97e0b8d105dcafdc8c54fa') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '6a51e92eb2e6e90b3324a354b94badaf70f66b201653a398efd0b1271ecb893d') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'd1cda560ecc51f8d98d1e57a2eedbcd237910129ef97e0b8d105dcafdc8c54fa')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '6a51e92eb2e6e90b3324a354b94badaf70f66b201653a398efd0b1271ecb893d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '1ebf898648982cc1bbfb6f7d3039e577c1e3021939bf21eb8817fc3ce08fda78') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'e628fb6b7058d31498b9e9619c3345debe6e1b90e9cd76abb7bd53f42a0831f7') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '1ebf898648982cc1bbfb6f7d3039e577c1e3021939bf21eb8817fc3ce08fda78')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'e628fb6b7058d31498b9e9619c3345debe6e1b90e9cd76abb7bd53f42a0831f7')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -275,11 +284,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '6e0090879309b3190e5c43271cd725fb9798b8406f1c69191e4e69ed1e3ee043') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = '307e4653d63d0a7c83de580d54fa454e10ad31756320870e50b128b1e985778d') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/changes.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', '307e4653d63d0a7c83de580d54fa454e10ad31756320870e50b128b1e985778d')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '44cd5cbe73ed3d0eecc27869dc9d6d350a5d21b27578523737dabcf6d7162536') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '6e0090879309b3190e5c43271cd725fb9798b8406f1c69191e4e69ed1e3ee043')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '44cd5cbe73ed3d0eecc27869dc9d6d350a5d21b27578523737dabcf6d7162536')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -475,11 +492,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'f7d27fa545a12176e896aaaca7b11d68afd4f1bd58fe3a470140850a3fc20f01') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/what_changed/finding.sql' AND checksum = '5f1964ef849d4c9828f4d2268d04f905e484879d52401122d68547ed94d5a8d9') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/what_changed/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/what_changed/finding.sql', '5f1964ef849d4c9828f4d2268d04f905e484879d52401122d68547ed94d5a8d9')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'c3ee9d063f36a30f54d7491374f881044270ef560dfdde1ea82289281e3d39f8') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/dispatch.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'f7d27fa545a12176e896aaaca7b11d68afd4f1bd58fe3a470140850a3fc20f01')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'c3ee9d063f36a30f54d7491374f881044270ef560dfdde1ea82289281e3d39f8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -105,3 +105,15 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
         pg_version = excluded.pg_version, last_seen = greatest(telemetry.servers.last_seen, excluded.last_seen)
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._note_server(text, text, integer, timestamptz) FROM PUBLIC;
+
+-- _note_settings keeps the server's settings (collectors.SQLServerSettings) where they differ
+-- from the latest kept at or before p_at: a row a change, not a snapshot.
+CREATE OR REPLACE FUNCTION telemetry._note_settings(p_server text, p_at timestamptz, p_settings jsonb)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO telemetry.server_settings (server, captured_at, settings)
+    SELECT p_server, telemetry._check_time(p_at, 'the settings'' time'), p_settings
+    WHERE (SELECT s.settings FROM telemetry.server_settings s WHERE s.server = p_server AND s.captured_at <= p_at
+           ORDER BY s.captured_at DESC LIMIT 1) IS DISTINCT FROM p_settings
+    ON CONFLICT DO NOTHING
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._note_settings(text, timestamptz, jsonb) FROM PUBLIC;

@@ -196,11 +196,13 @@ func (l *Lab) Run(batch string, work func(c *pgx.Conn)) int64 {
 	// request is served is TestRequestSnapshot's business; here a loaded CI machine may take a
 	// few seconds, so the bound only excludes some other, much later snapshot.
 	var exact bool
+	var times string
 	err := l.Admin.QueryRow(ctx, `SELECT start_snapshot_at >= started_at AND end_snapshot_at >= ended_at
-		AND (SELECT elapsed_seconds FROM telemetry.compare(start_snapshot_at, end_snapshot_at)) <= duration_seconds + 10
-		FROM telemetry.recent_batch_runs WHERE run_id = $1`, runID).Scan(&exact)
+		AND (SELECT elapsed_seconds FROM telemetry.compare(start_snapshot_at, end_snapshot_at)) <= duration_seconds + 10,
+		format('began %s, ended %s, snapshots %s and %s', started_at, ended_at, start_snapshot_at, end_snapshot_at)
+		FROM telemetry.recent_batch_runs WHERE run_id = $1`, runID).Scan(&exact, &times)
 	if err != nil || !exact {
-		l.t.Fatalf("run %d does not start and end on its own snapshots (%v)", runID, err)
+		l.t.Fatalf("run %d does not start and end on its own snapshots: %s (%v)", runID, times, err)
 	}
 	return runID
 }
@@ -301,7 +303,9 @@ type SlowRun struct {
 	Server       func(t *testing.T, major int) *pgtest.Server // nil: the shared server of the major
 	Setup        func(l *Lab)                                 // after PrepareWork, before the runs
 	Usual        func(t *testing.T, l *Lab, c *pgx.Conn)
-	Slow         func(t *testing.T, l *Lab, c *pgx.Conn)
+	// Between, where set, runs between the baseline runs and the slow one (a change between runs).
+	Between func(t *testing.T, l *Lab)
+	Slow    func(t *testing.T, l *Lab, c *pgx.Conn)
 	// After, where set, changes what was recorded of the run before it is diagnosed.
 	After func(l *Lab, runID int64)
 	// Check, where set, looks further at the run's diagnosis.
@@ -345,6 +349,9 @@ func RunSlow(t *testing.T, s SlowRun) {
 			}
 			for range cmp.Or(s.BaselineRuns, 3) {
 				l.Run("nightly", func(c *pgx.Conn) { s.Usual(t, l, c) })
+			}
+			if s.Between != nil {
+				s.Between(t, l)
 			}
 			slow := s.Slow
 			if slow == nil {

@@ -1,0 +1,136 @@
+package collectors
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func init() {
+	register("changes", TierSnapshot, true,
+		"What changed since a batch's normal runs, for the recorder (no metrics): settings, and at a batch's boundaries "+
+			"the indexes, statistics and sizes of the tables batches touch",
+		func(cfg Config) Collector {
+			return &changesCollector{track: cfg.TrackTables, touched: cfg.TouchedRelations}
+		})
+}
+
+// BatchRelation is a relation a batch's own session held a lock on at a wait sampler reading,
+// with the statement it ran then (0: unknown) and its role.
+type BatchRelation struct {
+	Batch      string
+	Relid      uint32
+	Schemaname string
+	Relname    string
+	QueryID    int64
+	Usename    string
+}
+
+// RelationState is a relation's state at a requested snapshot: what tells a run's tables
+// from its baseline's (an index dropped, statistics left stale, a rewrite, growth).
+type RelationState struct {
+	Relid             uint32
+	Schemaname        string
+	Relname           string
+	Relfilenode       *uint32
+	Reltuples         *float64
+	NLiveTup          *int64
+	NModSinceAnalyze  *int64
+	LastAnalyze       *time.Time
+	LastAutoanalyze   *time.Time
+	LastVacuum        *time.Time
+	LastAutovacuum    *time.Time
+	TotalSize         *int64 // nil while another session holds an ACCESS EXCLUSIVE lock on it
+	AutovacuumEnabled bool   // the table's autovacuum_enabled storage parameter
+	Indexes           string // JSON: [{name, definition, valid, ready}], by name
+}
+
+// SQLTouchedRelations are the tables, partitioned tables and materialized views of this
+// database that the sessions $1 (pids) hold a lock on: one read of pg_locks, taken by the wait
+// sampler while a batch runs. Temporary tables and the exporter's own schema are left out.
+const SQLTouchedRelations = `SELECT DISTINCT l.pid, c.oid, n.nspname::text, c.relname::text
+FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE l.locktype = 'relation' AND l.granted AND l.pid = ANY ($1::int[])
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND c.relkind IN ('r', 'p', 'm') AND c.relpersistence <> 't'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'telemetry')`
+
+// SQLRelationStates reads the state of the tracked tables ($1 schemas, $2 names, and
+// telemetry.tracked_tables where withTrackedTables) and of the relations $3 (oids): their
+// indexes, relfilenode, rows, statistics times and size (see sqlSizes for when a size is
+// left out). It takes no lock but the sizes' ACCESS SHARE.
+func SQLRelationStates(withTrackedTables bool) string {
+	return `WITH ` + sqlWanted(withTrackedTables, ` UNION SELECT unnest($3::oid[])`) + `, ` + sqlFiles + `, sizes AS (
+	WITH ` + sqlSizes + `
+)
+SELECT c.oid, n.nspname::text, c.relname::text, nullif(c.relfilenode, 0), c.reltuples::float8,
+	s.n_live_tup, s.n_mod_since_analyze, s.last_analyze, s.last_autoanalyze, s.last_vacuum, s.last_autovacuum, z.total,
+	coalesce((SELECT o.option_value::boolean FROM pg_options_to_table(c.reloptions) o WHERE o.option_name = 'autovacuum_enabled'), true),
+	coalesce((SELECT jsonb_agg(jsonb_build_object('name', ic.relname, 'definition', pg_get_indexdef(i.indexrelid),
+	                                              'valid', i.indisvalid, 'ready', i.indisready) ORDER BY ic.relname)
+	          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), '[]')::text
+FROM wanted w JOIN pg_class c ON c.oid = w.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN (SELECT * FROM pg_stat_all_tables s WHERE ` + sqlOnlyWanted + `) s ON s.relid = c.oid
+LEFT JOIN sizes z(relid, relation, total, indexes) ON z.relid = c.oid
+WHERE c.relkind IN ('r', 'p', 'm')
+ORDER BY n.nspname, c.relname`
+}
+
+// SQLServerSettings is the server's settings as one JSON document (telemetry.server_settings
+// keeps it when it changes): the settings its configuration changed from their defaults (not
+// those of this session's client or role), pending restarts, the per-database and per-role
+// settings of this database (pg_db_role_setting), the configuration's load time, the server's
+// start time and version, and the extensions' versions.
+const SQLServerSettings = `SELECT jsonb_build_object(
+	'settings', coalesce((SELECT jsonb_object_agg(name, jsonb_build_object('setting', setting, 'unit', unit, 'source', source,
+	                                                                      'category', category, 'pending_restart', pending_restart))
+	                      FROM pg_settings
+	                      WHERE source NOT IN ('default', 'override', 'client', 'session', 'database', 'user', 'database user', 'interactive')
+	                         OR pending_restart), '{}'),
+	'role_settings', coalesce((SELECT jsonb_agg(jsonb_build_object('role', r.rolname, 'database', d.datname, 'settings', to_jsonb(s.setconfig))
+	                                            ORDER BY r.rolname NULLS FIRST, d.datname NULLS FIRST)
+	                           FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole LEFT JOIN pg_database d ON d.oid = s.setdatabase
+	                           WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))), '[]'),
+	'conf_load_time', pg_conf_load_time(),
+	'start_time', pg_postmaster_start_time(),
+	'version', current_setting('server_version'),
+	'extensions', coalesce((SELECT jsonb_object_agg(extname, extversion) FROM pg_extension), '{}'))::text`
+
+type changesCollector struct {
+	track   []TableName
+	touched func() []uint32 // the relations batches touched so far (the wait sampler's), nil without it
+}
+
+func (ch *changesCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
+	var settings string
+	if err := tx.QueryRow(ctx, SQLServerSettings).Scan(&settings); err != nil {
+		return err
+	}
+	c.Settings = &settings
+	if !c.Requested {
+		return nil
+	}
+	var fromSchema bool
+	if err := tx.QueryRow(ctx, SQLHasTrackedTables).Scan(&fromSchema); err != nil {
+		return err
+	}
+	schemas, names := make([]string, len(ch.track)), make([]string, len(ch.track))
+	for i, n := range ch.track {
+		schemas[i], names[i] = n.Schema, n.Table
+	}
+	relids := []uint32{}
+	if ch.touched != nil {
+		relids = ch.touched()
+	}
+	states, err := queryAll(ctx, tx, SQLRelationStates(fromSchema), func(s *RelationState) []any {
+		return []any{&s.Relid, &s.Schemaname, &s.Relname, &s.Relfilenode, &s.Reltuples, &s.NLiveTup, &s.NModSinceAnalyze,
+			&s.LastAnalyze, &s.LastAutoanalyze, &s.LastVacuum, &s.LastAutovacuum, &s.TotalSize, &s.AutovacuumEnabled, &s.Indexes}
+	}, schemas, names, relids)
+	c.RelationStates = states
+	return err
+}
+
+// Emit emits nothing: what changed is the recorder's, for the run diagnosis.
+func (*changesCollector) Emit(*Collection, chan<- prometheus.Metric) {}

@@ -1,0 +1,223 @@
+-- What changed since a run's baseline (issue 20): the relations its batch touches (their
+-- indexes, statistics, rewrites, size) and the server's settings, start and version (the
+-- tables: schema/migrations/0019_batch_relations_and_settings.sql). The run cause
+-- diagnosis/findings/what_changed makes each change a finding, the statements it slowed its
+-- children; run_changes (there) lists them all.
+
+INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
+    ('stale_statistics_pct', 20, 'percent',
+     'statistics_stale: rows modified since the table''s last analyze at the run''s start, as a share of its rows (50 rows at least), where they were below it in the baseline.'),
+    ('table_growth_ratio', 3, 'ratio',
+     'table_grew: a table the batch touches at least this many times its size at the baseline.')
+ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
+
+-- _change_points are the two instants a run's changes compare: before, the latest baseline
+-- run's end snapshot (where the batch last ran normally); after, where the run's start snapshot
+-- is looked for (_run_window's snapshot_start). No baseline run: no row.
+CREATE OR REPLACE FUNCTION telemetry._change_points(p_run_id bigint)
+RETURNS TABLE (server text, before_at timestamptz, after_at timestamptz, end_at timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT srv.server,
+           coalesce((SELECT min(s.captured_at) FROM telemetry.snapshots s
+                     WHERE s.server = srv.server AND s.captured_at >= lb.end_time AND s.captured_at < w.start_time), lb.end_time),
+           w.snapshot_start,
+           coalesce((SELECT min(s.captured_at) FROM telemetry.snapshots s WHERE s.server = srv.server AND s.captured_at >= w.end_time), w.end_time)
+    FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
+         LATERAL (SELECT b.end_time FROM telemetry._baseline_runs(p_run_id) b ORDER BY b.start_time DESC LIMIT 1) lb
+$$;
+
+-- _run_relations are the relations a run's batch touches: those its own sessions held locks
+-- on during the run or its baseline runs (batch_relations), and the tracked tables of the run.
+CREATE OR REPLACE FUNCTION telemetry._run_relations(p_run_id bigint)
+RETURNS TABLE (relid oid)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT DISTINCT x.relid FROM telemetry._change_points(p_run_id) p, telemetry._run_window(p_run_id) w,
+        LATERAL (SELECT b.relid FROM telemetry.batch_relations b, telemetry._baseline_runs(p_run_id) br
+                 WHERE b.server = p.server AND b.batch = w.batch AND b.captured_at BETWEEN br.start_time AND br.end_time
+                 UNION ALL
+                 SELECT b.relid FROM telemetry.batch_relations b
+                 WHERE b.server = p.server AND b.batch = w.batch AND b.captured_at BETWEEN w.start_time AND w.end_time
+                 UNION ALL
+                 SELECT t.relid FROM telemetry.table_snapshots t
+                 WHERE t.server = p.server AND t.captured_at BETWEEN w.start_time AND p.end_at) x
+$$;
+
+-- _relation_state_at is a relation's state as last read at or before p_at (after p_after).
+CREATE OR REPLACE FUNCTION telemetry._relation_state_at(p_server text, p_relid oid, p_after timestamptz, p_at timestamptz)
+RETURNS SETOF telemetry.relation_states
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM telemetry.relation_states s
+    WHERE s.server = p_server AND s.relid = p_relid AND s.captured_at > p_after AND s.captured_at <= p_at
+    ORDER BY s.captured_at DESC LIMIT 1
+$$;
+
+-- _settings_at are the server's settings as kept at or before p_at (server_settings).
+CREATE OR REPLACE FUNCTION telemetry._settings_at(p_server text, p_at timestamptz)
+RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.settings FROM telemetry.server_settings s WHERE s.server = p_server AND s.captured_at <= p_at
+    ORDER BY s.captured_at DESC LIMIT 1
+$$;
+
+-- _run_roles are the roles a run's batch ran as: its own sessions' (batch_relations), and the
+-- role that began it with batch_begin.
+CREATE OR REPLACE FUNCTION telemetry._run_roles(p_run_id bigint)
+RETURNS TABLE (role text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT b.username FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
+        telemetry.batch_relations b
+    WHERE b.server = srv.server AND b.batch = w.batch AND b.captured_at BETWEEN w.start_time AND w.end_time
+    UNION
+    SELECT r.began_by::text FROM telemetry.batch_runs r WHERE r.run_id = p_run_id AND r.began_by IS NOT NULL
+$$;
+
+-- _run_changes: what differs between a run's start and its latest baseline run's end (the
+-- _change_points), one row a change: kind, the object changed, its old and new value, a
+-- detail, the relation (relid) it is of, and whether it can slow the batch's statements:
+-- a relation's change, a planner or memory setting, a per-role or per-database setting of the
+-- batch's role and database, a restart (cold cache) or an upgrade; not a change to
+-- logging, say (affects false: told at info, never blamed).
+--   index_dropped, index_created, index_invalid   an index of a relation the batch touches
+--   statistics_stale   rows modified since the last analyze at the run's start, over
+--                      stale_statistics_pct of its rows where the baseline's were not
+--   table_rewritten    a new relfilenode (VACUUM FULL, CLUSTER, TRUNCATE, ALTER TABLE ... TYPE)
+--   table_grew         its size table_growth_ratio times its baseline's or more
+--   setting_changed    a server setting (pg_settings: from the configuration, or a pending restart)
+--   role_setting_changed   ALTER ROLE/DATABASE ... SET of the batch's database (pg_db_role_setting)
+--   server_restarted, server_upgraded, extension_changed
+CREATE OR REPLACE FUNCTION telemetry._run_changes(p_run_id bigint)
+RETURNS TABLE (kind text, object text, old text, new text, detail text, relid oid, affects boolean)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH p AS (SELECT * FROM telemetry._change_points(p_run_id)),
+    rel AS (
+        SELECT b.*, coalesce(a1.relid, a2.relid) IS NOT NULL AS has_after,
+               CASE WHEN a1.relid IS NOT NULL THEN to_jsonb(a1) ELSE to_jsonb(a2) END AS a, to_jsonb(b) AS b_row
+        FROM p, telemetry._run_relations(p_run_id) r,
+             LATERAL telemetry._relation_state_at(p.server, r.relid, '-infinity', p.before_at) b
+             LEFT JOIN LATERAL telemetry._relation_state_at(p.server, r.relid, p.before_at, p.after_at) a1 ON true
+             LEFT JOIN LATERAL (SELECT * FROM telemetry.relation_states s
+                                WHERE s.server = p.server AND s.relid = r.relid AND s.captured_at > p.after_at AND s.captured_at <= p.end_at
+                                ORDER BY s.captured_at LIMIT 1) a2 ON a1.relid IS NULL),
+    pair AS (  -- each relation's state before (b_row) and after (a), named
+        SELECT format('%s.%s', rel.schemaname, rel.relname) AS name, rel.relid, rel.b_row AS b, rel.a
+        FROM rel WHERE rel.has_after),
+    idx AS (
+        SELECT pair.name, pair.relid, bi.value AS bi, ai.value AS ai
+        FROM pair
+        CROSS JOIN LATERAL (SELECT coalesce(x.value, y.value) AS k FROM jsonb_array_elements(pair.b -> 'indexes') x
+                            FULL JOIN jsonb_array_elements(pair.a -> 'indexes') y ON x.value ->> 'name' = y.value ->> 'name') u
+        LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(pair.b -> 'indexes') e WHERE e.value ->> 'name' = u.k ->> 'name') bi ON true
+        LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(pair.a -> 'indexes') e WHERE e.value ->> 'name' = u.k ->> 'name') ai ON true),
+    stale AS (
+        SELECT pair.*, (pair.a ->> 'n_mod_since_analyze')::numeric AS mods,
+               greatest((pair.a ->> 'reltuples')::numeric, (pair.a ->> 'n_live_tup')::numeric, 0) AS rows_now,
+               (pair.b ->> 'n_mod_since_analyze')::numeric AS b_mods,
+               greatest((pair.b ->> 'reltuples')::numeric, (pair.b ->> 'n_live_tup')::numeric, 0) AS b_rows
+        FROM pair),
+    st AS (SELECT p.server, telemetry._settings_at(p.server, p.before_at) AS b, telemetry._settings_at(p.server, p.after_at) AS a FROM p)
+    SELECT 'index_dropped', format('%s on %s', idx.bi ->> 'name', idx.name), idx.bi ->> 'definition', NULL,
+           'the statements that used it read the table otherwise', idx.relid, true
+    FROM idx WHERE idx.ai IS NULL
+    UNION ALL
+    SELECT 'index_created', format('%s on %s', idx.ai ->> 'name', idx.name), NULL, idx.ai ->> 'definition',
+           'the planner may choose it over the plans the batch ran with', idx.relid, true
+    FROM idx WHERE idx.bi IS NULL
+    UNION ALL
+    SELECT 'index_invalid', format('%s on %s', idx.ai ->> 'name', idx.name), 'valid', 'invalid',
+           'not valid (a failed CREATE INDEX CONCURRENTLY or REINDEX): the planner does not use it; REINDEX INDEX CONCURRENTLY rebuilds it',
+           idx.relid, true
+    FROM idx WHERE idx.bi IS NOT NULL AND idx.ai IS NOT NULL
+               AND NOT ((idx.ai ->> 'valid')::boolean AND (idx.ai ->> 'ready')::boolean)
+               AND ((idx.bi ->> 'valid')::boolean AND (idx.bi ->> 'ready')::boolean)
+    UNION ALL
+    SELECT 'statistics_stale', s.name,
+           format('%s rows modified since its last analyze', coalesce(s.b_mods::text, 'unknown')),
+           format('%s rows modified since its last analyze (%s%% of %s rows)', s.mods, round(100 * s.mods / greatest(s.rows_now, 1)), round(s.rows_now)),
+           concat_ws('; ',
+                     'the planner estimates from statistics older than the data',
+                     CASE WHEN NOT (s.a ->> 'autovacuum_enabled')::boolean THEN 'autovacuum is off for the table (autovacuum_enabled = false): nothing analyzes it' END,
+                     format('last analyzed %s', coalesce(greatest(s.a ->> 'last_analyze', s.a ->> 'last_autoanalyze'), 'never')),
+                     CASE WHEN greatest(s.b ->> 'last_analyze', s.b ->> 'last_autoanalyze') IS DISTINCT FROM greatest(s.a ->> 'last_analyze', s.a ->> 'last_autoanalyze') THEN NULL
+                          WHEN s.b_mods IS NOT NULL THEN 'no analyze since the baseline' END),
+           s.relid, true
+    FROM stale s
+    WHERE s.mods >= greatest(50, telemetry._threshold('stale_statistics_pct') / 100 * s.rows_now)
+      AND (s.b_mods IS NULL OR s.b_mods < greatest(50, telemetry._threshold('stale_statistics_pct') / 100 * s.b_rows))
+    UNION ALL
+    SELECT 'table_rewritten', pair.name, pair.b ->> 'relfilenode', pair.a ->> 'relfilenode',
+           'a new relfilenode (VACUUM FULL, CLUSTER, TRUNCATE or ALTER TABLE): its pages, statistics and caches are new',
+           pair.relid, true
+    FROM pair WHERE pair.b ->> 'relfilenode' IS DISTINCT FROM pair.a ->> 'relfilenode'
+    UNION ALL
+    SELECT 'table_grew', pair.name, telemetry._pretty_bytes((pair.b ->> 'total_size')::bigint), telemetry._pretty_bytes((pair.a ->> 'total_size')::bigint),
+           format('%s times its size at the baseline', round((pair.a ->> 'total_size')::numeric / nullif((pair.b ->> 'total_size')::numeric, 0), 1)),
+           pair.relid, true
+    FROM pair WHERE (pair.a ->> 'total_size')::numeric >= telemetry._threshold('table_growth_ratio') * nullif((pair.b ->> 'total_size')::numeric, 0)
+    UNION ALL
+    SELECT 'setting_changed', k.name,
+           coalesce((st.b -> 'settings' -> k.name ->> 'setting') || coalesce(st.b -> 'settings' -> k.name ->> 'unit', ''), 'default'),
+           coalesce((st.a -> 'settings' -> k.name ->> 'setting') || coalesce(st.a -> 'settings' -> k.name ->> 'unit', ''), 'default'),
+           concat_ws('; ', format('source: %s', coalesce(st.a -> 'settings' -> k.name ->> 'source', 'default')),
+                     CASE WHEN (st.a -> 'settings' -> k.name ->> 'pending_restart')::boolean THEN 'pending restart: not in effect yet' END,
+                     'server-wide: applies to every role and database'),
+           NULL,
+           coalesce(st.a -> 'settings' -> k.name ->> 'category', st.b -> 'settings' -> k.name ->> 'category') ~ '^(Query Tuning|Resource Usage)'
+             AND NOT coalesce((st.a -> 'settings' -> k.name ->> 'pending_restart')::boolean, false)
+    FROM st, LATERAL (SELECT x AS name FROM jsonb_object_keys(st.b -> 'settings') x UNION SELECT y FROM jsonb_object_keys(st.a -> 'settings') y) k
+    WHERE st.b IS NOT NULL AND st.a IS NOT NULL
+      AND ((st.b -> 'settings' -> k.name ->> 'setting') IS DISTINCT FROM (st.a -> 'settings' -> k.name ->> 'setting')
+           OR (st.b -> 'settings' -> k.name ->> 'pending_restart') IS DISTINCT FROM (st.a -> 'settings' -> k.name ->> 'pending_restart'))
+    UNION ALL
+    SELECT 'role_setting_changed', format('%s%s', coalesce('ALTER ROLE ' || rs.role, 'ALTER DATABASE ' || rs.database),
+                                          CASE WHEN rs.role IS NOT NULL AND rs.database IS NOT NULL THEN ' IN DATABASE ' || rs.database ELSE '' END)
+                                   || ' SET ' || rs.name,
+           coalesce(rs.old, 'not set'), coalesce(rs.new, 'not set'),
+           CASE WHEN rs.applies THEN 'applies to the batch''s sessions (its role and database)'
+                ELSE 'not a planner or memory setting of the batch''s role' END,
+           NULL, rs.applies
+    FROM (
+        SELECT coalesce(b.role, a.role) AS role, coalesce(b.database, a.database) AS database, coalesce(b.name, a.name) AS name,
+               b.value AS old, a.value AS new,
+               (coalesce(b.role, a.role) IS NULL OR coalesce(b.role, a.role) IN (SELECT x.role FROM telemetry._run_roles(p_run_id) x))
+             -- a planner or memory setting (its category as this server's pg_settings has it)
+             AND EXISTS (SELECT FROM pg_settings g WHERE g.name = coalesce(b.name, a.name) AND g.category ~ '^(Query Tuning|Resource Usage)') AS applies
+        FROM (SELECT e ->> 'role' AS role, e ->> 'database' AS database, split_part(c, '=', 1) AS name, substr(c, strpos(c, '=') + 1) AS value
+              FROM st, jsonb_array_elements(st.b -> 'role_settings') e, jsonb_array_elements_text(e -> 'settings') c) b
+        FULL JOIN (SELECT e ->> 'role' AS role, e ->> 'database' AS database, split_part(c, '=', 1) AS name, substr(c, strpos(c, '=') + 1) AS value
+                   FROM st, jsonb_array_elements(st.a -> 'role_settings') e, jsonb_array_elements_text(e -> 'settings') c) a
+          ON a.role IS NOT DISTINCT FROM b.role AND a.database IS NOT DISTINCT FROM b.database AND a.name = b.name
+        WHERE b.value IS DISTINCT FROM a.value AND (SELECT st.b IS NOT NULL FROM st)) rs
+    UNION ALL
+    SELECT 'server_restarted', 'server', st.b ->> 'start_time', st.a ->> 'start_time',
+           'shared buffers start cold, so the first reads come from disk (or the OS cache)', NULL, true
+    FROM st WHERE st.b ->> 'start_time' IS DISTINCT FROM st.a ->> 'start_time' AND st.b IS NOT NULL
+    UNION ALL
+    SELECT 'server_upgraded', 'server', st.b ->> 'version', st.a ->> 'version',
+           'plans and statistics may differ', NULL, true
+    FROM st WHERE st.b ->> 'version' IS DISTINCT FROM st.a ->> 'version' AND st.b IS NOT NULL
+    UNION ALL
+    SELECT 'extension_changed', k.name, coalesce(st.b -> 'extensions' ->> k.name, 'not installed'), coalesce(st.a -> 'extensions' ->> k.name, 'not installed'),
+           'an extension installed, dropped or updated', NULL, false
+    FROM st, LATERAL (SELECT x AS name FROM jsonb_object_keys(st.b -> 'extensions') x UNION SELECT y FROM jsonb_object_keys(st.a -> 'extensions') y) k
+    WHERE st.b IS NOT NULL AND st.b -> 'extensions' ->> k.name IS DISTINCT FROM st.a -> 'extensions' ->> k.name
+$$;
+
+-- _run_change_links are the statements of a run that each change able to slow the batch
+-- (affects) may have slowed: for a relation's change, those its own sessions ran while holding
+-- a lock on the relation (batch_relations), and those whose relations the sampler never saw;
+-- for a setting, a restart or an upgrade, every one. The run's statements are those its own
+-- sessions were sampled running (batch_wait_samples, stored up to a minute after its end).
+CREATE OR REPLACE FUNCTION telemetry._run_change_links(p_run_id bigint)
+RETURNS TABLE (kind text, object text, queryid bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH w AS (SELECT w.*, telemetry._resolve_server(w.server) AS srv FROM telemetry._run_window(p_run_id) w),
+    c AS (SELECT * FROM telemetry._run_changes(p_run_id) WHERE affects),
+    st AS (SELECT DISTINCT b.queryid FROM w, telemetry.batch_wait_samples b
+           WHERE EXISTS (SELECT FROM c) AND b.server = w.srv AND b.batch = w.batch AND b.own AND b.queryid <> 0
+             AND b.captured_at BETWEEN w.start_time AND w.end_time + interval '1 minute'),
+    touched AS (SELECT DISTINCT b.relid, b.queryid FROM w, telemetry.batch_relations b
+                WHERE EXISTS (SELECT FROM c) AND b.server = w.srv AND b.batch = w.batch AND b.queryid <> 0
+                  AND b.captured_at BETWEEN w.start_time AND w.end_time + interval '1 minute')
+    SELECT c.kind, c.object, st.queryid FROM c CROSS JOIN st
+    WHERE c.relid IS NULL OR NOT EXISTS (SELECT FROM touched t WHERE t.queryid = st.queryid)
+       OR EXISTS (SELECT FROM touched t WHERE t.queryid = st.queryid AND t.relid = c.relid)
+$$;

@@ -1,0 +1,60 @@
+-- what_changed: something changed since the baseline runs (telemetry._run_changes: an index of
+-- a table the batch touches, its statistics, a rewrite or growth, a setting, a restart, an
+-- upgrade) and the statements it can slow (_run_change_links) were slower: each change is a
+-- finding of its own (named by its kind), its statements its children. A statement more than
+-- one change may have slowed splits its extra seconds between them.
+CREATE OR REPLACE FUNCTION telemetry._finding_what_changed(p_run_id bigint, p_account jsonb)
+RETURNS TABLE (finding text, severity text, summary text, evidence jsonb, recommendation text, explained_seconds numeric, children jsonb)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH c AS (SELECT * FROM telemetry._run_changes(p_run_id) WHERE affects),
+    stmts AS (SELECT r.queryid, min(r.query) AS query, sum(r.extra_seconds) AS extra, bool_or(r.shared) AS shared,
+                     (array_agg(r.statistics))[1] AS statistics
+              FROM telemetry._account_rows(p_account, 'what_changed') r
+              WHERE EXISTS (SELECT FROM c) GROUP BY r.queryid HAVING sum(r.extra_seconds) > 0),
+    shares AS (SELECT l.kind, l.object, s.*, s.extra / count(*) OVER (PARTITION BY s.queryid) AS part
+               FROM telemetry._run_change_links(p_run_id) l JOIN stmts s ON s.queryid = l.queryid),
+    per AS (SELECT sh.kind, sh.object, sum(sh.part) AS seconds,
+                   jsonb_agg(jsonb_build_object('queryid', sh.queryid, 'query', sh.query, 'extra_seconds', round(sh.part, 3),
+                                                'shared', sh.shared, 'statistics', sh.statistics) ORDER BY sh.part DESC) AS children
+            FROM shares sh GROUP BY 1, 2),
+    x AS (SELECT (p_account->>'extra_seconds')::numeric AS extra)
+    SELECT c.kind,
+           CASE WHEN NOT (p_account->>'slow')::boolean THEN 'info'
+                WHEN 100 * p.seconds / x.extra >= 50 THEN 'critical'
+                WHEN 100 * p.seconds / x.extra >= telemetry._threshold('cause_min_share_pct') THEN 'warning'
+                ELSE 'info' END,
+           format('%s since the baseline: %s%s: %s s of the run''s extra %s s (%s%%). %s.%s',
+                  initcap(replace(c.kind, '_', ' ')), c.object,
+                  CASE WHEN c.old IS NULL AND c.new IS NULL THEN '' ELSE format(' (%s -> %s)', coalesce(c.old, 'none'), coalesce(c.new, 'none')) END,
+                  round(p.seconds, 1), round(x.extra, 1), round(100 * p.seconds / x.extra), initcap(left(c.detail, 1)) || substr(c.detail, 2),
+                  coalesce(' Statements: ' || telemetry._children_text(p.children) || '.', '')),
+           jsonb_build_object('kind', c.kind, 'object', c.object, 'old', c.old, 'new', c.new, 'detail', c.detail),
+           CASE c.kind
+             WHEN 'index_dropped' THEN 'Recreate the index (CREATE INDEX CONCURRENTLY, its definition above) if the batch needs it.'
+             WHEN 'index_invalid' THEN 'Rebuild it: REINDEX INDEX CONCURRENTLY, or drop it and create it again.'
+             WHEN 'index_created' THEN 'Compare the statements'' plans with EXPLAIN: the planner may prefer the new index where the old plan was better.'
+             WHEN 'statistics_stale' THEN 'ANALYZE the table after bulk changes (in the batch, after its load), or let autovacuum analyze it (autovacuum_enabled, autovacuum_analyze_scale_factor).'
+             WHEN 'table_rewritten' THEN 'ANALYZE the table after a rewrite, and find who rewrote it (VACUUM FULL, CLUSTER, ALTER TABLE) in the batch''s window.'
+             WHEN 'table_grew' THEN 'Check the batch''s input, the table''s bloat (VACUUM) and whether its plans still fit its size.'
+             WHEN 'setting_changed' THEN 'Set it back to the baseline''s value (ALTER SYSTEM, postgresql.conf, then pg_reload_conf()) if the change was not meant.'
+             WHEN 'role_setting_changed' THEN 'ALTER ROLE/DATABASE ... RESET it, or set it back to the baseline''s value (pg_db_role_setting).'
+             WHEN 'server_restarted' THEN 'Shared buffers start cold after a restart: pg_prewarm (autoprewarm) fills them again from what they held.'
+             ELSE 'After an upgrade, ANALYZE the database (vacuumdb --analyze-in-stages) and compare the statements'' plans.' END,
+           p.seconds, p.children
+    FROM c JOIN per p ON p.kind = c.kind AND p.object = c.object, x
+    WHERE x.extra > 0 AND p.seconds >= telemetry._threshold('cause_min_seconds')
+$$;
+
+-- run_changes: what changed since a run's baseline (_run_changes), each change with the seconds
+-- of the run's extra time it explains, their severity and the statements it slowed
+-- (what_changed's finding); info, none and [] where it slowed nothing.
+CREATE OR REPLACE FUNCTION telemetry.run_changes(p_run_id bigint)
+RETURNS TABLE (kind text, object text, old text, new text, detail text, affects boolean, severity text,
+               explained_seconds numeric, statements jsonb)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH f AS (SELECT * FROM telemetry._finding_what_changed(p_run_id,
+                   telemetry._run_causes(p_run_id, (SELECT jsonb_agg(to_jsonb(s)) FROM telemetry.run_statements(p_run_id) s))))
+    SELECT c.kind, c.object, c.old, c.new, c.detail, c.affects, coalesce(f.severity, 'info'), f.explained_seconds, coalesce(f.children, '[]')
+    FROM telemetry._run_changes(p_run_id) c LEFT JOIN f ON f.finding = c.kind AND f.evidence->>'object' = c.object
+    ORDER BY f.explained_seconds DESC NULLS LAST, c.kind, c.object
+$$;

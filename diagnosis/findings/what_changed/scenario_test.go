@@ -1,0 +1,144 @@
+package whatchanged_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// slowed checks that the first finding, the change, has the statement under it.
+func slowed(statement string) func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
+	return func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
+		t.Helper()
+		if len(d.Findings) == 0 || len(d.Findings[0].Children) == 0 || d.Findings[0].Children[0].Query == nil ||
+			!strings.Contains(*d.Findings[0].Children[0].Query, statement) {
+			t.Errorf("run %d: the change's first statement is not %q: %+v", runID, statement, d.Findings)
+		}
+	}
+}
+
+// TestIndexDropped: the index the batch's lookups used was dropped between runs.
+func TestIndexDropped(t *testing.T) {
+	lookups := func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+		lab.CPU(t, c, time.Second)
+		for i := range 100 {
+			lab.MustExec(t, c, `SELECT payload FROM work WHERE id = $1`, 1+i*997)
+		}
+	}
+	lab.RunSlow(t, lab.SlowRun{Want: "index_dropped",
+		Setup: func(l *lab.Lab) {
+			l.Exec(`INSERT INTO public.work SELECT g, md5(g::text) FROM generate_series(1, 200000) g`)
+			l.Exec(`CREATE INDEX work_id ON public.work (id)`)
+			l.Exec(`ANALYZE public.work`)
+		},
+		Usual:   lookups,
+		Between: func(t *testing.T, l *lab.Lab) { l.Exec(`DROP INDEX public.work_id`) },
+		Check:   slowed("SELECT payload FROM work WHERE id")})
+}
+
+// TestStaleStatistics: a bulk update between runs, on a table autovacuum leaves alone
+// (autovacuum_enabled = false, as PrepareWork makes it) and nobody analyzes: the planner still
+// believes no row is 'pending' and reads the 150,000 that are through the index, row by row.
+func TestStaleStatistics(t *testing.T) {
+	lab.RunSlow(t, lab.SlowRun{Want: "statistics_stale",
+		Setup: func(l *lab.Lab) {
+			l.Exec(`INSERT INTO public.work SELECT g, 'done' FROM generate_series(1, 200000) g`)
+			l.Exec(`CREATE INDEX work_payload ON public.work (payload)`)
+			l.Exec(`ANALYZE public.work`)
+		},
+		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+			lab.CPU(t, c, time.Second)
+			// 40 lookups: at some 60 ms each through the index once stale, a run at least
+			// run_slow_min_extra_seconds slower even on an idle machine.
+			for range 40 {
+				lab.MustExec(t, c, `SELECT count(*) FROM work WHERE payload = 'pending'`)
+			}
+		},
+		Between: func(t *testing.T, l *lab.Lab) {
+			l.Exec(`UPDATE public.work SET payload = 'pending' WHERE id <= 150000`)
+			// The statistics the next run's start reads: the updating session's, once flushed.
+			l.WaitFor("the update counted", `SELECT n_mod_since_analyze >= 150000 FROM pg_stat_all_tables WHERE relid = 'public.work'::regclass`)
+		},
+		Check: slowed("SELECT count(*) FROM work WHERE payload")})
+}
+
+// TestRoleWorkMem: work_mem lowered for the batch's role in its database (ALTER ROLE ... IN
+// DATABASE ... SET): its NOT IN subquery no longer fits a hash table, and is scanned again for
+// every row instead.
+func TestRoleWorkMem(t *testing.T) {
+	lab.RunSlow(t, lab.SlowRun{Want: "role_setting_changed",
+		Setup: func(l *lab.Lab) {
+			l.Exec(`INSERT INTO public.work SELECT g, md5(g::text) FROM generate_series(1, 2000) g`)
+			l.Exec(`CREATE TABLE public.other AS SELECT 100000 + g AS k FROM generate_series(1, 5000) g`)
+			l.Exec(`ANALYZE public.work, public.other`)
+		},
+		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+			lab.CPU(t, c, 3*time.Second) // a run long enough to start on its own snapshot on a loaded machine
+			lab.MustExec(t, c, `SELECT count(*) FROM work WHERE id NOT IN (SELECT k FROM other)`)
+		},
+		Between: func(t *testing.T, l *lab.Lab) {
+			l.Exec(`DO $$ BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I SET work_mem = ''64kB''', current_user, current_database()); END $$`)
+		},
+		Check: slowed("SELECT count(*) FROM work WHERE id NOT IN")})
+}
+
+// TestRestart: the server restarted between runs (a server of the test's own), and a statement
+// is slower after it. A restart leaves the OS cache warm, so reads do not reliably slow a test:
+// a longer sleep in the same statement (its length read from a table) stands for the cold
+// shared buffers.
+func TestRestart(t *testing.T) {
+	var srv *pgtest.Server // RunSlow runs the versions one after the other
+	lab.RunSlow(t, lab.SlowRun{Want: "server_restarted",
+		Server: func(t *testing.T, major int) *pgtest.Server {
+			srv = pgtest.StartWith(t, major, pgtest.Options{Private: true})
+			return srv
+		},
+		Setup: func(l *lab.Lab) { l.Exec(`CREATE TABLE public.sleep_for AS SELECT 0.05::float8 AS seconds`) },
+		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+			lab.CPU(t, c, time.Second)
+			for range 5 {
+				lab.MustExec(t, c, `SELECT pg_sleep((SELECT seconds FROM sleep_for))`)
+			}
+		},
+		Between: func(t *testing.T, l *lab.Lab) {
+			srv.Restart(t)
+			l.Admin.Reset() // its connections died with the server
+			// The recorder listens again and has read the new start, so that the markers'
+			// snapshots are its own.
+			l.WaitFor("the recorder listening", `SELECT telemetry._recorder_listening()`)
+			l.Exec(`SELECT telemetry.request_snapshot()`)
+			l.WaitFor("the new start recorded", `SELECT EXISTS (SELECT FROM telemetry.server_settings s
+				WHERE (s.settings ->> 'start_time')::timestamptz = pg_postmaster_start_time())`)
+			l.Exec(`UPDATE public.sleep_for SET seconds = 0.4`)
+		},
+		Check: slowed("SELECT pg_sleep")})
+}
+
+// TestUnrelatedChanges: between runs, a logging setting changed for the batch's database and
+// an index was created on a table the batch does not touch: nothing above info, and the
+// setting listed by run_changes as one that cannot slow the batch.
+func TestUnrelatedChanges(t *testing.T) {
+	lab.RunSlow(t, lab.SlowRun{Want: "",
+		Setup: func(l *lab.Lab) { l.Exec(`CREATE TABLE public.elsewhere (id int)`) },
+		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+			lab.CPU(t, c, 2*time.Second)
+			lab.MustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 5000) g`)
+			lab.MustExec(t, c, `SELECT pg_sleep($1)`, 0.5)
+		},
+		Between: func(t *testing.T, l *lab.Lab) {
+			l.Exec(`DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET log_min_duration_statement = ''10s''', current_database()); END $$`)
+			l.Exec(`CREATE INDEX elsewhere_id ON public.elsewhere (id)`)
+		},
+		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
+			l.WaitFor("the setting listed, not blamed", `SELECT EXISTS (SELECT FROM telemetry.run_changes($1)
+				WHERE kind = 'role_setting_changed' AND NOT affects AND severity = 'info')
+				AND NOT EXISTS (SELECT FROM telemetry.run_changes($1) WHERE object LIKE 'elsewhere_id%')`, runID)
+		}})
+}
