@@ -46,6 +46,8 @@ type Collection struct {
 	AutovacuumWorkers *int
 	Tables            []TableStat
 	Statements        *Statements // nil where pg_stat_statements is not usable in the database
+	// Plans are those auto_explain logged since the previous snapshot (--plans.source).
+	Plans []PlanExecution
 
 	// Sample tier.
 	Sessions    []SessionGroup

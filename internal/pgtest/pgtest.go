@@ -437,3 +437,16 @@ func CreateStatements(t testing.TB, c *pgx.Conn, n int) {
 		t.Fatal(err)
 	}
 }
+
+// AutoExplainSQL sets auto_explain up for a batch's role as docs/plans.md tells a DBA to
+// (its sessions load it and log their plans as json), logging every statement.
+func AutoExplainSQL(role string) string {
+	return fmt.Sprintf(`ALTER ROLE %[1]s SET session_preload_libraries = 'auto_explain';
+		ALTER ROLE %[1]s SET auto_explain.log_format = 'json';
+		ALTER ROLE %[1]s SET auto_explain.log_min_duration = 0;
+		ALTER ROLE %[1]s SET auto_explain.log_analyze = on;
+		ALTER ROLE %[1]s SET auto_explain.log_timing = off;
+		ALTER ROLE %[1]s SET auto_explain.log_buffers = on;
+		ALTER ROLE %[1]s SET auto_explain.log_settings = on;
+		ALTER ROLE %[1]s SET auto_explain.log_nested_statements = on;`, role)
+}
