@@ -13,10 +13,6 @@ import (
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 )
 
-// jsonlogServer is a server writing its log as jsonlog (and stderr) through the logging
-// collector, as plans are read from it.
-var jsonlogServer = pgtest.Options{Settings: map[string]string{"logging_collector": "on", "log_destination": "stderr,jsonlog"}}
-
 // runPlanned has the role, with auto_explain set up as docs/plans.md says, run a join that
 // auto_explain logs, under application_name app.
 func runPlanned(t *testing.T, dsn, role, app string) {
@@ -78,7 +74,7 @@ func TestPlansFromJSONLogThroughSQL(t *testing.T) {
 	for _, v := range pgtest.Versions() {
 		t.Run(fmt.Sprint(v), func(t *testing.T) {
 			t.Parallel()
-			s := pgtest.StartWith(t, v, jsonlogServer)
+			s := pgtest.StartWith(t, v, pgtest.JSONLog)
 			dsn := s.NewDatabase(t)
 			db := strings.TrimPrefix(strings.Split(dsn, "?")[0][strings.LastIndex(strings.Split(dsn, "?")[0], "/"):], "/")
 			role := "plans_" + db

@@ -19,8 +19,8 @@ func TestMetricsStartAtZero(t *testing.T) {
 	e := newEnv(t, pgtest.Start(t, pgtest.Versions()[0]))
 	rec := New(Options{Pool: e.pool, BufferRows: 1})
 	var tables []string
-	// The partitioned tables, and the statement texts, kept once per queryid.
-	if err := e.conn().QueryRow(context.Background(), `SELECT array_agg(table_name) || '{statement_texts}' FROM telemetry._partitioned_tables()`).Scan(&tables); err != nil {
+	// The partitioned tables, the statement texts, kept once per queryid, and the plan shapes, once per plan.
+	if err := e.conn().QueryRow(context.Background(), `SELECT array_agg(table_name) || '{statement_texts,plan_shapes}' FROM telemetry._partitioned_tables()`).Scan(&tables); err != nil {
 		t.Fatal(err)
 	}
 	for _, vec := range []*prometheus.CounterVec{rec.written, rec.dropped} {

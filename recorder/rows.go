@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
@@ -58,7 +59,7 @@ func newCollectionRows(c *collectors.Collection, tables []collectionTable, serve
 	}
 	if c.Tier == collectors.TierSnapshot {
 		b.parent = table{name: "snapshots", columns: snapshotColumns, rows: [][]any{snapshotRow(c, server)}}
-		b.children = append(append(b.children, replicationRows(replication)), statements.rows(c.Statements, c.CapturedAt)...)
+		b.children = append(append(append(b.children, replicationRows(replication)), statements.rows(c.Statements, c.CapturedAt)...), planRows(c.Plans)...)
 	} else {
 		b.parent = table{name: "samples", columns: []string{"captured_at", "server"}, rows: [][]any{{c.CapturedAt, server}}}
 	}
@@ -372,4 +373,28 @@ func (d *statementDeltas) last(k statementKey) (int64, bool) {
 	}
 	n, ok := d.calls[k]
 	return n, ok
+}
+
+// planRows are the plans a snapshot read from the server's log: each execution, and each
+// shape once (kept once per server: ON CONFLICT DO NOTHING).
+func planRows(plans []collectors.PlanExecution) []table {
+	executions := table{name: "plan_executions", columns: []string{"logged_at", "pid", "application_name", "username", "datname",
+		"queryid", "plan_queryid", "plan_hash", "duration_ms", "node_rows", "settings", "workers_planned", "workers_launched", "query_text"}}
+	shapes := table{name: "plan_shapes", columns: []string{"plan_hash", "nodes"}, shared: true}
+	seen := map[int64]bool{}
+	for _, p := range plans {
+		if !seen[p.Shape.Hash] {
+			seen[p.Shape.Hash] = true
+			nodes, _ := json.Marshal(p.Shape.Nodes)
+			shapes.rows = append(shapes.rows, []any{p.Shape.Hash, string(nodes)})
+		}
+		rows, _ := json.Marshal(p.Rows)
+		settings := []byte("{}")
+		if len(p.Settings) > 0 {
+			settings, _ = json.Marshal(p.Settings)
+		}
+		executions.rows = append(executions.rows, []any{p.LoggedAt, p.PID, p.ApplicationName, p.User, p.Database, p.QueryID, p.PlanQueryID,
+			p.Shape.Hash, p.DurationMs, string(rows), string(settings), p.WorkersPlanned, p.WorkersLaunched, p.QueryText})
+	}
+	return []table{shapes, executions}
 }

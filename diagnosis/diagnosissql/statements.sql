@@ -282,12 +282,6 @@ RETURNS numeric LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     GROUP BY w.end_time, w.start_time
 $$;
 
--- _statement_label names a statement in a finding's summary: its text on one line, truncated.
-CREATE OR REPLACE FUNCTION telemetry._statement_label(p_query text, p_queryid bigint)
-RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT left(regexp_replace(coalesce(p_query, 'queryid ' || p_queryid), '\s+', ' ', 'g'), 80)
-$$;
-
 -- _statement_findings: the statements that explain a run's extra duration, and how much of the
 -- run the statement statistics cover.
 CREATE OR REPLACE FUNCTION telemetry._statement_findings(p_run_id bigint)
@@ -321,7 +315,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                b.run AS other_busy, b.baseline AS baseline_other_busy
         FROM rs r, busy b
         WHERE r.extra_seconds >= greatest(telemetry._threshold('statement_min_extra_seconds'),
-                                          0.1 * coalesce((SELECT seconds FROM extra), 0)))
+                                          0.1 * coalesce((SELECT seconds FROM extra), 0))),
+    -- Whether auto_explain's plans of the run were captured (--plans.source): without them a
+    -- plan's change is only guessed from blocks per row.
+    captured AS (SELECT EXISTS (SELECT FROM telemetry._run_plan_executions(p_run_id)) AS yes),
+    found (pattern, severity, summary, evidence, recommendation, explained_seconds) AS (
     SELECT j.kind,
            CASE WHEN j.share_of_extra_pct >= 50 THEN 'critical' ELSE 'warning' END,
            CASE j.kind
@@ -355,7 +353,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                  WHEN j.cause = 'spill' THEN 'It spilled sorts or hashes to temporary files: raise work_mem (or hash_mem_multiplier for hashes) for the batch''s session, or see why it sorts or hashes more than before (EXPLAIN (ANALYZE, BUFFERS) shows Sort Method: external merge).'
                  WHEN j.cause = 'contention' THEN 'Other sessions competed with the batch for CPU and I/O: move their work (reports, ad-hoc queries, another batch) out of the batch''s window, or bound it (a pooler''s limits, statement_timeout); telemetry.run_session_waits(run_id) shows what they did while the batch ran.'
                  WHEN j.cause = 'lock' THEN 'The lock_contention finding names the sessions that held the lock. Another application''s: move its work (DDL, VACUUM FULL, REINDEX, long transactions) out of the batch''s window, or have it set a lock_timeout, so that it gives way to the batch; the batch''s own: see that finding''s advice on its sessions blocking each other.'
-                 ELSE 'Compare its plan with the baseline''s (EXPLAIN (ANALYZE, BUFFERS), auto_explain): a dropped or unused index, stale statistics (ANALYZE the tables it reads), or a changed parameter; its top wait says where the time went.' END
+                 WHEN (SELECT yes FROM captured) THEN 'Compare its plan with the baseline''s (telemetry.run_plans, the report''s plans side by side): a dropped or unused index, stale statistics (ANALYZE the tables it reads), or a changed parameter; its top wait says where the time went.'
+                 ELSE 'Compare its plan with the baseline''s: a dropped or unused index, stale statistics (ANALYZE the tables it reads), or a changed parameter; its top wait says where the time went. To have the exporter capture the batch''s plans and compare them run by run, load auto_explain for the batch''s role and run the exporter with --plans.source (docs/plans.md).' END
              WHEN 'more_work' THEN 'The batch had more to do, not a slower server: check the input volume of this run (rows and calls against the baseline); if that is expected, the baseline will follow.'
              ELSE 'A statement the batch did not run before: a code or data change introduced it; check it is meant to run, and its plan.'
            END,
@@ -388,7 +387,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           FROM w, LATERAL (SELECT telemetry._run_statement_batch(p_run_id) AS batch) own,
                LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, own.batch) o
           WHERE (SELECT yes FROM covered) AND own.batch IS NOT NULL AND o.sampled_waits IS NULL AND o.calls > 0) x
-    WHERE x.seconds >= telemetry._threshold('statement_min_extra_seconds')
+    WHERE x.seconds >= telemetry._threshold('statement_min_extra_seconds'))
+    SELECT * FROM found
+    UNION ALL
+    -- What the plans say changed, each ranked with the statement it slowed.
+    SELECT * FROM telemetry._plan_findings(p_run_id,
+        (SELECT jsonb_agg(jsonb_build_object('queryid', f.evidence->'queryid', 'severity', f.severity, 'extra_seconds', f.explained_seconds,
+                                             'label', telemetry._statement_label(f.evidence->>'query', (f.evidence->>'queryid')::bigint)))
+         FROM found f WHERE f.pattern IN ('statement_regression', 'more_work', 'new_statement')))
 $$;
 
 -- diagnose_run_findings is diagnose() over a run's window, its start on the run's own snapshot,
@@ -515,5 +521,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     -- info, which explains the run's time, before those at info.
     ORDER BY f.pattern = 'window',
              CASE WHEN f.severity = 'info' THEN 3 WHEN f.pattern = 'insufficient_data' THEN 2 WHEN f.severity = 'critical' THEN 0 ELSE 1 END,
-             f.explained_seconds DESC NULLS LAST, f.ord
+             -- A change the plans show before the statement it slowed (the same seconds): the cause first.
+             f.explained_seconds DESC NULLS LAST, f.pattern NOT IN ('plan_changed', 'planner_setting', 'parallel_workers_not_launched'),
+             f.pattern <> 'plan_changed', f.ord
 $$;

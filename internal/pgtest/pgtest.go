@@ -438,6 +438,10 @@ func CreateStatements(t testing.TB, c *pgx.Conn, n int) {
 	}
 }
 
+// JSONLog is a server writing its log as jsonlog (and stderr) through the logging
+// collector, whose plans the exporter reads (--plans.source).
+var JSONLog = Options{Settings: map[string]string{"logging_collector": "on", "log_destination": "stderr,jsonlog"}}
+
 // AutoExplainSQL sets auto_explain up for a batch's role as docs/plans.md tells a DBA to
 // (its sessions load it and log their plans as json), logging every statement.
 func AutoExplainSQL(role string) string {

@@ -5,6 +5,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,14 +29,21 @@ type Lab struct {
 	t   *testing.T
 	srv *pgtest.Server
 	dsn string
+	// batchDSN is where the batch's sessions connect (Options.BatchRole); "": as dsn.
+	batchDSN string
 	// Admin is writable; its sessions are left out of the samples like the exporter's.
 	Admin *pgxpool.Pool
 }
 
 // migrated is a new database of the shared server of that major with the schema installed.
-func migrated(t *testing.T, major int) *Lab {
+func migrated(t *testing.T, major int, server pgtest.Options) *Lab {
 	t.Helper()
-	srv := pgtest.Start(t, major)
+	var srv *pgtest.Server
+	if server.Settings == nil {
+		srv = pgtest.Start(t, major)
+	} else { // a server of these settings, which every lab of them shares
+		srv = pgtest.StartWith(t, major, server)
+	}
 	l := &Lab{t: t, srv: srv, dsn: srv.NewDatabase(t)}
 	l.Admin = l.pool(false, "pg-batch-exporter test")
 	if err := recorder.Migrate(context.Background(), l.Admin); err != nil {
@@ -44,12 +52,37 @@ func migrated(t *testing.T, major int) *Lab {
 	return l
 }
 
+// Options are a lab's server and what the exporter's flags add to the defaults.
+type Options struct {
+	Server pgtest.Options
+	Plans  collectors.PlansConfig
+	// BatchRole is the role the batch's sessions log in as (a superuser, as the markers need
+	// nothing granted), with auto_explain set up for it as docs/plans.md says; "": the lab's.
+	BatchRole string
+}
+
 // New starts a lab on a new database of the shared server of that major.
 func New(t *testing.T, major int) *Lab {
 	t.Helper()
-	l := migrated(t, major)
+	return NewWith(t, major, Options{})
+}
+
+// NewWith starts a lab on a new database of the server of that major that o.Server selects.
+func NewWith(t *testing.T, major int, o Options) *Lab {
+	t.Helper()
+	l := migrated(t, major, o.Server)
+	if o.BatchRole != "" {
+		l.Exec(fmt.Sprintf(`DO $$ BEGIN CREATE ROLE %[1]s LOGIN SUPERUSER; EXCEPTION WHEN duplicate_object THEN NULL; END $$`, o.BatchRole))
+		for _, stmt := range strings.Split(pgtest.AutoExplainSQL(o.BatchRole), ";") {
+			if strings.TrimSpace(stmt) != "" {
+				l.Exec(stmt)
+			}
+		}
+		l.batchDSN = strings.Replace(l.dsn, "postgres@", o.BatchRole+"@", 1)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: l.pool(true, ""), Selection: collectors.AllEnabled(),
+		Config:      collectors.Config{Plans: o.Plans},
 		SampleEvery: 200 * time.Millisecond, SnapshotEvery: time.Hour, WaitSampleEvery: 100 * time.Millisecond})
 	rec := recorder.New(recorder.Options{Pool: l.pool(false, "pg-batch-exporter recorder"), Retention: 24 * time.Hour,
 		BufferRows: 1_000_000, Trigger: runner.Trigger})
@@ -68,7 +101,7 @@ func New(t *testing.T, major int) *Lab {
 // pg_cron would call it, and no recorder listening, so the markers take their snapshots.
 func NewSQLMode(t *testing.T, major int) *Lab {
 	t.Helper()
-	l := migrated(t, major)
+	l := migrated(t, major, pgtest.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	l.Exec(`SELECT telemetry.snapshot()`)
 	done := make(chan struct{})
@@ -104,7 +137,7 @@ func (l *Lab) pool(readOnly bool, app string) *pgxpool.Pool {
 // Conn opens a session as a batch or another job would, under an application_name of its own.
 func (l *Lab) Conn(app string) *pgx.Conn {
 	l.t.Helper()
-	return pgtest.Connect(l.t, l.dsn, app)
+	return pgtest.Connect(l.t, cmp.Or(l.batchDSN, l.dsn), app)
 }
 
 // Exec runs a statement as Admin, failing the test on error.
