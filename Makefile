@@ -144,7 +144,7 @@ test-demo:
 	$(MAKE) demo DEMO_EXIT=1
 
 test-browser:
-	$(GO) test -count=1 -run 'TestConsoleDetection|TestBrowser' ./internal/report
+	$(GO) test -count=1 -run 'TestConsoleDetection|TestBrowser' ./report
 
 # `go version -m` names the module version a binary was built from: rebuild only when it
 # differs. GOCACHE/GOMODCACHE make a rebuild of the same version quick.
@@ -170,7 +170,7 @@ test-e2e: deps tools
 	$(GO) test -count=1 -timeout 10m $(TESTFLAGS) ./e2e/
 
 bench:
-	set -o pipefail; PGBATCH_BENCH=full $(GO) test -count=1 -v -timeout 45m -run '^TestBenchTable$$' ./internal/exporter/ | grep '^|\|^## \|^--- FAIL\|^FAIL'
+	set -o pipefail; PGBATCH_BENCH=full $(GO) test -count=1 -v -timeout 45m -run '^TestBenchTable$$' ./exposition/ | grep '^|\|^## \|^--- FAIL\|^FAIL'
 	$(MAKE) bench-recorder
 
 bench-recorder:
@@ -183,7 +183,7 @@ vuln:
 
 FUZZTIME ?= 30s
 FUZZ_TARGETS := FuzzParseRule:./batch FuzzParseConfig:./batch FuzzParseTime:./diagnosis \
-	FuzzParseTableName:./collectors FuzzWindowQuery:./internal/report
+	FuzzParseTableName:./collectors FuzzWindowQuery:./report
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
@@ -191,7 +191,7 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) -parallel 1 "$${t#*:}" || exit 1; \
 	done
 
-# Servers of internal/pgtest live in $TMPDIR/pgtest-<major>-*/ (with a file
+# Servers of testharness/pgtest live in $TMPDIR/pgtest-<major>-*/ (with a file
 # "owner" naming the test process) and note "postmaster pid, dir, owner pid"
 # in $TMPDIR/pgbatch-pgtest/*.pid. Only servers whose test process is gone
 # are stopped and removed, so this is safe while other tests run.

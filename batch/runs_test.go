@@ -20,9 +20,10 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -41,7 +42,7 @@ func db(t *testing.T, major int, app string) (string, *pgxpool.Pool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if err := recorder.Migrate(context.Background(), pool); err != nil {
+	if err := schema.Migrate(context.Background(), pool); err != nil {
 		t.Fatal(err)
 	}
 	return dsn, pool

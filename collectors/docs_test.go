@@ -16,9 +16,10 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/exporter"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/exposition"
 	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 const metricsDoc = "../docs/metrics.md"
@@ -100,7 +101,7 @@ func batchAndRecorderFamilies(t *testing.T) map[string]*dto.MetricFamily {
 	defer runs.Close()
 	ctx, cancel := context.WithCancel(context.Background()) // the tracker stops before its pool closes
 	defer cancel()
-	if err := recorder.Migrate(ctx, runs); err != nil {
+	if err := schema.Migrate(ctx, runs); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
@@ -129,7 +130,7 @@ func batchAndRecorderFamilies(t *testing.T) map[string]*dto.MetricFamily {
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(tracker)
 	reg.MustRegister(recorder.New(recorder.Options{}).Metrics()...)
-	pools := exporter.NewConnectionPools()
+	pools := exposition.NewConnectionPools()
 	pool, err := pgxpool.New(context.Background(), "host=/nonexistent pool_max_conns=2") // connects lazily: never here
 	if err != nil {
 		t.Fatal(err)

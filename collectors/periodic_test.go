@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // TestWaitSamplerPeriodicWorkload: the runner's wait sampler (every 200 ms, at a random

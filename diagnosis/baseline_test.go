@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/internal/lab"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
 )
 
 // Five normal runs, then one with a lock held against it: diagnose_run must rank the lock

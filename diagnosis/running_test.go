@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/internal/lab"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
 )
 
 // A run in progress that hangs on a lock another session holds is diagnosed up to now: it

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/internal/lab"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
 )
 
 // Too little data is said plainly, with the reason; what can still be judged is.

@@ -6,7 +6,7 @@ package e2e
 import (
 	"testing"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -21,8 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/proctest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/proctest"
 )
 
 // scrapeEvery is the scrape, evaluation and collection interval of the end-to-end set-up.

@@ -11,7 +11,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // denied fails the test unless sql, run on c, is refused with insufficient_privilege.
@@ -28,13 +29,13 @@ func denied(t *testing.T, c *pgx.Conn, who, sql string) {
 // view or sequence of it.
 func onlyMarks(t *testing.T, c *pgx.Conn, role string) {
 	t.Helper()
-	fns := query(t, c, `SELECT p.proname::text AS name FROM pg_proc p
+	fns := pgtest.Query(t, c, `SELECT p.proname::text AS name FROM pg_proc p
 		WHERE p.pronamespace = 'telemetry'::regnamespace AND has_function_privilege($1, p.oid, 'EXECUTE')
 		  AND NOT has_function_privilege('public', p.oid, 'EXECUTE') ORDER BY 1`, role)
 	if got := fmt.Sprint(columnOf(fns, "name")); got != "[batch_begin batch_end]" {
 		t.Errorf("a batch role executes %s beyond PUBLIC's, want [batch_begin batch_end]", got)
 	}
-	for _, r := range query(t, c, `SELECT c.oid::regclass::text AS rel FROM pg_class c
+	for _, r := range pgtest.Query(t, c, `SELECT c.oid::regclass::text AS rel FROM pg_class c
 			WHERE c.relnamespace = 'telemetry'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'S')
 			  AND (has_table_privilege($1, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
 			       OR c.relkind = 'S' AND has_sequence_privilege($1, c.oid, 'USAGE, SELECT, UPDATE'))`, role) {
@@ -49,9 +50,9 @@ func onlyMarks(t *testing.T, c *pgx.Conn, role string) {
 // (telemetry_recorder) ends any run but leaves thresholds and schema to the owner. A batch
 // is the role's that marked its first run.
 func TestBatchRoleMarksOnlyItsOwnRuns(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
-		psqlFile(t, srv, e.dsn, rolesSQL)
+		srv.PsqlFile(t, e.dsn, rolesSQL)
 		nightly := grantRole(t, srv, e.dsn, "nightly", "telemetry_writer")
 		hourly := grantRole(t, srv, e.dsn, "hourly", "telemetry_writer")
 		reader := grantRole(t, srv, e.dsn, "reader", "telemetry_reader")
@@ -119,7 +120,7 @@ func TestBatchRoleMarksOnlyItsOwnRuns(t *testing.T) {
 		if err := n.QueryRow(ctx, `SELECT telemetry.batch_begin('nightly')`).Scan(&again); err != nil {
 			t.Fatalf("a batch role's second begin: %v", err)
 		}
-		runs := query(t, admin, `SELECT run_id, batch, status, began_by::text FROM telemetry.batch_runs ORDER BY run_id`)
+		runs := pgtest.Query(t, admin, `SELECT run_id, batch, status, began_by::text FROM telemetry.batch_runs ORDER BY run_id`)
 		want := fmt.Sprint([]map[string]any{
 			{"run_id": own, "batch": "nightly", "status": "abandoned", "began_by": nightly},
 			{"run_id": hours, "batch": "hourly", "status": "failed", "began_by": hourly},
@@ -160,7 +161,7 @@ func TestBatchRoleMarksOnlyItsOwnRuns(t *testing.T) {
 		} {
 			denied(t, r, "the recorder", sql)
 		}
-		if err := Migrate(ctx, newPool(t, e.dsn, false, "")); err != nil {
+		if err := schema.Migrate(ctx, newPool(t, e.dsn, false, "")); err != nil {
 			t.Errorf("migrating after the roles' attempts: %v", err)
 		}
 	})
@@ -170,11 +171,11 @@ func TestBatchRoleMarksOnlyItsOwnRuns(t *testing.T) {
 // retention never drops, made a run's page 20 times slower): tomorrow's is made, later
 // days are refused, even to the owner.
 func TestPartitionsAheadBounded(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		ctx := context.Background()
-		before := query(t, c, `SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'telemetry.snapshots'::regclass`)[0]["n"].(int64)
+		before := pgtest.Query(t, c, `SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'telemetry.snapshots'::regclass`)[0]["n"].(int64)
 		pgtest.MustExec(t, c, `SELECT telemetry._ensure_partitions(now() + interval '1 day')`)
 		for _, ahead := range []string{"2 days", "300 days", "1000 years"} {
 			_, err := c.Exec(ctx, `SELECT telemetry._ensure_partitions(now() + $1::interval)`, ahead)
@@ -182,7 +183,7 @@ func TestPartitionsAheadBounded(t *testing.T) {
 				t.Errorf("partitions %s ahead: %v, want refused", ahead, err)
 			}
 		}
-		after := query(t, c, `SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'telemetry.snapshots'::regclass`)[0]["n"].(int64)
+		after := pgtest.Query(t, c, `SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'telemetry.snapshots'::regclass`)[0]["n"].(int64)
 		if after > before+1 {
 			t.Errorf("snapshots' partitions: %d, then %d; want at most tomorrow's more", before, after)
 		}
@@ -192,7 +193,7 @@ func TestPartitionsAheadBounded(t *testing.T) {
 // A threshold out of range never makes a diagnosis fail (issue 17 finding 5: a negative
 // baseline_runs made /report answer 500): _threshold reads each within its unit's range.
 func TestThresholdsOutOfRangeNeverFail(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		ctx := context.Background()
@@ -211,7 +212,7 @@ func TestThresholdsOutOfRangeNeverFail(t *testing.T) {
 			runs = append(runs, id)
 		}
 		// Every default is within its range: read as it is.
-		for _, r := range query(t, c, `SELECT name, value, telemetry._threshold(name) AS read FROM telemetry.diagnose_thresholds
+		for _, r := range pgtest.Query(t, c, `SELECT name, value, telemetry._threshold(name) AS read FROM telemetry.diagnose_thresholds
 				WHERE telemetry._threshold(name) IS DISTINCT FROM value`) {
 			t.Errorf("threshold %s = %v is read as %v", r["name"], r["value"], r["read"])
 		}
@@ -240,9 +241,9 @@ func TestThresholdsOutOfRangeNeverFail(t *testing.T) {
 // table and function, and the same on objects the owner creates later): migration 0013
 // leaves it batch_begin and batch_end, without roles.sql being run again.
 func TestUpgradeTakesBackBatchRoleRights(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
-		psqlFile(t, srv, e.dsn, rolesSQL)
+		srv.PsqlFile(t, e.dsn, rolesSQL)
 		writer := grantRole(t, srv, e.dsn, "writer", "telemetry_writer")
 		e.exec(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA telemetry TO telemetry_writer;
 			GRANT USAGE ON ALL SEQUENCES IN SCHEMA telemetry TO telemetry_writer;
@@ -250,7 +251,7 @@ func TestUpgradeTakesBackBatchRoleRights(t *testing.T) {
 			ALTER DEFAULT PRIVILEGES IN SCHEMA telemetry GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO telemetry_writer;
 			ALTER DEFAULT PRIVILEGES IN SCHEMA telemetry GRANT EXECUTE ON FUNCTIONS TO telemetry_writer;
 			DELETE FROM telemetry.schema_migrations WHERE name LIKE '0013_%'`)
-		if err := Migrate(context.Background(), e.pool); err != nil {
+		if err := schema.Migrate(context.Background(), e.pool); err != nil {
 			t.Fatal(err)
 		}
 		// An object a later migration creates gets nothing for the batch role either.

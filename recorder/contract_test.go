@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // contract is ../shared/spec/telemetry-schema.md: each relation's or function result's
@@ -129,7 +129,7 @@ func splitList(s string) []string {
 }
 
 func TestContractFromCatalog(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		ctx := context.Background()

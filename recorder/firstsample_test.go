@@ -8,7 +8,8 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // TestOwnSessionsFromTheFirstSample (issue 19, defect 6): as the exporter is wired at its
@@ -17,12 +18,12 @@ import (
 // is the run's from the first sample: its lock wait is the run's own, not booked to no batch
 // until the tracker's next read.
 func TestOwnSessionsFromTheFirstSample(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		ctx := context.Background()
 		dsn := srv.NewDatabase(t)
 		srv.Exec(t, dsn, `CREATE TABLE ledger (id int)`)
 		pool := newPool(t, dsn, false, "pg-batch-exporter recorder")
-		if err := Migrate(ctx, pool); err != nil {
+		if err := schema.Migrate(ctx, pool); err != nil {
 			t.Fatal(err)
 		}
 		runner := collectors.NewRunner(collectors.RunnerOptions{Pool: newPool(t, dsn, true, "")})

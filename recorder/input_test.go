@@ -8,7 +8,7 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // TestAnalysisRefusesBadInput: a window whose end is before its start, or whose ends are not
@@ -17,7 +17,7 @@ import (
 // range ('infinity', the year 12000) in every function that takes one (issue 17), and a batch
 // name with a control character.
 func TestAnalysisRefusesBadInput(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		e.record(collectors.TierSnapshot)
 		e.record(collectors.TierSample)
@@ -100,7 +100,7 @@ func TestAnalysisRefusesBadInput(t *testing.T) {
 // of a window (5 s of a day) are a lock_contention finding of severity info, not NULL, and
 // diagnose's Go reader reads the day.
 func TestLongWindowLockContentionGraded(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		for range 3 {
 			e.record(collectors.TierSample)

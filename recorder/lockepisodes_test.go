@@ -14,7 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // lockWait is one wait the test causes: its waiter runs stmt while its blocker holds a lock,
@@ -40,14 +41,14 @@ type lockWait struct {
 // recorded as still waiting, ended where a lock sample saw it as the exporter stopped.
 // diagnose names the longest wait's blocker with its length.
 func TestLockWaitEpisodesAtDefaultIntervals(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		ctx := context.Background()
 		dsn := srv.NewDatabase(t)
 		srv.Exec(t, dsn, `CREATE EXTENSION pg_stat_statements;
 			CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 10) g;
 			CREATE TABLE t1 (id int); CREATE TABLE t2 (id int); CREATE TABLE t3 (id int); CREATE TABLE t4 (id int)`)
 		pool := newPool(t, dsn, false, "pg-batch-exporter recorder")
-		if err := Migrate(ctx, pool); err != nil {
+		if err := schema.Migrate(ctx, pool); err != nil {
 			t.Fatal(err)
 		}
 		const sampleEvery, waitEvery = 30 * time.Second, time.Second // the exporter's defaults
@@ -201,7 +202,7 @@ func TestLockWaitEpisodesAtDefaultIntervals(t *testing.T) {
 		t.Logf("%v lock samples, %d sample-tier collections; the lock query took %.2f ms on average", lockSamples, collections, meanMs)
 
 		c := pgtest.Connect(t, dsn, "")
-		rows := query(t, c, `SELECT blocked_pid, blocking_pid, blocking_app, blocked_app, lock_type, locked_relation,
+		rows := pgtest.Query(t, c, `SELECT blocked_pid, blocking_pid, blocking_app, blocked_app, lock_type, locked_relation,
 				extract(epoch FROM ended_at - started_at)::float8 AS seconds, duration_seconds::float8 AS duration,
 				still_waiting, ended_at = last_seen_at AS ended_last_seen, blocked_backend_start IS NOT NULL AS backend_start
 			FROM telemetry.lock_episodes($1, now())`, begin)
@@ -247,7 +248,7 @@ func TestLockWaitEpisodesAtDefaultIntervals(t *testing.T) {
 		if got < stopping.Sub(openStart)-100*time.Millisecond || got > stopped.Sub(openStart) {
 			t.Errorf("the wait going on at shutdown recorded as %s; the exporter stopped %s to %s after it began", got, stopping.Sub(openStart), stopped.Sub(openStart))
 		}
-		sampled := query(t, c, `SELECT count(DISTINCT (blocked_pid, blocking_pid)) AS n FROM telemetry.lock_samples WHERE blocking_pid <> $1`, pid(openBlocker))
+		sampled := pgtest.Query(t, c, `SELECT count(DISTINCT (blocked_pid, blocking_pid)) AS n FROM telemetry.lock_samples WHERE blocking_pid <> $1`, pid(openBlocker))
 		t.Logf("the sample tier's lock_samples saw %v of the %d waits", sampled[0]["n"], len(waits))
 		if len(rows) != len(waits)+1 {
 			t.Errorf("%d episodes recorded, want %d: %v", len(rows), len(waits)+1, rows)

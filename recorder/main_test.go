@@ -2,10 +2,6 @@ package recorder
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -14,33 +10,11 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// TestGeneratedSQLInSync fails when sql/install.sql or a generated definition
-// (sql/collect.sql, diagnosis/patterns/findings.sql) no longer matches what the collectors,
-// migrations, definitions and pattern folders generate: go generate ./... rewrites them.
-func TestGeneratedSQLInSync(t *testing.T) {
-	install, err := InstallSQL()
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := GeneratedFiles()
-	if err != nil {
-		t.Fatal(err)
-	}
-	files["recorder/sql/install.sql"] = install
-	if len(files) < 3 {
-		t.Fatalf("generated files: %v", files)
-	}
-	for file, want := range files {
-		if got, _ := os.ReadFile(filepath.Join("..", filepath.FromSlash(file))); string(got) != want {
-			t.Errorf("%s is stale: run go generate ./...", file)
-		}
-	}
-}
 
 // env is one test's monitored database with the schema installed and a recorder writing
 // into it from a runner reading it.
@@ -81,7 +55,7 @@ func newEnvWith(t *testing.T, srv *pgtest.Server, dsn string, statementsEvery ti
 	ctx := context.Background()
 	e := &env{t: t, srv: srv, dsn: dsn}
 	e.pool = newPool(t, dsn, false, "pg-batch-exporter recorder")
-	if err := Migrate(ctx, e.pool); err != nil {
+	if err := schema.Migrate(ctx, e.pool); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	readPool := newPool(t, dsn, true, "")
@@ -138,56 +112,6 @@ func (e *env) exec(sql string) { e.t.Helper(); e.srv.Exec(e.t, e.dsn, sql) }
 func (e *env) conn() *pgx.Conn {
 	e.t.Helper()
 	return pgtest.Connect(e.t, e.dsn, "")
-}
-
-// query returns the rows of a query as maps from column name to value.
-func query(t *testing.T, c *pgx.Conn, sql string, args ...any) []map[string]any {
-	t.Helper()
-	rows, err := c.Query(context.Background(), sql, args...)
-	if err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToMap)
-	if err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return out
-}
-
-// forEachVersion runs f as a parallel subtest per PostgreSQL version.
-func forEachVersion(t *testing.T, f func(t *testing.T, srv *pgtest.Server)) {
-	for _, v := range pgtest.Versions() {
-		t.Run("pg"+strconv.Itoa(v), func(t *testing.T) {
-			t.Parallel()
-			f(t, pgtest.Start(t, v))
-		})
-	}
-}
-
-// psql runs a script file with psql against dsn and returns its output.
-func psqlFile(t *testing.T, srv *pgtest.Server, dsn, file string) string {
-	t.Helper()
-	abs, err := filepath.Abs(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return psql(t, srv, dsn, "-f", abs)
-}
-
-// psql runs psql (quietly, stopping at the first error) and returns its combined output.
-func psql(t *testing.T, srv *pgtest.Server, dsn string, args ...string) string {
-	t.Helper()
-	out, err := psqlOutput(dsn, args...)
-	if err != nil {
-		t.Fatalf("psql %v: %v\n%s", args, err, out)
-	}
-	return out
-}
-
-// psqlOutput runs psql as psql does, failing or not, and returns its combined output and error.
-func psqlOutput(dsn string, args ...string) (string, error) {
-	out, err := exec.Command("psql", append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn}, args...)...).CombinedOutput()
-	return string(out), err
 }
 
 // eventually polls a query returning one boolean (with fresh statistics each time) until it

@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/proctest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/proctest"
 )
 
 // Collections a day at the defaults: a sample every 30 s, a snapshot a minute, every
@@ -192,7 +192,7 @@ func tableSizes(t *testing.T, e *env) map[string]tableSize {
 	t.Helper()
 	c := e.conn()
 	out := map[string]tableSize{}
-	for _, r := range query(t, c, `SELECT table_name FROM telemetry._partitioned_tables()`) {
+	for _, r := range pgtest.Query(t, c, `SELECT table_name FROM telemetry._partitioned_tables()`) {
 		name := r["table_name"].(string)
 		var s tableSize
 		if err := c.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM telemetry.`+pgx.Identifier{name}.Sanitize()+`),

@@ -8,7 +8,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // The recorder's database stopped for a while and started again: the collections taken
@@ -22,7 +23,7 @@ func TestRecorderDatabaseOutage(t *testing.T) {
 	storeDSN := store.NewDatabase(t)
 	e.pool = newPool(t, storeDSN, false, "pg-batch-exporter recorder")
 	ctx := context.Background()
-	if err := Migrate(ctx, e.pool); err != nil {
+	if err := schema.Migrate(ctx, e.pool); err != nil {
 		t.Fatal(err)
 	}
 	e.rec = New(Options{Pool: e.pool, BufferRows: 100000})
@@ -54,7 +55,7 @@ func TestRecorderDatabaseOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := (&env{t: t, srv: store, dsn: storeDSN}).conn()
-	rows := query(t, conn, `SELECT count(*) AS n, count(DISTINCT captured_at) AS distinct_at FROM telemetry.samples`)
+	rows := pgtest.Query(t, conn, `SELECT count(*) AS n, count(DISTINCT captured_at) AS distinct_at FROM telemetry.samples`)
 	if rows[0]["n"] != int64(1+during) || rows[0]["distinct_at"] != int64(1+during) {
 		t.Errorf("samples after the outage: %v, want %d, none twice", rows, 1+during)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // TestRunJudgedOnItsOwnSessions: another application's sessions wait on locks all through a
@@ -21,7 +21,7 @@ import (
 // itself queues behind a lock, lock_contention stays a finding, with its own seconds and its own
 // blocker, though another application waited longer behind another.
 func TestRunJudgedOnItsOwnSessions(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		e.withTracker()
 		c := e.conn()
@@ -79,13 +79,13 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 			!strings.Contains(lock["summary"].(string), "own sessions waited 0") {
 			t.Errorf("lock_contention %v, want info naming the other sessions' waits, the batch's own at 0", lock)
 		}
-		own := query(t, c, `SELECT coalesce(sum(session_seconds) FILTER (WHERE sessions = 'batch'), 0) AS own,
+		own := pgtest.Query(t, c, `SELECT coalesce(sum(session_seconds) FILTER (WHERE sessions = 'batch'), 0) AS own,
 			coalesce(sum(session_seconds) FILTER (WHERE sessions = 'other' AND wait_event_type = 'Lock'), 0) AS other_locks
 			FROM telemetry.run_session_waits($1)`, spill)
 		if numeric(t, own[0]["own"]) < 1 || numeric(t, own[0]["other_locks"]) < 2 {
 			t.Errorf("run_session_waits: %v, want the batch's own seconds and the others' lock waits (two sessions, the whole run)", own)
 		}
-		m := query(t, c, `SELECT value FROM telemetry.diagnose_run($1) WHERE measure = 'lock_wait_seconds'`, spill)
+		m := pgtest.Query(t, c, `SELECT value FROM telemetry.diagnose_run($1) WHERE measure = 'lock_wait_seconds'`, spill)
 		if len(m) != 1 || numeric(t, m[0]["value"]) != 0 {
 			t.Errorf("diagnose_run lock_wait_seconds %v, want the batch's own: 0", m)
 		}
@@ -130,17 +130,17 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 		// Where the sampler could not tell the batch's statements (sessions showing no query_id,
 		// as a portal fetched in parts does on 14-17), the run's statements are the window's:
 		// nothing of the batch's is dropped.
-		if got := query(t, c, `SELECT telemetry._run_statement_batch($1) AS batch`, spill); got[0]["batch"] != "etl" {
+		if got := pgtest.Query(t, c, `SELECT telemetry._run_statement_batch($1) AS batch`, spill); got[0]["batch"] != "etl" {
 			t.Fatalf("_run_statement_batch(spill run) = %v, want etl: its statements were known", got)
 		}
 		e.exec(`INSERT INTO telemetry.statement_wait_samples (sample_id, batch, queryid, wait_event_type, wait_event, seconds, server, captured_at)
 			SELECT s.id, 'etl', 0, 'IO', 'DataFileRead', 100, s.server, s.captured_at
 			FROM telemetry.batch_runs r JOIN telemetry.samples s ON s.captured_at BETWEEN r.started_at AND r.ended_at
 			WHERE r.run_id = ` + strconv.FormatInt(spill, 10) + ` ORDER BY s.captured_at LIMIT 1`)
-		if got := query(t, c, `SELECT telemetry._run_statement_batch($1) AS batch`, spill); got[0]["batch"] != nil {
+		if got := pgtest.Query(t, c, `SELECT telemetry._run_statement_batch($1) AS batch`, spill); got[0]["batch"] != nil {
 			t.Errorf("_run_statement_batch with the batch's seconds mostly without a statement = %v, want NULL: every statement of the window", got)
 		}
-		if rs := query(t, c, `SELECT count(*) AS n FROM telemetry.run_statements($1) WHERE query LIKE '%md5(g::text) FROM%'`, spill); rs[0]["n"] != int64(1) {
+		if rs := pgtest.Query(t, c, `SELECT count(*) AS n FROM telemetry.run_statements($1) WHERE query LIKE '%md5(g::text) FROM%'`, spill); rs[0]["n"] != int64(1) {
 			t.Errorf("run_statements without the split: %v, want the batch's sort", rs)
 		}
 
@@ -175,7 +175,7 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 // application (its normalized text contains other: no constant), or one of the exporter's own.
 func notTheBatchs(t *testing.T, c *pgx.Conn, runID int64, other string) {
 	t.Helper()
-	for _, r := range query(t, c, `SELECT query FROM telemetry.run_statements($1)`, runID) {
+	for _, r := range pgtest.Query(t, c, `SELECT query FROM telemetry.run_statements($1)`, runID) {
 		if q, _ := r["query"].(string); strings.Contains(q, other) || strings.Contains(q, "pg_stat_activity") || strings.Contains(q, "INSERT INTO telemetry") {
 			t.Errorf("run %d: run_statements has %q, not a statement of the batch's sessions", runID, q)
 		}
@@ -211,7 +211,7 @@ func (s *slowRows) Err() error             { return nil }
 // waiting on ClientRead with the statement running: client_wait is the first finding, blaming
 // the application or the network, not the database. Runs with the usual feed have none.
 func TestClientBoundRunJudged(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		e.withTracker()
 		c := e.conn()
@@ -248,7 +248,7 @@ func TestClientBoundRunJudged(t *testing.T) {
 // sessions of another application keep the server's CPUs busy (a report moved into the
 // batch's window): its statement_regression names the other sessions as the cause, not a plan.
 func TestDiagnoseBusyNeighbours(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		e.withTracker()
 		c := e.conn()
@@ -279,8 +279,8 @@ func TestDiagnoseBusyNeighbours(t *testing.T) {
 		stop()
 		hogs.Wait()
 		fs := findings(t, c, busy)
-		t.Logf("busy neighbours: %v\n%v\n%v", fs, query(t, c, `SELECT rank, query, seconds, baseline_seconds, seconds_per_call, baseline_seconds_per_call, top_wait FROM telemetry.run_statements($1) ORDER BY rank LIMIT 3`, busy),
-			query(t, c, `SELECT * FROM telemetry.run_session_waits($1)`, busy))
+		t.Logf("busy neighbours: %v\n%v\n%v", fs, pgtest.Query(t, c, `SELECT rank, query, seconds, baseline_seconds, seconds_per_call, baseline_seconds_per_call, top_wait FROM telemetry.run_statements($1) ORDER BY rank LIMIT 3`, busy),
+			pgtest.Query(t, c, `SELECT * FROM telemetry.run_session_waits($1)`, busy))
 		if len(fs) == 0 || fs[0]["pattern"] != "statement_regression" || !strings.Contains(fs[0]["summary"].(string), "generate_series") ||
 			!strings.Contains(fs[0]["summary"].(string), "competed with it for the server") {
 			t.Errorf("findings %v, want the batch's statement first, slower because other sessions competed for the server", fs)
@@ -293,7 +293,7 @@ func TestDiagnoseBusyNeighbours(t *testing.T) {
 // for the other's transaction: the run's lock_contention says the batch's sessions wait for
 // each other, and recommends splitting their work, not moving another application's.
 func TestDiagnoseBatchBlocksItself(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		e.withTracker()
 		c := e.conn()
@@ -333,7 +333,7 @@ func TestDiagnoseBatchBlocksItself(t *testing.T) {
 			!strings.Contains(lock["summary"].(string), "its sessions wait for each other") {
 			t.Errorf("lock_contention %v, want the batch's own sessions waiting for each other", lock)
 		}
-		rec := query(t, c, `SELECT recommendation FROM telemetry.diagnose_run_findings($1) WHERE pattern = 'lock_contention'`, run)
+		rec := pgtest.Query(t, c, `SELECT recommendation FROM telemetry.diagnose_run_findings($1) WHERE pattern = 'lock_contention'`, run)
 		if len(rec) != 1 || !strings.Contains(rec[0]["recommendation"].(string), "block each other") {
 			t.Errorf("recommendation %v, want the batch's sessions' own contention addressed", rec)
 		}

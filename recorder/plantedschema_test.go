@@ -10,7 +10,8 @@ import (
 	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // TestPlantedTelemetrySchemaRefused: a role that may create in the database (an application's
@@ -19,7 +20,7 @@ import (
 // trigger. A superuser exporter, tracker, diagnose and recorder must run none of it: they
 // trust telemetry objects only of their own role, a role that can act as it, or a superuser.
 func TestPlantedTelemetrySchemaRefused(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		dsn := srv.NewDatabase(t)
 		attacker := "planter_" + strings.TrimPrefix(mustParseURL(t, dsn).Path, "/")
 		srv.Exec(t, dsn, fmt.Sprintf(`CREATE ROLE %[1]s LOGIN; GRANT CREATE ON DATABASE %[2]s TO %[1]s;
@@ -57,12 +58,12 @@ func TestPlantedTelemetrySchemaRefused(t *testing.T) {
 		if err := tracker.Refresh(ctx); err != nil {
 			t.Errorf("tracker: %v", err)
 		}
-		err = Migrate(ctx, newPool(t, dsn, false, ""))
+		err = schema.Migrate(ctx, newPool(t, dsn, false, ""))
 		if err == nil || !strings.Contains(err.Error(), attacker) || strings.Contains(err.Error(), "planted code ran") {
 			t.Errorf("Migrate into a schema %s prepared: %v, want a refusal naming the role", attacker, err)
 		}
 		// pg_cron mode's install.sql, run by a superuser, refuses the same way.
-		if out, err := psqlOutput(dsn, "-f", "sql/install.sql"); err == nil || !strings.Contains(out, "belongs to role "+attacker) ||
+		if out, err := pgtest.PsqlOutput(dsn, "-f", "sql/install.sql"); err == nil || !strings.Contains(out, "belongs to role "+attacker) ||
 			strings.Contains(out, "planted code ran") {
 			t.Errorf("install.sql into a schema %s prepared: %v\n%s\nwant a refusal naming the role", attacker, err, out)
 		}

@@ -8,7 +8,8 @@ import (
 	"testing"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // roleSetups are the two documented ways (docs/recorder.md) to give a pg_monitor role the
@@ -26,7 +27,7 @@ var roleSetups = map[string]string{
 // collection and the recorder: every collector succeeds, every collection is written, and
 // other sessions' queries are visible to it.
 func TestLeastPrivilegeRole(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		for setup, grants := range roleSetups {
 			t.Run(strings.ReplaceAll(setup, " ", "_"), func(t *testing.T) {
 				dsn := srv.NewDatabase(t)
@@ -36,10 +37,10 @@ func TestLeastPrivilegeRole(t *testing.T) {
 				// Runs after the role's pools are closed (cleanups run last-in first-out).
 				t.Cleanup(func() { srv.Exec(t, dsn, fmt.Sprintf(`DROP OWNED BY %[1]s; DROP ROLE %[1]s`, role)) })
 				if setup == "schema owned by an admin" {
-					if err := Migrate(context.Background(), newPool(t, dsn, false, "admin")); err != nil {
+					if err := schema.Migrate(context.Background(), newPool(t, dsn, false, "admin")); err != nil {
 						t.Fatalf("admin's migration: %v", err)
 					}
-					psqlFile(t, srv, dsn, rolesSQL)
+					srv.PsqlFile(t, dsn, rolesSQL)
 				}
 				srv.Exec(t, dsn, fmt.Sprintf(grants, role))
 
@@ -68,7 +69,7 @@ func TestLeastPrivilegeRole(t *testing.T) {
 				if err := <-busy; err == nil || !strings.Contains(err.Error(), "57014") {
 					t.Fatalf("the busy session should have been cancelled, got %v", err)
 				}
-				rows := query(t, c, `SELECT
+				rows := pgtest.Query(t, c, `SELECT
 					(SELECT count(*) FROM telemetry.snapshots) AS snapshots,
 					(SELECT count(*) FROM telemetry.table_snapshots WHERE relname = 'orders') AS table_snapshots,
 					(SELECT count(*) FROM telemetry.samples) AS samples,
@@ -106,9 +107,9 @@ func mustParseURL(t *testing.T, dsn string) *url.URL {
 // Every function of the schema pins its search_path, so that no object a caller can create
 // (in public, in pg_temp first) is picked up in its place.
 func TestFunctionsPinSearchPath(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
-		rows := query(t, e.conn(), `SELECT p.oid::regprocedure::text AS fn,
+		rows := pgtest.Query(t, e.conn(), `SELECT p.oid::regprocedure::text AS fn,
 				coalesce((SELECT c FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%'), '') AS search_path
 			FROM pg_proc p WHERE p.pronamespace = 'telemetry'::regnamespace ORDER BY 1`)
 		if len(rows) < 20 {
@@ -124,7 +125,7 @@ func TestFunctionsPinSearchPath(t *testing.T) {
 
 // Table names given to track_table and untrack_table are looked up, never spliced into SQL.
 func TestTrackTableInputIsNotSQL(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		e.exec(`CREATE TABLE public.y (id int); CREATE TABLE public."Or'ders; x" (id int)`)
 		c := e.conn()
@@ -150,7 +151,7 @@ func TestTrackTableInputIsNotSQL(t *testing.T) {
 			t.Errorf("track_table of a quoted name = %q, %v", msg, err)
 		}
 		e.record(collectors.TierSnapshot)
-		rows := query(t, c, `SELECT relname, to_regclass('public.y') IS NOT NULL AS y_exists FROM telemetry.table_snapshots`)
+		rows := pgtest.Query(t, c, `SELECT relname, to_regclass('public.y') IS NOT NULL AS y_exists FROM telemetry.table_snapshots`)
 		if len(rows) != 1 || rows[0]["relname"] != `Or'ders; x` || rows[0]["y_exists"] != true {
 			t.Errorf("table_snapshots after the calls: %v", rows)
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // telemetry._normalized_query replaces every constant by $n, numbered after the query's own
@@ -56,7 +56,7 @@ func TestNormalizedQuery(t *testing.T) {
 // apart by its text
 // (statement_compare). --recorder.literal-query-text keeps the literal text.
 func TestQueryTextsNormalized(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		// Statements stored at every snapshot: statement_compare reads the delta between two
 		// plain snapshots, not batch boundaries.
 		e := newEnvWith(t, srv, srv.NewDatabase(t), NoInterval)
@@ -73,7 +73,7 @@ func TestQueryTextsNormalized(t *testing.T) {
 		end := e.record(collectors.TierSnapshot)
 		tables := []string{"activity_samples", "lock_samples", "lock_wait_episodes", "statement_wait_samples", "statement_texts"}
 		for _, table := range tables {
-			if leaked := query(t, c, `SELECT x::text AS row FROM telemetry.`+table+` x WHERE x::text LIKE '%4111 1111%'`); len(leaked) > 0 {
+			if leaked := pgtest.Query(t, c, `SELECT x::text AS row FROM telemetry.`+table+` x WHERE x::text LIKE '%4111 1111%'`); len(leaked) > 0 {
 				t.Errorf("%s holds the card number: %v", table, leaked)
 			}
 		}
@@ -85,11 +85,11 @@ func TestQueryTextsNormalized(t *testing.T) {
 			`SELECT count(*) AS n FROM telemetry.statement_wait_samples WHERE queryid = 0 AND query_text = $1`,
 			`SELECT count(*) AS n FROM telemetry.statement_texts WHERE $1 <> '' AND query = 'COMMENT ON TABLE cards IS $1'`,
 		} {
-			if n := query(t, c, q, normalized)[0]["n"]; n.(int64) < 1 {
+			if n := pgtest.Query(t, c, q, normalized)[0]["n"]; n.(int64) < 1 {
 				t.Errorf("no normalized text: %s", q)
 			}
 		}
-		waits := query(t, c, `SELECT sampled_waits FROM telemetry.statement_compare($1, $2) WHERE query = $3`, start, end, normalized)
+		waits := pgtest.Query(t, c, `SELECT sampled_waits FROM telemetry.statement_compare($1, $2) WHERE query = $3`, start, end, normalized)
 		if len(waits) != 1 || waits[0]["sampled_waits"] == nil || waits[0]["sampled_waits"].(map[string]any)["Lock:relation"] == nil {
 			t.Errorf("the statement's lock wait by its normalized text: %v, want Lock:relation", waits)
 		}
@@ -98,7 +98,7 @@ func TestQueryTextsNormalized(t *testing.T) {
 		const literal = `UPDATE cards SET holder = 'Bob' WHERE number = '5500 0000 0000 0004'`
 		e.lockWaitedQuery(e.dsn, "cards", literal, nil)
 		for _, table := range tables[:4] {
-			if kept := query(t, c, `SELECT count(*) AS n FROM telemetry.`+table+` x WHERE x::text LIKE '%5500 0000 0000 0004%'`)[0]["n"]; kept == int64(0) {
+			if kept := pgtest.Query(t, c, `SELECT count(*) AS n FROM telemetry.`+table+` x WHERE x::text LIKE '%5500 0000 0000 0004%'`)[0]["n"]; kept == int64(0) {
 				t.Errorf("%s: the literal text not kept with --recorder.literal-query-text", table)
 			}
 		}
@@ -125,7 +125,7 @@ func TestNormalizedQueryAnyText(t *testing.T) {
 		}
 		texts[i] = b.String()
 	}
-	rows := query(t, c, `SELECT x AS text, telemetry._normalized_query(x) AS once,
+	rows := pgtest.Query(t, c, `SELECT x AS text, telemetry._normalized_query(x) AS once,
 			telemetry._normalized_query(telemetry._normalized_query(x)) AS twice
 		FROM unnest($1::text[]) x`, texts)
 	if len(rows) != len(texts) {

@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // The seed's Quick Start and Quick Diagnosis Checklist, verbatim (START/END and mytable
@@ -36,12 +37,12 @@ WHERE captured_at BETWEEN 'START' AND 'END';`,
 }
 
 func TestSeedStatementsVerbatim(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		e.exec(`CREATE TABLE orders (id int PRIMARY KEY, note text); CREATE TABLE mytable (id int)`)
 		c := e.conn()
 		ctx := context.Background()
-		if err := Migrate(ctx, e.pool); err != nil { // a second run is a no-op
+		if err := schema.Migrate(ctx, e.pool); err != nil { // a second run is a no-op
 			t.Fatalf("second migration: %v", err)
 		}
 		if _, err := c.Exec(ctx, seedQuickStart[0]); err != nil {
@@ -62,14 +63,14 @@ func TestSeedStatementsVerbatim(t *testing.T) {
 				}
 			}
 		}
-		got := query(t, c, `SELECT * FROM telemetry.table_compare('orders', $1, $2)`, start, end)
+		got := pgtest.Query(t, c, `SELECT * FROM telemetry.table_compare('orders', $1, $2)`, start, end)
 		if len(got) != 1 || got[0]["inserts_delta"] != int64(1000) || got[0]["table_name"] != "public.orders" {
 			t.Errorf("table_compare over the batch: %v", got)
 		}
-		if got := query(t, c, `SELECT * FROM telemetry.compare($1, $2)`, start, end); len(got) != 1 {
+		if got := pgtest.Query(t, c, `SELECT * FROM telemetry.compare($1, $2)`, start, end); len(got) != 1 {
 			t.Errorf("compare over the batch: %v", got)
 		}
-		if got := query(t, c, `SELECT * FROM telemetry.wait_summary($1, $2)`, start, end); len(got) == 0 {
+		if got := pgtest.Query(t, c, `SELECT * FROM telemetry.wait_summary($1, $2)`, start, end); len(got) == 0 {
 			t.Errorf("wait_summary over the batch: no rows")
 		}
 	})

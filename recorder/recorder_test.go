@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // The recorder's row counters exist at 0 for every table it writes from the start, so that a
@@ -40,7 +40,7 @@ func TestMetricsStartAtZero(t *testing.T) {
 // SELECT telemetry.request_snapshot() from another session makes the running recorder take a
 // snapshot at once (LISTEN/NOTIFY), though the next one is an hour away.
 func TestRequestSnapshot(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		ctx, cancel := context.WithCancel(context.Background())
 		t.Cleanup(cancel)
@@ -75,7 +75,7 @@ func TestRequestSnapshot(t *testing.T) {
 // functions name them all when none is given, answer when one is, and the Quick Start's
 // calls with untyped literals still resolve to one function each.
 func TestSeveralServersRecorded(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		e.exec(`CREATE TABLE orders (id int); SELECT telemetry.track_table('orders')`)
 		ctx := context.Background()
@@ -113,7 +113,7 @@ func TestSeveralServersRecorded(t *testing.T) {
 				t.Errorf("%s with no server named: %v, want the list of servers", name, err)
 			}
 			for _, server := range []string{"alpha", "beta"} {
-				rows := query(t, c, fmt.Sprintf(sql, ", $3"), start, end, server)
+				rows := pgtest.Query(t, c, fmt.Sprintf(sql, ", $3"), start, end, server)
 				if len(rows) == 0 {
 					t.Errorf("%s for %s: no rows", name, server)
 				}
@@ -143,13 +143,13 @@ func TestSeveralServersRecorded(t *testing.T) {
 // The deltas and table_deltas views have a row per snapshot after the first, also where some
 // of a snapshot's columns are NULL (io_* on 15, bgw_buffers_backend on 17+, no slots).
 func TestDeltaViewsHaveRows(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		e.exec(`CREATE TABLE orders (id int); SELECT telemetry.track_table('orders')`)
 		for range 3 {
 			e.record(collectors.TierSnapshot)
 		}
-		rows := query(t, e.conn(), `SELECT (SELECT count(*) FROM telemetry.deltas) AS deltas,
+		rows := pgtest.Query(t, e.conn(), `SELECT (SELECT count(*) FROM telemetry.deltas) AS deltas,
 			(SELECT count(*) FROM telemetry.table_deltas) AS table_deltas,
 			(SELECT count(*) FROM telemetry.deltas d JOIN telemetry.snapshots s USING (id)
 			 WHERE d.interval_seconds = round(extract(epoch FROM s.captured_at - (SELECT max(p.captured_at)
@@ -172,7 +172,7 @@ func TestWaitSummaryArithmetic(t *testing.T) {
 		SELECT sample_id, 'client backend', 'Lock', 'relation', state, count, 's', s.captured_at
 		FROM (VALUES (1, 'active', 2), (1, 'fastpath function call', 1), (2, 'active', 4), (3, 'idle in transaction', 9))
 			v(sample_id, state, count) JOIN telemetry.samples s ON s.id = v.sample_id`)
-	rows := query(t, e.conn(), `SELECT * FROM telemetry.wait_summary('2024-12-16 14:00+00', '2024-12-16 14:01:30+00')`)
+	rows := pgtest.Query(t, e.conn(), `SELECT * FROM telemetry.wait_summary('2024-12-16 14:00+00', '2024-12-16 14:01:30+00')`)
 	if len(rows) != 1 {
 		t.Fatalf("wait_summary: %v, want one row", rows)
 	}

@@ -15,8 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/proctest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/proctest"
 )
 
 // refusedRows is the recorder's pgbatch_recorder_rows_refused_total by table, the tables with
@@ -51,7 +52,7 @@ func TestRefusedRowsSetAside(t *testing.T) {
 	dsn := srv.NewDatabase(t)
 	ctx := context.Background()
 	pool := newPool(t, dsn, false, "pg-batch-exporter recorder")
-	if err := Migrate(ctx, pool); err != nil {
+	if err := schema.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	var log proctest.LockedBuffer
@@ -91,7 +92,7 @@ func TestRefusedRowsSetAside(t *testing.T) {
 		t.Errorf("buffered: %d rows, want none", rec.Buffered())
 	}
 	c := pgtest.Connect(t, dsn, "")
-	got := query(t, c, `SELECT extract(epoch FROM s.captured_at - $1)::int AS after,
+	got := pgtest.Query(t, c, `SELECT extract(epoch FROM s.captured_at - $1)::int AS after,
 			(SELECT string_agg(w.wait_event || '=' || w.count, ',' ORDER BY w.wait_event) FROM telemetry.wait_samples w WHERE w.sample_id = s.id AND w.captured_at = s.captured_at) AS waits,
 			(SELECT count(*) FROM telemetry.wait_time_samples w WHERE w.sample_id = s.id AND w.captured_at = s.captured_at) AS wait_times,
 			(SELECT string_agg(a.pid::text, ',') FROM telemetry.activity_samples a WHERE a.sample_id = s.id AND a.captured_at = s.captured_at) AS sessions
@@ -100,10 +101,10 @@ func TestRefusedRowsSetAside(t *testing.T) {
 	if fmt.Sprint(got) != want {
 		t.Errorf("samples written:\n%v\nwant\n%s", got, want)
 	}
-	if got := query(t, c, `SELECT application_name FROM telemetry.activity_samples WHERE pid = 3`); fmt.Sprint(got) != "[map[application_name:a\uFFFDb\uFFFD]]" {
+	if got := pgtest.Query(t, c, `SELECT application_name FROM telemetry.activity_samples WHERE pid = 3`); fmt.Sprint(got) != "[map[application_name:a\uFFFDb\uFFFD]]" {
 		t.Errorf("repaired text: %q", got)
 	}
-	if n := query(t, c, `SELECT count(*) AS n FROM telemetry.snapshots`)[0]["n"]; n != int64(0) {
+	if n := pgtest.Query(t, c, `SELECT count(*) AS n FROM telemetry.snapshots`)[0]["n"]; n != int64(0) {
 		t.Errorf("snapshots: %v, want the refused one set aside", n)
 	}
 	// wait_samples: the two rows out of range, and the refused instant's two; the refused
@@ -215,12 +216,12 @@ func TestLockWaitedTextsRecorded(t *testing.T) {
 				`SELECT count(*) AS n FROM telemetry.activity_samples WHERE datname = $1 AND query_preview = $2`,
 				`SELECT count(*) AS n FROM telemetry.statement_wait_samples WHERE $1 <> '' AND queryid = 0 AND query_text = $2`,
 			} {
-				if n := query(t, c, q, latin1Name, normalized)[0]["n"]; n == int64(0) {
+				if n := pgtest.Query(t, c, q, latin1Name, normalized)[0]["n"]; n == int64(0) {
 					t.Errorf("the LATIN1 database's query %q not recorded: %s", normalized, q)
 				}
 			}
-			if n := query(t, c, `SELECT count(*) AS n FROM telemetry.statement_wait_samples WHERE queryid = 0 AND query_text LIKE '%' || $1 || '%'`, wide.String()[:800])[0]["n"]; n == int64(0) {
-				t.Errorf("the 4-byte query's text not recorded: %v", query(t, c, `SELECT queryid, left(query_text, 40) FROM telemetry.statement_wait_samples`))
+			if n := pgtest.Query(t, c, `SELECT count(*) AS n FROM telemetry.statement_wait_samples WHERE queryid = 0 AND query_text LIKE '%' || $1 || '%'`, wide.String()[:800])[0]["n"]; n == int64(0) {
+				t.Errorf("the 4-byte query's text not recorded: %v", pgtest.Query(t, c, `SELECT queryid, left(query_text, 40) FROM telemetry.statement_wait_samples`))
 			}
 		})
 	}
@@ -239,7 +240,7 @@ func TestTransientWriteFailuresStayBuffered(t *testing.T) {
 	roleDSN.User = url.User(role)
 	ctx := context.Background()
 	pool := newPool(t, roleDSN.String(), false, "pg-batch-exporter recorder")
-	if err := Migrate(ctx, pool); err != nil {
+	if err := schema.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	rec := New(Options{Pool: pool, BufferRows: 100000})
@@ -281,7 +282,7 @@ func TestTransientWriteFailuresStayBuffered(t *testing.T) {
 		}
 	}
 	c := pgtest.Connect(t, dsn, "")
-	if got := query(t, c, `SELECT count(*) AS n, count(DISTINCT captured_at) AS distinct_at FROM telemetry.samples`); fmt.Sprint(got) != "[map[distinct_at:4 n:4]]" {
+	if got := pgtest.Query(t, c, `SELECT count(*) AS n, count(DISTINCT captured_at) AS distinct_at FROM telemetry.samples`); fmt.Sprint(got) != "[map[distinct_at:4 n:4]]" {
 		t.Errorf("samples: %v, want 4, none twice", got)
 	}
 	if refused := refusedRows(t, rec); len(refused) != 0 {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // Snapshot requests (issue 9, hole 4): bare notifications from a role with no grant drive no
@@ -16,9 +16,9 @@ import (
 // within about a second; a burst of requests drives at most one per
 // --recorder.request-min-interval (plus the one deferred to its end) and the rest are counted.
 func TestSnapshotRequestsAuthorizedAndRateLimited(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
-		psqlFile(t, srv, e.dsn, rolesSQL)
+		srv.PsqlFile(t, e.dsn, rolesSQL)
 		requester := connectAs(t, e.dsn, grantRole(t, srv, e.dsn, "recorder", "telemetry_recorder"))
 		nobody := connectAs(t, e.dsn, grantRole(t, srv, e.dsn, "nobody", ""))
 		ctx, cancel := context.WithCancel(context.Background())

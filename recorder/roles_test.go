@@ -18,7 +18,7 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // rolesSQL is the documented setup of the writer and reader roles (docs/security.md).
@@ -66,9 +66,9 @@ func connectAs(t *testing.T, dsn, role string) *pgx.Conn {
 // exporter's role (telemetry_recorder) runs every function; a batch job's (telemetry_writer)
 // only batch_begin and batch_end (TestBatchRoleMarksOnlyItsOwnRuns).
 func TestReaderCannotWrite(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
-		psqlFile(t, srv, e.dsn, rolesSQL)
+		srv.PsqlFile(t, e.dsn, rolesSQL)
 		reader := grantRole(t, srv, e.dsn, "reader", "telemetry_reader")
 		writer := grantRole(t, srv, e.dsn, "writer", "telemetry_writer")
 		rec := grantRole(t, srv, e.dsn, "recorder", "telemetry_recorder")
@@ -80,7 +80,7 @@ func TestReaderCannotWrite(t *testing.T) {
 		end := e.record(collectors.TierSnapshot)
 		ctx := context.Background()
 
-		writing := query(t, admin, writingFunctionsSQL)
+		writing := pgtest.Query(t, admin, writingFunctionsSQL)
 		names := map[string]bool{}
 		for _, w := range writing {
 			names[w["name"].(string)] = true
@@ -104,7 +104,7 @@ func TestReaderCannotWrite(t *testing.T) {
 			}
 		}
 		// Every other function is a read function, open to the reader.
-		for _, r := range query(t, admin, `SELECT p.oid::regprocedure::text AS fn FROM pg_proc p
+		for _, r := range pgtest.Query(t, admin, `SELECT p.oid::regprocedure::text AS fn FROM pg_proc p
 				WHERE p.pronamespace = 'telemetry'::regnamespace AND NOT has_function_privilege($1, p.oid, 'EXECUTE')
 				  AND p.oid::regprocedure::text <> ALL ($2)`, reader, columnOf(writing, "fn")) {
 			t.Errorf("%s reads, but the reader may not run it", r["fn"])
@@ -117,7 +117,7 @@ func TestReaderCannotWrite(t *testing.T) {
 		}
 		pgtest.MustExec(t, w, `SELECT telemetry.batch_end('nightly')`)
 
-		before := query(t, admin, `SELECT (SELECT count(*) FROM telemetry.snapshots) AS snapshots, (SELECT count(*) FROM telemetry.samples) AS samples`)
+		before := pgtest.Query(t, admin, `SELECT (SELECT count(*) FROM telemetry.snapshots) AS snapshots, (SELECT count(*) FROM telemetry.samples) AS samples`)
 		r := connectAs(t, e.dsn, reader)
 		for _, sql := range []string{
 			`SELECT * FROM telemetry.cleanup('0 seconds')`,
@@ -137,7 +137,7 @@ func TestReaderCannotWrite(t *testing.T) {
 				t.Errorf("as the reader, %s: %v, want permission denied", sql, err)
 			}
 		}
-		after := query(t, admin, `SELECT (SELECT count(*) FROM telemetry.snapshots) AS snapshots, (SELECT count(*) FROM telemetry.samples) AS samples`)
+		after := pgtest.Query(t, admin, `SELECT (SELECT count(*) FROM telemetry.snapshots) AS snapshots, (SELECT count(*) FROM telemetry.samples) AS samples`)
 		if fmt.Sprint(before) != fmt.Sprint(after) {
 			t.Errorf("the reader's calls changed the history: %v, then %v", before, after)
 		}
@@ -147,7 +147,7 @@ func TestReaderCannotWrite(t *testing.T) {
 		}
 
 		// The reader reads everything and runs the analyses.
-		for _, rel := range query(t, admin, `SELECT c.oid::regclass::text AS rel FROM pg_class c
+		for _, rel := range pgtest.Query(t, admin, `SELECT c.oid::regclass::text AS rel FROM pg_class c
 				WHERE c.relnamespace = 'telemetry'::regnamespace AND c.relkind IN ('r', 'p', 'v') ORDER BY 1`) {
 			if _, err := r.Exec(ctx, `SELECT * FROM `+rel["rel"].(string)+` LIMIT 1`); err != nil {
 				t.Errorf("as the reader, reading %s: %v", rel["rel"], err)
@@ -208,9 +208,9 @@ func columnOf(rows []map[string]any, col string) []string {
 // another batch role (whose session's backend_start it cannot see); the run ends with its
 // command's status.
 func TestExecRunLiveForOtherWriters(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
-		psqlFile(t, srv, e.dsn, rolesSQL)
+		srv.PsqlFile(t, e.dsn, rolesSQL)
 		jobA := grantRole(t, srv, e.dsn, "joba", "telemetry_writer")
 		jobB := grantRole(t, srv, e.dsn, "jobb", "telemetry_writer")
 		u := mustParseURL(t, e.dsn)
@@ -274,7 +274,7 @@ func TestRolesSQLRefusesForeignRoles(t *testing.T) {
 			}
 			refused := func(want string) {
 				t.Helper()
-				out, err := psqlOutput(e.dsn, "-f", abs)
+				out, err := pgtest.PsqlOutput(e.dsn, "-f", abs)
 				if err == nil || !strings.Contains(out, want) {
 					t.Errorf("roles.sql: %v\n%s\nwant it refused, saying %q", err, out, want)
 				}
@@ -288,8 +288,8 @@ func TestRolesSQLRefusesForeignRoles(t *testing.T) {
 			e.exec(`REVOKE telemetry_writer FROM eve; CREATE ROLE telemetry_reader LOGIN`)
 			refused("role telemetry_reader exists and is not what docs/roles.sql makes: it has LOGIN")
 			e.exec(`ALTER ROLE telemetry_reader NOLOGIN`)
-			psqlFile(t, srv, e.dsn, rolesSQL)
-			psqlFile(t, srv, e.dsn, rolesSQL) // and again, as after an upgrade
+			srv.PsqlFile(t, e.dsn, rolesSQL)
+			srv.PsqlFile(t, e.dsn, rolesSQL) // and again, as after an upgrade
 		})
 	}
 }

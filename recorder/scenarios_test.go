@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // untilCompare records snapshots until compare() over [start, that snapshot] satisfies cond
@@ -21,7 +21,7 @@ func (e *env) untilCompare(c *pgx.Conn, start time.Time, cond string) map[string
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		end := e.record(collectors.TierSnapshot)
-		rows := query(e.t, c, `SELECT *, (`+cond+`) AS ok FROM telemetry.compare($1, $2)`, start, end)
+		rows := pgtest.Query(e.t, c, `SELECT *, (`+cond+`) AS ok FROM telemetry.compare($1, $2)`, start, end)
 		if len(rows) == 1 && rows[0]["ok"] == true {
 			return rows[0]
 		}
@@ -33,7 +33,7 @@ func (e *env) untilCompare(c *pgx.Conn, start time.Time, cond string) map[string
 }
 
 func TestScenarioCheckpointAndTempSpill(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		start := e.record(collectors.TierSnapshot)
@@ -52,7 +52,7 @@ func TestScenarioCheckpointAndTempSpill(t *testing.T) {
 }
 
 func TestScenarioLockWaits(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		e.exec(`CREATE TABLE t (id int)`)
 		ctx := context.Background()
@@ -90,7 +90,7 @@ func TestScenarioLockWaits(t *testing.T) {
 				want = append(want, fmt.Sprint(pid, "<-", b))
 			}
 		}
-		rows := query(t, watch, `SELECT blocked_pid, blocking_pid, blocked_duration, locked_relation, lock_type FROM telemetry.recent_locks`)
+		rows := pgtest.Query(t, watch, `SELECT blocked_pid, blocking_pid, blocked_duration, locked_relation, lock_type FROM telemetry.recent_locks`)
 		var got []string
 		for _, r := range rows {
 			got = append(got, fmt.Sprint(r["blocked_pid"], "<-", r["blocking_pid"]))
@@ -119,7 +119,7 @@ func TestScenarioLockWaits(t *testing.T) {
 }
 
 func TestScenarioProgress(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		e.exec(`CREATE TABLE big (id int, pad text) WITH (autovacuum_enabled = off);
 			INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 30000) g; DELETE FROM big WHERE id % 2 = 0`)
@@ -161,7 +161,7 @@ func TestScenarioProgress(t *testing.T) {
 			view := map[string]string{"vacuum": "vacuum", "analyze": "analyze", "create_index": "create_index", "copy": "copy"}[op.typ]
 			eventually(t, watch, `SELECT EXISTS (SELECT FROM pg_stat_progress_`+view+` WHERE pid = $1)`, pid)
 			e.record(collectors.TierSample)
-			rows := query(t, watch, `SELECT * FROM telemetry.recent_progress WHERE progress_type = $1 AND pid = $2`, op.typ, pid)
+			rows := pgtest.Query(t, watch, `SELECT * FROM telemetry.recent_progress WHERE progress_type = $1 AND pid = $2`, op.typ, pid)
 			if len(rows) != 1 || rows[0]["relname"] != "big" || rows[0]["details"] == nil || rows[0]["datname"] == nil {
 				t.Errorf("%s: recent_progress %v", op.typ, rows)
 			}
@@ -183,7 +183,7 @@ func (r blockingReader) Read([]byte) (int, error) {
 }
 
 func TestScenarioAutovacuumOnTrackedTable(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		e.exec(`CREATE TABLE av (id int) WITH (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0,
@@ -193,12 +193,12 @@ func TestScenarioAutovacuumOnTrackedTable(t *testing.T) {
 		e.exec(`INSERT INTO av SELECT generate_series(1, 5000); DELETE FROM av WHERE id <= 2500`)
 		eventually(t, c, `SELECT autovacuum_count > 0 AND autoanalyze_count > 0 FROM pg_stat_user_tables WHERE relname = 'av'`)
 		end := e.record(collectors.TierSnapshot)
-		rows := query(t, c, `SELECT * FROM telemetry.table_compare('av', $1, $2)`, start, end)
+		rows := pgtest.Query(t, c, `SELECT * FROM telemetry.table_compare('av', $1, $2)`, start, end)
 		if len(rows) != 1 || rows[0]["autovacuum_ran"] != true || rows[0]["autoanalyze_ran"] != true ||
 			rows[0]["autovacuum_count_delta"].(int64) < 1 || rows[0]["deletes_delta"] != int64(2500) {
 			t.Errorf("table_compare: %v", rows)
 		}
-		deltas := query(t, c, `SELECT * FROM telemetry.table_deltas WHERE relname = 'av'`)
+		deltas := pgtest.Query(t, c, `SELECT * FROM telemetry.table_deltas WHERE relname = 'av'`)
 		if len(deltas) != 1 || deltas[0]["autovacuum_ran"] != true || deltas[0]["inserts_delta"] != int64(5000) {
 			t.Errorf("table_deltas: %v", deltas)
 		}
@@ -206,7 +206,7 @@ func TestScenarioAutovacuumOnTrackedTable(t *testing.T) {
 }
 
 func TestScenarioReplicationSlotRetainsWAL(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		slot := fmt.Sprintf("telemetry_test_%d", time.Now().UnixNano())
@@ -233,7 +233,7 @@ func TestScenarioStatsResetGivesNullDeltas(t *testing.T) {
 	e.untilCompare(c, start, `wal_bytes_delta > 0 AND ckpt_requested_delta >= 1`)
 	e.exec(`SELECT pg_stat_reset_shared('wal'); SELECT pg_stat_reset_shared('` + map[bool]string{true: "checkpointer", false: "bgwriter"}[v >= 17] + `')`)
 	end := e.record(collectors.TierSnapshot)
-	rows := query(t, c, `SELECT * FROM telemetry.compare($1, $2)`, start, end)
+	rows := pgtest.Query(t, c, `SELECT * FROM telemetry.compare($1, $2)`, start, end)
 	if len(rows) != 1 || rows[0]["wal_bytes_delta"] != nil || rows[0]["ckpt_requested_delta"] != nil {
 		t.Errorf("compare across a reset: %v", rows)
 	}
@@ -262,7 +262,7 @@ func TestCleanupAndRetention(t *testing.T) {
 		INSERT INTO telemetry.samples (captured_at, server) VALUES (now() - interval '8 days', 'old'), (now() - interval '10 days', 'old');
 		INSERT INTO telemetry.wait_samples (sample_id, backend_type, wait_event_type, wait_event, state, count, server, captured_at)
 		SELECT id, 'client backend', 'Running', 'CPU', 'active', 1, server, captured_at FROM telemetry.samples WHERE server = 'old'`)
-	rows := query(t, c, `SELECT * FROM telemetry.cleanup('7 days')`)
+	rows := pgtest.Query(t, c, `SELECT * FROM telemetry.cleanup('7 days')`)
 	if len(rows) != 1 || rows[0]["deleted_snapshots"] != int64(3) || rows[0]["deleted_samples"] != int64(2) {
 		t.Errorf("cleanup: %v", rows)
 	}
@@ -271,7 +271,7 @@ func TestCleanupAndRetention(t *testing.T) {
 		+ (SELECT count(*) FROM telemetry.wait_samples WHERE server = 'old')`).Scan(&left); err != nil || left != 0 {
 		t.Errorf("children left behind: %d, %v", left, err)
 	}
-	if got := query(t, c, `SELECT * FROM telemetry.cleanup()`); got[0]["deleted_snapshots"] != int64(0) {
+	if got := pgtest.Query(t, c, `SELECT * FROM telemetry.cleanup()`); got[0]["deleted_snapshots"] != int64(0) {
 		t.Errorf("second cleanup: %v", got)
 	}
 	// The recorder's retention drops whole days.
@@ -332,18 +332,18 @@ func TestScenarioResetThenRegrowthGivesNullDeltas(t *testing.T) {
 			end := e.record(collectors.TierSnapshot)
 
 			if v >= 16 {
-				rows := query(t, c, `SELECT s.io_checkpointer_writes AS before, e.io_checkpointer_writes AS after, d.io_ckpt_writes_delta
+				rows := pgtest.Query(t, c, `SELECT s.io_checkpointer_writes AS before, e.io_checkpointer_writes AS after, d.io_ckpt_writes_delta
 					FROM telemetry.snapshots s, telemetry.snapshots e, telemetry.compare($1, $2) d
 					WHERE s.captured_at = $1 AND e.captured_at = $2`, start, end)
 				if len(rows) != 1 || rows[0]["after"].(int64) <= rows[0]["before"].(int64) || rows[0]["io_ckpt_writes_delta"] != nil {
 					t.Errorf("checkpointer writes grown back past their old value across a reset: %v, want io_ckpt_writes_delta NULL", rows)
 				}
 			}
-			rows := query(t, c, `SELECT inserts_delta FROM telemetry.table_compare('r', $1, $2)`, start, end)
+			rows := pgtest.Query(t, c, `SELECT inserts_delta FROM telemetry.table_compare('r', $1, $2)`, start, end)
 			if len(rows) != 1 || rows[0]["inserts_delta"] != nil {
 				t.Errorf("table_compare across pg_stat_reset(), 100 inserts then 300: %v, want inserts_delta NULL", rows)
 			}
-			rows = query(t, c, `SELECT inserts_delta FROM telemetry.table_deltas WHERE relname = 'r' AND captured_at = $1`, end)
+			rows = pgtest.Query(t, c, `SELECT inserts_delta FROM telemetry.table_deltas WHERE relname = 'r' AND captured_at = $1`, end)
 			if len(rows) != 1 || rows[0]["inserts_delta"] != nil {
 				t.Errorf("table_deltas across pg_stat_reset(): %v, want inserts_delta NULL", rows)
 			}

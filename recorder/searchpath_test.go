@@ -11,8 +11,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // plantedObjects are what a role that may create in public plants before the schema is
@@ -56,7 +57,7 @@ func checkNothingBoundToPublic(t *testing.T, c *pgx.Conn) {
 		t.Fatal(err)
 	}
 	defer c.Exec(ctx, `RESET search_path`)
-	rows := query(t, c, `
+	rows := pgtest.Query(t, c, `
 		SELECT 'view ' || c.oid::regclass::text AS object, pg_get_viewdef(c.oid) AS definition
 		FROM pg_class c WHERE c.relnamespace = 'telemetry'::regnamespace AND c.relkind IN ('v', 'm')
 		UNION ALL
@@ -74,7 +75,7 @@ func checkNothingBoundToPublic(t *testing.T, c *pgx.Conn) {
 		}
 	}
 	// And what the catalogs record each object depends on.
-	for _, r := range query(t, c, `
+	for _, r := range pgtest.Query(t, c, `
 		SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid) AS object,
 			pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid) AS uses
 		FROM pg_depend d
@@ -88,13 +89,13 @@ func checkNothingBoundToPublic(t *testing.T, c *pgx.Conn) {
 // in a session with the default search_path ("$user", public), as a Grafana reader's is.
 func readEverything(t *testing.T, c *pgx.Conn, start, end time.Time) {
 	t.Helper()
-	views := query(t, c, `SELECT c.oid::regclass::text AS view FROM pg_class c
+	views := pgtest.Query(t, c, `SELECT c.oid::regclass::text AS view FROM pg_class c
 		WHERE c.relnamespace = 'telemetry'::regnamespace AND c.relkind = 'v' ORDER BY 1`)
 	if len(views) < 8 {
 		t.Fatalf("only %d views in telemetry", len(views))
 	}
 	for _, v := range views {
-		query(t, c, `SELECT * FROM `+v["view"].(string))
+		pgtest.Query(t, c, `SELECT * FROM `+v["view"].(string))
 	}
 	for _, sql := range []string{
 		`SELECT * FROM telemetry.compare($1, $2)`,
@@ -103,14 +104,14 @@ func readEverything(t *testing.T, c *pgx.Conn, start, end time.Time) {
 		`SELECT * FROM telemetry.client_wait_summary($1, $2)`,
 		`SELECT * FROM telemetry.diagnose($1, $2)`,
 	} {
-		query(t, c, sql, start, end)
+		pgtest.Query(t, c, sql, start, end)
 	}
-	query(t, c, `SELECT * FROM telemetry.list_tracked_tables()`)
+	pgtest.Query(t, c, `SELECT * FROM telemetry.list_tracked_tables()`)
 }
 
 func checkPlantedNeverRan(t *testing.T, c *pgx.Conn) {
 	t.Helper()
-	for _, r := range query(t, c, `SELECT what, count(*) AS n FROM public.planted_runs GROUP BY 1`) {
+	for _, r := range pgtest.Query(t, c, `SELECT what, count(*) AS n FROM public.planted_runs GROUP BY 1`) {
 		t.Errorf("the planted %s ran %d times", r["what"], r["n"])
 	}
 }
@@ -119,7 +120,7 @@ func checkPlantedNeverRan(t *testing.T, c *pgx.Conn) {
 // schema is installed (issue 9, hole 2); Migrate, even given a pool whose sessions search
 // public, binds nothing to them, and reading every view and analysis runs none of them.
 func TestMigrateIgnoresPlantedObjects(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		dsn := srv.NewDatabase(t)
 		plantAttackerObjects(t, srv, dsn)
 		srv.Exec(t, dsn, `CREATE TABLE public.orders (id int PRIMARY KEY); INSERT INTO public.orders SELECT generate_series(1, 100)`)
@@ -134,7 +135,7 @@ func TestMigrateIgnoresPlantedObjects(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(pool.Close)
-		if err := Migrate(context.Background(), pool); err != nil {
+		if err := schema.Migrate(context.Background(), pool); err != nil {
 			t.Fatalf("migrate: %v", err)
 		}
 		e := newEnvOn(t, srv, dsn)
@@ -152,11 +153,11 @@ func TestMigrateIgnoresPlantedObjects(t *testing.T) {
 
 // The same through psql -f sql/install.sql, the pg_cron mode's install, in a login's session.
 func TestInstallSQLIgnoresPlantedObjects(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		dsn := srv.NewDatabase(t)
 		plantAttackerObjects(t, srv, dsn)
 		srv.Exec(t, dsn, `CREATE TABLE public.orders (id int PRIMARY KEY); INSERT INTO public.orders SELECT generate_series(1, 100)`)
-		psqlFile(t, srv, dsn, "sql/install.sql")
+		srv.PsqlFile(t, dsn, "sql/install.sql")
 		c := pgtest.Connect(t, dsn, "")
 		checkNothingBoundToPublic(t, c)
 		var start, end time.Time

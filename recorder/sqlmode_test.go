@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // volatile are the columns that differ between two collections taken back to back.
@@ -20,7 +20,7 @@ var volatile = map[string]bool{"id": true, "snapshot_id": true, "sample_id": tru
 func rowsOf(t *testing.T, e *env, table, key string, at time.Time) []string {
 	t.Helper()
 	c := e.conn()
-	rows := query(t, c, `SELECT * FROM telemetry.`+table+` WHERE captured_at = $1 ORDER BY `+key, at)
+	rows := pgtest.Query(t, c, `SELECT * FROM telemetry.`+table+` WHERE captured_at = $1 ORDER BY `+key, at)
 	var out []string
 	for _, r := range rows {
 		var cols []string
@@ -48,7 +48,7 @@ func sorted(s []string) []string {
 // The SQL collection functions and the Go recorder write the same rows for the same server
 // state: one of each, back to back, compared column by column.
 func TestSQLFunctionsMatchGoRecorder(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		e.exec(`CREATE TABLE orders (id int); INSERT INTO orders SELECT generate_series(1, 100); SELECT telemetry.track_table('orders')`)
 		// A quiet server: no checkpoint or bgwriter round may fall between the two snapshots.
@@ -107,14 +107,14 @@ func compareTables(t *testing.T, e *env, goAt, sqlAt time.Time, tables map[strin
 func TestPgCronInstallOnDebian15(t *testing.T) {
 	srv := pgtest.StartWith(t, 15, pgtest.Options{Debian: true, SharedPreload: []string{"pg_cron"}})
 	dsn := srv.DSN("postgres") // pg_cron lives in cron.database_name
-	out := psqlFile(t, srv, dsn, "sql/install.sql")
+	out := srv.PsqlFile(t, dsn, "sql/install.sql")
 	if !strings.Contains(out, "no sub-minute schedules") {
 		t.Errorf("install.sql gave no notice of the fallback:\n%s", out)
 	}
-	psqlFile(t, srv, dsn, "sql/install.sql") // again: a no-op
+	srv.PsqlFile(t, dsn, "sql/install.sql") // again: a no-op
 	e := &env{t: t, srv: srv, dsn: dsn}
 	c := e.conn()
-	jobs := query(t, c, `SELECT jobname, schedule, command FROM cron.job WHERE jobname LIKE 'telemetry%' ORDER BY jobname`)
+	jobs := pgtest.Query(t, c, `SELECT jobname, schedule, command FROM cron.job WHERE jobname LIKE 'telemetry%' ORDER BY jobname`)
 	want := []map[string]any{
 		{"jobname": "telemetry_cleanup", "schedule": "0 3 * * *", "command": "SELECT telemetry.cleanup('7 days')"},
 		{"jobname": "telemetry_sample", "schedule": "* * * * *", "command": "SELECT telemetry.sample()"},
@@ -145,7 +145,7 @@ func TestPgCronInstallOnDebian15(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the scheduler ran no telemetry_sample: %v", query(t, c, `SELECT * FROM cron.job_run_details`))
+			t.Fatalf("the scheduler ran no telemetry_sample: %v", pgtest.Query(t, c, `SELECT * FROM cron.job_run_details`))
 		}
 		time.Sleep(time.Second)
 	}
@@ -154,8 +154,8 @@ func TestPgCronInstallOnDebian15(t *testing.T) {
 	if got := samplesBeyondRuns(); got != installed {
 		t.Errorf("samples written by the scheduler: %d beyond one per succeeded run of telemetry_sample, want the install's %d", got, installed)
 	}
-	psqlFile(t, srv, dsn, "sql/uninstall.sql")
-	left := query(t, c, `SELECT (SELECT count(*) FROM cron.job WHERE jobname LIKE 'telemetry%') AS jobs,
+	srv.PsqlFile(t, dsn, "sql/uninstall.sql")
+	left := pgtest.Query(t, c, `SELECT (SELECT count(*) FROM cron.job WHERE jobname LIKE 'telemetry%') AS jobs,
 		(SELECT count(*) FROM cron.job_run_details) AS runs, to_regnamespace('telemetry') IS NULL AS schema_gone`)
 	if left[0]["jobs"] != int64(0) || left[0]["runs"] != int64(0) || left[0]["schema_gone"] != true {
 		t.Errorf("after uninstall: %v", left)
@@ -166,12 +166,12 @@ func TestPgCronInstallOnDebian15(t *testing.T) {
 func TestInstallWithoutPgCron(t *testing.T) {
 	srv := pgtest.Start(t, pgtest.Versions()[0])
 	dsn := srv.NewDatabase(t)
-	out := psqlFile(t, srv, dsn, "sql/install.sql")
+	out := srv.PsqlFile(t, dsn, "sql/install.sql")
 	if !strings.Contains(out, "pg_cron is not available") {
 		t.Errorf("no notice:\n%s", out)
 	}
 	e := &env{t: t, srv: srv, dsn: dsn}
-	if got := query(t, e.conn(), `SELECT (SELECT count(*) FROM telemetry.snapshots) AS s, (SELECT count(*) FROM telemetry.samples) AS m`); got[0]["s"] != int64(1) || got[0]["m"] != int64(1) {
+	if got := pgtest.Query(t, e.conn(), `SELECT (SELECT count(*) FROM telemetry.snapshots) AS s, (SELECT count(*) FROM telemetry.samples) AS m`); got[0]["s"] != int64(1) || got[0]["m"] != int64(1) {
 		t.Errorf("first collections: %v", got)
 	}
 }
@@ -182,7 +182,7 @@ func TestInstallWithoutPgCron(t *testing.T) {
 // snapshots between, texts once; so run_statements answers for runs recorded without the
 // exporter.
 func TestSQLModeRecordsStatements(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		e.exec(`CREATE EXTENSION pg_stat_statements; CREATE TABLE items (id int PRIMARY KEY, v int);
@@ -203,7 +203,7 @@ func TestSQLModeRecordsStatements(t *testing.T) {
 		pgtest.MustExec(t, c, `INSERT INTO telemetry.batch_runs (batch, started_at, source) VALUES ('intruder', 'infinity', 'marker')`)
 		pgtest.MustExec(t, c, `SELECT telemetry.snapshot()`)
 
-		info := query(t, c, `SELECT full_read, entries, (SELECT count(*) FROM telemetry.statement_snapshots s
+		info := pgtest.Query(t, c, `SELECT full_read, entries, (SELECT count(*) FROM telemetry.statement_snapshots s
 				WHERE s.snapshot_id = i.snapshot_id AND s.captured_at = i.captured_at) AS stored
 			FROM telemetry.statement_info_snapshots i ORDER BY captured_at`)
 		if len(info) != 3 {
@@ -214,7 +214,7 @@ func TestSQLModeRecordsStatements(t *testing.T) {
 				t.Errorf("statement snapshot %v, want every entry stored", i)
 			}
 		}
-		rs := query(t, c, `SELECT query, calls, status FROM telemetry.run_statements($1) WHERE query = $2`, run, lookup)
+		rs := pgtest.Query(t, c, `SELECT query, calls, status FROM telemetry.run_statements($1) WHERE query = $2`, run, lookup)
 		if len(rs) != 1 || rs[0]["calls"] != int64(50) {
 			t.Errorf("run_statements of the run recorded in SQL: %v, want the lookup with 50 calls", rs)
 		}

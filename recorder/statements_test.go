@@ -11,7 +11,7 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // TestStatementsRecorded: statements are stored as deltas (unchanged entries are not written
@@ -19,7 +19,7 @@ import (
 // window's statements with exact deltas, marks a statement that appeared in the window as
 // new, and across pg_stat_statements_reset() gives NULL, never a negative delta.
 func TestStatementsRecorded(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		// Statements at every snapshot: what is tested is the delta storage between two of them.
 		e := newEnvWith(t, srv, srv.NewDatabase(t), NoInterval)
 		c := e.conn()
@@ -67,7 +67,7 @@ func TestStatementsRecorded(t *testing.T) {
 			t.Errorf("an unchanged statement stored again: %d (%v)", unchanged, err)
 		}
 
-		rows := query(t, c, `SELECT * FROM telemetry.statement_compare($1, $2) WHERE query IN ($3, 'UPDATE items SET v = v + $1 WHERE id <= $2')`, start, mid, lookup)
+		rows := pgtest.Query(t, c, `SELECT * FROM telemetry.statement_compare($1, $2) WHERE query IN ($3, 'UPDATE items SET v = v + $1 WHERE id <= $2')`, start, mid, lookup)
 		if len(rows) != 2 || rows[0]["query"] != lookup {
 			t.Fatalf("statement_compare: %v, want the lookup first, then the update", rows)
 		}
@@ -89,7 +89,7 @@ func TestStatementsRecorded(t *testing.T) {
 		e.exec(`SELECT pg_stat_statements_reset()`)
 		pgtest.MustExec(t, job, lookup, 1, 0.01)
 		end := e.record(collectors.TierSnapshot)
-		rows = query(t, c, `SELECT * FROM telemetry.statement_compare($1, $2) WHERE query = $3`, start, end, lookup)
+		rows = pgtest.Query(t, c, `SELECT * FROM telemetry.statement_compare($1, $2) WHERE query = $3`, start, end, lookup)
 		if len(rows) != 1 || rows[0]["status"] != "reset" || rows[0]["calls"] != nil || rows[0]["total_seconds"] != nil {
 			t.Errorf("across pg_stat_statements_reset(): %v, want status reset and NULL deltas", rows)
 		}
@@ -160,7 +160,7 @@ func (e *env) refreshTracker() {
 // findings are diagnose_run_findings of a run.
 func findings(t *testing.T, c *pgx.Conn, runID int64) []map[string]any {
 	t.Helper()
-	return query(t, c, `SELECT pattern, severity, summary FROM telemetry.diagnose_run_findings($1)`, runID)
+	return pgtest.Query(t, c, `SELECT pattern, severity, summary FROM telemetry.diagnose_run_findings($1)`, runID)
 }
 
 // TestDiagnoseStatements: the index of a lookup dropped between runs makes the lookup the first
@@ -169,7 +169,7 @@ func findings(t *testing.T, c *pgx.Conn, runID int64) []map[string]any {
 // new_statement; a clean run has no finding above
 // info.
 func TestDiagnoseStatements(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		e.exec(`CREATE EXTENSION pg_stat_statements;
@@ -207,7 +207,7 @@ func TestDiagnoseStatements(t *testing.T) {
 		e.exec(`DROP INDEX lookup_k`)
 		slow := e.batchRun(job, body(8000))
 		fs := findings(t, c, slow)
-		t.Logf("index dropped: %v\n%v", fs, query(t, c, `SELECT * FROM telemetry.run_statements($1) ORDER BY rank LIMIT 3`, slow))
+		t.Logf("index dropped: %v\n%v", fs, pgtest.Query(t, c, `SELECT * FROM telemetry.run_statements($1) ORDER BY rank LIMIT 3`, slow))
 		if len(fs) == 0 || fs[0]["pattern"] != "statement_regression" || !strings.Contains(fs[0]["summary"].(string), "lookup_data WHERE k") ||
 			!strings.Contains(fs[0]["summary"].(string), "plan probably changed") {
 			t.Errorf("index dropped: findings %v, want statement_regression of the lookup first, plan probably changed", fs)
@@ -220,7 +220,7 @@ func TestDiagnoseStatements(t *testing.T) {
 			t.Errorf("diagnose report (%v):\n%s", err, text.String())
 		}
 		t.Logf("report:\n%s", text.String())
-		rs := query(t, c, `SELECT query, extra_seconds, baseline_runs, baseline_runs_with FROM telemetry.run_statements($1) ORDER BY rank LIMIT 1`, slow)
+		rs := pgtest.Query(t, c, `SELECT query, extra_seconds, baseline_runs, baseline_runs_with FROM telemetry.run_statements($1) ORDER BY rank LIMIT 1`, slow)
 		// Each of the three baseline runs has its boundary snapshots (batchRun records one right
 		// after batch_begin and after batch_end), so each is a baseline for statements, and the
 		// lookup ran in every one of them.
@@ -254,7 +254,7 @@ func TestDiagnoseStatements(t *testing.T) {
 // sampler's seconds make it the run's top statement, named with its lock wait, whether it
 // waits while parsing (simple protocol: no query_id yet) or at Bind (a prepared statement).
 func TestDiagnoseStatementBlockedByLock(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		e.exec(`CREATE EXTENSION pg_stat_statements;
@@ -295,7 +295,7 @@ func TestDiagnoseStatementBlockedByLock(t *testing.T) {
 		} {
 			run := e.batchRun(job, body(tc.blockPrepared, tc.blocking))
 			fs := findings(t, c, run)
-			top := query(t, c, `SELECT query, seconds, extra_seconds, top_wait FROM telemetry.run_statements($1) ORDER BY rank LIMIT 1`, run)
+			top := pgtest.Query(t, c, `SELECT query, seconds, extra_seconds, top_wait FROM telemetry.run_statements($1) ORDER BY rank LIMIT 1`, run)
 			t.Logf("%s: %v\n%v", tc.name, top, fs)
 			if len(top) != 1 || !strings.HasPrefix(top[0]["query"].(string), tc.want) || numeric(t, top[0]["extra_seconds"]) < 1.5 ||
 				top[0]["top_wait"] != "Lock:relation" {
@@ -393,7 +393,7 @@ func TestDiagnoseStatementsResetMidRun(t *testing.T) {
 			pgtest.MustExec(t, job, `SELECT pg_sleep(0.3)`)
 		})
 	}
-	rs := query(t, c, `SELECT query, status, seconds, calls FROM telemetry.run_statements($1)`, id)
+	rs := pgtest.Query(t, c, `SELECT query, status, seconds, calls FROM telemetry.run_statements($1)`, id)
 	var reset bool
 	for _, r := range rs {
 		if r["query"] == "SELECT count(*) FROM t" {
@@ -415,7 +415,7 @@ func TestDiagnoseStatementsResetMidRun(t *testing.T) {
 // recorder does not store (a scheduled one inside the run) still has its text: the run's
 // statement is shown by its text, not as a queryid.
 func TestRunStatementTextAtDefaults(t *testing.T) {
-	forEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		e.exec(`CREATE EXTENSION pg_stat_statements; CREATE TABLE ledger (id int, v int);
@@ -434,7 +434,7 @@ func TestRunStatementTextAtDefaults(t *testing.T) {
 		e.record(collectors.TierSnapshot) // scheduled: the first to see the UPDATE
 		pgtest.MustExec(t, job, `SELECT telemetry.batch_end('etl')`)
 		e.boundary()
-		rows := query(t, c, `SELECT queryid, query FROM telemetry.run_statements($1) WHERE calls = 1`, id)
+		rows := pgtest.Query(t, c, `SELECT queryid, query FROM telemetry.run_statements($1) WHERE calls = 1`, id)
 		found := false
 		for _, r := range rows {
 			found = found || r["query"] == "UPDATE ledger SET v = v + $1 WHERE id <= $2"

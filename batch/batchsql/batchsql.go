@@ -1,6 +1,6 @@
-// Package batchsql holds the SQL definitions (functions, views) of batch runs: the recorder
-// applies them after its own (recorder/README.md). It only embeds files, so that the
-// recorder can import it without importing package batch.
+// Package batchsql holds the SQL definitions (functions, views) of batch runs: package
+// schema applies them after the recorder's (schema/README.md). It only embeds files, so that
+// schema can import it without importing package batch.
 package batchsql
 
 import "embed"

@@ -1,4 +1,4 @@
--- Batch runs' functions and view (the table: recorder/migrations/0002_batch_runs.sql).
+-- Batch runs' functions and view (the table: schema/migrations/0002_batch_runs.sql).
 -- A repeatable definition: applied again whenever its text changes.
 
 -- The batch functions' settings, kept where an operator changed a value.

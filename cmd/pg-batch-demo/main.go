@@ -1,7 +1,7 @@
 // Command pg-batch-demo shows pg-batch-exporter diagnosing a slow batch, on a throwaway
 // PostgreSQL server it starts and removes itself (`make demo`).
 //
-// It starts the server the way the tests get theirs (internal/pgserver), starts the real
+// It starts the server the way the tests get theirs (testharness/pgserver), starts the real
 // exporter binary with the recorder on at short intervals, runs a scripted "nightly" batch
 // twice through `pg-batch-exporter exec` (a normal run, then one held up by another
 // session's lock, a forced checkpoint and a sort spilling to temp files), prints
@@ -30,7 +30,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgserver"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgserver"
 )
 
 func main() {

@@ -9,8 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
-	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 func TestBatchAndDiagnoseBadInput(t *testing.T) {
@@ -52,7 +52,7 @@ func TestDiagnoseAndExecCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	if err := recorder.Migrate(ctx, pool); err != nil {
+	if err := schema.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("DATA_SOURCE_NAME", dsn)

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // plantedFunctions are overloads a role that may create in public can plant: each matches our

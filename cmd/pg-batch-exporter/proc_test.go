@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/proctest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/proctest"
 )
 
 // exporterProcess is the built binary serving on addr, killed at the test's end.

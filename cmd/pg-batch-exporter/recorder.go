@@ -11,9 +11,10 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/exporter"
+	"github.com/pg-batch-exporter/pg-batch-exporter/exposition"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
 )
 
 // recorderFlags are the serve command's --recorder.* flags.
@@ -89,7 +90,7 @@ func (f *recorderFlags) options(retention time.Duration) recorder.Options {
 // meanwhile). It returns the recorder's metrics, or nil when the recorder is off, and flush,
 // to call once ctx has ended and the runner stopped: it writes what is still buffered
 // within --recorder.shutdown-timeout and logs what it wrote and what was lost.
-func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *collectors.Runner, boundary func(), pools *exporter.ConnectionPools, logger *slog.Logger) (metrics []prometheus.Collector, flush func(), err error) {
+func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *collectors.Runner, boundary func(), pools *exposition.ConnectionPools, logger *slog.Logger) (metrics []prometheus.Collector, flush func(), err error) {
 	if !f.enabled {
 		return nil, func() {}, nil
 	}
@@ -122,7 +123,7 @@ func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *coll
 	migrated := make(chan bool, 1)
 	go func() {
 		for {
-			err := recorder.Migrate(ctx, pool)
+			err := schema.Migrate(ctx, pool)
 			if err == nil {
 				break
 			}
@@ -143,7 +144,7 @@ func (f *recorderFlags) start(ctx context.Context, conn *connFlags, runner *coll
 		flushCtx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 		defer cancel()
 		if !ok && rec.Buffered() > 0 {
-			if err := recorder.Migrate(flushCtx, pool); err != nil {
+			if err := schema.Migrate(flushCtx, pool); err != nil {
 				log.Warn("cannot migrate the telemetry schema to flush the buffer", "err", err)
 			}
 		}

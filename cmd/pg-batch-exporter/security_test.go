@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
-	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // TestBinaryRefusesBadFlagsBeforeStarting: every bad flag value, the web configuration file
@@ -215,7 +215,7 @@ func TestBinaryExecForwardsSIGQUIT(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t, dsn, false, "")
 	defer pool.Close()
-	if err := recorder.Migrate(ctx, pool); err != nil {
+	if err := schema.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	ready := filepath.Join(t.TempDir(), "ready")

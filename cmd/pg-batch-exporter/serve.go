@@ -23,15 +23,15 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/exporter"
+	"github.com/pg-batch-exporter/pg-batch-exporter/exposition"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/report"
+	"github.com/pg-batch-exporter/pg-batch-exporter/report"
 )
 
 type serveCommand struct {
 	name          string
 	conn          *connFlags
-	pools         *exporter.ConnectionPools // every pool opened, for pgbatch_exporter_connections
+	pools         *exposition.ConnectionPools // every pool opened, for pgbatch_exporter_connections
 	web           *web.FlagConfig
 	metricsPath   string
 	sampleEvery   time.Duration
@@ -148,7 +148,7 @@ func (s *serveCommand) reportURL() func(runID int64) string {
 	if err != nil || !s.recorder.enabled || !s.report {
 		return nil
 	}
-	return func(runID int64) string { return base + exporter.ReportPath + "/run/" + strconv.FormatInt(runID, 10) }
+	return func(runID int64) string { return base + exposition.ReportPath + "/run/" + strconv.FormatInt(runID, 10) }
 }
 
 // checkTelemetryPath refuses a metrics path the HTTP mux would panic on or that would
@@ -162,7 +162,7 @@ func checkTelemetryPath(p string) error {
 	}); i >= 0 {
 		return fmt.Errorf("%q: %q is not allowed; use letters, digits and / - _ . ~", p, p[i:i+1])
 	}
-	if p == exporter.ReportPath || strings.HasPrefix(p, exporter.ReportPath+"/") {
+	if p == exposition.ReportPath || strings.HasPrefix(p, exposition.ReportPath+"/") {
 		return fmt.Errorf("%q is where the batch report pages are served", p)
 	}
 	return nil
@@ -284,7 +284,7 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 		return fmt.Errorf("cannot create connection pool: %w", err)
 	}
 	defer pool.Close()
-	s.pools = exporter.NewConnectionPools()
+	s.pools = exposition.NewConnectionPools()
 	s.pools.Add("collect", pool)
 	logger.Info("starting pg-batch-exporter", "version", version.Info(), "server", postgres.Describe(poolCfg))
 
@@ -304,7 +304,7 @@ func (s *serveCommand) run(logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	handler, err := exporter.Handler(runner, exporter.Options{MetricsPath: s.metricsPath, Logger: logger, Extra: append(recorderMetrics, batches, s.pools),
+	handler, err := exposition.Handler(runner, exposition.Options{MetricsPath: s.metricsPath, Logger: logger, Extra: append(recorderMetrics, batches, s.pools),
 		Report: reports, NoReport: !s.report})
 	if err != nil {
 		return err

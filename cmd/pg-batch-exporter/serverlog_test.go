@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/internal/pgtest"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // TestServerLogHasNoErrors runs the exporter as a DBA would leave it running, with batch

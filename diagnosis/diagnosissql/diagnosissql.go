@@ -1,6 +1,6 @@
 // Package diagnosissql holds the SQL definitions of the diagnosis (diagnose, diagnose_run and
-// their helpers): the recorder applies them after batch runs' (recorder/README.md). It only
-// embeds files, so that the recorder can import it without importing package diagnosis.
+// their helpers): package schema applies them after batch runs' (schema/README.md). It only
+// embeds files, so that schema can import it without importing package diagnosis.
 package diagnosissql
 
 import "embed"

@@ -1,10 +1,10 @@
 // Package patterns holds the window diagnosis patterns, one folder each: <name>/pattern.sql
 // (its thresholds and its rule, the function telemetry._pattern_<name>), <name>/README.md
 // (its page) and, where there is one, <name>/scenario_test.go (a batch with that cause
-// injected). The recorder applies the patterns after the diagnosis definitions
-// (recorder/README.md), and then Combine's telemetry._diagnose_findings, which
+// injected). Package schema applies the patterns after the diagnosis definitions
+// (schema/README.md), and then Combine's telemetry._diagnose_findings, which
 // telemetry._diagnose reads: a folder added here is a pattern of diagnose, a folder removed
-// is not. The package only embeds files, so that the recorder can import it.
+// is not. The package only embeds files, so that schema can import it.
 package patterns
 
 import (

@@ -1,4 +1,4 @@
--- Generated from the collectors' statements by recorder.CollectSQL: do not edit.
+-- Generated from the collectors' statements by schema.CollectSQL: do not edit.
 -- Each function runs one collection query, with a branch per server version where it differs.
 
 DROP FUNCTION IF EXISTS telemetry._collect_wal();

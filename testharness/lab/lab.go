@@ -1,0 +1,287 @@
+// Package lab is the diagnosis tests' database: the exporter's runner and the recorder
+// collecting into it as in production but faster, batch runs through the markers, and the
+// scenario of a pattern (diagnosis/patterns/<name>/scenario_test.go): a batch with one cause
+// injected, whose run's diagnosis must name that cause first.
+package lab
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
+	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
+)
+
+// Lab is a database with the exporter's runner and the recorder collecting into it, as in
+// production but faster: a sample every 200ms, snapshots when batch_begin/batch_end ask.
+type Lab struct {
+	t   *testing.T
+	srv *pgtest.Server
+	dsn string
+	// batchDSN is where the batch's sessions connect (Options.BatchRole); "": as dsn.
+	batchDSN string
+	// Admin is writable; its sessions are left out of the samples like the exporter's.
+	Admin *pgxpool.Pool
+}
+
+// migrated is a new database of the shared server of that major with the schema installed.
+func migrated(t *testing.T, major int, server pgtest.Options) *Lab {
+	t.Helper()
+	var srv *pgtest.Server
+	if server.Settings == nil {
+		srv = pgtest.Start(t, major)
+	} else { // a server of these settings, which every lab of them shares
+		srv = pgtest.StartWith(t, major, server)
+	}
+	l := &Lab{t: t, srv: srv, dsn: srv.NewDatabase(t)}
+	l.Admin = l.pool(false, "pg-batch-exporter test")
+	if err := schema.Migrate(context.Background(), l.Admin); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return l
+}
+
+// Options are a lab's server and what the exporter's flags add to the defaults.
+type Options struct {
+	Server pgtest.Options
+	Plans  collectors.PlansConfig
+	// BatchRole is the role the batch's sessions log in as (a superuser, as the markers need
+	// nothing granted), with auto_explain set up for it as docs/plans.md says; "": the lab's.
+	BatchRole string
+}
+
+// New starts a lab on a new database of the shared server of that major.
+func New(t *testing.T, major int) *Lab {
+	t.Helper()
+	return NewWith(t, major, Options{})
+}
+
+// NewWith starts a lab on a new database of the server of that major that o.Server selects.
+func NewWith(t *testing.T, major int, o Options) *Lab {
+	t.Helper()
+	l := migrated(t, major, o.Server)
+	if o.BatchRole != "" {
+		l.Exec(fmt.Sprintf(`DO $$ BEGIN CREATE ROLE %[1]s LOGIN SUPERUSER; EXCEPTION WHEN duplicate_object THEN NULL; END $$`, o.BatchRole))
+		for _, stmt := range strings.Split(pgtest.AutoExplainSQL(o.BatchRole), ";") {
+			if strings.TrimSpace(stmt) != "" {
+				l.Exec(stmt)
+			}
+		}
+		l.batchDSN = strings.Replace(l.dsn, "postgres@", o.BatchRole+"@", 1)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: l.pool(true, ""), Selection: collectors.AllEnabled(),
+		Config:      collectors.Config{Plans: o.Plans},
+		SampleEvery: 200 * time.Millisecond, SnapshotEvery: time.Hour, WaitSampleEvery: 100 * time.Millisecond})
+	rec := recorder.New(recorder.Options{Pool: l.pool(false, "pg-batch-exporter recorder"), Retention: 24 * time.Hour,
+		BufferRows: 1_000_000, Trigger: runner.Trigger})
+	runner.Subscribe(rec.Consume)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); runner.Run(ctx) }()
+	go func() { defer wg.Done(); rec.Run(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	// The first snapshot and sample are written: the recorder knows the server.
+	l.WaitFor("the first snapshot and sample", `SELECT EXISTS (SELECT FROM telemetry.snapshots) AND EXISTS (SELECT FROM telemetry.samples)`)
+	return l
+}
+
+// NewSQLMode is the seed's deployment instead: telemetry.sample() called every 200ms, as
+// pg_cron would call it, and no recorder listening, so the markers take their snapshots.
+func NewSQLMode(t *testing.T, major int) *Lab {
+	t.Helper()
+	l := migrated(t, major, pgtest.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	l.Exec(`SELECT telemetry.snapshot()`)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if _, err := l.Admin.Exec(ctx, `SELECT telemetry.sample()`); err != nil && ctx.Err() == nil {
+				t.Errorf("sample(): %v", err)
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return l
+}
+
+func (l *Lab) pool(readOnly bool, app string) *pgxpool.Pool {
+	l.t.Helper()
+	cfg, err := postgres.Config(postgres.Options{DSN: l.dsn, MaxConns: 4, StatementTimeout: time.Minute,
+		LockTimeout: 30 * time.Second, ReadOnly: readOnly, ApplicationName: app})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	p, err := postgres.NewPool(context.Background(), cfg)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(p.Close)
+	return p
+}
+
+// Conn opens a session as a batch or another job would, under an application_name of its own.
+func (l *Lab) Conn(app string) *pgx.Conn {
+	l.t.Helper()
+	return pgtest.Connect(l.t, cmp.Or(l.batchDSN, l.dsn), app)
+}
+
+// Exec runs a statement as Admin, failing the test on error.
+func (l *Lab) Exec(sql string, args ...any) {
+	l.t.Helper()
+	if _, err := l.Admin.Exec(context.Background(), sql, args...); err != nil {
+		l.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// WaitFor polls a boolean query until it is true (at most 15s).
+func (l *Lab) WaitFor(what, sql string, args ...any) {
+	l.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var ok bool
+		if err := l.Admin.QueryRow(context.Background(), sql, args...).Scan(&ok); err != nil {
+			l.t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Run is one run of a batch through the markers: begin, the work on the batch's own session,
+// end; it returns when the recorder holds the run's boundary snapshots and samples past its end.
+func (l *Lab) Run(batch string, work func(c *pgx.Conn)) int64 {
+	l.t.Helper()
+	ctx := context.Background()
+	c := l.Conn("etl_" + batch)
+	var runID int64
+	if err := c.QueryRow(ctx, `SELECT telemetry.batch_begin($1)`, batch).Scan(&runID); err != nil {
+		l.t.Fatal(err)
+	}
+	l.WaitFor("the run's start snapshot", `SELECT EXISTS (SELECT FROM telemetry.snapshots s JOIN telemetry.batch_runs r ON s.captured_at >= r.started_at WHERE r.run_id = $1)`, runID)
+	work(c)
+	if _, err := c.Exec(ctx, `SELECT telemetry.batch_end($1)`, batch); err != nil {
+		l.t.Fatal(err)
+	}
+	l.WaitFor("the run's end snapshot and a later sample", `SELECT EXISTS (SELECT FROM telemetry.snapshots s JOIN telemetry.batch_runs r ON s.captured_at >= r.ended_at WHERE r.run_id = $1)
+		AND EXISTS (SELECT FROM telemetry.samples s JOIN telemetry.batch_runs r ON s.captured_at >= r.ended_at WHERE r.run_id = $1)`, runID)
+	// compare() over the run is exact: it starts and ends on the snapshots the markers asked for
+	// (the schedule takes one an hour, so any later snapshot is a requested one). How promptly a
+	// request is served is TestRequestSnapshot's business; here a loaded CI machine may take a
+	// few seconds, so the bound only excludes some other, much later snapshot.
+	var exact bool
+	err := l.Admin.QueryRow(ctx, `SELECT start_snapshot_at >= started_at AND end_snapshot_at >= ended_at
+		AND (SELECT elapsed_seconds FROM telemetry.compare(start_snapshot_at, end_snapshot_at)) <= duration_seconds + 10
+		FROM telemetry.recent_batch_runs WHERE run_id = $1`, runID).Scan(&exact)
+	if err != nil || !exact {
+		l.t.Fatalf("run %d does not start and end on its own snapshots (%v)", runID, err)
+	}
+	return runID
+}
+
+// PrepareWork creates the batch's table, public.work, tracked, with autovacuum off: only a
+// scenario that wants autovacuum lets it run.
+func (l *Lab) PrepareWork() {
+	l.Exec(`CREATE TABLE public.work (id int, payload text) WITH (autovacuum_enabled = false)`)
+	l.Exec(`SELECT telemetry.track_table('work')`)
+}
+
+// CPU keeps the session busy for about d: the batch's ordinary work (a set-returning function
+// in the select list streams its rows, so nothing spills to temporary files).
+func CPU(t *testing.T, c *pgx.Conn, d time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		if _, err := c.Exec(context.Background(), `SELECT count(*) FROM (SELECT generate_series(1, 100000)) s`); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// MustExec runs a statement on a session, failing the test on error.
+func MustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := c.Exec(context.Background(), sql, args...); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// Scenario is a batch with one cause injected: the diagnosis of its run must name Want first,
+// above info (Want "": nothing above info, a clean run).
+type Scenario struct {
+	Want  string
+	Setup func(l *Lab) // after PrepareWork, before the run
+	Work  func(t *testing.T, l *Lab, c *pgx.Conn)
+}
+
+// Majors are the versions a scenario runs on.
+var Majors = []int{15, 17}
+
+// RunScenario runs s on each of Majors, one after the other (each pattern's scenario is a
+// package of its own, and go test runs packages side by side), on a Lab (New) of its own.
+func RunScenario(t *testing.T, s Scenario) {
+	for _, major := range Majors {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			l := New(t, major)
+			l.PrepareWork()
+			if s.Setup != nil {
+				s.Setup(l)
+			}
+			runID := l.Run("nightly", func(c *pgx.Conn) { s.Work(t, l, c) })
+			l.CheckFirstFinding(runID, s.Want)
+		})
+	}
+}
+
+// CheckFirstFinding checks the run's findings (diagnose_run_findings, as the report and the
+// CLI show them): want first and above info, or, for want "", nothing above info.
+func (l *Lab) CheckFirstFinding(runID int64, want string) {
+	l.t.Helper()
+	rows, err := l.Admin.Query(context.Background(), `SELECT pattern, severity, summary FROM telemetry.diagnose_run_findings($1)`, runID)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	type finding struct{ Pattern, Severity, Summary string }
+	found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[finding])
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	var text strings.Builder
+	for _, f := range found {
+		fmt.Fprintf(&text, "%-24s %-8s %s\n", f.Pattern, f.Severity, f.Summary)
+	}
+	l.t.Logf("findings of run %d:\n%s", runID, text.String())
+	if len(found) == 0 {
+		l.t.Fatalf("run %d: no findings, not even the window row", runID)
+	}
+	if want == "" {
+		for _, f := range found {
+			if f.Severity != "info" {
+				l.t.Errorf("clean run: %s is %s, want nothing above info", f.Pattern, f.Severity)
+			}
+		}
+		return
+	}
+	if first := found[0]; first.Pattern != want || first.Severity == "info" {
+		l.t.Errorf("first finding is %s (%s), want %s above info", first.Pattern, first.Severity, want)
+	}
+}
