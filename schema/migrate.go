@@ -25,6 +25,7 @@ import (
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/batch/batchsql"
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/diagnosissql"
+	runcauses "github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/findings"
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis/patterns"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 	recordersql "github.com/pg-batch-exporter/pg-batch-exporter/recorder/sql"
@@ -34,7 +35,8 @@ import (
 //   - schema migrations, migrations/NNNN_name.sql: tables, indexes, data changes. Applied
 //     once each, in number order; an applied one whose text changed stops Migrate.
 //   - definitions: functions and views, beside their owner (sql/ here, batch/batchsql,
-//     diagnosis/diagnosissql, one folder per pattern in diagnosis/patterns), applied after
+//     diagnosis/diagnosissql, one folder per pattern in diagnosis/patterns, one per run cause in
+//     diagnosis/findings), applied after
 //     the migrations in the order definitionSources declares, and again whenever their text
 //     changes.
 // Every script runs in a transaction of its own with search_path = pg_catalog, pg_temp, so
@@ -71,6 +73,16 @@ func definitionSourcesWith(patternFiles fs.FS) ([]definitionSource, error) {
 		patternOrder = append(patternOrder, path.Join(n, patterns.RuleFile))
 	}
 	patternOrder = append(patternOrder, patterns.CombineFile)
+	// Each run cause's rule, then the function that combines them.
+	causes, err := patterns.FolderNames(runcauses.Files, runcauses.RuleFile)
+	if err != nil {
+		return nil, err
+	}
+	var causeOrder []string
+	for _, n := range causes {
+		causeOrder = append(causeOrder, path.Join(n, runcauses.RuleFile))
+	}
+	causeOrder = append(causeOrder, runcauses.CombineFile)
 	return []definitionSource{
 		{dir: "recorder/sql", files: recordersql.Files, order: recordersql.Order,
 			generated: map[string]string{recordersql.CollectFile: CollectSQL()}},
@@ -78,6 +90,8 @@ func definitionSourcesWith(patternFiles fs.FS) ([]definitionSource, error) {
 		{dir: "diagnosis/diagnosissql", files: diagnosissql.Files, order: diagnosissql.Order},
 		{dir: "diagnosis/patterns", files: patternFiles, order: patternOrder,
 			generated: map[string]string{patterns.CombineFile: patterns.Combine(names)}},
+		{dir: "diagnosis/findings", files: runcauses.Files, order: causeOrder,
+			generated: map[string]string{runcauses.CombineFile: runcauses.Combine(causes)}},
 	}, nil
 }
 

@@ -11,4 +11,4 @@ import "embed"
 var Files embed.FS
 
 // Order is the order to apply Files in: each may use what the ones before define.
-var Order = []string{"diagnose.sql", "plans.sql", "statements.sql"}
+var Order = []string{"diagnose.sql", "statements.sql", "plans.sql", "account.sql"}

@@ -22,12 +22,6 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     AND b.captured_at BETWEEN w.start_time AND w.end_time + interval '1 minute')
 $$;
 
--- _statement_label names a statement in a finding's summary (the plans' and the statements'): its text on one line, truncated.
-CREATE OR REPLACE FUNCTION telemetry._statement_label(p_query text, p_queryid bigint)
-RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT left(regexp_replace(coalesce(p_query, 'queryid ' || p_queryid), '\s+', ' ', 'g'), 80)
-$$;
-
 -- _plan_node_label names a node of a plan's shape as EXPLAIN does, briefly: its type, join
 -- type (other than inner), strategy, index and relation.
 CREATE OR REPLACE FUNCTION telemetry._plan_node_label(p_node jsonb)
@@ -118,71 +112,23 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY c.duration_ms DESC, c.queryid, c.planned, c.plan_hash
 $$;
 
--- _plan_findings: what the run's plans say changed, each linked to the statement it slowed
--- (p_slowed: the run's statement findings, {queryid, severity, extra_seconds, label}), so it
--- ranks with that statement's seconds: the plan's shape changed against the baseline's; a
--- planner setting the batch's sessions planned with that the baseline's plans did not have;
--- parallel workers planned but not launched. Where none slowed a statement: info.
-CREATE OR REPLACE FUNCTION telemetry._plan_findings(p_run_id bigint, p_slowed jsonb)
-RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text, explained_seconds numeric)
+-- _plan_change says how a statement's plan changed in a run (its plan that took longest among
+-- those new to the baseline runs): both shapes, the node whose estimate was furthest from its
+-- actual rows, the planner settings that differ from the baseline plan's; the plan_changed
+-- and planner_setting causes' story and evidence (the report draws both plans from it).
+CREATE OR REPLACE FUNCTION telemetry._plan_change(p_run_id bigint, p_queryid bigint)
+RETURNS TABLE (story text, evidence jsonb)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH p AS (SELECT * FROM telemetry.run_plans(p_run_id)),
-    slowed AS (SELECT (x->>'queryid')::bigint AS queryid, x->>'severity' AS severity, (x->>'extra_seconds')::numeric AS extra_seconds,
-                      x->>'label' AS label
-               FROM jsonb_array_elements(coalesce(p_slowed, '[]')) x),
-    changed AS (
-        SELECT DISTINCT ON (p.queryid, p.planned) p.*, s.severity AS slowed_severity, s.extra_seconds, s.label
-        FROM p LEFT JOIN slowed s ON s.queryid = p.queryid
-        WHERE p.changed
-        ORDER BY p.queryid, p.planned, p.duration_ms DESC),
-    -- Settings the run's plans had that none of the baseline's plans of the statement had.
-    set_now AS (
-        SELECT k.key AS name, k.value, p.queryid, p.baseline_settings->>k.key AS baseline_value, s.severity AS slowed_severity,
-               s.extra_seconds, s.label
-        FROM p CROSS JOIN LATERAL jsonb_each_text(p.settings) k LEFT JOIN slowed s ON s.queryid = p.queryid
-        WHERE p.baseline_runs_with_plans > 0 AND (p.baseline_settings->>k.key) IS DISTINCT FROM k.value),
-    settings AS (
-        SELECT s.name, s.value, (array_agg(s.baseline_value ORDER BY s.extra_seconds DESC NULLS LAST))[1] AS baseline_value,
-               (array_agg(s.slowed_severity ORDER BY s.extra_seconds DESC NULLS LAST))[1] AS slowed_severity,
-               max(s.extra_seconds) AS extra_seconds, (array_agg(s.label ORDER BY s.extra_seconds DESC NULLS LAST))[1] AS label,
-               count(DISTINCT s.queryid) AS statements
-        FROM set_now s GROUP BY s.name, s.value),
-    parallel AS (
-        SELECT p.*, s.severity AS slowed_severity, s.extra_seconds, s.label
-        FROM p LEFT JOIN slowed s ON s.queryid = p.queryid
-        WHERE p.workers_launched < p.workers_planned)
-    SELECT 'plan_changed', coalesce(c.slowed_severity, 'info'),
-           format('The plan of "%s" changed: %s, where its %s baseline run(s) with plans used %s. The node furthest from its estimate: %s, %s rows estimated and %s actual (per loop).%s',
-                  coalesce(c.label, telemetry._statement_label(c.query_text, c.queryid)), c.shape, c.baseline_runs_with_plans, c.baseline_shape,
-                  c.worst_node_label, round(c.worst_estimated), round(c.worst_actual),
-                  coalesce(format(' With it the statement took %s s more than its baseline median.', round(c.extra_seconds, 1)), '')),
-           jsonb_build_object('queryid', c.queryid, 'query', c.query_text, 'plan_hash', c.plan_hash, 'shape', c.shape, 'nodes', c.nodes,
-                              'baseline_plan_hash', c.baseline_plan_hash, 'baseline_shape', c.baseline_shape, 'baseline_nodes', c.baseline_nodes,
-                              'worst_node', c.worst_node, 'worst_node_label', c.worst_node_label,
-                              'worst_estimated_rows', c.worst_estimated, 'worst_actual_rows', c.worst_actual,
-                              'settings', c.settings, 'baseline_settings', c.baseline_settings,
-                              'baseline_runs_with_plans', c.baseline_runs_with_plans, 'extra_seconds', c.extra_seconds),
-           'What made the planner choose another plan: an index dropped or invalid, statistics stale (ANALYZE the tables of the node furthest from its estimate), a planner setting changed (the plan''s settings against the baseline''s). telemetry.run_plans(run_id) shows both plans node by node; the report shows them side by side.',
-           c.extra_seconds
-    FROM changed c
-    UNION ALL
-    SELECT 'planner_setting', coalesce(s.slowed_severity, 'info'),
-           format('The batch''s sessions planned %s statement(s) with %s = %s, where the baseline runs'' plans had %s (auto_explain''s settings of the plan)%s.',
-                  s.statements, s.name, s.value, coalesce(s.baseline_value, 'its default'),
-                  coalesce(format(', among them "%s", which took %s s more than its baseline median', s.label, round(s.extra_seconds, 1)), '')),
-           jsonb_build_object('setting', s.name, 'value', s.value, 'baseline_value', s.baseline_value, 'statements', s.statements,
-                              'extra_seconds', s.extra_seconds),
-           format('The batch''s session, its role or its database set %s (SET in the batch''s code, ALTER ROLE/DATABASE ... SET; pg_db_role_setting): undo it where it was not meant for this batch, or keep it and expect its plans.', s.name),
-           s.extra_seconds
-    FROM settings s
-    UNION ALL
-    SELECT 'parallel_workers_not_launched', coalesce(x.slowed_severity, 'info'),
-           format('"%s" planned %s parallel worker(s) in %s execution(s) and got %s: the server had none free (max_parallel_workers, max_worker_processes)%s.',
-                  coalesce(x.label, telemetry._statement_label(x.query_text, x.queryid)), x.workers_planned, x.executions, x.workers_launched,
-                  coalesce(format('; it took %s s more than its baseline median', round(x.extra_seconds, 1)), '')),
-           jsonb_build_object('queryid', x.queryid, 'query', x.query_text, 'workers_planned', x.workers_planned, 'workers_launched', x.workers_launched,
-                              'executions', x.executions, 'baseline_workers_launched_per_execution', x.baseline_workers_launched, 'extra_seconds', x.extra_seconds),
-           'Other parallel queries (or the batch''s own sessions, at once) used the workers up: raise max_parallel_workers (and max_worker_processes, a restart), or run fewer parallel statements together.',
-           x.extra_seconds
-    FROM parallel x
+    WITH p AS (SELECT p.* FROM telemetry.run_plans(p_run_id) p WHERE p.queryid = p_queryid AND p.changed ORDER BY p.duration_ms DESC LIMIT 1)
+    SELECT format('"%s" ran as %s, where %s of its %s baseline run(s) with plans ran %s; the node furthest from its estimate: %s, %s rows estimated and %s actual (per loop)%s.',
+                  telemetry._statement_label(p.query_text, p.queryid), p.shape, p.baseline_runs_with_plans, p.baseline_runs, p.baseline_shape,
+                  p.worst_node_label, round(p.worst_estimated), round(p.worst_actual),
+                  coalesce((SELECT '; it planned with ' || string_agg(format('%s = %s (baseline %s)', k.key, k.value, coalesce(p.baseline_settings->>k.key, 'the default')), ', ')
+                            FROM jsonb_each_text(p.settings) k WHERE (p.baseline_settings->>k.key) IS DISTINCT FROM k.value), '')),
+           jsonb_build_object('queryid', p.queryid, 'query', p.query_text, 'plan_hash', p.plan_hash, 'shape', p.shape, 'nodes', p.nodes,
+                              'baseline_plan_hash', p.baseline_plan_hash, 'baseline_shape', p.baseline_shape, 'baseline_nodes', p.baseline_nodes,
+                              'worst_node', p.worst_node, 'worst_node_label', p.worst_node_label,
+                              'worst_estimated_rows', p.worst_estimated, 'worst_actual_rows', p.worst_actual,
+                              'settings', p.settings, 'baseline_settings', p.baseline_settings)
+    FROM p
 $$;

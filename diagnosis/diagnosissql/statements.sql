@@ -1,5 +1,5 @@
 -- Statements' analysis: statement_compare, run_statements and the statement findings of
--- diagnose_run_findings (the tables: schema/migrations/0005_statements.sql).
+-- diagnose_run_findings (the tables: recorder/migrations/0005_statements.sql).
 
 -- _statements_at: each entry's counters as of the snapshot at p_at (the last row at or before
 -- it). Rows before the last full read at or before p_at are superseded: that read stored every
@@ -149,21 +149,17 @@ $$;
 
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
     ('statement_min_extra_seconds', 0.5, 'seconds',
-     'A statement is a finding when it took at least this much longer than its baseline median (and at least a tenth of the run''s extra duration).'),
-    ('statement_slower_ratio', 1.5, 'ratio',
-     'statement_regression: time per call at least this many times its baseline median.'),
+     'statements_of_other_sessions names the statements of a run''s window not seen in its own sessions where they took at least this much in all.'),
     ('statement_more_work_ratio', 1.5, 'ratio',
      'more_work: calls or rows at least this many times their baseline median.'),
     ('statement_plan_change_ratio', 3, 'ratio',
      'statement_regression says "plan probably changed" when blocks per row rose this many times at about the same rows.'),
-    ('client_wait_min_extra_seconds', 1, 'seconds',
-     'client_wait: the batch''s own sessions waited at least this much longer on their client than the baseline median (and at least 30% of the run''s extra duration).'),
     ('run_own_lock_seconds', 1, 'seconds',
      'A run''s lock_contention is info when its own sessions waited less than this on locks: other sessions'' lock waits are named, not blamed.'),
     ('own_statements_known_pct', 50, 'percent',
      'A run''s statements are those its own sessions were seen running only where the sampler knew the statement of at least this share of their sampled seconds; else every statement of the window.'),
     ('other_busy_sessions', 1, 'sessions',
-     'statement_regression names other sessions as the cause when, on average over the run, this many more of them were busy on CPU or I/O than in the baseline runs, and at least twice as many.')
+     'cpu_contention: a run''s statements'' extra CPU time is other sessions'' doing when, on average over the run, this many more of them were busy on CPU or I/O than in the baseline runs, and at least twice as many.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
 -- _window_statements: _statement_compare summed per top-level queryid (nested statements' time
@@ -282,179 +278,52 @@ RETURNS numeric LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     GROUP BY w.end_time, w.start_time
 $$;
 
--- _statement_findings: the statements that explain a run's extra duration, and how much of the
--- run the statement statistics cover.
-CREATE OR REPLACE FUNCTION telemetry._statement_findings(p_run_id bigint)
-RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text, explained_seconds numeric)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH w AS (SELECT * FROM telemetry._run_window(p_run_id)),
-    srv AS (SELECT telemetry._resolve_server(w.server) AS server FROM w),
-    covered AS (SELECT EXISTS (SELECT FROM telemetry.statement_info_snapshots i, w, srv
-                               WHERE i.server = srv.server AND i.captured_at BETWEEN w.snapshot_start - interval '1 day' AND w.end_time) AS yes),
-    rs AS (SELECT * FROM telemetry.run_statements(p_run_id) WHERE (SELECT yes FROM covered)),
-    extra AS (SELECT max(r.extra_seconds * 100 / nullif(r.share_of_extra_pct, 0)) AS seconds FROM rs r),
-    busy AS (SELECT telemetry._run_other_busy(p_run_id) AS run,
-                    (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY b.busy)::numeric
-                     FROM (SELECT telemetry._run_other_busy(x.run_id) AS busy FROM telemetry._baseline_runs(p_run_id) x) b) AS baseline),
-    judged AS (
-        SELECT r.*, telemetry._statement_label(r.query, r.queryid) AS label,
-               CASE WHEN r.baseline_runs = 0 OR r.status = 'reset' THEN NULL
-                    WHEN r.baseline_runs_with = 0 THEN 'new_statement'
-                    WHEN r.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(r.baseline_calls, 1)
-                      OR r.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(r.baseline_rows, 1) THEN 'more_work'
-                    WHEN r.seconds_per_call >= telemetry._threshold('statement_slower_ratio') * r.baseline_seconds_per_call THEN 'statement_regression'
-               END AS kind,
-               -- Why it was slower per call, in this order: a lock, a spill to disk, a plan.
-               CASE WHEN r.top_wait LIKE 'Lock:%' THEN 'lock'
-                    WHEN r.temp_per_call > 0 AND r.temp_per_call >= telemetry._threshold('statement_slower_ratio') * coalesce(r.baseline_temp_per_call, 0) THEN 'spill'
-                    WHEN r.baseline_blocks_per_row > 0
-                         AND r.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * r.baseline_blocks_per_row THEN 'plan'
-                    WHEN b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline
-                         AND (r.top_wait IS NULL OR r.top_wait LIKE 'Running:%' OR r.top_wait LIKE 'IO:%') THEN 'contention'
-               END AS cause,
-               b.run AS other_busy, b.baseline AS baseline_other_busy
-        FROM rs r, busy b
-        WHERE r.extra_seconds >= greatest(telemetry._threshold('statement_min_extra_seconds'),
-                                          0.1 * coalesce((SELECT seconds FROM extra), 0))),
-    -- Whether auto_explain's plans of the run were captured (--plans.source): without them a
-    -- plan's change is only guessed from blocks per row.
-    captured AS (SELECT EXISTS (SELECT FROM telemetry._run_plan_executions(p_run_id)) AS yes),
-    found (pattern, severity, summary, evidence, recommendation, explained_seconds) AS (
-    SELECT j.kind,
-           CASE WHEN j.share_of_extra_pct >= 50 THEN 'critical' ELSE 'warning' END,
-           CASE j.kind
-             WHEN 'statement_regression' THEN format('"%s" took %s s more than its baseline median (%s%% of the run''s extra time): slower per call, %s ms instead of %s ms at %s calls (baseline %s) and %s rows (baseline %s)%s.',
-                 j.label, round(j.extra_seconds, 1), coalesce(round(j.share_of_extra_pct), 0), round(1000 * j.seconds_per_call, 2), round(1000 * j.baseline_seconds_per_call, 2),
-                 j.calls, round(j.baseline_calls), j.rows, round(j.baseline_rows),
-                 CASE j.cause
-                      WHEN 'lock' THEN format('; it waited most on %s, a lock another session held', j.top_wait)
-                      WHEN 'spill' THEN format('; it wrote %s temporary blocks per call instead of %s: it spilled to disk%s', j.temp_per_call,
-                                               coalesce(j.baseline_temp_per_call, 0), coalesce(', waiting most on ' || j.top_wait, ''))
-                      WHEN 'plan' THEN format('; blocks per row %s instead of %s: plan probably changed', j.blocks_per_row, j.baseline_blocks_per_row)
-                      WHEN 'contention' THEN format('; meanwhile %s other sessions were busy on CPU or I/O on average, against %s in its baseline runs: they competed with it for the server%s',
-                                                    j.other_busy, round(j.baseline_other_busy, 2), coalesce(CASE WHEN j.top_wait <> 'Running:CPU' THEN ', and it waited most on ' || j.top_wait END, ''))
-                      ELSE coalesce(CASE WHEN j.top_wait <> 'Running:CPU' THEN format('; it waited most on %s', j.top_wait) END, '') END)
-             WHEN 'more_work' THEN format('"%s" took %s s more than its baseline median (%s%% of the run''s extra time) because it had more to do: %s calls (baseline %s), %s rows (baseline %s), %s ms per call (baseline %s).',
-                 j.label, round(j.extra_seconds, 1), coalesce(round(j.share_of_extra_pct), 0), j.calls, round(j.baseline_calls), j.rows, round(j.baseline_rows),
-                 round(1000 * j.seconds_per_call, 2), round(1000 * j.baseline_seconds_per_call, 2))
-             ELSE format('"%s" is new: absent from the %s previous normal run(s), it took %s s (%s%% of the run''s extra time) in %s calls.',
-                 j.label, j.baseline_runs, round(j.seconds, 1), coalesce(round(j.share_of_extra_pct), 0), j.calls)
-           END,
-           jsonb_build_object('queryid', j.queryid, 'query', j.query, 'seconds', j.seconds, 'baseline_seconds', j.baseline_seconds,
-                              'extra_seconds', j.extra_seconds, 'share_of_extra_pct', j.share_of_extra_pct,
-                              'calls', j.calls, 'baseline_calls', j.baseline_calls, 'rows', j.rows, 'baseline_rows', j.baseline_rows,
-                              'seconds_per_call', j.seconds_per_call, 'baseline_seconds_per_call', j.baseline_seconds_per_call,
-                              'blocks_per_call', j.blocks_per_call, 'baseline_blocks_per_call', j.baseline_blocks_per_call,
-                              'blocks_per_row', j.blocks_per_row, 'baseline_blocks_per_row', j.baseline_blocks_per_row,
-                              'temp_per_call', j.temp_per_call, 'baseline_temp_per_call', j.baseline_temp_per_call,
-                              'top_wait', j.top_wait, 'other_busy_sessions', j.other_busy, 'baseline_other_busy_sessions', j.baseline_other_busy),
-           CASE j.kind
-             WHEN 'statement_regression' THEN CASE
-                 WHEN j.cause = 'spill' THEN 'It spilled sorts or hashes to temporary files: raise work_mem (or hash_mem_multiplier for hashes) for the batch''s session, or see why it sorts or hashes more than before (EXPLAIN (ANALYZE, BUFFERS) shows Sort Method: external merge).'
-                 WHEN j.cause = 'contention' THEN 'Other sessions competed with the batch for CPU and I/O: move their work (reports, ad-hoc queries, another batch) out of the batch''s window, or bound it (a pooler''s limits, statement_timeout); telemetry.run_session_waits(run_id) shows what they did while the batch ran.'
-                 WHEN j.cause = 'lock' THEN 'The lock_contention finding names the sessions that held the lock. Another application''s: move its work (DDL, VACUUM FULL, REINDEX, long transactions) out of the batch''s window, or have it set a lock_timeout, so that it gives way to the batch; the batch''s own: see that finding''s advice on its sessions blocking each other.'
-                 WHEN (SELECT yes FROM captured) THEN 'Compare its plan with the baseline''s (telemetry.run_plans, the report''s plans side by side): a dropped or unused index, stale statistics (ANALYZE the tables it reads), or a changed parameter; its top wait says where the time went.'
-                 ELSE 'Compare its plan with the baseline''s: a dropped or unused index, stale statistics (ANALYZE the tables it reads), or a changed parameter; its top wait says where the time went. To have the exporter capture the batch''s plans and compare them run by run, load auto_explain for the batch''s role and run the exporter with --plans.source (docs/plans.md).' END
-             WHEN 'more_work' THEN 'The batch had more to do, not a slower server: check the input volume of this run (rows and calls against the baseline); if that is expected, the baseline will follow.'
-             ELSE 'A statement the batch did not run before: a code or data change introduced it; check it is meant to run, and its plan.'
-           END,
-           j.extra_seconds
-    FROM judged j WHERE j.kind IS NOT NULL
-    UNION ALL
-    SELECT 'statements_evicted', 'warning',
-           'pg_stat_statements evicted entries during the run (dealloc rose): some statements of the run may be missing or only partly counted.',
-           jsonb_build_object('statements', (SELECT count(*) FROM rs)),
-           'Raise pg_stat_statements.max (restart needed) so that the batch''s statements stay in it for the whole run.', NULL
-    WHERE EXISTS (SELECT FROM rs WHERE rs.evicted)
-    UNION ALL
-    SELECT 'statements_unavailable', 'info',
-           'No statement statistics were recorded for this run, so the statements that made it slow cannot be named.',
-           '{}'::jsonb,
-           'Enable statement diagnosis: shared_preload_libraries = ''pg_stat_statements'' (restart), then CREATE EXTENSION pg_stat_statements in the database the exporter connects to.', NULL
-    WHERE NOT (SELECT yes FROM covered)
-    UNION ALL
-    -- What ran in the run's window but not in the batch's own sessions is counted, not blamed.
-    SELECT 'statements_of_other_sessions', 'info',
-           format('%s statement(s) that ran during the run, %s s in all (the most "%s", %s s), were not seen in the batch''s own sessions: other sessions'', or too brief to be sampled. They are not the run''s statements.',
-                  x.statements, round(x.seconds, 1), x.top_label, round(x.top_seconds, 1)),
-           jsonb_build_object('statements', x.statements, 'seconds', round(x.seconds, 3), 'top_queryid', x.top_queryid, 'top_query', x.top_query),
-           'Nothing to do for the batch. telemetry.statement_compare(start, end) lists every statement of the window, whoever ran it.', NULL
-    FROM (SELECT count(*) AS statements, sum(o.seconds) AS seconds,
-                 (array_agg(telemetry._statement_label(o.query, o.queryid) ORDER BY o.seconds DESC NULLS LAST))[1] AS top_label,
-                 (array_agg(o.query ORDER BY o.seconds DESC NULLS LAST))[1] AS top_query,
-                 (array_agg(o.queryid ORDER BY o.seconds DESC NULLS LAST))[1] AS top_queryid,
-                 max(o.seconds) AS top_seconds
-          FROM w, LATERAL (SELECT telemetry._run_statement_batch(p_run_id) AS batch) own,
-               LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, own.batch) o
-          WHERE (SELECT yes FROM covered) AND own.batch IS NOT NULL AND o.sampled_waits IS NULL AND o.calls > 0) x
-    WHERE x.seconds >= telemetry._threshold('statement_min_extra_seconds'))
-    SELECT * FROM found
-    UNION ALL
-    -- What the plans say changed, each ranked with the statement it slowed.
-    SELECT * FROM telemetry._plan_findings(p_run_id,
-        (SELECT jsonb_agg(jsonb_build_object('queryid', f.evidence->'queryid', 'severity', f.severity, 'extra_seconds', f.explained_seconds,
-                                             'label', telemetry._statement_label(f.evidence->>'query', (f.evidence->>'queryid')::bigint)))
-         FROM found f WHERE f.pattern IN ('statement_regression', 'more_work', 'new_statement')))
+-- _statement_label names a statement in a finding's summary: its text on one line, truncated.
+CREATE OR REPLACE FUNCTION telemetry._statement_label(p_query text, p_queryid bigint)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT left(regexp_replace(coalesce(p_query, 'queryid ' || p_queryid), '\s+', ' ', 'g'), 80)
 $$;
 
--- diagnose_run_findings is diagnose() over a run's window, its start on the run's own snapshot,
--- with the statements that explain the run's extra time, ranked first within their severity
--- by the seconds they explain. Where the run's own sessions were recorded apart
+DROP FUNCTION IF EXISTS telemetry._statement_findings(bigint);
+
+-- _run_own_blockers: the lock waits of a run's own sessions (the sessions batch_wait_samples
+-- names), with who held them up, the longest held first: pid, application, role, statement,
+-- lock type and object; own_session where the holder was the batch's own session (its
+-- sessions waiting for each other: the same rows, the same table); blocked_query_preview, the
+-- batch's statement that waited longest behind it.
+CREATE OR REPLACE FUNCTION telemetry._run_own_blockers(p_run_id bigint)
+RETURNS TABLE (blocking_pid integer, blocking_app text, blocking_user text, lock_type text, locked_relation text,
+               blocking_query_preview text, waits bigint, blocked_seconds numeric, own_session boolean, blocked_query_preview text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT e.blocking_pid, e.blocking_app, e.blocking_user, e.lock_type, e.locked_relation, e.blocking_query_preview,
+           count(*), round(sum(e.duration_seconds), 1), e.blocking_batch = w.batch,
+           (array_agg(e.blocked_query_preview ORDER BY e.duration_seconds DESC))[1]
+    FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
+         LATERAL telemetry.lock_episodes(w.start_time, w.end_time, w.server) e
+    WHERE e.lock_type IS DISTINCT FROM 'extend'
+      AND EXISTS (SELECT FROM telemetry.batch_wait_samples b
+                  WHERE b.server = srv.server AND b.batch = w.batch AND b.own AND b.pid = e.blocked_pid
+                    AND b.backend_start IS NOT DISTINCT FROM e.blocked_backend_start
+                    AND b.captured_at BETWEEN w.start_time AND w.end_time)
+    GROUP BY 1, 2, 3, 4, 5, 6, 9
+    ORDER BY 8 DESC, 7 DESC
+$$;
+
+-- _run_window_findings is diagnose() over a run's window, its start on the run's own
+-- snapshot (ord: diagnose's order). Where the run's own sessions were recorded apart
 -- (run_session_waits), lock_contention judges what they waited on: other sessions' lock
--- waits while the batch waited on none are info, named, not blamed.
-CREATE OR REPLACE FUNCTION telemetry.diagnose_run_findings(p_run_id bigint)
-RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text)
+-- waits while the batch waited on none are info, named, not blamed; temp_file_spills likewise
+-- the batch's own statements' spills. run_diagnosis shows them after the run's causes.
+CREATE OR REPLACE FUNCTION telemetry._run_window_findings(p_run_id bigint)
+RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text, ord bigint)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH rw AS (SELECT * FROM telemetry.run_session_waits(p_run_id)),
-    -- client_wait: the batch's own sessions waited on their client (ClientRead: the next
-    -- message, a COPY's next rows; ClientWrite: the client taking results) longer than in its
-    -- baseline: the time went to the application or the network. Judged where the run's own
-    -- sessions were recorded apart, against the baseline's median of the same measures.
-    dr AS (SELECT * FROM telemetry.diagnose_run(p_run_id) WHERE EXISTS (SELECT FROM rw WHERE rw.sessions = 'batch')),
-    -- Session-seconds over the run's own active sessions on average are the run's seconds:
-    -- four sessions each waiting 10 s more made the run about 10 s longer, not 40.
-    cw AS (
-        SELECT x.*, (x.seconds - x.baseline) / greatest(x.sessions, 1) AS wall
-        FROM (SELECT sum(dr.value) AS seconds, sum(coalesce(dr.baseline_median, 0)) AS baseline, max(dr.baseline_runs) AS runs,
-                     (array_agg(substr(dr.measure, 6) ORDER BY dr.value DESC))[1] AS top,
-                     (SELECT d.value - d.baseline_median FROM dr d WHERE d.measure = 'duration') AS extra,
-                     (SELECT sum(rw.session_seconds) FROM rw WHERE rw.sessions = 'batch')
-                       / nullif((SELECT d.value FROM dr d WHERE d.measure = 'duration'), 0) AS sessions
-              FROM dr WHERE dr.measure LIKE 'wait:Client:%') x),
-    s AS (
-        SELECT * FROM telemetry._statement_findings(p_run_id)
-        UNION ALL
-        SELECT 'client_wait', CASE WHEN cw.wall >= 0.5 * cw.extra THEN 'critical' ELSE 'warning' END,
-               format('The batch''s own sessions waited %s session-seconds on their client (mostly %s; baseline median %s): about %s%% of the run''s extra %s s went to the application or the network, not to the database.',
-                      round(cw.seconds, 1), cw.top, round(cw.baseline, 1), least(round(100 * cw.wall / cw.extra), 100), round(cw.extra, 1)),
-               jsonb_build_object('client_wait_seconds', cw.seconds, 'baseline_median_seconds', cw.baseline, 'top_wait', cw.top,
-                                  'extra_seconds', cw.extra, 'own_active_sessions', round(cw.sessions, 2), 'baseline_runs', cw.runs),
-               'Look at what feeds the batch: the application or ETL tool (a COPY FROM STDIN or row-by-row inserts it sends slowly), its host''s CPU, the network between; ClientRead is the server waiting for the next message, ClientWrite for the client to take the results.',
-               cw.wall
-        FROM cw
-        WHERE cw.runs > 0 AND cw.extra > 0
-          AND cw.wall >= greatest(telemetry._threshold('client_wait_min_extra_seconds'), 0.3 * cw.extra)),
     locks AS (
         SELECT EXISTS (SELECT FROM rw WHERE rw.sessions = 'batch') AS covered,
                coalesce(sum(rw.session_seconds) FILTER (WHERE rw.sessions = 'batch' AND rw.wait_event_type = 'Lock' AND rw.wait_event <> 'extend'), 0) AS own,
                coalesce(sum(rw.session_seconds) FILTER (WHERE rw.sessions = 'other' AND rw.wait_event_type = 'Lock' AND rw.wait_event <> 'extend'), 0) AS other
         FROM rw),
-    -- The lock waits of the batch's own sessions (the sessions batch_wait_samples names), with
-    -- who held them up: what a run's lock_contention is judged and named on.
-    own_blockers AS (
-        SELECT e.blocking_pid, coalesce(nullif(e.blocking_app, ''), e.blocking_user, '?') AS blocking, e.lock_type,
-               e.locked_relation, e.blocking_query_preview, count(*) AS waits, round(sum(e.duration_seconds), 1) AS blocked_seconds,
-               -- the batch's own sessions waiting for each other (the same rows, the same table)
-               e.blocking_batch = w.batch AS own_session
-        FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
-             LATERAL telemetry.lock_episodes(w.start_time, w.end_time, w.server) e
-        WHERE e.lock_type IS DISTINCT FROM 'extend'
-          AND EXISTS (SELECT FROM telemetry.batch_wait_samples b
-                      WHERE b.server = srv.server AND b.batch = w.batch AND b.own AND b.pid = e.blocked_pid
-                        AND b.backend_start IS NOT DISTINCT FROM e.blocked_backend_start
-                        AND b.captured_at BETWEEN w.start_time AND w.end_time)
-        GROUP BY 1, 2, 3, 4, 5, 8
-        ORDER BY blocked_seconds DESC, waits DESC),
+    own_blockers AS (SELECT * FROM telemetry._run_own_blockers(p_run_id)),
     -- The temporary files the batch's own statements wrote (pg_stat_statements' temp blocks of
     -- the statements its sessions ran, in the recorder's block size), where the run's statements
     -- are known apart: a spill of another application is named, not blamed.
@@ -488,7 +357,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     ELSE format('The batch''s own sessions waited %s s on locks (%s%% of the run)%s; other sessions %s s. Across the server: %s',
                                 round(l.own, 1), p.pct,
                                 coalesce((SELECT format(', mostly behind %spid %s (%s) on %s%s', CASE WHEN b.own_session THEN 'the batch''s own session, ' ELSE '' END,
-                                                        b.blocking_pid, b.blocking, coalesce(b.locked_relation, b.lock_type, '?'),
+                                                        b.blocking_pid, coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'), coalesce(b.locked_relation, b.lock_type, '?'),
                                                         CASE WHEN b.own_session THEN ': its sessions wait for each other' ELSE '' END)
                                           FROM own_blockers b LIMIT 1), ''),
                                 round(l.other, 1), x.summary)
@@ -504,24 +373,5 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         FROM telemetry._run_window(p_run_id) w,
             LATERAL telemetry._diagnose(w.start_time, w.end_time, w.snapshot_start, w.server) WITH ORDINALITY x(pattern, severity, summary, evidence, recommendation, ord),
             locks l, own_pct p LEFT JOIN temp tmp ON true, LATERAL (SELECT x.pattern = 'lock_contention' AND l.covered AS judged) j)
-    SELECT f.pattern, f.severity, f.summary, f.evidence, f.recommendation
-    FROM (
-        SELECT s.pattern, s.severity, s.summary, s.evidence, s.recommendation, s.explained_seconds, 0::bigint AS ord
-        FROM s
-        UNION ALL
-        SELECT d.pattern, d.severity,
-               CASE WHEN d.pattern <> 'window' THEN d.summary
-                    WHEN EXISTS (SELECT FROM s WHERE s.severity <> 'info') OR EXISTS (SELECT FROM d x WHERE x.pattern <> 'window' AND x.severity <> 'info')
-                    THEN replace(d.summary, 'no pattern above its threshold', 'findings above')
-                    ELSE replace(d.summary, 'findings above', 'no pattern above its threshold') END,
-               d.evidence, d.recommendation, NULL, d.ord
-        FROM d
-    ) f
-    -- A caveat (insufficient_data) says what could not be judged: after every finding above
-    -- info, which explains the run's time, before those at info.
-    ORDER BY f.pattern = 'window',
-             CASE WHEN f.severity = 'info' THEN 3 WHEN f.pattern = 'insufficient_data' THEN 2 WHEN f.severity = 'critical' THEN 0 ELSE 1 END,
-             -- A change the plans show before the statement it slowed (the same seconds): the cause first.
-             f.explained_seconds DESC NULLS LAST, f.pattern NOT IN ('plan_changed', 'planner_setting', 'parallel_workers_not_launched'),
-             f.pattern <> 'plan_changed', f.ord
+    SELECT d.pattern, d.severity, d.summary, d.evidence, d.recommendation, d.ord FROM d
 $$;

@@ -234,19 +234,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/plans.sql' AND checksum = '5cd41f1f874d877db2b2d1593b83a9fcde0e82b6acc383c7fda163c452d99692') AS apply \gset
-\if :apply
-BEGIN;
-\ir ../../diagnosis/diagnosissql/plans.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/plans.sql', '5cd41f1f874d877db2b2d1593b83a9fcde0e82b6acc383c7fda163c452d99692')
-    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
-\endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '14cd52954ef26e038a466b4f9d300a73c7e87afdcc0bc6233916b5187a6bb41f') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'a57d365439740cde4f2f8685c75ee618dda36666b90c0480f74b1489047c11f0') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '14cd52954ef26e038a466b4f9d300a73c7e87afdcc0bc6233916b5187a6bb41f')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'a57d365439740cde4f2f8685c75ee618dda36666b90c0480f74b1489047c11f0')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/plans.sql' AND checksum = 'e30856dcc304db1c44c1ee980cdb71041c38ad42a4e61b940a8efc04d20de8d7') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/plans.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/plans.sql', 'e30856dcc304db1c44c1ee980cdb71041c38ad42a4e61b940a8efc04d20de8d7')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'fdfe8548d71c4604929c9e24fccbbc4591ac5053d27e7459f29ae35f7a5277d5') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/account.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'fdfe8548d71c4604929c9e24fccbbc4591ac5053d27e7459f29ae35f7a5277d5')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -311,6 +319,102 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 BEGIN;
 \ir ../../diagnosis/patterns/findings.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', 'd2dc69173e6b50f0236ac551fbb5d1dc4d67fbeb945e5383d7a4f19336f1272b')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/client_wait/finding.sql' AND checksum = 'c02c18c540b35b4502d3d3226a097cba9cccbc3e0479a87b751f698bff8094d6') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/client_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/client_wait/finding.sql', 'c02c18c540b35b4502d3d3226a097cba9cccbc3e0479a87b751f698bff8094d6')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/commit_wait/finding.sql' AND checksum = 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/commit_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/commit_wait/finding.sql', 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/cpu_contention/finding.sql' AND checksum = '877f40b8d3fd40dd3c66d18d2c8c9c9f8efcf58c1c441f15f171d36fa301c484') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/cpu_contention/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/cpu_contention/finding.sql', '877f40b8d3fd40dd3c66d18d2c8c9c9f8efcf58c1c441f15f171d36fa301c484')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = '7aac19cfc9ce42f231ec3d009545f43998719896f1e9bd34b3c830affbfb0886') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/io_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', '7aac19cfc9ce42f231ec3d009545f43998719896f1e9bd34b3c830affbfb0886')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/lock_wait/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/more_work/finding.sql' AND checksum = '0a349346d7063038aa3f3bce43048cc54f9808666be846ef7abb77e9adcdbb10') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/more_work/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/more_work/finding.sql', '0a349346d7063038aa3f3bce43048cc54f9808666be846ef7abb77e9adcdbb10')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/new_statement/finding.sql' AND checksum = '5ab2250161b8e8653fd94530801c96fc56c1cb4065c6f20439764ede2a280449') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/new_statement/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/new_statement/finding.sql', '5ab2250161b8e8653fd94530801c96fc56c1cb4065c6f20439764ede2a280449')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/parallel_workers_not_launched/finding.sql' AND checksum = '353e8de19d51eaec4ee758817d2f7c5704866075a04526dfec96b3f82ffd2fe3') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/parallel_workers_not_launched/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/parallel_workers_not_launched/finding.sql', '353e8de19d51eaec4ee758817d2f7c5704866075a04526dfec96b3f82ffd2fe3')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/plan_changed/finding.sql' AND checksum = '89b6916fce85d30665d347028f9bbd27c2b06da4ef54f6c9a56d923c9edb7396') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/plan_changed/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/plan_changed/finding.sql', '89b6916fce85d30665d347028f9bbd27c2b06da4ef54f6c9a56d923c9edb7396')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/planner_setting/finding.sql' AND checksum = '0a2648568c2be1d38a3fdc2989e6093e2eb8735ff58bf2d859428f7429b05174') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/planner_setting/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/planner_setting/finding.sql', '0a2648568c2be1d38a3fdc2989e6093e2eb8735ff58bf2d859428f7429b05174')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/statement_regression/finding.sql' AND checksum = '0a46d52b2e53dbff305e78c1a990ce91023ad1f71b77f23711253fb026dcfb34') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/statement_regression/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/statement_regression/finding.sql', '0a46d52b2e53dbff305e78c1a990ce91023ad1f71b77f23711253fb026dcfb34')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = '3088b667348ff50cadcabe7f73f0db81aa8b7d4b60f548f54c5500fb8d9ba740') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/dispatch.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', '3088b667348ff50cadcabe7f73f0db81aa8b7d4b60f548f54c5500fb8d9ba740')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

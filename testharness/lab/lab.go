@@ -7,8 +7,10 @@ package lab
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/batch"
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/internal/postgres"
 	"github.com/pg-batch-exporter/pg-batch-exporter/recorder"
@@ -32,19 +35,15 @@ type Lab struct {
 	dsn string
 	// batchDSN is where the batch's sessions connect (Options.BatchRole); "": as dsn.
 	batchDSN string
+	// plans: the exporter reads the plans auto_explain logs (Options.Plans).
+	plans bool
 	// Admin is writable; its sessions are left out of the samples like the exporter's.
 	Admin *pgxpool.Pool
 }
 
-// migrated is a new database of the shared server of that major with the schema installed.
-func migrated(t *testing.T, major int, server pgtest.Options) *Lab {
+// migrated is a new database of srv with the schema installed.
+func migrated(t *testing.T, srv *pgtest.Server) *Lab {
 	t.Helper()
-	var srv *pgtest.Server
-	if server.Settings == nil {
-		srv = pgtest.Start(t, major)
-	} else { // a server of these settings, which every lab of them shares
-		srv = pgtest.StartWith(t, major, server)
-	}
 	l := &Lab{t: t, srv: srv, dsn: srv.NewDatabase(t)}
 	l.Admin = l.pool(false, "pg-batch-exporter test")
 	if err := schema.Migrate(context.Background(), l.Admin); err != nil {
@@ -53,10 +52,9 @@ func migrated(t *testing.T, major int, server pgtest.Options) *Lab {
 	return l
 }
 
-// Options are a lab's server and what the exporter's flags add to the defaults.
+// Options are what the exporter's flags and the batch's setup add to a lab's defaults.
 type Options struct {
-	Server pgtest.Options
-	Plans  collectors.PlansConfig
+	Plans collectors.PlansConfig
 	// BatchRole is the role the batch's sessions log in as (a superuser, as the markers need
 	// nothing granted), with auto_explain set up for it as docs/plans.md says; "": the lab's.
 	BatchRole string
@@ -65,13 +63,20 @@ type Options struct {
 // New starts a lab on a new database of the shared server of that major.
 func New(t *testing.T, major int) *Lab {
 	t.Helper()
-	return NewWith(t, major, Options{})
+	return NewOn(t, pgtest.Start(t, major))
 }
 
-// NewWith starts a lab on a new database of the server of that major that o.Server selects.
-func NewWith(t *testing.T, major int, o Options) *Lab {
+// NewOn starts a lab on a new database of srv (a server with settings of its own).
+func NewOn(t *testing.T, srv *pgtest.Server) *Lab {
 	t.Helper()
-	l := migrated(t, major, o.Server)
+	return NewWith(t, srv, Options{})
+}
+
+// NewWith starts a lab on a new database of srv, the exporter run with o.
+func NewWith(t *testing.T, srv *pgtest.Server, o Options) *Lab {
+	t.Helper()
+	l := migrated(t, srv)
+	l.plans = o.Plans.Source != ""
 	if o.BatchRole != "" {
 		l.Exec(fmt.Sprintf(`DO $$ BEGIN CREATE ROLE %[1]s LOGIN SUPERUSER; EXCEPTION WHEN duplicate_object THEN NULL; END $$`, o.BatchRole))
 		for _, stmt := range strings.Split(pgtest.AutoExplainSQL(o.BatchRole), ";") {
@@ -85,13 +90,18 @@ func NewWith(t *testing.T, major int, o Options) *Lab {
 	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: l.pool(true, ""), Selection: collectors.AllEnabled(),
 		Config:      collectors.Config{Plans: o.Plans},
 		SampleEvery: 200 * time.Millisecond, SnapshotEvery: time.Hour, WaitSampleEvery: 100 * time.Millisecond})
+	// The batch tracker, as serve runs it: the runs' own sessions' samples (batch_wait_samples).
+	tracker := batch.NewTracker(batch.Options{RunsDB: l.pool(false, "pg-batch-exporter batch"), Trigger: runner.Trigger})
+	tracker.Follow(runner.Waits())
+	runner.SetBatchWaits(tracker.TakeRunWaits)
 	rec := recorder.New(recorder.Options{Pool: l.pool(false, "pg-batch-exporter recorder"), Retention: 24 * time.Hour,
-		BufferRows: 1_000_000, Trigger: runner.Trigger})
+		BufferRows: 1_000_000, Trigger: runner.Trigger, Boundary: tracker.RefreshNow})
 	runner.Subscribe(rec.Consume)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); runner.Run(ctx) }()
 	go func() { defer wg.Done(); rec.Run(ctx) }()
+	go func() { defer wg.Done(); tracker.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	// The first snapshot and sample are written: the recorder knows the server.
 	l.WaitFor("the first snapshot and sample", `SELECT EXISTS (SELECT FROM telemetry.snapshots) AND EXISTS (SELECT FROM telemetry.samples)`)
@@ -102,7 +112,7 @@ func NewWith(t *testing.T, major int, o Options) *Lab {
 // pg_cron would call it, and no recorder listening, so the markers take their snapshots.
 func NewSQLMode(t *testing.T, major int) *Lab {
 	t.Helper()
-	l := migrated(t, major, pgtest.Options{})
+	l := migrated(t, pgtest.Start(t, major))
 	ctx, cancel := context.WithCancel(context.Background())
 	l.Exec(`SELECT telemetry.snapshot()`)
 	done := make(chan struct{})
@@ -196,6 +206,20 @@ func (l *Lab) Run(batch string, work func(c *pgx.Conn)) int64 {
 	if err != nil || !exact {
 		l.t.Fatalf("run %d does not start and end on its own snapshots (%v)", runID, err)
 	}
+	if l.plans {
+		// Its plans are read, batch_end's the last: the end's snapshot may have come before the
+		// server's log writer wrote them. A snapshot asked for now is taken before the next run.
+		query := `SELECT EXISTS (SELECT FROM telemetry.plan_executions e JOIN telemetry.batch_runs r ON e.logged_at >= r.ended_at
+			AND e.pid = r.backend_pid WHERE r.run_id = $1)`
+		var read bool
+		if err := l.Admin.QueryRow(ctx, query, runID).Scan(&read); err != nil {
+			l.t.Fatal(err)
+		}
+		if !read {
+			l.Exec(`SELECT telemetry.request_snapshot()`)
+			l.WaitFor("the run's plans", query, runID)
+		}
+	}
 	return runID
 }
 
@@ -284,4 +308,120 @@ func (l *Lab) CheckFirstFinding(runID int64, want string) {
 	if first := found[0]; first.Pattern != want || first.Severity == "info" {
 		l.t.Errorf("first finding is %s (%s), want %s above info", first.Pattern, first.Severity, want)
 	}
+}
+
+// SlowRun is a batch whose usual work (Usual) ran BaselineRuns times (3 if 0) before a run
+// with a cause injected (Slow; nil: the usual work again, a clean run): the run's diagnosis
+// must name Want first, above info (Want "": nothing above info).
+type SlowRun struct {
+	Want         string
+	BaselineRuns int
+	Server       func(t *testing.T, major int) *pgtest.Server // nil: the shared server of the major
+	Options      Options                                      // the exporter's flags beyond its defaults
+	Setup        func(l *Lab)                                 // after PrepareWork, before the runs
+	Usual        func(t *testing.T, l *Lab, c *pgx.Conn)
+	Slow         func(t *testing.T, l *Lab, c *pgx.Conn)
+	// Check, where set, looks further at the run's diagnosis.
+	Check func(t *testing.T, l *Lab, runID int64, d *RunDiagnosis)
+}
+
+// RunDiagnosis is what telemetry.run_diagnosis says of a run, as far as the scenarios look.
+type RunDiagnosis struct {
+	ExtraSeconds       *float64 `json:"extra_seconds"`
+	UnexplainedSeconds *float64 `json:"unexplained_seconds"`
+	Findings           []struct {
+		Pattern          string   `json:"pattern"`
+		Severity         string   `json:"severity"`
+		Summary          string   `json:"summary"`
+		ExplainedSeconds *float64 `json:"explained_seconds"`
+		ShareOfExtraPct  *float64 `json:"share_of_extra_pct"`
+		Children         []struct {
+			QueryID      int64   `json:"queryid"`
+			Query        *string `json:"query"`
+			ExtraSeconds float64 `json:"extra_seconds"`
+			Shared       bool    `json:"shared"`
+		} `json:"children"`
+	} `json:"findings"`
+}
+
+// RunSlow runs s on every version under test, one after the other (each cause's scenarios are
+// a package of their own, and go test runs packages side by side).
+func RunSlow(t *testing.T, s SlowRun) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			var srv *pgtest.Server
+			if s.Server != nil {
+				srv = s.Server(t, major)
+			} else {
+				srv = pgtest.Start(t, major)
+			}
+			l := NewWith(t, srv, s.Options)
+			l.Exec(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public`)
+			l.PrepareWork()
+			if s.Setup != nil {
+				s.Setup(l)
+			}
+			for range cmp.Or(s.BaselineRuns, 3) {
+				l.Run("nightly", func(c *pgx.Conn) { s.Usual(t, l, c) })
+			}
+			slow := s.Slow
+			if slow == nil {
+				slow = s.Usual
+			}
+			runID := l.Run("nightly", func(c *pgx.Conn) { slow(t, l, c) })
+			d := l.CheckAccount(runID)
+			l.CheckFirstFinding(runID, s.Want)
+			if s.Check != nil {
+				s.Check(t, l, runID, d)
+			}
+		})
+	}
+}
+
+// SamplingInterval is the lab's wait sampler's interval and then some: how far a run's account
+// may be off its wall time (a sample's time straddling the run's start or end).
+const SamplingInterval = 300 * time.Millisecond
+
+// CheckAccount checks that a run's account adds up: its buckets to its duration, and its
+// causes' explained seconds plus the unexplained to its extra time (the run's duration less
+// its baseline runs' median), each within a sampling interval; it returns the diagnosis.
+func (l *Lab) CheckAccount(runID int64) *RunDiagnosis {
+	l.t.Helper()
+	ctx := context.Background()
+	var raw []byte
+	if err := l.Admin.QueryRow(ctx, `SELECT telemetry.run_diagnosis($1)`, runID).Scan(&raw); err != nil {
+		l.t.Fatal(err)
+	}
+	var d RunDiagnosis
+	if err := json.Unmarshal(raw, &d); err != nil {
+		l.t.Fatal(err)
+	}
+	var duration, accounted, median float64
+	if err := l.Admin.QueryRow(ctx, `SELECT extract(epoch FROM r.ended_at - r.started_at)::float8,
+		(SELECT sum(a.seconds) FROM telemetry.run_account(r.run_id) a WHERE a.queryid IS NULL)::float8,
+		(SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM b.ended_at - b.started_at))
+		 FROM telemetry._normal_runs_before(r.batch, r.started_at) b)
+		FROM telemetry.batch_runs r WHERE r.run_id = $1`, runID).Scan(&duration, &accounted, &median); err != nil {
+		l.t.Fatal(err)
+	}
+	within := func(what string, got, want float64) {
+		if math.Abs(got-want) > SamplingInterval.Seconds() {
+			l.t.Errorf("run %d: %s %.3f s, want %.3f s within %s", runID, what, got, want, SamplingInterval)
+		}
+	}
+	within("account", accounted, duration)
+	if d.ExtraSeconds == nil || d.UnexplainedSeconds == nil && *d.ExtraSeconds > 0 {
+		l.t.Fatalf("run %d: no extra or unexplained seconds in %s", runID, raw)
+	}
+	within("extra time", *d.ExtraSeconds, duration-median)
+	if *d.ExtraSeconds > 0 {
+		explained := *d.UnexplainedSeconds
+		for _, f := range d.Findings {
+			if f.ExplainedSeconds != nil {
+				explained += *f.ExplainedSeconds
+			}
+		}
+		within("explained plus unexplained", explained, *d.ExtraSeconds)
+	}
+	return &d
 }

@@ -1,0 +1,435 @@
+-- The account of a run (issue 19): its wall time split by what the batch's own sessions were
+-- doing, from the wait sampler's own-session samples (batch_wait_samples), for the run and its
+-- baseline runs at once; the causes (diagnosis/findings, one folder each) explain the run's
+-- extra time from it, and run_diagnosis puts them together.
+
+INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
+    ('run_slow_min_extra_seconds', 1, 'seconds',
+     'A run is slower than usual, and its causes findings above info, when it took at least this much longer than its baseline median (and run_slow_min_extra_pct of it).'),
+    ('run_slow_min_extra_pct', 20, 'percent',
+     'A run is slower than usual when its extra time is at least this share of its baseline median duration (and run_slow_min_extra_seconds).'),
+    ('cause_min_share_pct', 10, 'percent',
+     'A cause is a finding above info when it explains at least this share of a slow run''s extra time: critical from 50%.'),
+    ('cause_min_seconds', 0.3, 'seconds',
+     'A cause explaining less than this of a run''s extra time is not a finding.')
+ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
+
+-- _account_bucket is where one sampled session-second of a batch's own session goes: what the
+-- session was doing (its state and wait) and, for the commit's waits, its statement.
+CREATE OR REPLACE FUNCTION telemetry._account_bucket(p_state text, p_wait_event_type text, p_wait_event text, p_query text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+        WHEN p_state = 'idle' THEN 'between statements'
+        WHEN p_state LIKE 'idle in transaction%' THEN 'idle in transaction'
+        WHEN p_wait_event_type = 'Client' THEN 'waiting for the client: Client:' || p_wait_event
+        -- A commit waits for its WAL to be flushed (and, with synchronous replication, for a
+        -- standby): in an explicit COMMIT, or at the end of a statement of its own transaction.
+        WHEN p_wait_event = 'SyncRep'
+          OR p_wait_event IN ('WALWrite', 'WALSync', 'WALFlush') AND p_query ~* '^\s*(commit|end)\M' THEN 'at commit: ' || p_wait_event
+        WHEN p_wait_event_type = 'Running' THEN 'CPU'
+        ELSE p_wait_event_type || ':' || p_wait_event
+    END
+$$;
+
+-- _account_cause is the cause a bucket's time belongs to, where the bucket alone says it
+-- (NULL: the statement's own work, CPU and its other waits, whose cause run_diagnosis judges
+-- from the statement: more work, slower per call, other sessions' contention, I/O).
+CREATE OR REPLACE FUNCTION telemetry._account_cause(p_bucket text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+        WHEN p_bucket LIKE 'Lock:%' AND p_bucket <> 'Lock:extend' THEN 'lock_wait'
+        WHEN p_bucket LIKE 'at commit:%' THEN 'commit_wait'
+        WHEN p_bucket IN ('between statements', 'idle in transaction', 'no own session active')
+          OR p_bucket LIKE 'waiting for the client:%' THEN 'client_wait'
+    END
+$$;
+
+-- _run_account_rows: the account of a run and of each of its baseline runs (_normal_runs_before
+-- its start), in one read of the samples. Each sample's own-session seconds are spread over the
+-- wall time they stand for: the longest active session of the sample is the time some own
+-- session was active, shared among the active rows in proportion to their seconds (four
+-- sessions waiting on a lock for a second each are one second of the run, not four); the time
+-- sessions were otherwise in the sample, idle (in transaction), likewise among the idle rows.
+-- What no sample covers, [started_at, ended_at] minus the samples' time, is 'no own session
+-- active': the application's own time. recorded: the run has own-session samples at all (a run
+-- recorded without the batch tracker has none, and no account).
+CREATE OR REPLACE FUNCTION telemetry._run_account_rows(p_run_id bigint)
+RETURNS TABLE (run_id bigint, this_run boolean, duration numeric, recorded boolean, bucket text, queryid bigint, seconds numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH runs AS (
+        SELECT w.run_id, true AS this_run, w.batch, w.start_time, w.end_time, telemetry._resolve_server(w.server) AS server
+        FROM telemetry._run_window(p_run_id) w
+        UNION ALL
+        SELECT b.run_id, false, b.batch, b.start_time, b.end_time, telemetry._resolve_server(b.server)
+        FROM telemetry._baseline_runs(p_run_id) b),
+    own AS (
+        SELECT r.run_id, s.sample_id, s.captured_at, s.pid, s.state = 'active' AS active,
+               telemetry._account_bucket(s.state, s.wait_event_type, s.wait_event, tx.query) AS bucket,
+               s.queryid, s.seconds::numeric AS seconds
+        FROM runs r
+        CROSS JOIN LATERAL (
+            SELECT b.sample_id, b.captured_at, b.pid, 'active'::text AS state, b.wait_event_type, b.wait_event, b.queryid, b.seconds
+            FROM telemetry.batch_wait_samples b
+            WHERE b.server = r.server AND b.batch = r.batch AND b.own AND b.captured_at BETWEEN r.start_time AND r.end_time) s
+        LEFT JOIN telemetry.statement_texts tx ON tx.server = r.server AND tx.queryid = s.queryid AND s.queryid <> 0),
+    per_pid AS (
+        SELECT o.run_id, o.sample_id, o.captured_at, o.pid,
+               sum(o.seconds) FILTER (WHERE o.active) AS active, sum(o.seconds) AS total
+        FROM own o GROUP BY 1, 2, 3, 4),
+    per_sample AS (
+        SELECT p.run_id, p.sample_id, p.captured_at,
+               coalesce(max(p.active), 0) AS active_wall, greatest(max(p.total) - coalesce(max(p.active), 0), 0) AS idle_wall,
+               coalesce(sum(p.active), 0) AS active_seconds, sum(p.total) - coalesce(sum(p.active), 0) AS idle_seconds
+        FROM per_pid p GROUP BY 1, 2, 3),
+    spread AS (
+        SELECT o.run_id, o.bucket, o.queryid,
+               sum(CASE WHEN o.active THEN o.seconds * ps.active_wall / nullif(ps.active_seconds, 0)
+                        ELSE o.seconds * ps.idle_wall / nullif(ps.idle_seconds, 0) END) AS seconds
+        FROM own o JOIN per_sample ps USING (run_id, sample_id, captured_at)
+        GROUP BY 1, 2, 3)
+    SELECT r.run_id, r.this_run, d.duration, EXISTS (SELECT FROM spread s WHERE s.run_id = r.run_id), x.bucket, x.queryid, x.seconds
+    FROM runs r
+    CROSS JOIN LATERAL (SELECT extract(epoch FROM r.end_time - r.start_time)::numeric AS duration) d
+    CROSS JOIN LATERAL (
+        SELECT s.bucket, s.queryid, coalesce(s.seconds, 0) AS seconds FROM spread s WHERE s.run_id = r.run_id
+        UNION ALL
+        SELECT 'no own session active', 0, greatest(d.duration - coalesce((SELECT sum(s.seconds) FROM spread s WHERE s.run_id = r.run_id), 0), 0)) x
+$$;
+
+-- run_account: a run's account against its baseline. Per bucket (CPU, each wait event, 'at
+-- commit: <wait>', 'waiting for the client: <wait>', 'between statements', 'idle in transaction', 'no own
+-- session active') and statement (queryid; 0 none known; time outside a statement is the
+-- statement before's), the run's seconds of wall time, the median over its baseline runs
+-- recorded with own sessions (0 where a run had none of it) and the extra: the run minus that
+-- median. The rows with queryid NULL are the buckets' totals (their own medians).
+CREATE OR REPLACE FUNCTION telemetry.run_account(p_run_id bigint)
+RETURNS TABLE (bucket text, queryid bigint, query text, seconds numeric, baseline_median_seconds numeric,
+               extra_seconds numeric, baseline_runs integer)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH a AS (SELECT * FROM telemetry._run_account_rows(p_run_id) WHERE recorded),
+    runs AS (SELECT DISTINCT a.run_id, a.this_run FROM a),
+    sums AS (SELECT a.run_id, a.bucket, a.queryid, sum(a.seconds) AS seconds
+             FROM a GROUP BY GROUPING SETS ((a.run_id, a.bucket, a.queryid), (a.run_id, a.bucket))),
+    keys AS (SELECT DISTINCT s.bucket, s.queryid FROM sums s JOIN runs r ON r.run_id = s.run_id AND r.this_run),
+    vals AS (SELECT k.bucket, k.queryid, r.this_run, coalesce(s.seconds, 0) AS seconds
+             FROM keys k CROSS JOIN runs r
+             LEFT JOIN sums s ON s.run_id = r.run_id AND s.bucket = k.bucket AND s.queryid IS NOT DISTINCT FROM k.queryid),
+    med AS (SELECT v.bucket, v.queryid, max(v.seconds) FILTER (WHERE v.this_run) AS seconds,
+                   (percentile_cont(0.5) WITHIN GROUP (ORDER BY v.seconds) FILTER (WHERE NOT v.this_run))::numeric AS median,
+                   count(*) FILTER (WHERE NOT v.this_run)::int AS runs
+            FROM vals v GROUP BY 1, 2)
+    SELECT m.bucket, m.queryid, tx.query, round(m.seconds, 3), round(m.median, 3), round(m.seconds - m.median, 3), m.runs
+    FROM med m
+    LEFT JOIN telemetry._run_window(p_run_id) w ON true
+    LEFT JOIN telemetry.statement_texts tx ON tx.server = telemetry._resolve_server(w.server) AND tx.queryid = m.queryid
+    ORDER BY m.queryid IS NOT NULL, m.seconds - coalesce(m.median, 0) DESC, m.bucket, m.queryid
+$$;
+
+-- _run_causes is the account the causes (diagnosis/findings) explain a run's extra time from,
+-- as one value computed once: the run's duration against its baseline's median (the baseline
+-- runs recorded with own sessions), and every sampled second of the run and its baseline runs
+-- with its cause. A bucket's cause where it has one (_account_cause); else the statement's
+-- work, judged per statement: new_statement where no baseline run ran it; more_work where
+-- pg_stat_statements (p_statements, run_statements' rows) counted more calls or rows and the
+-- entry's time is the batch's own (not shared: other sessions were not seen running it, and
+-- its time is not beyond the batch's sampled own seconds); cpu_contention for CPU time where
+-- other sessions were busier than in the baseline runs; io_wait for I/O waits unless its
+-- blocks per row rose (a plan); else statement_regression, slower per call at the same work.
+-- Where auto_explain's plans were captured (run_plans), a statement whose plan changed is
+-- plan_changed (planner_setting where it ran with other planner settings than the baseline's
+-- plan), and one whose parallel workers were not launched, parallel_workers_not_launched.
+-- rows: per cause, bucket and statement, seconds, baseline median and extra; causes: per
+-- cause the run's total, the median of the baseline runs' totals and the extra.
+CREATE OR REPLACE FUNCTION telemetry._run_causes(p_run_id bigint, p_statements jsonb)
+RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH a AS (SELECT * FROM telemetry._run_account_rows(p_run_id) WHERE recorded),
+    w AS (SELECT w.*, telemetry._resolve_server(w.server) AS srv FROM telemetry._run_window(p_run_id) w),
+    runs AS (SELECT DISTINCT a.run_id, a.this_run, a.duration FROM a),
+    nbase AS (SELECT count(*)::int AS n, (percentile_cont(0.5) WITHIN GROUP (ORDER BY r.duration))::numeric AS duration
+              FROM runs r WHERE NOT r.this_run),
+    cur AS (SELECT max(r.duration) AS duration FROM runs r WHERE r.this_run),
+    st AS (SELECT * FROM jsonb_to_recordset(coalesce(p_statements, '[]')) AS x (
+               queryid bigint, status text, seconds numeric, calls bigint, baseline_calls numeric, rows bigint, baseline_rows numeric,
+               seconds_per_call numeric, baseline_seconds_per_call numeric, blocks_per_call numeric, baseline_blocks_per_call numeric,
+               blocks_per_row numeric, baseline_blocks_per_row numeric, temp_per_call numeric, baseline_temp_per_call numeric,
+               baseline_runs integer, baseline_runs_with integer)),
+    -- Statements other sessions were seen running during the run (the wait sampler's seconds
+    -- of every session but the batch's own).
+    others AS (SELECT DISTINCT x.queryid FROM w, telemetry.statement_wait_samples x
+               WHERE x.server = w.srv AND x.captured_at BETWEEN w.start_time AND w.end_time AND x.batch <> w.batch AND x.queryid <> 0),
+    own_stmt AS (SELECT a.queryid, sum(a.seconds) FILTER (WHERE a.this_run) AS seconds,
+                        max(a.seconds) FILTER (WHERE NOT a.this_run) AS baseline_max
+                 FROM a WHERE a.queryid <> 0 GROUP BY 1),
+    busy AS (SELECT telemetry._run_other_busy(p_run_id) AS run,
+                    (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY telemetry._run_other_busy(r.run_id))::numeric
+                     FROM runs r WHERE NOT r.this_run) AS baseline),
+    keys AS (SELECT DISTINCT a.bucket, a.queryid FROM a),
+    -- The statements whose plan auto_explain showed changed against the baseline runs' plans
+    -- (run_plans; none without --plans.source), and whether it ran with other planner
+    -- settings than the baseline's plan; those whose parallel workers were planned and not
+    -- launched, where the baseline's were.
+    plans AS (SELECT p.queryid, bool_or(p.changed) AS changed,
+                     bool_or(p.changed AND p.settings IS DISTINCT FROM p.baseline_settings) AS setting,
+                     bool_or(p.workers_launched < p.workers_planned
+                             AND p.workers_launched::numeric / p.executions < coalesce(p.baseline_workers_launched, 0)) AS workers_short
+              FROM telemetry.run_plans(p_run_id) p GROUP BY p.queryid),
+    judged AS (
+        SELECT k.bucket, k.queryid,
+               o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared,
+               CASE WHEN telemetry._account_cause(k.bucket) IS NOT NULL THEN telemetry._account_cause(k.bucket)
+                    WHEN k.queryid <> 0 AND (SELECT n FROM nbase) > 0 AND coalesce(os.baseline_max, 0) = 0 THEN 'new_statement'
+                    WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
+                         AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
+                              OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1)) THEN 'more_work'
+                    WHEN pl.setting THEN 'planner_setting'
+                    WHEN pl.changed THEN 'plan_changed'
+                    WHEN pl.workers_short THEN 'parallel_workers_not_launched'
+                    WHEN k.bucket = 'CPU' AND b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'cpu_contention'
+                    WHEN k.bucket LIKE 'IO:%' AND NOT coalesce(s.baseline_blocks_per_row > 0
+                         AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'io_wait'
+                    ELSE 'statement_regression' END AS cause
+        FROM keys k CROSS JOIN busy b
+        LEFT JOIN others o ON o.queryid = k.queryid
+        LEFT JOIN st s ON s.queryid = k.queryid AND k.queryid <> 0
+        LEFT JOIN own_stmt os ON os.queryid = k.queryid
+        LEFT JOIN plans pl ON pl.queryid = k.queryid AND k.queryid <> 0),
+    caused AS (SELECT a.run_id, a.this_run, j.cause, a.bucket, a.queryid, a.seconds FROM a JOIN judged j USING (bucket, queryid)),
+    -- per cause and per (cause, bucket, statement): every run's seconds, 0 where it had none
+    by_cause AS (
+        SELECT c.cause, r.this_run, coalesce(sum(x.seconds), 0) AS seconds
+        FROM (SELECT DISTINCT cause FROM caused) c CROSS JOIN runs r
+        LEFT JOIN caused x ON x.cause = c.cause AND x.run_id = r.run_id
+        GROUP BY c.cause, r.run_id, r.this_run),
+    by_row AS (
+        SELECT k.cause, k.bucket, k.queryid, r.this_run, coalesce(x.seconds, 0) AS seconds
+        FROM (SELECT DISTINCT cause, bucket, queryid FROM caused WHERE this_run) k CROSS JOIN runs r
+        LEFT JOIN caused x ON x.cause = k.cause AND x.bucket = k.bucket AND x.queryid = k.queryid AND x.run_id = r.run_id),
+    causes AS (
+        SELECT b.cause, max(b.seconds) FILTER (WHERE b.this_run) AS seconds,
+               coalesce((percentile_cont(0.5) WITHIN GROUP (ORDER BY b.seconds) FILTER (WHERE NOT b.this_run))::numeric, 0) AS baseline
+        FROM by_cause b GROUP BY 1),
+    rows AS (
+        SELECT b.cause, b.bucket, b.queryid, max(b.seconds) FILTER (WHERE b.this_run) AS seconds,
+               coalesce((percentile_cont(0.5) WITHIN GROUP (ORDER BY b.seconds) FILTER (WHERE NOT b.this_run))::numeric, 0) AS baseline
+        FROM by_row b GROUP BY 1, 2, 3)
+    SELECT jsonb_build_object(
+        'run_id', p_run_id, 'batch', (SELECT batch FROM w),
+        'recorded', EXISTS (SELECT FROM runs WHERE this_run),
+        'duration', round((SELECT duration FROM cur), 3),
+        'baseline_runs', (SELECT n FROM nbase), 'baseline_duration', round((SELECT duration FROM nbase), 3),
+        'extra_seconds', round((SELECT duration FROM cur) - (SELECT duration FROM nbase), 3),
+        'slow', coalesce((SELECT c.duration - n.duration >= greatest(telemetry._threshold('run_slow_min_extra_seconds'),
+                                                                     telemetry._threshold('run_slow_min_extra_pct') / 100 * n.duration)
+                          FROM cur c, nbase n), false),
+        'other_busy_sessions', (SELECT run FROM busy), 'baseline_other_busy_sessions', round((SELECT baseline FROM busy), 2),
+        'causes', coalesce((SELECT jsonb_agg(jsonb_build_object('cause', c.cause, 'seconds', round(c.seconds, 3), 'baseline_seconds', round(c.baseline, 3),
+                                                               'extra_seconds', round(c.seconds - c.baseline, 3)) ORDER BY c.seconds - c.baseline DESC)
+                            FROM causes c), '[]'),
+        'rows', coalesce((SELECT jsonb_agg(jsonb_build_object('cause', r.cause, 'bucket', r.bucket, 'queryid', r.queryid, 'query', tx.query,
+                                                             'seconds', round(r.seconds, 3), 'baseline_seconds', round(r.baseline, 3),
+                                                             'extra_seconds', round(r.seconds - r.baseline, 3), 'shared', j.shared,
+                                                             'statistics', CASE WHEN NOT j.shared THEN to_jsonb(s) - 'queryid' END)
+                                           ORDER BY r.seconds - r.baseline DESC)
+                          FROM rows r JOIN judged j ON j.bucket = r.bucket AND j.queryid = r.queryid
+                          LEFT JOIN st s ON s.queryid = r.queryid AND r.queryid <> 0
+                          LEFT JOIN telemetry.statement_texts tx ON tx.server = (SELECT srv FROM w) AND tx.queryid = r.queryid), '[]'))
+$$;
+
+-- _account_cause_total is a cause's line of a _run_causes account: the run's seconds, the
+-- baseline median and the extra (none where the run had none of it).
+CREATE OR REPLACE FUNCTION telemetry._account_cause_total(p_account jsonb, p_cause text)
+RETURNS TABLE (seconds numeric, baseline_seconds numeric, extra_seconds numeric)
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT c.seconds, c.baseline_seconds, c.extra_seconds
+    FROM jsonb_to_recordset(p_account->'causes') AS c (cause text, seconds numeric, baseline_seconds numeric, extra_seconds numeric)
+    WHERE c.cause = p_cause
+$$;
+
+-- _account_rows are a cause's rows of a _run_causes account, by bucket and statement.
+CREATE OR REPLACE FUNCTION telemetry._account_rows(p_account jsonb, p_cause text)
+RETURNS TABLE (bucket text, queryid bigint, query text, seconds numeric, baseline_seconds numeric, extra_seconds numeric,
+               shared boolean, statistics jsonb)
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT r.bucket, r.queryid, r.query, r.seconds, r.baseline_seconds, r.extra_seconds, r.shared, r.statistics
+    FROM jsonb_to_recordset(p_account->'rows') AS r (cause text, bucket text, queryid bigint, query text, seconds numeric,
+                                                    baseline_seconds numeric, extra_seconds numeric, shared boolean, statistics jsonb)
+    WHERE r.cause = p_cause
+$$;
+
+-- _account_children are a cause's statements, the most extra seconds first (those it took
+-- more than usual), each with its seconds in this cause, whether other sessions ran it too
+-- (shared: its pg_stat_statements counters are not the batch's alone, and it is judged on
+-- the sampled own seconds) and, where not shared, its pg_stat_statements evidence.
+CREATE OR REPLACE FUNCTION telemetry._account_children(p_account jsonb, p_cause text)
+RETURNS jsonb LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(jsonb_agg(c ORDER BY c.extra_seconds DESC), '[]')
+    FROM (SELECT r.queryid, min(r.query) AS query, string_agg(DISTINCT r.bucket, ', ') AS buckets,
+                 sum(r.seconds) AS seconds, sum(r.baseline_seconds) AS baseline_seconds, sum(r.extra_seconds) AS extra_seconds,
+                 bool_or(r.shared) AS shared, (array_agg(r.statistics))[1] AS statistics
+          FROM telemetry._account_rows(p_account, p_cause) r
+          GROUP BY r.queryid HAVING sum(r.extra_seconds) > 0
+          ORDER BY sum(r.extra_seconds) DESC LIMIT 5) c
+$$;
+
+-- _children_text names a cause's statements in its summary: '"label" +1.2 s' each, shared
+-- ones said so.
+CREATE OR REPLACE FUNCTION telemetry._children_text(p_children jsonb)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT string_agg(format('"%s" +%s s%s', telemetry._statement_label(c.query, c.queryid), round(c.extra_seconds, 1),
+                             CASE WHEN c.shared THEN ' (shared with other sessions: judged on its own sampled time)' ELSE '' END), '; ')
+    FROM (SELECT * FROM jsonb_to_recordset(p_children) AS c (queryid bigint, query text, extra_seconds numeric, shared boolean) LIMIT 3) c
+    WHERE c.queryid <> 0
+$$;
+
+-- _cause_finding is a cause's finding as every folder of diagnosis/findings gives it: the
+-- seconds of the run's extra time the cause explains (its extra, where positive and at least
+-- cause_min_seconds), graded by their share of the extra time (nothing above info where the
+-- run was not slower than usual), a summary led by those seconds and the statements under it;
+-- p_story says the rest.
+CREATE OR REPLACE FUNCTION telemetry._cause_finding(p_account jsonb, p_cause text, p_title text, p_story text,
+                                                    p_evidence jsonb, p_recommendation text)
+RETURNS TABLE (finding text, severity text, summary text, evidence jsonb, recommendation text, explained_seconds numeric, children jsonb)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_cause,
+           CASE WHEN NOT (p_account->>'slow')::boolean THEN 'info'
+                WHEN 100 * t.extra_seconds / x.extra >= 50 THEN 'critical'
+                WHEN 100 * t.extra_seconds / x.extra >= telemetry._threshold('cause_min_share_pct') THEN 'warning'
+                ELSE 'info' END,
+           format('%s: %s s of the run''s extra %s s (%s%%); %s s against a baseline median of %s s.%s%s',
+                  p_title, round(t.extra_seconds, 1), round(x.extra, 1), round(100 * t.extra_seconds / x.extra), round(t.seconds, 1),
+                  round(t.baseline_seconds, 1), coalesce(' ' || p_story, ''),
+                  coalesce(' Statements: ' || telemetry._children_text(c.children) || '.', '')),
+           coalesce(p_evidence, '{}') || jsonb_build_object('seconds', t.seconds, 'baseline_seconds', t.baseline_seconds,
+                                                            'baseline_runs', (p_account->>'baseline_runs')::int),
+           p_recommendation, t.extra_seconds, c.children
+    FROM telemetry._account_cause_total(p_account, p_cause) t,
+         LATERAL (SELECT (p_account->>'extra_seconds')::numeric AS extra) x,
+         LATERAL (SELECT telemetry._account_children(p_account, p_cause) AS children) c
+    WHERE x.extra > 0 AND t.extra_seconds >= telemetry._threshold('cause_min_seconds')
+$$;
+
+-- _run_findings_json is a run's findings with the account they explain: the causes
+-- (diagnosis/findings: telemetry._run_cause_findings over _run_causes), the largest share of
+-- the run's extra time first, then what they leave unexplained, then the caveats (what could
+-- not be judged), then the window's patterns (_run_window_findings: context where the run was
+-- judged against a baseline by its own sessions' account, at info; the findings themselves
+-- where it was not: no baseline, or no own-session samples). p_statements are run_statements'
+-- rows, the per-call evidence (computed once by the caller). Returns {extra_seconds,
+-- unexplained_seconds, findings: [{pattern, severity, summary, evidence, recommendation,
+-- explained_seconds, share_of_extra_pct, children}]}.
+CREATE OR REPLACE FUNCTION telemetry._run_findings_json(p_run_id bigint, p_statements jsonb)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_account jsonb := telemetry._run_causes(p_run_id, p_statements);
+    v_judged boolean := (v_account->>'recorded')::boolean AND coalesce((v_account->>'baseline_runs')::int, 0) > 0;
+    v_extra numeric := (v_account->>'extra_seconds')::numeric;
+    v_result jsonb;
+BEGIN
+    WITH w AS (SELECT * FROM telemetry._run_window(p_run_id)),
+    covered AS (SELECT EXISTS (SELECT FROM telemetry.statement_info_snapshots i, w
+                               WHERE i.server = telemetry._resolve_server(w.server)
+                                 AND i.captured_at BETWEEN w.snapshot_start - interval '1 day' AND w.end_time) AS yes),
+    rs AS (SELECT * FROM jsonb_to_recordset(coalesce(p_statements, '[]')) AS x (queryid bigint, evicted boolean)),
+    causes AS (SELECT f.* FROM telemetry._run_cause_findings(p_run_id, v_account) f WHERE v_judged AND f.explained_seconds > 0),
+    explained AS (SELECT coalesce(sum(c.explained_seconds), 0) AS seconds FROM causes c),
+    rows AS (
+        SELECT c.finding AS pattern, c.severity, c.summary, c.evidence, c.recommendation, c.explained_seconds, c.children,
+               CASE WHEN c.severity <> 'info' THEN 0 ELSE 5 END AS grp, 0::bigint AS ord
+        FROM causes c
+        UNION ALL
+        SELECT 'unexplained', 'info',
+               format('%s s, %s%% of the run''s extra %s s, not explained%s.', round(v_extra - e.seconds, 1),
+                      round(100 * (v_extra - e.seconds) / v_extra), round(v_extra, 1),
+                      CASE WHEN v_extra - e.seconds < 0 THEN ': the causes above explain more than the run''s extra time, as other parts of it were faster than usual'
+                           WHEN e.seconds > 0 THEN ' by the causes above' ELSE ' by any cause: no part of the batch''s own sessions'' time grew past its threshold' END),
+               jsonb_build_object('extra_seconds', v_extra, 'explained_seconds', e.seconds, 'unexplained_seconds', v_extra - e.seconds),
+               NULL, NULL, NULL, 1, 0
+        FROM explained e WHERE v_judged AND v_extra > 0
+        UNION ALL
+        SELECT 'statements_evicted', 'warning',
+               'pg_stat_statements evicted entries during the run (dealloc rose): some statements of the run may be missing or only partly counted.',
+               jsonb_build_object('statements', (SELECT count(*) FROM rs)),
+               'Raise pg_stat_statements.max (restart needed) so that the batch''s statements stay in it for the whole run.', NULL, NULL, 2, 0
+        WHERE EXISTS (SELECT FROM rs WHERE rs.evicted)
+        UNION ALL
+        SELECT 'statements_unavailable', 'info',
+               'No statement statistics were recorded for this run, so the statements that made it slow cannot be named.',
+               '{}'::jsonb,
+               'Enable statement diagnosis: shared_preload_libraries = ''pg_stat_statements'' (restart), then CREATE EXTENSION pg_stat_statements in the database the exporter connects to.',
+               NULL, NULL, 5, 1
+        WHERE NOT (SELECT yes FROM covered)
+        UNION ALL
+        -- What ran in the run's window but not in the batch's own sessions is counted, not blamed.
+        SELECT 'statements_of_other_sessions', 'info',
+               format('%s statement(s) that ran during the run, %s s in all (the most "%s", %s s), were not seen in the batch''s own sessions: other sessions'', or too brief to be sampled. They are not the run''s statements.',
+                      x.statements, round(x.seconds, 1), x.top_label, round(x.top_seconds, 1)),
+               jsonb_build_object('statements', x.statements, 'seconds', round(x.seconds, 3), 'top_queryid', x.top_queryid, 'top_query', x.top_query),
+               'Nothing to do for the batch. telemetry.statement_compare(start, end) lists every statement of the window, whoever ran it.',
+               NULL, NULL, 5, 2
+        FROM (SELECT count(*) AS statements, sum(o.seconds) AS seconds,
+                     (array_agg(telemetry._statement_label(o.query, o.queryid) ORDER BY o.seconds DESC NULLS LAST))[1] AS top_label,
+                     (array_agg(o.query ORDER BY o.seconds DESC NULLS LAST))[1] AS top_query,
+                     (array_agg(o.queryid ORDER BY o.seconds DESC NULLS LAST))[1] AS top_queryid,
+                     max(o.seconds) AS top_seconds
+              FROM w, LATERAL (SELECT telemetry._run_statement_batch(p_run_id) AS batch) own,
+                   LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, own.batch) o
+              WHERE (SELECT yes FROM covered) AND own.batch IS NOT NULL AND o.sampled_waits IS NULL AND o.calls > 0) x
+        WHERE x.seconds >= telemetry._threshold('statement_min_extra_seconds')
+        UNION ALL
+        -- The window's patterns: a caveat (insufficient_data) after the causes; the others
+        -- context where the run was judged by its account.
+        SELECT d.pattern,
+               CASE WHEN v_judged AND d.pattern NOT IN ('insufficient_data') THEN 'info' ELSE d.severity END,
+               d.summary, d.evidence, d.recommendation, NULL, NULL,
+               CASE WHEN d.pattern = 'window' THEN 9
+                    WHEN d.severity = 'info' OR v_judged AND d.pattern <> 'insufficient_data' THEN 6
+                    WHEN d.pattern = 'insufficient_data' THEN 3 ELSE 0 END,
+               d.ord
+        FROM telemetry._run_window_findings(p_run_id) d),
+    ranked AS (
+        SELECT r.*, CASE WHEN r.pattern <> 'window' THEN r.summary
+                         WHEN EXISTS (SELECT FROM rows x WHERE x.pattern <> 'window' AND x.severity <> 'info')
+                         THEN replace(r.summary, 'no pattern above its threshold', 'findings above')
+                         ELSE replace(r.summary, 'findings above', 'no pattern above its threshold') END AS text
+        FROM rows r)
+    SELECT jsonb_build_object(
+        'extra_seconds', CASE WHEN v_judged THEN v_extra END,
+        'unexplained_seconds', CASE WHEN v_judged AND v_extra > 0 THEN v_extra - (SELECT seconds FROM explained) END,
+        'findings', coalesce(jsonb_agg(jsonb_build_object(
+            'pattern', r.pattern, 'severity', r.severity, 'summary', r.text, 'evidence', r.evidence, 'recommendation', r.recommendation,
+            'explained_seconds', round(r.explained_seconds, 3),
+            'share_of_extra_pct', round(100 * r.explained_seconds / nullif(v_extra, 0), 1),
+            'children', r.children)
+            ORDER BY r.grp, r.explained_seconds DESC NULLS LAST, r.ord, r.pattern), '[]'))
+    INTO v_result
+    FROM ranked r;
+    RETURN v_result;
+END
+$$;
+
+-- diagnose_run_findings: a run's findings (_run_findings_json), as rows.
+DROP FUNCTION IF EXISTS telemetry.diagnose_run_findings(bigint);
+CREATE OR REPLACE FUNCTION telemetry.diagnose_run_findings(p_run_id bigint)
+RETURNS TABLE (pattern text, severity text, summary text, evidence jsonb, recommendation text,
+               explained_seconds numeric, share_of_extra_pct numeric, children jsonb)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT f->>'pattern', f->>'severity', f->>'summary', f->'evidence', f->>'recommendation',
+           (f->>'explained_seconds')::numeric, (f->>'share_of_extra_pct')::numeric, f->'children'
+    FROM jsonb_array_elements(telemetry._run_findings_json(
+             p_run_id, (SELECT jsonb_agg(to_jsonb(s)) FROM telemetry.run_statements(p_run_id) s))->'findings') WITH ORDINALITY AS x (f, n)
+    ORDER BY x.n
+$$;
+
+-- run_diagnosis: everything diagnose --run and the report's run page show of a run, each
+-- part computed once: its findings and account (_run_findings_json), its measures against
+-- the baseline (diagnose_run), its top p_statements statements (run_statements, also the
+-- findings' evidence).
+CREATE OR REPLACE FUNCTION telemetry.run_diagnosis(p_run_id bigint, p_statements integer DEFAULT 10)
+RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH rs AS (SELECT * FROM telemetry.run_statements(p_run_id)),
+    f AS (SELECT telemetry._run_findings_json(p_run_id, (SELECT jsonb_agg(to_jsonb(rs)) FROM rs)) AS j)
+    SELECT f.j || jsonb_build_object(
+        'baseline', coalesce((SELECT jsonb_agg(to_jsonb(d) ORDER BY d.rank) FROM telemetry.diagnose_run(p_run_id) d), '[]'),
+        'statements', coalesce((SELECT jsonb_agg(to_jsonb(rs) ORDER BY rs.rank) FROM rs WHERE rs.rank <= p_statements), '[]'))
+    FROM f
+$$;
