@@ -94,7 +94,9 @@ type page struct {
 	Measures []diagnosis.Measure // run: against the baseline, rank 0 is the duration
 	// Statements are the run's top statements by time beyond their baseline median.
 	Statements []diagnosis.Statement
-	Baseline   []int64 // run: the previous normal runs compared with
+	// Plans are the plans of the run's changed statements beside their baseline plans.
+	Plans    []planComparison
+	Baseline []int64 // run: the previous normal runs compared with
 	// Running, Usual and SoFar: a run in progress, diagnosed up to now (diagnosis.Report).
 	Running bool
 	Usual   *diagnosis.Usual
@@ -197,7 +199,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 	}
 	p := &page{Kind: "run", Title: fmt.Sprintf("%s, run %d", rep.Run.Batch, id), From: rep.From, To: rep.To,
 		Run: rep.Run, Findings: rep.Findings, Measures: rep.Baseline, Statements: rep.Statements,
-		Running: rep.Running, Usual: rep.Usual, SoFar: rep.SoFar}
+		Running: rep.Running, Usual: rep.Usual, SoFar: rep.SoFar, Plans: planComparisons(rep.Findings)}
 	if p.Baseline, err = baselineRuns(ctx, h.o.Pool, rep.Run); err != nil {
 		h.fail(w, http.StatusInternalServerError, err)
 		return
@@ -210,6 +212,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 		fmt.Sprintf("SELECT * FROM telemetry.diagnose_run(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.diagnose_run_findings(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.run_so_far(%d);", id),
+		fmt.Sprintf("SELECT * FROM telemetry.run_plans(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.batch_runs WHERE batch = %s ORDER BY started_at DESC;", quoteLiteral(rep.Run.Batch)),
 	}
 	h.render(w, http.StatusOK, p)

@@ -45,6 +45,13 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
           FROM jsonb_array_elements(p_nodes) WITH ORDINALITY a(x, i)) n
 $$;
 
+-- _plan_outline is a plan's nodes as an outline: [{depth, label}], depth-first.
+CREATE OR REPLACE FUNCTION telemetry._plan_outline(p_nodes jsonb)
+RETURNS jsonb LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_agg(jsonb_build_object('depth', (a.x->>'depth')::int, 'label', telemetry._plan_node_label(a.x)) ORDER BY a.i)
+    FROM jsonb_array_elements(p_nodes) WITH ORDINALITY a(x, i)
+$$;
+
 -- _plan_statements: a set of plan executions by statement and plan: the statement is the
 -- session's top-level one (queryid, as pg_stat_statements and run_statements name it), the
 -- planned one within it (a nested statement's own queryid, or its text's hash); for each
@@ -129,6 +136,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                               'baseline_plan_hash', p.baseline_plan_hash, 'baseline_shape', p.baseline_shape, 'baseline_nodes', p.baseline_nodes,
                               'worst_node', p.worst_node, 'worst_node_label', p.worst_node_label,
                               'worst_estimated_rows', p.worst_estimated, 'worst_actual_rows', p.worst_actual,
-                              'settings', p.settings, 'baseline_settings', p.baseline_settings)
+                              'settings', p.settings, 'baseline_settings', p.baseline_settings,
+                              -- Both plans as the report draws them side by side: each node's depth and label.
+                              'plan', telemetry._plan_outline(p.nodes), 'baseline_plan', telemetry._plan_outline(p.baseline_nodes))
     FROM p
 $$;

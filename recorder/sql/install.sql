@@ -242,11 +242,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/plans.sql' AND checksum = 'e30856dcc304db1c44c1ee980cdb71041c38ad42a4e61b940a8efc04d20de8d7') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/plans.sql' AND checksum = '17b66e2e4f7e743a570df803a94a1759fcc02b347ec53b83608f6b4bdbe8be6e') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/plans.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/plans.sql', 'e30856dcc304db1c44c1ee980cdb71041c38ad42a4e61b940a8efc04d20de8d7')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/plans.sql', '17b66e2e4f7e743a570df803a94a1759fcc02b347ec53b83608f6b4bdbe8be6e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -3,6 +3,10 @@ package planchanged_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/report"
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
@@ -73,5 +78,23 @@ func TestIndexDroppedPlanChanged(t *testing.T) {
 			if !strings.Contains(shape, "Seq Scan on lookup") || !strings.Contains(baseline, "using lookup_k on lookup") || worst == "" {
 				t.Errorf("plan_changed's shapes: %s against %s (worst node %q)", shape, baseline, worst)
 			}
+			checkReport(t, l, runID, "Seq Scan on lookup", "using lookup_k on lookup")
 		}})
+}
+
+// checkReport checks the run's report page shows the statement's plan beside its baseline
+// plan, the nodes that differ marked.
+func checkReport(t *testing.T, l *lab.Lab, runID int64, runNode, baselineNode string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	report.Handler(report.Options{Pool: l.Admin}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, fmt.Sprintf("/report/run/%d", runID), nil))
+	body := rec.Body.String()
+	if rec.Code != http.StatusOK || !strings.Contains(body, "Plan against the baseline") {
+		t.Fatalf("run page (%d) without the plans side by side:\n%s", rec.Code, body)
+	}
+	for _, node := range []string{runNode, baselineNode} {
+		if !regexp.MustCompile(`<tr class="differs">.*` + regexp.QuoteMeta(node)).MatchString(body) {
+			t.Errorf("run page does not mark %q as differing", node)
+		}
+	}
 }
