@@ -425,3 +425,27 @@ func (l *Lab) CheckAccount(runID int64) *RunDiagnosis {
 	}
 	return &d
 }
+
+// PlanCapture is the documented setup of plan capture (docs/plans.md): auto_explain for the
+// batch's role, the exporter at its defaults but --plans.source=sql; on a JSONLogServer.
+var PlanCapture = Options{Plans: collectors.PlansConfig{Source: collectors.PlansSQL}, BatchRole: "nightly_batch"}
+
+// JSONLogServer is the server of that major writing its log as jsonlog (SlowRun.Server).
+func JSONLogServer(t *testing.T, major int) *pgtest.Server { return pgtest.StartWith(t, major, pgtest.JSONLog) }
+
+// LookupTable creates the batch's lookup table, public.lookup, indexed on its key (lookup_k).
+func LookupTable(l *Lab) {
+	l.Exec(`CREATE TABLE public.lookup (k int, v text)`)
+	l.Exec(`INSERT INTO public.lookup SELECT g, md5(g::text) FROM generate_series(1, 100000) g`)
+	l.Exec(`CREATE INDEX lookup_k ON public.lookup (k)`)
+	l.Exec(`ANALYZE public.lookup`)
+}
+
+// Lookups is a batch's work on LookupTable: keyed lookups, each an index scan while lookup_k
+// exists and the planner may use it, then some CPU.
+func Lookups(t *testing.T, _ *Lab, c *pgx.Conn) {
+	for i := range 150 {
+		MustExec(t, c, `SELECT v FROM public.lookup WHERE k = $1`, i*600)
+	}
+	CPU(t, c, 2*time.Second)
+}

@@ -9,11 +9,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/report"
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
@@ -21,31 +19,39 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// withPlans is the documented setup of plan capture (docs/plans.md): auto_explain for the
-// batch's role, the server's log as jsonlog, the exporter at its defaults but
-// --plans.source=sql.
-var withPlans = lab.Options{Plans: collectors.PlansConfig{Source: collectors.PlansSQL}, BatchRole: "nightly_batch"}
-
-func jsonlogServer(t *testing.T, major int) *pgtest.Server { return pgtest.StartWith(t, major, pgtest.JSONLog) }
-
-// lookupTable is the batch's lookup table, indexed on its key.
-func lookupTable(l *lab.Lab) {
-	l.Exec(`CREATE TABLE public.lookup (k int, v text)`)
-	l.Exec(`INSERT INTO public.lookup SELECT g, md5(g::text) FROM generate_series(1, 100000) g`)
-	l.Exec(`CREATE INDEX lookup_k ON public.lookup (k)`)
-	l.Exec(`ANALYZE public.lookup`)
+// TestIndexDroppedPlanChanged (issue 20): the index a batch's lookups used is dropped between
+// runs; auto_explain's plans show the shape change, named first, with both shapes, and the
+// report draws both plans side by side.
+func TestIndexDroppedPlanChanged(t *testing.T) {
+	lab.RunSlow(t, lab.SlowRun{Want: "plan_changed", Server: lab.JSONLogServer, Options: lab.PlanCapture,
+		Setup: lab.LookupTable,
+		Usual: lab.Lookups,
+		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+			l.Exec(`DROP INDEX public.lookup_k`)
+			lab.Lookups(t, l, c)
+		},
+		Check: func(t *testing.T, l *lab.Lab, runID int64, _ *lab.RunDiagnosis) {
+			CheckPlans(t, l, runID, "plan_changed", "Seq Scan on lookup", "using lookup_k on lookup")
+		}})
 }
 
-// lookups is the batch's work: keyed lookups, each an index scan while lookup_k exists.
-func lookups(t *testing.T, _ *lab.Lab, c *pgx.Conn) {
-	for i := range 150 {
-		lab.MustExec(t, c, `SELECT v FROM public.lookup WHERE k = $1`, i*600)
-	}
-	lab.CPU(t, c, 2*time.Second)
+// TestSamePlansClean: with plans captured, runs whose plans did not change find nothing above
+// info.
+func TestSamePlansClean(t *testing.T) {
+	lab.RunSlow(t, lab.SlowRun{Want: "", Server: lab.JSONLogServer, Options: lab.PlanCapture, Setup: lab.LookupTable, Usual: lab.Lookups,
+		Check: func(t *testing.T, l *lab.Lab, runID int64, _ *lab.RunDiagnosis) {
+			var changed bool
+			if err := l.Admin.QueryRow(context.Background(), `SELECT bool_or(changed) FROM telemetry.run_plans($1)`, runID).Scan(&changed); err != nil || changed {
+				t.Errorf("run_plans says a plan changed (%v)", err)
+			}
+		}})
 }
 
-// shapes are a plan finding's both shapes and the node furthest from its estimate.
-func shapes(t *testing.T, l *lab.Lab, runID int64, pattern string) (shape, baseline, worst string) {
+// CheckPlans checks a plan finding's evidence (both shapes, the node furthest from its
+// estimate) and that the run's report page shows the plan beside its baseline plan, the nodes
+// that differ marked.
+func CheckPlans(t *testing.T, l *lab.Lab, runID int64, pattern, runNode, baselineNode string) {
+	t.Helper()
 	var evidence []byte
 	if err := l.Admin.QueryRow(context.Background(), `SELECT evidence FROM telemetry.diagnose_run_findings($1) WHERE pattern = $2`, runID, pattern).Scan(&evidence); err != nil {
 		t.Fatalf("%s's evidence: %v", pattern, err)
@@ -58,34 +64,9 @@ func shapes(t *testing.T, l *lab.Lab, runID int64, pattern string) (shape, basel
 	if err := json.Unmarshal(evidence, &e); err != nil {
 		t.Fatal(err)
 	}
-	return e.Shape, e.Baseline, e.Worst
-}
-
-// TestIndexDroppedPlanChanged (issue 20): the index a batch's lookups used is dropped between
-// runs; auto_explain's plans show the shape change, named first, with both shapes.
-func TestIndexDroppedPlanChanged(t *testing.T) {
-	lab.RunSlow(t, lab.SlowRun{Want: "plan_changed",
-		Server:  jsonlogServer,
-		Options: withPlans,
-		Setup:   lookupTable,
-		Usual:   lookups,
-		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
-			l.Exec(`DROP INDEX public.lookup_k`)
-			lookups(t, l, c)
-		},
-		Check: func(t *testing.T, l *lab.Lab, runID int64, _ *lab.RunDiagnosis) {
-			shape, baseline, worst := shapes(t, l, runID, "plan_changed")
-			if !strings.Contains(shape, "Seq Scan on lookup") || !strings.Contains(baseline, "using lookup_k on lookup") || worst == "" {
-				t.Errorf("plan_changed's shapes: %s against %s (worst node %q)", shape, baseline, worst)
-			}
-			checkReport(t, l, runID, "Seq Scan on lookup", "using lookup_k on lookup")
-		}})
-}
-
-// checkReport checks the run's report page shows the statement's plan beside its baseline
-// plan, the nodes that differ marked.
-func checkReport(t *testing.T, l *lab.Lab, runID int64, runNode, baselineNode string) {
-	t.Helper()
+	if !strings.Contains(e.Shape, runNode) || !strings.Contains(e.Baseline, baselineNode) || e.Worst == "" {
+		t.Errorf("%s's shapes: %s against %s (worst node %q)", pattern, e.Shape, e.Baseline, e.Worst)
+	}
 	rec := httptest.NewRecorder()
 	report.Handler(report.Options{Pool: l.Admin}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, fmt.Sprintf("/report/run/%d", runID), nil))
 	body := rec.Body.String()
