@@ -323,7 +323,8 @@ type statementDeltas struct {
 var statementColumns = []string{"userid", "dbid", "toplevel", "queryid", "datname", "username", "calls", "plans",
 	"total_plan_time", "total_exec_time", "rows", "shared_blks_hit", "shared_blks_read", "shared_blks_dirtied",
 	"shared_blks_written", "local_blks_read", "local_blks_written", "temp_blks_read", "temp_blks_written",
-	"blk_read_time", "blk_write_time", "wal_records", "wal_fpi", "wal_bytes", "wal_buffers_full", "stats_since"}
+	"blk_read_time", "blk_write_time", "wal_records", "wal_fpi", "wal_bytes", "wal_buffers_full", "stats_since",
+	"parallel_workers_to_launch", "parallel_workers_launched"}
 
 // rows are the statement tables' rows of one snapshot (none where the collector had nothing).
 // A nil statementDeltas stores every entry.
@@ -355,7 +356,8 @@ func (d *statementDeltas) rows(st *collectors.Statements, at time.Time) []table 
 		entries.rows = append(entries.rows, []any{e.UserID, e.DBID, e.Toplevel, e.QueryID, e.Datname, e.User, e.Calls,
 			e.Plans, e.PlanTimeMs, e.ExecTimeMs, e.Rows, e.SharedBlksHit, e.SharedBlksRead, e.SharedBlksDirtied,
 			e.SharedBlksWritten, e.LocalBlksRead, e.LocalBlksWritten, e.TempBlksRead, e.TempBlksWritten,
-			e.BlkReadTimeMs, e.BlkWriteTimeMs, e.WALRecords, e.WALFPI, e.WALBytes, e.WALBuffersFull, e.StatsSince})
+			e.BlkReadTimeMs, e.BlkWriteTimeMs, e.WALRecords, e.WALFPI, e.WALBytes, e.WALBuffersFull, e.StatsSince,
+			e.ParallelWorkersToLaunch, e.ParallelWorkersLaunched})
 	}
 	info.rows = [][]any{{st.Dealloc, st.StatsReset, len(st.Entries), full}}
 	if d != nil {

@@ -137,7 +137,8 @@ $$;
 -- blocks per row rose (a plan); else statement_regression, slower per call at the same work.
 -- Where auto_explain's plans were captured (run_plans), a statement whose plan changed is
 -- plan_changed (planner_setting where it ran with other planner settings than the baseline's
--- plan), and one whose parallel workers were not launched, parallel_workers_not_launched.
+-- plan), and one whose parallel workers were not launched (its plans, or pg_stat_statements
+-- 1.12 on 18), parallel_workers_not_launched.
 -- rows: per cause, bucket and statement, seconds, baseline median and extra; causes: per
 -- cause the run's total, the median of the baseline runs' totals and the extra.
 CREATE OR REPLACE FUNCTION telemetry._run_causes(p_run_id bigint, p_statements jsonb)
@@ -172,7 +173,9 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                      bool_or(p.changed AND p.settings IS DISTINCT FROM p.baseline_settings) AS setting,
                      bool_or(p.workers_launched < p.workers_planned
                              AND p.workers_launched::numeric / p.executions < coalesce(p.baseline_workers_launched, 0)) AS workers_short
-              FROM telemetry.run_plans(p_run_id) p GROUP BY p.queryid),
+              FROM telemetry.run_plans(p_run_id) p GROUP BY p.queryid
+              UNION ALL  -- pg_stat_statements 1.12 (18): without auto_explain
+              SELECT x.queryid, false, false, true FROM telemetry._run_parallel_workers(p_run_id) x),
     judged AS (
         SELECT k.bucket, k.queryid,
                o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared,
@@ -192,7 +195,8 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         LEFT JOIN others o ON o.queryid = k.queryid
         LEFT JOIN st s ON s.queryid = k.queryid AND k.queryid <> 0
         LEFT JOIN own_stmt os ON os.queryid = k.queryid
-        LEFT JOIN plans pl ON pl.queryid = k.queryid AND k.queryid <> 0),
+        LEFT JOIN (SELECT p.queryid, bool_or(p.changed) AS changed, bool_or(p.setting) AS setting, bool_or(p.workers_short) AS workers_short
+                   FROM plans p GROUP BY p.queryid) pl ON pl.queryid = k.queryid AND k.queryid <> 0),
     caused AS (SELECT a.run_id, a.this_run, j.cause, a.bucket, a.queryid, a.seconds FROM a JOIN judged j USING (bucket, queryid)),
     -- per cause and per (cause, bucket, statement): every run's seconds, 0 where it had none
     by_cause AS (

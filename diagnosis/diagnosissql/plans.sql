@@ -141,3 +141,29 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                               'plan', telemetry._plan_outline(p.nodes), 'baseline_plan', telemetry._plan_outline(p.baseline_nodes))
     FROM p
 $$;
+
+-- _run_parallel_workers: the run's top-level statements that got fewer parallel workers than
+-- their plans asked for, as pg_stat_statements 1.12 (PostgreSQL 18) counts them between the
+-- run's snapshots: no auto_explain needed. Empty before 18.
+CREATE OR REPLACE FUNCTION telemetry._run_parallel_workers(p_run_id bigint)
+RETURNS TABLE (queryid bigint, to_launch bigint, launched bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    -- The run's ends as statement_compare takes them: the statement reads at or before its
+    -- start snapshot and at or after its end.
+    WITH w AS (SELECT telemetry._resolve_server(x.server) AS srv,
+                      (SELECT max(i.captured_at) FROM telemetry.statement_info_snapshots i
+                       WHERE i.server = telemetry._resolve_server(x.server) AND i.captured_at <= x.snapshot_start) AS start_at,
+                      (SELECT min(i.captured_at) FROM telemetry.statement_info_snapshots i
+                       WHERE i.server = telemetry._resolve_server(x.server) AND i.captured_at >= x.end_time) AS end_at
+               FROM telemetry._run_window(p_run_id) x),
+    e AS (SELECT s.queryid, sum(s.parallel_workers_to_launch) AS to_launch, sum(s.parallel_workers_launched) AS launched
+          FROM w, LATERAL telemetry._statements_at(w.end_at, w.srv) s
+          WHERE s.toplevel AND s.parallel_workers_to_launch IS NOT NULL GROUP BY 1),
+    b AS (SELECT s.queryid, sum(s.parallel_workers_to_launch) AS to_launch, sum(s.parallel_workers_launched) AS launched
+          FROM w, LATERAL telemetry._statements_at(w.start_at, w.srv) s
+          WHERE s.toplevel AND s.parallel_workers_to_launch IS NOT NULL GROUP BY 1)
+    SELECT e.queryid, (e.to_launch - coalesce(b.to_launch, 0))::bigint, (e.launched - coalesce(b.launched, 0))::bigint
+    FROM e LEFT JOIN b USING (queryid)
+    WHERE e.to_launch - coalesce(b.to_launch, 0) > e.launched - coalesce(b.launched, 0)
+      AND e.launched >= coalesce(b.launched, 0)  -- not reset meanwhile
+$$;

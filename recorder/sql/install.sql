@@ -50,7 +50,7 @@ BEGIN
         ('0012_no_free_text_in_keys.sql', 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56'),
         ('0013_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8'),
         ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0'),
-        ('0021_plans.sql', 'e8dfa670210144ddd3b567ab9c8d39dfd76c732dece9d8653c7567031cc594ad')) f (name, checksum) ON f.name = m.name
+        ('0021_plans.sql', 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -170,11 +170,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0014_boundary_
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0021_plans.sql' AND checksum = 'e8dfa670210144ddd3b567ab9c8d39dfd76c732dece9d8653c7567031cc594ad') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0021_plans.sql' AND checksum = 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../schema/migrations/0021_plans.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0021_plans.sql', 'e8dfa670210144ddd3b567ab9c8d39dfd76c732dece9d8653c7567031cc594ad')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0021_plans.sql', 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -210,11 +210,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '21b5c79d4e178b0b45355532db09f59220809bca5e613622b1d14a0d98517c58') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '4be4d984a5a187a9c34ba9e873c7ecf6f4a645e80fcb330c23f94fc192cc1aad') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '21b5c79d4e178b0b45355532db09f59220809bca5e613622b1d14a0d98517c58')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '4be4d984a5a187a9c34ba9e873c7ecf6f4a645e80fcb330c23f94fc192cc1aad')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -242,19 +242,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/plans.sql' AND checksum = '17b66e2e4f7e743a570df803a94a1759fcc02b347ec53b83608f6b4bdbe8be6e') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/plans.sql' AND checksum = '2a61a1bfaa9976a08b4cb29cc978e4394943ffc283b23f8a7df58b552e113381') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/plans.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/plans.sql', '17b66e2e4f7e743a570df803a94a1759fcc02b347ec53b83608f6b4bdbe8be6e')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/plans.sql', '2a61a1bfaa9976a08b4cb29cc978e4394943ffc283b23f8a7df58b552e113381')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'fdfe8548d71c4604929c9e24fccbbc4591ac5053d27e7459f29ae35f7a5277d5') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'cafbb9c8134df799c909b4cbf8813944e172e8c29118843a15c7fcab4e168499') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'fdfe8548d71c4604929c9e24fccbbc4591ac5053d27e7459f29ae35f7a5277d5')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'cafbb9c8134df799c909b4cbf8813944e172e8c29118843a15c7fcab4e168499')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -378,11 +378,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/parallel_workers_not_launched/finding.sql' AND checksum = '353e8de19d51eaec4ee758817d2f7c5704866075a04526dfec96b3f82ffd2fe3') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/parallel_workers_not_launched/finding.sql' AND checksum = '124ba99ada42468bf56c838ef46cd644c9d96e81ad1628fc840c0b1969e03fbc') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/parallel_workers_not_launched/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/parallel_workers_not_launched/finding.sql', '353e8de19d51eaec4ee758817d2f7c5704866075a04526dfec96b3f82ffd2fe3')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/parallel_workers_not_launched/finding.sql', '124ba99ada42468bf56c838ef46cd644c9d96e81ad1628fc840c0b1969e03fbc')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -37,3 +37,8 @@ CREATE TABLE IF NOT EXISTS telemetry.plan_executions (
     query_text text NOT NULL
 ) PARTITION BY RANGE (captured_at);
 CREATE INDEX IF NOT EXISTS plan_executions_logged ON telemetry.plan_executions (server, logged_at);
+
+-- pg_stat_statements 1.12 (PostgreSQL 18): the parallel workers a statement's plans asked for
+-- and those it got, so that workers planned but not launched are seen without auto_explain.
+ALTER TABLE telemetry.statement_snapshots ADD COLUMN IF NOT EXISTS parallel_workers_to_launch bigint;
+ALTER TABLE telemetry.statement_snapshots ADD COLUMN IF NOT EXISTS parallel_workers_launched bigint;
