@@ -160,7 +160,8 @@ var measureData = []string{
 		1000000 + s.n % 1000, NULL, (s.n / 1440) * 100 + s.n % 100, 250 + s.n % 5000,
 		(SELECT jsonb_agg(jsonb_build_array(1000 * n, 900 * n + s.n % 100, 1) ORDER BY n) FROM generate_series(1, 12) n),
 		'{"work_mem": "64MB", "random_page_cost": "1.1"}', 0, 0,
-		'SELECT a, b, c FROM some_table_' || s.n % 1000 || ' JOIN other_table USING (id) WHERE id = $1 AND status = $2 ORDER BY created_at'
+		-- (chr(36): a dollar sign that is no parameter of this statement)
+		'SELECT a, b, c FROM some_table_' || s.n % 1000 || ' JOIN other_table USING (id) WHERE id = ' || chr(36) || '1 ORDER BY created_at'
 	FROM (SELECT id, captured_at, server, row_number() OVER (ORDER BY captured_at) - 1 AS n FROM telemetry.snapshots) s
 	WHERE s.n % 36 < 25`,
 }
