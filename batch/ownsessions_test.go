@@ -119,3 +119,68 @@ func TestFasterSamplingDuringARun(t *testing.T) {
 		})
 	}
 }
+
+// TestOwnSessionsBetweenStatements (issue 19, defect 2): while a run is in progress, at the
+// default flags, the wait sampler also reads the batch's own sessions between statements: a
+// session idle in its transaction, then idle, is the run's time under that state and its last
+// statement; another application's idle session is not read into the run, and the batch's
+// metrics stay those of its non-idle sessions.
+func TestOwnSessionsBetweenStatements(t *testing.T) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			dsn, pool := db(t, major, "pg-batch-exporter batch")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			runner := collectors.NewRunner(collectors.RunnerOptions{Pool: pool})
+			tr := NewTracker(Options{RunsDB: pool})
+			tr.Follow(runner.Waits())
+			go runner.Run(ctx)
+			go tr.Run(ctx)
+			bystander := pgtest.Connect(t, dsn, "reporting")
+			pgtest.MustExec(t, bystander, `SELECT 1`) // idle throughout
+			job := pgtest.Connect(t, dsn, "etl_between")
+			pgtest.MustExec(t, job, `SELECT telemetry.batch_begin('between')`)
+			tr.RefreshNow()
+			eventually(t, "the run", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "between"), 1) })
+			pgtest.MustExec(t, job, `BEGIN`)
+			pgtest.MustExec(t, job, `SELECT count(*) FROM pg_catalog.pg_class WHERE relname = 'between'`)
+			var pid int32
+			var lastQueryID int64
+			if err := job.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the statement's query_id", func() bool {
+				return pool.QueryRow(ctx, `SELECT coalesce(query_id, 0) FROM pg_stat_activity WHERE pid = $1 AND state = 'idle in transaction'`, pid).Scan(&lastQueryID) == nil && lastQueryID != 0
+			})
+			time.Sleep(2 * time.Second) // the application's own time, in the transaction
+			pgtest.MustExec(t, job, `COMMIT`)
+			time.Sleep(2 * time.Second) // and after it
+			pgtest.MustExec(t, job, `SELECT telemetry.batch_end('between')`)
+			tr.RefreshNow()
+			eventually(t, "the run's end", func() bool { return is(metric(t, tr, "pgbatch_batch_running", "between"), 0) })
+
+			byState := map[string]float64{}
+			var afterStatement float64 // idle in transaction under the statement (a sample between BEGIN and it: BEGIN's)
+			for _, w := range tr.TakeRunWaits() {
+				switch {
+				case !w.Own && w.State != collectors.SessionActive:
+					t.Errorf("another session's idle time booked to the run: %+v", w)
+				case w.Own:
+					byState[w.State] += w.Seconds
+					if w.State == "idle in transaction" && w.QueryID == lastQueryID {
+						afterStatement += w.Seconds
+					}
+				}
+			}
+			// 2 s each, read every 250 ms; a loaded machine's readings come late, not short.
+			if afterStatement < 1.5 || byState["idle"] < 1.5 {
+				t.Errorf("own session-seconds by state %v, %.2f s idle in transaction under its last statement; want about 2 idle in transaction under it and 2 idle",
+					byState, afterStatement)
+			}
+			if v := metric(t, tr, "pgbatch_batch_wait_event_seconds_total", "between", "Client", "ClientRead"); v != nil {
+				t.Errorf("idle time in the batch's wait metric (its non-idle sessions'): %.2f", *v)
+			}
+		})
+	}
+}

@@ -95,7 +95,7 @@ func TestDetectedRunOfOneSample(t *testing.T) {
 	}
 	tr := NewTracker(Options{Rules: rules, QuietPeriod: time.Second})
 	at := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
-	tr.Observe(at, time.Second, []collectors.SessionWait{{PID: 7, ApplicationName: "etl", WaitEventType: "Running", WaitEvent: "CPU", Count: 1}}, nil)
+	tr.Observe(at, time.Second, []collectors.SessionWait{{PID: 7, ApplicationName: "etl", State: collectors.SessionActive, WaitEventType: "Running", WaitEvent: "CPU", Count: 1}}, nil)
 	tr.Observe(at.Add(2*time.Second), time.Second, nil, nil)
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
@@ -114,13 +114,17 @@ func TestRunWaitsSplitOwnFromOthers(t *testing.T) {
 	}
 	tr := NewTracker(Options{Rules: rules, QuietPeriod: time.Minute})
 	at := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
-	other := collectors.SessionWait{PID: 9, ApplicationName: "reporting", WaitEventType: "Lock", WaitEvent: "relation", QueryID: 0, Count: 2}
+	other := collectors.SessionWait{PID: 9, ApplicationName: "reporting", State: collectors.SessionActive, WaitEventType: "Lock", WaitEvent: "relation", QueryID: 0, Count: 2}
 	tr.Observe(at, time.Second, []collectors.SessionWait{other}, nil) // no run yet
 	if got := tr.TakeRunWaits(); len(got) != 0 {
 		t.Fatalf("booked %v with no batch running", got)
 	}
-	own := collectors.SessionWait{PID: 7, ApplicationName: "etl", WaitEventType: "IO", WaitEvent: "BufFileWrite", QueryID: 42, Count: 1}
-	tr.Observe(at.Add(time.Second), time.Second, []collectors.SessionWait{own, other}, nil)
+	own := collectors.SessionWait{PID: 7, ApplicationName: "etl", State: collectors.SessionActive, WaitEventType: "IO", WaitEvent: "BufFileWrite", QueryID: 42, Count: 1}
+	// Between statements: an own session idle in its transaction after statement 42 is the
+	// run's time (by its state and last statement); another idle session is not.
+	ownIdle := collectors.SessionWait{PID: 8, ApplicationName: "etl", State: "idle in transaction", WaitEventType: "Client", WaitEvent: "ClientRead", QueryID: 42, Count: 1}
+	otherIdle := collectors.SessionWait{PID: 10, ApplicationName: "reporting", State: "idle", WaitEventType: "Client", WaitEvent: "ClientRead", Count: 1}
+	tr.Observe(at.Add(time.Second), time.Second, []collectors.SessionWait{own, other, ownIdle, otherIdle}, nil)
 	tr.Observe(at.Add(2*time.Second), 500*time.Millisecond, []collectors.SessionWait{own, other}, nil)
 	got := map[collectors.BatchWait]float64{}
 	for _, w := range tr.TakeRunWaits() {
@@ -129,8 +133,9 @@ func TestRunWaitsSplitOwnFromOthers(t *testing.T) {
 		got[w] = s
 	}
 	want := map[collectors.BatchWait]float64{
-		{Batch: "nightly", Own: true, PID: 7, WaitEventType: "IO", WaitEvent: "BufFileWrite", QueryID: 42}: 1.5,
-		{Batch: "nightly", Own: false, WaitEventType: "Lock", WaitEvent: "relation"}:                       3,
+		{Batch: "nightly", Own: true, PID: 7, State: collectors.SessionActive, WaitEventType: "IO", WaitEvent: "BufFileWrite", QueryID: 42}: 1.5,
+		{Batch: "nightly", Own: true, PID: 8, State: "idle in transaction", WaitEventType: "Client", WaitEvent: "ClientRead", QueryID: 42}:  1,
+		{Batch: "nightly", Own: false, State: collectors.SessionActive, WaitEventType: "Lock", WaitEvent: "relation"}:                       3,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("run waits %v, want %v", got, want)

@@ -117,6 +117,8 @@ type Tracker struct {
 	sampler *collectors.WaitSampler
 	// sampleTriggered is when a run last asked for a sample-tier collection.
 	sampleTriggered time.Time
+	// anyRunning is whether a batch ran at the last pace.
+	anyRunning bool
 }
 
 // openRun is a recorded run in progress and the session that began it.
@@ -317,18 +319,58 @@ const maxSessionNameBytes = 63
 func (t *Tracker) Follow(w *collectors.WaitSampler) {
 	w.Observe(t.Observe)
 	w.SessionBatches(t.sessionBatch)
+	w.ReadIdleSessions(t.idleSessions)
 	t.mu.Lock()
 	t.sampler = w
 	t.mu.Unlock()
 }
 
-// pace has the sampler read at its run interval while any batch runs (t.mu held).
+// pace has the sampler read at its run interval while any batch runs (t.mu held). When the
+// last run ends it asks for a sample-tier collection: the runs' last session-seconds
+// (TakeRunWaits) are then written at once, not at the next scheduled one, up to two
+// --tier.sample-interval away, while the run's diagnosis is asked for.
 func (t *Tracker) pace() bool {
 	running := slices.ContainsFunc(slices.Collect(maps.Values(t.batches)), (*state).running)
 	if t.sampler != nil {
 		t.sampler.BatchRunning(running)
 	}
+	if t.anyRunning && !running && t.o.Trigger != nil {
+		t.o.Trigger(collectors.TierSample)
+	}
+	t.anyRunning = running
 	return running
+}
+
+// idleSessions names the idle sessions that may be a running batch's own (batchOf tells which
+// are): none between runs, so that the sampler does not read every idle session of a large
+// server each interval for nothing.
+func (t *Tracker) idleSessions() collectors.IdleSessions {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out collectors.IdleSessions
+	for n, name := range t.names {
+		if s := t.batches[name]; s != nil && s.running() { // names outlive a forgotten batch
+			out.ApplicationNames = append(out.ApplicationNames, n)
+		}
+	}
+	for _, r := range t.o.Rules {
+		switch {
+		case !t.batches[r.Batch].running():
+		case r.User != "":
+			out.Roles = append(out.Roles, r.User)
+		default:
+			out.All = true // an application_name pattern: matched here, not in SQL
+		}
+	}
+	for _, r := range t.openRuns {
+		if r.pid != nil {
+			out.PIDs = append(out.PIDs, *r.pid)
+		}
+		if r.applicationName != "" {
+			out.ApplicationNames = append(out.ApplicationNames, r.applicationName)
+		}
+	}
+	return out
 }
 
 // sessionBatch names the batch a session is the own session of, or "".
@@ -355,8 +397,8 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 	}
 	for _, w := range waits {
 		name := t.batchOf(w)
-		if name == "" {
-			continue
+		if name == "" || w.State != collectors.SessionActive {
+			continue // an idle own session is in the run's waits (splitRunWaits), not its metrics
 		}
 		s := t.batches[name]
 		s.sessions += w.Count
@@ -409,8 +451,8 @@ func (t *Tracker) Observe(at time.Time, span time.Duration, waits []collectors.S
 const sampleTierInRunEvery = time.Second
 
 // splitRunWaits books the sample's session-seconds, for every batch running, to its own
-// sessions (by wait and the statement the sample shows) or to the other sessions (by wait):
-// what the run's findings judge. The sample's own seconds, at once: a session queued behind a
+// sessions (by state, wait and the statement the sample shows: an idle one's last) or to the
+// other non-idle sessions (by wait): what the run's findings judge. The sample's own seconds, at once: a session queued behind a
 // lock for the whole run has no statement yet, and its seconds are the run's.
 func (t *Tracker) splitRunWaits(span time.Duration, waits []collectors.SessionWait) {
 	for name, s := range t.batches {
@@ -418,9 +460,12 @@ func (t *Tracker) splitRunWaits(span time.Duration, waits []collectors.SessionWa
 			continue
 		}
 		for _, w := range waits {
-			k := collectors.BatchWait{Batch: name, Own: t.batchOf(w) == name, WaitEventType: w.WaitEventType, WaitEvent: w.WaitEvent}
+			k := collectors.BatchWait{Batch: name, Own: t.batchOf(w) == name, State: w.State, WaitEventType: w.WaitEventType, WaitEvent: w.WaitEvent}
+			if !k.Own && k.State != collectors.SessionActive {
+				continue
+			}
 			if k.Own {
-				k.QueryID, k.PID = w.QueryID, w.PID
+				k.QueryID, k.PID, k.Usename, k.Datname = w.QueryID, w.PID, w.Usename, w.Datname
 				if w.BackendStart != nil {
 					k.BackendStart = *w.BackendStart
 				}

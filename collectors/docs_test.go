@@ -115,7 +115,7 @@ func batchAndRecorderFamilies(t *testing.T) map[string]*dto.MetricFamily {
 	tracker := batch.NewTracker(batch.Options{Rules: rules, QuietPeriod: time.Minute, RunsDB: runs, RefreshEvery: 50 * time.Millisecond,
 		ReportURL: func(id int64) string { return fmt.Sprintf("http://localhost:9188/report/run/%d", id) }})
 	go tracker.Run(ctx)
-	tracker.Observe(time.Now(), time.Second, []collectors.SessionWait{{ApplicationName: "etl_load", WaitEventType: "IO", WaitEvent: "DataFileRead", Count: 1}}, nil)
+	tracker.Observe(time.Now(), time.Second, []collectors.SessionWait{{ApplicationName: "etl_load", State: collectors.SessionActive, WaitEventType: "IO", WaitEvent: "DataFileRead", Count: 1}}, nil)
 	pgtest.Eventually(t, 10*time.Second, "the recorded run's usual duration", func() bool {
 		reg := prometheus.NewPedanticRegistry()
 		reg.MustRegister(tracker)

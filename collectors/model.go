@@ -263,13 +263,17 @@ type ReplicationStat struct {
 	ReplayLag       *time.Duration
 }
 
-// BatchWait is session-seconds, while a batch runs, of its own sessions (Own: by wait and
-// statement, QueryID 0 where none was found) or of every other client session (by wait).
+// BatchWait is session-seconds, while a batch runs, of its own sessions (Own: by state, wait
+// and statement, QueryID 0 where none was found, an idle session's last statement) or of every
+// other non-idle client session (by wait).
 type BatchWait struct {
 	Batch         string
 	Own           bool
 	PID           int32     // an own session's (0 for the others)
 	BackendStart  time.Time // an own session's, telling a reused pid apart (zero for the others)
+	State         string    // SessionActive, or an own session's idle state (SessionWait.State)
+	Usename       string    // an own session's role ("" for the others)
+	Datname       string    // an own session's database ("" for the others)
 	WaitEventType string
 	WaitEvent     string
 	QueryID       int64

@@ -35,26 +35,50 @@ var (
 // left out), one row each, with the statement they run (query_id: 0 where the server computes
 // none, or before it knows it) and, for a session waiting on a lock before its query_id, the
 // query's text ($1 bytes at most; what a statement too short to be sampled once its lock is
-// granted is found by: see StatementWait).
-var SQLSessionWaits = `SELECT pid, coalesce(application_name, ''), coalesce(usename::text, ''), coalesce(wait_event_type, 'Running'), coalesce(wait_event, 'CPU'),
+// granted is found by: see StatementWait). Idle sessions only where $5 (every one) or where
+// their application_name ($2), role ($3) or pid ($4) may make them a running batch's own
+// (IdleSessions): between runs an idle session costs the reading nothing but its filter. An
+// idle session's query_id is its last statement's.
+var SQLSessionWaits = `SELECT pid, coalesce(application_name, ''), coalesce(usename::text, ''), coalesce(datname::text, ''),
+	CASE WHEN ` + SQLActiveState("state") + ` THEN 'active' ELSE state END,
+	coalesce(wait_event_type, 'Running'), coalesce(wait_event, 'CPU'),
 	coalesce(query_id, 0), query_start, backend_start,
 	CASE WHEN query_id IS NULL AND wait_event_type = 'Lock' THEN pg_catalog.left(query, $1) ELSE '' END
 FROM pg_stat_activity
-WHERE backend_type = 'client backend' AND ` + SQLActiveState("state") + `
+WHERE backend_type = 'client backend' AND (` + SQLActiveState("state") + `
+		OR (state LIKE 'idle%' AND ($5 OR application_name = ANY ($2) OR usename = ANY ($3) OR pid = ANY ($4))))
 	AND ` + sqlNotOwnSession
+
+// IdleSessions are the idle sessions the wait sampler reads besides the non-idle ones: those
+// that may be a running batch's own, by application_name, role or pid, or every one (All: a
+// running batch's rule matches application_names by a pattern). The zero value: none.
+type IdleSessions struct {
+	ApplicationNames []string
+	Roles            []string
+	PIDs             []int32
+	All              bool
+}
+
+// SessionActive is SessionWait.State of a session that is not idle (pg_stat_activity's
+// active, fastpath function call, ...).
+const SessionActive = "active"
 
 // SessionWait is one session in the wait sampler's reading.
 type SessionWait struct {
 	PID             int32
 	ApplicationName string
 	Usename         string // the role it logged in as
-	WaitEventType   string
-	WaitEvent       string
-	QueryID         int64 // 0: unknown
-	QueryStart      *time.Time
-	BackendStart    *time.Time // tells a reused pid apart
-	QueryText       string     // only of a session waiting on a lock without a query_id
-	Count           int        // sessions this stands for (1 from the sampler)
+	Datname         string // its database
+	// State is SessionActive, or pg_stat_activity's idle state (idle, idle in transaction,
+	// idle in transaction (aborted)) of a batch's own session read between its statements.
+	State         string
+	WaitEventType string
+	WaitEvent     string
+	QueryID       int64 // 0: unknown
+	QueryStart    *time.Time
+	BackendStart  *time.Time // tells a reused pid apart
+	QueryText     string     // only of a session waiting on a lock without a query_id
+	Count         int        // sessions this stands for (1 from the sampler)
 }
 
 // SessionTime is the session-seconds one sampled session stands for, with its statement:
@@ -72,8 +96,9 @@ type SessionTime struct {
 	BeforeQueryID bool
 }
 
-// WaitObserver sees each wait sample with the time it stands for (batch attribution uses it)
-// and the session-seconds attributed to statements by this sample: those of this sample
+// WaitObserver sees each wait sample with the time it stands for (batch attribution uses it),
+// the idle sessions read (ReadIdleSessions) among its sessions by their State, and the
+// session-seconds attributed to statements by this sample: those of this sample
 // whose statement is known, and those of the previous sample that waited for this one.
 type WaitObserver func(at time.Time, span time.Duration, waits []SessionWait, attributed []SessionTime)
 
@@ -135,6 +160,8 @@ type WaitSampler struct {
 	observers []WaitObserver
 	// sessionBatch names the batch a sampled session is the own session of ("": none).
 	sessionBatch func(SessionWait) string
+	// idleSessions names the idle sessions read besides the non-idle (nil: none).
+	idleSessions func() IdleSessions
 
 	// Statement attribution.
 	running      map[int32]runningQuery         // the previous sample's sessions with a query_id
@@ -195,6 +222,15 @@ func (w *WaitSampler) SessionBatches(f func(SessionWait) string) {
 	w.sessionBatch = f
 }
 
+// ReadIdleSessions has each sample also read the idle sessions f names (the batch tracker's
+// running batches' own sessions between statements): they go to the observers only, with
+// their State; the wait totals and statement seconds stay those of the non-idle sessions.
+func (w *WaitSampler) ReadIdleSessions(f func() IdleSessions) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.idleSessions = f
+}
+
 // Sample reads pg_stat_activity once and adds count × elapsed to each wait. The span a sample
 // stands for is capped at two intervals, so an outage is not booked to the waits seen after it.
 // (The runner samples on its own schedule, each sample standing for its stratum: see every.)
@@ -212,8 +248,9 @@ func (w *WaitSampler) Sample(ctx context.Context) error {
 // waits on a lock, it takes a lock sample right after.
 func (w *WaitSampler) sample(ctx context.Context, spanAt func(now time.Time) time.Duration) error {
 	start := time.Now()
-	waits, err := w.read(ctx)
+	sessions, err := w.read(ctx)
 	now := time.Now()
+	waits := slices.DeleteFunc(slices.Clone(sessions), func(s SessionWait) bool { return s.State != SessionActive })
 	batches := w.batchesOf(waits)
 	lockSample := err == nil && w.locks != nil && slices.ContainsFunc(waits, func(s SessionWait) bool { return s.WaitEventType == "Lock" })
 	var locks []LockWait
@@ -257,7 +294,7 @@ func (w *WaitSampler) sample(ctx context.Context, spanAt func(now time.Time) tim
 	observers := w.observers
 	w.mu.Unlock()
 	for _, o := range observers {
-		o(now, span, waits, attributed)
+		o(now, span, sessions, attributed)
 	}
 	return nil
 }
@@ -374,13 +411,21 @@ func sameQuery(running map[int32]runningQuery, s SessionWait) int64 {
 const waitQueryTextBytes = 1024
 
 func (w *WaitSampler) read(ctx context.Context) ([]SessionWait, error) {
-	rows, err := w.pool.Query(ctx, SQLSessionWaits, waitQueryTextBytes)
+	w.mu.Lock()
+	f := w.idleSessions
+	w.mu.Unlock()
+	var idle IdleSessions
+	if f != nil {
+		idle = f()
+	}
+	// A nil list is NULL: = ANY (NULL) matches nothing.
+	rows, err := w.pool.Query(ctx, SQLSessionWaits, waitQueryTextBytes, idle.ApplicationNames, idle.Roles, idle.PIDs, idle.All)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoConnection, err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (SessionWait, error) {
 		s := SessionWait{Count: 1}
-		err := r.Scan(&s.PID, &s.ApplicationName, &s.Usename, &s.WaitEventType, &s.WaitEvent, &s.QueryID, &s.QueryStart, &s.BackendStart, &s.QueryText)
+		err := r.Scan(&s.PID, &s.ApplicationName, &s.Usename, &s.Datname, &s.State, &s.WaitEventType, &s.WaitEvent, &s.QueryID, &s.QueryStart, &s.BackendStart, &s.QueryText)
 		return s, err
 	})
 }

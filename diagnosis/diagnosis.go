@@ -23,13 +23,34 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// Finding is one row of telemetry.diagnose(): a pattern seen in the window.
+// Finding is one row of telemetry.diagnose(): a pattern seen in the window; of a run
+// (telemetry.run_diagnosis), a cause of its extra time, a caveat or a pattern of its window.
 type Finding struct {
 	Pattern        string          `json:"pattern"`
 	Severity       string          `json:"severity"` // critical, warning or info
 	Summary        string          `json:"summary"`
 	Evidence       json.RawMessage `json:"evidence"`
 	Recommendation *string         `json:"recommendation"`
+	// ExplainedSeconds are the seconds of the run's extra time a cause explains, and
+	// ShareOfExtraPct their share of it; Children the statements whose time it is.
+	ExplainedSeconds *float64 `json:"explained_seconds,omitempty"`
+	ShareOfExtraPct  *float64 `json:"share_of_extra_pct,omitempty"`
+	Children         []Child  `json:"children,omitempty"`
+}
+
+// Child is a statement under a run's cause: its seconds of the run in that cause (Buckets:
+// CPU, the waits), against the median of its baseline runs. Shared: other sessions ran it
+// too, so pg_stat_statements' counters are not the batch's alone and it is judged on its
+// sampled own seconds; else Statistics are its pg_stat_statements evidence (run_statements).
+type Child struct {
+	QueryID         int64           `json:"queryid"`
+	Query           *string         `json:"query"`
+	Buckets         string          `json:"buckets"`
+	Seconds         float64         `json:"seconds"`
+	BaselineSeconds float64         `json:"baseline_seconds"`
+	ExtraSeconds    float64         `json:"extra_seconds"`
+	Shared          bool            `json:"shared"`
+	Statistics      json.RawMessage `json:"statistics,omitempty"`
 }
 
 // Measure is one row of telemetry.diagnose_run(): a measure of the run against the median of
@@ -66,7 +87,12 @@ type Report struct {
 	To       time.Time `json:"to"`
 	Run      *Run      `json:"run,omitempty"`
 	Findings []Finding `json:"findings"`
-	Baseline []Measure `json:"baseline,omitempty"`
+	// ExtraSeconds is how much longer the run took than its baseline median, and
+	// UnexplainedSeconds what of it no cause explains, where the run was judged against a
+	// baseline by its own sessions' account.
+	ExtraSeconds       *float64  `json:"extra_seconds,omitempty"`
+	UnexplainedSeconds *float64  `json:"unexplained_seconds,omitempty"`
+	Baseline           []Measure `json:"baseline,omitempty"`
 	// Statements are the run's top statements by time beyond their baseline median
 	// (telemetry.run_statements), where pg_stat_statements was recorded.
 	Statements []Statement `json:"statements,omitempty"`
@@ -232,33 +258,16 @@ func ForRun(ctx context.Context, q Querier, runID int64) (*Report, error) {
 	if r.EndedAt != nil {
 		rep.To = *r.EndedAt
 	}
-	if rep.Findings, err = findings(ctx, q, `SELECT pattern, severity, summary, evidence, recommendation FROM telemetry.diagnose_run_findings($1)`, runID); err != nil {
+	// One call: the findings, the measures and the statements, each computed once.
+	var diagnosed []byte
+	if err := q.QueryRow(ctx, `SELECT telemetry.run_diagnosis($1, $2)`, runID, ReportStatements).Scan(&diagnosed); err != nil {
 		return nil, err
 	}
-	rows, _ := q.Query(ctx, `SELECT rank, measure, pattern, unit, value::float8, baseline_median::float8, baseline_runs,
-		change_pct::float8, score::float8, summary FROM telemetry.diagnose_run($1)`, runID)
-	rep.Baseline, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Measure, error) {
-		var m Measure
-		err := row.Scan(&m.Rank, &m.Measure, &m.Pattern, &m.Unit, &m.Value, &m.BaselineMedian, &m.BaselineRuns,
-			&m.ChangePct, &m.Score, &m.Summary)
-		return m, err
-	})
-	if err != nil {
-		return nil, err
+	if err := json.Unmarshal(diagnosed, rep); err != nil {
+		return nil, fmt.Errorf("run_diagnosis(%d): %w", runID, err)
 	}
-	rows, _ = q.Query(ctx, `SELECT rank, queryid, query, status, seconds::float8, baseline_seconds::float8, extra_seconds::float8,
-		calls, baseline_calls::float8, rows, seconds_per_call::float8, baseline_seconds_per_call::float8,
-		blocks_per_call::float8, temp_per_call::float8, wal_bytes, top_wait
-		FROM telemetry.run_statements($1) WHERE rank <= $2 ORDER BY rank`, runID, ReportStatements)
-	rep.Statements, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Statement, error) {
-		var st Statement
-		err := row.Scan(&st.Rank, &st.QueryID, &st.Query, &st.Status, &st.Seconds, &st.BaselineSeconds, &st.ExtraSeconds,
-			&st.Calls, &st.BaselineCalls, &st.Rows, &st.SecondsPerCall, &st.BaselinePerCall,
-			&st.BlocksPerCall, &st.TempPerCall, &st.WALBytes, &st.TopWait)
-		return st, err
-	})
-	if err != nil {
-		return nil, err
+	for i := range rep.Findings {
+		rep.Findings[i].orInfo()
 	}
 	if r.EndedAt == nil {
 		if err := rep.addSoFar(ctx, q, runID); err != nil {
@@ -291,11 +300,16 @@ func findings(ctx context.Context, q Querier, sql string, args ...any) ([]Findin
 		var f Finding
 		var severity, summary pgtype.Text
 		err := row.Scan(&f.Pattern, &severity, &summary, &f.Evidence, &f.Recommendation)
-		// A row without a grade or a summary (a rule's bug, or a schema another version
-		// installed) is shown as info, not fatal to the whole report.
-		f.Severity, f.Summary = cmp.Or(severity.String, "info"), cmp.Or(summary.String, "(no summary)")
+		f.Severity, f.Summary = severity.String, summary.String
+		f.orInfo()
 		return f, err
 	})
+}
+
+// orInfo shows a finding without a grade or a summary (a rule's bug, or a schema another
+// version installed) as info, not fatal to the whole report.
+func (f *Finding) orInfo() {
+	f.Severity, f.Summary = cmp.Or(f.Severity, "info"), cmp.Or(f.Summary, "(no summary)")
 }
 
 // timeLayouts are the local-time forms ParseTime accepts besides RFC 3339.

@@ -43,9 +43,20 @@ func (r *Report) Text(w io.Writer) error {
 	} else {
 		ew.printf("Window %s to %s (%s)\n", from.Format(layout), to.Format(layout), to.Sub(from).Round(time.Second))
 	}
+	r.extraText(ew)
 	for _, f := range r.Findings {
-		ew.printf("\n%-8s  %s\n", strings.ToUpper(f.Severity), f.Pattern)
-		ew.printf("  %s\n", f.Summary)
+		ew.printf("\n%-8s  %s", strings.ToUpper(f.Severity), f.Pattern)
+		if f.ExplainedSeconds != nil && f.ShareOfExtraPct != nil {
+			ew.printf("  %s s, %.0f%% of the extra time", signedSeconds(*f.ExplainedSeconds), *f.ShareOfExtraPct)
+		}
+		ew.printf("\n  %s\n", f.Summary)
+		for _, c := range f.Children {
+			shared := ""
+			if c.Shared {
+				shared = " (shared with other sessions)"
+			}
+			ew.printf("    %8s s  %s%s\n", signedSeconds(c.ExtraSeconds), statementText(c.Query, c.QueryID), shared)
+		}
 		if f.Recommendation != nil {
 			ew.printf("  Fix: %s\n", *f.Recommendation)
 		}
@@ -59,6 +70,44 @@ func (r *Report) Text(w io.Writer) error {
 		r.baselineText(ew)
 	}
 	return ew.err
+}
+
+// extraText splits a run's extra time by cause, on one line: what the report's bar shows.
+func (r *Report) extraText(ew *errWriter) {
+	if r.ExtraSeconds == nil {
+		return
+	}
+	ew.printf("\nExtra time against the baseline median: %s s", signedSeconds(*r.ExtraSeconds))
+	var parts []string
+	for _, f := range r.Findings {
+		if f.ExplainedSeconds != nil {
+			parts = append(parts, fmt.Sprintf("%s %s s", f.Pattern, signedSeconds(*f.ExplainedSeconds)))
+		}
+	}
+	if r.UnexplainedSeconds != nil {
+		parts = append(parts, fmt.Sprintf("not explained %s s", signedSeconds(*r.UnexplainedSeconds)))
+	}
+	if len(parts) > 0 {
+		ew.printf(" = %s", strings.Join(parts, " + "))
+	}
+	ew.printf("\n")
+}
+
+func signedSeconds(v float64) string { return fmt.Sprintf("%+.1f", v) }
+
+// statementText is a statement on one line, at most 60 characters (queryid N without its text).
+func statementText(query *string, queryID int64) string {
+	text := fmt.Sprintf("queryid %d", queryID)
+	if queryID == 0 {
+		text = "(statement unknown)"
+	}
+	if query != nil {
+		text = strings.Join(strings.Fields(*query), " ")
+	}
+	if len([]rune(text)) > 60 {
+		text = string([]rune(text)[:59]) + "…"
+	}
+	return text
 }
 
 // usualText says how the run in progress stands against its batch's usual duration.
@@ -111,13 +160,7 @@ func (r *Report) statementsText(ew *errWriter) {
 		if s.Rank > TextStatements {
 			break
 		}
-		text := fmt.Sprintf("queryid %d", s.QueryID)
-		if s.Query != nil {
-			text = strings.Join(strings.Fields(*s.Query), " ")
-		}
-		if len([]rune(text)) > 60 {
-			text = string([]rune(text)[:59]) + "…"
-		}
+		text := statementText(s.Query, s.QueryID)
 		calls := "-"
 		if s.Calls != nil {
 			calls = fmt.Sprint(*s.Calls)

@@ -13,8 +13,8 @@ import (
 )
 
 // A run in progress that hangs on a lock another session holds is diagnosed up to now: it
-// is found as the batch's current run, said to be still running, the lock and its holder are
-// named, and its measures are set against its baseline runs' whole and same elapsed part.
+// is found as the batch's current run, said to be still running, the lock is the cause of its
+// extra time so far, its holder named, and its measures are set against its baseline runs' whole and same elapsed part.
 // Without a run in progress, --run current says so.
 func TestRunInProgress(t *testing.T) {
 	for _, major := range lab.Majors {
@@ -64,8 +64,8 @@ func TestRunInProgress(t *testing.T) {
 			if rep.Usual == nil || rep.Usual.BaselineRuns != 3 || rep.Usual.P90Seconds < 0.4 || rep.Usual.P90Seconds > 5 {
 				t.Errorf("usual duration %+v, want 3 runs of about 0.5 s", rep.Usual)
 			}
-			if len(rep.Findings) == 0 || rep.Findings[0].Pattern != "lock_contention" || !strings.Contains(rep.Findings[0].Summary, "reporting") {
-				t.Errorf("first finding %+v, want lock_contention naming the holder (reporting)", rep.Findings)
+			if len(rep.Findings) == 0 || rep.Findings[0].Pattern != "lock_wait" || !strings.Contains(rep.Findings[0].Summary, "reporting") {
+				t.Errorf("first finding %+v, want lock_wait naming the holder (reporting)", rep.Findings)
 			}
 			soFar := map[string]SoFarMeasure{}
 			for _, m := range rep.SoFar {

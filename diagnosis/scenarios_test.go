@@ -25,6 +25,17 @@ func TestCleanRunScenario(t *testing.T) {
 		}})
 }
 
+// A run like its baseline runs finds nothing above info: no cause explains extra time it did
+// not take, and the window's patterns are context.
+func TestCleanRunAgainstBaseline(t *testing.T) {
+	lab.RunSlow(t, lab.SlowRun{Want: "",
+		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+			lab.CPU(t, c, time.Second)
+			lab.MustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
+			lab.MustExec(t, c, `SELECT pg_sleep($1)`, 0.5)
+		}})
+}
+
 // TestBackToBackRunsOwnBoundaries (issue 19, defect 4): a run that begins as the previous one
 // ends, within --recorder.request-min-interval of its boundaries, starts on a statement read
 // of its own: the previous run's last statement is not the next run's (a false more_work).

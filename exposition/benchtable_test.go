@@ -37,6 +37,7 @@ func TestBenchTable(t *testing.T) {
 		{"collection and scrape", benchCollectionAndScrape},
 		{"database time", benchDatabaseTime},
 		{"wait sampler cost", benchWaitSamplerCost},
+		{"idle sessions read", benchIdleSessionsCost},
 		{"wait fidelity", benchWaitFidelity},
 		{"statements", benchStatements},
 		{"workload overhead", benchWorkloadOverhead},

@@ -43,7 +43,7 @@ func benchWaitSamplerCost(t *testing.T, full bool) benchSection {
 		opened = n
 		// The default, the faster one while a batch runs, and the least allowed.
 		for _, interval := range []time.Duration{collectors.DefaultWaitSampleEvery, collectors.DefaultRunWaitSampleEvery, 100 * time.Millisecond} {
-			rows = append(rows, measureWaitSampler(t, dsn, srv.DataDir != "", interval, window, n))
+			rows = append(rows, measureWaitSampler(t, dsn, srv.DataDir != "", interval, window, n, collectors.IdleSessions{}))
 		}
 	}
 	return benchSection{
@@ -97,9 +97,70 @@ func sleepingSessions(t *testing.T, dsn string, add, total int) {
 	})
 }
 
+// benchIdleSessionsCost measures what reading a running batch's own idle sessions costs the
+// wait sampler (issue 19) with 10 sessions in pg_sleep and 100 or 500 idle ones (short: 10
+// idle): between runs (every 1 s) no idle session is read, only filtered out by the server;
+// while a batch runs (every 250 ms), those that may be its own by name (none of these), or
+// every idle one (a running batch's rule matches application_names by a pattern).
+func benchIdleSessionsCost(t *testing.T, full bool) benchSection {
+	idle, window := []int{10}, 2*time.Second
+	srv := pgtest.Start(t, latestMajor())
+	if full {
+		idle, window = []int{100, 500}, 40*time.Second
+		srv = pgtest.StartWith(t, latestMajor(), pgtest.Options{Private: true, Settings: map[string]string{"max_connections": "600"}})
+	}
+	dsn := srv.NewDatabase(t)
+	const sleeping = 10
+	sleepingSessions(t, dsn, sleeping, sleeping)
+	var rows [][]string
+	opened := 0
+	for _, n := range idle {
+		idleSessions(t, dsn, n-opened)
+		opened = n
+		for _, read := range []struct {
+			what     string
+			interval time.Duration
+			idle     collectors.IdleSessions
+			seen     int
+		}{
+			{"between runs: none", collectors.DefaultWaitSampleEvery, collectors.IdleSessions{}, sleeping},
+			{"in a run: by name", collectors.DefaultRunWaitSampleEvery, collectors.IdleSessions{ApplicationNames: []string{"etl_nightly"}}, sleeping},
+			{"in a run: every one", collectors.DefaultRunWaitSampleEvery, collectors.IdleSessions{All: true}, sleeping + n},
+		} {
+			row := measureWaitSampler(t, dsn, srv.DataDir != "", read.interval, window, read.seen, read.idle)
+			rows = append(rows, append([]string{fmt.Sprint(n), read.what}, row[1:]...))
+		}
+	}
+	return benchSection{
+		title: fmt.Sprintf("Idle sessions read: PostgreSQL %d; %d client sessions in pg_sleep and the idle ones; CPU over %s of readings, as %% of one core",
+			latestMajor(), sleeping, window),
+		header: []string{"idle sessions", "idle sessions read", "interval", "readings", "reading mean (wall)", "exporter CPU (this process)",
+			"backend CPU (the sampler's session)"},
+		rows: rows,
+	}
+}
+
+// idleSessions opens n sessions that stay idle until the test ends.
+func idleSessions(t *testing.T, dsn string, n int) {
+	t.Helper()
+	connecting := make(chan struct{}, 8) // connections opened at once
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			connecting <- struct{}{}
+			defer func() { <-connecting }()
+			pgtest.Connect(t, dsn, "bench idle")
+		}()
+	}
+	wg.Wait()
+}
+
 // measureWaitSampler reads pg_stat_activity as the wait sampler does, every interval for
-// window, through a pool of one connection, and returns the row of the cost table.
-func measureWaitSampler(t *testing.T, dsn string, localBackend bool, interval, window time.Duration, sessions int) []string {
+// window, through a pool of one connection, with the idle sessions idle names read too, and
+// returns the row of the cost table; sessions is how many the last reading must see.
+func measureWaitSampler(t *testing.T, dsn string, localBackend bool, interval, window time.Duration, sessions int, idle collectors.IdleSessions) []string {
 	t.Helper()
 	ctx := context.Background()
 	pool := samplerPool(t, dsn, 1)
@@ -113,6 +174,7 @@ func measureWaitSampler(t *testing.T, dsn string, localBackend bool, interval, w
 	}
 	pid := backend()
 	w := collectors.NewWaitSampler(pool, interval, slog.New(slog.DiscardHandler))
+	w.ReadIdleSessions(func() collectors.IdleSessions { return idle })
 	var seen int
 	w.Observe(func(_ time.Time, _ time.Duration, waits []collectors.SessionWait, _ []collectors.SessionTime) {
 		seen = len(waits)

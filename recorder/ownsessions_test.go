@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,8 +17,8 @@ import (
 // run in which the batch spills a sort to disk. The run's diagnosis blames the spill and
 // names the other sessions' lock waits as info, not as the batch's: the batch tracker books
 // the sampler's seconds to the run's own sessions and to the others apart. When the batch
-// itself queues behind a lock, lock_contention stays a finding, with its own seconds and its own
-// blocker, though another application waited longer behind another.
+// itself queues behind a lock, lock_wait is a cause of its extra time, with its own blocker,
+// though another application waited longer behind another.
 func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
@@ -64,9 +63,15 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 
 		fs := findings(t, c, spill)
 		t.Logf("spill while others wait on locks: %v", fs)
-		if len(fs) == 0 || fs[0]["severity"] == "info" ||
-			!(fs[0]["pattern"] == "temp_file_spills" || strings.Contains(fs[0]["summary"].(string), "it spilled to disk")) {
-			t.Errorf("first finding %v, want the batch's spill (temp_file_spills, or its sort statement: it spilled to disk)", fs)
+		// The run is judged by its extra time (issue 19): a spill that made it slower is its
+		// temp_spill cause (diagnosis/findings/temp_spill's scenario); here the window's
+		// temp_file_spills says the spill was the batch's own, whatever the run's time.
+		spilled := false
+		for _, f := range fs {
+			spilled = spilled || f["pattern"] == "temp_file_spills" && strings.Contains(f["summary"].(string), "The batch's own statements spilled")
+		}
+		if !spilled {
+			t.Errorf("findings %v, want temp_file_spills naming the batch's own spill", fs)
 		}
 		notTheBatchs(t, c, spill, "reports")
 		var lock map[string]any
@@ -157,16 +162,17 @@ func TestRunJudgedOnItsOwnSessions(t *testing.T) {
 		blocked := e.batchRun(job, body("256MB", true))
 		fs = findings(t, c, blocked)
 		t.Logf("the batch blocked: %v", fs)
-		lock = nil
-		for _, f := range fs {
-			if f["pattern"] == "lock_contention" {
-				lock = f
-			}
-		}
 		notTheBatchs(t, c, blocked, "reports")
-		if lock == nil || lock["severity"] == "info" || !strings.Contains(lock["summary"].(string), "The batch's own sessions waited") ||
-			!strings.Contains(lock["summary"].(string), "mostly behind pid") || !strings.Contains(strings.SplitN(lock["summary"].(string), ";", 2)[0], "(migration) on public.work") {
-			t.Errorf("lock_contention %v, want the batch's own lock wait, behind the migration on work", lock)
+		// Its own lock waits, with their holder: what its lock_wait cause names.
+		if b := pgtest.Query(t, c, `SELECT blocking_app, locked_relation, blocked_seconds FROM telemetry._run_own_blockers($1)`, blocked); len(b) != 1 ||
+			b[0]["blocking_app"] != "migration" || b[0]["locked_relation"] != "public.work" || numeric(t, b[0]["blocked_seconds"]) < 1.5 {
+			t.Errorf("_run_own_blockers %v, want the batch's own lock wait alone, behind the migration on work", b)
+		}
+		for _, f := range fs {
+			if f["pattern"] == "lock_wait" && (!strings.Contains(f["summary"].(string), "(application migration,") ||
+				strings.Contains(f["summary"].(string), "nightly-report")) {
+				t.Errorf("lock_wait %v, want it behind the migration, not the report's holder", f)
+			}
 		}
 	})
 }
@@ -182,160 +188,10 @@ func notTheBatchs(t *testing.T, c *pgx.Conn, runID int64, other string) {
 	}
 	for _, f := range findings(t, c, runID) {
 		switch f["pattern"] {
-		case "statement_regression", "more_work", "new_statement":
+		case "statement_regression", "more_work", "new_statement", "io_wait", "cpu_contention":
 			if s := f["summary"].(string); strings.Contains(s, other) {
 				t.Errorf("run %d: %s blames another application's statement: %s", runID, f["pattern"], s)
 			}
 		}
 	}
-}
-
-// slowRows is a COPY source that takes its time: an application that produces its rows slowly.
-type slowRows struct {
-	n, i  int
-	pause time.Duration
-}
-
-func (s *slowRows) Next() bool {
-	if s.i >= s.n {
-		return false
-	}
-	s.i++
-	time.Sleep(s.pause)
-	return true
-}
-func (s *slowRows) Values() ([]any, error) { return []any{s.i, 0}, nil }
-func (s *slowRows) Err() error             { return nil }
-
-// TestClientBoundRunJudged: the batch's COPY is fed slowly by its application, the server
-// waiting on ClientRead with the statement running: client_wait is the first finding, blaming
-// the application or the network, not the database. Runs with the usual feed have none.
-func TestClientBoundRunJudged(t *testing.T) {
-	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
-		e := newEnv(t, srv)
-		e.withTracker()
-		c := e.conn()
-		e.exec(`CREATE TABLE loaded (id int, v int)`)
-		job := pgtest.Connect(t, e.dsn, "etl")
-		body := func(pause time.Duration) func() {
-			return func() {
-				if _, err := job.CopyFrom(context.Background(), pgx.Identifier{"loaded"}, []string{"id", "v"}, &slowRows{n: 200, pause: pause}); err != nil {
-					t.Error(err)
-				}
-				pgtest.MustExec(t, job, `SELECT pg_sleep(0.5)`)
-			}
-		}
-		e.record(collectors.TierSnapshot)
-		var clean int64
-		for range 3 {
-			clean = e.batchRun(job, body(0))
-		}
-		for _, f := range findings(t, c, clean) {
-			if f["pattern"] == "client_wait" {
-				t.Errorf("a run fed as usual: %v", f)
-			}
-		}
-		slow := e.batchRun(job, body(10*time.Millisecond))
-		fs := findings(t, c, slow)
-		t.Logf("slow feed: %v", fs)
-		if len(fs) == 0 || fs[0]["pattern"] != "client_wait" || !strings.Contains(fs[0]["summary"].(string), "Client:ClientRead") {
-			t.Errorf("findings %v, want client_wait first, mostly Client:ClientRead", fs)
-		}
-	})
-}
-
-// TestDiagnoseBusyNeighbours: the batch's CPU-bound statement runs slower per call while eight
-// sessions of another application keep the server's CPUs busy (a report moved into the
-// batch's window): its statement_regression names the other sessions as the cause, not a plan.
-func TestDiagnoseBusyNeighbours(t *testing.T) {
-	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
-		e := newEnv(t, srv)
-		e.withTracker()
-		c := e.conn()
-		e.exec(`CREATE EXTENSION pg_stat_statements`)
-		job := pgtest.Connect(t, e.dsn, "etl")
-		const crunch = `SELECT count(*) FROM (SELECT generate_series(1, 400000) AS g) s WHERE g % 7 = $1`
-		body := func() {
-			for i := range 60 {
-				pgtest.MustExec(t, job, crunch, i%7)
-			}
-		}
-		e.record(collectors.TierSnapshot)
-		for range 3 {
-			e.batchRun(job, body)
-		}
-		ctx, stop := context.WithCancel(context.Background())
-		var hogs sync.WaitGroup
-		// Eight, so that they outweigh what else a loaded test machine runs.
-		for range 8 {
-			hog := pgtest.Connect(t, e.dsn, "reporting")
-			hogs.Add(1)
-			go func() {
-				defer hogs.Done()
-				_, _ = hog.Exec(ctx, `SELECT sum(i) FROM (SELECT generate_series(1, 1000000000) AS i) s`)
-			}()
-		}
-		busy := e.batchRun(job, body)
-		stop()
-		hogs.Wait()
-		fs := findings(t, c, busy)
-		t.Logf("busy neighbours: %v\n%v\n%v", fs, pgtest.Query(t, c, `SELECT rank, query, seconds, baseline_seconds, seconds_per_call, baseline_seconds_per_call, top_wait FROM telemetry.run_statements($1) ORDER BY rank LIMIT 3`, busy),
-			pgtest.Query(t, c, `SELECT * FROM telemetry.run_session_waits($1)`, busy))
-		if len(fs) == 0 || fs[0]["pattern"] != "statement_regression" || !strings.Contains(fs[0]["summary"].(string), "generate_series") ||
-			!strings.Contains(fs[0]["summary"].(string), "competed with it for the server") {
-			t.Errorf("findings %v, want the batch's statement first, slower because other sessions competed for the server", fs)
-		}
-		notTheBatchs(t, c, busy, "sum(i)")
-	})
-}
-
-// TestDiagnoseBatchBlocksItself: two sessions of the batch update the same rows, and one waits
-// for the other's transaction: the run's lock_contention says the batch's sessions wait for
-// each other, and recommends splitting their work, not moving another application's.
-func TestDiagnoseBatchBlocksItself(t *testing.T) {
-	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
-		e := newEnv(t, srv)
-		e.withTracker()
-		c := e.conn()
-		e.exec(`CREATE EXTENSION pg_stat_statements;
-			CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 1000) g`)
-		job := pgtest.Connect(t, e.dsn, "etl")
-		worker := pgtest.Connect(t, e.dsn, "etl") // shares the beginning session's name: the run's
-		const post = `UPDATE accounts SET balance = balance + 1 WHERE id <= $1`
-		body := func(overlap bool) func() {
-			return func() {
-				pgtest.MustExec(t, worker, `BEGIN`)
-				pgtest.MustExec(t, worker, post, 500)
-				if overlap {
-					time.AfterFunc(2500*time.Millisecond, func() { _, _ = worker.Exec(context.Background(), `COMMIT`) })
-					pgtest.MustExec(t, job, post, 1000) // waits for the worker's rows
-				} else {
-					pgtest.MustExec(t, worker, `COMMIT`)
-					pgtest.MustExec(t, job, post, 1000)
-				}
-				pgtest.MustExec(t, job, `SELECT pg_sleep(0.5)`)
-			}
-		}
-		e.record(collectors.TierSnapshot)
-		for range 3 {
-			e.batchRun(job, body(false))
-		}
-		run := e.batchRun(job, body(true))
-		fs := findings(t, c, run)
-		t.Logf("the batch blocks itself: %v", fs)
-		var lock map[string]any
-		for _, f := range fs {
-			if f["pattern"] == "lock_contention" {
-				lock = f
-			}
-		}
-		if lock == nil || lock["severity"] == "info" || !strings.Contains(lock["summary"].(string), "the batch's own session, pid") ||
-			!strings.Contains(lock["summary"].(string), "its sessions wait for each other") {
-			t.Errorf("lock_contention %v, want the batch's own sessions waiting for each other", lock)
-		}
-		rec := pgtest.Query(t, c, `SELECT recommendation FROM telemetry.diagnose_run_findings($1) WHERE pattern = 'lock_contention'`, run)
-		if len(rec) != 1 || !strings.Contains(rec[0]["recommendation"].(string), "block each other") {
-			t.Errorf("recommendation %v, want the batch's sessions' own contention addressed", rec)
-		}
-	})
 }

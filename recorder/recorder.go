@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -98,6 +99,9 @@ type Recorder struct {
 	queuedRows  int
 	replication []collectors.ReplicationStat // from the latest sample, for the next snapshot
 	statements  statementDeltas
+	// runStarts are batch_begin's snapshot requests not yet served: the next snapshot taken
+	// after each is its run's start read (batch_runs.start_snapshot_at).
+	runStarts   []runStart
 	wake        chan struct{}
 	partitioned map[string]bool // UTC days whose partitions exist
 	tables      []collectionTable
@@ -168,6 +172,9 @@ func (r *Recorder) Consume(c *collectors.Collection) {
 		r.replication = c.Replication
 	}
 	b := newCollectionRows(c, r.tables, server, r.replication, &r.statements)
+	if c.Tier == collectors.TierSnapshot {
+		b.runStarts = r.takeRunStarts(c.CapturedAt)
+	}
 	r.queue = append(r.queue, b)
 	r.queuedRows += b.rowCount()
 	r.trimLocked()
@@ -381,11 +388,20 @@ func (r *Recorder) insert(ctx context.Context, b *collectionRows, isolate bool) 
 			}
 		}
 		note := &pgx.QueuedQuery{SQL: `SELECT telemetry._note_server($1, $2, $3, $4)`, Arguments: []any{b.server, b.systemID, b.pgVersion, b.capturedAt}}
+		// The runs this snapshot is the start read of (a run's first noted snapshot stays).
+		starts := &pgx.QueuedQuery{SQL: `UPDATE telemetry.batch_runs SET start_snapshot_at = $1
+			WHERE run_id = ANY ($2) AND start_snapshot_at IS NULL`, Arguments: []any{b.capturedAt, b.runStarts}}
 		if !isolate {
 			all.QueuedQueries = append(all.QueuedQueries, note)
+			if len(b.runStarts) > 0 {
+				all.QueuedQueries = append(all.QueuedQueries, starts)
+			}
 			return tx.SendBatch(ctx, &all).Close()
 		}
-		_, err = insertIsolated(ctx, tx, "servers", []*pgx.QueuedQuery{note}, &setAside)
+		if _, err = insertIsolated(ctx, tx, "servers", []*pgx.QueuedQuery{note}, &setAside); err != nil || len(b.runStarts) == 0 {
+			return err
+		}
+		_, err = insertIsolated(ctx, tx, "batch_runs", []*pgx.QueuedQuery{starts}, &setAside)
 		return err
 	})
 	return written, setAside, err
@@ -557,9 +573,11 @@ func (r *Recorder) listen(ctx context.Context) error {
 		// One request per notification: however they interleave, bare notifications never
 		// drive more snapshots than there were requests.
 		var boundary bool
+		var start runStart
+		var runID *int64
 		err := r.o.Pool.QueryRow(ctx, `DELETE FROM telemetry.snapshot_requests WHERE ctid =
 			(SELECT ctid FROM telemetry.snapshot_requests ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-			RETURNING boundary`).Scan(&boundary)
+			RETURNING boundary, run_id, requested_at`).Scan(&boundary, &runID, &start.requestedAt)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			r.ignoredRequest.WithLabelValues(ignoredUnauthorized).Inc()
@@ -569,6 +587,12 @@ func (r *Recorder) listen(ctx context.Context) error {
 		case boundary:
 			// A run's begin or end: a snapshot of its own now, never one deferred past the next
 			// run's begin, which would put that run's statements into both.
+			if runID != nil {
+				start.runID = *runID
+				r.mu.Lock()
+				r.runStarts = append(r.runStarts, start)
+				r.mu.Unlock()
+			}
 			r.requestedSnapshot()
 			if r.o.Boundary != nil {
 				r.o.Boundary()
@@ -579,6 +603,26 @@ func (r *Recorder) listen(ctx context.Context) error {
 			r.ignoredRequest.WithLabelValues(ignoredRateLimited).Inc()
 		}
 	}
+}
+
+// runStart is batch_begin's request for its run's start snapshot.
+type runStart struct {
+	runID       int64
+	requestedAt time.Time // the server's clock, as a collection's CapturedAt
+}
+
+// takeRunStarts are the runs whose start read a snapshot captured at is: those requested
+// before its transaction began (r.mu held); the others wait for the next.
+func (r *Recorder) takeRunStarts(at time.Time) []int64 {
+	var out []int64
+	r.runStarts = slices.DeleteFunc(r.runStarts, func(s runStart) bool {
+		if s.requestedAt.After(at) {
+			return false
+		}
+		out = append(out, s.runID)
+		return true
+	})
+	return out
 }
 
 // Reasons a snapshot request is ignored (recorder_snapshot_requests_ignored_total).

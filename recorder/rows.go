@@ -17,6 +17,7 @@ type collectionRows struct {
 	pgVersion  int
 	parent     table
 	children   []table
+	runStarts  []int64 // the runs this snapshot is the start read of
 }
 
 // table is rows for one table; children's rows lack their first column (the parent id) and
@@ -274,14 +275,18 @@ var collectionTables = []collectionTable{
 				return []any{w.Batch, w.QueryID, w.WaitEventType, w.WaitEvent, w.BeforeQueryID, w.QueryText, w.Seconds}
 			})
 		}},
-	{"batch_wait_samples", collectors.TierSample, []string{"batch", "own", "pid", "backend_start", "wait_event_type", "wait_event", "queryid", "seconds"},
+	{"batch_wait_samples", collectors.TierSample, []string{"batch", "own", "pid", "backend_start", "state", "usename", "datname", "wait_event_type", "wait_event", "queryid", "seconds"},
 		func(c *collectors.Collection) [][]any {
 			return each(c.BatchWaits, func(w *collectors.BatchWait) []any {
 				var started *time.Time
 				if !w.BackendStart.IsZero() {
 					started = &w.BackendStart
 				}
-				return []any{w.Batch, w.Own, w.PID, started, w.WaitEventType, w.WaitEvent, w.QueryID, w.Seconds}
+				var usename, datname *string // an own session's
+				if w.Own {
+					usename, datname = &w.Usename, &w.Datname
+				}
+				return []any{w.Batch, w.Own, w.PID, started, w.State, usename, datname, w.WaitEventType, w.WaitEvent, w.QueryID, w.Seconds}
 			})
 		}},
 }

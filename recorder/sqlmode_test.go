@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
@@ -221,6 +223,76 @@ func TestSQLModeRecordsStatements(t *testing.T) {
 		var texts int
 		if err := c.QueryRow(context.Background(), `SELECT count(*) FROM telemetry.statement_texts WHERE query = $1`, lookup).Scan(&texts); err != nil || texts != 1 {
 			t.Errorf("the lookup's text stored %d times (%v), want once", texts, err)
+		}
+	})
+}
+
+// TestSQLModeBooksRunSessions (issue 19): pg_cron mode's telemetry.sample() books an open run's
+// session-seconds as the exporter's tracker does: the session that began it by state, wait
+// and statement, idle in its transaction included (under its last statement), every other
+// non-idle session by wait, another application's idle session not at all, and no second
+// before the run began.
+func TestSQLModeBooksRunSessions(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		ctx := context.Background()
+		admin := e.conn()
+		pgtest.MustExec(t, admin, `SET application_name = 'pg-batch-exporter test'`)
+		pgtest.MustExec(t, admin, `SELECT telemetry.sample()`)
+		bystander := pgtest.Connect(t, e.dsn, "reporting")
+		pgtest.MustExec(t, bystander, `SELECT 1`) // idle throughout
+		busy := pgtest.Connect(t, e.dsn, "reporting")
+		go busy.Exec(context.Background(), `SELECT pg_sleep(3)`) // another session, not idle
+		job := pgtest.Connect(t, e.dsn, "etl")
+		pgtest.MustExec(t, job, `SELECT telemetry.batch_begin('nightly')`)
+		pgtest.MustExec(t, job, `BEGIN`)
+		pgtest.MustExec(t, job, `SELECT count(*) FROM pg_catalog.pg_class WHERE relname = 'nightly'`)
+		var lastQueryID int64
+		if err := admin.QueryRow(ctx, `SELECT coalesce(query_id, 0) FROM pg_stat_activity WHERE application_name = 'etl'`).Scan(&lastQueryID); err != nil {
+			t.Fatal(err)
+		}
+		for range 4 {
+			time.Sleep(500 * time.Millisecond)
+			pgtest.MustExec(t, admin, `SELECT telemetry.sample()`)
+		}
+		pgtest.MustExec(t, job, `COMMIT`)
+		pgtest.MustExec(t, job, `SELECT telemetry.batch_end('nightly')`)
+
+		booked, err := admin.Query(ctx, `SELECT own, state, wait_event, queryid, usename IS NOT NULL AS named, sum(seconds) AS seconds
+			FROM telemetry.batch_wait_samples WHERE batch = 'nightly' GROUP BY 1, 2, 3, 4, 5 ORDER BY 1 DESC, 2, 3`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := pgx.CollectRows(booked, pgx.RowToMap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("batch_wait_samples: %v", rows)
+		var ownIdle, otherSleep float64
+		for _, r := range rows {
+			secs := r["seconds"].(float64)
+			switch {
+			case r["own"] == true && r["state"] == "idle in transaction":
+				ownIdle += secs
+				if r["queryid"] != lastQueryID || r["named"] != true {
+					t.Errorf("own idle in transaction under statement %v (role and database named: %v), want %d", r["queryid"], r["named"], lastQueryID)
+				}
+			case r["own"] == false && r["state"] != "active":
+				t.Errorf("another session's idle time booked to the run: %v", r)
+			case r["own"] == false && r["wait_event"] == "PgSleep":
+				otherSleep += secs
+			}
+		}
+		// Four samples 0.5 s apart (a loaded machine's come later, not sooner).
+		if ownIdle < 1.5 || otherSleep < 1.5 {
+			t.Errorf("own idle in transaction %.1f s, the other session's sleep %.1f s; want about 2 each", ownIdle, otherSleep)
+		}
+		var runSeconds float64
+		if err := admin.QueryRow(ctx, `SELECT extract(epoch FROM ended_at - started_at) FROM telemetry.batch_runs WHERE batch = 'nightly'`).Scan(&runSeconds); err != nil {
+			t.Fatal(err)
+		}
+		if ownIdle > runSeconds+0.05 {
+			t.Errorf("the run's own session booked %.1f s in a %.1f s run: time before its begin", ownIdle, runSeconds)
 		}
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -13,10 +15,11 @@ import (
 	"github.com/pg-batch-exporter/pg-batch-exporter/diagnosis"
 )
 
-// window is the stretch of recorded telemetry a page is about. For a run, snapshotStart is
-// where its start snapshot is looked for (telemetry._run_window: the snapshot batch_begin
-// asked for lands shortly after the begin); for a time window it is the start.
+// window is the stretch of recorded telemetry a page is about. For a run (runID not 0),
+// snapshotStart is where its start snapshot is looked for (telemetry.run_window: the snapshot
+// batch_begin asked for lands shortly after the begin); for a time window it is the start.
 type window struct {
+	runID                     int64
 	start, end, snapshotStart time.Time
 	server                    *string
 }
@@ -73,8 +76,8 @@ var errUnknownRun = errors.New("unknown run")
 
 func runWindow(ctx context.Context, pool *pgxpool.Pool, runID int64) (window, error) {
 	var w window
-	err := pool.QueryRow(ctx, `SELECT start_time, end_time, snapshot_start, server FROM telemetry._run_window($1)`, runID).
-		Scan(&w.start, &w.end, &w.snapshotStart, &w.server)
+	err := pool.QueryRow(ctx, `SELECT run_id, start_time, end_time, snapshot_start, server FROM telemetry.run_window($1)`, runID).
+		Scan(&w.runID, &w.start, &w.end, &w.snapshotStart, &w.server)
 	if err != nil {
 		var exists bool
 		if qerr := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM telemetry.batch_runs WHERE run_id = $1)`, runID).Scan(&exists); qerr == nil && !exists {
@@ -84,11 +87,17 @@ func runWindow(ctx context.Context, pool *pgxpool.Pool, runID int64) (window, er
 	return w, err
 }
 
-// baselineRuns are the runs diagnose_run compares a run with, as the SQL API defines them
-// (telemetry._baseline_runs), newest first.
-func baselineRuns(ctx context.Context, pool *pgxpool.Pool, run *diagnosis.Run) ([]int64, error) {
-	rows, _ := pool.Query(ctx, `SELECT run_id FROM telemetry._baseline_runs($1) ORDER BY start_time DESC`, run.RunID)
-	return pgx.CollectRows(rows, pgx.RowTo[int64])
+// baselineRuns are the windows of the runs diagnose_run compares a run with
+// (telemetry.run_baseline), newest first.
+func baselineRuns(ctx context.Context, pool *pgxpool.Pool, run *diagnosis.Run) ([]window, error) {
+	rows, _ := pool.Query(ctx, `SELECT run_id, start_time, end_time, snapshot_start, server FROM telemetry.run_baseline($1)`, run.RunID)
+	var out []window
+	var w window
+	_, err := pgx.ForEachRow(rows, []any{&w.runID, &w.start, &w.end, &w.snapshotStart, &w.server}, func() error {
+		out = append(out, w)
+		return nil
+	})
+	return out, err
 }
 
 // compareRow is telemetry.compare() over the window: one row, or none when the window has no
@@ -126,33 +135,6 @@ func query(ctx context.Context, pool *pgxpool.Pool, limit int, sql string, args 
 // point is a value at an offset in seconds from the window's start.
 type point struct{ T, V float64 }
 
-// counterGrowth sums a counter's growth over successive readings. Across a statistics
-// reset (its stats_reset changed, or the counter went backwards) the counter restarted
-// from zero, so its new value is what it counted since: a counter grown back past its old
-// value is not read as the difference.
-type counterGrowth struct {
-	started bool
-	prev    float64
-	reset   *time.Time
-	sum     float64
-}
-
-func (g *counterGrowth) add(v float64, reset *time.Time) float64 {
-	switch {
-	case !g.started: // the first reading: growth counts from here
-	case v >= g.prev && sameTime(reset, g.reset):
-		g.sum += v - g.prev
-	default:
-		g.sum += v
-	}
-	g.started, g.prev, g.reset = true, v, reset
-	return g.sum
-}
-
-func sameTime(a, b *time.Time) bool {
-	return a == nil && b == nil || a != nil && b != nil && a.Equal(*b)
-}
-
 // series are the charts' data for one window.
 type series struct {
 	WAL, Checkpoints, TempBytes []point // growth since the window's first snapshot
@@ -160,67 +142,32 @@ type series struct {
 	Waits                       map[string][]point
 }
 
-// loadSeries reads the window's snapshots and samples. As in compare(), the snapshots run
-// from the last at or before the start to the first at or after the end, so that the
-// counters' growth covers the whole window.
+// loadSeries reads the window's series as the SQL API gives them: telemetry.run_series for a
+// run, telemetry.window_series for a time window.
 func loadSeries(ctx context.Context, pool *pgxpool.Pool, w window) (*series, error) {
+	const columns = `SELECT series, coalesce(wait_event_type || ': ' || wait_event, ''), offset_seconds, value`
+	var rows pgx.Rows
+	if w.runID != 0 {
+		rows, _ = pool.Query(ctx, columns+` FROM telemetry.run_series($1)`, w.runID)
+	} else {
+		rows, _ = pool.Query(ctx, columns+` FROM telemetry.window_series($1, $2, $3)`, w.start, w.end, w.server)
+	}
 	s := &series{Waits: map[string][]point{}}
-	rows, _ := pool.Query(ctx, `
-		WITH srv AS (SELECT telemetry._resolve_server($3) AS server),
-		first AS (SELECT coalesce(max(captured_at), $1) AS at FROM telemetry.snapshots, srv
-		          WHERE snapshots.server = srv.server AND captured_at <= $1),
-		last AS (SELECT coalesce(min(captured_at), $2) AS at FROM telemetry.snapshots, srv
-		         WHERE snapshots.server = srv.server AND captured_at >= $2)
-		SELECT extract(epoch FROM captured_at - $1)::float8, wal_bytes::float8,
-		       (ckpt_timed + ckpt_requested)::float8, temp_bytes::float8,
-		       wal_stats_reset, ckpt_stats_reset, db_stats_reset
-		FROM telemetry.snapshots, srv, first, last
-		WHERE snapshots.server = srv.server AND captured_at BETWEEN first.at AND last.at
-		ORDER BY captured_at`, w.start, w.end, w.server)
-	var t float64
-	var vals [3]*float64
-	var resets [3]*time.Time
-	var growth [3]counterGrowth
-	_, err := pgx.ForEachRow(rows, []any{&t, &vals[0], &vals[1], &vals[2], &resets[0], &resets[1], &resets[2]}, func() error {
-		dst := []*[]point{&s.WAL, &s.Checkpoints, &s.TempBytes}
-		for i, v := range vals {
-			if v != nil {
-				*dst[i] = append(*dst[i], point{t, growth[i].add(*v, resets[i])})
-			}
+	var name, event string
+	var p point
+	_, err := pgx.ForEachRow(rows, []any{&name, &event, &p.T, &p.V}, func() error {
+		switch name {
+		case "wal_bytes":
+			s.WAL = append(s.WAL, p)
+		case "checkpoints":
+			s.Checkpoints = append(s.Checkpoints, p)
+		case "temp_bytes":
+			s.TempBytes = append(s.TempBytes, p)
+		case "locks":
+			s.Locks = append(s.Locks, p)
+		case "waits":
+			s.Waits[event] = append(s.Waits[event], p)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-
-	rows, _ = pool.Query(ctx, `
-		WITH srv AS (SELECT telemetry._resolve_server($3) AS server)
-		SELECT extract(epoch FROM s.captured_at - $1)::float8, count(DISTINCT l.blocked_pid)::float8
-		FROM telemetry.samples s JOIN srv ON s.server = srv.server
-		LEFT JOIN telemetry.lock_samples l ON l.sample_id = s.id AND l.captured_at = s.captured_at
-		WHERE s.captured_at BETWEEN $1 AND $2
-		GROUP BY s.id, s.captured_at ORDER BY s.captured_at`, w.start, w.end, w.server)
-	var lockN float64
-	_, err = pgx.ForEachRow(rows, []any{&t, &lockN}, func() error {
-		s.Locks = append(s.Locks, point{t, lockN})
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-
-	// Waits: the average sessions in each wait since the previous sample, as the SQL API
-	// counts them (telemetry._wait_rows: the wait sampler's, else the sample grid's).
-	rows, _ = pool.Query(ctx, `
-		SELECT extract(epoch FROM r.captured_at - $1)::float8, r.wait_event_type || ': ' || r.wait_event, r.sessions
-		FROM telemetry._wait_rows($1, $2, telemetry._resolve_server($3)) r
-		WHERE r.sessions IS NOT NULL
-		ORDER BY 1, 2`, w.start, w.end, w.server)
-	var event string
-	var sessions float64
-	_, err = pgx.ForEachRow(rows, []any{&t, &event, &sessions}, func() error {
-		s.Waits[event] = append(s.Waits[event], point{t, sessions})
 		return nil
 	})
 	return s, err
@@ -269,7 +216,8 @@ func topWaits(waits map[string][]point, samples []point, n int) (names []string,
 	return names, out
 }
 
-// sum adds the series point by point (on the sample grid they share).
+// sum adds the series point by point (on the sample grid they share), in the order of their
+// names: floating-point sums taken in map order differed in the last digit from page to page.
 func sum(series map[string][]point, samples []point) []point {
 	out := make([]point, len(samples))
 	for i, smp := range samples {
@@ -279,8 +227,8 @@ func sum(series map[string][]point, samples []point) []point {
 	for i, smp := range samples {
 		idx[smp.T] = i
 	}
-	for _, ps := range series {
-		for _, p := range ps {
+	for _, name := range slices.Sorted(maps.Keys(series)) {
+		for _, p := range series[name] {
 			if i, ok := idx[p.T]; ok {
 				out[i].V += p.V
 			}

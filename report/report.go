@@ -91,6 +91,8 @@ type page struct {
 	From, To time.Time
 	Run      *diagnosis.Run
 	Findings []diagnosis.Finding
+	// Extra is the run's extra time against its baseline median, split by cause (the bar).
+	Extra    *extraBar
 	Measures []diagnosis.Measure // run: against the baseline, rank 0 is the duration
 	// Statements are the run's top statements by time beyond their baseline median.
 	Statements []diagnosis.Statement
@@ -199,18 +201,24 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 	}
 	p := &page{Kind: "run", Title: fmt.Sprintf("%s, run %d", rep.Run.Batch, id), From: rep.From, To: rep.To,
 		Run: rep.Run, Findings: rep.Findings, Measures: rep.Baseline, Statements: rep.Statements,
-		Running: rep.Running, Usual: rep.Usual, SoFar: rep.SoFar, Plans: planComparisons(rep.Findings)}
-	if p.Baseline, err = baselineRuns(ctx, h.o.Pool, rep.Run); err != nil {
+		Running: rep.Running, Usual: rep.Usual, SoFar: rep.SoFar, Extra: newExtraBar(rep),
+		Plans: planComparisons(rep.Findings)}
+	baseline, err := baselineRuns(ctx, h.o.Pool, rep.Run)
+	if err != nil {
 		h.fail(w, http.StatusInternalServerError, err)
 		return
 	}
-	if err := h.fill(ctx, p, win, p.Baseline); err != nil {
+	for _, b := range baseline {
+		p.Baseline = append(p.Baseline, b.runID)
+	}
+	if err := h.fill(ctx, p, win, baseline); err != nil {
 		h.fail(w, http.StatusInternalServerError, err)
 		return
 	}
 	p.SQL = []string{
 		fmt.Sprintf("SELECT * FROM telemetry.diagnose_run(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.diagnose_run_findings(%d);", id),
+		fmt.Sprintf("SELECT * FROM telemetry.run_account(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.run_so_far(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.run_plans(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.batch_runs WHERE batch = %s ORDER BY started_at DESC;", quoteLiteral(rep.Run.Batch)),
@@ -218,19 +226,59 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 	h.render(w, http.StatusOK, p)
 }
 
+// extraBar is a run's extra time split by cause: a segment for each cause's explained seconds
+// and one for the unexplained, each as a share of the bar (the larger of the extra time and
+// the parts' sum, so that causes explaining more than the extra still fit).
+type extraBar struct {
+	Seconds float64
+	Parts   []barPart
+}
+
+type barPart struct {
+	Name    string
+	Seconds float64
+	Pct     float64
+	Color   string
+}
+
+func newExtraBar(rep *diagnosis.Report) *extraBar {
+	if rep.ExtraSeconds == nil || *rep.ExtraSeconds <= 0 {
+		return nil
+	}
+	b := &extraBar{Seconds: *rep.ExtraSeconds}
+	for _, f := range rep.Findings {
+		if f.ExplainedSeconds != nil && *f.ExplainedSeconds > 0 {
+			b.Parts = append(b.Parts, barPart{Name: f.Pattern, Seconds: *f.ExplainedSeconds, Color: palette[len(b.Parts)%len(palette)]})
+		}
+	}
+	if u := rep.UnexplainedSeconds; u != nil && *u > 0 {
+		b.Parts = append(b.Parts, barPart{Name: "not explained", Seconds: *u, Color: baselineColor})
+	}
+	total := b.Seconds
+	for _, p := range b.Parts {
+		total = max(total, p.Seconds)
+	}
+	var sum float64
+	for _, p := range b.Parts {
+		sum += p.Seconds
+	}
+	total = max(total, sum)
+	for i := range b.Parts {
+		b.Parts[i].Pct = 100 * b.Parts[i].Seconds / total
+	}
+	return b
+}
+
 // fill adds the compare and wait_summary tables and the charts of the window; with baseline
-// runs, compare shows their median and the charts the latest of them.
-func (h *handler) fill(ctx context.Context, p *page, win window, baseline []int64) error {
+// runs (their windows, newest first), compare shows their median and the charts the latest
+// of them.
+func (h *handler) fill(ctx context.Context, p *page, win window, baseline []window) error {
 	cur, err := compareRow(ctx, h.o.Pool, win)
 	if err != nil {
 		return err
 	}
 	var base []table
-	for _, id := range baseline {
-		bw, err := runWindow(ctx, h.o.Pool, id)
-		if err != nil {
-			return err
-		}
+	for _, bw := range baseline {
 		t, err := compareRow(ctx, h.o.Pool, bw)
 		if err != nil {
 			return err
@@ -249,14 +297,11 @@ func (h *handler) fill(ctx context.Context, p *page, win window, baseline []int6
 	var prevLabel string
 	xmax := win.end.Sub(win.start).Seconds()
 	if len(baseline) > 0 {
-		bw, err := runWindow(ctx, h.o.Pool, baseline[0])
-		if err != nil {
-			return err
-		}
+		bw := baseline[0]
 		if prev, err = loadSeries(ctx, h.o.Pool, bw); err != nil {
 			return err
 		}
-		prevLabel = fmt.Sprintf("previous normal run (%d)", baseline[0])
+		prevLabel = fmt.Sprintf("previous normal run (%d)", bw.runID)
 		xmax = max(xmax, bw.end.Sub(bw.start).Seconds())
 	}
 	p.Charts = charts(s, prev, prevLabel, xmax)

@@ -23,7 +23,12 @@ import (
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain shows the pages' times in UTC, so that TestOutputOverGeneratedData's pages read the
+// same on any machine.
+func TestMain(m *testing.M) {
+	time.Local = time.UTC
+	pgtest.Main(m)
+}
 
 // recorded is an exporter with the recorder on against a real server, serving the report
 // pages, with two runs of batch "nightly" recorded: a normal one, then one held up by a

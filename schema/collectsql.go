@@ -63,6 +63,10 @@ var collectFuncs = []collectFunc{
 	{name: "_collect_active_sessions", sql: constant(collectors.SQLActiveSessions),
 		returns: "pid integer, datname text, usename text, application_name text, backend_type text, state text, " +
 			"wait_event_type text, wait_event text, query_start timestamptz, state_change timestamptz, query_preview text"},
+	{name: "_collect_session_waits", params: "p_query_text_bytes integer, p_names text[], p_roles text[], p_pids integer[], p_all_idle boolean",
+		sql: constant(collectors.SQLSessionWaits),
+		returns: "pid integer, application_name text, usename text, datname text, state text, wait_event_type text, wait_event text, " +
+			"query_id bigint, query_start timestamptz, backend_start timestamptz, query_text text"},
 	{name: "_collect_lock_waits", sql: constant(collectors.SQLLockWaits),
 		returns: "blocked_pid integer, blocked_user text, blocked_app text, blocked_query_preview text, waited_seconds double precision, " +
 			"blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, lock_type text, " +

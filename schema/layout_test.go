@@ -250,16 +250,21 @@ func TestOneDefinitionOfActiveSession(t *testing.T) {
 }
 
 // TestThrowawayPatternThroughItsFolder: a pattern added as docs/diagnosis.md ("Adding a
-// pattern") says, one folder with its pattern.sql (diagnosis/patterns/testdata/throwaway), is
-// one of diagnose's findings, ordered with the others; with the folder gone, Migrate takes it
-// out again, its function too.
+// pattern") says, one folder with its pattern.sql and measures.sql
+// (diagnosis/patterns/testdata/throwaway), is one of diagnose's findings, ordered with the
+// others, and its measures (one of its own, one summing the wait events it owns) are compared
+// by diagnose_run with the run's baseline; with the folder gone, Migrate takes it out again,
+// its functions too.
 func TestThrowawayPatternThroughItsFolder(t *testing.T) {
 	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		ctx := context.Background()
 		from := e.sample().Add(-time.Second)
-		e.sample()
+		mid := e.sample()
 		to := e.sample().Add(time.Second)
+		// A run before the middle sample, the baseline of the one from it.
+		pgtest.MustExec(t, e.conn(), `INSERT INTO telemetry.batch_runs (batch, started_at, ended_at, status, source)
+			VALUES ('throwaway', $1, $2, 'succeeded', 'marker'), ('throwaway', $2, $3, 'succeeded', 'marker')`, from, mid, to)
 
 		withThrowaway := fstest.MapFS{}
 		if err := fs.WalkDir(patterns.Files, ".", func(name string, d fs.DirEntry, err error) error {
@@ -277,6 +282,10 @@ func TestThrowawayPatternThroughItsFolder(t *testing.T) {
 			t.Fatal(err)
 		}
 		withThrowaway["throwaway/pattern.sql"] = &fstest.MapFile{Data: b}
+		if b, err = os.ReadFile("../diagnosis/patterns/testdata/throwaway/measures.sql"); err != nil {
+			t.Fatal(err)
+		}
+		withThrowaway["throwaway/measures.sql"] = &fstest.MapFile{Data: b}
 		sources, err := definitionSourcesWith(withThrowaway)
 		if err != nil {
 			t.Fatal(err)
@@ -298,12 +307,25 @@ func TestThrowawayPatternThroughItsFolder(t *testing.T) {
 		if got["patterns"] != "insufficient_data:warning,throwaway:warning,window:info" || got["samples"] != "3" || got["defined"] != true {
 			t.Errorf("with the throwaway folder: %v, want its warning among the findings", got)
 		}
+		measures := `SELECT string_agg(d.measure || ':' || d.pattern || ':' || d.value || ':' || d.baseline_median || ':' || d.baseline_runs, ','
+				ORDER BY d.measure) FILTER (WHERE d.pattern = 'throwaway') AS throwaway,
+				to_regprocedure('telemetry._measures_throwaway(timestamptz, timestamptz, timestamptz, text, jsonb)') IS NOT NULL
+				OR to_regprocedure('telemetry._waits_throwaway()') IS NOT NULL AS defined
+			FROM telemetry.diagnose_run((SELECT max(run_id) FROM telemetry.batch_runs)) d`
+		// Its own measure (the run's 2 samples, the middle one and the last, against the 2 of
+		// the one before) and its waits summed (none of type Throwaway: 0 on both sides).
+		if got := pgtest.Query(t, c, measures)[0]; got["throwaway"] != "throwaway_samples:throwaway:2:2:1,throwaway_wait_seconds:throwaway:0.00:0:1" || got["defined"] != true {
+			t.Errorf("diagnose_run with the throwaway folder: %v, want its two measures against the baseline run", got)
+		}
 		if err := Migrate(ctx, e.pool); err != nil {
 			t.Fatal(err)
 		}
 		got = pgtest.Query(t, c, findings, from, to)[0]
 		if got["patterns"] != "insufficient_data:warning,window:info" || got["defined"] != false {
 			t.Errorf("with the folder removed: %v, want no throwaway finding and no function", got)
+		}
+		if got := pgtest.Query(t, c, measures)[0]; got["throwaway"] != nil || got["defined"] != false {
+			t.Errorf("diagnose_run with the folder removed: %v, want no throwaway measure and no function", got)
 		}
 	})
 }

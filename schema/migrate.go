@@ -63,14 +63,15 @@ func definitionSources() ([]definitionSource, error) {
 // definitionSourcesWith are the definitions with the diagnosis patterns of patternFiles (a
 // test adds one).
 func definitionSourcesWith(patternFiles fs.FS) ([]definitionSource, error) {
-	// Each pattern folder's rule, then the function that combines them: it calls every one.
-	names, err := patterns.Names(patternFiles)
+	// Each pattern folder's rule and measures, then the functions that combine them: they call
+	// every one.
+	registered, err := patterns.Read(patternFiles)
 	if err != nil {
 		return nil, err
 	}
 	var patternOrder []string
-	for _, n := range names {
-		patternOrder = append(patternOrder, path.Join(n, patterns.RuleFile))
+	for _, p := range registered {
+		patternOrder = append(patternOrder, p.Files()...)
 	}
 	patternOrder = append(patternOrder, patterns.CombineFile)
 	// Each run cause's rule, then the function that combines them.
@@ -86,10 +87,11 @@ func definitionSourcesWith(patternFiles fs.FS) ([]definitionSource, error) {
 	return []definitionSource{
 		{dir: "recorder/sql", files: recordersql.Files, order: recordersql.Order,
 			generated: map[string]string{recordersql.CollectFile: CollectSQL()}},
+		{dir: "diagnosis/diagnosissql", files: diagnosissql.Files, order: diagnosissql.ThresholdsOrder},
 		{dir: "batch/batchsql", files: batchsql.Files, order: batchsql.Order},
 		{dir: "diagnosis/diagnosissql", files: diagnosissql.Files, order: diagnosissql.Order},
 		{dir: "diagnosis/patterns", files: patternFiles, order: patternOrder,
-			generated: map[string]string{patterns.CombineFile: patterns.Combine(names)}},
+			generated: map[string]string{patterns.CombineFile: patterns.Combine(registered)}},
 		{dir: "diagnosis/findings", files: runcauses.Files, order: causeOrder,
 			generated: map[string]string{runcauses.CombineFile: runcauses.Combine(causes)}},
 	}, nil
@@ -198,11 +200,17 @@ func scriptsFrom(sources []definitionSource) ([]script, error) {
 	return append(out, defs...), nil
 }
 
-// definitions reads the sources' files in order and checks that none is left out.
+// definitions reads the sources' files in order and checks that none is left out. A folder
+// may be two sources (diagnosis/diagnosissql: its thresholds before batch runs'
+// definitions, the rest after): each file is listed once among them.
 func definitions(sources []definitionSource) ([]script, error) {
 	var out []script
+	listedIn := map[string]map[string]bool{}
 	for _, src := range sources {
-		listed := map[string]bool{}
+		if listedIn[src.dir] == nil {
+			listedIn[src.dir] = map[string]bool{}
+		}
+		listed := listedIn[src.dir]
 		for _, f := range src.order {
 			if listed[f] {
 				return nil, fmt.Errorf("%s/%s is listed twice", src.dir, f)
@@ -219,6 +227,9 @@ func definitions(sources []definitionSource) ([]script, error) {
 			s := script{name: path.Join(src.dir, f), file: path.Join(src.dir, f), sql: text, checksum: checksum(text), repeatable: true}
 			out = append(out, s)
 		}
+	}
+	for _, src := range sources {
+		listed := listedIn[src.dir]
 		files, err := fs.Glob(src.files, "*.sql")
 		if err != nil {
 			return nil, err

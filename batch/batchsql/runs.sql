@@ -1,29 +1,15 @@
 -- Batch runs' functions and view (the table: schema/migrations/0002_batch_runs.sql).
 -- A repeatable definition: applied again whenever its text changes.
 
--- The batch functions' settings, kept where an operator changed a value.
+-- The batch functions' settings, kept where an operator changed a value: rows of diagnosis's
+-- telemetry.diagnose_thresholds, read with its telemetry._threshold
+-- (diagnosis/diagnosissql/thresholds.sql, applied before this file).
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
     ('batch_max_run_seconds', 86400, 'seconds',
      'A run still open after this long is closed as abandoned (its end was never marked).'),
     ('boundary_snapshot_grace_seconds', 5, 'seconds',
-     'A run starts on a snapshot taken up to this long (at most a tenth of the run) after its begin: the one batch_begin asked for.')
+     'A run without the snapshot batch_begin asked for noted (recorded before it was, or its snapshot failed) starts on one taken up to this long (at most a tenth of the run) after its begin.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
-
--- _threshold reads a setting within the range its unit allows, a value outside it (or NaN) as
--- the nearest bound: the table is the owner's, yet a negative baseline_runs or a min_samples
--- of 0 (a divisor) must never make a diagnosis fail. Every bound is above 0, as the patterns
--- divide by their thresholds.
-CREATE OR REPLACE FUNCTION telemetry._threshold(p_name text) RETURNS numeric
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT greatest(b.low, least(b.high, CASE WHEN t.value = 'NaN' THEN b.low ELSE t.value END))
-    FROM telemetry.diagnose_thresholds t,
-    LATERAL (SELECT CASE WHEN t.unit LIKE 'percent%' OR t.unit IN ('seconds', 'ratio') THEN 0.001 ELSE 1 END AS low,
-                    CASE WHEN t.unit LIKE 'percent%' THEN 100
-                         WHEN t.unit = 'seconds' THEN 31622400 -- 366 days
-                         WHEN t.unit IN ('ratio', 'runs', 'samples') THEN 1000
-                         ELSE 1e15 END AS high) b
-    WHERE t.name = p_name
-$$;
 
 -- _manages_every_run tells whether a role may mark any batch's runs: the schema's owner (and
 -- superusers) and the exporter's role, telemetry_recorder (its tracker records detected
@@ -44,7 +30,8 @@ $$;
 CREATE OR REPLACE VIEW telemetry.batch_runs_checked AS
 SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source, r.exit_code, r.detail, r.server,
        r.backend_pid, r.backend_start, r.began_by,
-       coalesce(r.started_at <@ t.accepted AND (r.ended_at IS NULL OR r.ended_at <@ t.accepted), false) AS times_ok
+       coalesce(r.started_at <@ t.accepted AND (r.ended_at IS NULL OR r.ended_at <@ t.accepted), false) AS times_ok,
+       r.start_snapshot_at
 FROM telemetry.batch_runs r CROSS JOIN (SELECT telemetry._time_range() AS accepted OFFSET 0) t;
 
 -- close_abandoned_runs closes the runs that will never get their end: open longer than
@@ -77,9 +64,10 @@ $$;
 REVOKE EXECUTE ON FUNCTION telemetry.close_abandoned_runs() FROM PUBLIC;
 
 -- _boundary_snapshot takes the snapshot at a batch's boundary: the Go recorder takes it when
--- asked (_request_snapshot, at once: a run's own); where none listens (pg_cron mode) it is taken here. Reading the
--- other sessions' LISTEN needs the owner's rights (SECURITY DEFINER). A failed snapshot only
--- warns: it must not fail the batch.
+-- asked (_request_snapshot, at once: a run's own); where none listens (pg_cron mode) it is taken here.
+-- At a run's begin (p_run_id) that snapshot is the run's start read (batch_runs.start_snapshot_at:
+-- the recorder notes it once taken). Reading the other sessions' LISTEN needs the owner's
+-- rights (SECURITY DEFINER). A failed snapshot only warns: it must not fail the batch.
 CREATE OR REPLACE FUNCTION telemetry._recorder_listening() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT FROM pg_stat_activity
@@ -87,20 +75,24 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._recorder_listening() FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION telemetry._boundary_snapshot() RETURNS void
+DROP FUNCTION IF EXISTS telemetry._boundary_snapshot();
+CREATE OR REPLACE FUNCTION telemetry._boundary_snapshot(p_run_id bigint) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_at timestamptz;
 BEGIN
-    PERFORM telemetry._request_snapshot(true);
+    PERFORM telemetry._request_snapshot(true, p_run_id);
     IF NOT telemetry._recorder_listening() THEN
         BEGIN
-            PERFORM telemetry.snapshot();
+            v_at := telemetry.snapshot();
+            UPDATE telemetry.batch_runs SET start_snapshot_at = v_at WHERE run_id = p_run_id;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'no snapshot at the batch''s boundary: %', SQLERRM;
         END;
     END IF;
 END
 $$;
-REVOKE EXECUTE ON FUNCTION telemetry._boundary_snapshot() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION telemetry._boundary_snapshot(bigint) FROM PUBLIC;
 
 -- batch_begin opens a run and takes a snapshot, so that the run's window starts on a
 -- snapshot of its own. Returns the run's id. SECURITY DEFINER: a batch job's role has no
@@ -160,7 +152,7 @@ BEGIN
            p_server, session_user
     FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
     RETURNING run_id INTO v_run;
-    PERFORM telemetry._boundary_snapshot();
+    PERFORM telemetry._boundary_snapshot(v_run);
     RETURN v_run;
 END
 $$;
@@ -201,18 +193,25 @@ BEGIN
                       FROM telemetry.batch_runs r WHERE r.batch = p_batch ORDER BY r.run_id DESC LIMIT 1), '');
         RETURN NULL;
     END IF;
-    PERFORM telemetry._boundary_snapshot();
+    PERFORM telemetry._boundary_snapshot(NULL);
     RETURN v_run;
 END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry.batch_end(text, text, integer, timestamptz) FROM PUBLIC;
 
 -- _run_snapshot_start is where a run's start snapshot is looked for (the latest at or before):
--- the snapshot batch_begin asked for lands shortly after the begin.
-CREATE OR REPLACE FUNCTION telemetry._run_snapshot_start(p_started_at timestamptz, p_ended_at timestamptz)
+-- the snapshot taken for batch_begin's request (p_start_snapshot_at, batch_runs.start_snapshot_at),
+-- however late it came, unless after the run's end (a run shorter than the delay has no start
+-- read of its own). Without it (a run recorded before it was noted, or the snapshot failed),
+-- one taken shortly after the begin: within boundary_snapshot_grace_seconds, at most a tenth
+-- of the run.
+DROP FUNCTION IF EXISTS telemetry._run_snapshot_start(timestamptz, timestamptz) CASCADE;
+CREATE OR REPLACE FUNCTION telemetry._run_snapshot_start(p_started_at timestamptz, p_ended_at timestamptz,
+                                                         p_start_snapshot_at timestamptz)
 RETURNS timestamptz LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT p_started_at + least(make_interval(secs => telemetry._threshold('boundary_snapshot_grace_seconds')),
-                                (coalesce(p_ended_at, now()) - p_started_at) / 10)
+    SELECT CASE WHEN p_start_snapshot_at <= coalesce(p_ended_at, now()) THEN p_start_snapshot_at
+                ELSE p_started_at + least(make_interval(secs => telemetry._threshold('boundary_snapshot_grace_seconds')),
+                                          (coalesce(p_ended_at, now()) - p_started_at) / 10) END
 $$;
 
 -- recent_batch_runs: the runs of the last 7 days and every open one, newest first, with the
@@ -223,7 +222,7 @@ SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source,
        r.exit_code, r.detail, r.server,
        (SELECT s.captured_at FROM telemetry.snapshots s
         WHERE (r.server IS NULL OR s.server = r.server)
-          AND s.captured_at <= telemetry._run_snapshot_start(r.started_at, r.ended_at)
+          AND s.captured_at <= telemetry._run_snapshot_start(r.started_at, r.ended_at, r.start_snapshot_at)
         ORDER BY s.captured_at DESC LIMIT 1) AS start_snapshot_at,
        (SELECT s.captured_at FROM telemetry.snapshots s
         WHERE (r.server IS NULL OR s.server = r.server) AND s.captured_at >= r.ended_at

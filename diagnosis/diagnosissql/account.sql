@@ -39,6 +39,9 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE
         WHEN p_bucket LIKE 'Lock:%' AND p_bucket <> 'Lock:extend' THEN 'lock_wait'
         WHEN p_bucket LIKE 'at commit:%' THEN 'commit_wait'
+        WHEN p_bucket LIKE 'IO:BufFile%' THEN 'temp_spill'
+        -- the WAL's waits outside a commit (a commit's are 'at commit:'), and checkpoints'
+        WHEN p_bucket ~ '^(IO|LWLock):WAL' OR p_bucket LIKE 'IPC:Checkpoint%' THEN 'wal_pressure'
         WHEN p_bucket IN ('between statements', 'idle in transaction', 'no own session active')
           OR p_bucket LIKE 'waiting for the client:%' THEN 'client_wait'
     END
@@ -65,10 +68,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     own AS (
         SELECT r.run_id, s.sample_id, s.captured_at, s.pid, s.state = 'active' AS active,
                telemetry._account_bucket(s.state, s.wait_event_type, s.wait_event, tx.query) AS bucket,
-               s.queryid, s.seconds::numeric AS seconds
+               -- a sample's seconds since the reading before it: those before the run's start cut off
+               s.queryid, least(s.seconds, extract(epoch FROM s.captured_at - r.start_time))::numeric AS seconds
         FROM runs r
         CROSS JOIN LATERAL (
-            SELECT b.sample_id, b.captured_at, b.pid, 'active'::text AS state, b.wait_event_type, b.wait_event, b.queryid, b.seconds
+            SELECT b.sample_id, b.captured_at, b.pid, b.state, b.wait_event_type, b.wait_event, b.queryid, b.seconds
             FROM telemetry.batch_wait_samples b
             WHERE b.server = r.server AND b.batch = r.batch AND b.own AND b.captured_at BETWEEN r.start_time AND r.end_time) s
         LEFT JOIN telemetry.statement_texts tx ON tx.server = r.server AND tx.queryid = s.queryid AND s.queryid <> 0),
@@ -129,7 +133,8 @@ $$;
 -- as one value computed once: the run's duration against its baseline's median (the baseline
 -- runs recorded with own sessions), and every sampled second of the run and its baseline runs
 -- with its cause. A bucket's cause where it has one (_account_cause); else the statement's
--- work, judged per statement: new_statement where no baseline run ran it; more_work where
+-- work, judged per statement: new_statement where no baseline run ran it; temp_spill where its
+-- temporary blocks per call grew (the entry's time the batch's own, as for more_work); more_work where
 -- pg_stat_statements (p_statements, run_statements' rows) counted more calls or rows and the
 -- entry's time is the batch's own (not shared: other sessions were not seen running it, and
 -- its time is not beyond the batch's sampled own seconds); cpu_contention for CPU time where
@@ -181,6 +186,9 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared,
                CASE WHEN telemetry._account_cause(k.bucket) IS NOT NULL THEN telemetry._account_cause(k.bucket)
                     WHEN k.queryid <> 0 AND (SELECT n FROM nbase) > 0 AND coalesce(os.baseline_max, 0) = 0 THEN 'new_statement'
+                    WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
+                         AND s.temp_per_call > 0
+                         AND s.temp_per_call >= telemetry._threshold('temp_spill_ratio') * coalesce(s.baseline_temp_per_call, 0) THEN 'temp_spill'
                     WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
                               OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1)) THEN 'more_work'
@@ -436,4 +444,20 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         'baseline', coalesce((SELECT jsonb_agg(to_jsonb(d) ORDER BY d.rank) FROM telemetry.diagnose_run(p_run_id) d), '[]'),
         'statements', coalesce((SELECT jsonb_agg(to_jsonb(rs) ORDER BY rs.rank) FROM rs WHERE rs.rank <= p_statements), '[]'))
     FROM f
+$$;
+
+-- _statistics_note is what a statement's pg_stat_statements evidence (a child's statistics:
+-- run_statements' row) says of why it was slower per call: it spilled to disk (temporary
+-- blocks per call rose), or its plan probably changed (blocks per row rose
+-- statement_plan_change_ratio times); '' where neither.
+CREATE OR REPLACE FUNCTION telemetry._statistics_note(p_statistics jsonb)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+        WHEN (s->>'temp_per_call')::numeric > 0 AND (s->>'temp_per_call')::numeric > coalesce((s->>'baseline_temp_per_call')::numeric, 0)
+        THEN format('; it wrote %s temporary blocks per call instead of %s: it spilled to disk', s->>'temp_per_call', coalesce(s->>'baseline_temp_per_call', '0'))
+        WHEN (s->>'baseline_blocks_per_row')::numeric > 0
+             AND (s->>'blocks_per_row')::numeric >= telemetry._threshold('statement_plan_change_ratio') * (s->>'baseline_blocks_per_row')::numeric
+        THEN format('; blocks per row %s instead of %s: plan probably changed', s->>'blocks_per_row', s->>'baseline_blocks_per_row')
+        ELSE '' END
+    FROM (SELECT p_statistics AS s) x
 $$;

@@ -189,7 +189,7 @@ BEGIN
     FROM telemetry.batch_runs r WHERE r.run_id = p_run_id;
     RETURN QUERY
     SELECT r.run_id, r.batch, r.status, r.started_at, e.end_time,
-           telemetry._run_snapshot_start(r.started_at, r.ended_at),
+           telemetry._run_snapshot_start(r.started_at, r.ended_at, r.start_snapshot_at),
            r.server
     -- At least a millisecond long: a run that ended where it began (an end marker's time
     -- before its begin, a new run's begin before it) is a window all the same.
@@ -201,55 +201,70 @@ BEGIN
 END
 $$;
 
--- _wait_pattern names the pattern a wait event belongs to, where one does.
-CREATE OR REPLACE FUNCTION telemetry._wait_pattern(p_type text, p_event text)
-RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE
-        WHEN p_type = 'Lock' AND p_event = 'extend' THEN 'buffer_pressure'
-        WHEN p_type = 'Lock' THEN 'lock_contention'
-        WHEN p_type = 'IO' AND p_event LIKE 'BufFile%' THEN 'temp_file_spills'
-        WHEN p_event IN ('WALWrite', 'WALSync', 'WALInsert', 'WALBufMapping', 'BufferMapping',
-                         'DataFileWrite', 'DataFileExtend', 'DataFileFlush') THEN 'buffer_pressure'
-        WHEN p_event IN ('SyncRep') THEN 'replication_lag'
-        WHEN p_event IN ('CheckpointerComm', 'CheckpointStart') THEN 'checkpoint_interference'
-    END
+-- _wait_measures are the measures of a set of waits (a jsonb array of wait_event_type,
+-- wait_event and seconds, as _diagnose_shared's "waits"), as the patterns declare them
+-- (_wait_classes, generated from their folders): each measure summing a pattern's waits (0
+-- without any) where p_measured says the waits were recorded at all, and every other wait a
+-- measure of its own, wait:<type>:<event>, of the pattern that owns it (NULL: none). A wait
+-- belongs to the most specific declaration: an exact event before a pattern of events, then an
+-- exact type. plpgsql: _wait_classes is defined after this file, with the patterns.
+CREATE OR REPLACE FUNCTION telemetry._wait_measures(p_waits jsonb, p_measured boolean)
+RETURNS TABLE (measure text, pattern text, unit text, value numeric)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH classes AS (SELECT * FROM telemetry._wait_classes()),
+    waits AS (
+        SELECT w.wait_event_type, w.wait_event, w.seconds, c.pattern, c.measure
+        FROM jsonb_to_recordset(p_waits) AS w (wait_event_type text, wait_event text, seconds numeric)
+        LEFT JOIN LATERAL (SELECT c.pattern, c.measure FROM classes c
+                           WHERE w.wait_event_type LIKE c.wait_event_type AND w.wait_event LIKE c.wait_event
+                           ORDER BY c.wait_event LIKE '%\%%', c.wait_event_type LIKE '%\%%', c.pattern LIMIT 1) c ON true)
+    SELECT s.measure, s.pattern, 'seconds', round(coalesce(sum(w.seconds), 0), 2)
+    FROM (SELECT DISTINCT c.pattern, c.measure FROM classes c WHERE c.measure IS NOT NULL) s
+    LEFT JOIN waits w ON w.measure = s.measure
+    WHERE p_measured
+    GROUP BY s.measure, s.pattern
+    UNION ALL
+    SELECT 'wait:' || w.wait_event_type || ':' || w.wait_event, w.pattern, 'seconds', round(w.seconds, 2)
+    FROM waits w WHERE w.measure IS NULL;
+END
 $$;
 
--- _window_measures is what diagnose_run compares, for one window.
+-- _summed_wait_measures are the measures that sum a pattern's waits (_wait_measures): a run
+-- that has one had its waits recorded.
+CREATE OR REPLACE FUNCTION telemetry._summed_wait_measures()
+RETURNS SETOF text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY SELECT DISTINCT c.measure FROM telemetry._wait_classes() c WHERE c.measure IS NOT NULL;
+END
+$$;
+
+-- _window_measures is what diagnose_run compares, for one window: its duration, each
+-- pattern's measures (_window_pattern_measures, generated from their folders: compare()'s row
+-- and the waits are computed once, _diagnose_shared) and the waits' (_wait_measures), those of
+-- p_own_waits where given (a run's own sessions', as _wait_measures takes them), else the
+-- window's client sessions' where it has samples. plpgsql: _window_pattern_measures is
+-- defined after this file, with the patterns.
+DROP FUNCTION IF EXISTS telemetry._window_measures(timestamptz, timestamptz, timestamptz, text);
+DROP FUNCTION IF EXISTS telemetry._wait_pattern(text, text);
 CREATE OR REPLACE FUNCTION telemetry._window_measures(p_start_time timestamptz, p_end_time timestamptz,
-                                                      p_snapshot_start timestamptz, p_server text)
+                                                      p_snapshot_start timestamptz, p_server text, p_own_waits jsonb)
 RETURNS TABLE (measure text, pattern text, unit text, value numeric)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH srv AS (SELECT telemetry._resolve_server(p_server) AS server),
-    cmp AS (SELECT c.* FROM srv, telemetry.compare(p_snapshot_start, telemetry._snapshot_end(p_snapshot_start, p_end_time, srv.server), srv.server) c),
-    smp AS (SELECT s.id, s.captured_at FROM telemetry.samples s, srv
-            WHERE s.server = srv.server AND s.captured_at BETWEEN p_start_time AND p_end_time),
-    n AS (SELECT count(*) AS n, extract(epoch FROM p_end_time - p_start_time) / nullif(count(*), 0) AS spacing FROM smp),
-    waits AS (SELECT w.* FROM srv, telemetry._window_waits(p_start_time, p_end_time, srv.server) w)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_server text := telemetry._resolve_server(p_server);
+    v_shared jsonb := telemetry._diagnose_shared(p_start_time, p_end_time, p_snapshot_start, v_server);
+BEGIN
+    RETURN QUERY
     SELECT 'duration', NULL, 'seconds', round(extract(epoch FROM p_end_time - p_start_time), 1)
-    UNION ALL SELECT 'wal_bytes', 'checkpoint_interference', 'bytes', wal_bytes_delta FROM cmp
-    UNION ALL SELECT 'checkpoints', 'checkpoint_interference', 'count', ckpt_timed_delta + ckpt_requested_delta FROM cmp
-    UNION ALL SELECT 'temp_bytes', 'temp_file_spills', 'bytes', temp_bytes_delta FROM cmp
-    UNION ALL SELECT 'backend_buffer_writes', 'buffer_pressure', 'buffers', coalesce(bgw_buffers_backend_delta, io_client_writes_delta) FROM cmp
-    UNION ALL SELECT 'autovacuums', 'autovacuum_interference', 'count',
-                     coalesce((SELECT sum(tc.autovacuum_count_delta) FROM telemetry.tracked_tables t, srv,
-                                      telemetry.table_compare(t.relname, p_snapshot_start, p_end_time, t.schemaname, srv.server) tc), 0)
-              FROM cmp
-    UNION ALL SELECT 'replication_lag_bytes', 'replication_lag', 'bytes',
-                     coalesce((SELECT max(pg_wal_lsn_diff(r.sent_lsn, r.replay_lsn)) FROM telemetry.replication_snapshots r, srv
-                               WHERE r.server = srv.server AND r.captured_at BETWEEN p_snapshot_start AND p_end_time), 0)
-              FROM cmp
-    UNION ALL SELECT 'lock_wait_seconds', 'lock_contention', 'seconds',
-                     round(coalesce((SELECT sum(seconds) FROM waits WHERE wait_event_type = 'Lock' AND wait_event <> 'extend'), 0), 2)
-              FROM n WHERE n.n > 0
-    UNION ALL SELECT 'vacuum_seconds', 'autovacuum_interference', 'seconds',
-                     round((SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p
-                            JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
-                            WHERE p.progress_type = 'vacuum' AND p.relid IN (SELECT relid FROM telemetry.tracked_tables)) * n.spacing, 2)
-              FROM n WHERE n.n > 0
-    UNION ALL SELECT 'wait:' || wait_event_type || ':' || wait_event, telemetry._wait_pattern(wait_event_type, wait_event),
-                     'seconds', round(seconds, 2)
-              FROM waits WHERE wait_event_type <> 'Lock' OR wait_event = 'extend'
+    UNION ALL
+    SELECT * FROM telemetry._window_pattern_measures(p_start_time, p_end_time, p_snapshot_start, v_server, v_shared)
+    UNION ALL
+    SELECT * FROM telemetry._wait_measures(coalesce(p_own_waits, v_shared->'waits'),
+                                           p_own_waits IS NOT NULL OR EXISTS (SELECT FROM telemetry._window_samples(p_start_time, p_end_time, v_server)));
+END
 $$;
 
 -- _run_part_window is the first p_seconds of a run's window (NULL: all of it): the same
@@ -272,7 +287,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN b.own THEN 'batch' ELSE 'other' END, b.wait_event_type, b.wait_event, round(sum(b.seconds)::numeric, 2)
     FROM telemetry._run_part_window(p_run_id, p_seconds) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
          telemetry.batch_wait_samples b
+    -- non-idle sessions: an own session's time between statements is the run account's
     WHERE b.server = srv.server AND b.batch = w.batch AND b.captured_at BETWEEN w.start_time AND w.end_time
+      AND b.state = 'active'
     GROUP BY b.own, b.wait_event_type, b.wait_event
     ORDER BY b.own DESC, 4 DESC, 2, 3
 $$;
@@ -292,19 +309,11 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._run_part_measures(p_run_id bigint, p_own_sessions boolean, p_seconds numeric)
 RETURNS TABLE (measure text, pattern text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH own AS (SELECT * FROM telemetry._run_part_session_waits(p_run_id, p_seconds) WHERE p_own_sessions AND sessions = 'batch'),
-    covered AS (SELECT EXISTS (SELECT FROM own) AS yes)
-    SELECT m.* FROM telemetry._run_part_window(p_run_id, p_seconds) w, covered,
-           LATERAL telemetry._window_measures(w.start_time, w.end_time, w.snapshot_start, w.server) m
-    WHERE NOT covered.yes OR NOT (m.measure = 'lock_wait_seconds' OR m.measure LIKE 'wait:%')
-    UNION ALL
-    SELECT 'lock_wait_seconds', 'lock_contention', 'seconds',
-           coalesce(sum(own.session_seconds) FILTER (WHERE own.wait_event_type = 'Lock' AND own.wait_event <> 'extend'), 0)
-    FROM own HAVING count(*) > 0
-    UNION ALL
-    SELECT 'wait:' || own.wait_event_type || ':' || own.wait_event, telemetry._wait_pattern(own.wait_event_type, own.wait_event),
-           'seconds', own.session_seconds
-    FROM own WHERE own.wait_event_type <> 'Lock' OR own.wait_event = 'extend'
+    WITH own AS (SELECT jsonb_agg(jsonb_build_object('wait_event_type', o.wait_event_type, 'wait_event', o.wait_event,
+                                                     'seconds', o.session_seconds)) AS waits
+                 FROM telemetry._run_part_session_waits(p_run_id, p_seconds) o WHERE p_own_sessions AND o.sessions = 'batch')
+    SELECT m.* FROM telemetry._run_part_window(p_run_id, p_seconds) w, own,
+           LATERAL telemetry._window_measures(w.start_time, w.end_time, w.snapshot_start, w.server, own.waits) m
 $$;
 
 -- _run_measures are _window_measures of a run, its waits those of its own sessions when
@@ -373,7 +382,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     vals AS (
         SELECT c.measure, b.run_id,
                CASE WHEN bm.value IS NOT NULL THEN bm.value
-                    WHEN c.measure LIKE 'wait:%' AND EXISTS (SELECT FROM basem x WHERE x.run_id = b.run_id AND x.measure = 'lock_wait_seconds') THEN 0
+                    WHEN c.measure LIKE 'wait:%' AND EXISTS (SELECT FROM basem x WHERE x.run_id = b.run_id
+                                                             AND x.measure IN (SELECT telemetry._summed_wait_measures())) THEN 0
                END AS value
         FROM cur c CROSS JOIN base b
         LEFT JOIN basem bm ON bm.run_id = b.run_id AND bm.measure = c.measure),

@@ -195,12 +195,54 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WHERE o.known >= telemetry._threshold('own_statements_known_pct') / 100 * o.seconds
 $$;
 
+-- A run's statements that escaped the wait sampler (issue 19, defect 5): a statement of the
+-- batch that took under a second in all may never be sampled, and then its time is no
+-- session's in the run's account. These are its candidates from pg_stat_statements: top-level
+-- statements that ran in the run's window (its start read to the first after its end), that
+-- no sample saw an own session run (active), and that ran there only under roles and in
+-- databases the run's own sessions were sampled in: another application's statement in the
+-- same window is never a candidate. Candidates, not proof: another session of the same role
+-- and database may have run one. Empty where the run's own sessions were not sampled with
+-- their role and database (runs recorded before migration 0018).
+CREATE OR REPLACE FUNCTION telemetry._run_unsampled_statements(p_run_id bigint)
+RETURNS TABLE (queryid bigint, query text, datname text, username text, status text, calls bigint, rows bigint,
+               seconds numeric, seconds_per_call numeric, temp_blks_written bigint, wal_bytes bigint,
+               baseline_seconds_per_call numeric, baseline_runs_with integer)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH w AS (SELECT w.*, telemetry._resolve_server(w.server) AS srv FROM telemetry._run_window(p_run_id) w),
+    own AS (  -- the run's own sessions as sampled: their roles and databases, their statements
+        SELECT b.usename, b.datname, b.queryid, b.state
+        FROM w JOIN telemetry.batch_wait_samples b
+          ON b.server = w.srv AND b.batch = w.batch AND b.own AND b.captured_at BETWEEN w.start_time AND w.end_time),
+    stmts AS (
+        SELECT c.* FROM w, LATERAL telemetry._statement_compare(w.snapshot_start, w.end_time, w.server, NULL::text) c
+        WHERE c.toplevel AND c.calls > 0),
+    candidates AS (
+        SELECT s.* FROM stmts s
+        WHERE NOT EXISTS (SELECT FROM own o WHERE o.state = 'active' AND o.queryid = s.queryid)
+          AND NOT EXISTS (SELECT FROM stmts x WHERE x.queryid = s.queryid
+                            AND NOT EXISTS (SELECT FROM own o WHERE o.usename = x.username AND o.datname = x.datname))),
+    -- Per call in the batch's baseline runs, any session's: a brief statement is seldom sampled there either.
+    base AS (
+        SELECT x.queryid, percentile_cont(0.5) WITHIN GROUP (ORDER BY x.seconds / x.calls)::numeric AS per_call,
+               count(DISTINCT b.run_id)::int AS runs_with
+        FROM telemetry._baseline_runs(p_run_id) b,
+             LATERAL telemetry._window_statements(b.snapshot_start, b.end_time, b.server, NULL::text) x
+        WHERE x.status <> 'reset' AND x.calls > 0 AND x.queryid IN (SELECT c.queryid FROM candidates c)
+        GROUP BY x.queryid)
+    SELECT c.queryid, c.query, c.datname, c.username, c.status, c.calls, c.rows, c.total_seconds, c.seconds_per_call,
+           c.temp_blks_written, c.wal_bytes, round(base.per_call, 6), coalesce(base.runs_with, 0)
+    FROM candidates c LEFT JOIN base USING (queryid)
+    ORDER BY c.total_seconds DESC NULLS LAST, c.queryid
+$$;
+
 -- run_statements: each statement of a run against the median of the batch's previous normal
 -- runs (a run without the statement counts 0 for its time, calls and rows), ranked by the
 -- seconds it took beyond that median: its share of the run's extra duration. A run's
--- statements are those the wait sampler saw its own sessions run (_run_statement_batch), so
--- that another application's statement in the same window is never the run's; where it did
--- not follow the batch's sessions, every statement of the window.
+-- statements are those the wait sampler saw its own sessions run (_run_statement_batch), and
+-- those too brief to be sampled that ran only in its own roles and databases
+-- (_run_unsampled_statements), so that another application's statement in the same window is
+-- never the run's; where it did not follow the batch's sessions, every statement of the window.
 CREATE OR REPLACE FUNCTION telemetry.run_statements(p_run_id bigint)
 RETURNS TABLE (rank integer, queryid bigint, query text, status text, seconds numeric, baseline_seconds numeric,
                extra_seconds numeric, share_of_extra_pct numeric, calls bigint, baseline_calls numeric,
@@ -218,8 +260,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         WHERE EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at <= b.snapshot_start)
           AND EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at >= b.end_time)),
     own AS (SELECT telemetry._run_statement_batch(p_run_id) AS batch),
+    -- Its own sessions' statements: those sampled, and those that escaped the samples but
+    -- ran only in its own roles and databases (_run_unsampled_statements).
     cur AS (SELECT s.* FROM w, own, LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, own.batch) s
-            WHERE own.batch IS NULL OR s.sampled_waits IS NOT NULL),
+            WHERE own.batch IS NULL OR s.sampled_waits IS NOT NULL
+               OR s.queryid IN (SELECT u.queryid FROM telemetry._run_unsampled_statements(p_run_id) u)),
     -- A statement first seen inside a baseline run (new) ran in it: the first run after a
     -- restart or a reset is a normal run. Only reset counters are left out.
     -- Each baseline run's sampled waits are its own sessions' where its own were recorded apart.
@@ -295,17 +340,28 @@ CREATE OR REPLACE FUNCTION telemetry._run_own_blockers(p_run_id bigint)
 RETURNS TABLE (blocking_pid integer, blocking_app text, blocking_user text, lock_type text, locked_relation text,
                blocking_query_preview text, waits bigint, blocked_seconds numeric, own_session boolean, blocked_query_preview text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH w AS (SELECT w.*, telemetry._resolve_server(w.server) AS srv FROM telemetry._run_window(p_run_id) w),
+    own AS (SELECT DISTINCT b.pid, b.backend_start FROM w, telemetry.batch_wait_samples b
+            WHERE b.server = w.srv AND b.batch = w.batch AND b.own AND b.captured_at BETWEEN w.start_time AND w.end_time),
+    episodes AS (
+        SELECT e.* FROM w, LATERAL telemetry.lock_episodes(w.start_time, w.end_time, w.server) e
+        WHERE e.lock_type IS DISTINCT FROM 'extend'
+          AND EXISTS (SELECT FROM own WHERE own.pid = e.blocked_pid AND own.backend_start IS NOT DISTINCT FROM e.blocked_backend_start))
     SELECT e.blocking_pid, e.blocking_app, e.blocking_user, e.lock_type, e.locked_relation, e.blocking_query_preview,
            count(*), round(sum(e.duration_seconds), 1), e.blocking_batch = w.batch,
            (array_agg(e.blocked_query_preview ORDER BY e.duration_seconds DESC))[1]
-    FROM telemetry._run_window(p_run_id) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
-         LATERAL telemetry.lock_episodes(w.start_time, w.end_time, w.server) e
-    WHERE e.lock_type IS DISTINCT FROM 'extend'
-      AND EXISTS (SELECT FROM telemetry.batch_wait_samples b
-                  WHERE b.server = srv.server AND b.batch = w.batch AND b.own AND b.pid = e.blocked_pid
-                    AND b.backend_start IS NOT DISTINCT FROM e.blocked_backend_start
-                    AND b.captured_at BETWEEN w.start_time AND w.end_time)
+    FROM episodes e, w
     GROUP BY 1, 2, 3, 4, 5, 6, 9
+    UNION ALL
+    -- A wait still going on (a run in progress) has no episode yet: the lock samples name its
+    -- holder (whether it is the batch's own session is not known there).
+    SELECT l.blocking_pid, l.blocking_app, l.blocking_user, l.lock_type, l.locked_relation, l.blocking_query_preview,
+           count(DISTINCT l.blocked_pid), round(max(extract(epoch FROM l.blocked_duration))::numeric, 1), NULL::boolean,
+           (array_agg(l.blocked_query_preview ORDER BY l.blocked_duration DESC))[1]
+    FROM w, telemetry.lock_samples l
+    WHERE NOT EXISTS (SELECT FROM episodes) AND l.server = w.srv AND l.captured_at BETWEEN w.start_time AND w.end_time
+      AND l.lock_type IS DISTINCT FROM 'extend' AND l.blocked_pid IN (SELECT pid FROM own)
+    GROUP BY 1, 2, 3, 4, 5, 6
     ORDER BY 8 DESC, 7 DESC
 $$;
 

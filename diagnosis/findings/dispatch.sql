@@ -15,6 +15,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     UNION ALL SELECT * FROM telemetry._finding_plan_changed(p_run_id, p_account)
     UNION ALL SELECT * FROM telemetry._finding_planner_setting(p_run_id, p_account)
     UNION ALL SELECT * FROM telemetry._finding_statement_regression(p_run_id, p_account)
+    UNION ALL SELECT * FROM telemetry._finding_temp_spill(p_run_id, p_account)
+    UNION ALL SELECT * FROM telemetry._finding_wal_pressure(p_run_id, p_account)
 $$;
 
 -- A cause whose folder was removed is not diagnosed any more: its function goes too (its
@@ -25,8 +27,9 @@ DECLARE
 BEGIN
     FOR v_function IN
         SELECT p.oid FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 'telemetry'::regnamespace AND p.proname LIKE '\_finding\_%'
-          AND p.proname NOT IN ('_finding_client_wait', '_finding_commit_wait', '_finding_cpu_contention', '_finding_io_wait', '_finding_lock_wait', '_finding_more_work', '_finding_new_statement', '_finding_parallel_workers_not_launched', '_finding_plan_changed', '_finding_planner_setting', '_finding_statement_regression')
+        WHERE p.pronamespace = 'telemetry'::regnamespace
+          AND (p.proname LIKE '\_finding\_%')
+          AND p.proname NOT IN ('_finding_client_wait', '_finding_commit_wait', '_finding_cpu_contention', '_finding_io_wait', '_finding_lock_wait', '_finding_more_work', '_finding_new_statement', '_finding_parallel_workers_not_launched', '_finding_plan_changed', '_finding_planner_setting', '_finding_statement_regression', '_finding_temp_spill', '_finding_wal_pressure')
     LOOP
         EXECUTE format('DROP FUNCTION %s', v_function);
     END LOOP;

@@ -15,16 +15,44 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     UNION ALL SELECT * FROM telemetry._pattern_temp_file_spills(p_start_time, p_end_time, p_snapshot_start, p_server, p_shared)
 $$;
 
--- A pattern whose folder was removed is not diagnosed any more: its function goes too (its
--- thresholds stay, with an operator's values, should it come back).
+-- _window_pattern_measures is every registered pattern's measures of a window (their
+-- measures.sql), with the same arguments: what _window_measures compares besides the
+-- duration and the waits.
+CREATE OR REPLACE FUNCTION telemetry._window_pattern_measures(p_start_time timestamptz, p_end_time timestamptz,
+                                                              p_snapshot_start timestamptz, p_server text, p_shared jsonb)
+RETURNS TABLE (measure text, pattern text, unit text, value numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT m.measure, 'autovacuum_interference', m.unit, m.value FROM telemetry._measures_autovacuum_interference(p_start_time, p_end_time, p_snapshot_start, p_server, p_shared) m
+    UNION ALL SELECT m.measure, 'buffer_pressure', m.unit, m.value FROM telemetry._measures_buffer_pressure(p_start_time, p_end_time, p_snapshot_start, p_server, p_shared) m
+    UNION ALL SELECT m.measure, 'checkpoint_interference', m.unit, m.value FROM telemetry._measures_checkpoint_interference(p_start_time, p_end_time, p_snapshot_start, p_server, p_shared) m
+    UNION ALL SELECT m.measure, 'replication_lag', m.unit, m.value FROM telemetry._measures_replication_lag(p_start_time, p_end_time, p_snapshot_start, p_server, p_shared) m
+    UNION ALL SELECT m.measure, 'temp_file_spills', m.unit, m.value FROM telemetry._measures_temp_file_spills(p_start_time, p_end_time, p_snapshot_start, p_server, p_shared) m
+$$;
+
+-- _wait_classes are the wait events the registered patterns own (their measures.sql): LIKE
+-- patterns of wait_event_type and wait_event, and the measure that sums their seconds (NULL:
+-- each event is a measure of its own).
+CREATE OR REPLACE FUNCTION telemetry._wait_classes()
+RETURNS TABLE (pattern text, wait_event_type text, wait_event text, measure text)
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 'buffer_pressure', w.wait_event_type, w.wait_event, w.measure FROM telemetry._waits_buffer_pressure() w
+    UNION ALL SELECT 'checkpoint_interference', w.wait_event_type, w.wait_event, w.measure FROM telemetry._waits_checkpoint_interference() w
+    UNION ALL SELECT 'lock_contention', w.wait_event_type, w.wait_event, w.measure FROM telemetry._waits_lock_contention() w
+    UNION ALL SELECT 'replication_lag', w.wait_event_type, w.wait_event, w.measure FROM telemetry._waits_replication_lag() w
+    UNION ALL SELECT 'temp_file_spills', w.wait_event_type, w.wait_event, w.measure FROM telemetry._waits_temp_file_spills() w
+$$;
+
+-- A pattern whose folder was removed is not diagnosed or measured any more: its functions go
+-- too (its thresholds stay, with an operator's values, should it come back).
 DO $$
 DECLARE
     v_function regprocedure;
 BEGIN
     FOR v_function IN
         SELECT p.oid FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 'telemetry'::regnamespace AND p.proname LIKE '\_pattern\_%'
-          AND p.proname NOT IN ('_pattern_autovacuum_interference', '_pattern_buffer_pressure', '_pattern_checkpoint_interference', '_pattern_insufficient_data', '_pattern_lock_contention', '_pattern_replication_lag', '_pattern_temp_file_spills')
+        WHERE p.pronamespace = 'telemetry'::regnamespace
+          AND (p.proname LIKE '\_pattern\_%' OR p.proname LIKE '\_measures\_%' OR p.proname LIKE '\_waits\_%')
+          AND p.proname NOT IN ('_pattern_autovacuum_interference', '_measures_autovacuum_interference', '_pattern_buffer_pressure', '_measures_buffer_pressure', '_waits_buffer_pressure', '_pattern_checkpoint_interference', '_measures_checkpoint_interference', '_waits_checkpoint_interference', '_pattern_insufficient_data', '_pattern_lock_contention', '_waits_lock_contention', '_pattern_replication_lag', '_measures_replication_lag', '_waits_replication_lag', '_pattern_temp_file_spills', '_measures_temp_file_spills', '_waits_temp_file_spills')
     LOOP
         EXECUTE format('DROP FUNCTION %s', v_function);
     END LOOP;

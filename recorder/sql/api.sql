@@ -114,27 +114,29 @@ $$;
 
 
 -- _request_snapshot asks the recorder (LISTENing on this channel) for a snapshot now: a batch's
--- boundary (p_boundary) gets one of its own at once; other requests are spaced by
--- --recorder.request-min-interval. SECURITY DEFINER: a writer needs no privilege on
--- snapshot_requests.
-CREATE OR REPLACE FUNCTION telemetry._request_snapshot(p_boundary boolean)
+-- boundary (p_boundary) gets one of its own at once, and batch_begin's names its run
+-- (p_run_id), whose start read that snapshot becomes (batch_runs.start_snapshot_at); other
+-- requests are spaced by --recorder.request-min-interval. SECURITY DEFINER: a writer needs no
+-- privilege on snapshot_requests.
+DROP FUNCTION IF EXISTS telemetry._request_snapshot(boolean);
+CREATE OR REPLACE FUNCTION telemetry._request_snapshot(p_boundary boolean, p_run_id bigint)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     -- Requests no recorder consumed (none listening: pg_cron mode) do not pile up.
     DELETE FROM telemetry.snapshot_requests WHERE requested_at < clock_timestamp() - interval '1 minute';
-    INSERT INTO telemetry.snapshot_requests (boundary) VALUES (p_boundary);
+    INSERT INTO telemetry.snapshot_requests (boundary, run_id) VALUES (p_boundary, p_run_id);
     -- A payload of its own: a transaction's identical notifications are folded into one.
     PERFORM pg_notify('telemetry_request_snapshot', clock_timestamp()::text);
 END
 $$;
-REVOKE EXECUTE ON FUNCTION telemetry._request_snapshot(boolean) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION telemetry._request_snapshot(boolean, bigint) FROM PUBLIC;
 
 -- request_snapshot asks the recorder for a snapshot now (at most one per
 -- --recorder.request-min-interval).
 CREATE OR REPLACE FUNCTION telemetry.request_snapshot()
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM telemetry._request_snapshot(false);
+    PERFORM telemetry._request_snapshot(false, NULL);
 END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry.request_snapshot() FROM PUBLIC;
@@ -192,18 +194,26 @@ RETURNS telemetry._snapshot_diff LANGUAGE sql IMMUTABLE SET search_path = pg_cat
     )::telemetry._snapshot_diff
 $$;
 
--- The window rule: the latest snapshot at or before the start, the earliest at or after the end.
--- ROWS 1: the planner would assume 1000 rows and hash every snapshot to join them.
-CREATE OR REPLACE FUNCTION telemetry._window(p_start_time timestamptz, p_end_time timestamptz, p_server text)
+-- The window rule: the latest snapshot at or before the start, the earliest at or after the end;
+-- _window_ends has either NULL where there is none (the report's series then start or end at
+-- the window's own time), _window both or no row. ROWS 1: the planner would assume 1000 rows
+-- and hash every snapshot to join them.
+CREATE OR REPLACE FUNCTION telemetry._window_ends(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (start_id integer, start_at timestamptz, end_id integer, end_at timestamptz)
 LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
     WITH srv AS (SELECT telemetry._window_server(p_start_time, p_end_time, p_server) AS server)
     SELECT s.id, s.captured_at, e.id, e.captured_at
-    FROM srv,
-    LATERAL (SELECT id, captured_at FROM telemetry.snapshots
-             WHERE server = srv.server AND captured_at <= p_start_time ORDER BY captured_at DESC LIMIT 1) s,
-    LATERAL (SELECT id, captured_at FROM telemetry.snapshots
-             WHERE server = srv.server AND captured_at >= p_end_time ORDER BY captured_at LIMIT 1) e
+    FROM srv
+    LEFT JOIN LATERAL (SELECT id, captured_at FROM telemetry.snapshots
+                       WHERE server = srv.server AND captured_at <= p_start_time ORDER BY captured_at DESC LIMIT 1) s ON true
+    LEFT JOIN LATERAL (SELECT id, captured_at FROM telemetry.snapshots
+                       WHERE server = srv.server AND captured_at >= p_end_time ORDER BY captured_at LIMIT 1) e ON true
+$$;
+CREATE OR REPLACE FUNCTION telemetry._window(p_start_time timestamptz, p_end_time timestamptz, p_server text)
+RETURNS TABLE (start_id integer, start_at timestamptz, end_id integer, end_at timestamptz)
+LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
+    SELECT w.* FROM telemetry._window_ends(p_start_time, p_end_time, p_server) w
+    WHERE w.start_id IS NOT NULL AND w.end_id IS NOT NULL
 $$;
 
 -- _snapshot_diff is called in FROM, once: (d).* over a function call would run it per column.

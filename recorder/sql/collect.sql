@@ -175,6 +175,24 @@ ORDER BY query_start NULLS LAST, pid LIMIT 25;
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_session_waits(p_query_text_bytes integer, p_names text[], p_roles text[], p_pids integer[], p_all_idle boolean);
+CREATE OR REPLACE FUNCTION telemetry._collect_session_waits(p_query_text_bytes integer, p_names text[], p_roles text[], p_pids integer[], p_all_idle boolean)
+RETURNS TABLE (pid integer, application_name text, usename text, datname text, state text, wait_event_type text, wait_event text, query_id bigint, query_start timestamptz, backend_start timestamptz, query_text text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT pid, coalesce(application_name, ''), coalesce(usename::text, ''), coalesce(datname::text, ''),
+	CASE WHEN state NOT LIKE 'idle%' THEN 'active' ELSE state END,
+	coalesce(wait_event_type, 'Running'), coalesce(wait_event, 'CPU'),
+	coalesce(query_id, 0), query_start, backend_start,
+	CASE WHEN query_id IS NULL AND wait_event_type = 'Lock' THEN pg_catalog.left(query, $1) ELSE '' END
+FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND (state NOT LIKE 'idle%'
+		OR (state LIKE 'idle%' AND ($5 OR application_name = ANY ($2) OR usename = ANY ($3) OR pid = ANY ($4))))
+	AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%';
+END
+$collect$;
+
 DROP FUNCTION IF EXISTS telemetry._collect_lock_waits();
 CREATE OR REPLACE FUNCTION telemetry._collect_lock_waits()
 RETURNS TABLE (blocked_pid integer, blocked_user text, blocked_app text, blocked_query_preview text, waited_seconds double precision, blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, lock_type text, locked_relation text, datname text, waitstart timestamptz, blocked_backend_start timestamptz)

@@ -268,9 +268,11 @@ DECLARE
     v_at timestamptz := clock_timestamp();
     v_server text := (SELECT system_identifier::text FROM pg_control_system());
     v_id integer;
+    v_previous timestamptz; -- the server's previous sample
 BEGIN
     PERFORM pg_stat_clear_snapshot();
     PERFORM telemetry._ensure_partitions(v_at);
+    v_previous := (SELECT max(captured_at) FROM telemetry.samples WHERE server = v_server AND captured_at < v_at);
     INSERT INTO telemetry.samples (captured_at, server) VALUES (v_at, v_server) RETURNING id INTO v_id;
 
     INSERT INTO telemetry.wait_samples
@@ -281,6 +283,34 @@ BEGIN
     SELECT v_id, a.pid, a.usename, a.application_name, a.backend_type, a.state, a.wait_event_type, a.wait_event,
         a.query_start, a.state_change, telemetry._normalized_query(a.query_preview), v_server, v_at, a.datname
     FROM telemetry._collect_active_sessions() a;
+
+    -- The open runs' session-seconds, as the exporter's batch tracker books them
+    -- (batch_wait_samples): a run's own sessions (the session that began it, and those named
+    -- after the batch: a marker run's of the role that began it) by state, wait and statement,
+    -- idle ones included, and every other non-idle session by wait. The sample stands for the
+    -- time since the previous one (at most two minutes), and never for time before the run began.
+    WITH runs AS (
+        SELECT r.batch, r.source, r.started_at, r.backend_pid, r.backend_start, r.began_by
+        FROM telemetry.batch_runs_checked r WHERE r.status = 'running' AND r.times_ok),
+    sessions AS (
+        SELECT s.* FROM telemetry._collect_session_waits(0, (SELECT array_agg(left(batch, 63)) FROM runs), NULL,
+                                                         (SELECT array_agg(backend_pid) FROM runs), false) s
+        WHERE EXISTS (SELECT FROM runs)),
+    booked AS (
+        SELECT r.batch, s.*, r.started_at,
+               (s.pid = r.backend_pid AND s.backend_start = r.backend_start)
+               OR (s.application_name = left(r.batch, 63) AND (r.source <> 'marker' OR s.usename = r.began_by::text)) AS own
+        FROM runs r CROSS JOIN sessions s)
+    INSERT INTO telemetry.batch_wait_samples (sample_id, batch, own, pid, backend_start, state, usename, datname,
+                                              wait_event_type, wait_event, queryid, seconds, server, captured_at)
+    SELECT v_id, b.batch, b.own, CASE WHEN b.own THEN b.pid ELSE 0 END, CASE WHEN b.own THEN b.backend_start END, b.state,
+           CASE WHEN b.own THEN b.usename END, CASE WHEN b.own THEN b.datname END, b.wait_event_type, b.wait_event,
+           CASE WHEN b.own THEN b.query_id ELSE 0 END,
+           sum(extract(epoch FROM least(v_at - b.started_at,
+                                        coalesce(v_at - v_previous, interval '30 seconds'), interval '2 minutes'))),
+           v_server, v_at
+    FROM booked b WHERE b.own OR b.state = 'active'
+    GROUP BY 2, 3, 4, 5, 6, 7, 8, 9, 10, 11;
 
     INSERT INTO telemetry.progress_samples
     SELECT v_id, p.progress_type, p.pid, p.relid, p.relname, p.phase, p.blocks_total, p.blocks_done,

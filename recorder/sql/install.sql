@@ -50,6 +50,7 @@ BEGIN
         ('0012_no_free_text_in_keys.sql', 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56'),
         ('0013_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8'),
         ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0'),
+        ('0018_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651'),
         ('0021_plans.sql', 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
@@ -170,6 +171,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0014_boundary_
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0018_run_account_data.sql' AND checksum = 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../schema/migrations/0018_run_account_data.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0018_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0021_plans.sql' AND checksum = 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be') AS apply \gset
 \if :apply
 BEGIN;
@@ -194,51 +203,67 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '0f36cc2e04cf1e0405b019ebc401d5bc50458a72e815e7f4ccd6b90885cc81c5') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'a957ba0a47bb4d02ef364f2a43614f22c5bf4482290702cc6615ea634e97086c') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '0f36cc2e04cf1e0405b019ebc401d5bc50458a72e815e7f4ccd6b90885cc81c5')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'a957ba0a47bb4d02ef364f2a43614f22c5bf4482290702cc6615ea634e97086c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'e822bcbdc59e15657be8e64291031ed8c873502a8de37ebc1d07ba2fcaf7a236') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '23290ccaf4579515afe73309396adc1994c9eb95e0c75c121b156a7502862738') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'e822bcbdc59e15657be8e64291031ed8c873502a8de37ebc1d07ba2fcaf7a236')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '23290ccaf4579515afe73309396adc1994c9eb95e0c75c121b156a7502862738')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '4be4d984a5a187a9c34ba9e873c7ecf6f4a645e80fcb330c23f94fc192cc1aad') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'fa1c24bc59ac8a3d085c38663ea801b9f5514586a9b3831132b4b50e15d73154') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '4be4d984a5a187a9c34ba9e873c7ecf6f4a645e80fcb330c23f94fc192cc1aad')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'fa1c24bc59ac8a3d085c38663ea801b9f5514586a9b3831132b4b50e15d73154')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'c395cd026cdc5aa9a1db3fa709876dab0b8d5f3d88ace0d2b5fe2a2a64fe7174') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/thresholds.sql' AND checksum = '6161bf48535b6f008e9a4fec0857bf6b6a96cf0218958c99e92fca7622ba7049') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/thresholds.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/thresholds.sql', '6161bf48535b6f008e9a4fec0857bf6b6a96cf0218958c99e92fca7622ba7049')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'f091d6e1a85c3b1fde0a0ea1bbcd0b7726a4bbe397545f4328617385e642030c') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'c395cd026cdc5aa9a1db3fa709876dab0b8d5f3d88ace0d2b5fe2a2a64fe7174')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'f091d6e1a85c3b1fde0a0ea1bbcd0b7726a4bbe397545f4328617385e642030c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '0f656b4df4330b180020979ac7cb67b253bf7bbb5ca43787a6d892373ca3e7cd') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'cc3289b2f48cce40d63818d4302e54042dea1ad69a16fdcb9a18db50c4b6cbbc') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '0f656b4df4330b180020979ac7cb67b253bf7bbb5ca43787a6d892373ca3e7cd')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'cc3289b2f48cce40d63818d4302e54042dea1ad69a16fdcb9a18db50c4b6cbbc')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'a57d365439740cde4f2f8685c75ee618dda36666b90c0480f74b1489047c11f0') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'cc419fd90018ae92abbdfbbfa4e9c3161f3300ac94e2f8d9ce9ebd2add8e6a24') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'a57d365439740cde4f2f8685c75ee618dda36666b90c0480f74b1489047c11f0')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'cc419fd90018ae92abbdfbbfa4e9c3161f3300ac94e2f8d9ce9ebd2add8e6a24')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = '801db4346450744ae51e85b373024fd9db9b591d413a82704e221cdd912fe5b8') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/series.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', '801db4346450744ae51e85b373024fd9db9b591d413a82704e221cdd912fe5b8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -250,11 +275,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'cafbb9c8134df799c909b4cbf8813944e172e8c29118843a15c7fcab4e168499') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'df8671728c97e4a009843f85145a39eceef6b815470d3b2e69faac457b4da9dd') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'cafbb9c8134df799c909b4cbf8813944e172e8c29118843a15c7fcab4e168499')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'df8671728c97e4a009843f85145a39eceef6b815470d3b2e69faac457b4da9dd')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -266,6 +291,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/measures.sql' AND checksum = '3c7286d3936d8a8b20ed0623a2c009ad1fbfebc4f3dd3c63a3ee9d0d9ad2a33a') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/autovacuum_interference/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/measures.sql', '3c7286d3936d8a8b20ed0623a2c009ad1fbfebc4f3dd3c63a3ee9d0d9ad2a33a')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/pattern.sql' AND checksum = '0f3b5da7dabd29b39f0b3a7784ecb7ebdc755826ae3e443507a0b4a7a39dc069') AS apply \gset
 \if :apply
 BEGIN;
@@ -274,11 +307,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/measures.sql' AND checksum = 'a1706bbbdcc3be1af3a2a31757bb36f4e1360491d0c2da8f9f7824148ac0e7eb') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/buffer_pressure/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/buffer_pressure/measures.sql', 'a1706bbbdcc3be1af3a2a31757bb36f4e1360491d0c2da8f9f7824148ac0e7eb')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/pattern.sql' AND checksum = '1034b5c61a40846ec7895c5d6a29fa197798b944d5663e260089c65e72ee02e8') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/checkpoint_interference/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/checkpoint_interference/pattern.sql', '1034b5c61a40846ec7895c5d6a29fa197798b944d5663e260089c65e72ee02e8')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/measures.sql' AND checksum = 'fd7d9b4096a0b54058ecc3ceae6432f133105298136f430c245e6fcbb23168de') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/checkpoint_interference/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/checkpoint_interference/measures.sql', 'fd7d9b4096a0b54058ecc3ceae6432f133105298136f430c245e6fcbb23168de')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -298,11 +347,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/measures.sql' AND checksum = '20e51f4df628a6c9c18e2928ba38197828f938a94e4b3e9d8dbcdfa08ead96d2') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/lock_contention/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/measures.sql', '20e51f4df628a6c9c18e2928ba38197828f938a94e4b3e9d8dbcdfa08ead96d2')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = '3a64027f46789f705523237a441053f911666afca3e3da65e09cb56a69146b52') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/replication_lag/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', '3a64027f46789f705523237a441053f911666afca3e3da65e09cb56a69146b52')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/measures.sql' AND checksum = 'af977d61b1ae7ec885f4d4f5507027a6aa4fc670d7f2822f6fa48cb127ff202a') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/replication_lag/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/measures.sql', 'af977d61b1ae7ec885f4d4f5507027a6aa4fc670d7f2822f6fa48cb127ff202a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -314,11 +379,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/findings.sql' AND checksum = 'd2dc69173e6b50f0236ac551fbb5d1dc4d67fbeb945e5383d7a4f19336f1272b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/measures.sql' AND checksum = '751a06c5928bb137e65a69dab3cd959b2472a6e8dfc679e74278e82385513dc9') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/temp_file_spills/measures.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/measures.sql', '751a06c5928bb137e65a69dab3cd959b2472a6e8dfc679e74278e82385513dc9')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/findings.sql' AND checksum = 'ac327d45d28d07914f20ea3496c4981f76b7d5fc00603a4565308df6c63617ec') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/findings.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', 'd2dc69173e6b50f0236ac551fbb5d1dc4d67fbeb945e5383d7a4f19336f1272b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', 'ac327d45d28d07914f20ea3496c4981f76b7d5fc00603a4565308df6c63617ec')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -346,11 +419,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = '7aac19cfc9ce42f231ec3d009545f43998719896f1e9bd34b3c830affbfb0886') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = 'bda75e4f7c1648aaa05cc4a4a8b7bc45bee65b5ddedb18b3f78e2a2dc1f25863') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/io_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', '7aac19cfc9ce42f231ec3d009545f43998719896f1e9bd34b3c830affbfb0886')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', 'bda75e4f7c1648aaa05cc4a4a8b7bc45bee65b5ddedb18b3f78e2a2dc1f25863')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -402,19 +475,35 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/statement_regression/finding.sql' AND checksum = '0a46d52b2e53dbff305e78c1a990ce91023ad1f71b77f23711253fb026dcfb34') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/statement_regression/finding.sql' AND checksum = 'a02a175fde18289147542f133e69be02b3aa205f57b5ad29cd61cb9dc6edd951') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/statement_regression/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/statement_regression/finding.sql', '0a46d52b2e53dbff305e78c1a990ce91023ad1f71b77f23711253fb026dcfb34')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/statement_regression/finding.sql', 'a02a175fde18289147542f133e69be02b3aa205f57b5ad29cd61cb9dc6edd951')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = '3088b667348ff50cadcabe7f73f0db81aa8b7d4b60f548f54c5500fb8d9ba740') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/temp_spill/finding.sql' AND checksum = 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/temp_spill/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/temp_spill/finding.sql', 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = 'b34b3e847f32f688121bf1cd9e86d917188471f4d678d1477529572dc6427605') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/wal_pressure/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', 'b34b3e847f32f688121bf1cd9e86d917188471f4d678d1477529572dc6427605')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = '91acd8d7ea1fb894fd9fa00e30a499b5834a69f840dc7b824d44cdb416d410c0') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/dispatch.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', '3088b667348ff50cadcabe7f73f0db81aa8b7d4b60f548f54c5500fb8d9ba740')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', '91acd8d7ea1fb894fd9fa00e30a499b5834a69f840dc7b824d44cdb416d410c0')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

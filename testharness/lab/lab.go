@@ -1,5 +1,5 @@
-// Package lab is the diagnosis tests' database: the exporter's runner and the recorder
-// collecting into it as in production but faster, batch runs through the markers, and the
+// Package lab is the diagnosis tests' database: the exporter's runner, batch tracker and
+// recorder collecting into it at the binary's default flags, batch runs through the markers, and the
 // scenario of a pattern (diagnosis/patterns/<name>/scenario_test.go): a batch with one cause
 // injected, whose run's diagnosis must name that cause first.
 package lab
@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -27,8 +28,8 @@ import (
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
-// Lab is a database with the exporter's runner and the recorder collecting into it, as in
-// production but faster: a sample every 200ms, snapshots when batch_begin/batch_end ask.
+// Lab is a database with the exporter's runner, batch tracker and recorder collecting into it
+// as in production, at the binary's default flags.
 type Lab struct {
 	t   *testing.T
 	srv *pgtest.Server
@@ -60,7 +61,9 @@ type Options struct {
 	BatchRole string
 }
 
-// New starts a lab on a new database of the shared server of that major.
+// New starts a lab on a new database of the shared server of that major, with the exporter
+// wired as the binary wires it at its default flags: the runner, the batch tracker following
+// the wait sampler (1 s, 250 ms while a batch runs) and the recorder told of the boundaries.
 func New(t *testing.T, major int) *Lab {
 	t.Helper()
 	return NewOn(t, pgtest.Start(t, major))
@@ -87,24 +90,22 @@ func NewWith(t *testing.T, srv *pgtest.Server, o Options) *Lab {
 		l.batchDSN = strings.Replace(l.dsn, "postgres@", o.BatchRole+"@", 1)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: l.pool(true, ""), Selection: collectors.AllEnabled(),
-		Config:      collectors.Config{Plans: o.Plans},
-		SampleEvery: 200 * time.Millisecond, SnapshotEvery: time.Hour, WaitSampleEvery: 100 * time.Millisecond})
-	// The batch tracker, as serve runs it: the runs' own sessions' samples (batch_wait_samples).
-	tracker := batch.NewTracker(batch.Options{RunsDB: l.pool(false, "pg-batch-exporter batch"), Trigger: runner.Trigger})
+	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: l.pool(true, ""), Config: collectors.Config{Plans: o.Plans}})
+	runs := l.pool(false, "pg-batch-exporter batch")
+	tracker := batch.NewTracker(batch.Options{RunsDB: runs, RecorderDB: runs, Trigger: runner.Trigger})
 	tracker.Follow(runner.Waits())
 	runner.SetBatchWaits(tracker.TakeRunWaits)
-	rec := recorder.New(recorder.Options{Pool: l.pool(false, "pg-batch-exporter recorder"), Retention: 24 * time.Hour,
-		BufferRows: 1_000_000, Trigger: runner.Trigger, Boundary: tracker.RefreshNow})
+	rec := recorder.New(recorder.Options{Pool: l.pool(false, "pg-batch-exporter recorder"), Trigger: runner.Trigger, Boundary: tracker.RefreshNow})
 	runner.Subscribe(rec.Consume)
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); runner.Run(ctx) }()
-	go func() { defer wg.Done(); rec.Run(ctx) }()
 	go func() { defer wg.Done(); tracker.Run(ctx) }()
+	go func() { defer wg.Done(); rec.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	// The first snapshot and sample are written: the recorder knows the server.
-	l.WaitFor("the first snapshot and sample", `SELECT EXISTS (SELECT FROM telemetry.snapshots) AND EXISTS (SELECT FROM telemetry.samples)`)
+	// The first snapshot is written (the runner takes it at its start; the first sample comes
+	// at a random instant of the first --tier.sample-interval): the recorder knows the server.
+	l.WaitFor("the first snapshot", `SELECT EXISTS (SELECT FROM telemetry.snapshots)`)
 	return l
 }
 
@@ -151,6 +152,23 @@ func (l *Lab) Conn(app string) *pgx.Conn {
 	return pgtest.Connect(l.t, cmp.Or(l.batchDSN, l.dsn), app)
 }
 
+// ConnAs opens a session of another job under an application_name of its own, logged in as
+// a role of its own (name_<this database>: roles belong to the shared server) with SELECT on
+// public.work, dropped at the end.
+func (l *Lab) ConnAs(name, app string) *pgx.Conn {
+	l.t.Helper()
+	u, err := url.Parse(l.dsn)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	u.User = url.User(name + "_" + strings.TrimPrefix(u.Path, "/"))
+	role := pgx.Identifier{u.User.Username()}.Sanitize()
+	l.Exec(`CREATE ROLE ` + role + ` LOGIN`)
+	l.t.Cleanup(func() { l.Exec(`DROP OWNED BY ` + role); l.Exec(`DROP ROLE ` + role) })
+	l.Exec(`GRANT SELECT ON public.work TO ` + role)
+	return pgtest.Connect(l.t, u.String(), app)
+}
+
 // Exec runs a statement as Admin, failing the test on error.
 func (l *Lab) Exec(sql string, args ...any) {
 	l.t.Helper()
@@ -191,6 +209,11 @@ func (l *Lab) Run(batch string, work func(c *pgx.Conn)) int64 {
 	l.WaitFor("the run's start snapshot", `SELECT EXISTS (SELECT FROM telemetry.snapshots s JOIN telemetry.batch_runs r ON s.captured_at >= r.started_at WHERE r.run_id = $1)`, runID)
 	work(c)
 	if _, err := c.Exec(ctx, `SELECT telemetry.batch_end($1)`, batch); err != nil {
+		l.t.Fatal(err)
+	}
+	// The batch's session goes with its run: left open, it would be an idle session of the
+	// batch's name in the next runs, time between statements of theirs.
+	if err := c.Close(ctx); err != nil {
 		l.t.Fatal(err)
 	}
 	l.WaitFor("the run's end snapshot and a later sample", `SELECT EXISTS (SELECT FROM telemetry.snapshots s JOIN telemetry.batch_runs r ON s.captured_at >= r.ended_at WHERE r.run_id = $1)
@@ -321,6 +344,8 @@ type SlowRun struct {
 	Setup        func(l *Lab)                                 // after PrepareWork, before the runs
 	Usual        func(t *testing.T, l *Lab, c *pgx.Conn)
 	Slow         func(t *testing.T, l *Lab, c *pgx.Conn)
+	// After, where set, changes what was recorded of the run before it is diagnosed.
+	After func(l *Lab, runID int64)
 	// Check, where set, looks further at the run's diagnosis.
 	Check func(t *testing.T, l *Lab, runID int64, d *RunDiagnosis)
 }
@@ -369,6 +394,9 @@ func RunSlow(t *testing.T, s SlowRun) {
 				slow = s.Usual
 			}
 			runID := l.Run("nightly", func(c *pgx.Conn) { slow(t, l, c) })
+			if s.After != nil {
+				s.After(l, runID)
+			}
 			d := l.CheckAccount(runID)
 			l.CheckFirstFinding(runID, s.Want)
 			if s.Check != nil {
@@ -378,9 +406,9 @@ func RunSlow(t *testing.T, s SlowRun) {
 	}
 }
 
-// SamplingInterval is the lab's wait sampler's interval and then some: how far a run's account
-// may be off its wall time (a sample's time straddling the run's start or end).
-const SamplingInterval = 300 * time.Millisecond
+// SamplingInterval is the wait sampler's interval while a batch runs: how far a run's account
+// may be off its wall time.
+const SamplingInterval = collectors.DefaultRunWaitSampleEvery
 
 // CheckAccount checks that a run's account adds up: its buckets to its duration, and its
 // causes' explained seconds plus the unexplained to its extra time (the run's duration less

@@ -12,11 +12,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         (SELECT format('"%s" took most of it, mostly %s%s.', telemetry._statement_label(top.query, top.queryid), top.bucket,
                        CASE WHEN top.s IS NOT NULL THEN format(': %s ms per call instead of %s at %s calls (baseline %s)%s',
                             round(1000 * (top.s->>'seconds_per_call')::numeric, 2), round(1000 * (top.s->>'baseline_seconds_per_call')::numeric, 2),
-                            top.s->>'calls', round((top.s->>'baseline_calls')::numeric),
-                            CASE WHEN (top.s->>'baseline_blocks_per_row')::numeric > 0
-                                      AND (top.s->>'blocks_per_row')::numeric >= telemetry._threshold('statement_plan_change_ratio') * (top.s->>'baseline_blocks_per_row')::numeric
-                                 THEN format('; blocks per row %s instead of %s: plan probably changed', top.s->>'blocks_per_row', top.s->>'baseline_blocks_per_row')
-                                 ELSE '' END)
+                            top.s->>'calls', round((top.s->>'baseline_calls')::numeric), telemetry._statistics_note(top.s))
                             ELSE '' END)
          FROM top),
         NULL,

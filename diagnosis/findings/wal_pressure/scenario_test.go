@@ -1,0 +1,51 @@
+package walpressure_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// server is one whose WAL is written as a slow WAL disk writes it: synchronously (fsync on,
+// open_datasync), from small WAL buffers that a large change fills again and again.
+func server(t *testing.T, major int) *pgtest.Server {
+	return pgtest.StartWith(t, major, pgtest.Options{Private: true, Settings: map[string]string{
+		"fsync": "on", "wal_sync_method": "open_datasync", "wal_buffers": "64kB", "full_page_writes": "on"}})
+}
+
+// updates changes a counter on every row of the batch's table, in place (a HOT update logs
+// little); checkpointed, another session's CHECKPOINT comes just before.
+func updates(checkpointed bool) func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+	return func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+		lab.CPU(t, c, 300*time.Millisecond)
+		if checkpointed {
+			l.Exec(`CHECKPOINT`)
+		}
+		lab.MustExec(t, c, `UPDATE counters SET n = n + 1`)
+	}
+}
+
+// TestCheckpointBeforeTheUpdate: tonight a checkpoint comes just before the batch's update,
+// so each page's first change after it is a full-page image: many times the WAL of the usual
+// run, written through small buffers to a synchronous WAL. wal_pressure is the cause, first,
+// with the WAL waits and the run's WAL and checkpoints against the baseline's.
+func TestCheckpointBeforeTheUpdate(t *testing.T) {
+	lab.RunSlow(t, lab.SlowRun{Want: "wal_pressure", Server: server,
+		Setup: func(l *lab.Lab) {
+			l.Exec(`CREATE TABLE public.counters (id int, n int, payload text) WITH (fillfactor = 50, autovacuum_enabled = false)`)
+			l.Exec(`INSERT INTO public.counters SELECT g, 0, repeat(md5(g::text), 6) FROM generate_series(1, 100000) g`)
+		},
+		Usual: updates(false), Slow: updates(true),
+		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
+			if s := d.Findings[0].Summary; !strings.Contains(s, "WAL") || !strings.Contains(s, "checkpoint(s)") {
+				t.Errorf("wal_pressure %q: want the WAL waits and the run's WAL and checkpoints", s)
+			}
+		}})
+}

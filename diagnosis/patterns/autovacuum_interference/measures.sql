@@ -1,0 +1,21 @@
+-- autovacuum_interference's measures for diagnose_run: autovacuums finished on the tracked
+-- tables (where the window has compare()'s row), and the time a vacuum ran on one (where it
+-- has samples: those seeing one, times their spacing).
+
+CREATE OR REPLACE FUNCTION telemetry._measures_autovacuum_interference(p_start_time timestamptz, p_end_time timestamptz,
+    p_snapshot_start timestamptz, p_server text, p_shared jsonb)
+RETURNS TABLE (measure text, unit text, value numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH smp AS (SELECT * FROM telemetry._window_samples(p_start_time, p_end_time, p_server)),
+    n AS (SELECT count(*) AS n, extract(epoch FROM p_end_time - p_start_time) / nullif(count(*), 0) AS spacing FROM smp)
+    SELECT 'autovacuums', 'count',
+           coalesce((SELECT sum(tc.autovacuum_count_delta) FROM telemetry.tracked_tables t,
+                            telemetry.table_compare(t.relname, p_snapshot_start, p_end_time, t.schemaname, p_server) tc), 0)
+    FROM telemetry._shared_compare(p_shared) c
+    UNION ALL
+    SELECT 'vacuum_seconds', 'seconds',
+           round((SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p
+                  JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
+                  WHERE p.progress_type = 'vacuum' AND p.relid IN (SELECT relid FROM telemetry.tracked_tables)) * n.spacing, 2)
+    FROM n WHERE n.n > 0
+$$;
