@@ -1,5 +1,5 @@
 -- Statements' analysis: statement_compare, run_statements and the statement findings of
--- diagnose_run_findings (the tables: recorder/migrations/0005_statements.sql).
+-- diagnose_run_findings (the tables: schema/migrations/0005_statements.sql).
 
 -- _statements_at: each entry's counters as of the snapshot at p_at (the last row at or before
 -- it). Rows before the last full read at or before p_at are superseded: that read stored every

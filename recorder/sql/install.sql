@@ -251,11 +251,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'cc419fd90018ae92abbdfbbfa4e9c3161f3300ac94e2f8d9ce9ebd2add8e6a24') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'ccf483ba8e2b0dafd439dee9b0bd20d27a5b832af9a19aa4b83fa9578942d06c') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'cc419fd90018ae92abbdfbbfa4e9c3161f3300ac94e2f8d9ce9ebd2add8e6a24')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'ccf483ba8e2b0dafd439dee9b0bd20d27a5b832af9a19aa4b83fa9578942d06c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
