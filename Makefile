@@ -39,8 +39,11 @@
 #   make bench-recorder  the recorder against pg_cron mode's SQL functions (time per
 #                  collection, rows and bytes a day), its storage per day (1000 busy
 #                  statements included) and analysis timings over 1 hour, 7 and 30 days of
-#                  generated data (recorder.TestMeasureAgainstSQLMode, whose short run is
-#                  part of make test, and TestMeasureStorageAndTimings)
+#                  generated data against their targets, the report page of 30 days, and a
+#                  fleet row: PGBATCH_FLEET_SERVERS servers (10) recorded into one recorder
+#                  database (recorder.TestMeasureAgainstSQLMode, whose short run is part of
+#                  make test, TestMeasureStorageAndTimings and TestMeasureFleet); its last
+#                  line is the slowest analysis function over 30 days
 #   make clean-pg  kill PostgreSQL test servers left by killed test runs
 #   make vuln      govulncheck from a pinned golang.org/x/vuln; needs https://vuln.go.dev
 #                  (unreachable from the development machines: run it where it answers)
@@ -174,7 +177,8 @@ bench:
 	$(MAKE) bench-recorder
 
 bench-recorder:
-	set -o pipefail; PGBATCH_MEASURE_RECORDER=1 $(GO) test -count=1 -v -timeout 30m -run '^TestMeasure(AgainstSQLMode|StorageAndTimings)$$' ./recorder | grep '^|\|^## \|^--- FAIL\|^FAIL'
+	set -o pipefail; out=$$(mktemp); PGBATCH_MEASURE_RECORDER=1 $(GO) test -count=1 -v -timeout 60m -run '^TestMeasure(AgainstSQLMode|StorageAndTimings|Fleet)$$' ./recorder \
+		| tee $$out | grep '^|\|^## \|^Rollups of\|^The report page\|^--- FAIL\|^FAIL'; status=$$?; grep '^analysis over' $$out; rm -f $$out; exit $$status
 
 VULN_VERSION ?= v1.9.0
 

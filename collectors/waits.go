@@ -46,7 +46,7 @@ var SQLSessionWaits = `SELECT pid, coalesce(application_name, ''), coalesce(usen
 	CASE WHEN query_id IS NULL AND wait_event_type = 'Lock' THEN pg_catalog.left(query, $1) ELSE '' END
 FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND (` + SQLActiveState("state") + `
-		OR (state LIKE 'idle%' AND ($5 OR application_name = ANY ($2) OR usename = ANY ($3) OR pid = ANY ($4))))
+		OR (state IS NOT NULL AND ($5 OR application_name = ANY ($2) OR usename = ANY ($3) OR pid = ANY ($4))))
 	AND ` + sqlNotOwnSession
 
 // IdleSessions are the idle sessions the wait sampler reads besides the non-idle ones: those

@@ -202,8 +202,8 @@ func CurrentRun(ctx context.Context, q Querier, batch string) (int64, error) {
 		return id, err
 	}
 	var last *time.Time
-	if err := q.QueryRow(ctx, `SELECT max(ended_at) FROM telemetry.batch_runs WHERE batch = $1
-		AND telemetry._run_times_ok(started_at, ended_at)`, batch).Scan(&last); err != nil {
+	if err := q.QueryRow(ctx, `SELECT max(ended_at) FROM telemetry.batch_runs_checked WHERE batch = $1
+		AND times_ok`, batch).Scan(&last); err != nil {
 		return 0, err
 	}
 	if last == nil {

@@ -3,6 +3,9 @@ package recorder
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	reportpage "github.com/pg-batch-exporter/pg-batch-exporter/report"
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
@@ -27,8 +31,9 @@ const measureHour = 3*24*time.Hour + 14*time.Hour
 // sessions and 10 tracked tables: per sample 15 wait groups, 25 activity rows (the cap), 2
 // progress and 2 lock rows and 10 wait sampler rows; per snapshot 10 table rows and one standby.
 // And batch runs for diagnose_run and run_statements: the measureDays as one run, the last 7
-// days as one, and the hour at measureHour as the last of 11 hourly runs (compared with the 10
-// before it).
+// days as one, the hour at measureHour as the last of 11 hourly runs (compared with the 10
+// before it), and a run of about measureDays against 30 baseline runs as long (batch month).
+// A lock wait every ten minutes.
 // $1 is the first collection's time; the series end measureDays later.
 var measureData = []string{
 	`SELECT telemetry._ensure_partitions(d) FROM generate_series($1::timestamptz, $1::timestamptz + interval '` +
@@ -114,12 +119,24 @@ var measureData = []string{
 		(4, 'IO', 'WALSync'), (5, 'LWLock', 'WALWrite'), (6, 'Lock', 'transactionid'), (7, 'Lock', 'relation'),
 		(8, 'LWLock', 'BufferContent'), (9, 'IO', 'DataFileWrite'), (10, 'IPC', 'BufferIO')
 	) w(n, wait_event_type, wait_event)`,
+	// A lock wait of 11.5 s every ten minutes, followed by the wait sampler.
+	`INSERT INTO telemetry.lock_wait_episodes (sample_id, blocked_pid, blocking_pid, blocking_pids, lock_type, locked_relation,
+		started_at, last_seen_at, ended_at, duration, still_waiting, server, captured_at)
+	SELECT s.id, 10000 + s.id % 50, 10020, '{10020}', 'transactionid', NULL, s.captured_at - interval '12 seconds',
+		s.captured_at - interval '1 second', s.captured_at - interval '0.5 seconds', interval '11.5 seconds', false, s.server, s.captured_at
+	FROM telemetry.samples s WHERE s.id % 20 = 0`,
 	`INSERT INTO telemetry.tracked_tables (relid, schemaname, relname) SELECT 16384 + t, 'public', 'table_' || t FROM generate_series(1, 10) t`,
 	`INSERT INTO telemetry.batch_runs (batch, started_at, ended_at, status, source, server)
 	SELECT 'hourly', h - i * interval '1 hour', h - (i - 1) * interval '1 hour', 'succeeded', 'marker', 'bench'
 	FROM (SELECT $1::timestamptz + interval '` + fmt.Sprint(measureHour.Seconds()) + ` seconds' AS h) x, generate_series(0, 10) i
 	UNION ALL
 	SELECT 'monthly', $1, $1::timestamptz + interval '` + fmt.Sprint(measureDays) + ` days', 'succeeded', 'marker', 'bench'
+	UNION ALL
+	-- The month's run against 30 baseline runs of about as long: begun a minute apart before
+	-- it, each ended an hour earlier than the next.
+	SELECT 'month', $1::timestamptz + k * interval '1 minute',
+		$1::timestamptz + interval '` + fmt.Sprint(measureDays) + ` days' - (30 - k) * interval '1 hour', 'succeeded', 'marker', 'bench'
+	FROM generate_series(0, 30) k
 	UNION ALL
 	SELECT 'weekly', $1::timestamptz + interval '` + fmt.Sprint(measureDays-7) + ` days', $1::timestamptz + interval '` + fmt.Sprint(measureDays) + ` days', 'succeeded', 'marker', 'bench'`,
 	`SELECT telemetry._note_server('bench', '7000000000000000001', 17, $1::timestamptz + interval '` + fmt.Sprint(measureDays) + ` days')`,
@@ -189,14 +206,20 @@ func TestMeasureStorageAndTimings(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
+	t.Logf("generated %d days of data in %v", measureDays, time.Since(began).Round(time.Second))
+	// The recorder adds each sample to the rollups as it writes it; generated rows are summed in
+	// one pass, as for days recorded before rollups existed.
+	began = time.Now()
+	pgtest.MustExec(t, c, `SELECT telemetry.rollup_rebuild('bench', $1, $2)`, start, end)
+	rebuilt := time.Since(began)
 	if _, err := c.Exec(ctx, `VACUUM ANALYZE telemetry.snapshots, telemetry.table_snapshots, telemetry.replication_snapshots,
 		telemetry.samples, telemetry.wait_samples, telemetry.activity_samples, telemetry.progress_samples,
 		telemetry.lock_samples, telemetry.wait_time_samples, telemetry.statement_snapshots,
 		telemetry.statement_info_snapshots, telemetry.statement_wait_samples, telemetry.statement_texts,
-		telemetry.plan_executions, telemetry.plan_shapes`); err != nil {
+		telemetry.lock_wait_episodes, telemetry.sample_rollups, telemetry.wait_rollups, telemetry.wait_time_rollups,
+		telemetry.statement_wait_rollups, telemetry.plan_executions, telemetry.plan_shapes`); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("generated %d days of data in %v", measureDays, time.Since(began).Round(time.Second))
 
 	var report strings.Builder
 	fmt.Fprintf(&report, "\n## Recorder storage: PostgreSQL %d, %d days generated at default settings (a sample every 30 s, a snapshot a minute, statements hourly), 50 active sessions, 10 tracked tables, 1000 busy statements, plans on (100 distinct plans, 1000 logged a day)\n", e.srv.Major, measureDays)
@@ -221,12 +244,15 @@ func TestMeasureStorageAndTimings(t *testing.T) {
 	fmt.Fprintf(&report, "| plan_shapes (once per shape) | %d | %s |\n", shapes, mib(shapeBytes))
 	fmt.Fprintf(&report, "| **total** | | **%s** (%s for %d days) |\n", mib(total), mib(total*measureDays), measureDays)
 
+	fmt.Fprintf(&report, "\nRollups of the %d days summed in one pass (telemetry.rollup_rebuild, as for days recorded before rollups): %s\n", measureDays, ms(rebuilt))
+
 	hour := start.Add(measureHour)
 	windows := []struct {
 		name     string
 		from, to time.Time
 	}{{"1 hour", hour, hour.Add(time.Hour)}, {"7 days", end.Add(-7 * 24 * time.Hour), end}, {fmt.Sprintf("%d days", measureDays), start, end}}
-	// The views return every row of the window (43,000 a month): timed over 1 hour and 7 days only.
+	// The views return every row of the window (43,000 a month): timed over 1 hour and 7 days
+	// only. The run functions are timed on the run of the window.
 	calls := []struct {
 		name, sql string
 		view      bool
@@ -234,10 +260,13 @@ func TestMeasureStorageAndTimings(t *testing.T) {
 		{"compare", `SELECT * FROM telemetry.compare($1, $2)`, false},
 		{"table_compare", `SELECT * FROM telemetry.table_compare('table_3', $1, $2)`, false},
 		{"wait_summary", `SELECT * FROM telemetry.wait_summary($1, $2)`, false},
+		{"client_wait_summary", `SELECT * FROM telemetry.client_wait_summary($1, $2)`, false},
+		{"statement_compare", `SELECT * FROM telemetry.statement_compare($1, $2)`, false},
+		{"lock_episodes", `SELECT * FROM telemetry.lock_episodes($1, $2)`, false},
 		{"diagnose", `SELECT * FROM telemetry.diagnose($1, $2)`, false},
-		{"diagnose_run (the run of the window)", `SELECT * FROM telemetry.diagnose_run(
+		{"diagnose_run", `SELECT * FROM telemetry.diagnose_run(
 			(SELECT run_id FROM telemetry.batch_runs WHERE started_at = $1 AND ended_at = $2))`, false},
-		{"run_statements (the run of the window)", `SELECT * FROM telemetry.run_statements(
+		{"run_statements", `SELECT * FROM telemetry.run_statements(
 			(SELECT run_id FROM telemetry.batch_runs WHERE started_at = $1 AND ended_at = $2))`, false},
 		{"deltas (view)", `SELECT * FROM telemetry.deltas WHERE captured_at BETWEEN $1 AND $2`, true},
 		{"table_deltas (view, one table)", `SELECT * FROM telemetry.table_deltas WHERE captured_at BETWEEN $1 AND $2 AND relname = 'table_3'`, true},
@@ -247,19 +276,73 @@ func TestMeasureStorageAndTimings(t *testing.T) {
 	for _, w := range windows {
 		fmt.Fprintf(&report, " %s |", w.name)
 	}
-	fmt.Fprintf(&report, "\n|---|%s\n", strings.Repeat("---:|", len(windows)))
+	fmt.Fprintf(&report, " target |\n|---|%s---|\n", strings.Repeat("---:|", len(windows)))
+	slowest, slowestName := time.Duration(0), ""
 	for _, call := range calls {
 		fmt.Fprintf(&report, "| %s |", call.name)
-		for _, w := range windows {
+		for i, w := range windows {
 			if call.view && w.to.Sub(w.from) > 7*24*time.Hour {
 				fmt.Fprintf(&report, " - |")
 				continue
 			}
 			times := timeRuns(t, c, call.sql, w.from, w.to)
-			fmt.Fprintf(&report, " %s (%s) |", ms(times[len(times)/2]), ms(times[len(times)-1]))
+			median := times[len(times)/2]
+			fmt.Fprintf(&report, " %s (%s) |", ms(median), ms(times[len(times)-1]))
+			if i == len(windows)-1 && median > slowest {
+				slowest, slowestName = median, call.name
+			}
 		}
-		fmt.Fprintln(&report)
+		fmt.Fprintf(&report, " %s |\n", map[bool]string{true: "-", false: "< 100 ms over 30 days"}[call.view])
 	}
+
+	// The month's run against 30 baseline runs of about 30 days each: timed once (a run
+	// function reads each baseline run's window), up to 2 minutes.
+	pgtest.MustExec(t, c, `UPDATE telemetry.diagnose_thresholds SET value = 30 WHERE name = 'baseline_runs'`)
+	var monthRun int64
+	if err := c.QueryRow(ctx, `SELECT max(run_id) FROM telemetry.batch_runs WHERE batch = 'month'`).Scan(&monthRun); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&report, "\n## A %d-day run against 30 baseline runs of about as long: one run each, cut at 2 minutes; target: under 100 ms\n| function | time | target |\n|---|---:|---|\n", measureDays)
+	pgtest.MustExec(t, c, `SET statement_timeout = '2min'`)
+	for _, f := range []string{"diagnose_run", "run_statements"} {
+		began := time.Now()
+		_, err := c.Exec(ctx, `SELECT * FROM telemetry.`+f+`($1)`, monthRun)
+		took := time.Since(began)
+		shown := ms(took)
+		if err != nil {
+			shown = "over 2 minutes (" + err.Error() + ")"
+		}
+		fmt.Fprintf(&report, "| %s | %s | < 100 ms |\n", f, shown)
+		if took > slowest {
+			slowest, slowestName = took, f+" (30 baseline runs)"
+		}
+	}
+	pgtest.MustExec(t, c, `RESET statement_timeout`)
+
+	// The report's page of the whole window, as /report?from=&to= serves it.
+	page := httptest.NewServer(reportpage.Handler(reportpage.Options{Pool: e.pool}))
+	defer page.Close()
+	url := page.URL + "/report?from=" + start.Format(time.RFC3339) + "&to=" + end.Format(time.RFC3339)
+	var pageTimes []time.Duration
+	for i := range 4 {
+		began := time.Now()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s\n%.500s", url, resp.Status, body)
+		}
+		if i > 0 {
+			pageTimes = append(pageTimes, time.Since(began))
+		}
+	}
+	slices.Sort(pageTimes)
+	fmt.Fprintf(&report, "\nThe report page of the %d-day window: %s (median of 3 after one; slowest %s); target: under 1 s\n",
+		measureDays, ms(pageTimes[1]), ms(pageTimes[2]))
+	fmt.Fprintf(&report, "\nanalysis over %d days: slowest %s %.0f ms\n", measureDays, slowestName, float64(slowest.Microseconds())/1000)
 	fmt.Print(report.String())
 }
 

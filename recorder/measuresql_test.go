@@ -208,9 +208,9 @@ func tableSizes(t *testing.T, e *env) map[string]tableSize {
 // tierOf is the collection that fills a table: its declaration's tier, the parents' own, and
 // the statements' (stored hourly) for statement_snapshots.
 func tierOf(table string) string {
-	for _, d := range collectionTables {
-		if d.name == table {
-			return string(d.tier)
+	for _, d := range collectors.RecordedTables {
+		if d.Name == table {
+			return string(d.Tier)
 		}
 	}
 	switch table {

@@ -104,7 +104,7 @@ type Recorder struct {
 	runStarts   []runStart
 	wake        chan struct{}
 	partitioned map[string]bool // UTC days whose partitions exist
-	tables      []collectionTable
+	tables      []collectors.RecordedTable
 
 	writeFailure, listenFailure *repeatlog.Failure
 	refusalsLogged              map[refusal]bool
@@ -122,7 +122,7 @@ type Recorder struct {
 func New(o Options) *Recorder {
 	o = o.WithDefaults()
 	r := &Recorder{o: o, wake: make(chan struct{}, 1), partitioned: map[string]bool{},
-		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), refusalsLogged: map[refusal]bool{}, statements: statementDeltas{every: o.StatementsEvery}, tables: collectionTables}
+		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), refusalsLogged: map[refusal]bool{}, statements: statementDeltas{every: o.StatementsEvery}, tables: collectors.RecordedTables}
 	r.requests = requestLimiter{interval: o.RequestMinInterval, snapshot: r.requestedSnapshot}
 	r.ignoredRequest = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_snapshot_requests_ignored_total",
 		Help: "Snapshot requests that drove no snapshot of their own: rate_limited (within --recorder.request-min-interval of the previous requested snapshot; " +
@@ -388,17 +388,22 @@ func (r *Recorder) insert(ctx context.Context, b *collectionRows, isolate bool) 
 			}
 		}
 		note := &pgx.QueuedQuery{SQL: `SELECT telemetry._note_server($1, $2, $3, $4)`, Arguments: []any{b.server, b.systemID, b.pgVersion, b.capturedAt}}
+		last := []*pgx.QueuedQuery{note}
+		if b.tier != collectors.TierSnapshot {
+			// The sample's rows are all in: its rollups (recorder/sql/rollups.sql) follow.
+			last = append(last, &pgx.QueuedQuery{SQL: `SELECT telemetry._rollup_sample($1, $2, $3)`, Arguments: []any{b.server, id, b.capturedAt}})
+		}
 		// The runs this snapshot is the start read of (a run's first noted snapshot stays).
 		starts := &pgx.QueuedQuery{SQL: `UPDATE telemetry.batch_runs SET start_snapshot_at = $1
 			WHERE run_id = ANY ($2) AND start_snapshot_at IS NULL`, Arguments: []any{b.capturedAt, b.runStarts}}
 		if !isolate {
-			all.QueuedQueries = append(all.QueuedQueries, note)
+			all.QueuedQueries = append(all.QueuedQueries, last...)
 			if len(b.runStarts) > 0 {
 				all.QueuedQueries = append(all.QueuedQueries, starts)
 			}
 			return tx.SendBatch(ctx, &all).Close()
 		}
-		if _, err = insertIsolated(ctx, tx, "servers", []*pgx.QueuedQuery{note}, &setAside); err != nil || len(b.runStarts) == 0 {
+		if _, err = insertIsolated(ctx, tx, "servers", last, &setAside); err != nil || len(b.runStarts) == 0 {
 			return err
 		}
 		_, err = insertIsolated(ctx, tx, "batch_runs", []*pgx.QueuedQuery{starts}, &setAside)

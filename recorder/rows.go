@@ -48,19 +48,25 @@ var snapshotColumns = []string{"captured_at", "pg_version", "wal_records", "wal_
 	"wal_stats_reset", "ckpt_stats_reset", "bgw_stats_reset", "db_stats_reset", "io_stats_reset"}
 
 // newCollectionRows maps a collection to rows as telemetry.snapshot() and telemetry.sample() do in
-// SQL: the parent row, a table per declaration of the collection's tier (tables), the latest
-// sample's standbys (replication: the snapshot tier does not read them) and the
-// pg_stat_statements entries statements says to store.
-func newCollectionRows(c *collectors.Collection, tables []collectionTable, server string, replication []collectors.ReplicationStat, statements *statementDeltas) *collectionRows {
+// SQL: the parent row, a table per declaration of the collection's tier (tables), with the
+// latest sample's standbys in a snapshot's (replication: the snapshot tier does not read
+// them), and the pg_stat_statements entries statements says to store.
+func newCollectionRows(c *collectors.Collection, tables []collectors.RecordedTable, server string, replication []collectors.ReplicationStat, statements *statementDeltas) *collectionRows {
 	b := &collectionRows{tier: c.Tier, capturedAt: c.CapturedAt, server: server, systemID: c.Server.SystemID, pgVersion: c.Server.Major()}
+	source := c
+	if c.Tier == collectors.TierSnapshot {
+		withStandbys := *c
+		withStandbys.Replication = replication
+		source = &withStandbys
+	}
 	for _, t := range tables {
-		if t.tier == c.Tier {
-			b.children = append(b.children, table{name: t.name, columns: t.columns, rows: t.rows(c)})
+		if t.Tier == c.Tier {
+			b.children = append(b.children, table{name: t.Name, columns: t.ColumnNames(), rows: t.Rows(source)})
 		}
 	}
 	if c.Tier == collectors.TierSnapshot {
 		b.parent = table{name: "snapshots", columns: snapshotColumns, rows: [][]any{snapshotRow(c, server)}}
-		b.children = append(append(append(b.children, replicationRows(replication)), statements.rows(c.Statements, c.CapturedAt)...), planRows(c.Plans)...)
+		b.children = append(append(b.children, statements.rows(c.Statements, c.CapturedAt)...), planRows(c.Plans)...)
 	} else {
 		b.parent = table{name: "samples", columns: []string{"captured_at", "server"}, rows: [][]any{{c.CapturedAt, server}}}
 	}
@@ -188,117 +194,6 @@ func ioSum[T int64 | float64](c *collectors.Collection, backendType string, col 
 		}
 	}
 	return sum
-}
-
-// collectionTable declares a recorder table filled from each collection of a tier: its
-// columns (the writer adds the parent key first, server and captured_at last) and its rows.
-// Its DDL is a migration, and its day partitions and retention follow from the catalog
-// (_partitioned_tables): adding such a table is one migration and one declaration here.
-type collectionTable struct {
-	name    string
-	tier    collectors.Tier
-	columns []string
-	rows    func(*collectors.Collection) [][]any
-}
-
-// each is a row per item.
-func each[T any](items []T, row func(*T) []any) [][]any {
-	out := make([][]any, 0, len(items))
-	for i := range items {
-		out = append(out, row(&items[i]))
-	}
-	return out
-}
-
-var collectionTables = []collectionTable{
-	{"table_snapshots", collectors.TierSnapshot, []string{"relid", "schemaname", "relname", "pg_relation_size",
-		"pg_total_relation_size", "pg_indexes_size", "n_live_tup", "n_dead_tup", "n_tup_ins", "n_tup_upd", "n_tup_del",
-		"n_tup_hot_upd", "last_vacuum", "last_autovacuum", "last_analyze", "last_autoanalyze", "vacuum_count",
-		"autovacuum_count", "analyze_count", "autoanalyze_count"},
-		func(c *collectors.Collection) [][]any {
-			return each(c.Tables, func(s *collectors.TableStat) []any {
-				return []any{s.Relid, s.Schemaname, s.Relname, s.RelationSize, s.TotalSize, s.IndexesSize,
-					s.NLiveTup, s.NDeadTup, s.NTupIns, s.NTupUpd, s.NTupDel, s.NTupHotUpd, s.LastVacuum, s.LastAutovacuum,
-					s.LastAnalyze, s.LastAutoanalyze, s.VacuumCount, s.AutovacuumCount, s.AnalyzeCount, s.AutoanalyzeCount}
-			})
-		}},
-	{"wait_samples", collectors.TierSample, []string{"backend_type", "wait_event_type", "wait_event", "state", "count"},
-		func(c *collectors.Collection) [][]any {
-			return each(c.Sessions, func(g *collectors.SessionGroup) []any {
-				return []any{g.BackendType, g.WaitEventType, g.WaitEvent, g.State, g.Count}
-			})
-		}},
-	{"activity_samples", collectors.TierSample, []string{"pid", "usename", "application_name", "backend_type",
-		"state", "wait_event_type", "wait_event", "query_start", "state_change", "query_preview", "datname"},
-		func(c *collectors.Collection) [][]any {
-			return each(c.Activity, func(a *collectors.ActiveSession) []any {
-				return []any{a.PID, a.Usename, a.ApplicationName, a.BackendType, a.State, a.WaitEventType,
-					a.WaitEvent, a.QueryStart, a.StateChange, a.QueryPreview, a.Datname}
-			})
-		}},
-	{"progress_samples", collectors.TierSample, []string{"progress_type", "pid", "relid", "relname", "phase",
-		"blocks_total", "blocks_done", "tuples_total", "tuples_done", "bytes_total", "bytes_done", "details", "datname"},
-		func(c *collectors.Collection) [][]any {
-			return each(c.Progress, func(p *collectors.Operation) []any {
-				return []any{p.Type, p.PID, p.Relid, p.Relname, p.Phase, p.BlocksTotal, p.BlocksDone,
-					p.TuplesTotal, p.TuplesDone, p.BytesTotal, p.BytesDone, p.Details, p.Datname}
-			})
-		}},
-	{"lock_samples", collectors.TierSample, []string{"blocked_pid", "blocked_user", "blocked_app",
-		"blocked_query_preview", "blocked_duration", "blocking_pid", "blocking_user", "blocking_app",
-		"blocking_query_preview", "lock_type", "locked_relation", "datname"},
-		func(c *collectors.Collection) [][]any {
-			return each(c.Locks, func(l *collectors.LockWait) []any {
-				return []any{l.BlockedPID, l.BlockedUser, l.BlockedApp, l.BlockedQueryPreview,
-					l.BlockedDuration, l.BlockingPID, l.BlockingUser, l.BlockingApp, l.BlockingQueryPreview, l.LockType,
-					l.LockedRelation, l.Datname}
-			})
-		}},
-	{"lock_wait_episodes", collectors.TierSample, []string{"blocked_pid", "blocked_backend_start", "blocked_user",
-		"blocked_app", "blocked_query_preview", "blocking_pid", "blocking_user", "blocking_app", "blocking_query_preview",
-		"blocking_pids", "lock_type", "locked_relation", "datname", "started_at", "last_seen_at", "ended_at", "duration",
-		"still_waiting", "blocking_batch"},
-		func(c *collectors.Collection) [][]any {
-			return each(c.LockEpisodes, func(e *collectors.LockEpisode) []any {
-				return []any{e.BlockedPID, e.BlockedBackendStart, e.BlockedUser, e.BlockedApp,
-					e.BlockedQueryPreview, e.BlockingPID, e.BlockingUser, e.BlockingApp, e.BlockingQueryPreview, e.BlockingPIDs,
-					e.LockType, e.LockedRelation, e.Datname, e.StartedAt, e.LastSeenAt, e.EndedAt, e.Duration(), e.StillWaiting, e.BlockingBatch}
-			})
-		}},
-	{"wait_time_samples", collectors.TierSample, []string{"wait_event_type", "wait_event", "seconds"},
-		func(c *collectors.Collection) [][]any {
-			return each(c.WaitTime, func(w *collectors.WaitTime) []any { return []any{w.WaitEventType, w.WaitEvent, w.Seconds} })
-		}},
-	{"statement_wait_samples", collectors.TierSample, []string{"batch", "queryid", "wait_event_type", "wait_event", "before_query_id", "query_text", "seconds"},
-		func(c *collectors.Collection) [][]any {
-			return each(c.StatementWaits, func(w *collectors.StatementWait) []any {
-				return []any{w.Batch, w.QueryID, w.WaitEventType, w.WaitEvent, w.BeforeQueryID, w.QueryText, w.Seconds}
-			})
-		}},
-	{"batch_wait_samples", collectors.TierSample, []string{"batch", "own", "pid", "backend_start", "state", "usename", "datname", "wait_event_type", "wait_event", "queryid", "seconds"},
-		func(c *collectors.Collection) [][]any {
-			return each(c.BatchWaits, func(w *collectors.BatchWait) []any {
-				var started *time.Time
-				if !w.BackendStart.IsZero() {
-					started = &w.BackendStart
-				}
-				var usename, datname *string // an own session's
-				if w.Own {
-					usename, datname = &w.Usename, &w.Datname
-				}
-				return []any{w.Batch, w.Own, w.PID, started, w.State, usename, datname, w.WaitEventType, w.WaitEvent, w.QueryID, w.Seconds}
-			})
-		}},
-}
-
-// replicationRows are the latest sample's standbys, which each snapshot keeps.
-func replicationRows(rs []collectors.ReplicationStat) table {
-	return table{name: "replication_snapshots", columns: []string{"pid", "client_addr", "application_name", "state",
-		"sync_state", "sent_lsn", "write_lsn", "flush_lsn", "replay_lsn", "write_lag", "flush_lag", "replay_lag"},
-		rows: each(rs, func(r *collectors.ReplicationStat) []any {
-			return []any{r.PID, r.ClientAddr, r.ApplicationName, r.State, r.SyncState, r.SentLSN,
-				r.WriteLSN, r.FlushLSN, r.ReplayLSN, r.WriteLag, r.FlushLag, r.ReplayLag}
-		})}
 }
 
 // statementKey is a pg_stat_statements entry.

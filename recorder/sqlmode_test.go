@@ -242,7 +242,8 @@ func TestSQLModeBooksRunSessions(t *testing.T) {
 		bystander := pgtest.Connect(t, e.dsn, "reporting")
 		pgtest.MustExec(t, bystander, `SELECT 1`) // idle throughout
 		busy := pgtest.Connect(t, e.dsn, "reporting")
-		go busy.Exec(context.Background(), `SELECT pg_sleep(3)`) // another session, not idle
+		go busy.Exec(context.Background(), `SELECT pg_sleep(60)`) // another session, not idle: cancelled below
+		eventually(t, admin, `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'reporting' AND wait_event = 'PgSleep')`)
 		job := pgtest.Connect(t, e.dsn, "etl")
 		pgtest.MustExec(t, job, `SELECT telemetry.batch_begin('nightly')`)
 		pgtest.MustExec(t, job, `BEGIN`)
@@ -257,6 +258,7 @@ func TestSQLModeBooksRunSessions(t *testing.T) {
 		}
 		pgtest.MustExec(t, job, `COMMIT`)
 		pgtest.MustExec(t, job, `SELECT telemetry.batch_end('nightly')`)
+		pgtest.MustExec(t, admin, `SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'reporting' AND wait_event = 'PgSleep'`)
 
 		booked, err := admin.Query(ctx, `SELECT own, state, wait_event, queryid, usename IS NOT NULL AS named, sum(seconds) AS seconds
 			FROM telemetry.batch_wait_samples WHERE batch = 'nightly' GROUP BY 1, 2, 3, 4, 5 ORDER BY 1 DESC, 2, 3`)

@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"os"
 	"slices"
 	"testing"
 
@@ -14,12 +15,15 @@ import (
 func TestThrowawayTableThroughItsDeclaration(t *testing.T) {
 	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
-		e.exec(`CREATE TABLE telemetry.throwaway_samples (sample_id integer, sessions integer NOT NULL,
-			server text NOT NULL, captured_at timestamptz NOT NULL, PRIMARY KEY (sample_id, captured_at))
-			PARTITION BY RANGE (captured_at)`)
+		migration, err := os.ReadFile("../schema/testdata/throwaway_samples.sql")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.exec(string(migration))
 		// This recorder's declarations only: the package's serve the other tests.
-		e.rec.tables = append(slices.Clone(e.rec.tables), collectionTable{"throwaway_samples", collectors.TierSample, []string{"sessions"},
-			func(c *collectors.Collection) [][]any { return [][]any{{len(c.Sessions)}} }})
+		e.rec.tables = append(slices.Clone(e.rec.tables), collectors.Recorded("throwaway_samples", collectors.TierSample, "",
+			func(c *collectors.Collection) []collectors.Collection { return []collectors.Collection{*c} },
+			collectors.Col("sessions", "integer", func(c *collectors.Collection) any { return len(c.Sessions) })))
 		at := e.record(collectors.TierSample)
 		c := e.conn()
 		rows := pgtest.Query(t, c, `SELECT (SELECT count(*) FROM telemetry.throwaway_samples t JOIN telemetry.samples s

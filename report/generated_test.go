@@ -97,78 +97,75 @@ var generatedData = []string{
 // what testdata/generated holds (go test -run TestOutputOverGeneratedData -update rewrites
 // it): a change that means to keep the output keeps it.
 func TestOutputOverGeneratedData(t *testing.T) {
-	for _, v := range pgtest.Versions() {
-		t.Run(fmt.Sprintf("pg%d", v), func(t *testing.T) {
-			t.Parallel()
-			dsn := pgtest.Start(t, v).NewDatabase(t)
-			ctx := context.Background()
-			pool := pgtest.Pool(t, dsn, false, "")
-			if err := schema.Migrate(ctx, pool); err != nil {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		dsn := srv.NewDatabase(t)
+		ctx := context.Background()
+		pool := pgtest.Pool(t, dsn, false, "")
+		if err := schema.Migrate(ctx, pool); err != nil {
+			t.Fatal(err)
+		}
+		conn := pgtest.Connect(t, dsn, "")
+		for _, sql := range generatedData {
+			var args []any
+			if strings.Contains(sql, "$1") {
+				args = append(args, generatedStart)
+			}
+			pgtest.MustExec(t, conn, sql, args...)
+		}
+		web := httptest.NewServer(report.Handler(report.Options{Pool: pgtest.Pool(t, dsn, true, "")}))
+		defer web.Close()
+
+		got := map[string]string{}
+		rows := func(sql string, args ...any) string {
+			t.Helper()
+			r, err := conn.Query(ctx, sql, args...)
+			if err != nil {
 				t.Fatal(err)
 			}
-			conn := pgtest.Connect(t, dsn, "")
-			for _, sql := range generatedData {
-				var args []any
-				if strings.Contains(sql, "$1") {
-					args = append(args, generatedStart)
-				}
-				pgtest.MustExec(t, conn, sql, args...)
-			}
-			srv := httptest.NewServer(report.Handler(report.Options{Pool: pgtest.Pool(t, dsn, true, "")}))
-			defer srv.Close()
-
-			got := map[string]string{}
-			rows := func(sql string, args ...any) string {
-				t.Helper()
-				r, err := conn.Query(ctx, sql, args...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var b strings.Builder
-				for r.Next() {
-					var line string
-					if err := r.Scan(&line); err != nil {
-						t.Fatal(err)
-					}
-					b.WriteString(line + "\n")
-				}
-				if err := r.Err(); err != nil {
-					t.Fatalf("%s: %v", sql, err)
-				}
-				return b.String()
-			}
-			page := func(path string) string {
-				t.Helper()
-				code, body := get(t, srv.URL+path)
-				if code != http.StatusOK {
-					t.Fatalf("%s: %d\n%s", path, code, body)
-				}
-				return body
-			}
-			hour := func(h float64) time.Time { return generatedStart.Add(time.Duration(h * float64(time.Hour))) }
-			for i, w := range [][2]time.Time{{hour(1), hour(2)}, {hour(5), hour(8)}, {hour(11.5), hour(12.9)}, {hour(0), hour(13)}} {
-				got[fmt.Sprintf("window%d-diagnose.txt", i+1)] = rows(`SELECT to_jsonb(d)::text FROM telemetry.diagnose($1, $2) d`, w[0], w[1])
-				got[fmt.Sprintf("window%d.html", i+1)] = page("/report?from=" + w[0].Format(time.RFC3339) + "&to=" + w[1].Format(time.RFC3339))
-			}
-			var runs []int64
-			r, _ := conn.Query(ctx, `SELECT run_id FROM telemetry.batch_runs ORDER BY run_id`)
+			var b strings.Builder
 			for r.Next() {
-				var id int64
-				if err := r.Scan(&id); err != nil {
+				var line string
+				if err := r.Scan(&line); err != nil {
 					t.Fatal(err)
 				}
-				runs = append(runs, id)
+				b.WriteString(line + "\n")
 			}
-			if len(runs) != 12 {
-				t.Fatalf("runs %v, want 12", runs)
+			if err := r.Err(); err != nil {
+				t.Fatalf("%s: %v", sql, err)
 			}
-			for i, id := range runs {
-				got[fmt.Sprintf("run%02d-diagnose_run.txt", i+1)] = rows(`SELECT to_jsonb(d)::text FROM telemetry.diagnose_run($1) d`, id)
-				got[fmt.Sprintf("run%02d.html", i+1)] = page(fmt.Sprintf("/report/run/%d", id))
+			return b.String()
+		}
+		page := func(path string) string {
+			t.Helper()
+			code, body := get(t, web.URL+path)
+			if code != http.StatusOK {
+				t.Fatalf("%s: %d\n%s", path, code, body)
 			}
-			compareGenerated(t, got)
-		})
-	}
+			return body
+		}
+		hour := func(h float64) time.Time { return generatedStart.Add(time.Duration(h * float64(time.Hour))) }
+		for i, w := range [][2]time.Time{{hour(1), hour(2)}, {hour(5), hour(8)}, {hour(11.5), hour(12.9)}, {hour(0), hour(13)}} {
+			got[fmt.Sprintf("window%d-diagnose.txt", i+1)] = rows(`SELECT to_jsonb(d)::text FROM telemetry.diagnose($1, $2) d`, w[0], w[1])
+			got[fmt.Sprintf("window%d.html", i+1)] = page("/report?from=" + w[0].Format(time.RFC3339) + "&to=" + w[1].Format(time.RFC3339))
+		}
+		var runs []int64
+		r, _ := conn.Query(ctx, `SELECT run_id FROM telemetry.batch_runs ORDER BY run_id`)
+		for r.Next() {
+			var id int64
+			if err := r.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			runs = append(runs, id)
+		}
+		if len(runs) != 12 {
+			t.Fatalf("runs %v, want 12", runs)
+		}
+		for i, id := range runs {
+			got[fmt.Sprintf("run%02d-diagnose_run.txt", i+1)] = rows(`SELECT to_jsonb(d)::text FROM telemetry.diagnose_run($1) d`, id)
+			got[fmt.Sprintf("run%02d.html", i+1)] = page(fmt.Sprintf("/report/run/%d", id))
+		}
+		compareGenerated(t, got)
+	})
 }
 
 // compareGenerated checks the output against testdata/generated, or rewrites it (-update).

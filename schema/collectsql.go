@@ -115,6 +115,74 @@ func CollectSQL() string {
 		b.WriteString("END\n$collect$;\n")
 	}
 	writeStatementFuncs(&b)
+	writeRecordFuncs(&b, collectors.RecordedTables)
+	return b.String()
+}
+
+// recordFuncs are pg_cron mode's writers of the declared tables (collectors.RecordedTables),
+// a function per tier that snapshot() or sample() calls with its parent row's id.
+var recordFuncs = []struct {
+	name      string
+	tier      collectors.Tier
+	parentKey string
+}{
+	{"_record_snapshots", collectors.TierSnapshot, "snapshot_id"},
+	{"_record_samples", collectors.TierSample, "sample_id"},
+}
+
+// writeRecordFuncs writes the INSERT of each declared table that pg_cron mode fills (a From),
+// as the recorder writes the table's rows: the same columns, each from its declared SQL.
+func writeRecordFuncs(b *strings.Builder, tables []collectors.RecordedTable) {
+	b.WriteString("\n-- The tables declared in collectors/recorded.go, as the recorder writes them from its collections.\n")
+	for _, f := range recordFuncs {
+		fmt.Fprintf(b, "\nCREATE OR REPLACE FUNCTION telemetry.%s(p_id integer, p_server text, p_at timestamptz)\n", f.name)
+		b.WriteString("RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $record$\nBEGIN\n")
+		for _, t := range tables {
+			if t.Tier != f.tier || t.From == "" {
+				continue
+			}
+			columns := []string{f.parentKey}
+			values := []string{"p_id"}
+			for _, c := range t.Columns {
+				columns = append(columns, c.Name)
+				if c.SQL == "" {
+					values = append(values, "c."+c.Name)
+				} else {
+					values = append(values, c.SQL)
+				}
+			}
+			columns = append(columns, "server", "captured_at")
+			values = append(values, "p_server", "p_at")
+			fmt.Fprintf(b, "%s)\n%s\n    FROM %s c;\n", wrapList("    INSERT INTO telemetry."+t.Name+" (", columns),
+				wrapList("    SELECT ", values), t.From)
+		}
+		b.WriteString("END\n$record$;\n")
+		fmt.Fprintf(b, "REVOKE EXECUTE ON FUNCTION telemetry.%s(integer, text, timestamptz) FROM PUBLIC;\n", f.name)
+	}
+}
+
+// wrapList is prefix and the items joined with ", ", a new line (indented by 8) before an item
+// that would take the line past 100 characters.
+func wrapList(prefix string, items []string) string {
+	const indent = "        "
+	var b strings.Builder
+	b.WriteString(prefix)
+	line := len(prefix)
+	for i, item := range items {
+		if i > 0 {
+			b.WriteString(",")
+			line++
+			if line+len(item)+1 > 100 {
+				b.WriteString("\n" + indent)
+				line = len(indent)
+			} else {
+				b.WriteString(" ")
+				line++
+			}
+		}
+		b.WriteString(item)
+		line += len(item)
+	}
 	return b.String()
 }
 

@@ -40,8 +40,9 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
         WHEN p_bucket LIKE 'Lock:%' AND p_bucket <> 'Lock:extend' THEN 'lock_wait'
         WHEN p_bucket LIKE 'at commit:%' THEN 'commit_wait'
         WHEN p_bucket LIKE 'IO:BufFile%' THEN 'temp_spill'
-        -- the WAL's waits outside a commit (a commit's are 'at commit:'), and checkpoints'
-        WHEN p_bucket ~ '^(IO|LWLock):WAL' OR p_bucket LIKE 'IPC:Checkpoint%' THEN 'wal_pressure'
+        -- the WAL's waits outside a commit (a commit's are 'at commit:'; 17 renamed IO:WALWrite
+        -- IO:WalWrite), and checkpoints'
+        WHEN p_bucket ~* '^(IO|LWLock):WAL' OR p_bucket LIKE 'IPC:Checkpoint%' THEN 'wal_pressure'
         WHEN p_bucket IN ('between statements', 'idle in transaction', 'no own session active')
           OR p_bucket LIKE 'waiting for the client:%' THEN 'client_wait'
     END
@@ -133,11 +134,11 @@ $$;
 -- as one value computed once: the run's duration against its baseline's median (the baseline
 -- runs recorded with own sessions), and every sampled second of the run and its baseline runs
 -- with its cause. A bucket's cause where it has one (_account_cause); else the statement's
--- work, judged per statement: new_statement where no baseline run ran it; temp_spill where its
--- temporary blocks per call grew (the entry's time the batch's own, as for more_work); more_work where
+-- work, judged per statement: new_statement where no baseline run ran it; more_work where
 -- pg_stat_statements (p_statements, run_statements' rows) counted more calls or rows and the
 -- entry's time is the batch's own (not shared: other sessions were not seen running it, and
--- its time is not beyond the batch's sampled own seconds); cpu_contention for CPU time where
+-- its time is not beyond the batch's sampled own seconds), its spills too; temp_spill for its
+-- IO:BufFile waits, or where its temporary blocks per call grew (the entry the batch's own); cpu_contention for CPU time where
 -- other sessions were busier than in the baseline runs; io_wait for I/O waits unless its
 -- blocks per row rose (a plan); else statement_regression, slower per call at the same work.
 -- Where auto_explain's plans were captured (run_plans), a statement whose plan changed is
@@ -184,17 +185,19 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     judged AS (
         SELECT k.bucket, k.queryid,
                o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared,
-               CASE WHEN telemetry._account_cause(k.bucket) IS NOT NULL THEN telemetry._account_cause(k.bucket)
+               -- A spill that grew with the rows is more work: more_work comes before temp_spill.
+               CASE WHEN telemetry._account_cause(k.bucket) <> 'temp_spill' THEN telemetry._account_cause(k.bucket)
                     WHEN k.queryid <> 0 AND (SELECT n FROM nbase) > 0 AND coalesce(os.baseline_max, 0) = 0 THEN 'new_statement'
-                    WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
-                         AND s.temp_per_call > 0
-                         AND s.temp_per_call >= telemetry._threshold('temp_spill_ratio') * coalesce(s.baseline_temp_per_call, 0) THEN 'temp_spill'
                     WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
                               OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1)) THEN 'more_work'
                     WHEN pl.setting THEN 'planner_setting'
                     WHEN pl.changed THEN 'plan_changed'
                     WHEN pl.workers_short THEN 'parallel_workers_not_launched'
+                    WHEN telemetry._account_cause(k.bucket) = 'temp_spill' THEN 'temp_spill'
+                    WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
+                         AND s.temp_per_call > 0
+                         AND s.temp_per_call >= telemetry._threshold('temp_spill_ratio') * coalesce(s.baseline_temp_per_call, 0) THEN 'temp_spill'
                     WHEN k.bucket = 'CPU' AND b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'cpu_contention'
                     WHEN k.bucket LIKE 'IO:%' AND NOT coalesce(s.baseline_blocks_per_row > 0
                          AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'io_wait'
@@ -323,9 +326,10 @@ $$;
 -- _run_findings_json is a run's findings with the account they explain: the causes
 -- (diagnosis/findings: telemetry._run_cause_findings over _run_causes), the largest share of
 -- the run's extra time first, then what they leave unexplained, then the caveats (what could
--- not be judged), then the window's patterns (_run_window_findings: context where the run was
--- judged against a baseline by its own sessions' account, at info; the findings themselves
--- where it was not: no baseline, or no own-session samples). p_statements are run_statements'
+-- not be judged: of a run slower than usual, whose causes they qualify), then the window's
+-- patterns (_run_window_findings: context where the run was judged against a baseline by its
+-- own sessions' account, at info; the findings themselves where it was not: no baseline, or
+-- no own-session samples). p_statements are run_statements'
 -- rows, the per-call evidence (computed once by the caller). Returns {extra_seconds,
 -- unexplained_seconds, findings: [{pattern, severity, summary, evidence, recommendation,
 -- explained_seconds, share_of_extra_pct, children}]}.
@@ -335,6 +339,7 @@ DECLARE
     v_account jsonb := telemetry._run_causes(p_run_id, p_statements);
     v_judged boolean := (v_account->>'recorded')::boolean AND coalesce((v_account->>'baseline_runs')::int, 0) > 0;
     v_extra numeric := (v_account->>'extra_seconds')::numeric;
+    v_slow boolean := coalesce((v_account->>'slow')::boolean, false);
     v_result jsonb;
 BEGIN
     WITH w AS (SELECT * FROM telemetry._run_window(p_run_id)),
@@ -391,10 +396,10 @@ BEGIN
         -- The window's patterns: a caveat (insufficient_data) after the causes; the others
         -- context where the run was judged by its account.
         SELECT d.pattern,
-               CASE WHEN v_judged AND d.pattern NOT IN ('insufficient_data') THEN 'info' ELSE d.severity END,
+               CASE WHEN v_judged AND (d.pattern <> 'insufficient_data' OR NOT v_slow) THEN 'info' ELSE d.severity END,
                d.summary, d.evidence, d.recommendation, NULL, NULL,
                CASE WHEN d.pattern = 'window' THEN 9
-                    WHEN d.severity = 'info' OR v_judged AND d.pattern <> 'insufficient_data' THEN 6
+                    WHEN d.severity = 'info' OR v_judged AND (d.pattern <> 'insufficient_data' OR NOT v_slow) THEN 6
                     WHEN d.pattern = 'insufficient_data' THEN 3 ELSE 0 END,
                d.ord
         FROM telemetry._run_window_findings(p_run_id) d),

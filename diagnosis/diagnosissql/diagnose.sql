@@ -26,8 +26,8 @@ $$;
 -- _wait_rows is, for each sample of the window, the session-seconds client sessions (not idle)
 -- spent in each wait: the wait sampler's, where the Go recorder wrote them, else estimated from
 -- the sample grid (pg_cron mode): the sessions seen times the samples' mean spacing. sessions
--- is the average number in the wait since the previous sample (NULL for the first), what the
--- report draws; _window_waits sums the seconds.
+-- is the average number in the wait since the previous sample (NULL for the first): what the
+-- report draws.
 CREATE OR REPLACE FUNCTION telemetry._wait_rows(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (captured_at timestamptz, wait_event_type text, wait_event text, seconds numeric, sessions double precision)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -50,22 +50,19 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- _window_waits is the session-seconds client sessions (not idle) spent in each wait in the
--- window (_wait_rows summed).
+-- window: the wait sampler's, where the Go recorder wrote them, else estimated from the sample
+-- grid (pg_cron mode): the sessions seen times the samples' mean spacing. From the rollups.
 CREATE OR REPLACE FUNCTION telemetry._window_waits(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (wait_event_type text, wait_event text, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT r.wait_event_type, r.wait_event, sum(r.seconds) FROM telemetry._wait_rows(p_start_time, p_end_time, p_server) r GROUP BY 1, 2
-$$;
-
--- _window_samples are the window's samples of a server: what sample-based patterns judge
--- (joined as above, bounding the sample table's own captured_at too). ROWS 100, about an
--- hour at the default interval: at the default 1000 the planner reads a whole day's partition
--- of activity samples rather than the window's samples by key.
-CREATE OR REPLACE FUNCTION telemetry._window_samples(p_start_time timestamptz, p_end_time timestamptz, p_server text)
-RETURNS TABLE (id integer, captured_at timestamptz)
-LANGUAGE sql STABLE ROWS 100 SET search_path = pg_catalog, pg_temp AS $$
-    SELECT s.id, s.captured_at FROM telemetry.samples s
-    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time
+    WITH sampled AS (SELECT * FROM telemetry._window_wait_times(p_start_time, p_end_time, p_server)),
+    spacing AS (SELECT extract(epoch FROM p_end_time - p_start_time) / nullif(c.samples, 0) AS seconds
+                FROM telemetry._window_sample_counts(p_start_time, p_end_time, p_server) c)
+    SELECT * FROM sampled
+    UNION ALL
+    SELECT g.wait_event_type, g.wait_event, g.waiters * spacing.seconds
+    FROM telemetry._window_wait_groups(p_start_time, p_end_time, p_server) g, spacing
+    WHERE g.backend_type = 'client backend' AND NOT EXISTS (SELECT FROM sampled)
 $$;
 
 -- _snapshot_end is where compare() looks for a window's end snapshot: at or after its end,
@@ -113,7 +110,7 @@ $$;
 -- threshold. Each pattern is a function of diagnosis/patterns, telemetry._pattern_<name>,
 -- over the same window: snapshot-based patterns use compare()'s window rule, the start
 -- snapshot picked at p_snapshot_start; sample-based patterns use the samples between the two
--- times (_window_samples); what several read is computed once (_diagnose_shared).
+-- times (_window_sample_counts and the rollups); what several read is computed once (_diagnose_shared).
 -- _diagnose_findings (generated from the folders) is every registered pattern's findings.
 -- The last row, "window", says what the window held.
 CREATE OR REPLACE FUNCTION telemetry._diagnose(p_start_time timestamptz, p_end_time timestamptz,
@@ -135,7 +132,7 @@ BEGIN
     cmp AS (SELECT (v_shared->'compare'->>'start_snapshot_at')::timestamptz AS start_snapshot_at,
                    (v_shared->'compare'->>'end_snapshot_at')::timestamptz AS end_snapshot_at
             WHERE jsonb_typeof(v_shared->'compare') = 'object'),
-    nsmp AS (SELECT count(*) AS n FROM telemetry._window_samples(p_start_time, p_end_time, v_server)),
+    nsmp AS (SELECT c.samples AS n FROM telemetry._window_sample_counts(p_start_time, p_end_time, v_server) c),
     wait_time AS (SELECT * FROM telemetry._shared_waits(v_shared))
     SELECT f.pattern, f.severity, f.summary, f.evidence, f.recommendation
     FROM (
@@ -263,7 +260,7 @@ BEGIN
     SELECT * FROM telemetry._window_pattern_measures(p_start_time, p_end_time, p_snapshot_start, v_server, v_shared)
     UNION ALL
     SELECT * FROM telemetry._wait_measures(coalesce(p_own_waits, v_shared->'waits'),
-                                           p_own_waits IS NOT NULL OR EXISTS (SELECT FROM telemetry._window_samples(p_start_time, p_end_time, v_server)));
+                                           p_own_waits IS NOT NULL OR (SELECT c.samples > 0 FROM telemetry._window_sample_counts(p_start_time, p_end_time, v_server) c));
 END
 $$;
 

@@ -89,14 +89,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                CASE p.status WHEN 'ok' THEN p.temp_blks_written - p.s_temp WHEN 'new' THEN p.temp_blks_written END AS temp,
                CASE p.status WHEN 'ok' THEN p.wal_bytes - p.s_wal WHEN 'new' THEN p.wal_bytes END AS wal
         FROM pairs p),
-    -- The window's sampled session-seconds by statement. A query that waited on a lock and was
+    -- The window's sampled session-seconds by statement (from the rollups). A query that waited on a lock and was
     -- done before the sampler saw its query_id has only its text: it is the top-level statement
     -- of the window whose text it is, constants aside.
     ws AS (
         SELECT coalesce(m.queryid, x.queryid) AS queryid, x.wait_event_type, x.wait_event,
                x.before_query_id OR m.queryid IS NOT NULL AS before_query_id, x.seconds
-        FROM telemetry.statement_wait_samples x
-        CROSS JOIN srv CROSS JOIN w
+        FROM srv CROSS JOIN w
+        CROSS JOIN LATERAL telemetry._window_statement_waits(w.start_at, w.end_at, srv.server) x
         LEFT JOIN LATERAL (
             SELECT d.queryid FROM d JOIN telemetry.statement_texts tx ON tx.server = srv.server AND tx.queryid = d.queryid
             WHERE x.queryid = 0 AND x.query_text <> '' AND d.toplevel AND d.calls > 0
@@ -105,8 +105,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             -- The most specific text first: constants match .+, so a shorter statement's pattern
             -- may match a longer one's text too.
             ORDER BY length(tx.query) DESC, d.calls DESC, d.queryid LIMIT 1) m ON true
-        WHERE x.server = srv.server AND x.captured_at > w.start_at AND x.captured_at <= w.end_at
-          AND (p_batch IS NULL OR x.batch = p_batch)),
+        WHERE p_batch IS NULL OR x.batch = p_batch),
     waits AS (
         SELECT t.queryid, jsonb_object_agg(t.wait, round(t.seconds::numeric, 1)) AS waits,
                sum(t.before_seconds) AS before_seconds, sum(t.lock_seconds) AS lock_seconds

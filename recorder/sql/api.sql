@@ -274,11 +274,9 @@ $$;
 -- _wait_summary is wait_summary, optionally for client backends alone. Appended columns come
 -- from the high-frequency wait sampler (client backends, not idle): session_seconds spent in
 -- the wait and avg_active_sessions over the window, so short waits that the sample grid
--- misses show up too (as rows with sample_count 0).
+-- misses show up too (as rows with sample_count 0). Read from the rollups (sql/rollups.sql).
 -- p_server is the caller's, checked with its window by _window_server (a lazily read CTE
 -- would skip the check where partition pruning leaves nothing to read).
--- Each sample's rows are summed first, then counted, both by hashing: count(DISTINCT
--- sample_id) sorted every wait row of the window, on disk over days.
 CREATE OR REPLACE FUNCTION telemetry._wait_summary(p_start_time timestamptz, p_end_time timestamptz,
     p_server text, p_clients_only boolean)
 RETURNS TABLE (
@@ -286,39 +284,20 @@ RETURNS TABLE (
     total_waiters bigint, avg_waiters numeric, max_waiters integer, pct_of_samples numeric,
     session_seconds numeric, avg_active_sessions numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH srv AS (SELECT p_server AS server),
-    smp AS (
-        SELECT s.id FROM telemetry.samples s, srv
-        WHERE s.server = srv.server AND s.captured_at BETWEEN p_start_time AND p_end_time
-    ),
-    -- One row per sample and wait (its states together): counting them counts samples.
-    per_sample AS (
-        SELECT w.sample_id, w.backend_type, w.wait_event_type, w.wait_event,
-            sum(w.count) AS waiters, max(w.count) AS max_waiters
-        FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id
-        WHERE w.captured_at BETWEEN p_start_time AND p_end_time
-          AND w.state NOT LIKE 'idle%'
-          AND (NOT p_clients_only OR w.backend_type = 'client backend')
-        GROUP BY 1, 2, 3, 4
-    ),
+    WITH n AS (SELECT c.samples FROM telemetry._window_sample_counts(p_start_time, p_end_time, p_server) c),
     grid AS (
-        SELECT p.backend_type, p.wait_event_type, p.wait_event, count(*) AS sample_count,
-            sum(p.waiters)::bigint AS total_waiters, max(p.max_waiters) AS max_waiters
-        FROM per_sample p
-        GROUP BY 1, 2, 3
-    ),
+        SELECT g.backend_type, g.wait_event_type, g.wait_event, g.samples AS sample_count, g.waiters AS total_waiters, g.max_waiters
+        FROM telemetry._window_wait_groups(p_start_time, p_end_time, p_server) g
+        WHERE NOT p_clients_only OR g.backend_type = 'client backend'),
     sampled AS (
-        SELECT 'client backend'::text AS backend_type, t.wait_event_type, t.wait_event, sum(t.seconds) AS seconds
-        FROM telemetry.wait_time_samples t JOIN smp ON smp.id = t.sample_id
-        WHERE t.captured_at BETWEEN p_start_time AND p_end_time
-        GROUP BY 1, 2, 3
-    )
+        SELECT 'client backend'::text AS backend_type, t.wait_event_type, t.wait_event, t.seconds
+        FROM telemetry._window_wait_times(p_start_time, p_end_time, p_server) t)
     SELECT coalesce(g.backend_type, h.backend_type), coalesce(g.wait_event_type, h.wait_event_type),
         coalesce(g.wait_event, h.wait_event), coalesce(g.sample_count, 0), coalesce(g.total_waiters, 0),
         round(g.total_waiters::numeric / g.sample_count, 2), g.max_waiters,
-        round(100.0 * coalesce(g.sample_count, 0) / nullif((SELECT count(*) FROM smp), 0), 1),
-        round(h.seconds::numeric, 1),
-        round(h.seconds::numeric / nullif(extract(epoch FROM p_end_time - p_start_time), 0), 2)
+        round(100.0 * coalesce(g.sample_count, 0) / nullif((SELECT samples FROM n), 0), 1),
+        round(h.seconds, 1),
+        round(h.seconds / nullif(extract(epoch FROM p_end_time - p_start_time), 0), 2)
     FROM grid g FULL JOIN sampled h
         ON h.backend_type = g.backend_type AND h.wait_event_type = g.wait_event_type AND h.wait_event = g.wait_event
     ORDER BY 5 DESC, 4 DESC, h.seconds DESC NULLS LAST, 1, 2, 3
@@ -345,7 +324,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- cleanup keeps the seed's result (parent rows removed) but drops whole day partitions where
--- it can, deleting rows only in the partition that straddles the cutoff.
+-- it can, deleting rows only in the partition that straddles the cutoff (and the rollups of
+-- what they summed).
 CREATE OR REPLACE FUNCTION telemetry.cleanup(p_retain_interval interval DEFAULT '7 days')
 RETURNS TABLE (deleted_snapshots bigint, deleted_samples bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -363,6 +343,7 @@ BEGIN
     DELETE FROM telemetry.samples WHERE captured_at < v_cutoff;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     deleted_samples := deleted_samples + v_n;
+    PERFORM telemetry._rollup_cut(v_cutoff);
     RETURN NEXT;
 END
 $$;

@@ -188,7 +188,7 @@ BEGIN
 	CASE WHEN query_id IS NULL AND wait_event_type = 'Lock' THEN pg_catalog.left(query, $1) ELSE '' END
 FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND (state NOT LIKE 'idle%'
-		OR (state LIKE 'idle%' AND ($5 OR application_name = ANY ($2) OR usename = ANY ($3) OR pid = ANY ($4))))
+		OR (state IS NOT NULL AND ($5 OR application_name = ANY ($2) OR usename = ANY ($3) OR pid = ANY ($4))))
 	AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%';
 END
 $collect$;
@@ -377,3 +377,63 @@ ORDER BY queryid$statement$, e.schema) USING p_queryids, p_length;
 END
 $collect$;
 REVOKE EXECUTE ON FUNCTION telemetry._collect_statement_texts(bigint[], integer) FROM PUBLIC;
+
+-- The tables declared in collectors/recorded.go, as the recorder writes them from its collections.
+
+CREATE OR REPLACE FUNCTION telemetry._record_snapshots(p_id integer, p_server text, p_at timestamptz)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $record$
+BEGIN
+    INSERT INTO telemetry.table_snapshots (snapshot_id, relid, schemaname, relname, pg_relation_size,
+        pg_total_relation_size, pg_indexes_size, n_live_tup, n_dead_tup, n_tup_ins, n_tup_upd,
+        n_tup_del, n_tup_hot_upd, last_vacuum, last_autovacuum, last_analyze, last_autoanalyze,
+        vacuum_count, autovacuum_count, analyze_count, autoanalyze_count, server, captured_at)
+    SELECT p_id, c.relid, c.schemaname, c.relname, c.relation_size, c.total_size, c.indexes_size,
+        c.n_live_tup, c.n_dead_tup, c.n_tup_ins, c.n_tup_upd, c.n_tup_del, c.n_tup_hot_upd,
+        c.last_vacuum, c.last_autovacuum, c.last_analyze, c.last_autoanalyze, c.vacuum_count,
+        c.autovacuum_count, c.analyze_count, c.autoanalyze_count, p_server, p_at
+    FROM telemetry._collect_tables('{}', '{}') c;
+    INSERT INTO telemetry.replication_snapshots (snapshot_id, pid, client_addr, application_name,
+        state, sync_state, sent_lsn, write_lsn, flush_lsn, replay_lsn, write_lag, flush_lag,
+        replay_lag, server, captured_at)
+    SELECT p_id, c.pid, c.client_addr::inet, c.application_name, c.state, c.sync_state,
+        c.sent_lsn::pg_lsn, c.write_lsn::pg_lsn, c.flush_lsn::pg_lsn, c.replay_lsn::pg_lsn,
+        make_interval(secs => c.write_lag_seconds), make_interval(secs => c.flush_lag_seconds),
+        make_interval(secs => c.replay_lag_seconds), p_server, p_at
+    FROM telemetry._collect_replication() c;
+END
+$record$;
+REVOKE EXECUTE ON FUNCTION telemetry._record_snapshots(integer, text, timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION telemetry._record_samples(p_id integer, p_server text, p_at timestamptz)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $record$
+BEGIN
+    INSERT INTO telemetry.wait_samples (sample_id, backend_type, wait_event_type, wait_event, state,
+        count, server, captured_at)
+    SELECT p_id, c.backend_type, c.wait_event_type, c.wait_event, c.state, c.count, p_server, p_at
+    FROM telemetry._collect_session_groups() c;
+    INSERT INTO telemetry.activity_samples (sample_id, pid, usename, application_name, backend_type,
+        state, wait_event_type, wait_event, query_start, state_change, query_preview, datname,
+        server, captured_at)
+    SELECT p_id, c.pid, c.usename, c.application_name, c.backend_type, c.state, c.wait_event_type,
+        c.wait_event, c.query_start, c.state_change, telemetry._normalized_query(c.query_preview),
+        c.datname, p_server, p_at
+    FROM telemetry._collect_active_sessions() c;
+    INSERT INTO telemetry.progress_samples (sample_id, progress_type, pid, relid, relname, phase,
+        blocks_total, blocks_done, tuples_total, tuples_done, bytes_total, bytes_done, details,
+        datname, server, captured_at)
+    SELECT p_id, c.progress_type, c.pid, c.relid, c.relname, c.phase, c.blocks_total, c.blocks_done,
+        c.tuples_total, c.tuples_done, c.bytes_total, c.bytes_done, c.details, c.datname, p_server,
+        p_at
+    FROM telemetry._collect_progress() c;
+    INSERT INTO telemetry.lock_samples (sample_id, blocked_pid, blocked_user, blocked_app,
+        blocked_query_preview, blocked_duration, blocking_pid, blocking_user, blocking_app,
+        blocking_query_preview, lock_type, locked_relation, datname, server, captured_at)
+    SELECT p_id, c.blocked_pid, c.blocked_user, c.blocked_app,
+        telemetry._normalized_query(c.blocked_query_preview),
+        make_interval(secs => c.waited_seconds), c.blocking_pid, c.blocking_user, c.blocking_app,
+        telemetry._normalized_query(c.blocking_query_preview), c.lock_type, c.locked_relation,
+        c.datname, p_server, p_at
+    FROM telemetry._collect_lock_waits() c;
+END
+$record$;
+REVOKE EXECUTE ON FUNCTION telemetry._record_samples(integer, text, timestamptz) FROM PUBLIC;

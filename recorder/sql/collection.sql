@@ -1,6 +1,8 @@
 -- pg_cron mode: snapshot() and sample() collect in SQL what the Go recorder writes from the
 -- exporter's collections, through the same statements (the _collect_* functions of
--- sql/collect.sql), and map them to rows the same way (recorder/rows.go). Each starts from
+-- sql/collect.sql), and map them to rows the same way: the tables declared in
+-- collectors/recorded.go through _record_snapshots and _record_samples (sql/collect.sql,
+-- generated from the declarations), the parent rows as recorder/rows.go does. Each starts from
 -- fresh statistics and its own timestamp, even when called twice in one transaction.
 
 -- _normalized_query is a query's text with each constant replaced by $n, as pg_stat_statements
@@ -241,20 +243,7 @@ BEGIN
         LEFT JOIN sl ON true LEFT JOIN d ON true LEFT JOIN av ON true
     RETURNING id INTO v_id;
 
-    INSERT INTO telemetry.table_snapshots
-    SELECT v_id, t.relid, t.schemaname, t.relname, t.relation_size, t.total_size, t.indexes_size, t.n_live_tup,
-        t.n_dead_tup, t.n_tup_ins, t.n_tup_upd, t.n_tup_del, t.n_tup_hot_upd, t.last_vacuum, t.last_autovacuum,
-        t.last_analyze, t.last_autoanalyze, t.vacuum_count, t.autovacuum_count, t.analyze_count,
-        t.autoanalyze_count, v_server, v_at
-    FROM telemetry._collect_tables('{}', '{}') t;
-
-    INSERT INTO telemetry.replication_snapshots
-    SELECT v_id, r.pid, r.client_addr::inet, r.application_name, r.state, r.sync_state, r.sent_lsn::pg_lsn,
-        r.write_lsn::pg_lsn, r.flush_lsn::pg_lsn, r.replay_lsn::pg_lsn,
-        make_interval(secs => r.write_lag_seconds), make_interval(secs => r.flush_lag_seconds),
-        make_interval(secs => r.replay_lag_seconds), v_server, v_at
-    FROM telemetry._collect_replication() r;
-
+    PERFORM telemetry._record_snapshots(v_id, v_server, v_at);
     PERFORM telemetry._snapshot_statements(v_id, v_at, v_server);
     PERFORM telemetry._note_server(v_server, v_server, current_setting('server_version_num')::int / 10000, v_at);
     RETURN v_at;
@@ -275,14 +264,7 @@ BEGIN
     v_previous := (SELECT max(captured_at) FROM telemetry.samples WHERE server = v_server AND captured_at < v_at);
     INSERT INTO telemetry.samples (captured_at, server) VALUES (v_at, v_server) RETURNING id INTO v_id;
 
-    INSERT INTO telemetry.wait_samples
-    SELECT v_id, g.backend_type, g.wait_event_type, g.wait_event, g.state, g.count, v_server, v_at
-    FROM telemetry._collect_session_groups() g;
-
-    INSERT INTO telemetry.activity_samples
-    SELECT v_id, a.pid, a.usename, a.application_name, a.backend_type, a.state, a.wait_event_type, a.wait_event,
-        a.query_start, a.state_change, telemetry._normalized_query(a.query_preview), v_server, v_at, a.datname
-    FROM telemetry._collect_active_sessions() a;
+    PERFORM telemetry._record_samples(v_id, v_server, v_at);
 
     -- The open runs' session-seconds, as the exporter's batch tracker books them
     -- (batch_wait_samples): a run's own sessions (the session that began it, and those named
@@ -312,17 +294,7 @@ BEGIN
     FROM booked b WHERE b.own OR b.state = 'active'
     GROUP BY 2, 3, 4, 5, 6, 7, 8, 9, 10, 11;
 
-    INSERT INTO telemetry.progress_samples
-    SELECT v_id, p.progress_type, p.pid, p.relid, p.relname, p.phase, p.blocks_total, p.blocks_done,
-        p.tuples_total, p.tuples_done, p.bytes_total, p.bytes_done, p.details, v_server, v_at, p.datname
-    FROM telemetry._collect_progress() p;
-
-    INSERT INTO telemetry.lock_samples
-    SELECT v_id, l.blocked_pid, l.blocked_user, l.blocked_app, telemetry._normalized_query(l.blocked_query_preview),
-        make_interval(secs => l.waited_seconds), l.blocking_pid, l.blocking_user, l.blocking_app,
-        telemetry._normalized_query(l.blocking_query_preview), l.lock_type, l.locked_relation, v_server, v_at, l.datname
-    FROM telemetry._collect_lock_waits() l;
-
+    PERFORM telemetry._rollup_sample(v_server, v_id, v_at);
     PERFORM telemetry._note_server(v_server, v_server, current_setting('server_version_num')::int / 10000, v_at);
     RETURN v_at;
 END

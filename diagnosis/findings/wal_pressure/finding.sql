@@ -25,7 +25,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                            telemetry._pretty_bytes(r.wal_bytes), telemetry._pretty_bytes(round(r.baseline_wal_bytes)::bigint),
                                            r.checkpoints, round(r.baseline_checkpoints::numeric, 1))
                              FROM run r WHERE r.wal_bytes IS NOT NULL), '')
-         FROM (SELECT * FROM waits ORDER BY extra DESC LIMIT 3) w),
+         FROM (SELECT * FROM waits WHERE extra > 0 ORDER BY extra DESC LIMIT 3) w),
         (SELECT jsonb_build_object('wal_waits', (SELECT jsonb_object_agg(w.wait, round(w.seconds, 3)) FROM waits w),
                                    'wal_bytes', r.wal_bytes, 'baseline_wal_bytes', round(r.baseline_wal_bytes),
                                    'checkpoints', r.checkpoints, 'baseline_checkpoints', r.baseline_checkpoints)

@@ -6,8 +6,8 @@ CREATE OR REPLACE FUNCTION telemetry._measures_autovacuum_interference(p_start_t
     p_snapshot_start timestamptz, p_server text, p_shared jsonb)
 RETURNS TABLE (measure text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH smp AS (SELECT * FROM telemetry._window_samples(p_start_time, p_end_time, p_server)),
-    n AS (SELECT count(*) AS n, extract(epoch FROM p_end_time - p_start_time) / nullif(count(*), 0) AS spacing FROM smp)
+    WITH n AS (SELECT c.samples AS n, extract(epoch FROM p_end_time - p_start_time) / nullif(c.samples, 0) AS spacing
+               FROM telemetry._window_sample_counts(p_start_time, p_end_time, p_server) c)
     SELECT 'autovacuums', 'count',
            coalesce((SELECT sum(tc.autovacuum_count_delta) FROM telemetry.tracked_tables t,
                             telemetry.table_compare(t.relname, p_snapshot_start, p_end_time, t.schemaname, p_server) tc), 0)
@@ -15,7 +15,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     UNION ALL
     SELECT 'vacuum_seconds', 'seconds',
            round((SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p
-                  JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
-                  WHERE p.progress_type = 'vacuum' AND p.relid IN (SELECT relid FROM telemetry.tracked_tables)) * n.spacing, 2)
+                  WHERE p.server = p_server AND p.captured_at BETWEEN p_start_time AND p_end_time
+                    AND p.progress_type = 'vacuum' AND p.relid IN (SELECT relid FROM telemetry.tracked_tables)) * n.spacing, 2)
     FROM n WHERE n.n > 0
 $$;

@@ -15,13 +15,15 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY
     WITH
-    smp AS (SELECT * FROM telemetry._window_samples(p_start_time, p_end_time, p_server)),
-    nsmp AS (SELECT count(*) AS n FROM smp),
+    nsmp AS (SELECT c.samples AS n FROM telemetry._window_sample_counts(p_start_time, p_end_time, p_server) c),
+    -- The window's vacuum progress rows: few, read by their partial index.
+    vacuums AS (
+        SELECT p.* FROM telemetry.progress_samples p
+        WHERE p.server = p_server AND p.captured_at BETWEEN p_start_time AND p_end_time AND p.progress_type = 'vacuum'),
     vac AS (
         SELECT p.relid, p.relname, p.relid IN (SELECT relid FROM telemetry.tracked_tables) AS tracked,
                count(DISTINCT p.sample_id) AS samples, array_agg(DISTINCT p.phase) AS phases
-        FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
-        WHERE p.progress_type = 'vacuum' GROUP BY 1, 2, 3),
+        FROM vacuums p GROUP BY 1, 2, 3),
     tables AS (
         SELECT tc.* FROM telemetry.tracked_tables t,
              telemetry.table_compare(t.relname, p_snapshot_start, p_end_time, t.schemaname, p_server) tc)
@@ -41,10 +43,9 @@ BEGIN
                                          FROM tables t WHERE t.autovacuum_ran OR t.autoanalyze_ran)),
            'Keep autovacuum off the batch''s tables while it runs: vacuum them just before the batch (VACUUM (ANALYZE)), or tune their autovacuum thresholds or cost limits (ALTER TABLE ... SET (autovacuum_vacuum_cost_delay = ...)); never disable autovacuum for good.'
     FROM nsmp,
-         LATERAL (SELECT coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
-                                                  WHERE p.progress_type = 'vacuum' AND p.relid IN (SELECT relid FROM telemetry.tracked_tables)) / nullif(nsmp.n, 0), 1), 0) AS pct_tracked,
-                         coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p JOIN smp ON smp.id = p.sample_id AND smp.captured_at = p.captured_at AND p.captured_at BETWEEN p_start_time AND p_end_time
-                                                  WHERE p.progress_type = 'vacuum') / nullif(nsmp.n, 0), 1), 0) AS pct_any,
+         LATERAL (SELECT coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM vacuums p
+                                                  WHERE p.relid IN (SELECT relid FROM telemetry.tracked_tables)) / nullif(nsmp.n, 0), 1), 0) AS pct_tracked,
+                         coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM vacuums p) / nullif(nsmp.n, 0), 1), 0) AS pct_any,
                          coalesce((SELECT sum(autovacuum_count_delta) FROM tables), 0) AS autovacuums,
                          coalesce((SELECT sum(autoanalyze_count_delta) FROM tables), 0) AS autoanalyzes) x
     WHERE x.pct_any > 0 OR x.autovacuums > 0 OR x.autoanalyzes > 0;

@@ -15,16 +15,12 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY
     WITH
-    smp AS (SELECT * FROM telemetry._window_samples(p_start_time, p_end_time, p_server)),
-    nsmp AS (SELECT count(*) AS n FROM smp),
-    -- Client sessions, not idle, per sample: the sessions a batch is made of.
-    client_waits AS (
-        SELECT w.* FROM telemetry.wait_samples w JOIN smp ON smp.id = w.sample_id AND smp.captured_at = w.captured_at AND w.captured_at BETWEEN p_start_time AND p_end_time
-        WHERE w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%'),
+    -- The samples, and those in which client sessions (not idle: the sessions a batch is made
+    -- of) waited on a lock.
+    counts AS (SELECT * FROM telemetry._window_sample_counts(p_start_time, p_end_time, p_server)),
+    nsmp AS (SELECT c.samples AS n FROM counts c),
     wait_time AS (SELECT * FROM telemetry._shared_waits(p_shared)),
-    lockw AS (
-        SELECT count(DISTINCT sample_id) AS samples, coalesce(max(count), 0) AS max_waiters
-        FROM client_waits WHERE wait_event_type = 'Lock'),
+    lockw AS (SELECT c.lock_samples AS samples, coalesce(c.lock_max_waiters, 0) AS max_waiters FROM counts c),
     -- The lock waits the wait sampler followed from start to end, where it ran (not in pg_cron
     -- mode): each with its blocker and its length, which the samples see only at their instants.
     episodes AS (SELECT * FROM telemetry.lock_episodes(p_start_time, p_end_time, p_server) e
@@ -45,7 +41,8 @@ BEGIN
         SELECT l.blocking_pid, l.blocking_app, l.blocking_user, l.lock_type, l.locked_relation,
                l.blocking_query_preview, count(DISTINCT l.sample_id) AS samples,
                round(extract(epoch FROM max(l.blocked_duration))::numeric, 1) AS max_blocked_seconds
-        FROM telemetry.lock_samples l JOIN smp ON smp.id = l.sample_id AND smp.captured_at = l.captured_at AND l.captured_at BETWEEN p_start_time AND p_end_time
+        FROM telemetry.lock_samples l
+        WHERE l.server = p_server AND l.captured_at BETWEEN p_start_time AND p_end_time
         GROUP BY 1, 2, 3, 4, 5, 6),
     -- The top three blockers: by the seconds they held sessions up where the episodes tell,
     -- else by the samples that saw them block.

@@ -15,11 +15,12 @@ BEGIN
     RETURN QUERY
     WITH
     cmp AS (SELECT * FROM telemetry._shared_compare(p_shared)),
-    smp AS (SELECT * FROM telemetry._window_samples(p_start_time, p_end_time, p_server)),
+    -- Few rows, read by their partial index.
     spillers AS (
         SELECT a.query_preview, count(*) AS samples
-        FROM telemetry.activity_samples a JOIN smp ON smp.id = a.sample_id AND smp.captured_at = a.captured_at AND a.captured_at BETWEEN p_start_time AND p_end_time
-        WHERE a.wait_event IN ('BufFileWrite', 'BufFileRead') GROUP BY 1 ORDER BY 2 DESC LIMIT 3)
+        FROM telemetry.activity_samples a
+        WHERE a.server = p_server AND a.captured_at BETWEEN p_start_time AND p_end_time
+          AND a.wait_event IN ('BufFileWrite', 'BufFileRead') GROUP BY 1 ORDER BY 2 DESC LIMIT 3)
     SELECT 'temp_file_spills',
            telemetry._severity(c.temp_bytes_delta, telemetry._threshold('temp_bytes_warning'), telemetry._threshold('temp_bytes_critical')),
            c.temp_bytes_delta / telemetry._threshold('temp_bytes_warning'),

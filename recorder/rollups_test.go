@@ -1,0 +1,236 @@
+package recorder
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
+)
+
+// rollupData fills the schema with $2 hours up to $1 of what the recorder writes for server $3,
+// at irregular instants (samples about every 30 s, snapshots about a minute apart, statements
+// every hour or so, none on a minute's boundary) with varied content: waits idle and not, lock
+// waits in some samples, vacuums and temporary-file waits now and then, statement waits with a
+// queryid and without (their text only), of a batch's own sessions and of others. Sums of
+// arbitrary doubles included. Each sample's rollups are added as the recorder adds them, one
+// sample after the other (_rollup_sample).
+var rollupData = []string{
+	`SELECT setseed(0.22)`,
+	`SELECT telemetry._ensure_partitions(d) FROM generate_series($1::timestamptz - $2::int * interval '1 hour', $1::timestamptz, interval '1 day') d`,
+	`SELECT telemetry._ensure_partitions($1::timestamptz)`,
+	`INSERT INTO telemetry.snapshots (captured_at, pg_version, wal_bytes, ckpt_timed, ckpt_requested, ckpt_buffers,
+		bgw_buffers_clean, bgw_buffers_alloc, io_client_writes, temp_files, temp_bytes, server, db_stats_reset)
+	SELECT $1::timestamptz - $2::int * interval '1 hour' + i * interval '1 minute' + random() * interval '40 seconds',
+		17, i * 4000000::bigint, i / 5, i / 60, i * 900, i * 40, i * 3000, i * 1500, i / 30, (i / 30) * 8388608::bigint, $3, NULL
+	FROM generate_series(0, $2::int * 60 - 1) i`,
+	`INSERT INTO telemetry.table_snapshots (snapshot_id, relid, schemaname, relname, pg_relation_size, pg_total_relation_size,
+		n_live_tup, n_dead_tup, n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd, last_autovacuum, autovacuum_count,
+		autoanalyze_count, server, captured_at)
+	SELECT s.id, 16384 + t, 'public', 'table_' || t, 8192 * (1000 + s.n * t), 8192 * (1500 + s.n * t), 100000 + s.n,
+		s.n % 500, s.n * 60, s.n * 20, s.n * 5, s.n * 15, s.captured_at - (s.n % 90) * interval '1 minute', s.n / 90, s.n / 45,
+		s.server, s.captured_at
+	FROM (SELECT id, captured_at, server, row_number() OVER (ORDER BY captured_at) AS n FROM telemetry.snapshots WHERE server = $3) s,
+		generate_series(1, 3) t`,
+	`INSERT INTO telemetry.samples (captured_at, server)
+	SELECT $1::timestamptz - $2::int * interval '1 hour' + i * interval '30 seconds' + random() * interval '20 seconds', $3
+	FROM generate_series(0, $2::int * 120 - 1) i`,
+	`INSERT INTO telemetry.wait_samples (sample_id, backend_type, wait_event_type, wait_event, state, count, server, captured_at)
+	SELECT s.id, g.backend_type, g.wait_event_type, g.wait_event, g.state, 1 + floor(random() * 6)::int, s.server, s.captured_at
+	FROM telemetry.samples s, (VALUES
+		('client backend', 'Running', 'CPU', 'active'), ('client backend', 'Running', 'CPU', 'idle in transaction'),
+		('client backend', 'IO', 'DataFileRead', 'active'), ('client backend', 'Lock', 'transactionid', 'active'),
+		('client backend', 'Lock', 'relation', 'active'), ('client backend', 'Lock', 'relation', 'idle in transaction'),
+		('client backend', 'Lock', 'extend', 'active'), ('client backend', 'Client', 'ClientRead', 'idle'),
+		('client backend', 'IO', 'BufFileWrite', 'active'), ('checkpointer', 'Activity', 'CheckpointerMain', 'unknown'),
+		('autovacuum worker', 'Running', 'CPU', 'active'), ('autovacuum worker', 'Lock', 'relation', 'active')
+	) g (backend_type, wait_event_type, wait_event, state)
+	WHERE s.server = $3 AND random() < 0.4`,
+	`INSERT INTO telemetry.wait_time_samples (sample_id, wait_event_type, wait_event, seconds, server, captured_at)
+	SELECT s.id, w.wait_event_type, w.wait_event, random() * 30, s.server, s.captured_at
+	FROM telemetry.samples s, (VALUES ('Running', 'CPU'), ('IO', 'DataFileRead'), ('Lock', 'transactionid'),
+		('Lock', 'relation'), ('Lock', 'extend'), ('IO', 'WALWrite'), ('IO', 'BufFileWrite')) w (wait_event_type, wait_event)
+	WHERE s.server = $3 AND random() < 0.5`,
+	`INSERT INTO telemetry.progress_samples (sample_id, progress_type, pid, relid, relname, phase, server, captured_at)
+	SELECT s.id, 'vacuum', 20000 + t, 16384 + t, 'table_' || t, (ARRAY['scanning heap', 'vacuuming indexes'])[1 + t % 2], s.server, s.captured_at
+	FROM telemetry.samples s, generate_series(1, 4) t
+	WHERE s.server = $3 AND random() < 0.05`,
+	`INSERT INTO telemetry.activity_samples (sample_id, pid, backend_type, state, wait_event_type, wait_event, query_preview, server, captured_at)
+	SELECT s.id, 10000 + k, 'client backend', 'active', 'IO', (ARRAY['BufFileWrite', 'BufFileRead', 'DataFileRead'])[1 + k % 3],
+		'SELECT * FROM t' || k || ' ORDER BY $1', s.server, s.captured_at
+	FROM telemetry.samples s, generate_series(1, 5) k
+	WHERE s.server = $3 AND random() < 0.1`,
+	`INSERT INTO telemetry.lock_samples (sample_id, blocked_pid, blocking_pid, blocking_app, blocked_duration, lock_type, locked_relation, server, captured_at)
+	SELECT s.id, 10000 + l, 10010 + l % 2, 'app' || l % 2, random() * interval '60 seconds', 'relation', 'public.table_1', s.server, s.captured_at
+	FROM telemetry.samples s, generate_series(1, 2) l
+	WHERE s.server = $3 AND random() < 0.1`,
+	`INSERT INTO telemetry.lock_wait_episodes (sample_id, blocked_pid, blocking_pid, blocking_pids, lock_type, locked_relation,
+		started_at, last_seen_at, ended_at, duration, still_waiting, server, captured_at)
+	SELECT s.id, 10000 + s.id % 7, 10010, '{10010}', (ARRAY['relation', 'extend'])[1 + s.id % 2], 'public.table_1',
+		s.captured_at - d, s.captured_at - interval '1 second', s.captured_at - interval '0.5 second', d - interval '0.5 second', false,
+		s.server, s.captured_at
+	FROM telemetry.samples s, LATERAL (SELECT random() * interval '3 minutes' + interval '1 second' AS d) x
+	WHERE s.server = $3 AND random() < 0.02`,
+	// Statements: five entries read in full about hourly, a sixth appearing halfway.
+	`INSERT INTO telemetry.statement_snapshots (snapshot_id, userid, dbid, toplevel, queryid, datname, username, calls, plans,
+		total_plan_time, total_exec_time, rows, shared_blks_hit, shared_blks_read, shared_blks_dirtied, shared_blks_written,
+		local_blks_read, local_blks_written, temp_blks_read, temp_blks_written, blk_read_time, blk_write_time,
+		wal_records, wal_fpi, wal_bytes, server, captured_at)
+	SELECT s.id, 10, 5, true, 1000 + q, 'app', 'etl', s.n * q, 0, 0.5 * s.n, 120.5 * s.n * q, 10 * s.n, 500 * s.n, 50 * s.n, 0, 0,
+		0, 0, 0, s.n * q, 0, 0, 0, 0, 5000 * s.n, s.server, s.captured_at
+	FROM (SELECT id, captured_at, server, row_number() OVER (ORDER BY captured_at) AS n FROM telemetry.snapshots
+		WHERE server = $3) s, generate_series(1, 6) q
+	WHERE s.n % 60 = 7 AND (q < 6 OR s.n > $2::int * 30)`,
+	`INSERT INTO telemetry.statement_info_snapshots (snapshot_id, dealloc, stats_reset, entries, full_read, server, captured_at)
+	SELECT DISTINCT snapshot_id, 0, $1::timestamptz - interval '30 days', 6, true, server, captured_at
+	FROM telemetry.statement_snapshots WHERE server = $3`,
+	`INSERT INTO telemetry.statement_texts (server, queryid, query, first_seen)
+	SELECT $3, 1000 + q, 'UPDATE t' || q || ' SET v = $1 WHERE id = $2::int', $1::timestamptz - interval '30 days' FROM generate_series(1, 6) q`,
+	`INSERT INTO telemetry.statement_wait_samples (sample_id, batch, queryid, wait_event_type, wait_event, before_query_id, query_text, seconds, server, captured_at)
+	SELECT s.id, (ARRAY['', 'nightly'])[1 + floor(random() * 2)::int], q.queryid, q.wait_event_type, q.wait_event, q.before_query_id,
+		q.query_text, random() * 20, s.server, s.captured_at
+	FROM telemetry.samples s, (VALUES (1001, 'Running', 'CPU', false, ''), (1002, 'IO', 'DataFileRead', false, ''),
+		(1003, 'Lock', 'relation', false, ''), (1003, 'Lock', 'relation', true, ''),
+		(0, 'Lock', 'relation', false, 'UPDATE t4 SET v = 7 WHERE id = 9'), (0, 'Lock', 'relation', false, 'UPDATE t5 SET v = 1 WHERE id = 2'),
+		(0, 'Lock', 'transactionid', false, 'SELECT 1')) q (queryid, wait_event_type, wait_event, before_query_id, query_text)
+	WHERE s.server = $3 AND random() < 0.3`,
+	`INSERT INTO telemetry.tracked_tables (relid, schemaname, relname) SELECT 16384 + t, 'public', 'table_' || t FROM generate_series(1, 2) t
+	ON CONFLICT DO NOTHING`,
+	`SELECT telemetry._note_server($3, $3, 17, $1)`,
+	`SELECT count(telemetry._rollup_sample(x.server, x.id, x.captured_at))
+	FROM (SELECT * FROM telemetry.samples WHERE server = $3 ORDER BY captured_at) x`,
+}
+
+// rollupFunctions are the window analysis functions, each as a query of its whole output
+// ($1, $2: the window; $3: the server) as one text.
+var rollupFunctions = map[string]string{
+	"compare":             `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.compare($1, $2, $3) f`,
+	"table_compare":       `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.table_compare('table_1', $1, $2, 'public', $3) f`,
+	"wait_summary":        `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.wait_summary($1, $2, $3) f`,
+	"client_wait_summary": `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.client_wait_summary($1, $2, $3) f`,
+	"statement_compare":   `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.statement_compare($1, $2, $3) f`,
+	"lock_episodes":       `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.lock_episodes($1, $2, $3) f`,
+	"diagnose":            `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.diagnose($1, $2, $3) f`,
+}
+
+// TestRollupsAnswerAsRawRows: every window analysis function gives the same output from the
+// rollups as from the raw rows alone (SET telemetry.rollups = off), over windows of every
+// length from a second to a day, both edges off any minute's boundary (and on one), with
+// another server's rows present; the rollups added sample by sample equal those summed in
+// one pass (rollup_rebuild); and after cleanup cut into an hour, the two still agree.
+func TestRollupsAnswerAsRawRows(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		c := e.conn()
+		ctx := context.Background()
+		end := time.Now().UTC().Add(-time.Hour)
+		for _, server := range []struct {
+			name  string
+			hours int
+		}{{"a", 26}, {"b", 3}} {
+			for _, sql := range rollupData {
+				// Each statement takes the three, whichever it reads.
+				sql := `WITH args AS (SELECT $1::timestamptz, $2::int, $3::text) ` + sql
+				if _, err := c.Exec(ctx, sql, end, server.hours, server.name); err != nil {
+					t.Fatalf("%s: %v", sql, err)
+				}
+			}
+		}
+
+		rollups := func() string {
+			var s string
+			if err := c.QueryRow(ctx, `SELECT concat_ws(' | ',
+				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.sample_rollups r),
+				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.wait_rollups r),
+				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.wait_time_rollups r),
+				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.statement_wait_rollups r))`).Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		added := rollups()
+		var first, last time.Time
+		if err := c.QueryRow(ctx, `SELECT min(captured_at), max(captured_at) FROM telemetry.samples WHERE server = 'a'`).Scan(&first, &last); err != nil {
+			t.Fatal(err)
+		}
+		e.exec(`SELECT telemetry.rollup_rebuild(server, min(captured_at), max(captured_at)) FROM telemetry.samples GROUP BY server`)
+		if rebuilt := rollups(); rebuilt != added {
+			t.Errorf("rollups added sample by sample differ from those rebuilt in one pass:\n%.2000s\n%.2000s", added, rebuilt)
+		}
+
+		rng := rand.New(rand.NewPCG(22, 22))
+		windows := func(from, to time.Time) [][2]time.Time {
+			var out [][2]time.Time
+			lengths := []time.Duration{time.Second, 45 * time.Second, 61 * time.Second, 59 * time.Minute,
+				61 * time.Minute, 3*time.Hour + 17*time.Minute, 25 * time.Hour}
+			for _, l := range lengths {
+				span := to.Sub(from) - l
+				if span <= 0 {
+					continue
+				}
+				s := from.Add(time.Duration(rng.Int64N(int64(span)))).Truncate(time.Microsecond)
+				out = append(out, [2]time.Time{s, s.Add(l + time.Duration(rng.IntN(999999))*time.Microsecond)})
+			}
+			// On the boundaries: a minute's, an hour's, a sample's own instant at both ends.
+			h := from.Truncate(time.Hour).Add(time.Hour)
+			out = append(out, [2]time.Time{h, h.Add(2 * time.Hour)}, [2]time.Time{h.Add(-time.Minute), h.Add(90 * time.Minute)})
+			var a, b time.Time
+			if err := c.QueryRow(ctx, `SELECT (SELECT captured_at FROM telemetry.samples WHERE server = 'a' AND captured_at > $1 ORDER BY 1 LIMIT 1),
+				(SELECT captured_at FROM telemetry.samples WHERE server = 'a' AND captured_at > $1 + interval '5 hours' ORDER BY 1 LIMIT 1)`, h).Scan(&a, &b); err != nil {
+				t.Fatal(err)
+			}
+			return append(out, [2]time.Time{a, b})
+		}
+		compareAll := func(ws [][2]time.Time) {
+			t.Helper()
+			for _, w := range ws {
+				for name, sql := range rollupFunctions {
+					answer := func(rollups string) string {
+						tx, err := c.Begin(ctx)
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer tx.Rollback(ctx)
+						if _, err := tx.Exec(ctx, `SELECT set_config('telemetry.rollups', $1, true)`, rollups); err != nil {
+							t.Fatal(err)
+						}
+						var s *string
+						if err := tx.QueryRow(ctx, sql, w[0], w[1], "a").Scan(&s); err != nil {
+							t.Fatalf("%s %v: %v", name, w, err)
+						}
+						if s == nil {
+							return "none"
+						}
+						return *s
+					}
+					if raw, rolled := answer("off"), answer("on"); raw != rolled {
+						t.Errorf("%s over %s to %s: from the rollups\n%s\nfrom raw rows\n%s", name,
+							w[0].Format(time.RFC3339Nano), w[1].Format(time.RFC3339Nano), rolled, raw)
+					}
+				}
+			}
+		}
+		compareAll(windows(first, last))
+
+		// The rollups are what answered: a changed rollup changes the day's answer.
+		day := func() string {
+			var s string
+			if err := c.QueryRow(ctx, rollupFunctions["wait_summary"], last.Add(-25*time.Hour), last, "a").Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		before := day()
+		e.exec(`UPDATE telemetry.wait_time_rollups SET seconds = seconds + 3600 WHERE server = 'a' AND bucket = '1 hour'`)
+		if day() == before {
+			t.Error("wait_summary over a day did not read the hour rollups")
+		}
+		e.exec(`SELECT telemetry.rollup_rebuild(server, min(captured_at), max(captured_at)) FROM telemetry.samples GROUP BY server`)
+
+		// Cleanup keeps the last 20 hours: it cuts into an hour (and a minute) of server a's.
+		e.exec(`SELECT telemetry.cleanup(now() - ` + fmt.Sprintf("'%s'::timestamptz", last.Add(-20*time.Hour).Add(-17*time.Second).Format(time.RFC3339Nano)) + `)`)
+		compareAll(windows(last.Add(-22*time.Hour), last))
+	})
+}

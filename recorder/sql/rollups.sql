@@ -1,0 +1,270 @@
+-- Rollups (migrations/0022_rollups.sql): kept as each sample is written, and read by the
+-- window analysis functions for a window's whole minutes and hours; raw rows answer for the
+-- partial minutes at its two ends (_rollup_span).
+
+-- The raw rows that rollups sum, of a server's samples captured between p_start_time and
+-- p_end_time (inclusive), only sample p_id's where given: written once, for the rollups'
+-- writer (_rollup_add) and the windows' raw edges (_rollup_edges) alike.
+
+-- _raw_samples: each sample, with the most client sessions (not idle) one of its rows showed
+-- waiting on a heavyweight lock (NULL: none waited).
+CREATE OR REPLACE FUNCTION telemetry._raw_samples(p_server text, p_start_time timestamptz, p_end_time timestamptz,
+                                                  p_id integer)
+RETURNS TABLE (captured_at timestamptz, lock_waiters integer)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.captured_at, l.max_waiters
+    FROM telemetry.samples s
+    LEFT JOIN (SELECT w.sample_id, w.captured_at, max(w.count) AS max_waiters FROM telemetry.wait_samples w
+               WHERE w.server = p_server AND w.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR w.sample_id = p_id)
+                 AND w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%' AND w.wait_event_type = 'Lock'
+               GROUP BY 1, 2) l ON l.sample_id = s.id AND l.captured_at = s.captured_at
+    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR s.id = p_id)
+$$;
+
+-- _raw_wait_groups: each sample's sessions (not idle) by backend type and wait, its states
+-- together: the sessions, and the most one row showed.
+CREATE OR REPLACE FUNCTION telemetry._raw_wait_groups(p_server text, p_start_time timestamptz, p_end_time timestamptz,
+                                                      p_id integer)
+RETURNS TABLE (captured_at timestamptz, backend_type text, wait_event_type text, wait_event text, waiters bigint, max_waiters integer)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT w.captured_at, w.backend_type, w.wait_event_type, w.wait_event, sum(w.count), max(w.count)
+    FROM telemetry.wait_samples w
+    WHERE w.server = p_server AND w.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR w.sample_id = p_id)
+      AND w.state NOT LIKE 'idle%'
+    GROUP BY w.sample_id, w.captured_at, w.backend_type, w.wait_event_type, w.wait_event
+$$;
+
+-- _raw_wait_times: the wait sampler's session-seconds.
+CREATE OR REPLACE FUNCTION telemetry._raw_wait_times(p_server text, p_start_time timestamptz, p_end_time timestamptz,
+                                                     p_id integer)
+RETURNS TABLE (captured_at timestamptz, wait_event_type text, wait_event text, seconds numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT t.captured_at, t.wait_event_type, t.wait_event, t.seconds::numeric
+    FROM telemetry.wait_time_samples t
+    WHERE t.server = p_server AND t.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR t.sample_id = p_id)
+$$;
+
+-- _raw_statement_waits: the wait sampler's session-seconds by statement (numeric: sums are
+-- exact, in any order).
+CREATE OR REPLACE FUNCTION telemetry._raw_statement_waits(p_server text, p_start_time timestamptz, p_end_time timestamptz,
+                                                          p_id integer)
+RETURNS TABLE (captured_at timestamptz, batch text, queryid bigint, wait_event_type text, wait_event text,
+               before_query_id boolean, query_text text, seconds numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT x.captured_at, x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds::numeric
+    FROM telemetry.statement_wait_samples x
+    WHERE x.server = p_server AND x.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR x.sample_id = p_id)
+$$;
+
+-- _rollup_add adds the raw rows of a server's samples captured in [p_from, p_to) (only sample
+-- p_id's, where given) to the minute and hour rollups. Sums add up and maxima stay maxima, so a
+-- sample added on its own, after others of its bucket, leaves the rollups as one pass would.
+CREATE OR REPLACE FUNCTION telemetry._rollup_add(p_server text, p_from timestamptz, p_to timestamptz, p_id integer)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_last timestamptz := p_to - interval '1 microsecond';
+BEGIN
+    INSERT INTO telemetry.sample_rollups AS r (server, bucket, captured_at, samples, lock_samples, lock_max_waiters)
+    SELECT p_server, b.width, date_bin(b.width, s.captured_at, timestamptz '1970-01-01 00:00:00+00'),
+           count(*), count(s.lock_waiters), max(s.lock_waiters)
+    FROM telemetry._raw_samples(p_server, p_from, v_last, p_id) s,
+         (VALUES (interval '1 minute'), (interval '1 hour')) b (width)
+    GROUP BY 2, 3
+    ON CONFLICT (server, bucket, captured_at) DO UPDATE
+    SET samples = r.samples + excluded.samples, lock_samples = r.lock_samples + excluded.lock_samples,
+        lock_max_waiters = greatest(r.lock_max_waiters, excluded.lock_max_waiters);
+
+    INSERT INTO telemetry.wait_rollups AS r (server, bucket, captured_at, backend_type, wait_event_type, wait_event,
+                                             samples, waiters, max_waiters)
+    SELECT p_server, b.width, date_bin(b.width, g.captured_at, timestamptz '1970-01-01 00:00:00+00'),
+           g.backend_type, g.wait_event_type, g.wait_event, count(*), sum(g.waiters), max(g.max_waiters)
+    FROM telemetry._raw_wait_groups(p_server, p_from, v_last, p_id) g,
+         (VALUES (interval '1 minute'), (interval '1 hour')) b (width)
+    GROUP BY 2, 3, 4, 5, 6
+    ON CONFLICT (server, bucket, captured_at, backend_type, wait_event_type, wait_event) DO UPDATE
+    SET samples = r.samples + excluded.samples, waiters = r.waiters + excluded.waiters,
+        max_waiters = greatest(r.max_waiters, excluded.max_waiters);
+
+    INSERT INTO telemetry.wait_time_rollups AS r (server, bucket, captured_at, wait_event_type, wait_event, seconds)
+    SELECT p_server, b.width, date_bin(b.width, t.captured_at, timestamptz '1970-01-01 00:00:00+00'),
+           t.wait_event_type, t.wait_event, sum(t.seconds)
+    FROM telemetry._raw_wait_times(p_server, p_from, v_last, p_id) t,
+         (VALUES (interval '1 minute'), (interval '1 hour')) b (width)
+    GROUP BY 2, 3, 4, 5
+    ON CONFLICT (server, bucket, captured_at, wait_event_type, wait_event) DO UPDATE
+    SET seconds = r.seconds + excluded.seconds;
+
+    INSERT INTO telemetry.statement_wait_rollups AS r (server, bucket, captured_at, batch, queryid, wait_event_type, wait_event,
+                                                       before_query_id, query_text_hash, query_text, seconds)
+    SELECT p_server, interval '1 hour', date_bin('1 hour', x.captured_at, timestamptz '1970-01-01 00:00:00+00'),
+           x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, hashtextextended(x.query_text, 0),
+           min(x.query_text), sum(x.seconds)
+    FROM telemetry._raw_statement_waits(p_server, p_from, v_last, p_id) x
+    GROUP BY 3, 4, 5, 6, 7, 8, 9
+    ON CONFLICT (server, bucket, captured_at, batch, queryid, wait_event_type, wait_event, before_query_id, query_text_hash) DO UPDATE
+    SET seconds = r.seconds + excluded.seconds;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._rollup_add(text, timestamptz, timestamptz, integer) FROM PUBLIC;
+
+-- _rollup_sample adds a sample just written (its rows are all in: the recorder and sample()
+-- call it last in the sample's transaction) to the rollups; a server's first sample marks its
+-- rollups complete from that hour on.
+CREATE OR REPLACE FUNCTION telemetry._rollup_sample(p_server text, p_id integer, p_at timestamptz)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM telemetry._rollup_add(p_server, p_at, p_at + interval '1 microsecond', p_id);
+    INSERT INTO telemetry.rollup_coverage (server, since)
+    VALUES (p_server, date_bin('1 hour', p_at, timestamptz '1970-01-01 00:00:00+00'))
+    ON CONFLICT DO NOTHING;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._rollup_sample(text, integer, timestamptz) FROM PUBLIC;
+
+-- _rollup_delete deletes the rollups of buckets in [p_from, p_to), of one server or all (NULL).
+CREATE OR REPLACE FUNCTION telemetry._rollup_delete(p_server text, p_from timestamptz, p_to timestamptz)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM telemetry.sample_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
+    DELETE FROM telemetry.wait_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
+    DELETE FROM telemetry.wait_time_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
+    DELETE FROM telemetry.statement_wait_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._rollup_delete(text, timestamptz, timestamptz) FROM PUBLIC;
+
+-- rollup_rebuild recomputes a server's rollups of the hours from p_from's to p_to's from the
+-- raw rows: for days recorded before rollups existed (the analysis reads them raw until then),
+-- and for the hour that retention cut in two. Rollups are complete from p_from's hour on where
+-- they were from p_to on (or where the server has no sample after p_to).
+CREATE OR REPLACE FUNCTION telemetry.rollup_rebuild(p_server text, p_from timestamptz, p_to timestamptz)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_from timestamptz := date_bin('1 hour', telemetry._check_time(p_from, 'the rebuild''s start'), timestamptz '1970-01-01 00:00:00+00');
+    v_to timestamptz := date_bin('1 hour', telemetry._check_time(p_to, 'the rebuild''s end'), timestamptz '1970-01-01 00:00:00+00') + interval '1 hour';
+BEGIN
+    PERFORM telemetry._rollup_delete(p_server, v_from, v_to);
+    PERFORM telemetry._rollup_add(p_server, v_from, v_to, NULL);
+    IF EXISTS (SELECT FROM telemetry.rollup_coverage c WHERE c.server = p_server) THEN
+        UPDATE telemetry.rollup_coverage SET since = v_from WHERE server = p_server AND since <= v_to AND since > v_from;
+    ELSIF NOT EXISTS (SELECT FROM telemetry.samples s WHERE s.server = p_server AND s.captured_at >= v_to) THEN
+        -- A server whose samples were never added one by one: complete where rebuilt, to its last.
+        INSERT INTO telemetry.rollup_coverage (server, since) VALUES (p_server, v_from) ON CONFLICT DO NOTHING;
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry.rollup_rebuild(text, timestamptz, timestamptz) FROM PUBLIC;
+
+-- _rollup_cut keeps the rollups in step with raw rows deleted before p_cutoff (cleanup): the
+-- rollups of the hours before its hour go, and its hour's are summed again from what is left.
+CREATE OR REPLACE FUNCTION telemetry._rollup_cut(p_cutoff timestamptz)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_hour timestamptz := date_bin('1 hour', p_cutoff, timestamptz '1970-01-01 00:00:00+00');
+BEGIN
+    PERFORM telemetry._rollup_delete(NULL, '-infinity', v_hour);
+    PERFORM telemetry.rollup_rebuild(c.server, v_hour, v_hour) FROM telemetry.rollup_coverage c WHERE c.since <= v_hour;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._rollup_cut(timestamptz) FROM PUBLIC;
+
+-- _rollup_span is the part of a window read from the rollups, as pieces [piece_from, piece_to)
+-- of one bucket width: its whole hours from the hour rollups, the minutes around them from the
+-- minute ones; raw rows answer for the window outside them. It starts after the start's minute
+-- (a window open at its start, as statement_compare's, leaves out a row at the start itself),
+-- not before the server's rollups are complete, and with p_hours false (statement rollups are
+-- hourly) it is the whole hours alone. No pieces: a short window, a server without rollups, or
+-- a session that SET telemetry.rollups = off (the raw answer, which the tests compare with).
+CREATE OR REPLACE FUNCTION telemetry._rollup_span(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_minutes boolean)
+RETURNS TABLE (bucket interval, piece_from timestamptz, piece_to timestamptz)
+LANGUAGE sql STABLE ROWS 3 SET search_path = pg_catalog, pg_temp AS $$
+    WITH c AS (
+        SELECT greatest(date_bin('1 minute', p_start_time, timestamptz '1970-01-01 00:00:00+00') + interval '1 minute', v.since) AS f,
+               date_bin('1 minute', p_end_time, timestamptz '1970-01-01 00:00:00+00') AS t
+        FROM telemetry.rollup_coverage v
+        WHERE v.server = p_server AND current_setting('telemetry.rollups', true) IS DISTINCT FROM 'off'
+          AND p_end_time < 'infinity' AND p_start_time > '-infinity'),
+    h AS (SELECT c.f, c.t, date_bin('1 hour', c.f - interval '1 minute', timestamptz '1970-01-01 00:00:00+00') + interval '1 hour' AS hf,
+                 date_bin('1 hour', c.t, timestamptz '1970-01-01 00:00:00+00') AS ht
+          FROM c WHERE c.f < c.t)
+    SELECT p.* FROM h, LATERAL (VALUES (interval '1 hour', h.hf, h.ht),
+                                       (interval '1 minute', h.f, least(h.hf, h.t)),
+                                       (interval '1 minute', greatest(h.ht, h.hf, h.f), h.t)) p (bucket, piece_from, piece_to)
+    WHERE p.piece_from < p.piece_to AND (p_minutes OR p.bucket = interval '1 hour')
+$$;
+
+-- _rollup_edges are the parts of a window that _rollup_span leaves to raw rows: from its start
+-- to the span, and from the span to its end (inclusive), or the whole window where there is no
+-- span. Each is read as a range of its own: a window's edges are minutes, not its months.
+CREATE OR REPLACE FUNCTION telemetry._rollup_edges(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_minutes boolean)
+RETURNS TABLE (edge_from timestamptz, edge_to timestamptz)
+LANGUAGE sql STABLE ROWS 2 SET search_path = pg_catalog, pg_temp AS $$
+    WITH cov AS (SELECT min(sp.piece_from) AS f, max(sp.piece_to) AS t
+                 FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, p_minutes) sp)
+    SELECT p_start_time, coalesce(cov.f - interval '1 microsecond', p_end_time) FROM cov
+    UNION ALL
+    SELECT cov.t, p_end_time FROM cov WHERE cov.t IS NOT NULL
+$$;
+
+-- The window readers: a server's rows between p_start_time and p_end_time (inclusive) summed,
+-- from the rollups over the window's _rollup_span and raw rows at its edges.
+
+-- _window_sample_counts: the window's samples, those that saw a client session (not idle) wait
+-- on a heavyweight lock, and the most sessions one row showed waiting on one.
+CREATE OR REPLACE FUNCTION telemetry._window_sample_counts(p_start_time timestamptz, p_end_time timestamptz, p_server text)
+RETURNS TABLE (samples bigint, lock_samples bigint, lock_max_waiters integer)
+LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
+    WITH sp AS (SELECT * FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, true))
+    SELECT coalesce(sum(x.samples), 0)::bigint, coalesce(sum(x.lock_samples), 0)::bigint, max(x.lock_max_waiters)
+    FROM (SELECT count(*) AS samples, count(r.lock_waiters) AS lock_samples, max(r.lock_waiters) AS lock_max_waiters
+          FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_samples(p_server, e.edge_from, e.edge_to, NULL) r
+          UNION ALL
+          SELECT r.samples, r.lock_samples, r.lock_max_waiters
+          FROM sp JOIN telemetry.sample_rollups r ON r.server = p_server AND r.bucket = sp.bucket
+              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to) x
+$$;
+
+-- _window_wait_groups: the window's sessions (not idle) by backend type and wait: the samples
+-- that saw them, the sessions seen, the most one row showed.
+CREATE OR REPLACE FUNCTION telemetry._window_wait_groups(p_start_time timestamptz, p_end_time timestamptz, p_server text)
+RETURNS TABLE (backend_type text, wait_event_type text, wait_event text, samples bigint, waiters bigint, max_waiters integer)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH sp AS (SELECT * FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, true))
+    SELECT x.backend_type, x.wait_event_type, x.wait_event, sum(x.samples)::bigint, sum(x.waiters)::bigint, max(x.max_waiters)
+    FROM (SELECT g.backend_type, g.wait_event_type, g.wait_event, 1 AS samples, g.waiters, g.max_waiters
+          FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_wait_groups(p_server, e.edge_from, e.edge_to, NULL) g
+          UNION ALL
+          SELECT r.backend_type, r.wait_event_type, r.wait_event, r.samples, r.waiters, r.max_waiters
+          FROM sp JOIN telemetry.wait_rollups r ON r.server = p_server AND r.bucket = sp.bucket
+              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to) x
+    GROUP BY 1, 2, 3
+$$;
+
+-- _window_wait_times: the wait sampler's session-seconds in the window by wait.
+CREATE OR REPLACE FUNCTION telemetry._window_wait_times(p_start_time timestamptz, p_end_time timestamptz, p_server text)
+RETURNS TABLE (wait_event_type text, wait_event text, seconds numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH sp AS (SELECT * FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, true))
+    SELECT x.wait_event_type, x.wait_event, sum(x.seconds)
+    FROM (SELECT t.wait_event_type, t.wait_event, t.seconds
+          FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_wait_times(p_server, e.edge_from, e.edge_to, NULL) t
+          UNION ALL
+          SELECT r.wait_event_type, r.wait_event, r.seconds
+          FROM sp JOIN telemetry.wait_time_rollups r ON r.server = p_server AND r.bucket = sp.bucket
+              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to) x
+    GROUP BY 1, 2
+$$;
+
+-- _window_statement_waits: the wait sampler's session-seconds by statement captured after
+-- p_after, up to p_end_time (statement_compare's window: between two statement snapshots).
+CREATE OR REPLACE FUNCTION telemetry._window_statement_waits(p_after timestamptz, p_end_time timestamptz, p_server text)
+RETURNS TABLE (batch text, queryid bigint, wait_event_type text, wait_event text, before_query_id boolean,
+               query_text text, seconds numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH sp AS (SELECT * FROM telemetry._rollup_span(p_after + interval '1 microsecond', p_end_time, p_server, false))
+    SELECT x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds
+    FROM telemetry._rollup_edges(p_after + interval '1 microsecond', p_end_time, p_server, false) e,
+         telemetry._raw_statement_waits(p_server, e.edge_from, e.edge_to, NULL) x
+    UNION ALL
+    SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds
+    FROM sp JOIN telemetry.statement_wait_rollups r ON r.server = p_server AND r.bucket = sp.bucket
+        AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to
+$$;
