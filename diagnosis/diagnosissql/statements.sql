@@ -160,6 +160,9 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
     ('other_busy_sessions', 1, 'sessions',
      'cpu_contention: a run''s statements'' extra CPU time is other sessions'' doing when, on average over the run, this many more of them were busy on CPU or I/O than in the baseline runs, and at least twice as many.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
+-- Thresholds no rule reads any more (statement_regression judges a statement by its own sampled
+-- time since the run's account): an upgraded schema drops them as a fresh one never has them.
+DELETE FROM telemetry.diagnose_thresholds WHERE name IN ('statement_slower_ratio');
 
 -- _window_statements: _statement_compare summed per top-level queryid (nested statements' time
 -- is inside their caller's). status: reset where any entry was reset, new where any appeared.
