@@ -53,6 +53,8 @@ type Collection struct {
 	Settings *string
 	// RelationStates are the relations batches touched and the tracked tables, at a requested snapshot.
 	RelationStates []RelationState
+	// Plans are those auto_explain logged since the previous snapshot (--plans.source).
+	Plans []PlanExecution
 
 	// Sample tier.
 	Sessions    []SessionGroup

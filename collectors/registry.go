@@ -31,6 +31,7 @@ type Config struct {
 	// TrackTables are schema.table names from --collector.tables.track.
 	TrackTables []TableName
 	Statements  StatementsConfig
+	Plans       PlansConfig
 	Logger      *slog.Logger
 	// TouchedRelations are the relations batches' own sessions were seen holding locks on
 	// (the runner sets it from the wait sampler).
@@ -123,7 +124,10 @@ func (s *Selection) Build(tier Tier, cfg Config) []Named {
 	var out []Named
 	for _, f := range sortedFactories() {
 		if f.tier == tier && s.Enabled(f.name) && f.build != nil {
-			out = append(out, Named{f.name, f.tier, f.build(cfg)})
+			// A collector that its configuration leaves off (plans without --plans.source) builds none.
+			if c := f.build(cfg); c != nil {
+				out = append(out, Named{f.name, f.tier, c})
+			}
 		}
 	}
 	return out

@@ -164,6 +164,23 @@ var measureData = []string{
 		(4, 'IO', 'WALSync'), (5, 'LWLock', 'WALWrite'), (6, 'Lock', 'transactionid'), (7, 'Lock', 'relation'),
 		(8, 'LWLock', 'BufferContent'), (9, 'IO', 'DataFileWrite'), (10, 'IPC', 'BufferIO')
 	) w(n, wait_event_type, wait_event)`,
+	// Plans captured (--plans.source): 100 distinct plans a day, each of 12 nodes, logged 1000
+	// times a day in all (statements over auto_explain.log_min_duration).
+	`INSERT INTO telemetry.plan_shapes (server, plan_hash, nodes, first_seen)
+	SELECT 'bench', p, (SELECT jsonb_agg(jsonb_build_object('depth', n / 2, 'node', (ARRAY['Hash Join', 'Seq Scan', 'Hash', 'Index Scan', 'Nested Loop', 'Sort'])[1 + (p + n) % 6],
+			'join', 'Inner', 'relation', 'public.table_' || (p + n) % 10, 'index', 'table_' || (p + n) % 10 || '_pkey', 'parent', 'Outer') ORDER BY n)
+		FROM generate_series(1, 12) n), $1::timestamptz + (p / 100) * interval '1 day'
+	FROM generate_series(0, ` + fmt.Sprint(measureDays*100-1) + `) p`,
+	`INSERT INTO telemetry.plan_executions (server, snapshot_id, captured_at, logged_at, pid, application_name, username, datname,
+		queryid, plan_queryid, plan_hash, duration_ms, node_rows, settings, workers_planned, workers_launched, query_text)
+	SELECT s.server, s.id, s.captured_at, s.captured_at - interval '20 seconds', 10000 + s.n % 25, 'etl_nightly', 'etl', 'app',
+		1000000 + s.n % 1000, NULL, (s.n / 1440) * 100 + s.n % 100, 250 + s.n % 5000,
+		(SELECT jsonb_agg(jsonb_build_array(1000 * n, 900 * n + s.n % 100, 1) ORDER BY n) FROM generate_series(1, 12) n),
+		'{"work_mem": "64MB", "random_page_cost": "1.1"}', 0, 0,
+		-- (chr(36): a dollar sign that is no parameter of this statement)
+		'SELECT a, b, c FROM some_table_' || s.n % 1000 || ' JOIN other_table USING (id) WHERE id = ' || chr(36) || '1 ORDER BY created_at'
+	FROM (SELECT id, captured_at, server, row_number() OVER (ORDER BY captured_at) - 1 AS n FROM telemetry.snapshots) s
+	WHERE s.n % 36 < 25`,
 }
 
 // TestMeasureStorageAndTimings reports the recorder's storage per day and how long the
@@ -200,12 +217,12 @@ func TestMeasureStorageAndTimings(t *testing.T) {
 		telemetry.lock_samples, telemetry.wait_time_samples, telemetry.statement_snapshots,
 		telemetry.statement_info_snapshots, telemetry.statement_wait_samples, telemetry.statement_texts,
 		telemetry.lock_wait_episodes, telemetry.sample_rollups, telemetry.wait_rollups, telemetry.wait_time_rollups,
-		telemetry.statement_wait_rollups`); err != nil {
+		telemetry.statement_wait_rollups, telemetry.plan_executions, telemetry.plan_shapes`); err != nil {
 		t.Fatal(err)
 	}
 
 	var report strings.Builder
-	fmt.Fprintf(&report, "\n## Recorder storage: PostgreSQL %d, %d days generated at default settings (a sample every 30 s, a snapshot a minute, statements hourly), 50 active sessions, 10 tracked tables, 1000 busy statements\n", e.srv.Major, measureDays)
+	fmt.Fprintf(&report, "\n## Recorder storage: PostgreSQL %d, %d days generated at default settings (a sample every 30 s, a snapshot a minute, statements hourly), 50 active sessions, 10 tracked tables, 1000 busy statements, plans on (100 distinct plans, 1000 logged a day)\n", e.srv.Major, measureDays)
 	fmt.Fprintf(&report, "| table | rows per day | storage per day |\n|---|---:|---:|\n")
 	rows := pgtest.Query(t, c, `SELECT t.table_name,
 			(SELECT sum(greatest(c.reltuples, 0))::bigint FROM pg_partition_tree(('telemetry.' || t.table_name)::regclass) p
@@ -218,6 +235,13 @@ func TestMeasureStorageAndTimings(t *testing.T) {
 		total += r["bytes_per_day"].(int64)
 		fmt.Fprintf(&report, "| %s | %d | %s |\n", r["table_name"], r["rows_per_day"], mib(r["bytes_per_day"].(int64)))
 	}
+	// The plans' shapes, kept once per shape (not partitioned): 100 new a day.
+	var shapes, shapeBytes int64
+	if err := c.QueryRow(ctx, `SELECT count(*) / $1, pg_total_relation_size('telemetry.plan_shapes') / $1 FROM telemetry.plan_shapes`, measureDays).Scan(&shapes, &shapeBytes); err != nil {
+		t.Fatal(err)
+	}
+	total += shapeBytes
+	fmt.Fprintf(&report, "| plan_shapes (once per shape) | %d | %s |\n", shapes, mib(shapeBytes))
 	fmt.Fprintf(&report, "| **total** | | **%s** (%s for %d days) |\n", mib(total), mib(total*measureDays), measureDays)
 
 	fmt.Fprintf(&report, "\nRollups of the %d days summed in one pass (telemetry.rollup_rebuild, as for days recorded before rollups): %s\n", measureDays, ms(rebuilt))

@@ -21,8 +21,8 @@ func TestMetricsStartAtZero(t *testing.T) {
 	var tables []string
 	// The collections' partitioned tables (snapshots, samples and the tables keyed by them; not
 	// the rollups, which SQL derives from the samples), and the statement texts, kept once per
-	// queryid.
-	if err := e.conn().QueryRow(context.Background(), `SELECT array_agg(table_name) || '{statement_texts}' FROM telemetry._partitioned_tables()
+	// queryid, and the plan shapes, once per plan.
+	if err := e.conn().QueryRow(context.Background(), `SELECT array_agg(table_name) || '{statement_texts,plan_shapes}' FROM telemetry._partitioned_tables()
 			WHERE parent IS NOT NULL OR table_name IN ('snapshots', 'samples')`).Scan(&tables); err != nil {
 		t.Fatal(err)
 	}

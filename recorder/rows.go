@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
@@ -66,7 +67,7 @@ func newCollectionRows(c *collectors.Collection, tables []collectors.RecordedTab
 	}
 	if c.Tier == collectors.TierSnapshot {
 		b.parent = table{name: "snapshots", columns: snapshotColumns, rows: [][]any{snapshotRow(c, server)}}
-		b.children = append(b.children, statements.rows(c.Statements, c.CapturedAt)...)
+		b.children = append(append(b.children, statements.rows(c.Statements, c.CapturedAt)...), planRows(c.Plans)...)
 	} else {
 		b.parent = table{name: "samples", columns: []string{"captured_at", "server"}, rows: [][]any{{c.CapturedAt, server}}}
 	}
@@ -223,7 +224,8 @@ type statementDeltas struct {
 var statementColumns = []string{"userid", "dbid", "toplevel", "queryid", "datname", "username", "calls", "plans",
 	"total_plan_time", "total_exec_time", "rows", "shared_blks_hit", "shared_blks_read", "shared_blks_dirtied",
 	"shared_blks_written", "local_blks_read", "local_blks_written", "temp_blks_read", "temp_blks_written",
-	"blk_read_time", "blk_write_time", "wal_records", "wal_fpi", "wal_bytes", "wal_buffers_full", "stats_since"}
+	"blk_read_time", "blk_write_time", "wal_records", "wal_fpi", "wal_bytes", "wal_buffers_full", "stats_since",
+	"parallel_workers_to_launch", "parallel_workers_launched"}
 
 // rows are the statement tables' rows of one snapshot (none where the collector had nothing).
 // A nil statementDeltas stores every entry.
@@ -255,7 +257,8 @@ func (d *statementDeltas) rows(st *collectors.Statements, at time.Time) []table 
 		entries.rows = append(entries.rows, []any{e.UserID, e.DBID, e.Toplevel, e.QueryID, e.Datname, e.User, e.Calls,
 			e.Plans, e.PlanTimeMs, e.ExecTimeMs, e.Rows, e.SharedBlksHit, e.SharedBlksRead, e.SharedBlksDirtied,
 			e.SharedBlksWritten, e.LocalBlksRead, e.LocalBlksWritten, e.TempBlksRead, e.TempBlksWritten,
-			e.BlkReadTimeMs, e.BlkWriteTimeMs, e.WALRecords, e.WALFPI, e.WALBytes, e.WALBuffersFull, e.StatsSince})
+			e.BlkReadTimeMs, e.BlkWriteTimeMs, e.WALRecords, e.WALFPI, e.WALBytes, e.WALBuffersFull, e.StatsSince,
+			e.ParallelWorkersToLaunch, e.ParallelWorkersLaunched})
 	}
 	info.rows = [][]any{{st.Dealloc, st.StatsReset, len(st.Entries), full}}
 	if d != nil {
@@ -273,4 +276,28 @@ func (d *statementDeltas) last(k statementKey) (int64, bool) {
 	}
 	n, ok := d.calls[k]
 	return n, ok
+}
+
+// planRows are the plans a snapshot read from the server's log: each execution, and each
+// shape once (kept once per server: ON CONFLICT DO NOTHING).
+func planRows(plans []collectors.PlanExecution) []table {
+	executions := table{name: "plan_executions", columns: []string{"logged_at", "pid", "application_name", "username", "datname",
+		"queryid", "plan_queryid", "plan_hash", "duration_ms", "node_rows", "settings", "workers_planned", "workers_launched", "query_text"}}
+	shapes := table{name: "plan_shapes", columns: []string{"plan_hash", "nodes"}, shared: true}
+	seen := map[int64]bool{}
+	for _, p := range plans {
+		if !seen[p.Shape.Hash] {
+			seen[p.Shape.Hash] = true
+			nodes, _ := json.Marshal(p.Shape.Nodes)
+			shapes.rows = append(shapes.rows, []any{p.Shape.Hash, string(nodes)})
+		}
+		rows, _ := json.Marshal(p.Rows)
+		settings := []byte("{}")
+		if len(p.Settings) > 0 {
+			settings, _ = json.Marshal(p.Settings)
+		}
+		executions.rows = append(executions.rows, []any{p.LoggedAt, p.PID, p.ApplicationName, p.User, p.Database, p.QueryID, p.PlanQueryID,
+			p.Shape.Hash, p.DurationMs, string(rows), string(settings), p.WorkersPlanned, p.WorkersLaunched, p.QueryText})
+	}
+	return []table{shapes, executions}
 }

@@ -98,7 +98,9 @@ type page struct {
 	Changes []diagnosis.Change
 	// Statements are the run's top statements by time beyond their baseline median.
 	Statements []diagnosis.Statement
-	Baseline   []int64 // run: the previous normal runs compared with
+	// Plans are the plans of the run's changed statements beside their baseline plans.
+	Plans    []planComparison
+	Baseline []int64 // run: the previous normal runs compared with
 	// Running, Usual and SoFar: a run in progress, diagnosed up to now (diagnosis.Report).
 	Running bool
 	Usual   *diagnosis.Usual
@@ -201,7 +203,8 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 	}
 	p := &page{Kind: "run", Title: fmt.Sprintf("%s, run %d", rep.Run.Batch, id), From: rep.From, To: rep.To,
 		Run: rep.Run, Findings: rep.Findings, Measures: rep.Baseline, Statements: rep.Statements, Changes: rep.Changes,
-		Running: rep.Running, Usual: rep.Usual, SoFar: rep.SoFar, Extra: newExtraBar(rep)}
+		Running: rep.Running, Usual: rep.Usual, SoFar: rep.SoFar, Extra: newExtraBar(rep),
+		Plans: planComparisons(rep.Findings)}
 	baseline, err := baselineRuns(ctx, h.o.Pool, rep.Run)
 	if err != nil {
 		h.fail(w, http.StatusInternalServerError, err)
@@ -220,6 +223,7 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 		fmt.Sprintf("SELECT * FROM telemetry.run_account(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.run_changes(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.run_so_far(%d);", id),
+		fmt.Sprintf("SELECT * FROM telemetry.run_plans(%d);", id),
 		fmt.Sprintf("SELECT * FROM telemetry.batch_runs WHERE batch = %s ORDER BY started_at DESC;", quoteLiteral(rep.Run.Batch)),
 	}
 	h.render(w, http.StatusOK, p)

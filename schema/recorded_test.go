@@ -12,8 +12,10 @@ import (
 
 // notDeclared are the tables filled per snapshot that are not declared in
 // collectors.RecordedTables: the recorder stores pg_stat_statements by deltas
-// (recorder/rows.go's statementDeltas), pg_cron mode in _snapshot_statements.
-var notDeclared = []string{"statement_snapshots", "statement_info_snapshots"}
+// (recorder/rows.go's statementDeltas), pg_cron mode in _snapshot_statements; the plans
+// auto_explain logged come from the server's log, read by the Go recorder only (planRows:
+// pg_cron mode records no plans, docs/plans.md).
+var notDeclared = []string{"statement_snapshots", "statement_info_snapshots", "plan_executions"}
 
 // TestRecordedTablesAsCreated: each table declared in collectors.RecordedTables has, as the
 // migrations create it, its parent's key, the declared columns with their declared types,

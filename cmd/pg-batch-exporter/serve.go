@@ -40,6 +40,7 @@ type serveCommand struct {
 	runWaitsEvery time.Duration
 	track         []string
 	statements    collectors.StatementsConfig
+	plans         collectors.PlansConfig
 	selection     *collectors.Selection
 	recorder      *recorderFlags
 	batchMatch    []string
@@ -69,6 +70,9 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 		Default("0").IntVar(&s.statements.Top)
 	cmd.Flag("collector.statements.top-min-calls", "Statements called fewer times get no series of their own.").
 		Default(fmt.Sprint(collectors.DefaultTopMinCalls)).Int64Var(&s.statements.TopMinCalls)
+	cmd.Flag("plans.source", "Where to read the plans auto_explain logs of the batch's sessions (docs/plans.md): off; file, the server's log on this host (--plans.log-path); sql, through pg_read_binary_file (granted to the exporter's role). Its log must be jsonlog, or stderr with %p, %a and a time in log_line_prefix.").
+		Default(collectors.PlansOff).EnumVar(&s.plans.Source, collectors.PlansOff, collectors.PlansFile, collectors.PlansSQL)
+	cmd.Flag("plans.log-path", "With --plans.source=file: the server's log directory on this host (log_directory), or its log file where stderr goes to a file.").StringVar(&s.plans.LogPath)
 	s.selection = collectors.RegisterFlags(cmd)
 	s.recorder = addRecorderFlags(cmd)
 	cmd.Flag("batch.match", "Detect a batch's runs: batch=application_name:regexp, batch=user:role or batch=user:role,application_name:regexp (repeatable; any role may set an application_name, user: binds the rule to the role a session logged in as). A run starts when a matching session becomes active and ends after --batch.quiet-period without one.").StringsVar(&s.batchMatch)
@@ -80,7 +84,10 @@ func newServeCommand(app *kingpin.Application, conn *connFlags) *serveCommand {
 }
 
 func (s *serveCommand) validate() (collectors.Config, error) {
-	cfg := collectors.Config{Statements: s.statements}
+	cfg := collectors.Config{Statements: s.statements, Plans: s.plans}
+	if s.plans.Source == collectors.PlansFile && s.plans.LogPath == "" {
+		return cfg, usagef("--plans.source=file needs --plans.log-path: the server's log directory (or log file) on this host")
+	}
 	if s.statements.TextLength < 1 || s.statements.Top < 0 || s.statements.TopMinCalls < 1 {
 		return cfg, usagef("--collector.statements.text-length and --collector.statements.top-min-calls must be at least 1 and --collector.statements.top at least 0")
 	}

@@ -144,6 +144,10 @@ $$;
 -- the batch's own); cpu_contention for CPU time where other sessions were busier than in the
 -- baseline runs; io_wait for I/O waits unless its
 -- blocks per row rose (a plan); else statement_regression, slower per call at the same work.
+-- Where auto_explain's plans were captured (run_plans), a statement whose plan changed is
+-- plan_changed (planner_setting where it ran with other planner settings than the baseline's
+-- plan), and one whose parallel workers were not launched (its plans, or pg_stat_statements
+-- 1.12 on 18), parallel_workers_not_launched.
 -- rows: per cause, bucket and statement, seconds, baseline median and extra; causes: per
 -- cause the run's total, the median of the baseline runs' totals and the extra.
 CREATE OR REPLACE FUNCTION telemetry._run_causes(p_run_id bigint, p_statements jsonb)
@@ -172,6 +176,17 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     keys AS (SELECT DISTINCT a.bucket, a.queryid FROM a),
     -- The statements a change since the baseline may have slowed (what_changed).
     changed AS (SELECT DISTINCT l.queryid FROM telemetry._run_change_links(p_run_id) l),
+    -- The statements whose plan auto_explain showed changed against the baseline runs' plans
+    -- (run_plans; none without --plans.source), and whether it ran with other planner
+    -- settings than the baseline's plan; those whose parallel workers were planned and not
+    -- launched, where the baseline's were.
+    plans AS (SELECT p.queryid, bool_or(p.changed) AS changed,
+                     bool_or(p.changed AND p.settings IS DISTINCT FROM p.baseline_settings) AS setting,
+                     bool_or(p.workers_launched < p.workers_planned
+                             AND p.workers_launched::numeric / p.executions < coalesce(p.baseline_workers_launched, 0)) AS workers_short
+              FROM telemetry.run_plans(p_run_id) p GROUP BY p.queryid
+              UNION ALL  -- pg_stat_statements 1.12 (18): without auto_explain
+              SELECT x.queryid, false, false, true FROM telemetry._run_parallel_workers(p_run_id) x),
     judged AS (
         SELECT k.bucket, k.queryid,
                o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared,
@@ -184,6 +199,9 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                               OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1)) THEN 'more_work'
                     -- A change is the more specific reason: a lowered work_mem is why a statement spills.
                     WHEN k.queryid IN (SELECT c.queryid FROM changed c) THEN 'what_changed'
+                    WHEN pl.setting THEN 'planner_setting'
+                    WHEN pl.changed THEN 'plan_changed'
+                    WHEN pl.workers_short THEN 'parallel_workers_not_launched'
                     WHEN telemetry._account_cause(k.bucket) = 'temp_spill' THEN 'temp_spill'
                     WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND s.temp_per_call > 0
@@ -195,7 +213,9 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         FROM keys k CROSS JOIN busy b
         LEFT JOIN others o ON o.queryid = k.queryid
         LEFT JOIN st s ON s.queryid = k.queryid AND k.queryid <> 0
-        LEFT JOIN own_stmt os ON os.queryid = k.queryid),
+        LEFT JOIN own_stmt os ON os.queryid = k.queryid
+        LEFT JOIN (SELECT p.queryid, bool_or(p.changed) AS changed, bool_or(p.setting) AS setting, bool_or(p.workers_short) AS workers_short
+                   FROM plans p GROUP BY p.queryid) pl ON pl.queryid = k.queryid AND k.queryid <> 0),
     caused AS (SELECT a.run_id, a.this_run, j.cause, a.bucket, a.queryid, a.seconds FROM a JOIN judged j USING (bucket, queryid)),
     -- per cause and per (cause, bucket, statement): every run's seconds, 0 where it had none
     by_cause AS (

@@ -1,6 +1,6 @@
 -- What changed since a run's baseline (issue 20): the relations its batch touches (their
 -- indexes, statistics, rewrites, size) and the server's settings, start and version (the
--- tables: schema/migrations/0019_batch_relations_and_settings.sql). The run cause
+-- tables: schema/migrations/0017_batch_relations_and_settings.sql). The run cause
 -- diagnosis/findings/what_changed makes each change a finding, the statements it slowed its
 -- children; run_changes (there) lists them all.
 

@@ -171,12 +171,12 @@ BEGIN
             calls, plans, total_plan_time, total_exec_time, rows, shared_blks_hit, shared_blks_read,
             shared_blks_dirtied, shared_blks_written, local_blks_read, local_blks_written, temp_blks_read,
             temp_blks_written, blk_read_time, blk_write_time, wal_records, wal_fpi, wal_bytes, wal_buffers_full,
-            stats_since, server, captured_at)
+            stats_since, parallel_workers_to_launch, parallel_workers_launched, server, captured_at)
         SELECT p_id, c.userid, c.dbid, c.toplevel, c.queryid, c.datname, c.username, c.calls, c.plans,
             c.total_plan_time, c.total_exec_time, c.rows, c.shared_blks_hit, c.shared_blks_read, c.shared_blks_dirtied,
             c.shared_blks_written, c.local_blks_read, c.local_blks_written, c.temp_blks_read, c.temp_blks_written,
             c.blk_read_time, c.blk_write_time, c.wal_records, c.wal_fpi, c.wal_bytes, c.wal_buffers_full,
-            c.stats_since, p_server, p_at
+            c.stats_since, c.parallel_workers_to_launch, c.parallel_workers_launched, p_server, p_at
         FROM cur c),
     info AS (
         INSERT INTO telemetry.statement_info_snapshots (snapshot_id, dealloc, stats_reset, entries, full_read, server, captured_at)

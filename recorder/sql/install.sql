@@ -52,7 +52,8 @@ BEGIN
         ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0'),
         ('0015_rollups.sql', 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e'),
         ('0016_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651'),
-        ('0017_batch_relations_and_settings.sql', 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483')) f (name, checksum) ON f.name = m.name
+        ('0017_batch_relations_and_settings.sql', 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483'),
+        ('0018_plans.sql', 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -196,6 +197,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0017_batch_rel
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0018_plans.sql' AND checksum = 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../schema/migrations/0018_plans.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0018_plans.sql', 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 BEGIN;
@@ -236,11 +245,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'e628fb6b7058d31498b9e9619c3345debe6e1b90e9cd76abb7bd53f42a0831f7') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '5a299aa7a9fcd0b6a67362daaa1fbe493a9b167b87e0fe5e659e5107a5272393') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'e628fb6b7058d31498b9e9619c3345debe6e1b90e9cd76abb7bd53f42a0831f7')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '5a299aa7a9fcd0b6a67362daaa1fbe493a9b167b87e0fe5e659e5107a5272393')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -284,19 +293,27 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = '307e4653d63d0a7c83de580d54fa454e10ad31756320870e50b128b1e985778d') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'b3cb5aed433d577f3d9393d476742d9e8ac70b943333b4b4f814c991dacd6deb') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/changes.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', '307e4653d63d0a7c83de580d54fa454e10ad31756320870e50b128b1e985778d')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', 'b3cb5aed433d577f3d9393d476742d9e8ac70b943333b4b4f814c991dacd6deb')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '44cd5cbe73ed3d0eecc27869dc9d6d350a5d21b27578523737dabcf6d7162536') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/plans.sql' AND checksum = 'd040c8a460e8bd35882e501b3ba99ce6c1877d8df97e76656ae67a868b5ff614') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/plans.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/plans.sql', 'd040c8a460e8bd35882e501b3ba99ce6c1877d8df97e76656ae67a868b5ff614')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '406792593e68992f0a22fa1fe0465a2f4e69dcf9ffa7a1f03537f7f3e350b42b') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '44cd5cbe73ed3d0eecc27869dc9d6d350a5d21b27578523737dabcf6d7162536')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '406792593e68992f0a22fa1fe0465a2f4e69dcf9ffa7a1f03537f7f3e350b42b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -468,11 +485,35 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/statement_regression/finding.sql' AND checksum = '0f369cd7069893bf5d2bd3cc445ef242bfe1be10d86e06e68f03d8c1763f3049') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/parallel_workers_not_launched/finding.sql' AND checksum = '124ba99ada42468bf56c838ef46cd644c9d96e81ad1628fc840c0b1969e03fbc') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/parallel_workers_not_launched/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/parallel_workers_not_launched/finding.sql', '124ba99ada42468bf56c838ef46cd644c9d96e81ad1628fc840c0b1969e03fbc')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/plan_changed/finding.sql' AND checksum = '89b6916fce85d30665d347028f9bbd27c2b06da4ef54f6c9a56d923c9edb7396') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/plan_changed/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/plan_changed/finding.sql', '89b6916fce85d30665d347028f9bbd27c2b06da4ef54f6c9a56d923c9edb7396')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/planner_setting/finding.sql' AND checksum = '0a2648568c2be1d38a3fdc2989e6093e2eb8735ff58bf2d859428f7429b05174') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/planner_setting/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/planner_setting/finding.sql', '0a2648568c2be1d38a3fdc2989e6093e2eb8735ff58bf2d859428f7429b05174')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/statement_regression/finding.sql' AND checksum = 'a02a175fde18289147542f133e69be02b3aa205f57b5ad29cd61cb9dc6edd951') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/statement_regression/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/statement_regression/finding.sql', '0f369cd7069893bf5d2bd3cc445ef242bfe1be10d86e06e68f03d8c1763f3049')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/statement_regression/finding.sql', 'a02a175fde18289147542f133e69be02b3aa205f57b5ad29cd61cb9dc6edd951')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -500,11 +541,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'c3ee9d063f36a30f54d7491374f881044270ef560dfdde1ea82289281e3d39f8') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'ee92184ee22a60eaba07320af35a72a47eb15cda7ba759b1d02cfd1aec89154f') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/dispatch.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'c3ee9d063f36a30f54d7491374f881044270ef560dfdde1ea82289281e3d39f8')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'ee92184ee22a60eaba07320af35a72a47eb15cda7ba759b1d02cfd1aec89154f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

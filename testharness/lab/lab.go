@@ -34,6 +34,10 @@ type Lab struct {
 	t   *testing.T
 	srv *pgtest.Server
 	dsn string
+	// batchDSN is where the batch's sessions connect (Options.BatchRole); "": as dsn.
+	batchDSN string
+	// plans: the exporter reads the plans auto_explain logs (Options.Plans).
+	plans bool
 	// Admin is writable; its sessions are left out of the samples like the exporter's.
 	Admin *pgxpool.Pool
 }
@@ -49,6 +53,14 @@ func migrated(t *testing.T, srv *pgtest.Server) *Lab {
 	return l
 }
 
+// Options are what the exporter's flags and the batch's setup add to a lab's defaults.
+type Options struct {
+	Plans collectors.PlansConfig
+	// BatchRole is the role the batch's sessions log in as (a superuser, as the markers need
+	// nothing granted), with auto_explain set up for it as docs/plans.md says; "": the lab's.
+	BatchRole string
+}
+
 // New starts a lab on a new database of the shared server of that major, with the exporter
 // wired as the binary wires it at its default flags: the runner, the batch tracker following
 // the wait sampler (1 s, 250 ms while a batch runs) and the recorder told of the boundaries.
@@ -60,9 +72,25 @@ func New(t *testing.T, major int) *Lab {
 // NewOn starts a lab on a new database of srv (a server with settings of its own).
 func NewOn(t *testing.T, srv *pgtest.Server) *Lab {
 	t.Helper()
+	return NewWith(t, srv, Options{})
+}
+
+// NewWith starts a lab on a new database of srv, the exporter run with o.
+func NewWith(t *testing.T, srv *pgtest.Server, o Options) *Lab {
+	t.Helper()
 	l := migrated(t, srv)
+	l.plans = o.Plans.Source != ""
+	if o.BatchRole != "" {
+		l.Exec(fmt.Sprintf(`DO $$ BEGIN CREATE ROLE %[1]s LOGIN SUPERUSER; EXCEPTION WHEN duplicate_object THEN NULL; END $$`, o.BatchRole))
+		for _, stmt := range strings.Split(pgtest.AutoExplainSQL(o.BatchRole), ";") {
+			if strings.TrimSpace(stmt) != "" {
+				l.Exec(stmt)
+			}
+		}
+		l.batchDSN = strings.Replace(l.dsn, "postgres@", o.BatchRole+"@", 1)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: l.pool(true, "")})
+	runner := collectors.NewRunner(collectors.RunnerOptions{Pool: l.pool(true, ""), Config: collectors.Config{Plans: o.Plans}})
 	runs := l.pool(false, "pg-batch-exporter batch")
 	tracker := batch.NewTracker(batch.Options{RunsDB: runs, RecorderDB: runs, Trigger: runner.Trigger})
 	tracker.Follow(runner.Waits())
@@ -121,7 +149,7 @@ func (l *Lab) pool(readOnly bool, app string) *pgxpool.Pool {
 // Conn opens a session as a batch or another job would, under an application_name of its own.
 func (l *Lab) Conn(app string) *pgx.Conn {
 	l.t.Helper()
-	return pgtest.Connect(l.t, l.dsn, app)
+	return pgtest.Connect(l.t, cmp.Or(l.batchDSN, l.dsn), app)
 }
 
 // ConnAs opens a session of another job under an application_name of its own, logged in as
@@ -203,6 +231,20 @@ func (l *Lab) Run(batch string, work func(c *pgx.Conn)) int64 {
 		FROM telemetry.recent_batch_runs WHERE run_id = $1`, runID).Scan(&exact, &times)
 	if err != nil || !exact {
 		l.t.Fatalf("run %d does not start and end on its own snapshots: %s (%v)", runID, times, err)
+	}
+	if l.plans {
+		// Its plans are read, batch_end's the last: the end's snapshot may have come before the
+		// server's log writer wrote them. A snapshot asked for now is taken before the next run.
+		query := `SELECT EXISTS (SELECT FROM telemetry.plan_executions e JOIN telemetry.batch_runs r ON e.logged_at >= r.ended_at
+			AND e.pid = r.backend_pid WHERE r.run_id = $1)`
+		var read bool
+		if err := l.Admin.QueryRow(ctx, query, runID).Scan(&read); err != nil {
+			l.t.Fatal(err)
+		}
+		if !read {
+			l.Exec(`SELECT telemetry.request_snapshot()`)
+			l.WaitFor("the run's plans", query, runID)
+		}
 	}
 	return runID
 }
@@ -301,6 +343,7 @@ type SlowRun struct {
 	Want         string
 	BaselineRuns int
 	Server       func(t *testing.T, major int) *pgtest.Server // nil: the shared server of the major
+	Options      Options                                      // the exporter's flags beyond its defaults
 	Setup        func(l *Lab)                                 // after PrepareWork, before the runs
 	Usual        func(t *testing.T, l *Lab, c *pgx.Conn)
 	// Between, where set, runs between the baseline runs and the slow one (a change between runs).
@@ -336,12 +379,13 @@ type RunDiagnosis struct {
 func RunSlow(t *testing.T, s SlowRun) {
 	for _, major := range pgtest.Versions() {
 		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
-			var l *Lab
+			var srv *pgtest.Server
 			if s.Server != nil {
-				l = NewOn(t, s.Server(t, major))
+				srv = s.Server(t, major)
 			} else {
-				l = New(t, major)
+				srv = pgtest.Start(t, major)
 			}
+			l := NewWith(t, srv, s.Options)
 			l.Exec(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public`)
 			l.PrepareWork()
 			if s.Setup != nil {
@@ -420,4 +464,28 @@ func (l *Lab) CheckAccount(runID int64) *RunDiagnosis {
 		within("explained plus unexplained", explained, *d.ExtraSeconds)
 	}
 	return &d
+}
+
+// PlanCapture is the documented setup of plan capture (docs/plans.md): auto_explain for the
+// batch's role, the exporter at its defaults but --plans.source=sql; on a JSONLogServer.
+var PlanCapture = Options{Plans: collectors.PlansConfig{Source: collectors.PlansSQL}, BatchRole: "nightly_batch"}
+
+// JSONLogServer is the server of that major writing its log as jsonlog (SlowRun.Server).
+func JSONLogServer(t *testing.T, major int) *pgtest.Server { return pgtest.StartWith(t, major, pgtest.JSONLog) }
+
+// LookupTable creates the batch's lookup table, public.lookup, indexed on its key (lookup_k).
+func LookupTable(l *Lab) {
+	l.Exec(`CREATE TABLE public.lookup (k int, v text)`)
+	l.Exec(`INSERT INTO public.lookup SELECT g, md5(g::text) FROM generate_series(1, 100000) g`)
+	l.Exec(`CREATE INDEX lookup_k ON public.lookup (k)`)
+	l.Exec(`ANALYZE public.lookup`)
+}
+
+// Lookups is a batch's work on LookupTable: keyed lookups, each an index scan while lookup_k
+// exists and the planner may use it, then some CPU.
+func Lookups(t *testing.T, _ *Lab, c *pgx.Conn) {
+	for i := range 150 {
+		MustExec(t, c, `SELECT v FROM public.lookup WHERE k = $1`, i*600)
+	}
+	CPU(t, c, 2*time.Second)
 }

@@ -440,6 +440,23 @@ func CreateStatements(t testing.TB, c *pgx.Conn, n int) {
 	}
 }
 
+// JSONLog is a server writing its log as jsonlog (and stderr) through the logging
+// collector, whose plans the exporter reads (--plans.source).
+var JSONLog = Options{Settings: map[string]string{"logging_collector": "on", "log_destination": "stderr,jsonlog"}}
+
+// AutoExplainSQL sets auto_explain up for a batch's role as docs/plans.md tells a DBA to
+// (its sessions load it and log their plans as json), logging every statement.
+func AutoExplainSQL(role string) string {
+	return fmt.Sprintf(`ALTER ROLE %[1]s SET session_preload_libraries = 'auto_explain';
+		ALTER ROLE %[1]s SET auto_explain.log_format = 'json';
+		ALTER ROLE %[1]s SET auto_explain.log_min_duration = 0;
+		ALTER ROLE %[1]s SET auto_explain.log_analyze = on;
+		ALTER ROLE %[1]s SET auto_explain.log_timing = off;
+		ALTER ROLE %[1]s SET auto_explain.log_buffers = on;
+		ALTER ROLE %[1]s SET auto_explain.log_settings = on;
+		ALTER ROLE %[1]s SET auto_explain.log_nested_statements = on;`, role)
+}
+
 // Query returns the rows of a query as maps from column name to value.
 func Query(t testing.TB, c *pgx.Conn, sql string, args ...any) []map[string]any {
 	t.Helper()

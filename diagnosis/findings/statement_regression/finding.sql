@@ -16,5 +16,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                             ELSE '' END)
          FROM top),
         NULL,
-        'Compare its plan with the baseline''s (EXPLAIN (ANALYZE, BUFFERS), auto_explain): a dropped or unused index, stale statistics (ANALYZE the tables it reads), or a changed parameter; its top wait says where the time went.') f
+        'Compare its plan with the baseline''s (EXPLAIN (ANALYZE, BUFFERS)): a dropped or unused index, stale statistics (ANALYZE the tables it reads), or a changed parameter; its top wait says where the time went.'
+        || CASE WHEN NOT EXISTS (SELECT FROM telemetry._run_plan_executions(p_run_id))
+                THEN ' To have the exporter capture the batch''s plans and compare them with the baseline runs'', load auto_explain for the batch''s role and run it with --plans.source (docs/plans.md).'
+                ELSE '' END) f
 $$;

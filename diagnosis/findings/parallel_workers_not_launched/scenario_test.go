@@ -1,0 +1,52 @@
+package parallelworkers_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// scans are the batch's parallel scans: the planner asks for workers at any size.
+func scans(t *testing.T, c *pgx.Conn) {
+	for _, set := range []string{`SET parallel_setup_cost = 0`, `SET parallel_tuple_cost = 0`, `SET min_parallel_table_scan_size = 0`,
+		`SET max_parallel_workers_per_gather = 2`} {
+		lab.MustExec(t, c, set)
+	}
+	for range 8 {
+		lab.MustExec(t, c, `SELECT count(*) FROM public.wide WHERE md5(v) LIKE '%ab%'`)
+	}
+}
+
+// TestWorkersNotLaunched (issue 20): in the slow run the server has no parallel worker for the
+// batch (max_parallel_workers = 0 in its session): its scans planned workers and ran alone.
+// Seen in its plans (auto_explain) and, on 18, in pg_stat_statements 1.12.
+func TestWorkersNotLaunched(t *testing.T) {
+	lab.RunSlow(t, lab.SlowRun{Want: "parallel_workers_not_launched", Server: lab.JSONLogServer, Options: lab.PlanCapture,
+		Setup: func(l *lab.Lab) {
+			l.Exec(`CREATE TABLE public.wide (id int, v text)`)
+			l.Exec(`INSERT INTO public.wide SELECT g, md5(g::text) FROM generate_series(1, 400000) g`)
+			l.Exec(`ANALYZE public.wide`)
+		},
+		Usual: func(t *testing.T, _ *lab.Lab, c *pgx.Conn) { scans(t, c) },
+		Slow: func(t *testing.T, _ *lab.Lab, c *pgx.Conn) {
+			lab.MustExec(t, c, `SET max_parallel_workers = 0`)
+			scans(t, c)
+		},
+		Check: func(t *testing.T, l *lab.Lab, runID int64, _ *lab.RunDiagnosis) {
+			var version int
+			var short bool
+			if err := l.Admin.QueryRow(context.Background(), `SELECT current_setting('server_version_num')::int,
+				EXISTS (SELECT FROM telemetry._run_parallel_workers($1) WHERE launched < to_launch)`, runID).Scan(&version, &short); err != nil {
+				t.Fatal(err)
+			}
+			if version >= 180000 && !short {
+				t.Errorf("pg_stat_statements 1.12 does not show the workers not launched")
+			}
+		}})
+}
