@@ -18,7 +18,7 @@ func scans(t *testing.T, c *pgx.Conn) {
 		`SET max_parallel_workers_per_gather = 2`} {
 		lab.MustExec(t, c, set)
 	}
-	for range 8 {
+	for range 10 {
 		lab.MustExec(t, c, `SELECT count(*) FROM public.wide WHERE md5(v) LIKE '%ab%'`)
 	}
 }
@@ -30,7 +30,7 @@ func TestWorkersNotLaunched(t *testing.T) {
 	lab.RunSlow(t, lab.SlowRun{Want: "parallel_workers_not_launched", Server: lab.JSONLogServer, Options: lab.PlanCapture,
 		Setup: func(l *lab.Lab) {
 			l.Exec(`CREATE TABLE public.wide (id int, v text)`)
-			l.Exec(`INSERT INTO public.wide SELECT g, md5(g::text) FROM generate_series(1, 400000) g`)
+			l.Exec(`INSERT INTO public.wide SELECT g, md5(g::text) FROM generate_series(1, 800000) g`)
 			l.Exec(`ANALYZE public.wide`)
 		},
 		Usual: func(t *testing.T, _ *lab.Lab, c *pgx.Conn) { scans(t, c) },
