@@ -1,6 +1,7 @@
 package walpressure_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -21,12 +22,21 @@ func server(t *testing.T, major int) *pgtest.Server {
 }
 
 // updates changes a counter on every row of the batch's table, in place (a HOT update logs
-// little); checkpointed, another session's CHECKPOINT comes just before.
+// little); checkpointed, another session starts a CHECKPOINT just before, which runs beside
+// the update (its redo point is set as it starts: every page's first change after it is a
+// full-page image).
 func updates(checkpointed bool) func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 	return func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 		lab.CPU(t, c, 300*time.Millisecond)
 		if checkpointed {
-			l.Exec(`CHECKPOINT`)
+			done := make(chan error, 1)
+			go func() { _, err := l.Admin.Exec(context.Background(), `CHECKPOINT`); done <- err }()
+			time.Sleep(100 * time.Millisecond) // the request on its way: a later one still images the pages changed after it
+			defer func() {
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			}()
 		}
 		lab.MustExec(t, c, `UPDATE counters SET n = n + 1`)
 	}
@@ -40,7 +50,7 @@ func TestCheckpointBeforeTheUpdate(t *testing.T) {
 	lab.RunSlow(t, lab.SlowRun{Want: "wal_pressure", Server: server,
 		Setup: func(l *lab.Lab) {
 			l.Exec(`CREATE TABLE public.counters (id int, n int, payload text) WITH (fillfactor = 50, autovacuum_enabled = false)`)
-			l.Exec(`INSERT INTO public.counters SELECT g, 0, repeat(md5(g::text), 6) FROM generate_series(1, 100000) g`)
+			l.Exec(`INSERT INTO public.counters SELECT g, 0, repeat(md5(g::text), 6) FROM generate_series(1, 300000) g`)
 		},
 		Usual: updates(false), Slow: updates(true),
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
