@@ -75,8 +75,8 @@ func TestStaleStatistics(t *testing.T) {
 func TestRoleWorkMem(t *testing.T) {
 	lab.RunSlow(t, lab.SlowRun{Want: "role_setting_changed",
 		Setup: func(l *lab.Lab) {
-			l.Exec(`INSERT INTO public.work SELECT g, md5(g::text) FROM generate_series(1, 6000) g`)
-			l.Exec(`CREATE TABLE public.other AS SELECT 100000 + g AS k FROM generate_series(1, 5000) g`)
+			l.Exec(`INSERT INTO public.work SELECT g, md5(g::text) FROM generate_series(1, 10000) g`)
+			l.Exec(`CREATE TABLE public.other AS SELECT 100000 + g AS k FROM generate_series(1, 10000) g`)
 			l.Exec(`ANALYZE public.work, public.other`)
 		},
 		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
@@ -103,7 +103,7 @@ func TestRestart(t *testing.T) {
 		Setup: func(l *lab.Lab) { l.Exec(`CREATE TABLE public.sleep_for AS SELECT 0.05::float8 AS seconds`) },
 		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			lab.CPU(t, c, time.Second)
-			for range 5 {
+			for range 10 {
 				lab.MustExec(t, c, `SELECT pg_sleep((SELECT seconds FROM sleep_for))`)
 			}
 		},
