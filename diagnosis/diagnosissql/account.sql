@@ -94,11 +94,16 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         GROUP BY 1, 2, 3)
     SELECT r.run_id, r.this_run, d.duration, EXISTS (SELECT FROM spread s WHERE s.run_id = r.run_id), x.bucket, x.queryid, x.seconds
     FROM runs r
-    CROSS JOIN LATERAL (SELECT extract(epoch FROM r.end_time - r.start_time)::numeric AS duration) d
+    CROSS JOIN LATERAL (SELECT extract(epoch FROM r.end_time - r.start_time)::numeric AS duration,
+                               coalesce((SELECT sum(s.seconds) FROM spread s WHERE s.run_id = r.run_id), 0) AS sampled) d
     CROSS JOIN LATERAL (
-        SELECT s.bucket, s.queryid, coalesce(s.seconds, 0) AS seconds FROM spread s WHERE s.run_id = r.run_id
+        -- The wall time is the envelope: readings late on a loaded machine can book a little
+        -- more than it (a reading's span reaches back before the run's first collection), and
+        -- that excess is spread over the buckets rather than added to the run.
+        SELECT s.bucket, s.queryid, coalesce(s.seconds * least(1, d.duration / nullif(d.sampled, 0)), 0) AS seconds
+        FROM spread s WHERE s.run_id = r.run_id
         UNION ALL
-        SELECT 'no own session active', 0, greatest(d.duration - coalesce((SELECT sum(s.seconds) FROM spread s WHERE s.run_id = r.run_id), 0), 0)) x
+        SELECT 'no own session active', 0, greatest(d.duration - d.sampled, 0)) x
 $$;
 
 -- run_account: a run's account against its baseline. Per bucket (CPU, each wait event, 'at
