@@ -24,7 +24,7 @@ func usual(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 
 // TestSharedStatementAndLock (issue 19, defect 1): in the slow run another job runs the
 // batch's own "SELECT pg_sleep($1)" again and again (one pg_stat_statements entry for both:
-// same role, same database), and a third holds the batch's table for 2 s. The lock the batch waited on
+// same role, same database), and a third holds the batch's table for 3 s. The lock the batch waited on
 // is the cause, first; the shared statement is judged on the batch's own sampled time, not on
 // the shared entry's calls: no more_work above info.
 func TestSharedStatementAndLock(t *testing.T) {
@@ -47,7 +47,7 @@ func TestSharedStatementAndLock(t *testing.T) {
 			lab.MustExec(t, c, `SELECT pg_sleep($1)`, 0.5)
 			lab.MustExec(t, migration, `BEGIN`)
 			lab.MustExec(t, migration, `LOCK TABLE work IN SHARE MODE`)
-			release := time.AfterFunc(2*time.Second, func() { migration.Exec(context.Background(), `COMMIT`) })
+			release := time.AfterFunc(3*time.Second, func() { migration.Exec(context.Background(), `COMMIT`) })
 			defer release.Stop()
 			lab.MustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 20000) g`)
 		},
