@@ -80,6 +80,19 @@ func TestBinaryBatches(t *testing.T) {
 	scrapeUntil("detected run", `pgbatch_batch_runs_total{batch="nightly"} 1`, `pgbatch_batch_last_duration_seconds{batch="nightly"}`,
 		`pgbatch_batch_wait_event_seconds_total{batch="nightly",wait_event="PgSleep",wait_event_type="Timeout"}`)
 	marker := connect("psql")
+	// The markers exist once the exporter has installed the schema (seconds on a loaded machine).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var installed bool
+		if err := marker.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_proc WHERE proname = 'batch_begin' AND pronamespace = to_regnamespace('telemetry'))`).Scan(&installed); err != nil {
+			t.Fatal(err)
+		}
+		if installed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the exporter did not install the schema within 30s")
+		}
+	}
 	if _, err := marker.Exec(ctx, `SELECT telemetry.batch_begin('weekly')`); err != nil {
 		t.Fatal(err)
 	}
