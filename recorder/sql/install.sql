@@ -51,7 +51,8 @@ BEGIN
         ('0013_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8'),
         ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0'),
         ('0015_rollups.sql', 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e'),
-        ('0016_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651')) f (name, checksum) ON f.name = m.name
+        ('0016_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651'),
+        ('0019_statement_wait_samples_by_time.sql', 'a079c1e458fefcfd5f67b7aedda543d64fe06d21e3558b3dda95b36f313d397c')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -187,6 +188,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0016_run_accou
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0019_statement_wait_samples_by_time.sql' AND checksum = 'a079c1e458fefcfd5f67b7aedda543d64fe06d21e3558b3dda95b36f313d397c') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../schema/migrations/0019_statement_wait_samples_by_time.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0019_statement_wait_samples_by_time.sql', 'a079c1e458fefcfd5f67b7aedda543d64fe06d21e3558b3dda95b36f313d397c')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 BEGIN;
@@ -203,11 +212,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'c888ea404e0dd7d90a1b75ec8b43181a4a37990fb81a743a1d6f3410c66d2019') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'fcba3de6faea916919c19f1c32ff66d5c8b9db089e2e877b2a713e46439dbda3') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'c888ea404e0dd7d90a1b75ec8b43181a4a37990fb81a743a1d6f3410c66d2019')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'fcba3de6faea916919c19f1c32ff66d5c8b9db089e2e877b2a713e46439dbda3')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -259,11 +268,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'd0176e08a11f44e948d505fd968d057c8d15f7361843d5400bdd3b44de19b727') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '2b709a6be1cb8f797824e39359eb83c6a29bab446fc4f9b1896fb6fd1d5519d1') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'd0176e08a11f44e948d505fd968d057c8d15f7361843d5400bdd3b44de19b727')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '2b709a6be1cb8f797824e39359eb83c6a29bab446fc4f9b1896fb6fd1d5519d1')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

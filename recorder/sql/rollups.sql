@@ -4,7 +4,12 @@
 
 -- The raw rows that rollups sum, of a server's samples captured between p_start_time and
 -- p_end_time (inclusive), only sample p_id's where given: written once, for the rollups'
--- writer (_rollup_add) and the windows' raw edges (_rollup_edges) alike.
+-- writer (_rollup_add) and the windows' raw edges (_rollup_edges) alike. wait_samples and
+-- wait_time_samples have no index by time: they are read from the samples ((server,
+-- captured_at) index), each sample's rows by their primary key (a lateral subquery the planner
+-- keeps: OFFSET 0; joined, it hashed a whole day's partition for an edge of a minute). Every
+-- row has its sample: a foreign key per day, ON DELETE CASCADE. statement_wait_samples has
+-- no primary key (0012): it has an index by (server, captured_at) (0019).
 
 -- _raw_samples: each sample, with the most client sessions (not idle) one of its rows showed
 -- waiting on a heavyweight lock (NULL: none waited).
@@ -12,12 +17,11 @@ CREATE OR REPLACE FUNCTION telemetry._raw_samples(p_server text, p_start_time ti
                                                   p_id integer)
 RETURNS TABLE (captured_at timestamptz, lock_waiters integer)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT s.captured_at, l.max_waiters
+    SELECT s.captured_at,
+           (SELECT max(w.count) FROM telemetry.wait_samples w
+            WHERE w.sample_id = s.id AND w.captured_at = s.captured_at AND w.server = p_server
+              AND w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%' AND w.wait_event_type = 'Lock')
     FROM telemetry.samples s
-    LEFT JOIN (SELECT w.sample_id, w.captured_at, max(w.count) AS max_waiters FROM telemetry.wait_samples w
-               WHERE w.server = p_server AND w.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR w.sample_id = p_id)
-                 AND w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%' AND w.wait_event_type = 'Lock'
-               GROUP BY 1, 2) l ON l.sample_id = s.id AND l.captured_at = s.captured_at
     WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR s.id = p_id)
 $$;
 
@@ -28,9 +32,11 @@ CREATE OR REPLACE FUNCTION telemetry._raw_wait_groups(p_server text, p_start_tim
 RETURNS TABLE (captured_at timestamptz, backend_type text, wait_event_type text, wait_event text, waiters bigint, max_waiters integer)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT w.captured_at, w.backend_type, w.wait_event_type, w.wait_event, sum(w.count), max(w.count)
-    FROM telemetry.wait_samples w
-    WHERE w.server = p_server AND w.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR w.sample_id = p_id)
-      AND w.state NOT LIKE 'idle%'
+    FROM telemetry.samples s
+    CROSS JOIN LATERAL (SELECT w.* FROM telemetry.wait_samples w
+                        WHERE w.sample_id = s.id AND w.captured_at = s.captured_at AND w.server = p_server
+                          AND w.state NOT LIKE 'idle%' OFFSET 0) w
+    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR s.id = p_id)
     GROUP BY w.sample_id, w.captured_at, w.backend_type, w.wait_event_type, w.wait_event
 $$;
 
@@ -40,8 +46,10 @@ CREATE OR REPLACE FUNCTION telemetry._raw_wait_times(p_server text, p_start_time
 RETURNS TABLE (captured_at timestamptz, wait_event_type text, wait_event text, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT t.captured_at, t.wait_event_type, t.wait_event, t.seconds::numeric
-    FROM telemetry.wait_time_samples t
-    WHERE t.server = p_server AND t.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR t.sample_id = p_id)
+    FROM telemetry.samples s
+    CROSS JOIN LATERAL (SELECT t.* FROM telemetry.wait_time_samples t
+                        WHERE t.sample_id = s.id AND t.captured_at = s.captured_at AND t.server = p_server OFFSET 0) t
+    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR s.id = p_id)
 $$;
 
 -- _raw_statement_waits: the wait sampler's session-seconds by statement (numeric: sums are
@@ -205,7 +213,10 @@ LANGUAGE sql STABLE ROWS 2 SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- The window readers: a server's rows between p_start_time and p_end_time (inclusive) summed,
--- from the rollups over the window's _rollup_span and raw rows at its edges.
+-- from the rollups over the window's _rollup_span and raw rows at its edges. Each piece of the
+-- span is read by itself (a lateral subquery the planner keeps: OFFSET 0) through the primary
+-- key (server, bucket, captured_at): joined to the span as a whole, the planner hashed it and
+-- read every minute and hour row of every day.
 
 -- _window_sample_counts: the window's samples, those that saw a client session (not idle) wait
 -- on a heavyweight lock, and the most sessions one row showed waiting on one.
@@ -218,8 +229,8 @@ LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
           FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_samples(p_server, e.edge_from, e.edge_to, NULL) r
           UNION ALL
           SELECT r.samples, r.lock_samples, r.lock_max_waiters
-          FROM sp JOIN telemetry.sample_rollups r ON r.server = p_server AND r.bucket = sp.bucket
-              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to) x
+          FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.sample_rollups r WHERE r.server = p_server AND r.bucket = sp.bucket
+              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
 $$;
 
 -- _window_wait_groups: the window's sessions (not idle) by backend type and wait: the samples
@@ -233,8 +244,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_wait_groups(p_server, e.edge_from, e.edge_to, NULL) g
           UNION ALL
           SELECT r.backend_type, r.wait_event_type, r.wait_event, r.samples, r.waiters, r.max_waiters
-          FROM sp JOIN telemetry.wait_rollups r ON r.server = p_server AND r.bucket = sp.bucket
-              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to) x
+          FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.wait_rollups r WHERE r.server = p_server AND r.bucket = sp.bucket
+              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
     GROUP BY 1, 2, 3
 $$;
 
@@ -248,8 +259,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_wait_times(p_server, e.edge_from, e.edge_to, NULL) t
           UNION ALL
           SELECT r.wait_event_type, r.wait_event, r.seconds
-          FROM sp JOIN telemetry.wait_time_rollups r ON r.server = p_server AND r.bucket = sp.bucket
-              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to) x
+          FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.wait_time_rollups r WHERE r.server = p_server AND r.bucket = sp.bucket
+              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
     GROUP BY 1, 2
 $$;
 
@@ -265,6 +276,6 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
          telemetry._raw_statement_waits(p_server, e.edge_from, e.edge_to, NULL) x
     UNION ALL
     SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds
-    FROM sp JOIN telemetry.statement_wait_rollups r ON r.server = p_server AND r.bucket = sp.bucket
-        AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to
+    FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.statement_wait_rollups r WHERE r.server = p_server AND r.bucket = sp.bucket
+        AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
 $$;
