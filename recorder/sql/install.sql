@@ -212,11 +212,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'fcba3de6faea916919c19f1c32ff66d5c8b9db089e2e877b2a713e46439dbda3') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'f97a50859e6a6689c2798f0af1bf4842fd1363cb10ec67286df99ca6429cca67') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'fcba3de6faea916919c19f1c32ff66d5c8b9db089e2e877b2a713e46439dbda3')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'f97a50859e6a6689c2798f0af1bf4842fd1363cb10ec67286df99ca6429cca67')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -292,11 +292,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = 'a4a5a49fcd47cf07b47d809dd93892777087a1c15e70b87ea39f27ecfa38b584') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = 'c7056aa3472d6762ccbdd6b935c4399ba007691aa740b2c82bebd1b5eb0f40f0') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/autovacuum_interference/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', 'a4a5a49fcd47cf07b47d809dd93892777087a1c15e70b87ea39f27ecfa38b584')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', 'c7056aa3472d6762ccbdd6b935c4399ba007691aa740b2c82bebd1b5eb0f40f0')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
