@@ -52,7 +52,7 @@ BEGIN
         ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0'),
         ('0015_rollups.sql', 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e'),
         ('0016_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651'),
-        ('0019_statement_wait_samples_by_time.sql', 'a079c1e458fefcfd5f67b7aedda543d64fe06d21e3558b3dda95b36f313d397c')) f (name, checksum) ON f.name = m.name
+        ('0019_statement_wait_samples_by_time.sql', '9ef24bced775ffe236e0b9988612c6baddb9d939fbd28333db7aacd1912b6bbc')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -188,11 +188,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0016_run_accou
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0019_statement_wait_samples_by_time.sql' AND checksum = 'a079c1e458fefcfd5f67b7aedda543d64fe06d21e3558b3dda95b36f313d397c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0019_statement_wait_samples_by_time.sql' AND checksum = '9ef24bced775ffe236e0b9988612c6baddb9d939fbd28333db7aacd1912b6bbc') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../schema/migrations/0019_statement_wait_samples_by_time.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0019_statement_wait_samples_by_time.sql', 'a079c1e458fefcfd5f67b7aedda543d64fe06d21e3558b3dda95b36f313d397c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0019_statement_wait_samples_by_time.sql', '9ef24bced775ffe236e0b9988612c6baddb9d939fbd28333db7aacd1912b6bbc')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -212,11 +212,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'f97a50859e6a6689c2798f0af1bf4842fd1363cb10ec67286df99ca6429cca67') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '152153dc67819037113f4e7fcf4d2fd152676260669a8cbb76252fa7839c5897') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'f97a50859e6a6689c2798f0af1bf4842fd1363cb10ec67286df99ca6429cca67')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '152153dc67819037113f4e7fcf4d2fd152676260669a8cbb76252fa7839c5897')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -214,9 +214,10 @@ $$;
 
 -- The window readers: a server's rows between p_start_time and p_end_time (inclusive) summed,
 -- from the rollups over the window's _rollup_span and raw rows at its edges. Each piece of the
--- span is read by itself (a lateral subquery the planner keeps: OFFSET 0) through the primary
--- key (server, bucket, captured_at): joined to the span as a whole, the planner hashed it and
--- read every minute and hour row of every day.
+-- span is read by itself (a lateral subquery the planner keeps: OFFSET 0): joined to the span
+-- as a whole, the planner hashed it and read every minute and hour row of every day. Hour
+-- pieces and minute pieces apart, each with its bucket a constant: hour pieces are read
+-- index-only from the hour rows' own index (0019), minute pieces through the primary key.
 
 -- _window_sample_counts: the window's samples, those that saw a client session (not idle) wait
 -- on a heavyweight lock, and the most sessions one row showed waiting on one.
@@ -229,8 +230,16 @@ LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
           FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_samples(p_server, e.edge_from, e.edge_to, NULL) r
           UNION ALL
           SELECT r.samples, r.lock_samples, r.lock_max_waiters
-          FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.sample_rollups r WHERE r.server = p_server AND r.bucket = sp.bucket
-              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
+          FROM sp CROSS JOIN LATERAL (
+              SELECT r.samples, r.lock_samples, r.lock_max_waiters FROM telemetry.sample_rollups r
+              WHERE sp.bucket = interval '1 hour' AND r.server = p_server AND r.bucket = interval '1 hour'
+                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
+          UNION ALL
+          SELECT r.samples, r.lock_samples, r.lock_max_waiters
+          FROM sp CROSS JOIN LATERAL (
+              SELECT r.samples, r.lock_samples, r.lock_max_waiters FROM telemetry.sample_rollups r
+              WHERE sp.bucket = interval '1 minute' AND r.server = p_server AND r.bucket = interval '1 minute'
+                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
 $$;
 
 -- _window_wait_groups: the window's sessions (not idle) by backend type and wait: the samples
@@ -244,8 +253,16 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_wait_groups(p_server, e.edge_from, e.edge_to, NULL) g
           UNION ALL
           SELECT r.backend_type, r.wait_event_type, r.wait_event, r.samples, r.waiters, r.max_waiters
-          FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.wait_rollups r WHERE r.server = p_server AND r.bucket = sp.bucket
-              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
+          FROM sp CROSS JOIN LATERAL (
+              SELECT r.backend_type, r.wait_event_type, r.wait_event, r.samples, r.waiters, r.max_waiters FROM telemetry.wait_rollups r
+              WHERE sp.bucket = interval '1 hour' AND r.server = p_server AND r.bucket = interval '1 hour'
+                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
+          UNION ALL
+          SELECT r.backend_type, r.wait_event_type, r.wait_event, r.samples, r.waiters, r.max_waiters
+          FROM sp CROSS JOIN LATERAL (
+              SELECT r.backend_type, r.wait_event_type, r.wait_event, r.samples, r.waiters, r.max_waiters FROM telemetry.wait_rollups r
+              WHERE sp.bucket = interval '1 minute' AND r.server = p_server AND r.bucket = interval '1 minute'
+                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
     GROUP BY 1, 2, 3
 $$;
 
@@ -259,8 +276,16 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_wait_times(p_server, e.edge_from, e.edge_to, NULL) t
           UNION ALL
           SELECT r.wait_event_type, r.wait_event, r.seconds
-          FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.wait_time_rollups r WHERE r.server = p_server AND r.bucket = sp.bucket
-              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
+          FROM sp CROSS JOIN LATERAL (
+              SELECT r.wait_event_type, r.wait_event, r.seconds FROM telemetry.wait_time_rollups r
+              WHERE sp.bucket = interval '1 hour' AND r.server = p_server AND r.bucket = interval '1 hour'
+                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
+          UNION ALL
+          SELECT r.wait_event_type, r.wait_event, r.seconds
+          FROM sp CROSS JOIN LATERAL (
+              SELECT r.wait_event_type, r.wait_event, r.seconds FROM telemetry.wait_time_rollups r
+              WHERE sp.bucket = interval '1 minute' AND r.server = p_server AND r.bucket = interval '1 minute'
+                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
     GROUP BY 1, 2
 $$;
 
