@@ -52,7 +52,7 @@ BEGIN
         ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0'),
         ('0015_rollups.sql', 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e'),
         ('0016_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651'),
-        ('0019_statement_wait_samples_by_time.sql', '9ef24bced775ffe236e0b9988612c6baddb9d939fbd28333db7aacd1912b6bbc')) f (name, checksum) ON f.name = m.name
+        ('0019_rollup_reads.sql', 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -188,11 +188,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0016_run_accou
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0019_statement_wait_samples_by_time.sql' AND checksum = '9ef24bced775ffe236e0b9988612c6baddb9d939fbd28333db7aacd1912b6bbc') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0019_rollup_reads.sql' AND checksum = 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d') AS apply \gset
 \if :apply
 BEGIN;
-\ir ../../schema/migrations/0019_statement_wait_samples_by_time.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0019_statement_wait_samples_by_time.sql', '9ef24bced775ffe236e0b9988612c6baddb9d939fbd28333db7aacd1912b6bbc')
+\ir ../../schema/migrations/0019_rollup_reads.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0019_rollup_reads.sql', 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -212,11 +212,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '152153dc67819037113f4e7fcf4d2fd152676260669a8cbb76252fa7839c5897') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'c3254d022d978bb19cea376a547aa42f4d45f48c87fbd9f77cb33896891cdb6f') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '152153dc67819037113f4e7fcf4d2fd152676260669a8cbb76252fa7839c5897')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'c3254d022d978bb19cea376a547aa42f4d45f48c87fbd9f77cb33896891cdb6f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -102,13 +102,18 @@ BEGIN
     ON CONFLICT (server, bucket, captured_at, wait_event_type, wait_event) DO UPDATE
     SET seconds = r.seconds + excluded.seconds;
 
+    -- Statement rollups by hour, and by day (statement_compare's windows of days and months):
+    -- day rows sample by sample here; a rebuild (p_id NULL) derives them from its hours
+    -- (_rollup_days), as it rebuilds hours of days it may not hold whole.
     INSERT INTO telemetry.statement_wait_rollups AS r (server, bucket, captured_at, batch, queryid, wait_event_type, wait_event,
                                                        before_query_id, query_text_hash, query_text, seconds)
-    SELECT p_server, interval '1 hour', date_bin('1 hour', x.captured_at, timestamptz '1970-01-01 00:00:00+00'),
+    SELECT p_server, b.width, date_bin(b.width, x.captured_at, timestamptz '1970-01-01 00:00:00+00'),
            x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, hashtextextended(x.query_text, 0),
            min(x.query_text), sum(x.seconds)
-    FROM telemetry._raw_statement_waits(p_server, p_from, v_last, p_id) x
-    GROUP BY 3, 4, 5, 6, 7, 8, 9
+    FROM telemetry._raw_statement_waits(p_server, p_from, v_last, p_id) x,
+         (VALUES (interval '1 hour'), (interval '1 day')) b (width)
+    WHERE b.width = interval '1 hour' OR p_id IS NOT NULL
+    GROUP BY 2, 3, 4, 5, 6, 7, 8, 9
     ON CONFLICT (server, bucket, captured_at, batch, queryid, wait_event_type, wait_event, before_query_id, query_text_hash) DO UPDATE
     SET seconds = r.seconds + excluded.seconds;
 END
@@ -139,6 +144,26 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_delete(text, timestamptz, timestamptz) FROM PUBLIC;
 
+-- _rollup_days derives a server's day rollups of statements (the days holding p_from to p_to)
+-- from their hour rollups: the hours of those days outside [p_from, p_to) are as they were.
+CREATE OR REPLACE FUNCTION telemetry._rollup_days(p_server text, p_from timestamptz, p_to timestamptz)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM telemetry.statement_wait_rollups
+    WHERE server = p_server AND bucket = interval '1 day'
+      AND captured_at >= date_bin('1 day', p_from, timestamptz '1970-01-01 00:00:00+00')
+      AND captured_at < date_bin('1 day', p_to - interval '1 microsecond', timestamptz '1970-01-01 00:00:00+00') + interval '1 day';
+    INSERT INTO telemetry.statement_wait_rollups (server, bucket, captured_at, batch, queryid, wait_event_type, wait_event,
+                                                  before_query_id, query_text_hash, query_text, seconds)
+    SELECT p_server, interval '1 day', date_bin('1 day', r.captured_at, timestamptz '1970-01-01 00:00:00+00'),
+           r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text_hash, min(r.query_text), sum(r.seconds)
+    FROM telemetry.statement_wait_rollups r
+    WHERE r.server = p_server AND r.bucket = interval '1 hour'
+      AND r.captured_at >= date_bin('1 day', p_from, timestamptz '1970-01-01 00:00:00+00')
+      AND r.captured_at < date_bin('1 day', p_to - interval '1 microsecond', timestamptz '1970-01-01 00:00:00+00') + interval '1 day'
+    GROUP BY 3, 4, 5, 6, 7, 8, 9;
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._rollup_days(text, timestamptz, timestamptz) FROM PUBLIC;
+
 -- rollup_rebuild recomputes a server's rollups of the hours from p_from's to p_to's from the
 -- raw rows: for days recorded before rollups existed (the analysis reads them raw until then),
 -- and for the hour that retention cut in two. Rollups are complete from p_from's hour on where
@@ -151,6 +176,7 @@ DECLARE
 BEGIN
     PERFORM telemetry._rollup_delete(p_server, v_from, v_to);
     PERFORM telemetry._rollup_add(p_server, v_from, v_to, NULL);
+    PERFORM telemetry._rollup_days(p_server, v_from, v_to);
     IF EXISTS (SELECT FROM telemetry.rollup_coverage c WHERE c.server = p_server) THEN
         UPDATE telemetry.rollup_coverage SET since = v_from WHERE server = p_server AND since <= v_to AND since > v_from;
     ELSIF NOT EXISTS (SELECT FROM telemetry.samples s WHERE s.server = p_server AND s.captured_at >= v_to) THEN
@@ -178,8 +204,8 @@ REVOKE EXECUTE ON FUNCTION telemetry._rollup_cut(timestamptz) FROM PUBLIC;
 -- of one bucket width: its whole hours from the hour rollups, the minutes around them from the
 -- minute ones; raw rows answer for the window outside them. It starts after the start's minute
 -- (a window open at its start, as statement_compare's, leaves out a row at the start itself),
--- not before the server's rollups are complete, and with p_hours false (statement rollups are
--- hourly) it is the whole hours alone. No pieces: a short window, a server without rollups, or
+-- not before the server's rollups are complete, and with p_minutes false (statement rollups are
+-- by hour and day) it is the whole hours alone, its whole UTC days from the day rollups. No pieces: a short window, a server without rollups, or
 -- a session that SET telemetry.rollups = off (the raw answer, which the tests compare with).
 CREATE OR REPLACE FUNCTION telemetry._rollup_span(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_minutes boolean)
 RETURNS TABLE (bucket interval, piece_from timestamptz, piece_to timestamptz)
@@ -192,11 +218,18 @@ LANGUAGE sql STABLE ROWS 3 SET search_path = pg_catalog, pg_temp AS $$
           AND p_end_time < 'infinity' AND p_start_time > '-infinity'),
     h AS (SELECT c.f, c.t, date_bin('1 hour', c.f - interval '1 minute', timestamptz '1970-01-01 00:00:00+00') + interval '1 hour' AS hf,
                  date_bin('1 hour', c.t, timestamptz '1970-01-01 00:00:00+00') AS ht
-          FROM c WHERE c.f < c.t)
-    SELECT p.* FROM h, LATERAL (VALUES (interval '1 hour', h.hf, h.ht),
-                                       (interval '1 minute', h.f, least(h.hf, h.t)),
-                                       (interval '1 minute', greatest(h.ht, h.hf, h.f), h.t)) p (bucket, piece_from, piece_to)
-    WHERE p.piece_from < p.piece_to AND (p_minutes OR p.bucket = interval '1 hour')
+          FROM c WHERE c.f < c.t),
+    -- Whole days (statements only): from the first day's start at or after the hours' start.
+    d AS (SELECT h.*, date_bin('1 day', h.hf - interval '1 hour', timestamptz '1970-01-01 00:00:00+00') + interval '1 day' AS df,
+                 date_bin('1 day', h.ht, timestamptz '1970-01-01 00:00:00+00') AS dt
+          FROM h),
+    x AS (SELECT d.*, NOT p_minutes AND d.df < d.dt AS days FROM d)
+    SELECT p.* FROM x, LATERAL (VALUES (interval '1 hour', x.hf, CASE WHEN x.days THEN x.df ELSE x.ht END),
+                                       (interval '1 day', x.df, CASE WHEN x.days THEN x.dt ELSE x.df END),
+                                       (interval '1 hour', CASE WHEN x.days THEN x.dt ELSE x.ht END, x.ht),
+                                       (interval '1 minute', x.f, least(x.hf, x.t)),
+                                       (interval '1 minute', greatest(x.ht, x.hf, x.f), x.t)) p (bucket, piece_from, piece_to)
+    WHERE p.piece_from < p.piece_to AND (p_minutes OR p.bucket <> interval '1 minute')
 $$;
 
 -- _rollup_edges are the parts of a window that _rollup_span leaves to raw rows: from its start
