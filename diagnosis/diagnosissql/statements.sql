@@ -5,16 +5,20 @@
 -- it). Rows before the last full read at or before p_at are superseded: that read stored every
 -- entry pg_stat_statements had, and an entry it did not have was evicted or reset by then. So
 -- the read starts there (runtime partition pruning keeps it to those days), not at the first
--- snapshot ever stored.
+-- snapshot ever stored. The snapshots of that stretch come from the snapshots' (server,
+-- captured_at) index, and each one's entries by statement_snapshots' primary key (it has no
+-- index by time: a day partition was read whole, in parallel, for an hour's entries).
 CREATE OR REPLACE FUNCTION telemetry._statements_at(p_at timestamptz, p_server text)
 RETURNS SETOF telemetry.statement_snapshots
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT DISTINCT ON (userid, dbid, toplevel, queryid) *
-    FROM telemetry.statement_snapshots
-    WHERE server = p_server AND captured_at <= p_at
-      AND captured_at >= coalesce((SELECT max(i.captured_at) FROM telemetry.statement_info_snapshots i
-                                   WHERE i.server = p_server AND i.full_read AND i.captured_at <= p_at), '-infinity')
-    ORDER BY userid, dbid, toplevel, queryid, captured_at DESC
+    SELECT DISTINCT ON (x.userid, x.dbid, x.toplevel, x.queryid) x.*
+    FROM telemetry.snapshots s
+    CROSS JOIN LATERAL (SELECT x.* FROM telemetry.statement_snapshots x
+                        WHERE x.snapshot_id = s.id AND x.captured_at = s.captured_at AND x.server = p_server OFFSET 0) x
+    WHERE s.server = p_server AND s.captured_at <= p_at
+      AND s.captured_at >= coalesce((SELECT max(i.captured_at) FROM telemetry.statement_info_snapshots i
+                                     WHERE i.server = p_server AND i.full_read AND i.captured_at <= p_at), '-infinity')
+    ORDER BY x.userid, x.dbid, x.toplevel, x.queryid, x.captured_at DESC
 $$;
 
 -- _statement_text_pattern: a regular expression that a statement's text as the session sent it
