@@ -212,11 +212,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'c3254d022d978bb19cea376a547aa42f4d45f48c87fbd9f77cb33896891cdb6f') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '4a544c23516c72c10e290c544dc26aa11c90850c45332f60ad528752da207bca') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'c3254d022d978bb19cea376a547aa42f4d45f48c87fbd9f77cb33896891cdb6f')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '4a544c23516c72c10e290c544dc26aa11c90850c45332f60ad528752da207bca')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -260,11 +260,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '4929e6265e763751aa92b6c125e78896511b6c2307246659afea410a6d1284c2') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '5be6f1129bf9cc6b9b7d9dbaba7ba1f41b18d6f16ec48d0949f693bf83ebeb05') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '4929e6265e763751aa92b6c125e78896511b6c2307246659afea410a6d1284c2')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '5be6f1129bf9cc6b9b7d9dbaba7ba1f41b18d6f16ec48d0949f693bf83ebeb05')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -292,19 +292,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = '40623990aac894aa9ea7fe047d3f1295782280456d4b940001b6070a01503682') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = '50bb96711f61a46a4837b74f42f5dcdba1a583c942cbdfb176e3df2ea9e53b38') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/autovacuum_interference/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', '40623990aac894aa9ea7fe047d3f1295782280456d4b940001b6070a01503682')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', '50bb96711f61a46a4837b74f42f5dcdba1a583c942cbdfb176e3df2ea9e53b38')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/measures.sql' AND checksum = '41f3bd517b1441a6eb77211354d6d59f91a78b6157a2b548f9f60406acfce739') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/measures.sql' AND checksum = 'f61479f7f2f95ebefc85a30515340386a96e765fa2a4beed952a65eb255e8748') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/autovacuum_interference/measures.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/measures.sql', '41f3bd517b1441a6eb77211354d6d59f91a78b6157a2b548f9f60406acfce739')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/measures.sql', 'f61479f7f2f95ebefc85a30515340386a96e765fa2a4beed952a65eb255e8748')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -340,19 +340,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/insufficient_data/pattern.sql' AND checksum = 'e8a99d6b4c843f9ef123d1ac7d064995927c5109b635307eb12043530fcefbc2') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/insufficient_data/pattern.sql' AND checksum = 'db4746b2a3305b139f74634c0b57792dcb3fcced8889da11dafa05df786c74e7') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/insufficient_data/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/insufficient_data/pattern.sql', 'e8a99d6b4c843f9ef123d1ac7d064995927c5109b635307eb12043530fcefbc2')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/insufficient_data/pattern.sql', 'db4746b2a3305b139f74634c0b57792dcb3fcced8889da11dafa05df786c74e7')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = '8a8ab347a0b797aa4b2f5ee931a5ff8576302879202852d27f9a714340ed68d2') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = '4317f0ae55b711a1c03539140f914b18692ac517300ec26ebb9baf8bbfab4dc6') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/lock_contention/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', '8a8ab347a0b797aa4b2f5ee931a5ff8576302879202852d27f9a714340ed68d2')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', '4317f0ae55b711a1c03539140f914b18692ac517300ec26ebb9baf8bbfab4dc6')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -205,8 +205,9 @@ REVOKE EXECUTE ON FUNCTION telemetry._rollup_cut(timestamptz) FROM PUBLIC;
 -- minute ones; raw rows answer for the window outside them. It starts after the start's minute
 -- (a window open at its start, as statement_compare's, leaves out a row at the start itself),
 -- not before the server's rollups are complete, and with p_minutes false (statement rollups are
--- by hour and day) it is the whole hours alone, its whole UTC days from the day rollups. No pieces: a short window, a server without rollups, or
--- a session that SET telemetry.rollups = off (the raw answer, which the tests compare with).
+-- by hour and day) it is the whole hours alone, its whole UTC days from the day rollups. No
+-- pieces: a short window, a server without rollups, or a session that SET telemetry.rollups =
+-- off (the raw answer, which the tests compare with).
 CREATE OR REPLACE FUNCTION telemetry._rollup_span(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_minutes boolean)
 RETURNS TABLE (bucket interval, piece_from timestamptz, piece_to timestamptz)
 LANGUAGE sql STABLE ROWS 3 SET search_path = pg_catalog, pg_temp AS $$

@@ -15,7 +15,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY
     WITH
-    nsmp AS (SELECT c.samples AS n FROM telemetry._window_sample_counts(p_start_time, p_end_time, p_server) c),
+    nsmp AS (SELECT c.samples AS n FROM telemetry._shared_sample_counts(p_shared, p_start_time, p_end_time, p_server) c),
     -- The window's vacuum progress rows: few, read by their partial index.
     vacuums AS (
         SELECT p.sample_id, p.relid, p.relname, p.phase FROM telemetry.progress_samples p
