@@ -117,9 +117,10 @@ var rollupFunctions = map[string]string{
 
 // TestRollupsAnswerAsRawRows: every window analysis function gives the same output from the
 // rollups as from the raw rows alone (SET telemetry.rollups = off), over windows of every
-// length from a second to a day, both edges off any minute's boundary (and on one), with
-// another server's rows present; the rollups added sample by sample equal those summed in
-// one pass (rollup_rebuild); and after cleanup cut into an hour, the two still agree.
+// length from a second to two days, both edges off any minute's boundary (and on one), with
+// another server's rows present, whole UTC days among them (statement rollups by day); the
+// rollups added sample by sample equal those summed in one pass (rollup_rebuild); and after
+// cleanup cut into an hour (of a day read whole from its day rollups), the two still agree.
 func TestRollupsAnswerAsRawRows(t *testing.T) {
 	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
@@ -129,7 +130,7 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		for _, server := range []struct {
 			name  string
 			hours int
-		}{{"a", 26}, {"b", 3}} {
+		}{{"a", 50}, {"b", 3}} {
 			for _, sql := range rollupData {
 				// Each statement takes the three, whichever it reads.
 				sql := `WITH args AS (SELECT $1::timestamptz, $2::int, $3::text) ` + sql
@@ -164,7 +165,7 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		windows := func(from, to time.Time) [][2]time.Time {
 			var out [][2]time.Time
 			lengths := []time.Duration{time.Second, 45 * time.Second, 61 * time.Second, 59 * time.Minute,
-				61 * time.Minute, 3*time.Hour + 17*time.Minute, 25 * time.Hour}
+				61 * time.Minute, 3*time.Hour + 17*time.Minute, 25 * time.Hour, 49 * time.Hour}
 			for _, l := range lengths {
 				span := to.Sub(from) - l
 				if span <= 0 {
@@ -176,6 +177,10 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 			// On the boundaries: a minute's, an hour's, a sample's own instant at both ends.
 			h := from.Truncate(time.Hour).Add(time.Hour)
 			out = append(out, [2]time.Time{h, h.Add(2 * time.Hour)}, [2]time.Time{h.Add(-time.Minute), h.Add(90 * time.Minute)})
+			// A whole UTC day and a bit either side, and one from a day's start (statement rollups by day).
+			if d := from.Truncate(24 * time.Hour).Add(24 * time.Hour); d.Add(25 * time.Hour).Before(to) {
+				out = append(out, [2]time.Time{d.Add(-time.Minute - 13*time.Second), d.Add(25*time.Hour + 7*time.Second)}, [2]time.Time{d, d.Add(24 * time.Hour)})
+			}
 			var a, b time.Time
 			if err := c.QueryRow(ctx, `SELECT (SELECT captured_at FROM telemetry.samples WHERE server = 'a' AND captured_at > $1 ORDER BY 1 LIMIT 1),
 				(SELECT captured_at FROM telemetry.samples WHERE server = 'a' AND captured_at > $1 + interval '5 hours' ORDER BY 1 LIMIT 1)`, h).Scan(&a, &b); err != nil {
@@ -227,10 +232,27 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		if day() == before {
 			t.Error("wait_summary over a day did not read the hour rollups")
 		}
+		// And statement_compare over two days reads a whole day's statement waits from its day rollups.
+		days := func() string {
+			var s string
+			if err := c.QueryRow(ctx, rollupFunctions["statement_compare"], first.Add(10*time.Minute), last.Add(-65*time.Minute), "a").Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		before = days()
+		e.exec(`UPDATE telemetry.statement_wait_rollups SET seconds = seconds + 3600 WHERE server = 'a' AND bucket = '1 day'`)
+		if days() == before {
+			t.Error("statement_compare over two days did not read the day rollups")
+		}
 		e.exec(`SELECT telemetry.rollup_rebuild(server, min(captured_at), max(captured_at)) FROM telemetry.samples GROUP BY server`)
 
-		// Cleanup keeps the last 20 hours: it cuts into an hour (and a minute) of server a's.
-		e.exec(`SELECT telemetry.cleanup(now() - ` + fmt.Sprintf("'%s'::timestamptz", last.Add(-20*time.Hour).Add(-17*time.Second).Format(time.RFC3339Nano)) + `)`)
-		compareAll(windows(last.Add(-22*time.Hour), last))
+		// Cleanup keeps the last 44 hours: it cuts into an hour (and a minute) of server a's, and
+		// into a day that windows from before the cut read whole from its day rollups.
+		cut := last.Add(-44 * time.Hour).Add(-17 * time.Second)
+		e.exec(`SELECT telemetry.cleanup(now() - ` + fmt.Sprintf("'%s'::timestamptz", cut.Format(time.RFC3339Nano)) + `)`)
+		cutDay := cut.UTC().Truncate(24 * time.Hour)
+		compareAll(append(windows(last.Add(-46*time.Hour), last), [2]time.Time{cutDay.Add(-time.Minute), cutDay.Add(25 * time.Hour)},
+			[2]time.Time{cut.Add(-time.Hour), last}))
 	})
 }

@@ -86,7 +86,8 @@ CREATE OR REPLACE FUNCTION telemetry._diagnose_shared(p_start_time timestamptz, 
 RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object(
         'compare', (SELECT to_jsonb(c) FROM telemetry.compare(p_snapshot_start, telemetry._snapshot_end(p_snapshot_start, p_end_time, p_server), p_server) c),
-        'waits', coalesce((SELECT jsonb_agg(to_jsonb(w)) FROM telemetry._window_waits(p_start_time, p_end_time, p_server) w), '[]'))
+        'waits', coalesce((SELECT jsonb_agg(to_jsonb(w)) FROM telemetry._window_waits(p_start_time, p_end_time, p_server) w), '[]'),
+        'samples', (SELECT to_jsonb(c) FROM telemetry._window_sample_counts(p_start_time, p_end_time, p_server) c))
 $$;
 
 -- _shared_compare is the compare() row of a _diagnose_shared value: none where the window has no
@@ -96,6 +97,20 @@ RETURNS SETOF telemetry._snapshot_diff
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT c.* FROM jsonb_populate_record(NULL::telemetry._snapshot_diff, p_shared->'compare') c
     WHERE jsonb_typeof(p_shared->'compare') = 'object'
+$$;
+
+-- _shared_sample_counts is the window's _window_sample_counts as a _diagnose_shared value has
+-- it (read once for diagnose's patterns and its own last row: four reads over the window
+-- before), or read where the value has none.
+CREATE OR REPLACE FUNCTION telemetry._shared_sample_counts(p_shared jsonb, p_start_time timestamptz, p_end_time timestamptz, p_server text)
+RETURNS TABLE (samples bigint, lock_samples bigint, lock_max_waiters integer)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (p_shared->'samples'->>'samples')::bigint, (p_shared->'samples'->>'lock_samples')::bigint,
+           (p_shared->'samples'->>'lock_max_waiters')::integer
+    WHERE jsonb_typeof(p_shared->'samples') = 'object'
+    UNION ALL
+    SELECT c.* FROM telemetry._window_sample_counts(p_start_time, p_end_time, p_server) c
+    WHERE jsonb_typeof(p_shared->'samples') IS DISTINCT FROM 'object'
 $$;
 
 -- _shared_waits are the waits of a _diagnose_shared value.
@@ -132,7 +147,7 @@ BEGIN
     cmp AS (SELECT (v_shared->'compare'->>'start_snapshot_at')::timestamptz AS start_snapshot_at,
                    (v_shared->'compare'->>'end_snapshot_at')::timestamptz AS end_snapshot_at
             WHERE jsonb_typeof(v_shared->'compare') = 'object'),
-    nsmp AS (SELECT c.samples AS n FROM telemetry._window_sample_counts(p_start_time, p_end_time, v_server) c),
+    nsmp AS (SELECT c.samples AS n FROM telemetry._shared_sample_counts(v_shared, p_start_time, p_end_time, v_server) c),
     wait_time AS (SELECT * FROM telemetry._shared_waits(v_shared))
     SELECT f.pattern, f.severity, f.summary, f.evidence, f.recommendation
     FROM (
@@ -260,7 +275,7 @@ BEGIN
     SELECT * FROM telemetry._window_pattern_measures(p_start_time, p_end_time, p_snapshot_start, v_server, v_shared)
     UNION ALL
     SELECT * FROM telemetry._wait_measures(coalesce(p_own_waits, v_shared->'waits'),
-                                           p_own_waits IS NOT NULL OR (SELECT c.samples > 0 FROM telemetry._window_sample_counts(p_start_time, p_end_time, v_server) c));
+                                           p_own_waits IS NOT NULL OR (SELECT c.samples > 0 FROM telemetry._shared_sample_counts(v_shared, p_start_time, p_end_time, v_server) c));
 END
 $$;
 

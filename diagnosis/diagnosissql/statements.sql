@@ -5,16 +5,20 @@
 -- it). Rows before the last full read at or before p_at are superseded: that read stored every
 -- entry pg_stat_statements had, and an entry it did not have was evicted or reset by then. So
 -- the read starts there (runtime partition pruning keeps it to those days), not at the first
--- snapshot ever stored.
+-- snapshot ever stored. The snapshots of that stretch come from the snapshots' (server,
+-- captured_at) index, and each one's entries by statement_snapshots' primary key (it has no
+-- index by time: a day partition was read whole, in parallel, for an hour's entries).
 CREATE OR REPLACE FUNCTION telemetry._statements_at(p_at timestamptz, p_server text)
 RETURNS SETOF telemetry.statement_snapshots
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT DISTINCT ON (userid, dbid, toplevel, queryid) *
-    FROM telemetry.statement_snapshots
-    WHERE server = p_server AND captured_at <= p_at
-      AND captured_at >= coalesce((SELECT max(i.captured_at) FROM telemetry.statement_info_snapshots i
-                                   WHERE i.server = p_server AND i.full_read AND i.captured_at <= p_at), '-infinity')
-    ORDER BY userid, dbid, toplevel, queryid, captured_at DESC
+    SELECT DISTINCT ON (x.userid, x.dbid, x.toplevel, x.queryid) x.*
+    FROM telemetry.snapshots s
+    CROSS JOIN LATERAL (SELECT x.* FROM telemetry.statement_snapshots x
+                        WHERE x.snapshot_id = s.id AND x.captured_at = s.captured_at AND x.server = p_server OFFSET 0) x
+    WHERE s.server = p_server AND s.captured_at <= p_at
+      AND s.captured_at >= coalesce((SELECT max(i.captured_at) FROM telemetry.statement_info_snapshots i
+                                     WHERE i.server = p_server AND i.full_read AND i.captured_at <= p_at), '-infinity')
+    ORDER BY x.userid, x.dbid, x.toplevel, x.queryid, x.captured_at DESC
 $$;
 
 -- _statement_text_pattern: a regular expression that a statement's text as the session sent it
@@ -92,11 +96,19 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     -- The window's sampled session-seconds by statement (from the rollups). A query that waited on a lock and was
     -- done before the sampler saw its query_id has only its text: it is the top-level statement
     -- of the window whose text it is, constants aside.
+    -- Summed by statement and wait first (a month's rollups are a row per statement, wait and
+    -- hour): the text matters only where there is no query_id, and is matched once per text.
+    wx AS (
+        SELECT x.queryid, x.wait_event_type, x.wait_event, x.before_query_id,
+               CASE WHEN x.queryid = 0 THEN x.query_text END AS query_text, sum(x.seconds) AS seconds
+        FROM srv CROSS JOIN w
+        CROSS JOIN LATERAL telemetry._window_statement_waits(w.start_at, w.end_at, srv.server) x
+        WHERE p_batch IS NULL OR x.batch = p_batch
+        GROUP BY 1, 2, 3, 4, 5),
     ws AS (
         SELECT coalesce(m.queryid, x.queryid) AS queryid, x.wait_event_type, x.wait_event,
                x.before_query_id OR m.queryid IS NOT NULL AS before_query_id, x.seconds
-        FROM srv CROSS JOIN w
-        CROSS JOIN LATERAL telemetry._window_statement_waits(w.start_at, w.end_at, srv.server) x
+        FROM srv CROSS JOIN wx x
         LEFT JOIN LATERAL (
             SELECT d.queryid FROM d JOIN telemetry.statement_texts tx ON tx.server = srv.server AND tx.queryid = d.queryid
             WHERE x.queryid = 0 AND x.query_text <> '' AND d.toplevel AND d.calls > 0
@@ -104,8 +116,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
               AND btrim(x.query_text, E' \t\r\n') ~ telemetry._statement_text_pattern(tx.query)
             -- The most specific text first: constants match .+, so a shorter statement's pattern
             -- may match a longer one's text too.
-            ORDER BY length(tx.query) DESC, d.calls DESC, d.queryid LIMIT 1) m ON true
-        WHERE p_batch IS NULL OR x.batch = p_batch),
+            ORDER BY length(tx.query) DESC, d.calls DESC, d.queryid LIMIT 1) m ON true),
     waits AS (
         SELECT t.queryid, jsonb_object_agg(t.wait, round(t.seconds::numeric, 1)) AS waits,
                sum(t.before_seconds) AS before_seconds, sum(t.lock_seconds) AS lock_seconds

@@ -4,7 +4,12 @@
 
 -- The raw rows that rollups sum, of a server's samples captured between p_start_time and
 -- p_end_time (inclusive), only sample p_id's where given: written once, for the rollups'
--- writer (_rollup_add) and the windows' raw edges (_rollup_edges) alike.
+-- writer (_rollup_add) and the windows' raw edges (_rollup_edges) alike. wait_samples and
+-- wait_time_samples have no index by time: they are read from the samples ((server,
+-- captured_at) index), each sample's rows by their primary key (a lateral subquery the planner
+-- keeps: OFFSET 0; joined, it hashed a whole day's partition for an edge of a minute). Every
+-- row has its sample: a foreign key per day, ON DELETE CASCADE. statement_wait_samples has
+-- no primary key (0012): it has an index by (server, captured_at) (0019).
 
 -- _raw_samples: each sample, with the most client sessions (not idle) one of its rows showed
 -- waiting on a heavyweight lock (NULL: none waited).
@@ -12,12 +17,11 @@ CREATE OR REPLACE FUNCTION telemetry._raw_samples(p_server text, p_start_time ti
                                                   p_id integer)
 RETURNS TABLE (captured_at timestamptz, lock_waiters integer)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT s.captured_at, l.max_waiters
+    SELECT s.captured_at,
+           (SELECT max(w.count) FROM telemetry.wait_samples w
+            WHERE w.sample_id = s.id AND w.captured_at = s.captured_at AND w.server = p_server
+              AND w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%' AND w.wait_event_type = 'Lock')
     FROM telemetry.samples s
-    LEFT JOIN (SELECT w.sample_id, w.captured_at, max(w.count) AS max_waiters FROM telemetry.wait_samples w
-               WHERE w.server = p_server AND w.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR w.sample_id = p_id)
-                 AND w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%' AND w.wait_event_type = 'Lock'
-               GROUP BY 1, 2) l ON l.sample_id = s.id AND l.captured_at = s.captured_at
     WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR s.id = p_id)
 $$;
 
@@ -28,9 +32,11 @@ CREATE OR REPLACE FUNCTION telemetry._raw_wait_groups(p_server text, p_start_tim
 RETURNS TABLE (captured_at timestamptz, backend_type text, wait_event_type text, wait_event text, waiters bigint, max_waiters integer)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT w.captured_at, w.backend_type, w.wait_event_type, w.wait_event, sum(w.count), max(w.count)
-    FROM telemetry.wait_samples w
-    WHERE w.server = p_server AND w.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR w.sample_id = p_id)
-      AND w.state NOT LIKE 'idle%'
+    FROM telemetry.samples s
+    CROSS JOIN LATERAL (SELECT w.* FROM telemetry.wait_samples w
+                        WHERE w.sample_id = s.id AND w.captured_at = s.captured_at AND w.server = p_server
+                          AND w.state NOT LIKE 'idle%' OFFSET 0) w
+    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR s.id = p_id)
     GROUP BY w.sample_id, w.captured_at, w.backend_type, w.wait_event_type, w.wait_event
 $$;
 
@@ -40,8 +46,10 @@ CREATE OR REPLACE FUNCTION telemetry._raw_wait_times(p_server text, p_start_time
 RETURNS TABLE (captured_at timestamptz, wait_event_type text, wait_event text, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT t.captured_at, t.wait_event_type, t.wait_event, t.seconds::numeric
-    FROM telemetry.wait_time_samples t
-    WHERE t.server = p_server AND t.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR t.sample_id = p_id)
+    FROM telemetry.samples s
+    CROSS JOIN LATERAL (SELECT t.* FROM telemetry.wait_time_samples t
+                        WHERE t.sample_id = s.id AND t.captured_at = s.captured_at AND t.server = p_server OFFSET 0) t
+    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR s.id = p_id)
 $$;
 
 -- _raw_statement_waits: the wait sampler's session-seconds by statement (numeric: sums are
@@ -94,13 +102,18 @@ BEGIN
     ON CONFLICT (server, bucket, captured_at, wait_event_type, wait_event) DO UPDATE
     SET seconds = r.seconds + excluded.seconds;
 
+    -- Statement rollups by hour, and by day (statement_compare's windows of days and months):
+    -- day rows sample by sample here; a rebuild (p_id NULL) derives them from its hours
+    -- (_rollup_days), as it rebuilds hours of days it may not hold whole.
     INSERT INTO telemetry.statement_wait_rollups AS r (server, bucket, captured_at, batch, queryid, wait_event_type, wait_event,
                                                        before_query_id, query_text_hash, query_text, seconds)
-    SELECT p_server, interval '1 hour', date_bin('1 hour', x.captured_at, timestamptz '1970-01-01 00:00:00+00'),
+    SELECT p_server, b.width, date_bin(b.width, x.captured_at, timestamptz '1970-01-01 00:00:00+00'),
            x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, hashtextextended(x.query_text, 0),
            min(x.query_text), sum(x.seconds)
-    FROM telemetry._raw_statement_waits(p_server, p_from, v_last, p_id) x
-    GROUP BY 3, 4, 5, 6, 7, 8, 9
+    FROM telemetry._raw_statement_waits(p_server, p_from, v_last, p_id) x,
+         (VALUES (interval '1 hour'), (interval '1 day')) b (width)
+    WHERE b.width = interval '1 hour' OR p_id IS NOT NULL
+    GROUP BY 2, 3, 4, 5, 6, 7, 8, 9
     ON CONFLICT (server, bucket, captured_at, batch, queryid, wait_event_type, wait_event, before_query_id, query_text_hash) DO UPDATE
     SET seconds = r.seconds + excluded.seconds;
 END
@@ -131,6 +144,26 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_delete(text, timestamptz, timestamptz) FROM PUBLIC;
 
+-- _rollup_days derives a server's day rollups of statements (the days holding p_from to p_to)
+-- from their hour rollups: the hours of those days outside [p_from, p_to) are as they were.
+CREATE OR REPLACE FUNCTION telemetry._rollup_days(p_server text, p_from timestamptz, p_to timestamptz)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM telemetry.statement_wait_rollups
+    WHERE server = p_server AND bucket = interval '1 day'
+      AND captured_at >= date_bin('1 day', p_from, timestamptz '1970-01-01 00:00:00+00')
+      AND captured_at < date_bin('1 day', p_to - interval '1 microsecond', timestamptz '1970-01-01 00:00:00+00') + interval '1 day';
+    INSERT INTO telemetry.statement_wait_rollups (server, bucket, captured_at, batch, queryid, wait_event_type, wait_event,
+                                                  before_query_id, query_text_hash, query_text, seconds)
+    SELECT p_server, interval '1 day', date_bin('1 day', r.captured_at, timestamptz '1970-01-01 00:00:00+00'),
+           r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text_hash, min(r.query_text), sum(r.seconds)
+    FROM telemetry.statement_wait_rollups r
+    WHERE r.server = p_server AND r.bucket = interval '1 hour'
+      AND r.captured_at >= date_bin('1 day', p_from, timestamptz '1970-01-01 00:00:00+00')
+      AND r.captured_at < date_bin('1 day', p_to - interval '1 microsecond', timestamptz '1970-01-01 00:00:00+00') + interval '1 day'
+    GROUP BY 3, 4, 5, 6, 7, 8, 9;
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._rollup_days(text, timestamptz, timestamptz) FROM PUBLIC;
+
 -- rollup_rebuild recomputes a server's rollups of the hours from p_from's to p_to's from the
 -- raw rows: for days recorded before rollups existed (the analysis reads them raw until then),
 -- and for the hour that retention cut in two. Rollups are complete from p_from's hour on where
@@ -143,6 +176,7 @@ DECLARE
 BEGIN
     PERFORM telemetry._rollup_delete(p_server, v_from, v_to);
     PERFORM telemetry._rollup_add(p_server, v_from, v_to, NULL);
+    PERFORM telemetry._rollup_days(p_server, v_from, v_to);
     IF EXISTS (SELECT FROM telemetry.rollup_coverage c WHERE c.server = p_server) THEN
         UPDATE telemetry.rollup_coverage SET since = v_from WHERE server = p_server AND since <= v_to AND since > v_from;
     ELSIF NOT EXISTS (SELECT FROM telemetry.samples s WHERE s.server = p_server AND s.captured_at >= v_to) THEN
@@ -170,9 +204,10 @@ REVOKE EXECUTE ON FUNCTION telemetry._rollup_cut(timestamptz) FROM PUBLIC;
 -- of one bucket width: its whole hours from the hour rollups, the minutes around them from the
 -- minute ones; raw rows answer for the window outside them. It starts after the start's minute
 -- (a window open at its start, as statement_compare's, leaves out a row at the start itself),
--- not before the server's rollups are complete, and with p_hours false (statement rollups are
--- hourly) it is the whole hours alone. No pieces: a short window, a server without rollups, or
--- a session that SET telemetry.rollups = off (the raw answer, which the tests compare with).
+-- not before the server's rollups are complete, and with p_minutes false (statement rollups are
+-- by hour and day) it is the whole hours alone, its whole UTC days from the day rollups. No
+-- pieces: a short window, a server without rollups, or a session that SET telemetry.rollups =
+-- off (the raw answer, which the tests compare with).
 CREATE OR REPLACE FUNCTION telemetry._rollup_span(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_minutes boolean)
 RETURNS TABLE (bucket interval, piece_from timestamptz, piece_to timestamptz)
 LANGUAGE sql STABLE ROWS 3 SET search_path = pg_catalog, pg_temp AS $$
@@ -184,11 +219,18 @@ LANGUAGE sql STABLE ROWS 3 SET search_path = pg_catalog, pg_temp AS $$
           AND p_end_time < 'infinity' AND p_start_time > '-infinity'),
     h AS (SELECT c.f, c.t, date_bin('1 hour', c.f - interval '1 minute', timestamptz '1970-01-01 00:00:00+00') + interval '1 hour' AS hf,
                  date_bin('1 hour', c.t, timestamptz '1970-01-01 00:00:00+00') AS ht
-          FROM c WHERE c.f < c.t)
-    SELECT p.* FROM h, LATERAL (VALUES (interval '1 hour', h.hf, h.ht),
-                                       (interval '1 minute', h.f, least(h.hf, h.t)),
-                                       (interval '1 minute', greatest(h.ht, h.hf, h.f), h.t)) p (bucket, piece_from, piece_to)
-    WHERE p.piece_from < p.piece_to AND (p_minutes OR p.bucket = interval '1 hour')
+          FROM c WHERE c.f < c.t),
+    -- Whole days (statements only): from the first day's start at or after the hours' start.
+    d AS (SELECT h.*, date_bin('1 day', h.hf - interval '1 hour', timestamptz '1970-01-01 00:00:00+00') + interval '1 day' AS df,
+                 date_bin('1 day', h.ht, timestamptz '1970-01-01 00:00:00+00') AS dt
+          FROM h),
+    x AS (SELECT d.*, NOT p_minutes AND d.df < d.dt AS days FROM d)
+    SELECT p.* FROM x, LATERAL (VALUES (interval '1 hour', x.hf, CASE WHEN x.days THEN x.df ELSE x.ht END),
+                                       (interval '1 day', x.df, CASE WHEN x.days THEN x.dt ELSE x.df END),
+                                       (interval '1 hour', CASE WHEN x.days THEN x.dt ELSE x.ht END, x.ht),
+                                       (interval '1 minute', x.f, least(x.hf, x.t)),
+                                       (interval '1 minute', greatest(x.ht, x.hf, x.f), x.t)) p (bucket, piece_from, piece_to)
+    WHERE p.piece_from < p.piece_to AND (p_minutes OR p.bucket <> interval '1 minute')
 $$;
 
 -- _rollup_edges are the parts of a window that _rollup_span leaves to raw rows: from its start
@@ -205,7 +247,11 @@ LANGUAGE sql STABLE ROWS 2 SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- The window readers: a server's rows between p_start_time and p_end_time (inclusive) summed,
--- from the rollups over the window's _rollup_span and raw rows at its edges.
+-- from the rollups over the window's _rollup_span and raw rows at its edges. Each piece of the
+-- span is read by itself (a lateral subquery the planner keeps: OFFSET 0): joined to the span
+-- as a whole, the planner hashed it and read every minute and hour row of every day. Hour
+-- pieces and minute pieces apart, each with its bucket a constant: hour pieces are read
+-- index-only from the hour rows' own index (0019), minute pieces through the primary key.
 
 -- _window_sample_counts: the window's samples, those that saw a client session (not idle) wait
 -- on a heavyweight lock, and the most sessions one row showed waiting on one.
@@ -218,8 +264,16 @@ LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
           FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_samples(p_server, e.edge_from, e.edge_to, NULL) r
           UNION ALL
           SELECT r.samples, r.lock_samples, r.lock_max_waiters
-          FROM sp JOIN telemetry.sample_rollups r ON r.server = p_server AND r.bucket = sp.bucket
-              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to) x
+          FROM sp CROSS JOIN LATERAL (
+              SELECT r.samples, r.lock_samples, r.lock_max_waiters FROM telemetry.sample_rollups r
+              WHERE sp.bucket = interval '1 hour' AND r.server = p_server AND r.bucket = interval '1 hour'
+                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
+          UNION ALL
+          SELECT r.samples, r.lock_samples, r.lock_max_waiters
+          FROM sp CROSS JOIN LATERAL (
+              SELECT r.samples, r.lock_samples, r.lock_max_waiters FROM telemetry.sample_rollups r
+              WHERE sp.bucket = interval '1 minute' AND r.server = p_server AND r.bucket = interval '1 minute'
+                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
 $$;
 
 -- _window_wait_groups: the window's sessions (not idle) by backend type and wait: the samples
@@ -233,8 +287,16 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_wait_groups(p_server, e.edge_from, e.edge_to, NULL) g
           UNION ALL
           SELECT r.backend_type, r.wait_event_type, r.wait_event, r.samples, r.waiters, r.max_waiters
-          FROM sp JOIN telemetry.wait_rollups r ON r.server = p_server AND r.bucket = sp.bucket
-              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to) x
+          FROM sp CROSS JOIN LATERAL (
+              SELECT r.backend_type, r.wait_event_type, r.wait_event, r.samples, r.waiters, r.max_waiters FROM telemetry.wait_rollups r
+              WHERE sp.bucket = interval '1 hour' AND r.server = p_server AND r.bucket = interval '1 hour'
+                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
+          UNION ALL
+          SELECT r.backend_type, r.wait_event_type, r.wait_event, r.samples, r.waiters, r.max_waiters
+          FROM sp CROSS JOIN LATERAL (
+              SELECT r.backend_type, r.wait_event_type, r.wait_event, r.samples, r.waiters, r.max_waiters FROM telemetry.wait_rollups r
+              WHERE sp.bucket = interval '1 minute' AND r.server = p_server AND r.bucket = interval '1 minute'
+                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
     GROUP BY 1, 2, 3
 $$;
 
@@ -248,23 +310,37 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, true) e, telemetry._raw_wait_times(p_server, e.edge_from, e.edge_to, NULL) t
           UNION ALL
           SELECT r.wait_event_type, r.wait_event, r.seconds
-          FROM sp JOIN telemetry.wait_time_rollups r ON r.server = p_server AND r.bucket = sp.bucket
-              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to) x
+          FROM sp CROSS JOIN LATERAL (
+              SELECT r.wait_event_type, r.wait_event, r.seconds FROM telemetry.wait_time_rollups r
+              WHERE sp.bucket = interval '1 hour' AND r.server = p_server AND r.bucket = interval '1 hour'
+                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
+          UNION ALL
+          SELECT r.wait_event_type, r.wait_event, r.seconds
+          FROM sp CROSS JOIN LATERAL (
+              SELECT r.wait_event_type, r.wait_event, r.seconds FROM telemetry.wait_time_rollups r
+              WHERE sp.bucket = interval '1 minute' AND r.server = p_server AND r.bucket = interval '1 minute'
+                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
     GROUP BY 1, 2
 $$;
 
 -- _window_statement_waits: the wait sampler's session-seconds by statement captured after
--- p_after, up to p_end_time (statement_compare's window: between two statement snapshots).
+-- p_after, up to p_end_time (statement_compare's window: between two statement snapshots),
+-- summed by batch, statement and wait. query_text is only where there is no queryid (0), the
+-- one place it names the statement: summed here, a month is a row per statement and wait, not
+-- one per statement, wait and hour for the caller to carry.
 CREATE OR REPLACE FUNCTION telemetry._window_statement_waits(p_after timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (batch text, queryid bigint, wait_event_type text, wait_event text, before_query_id boolean,
                query_text text, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH sp AS (SELECT * FROM telemetry._rollup_span(p_after + interval '1 microsecond', p_end_time, p_server, false))
-    SELECT x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds
-    FROM telemetry._rollup_edges(p_after + interval '1 microsecond', p_end_time, p_server, false) e,
-         telemetry._raw_statement_waits(p_server, e.edge_from, e.edge_to, NULL) x
-    UNION ALL
-    SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds
-    FROM sp JOIN telemetry.statement_wait_rollups r ON r.server = p_server AND r.bucket = sp.bucket
-        AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to
+    SELECT x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id,
+           CASE WHEN x.queryid = 0 THEN x.query_text END, sum(x.seconds)
+    FROM (SELECT x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds
+          FROM telemetry._rollup_edges(p_after + interval '1 microsecond', p_end_time, p_server, false) e,
+               telemetry._raw_statement_waits(p_server, e.edge_from, e.edge_to, NULL) x
+          UNION ALL
+          SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds
+          FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.statement_wait_rollups r WHERE r.server = p_server AND r.bucket = sp.bucket
+              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
+    GROUP BY 1, 2, 3, 4, 5, 6
 $$;

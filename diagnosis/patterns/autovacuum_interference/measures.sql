@@ -7,7 +7,7 @@ CREATE OR REPLACE FUNCTION telemetry._measures_autovacuum_interference(p_start_t
 RETURNS TABLE (measure text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH n AS (SELECT c.samples AS n, extract(epoch FROM p_end_time - p_start_time) / nullif(c.samples, 0) AS spacing
-               FROM telemetry._window_sample_counts(p_start_time, p_end_time, p_server) c)
+               FROM telemetry._shared_sample_counts(p_shared, p_start_time, p_end_time, p_server) c)
     SELECT 'autovacuums', 'count',
            coalesce((SELECT sum(tc.autovacuum_count_delta) FROM telemetry.tracked_tables t,
                             telemetry.table_compare(t.relname, p_snapshot_start, p_end_time, t.schemaname, p_server) tc), 0)

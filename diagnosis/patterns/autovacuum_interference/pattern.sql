@@ -15,10 +15,10 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY
     WITH
-    nsmp AS (SELECT c.samples AS n FROM telemetry._window_sample_counts(p_start_time, p_end_time, p_server) c),
+    nsmp AS (SELECT c.samples AS n FROM telemetry._shared_sample_counts(p_shared, p_start_time, p_end_time, p_server) c),
     -- The window's vacuum progress rows: few, read by their partial index.
     vacuums AS (
-        SELECT p.* FROM telemetry.progress_samples p
+        SELECT p.sample_id, p.relid, p.relname, p.phase FROM telemetry.progress_samples p
         WHERE p.server = p_server AND p.captured_at BETWEEN p_start_time AND p_end_time AND p.progress_type = 'vacuum'),
     vac AS (
         SELECT p.relid, p.relname, p.relid IN (SELECT relid FROM telemetry.tracked_tables) AS tracked,
@@ -42,12 +42,18 @@ BEGIN
                                                                              'n_dead_tup_end', t.n_dead_tup_end, 'dead_tuple_ratio', t.dead_tuple_ratio))
                                          FROM tables t WHERE t.autovacuum_ran OR t.autoanalyze_ran)),
            'Keep autovacuum off the batch''s tables while it runs: vacuum them just before the batch (VACUUM (ANALYZE)), or tune their autovacuum thresholds or cost limits (ALTER TABLE ... SET (autovacuum_vacuum_cost_delay = ...)); never disable autovacuum for good.'
+    -- Computed once (OFFSET 0 keeps the subquery: pulled up, each of its columns was computed
+    -- again wherever the select list used it), both counts in one pass over the window's rows
+    -- (by sample: a hash, where count(DISTINCT) sorted them).
     FROM nsmp,
-         LATERAL (SELECT coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM vacuums p
-                                                  WHERE p.relid IN (SELECT relid FROM telemetry.tracked_tables)) / nullif(nsmp.n, 0), 1), 0) AS pct_tracked,
-                         coalesce(round(100.0 * (SELECT count(DISTINCT p.sample_id) FROM vacuums p) / nullif(nsmp.n, 0), 1), 0) AS pct_any,
+         LATERAL (SELECT coalesce(round(100.0 * v.tracked / nullif(nsmp.n, 0), 1), 0) AS pct_tracked,
+                         coalesce(round(100.0 * v.any / nullif(nsmp.n, 0), 1), 0) AS pct_any,
                          coalesce((SELECT sum(autovacuum_count_delta) FROM tables), 0) AS autovacuums,
-                         coalesce((SELECT sum(autoanalyze_count_delta) FROM tables), 0) AS autoanalyzes) x
+                         coalesce((SELECT sum(autoanalyze_count_delta) FROM tables), 0) AS autoanalyzes
+                  FROM (SELECT count(*) FILTER (WHERE s.tracked) AS tracked, count(*) AS any
+                        FROM (SELECT p.sample_id, bool_or(p.relid IN (SELECT relid FROM telemetry.tracked_tables)) AS tracked
+                              FROM vacuums p GROUP BY p.sample_id) s) v
+                  OFFSET 0) x
     WHERE x.pct_any > 0 OR x.autovacuums > 0 OR x.autoanalyzes > 0;
 END
 $$;

@@ -18,7 +18,7 @@ BEGIN
     before_start AS (SELECT max(captured_at) AS at FROM telemetry.snapshots
                      WHERE server = p_server AND captured_at <= p_snapshot_start),
     after_end AS (SELECT min(captured_at) AS at FROM telemetry.snapshots WHERE server = p_server AND captured_at >= p_end_time),
-    nsmp AS (SELECT c.samples AS n FROM telemetry._window_sample_counts(p_start_time, p_end_time, p_server) c)
+    nsmp AS (SELECT c.samples AS n FROM telemetry._shared_sample_counts(p_shared, p_start_time, p_end_time, p_server) c)
     SELECT 'insufficient_data' AS pattern, 'warning' AS severity, 100::numeric AS score,
            concat_ws(' ',
                CASE WHEN NOT EXISTS (SELECT FROM cmp) THEN

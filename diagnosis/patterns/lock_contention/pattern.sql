@@ -17,7 +17,7 @@ BEGIN
     WITH
     -- The samples, and those in which client sessions (not idle: the sessions a batch is made
     -- of) waited on a lock.
-    counts AS (SELECT * FROM telemetry._window_sample_counts(p_start_time, p_end_time, p_server)),
+    counts AS (SELECT * FROM telemetry._shared_sample_counts(p_shared, p_start_time, p_end_time, p_server)),
     nsmp AS (SELECT c.samples AS n FROM counts c),
     wait_time AS (SELECT * FROM telemetry._shared_waits(p_shared)),
     lockw AS (SELECT c.lock_samples AS samples, coalesce(c.lock_max_waiters, 0) AS max_waiters FROM counts c),
