@@ -51,7 +51,11 @@ func TestStaleStatistics(t *testing.T) {
 		Setup: func(l *lab.Lab) {
 			l.Exec(`INSERT INTO public.work SELECT g, 'done' FROM generate_series(1, 200000) g`)
 			l.Exec(`CREATE INDEX work_payload ON public.work (payload)`)
+			// The insert's counts reach the shared statistics when its session flushes them: the
+			// ANALYZE comes after, or the baseline runs would start with every row modified.
+			l.WaitFor("the insert counted", `SELECT n_mod_since_analyze >= 200000 FROM pg_stat_all_tables WHERE relid = 'public.work'::regclass`)
 			l.Exec(`ANALYZE public.work`)
+			l.WaitFor("the analyze counted", `SELECT n_mod_since_analyze = 0 FROM pg_stat_all_tables WHERE relid = 'public.work'::regclass`)
 		},
 		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			lab.CPU(t, c, time.Second)
