@@ -471,7 +471,9 @@ func (l *Lab) CheckAccount(runID int64) *RunDiagnosis {
 var PlanCapture = Options{Plans: collectors.PlansConfig{Source: collectors.PlansSQL}, BatchRole: "nightly_batch"}
 
 // JSONLogServer is the server of that major writing its log as jsonlog (SlowRun.Server).
-func JSONLogServer(t *testing.T, major int) *pgtest.Server { return pgtest.StartWith(t, major, pgtest.JSONLog) }
+func JSONLogServer(t *testing.T, major int) *pgtest.Server {
+	return pgtest.StartWith(t, major, pgtest.JSONLog)
+}
 
 // LookupTable creates the batch's lookup table, public.lookup, indexed on its key (lookup_k).
 func LookupTable(l *Lab) {
