@@ -102,8 +102,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         SELECT x.queryid, x.wait_event_type, x.wait_event, x.before_query_id,
                CASE WHEN x.queryid = 0 THEN x.query_text END AS query_text, sum(x.seconds) AS seconds
         FROM srv CROSS JOIN w
-        CROSS JOIN LATERAL telemetry._window_statement_waits(w.start_at, w.end_at, srv.server) x
-        WHERE p_batch IS NULL OR x.batch = p_batch
+        CROSS JOIN LATERAL telemetry._window_statement_waits(w.start_at, w.end_at, srv.server, p_batch) x
         GROUP BY 1, 2, 3, 4, 5),
     ws AS (
         SELECT coalesce(m.queryid, x.queryid) AS queryid, x.wait_event_type, x.wait_event,
@@ -202,9 +201,8 @@ CREATE OR REPLACE FUNCTION telemetry._run_statement_batch(p_run_id bigint)
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT w.batch FROM telemetry._run_window(p_run_id) w,
         LATERAL (SELECT sum(x.seconds) AS seconds, sum(x.seconds) FILTER (WHERE x.queryid <> 0 OR x.query_text <> '') AS known
-                 FROM telemetry.statement_wait_samples x
-                 WHERE x.server = telemetry._resolve_server(w.server) AND x.batch = w.batch
-                   AND x.captured_at BETWEEN w.start_time AND w.end_time) o
+                 FROM telemetry._window_statement_waits(w.start_time - interval '1 microsecond', w.end_time,
+                                                        telemetry._resolve_server(w.server), w.batch) x) o
     WHERE o.known >= telemetry._threshold('own_statements_known_pct') / 100 * o.seconds
 $$;
 
@@ -284,7 +282,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         SELECT b.* FROM base b, LATERAL (SELECT telemetry._resolve_server(b.server) AS server) srv
         WHERE EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at <= b.snapshot_start)
           AND EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at >= b.end_time)),
-    own AS (SELECT telemetry._run_statement_batch(p_run_id) AS batch),
+    -- Materialized: pulled up, the call would be repeated in cur's filter, once per statement.
+    own AS MATERIALIZED (SELECT telemetry._run_statement_batch(p_run_id) AS batch),
     -- Its own sessions' statements: those sampled, and those that escaped the samples but
     -- ran only in its own roles and databases (_run_unsampled_statements).
     cur AS (SELECT s.* FROM w, own, LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, own.batch) s

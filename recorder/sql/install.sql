@@ -54,7 +54,8 @@ BEGIN
         ('0016_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651'),
         ('0017_batch_relations_and_settings.sql', 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483'),
         ('0018_plans.sql', 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be'),
-        ('0019_rollup_reads.sql', 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d')) f (name, checksum) ON f.name = m.name
+        ('0019_rollup_reads.sql', 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d'),
+        ('0020_run_reads.sql', '8e3407a67538077eba667e5dfe071f181c36bc2711de7fa99c01dcf7c40bc8ea')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -214,6 +215,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0019_rollup_re
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0020_run_reads.sql' AND checksum = '8e3407a67538077eba667e5dfe071f181c36bc2711de7fa99c01dcf7c40bc8ea') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../schema/migrations/0020_run_reads.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0020_run_reads.sql', '8e3407a67538077eba667e5dfe071f181c36bc2711de7fa99c01dcf7c40bc8ea')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 BEGIN;
@@ -230,11 +239,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '4a544c23516c72c10e290c544dc26aa11c90850c45332f60ad528752da207bca') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '2d04732ac0e4fe2f665d5e3e242b135c82b5f4eb001b9af12208e4b727393932') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '4a544c23516c72c10e290c544dc26aa11c90850c45332f60ad528752da207bca')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '2d04732ac0e4fe2f665d5e3e242b135c82b5f4eb001b9af12208e4b727393932')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -286,11 +295,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '58b904cb51dd011a4c14947b9ca8e1c20cdc98fd576df584abcbc7a05846655b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '73b49e8012e76ae55ad30e9605bc44521a4437fef1fb7b31dabe2bcf045cef2d') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '58b904cb51dd011a4c14947b9ca8e1c20cdc98fd576df584abcbc7a05846655b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '73b49e8012e76ae55ad30e9605bc44521a4437fef1fb7b31dabe2bcf045cef2d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

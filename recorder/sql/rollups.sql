@@ -325,10 +325,13 @@ $$;
 
 -- _window_statement_waits: the wait sampler's session-seconds by statement captured after
 -- p_after, up to p_end_time (statement_compare's window: between two statement snapshots),
--- summed by batch, statement and wait. query_text is only where there is no queryid (0), the
--- one place it names the statement: summed here, a month is a row per statement and wait, not
--- one per statement, wait and hour for the caller to carry.
-CREATE OR REPLACE FUNCTION telemetry._window_statement_waits(p_after timestamptz, p_end_time timestamptz, p_server text)
+-- summed by batch, statement and wait; one batch's own sessions' only where p_batch is given
+-- (read as such: a run's baseline runs each read their batch's rows, not the window's all).
+-- query_text is only where there is no queryid (0), the one place it names the statement:
+-- summed here, a month is a row per statement and wait, not one per statement, wait and hour
+-- for the caller to carry.
+DROP FUNCTION IF EXISTS telemetry._window_statement_waits(timestamptz, timestamptz, text);
+CREATE OR REPLACE FUNCTION telemetry._window_statement_waits(p_after timestamptz, p_end_time timestamptz, p_server text, p_batch text)
 RETURNS TABLE (batch text, queryid bigint, wait_event_type text, wait_event text, before_query_id boolean,
                query_text text, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -338,9 +341,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     FROM (SELECT x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds
           FROM telemetry._rollup_edges(p_after + interval '1 microsecond', p_end_time, p_server, false) e,
                telemetry._raw_statement_waits(p_server, e.edge_from, e.edge_to, NULL) x
+          WHERE p_batch IS NULL OR x.batch = p_batch
           UNION ALL
           SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds
-          FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.statement_wait_rollups r WHERE r.server = p_server AND r.bucket = sp.bucket
-              AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
+          FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.statement_wait_rollups r WHERE p_batch IS NULL AND r.server = p_server
+              AND r.bucket = sp.bucket AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
+          UNION ALL  -- one batch's: from its own index (0020)
+          SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds
+          FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.statement_wait_rollups r WHERE r.server = p_server AND r.batch = p_batch
+              AND r.bucket = sp.bucket AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
     GROUP BY 1, 2, 3, 4, 5, 6
 $$;
