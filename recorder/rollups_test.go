@@ -113,6 +113,8 @@ var rollupFunctions = map[string]string{
 	"statement_compare":   `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.statement_compare($1, $2, $3) f`,
 	"lock_episodes":       `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.lock_episodes($1, $2, $3) f`,
 	"diagnose":            `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.diagnose($1, $2, $3) f`,
+	// The report's charts: by the hour over the windows longer than 36 hours.
+	"window_series": `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.window_series($1, $2, $3) f`,
 }
 
 // TestRollupsAnswerAsRawRows: every window analysis function gives the same output from the

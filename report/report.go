@@ -325,7 +325,7 @@ func charts(s, prev *series, prevLabel string, xmax float64) []chart {
 		}
 		return c
 	}
-	waits := chart{Title: "Waits by event", Help: "Average client sessions in each wait (Running: CPU is working, not waiting)", Unit: "sessions", XMax: xmax}
+	waits := chart{Title: "Waits by event", Help: "Average client sessions in each wait (Running: CPU is working, not waiting), per sample (over windows longer than 36 hours: per hour)", Unit: "sessions", XMax: xmax}
 	names, top := topWaits(s.Waits, s.Locks, len(palette)-1)
 	for i, name := range names {
 		waits.Lines = append(waits.Lines, line{Name: name, Color: palette[i%len(palette)], Points: top[name]})
@@ -339,7 +339,7 @@ func charts(s, prev *series, prevLabel string, xmax float64) []chart {
 		pair("WAL written", "WAL bytes generated since the start (pg_stat_wal)", "bytes", func(s *series) []point { return s.WAL }),
 		checkpoints,
 		waits,
-		pair("Sessions blocked on locks", "Sessions waiting for a heavyweight lock held by another, per sample", "count", func(s *series) []point { return s.Locks }),
+		pair("Sessions blocked on locks", "Sessions waiting for a heavyweight lock held by another, per sample (over windows longer than 36 hours: the most at once in each hour)", "count", func(s *series) []point { return s.Locks }),
 		pair("Temp bytes", "Temporary file bytes written since the start (sorts and hashes beyond work_mem)", "bytes", func(s *series) []point { return s.TempBytes }),
 	}
 }

@@ -55,7 +55,7 @@ BEGIN
         ('0017_batch_relations_and_settings.sql', 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483'),
         ('0018_plans.sql', 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be'),
         ('0019_rollup_reads.sql', 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d'),
-        ('0020_run_reads.sql', '8e3407a67538077eba667e5dfe071f181c36bc2711de7fa99c01dcf7c40bc8ea')) f (name, checksum) ON f.name = m.name
+        ('0020_run_reads.sql', 'ecd72bbb44f4ba6f584277bf71eedf00a47fceda7bac9ccbdd9fa211bc3e1d7c')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -215,11 +215,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0019_rollup_re
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0020_run_reads.sql' AND checksum = '8e3407a67538077eba667e5dfe071f181c36bc2711de7fa99c01dcf7c40bc8ea') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0020_run_reads.sql' AND checksum = 'ecd72bbb44f4ba6f584277bf71eedf00a47fceda7bac9ccbdd9fa211bc3e1d7c') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../schema/migrations/0020_run_reads.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0020_run_reads.sql', '8e3407a67538077eba667e5dfe071f181c36bc2711de7fa99c01dcf7c40bc8ea')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0020_run_reads.sql', 'ecd72bbb44f4ba6f584277bf71eedf00a47fceda7bac9ccbdd9fa211bc3e1d7c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -239,11 +239,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '2d04732ac0e4fe2f665d5e3e242b135c82b5f4eb001b9af12208e4b727393932') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '420ecdb9b6e06ba4cb4b4494c6bf2a30b8501cd07f39b8104f936d2aa1b0e356') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '2d04732ac0e4fe2f665d5e3e242b135c82b5f4eb001b9af12208e4b727393932')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '420ecdb9b6e06ba4cb4b4494c6bf2a30b8501cd07f39b8104f936d2aa1b0e356')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -303,11 +303,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = '801db4346450744ae51e85b373024fd9db9b591d413a82704e221cdd912fe5b8') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = 'aae274b6d168d25effc46abee391e987fe617466518542ae5b974c9fe9cc780f') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/series.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', '801db4346450744ae51e85b373024fd9db9b591d413a82704e221cdd912fe5b8')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', 'aae274b6d168d25effc46abee391e987fe617466518542ae5b974c9fe9cc780f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

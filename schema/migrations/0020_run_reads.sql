@@ -7,8 +7,18 @@
 -- statement's row of the month (318,000 in the bench) to keep its batch's.
 CREATE INDEX IF NOT EXISTS statement_wait_rollups_batch_idx ON telemetry.statement_wait_rollups (server, batch, bucket, captured_at);
 
+-- The day rows by themselves, with what statement_compare takes from them: a window's whole
+-- days are read index-only (as the hours of the other rollups are, 0019). Through the primary
+-- key each row cost a heap page: a day's rows are updated all day long, wherever there is room.
+CREATE INDEX IF NOT EXISTS statement_wait_rollups_day_idx ON telemetry.statement_wait_rollups (server, captured_at)
+    INCLUDE (batch, queryid, wait_event_type, wait_event, before_query_id, query_text, seconds) WHERE bucket = interval '1 day';
+
 -- autovacuum_interference reads the samples that saw a vacuum, of which table, in which phase: from the
 -- index alone (before: a heap page per row, 86,000 rows a month at a vacuum in every sample).
 CREATE INDEX IF NOT EXISTS progress_samples_vacuum_samples_idx ON telemetry.progress_samples (server, captured_at)
     INCLUDE (sample_id, relid, relname, phase) WHERE progress_type = 'vacuum';
 DROP INDEX IF EXISTS telemetry.progress_samples_vacuum_idx;
+
+-- The report's chart of sessions blocked on locks over a long window is the most blocked at
+-- once in each hour: from lock_samples' index alone (a heap page a row before).
+CREATE INDEX IF NOT EXISTS lock_samples_blocked_idx ON telemetry.lock_samples (server, captured_at) INCLUDE (sample_id, blocked_pid);
