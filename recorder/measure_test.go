@@ -36,12 +36,17 @@ const measureHour = 3*24*time.Hour + 14*time.Hour
 // one run and a run of about the days against 30 baseline runs as long (batch month). A lock
 // wait every ten minutes.
 // $1 is the first collection's time; the series end days later. Every statement reads and
-// writes that server's rows only, so that several servers' data can be generated into one
-// database one after another (tracked_tables, not by server, is shared). Batch names are not by
+// writes that server's rows of those days only, so that several servers' data can be
+// generated into one database one after another, beside rows recorded (tracked_tables, not
+// by server, is shared). Batch names are not by
 // server (one open run per name): each server's batches are named after it, but bench's keep
 // the names they had ('hourly', 'monthly', 'month', 'weekly').
 func measureData(server string, days int) []string {
 	srv, d := sqlLiteral(server), fmt.Sprint(days)
+	// mine selects the server's rows of the days generated (not another's, nor any recorded).
+	mine := func(alias string) string {
+		return alias + "server = " + srv + " AND " + alias + "captured_at BETWEEN $1::timestamptz AND $1::timestamptz + interval '" + d + " days'"
+	}
 	batch := func(kind string) string {
 		if server == "bench" {
 			return sqlLiteral(kind)
@@ -97,13 +102,13 @@ func measureData(server string, days int) []string {
 		s.captured_at - (s.n % 120) * interval '1 minute', NULL, s.captured_at - (s.n % 60) * interval '1 minute',
 		0, s.n / 120, 0, s.n / 60, s.server, s.captured_at
 	FROM (SELECT id, captured_at, server, row_number() OVER (ORDER BY captured_at) AS n
-		FROM telemetry.snapshots WHERE server = ` + srv + `) s,
+		FROM telemetry.snapshots WHERE ` + mine("") + `) s,
 		generate_series(1, 10) t`,
 		`INSERT INTO telemetry.replication_snapshots (snapshot_id, pid, client_addr, application_name, state,
 		sync_state, sent_lsn, write_lsn, flush_lsn, replay_lsn, write_lag, flush_lag, replay_lag, server, captured_at)
 	SELECT id, 4242, '10.0.0.2', 'standby1', 'streaming', 'async', checkpoint_lsn + 1000, checkpoint_lsn + 900,
 		checkpoint_lsn + 800, checkpoint_lsn + 500, interval '1 ms', interval '2 ms', interval '5 ms', server, captured_at
-	FROM telemetry.snapshots WHERE server = ` + srv,
+	FROM telemetry.snapshots WHERE ` + mine(""),
 		`INSERT INTO telemetry.samples (captured_at, server)
 	SELECT $1::timestamptz + i * interval '30 seconds', ` + srv + ` FROM generate_series(0, ` + fmt.Sprint(days*24*120) + `) i`,
 		// 15 of these 20 groups in each sample (7 is prime to 20: a different 15 each time).
@@ -121,7 +126,7 @@ func measureData(server string, days int) []string {
 		(17, 'walwriter', 'Activity', 'WalWriterMain', 'unknown'), (18, 'autovacuum launcher', 'Activity', 'AutovacuumMain', 'unknown'),
 		(19, 'autovacuum worker', 'Running', 'CPU', 'active'), (20, 'walsender', 'Activity', 'WalSenderMain', 'active')
 	) g(n, backend_type, wait_event_type, wait_event, state)
-	WHERE s.server = ` + srv + ` AND (g.n * 7 + s.id) % 20 < 15`,
+	WHERE ` + mine("s.") + ` AND (g.n * 7 + s.id) % 20 < 15`,
 		`INSERT INTO telemetry.activity_samples (sample_id, pid, usename, application_name, backend_type, state,
 		wait_event_type, wait_event, query_start, state_change, query_preview, server, captured_at, datname)
 	SELECT s.id, 10000 + k, 'app', 'worker_' || k % 5, 'client backend', 'active',
@@ -131,7 +136,7 @@ func measureData(server string, days int) []string {
 		left('UPDATE public.table_' || 1 + k % 10 || ' SET status = ''done'', updated_at = now() WHERE id = ANY(''{1,2,3}'') AND batch_id = '
 			|| s.id % 1000 || ' /* ' || repeat(md5(k::text), 3) || ' */', 60 + (k * 37) % 141),
 		s.server, s.captured_at, 'app'
-	FROM telemetry.samples s, generate_series(1, 25) k WHERE s.server = ` + srv,
+	FROM telemetry.samples s, generate_series(1, 25) k WHERE ` + mine("s."),
 		`INSERT INTO telemetry.progress_samples (sample_id, progress_type, pid, relid, relname, phase, blocks_total,
 		blocks_done, tuples_total, tuples_done, bytes_total, bytes_done, details, server, captured_at, datname)
 	SELECT s.id, p.progress_type, 20000 + p.n, 16384 + p.n, 'table_' || p.n, p.phase, 100000, s.id % 100000,
@@ -140,27 +145,27 @@ func measureData(server string, days int) []string {
 		(1, 'vacuum', 'scanning heap', '{"index_vacuum_count": 0, "max_dead_tuple_bytes": 67108864, "dead_tuple_bytes": 1048576}'),
 		(2, 'create_index', 'building index: scanning table', '{"command": "CREATE INDEX", "index_relid": 16500, "lockers_total": 0}')
 	) p(n, progress_type, phase, details)
-	WHERE s.server = ` + srv,
+	WHERE ` + mine("s."),
 		`INSERT INTO telemetry.lock_samples (sample_id, blocked_pid, blocked_user, blocked_app, blocked_query_preview,
 		blocked_duration, blocking_pid, blocking_user, blocking_app, blocking_query_preview, lock_type,
 		locked_relation, server, captured_at, datname)
 	SELECT s.id, 10000 + l, 'app', 'worker_1', 'UPDATE public.table_1 SET status = ''done'' WHERE id = 42',
 		(s.id % 60) * interval '1 second', 10020 + l, 'app', 'worker_2',
 		'UPDATE public.table_1 SET status = ''held'' WHERE id < 1000', 'transactionid', NULL, s.server, s.captured_at, 'app'
-	FROM telemetry.samples s, generate_series(1, 2) l WHERE s.server = ` + srv,
+	FROM telemetry.samples s, generate_series(1, 2) l WHERE ` + mine("s."),
 		`INSERT INTO telemetry.wait_time_samples (sample_id, wait_event_type, wait_event, seconds, server, captured_at)
 	SELECT s.id, w.wait_event_type, w.wait_event, 0.5 + (s.id * 3 + w.n) % 40, s.server, s.captured_at
 	FROM telemetry.samples s, (VALUES (1, 'Running', 'CPU'), (2, 'IO', 'DataFileRead'), (3, 'IO', 'WALWrite'),
 		(4, 'IO', 'WALSync'), (5, 'LWLock', 'WALWrite'), (6, 'Lock', 'transactionid'), (7, 'Lock', 'relation'),
 		(8, 'LWLock', 'BufferContent'), (9, 'IO', 'DataFileWrite'), (10, 'IPC', 'BufferIO')
 	) w(n, wait_event_type, wait_event)
-	WHERE s.server = ` + srv,
+	WHERE ` + mine("s."),
 		// A lock wait of 11.5 s every ten minutes, followed by the wait sampler.
 		`INSERT INTO telemetry.lock_wait_episodes (sample_id, blocked_pid, blocking_pid, blocking_pids, lock_type, locked_relation,
 		started_at, last_seen_at, ended_at, duration, still_waiting, server, captured_at)
 	SELECT s.id, 10000 + s.id % 50, 10020, '{10020}', 'transactionid', NULL, s.captured_at - interval '12 seconds',
 		s.captured_at - interval '1 second', s.captured_at - interval '0.5 seconds', interval '11.5 seconds', false, s.server, s.captured_at
-	FROM telemetry.samples s WHERE s.server = ` + srv + ` AND s.id % 20 = 0`,
+	FROM telemetry.samples s WHERE ` + mine("s.") + ` AND s.id % 20 = 0`,
 		`INSERT INTO telemetry.tracked_tables (relid, schemaname, relname) SELECT 16384 + t, 'public', 'table_' || t FROM generate_series(1, 10) t
 	ON CONFLICT DO NOTHING`,
 		runs,
@@ -176,11 +181,11 @@ func measureData(server string, days int) []string {
 		5000 * s.id, 50 * s.id, 10 * s.id, 5 * s.id, 0, 0, 0, 0, 0.1 * s.id, 0.05 * s.id, 10 * s.id, s.id, 5000 * s.id,
 		NULL, NULL, s.server, s.captured_at
 	FROM telemetry.snapshots s, generate_series(1, 1000) q
-	WHERE s.server = ` + srv + ` AND (extract(minute FROM s.captured_at) = 0
+	WHERE ` + mine("s.") + ` AND (extract(minute FROM s.captured_at) = 0
 	   OR EXISTS (SELECT FROM telemetry.batch_runs r WHERE r.server = s.server AND s.captured_at IN (date_trunc('minute', r.started_at), date_trunc('minute', r.ended_at))))`,
 		`INSERT INTO telemetry.statement_info_snapshots (snapshot_id, dealloc, stats_reset, entries, full_read, server, captured_at)
 	SELECT DISTINCT snapshot_id, 0, $1::timestamptz, 1000, true, server, captured_at FROM telemetry.statement_snapshots
-	WHERE server = ` + srv,
+	WHERE ` + mine(""),
 		`INSERT INTO telemetry.statement_texts (server, queryid, query, first_seen)
 	SELECT ` + srv + `, 1000000 + q, 'SELECT a, b, c FROM some_table_' || q || ' WHERE id = $1 AND status = $2 ORDER BY created_at', $1
 	FROM generate_series(1, 1000) q
@@ -191,7 +196,7 @@ func measureData(server string, days int) []string {
 		(4, 'IO', 'WALSync'), (5, 'LWLock', 'WALWrite'), (6, 'Lock', 'transactionid'), (7, 'Lock', 'relation'),
 		(8, 'LWLock', 'BufferContent'), (9, 'IO', 'DataFileWrite'), (10, 'IPC', 'BufferIO')
 	) w(n, wait_event_type, wait_event)
-	WHERE s.server = ` + srv,
+	WHERE ` + mine("s."),
 		// Plans captured (--plans.source): 100 distinct plans a day, each of 12 nodes, logged 1000
 		// times a day in all (statements over auto_explain.log_min_duration).
 		`INSERT INTO telemetry.plan_shapes (server, plan_hash, nodes, first_seen)
@@ -209,7 +214,7 @@ func measureData(server string, days int) []string {
 		-- (chr(36): a dollar sign that is no parameter of this statement)
 		'SELECT a, b, c FROM some_table_' || s.n % 1000 || ' JOIN other_table USING (id) WHERE id = ' || chr(36) || '1 ORDER BY created_at'
 	FROM (SELECT id, captured_at, server, row_number() OVER (ORDER BY captured_at) - 1 AS n
-		FROM telemetry.snapshots WHERE server = ` + srv + `) s
+		FROM telemetry.snapshots WHERE ` + mine("") + `) s
 	WHERE s.n % 36 < 25`,
 	}
 }
