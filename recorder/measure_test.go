@@ -26,20 +26,58 @@ const measureDays = 30
 // measureHour is where the one-hour window starts, after the first collection.
 const measureHour = 3*24*time.Hour + 14*time.Hour
 
-// measureData fills the schema with measureDays of what the recorder writes at the default
-// settings (a snapshot a minute, a sample every 30 seconds) for a server with 50 active
-// sessions and 10 tracked tables: per sample 15 wait groups, 25 activity rows (the cap), 2
-// progress and 2 lock rows and 10 wait sampler rows; per snapshot 10 table rows and one standby.
-// And batch runs for diagnose_run and run_statements: the measureDays as one run, the last 7
-// days as one, the hour at measureHour as the last of 11 hourly runs (compared with the 10
-// before it), and a run of about measureDays against 30 baseline runs as long (batch month).
-// A lock wait every ten minutes.
-// $1 is the first collection's time; the series end measureDays later.
-var measureData = []string{
-	`SELECT telemetry._ensure_partitions(d) FROM generate_series($1::timestamptz, $1::timestamptz + interval '` +
-		fmt.Sprint(measureDays) + ` days', interval '1 day') d`,
-	`SELECT telemetry._ensure_partitions($1::timestamptz + interval '` + fmt.Sprint(measureDays) + ` days')`,
-	`INSERT INTO telemetry.snapshots (captured_at, pg_version, wal_records, wal_fpi, wal_bytes, wal_write_time,
+// measureData returns the SQL that fills the schema with days of what the recorder writes at
+// the default settings (a snapshot a minute, a sample every 30 seconds) for one server, named
+// server, with 50 active sessions and 10 tracked tables: per sample 15 wait groups, 25 activity
+// rows (the cap), 2 progress and 2 lock rows and 10 wait sampler rows; per snapshot 10 table
+// rows and one standby. And batch runs for diagnose_run and run_statements: the days as one
+// run, the hour at measureHour as the last of 11 hourly runs (compared with the 10 before it;
+// for fewer than 4 days the last whole hour but one), and from 8 days on the last 7 days as
+// one run and a run of about the days against 30 baseline runs as long (batch month). A lock
+// wait every ten minutes.
+// $1 is the first collection's time; the series end days later. Every statement reads and
+// writes that server's rows of those days only, so that several servers' data can be
+// generated into one database one after another, beside rows recorded (tracked_tables, not
+// by server, is shared). Batch names are not by
+// server (one open run per name): each server's batches are named after it, but bench's keep
+// the names they had ('hourly', 'monthly', 'month', 'weekly').
+func measureData(server string, days int) []string {
+	srv, d := sqlLiteral(server), fmt.Sprint(days)
+	// mine selects the server's rows of the days generated (not another's, nor any recorded).
+	mine := func(alias string) string {
+		return alias + "server = " + srv + " AND " + alias + "captured_at BETWEEN $1::timestamptz AND $1::timestamptz + interval '" + d + " days'"
+	}
+	batch := func(kind string) string {
+		if server == "bench" {
+			return sqlLiteral(kind)
+		}
+		return sqlLiteral(server + " " + kind)
+	}
+	hour := measureHour
+	if span := time.Duration(days) * 24 * time.Hour; hour+time.Hour > span {
+		hour = span - 2*time.Hour
+	}
+	runs := `INSERT INTO telemetry.batch_runs (batch, started_at, ended_at, status, source, server)
+	SELECT ` + batch("hourly") + `, h - i * interval '1 hour', h - (i - 1) * interval '1 hour', 'succeeded', 'marker', ` + srv + `
+	FROM (SELECT $1::timestamptz + interval '` + fmt.Sprint(hour.Seconds()) + ` seconds' AS h) x, generate_series(0, 10) i
+	UNION ALL
+	SELECT ` + batch("monthly") + `, $1, $1::timestamptz + interval '` + d + ` days', 'succeeded', 'marker', ` + srv
+	if days > 7 {
+		runs += `
+	UNION ALL
+	-- The month's run against 30 baseline runs of about as long: begun a minute apart before
+	-- it, each ended an hour earlier than the next.
+	SELECT ` + batch("month") + `, $1::timestamptz + k * interval '1 minute',
+		$1::timestamptz + interval '` + d + ` days' - (30 - k) * interval '1 hour', 'succeeded', 'marker', ` + srv + `
+	FROM generate_series(0, 30) k
+	UNION ALL
+	SELECT ` + batch("weekly") + `, $1::timestamptz + interval '` + fmt.Sprint(days-7) + ` days', $1::timestamptz + interval '` + d + ` days', 'succeeded', 'marker', ` + srv
+	}
+	return []string{
+		`SELECT telemetry._ensure_partitions(d) FROM generate_series($1::timestamptz, $1::timestamptz + interval '` +
+			d + ` days', interval '1 day') d`,
+		`SELECT telemetry._ensure_partitions($1::timestamptz + interval '` + d + ` days')`,
+		`INSERT INTO telemetry.snapshots (captured_at, pg_version, wal_records, wal_fpi, wal_bytes, wal_write_time,
 		wal_sync_time, checkpoint_lsn, checkpoint_time, ckpt_timed, ckpt_requested, ckpt_write_time, ckpt_sync_time,
 		ckpt_buffers, bgw_buffers_clean, bgw_maxwritten_clean, bgw_buffers_alloc, bgw_buffers_backend,
 		bgw_buffers_backend_fsync, autovacuum_workers, slots_count, slots_max_retained_wal,
@@ -51,11 +89,11 @@ var measureData = []string{
 		'0/1000000'::pg_lsn + (i / 5) * 20000000::numeric, $1::timestamptz + (i / 5) * interval '5 minutes',
 		i / 5, i / 60, i * 10.5, i * 0.7, i * 900, i * 40, i / 10, i * 3000, NULL, NULL, i % 3, 1,
 		16777216 + (i % 60) * 1048576, i * 900, i * 10.5, i / 5, i * 0.7, i * 200, i * 2.1, i * 1500, i * 12.5,
-		i * 40, i * 0.4, i / 30, (i / 30) * 8388608::bigint, 'bench',
+		i * 40, i * 0.4, i / 30, (i / 30) * 8388608::bigint, ` + srv + `,
 		$1::timestamptz - interval '1 day', $1::timestamptz - interval '1 day', $1::timestamptz - interval '1 day',
 		$1::timestamptz - interval '1 day'
-	FROM generate_series(0, ` + fmt.Sprint(measureDays*24*60) + `) i`,
-	`INSERT INTO telemetry.table_snapshots (snapshot_id, relid, schemaname, relname, pg_relation_size,
+	FROM generate_series(0, ` + fmt.Sprint(days*24*60) + `) i`,
+		`INSERT INTO telemetry.table_snapshots (snapshot_id, relid, schemaname, relname, pg_relation_size,
 		pg_total_relation_size, pg_indexes_size, n_live_tup, n_dead_tup, n_tup_ins, n_tup_upd, n_tup_del,
 		n_tup_hot_upd, last_vacuum, last_autovacuum, last_analyze, last_autoanalyze, vacuum_count,
 		autovacuum_count, analyze_count, autoanalyze_count, server, captured_at)
@@ -63,17 +101,18 @@ var measureData = []string{
 		8192 * (400 + s.n), 100000 + s.n * 50, s.n % 5000, s.n * 60, s.n * 20, s.n * 5, s.n * 15, NULL,
 		s.captured_at - (s.n % 120) * interval '1 minute', NULL, s.captured_at - (s.n % 60) * interval '1 minute',
 		0, s.n / 120, 0, s.n / 60, s.server, s.captured_at
-	FROM (SELECT id, captured_at, server, row_number() OVER (ORDER BY captured_at) AS n FROM telemetry.snapshots) s,
+	FROM (SELECT id, captured_at, server, row_number() OVER (ORDER BY captured_at) AS n
+		FROM telemetry.snapshots WHERE ` + mine("") + `) s,
 		generate_series(1, 10) t`,
-	`INSERT INTO telemetry.replication_snapshots (snapshot_id, pid, client_addr, application_name, state,
+		`INSERT INTO telemetry.replication_snapshots (snapshot_id, pid, client_addr, application_name, state,
 		sync_state, sent_lsn, write_lsn, flush_lsn, replay_lsn, write_lag, flush_lag, replay_lag, server, captured_at)
 	SELECT id, 4242, '10.0.0.2', 'standby1', 'streaming', 'async', checkpoint_lsn + 1000, checkpoint_lsn + 900,
 		checkpoint_lsn + 800, checkpoint_lsn + 500, interval '1 ms', interval '2 ms', interval '5 ms', server, captured_at
-	FROM telemetry.snapshots`,
-	`INSERT INTO telemetry.samples (captured_at, server)
-	SELECT $1::timestamptz + i * interval '30 seconds', 'bench' FROM generate_series(0, ` + fmt.Sprint(measureDays*24*120) + `) i`,
-	// 15 of these 20 groups in each sample (7 is prime to 20: a different 15 each time).
-	`INSERT INTO telemetry.wait_samples (sample_id, backend_type, wait_event_type, wait_event, state, count, server, captured_at)
+	FROM telemetry.snapshots WHERE ` + mine(""),
+		`INSERT INTO telemetry.samples (captured_at, server)
+	SELECT $1::timestamptz + i * interval '30 seconds', ` + srv + ` FROM generate_series(0, ` + fmt.Sprint(days*24*120) + `) i`,
+		// 15 of these 20 groups in each sample (7 is prime to 20: a different 15 each time).
+		`INSERT INTO telemetry.wait_samples (sample_id, backend_type, wait_event_type, wait_event, state, count, server, captured_at)
 	SELECT s.id, g.backend_type, g.wait_event_type, g.wait_event, g.state, 1 + (s.id * 7 + g.n * 13) % 9, s.server, s.captured_at
 	FROM telemetry.samples s, (VALUES
 		(1, 'client backend', 'Running', 'CPU', 'active'), (2, 'client backend', 'IO', 'DataFileRead', 'active'),
@@ -87,8 +126,8 @@ var measureData = []string{
 		(17, 'walwriter', 'Activity', 'WalWriterMain', 'unknown'), (18, 'autovacuum launcher', 'Activity', 'AutovacuumMain', 'unknown'),
 		(19, 'autovacuum worker', 'Running', 'CPU', 'active'), (20, 'walsender', 'Activity', 'WalSenderMain', 'active')
 	) g(n, backend_type, wait_event_type, wait_event, state)
-	WHERE (g.n * 7 + s.id) % 20 < 15`,
-	`INSERT INTO telemetry.activity_samples (sample_id, pid, usename, application_name, backend_type, state,
+	WHERE ` + mine("s.") + ` AND (g.n * 7 + s.id) % 20 < 15`,
+		`INSERT INTO telemetry.activity_samples (sample_id, pid, usename, application_name, backend_type, state,
 		wait_event_type, wait_event, query_start, state_change, query_preview, server, captured_at, datname)
 	SELECT s.id, 10000 + k, 'app', 'worker_' || k % 5, 'client backend', 'active',
 		(ARRAY['IO', 'LWLock', 'Lock', NULL])[1 + (s.id + k) % 4],
@@ -97,53 +136,44 @@ var measureData = []string{
 		left('UPDATE public.table_' || 1 + k % 10 || ' SET status = ''done'', updated_at = now() WHERE id = ANY(''{1,2,3}'') AND batch_id = '
 			|| s.id % 1000 || ' /* ' || repeat(md5(k::text), 3) || ' */', 60 + (k * 37) % 141),
 		s.server, s.captured_at, 'app'
-	FROM telemetry.samples s, generate_series(1, 25) k`,
-	`INSERT INTO telemetry.progress_samples (sample_id, progress_type, pid, relid, relname, phase, blocks_total,
+	FROM telemetry.samples s, generate_series(1, 25) k WHERE ` + mine("s."),
+		`INSERT INTO telemetry.progress_samples (sample_id, progress_type, pid, relid, relname, phase, blocks_total,
 		blocks_done, tuples_total, tuples_done, bytes_total, bytes_done, details, server, captured_at, datname)
 	SELECT s.id, p.progress_type, 20000 + p.n, 16384 + p.n, 'table_' || p.n, p.phase, 100000, s.id % 100000,
 		NULL, NULL, NULL, NULL, p.details::jsonb, s.server, s.captured_at, 'app'
 	FROM telemetry.samples s, (VALUES
 		(1, 'vacuum', 'scanning heap', '{"index_vacuum_count": 0, "max_dead_tuple_bytes": 67108864, "dead_tuple_bytes": 1048576}'),
 		(2, 'create_index', 'building index: scanning table', '{"command": "CREATE INDEX", "index_relid": 16500, "lockers_total": 0}')
-	) p(n, progress_type, phase, details)`,
-	`INSERT INTO telemetry.lock_samples (sample_id, blocked_pid, blocked_user, blocked_app, blocked_query_preview,
+	) p(n, progress_type, phase, details)
+	WHERE ` + mine("s."),
+		`INSERT INTO telemetry.lock_samples (sample_id, blocked_pid, blocked_user, blocked_app, blocked_query_preview,
 		blocked_duration, blocking_pid, blocking_user, blocking_app, blocking_query_preview, lock_type,
 		locked_relation, server, captured_at, datname)
 	SELECT s.id, 10000 + l, 'app', 'worker_1', 'UPDATE public.table_1 SET status = ''done'' WHERE id = 42',
 		(s.id % 60) * interval '1 second', 10020 + l, 'app', 'worker_2',
 		'UPDATE public.table_1 SET status = ''held'' WHERE id < 1000', 'transactionid', NULL, s.server, s.captured_at, 'app'
-	FROM telemetry.samples s, generate_series(1, 2) l`,
-	`INSERT INTO telemetry.wait_time_samples (sample_id, wait_event_type, wait_event, seconds, server, captured_at)
+	FROM telemetry.samples s, generate_series(1, 2) l WHERE ` + mine("s."),
+		`INSERT INTO telemetry.wait_time_samples (sample_id, wait_event_type, wait_event, seconds, server, captured_at)
 	SELECT s.id, w.wait_event_type, w.wait_event, 0.5 + (s.id * 3 + w.n) % 40, s.server, s.captured_at
 	FROM telemetry.samples s, (VALUES (1, 'Running', 'CPU'), (2, 'IO', 'DataFileRead'), (3, 'IO', 'WALWrite'),
 		(4, 'IO', 'WALSync'), (5, 'LWLock', 'WALWrite'), (6, 'Lock', 'transactionid'), (7, 'Lock', 'relation'),
 		(8, 'LWLock', 'BufferContent'), (9, 'IO', 'DataFileWrite'), (10, 'IPC', 'BufferIO')
-	) w(n, wait_event_type, wait_event)`,
-	// A lock wait of 11.5 s every ten minutes, followed by the wait sampler.
-	`INSERT INTO telemetry.lock_wait_episodes (sample_id, blocked_pid, blocking_pid, blocking_pids, lock_type, locked_relation,
+	) w(n, wait_event_type, wait_event)
+	WHERE ` + mine("s."),
+		// A lock wait of 11.5 s every ten minutes, followed by the wait sampler.
+		`INSERT INTO telemetry.lock_wait_episodes (sample_id, blocked_pid, blocking_pid, blocking_pids, lock_type, locked_relation,
 		started_at, last_seen_at, ended_at, duration, still_waiting, server, captured_at)
 	SELECT s.id, 10000 + s.id % 50, 10020, '{10020}', 'transactionid', NULL, s.captured_at - interval '12 seconds',
 		s.captured_at - interval '1 second', s.captured_at - interval '0.5 seconds', interval '11.5 seconds', false, s.server, s.captured_at
-	FROM telemetry.samples s WHERE s.id % 20 = 0`,
-	`INSERT INTO telemetry.tracked_tables (relid, schemaname, relname) SELECT 16384 + t, 'public', 'table_' || t FROM generate_series(1, 10) t`,
-	`INSERT INTO telemetry.batch_runs (batch, started_at, ended_at, status, source, server)
-	SELECT 'hourly', h - i * interval '1 hour', h - (i - 1) * interval '1 hour', 'succeeded', 'marker', 'bench'
-	FROM (SELECT $1::timestamptz + interval '` + fmt.Sprint(measureHour.Seconds()) + ` seconds' AS h) x, generate_series(0, 10) i
-	UNION ALL
-	SELECT 'monthly', $1, $1::timestamptz + interval '` + fmt.Sprint(measureDays) + ` days', 'succeeded', 'marker', 'bench'
-	UNION ALL
-	-- The month's run against 30 baseline runs of about as long: begun a minute apart before
-	-- it, each ended an hour earlier than the next.
-	SELECT 'month', $1::timestamptz + k * interval '1 minute',
-		$1::timestamptz + interval '` + fmt.Sprint(measureDays) + ` days' - (30 - k) * interval '1 hour', 'succeeded', 'marker', 'bench'
-	FROM generate_series(0, 30) k
-	UNION ALL
-	SELECT 'weekly', $1::timestamptz + interval '` + fmt.Sprint(measureDays-7) + ` days', $1::timestamptz + interval '` + fmt.Sprint(measureDays) + ` days', 'succeeded', 'marker', 'bench'`,
-	`SELECT telemetry._note_server('bench', '7000000000000000001', 17, $1::timestamptz + interval '` + fmt.Sprint(measureDays) + ` days')`,
-	// 1000 statements, every one busy every minute, at the default --recorder.statements-interval
-	// (1h): every entry hourly and at each run's two boundaries, their texts, and the wait
-	// sampler's seconds by statement (10 rows a sample).
-	`INSERT INTO telemetry.statement_snapshots (snapshot_id, userid, dbid, toplevel, queryid, datname, username, calls, plans,
+	FROM telemetry.samples s WHERE ` + mine("s.") + ` AND s.id % 20 = 0`,
+		`INSERT INTO telemetry.tracked_tables (relid, schemaname, relname) SELECT 16384 + t, 'public', 'table_' || t FROM generate_series(1, 10) t
+	ON CONFLICT DO NOTHING`,
+		runs,
+		`SELECT telemetry._note_server(` + srv + `, '7000000000000000001', 17, $1::timestamptz + interval '` + d + ` days')`,
+		// 1000 statements, every one busy every minute, at the default --recorder.statements-interval
+		// (1h): every entry hourly and at each run's two boundaries, their texts, and the wait
+		// sampler's seconds by statement (10 rows a sample).
+		`INSERT INTO telemetry.statement_snapshots (snapshot_id, userid, dbid, toplevel, queryid, datname, username, calls, plans,
 		total_plan_time, total_exec_time, rows, shared_blks_hit, shared_blks_read, shared_blks_dirtied, shared_blks_written,
 		local_blks_read, local_blks_written, temp_blks_read, temp_blks_written, blk_read_time, blk_write_time,
 		wal_records, wal_fpi, wal_bytes, wal_buffers_full, stats_since, server, captured_at)
@@ -151,27 +181,31 @@ var measureData = []string{
 		5000 * s.id, 50 * s.id, 10 * s.id, 5 * s.id, 0, 0, 0, 0, 0.1 * s.id, 0.05 * s.id, 10 * s.id, s.id, 5000 * s.id,
 		NULL, NULL, s.server, s.captured_at
 	FROM telemetry.snapshots s, generate_series(1, 1000) q
-	WHERE extract(minute FROM s.captured_at) = 0
-	   OR EXISTS (SELECT FROM telemetry.batch_runs r WHERE s.captured_at IN (date_trunc('minute', r.started_at), date_trunc('minute', r.ended_at)))`,
-	`INSERT INTO telemetry.statement_info_snapshots (snapshot_id, dealloc, stats_reset, entries, full_read, server, captured_at)
-	SELECT DISTINCT snapshot_id, 0, $1::timestamptz, 1000, true, server, captured_at FROM telemetry.statement_snapshots`,
-	`INSERT INTO telemetry.statement_texts (server, queryid, query, first_seen)
-	SELECT 'bench', 1000000 + q, 'SELECT a, b, c FROM some_table_' || q || ' WHERE id = $1 AND status = $2 ORDER BY created_at', $1
-	FROM generate_series(1, 1000) q`,
-	`INSERT INTO telemetry.statement_wait_samples (sample_id, queryid, wait_event_type, wait_event, seconds, server, captured_at)
+	WHERE ` + mine("s.") + ` AND (extract(minute FROM s.captured_at) = 0
+	   OR EXISTS (SELECT FROM telemetry.batch_runs r WHERE r.server = s.server AND s.captured_at IN (date_trunc('minute', r.started_at), date_trunc('minute', r.ended_at))))`,
+		`INSERT INTO telemetry.statement_info_snapshots (snapshot_id, dealloc, stats_reset, entries, full_read, server, captured_at)
+	SELECT DISTINCT snapshot_id, 0, $1::timestamptz, 1000, true, server, captured_at FROM telemetry.statement_snapshots
+	WHERE ` + mine(""),
+		`INSERT INTO telemetry.statement_texts (server, queryid, query, first_seen)
+	SELECT ` + srv + `, 1000000 + q, 'SELECT a, b, c FROM some_table_' || q || ' WHERE id = $1 AND status = $2 ORDER BY created_at', $1
+	FROM generate_series(1, 1000) q
+	ON CONFLICT DO NOTHING`,
+		`INSERT INTO telemetry.statement_wait_samples (sample_id, queryid, wait_event_type, wait_event, seconds, server, captured_at)
 	SELECT s.id, 1000000 + (s.id * 7 + w.n) % 1000, w.wait_event_type, w.wait_event, 0.5 + (s.id * 3 + w.n) % 40, s.server, s.captured_at
 	FROM telemetry.samples s, (VALUES (1, 'Running', 'CPU'), (2, 'IO', 'DataFileRead'), (3, 'IO', 'WALWrite'),
 		(4, 'IO', 'WALSync'), (5, 'LWLock', 'WALWrite'), (6, 'Lock', 'transactionid'), (7, 'Lock', 'relation'),
 		(8, 'LWLock', 'BufferContent'), (9, 'IO', 'DataFileWrite'), (10, 'IPC', 'BufferIO')
-	) w(n, wait_event_type, wait_event)`,
-	// Plans captured (--plans.source): 100 distinct plans a day, each of 12 nodes, logged 1000
-	// times a day in all (statements over auto_explain.log_min_duration).
-	`INSERT INTO telemetry.plan_shapes (server, plan_hash, nodes, first_seen)
-	SELECT 'bench', p, (SELECT jsonb_agg(jsonb_build_object('depth', n / 2, 'node', (ARRAY['Hash Join', 'Seq Scan', 'Hash', 'Index Scan', 'Nested Loop', 'Sort'])[1 + (p + n) % 6],
+	) w(n, wait_event_type, wait_event)
+	WHERE ` + mine("s."),
+		// Plans captured (--plans.source): 100 distinct plans a day, each of 12 nodes, logged 1000
+		// times a day in all (statements over auto_explain.log_min_duration).
+		`INSERT INTO telemetry.plan_shapes (server, plan_hash, nodes, first_seen)
+	SELECT ` + srv + `, p, (SELECT jsonb_agg(jsonb_build_object('depth', n / 2, 'node', (ARRAY['Hash Join', 'Seq Scan', 'Hash', 'Index Scan', 'Nested Loop', 'Sort'])[1 + (p + n) % 6],
 			'join', 'Inner', 'relation', 'public.table_' || (p + n) % 10, 'index', 'table_' || (p + n) % 10 || '_pkey', 'parent', 'Outer') ORDER BY n)
 		FROM generate_series(1, 12) n), $1::timestamptz + (p / 100) * interval '1 day'
-	FROM generate_series(0, ` + fmt.Sprint(measureDays*100-1) + `) p`,
-	`INSERT INTO telemetry.plan_executions (server, snapshot_id, captured_at, logged_at, pid, application_name, username, datname,
+	FROM generate_series(0, ` + fmt.Sprint(days*100-1) + `) p
+	ON CONFLICT DO NOTHING`,
+		`INSERT INTO telemetry.plan_executions (server, snapshot_id, captured_at, logged_at, pid, application_name, username, datname,
 		queryid, plan_queryid, plan_hash, duration_ms, node_rows, settings, workers_planned, workers_launched, query_text)
 	SELECT s.server, s.id, s.captured_at, s.captured_at - interval '20 seconds', 10000 + s.n % 25, 'etl_nightly', 'etl', 'app',
 		1000000 + s.n % 1000, NULL, (s.n / 1440) * 100 + s.n % 100, 250 + s.n % 5000,
@@ -179,9 +213,63 @@ var measureData = []string{
 		'{"work_mem": "64MB", "random_page_cost": "1.1"}', 0, 0,
 		-- (chr(36): a dollar sign that is no parameter of this statement)
 		'SELECT a, b, c FROM some_table_' || s.n % 1000 || ' JOIN other_table USING (id) WHERE id = ' || chr(36) || '1 ORDER BY created_at'
-	FROM (SELECT id, captured_at, server, row_number() OVER (ORDER BY captured_at) - 1 AS n FROM telemetry.snapshots) s
+	FROM (SELECT id, captured_at, server, row_number() OVER (ORDER BY captured_at) - 1 AS n
+		FROM telemetry.snapshots WHERE ` + mine("") + `) s
 	WHERE s.n % 36 < 25`,
+	}
 }
+
+// sqlLiteral quotes a string as an SQL literal.
+func sqlLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// generateMeasureData runs measureData(server, days) from start.
+func generateMeasureData(t *testing.T, c *pgx.Conn, server string, days int, start time.Time) {
+	t.Helper()
+	for _, sql := range measureData(server, days) {
+		var args []any
+		if strings.Contains(sql, "$1") {
+			args = append(args, start)
+		}
+		if _, err := c.Exec(context.Background(), sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+}
+
+// measureVacuum vacuums and analyzes the tables measureData fills and the rollups.
+const measureVacuum = `VACUUM ANALYZE telemetry.snapshots, telemetry.table_snapshots, telemetry.replication_snapshots,
+	telemetry.samples, telemetry.wait_samples, telemetry.activity_samples, telemetry.progress_samples,
+	telemetry.lock_samples, telemetry.wait_time_samples, telemetry.statement_snapshots,
+	telemetry.statement_info_snapshots, telemetry.statement_wait_samples, telemetry.statement_texts,
+	telemetry.lock_wait_episodes, telemetry.sample_rollups, telemetry.wait_rollups, telemetry.wait_time_rollups,
+	telemetry.statement_wait_rollups, telemetry.plan_executions, telemetry.plan_shapes`
+
+// measureCalls are the analysis functions and views timed over a window of one server's
+// data: $1 and $2 the window, $3 the server. The run functions are timed on the server's run of
+// the window. The views return every row of the window (43,000 a month): timed over at most
+// 7 days.
+var measureCalls = []struct {
+	name, sql string
+	view      bool
+}{
+	{"compare", `SELECT * FROM telemetry.compare($1, $2, $3)`, false},
+	{"table_compare", `SELECT * FROM telemetry.table_compare('table_3', $1, $2, 'public', $3)`, false},
+	{"wait_summary", `SELECT * FROM telemetry.wait_summary($1, $2, $3)`, false},
+	{"client_wait_summary", `SELECT * FROM telemetry.client_wait_summary($1, $2, $3)`, false},
+	{"statement_compare", `SELECT * FROM telemetry.statement_compare($1, $2, $3)`, false},
+	{"lock_episodes", `SELECT * FROM telemetry.lock_episodes($1, $2, $3)`, false},
+	{"diagnose", `SELECT * FROM telemetry.diagnose($1, $2, $3)`, false},
+	{"diagnose_run", `SELECT * FROM telemetry.diagnose_run(
+		(SELECT run_id FROM telemetry.batch_runs WHERE started_at = $1 AND ended_at = $2 AND server = $3))`, false},
+	{"run_statements", `SELECT * FROM telemetry.run_statements(
+		(SELECT run_id FROM telemetry.batch_runs WHERE started_at = $1 AND ended_at = $2 AND server = $3))`, false},
+	{"deltas (view)", `SELECT * FROM telemetry.deltas WHERE captured_at BETWEEN $1 AND $2 AND server = $3`, true},
+	{"table_deltas (view, one table)", `SELECT * FROM telemetry.table_deltas
+		WHERE captured_at BETWEEN $1 AND $2 AND server = $3 AND relname = 'table_3'`, true},
+}
+
+// measureViewDays is the longest window the views are timed over.
+const measureViewDays = 7
 
 // TestMeasureStorageAndTimings reports the recorder's storage per day and how long the
 // analysis functions take over one hour, 7 days and 30 days of that data (make bench-recorder,
@@ -197,29 +285,14 @@ func TestMeasureStorageAndTimings(t *testing.T) {
 	end := time.Now().UTC().Truncate(time.Minute)
 	start := end.Add(-measureDays * 24 * time.Hour)
 	began := time.Now()
-	for _, sql := range measureData {
-		var args []any
-		if strings.Contains(sql, "$1") {
-			args = append(args, start)
-		}
-		if _, err := c.Exec(ctx, sql, args...); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	generateMeasureData(t, c, "bench", measureDays, start)
 	t.Logf("generated %d days of data in %v", measureDays, time.Since(began).Round(time.Second))
 	// The recorder adds each sample to the rollups as it writes it; generated rows are summed in
 	// one pass, as for days recorded before rollups existed.
 	began = time.Now()
 	pgtest.MustExec(t, c, `SELECT telemetry.rollup_rebuild('bench', $1, $2)`, start, end)
 	rebuilt := time.Since(began)
-	if _, err := c.Exec(ctx, `VACUUM ANALYZE telemetry.snapshots, telemetry.table_snapshots, telemetry.replication_snapshots,
-		telemetry.samples, telemetry.wait_samples, telemetry.activity_samples, telemetry.progress_samples,
-		telemetry.lock_samples, telemetry.wait_time_samples, telemetry.statement_snapshots,
-		telemetry.statement_info_snapshots, telemetry.statement_wait_samples, telemetry.statement_texts,
-		telemetry.lock_wait_episodes, telemetry.sample_rollups, telemetry.wait_rollups, telemetry.wait_time_rollups,
-		telemetry.statement_wait_rollups, telemetry.plan_executions, telemetry.plan_shapes`); err != nil {
-		t.Fatal(err)
-	}
+	pgtest.MustExec(t, c, measureVacuum)
 
 	var report strings.Builder
 	fmt.Fprintf(&report, "\n## Recorder storage: PostgreSQL %d, %d days generated at default settings (a sample every 30 s, a snapshot a minute, statements hourly), 50 active sessions, 10 tracked tables, 1000 busy statements, plans on (100 distinct plans, 1000 logged a day)\n", e.srv.Major, measureDays)
@@ -251,26 +324,6 @@ func TestMeasureStorageAndTimings(t *testing.T) {
 		name     string
 		from, to time.Time
 	}{{"1 hour", hour, hour.Add(time.Hour)}, {"7 days", end.Add(-7 * 24 * time.Hour), end}, {fmt.Sprintf("%d days", measureDays), start, end}}
-	// The views return every row of the window (43,000 a month): timed over 1 hour and 7 days
-	// only. The run functions are timed on the run of the window.
-	calls := []struct {
-		name, sql string
-		view      bool
-	}{
-		{"compare", `SELECT * FROM telemetry.compare($1, $2)`, false},
-		{"table_compare", `SELECT * FROM telemetry.table_compare('table_3', $1, $2)`, false},
-		{"wait_summary", `SELECT * FROM telemetry.wait_summary($1, $2)`, false},
-		{"client_wait_summary", `SELECT * FROM telemetry.client_wait_summary($1, $2)`, false},
-		{"statement_compare", `SELECT * FROM telemetry.statement_compare($1, $2)`, false},
-		{"lock_episodes", `SELECT * FROM telemetry.lock_episodes($1, $2)`, false},
-		{"diagnose", `SELECT * FROM telemetry.diagnose($1, $2)`, false},
-		{"diagnose_run", `SELECT * FROM telemetry.diagnose_run(
-			(SELECT run_id FROM telemetry.batch_runs WHERE started_at = $1 AND ended_at = $2))`, false},
-		{"run_statements", `SELECT * FROM telemetry.run_statements(
-			(SELECT run_id FROM telemetry.batch_runs WHERE started_at = $1 AND ended_at = $2))`, false},
-		{"deltas (view)", `SELECT * FROM telemetry.deltas WHERE captured_at BETWEEN $1 AND $2`, true},
-		{"table_deltas (view, one table)", `SELECT * FROM telemetry.table_deltas WHERE captured_at BETWEEN $1 AND $2 AND relname = 'table_3'`, true},
-	}
 	fmt.Fprintf(&report, "\n## Analysis functions over the generated data: median of 5 runs after one (slowest); target: under 100 ms over %d days\n", measureDays)
 	fmt.Fprintf(&report, "| function |")
 	for _, w := range windows {
@@ -278,14 +331,14 @@ func TestMeasureStorageAndTimings(t *testing.T) {
 	}
 	fmt.Fprintf(&report, " target |\n|---|%s---|\n", strings.Repeat("---:|", len(windows)))
 	slowest, slowestName := time.Duration(0), ""
-	for _, call := range calls {
+	for _, call := range measureCalls {
 		fmt.Fprintf(&report, "| %s |", call.name)
 		for i, w := range windows {
-			if call.view && w.to.Sub(w.from) > 7*24*time.Hour {
+			if call.view && w.to.Sub(w.from) > measureViewDays*24*time.Hour {
 				fmt.Fprintf(&report, " - |")
 				continue
 			}
-			times := timeRuns(t, c, call.sql, w.from, w.to)
+			times := timeRuns(t, c, call.sql, w.from, w.to, "bench")
 			median := times[len(times)/2]
 			fmt.Fprintf(&report, " %s (%s) |", ms(median), ms(times[len(times)-1]))
 			if i == len(windows)-1 && median > slowest {

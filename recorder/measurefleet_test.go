@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,8 +26,12 @@ const fleetMinutes = 20
 // the default intervals' proportions: per minute of recording two samples (each after a wait
 // sampler reading) and a snapshot, with statements stored hourly and at the first snapshot.
 // Measured: the recorder database's CPU (its backends serving the recorders' pools,
-// /proc/<pid>/stat) and the rows written, per server and minute of recording; then the
-// analysis functions for one server over what was written, the others' rows present.
+// /proc/<pid>/stat) and the rows written, per server and minute of recording. Then, as the
+// 20 minutes are written in seconds and say nothing of the analysis, each server is given
+// PGBATCH_FLEET_DAYS days (1 by default) of TestMeasureStorageAndTimings' data before its
+// recording (measureData, rollups summed in one pass), and the analysis functions are timed
+// for one server (fleet-01) over its whole generated days: once with its own days only, once
+// with the other servers' days present too.
 func TestMeasureFleet(t *testing.T) {
 	if os.Getenv("PGBATCH_MEASURE_RECORDER") == "" {
 		t.Skip("a measurement, not a test: make bench-recorder (PGBATCH_MEASURE_RECORDER=1)")
@@ -38,6 +43,14 @@ func TestMeasureFleet(t *testing.T) {
 			t.Fatalf("PGBATCH_FLEET_SERVERS=%q: a number of servers, at least 1", v)
 		}
 		servers = n
+	}
+	days := 1
+	if v := os.Getenv("PGBATCH_FLEET_DAYS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("PGBATCH_FLEET_DAYS=%q: a number of days, at least 1", v)
+		}
+		days = n
 	}
 	versions := pgtest.Versions()
 	srv := pgtest.Start(t, versions[len(versions)-1])
@@ -99,26 +112,22 @@ func TestMeasureFleet(t *testing.T) {
 		return all, rollups
 	}
 
+	// The generated days end a minute before the first collection recorded: the rollups that
+	// the recorders keep from their first sample's hour on then cover them too once rebuilt.
+	genEnd := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute)
+	genStart := genEnd.Add(-time.Duration(days) * 24 * time.Hour)
+
 	// Warm-up, not measured: the first snapshot stores every statement and its text.
 	collect(collectors.TierSnapshot)
 	collect(collectors.TierSample)
 	rows0, rollups0 := rowsWritten()
 	b0, w0 := backends(), time.Now()
-	from := time.Now()
 	for range fleetMinutes {
 		collect(collectors.TierSample)
 		collect(collectors.TierSample)
 		collect(collectors.TierSnapshot)
 	}
 	wall, b1 := time.Since(w0), backends()
-	// The window analysed ends before a batch's boundary: a snapshot storing every statement.
-	to := time.Now()
-	for _, r := range recs {
-		r.mu.Lock()
-		r.statements.fullFrom = time.Now()
-		r.mu.Unlock()
-	}
-	collect(collectors.TierSnapshot)
 	var cpu time.Duration
 	for pid, c := range b1 {
 		cpu += c - b0[pid]
@@ -135,16 +144,50 @@ func TestMeasureFleet(t *testing.T) {
 		100*perServer.Seconds()/60, 60/perServer.Seconds(), rowsPerSecond,
 		float64(rollups1-rollups0)/float64(servers)/recorded.Seconds(), rowsPerSecond*float64(servers))
 
-	fmt.Printf("\n## Analysis for one server (fleet-01) over the fleet's %s, the other %d servers' rows present: median of 5 runs after one (slowest)\n| function | time |\n|---|---:|\n",
-		to.Sub(from).Round(time.Second), servers-1)
-	for _, call := range []struct{ name, sql string }{
-		{"compare", `SELECT * FROM telemetry.compare($1, $2, 'fleet-01')`},
-		{"wait_summary", `SELECT * FROM telemetry.wait_summary($1, $2, 'fleet-01')`},
-		{"client_wait_summary", `SELECT * FROM telemetry.client_wait_summary($1, $2, 'fleet-01')`},
-		{"statement_compare", `SELECT * FROM telemetry.statement_compare($1, $2, 'fleet-01')`},
-		{"diagnose", `SELECT * FROM telemetry.diagnose($1, $2, 'fleet-01')`},
-	} {
-		times := timeRuns(t, ctl, call.sql, from, to)
-		fmt.Printf("| %s | %s (%s) |\n", call.name, ms(times[len(times)/2]), ms(times[len(times)-1]))
+	// Each server's days, generated one server after another, their rollups summed, the
+	// tables vacuumed and analyzed; fleet-01's analysis timed with its own days only (and the
+	// others' 20 minutes recorded), then with every server's.
+	var generated, rebuilt time.Duration
+	generate := func(rs []*Recorder) {
+		began := time.Now()
+		for _, r := range rs {
+			generateMeasureData(t, ctl, r.o.ServerName, days, genStart)
+		}
+		generated += time.Since(began)
+		began = time.Now()
+		for _, r := range rs {
+			pgtest.MustExec(t, ctl, `SELECT telemetry.rollup_rebuild($1, $2, $3)`, r.o.ServerName, genStart, genEnd)
+		}
+		rebuilt += time.Since(began)
+		pgtest.MustExec(t, ctl, measureVacuum)
+	}
+	timings := make([][]string, len(measureCalls))
+	analyse := func() {
+		for i, call := range measureCalls {
+			if call.view && days > measureViewDays {
+				continue
+			}
+			times := timeRuns(t, ctl, call.sql, genStart, genEnd, recs[0].o.ServerName)
+			timings[i] = append(timings[i], fmt.Sprintf("%s (%s)", ms(times[len(times)/2]), ms(times[len(times)-1])))
+		}
+	}
+	columns := []string{"fleet-01's days only"}
+	generate(recs[:1])
+	analyse()
+	if servers > 1 {
+		columns = append(columns, fmt.Sprintf("the other %d servers' days too", servers-1))
+		generate(recs[1:])
+		analyse()
+	}
+	fmt.Printf("\nGenerated %d day(s) of data for each of the %d servers in %s, their rollups summed in %s\n",
+		days, servers, generated.Round(time.Second), rebuilt.Round(time.Second))
+
+	fmt.Printf("\n## Fleet analysis: %d servers with %d generated day(s) each at default settings (PostgreSQL %d), one server's (fleet-01) analysis over its %d day(s): median of 5 runs after one (slowest)\n",
+		servers, days, srv.Major, days)
+	fmt.Printf("| function | %s |\n|---|%s\n", strings.Join(columns, " | "), strings.Repeat("---:|", len(columns)))
+	for i, call := range measureCalls {
+		if timings[i] != nil {
+			fmt.Printf("| %s | %s |\n", call.name, strings.Join(timings[i], " | "))
+		}
 	}
 }
