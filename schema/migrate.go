@@ -325,9 +325,14 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, all []script) error {
 	if _, err := pgx.ForEachRow(rows, []any{&name, &sum}, func() error { applied[name] = sum; return nil }); err != nil {
 		return err
 	}
+	// A definition is applied again when it or one before it changed: a later one may depend on
+	// it, and what it drops and creates again (DROP TYPE ... CASCADE) drops what uses it.
 	var pending []script
+	redefining := false
 	for _, s := range all {
-		if applied[s.name] != s.checksum {
+		changed := applied[s.name] != s.checksum
+		redefining = redefining || s.repeatable && changed
+		if changed || s.repeatable && redefining {
 			pending = append(pending, s)
 		}
 	}
