@@ -157,6 +157,8 @@ func (h *handler) windowPage(ctx context.Context, from, to time.Time) (*page, er
 	win := window{start: from, end: to, snapshotStart: from}
 	// The diagnosis and the charts' data are read at once, on two connections: over a month
 	// each takes a few hundred milliseconds.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var rep *diagnosis.Report
 	diagnosed := make(chan error, 1)
 	go func() {
@@ -165,12 +167,13 @@ func (h *handler) windowPage(ctx context.Context, from, to time.Time) (*page, er
 		diagnosed <- err
 	}()
 	p := &page{Kind: "window", Title: "Window " + formatTime(from) + " to " + formatTime(to), From: from, To: to}
-	filled := h.fill(ctx, p, win, nil)
-	if err := <-diagnosed; err != nil {
+	if err := h.fill(ctx, p, win, nil); err != nil {
+		cancel() // the diagnosis is not needed any more
+		<-diagnosed
 		return nil, err
 	}
-	if filled != nil {
-		return nil, filled
+	if err := <-diagnosed; err != nil {
+		return nil, err
 	}
 	p.Findings = rep.Findings
 	lit := func(t time.Time) string { return "'" + t.Format(time.RFC3339Nano) + "'" }

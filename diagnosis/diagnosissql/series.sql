@@ -21,16 +21,21 @@ $$;
 -- average sessions in each wait (the wait sampler's session-seconds over the hour's seconds;
 -- else the sample grid's sessions over its samples). Whole hours come from the hour rollups,
 -- as one range; the others (the window's ends, hours before the server's rollups) from the
--- window readers, each over its hour.
+-- window readers, each over its hour. Each hour is [its start, the next): a sample at the
+-- window's very end is left out.
 CREATE OR REPLACE FUNCTION telemetry._series_by_hour(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (series text, wait_event_type text, wait_event text, offset_seconds double precision, value double precision)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH hours AS (
+    -- From the hour of the window's first sample: a server recorded since yesterday has no
+    -- rollups for the month before, and each of its hours would be read raw.
+    WITH first AS (SELECT min(s.captured_at) AS at FROM telemetry.samples s
+                   WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time),
+    hours AS (
         SELECT h, greatest(h, p_start_time) AS f, least(h + interval '1 hour', p_end_time) AS t,
                h >= p_start_time AND h + interval '1 hour' <= p_end_time
                AND coalesce(h >= (SELECT v.since FROM telemetry.rollup_coverage v WHERE v.server = p_server
                                     AND current_setting('telemetry.rollups', true) IS DISTINCT FROM 'off'), false) AS rolled
-        FROM generate_series(date_bin('1 hour', p_start_time, timestamptz '1970-01-01 00:00:00+00'), p_end_time, interval '1 hour') h
+        FROM first, generate_series(date_bin('1 hour', first.at, timestamptz '1970-01-01 00:00:00+00'), p_end_time, interval '1 hour') h
         WHERE least(h + interval '1 hour', p_end_time) > greatest(h, p_start_time)),
     span AS (SELECT min(h) AS f, max(h) AS t FROM hours WHERE rolled),
     counts AS (

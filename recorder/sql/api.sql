@@ -240,8 +240,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     CROSS JOIN LATERAL telemetry._snapshot_diff(s, e) d
 $$;
 
-CREATE OR REPLACE FUNCTION telemetry.table_compare(p_table text, p_start_time timestamptz, p_end_time timestamptz,
-    p_schema text DEFAULT 'public', p_server text DEFAULT NULL)
+-- _tables_compare is table_compare of each table (p_schemas[i].p_tables[i]) over one window,
+-- in their order: the window's snapshots are looked up once (diagnose reads every tracked
+-- table's; looked up per table, they were most of its cost).
+CREATE OR REPLACE FUNCTION telemetry._tables_compare(p_schemas text[], p_tables text[], p_start_time timestamptz,
+    p_end_time timestamptz, p_server text)
 RETURNS TABLE (
     table_name text, start_snapshot_at timestamptz, end_snapshot_at timestamptz, elapsed_seconds numeric,
     size_start text, size_end text, size_delta text, total_size_delta text,
@@ -250,7 +253,7 @@ RETURNS TABLE (
     autovacuum_ran boolean, autoanalyze_ran boolean, autovacuum_count_delta bigint,
     autoanalyze_count_delta bigint)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT p_schema || '.' || p_table, w.start_at, w.end_at,
+    SELECT x.schemaname || '.' || x.relname, w.start_at, w.end_at,
         round(extract(epoch FROM w.end_at - w.start_at), 3),
         telemetry._pretty_bytes(s.pg_relation_size), telemetry._pretty_bytes(e.pg_relation_size),
         telemetry._pretty_bytes(e.pg_relation_size - s.pg_relation_size),
@@ -264,11 +267,26 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         telemetry._delta(e.autovacuum_count, s.autovacuum_count, ep.same),
         telemetry._delta(e.autoanalyze_count, s.autoanalyze_count, ep.same)
     FROM telemetry._window(p_start_time, p_end_time, p_server) w
-    JOIN telemetry.table_snapshots s ON s.snapshot_id = w.start_id AND s.captured_at = w.start_at
-        AND s.schemaname = p_schema AND s.relname = p_table
-    JOIN telemetry.table_snapshots e ON e.snapshot_id = w.end_id AND e.captured_at = w.end_at
-        AND e.schemaname = p_schema AND e.relname = p_table
     CROSS JOIN LATERAL telemetry._table_epoch(w.start_id, w.start_at, w.end_id, w.end_at) ep(same)
+    CROSS JOIN unnest(p_schemas, p_tables) WITH ORDINALITY AS x(schemaname, relname, n)
+    JOIN telemetry.table_snapshots s ON s.snapshot_id = w.start_id AND s.captured_at = w.start_at
+        AND s.schemaname = x.schemaname AND s.relname = x.relname
+    JOIN telemetry.table_snapshots e ON e.snapshot_id = w.end_id AND e.captured_at = w.end_at
+        AND e.schemaname = x.schemaname AND e.relname = x.relname
+    ORDER BY x.n
+$$;
+
+CREATE OR REPLACE FUNCTION telemetry.table_compare(p_table text, p_start_time timestamptz, p_end_time timestamptz,
+    p_schema text DEFAULT 'public', p_server text DEFAULT NULL)
+RETURNS TABLE (
+    table_name text, start_snapshot_at timestamptz, end_snapshot_at timestamptz, elapsed_seconds numeric,
+    size_start text, size_end text, size_delta text, total_size_delta text,
+    n_live_tup_start bigint, n_live_tup_end bigint, n_dead_tup_end bigint, dead_tuple_ratio numeric,
+    inserts_delta bigint, updates_delta bigint, deletes_delta bigint, hot_updates_delta bigint,
+    autovacuum_ran boolean, autoanalyze_ran boolean, autovacuum_count_delta bigint,
+    autoanalyze_count_delta bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM telemetry._tables_compare(ARRAY[p_schema], ARRAY[p_table], p_start_time, p_end_time, p_server)
 $$;
 
 -- _wait_summary is wait_summary, optionally for client backends alone. Appended columns come

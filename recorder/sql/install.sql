@@ -55,7 +55,7 @@ BEGIN
         ('0017_batch_relations_and_settings.sql', 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483'),
         ('0018_plans.sql', 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be'),
         ('0019_rollup_reads.sql', 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d'),
-        ('0020_run_reads.sql', 'ecd72bbb44f4ba6f584277bf71eedf00a47fceda7bac9ccbdd9fa211bc3e1d7c')) f (name, checksum) ON f.name = m.name
+        ('0020_run_reads.sql', '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -215,11 +215,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0019_rollup_re
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0020_run_reads.sql' AND checksum = 'ecd72bbb44f4ba6f584277bf71eedf00a47fceda7bac9ccbdd9fa211bc3e1d7c') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0020_run_reads.sql' AND checksum = '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../schema/migrations/0020_run_reads.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0020_run_reads.sql', 'ecd72bbb44f4ba6f584277bf71eedf00a47fceda7bac9ccbdd9fa211bc3e1d7c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0020_run_reads.sql', '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -239,19 +239,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '420ecdb9b6e06ba4cb4b4494c6bf2a30b8501cd07f39b8104f936d2aa1b0e356') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '2d04732ac0e4fe2f665d5e3e242b135c82b5f4eb001b9af12208e4b727393932') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '420ecdb9b6e06ba4cb4b4494c6bf2a30b8501cd07f39b8104f936d2aa1b0e356')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '2d04732ac0e4fe2f665d5e3e242b135c82b5f4eb001b9af12208e4b727393932')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'de0b07c7a5058c69af037106e951b07d709aa731d5a38be11c5a199a3065da1e') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'd23a1a06d01bf599079b2881dea475e0cf1b9b9410d30f35758c549b4c0245be') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'de0b07c7a5058c69af037106e951b07d709aa731d5a38be11c5a199a3065da1e')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'd23a1a06d01bf599079b2881dea475e0cf1b9b9410d30f35758c549b4c0245be')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -303,11 +303,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = 'aae274b6d168d25effc46abee391e987fe617466518542ae5b974c9fe9cc780f') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = '2f0d5a6d185ef783d47ef9b84c25d3a3336c383f2411dbffcef4e10feca95f9d') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/series.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', 'aae274b6d168d25effc46abee391e987fe617466518542ae5b974c9fe9cc780f')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', '2f0d5a6d185ef783d47ef9b84c25d3a3336c383f2411dbffcef4e10feca95f9d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -335,19 +335,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = '50bb96711f61a46a4837b74f42f5dcdba1a583c942cbdfb176e3df2ea9e53b38') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = '6975eda98f8c23a071e3fe56d785fe2e62ae49c7737d2fba6abab2c538ea7961') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/autovacuum_interference/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', '50bb96711f61a46a4837b74f42f5dcdba1a583c942cbdfb176e3df2ea9e53b38')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', '6975eda98f8c23a071e3fe56d785fe2e62ae49c7737d2fba6abab2c538ea7961')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/measures.sql' AND checksum = 'f61479f7f2f95ebefc85a30515340386a96e765fa2a4beed952a65eb255e8748') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/measures.sql' AND checksum = '22b10239424dc2df7e52fc4a31c19a5698d8f9da3dc6e1073591b3fc698a562b') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/autovacuum_interference/measures.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/measures.sql', 'f61479f7f2f95ebefc85a30515340386a96e765fa2a4beed952a65eb255e8748')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/measures.sql', '22b10239424dc2df7e52fc4a31c19a5698d8f9da3dc6e1073591b3fc698a562b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

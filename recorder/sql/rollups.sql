@@ -345,13 +345,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           UNION ALL
           SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds
           FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.statement_wait_rollups r WHERE p_batch IS NULL AND r.server = p_server
-              AND r.bucket = interval '1 hour' AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
-          WHERE sp.bucket = interval '1 hour'
-          UNION ALL  -- whole days: index-only from the day rows' own index (0020)
-          SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds
-          FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.statement_wait_rollups r WHERE p_batch IS NULL AND r.server = p_server
-              AND r.bucket = interval '1 day' AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
-          WHERE sp.bucket = interval '1 day'
+              AND r.bucket = sp.bucket AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
           UNION ALL  -- one batch's: from its own index (0020)
           SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds
           FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.statement_wait_rollups r WHERE r.server = p_server AND r.batch = p_batch

@@ -9,8 +9,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH n AS (SELECT c.samples AS n, extract(epoch FROM p_end_time - p_start_time) / nullif(c.samples, 0) AS spacing
                FROM telemetry._shared_sample_counts(p_shared, p_start_time, p_end_time, p_server) c)
     SELECT 'autovacuums', 'count',
-           coalesce((SELECT sum(tc.autovacuum_count_delta) FROM telemetry.tracked_tables t,
-                            telemetry.table_compare(t.relname, p_snapshot_start, p_end_time, t.schemaname, p_server) tc), 0)
+           coalesce((SELECT sum(tc.autovacuum_count_delta) FROM (SELECT array_agg(schemaname) AS schemas, array_agg(relname) AS tables FROM telemetry.tracked_tables) t,
+                            telemetry._tables_compare(t.schemas, t.tables, p_snapshot_start, p_end_time, p_server) tc), 0)
     FROM telemetry._shared_compare(p_shared) c
     UNION ALL
     SELECT 'vacuum_seconds', 'seconds',

@@ -25,8 +25,8 @@ BEGIN
                count(DISTINCT p.sample_id) AS samples, array_agg(DISTINCT p.phase) AS phases
         FROM vacuums p GROUP BY 1, 2, 3),
     tables AS (
-        SELECT tc.* FROM telemetry.tracked_tables t,
-             telemetry.table_compare(t.relname, p_snapshot_start, p_end_time, t.schemaname, p_server) tc)
+        SELECT tc.* FROM (SELECT array_agg(schemaname) AS schemas, array_agg(relname) AS tables FROM telemetry.tracked_tables) t,
+             telemetry._tables_compare(t.schemas, t.tables, p_snapshot_start, p_end_time, p_server) tc)
     SELECT 'autovacuum_interference',
            CASE WHEN x.pct_tracked >= telemetry._threshold('vacuum_pct_critical') THEN 'critical'
                 WHEN x.pct_tracked >= telemetry._threshold('vacuum_pct_warning') OR x.autovacuums > 0 THEN 'warning'
