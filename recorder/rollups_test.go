@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,6 +221,50 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 			}
 		}
 		compareAll(windows(first, last))
+
+		// The run functions too: runs of the batch whose own sessions' statement waits the data
+		// has ('nightly'), hours to a day long, over a day's boundary, the later ones with the
+		// earlier as their baseline; their own statements are read through the batch's rollups.
+		var runs []int64
+		for _, r := range [][2]time.Duration{{73*time.Minute + 17*time.Second, 3*time.Hour + 40*time.Minute},
+			{5*time.Hour + 2*time.Minute, 7*time.Hour + 31*time.Minute + 9*time.Second},
+			{9 * time.Hour, 35*time.Hour + 7*time.Minute}, {21*time.Hour + 30*time.Second, 48 * time.Hour}} {
+			var id int64
+			if err := c.QueryRow(ctx, `INSERT INTO telemetry.batch_runs (batch, started_at, ended_at, status, source, server)
+				VALUES ('nightly', $1, $2, 'succeeded', 'marker', 'a') RETURNING run_id`, first.Add(r[0]), first.Add(r[1])).Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			runs = append(runs, id)
+		}
+		for _, id := range runs {
+			for _, f := range []string{"run_statements", "diagnose_run"} {
+				answer := func(rollups string) string {
+					tx, err := c.Begin(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer tx.Rollback(ctx)
+					var s *string
+					if err := tx.QueryRow(ctx, `SELECT set_config('telemetry.rollups', $1, true)`, rollups).Scan(&s); err != nil {
+						t.Fatal(err)
+					}
+					if err := tx.QueryRow(ctx, `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.`+f+`($1) f`, id).Scan(&s); err != nil {
+						t.Fatalf("%s(%d): %v", f, id, err)
+					}
+					if s == nil {
+						return "none"
+					}
+					return *s
+				}
+				raw, rolled := answer("off"), answer("on")
+				if raw != rolled {
+					t.Errorf("%s of run %d: from the rollups\n%s\nfrom raw rows\n%s", f, id, rolled, raw)
+				}
+				if f == "run_statements" && !strings.Contains(rolled, `"query": "UPDATE t1 SET`) {
+					t.Errorf("run_statements of run %d: the batch's statements missing: %.500s", id, rolled)
+				}
+			}
+		}
 
 		// The rollups are what answered: a changed rollup changes the day's answer.
 		day := func() string {
