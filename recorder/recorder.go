@@ -106,8 +106,11 @@ type Recorder struct {
 	partitioned map[string]bool // UTC days whose partitions exist
 	tables      []collectors.RecordedTable
 
-	writeFailure, listenFailure *repeatlog.Failure
-	refusalsLogged              map[refusal]bool
+	writeFailure, listenFailure, settleFailure *repeatlog.Failure
+	// servers are the servers whose collections this recorder wrote: the ones whose ended
+	// runs it settles (settleRuns).
+	servers        map[string]bool
+	refusalsLogged map[refusal]bool
 
 	written  *prometheus.CounterVec
 	dropped  *prometheus.CounterVec
@@ -122,7 +125,7 @@ type Recorder struct {
 func New(o Options) *Recorder {
 	o = o.WithDefaults()
 	r := &Recorder{o: o, wake: make(chan struct{}, 1), partitioned: map[string]bool{},
-		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), refusalsLogged: map[refusal]bool{}, statements: statementDeltas{every: o.StatementsEvery}, tables: collectors.RecordedTables}
+		writeFailure: repeatlog.New(o.Logger), listenFailure: repeatlog.New(o.Logger), settleFailure: repeatlog.New(o.Logger), servers: map[string]bool{}, refusalsLogged: map[refusal]bool{}, statements: statementDeltas{every: o.StatementsEvery}, tables: collectors.RecordedTables}
 	r.requests = requestLimiter{interval: o.RequestMinInterval, snapshot: r.requestedSnapshot}
 	r.ignoredRequest = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: collectors.Namespace, Name: "recorder_snapshot_requests_ignored_total",
 		Help: "Snapshot requests that drove no snapshot of their own: rate_limited (within --recorder.request-min-interval of the previous requested snapshot; " +
@@ -228,8 +231,15 @@ func (r *Recorder) Run(ctx context.Context) {
 // retentionEvery is how often old partitions are looked for.
 const retentionEvery = time.Hour
 
+// settleEvery is how often ended runs are settled, and settleAtOnce how many at most each
+// time, a statement each (telemetry.settle_run).
+const (
+	settleEvery  = time.Minute
+	settleAtOnce = 5
+)
+
 func (r *Recorder) writeLoop(ctx context.Context) {
-	var lastRetention time.Time
+	var lastRetention, lastSettle time.Time
 	for {
 		if time.Since(lastRetention) >= retentionEvery {
 			if err := r.applyRetention(ctx); err != nil {
@@ -247,6 +257,10 @@ func (r *Recorder) writeLoop(ctx context.Context) {
 			wait = r.o.RetryEvery
 		} else {
 			r.writeFailure.Succeeded("recorder writes again", "buffered_rows", r.Buffered())
+			if time.Since(lastSettle) >= settleEvery {
+				r.settleRuns(ctx)
+				lastSettle = time.Now()
+			}
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -275,12 +289,40 @@ func (r *Recorder) drain(ctx context.Context) error {
 			return err
 		}
 		r.mu.Lock()
+		r.servers[b.server] = true
 		// The buffer may have dropped it meanwhile; remove it only if still at the head.
 		if len(r.queue) > 0 && r.queue[0] == b {
 			r.queue = r.queue[1:]
 			r.queuedRows -= b.rowCount()
 		}
 		r.mu.Unlock()
+	}
+}
+
+// settleRuns stores the results of the written servers' runs whose data are all in
+// (telemetry.settle_run), so that later runs read them as baseline runs without reading their
+// data again. A failure costs only speed: the analysis computes what is not stored.
+func (r *Recorder) settleRuns(ctx context.Context) {
+	r.mu.Lock()
+	servers := make([]string, 0, len(r.servers))
+	for s := range r.servers {
+		servers = append(servers, s)
+	}
+	r.mu.Unlock()
+	for _, server := range servers {
+		for range settleAtOnce {
+			var runID *int64
+			if err := r.o.Pool.QueryRow(ctx, `SELECT telemetry.settle_run($1)`, server).Scan(&runID); err != nil {
+				if ctx.Err() == nil {
+					r.settleFailure.Failed("recorder could not settle ended runs (their analysis reads their data each time)", err, "server", server)
+				}
+				return
+			}
+			r.settleFailure.Succeeded("recorder settles ended runs again")
+			if runID == nil {
+				break
+			}
+		}
 	}
 }
 

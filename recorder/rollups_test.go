@@ -236,35 +236,83 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 			}
 			runs = append(runs, id)
 		}
-		for _, id := range runs {
-			for _, f := range []string{"run_statements", "diagnose_run"} {
-				answer := func(rollups string) string {
-					tx, err := c.Begin(ctx)
-					if err != nil {
-						t.Fatal(err)
+		runAnswer := func(f string, id int64, rollups string) string {
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			var s *string
+			if err := tx.QueryRow(ctx, `SELECT set_config('telemetry.rollups', $1, true)`, rollups).Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.QueryRow(ctx, `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.`+f+`($1) f`, id).Scan(&s); err != nil {
+				t.Fatalf("%s(%d): %v", f, id, err)
+			}
+			if s == nil {
+				return "none"
+			}
+			return *s
+		}
+		// compareRuns compares each run's answers; all but the first skip have their statements.
+		compareRuns := func(stage string, skip int) {
+			t.Helper()
+			for i, id := range runs {
+				for _, f := range []string{"run_statements", "diagnose_run"} {
+					raw, rolled := runAnswer(f, id, "off"), runAnswer(f, id, "on")
+					if raw != rolled {
+						t.Errorf("%s of run %d, %s: from the rollups\n%s\nfrom raw rows\n%s", f, id, stage, rolled, raw)
 					}
-					defer tx.Rollback(ctx)
-					var s *string
-					if err := tx.QueryRow(ctx, `SELECT set_config('telemetry.rollups', $1, true)`, rollups).Scan(&s); err != nil {
-						t.Fatal(err)
+					if f == "run_statements" && i >= skip && !strings.Contains(rolled, `"query": "UPDATE t1 SET`) {
+						t.Errorf("run_statements of run %d, %s: the batch's statements missing: %.500s", id, stage, rolled)
 					}
-					if err := tx.QueryRow(ctx, `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.`+f+`($1) f`, id).Scan(&s); err != nil {
-						t.Fatalf("%s(%d): %v", f, id, err)
-					}
-					if s == nil {
-						return "none"
-					}
-					return *s
-				}
-				raw, rolled := answer("off"), answer("on")
-				if raw != rolled {
-					t.Errorf("%s of run %d: from the rollups\n%s\nfrom raw rows\n%s", f, id, rolled, raw)
-				}
-				if f == "run_statements" && !strings.Contains(rolled, `"query": "UPDATE t1 SET`) {
-					t.Errorf("run_statements of run %d: the batch's statements missing: %.500s", id, rolled)
 				}
 			}
 		}
+		compareRuns("before they were settled", 0)
+
+		// Settled, each run's results are stored once (settle_run, the latest ended first) and
+		// the later runs read their baseline runs' from them: the same answers.
+		settle := func() []int64 {
+			var settled []int64
+			for {
+				var id *int64
+				if err := c.QueryRow(ctx, `SELECT telemetry.settle_run('a')`).Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+				if id == nil {
+					return settled
+				}
+				settled = append(settled, *id)
+			}
+		}
+		if settled := settle(); fmt.Sprint(settled) != fmt.Sprint([]int64{runs[3], runs[2], runs[1], runs[0]}) {
+			t.Errorf("settled runs %v, want the four, the latest ended first", settled)
+		}
+		holds := func(what, sql string, args ...any) {
+			t.Helper()
+			var ok bool
+			if err := c.QueryRow(ctx, sql, args...).Scan(&ok); err != nil || !ok {
+				t.Errorf("%s: %v, %v", what, ok, err)
+			}
+		}
+		holds("the four runs' results stored", `SELECT count(*) = 4 FROM telemetry.run_results WHERE results IS NOT NULL`)
+		compareRuns("settled", 0)
+		// The stored results are what answered: emptied, the last run's baseline loses them.
+		stored := runAnswer("diagnose_run", runs[3], "on")
+		if _, err := c.Exec(ctx, `UPDATE telemetry.run_results SET results = results || '{"measures": [], "measures_own": []}' WHERE run_id <> $1`, runs[3]); err != nil {
+			t.Fatal(err)
+		}
+		if runAnswer("diagnose_run", runs[3], "on") == stored {
+			t.Error("diagnose_run did not read its baseline runs' stored measures")
+		}
+		// A threshold changed: the stored results no longer hold, and are computed again.
+		e.exec(`UPDATE telemetry.diagnose_thresholds SET value = value + 1 WHERE name = 'statement_min_extra_seconds'`)
+		compareRuns("after a threshold changed", 0)
+		if settled := settle(); len(settled) != 4 {
+			t.Errorf("after a threshold changed, settled again %v, want the four", settled)
+		}
+		compareRuns("settled again", 0)
 
 		// The rollups are what answered: a changed rollup changes the day's answer.
 		day := func() string {
@@ -301,5 +349,23 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		cutDay := cut.UTC().Truncate(24 * time.Hour)
 		compareAll(append(windows(last.Add(-46*time.Hour), last), [2]time.Time{cutDay.Add(-time.Minute), cutDay.Add(25 * time.Hour)},
 			[2]time.Time{cut.Add(-time.Hour), last}))
+		// The runs begun before the cut are read from what is left: their stored results went,
+		// and they are not settled again.
+		holds("no stored results of runs begun before the cut", `SELECT NOT EXISTS (SELECT FROM telemetry.run_results r
+			JOIN telemetry.batch_runs b USING (run_id) WHERE b.started_at < $1)`, cut)
+		if settled := settle(); len(settled) != 0 {
+			t.Errorf("after the cut, settled %v again, want none", settled)
+		}
+		var cutRuns int // begun before the cut: their start's statement snapshot is gone
+		for _, id := range runs {
+			var before bool
+			if err := c.QueryRow(ctx, `SELECT started_at < $2 FROM telemetry.batch_runs WHERE run_id = $1`, id, cut).Scan(&before); err != nil {
+				t.Fatal(err)
+			}
+			if before {
+				cutRuns++
+			}
+		}
+		compareRuns("after the cut", cutRuns)
 	})
 }

@@ -328,13 +328,48 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            LATERAL telemetry._window_measures(w.start_time, w.end_time, w.snapshot_start, w.server, own.waits) m
 $$;
 
+-- _run_results_fingerprint is what a run's stored results (run_results) were computed under,
+-- beside the run's own times: the schema's migrations and definitions, the thresholds and the
+-- tracked tables. A change to any of them computes them again.
+CREATE OR REPLACE FUNCTION telemetry._run_results_fingerprint()
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT md5(concat_ws('|',
+        (SELECT string_agg(m.name || ':' || m.checksum, ',' ORDER BY m.name) FROM telemetry.schema_migrations m),
+        (SELECT string_agg(t.name || '=' || t.value, ',' ORDER BY t.name) FROM telemetry.diagnose_thresholds t),
+        (SELECT string_agg(x.relid || ':' || x.schemaname || '.' || x.relname, ',' ORDER BY x.relid) FROM telemetry.tracked_tables x)))
+$$;
+
+-- _run_results_hold tells whether a run's stored results still hold for it.
+CREATE OR REPLACE FUNCTION telemetry._run_results_hold(p_stored telemetry.run_results, p_run telemetry.batch_runs, p_fingerprint text)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_stored.started_at = p_run.started_at AND p_stored.ended_at = p_run.ended_at
+       AND p_stored.start_snapshot_at IS NOT DISTINCT FROM p_run.start_snapshot_at
+       AND p_stored.server IS NOT DISTINCT FROM p_run.server AND p_stored.fingerprint = p_fingerprint
+$$;
+
+-- _run_results is the part p_part of a run's stored results (settle_run) where they still hold
+-- (NULL: none, and the caller computes it from the data): the run's times and server as they
+-- were, the same fingerprint. A session that SET telemetry.rollups = off reads none (the raw
+-- answer, which the tests compare with).
+CREATE OR REPLACE FUNCTION telemetry._run_results(p_run_id bigint, p_part text)
+RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT x.results -> p_part
+    FROM telemetry.run_results x JOIN telemetry.batch_runs r ON r.run_id = x.run_id
+    WHERE x.run_id = p_run_id AND telemetry._run_results_hold(x, r, telemetry._run_results_fingerprint())
+      AND coalesce(current_setting('telemetry.rollups', true), '') <> 'off'
+$$;
+
 -- _run_measures are _window_measures of a run, its waits those of its own sessions when
 -- p_own_sessions (diagnose_run asks where the run and its baseline runs all had them recorded
--- apart, so that both sides are measured alike): what the batch waited on.
+-- apart, so that both sides are measured alike): what the batch waited on. A run's stored
+-- results hold them once it is settled.
 CREATE OR REPLACE FUNCTION telemetry._run_measures(p_run_id bigint, p_own_sessions boolean)
 RETURNS TABLE (measure text, pattern text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM telemetry._run_part_measures(p_run_id, p_own_sessions, NULL)
+    WITH stored AS (SELECT telemetry._run_results(p_run_id, CASE WHEN p_own_sessions THEN 'measures_own' ELSE 'measures' END) AS rows)
+    SELECT x.* FROM stored, jsonb_to_recordset(stored.rows) AS x (measure text, pattern text, unit text, value numeric)
+    UNION ALL
+    SELECT m.* FROM stored, LATERAL telemetry._run_part_measures(p_run_id, p_own_sessions, NULL) m WHERE stored.rows IS NULL
 $$;
 
 -- _measure_text shows a measure's value in its unit.
@@ -368,12 +403,19 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     LATERAL telemetry._run_window(b.run_id) bw
 $$;
 
+-- _run_own_recorded tells whether a run had its own sessions' waits recorded apart.
+CREATE OR REPLACE FUNCTION telemetry._run_own_recorded(p_run_id bigint)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((telemetry._run_results(p_run_id, 'own_recorded'))::boolean,
+                    EXISTS (SELECT FROM telemetry.run_session_waits(p_run_id) x WHERE x.sessions = 'batch'))
+$$;
+
 -- _own_sessions_recorded tells whether a run and all its baseline runs had their own
 -- sessions' waits recorded apart (run_session_waits): only then are both sides measured by
 -- what the batch's own sessions waited on.
 CREATE OR REPLACE FUNCTION telemetry._own_sessions_recorded(p_run_id bigint)
 RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT bool_and(EXISTS (SELECT FROM telemetry.run_session_waits(r.run_id) x WHERE x.sessions = 'batch'))
+    SELECT bool_and(telemetry._run_own_recorded(r.run_id))
     FROM (SELECT p_run_id AS run_id UNION ALL SELECT b.run_id FROM telemetry._baseline_runs(p_run_id) b) r
 $$;
 

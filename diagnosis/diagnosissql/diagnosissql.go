@@ -17,4 +17,4 @@ var ThresholdsOrder = []string{"thresholds.sql"}
 
 // Order is the order to apply the other Files in, after batch runs' definitions: each may use
 // what the ones before define.
-var Order = []string{"diagnose.sql", "statements.sql", "series.sql", "changes.sql", "plans.sql", "account.sql"}
+var Order = []string{"diagnose.sql", "statements.sql", "series.sql", "changes.sql", "plans.sql", "account.sql", "settle.sql"}

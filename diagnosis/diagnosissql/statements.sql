@@ -199,11 +199,30 @@ $$;
 -- show no query_id, as a portal fetched in parts does on 14-17).
 CREATE OR REPLACE FUNCTION telemetry._run_statement_batch(p_run_id bigint)
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT w.batch FROM telemetry._run_window(p_run_id) w,
+    WITH stored AS (SELECT telemetry._run_results(p_run_id, 'statement_batch') AS batch)
+    SELECT stored.batch #>> '{}' FROM stored WHERE stored.batch IS NOT NULL
+    UNION ALL
+    SELECT w.batch FROM stored, telemetry._run_window(p_run_id) w,
         LATERAL (SELECT sum(x.seconds) AS seconds, sum(x.seconds) FILTER (WHERE x.queryid <> 0 OR x.query_text <> '') AS known
                  FROM telemetry._window_statement_waits(w.start_time - interval '1 microsecond', w.end_time,
                                                         telemetry._resolve_server(w.server), w.batch) x) o
-    WHERE o.known >= telemetry._threshold('own_statements_known_pct') / 100 * o.seconds
+    WHERE stored.batch IS NULL AND o.known >= telemetry._threshold('own_statements_known_pct') / 100 * o.seconds
+$$;
+
+-- _run_window_statements are a run's statements (_window_statements of its window), the
+-- sampled waits those of p_batch's own sessions: the run's _run_statement_batch, which its
+-- caller has, or NULL for every session's. A run's stored results hold both once it is settled.
+CREATE OR REPLACE FUNCTION telemetry._run_window_statements(p_run_id bigint, p_batch text)
+RETURNS TABLE (queryid bigint, query text, status text, calls bigint, rows bigint, seconds numeric,
+               blocks bigint, temp_blks bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH stored AS (SELECT telemetry._run_results(p_run_id, CASE WHEN p_batch IS NULL THEN 'statements' ELSE 'statements_own' END) AS rows)
+    SELECT x.* FROM stored, jsonb_to_recordset(stored.rows) AS x (queryid bigint, query text, status text, calls bigint, rows bigint,
+        seconds numeric, blocks bigint, temp_blks bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean)
+    UNION ALL
+    SELECT s.* FROM stored, telemetry._run_window(p_run_id) w,
+           LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, p_batch) s
+    WHERE stored.rows IS NULL
 $$;
 
 -- A run's statements that escaped the wait sampler (issue 19, defect 5): a statement of the
@@ -249,8 +268,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     base AS (
         SELECT x.queryid, percentile_cont(0.5) WITHIN GROUP (ORDER BY x.seconds / x.calls)::numeric AS per_call,
                count(DISTINCT b.run_id)::int AS runs_with
-        FROM telemetry._baseline_runs(p_run_id) b,
-             LATERAL telemetry._window_statements(b.snapshot_start, b.end_time, b.server, NULL::text) x
+        FROM telemetry._baseline_runs(p_run_id) b, LATERAL telemetry._run_window_statements(b.run_id, NULL) x
         WHERE x.status <> 'reset' AND x.calls > 0 AND x.queryid IN (SELECT c.queryid FROM candidates c)
         GROUP BY x.queryid)
     SELECT c.queryid, c.query, c.datname, c.username, c.status, c.calls, c.rows, c.total_seconds, c.seconds_per_call,
@@ -286,14 +304,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     own AS MATERIALIZED (SELECT telemetry._run_statement_batch(p_run_id) AS batch),
     -- Its own sessions' statements: those sampled, and those that escaped the samples but
     -- ran only in its own roles and databases (_run_unsampled_statements).
-    cur AS (SELECT s.* FROM w, own, LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, own.batch) s
+    cur AS (SELECT s.* FROM own, LATERAL telemetry._run_window_statements(p_run_id, own.batch) s
             WHERE own.batch IS NULL OR s.sampled_waits IS NOT NULL
                OR s.queryid IN (SELECT u.queryid FROM telemetry._run_unsampled_statements(p_run_id) u)),
     -- A statement first seen inside a baseline run (new) ran in it: the first run after a
     -- restart or a reset is a normal run. Only reset counters are left out.
     -- Each baseline run's sampled waits are its own sessions' where its own were recorded apart.
-    bs AS (SELECT b.run_id, s.* FROM sbase b,
-                  LATERAL telemetry._window_statements(b.snapshot_start, b.end_time, b.server, telemetry._run_statement_batch(b.run_id)) s
+    bs AS (SELECT b.run_id, s.* FROM sbase b, LATERAL telemetry._run_window_statements(b.run_id, telemetry._run_statement_batch(b.run_id)) s
            WHERE s.status <> 'reset'),
     nbase AS (SELECT count(*)::int AS n,
                      percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM end_time - start_time))::numeric AS duration

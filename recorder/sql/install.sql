@@ -55,7 +55,8 @@ BEGIN
         ('0017_batch_relations_and_settings.sql', 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483'),
         ('0018_plans.sql', 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be'),
         ('0019_rollup_reads.sql', 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d'),
-        ('0020_run_reads.sql', '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985')) f (name, checksum) ON f.name = m.name
+        ('0020_run_reads.sql', '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985'),
+        ('0021_run_results.sql', '872925058a98c918fed109e5e33145cdb3ce0014f552795238360677edacaf8b')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -223,6 +224,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0020_run_reads
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0021_run_results.sql' AND checksum = '872925058a98c918fed109e5e33145cdb3ce0014f552795238360677edacaf8b') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../schema/migrations/0021_run_results.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0021_run_results.sql', '872925058a98c918fed109e5e33145cdb3ce0014f552795238360677edacaf8b')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 BEGIN;
@@ -231,19 +240,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/t
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = 'bc2927969364bf1c0cf2192adf54e8513ccb9c19279afeb7c82930a060d5a75e') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '2c972247da0fa42af8e60c15f6799bae2b66f403a02148a338ee7dd16293b604') AS apply \gset
 \if :apply
 BEGIN;
 \ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', 'bc2927969364bf1c0cf2192adf54e8513ccb9c19279afeb7c82930a060d5a75e')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '2c972247da0fa42af8e60c15f6799bae2b66f403a02148a338ee7dd16293b604')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '2d04732ac0e4fe2f665d5e3e242b135c82b5f4eb001b9af12208e4b727393932') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '737f770e7b077a0d872869ba899d16e491912ae067e3538f495311643caa461e') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '2d04732ac0e4fe2f665d5e3e242b135c82b5f4eb001b9af12208e4b727393932')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '737f770e7b077a0d872869ba899d16e491912ae067e3538f495311643caa461e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -263,11 +272,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '5a299aa7a9fcd0b6a67362daaa1fbe493a9b167b87e0fe5e659e5107a5272393') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'e10978dd73f1687375abfcd394293c0706797694a3950fcf461e695ca17d6776') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '5a299aa7a9fcd0b6a67362daaa1fbe493a9b167b87e0fe5e659e5107a5272393')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'e10978dd73f1687375abfcd394293c0706797694a3950fcf461e695ca17d6776')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -287,19 +296,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '5be6f1129bf9cc6b9b7d9dbaba7ba1f41b18d6f16ec48d0949f693bf83ebeb05') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '7428182713fdbed679901aa1165c537accf07002c04a9c27e961adca5d119784') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '5be6f1129bf9cc6b9b7d9dbaba7ba1f41b18d6f16ec48d0949f693bf83ebeb05')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '7428182713fdbed679901aa1165c537accf07002c04a9c27e961adca5d119784')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '73b49e8012e76ae55ad30e9605bc44521a4437fef1fb7b31dabe2bcf045cef2d') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '13bf7dc50bed9417df57d0cccbc31e9aec82ea71effa8934fb9a893b73f3586f') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '73b49e8012e76ae55ad30e9605bc44521a4437fef1fb7b31dabe2bcf045cef2d')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '13bf7dc50bed9417df57d0cccbc31e9aec82ea71effa8934fb9a893b73f3586f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -327,11 +336,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'd75afbd7586c62c4136ca2b324543bdbf9ae7f4e3bea76783ae6cdbba37d52e3') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '09c9f49c1526fac7d7f106926f1235b06ce822a4e16d759d911a081358d1cfef') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'd75afbd7586c62c4136ca2b324543bdbf9ae7f4e3bea76783ae6cdbba37d52e3')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '09c9f49c1526fac7d7f106926f1235b06ce822a4e16d759d911a081358d1cfef')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = '8734b76eb52de901b9a7f438e5ace2371c71c9d75c5d78b3cc6ea86da6506b55') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/diagnosissql/settle.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', '8734b76eb52de901b9a7f438e5ace2371c71c9d75c5d78b3cc6ea86da6506b55')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

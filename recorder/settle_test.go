@@ -1,0 +1,71 @@
+package recorder
+
+import (
+	"context"
+	"testing"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
+)
+
+// TestEndedRunsSettled: the Go recorder and pg_cron mode's snapshot() store the results of a
+// run whose data are all in (telemetry.settle_run: the server recorded settle_after_seconds,
+// 10 minutes, past its end), and of no run still going or ended since, at the defaults.
+func TestEndedRunsSettled(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		ctx := context.Background()
+		// runs inserts, for the recorded server, a collection an hour ago (what it recorded
+		// before) and three runs: one ended 40 minutes ago, one 5 minutes ago, one going on.
+		runs := func(t *testing.T, e *env) (settled, recent, open int64) {
+			c := e.conn()
+			var server string
+			if err := c.QueryRow(ctx, `SELECT server FROM telemetry.servers`).Scan(&server); err != nil {
+				t.Fatal(err)
+			}
+			pgtest.MustExec(t, c, `SELECT telemetry._ensure_partitions(now() - interval '1 hour')`)
+			pgtest.MustExec(t, c, `INSERT INTO telemetry.snapshots (captured_at, pg_version, server) VALUES (now() - interval '1 hour', 17, $1)`, server)
+			pgtest.MustExec(t, c, `INSERT INTO telemetry.samples (captured_at, server) VALUES (now() - interval '1 hour', $1)`, server)
+			for _, r := range []struct {
+				id         *int64
+				start, end string
+			}{{&settled, "50 minutes", "40 minutes"}, {&recent, "8 minutes", "5 minutes"}, {&open, "30 minutes", ""}} {
+				status, end := "succeeded", "now() - interval '"+r.end+"'"
+				if r.end == "" {
+					status, end = "running", "NULL"
+				}
+				if err := c.QueryRow(ctx, `INSERT INTO telemetry.batch_runs (batch, started_at, ended_at, status, source, server)
+					VALUES ('nightly '||$1, now() - $2::interval, `+end+`, $3, 'marker', $4) RETURNING run_id`,
+					r.start, r.start, status, server).Scan(r.id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return
+		}
+		check := func(t *testing.T, e *env, settled int64) {
+			c := e.conn()
+			eventually(t, c, `SELECT EXISTS (SELECT FROM telemetry.run_results WHERE run_id = $1 AND results IS NOT NULL)`, settled)
+			if n := pgtest.Query(t, c, `SELECT run_id FROM telemetry.run_results WHERE run_id <> $1`, settled); len(n) != 0 {
+				t.Errorf("settled %v too, want only run %d", n, settled)
+			}
+		}
+		t.Run("recorder", func(t *testing.T) {
+			e := newEnv(t, srv)
+			e.record(collectors.TierSnapshot)
+			e.record(collectors.TierSample)
+			settled, _, _ := runs(t, e)
+			ctx, cancel := context.WithCancel(ctx)
+			t.Cleanup(cancel)
+			go e.rec.Run(ctx)
+			check(t, e, settled)
+		})
+		t.Run("pg_cron mode", func(t *testing.T) {
+			e := newEnv(t, srv)
+			c := e.conn()
+			pgtest.MustExec(t, c, `SELECT telemetry.snapshot()`)
+			pgtest.MustExec(t, c, `SELECT telemetry.sample()`)
+			settled, _, _ := runs(t, e)
+			pgtest.MustExec(t, c, `SELECT telemetry.snapshot()`)
+			check(t, e, settled)
+		})
+	})
+}
