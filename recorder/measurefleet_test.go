@@ -145,7 +145,7 @@ func TestMeasureFleet(t *testing.T) {
 		float64(rollups1-rollups0)/float64(servers)/recorded.Seconds(), rowsPerSecond*float64(servers))
 
 	// Each server's days, generated one server after another, their rollups summed, the
-	// tables vacuumed and analyzed; fleet-01's analysis timed with its own days only (and the
+	// tables vacuumed and analyzed, their runs settled; fleet-01's analysis timed with its own days only (and the
 	// others' 20 minutes recorded), then with every server's.
 	var generated, rebuilt time.Duration
 	generate := func(rs []*Recorder) {
@@ -160,6 +160,9 @@ func TestMeasureFleet(t *testing.T) {
 		}
 		rebuilt += time.Since(began)
 		pgtest.MustExec(t, ctl, measureVacuum)
+		for _, r := range rs {
+			settleGenerated(t, ctl, r.o.ServerName)
+		}
 	}
 	timings := make([][]string, len(measureCalls))
 	analyse := func() {

@@ -43,7 +43,7 @@ func TestEndedRunsSettled(t *testing.T) {
 		}
 		check := func(t *testing.T, e *env, settled int64) {
 			c := e.conn()
-			eventually(t, c, `SELECT EXISTS (SELECT FROM telemetry.run_results WHERE run_id = $1 AND results IS NOT NULL)`, settled)
+			eventually(t, c, `SELECT EXISTS (SELECT FROM telemetry.run_results WHERE run_id = $1 AND complete)`, settled)
 			if n := pgtest.Query(t, c, `SELECT run_id FROM telemetry.run_results WHERE run_id <> $1`, settled); len(n) != 0 {
 				t.Errorf("settled %v too, want only run %d", n, settled)
 			}

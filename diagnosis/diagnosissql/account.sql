@@ -401,9 +401,8 @@ BEGIN
                      (array_agg(o.query ORDER BY o.seconds DESC NULLS LAST))[1] AS top_query,
                      (array_agg(o.queryid ORDER BY o.seconds DESC NULLS LAST))[1] AS top_queryid,
                      max(o.seconds) AS top_seconds
-              FROM (SELECT telemetry._run_statement_batch(p_run_id) AS batch) own,
-                   LATERAL telemetry._run_window_statements(p_run_id, own.batch) o
-              WHERE (SELECT yes FROM covered) AND own.batch IS NOT NULL AND o.sampled_waits IS NULL AND o.calls > 0) x
+              FROM telemetry._runs_statements(ARRAY[p_run_id], true) o
+              WHERE (SELECT yes FROM covered) AND o.batch IS NOT NULL AND o.sampled_waits IS NULL AND o.calls > 0) x
         WHERE x.seconds >= telemetry._threshold('statement_min_extra_seconds')
         UNION ALL
         -- The window's patterns: a caveat (insufficient_data) after the causes; the others

@@ -347,29 +347,32 @@ RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
        AND p_stored.server IS NOT DISTINCT FROM p_run.server AND p_stored.fingerprint = p_fingerprint
 $$;
 
--- _run_results is the part p_part of a run's stored results (settle_run) where they still hold
--- (NULL: none, and the caller computes it from the data): the run's times and server as they
--- were, the same fingerprint. A session that SET telemetry.rollups = off reads none (the raw
--- answer, which the tests compare with).
-CREATE OR REPLACE FUNCTION telemetry._run_results(p_run_id bigint, p_part text)
-RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT x.results -> p_part
+-- _run_settled tells whether a run's stored results (settle_run) are complete and still hold:
+-- the run's times and server as they were, the same fingerprint. Else its readers compute
+-- from the data. A session that SET telemetry.rollups = off reads none (the raw answer, which
+-- the tests compare with). The readers test it in a condition of its own, WHERE (SELECT ...):
+-- a one-time filter, so that the computation from the data never runs where stored results
+-- answer (as a join, the planner may call it first).
+CREATE OR REPLACE FUNCTION telemetry._run_settled(p_run_id bigint)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(bool_and(x.complete AND telemetry._run_results_hold(x, r, telemetry._run_results_fingerprint())), false)
+           AND coalesce(current_setting('telemetry.rollups', true), '') <> 'off'
     FROM telemetry.run_results x JOIN telemetry.batch_runs r ON r.run_id = x.run_id
-    WHERE x.run_id = p_run_id AND telemetry._run_results_hold(x, r, telemetry._run_results_fingerprint())
-      AND coalesce(current_setting('telemetry.rollups', true), '') <> 'off'
+    WHERE x.run_id = p_run_id
 $$;
 
 -- _run_measures are _window_measures of a run, its waits those of its own sessions when
 -- p_own_sessions (diagnose_run asks where the run and its baseline runs all had them recorded
--- apart, so that both sides are measured alike): what the batch waited on. A run's stored
--- results hold them once it is settled.
+-- apart, so that both sides are measured alike): what the batch waited on. Stored once the
+-- run is settled.
 CREATE OR REPLACE FUNCTION telemetry._run_measures(p_run_id bigint, p_own_sessions boolean)
 RETURNS TABLE (measure text, pattern text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH stored AS (SELECT telemetry._run_results(p_run_id, CASE WHEN p_own_sessions THEN 'measures_own' ELSE 'measures' END) AS rows)
-    SELECT x.* FROM stored, jsonb_to_recordset(stored.rows) AS x (measure text, pattern text, unit text, value numeric)
+    WITH settled AS (SELECT telemetry._run_settled(p_run_id) AS yes)
+    (SELECT x.measure, x.pattern, x.unit, x.value FROM telemetry.run_result_measures x
+     WHERE (SELECT yes FROM settled) AND x.run_id = p_run_id AND x.own = p_own_sessions ORDER BY x.ord)
     UNION ALL
-    SELECT m.* FROM stored, LATERAL telemetry._run_part_measures(p_run_id, p_own_sessions, NULL) m WHERE stored.rows IS NULL
+    SELECT m.* FROM telemetry._run_part_measures(p_run_id, p_own_sessions, NULL) m WHERE NOT (SELECT yes FROM settled)
 $$;
 
 -- _measure_text shows a measure's value in its unit.
@@ -406,8 +409,8 @@ $$;
 -- _run_own_recorded tells whether a run had its own sessions' waits recorded apart.
 CREATE OR REPLACE FUNCTION telemetry._run_own_recorded(p_run_id bigint)
 RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce((telemetry._run_results(p_run_id, 'own_recorded'))::boolean,
-                    EXISTS (SELECT FROM telemetry.run_session_waits(p_run_id) x WHERE x.sessions = 'batch'))
+    SELECT CASE WHEN telemetry._run_settled(p_run_id) THEN (SELECT x.own_recorded FROM telemetry.run_results x WHERE x.run_id = p_run_id)
+                ELSE EXISTS (SELECT FROM telemetry.run_session_waits(p_run_id) x WHERE x.sessions = 'batch') END
 $$;
 
 -- _own_sessions_recorded tells whether a run and all its baseline runs had their own

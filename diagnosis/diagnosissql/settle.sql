@@ -1,7 +1,7 @@
 -- Settling a run: once its data are all in, its own results (statements and measures, what a
 -- later run reads of it as a baseline run) are computed once and stored in run_results, so
 -- that a run against 30 baseline runs reads 30 stored results, not 30 windows of data (issue
--- 22). The readers (_run_results) take them only while they hold: the same run times and
+-- 22). The readers take them only while they hold (_run_settled): the same run times and
 -- fingerprint (_run_results_fingerprint); else, and before a run is settled, they compute
 -- from the data as before, to the same answer (recorder.TestRollupsAnswerAsRawRows).
 
@@ -16,7 +16,7 @@ ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.de
 -- settle_after_seconds past the run's end, and the run began after the server's first
 -- snapshot kept (a run whose start retention cut is read from what is left, every time).
 -- Results that cannot be computed within the statement's time (statement_timeout), or that
--- fail, are stored as NULL: read from the data each time, as before. One run a call, so that
+-- fail, are left incomplete: read from the data each time, as before. One run a call, so that
 -- each has the statement's whole time: the recorder calls it a few times a minute, and pg_cron
 -- mode's snapshot() once a snapshot.
 CREATE OR REPLACE FUNCTION telemetry.settle_run(p_server text)
@@ -26,8 +26,6 @@ DECLARE
     v_run telemetry.batch_runs;
     v_batch text;
     v_own boolean;
-    v_measures jsonb;
-    v_results jsonb;
 BEGIN
     SELECT r.* INTO v_run
     FROM telemetry.batch_runs r
@@ -45,31 +43,33 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
+    -- Computed from the data: the run's results are taken as not settled (complete false)
+    -- until its rows are all in.
+    DELETE FROM telemetry.run_results WHERE run_id = v_run.run_id;
+    INSERT INTO telemetry.run_results (run_id, server, started_at, ended_at, start_snapshot_at, fingerprint, computed_at, complete)
+    VALUES (v_run.run_id, v_run.server, v_run.started_at, v_run.ended_at, v_run.start_snapshot_at, v_fingerprint, clock_timestamp(), false);
     BEGIN
-        -- Computed from the data (results stored before that no longer hold are not read).
-        -- Measured by its own sessions' waits where it had none recorded is measured by all.
         v_batch := telemetry._run_statement_batch(v_run.run_id);
         v_own := telemetry._run_own_recorded(v_run.run_id);
-        v_measures := (SELECT coalesce(jsonb_agg(to_jsonb(m)), '[]') FROM telemetry._run_part_measures(v_run.run_id, false, NULL) m);
-        v_results := jsonb_build_object(
-            'statement_batch', to_jsonb(v_batch),
-            'own_recorded', v_own,
-            'statements', (SELECT coalesce(jsonb_agg(to_jsonb(s)), '[]') FROM telemetry._run_window_statements(v_run.run_id, NULL) s),
-            'statements_own', CASE WHEN v_batch IS NOT NULL THEN
-                (SELECT coalesce(jsonb_agg(to_jsonb(s)), '[]') FROM telemetry._run_window_statements(v_run.run_id, v_batch) s) END,
-            'measures', v_measures,
-            'measures_own', CASE WHEN v_own THEN
-                (SELECT coalesce(jsonb_agg(to_jsonb(m)), '[]') FROM telemetry._run_part_measures(v_run.run_id, true, NULL) m)
-                ELSE v_measures END);
+        -- Every session's, and its own sessions' where it had them apart (read as every
+        -- session's where not: _runs_statements).
+        INSERT INTO telemetry.run_result_statements (run_id, own, ord, queryid, query, status, calls, rows, seconds, blocks,
+                                                     temp_blks, wal_bytes, sampled_waits, evicted)
+        SELECT v_run.run_id, o.own, s.ord, s.queryid, s.query, s.status, s.calls, s.rows, s.seconds, s.blocks, s.temp_blks,
+               s.wal_bytes, s.sampled_waits, s.evicted
+        FROM (VALUES (false), (true)) o (own),
+             LATERAL telemetry._runs_statements(ARRAY[v_run.run_id], o.own) WITH ORDINALITY s (run_id, batch, queryid, query, status,
+                 calls, rows, seconds, blocks, temp_blks, wal_bytes, sampled_waits, evicted, ord)
+        WHERE NOT o.own OR v_batch IS NOT NULL;
+        INSERT INTO telemetry.run_result_measures (run_id, own, ord, measure, pattern, unit, value)
+        SELECT v_run.run_id, o.own, m.ord, m.measure, m.pattern, m.unit, m.value
+        FROM (VALUES (false), (true)) o (own),
+             LATERAL telemetry._run_part_measures(v_run.run_id, o.own, NULL) WITH ORDINALITY m (measure, pattern, unit, value, ord);
+        UPDATE telemetry.run_results SET complete = true, statement_batch = v_batch, own_recorded = v_own, computed_at = clock_timestamp()
+        WHERE run_id = v_run.run_id;
     EXCEPTION WHEN query_canceled OR others THEN
-        RAISE WARNING 'run % could not be settled (its results are computed from the data each time): %', v_run.run_id, SQLERRM;
-        v_results := NULL;
+        RAISE WARNING 'run % could not be settled (its analysis reads its data each time): %', v_run.run_id, SQLERRM;
     END;
-    INSERT INTO telemetry.run_results (run_id, server, started_at, ended_at, start_snapshot_at, fingerprint, computed_at, results)
-    VALUES (v_run.run_id, v_run.server, v_run.started_at, v_run.ended_at, v_run.start_snapshot_at, v_fingerprint, clock_timestamp(), v_results)
-    ON CONFLICT (run_id) DO UPDATE SET server = excluded.server, started_at = excluded.started_at, ended_at = excluded.ended_at,
-        start_snapshot_at = excluded.start_snapshot_at, fingerprint = excluded.fingerprint, computed_at = excluded.computed_at,
-        results = excluded.results;
     RETURN v_run.run_id;
 END
 $$;

@@ -199,30 +199,38 @@ $$;
 -- show no query_id, as a portal fetched in parts does on 14-17).
 CREATE OR REPLACE FUNCTION telemetry._run_statement_batch(p_run_id bigint)
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH stored AS (SELECT telemetry._run_results(p_run_id, 'statement_batch') AS batch)
-    SELECT stored.batch #>> '{}' FROM stored WHERE stored.batch IS NOT NULL
+    WITH settled AS (SELECT telemetry._run_settled(p_run_id) AS yes)
+    SELECT x.statement_batch FROM telemetry.run_results x WHERE (SELECT yes FROM settled) AND x.run_id = p_run_id
     UNION ALL
-    SELECT w.batch FROM stored, telemetry._run_window(p_run_id) w,
+    SELECT w.batch FROM telemetry._run_window(p_run_id) w,
         LATERAL (SELECT sum(x.seconds) AS seconds, sum(x.seconds) FILTER (WHERE x.queryid <> 0 OR x.query_text <> '') AS known
                  FROM telemetry._window_statement_waits(w.start_time - interval '1 microsecond', w.end_time,
                                                         telemetry._resolve_server(w.server), w.batch) x) o
-    WHERE stored.batch IS NULL AND o.known >= telemetry._threshold('own_statements_known_pct') / 100 * o.seconds
+    WHERE NOT (SELECT yes FROM settled) AND o.known >= telemetry._threshold('own_statements_known_pct') / 100 * o.seconds
 $$;
 
--- _run_window_statements are a run's statements (_window_statements of its window), the
--- sampled waits those of p_batch's own sessions: the run's _run_statement_batch, which its
--- caller has, or NULL for every session's. A run's stored results hold both once it is settled.
-CREATE OR REPLACE FUNCTION telemetry._run_window_statements(p_run_id bigint, p_batch text)
-RETURNS TABLE (queryid bigint, query text, status text, calls bigint, rows bigint, seconds numeric,
+-- _runs_statements are runs' statements (_window_statements of each one's window), read for
+-- a run and its baseline runs at once: with p_own, the sampled waits those of each run's
+-- batch's own sessions where they were recorded apart (batch: _run_statement_batch), else
+-- every session's (batch NULL). A settled run's are stored (settle_run), in their order.
+CREATE OR REPLACE FUNCTION telemetry._runs_statements(p_run_ids bigint[], p_own boolean)
+RETURNS TABLE (run_id bigint, batch text, queryid bigint, query text, status text, calls bigint, rows bigint, seconds numeric,
                blocks bigint, temp_blks bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH stored AS (SELECT telemetry._run_results(p_run_id, CASE WHEN p_batch IS NULL THEN 'statements' ELSE 'statements_own' END) AS rows)
-    SELECT x.* FROM stored, jsonb_to_recordset(stored.rows) AS x (queryid bigint, query text, status text, calls bigint, rows bigint,
-        seconds numeric, blocks bigint, temp_blks bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean)
+    WITH runs AS (SELECT r.id, telemetry._run_settled(r.id) AS settled FROM unnest(p_run_ids) r (id))
+    (SELECT x.run_id, CASE WHEN p_own THEN h.statement_batch END, x.queryid, x.query, x.status, x.calls, x.rows, x.seconds,
+            x.blocks, x.temp_blks, x.wal_bytes, x.sampled_waits, x.evicted
+     FROM runs JOIN telemetry.run_results h ON h.run_id = runs.id
+     JOIN telemetry.run_result_statements x ON x.run_id = runs.id AND x.own = (p_own AND h.statement_batch IS NOT NULL)
+     WHERE runs.settled
+     ORDER BY x.run_id, x.ord)
     UNION ALL
-    SELECT s.* FROM stored, telemetry._run_window(p_run_id) w,
-           LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, p_batch) s
-    WHERE stored.rows IS NULL
+    SELECT runs.id, o.batch, s.*
+    FROM runs, telemetry._run_window(runs.id) w,
+         -- OFFSET 0: once a run; pulled up, it was called again for every statement (batch)
+         LATERAL (SELECT CASE WHEN p_own THEN telemetry._run_statement_batch(runs.id) END AS batch OFFSET 0) o,
+         LATERAL telemetry._window_statements(w.snapshot_start, w.end_time, w.server, o.batch) s
+    WHERE NOT runs.settled
 $$;
 
 -- A run's statements that escaped the wait sampler (issue 19, defect 5): a statement of the
@@ -267,8 +275,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     -- Per call in the batch's baseline runs, any session's: a brief statement is seldom sampled there either.
     base AS (
         SELECT x.queryid, percentile_cont(0.5) WITHIN GROUP (ORDER BY x.seconds / x.calls)::numeric AS per_call,
-               count(DISTINCT b.run_id)::int AS runs_with
-        FROM telemetry._baseline_runs(p_run_id) b, LATERAL telemetry._run_window_statements(b.run_id, NULL) x
+               count(DISTINCT x.run_id)::int AS runs_with
+        FROM telemetry._runs_statements(ARRAY(SELECT b.run_id FROM telemetry._baseline_runs(p_run_id) b), false) x
         WHERE x.status <> 'reset' AND x.calls > 0 AND x.queryid IN (SELECT c.queryid FROM candidates c)
         GROUP BY x.queryid)
     SELECT c.queryid, c.query, c.datname, c.username, c.status, c.calls, c.rows, c.total_seconds, c.seconds_per_call,
@@ -300,18 +308,15 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         SELECT b.* FROM base b, LATERAL (SELECT telemetry._resolve_server(b.server) AS server) srv
         WHERE EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at <= b.snapshot_start)
           AND EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at >= b.end_time)),
-    -- Materialized: pulled up, the call would be repeated in cur's filter, once per statement.
-    own AS MATERIALIZED (SELECT telemetry._run_statement_batch(p_run_id) AS batch),
     -- Its own sessions' statements: those sampled, and those that escaped the samples but
     -- ran only in its own roles and databases (_run_unsampled_statements).
-    cur AS (SELECT s.* FROM own, LATERAL telemetry._run_window_statements(p_run_id, own.batch) s
-            WHERE own.batch IS NULL OR s.sampled_waits IS NOT NULL
+    cur AS (SELECT s.* FROM telemetry._runs_statements(ARRAY[p_run_id], true) s
+            WHERE s.batch IS NULL OR s.sampled_waits IS NOT NULL
                OR s.queryid IN (SELECT u.queryid FROM telemetry._run_unsampled_statements(p_run_id) u)),
     -- A statement first seen inside a baseline run (new) ran in it: the first run after a
     -- restart or a reset is a normal run. Only reset counters are left out.
     -- Each baseline run's sampled waits are its own sessions' where its own were recorded apart.
-    bs AS (SELECT b.run_id, s.* FROM sbase b, LATERAL telemetry._run_window_statements(b.run_id, telemetry._run_statement_batch(b.run_id)) s
-           WHERE s.status <> 'reset'),
+    bs AS (SELECT s.* FROM telemetry._runs_statements(ARRAY(SELECT b.run_id FROM sbase b), true) s WHERE s.status <> 'reset'),
     nbase AS (SELECT count(*)::int AS n,
                      percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM end_time - start_time))::numeric AS duration
               FROM base),

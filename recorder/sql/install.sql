@@ -56,7 +56,7 @@ BEGIN
         ('0018_plans.sql', 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be'),
         ('0019_rollup_reads.sql', 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d'),
         ('0020_run_reads.sql', '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985'),
-        ('0021_run_results.sql', '872925058a98c918fed109e5e33145cdb3ce0014f552795238360677edacaf8b')) f (name, checksum) ON f.name = m.name
+        ('0021_run_results.sql', '81b841b7fcf2f939333811c9df82f14968f7a614ba5f4abdf086611fb542827e')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -224,11 +224,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0020_run_reads
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0021_run_results.sql' AND checksum = '872925058a98c918fed109e5e33145cdb3ce0014f552795238360677edacaf8b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0021_run_results.sql' AND checksum = '81b841b7fcf2f939333811c9df82f14968f7a614ba5f4abdf086611fb542827e') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../schema/migrations/0021_run_results.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0021_run_results.sql', '872925058a98c918fed109e5e33145cdb3ce0014f552795238360677edacaf8b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0021_run_results.sql', '81b841b7fcf2f939333811c9df82f14968f7a614ba5f4abdf086611fb542827e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -296,19 +296,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '7428182713fdbed679901aa1165c537accf07002c04a9c27e961adca5d119784') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'ca1639a467cc7daf23de5b4973d7e39e9983823769470bf0e9188c251ef82c76') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '7428182713fdbed679901aa1165c537accf07002c04a9c27e961adca5d119784')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'ca1639a467cc7daf23de5b4973d7e39e9983823769470bf0e9188c251ef82c76')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '13bf7dc50bed9417df57d0cccbc31e9aec82ea71effa8934fb9a893b73f3586f') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '121f462034eb75891f76cf82d0be1e44731351efbdde5d031e634a66a50eb36f') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '13bf7dc50bed9417df57d0cccbc31e9aec82ea71effa8934fb9a893b73f3586f')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '121f462034eb75891f76cf82d0be1e44731351efbdde5d031e634a66a50eb36f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -336,19 +336,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '09c9f49c1526fac7d7f106926f1235b06ce822a4e16d759d911a081358d1cfef') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '9061ca6d8821f289b488c80db653872b53e800f00636539a86291fd3abbf9237') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '09c9f49c1526fac7d7f106926f1235b06ce822a4e16d759d911a081358d1cfef')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '9061ca6d8821f289b488c80db653872b53e800f00636539a86291fd3abbf9237')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = '8734b76eb52de901b9a7f438e5ace2371c71c9d75c5d78b3cc6ea86da6506b55') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = '98ecc8ee6630b864dea3bbd3a77590e3237124f34aee27ad5ee3a6897a3dd0ef') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/settle.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', '8734b76eb52de901b9a7f438e5ace2371c71c9d75c5d78b3cc6ea86da6506b55')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', '98ecc8ee6630b864dea3bbd3a77590e3237124f34aee27ad5ee3a6897a3dd0ef')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
