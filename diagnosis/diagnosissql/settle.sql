@@ -47,7 +47,11 @@ BEGIN
     -- until its rows are all in.
     DELETE FROM telemetry.run_results WHERE run_id = v_run.run_id;
     INSERT INTO telemetry.run_results (run_id, server, started_at, ended_at, start_snapshot_at, fingerprint, computed_at, complete)
-    VALUES (v_run.run_id, v_run.server, v_run.started_at, v_run.ended_at, v_run.start_snapshot_at, v_fingerprint, clock_timestamp(), false);
+    VALUES (v_run.run_id, v_run.server, v_run.started_at, v_run.ended_at, v_run.start_snapshot_at, v_fingerprint, clock_timestamp(), false)
+    ON CONFLICT (run_id) DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN NULL; -- another session (a second recorder of the server) has just settled it
+    END IF;
     BEGIN
         v_batch := telemetry._run_statement_batch(v_run.run_id);
         v_own := telemetry._run_own_recorded(v_run.run_id);

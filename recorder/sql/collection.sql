@@ -247,8 +247,13 @@ BEGIN
     PERFORM telemetry._snapshot_statements(v_id, v_at, v_server);
     PERFORM telemetry._note_server(v_server, v_server, current_setting('server_version_num')::int / 10000, v_at);
     PERFORM telemetry._note_settings(v_server, v_at, (SELECT s.settings::jsonb FROM telemetry._collect_settings() s));
-    -- A run whose data are now all in is settled (its results stored), one a snapshot.
-    PERFORM telemetry.settle_run(v_server);
+    -- A run whose data are now all in is settled (its results stored), one a snapshot; a
+    -- failure costs the analysis speed, never the snapshot.
+    BEGIN
+        PERFORM telemetry.settle_run(v_server);
+    EXCEPTION WHEN others THEN
+        RAISE WARNING 'telemetry.settle_run failed (runs are analysed from their data): %', SQLERRM;
+    END;
     RETURN v_at;
 END
 $$;

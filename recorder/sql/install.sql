@@ -272,11 +272,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'e10978dd73f1687375abfcd394293c0706797694a3950fcf461e695ca17d6776') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '83869061706e84f0f532973955bb2a688408372fd0242e8370b99bab5cc2ef81') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'e10978dd73f1687375abfcd394293c0706797694a3950fcf461e695ca17d6776')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '83869061706e84f0f532973955bb2a688408372fd0242e8370b99bab5cc2ef81')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -344,11 +344,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = '98ecc8ee6630b864dea3bbd3a77590e3237124f34aee27ad5ee3a6897a3dd0ef') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = 'c23384226c995b6192feb6788765e985cc9e45608b69a064e8d75cbaf423486d') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/settle.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', '98ecc8ee6630b864dea3bbd3a77590e3237124f34aee27ad5ee3a6897a3dd0ef')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', 'c23384226c995b6192feb6788765e985cc9e45608b69a064e8d75cbaf423486d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
