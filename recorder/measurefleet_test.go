@@ -32,26 +32,27 @@ const fleetMinutes = 20
 // recording (measureData, rollups summed in one pass), and the analysis functions are timed
 // for one server (fleet-01) over its whole generated days: once with its own days only, once
 // with the other servers' days present too.
+// envCount is the whole number of what the environment variable name says (at least 1), def
+// where it is unset.
+func envCount(t *testing.T, name string, def int, what string) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: a number of %s, at least 1", name, v, what)
+	}
+	return n
+}
+
 func TestMeasureFleet(t *testing.T) {
 	if os.Getenv("PGBATCH_MEASURE_RECORDER") == "" {
 		t.Skip("a measurement, not a test: make bench-recorder (PGBATCH_MEASURE_RECORDER=1)")
 	}
-	servers := 10
-	if v := os.Getenv("PGBATCH_FLEET_SERVERS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("PGBATCH_FLEET_SERVERS=%q: a number of servers, at least 1", v)
-		}
-		servers = n
-	}
-	days := 1
-	if v := os.Getenv("PGBATCH_FLEET_DAYS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("PGBATCH_FLEET_DAYS=%q: a number of days, at least 1", v)
-		}
-		days = n
-	}
+	servers := envCount(t, "PGBATCH_FLEET_SERVERS", 10, "servers")
+	days := envCount(t, "PGBATCH_FLEET_DAYS", 1, "days")
 	versions := pgtest.Versions()
 	srv := pgtest.Start(t, versions[len(versions)-1])
 	ctx := context.Background()
