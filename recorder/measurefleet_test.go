@@ -19,19 +19,6 @@ import (
 // writes for each server.
 const fleetMinutes = 20
 
-// TestMeasureFleet is issue 22's fleet row: PGBATCH_FLEET_SERVERS servers (10 by default)
-// recorded into one recorder database. One runner reads one monitored database (10 tracked
-// tables, 1000 statements, 20 active sessions); each server's recorder (a pool of its own,
-// naming its rows as a server of its own) writes every collection, all of them at once, at
-// the default intervals' proportions: per minute of recording two samples (each after a wait
-// sampler reading) and a snapshot, with statements stored hourly and at the first snapshot.
-// Measured: the recorder database's CPU (its backends serving the recorders' pools,
-// /proc/<pid>/stat) and the rows written, per server and minute of recording. Then, as the
-// 20 minutes are written in seconds and say nothing of the analysis, each server is given
-// PGBATCH_FLEET_DAYS days (1 by default) of TestMeasureStorageAndTimings' data before its
-// recording (measureData, rollups summed in one pass), and the analysis functions are timed
-// for one server (fleet-01) over its whole generated days: once with its own days only, once
-// with the other servers' days present too.
 // envCount is the whole number of what the environment variable name says (at least 1), def
 // where it is unset.
 func envCount(t *testing.T, name string, def int, what string) int {
@@ -47,6 +34,19 @@ func envCount(t *testing.T, name string, def int, what string) int {
 	return n
 }
 
+// TestMeasureFleet is issue 22's fleet row: PGBATCH_FLEET_SERVERS servers (10 by default)
+// recorded into one recorder database. One runner reads one monitored database (10 tracked
+// tables, 1000 statements, 20 active sessions); each server's recorder (a pool of its own,
+// naming its rows as a server of its own) writes every collection, all of them at once, at
+// the default intervals' proportions: per minute of recording two samples (each after a wait
+// sampler reading) and a snapshot, with statements stored hourly and at the first snapshot.
+// Measured: the recorder database's CPU (its backends serving the recorders' pools,
+// /proc/<pid>/stat) and the rows written, per server and minute of recording. Then, as the
+// 20 minutes are written in seconds and say nothing of the analysis, each server is given
+// PGBATCH_FLEET_DAYS days (1 by default) of TestMeasureStorageAndTimings' data before its
+// recording (measureData, rollups summed in one pass), and the analysis functions are timed
+// for one server (fleet-01) over its whole generated days: once with its own days only, once
+// with the other servers' days present too.
 func TestMeasureFleet(t *testing.T) {
 	if os.Getenv("PGBATCH_MEASURE_RECORDER") == "" {
 		t.Skip("a measurement, not a test: make bench-recorder (PGBATCH_MEASURE_RECORDER=1)")
