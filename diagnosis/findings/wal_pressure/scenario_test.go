@@ -31,33 +31,9 @@ func updates(checkpointed bool) func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 		if checkpointed {
 			done := make(chan error, 1)
 			go func() { _, err := l.Admin.Exec(context.Background(), `CHECKPOINT`); done <- err }()
-			// The checkpoint has begun (its requester waits for it to be done) or is over: its
-			// redo point is set. A loaded machine may take more than a moment to start it, and
-			// the pages the update changed before would not be imaged.
-			var err error
-			finished := false
-			for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
-				select {
-				case err = <-done:
-					finished = true
-				default:
-				}
-				var begun bool
-				if qerr := l.Admin.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event = 'CheckpointDone')`).Scan(&begun); qerr != nil {
-					t.Fatal(qerr)
-				}
-				if finished || begun {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the checkpoint did not begin within a minute")
-				}
-			}
+			time.Sleep(100 * time.Millisecond) // the request on its way: a later one still images the pages changed after it
 			defer func() {
-				if !finished {
-					err = <-done
-				}
-				if err != nil {
+				if err := <-done; err != nil {
 					t.Error(err)
 				}
 			}()
