@@ -2,6 +2,7 @@ package collectors_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
@@ -44,7 +46,10 @@ func TestGoldenMetricNames(t *testing.T) {
 		setupWorkload(t, dsn)
 		sleeper := pgtest.Connect(t, dsn, "")
 		done := make(chan error, 1)
-		go func() { _, err := sleeper.Exec(context.Background(), `SELECT pg_sleep(1.5)`); done <- err }()
+		// Asleep until the collections are done (then cancelled by the server, so that no
+		// sleep goes on after the test): a fixed 1.5 s could end before a loaded machine's first
+		// reading.
+		go func() { _, err := sleeper.Exec(context.Background(), `SELECT pg_sleep(60)`); done <- err }()
 
 		r := newRunner(t, dsn, "public.orders")
 		waitUntil(t, 5*time.Second, func() bool {
@@ -55,8 +60,12 @@ func TestGoldenMetricNames(t *testing.T) {
 		})
 		collect(t, r, collectors.TierSample)
 		collect(t, r, collectors.TierSnapshot)
-		if err := <-done; err != nil {
+		if err := sleeper.PgConn().CancelRequest(context.Background()); err != nil {
 			t.Fatal(err)
+		}
+		var canceled *pgconn.PgError
+		if err := <-done; !errors.As(err, &canceled) || canceled.Code != "57014" {
+			t.Fatalf("the sleep: %v, want it cancelled", err)
 		}
 		mfs := gather(t, r, collectors.TierSample, collectors.TierSnapshot)
 		got := signature(mfs)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
 )
@@ -48,7 +47,11 @@ func TestRunInProgress(t *testing.T) {
 					t.Error(err)
 				}
 			}()
-			time.Sleep(3 * time.Second)
+			// 3 s of the hung run, its own sessions' samples written that far (the sample tier
+			// carries them, a second apart while a run goes on; seconds late on a loaded machine).
+			l.WaitFor("the run's own samples 3 s into it", `SELECT EXISTS (SELECT FROM telemetry.batch_wait_samples w
+				JOIN telemetry.batch_runs r ON w.batch = r.batch AND w.own AND w.captured_at >= r.started_at + interval '3 seconds'
+				WHERE r.batch = 'nightly' AND r.status = 'running')`)
 
 			id, err := CurrentRun(ctx, l.Admin, "nightly")
 			if err != nil {

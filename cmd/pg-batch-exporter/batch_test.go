@@ -141,7 +141,21 @@ func TestBinaryShortRunJudged(t *testing.T) {
 		pgtest.MustExec(t, job, `SELECT pg_sleep(2)`)
 	}
 	pgtest.MustExec(t, job, `SELECT telemetry.batch_end('short')`)
-	time.Sleep(2 * time.Second) // the end's snapshot and the last samples are written
+	// The end's snapshot and the last samples are written (the end asks for both; a loaded
+	// machine takes seconds to serve them).
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		var written bool
+		if err := job.QueryRow(ctx, `SELECT EXISTS (SELECT FROM telemetry.snapshots s JOIN telemetry.batch_runs r ON s.captured_at >= r.ended_at WHERE r.batch = 'short')
+			AND EXISTS (SELECT FROM telemetry.samples s JOIN telemetry.batch_runs r ON s.captured_at >= r.ended_at WHERE r.batch = 'short')`).Scan(&written); err != nil {
+			t.Fatal(err)
+		}
+		if written {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no snapshot and sample after the run's end within a minute\n%s", logs.String())
+		}
+	}
 	out, err := exec.Command(bin, "diagnose", "--batch=short", "--run=last", "--postgres.dsn="+dsn).CombinedOutput()
 	if err != nil {
 		t.Fatalf("diagnose: %v\n%s", err, out)
