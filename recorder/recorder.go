@@ -222,24 +222,25 @@ func (r *Recorder) Buffered() int {
 // until ctx ends. The schema must have been migrated (Migrate).
 func (r *Recorder) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); r.writeLoop(ctx) }()
 	go func() { defer wg.Done(); r.listenLoop(ctx) }()
+	go func() { defer wg.Done(); r.settleLoop(ctx) }()
 	wg.Wait()
 }
 
 // retentionEvery is how often old partitions are looked for.
 const retentionEvery = time.Hour
 
-// settleEvery is how often ended runs are settled, and settleAtOnce how many at most each
-// time, a statement each (telemetry.settle_run).
+// settleEvery is how often ended runs are settled, and settleAtOnce how many of a server's at
+// most each time, a statement each (telemetry.settle_run).
 const (
 	settleEvery  = time.Minute
 	settleAtOnce = 5
 )
 
 func (r *Recorder) writeLoop(ctx context.Context) {
-	var lastRetention, lastSettle time.Time
+	var lastRetention time.Time
 	for {
 		if time.Since(lastRetention) >= retentionEvery {
 			if err := r.applyRetention(ctx); err != nil {
@@ -257,10 +258,6 @@ func (r *Recorder) writeLoop(ctx context.Context) {
 			wait = r.o.RetryEvery
 		} else {
 			r.writeFailure.Succeeded("recorder writes again", "buffered_rows", r.Buffered())
-			if time.Since(lastSettle) >= settleEvery {
-				r.settleRuns(ctx)
-				lastSettle = time.Now()
-			}
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -299,29 +296,41 @@ func (r *Recorder) drain(ctx context.Context) error {
 	}
 }
 
-// settleRuns stores the results of the written servers' runs whose data are all in
-// (telemetry.settle_run), so that later runs read them as baseline runs without reading their
-// data again. A failure costs only speed: the analysis computes what is not stored.
-func (r *Recorder) settleRuns(ctx context.Context) {
-	r.mu.Lock()
-	servers := make([]string, 0, len(r.servers))
-	for s := range r.servers {
-		servers = append(servers, s)
-	}
-	r.mu.Unlock()
-	for _, server := range servers {
-		for range settleAtOnce {
-			var runID *int64
-			if err := r.o.Pool.QueryRow(ctx, `SELECT telemetry.settle_run($1)`, server).Scan(&runID); err != nil {
-				if ctx.Err() == nil {
-					r.settleFailure.Failed("recorder could not settle ended runs (their analysis reads their data each time)", err, "server", server)
+// settleLoop stores, every settleEvery, the results of the written servers' runs whose data
+// are all in (telemetry.settle_run), so that later runs read them as baseline runs without
+// reading their data again; beside the writes, which it never holds up. A failure costs only
+// speed: the analysis computes what is not stored.
+func (r *Recorder) settleLoop(ctx context.Context) {
+	t := time.NewTicker(settleEvery)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		servers := make([]string, 0, len(r.servers))
+		for s := range r.servers {
+			servers = append(servers, s)
+		}
+		r.mu.Unlock()
+		for _, server := range servers {
+			for range settleAtOnce {
+				var runID *int64
+				err := r.o.Pool.QueryRow(ctx, `SELECT telemetry.settle_run($1)`, server).Scan(&runID)
+				if ctx.Err() != nil {
+					return
 				}
-				return
+				if err != nil {
+					r.settleFailure.Failed("recorder could not settle ended runs (their analysis reads their data each time)", err, "server", server)
+					break
+				}
+				r.settleFailure.Succeeded("recorder settles ended runs again", "server", server)
+				if runID == nil {
+					break
+				}
 			}
-			r.settleFailure.Succeeded("recorder settles ended runs again")
-			if runID == nil {
-				break
-			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -8,9 +8,10 @@ import (
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
-// TestEndedRunsSettled: the Go recorder and pg_cron mode's snapshot() store the results of a
+// TestEndedRunsSettled: the Go recorder and pg_cron mode's sample() store the results of a
 // run whose data are all in (telemetry.settle_run: the server recorded settle_after_seconds,
-// 10 minutes, past its end), and of no run still going or ended since, at the defaults.
+// 10 minutes, past its end, and its end's statement snapshot is written where statements
+// were read at its start), and of no run still going or ended since, at the defaults.
 func TestEndedRunsSettled(t *testing.T) {
 	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		ctx := context.Background()
@@ -53,6 +54,25 @@ func TestEndedRunsSettled(t *testing.T) {
 			e.record(collectors.TierSnapshot)
 			e.record(collectors.TierSample)
 			settled, _, _ := runs(t, e)
+			// Statements read an hour ago, before the run (as the collection then did): the run
+			// waits for its end's statement snapshot, whose window would otherwise reach the next.
+			c := e.conn()
+			var server string
+			if err := c.QueryRow(ctx, `SELECT server FROM telemetry.servers`).Scan(&server); err != nil {
+				t.Fatal(err)
+			}
+			statementsAt := func(ago string) {
+				pgtest.MustExec(t, c, `WITH s AS (INSERT INTO telemetry.snapshots (captured_at, pg_version, server)
+					VALUES (now() - $2::interval, 17, $1) RETURNING id, captured_at)
+					INSERT INTO telemetry.statement_info_snapshots (snapshot_id, dealloc, stats_reset, entries, full_read, server, captured_at)
+					SELECT id, 0, now() - interval '1 day', 0, true, $1, captured_at FROM s`, server, ago)
+			}
+			statementsAt("61 minutes")
+			var id *int64
+			if err := c.QueryRow(ctx, `SELECT telemetry.settle_run($1)`, server).Scan(&id); err != nil || id != nil {
+				t.Fatalf("settled run %v (%v) before its end's statement snapshot was written, want none", id, err)
+			}
+			statementsAt("39 minutes")
 			ctx, cancel := context.WithCancel(ctx)
 			t.Cleanup(cancel)
 			go e.rec.Run(ctx)
@@ -64,7 +84,7 @@ func TestEndedRunsSettled(t *testing.T) {
 			pgtest.MustExec(t, c, `SELECT telemetry.snapshot()`)
 			pgtest.MustExec(t, c, `SELECT telemetry.sample()`)
 			settled, _, _ := runs(t, e)
-			pgtest.MustExec(t, c, `SELECT telemetry.snapshot()`)
+			pgtest.MustExec(t, c, `SELECT telemetry.sample()`)
 			check(t, e, settled)
 		})
 	})

@@ -397,9 +397,9 @@ BEGIN
                'Nothing to do for the batch. telemetry.statement_compare(start, end) lists every statement of the window, whoever ran it.',
                NULL, NULL, 5, 2
         FROM (SELECT count(*) AS statements, sum(o.seconds) AS seconds,
-                     (array_agg(telemetry._statement_label(o.query, o.queryid) ORDER BY o.seconds DESC NULLS LAST))[1] AS top_label,
-                     (array_agg(o.query ORDER BY o.seconds DESC NULLS LAST))[1] AS top_query,
-                     (array_agg(o.queryid ORDER BY o.seconds DESC NULLS LAST))[1] AS top_queryid,
+                     (array_agg(telemetry._statement_label(o.query, o.queryid) ORDER BY o.seconds DESC NULLS LAST, o.queryid))[1] AS top_label,
+                     (array_agg(o.query ORDER BY o.seconds DESC NULLS LAST, o.queryid))[1] AS top_query,
+                     (array_agg(o.queryid ORDER BY o.seconds DESC NULLS LAST, o.queryid))[1] AS top_queryid,
                      max(o.seconds) AS top_seconds
               FROM telemetry._runs_statements(ARRAY[p_run_id], true) o
               WHERE (SELECT yes FROM covered) AND o.batch IS NOT NULL AND o.sampled_waits IS NULL AND o.calls > 0) x

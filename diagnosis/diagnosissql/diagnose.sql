@@ -334,28 +334,33 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._run_results_fingerprint()
 RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT md5(concat_ws('|',
-        (SELECT string_agg(m.name || ':' || m.checksum, ',' ORDER BY m.name) FROM telemetry.schema_migrations m),
-        (SELECT string_agg(t.name || '=' || t.value, ',' ORDER BY t.name) FROM telemetry.diagnose_thresholds t),
-        (SELECT string_agg(x.relid || ':' || x.schemaname || '.' || x.relname, ',' ORDER BY x.relid) FROM telemetry.tracked_tables x)))
+        coalesce((SELECT string_agg(m.name || ':' || m.checksum, ',' ORDER BY m.name) FROM telemetry.schema_migrations m), ''),
+        coalesce((SELECT string_agg(t.name || '=' || t.value, ',' ORDER BY t.name) FROM telemetry.diagnose_thresholds t), ''),
+        coalesce((SELECT string_agg(x.relid || ':' || x.schemaname || '.' || x.relname, ',' ORDER BY x.relid) FROM telemetry.tracked_tables x), '')))
 $$;
 
--- _run_results_hold tells whether a run's stored results still hold for it.
+-- _run_results_hold tells whether a run's stored results still hold for it: the same times,
+-- server (a run without one is the only server's: none once there are several) and
+-- fingerprint.
 CREATE OR REPLACE FUNCTION telemetry._run_results_hold(p_stored telemetry.run_results, p_run telemetry.batch_runs, p_fingerprint text)
 RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p_stored.started_at = p_run.started_at AND p_stored.ended_at = p_run.ended_at
        AND p_stored.start_snapshot_at IS NOT DISTINCT FROM p_run.start_snapshot_at
        AND p_stored.server IS NOT DISTINCT FROM p_run.server AND p_stored.fingerprint = p_fingerprint
+       AND (p_run.server IS NOT NULL OR (SELECT count(*) FROM telemetry.servers) = 1)
 $$;
 
--- _run_settled tells whether a run's stored results (settle_run) are complete and still hold:
--- the run's times and server as they were, the same fingerprint. Else its readers compute
+-- _run_settled tells whether a run's stored results (settle_run) are complete and still hold
+-- (_run_results_hold), their data kept. Else its readers compute
 -- from the data. A session that SET telemetry.rollups = off reads none (the raw answer, which
 -- the tests compare with). The readers test it in a condition of its own, WHERE (SELECT ...):
 -- a one-time filter, so that the computation from the data never runs where stored results
 -- answer (as a join, the planner may call it first).
 CREATE OR REPLACE FUNCTION telemetry._run_settled(p_run_id bigint)
 RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(bool_and(x.complete AND telemetry._run_results_hold(x, r, telemetry._run_results_fingerprint())), false)
+    SELECT coalesce(bool_and(x.complete AND telemetry._run_results_hold(x, r, telemetry._run_results_fingerprint())
+                             -- the data it was read from are kept (retention may be cutting them now)
+                             AND x.data_from >= (SELECT min(s.captured_at) FROM telemetry.snapshots s WHERE s.server = x.data_server)), false)
            AND coalesce(current_setting('telemetry.rollups', true), '') <> 'off'
     FROM telemetry.run_results x JOIN telemetry.batch_runs r ON r.run_id = x.run_id
     WHERE x.run_id = p_run_id

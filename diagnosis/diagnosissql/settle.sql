@@ -12,46 +12,72 @@ ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.de
 
 -- settle_run settles the latest ended run of server p_server whose data are all in and whose
 -- results are not stored (or no longer hold), and returns its run_id (NULL: none left). All
--- in: the server's samples and snapshots (written in the order they were taken) have gone
--- settle_after_seconds past the run's end, and the run began after the server's first
--- snapshot kept (a run whose start retention cut is read from what is left, every time).
--- Results that cannot be computed within the statement's time (statement_timeout), or that
--- fail, are left incomplete: read from the data each time, as before. One run a call, so that
--- each has the statement's whole time: the recorder calls it a few times a minute, and pg_cron
--- mode's snapshot() once a snapshot.
+-- in: its end's statement snapshot is written (where the server's statements were read at its
+-- start), and the server's samples and snapshots (written in the order they were taken) have
+-- gone settle_after_seconds past its end. Its data must be kept from where its analysis reads
+-- them (data_from: its start, or the snapshots before it its window starts from), or it is
+-- left to be read from what is left, every time. Results that fail or cannot be computed within
+-- the statement's time (statement_timeout) are tried again at later calls, three times in all.
+-- One run a call, so that each has the statement's whole time; one session a server at a time
+-- (another's call returns NULL). The recorder calls it a few times a minute, pg_cron mode's
+-- sample() once a sample.
 CREATE OR REPLACE FUNCTION telemetry.settle_run(p_server text)
 RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_fingerprint text := telemetry._run_results_fingerprint();
+    v_first timestamptz;
+    v_due timestamptz;
     v_run telemetry.batch_runs;
+    v_start timestamptz;
+    v_from timestamptz;
+    v_attempts integer;
     v_batch text;
     v_own boolean;
 BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('telemetry.settle_run'), hashtext(p_server)) THEN
+        RETURN NULL;
+    END IF;
+    SELECT min(s.captured_at), max(s.captured_at) INTO v_first, v_due FROM telemetry.snapshots s WHERE s.server = p_server;
+    v_due := least(v_due, (SELECT max(s.captured_at) FROM telemetry.samples s WHERE s.server = p_server))
+             - telemetry._threshold('settle_after_seconds') * interval '1 second';
     SELECT r.* INTO v_run
     FROM telemetry.batch_runs r
     JOIN telemetry.batch_runs_checked c ON c.run_id = r.run_id AND c.times_ok
-    CROSS JOIN (SELECT min(s.captured_at) AS first_at, max(s.captured_at) AS last_at
-                FROM telemetry.snapshots s WHERE s.server = p_server) snap
-    CROSS JOIN (SELECT max(s.captured_at) AS last_at FROM telemetry.samples s WHERE s.server = p_server) sample
-    WHERE r.status <> 'running' AND r.ended_at IS NOT NULL
+    LEFT JOIN telemetry.run_results x ON x.run_id = r.run_id
+    WHERE r.status <> 'running' AND r.ended_at <= v_due AND r.started_at >= v_first
       AND (r.server = p_server OR r.server IS NULL AND (SELECT array_agg(x.server) FROM telemetry.servers x) = ARRAY[p_server])
-      AND r.started_at >= snap.first_at
-      AND r.ended_at + telemetry._threshold('settle_after_seconds') * interval '1 second' <= least(snap.last_at, sample.last_at)
-      AND NOT EXISTS (SELECT FROM telemetry.run_results x WHERE x.run_id = r.run_id AND telemetry._run_results_hold(x, r, v_fingerprint))
+      AND (x.run_id IS NULL OR NOT telemetry._run_results_hold(x, r, v_fingerprint) OR NOT x.complete AND x.attempts < 3)
+      -- its end's statement snapshot written, where one at its start says the server's statements are read
+      AND (EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = p_server AND i.captured_at >= r.ended_at)
+           OR NOT EXISTS (SELECT FROM telemetry.statement_info_snapshots i
+                          WHERE i.server = p_server AND i.captured_at <= telemetry._run_snapshot_start(r.started_at, r.ended_at, r.start_snapshot_at)))
     ORDER BY r.ended_at DESC, r.run_id DESC
     LIMIT 1;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    -- Computed from the data: the run's results are taken as not settled (complete false)
-    -- until its rows are all in.
+    -- Where its analysis reads from: the statements as of the last full read before its window
+    -- (all of them where there was none), and the snapshot before it.
+    v_start := telemetry._run_snapshot_start(v_run.started_at, v_run.ended_at, v_run.start_snapshot_at);
+    v_from := least(v_run.started_at,
+                    (SELECT max(s.captured_at) FROM telemetry.snapshots s WHERE s.server = p_server AND s.captured_at <= v_start),
+                    CASE WHEN EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = p_server AND i.captured_at <= v_start)
+                         THEN coalesce((SELECT max(i.captured_at) FROM telemetry.statement_info_snapshots i
+                                        WHERE i.server = p_server AND i.full_read AND i.captured_at <= v_start), v_first) END);
+    -- Attempts go on counting while the results would hold, and start again once they do not.
+    SELECT CASE WHEN telemetry._run_results_hold(x, v_run, v_fingerprint) THEN x.attempts ELSE 0 END INTO v_attempts
+    FROM telemetry.run_results x WHERE x.run_id = v_run.run_id;
     DELETE FROM telemetry.run_results WHERE run_id = v_run.run_id;
-    INSERT INTO telemetry.run_results (run_id, server, started_at, ended_at, start_snapshot_at, fingerprint, computed_at, complete)
-    VALUES (v_run.run_id, v_run.server, v_run.started_at, v_run.ended_at, v_run.start_snapshot_at, v_fingerprint, clock_timestamp(), false)
-    ON CONFLICT (run_id) DO NOTHING;
-    IF NOT FOUND THEN
-        RETURN NULL; -- another session (a second recorder of the server) has just settled it
+    INSERT INTO telemetry.run_results (run_id, server, started_at, ended_at, start_snapshot_at, fingerprint, data_server, data_from,
+                                       computed_at, complete, attempts)
+    VALUES (v_run.run_id, v_run.server, v_run.started_at, v_run.ended_at, v_run.start_snapshot_at, v_fingerprint, p_server, v_from,
+            clock_timestamp(), false, coalesce(v_attempts, 0) + 1);
+    IF v_from < v_first THEN
+        -- Retention cut where its analysis reads from: never settled, read from what is left.
+        UPDATE telemetry.run_results SET attempts = 3 WHERE run_id = v_run.run_id;
+        RETURN v_run.run_id;
     END IF;
+    -- Computed from the data, as the results are not complete until the update at the end.
     BEGIN
         v_batch := telemetry._run_statement_batch(v_run.run_id);
         v_own := telemetry._run_own_recorded(v_run.run_id);
@@ -72,7 +98,8 @@ BEGIN
         UPDATE telemetry.run_results SET complete = true, statement_batch = v_batch, own_recorded = v_own, computed_at = clock_timestamp()
         WHERE run_id = v_run.run_id;
     EXCEPTION WHEN query_canceled OR others THEN
-        RAISE WARNING 'run % could not be settled (its analysis reads its data each time): %', v_run.run_id, SQLERRM;
+        RAISE WARNING 'run % could not be settled (attempt %; its analysis reads its data each time): %',
+            v_run.run_id, coalesce(v_attempts, 0) + 1, SQLERRM;
     END;
     RETURN v_run.run_id;
 END

@@ -56,7 +56,7 @@ BEGIN
         ('0018_plans.sql', 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be'),
         ('0019_rollup_reads.sql', 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d'),
         ('0020_run_reads.sql', '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985'),
-        ('0021_run_results.sql', '81b841b7fcf2f939333811c9df82f14968f7a614ba5f4abdf086611fb542827e')) f (name, checksum) ON f.name = m.name
+        ('0021_run_results.sql', '53c4b72984f9bf94fe4040de8bd0b7392a2b7a3c74b23feb2bc8c55d65c91130')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -224,11 +224,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0020_run_reads
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0021_run_results.sql' AND checksum = '81b841b7fcf2f939333811c9df82f14968f7a614ba5f4abdf086611fb542827e') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0021_run_results.sql' AND checksum = '53c4b72984f9bf94fe4040de8bd0b7392a2b7a3c74b23feb2bc8c55d65c91130') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../schema/migrations/0021_run_results.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0021_run_results.sql', '81b841b7fcf2f939333811c9df82f14968f7a614ba5f4abdf086611fb542827e')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0021_run_results.sql', '53c4b72984f9bf94fe4040de8bd0b7392a2b7a3c74b23feb2bc8c55d65c91130')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -240,19 +240,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/t
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '2c972247da0fa42af8e60c15f6799bae2b66f403a02148a338ee7dd16293b604') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = 'fcf4d0dbecf28abe09628ba9779153273107f452baa9ed7bf5d2577177886a19') AS apply \gset
 \if :apply
 BEGIN;
 \ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '2c972247da0fa42af8e60c15f6799bae2b66f403a02148a338ee7dd16293b604')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', 'fcf4d0dbecf28abe09628ba9779153273107f452baa9ed7bf5d2577177886a19')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '737f770e7b077a0d872869ba899d16e491912ae067e3538f495311643caa461e') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '96b975a9c6b60e0b78ffb517ccc9ed5fe55ba5fbf300d630ec12561d5f28051b') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '737f770e7b077a0d872869ba899d16e491912ae067e3538f495311643caa461e')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '96b975a9c6b60e0b78ffb517ccc9ed5fe55ba5fbf300d630ec12561d5f28051b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -272,11 +272,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '83869061706e84f0f532973955bb2a688408372fd0242e8370b99bab5cc2ef81') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'bfce02d4c9057880a97c64a9767bd699eb55e405badade57ae6d59e8a78853ad') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '83869061706e84f0f532973955bb2a688408372fd0242e8370b99bab5cc2ef81')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'bfce02d4c9057880a97c64a9767bd699eb55e405badade57ae6d59e8a78853ad')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -296,11 +296,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = 'ca1639a467cc7daf23de5b4973d7e39e9983823769470bf0e9188c251ef82c76') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '02b6449c93c860d322a8e45b52b0f7b312d18bfdd12be0d336936bcd9ffda309') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', 'ca1639a467cc7daf23de5b4973d7e39e9983823769470bf0e9188c251ef82c76')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '02b6449c93c860d322a8e45b52b0f7b312d18bfdd12be0d336936bcd9ffda309')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -336,19 +336,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '9061ca6d8821f289b488c80db653872b53e800f00636539a86291fd3abbf9237') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'b02e5e7429a3321e3914d2349f6ee12105b8feaa1d1080878a3dc866b081c370') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '9061ca6d8821f289b488c80db653872b53e800f00636539a86291fd3abbf9237')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'b02e5e7429a3321e3914d2349f6ee12105b8feaa1d1080878a3dc866b081c370')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = 'c23384226c995b6192feb6788765e985cc9e45608b69a064e8d75cbaf423486d') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = 'f51a556f2b17c24f964e2c43d513963b182b67c35d1e1ab6c725e871c7579333') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/settle.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', 'c23384226c995b6192feb6788765e985cc9e45608b69a064e8d75cbaf423486d')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', 'f51a556f2b17c24f964e2c43d513963b182b67c35d1e1ab6c725e871c7579333')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -90,8 +90,8 @@ BEGIN
             EXECUTE format('DROP TABLE IF EXISTS telemetry.%I', t.table_name || '_d' || to_char(v_day, 'YYYYMMDD'));
         END LOOP;
         v_days := v_days + 1;
-        -- A run begun on a day gone is read from what is left: its stored results no longer hold.
-        DELETE FROM telemetry.run_results WHERE started_at < (v_day + 1)::timestamp AT TIME ZONE 'UTC';
+        -- Stored results read from a day gone no longer hold (the run is read from what is left).
+        DELETE FROM telemetry.run_results WHERE data_from < (v_day + 1)::timestamp AT TIME ZONE 'UTC';
     END LOOP;
     RETURN v_days;
 END

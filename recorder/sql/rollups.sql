@@ -189,13 +189,13 @@ REVOKE EXECUTE ON FUNCTION telemetry.rollup_rebuild(text, timestamptz, timestamp
 
 -- _rollup_cut keeps the rollups in step with raw rows deleted before p_cutoff (cleanup): the
 -- rollups of the hours before its hour go, and its hour's are summed again from what is left;
--- the stored results of runs begun before it go too (settle_run).
+-- the stored results of runs read from before it go too (settle_run).
 CREATE OR REPLACE FUNCTION telemetry._rollup_cut(p_cutoff timestamptz)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_hour timestamptz := date_bin('1 hour', p_cutoff, timestamptz '1970-01-01 00:00:00+00');
 BEGIN
-    DELETE FROM telemetry.run_results WHERE started_at < p_cutoff;
+    DELETE FROM telemetry.run_results WHERE data_from < p_cutoff;
     PERFORM telemetry._rollup_delete(NULL, '-infinity', v_hour);
     PERFORM telemetry.rollup_rebuild(c.server, v_hour, v_hour) FROM telemetry.rollup_coverage c WHERE c.since <= v_hour;
 END

@@ -1,10 +1,10 @@
 -- A run's own results, computed once its data are all in (telemetry.settle_run): its
 -- statements and measures, which every later run of its batch reads as a baseline run (issue
 -- 22: a run against 30 baseline runs read each of their windows again). They hold while the
--- run's times, the thresholds, the tracked tables and the schema's definitions are those they
--- were computed under (fingerprint); retention deletes those of runs begun before what it
--- kept. complete is false where they could not be computed within the statement's time: the
--- run is read from its data each time then.
+-- run's times and server, the thresholds, the tracked tables and the schema's definitions are
+-- those they were computed under (fingerprint), and while the data they were read from, from
+-- data_from on, are kept. complete is false while they are computed, and where they could not
+-- be (attempts made): the run is read from its data each time then.
 CREATE TABLE IF NOT EXISTS telemetry.run_results (
     run_id bigint PRIMARY KEY REFERENCES telemetry.batch_runs (run_id) ON DELETE CASCADE,
     server text,
@@ -12,8 +12,11 @@ CREATE TABLE IF NOT EXISTS telemetry.run_results (
     ended_at timestamptz NOT NULL,
     start_snapshot_at timestamptz,
     fingerprint text NOT NULL,
+    data_server text NOT NULL,
+    data_from timestamptz NOT NULL,
     computed_at timestamptz NOT NULL,
     complete boolean NOT NULL,
+    attempts integer NOT NULL,
     statement_batch text,
     own_recorded boolean
 );
