@@ -351,16 +351,15 @@ RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- _run_settled tells whether a run's stored results (settle_run) are complete and still hold
--- (_run_results_hold), their data kept. Else its readers compute
+-- (_run_results_hold; retention deletes them with the data they were read from, in the same
+-- transaction, never while one is settled: telemetry._retention_lock). Else its readers compute
 -- from the data. A session that SET telemetry.rollups = off reads none (the raw answer, which
 -- the tests compare with). The readers test it in a condition of its own, WHERE (SELECT ...):
 -- a one-time filter, so that the computation from the data never runs where stored results
 -- answer (as a join, the planner may call it first).
 CREATE OR REPLACE FUNCTION telemetry._run_settled(p_run_id bigint)
 RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce(bool_and(x.complete AND telemetry._run_results_hold(x, r, telemetry._run_results_fingerprint())
-                             -- the data it was read from are kept (retention may be cutting them now)
-                             AND x.data_from >= (SELECT min(s.captured_at) FROM telemetry.snapshots s WHERE s.server = x.data_server)), false)
+    SELECT coalesce(bool_and(x.complete AND telemetry._run_results_hold(x, r, telemetry._run_results_fingerprint())), false)
            AND coalesce(current_setting('telemetry.rollups', true), '') <> 'off'
     FROM telemetry.run_results x JOIN telemetry.batch_runs r ON r.run_id = x.run_id
     WHERE x.run_id = p_run_id

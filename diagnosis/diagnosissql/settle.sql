@@ -18,8 +18,8 @@ ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.de
 -- them (data_from: its start, or the snapshots before it its window starts from), or it is
 -- left to be read from what is left, every time. Results that fail or cannot be computed within
 -- the statement's time (statement_timeout) are tried again at later calls, three times in all.
--- One run a call, so that each has the statement's whole time; one session a server at a time
--- (another's call returns NULL). The recorder calls it a few times a minute, pg_cron mode's
+-- One run a call, so that each has the statement's whole time; one session a server at a time,
+-- and none while retention cuts data (a call then returns NULL). The recorder calls it a few times a minute, pg_cron mode's
 -- sample() once a sample.
 CREATE OR REPLACE FUNCTION telemetry.settle_run(p_server text)
 RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -34,7 +34,10 @@ DECLARE
     v_batch text;
     v_own boolean;
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtext('telemetry.settle_run'), hashtext(p_server)) THEN
+    -- Neither while retention cuts data (telemetry._retention_lock) nor beside another session
+    -- settling the server's runs: those wait for the next call.
+    IF NOT pg_try_advisory_xact_lock_shared(hashtext('telemetry.retention'), 0)
+       OR NOT pg_try_advisory_xact_lock(hashtext('telemetry.settle_run'), hashtext(p_server)) THEN
         RETURN NULL;
     END IF;
     SELECT min(s.captured_at), max(s.captured_at) INTO v_first, v_due FROM telemetry.snapshots s WHERE s.server = p_server;

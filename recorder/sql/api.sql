@@ -352,6 +352,7 @@ DECLARE
     v_whole timestamptz := date_trunc('day', v_cutoff AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
     v_n bigint;
 BEGIN
+    PERFORM telemetry._retention_lock();
     SELECT count(*) INTO deleted_snapshots FROM telemetry.snapshots WHERE captured_at < v_whole;
     SELECT count(*) INTO deleted_samples FROM telemetry.samples WHERE captured_at < v_whole;
     PERFORM telemetry._drop_partitions_before(v_whole);

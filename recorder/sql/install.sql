@@ -240,11 +240,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/t
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = 'fcf4d0dbecf28abe09628ba9779153273107f452baa9ed7bf5d2577177886a19') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '073a4a943d72a2957e9a3defc998001d678a89b45f9bc62813fd60eb3009357a') AS apply \gset
 \if :apply
 BEGIN;
 \ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', 'fcf4d0dbecf28abe09628ba9779153273107f452baa9ed7bf5d2577177886a19')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '073a4a943d72a2957e9a3defc998001d678a89b45f9bc62813fd60eb3009357a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -256,11 +256,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/r
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'd23a1a06d01bf599079b2881dea475e0cf1b9b9410d30f35758c549b4c0245be') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '3812150ffc9c6f4b2ed42b4fb1fdfcfb7b96768aea2e419a4058594669de396b') AS apply \gset
 \if :apply
 BEGIN;
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'd23a1a06d01bf599079b2881dea475e0cf1b9b9410d30f35758c549b4c0245be')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '3812150ffc9c6f4b2ed42b4fb1fdfcfb7b96768aea2e419a4058594669de396b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -296,11 +296,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '02b6449c93c860d322a8e45b52b0f7b312d18bfdd12be0d336936bcd9ffda309') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '13357cd4cf0dd8ce003c46344ecc690006b7804caee5236986fc367387e5ff19') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '02b6449c93c860d322a8e45b52b0f7b312d18bfdd12be0d336936bcd9ffda309')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '13357cd4cf0dd8ce003c46344ecc690006b7804caee5236986fc367387e5ff19')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -344,11 +344,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = 'f51a556f2b17c24f964e2c43d513963b182b67c35d1e1ab6c725e871c7579333') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = '167ff2cb10a1dd760f04fec85b12f0b8525dd110cd58536340c90aaf933bc5a0') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/settle.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', 'f51a556f2b17c24f964e2c43d513963b182b67c35d1e1ab6c725e871c7579333')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', '167ff2cb10a1dd760f04fec85b12f0b8525dd110cd58536340c90aaf933bc5a0')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

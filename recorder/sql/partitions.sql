@@ -66,6 +66,15 @@ END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._ensure_partitions(timestamptz) FROM PUBLIC;
 
+-- _retention_lock is taken by what deletes recorded data (retention), for its transaction:
+-- it waits for runs being settled (settle_run, which takes it shared), so that the stored
+-- results it deletes with the data are all committed, and no run is settled meanwhile.
+CREATE OR REPLACE FUNCTION telemetry._retention_lock()
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_advisory_xact_lock(hashtext('telemetry.retention'), 0)
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._retention_lock() FROM PUBLIC;
+
 -- _drop_partitions_before drops the day partitions that end at or before p_cutoff, children
 -- first, and returns how many days went. Dropping costs the same at any data size.
 CREATE OR REPLACE FUNCTION telemetry._drop_partitions_before(p_cutoff timestamptz)
@@ -79,6 +88,7 @@ BEGIN
     IF p_cutoff > now() THEN
         PERFORM telemetry._check_time(p_cutoff, 'the cutoff');
     END IF;
+    PERFORM telemetry._retention_lock();
     FOR v_day IN
         SELECT DISTINCT to_date(substring(c.relname from '_d([0-9]{8})$'), 'YYYYMMDD') AS day
         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
