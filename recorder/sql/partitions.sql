@@ -68,12 +68,12 @@ REVOKE EXECUTE ON FUNCTION telemetry._ensure_partitions(timestamptz) FROM PUBLIC
 
 -- _retention_lock is taken by what deletes recorded data (retention), for its transaction:
 -- it waits for runs being settled (settle_run, which takes it shared), so that the stored
--- results it deletes with the data are all committed, and no run is settled meanwhile.
+-- results it deletes with the data are all committed, and no run is settled meanwhile. It
+-- writes nothing (any role may take an advisory lock): open to the reader like the rest.
 CREATE OR REPLACE FUNCTION telemetry._retention_lock()
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_advisory_xact_lock(hashtext('telemetry.retention'), 0)
 $$;
-REVOKE EXECUTE ON FUNCTION telemetry._retention_lock() FROM PUBLIC;
 
 -- _drop_partitions_before drops the day partitions that end at or before p_cutoff, children
 -- first, and returns how many days went. Dropping costs the same at any data size.
