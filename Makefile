@@ -178,7 +178,7 @@ bench:
 
 bench-recorder:
 	set -o pipefail; out=$$(mktemp); PGBATCH_MEASURE_RECORDER=1 $(GO) test -count=1 -v -timeout 60m -run '^TestMeasure(AgainstSQLMode|StorageAndTimings|Fleet)$$' ./recorder \
-		| tee $$out | grep '^|\|^## \|^Rollups of\|^Generated \|^The report page\|^--- FAIL\|^FAIL'; status=$$?; grep '^analysis over' $$out; rm -f $$out; exit $$status
+		| tee $$out | grep '^|\|^## \|^Rollups of\|^Runs settled\|^Generated \|^The report page\|^--- FAIL\|^FAIL'; status=$$?; grep '^analysis over' $$out; rm -f $$out; exit $$status
 
 VULN_VERSION ?= v1.9.0
 
