@@ -108,7 +108,7 @@ type Recorder struct {
 
 	writeFailure, listenFailure, settleFailure *repeatlog.Failure
 	// servers are the servers whose collections this recorder wrote: the ones whose ended
-	// runs it settles (settleRuns).
+	// runs it settles (settleLoop).
 	servers        map[string]bool
 	refusalsLogged map[refusal]bool
 
