@@ -240,11 +240,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/t
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '19c38bebacb1700747a353700e6be5b5031135e6db62648537061d32d8689a59') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '65431e4865c2393c61440f3709cc7d3e73a3d1b557c1a984d63afd294ebdce7f') AS apply \gset
 \if :apply
 BEGIN;
 \ir partitions.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '19c38bebacb1700747a353700e6be5b5031135e6db62648537061d32d8689a59')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '65431e4865c2393c61440f3709cc7d3e73a3d1b557c1a984d63afd294ebdce7f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

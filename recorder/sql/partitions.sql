@@ -82,6 +82,7 @@ RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, 
 DECLARE
     v_day date;
     v_days integer := 0;
+    v_dropped_until timestamptz; -- the end of the last day dropped
     t record;
 BEGIN
     -- A cutoff in the past only drops less; one in the future is checked (not 'infinity').
@@ -100,9 +101,13 @@ BEGIN
             EXECUTE format('DROP TABLE IF EXISTS telemetry.%I', t.table_name || '_d' || to_char(v_day, 'YYYYMMDD'));
         END LOOP;
         v_days := v_days + 1;
-        -- Stored results read from a day gone no longer hold (the run is read from what is left).
-        DELETE FROM telemetry.run_results WHERE data_from < (v_day + 1)::timestamp AT TIME ZONE 'UTC';
+        v_dropped_until := (v_day + 1)::timestamp AT TIME ZONE 'UTC';
     END LOOP;
+    -- Stored results read from a day gone no longer hold (the run is read from what is left):
+    -- those read from before the end of the last day dropped (none if no day was).
+    IF v_dropped_until IS NOT NULL THEN
+        DELETE FROM telemetry.run_results WHERE data_from < v_dropped_until;
+    END IF;
     RETURN v_days;
 END
 $$;
