@@ -8,10 +8,11 @@ import (
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
-// TestEndedRunsSettled: the Go recorder and pg_cron mode's sample() store the results of a
-// run whose data are all in (telemetry.settle_run: the server recorded settle_after_seconds,
-// 10 minutes, past its end, and its end's statement snapshot is written where statements
-// were read at its start), and of no run still going or ended since, at the defaults.
+// TestEndedRunsSettled: the Go recorder and pg_cron mode's telemetry_settle job
+// (settle_runs(); sample() settles none) store the results of a run whose data are all in
+// (telemetry.settle_run: the server recorded settle_after_seconds, 10 minutes, past its end,
+// and its end's statement snapshot is written where statements were read at its start), and
+// of no run still going or ended since, at the defaults.
 func TestEndedRunsSettled(t *testing.T) {
 	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		ctx := context.Background()
@@ -85,6 +86,13 @@ func TestEndedRunsSettled(t *testing.T) {
 			pgtest.MustExec(t, c, `SELECT telemetry.sample()`)
 			settled, _, _ := runs(t, e)
 			pgtest.MustExec(t, c, `SELECT telemetry.sample()`)
+			if n := pgtest.Query(t, c, `SELECT run_id FROM telemetry.run_results`); len(n) != 0 {
+				t.Errorf("sample() settled %v, want none (the telemetry_settle job settles)", n)
+			}
+			var n int
+			if err := c.QueryRow(ctx, `SELECT telemetry.settle_runs()`).Scan(&n); err != nil || n != 1 {
+				t.Errorf("settle_runs() settled %d runs (%v), want 1", n, err)
+			}
 			check(t, e, settled)
 		})
 	})

@@ -108,8 +108,8 @@ func compareTables(t *testing.T, e *env, goAt, sqlAt time.Time, tables map[strin
 }
 
 // pg_cron mode on Debian's PostgreSQL 15 with pg_cron 1.4: install.sql schedules the seed's
-// jobs (every minute for samples: 1.4 has no sub-minute schedules), the scheduler writes a
-// sample, re-running install.sql is safe, and uninstall.sql removes jobs, history and schema.
+// jobs (every minute for samples: 1.4 has no sub-minute schedules) and telemetry_settle, the
+// scheduler writes a sample and settles, re-running install.sql is safe, and uninstall.sql removes jobs, history and schema.
 func TestPgCronInstallOnDebian15(t *testing.T) {
 	srv := pgtest.StartWith(t, 15, pgtest.Options{Debian: true, SharedPreload: []string{"pg_cron"}})
 	dsn := srv.DSN("postgres") // pg_cron lives in cron.database_name
@@ -124,6 +124,7 @@ func TestPgCronInstallOnDebian15(t *testing.T) {
 	want := []map[string]any{
 		{"jobname": "telemetry_cleanup", "schedule": "0 3 * * *", "command": "SELECT telemetry.cleanup('7 days')"},
 		{"jobname": "telemetry_sample", "schedule": "* * * * *", "command": "SELECT telemetry.sample()"},
+		{"jobname": "telemetry_settle", "schedule": "* * * * *", "command": "SELECT telemetry.settle_runs()"},
 		{"jobname": "telemetry_snapshot", "schedule": "*/5 * * * *", "command": "SELECT telemetry.snapshot()"},
 	}
 	if !reflect.DeepEqual(jobs, want) {
@@ -142,16 +143,17 @@ func TestPgCronInstallOnDebian15(t *testing.T) {
 	installed := samplesBeyondRuns()
 	deadline := time.Now().Add(75 * time.Second)
 	for {
-		var n int
-		if err := c.QueryRow(context.Background(), `SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-			WHERE j.jobname = 'telemetry_sample' AND d.status = 'succeeded'`).Scan(&n); err != nil {
+		var n, settles int
+		if err := c.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE j.jobname = 'telemetry_sample'),
+			count(*) FILTER (WHERE j.jobname = 'telemetry_settle') FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+			WHERE d.status = 'succeeded'`).Scan(&n, &settles); err != nil {
 			t.Fatal(err)
 		}
-		if n > 0 {
+		if n > 0 && settles > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the scheduler ran no telemetry_sample: %v", pgtest.Query(t, c, `SELECT * FROM cron.job_run_details`))
+			t.Fatalf("the scheduler ran no telemetry_sample or no telemetry_settle: %v", pgtest.Query(t, c, `SELECT * FROM cron.job_run_details`))
 		}
 		time.Sleep(time.Second)
 	}

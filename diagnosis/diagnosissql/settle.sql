@@ -20,7 +20,7 @@ ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.de
 -- the statement's time (statement_timeout) are tried again at later calls, three times in all.
 -- One run a call, so that each has the statement's whole time; one session a server at a time,
 -- and none while retention cuts data (a call then returns NULL). The recorder calls it a few times a minute, pg_cron mode's
--- sample() once a sample.
+-- telemetry_settle job every minute (settle_runs).
 CREATE OR REPLACE FUNCTION telemetry.settle_run(p_server text)
 RETURNS bigint LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -108,3 +108,36 @@ BEGIN
 END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry.settle_run(text) FROM PUBLIC;
+
+-- settle_runs is pg_cron mode's telemetry_settle job (every minute): for each recorded server,
+-- settle_run up to 5 times (the recorder's settleAtOnce), until it returns NULL. A failure is a
+-- warning and ends that server's turn, never the other servers'; a cancel or timeout
+-- (statement_timeout, which the job's calls share: it is one statement) ends the job, keeping
+-- the runs settled before it. Returns how many settle_run calls returned a run.
+CREATE OR REPLACE FUNCTION telemetry.settle_runs()
+RETURNS integer LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_server text;
+    v_run bigint;
+    v_settled integer := 0;
+BEGIN
+    FOR v_server IN SELECT s.server FROM telemetry.servers s ORDER BY s.server LOOP
+        FOR i IN 1..5 LOOP
+            BEGIN
+                v_run := telemetry.settle_run(v_server);
+            EXCEPTION
+                WHEN query_canceled THEN
+                    RAISE WARNING 'telemetry.settle_run(%) was cancelled (runs are analysed from their data): %', v_server, SQLERRM;
+                    RETURN v_settled;
+                WHEN others THEN
+                    RAISE WARNING 'telemetry.settle_run(%) failed (runs are analysed from their data): %', v_server, SQLERRM;
+                    EXIT;
+            END;
+            EXIT WHEN v_run IS NULL;
+            v_settled := v_settled + 1;
+        END LOOP;
+    END LOOP;
+    RETURN v_settled;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry.settle_runs() FROM PUBLIC;

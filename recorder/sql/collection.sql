@@ -297,14 +297,6 @@ BEGIN
 
     PERFORM telemetry._rollup_sample(v_server, v_id, v_at);
     PERFORM telemetry._note_server(v_server, v_server, current_setting('server_version_num')::int / 10000, v_at);
-    -- A run whose data are now all in is settled (its results stored), one a sample (the job's,
-    -- never in a batch's own batch_begin or batch_end, whose boundary takes a snapshot); a
-    -- failure or a timeout costs the analysis speed, never the sample.
-    BEGIN
-        PERFORM telemetry.settle_run(v_server);
-    EXCEPTION WHEN query_canceled OR others THEN
-        RAISE WARNING 'telemetry.settle_run failed (runs are analysed from their data): %', SQLERRM;
-    END;
     RETURN v_at;
 END
 $$;

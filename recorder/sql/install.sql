@@ -272,11 +272,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'bfce02d4c9057880a97c64a9767bd699eb55e405badade57ae6d59e8a78853ad') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '5a299aa7a9fcd0b6a67362daaa1fbe493a9b167b87e0fe5e659e5107a5272393') AS apply \gset
 \if :apply
 BEGIN;
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'bfce02d4c9057880a97c64a9767bd699eb55e405badade57ae6d59e8a78853ad')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '5a299aa7a9fcd0b6a67362daaa1fbe493a9b167b87e0fe5e659e5107a5272393')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -344,11 +344,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = '167ff2cb10a1dd760f04fec85b12f0b8525dd110cd58536340c90aaf933bc5a0') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = '1f4adcf730c42d204b614634f08912c2287ce555d3baa20c73e2e092ba54be9b') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/settle.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', '167ff2cb10a1dd760f04fec85b12f0b8525dd110cd58536340c90aaf933bc5a0')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', '1f4adcf730c42d204b614634f08912c2287ce555d3baa20c73e2e092ba54be9b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -1,5 +1,5 @@
 -- pg_cron mode, included by install.sql: takes a first snapshot and sample, then schedules
--- the seed's three jobs where pg_cron is available. Re-running it is safe (jobs are named).
+-- the seed's three jobs and telemetry_settle (settled runs) where pg_cron is available. Re-running it is safe (jobs are named).
 SELECT telemetry.snapshot() AS first_snapshot \gset
 SELECT telemetry.sample() AS first_sample \gset
 
@@ -22,10 +22,11 @@ BEGIN
     PERFORM cron.schedule('telemetry_snapshot', '*/5 * * * *', 'SELECT telemetry.snapshot()');
     PERFORM cron.schedule('telemetry_sample', v_sample_schedule, 'SELECT telemetry.sample()');
     PERFORM cron.schedule('telemetry_cleanup', '0 3 * * *', $job$SELECT telemetry.cleanup('7 days')$job$);
+    PERFORM cron.schedule('telemetry_settle', '* * * * *', 'SELECT telemetry.settle_runs()');
 END
 $$;
 \else
 DO $$ BEGIN
-    RAISE NOTICE 'pg_cron is not available in this database: the telemetry schema is installed without its jobs; schedule telemetry.snapshot() and telemetry.sample() yourself, or run pg-batch-exporter --recorder.enabled';
+    RAISE NOTICE 'pg_cron is not available in this database: the telemetry schema is installed without its jobs; schedule telemetry.snapshot(), telemetry.sample() and telemetry.settle_runs() yourself, or run pg-batch-exporter --recorder.enabled';
 END $$;
 \endif

@@ -4,7 +4,7 @@
 SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') AS has_cron \gset
 \if :has_cron
 CREATE TEMPORARY TABLE telemetry_jobs AS
-SELECT jobid FROM cron.job WHERE jobname IN ('telemetry_snapshot', 'telemetry_sample', 'telemetry_cleanup');
+SELECT jobid FROM cron.job WHERE jobname IN ('telemetry_snapshot', 'telemetry_sample', 'telemetry_cleanup', 'telemetry_settle');
 SELECT count(cron.unschedule(jobid)) AS unscheduled_jobs FROM telemetry_jobs;
 \endif
 -- A job still running holds locks on the tables: take them first, in the order the jobs do
