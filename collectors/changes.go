@@ -45,6 +45,8 @@ type RelationState struct {
 	TotalSize         *int64 // nil while another session holds an ACCESS EXCLUSIVE lock on it
 	AutovacuumEnabled bool   // the table's autovacuum_enabled storage parameter
 	Indexes           string // JSON: [{name, definition, valid, ready}], by name
+	Triggers          string // JSON: [{name, definition, enabled}] of its user triggers, by name
+	ForeignKeys       string // JSON: [{name, table, definition}]: its foreign keys and those referencing it
 }
 
 // SQLTouchedRelations are the tables, partitioned tables and materialized views of this
@@ -59,8 +61,10 @@ WHERE l.locktype = 'relation' AND l.granted AND l.pid = ANY ($1::int[])
 
 // SQLRelationStates reads the state of the tracked tables ($1 schemas, $2 names, and
 // telemetry.tracked_tables where withTrackedTables) and of the relations $3 (oids): their
-// indexes, relfilenode, rows, statistics times and size (see sqlSizes for when a size is
-// left out). It takes no lock but the sizes' ACCESS SHARE.
+// indexes, relfilenode, rows, statistics times, size (see sqlSizes for when a size is left
+// out), user triggers (not the internal ones of foreign keys and deferred constraints) and
+// foreign keys, each direction (a partition's copies of its parent's left out). It takes no
+// lock but the sizes' ACCESS SHARE.
 func SQLRelationStates(withTrackedTables bool) string {
 	return `WITH ` + sqlWanted(withTrackedTables, ` UNION SELECT unnest($3::oid[])`) + `, ` + sqlFiles + `, sizes AS (
 	WITH ` + sqlSizes + `
@@ -70,7 +74,14 @@ SELECT c.oid, n.nspname::text, c.relname::text, nullif(c.relfilenode, 0), c.relt
 	coalesce((SELECT o.option_value::boolean FROM pg_options_to_table(c.reloptions) o WHERE o.option_name = 'autovacuum_enabled'), true),
 	coalesce((SELECT jsonb_agg(jsonb_build_object('name', ic.relname, 'definition', pg_get_indexdef(i.indexrelid),
 	                                              'valid', i.indisvalid, 'ready', i.indisready) ORDER BY ic.relname)
-	          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), '[]')::text
+	          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), '[]')::text,
+	coalesce((SELECT jsonb_agg(jsonb_build_object('name', t.tgname, 'definition', pg_get_triggerdef(t.oid), 'enabled', t.tgenabled <> 'D')
+	                           ORDER BY t.tgname)
+	          FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal), '[]')::text,
+	coalesce((SELECT jsonb_agg(jsonb_build_object('name', k.conname, 'table', format('%s.%s', kn.nspname, kc.relname),
+	                                              'definition', pg_get_constraintdef(k.oid)) ORDER BY kn.nspname, kc.relname, k.conname)
+	          FROM pg_constraint k JOIN pg_class kc ON kc.oid = k.conrelid JOIN pg_namespace kn ON kn.oid = kc.relnamespace
+	          WHERE k.contype = 'f' AND c.oid IN (k.conrelid, k.confrelid) AND k.conparentid = 0), '[]')::text
 FROM wanted w JOIN pg_class c ON c.oid = w.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN (SELECT * FROM pg_stat_all_tables s WHERE ` + sqlOnlyWanted + `) s ON s.relid = c.oid
 LEFT JOIN sizes z(relid, relation, total, indexes) ON z.relid = c.oid
@@ -126,7 +137,8 @@ func (ch *changesCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collectio
 	}
 	states, err := queryAll(ctx, tx, SQLRelationStates(fromSchema), func(s *RelationState) []any {
 		return []any{&s.Relid, &s.Schemaname, &s.Relname, &s.Relfilenode, &s.Reltuples, &s.NLiveTup, &s.NModSinceAnalyze,
-			&s.LastAnalyze, &s.LastAutoanalyze, &s.LastVacuum, &s.LastAutovacuum, &s.TotalSize, &s.AutovacuumEnabled, &s.Indexes}
+			&s.LastAnalyze, &s.LastAutoanalyze, &s.LastVacuum, &s.LastAutovacuum, &s.TotalSize, &s.AutovacuumEnabled, &s.Indexes,
+			&s.Triggers, &s.ForeignKeys}
 	}, schemas, names, relids)
 	c.RelationStates = states
 	return err

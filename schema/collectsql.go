@@ -61,7 +61,7 @@ var collectFuncs = []collectFunc{
 	{name: "_collect_relation_states", params: "p_schemas text[], p_names text[], p_relids oid[]", sql: constant(collectors.SQLRelationStates(true)),
 		returns: "relid oid, schemaname text, relname text, relfilenode oid, reltuples double precision, n_live_tup bigint, " +
 			"n_mod_since_analyze bigint, last_analyze timestamptz, last_autoanalyze timestamptz, last_vacuum timestamptz, " +
-			"last_autovacuum timestamptz, total_size bigint, autovacuum_enabled boolean, indexes text"},
+			"last_autovacuum timestamptz, total_size bigint, autovacuum_enabled boolean, indexes text, triggers text, foreign_keys text"},
 	{name: "_collect_settings", sql: constant(collectors.SQLServerSettings), returns: "settings text"},
 	{name: "_collect_session_groups", sql: constant(collectors.SQLSessionGroups),
 		returns: "backend_type text, wait_event_type text, wait_event text, state text, count integer"},

@@ -1,5 +1,5 @@
 -- What changed since a run's baseline (issue 20): the relations its batch touches (their
--- indexes, statistics, rewrites, size) and the server's settings, start and version (the
+-- indexes, triggers, foreign keys, statistics, rewrites, size) and the server's settings, start and version (the
 -- tables: schema/migrations/0017_batch_relations_and_settings.sql). The run cause
 -- diagnosis/findings/what_changed makes each change a finding, the statements it slowed its
 -- children; run_changes (there) lists them all.
@@ -81,6 +81,12 @@ $$;
 --                      stale_statistics_pct of its rows where the baseline's were not
 --   table_rewritten    a new relfilenode (VACUUM FULL, CLUSTER, TRUNCATE, ALTER TABLE ... TYPE)
 --   table_grew         its size table_growth_ratio times its baseline's or more
+--   trigger_created, trigger_enabled, trigger_changed (its definition), trigger_dropped,
+--   trigger_disabled   a user trigger of a relation the batch touches (the last two cannot
+--                      slow it)
+--   foreign_key_added, foreign_key_changed, foreign_key_dropped   a foreign key of a relation
+--                      the batch touches, or referencing it (each row written, or deleted on
+--                      the referenced side, is checked)
 --   setting_changed    a server setting (pg_settings: from the configuration, or a pending restart)
 --   role_setting_changed   ALTER ROLE/DATABASE ... SET of the batch's database (pg_db_role_setting)
 --   server_restarted, server_upgraded, extension_changed
@@ -107,6 +113,24 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                             FULL JOIN jsonb_array_elements(pair.a -> 'indexes') y ON x.value ->> 'name' = y.value ->> 'name') u
         LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(pair.b -> 'indexes') e WHERE e.value ->> 'name' = u.k ->> 'name') bi ON true
         LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(pair.a -> 'indexes') e WHERE e.value ->> 'name' = u.k ->> 'name') ai ON true),
+    -- Triggers by name, where both states read them (NULL: read before 0022).
+    trg AS (
+        SELECT pair.name, pair.relid, ba.b AS bt, ba.a AS at
+        FROM pair
+        CROSS JOIN LATERAL (SELECT b.value, a.value FROM jsonb_array_elements(pair.b -> 'triggers') b
+                            FULL JOIN jsonb_array_elements(pair.a -> 'triggers') a ON a.value ->> 'name' = b.value ->> 'name') ba (b, a)
+        WHERE jsonb_typeof(pair.b -> 'triggers') = 'array' AND jsonb_typeof(pair.a -> 'triggers') = 'array'),
+    -- Foreign keys by their table and name, once each where both of its tables are the batch's
+    -- (the change's relation then the referencing table, whose writes it checks).
+    fk AS (
+        SELECT DISTINCT ON (coalesce(ba.b, ba.a) ->> 'table', coalesce(ba.b, ba.a) ->> 'name')
+               pair.name, pair.relid, ba.b AS bk, ba.a AS ak, coalesce(ba.b, ba.a) ->> 'table' = pair.name AS referencing
+        FROM pair
+        CROSS JOIN LATERAL (SELECT b.value, a.value FROM jsonb_array_elements(pair.b -> 'foreign_keys') b
+                            FULL JOIN jsonb_array_elements(pair.a -> 'foreign_keys') a
+                              ON a.value ->> 'name' = b.value ->> 'name' AND a.value ->> 'table' = b.value ->> 'table') ba (b, a)
+        WHERE jsonb_typeof(pair.b -> 'foreign_keys') = 'array' AND jsonb_typeof(pair.a -> 'foreign_keys') = 'array'
+        ORDER BY coalesce(ba.b, ba.a) ->> 'table', coalesce(ba.b, ba.a) ->> 'name', coalesce(ba.b, ba.a) ->> 'table' = pair.name DESC),
     stale AS (
         SELECT pair.*, (pair.a ->> 'n_mod_since_analyze')::numeric AS mods,
                greatest((pair.a ->> 'reltuples')::numeric, (pair.a ->> 'n_live_tup')::numeric, 0) AS rows_now,
@@ -128,6 +152,29 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     FROM idx WHERE idx.bi IS NOT NULL AND idx.ai IS NOT NULL
                AND NOT ((idx.ai ->> 'valid')::boolean AND (idx.ai ->> 'ready')::boolean)
                AND ((idx.bi ->> 'valid')::boolean AND (idx.bi ->> 'ready')::boolean)
+    UNION ALL
+    SELECT CASE WHEN trg.bt IS NULL THEN 'trigger_created' WHEN trg.at IS NULL THEN 'trigger_dropped'
+                WHEN (trg.at ->> 'enabled')::boolean AND NOT (trg.bt ->> 'enabled')::boolean THEN 'trigger_enabled'
+                WHEN (trg.bt ->> 'enabled')::boolean AND NOT (trg.at ->> 'enabled')::boolean THEN 'trigger_disabled'
+                ELSE 'trigger_changed' END,
+           format('%s on %s', coalesce(trg.at, trg.bt) ->> 'name', trg.name),
+           CASE WHEN trg.bt IS NULL THEN NULL WHEN (trg.bt ->> 'enabled')::boolean THEN trg.bt ->> 'definition' ELSE 'disabled' END,
+           CASE WHEN trg.at IS NULL THEN NULL WHEN (trg.at ->> 'enabled')::boolean THEN trg.at ->> 'definition' ELSE 'disabled' END,
+           CASE WHEN (trg.at ->> 'enabled')::boolean
+                THEN 'it fires for the statements that write the table: its function''s work (and what it writes) adds to theirs'
+                ELSE 'it no longer fires for the batch''s writes' END,
+           trg.relid, coalesce((trg.at ->> 'enabled')::boolean, false)
+    FROM trg WHERE trg.bt IS DISTINCT FROM trg.at
+    UNION ALL
+    SELECT CASE WHEN fk.bk IS NULL THEN 'foreign_key_added' WHEN fk.ak IS NULL THEN 'foreign_key_dropped' ELSE 'foreign_key_changed' END,
+           format('%s on %s', coalesce(fk.ak, fk.bk) ->> 'name', coalesce(fk.ak, fk.bk) ->> 'table'),
+           fk.bk ->> 'definition', fk.ak ->> 'definition',
+           CASE WHEN fk.ak IS NULL THEN 'its checks no longer run'
+                WHEN fk.referencing THEN 'each row the batch inserts into the table, or whose key it updates, is looked up in the table it references'
+                ELSE format('each row the batch deletes from %s, or whose key it updates, is looked for in %s: without an index on its referencing columns, by a scan',
+                            fk.name, fk.ak ->> 'table') END,
+           fk.relid, fk.ak IS NOT NULL
+    FROM fk WHERE fk.bk IS DISTINCT FROM fk.ak
     UNION ALL
     SELECT 'statistics_stale', s.name,
            format('%s rows modified since its last analyze', coalesce(s.b_mods::text, 'unknown')),

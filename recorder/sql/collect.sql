@@ -151,7 +151,7 @@ $collect$;
 
 DROP FUNCTION IF EXISTS telemetry._collect_relation_states(p_schemas text[], p_names text[], p_relids oid[]);
 CREATE OR REPLACE FUNCTION telemetry._collect_relation_states(p_schemas text[], p_names text[], p_relids oid[])
-RETURNS TABLE (relid oid, schemaname text, relname text, relfilenode oid, reltuples double precision, n_live_tup bigint, n_mod_since_analyze bigint, last_analyze timestamptz, last_autoanalyze timestamptz, last_vacuum timestamptz, last_autovacuum timestamptz, total_size bigint, autovacuum_enabled boolean, indexes text)
+RETURNS TABLE (relid oid, schemaname text, relname text, relfilenode oid, reltuples double precision, n_live_tup bigint, n_mod_since_analyze bigint, last_analyze timestamptz, last_autoanalyze timestamptz, last_vacuum timestamptz, last_autovacuum timestamptz, total_size bigint, autovacuum_enabled boolean, indexes text, triggers text, foreign_keys text)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 #variable_conflict use_column
 BEGIN
@@ -181,7 +181,14 @@ SELECT c.oid, n.nspname::text, c.relname::text, nullif(c.relfilenode, 0), c.relt
 	coalesce((SELECT o.option_value::boolean FROM pg_options_to_table(c.reloptions) o WHERE o.option_name = 'autovacuum_enabled'), true),
 	coalesce((SELECT jsonb_agg(jsonb_build_object('name', ic.relname, 'definition', pg_get_indexdef(i.indexrelid),
 	                                              'valid', i.indisvalid, 'ready', i.indisready) ORDER BY ic.relname)
-	          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), '[]')::text
+	          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), '[]')::text,
+	coalesce((SELECT jsonb_agg(jsonb_build_object('name', t.tgname, 'definition', pg_get_triggerdef(t.oid), 'enabled', t.tgenabled <> 'D')
+	                           ORDER BY t.tgname)
+	          FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal), '[]')::text,
+	coalesce((SELECT jsonb_agg(jsonb_build_object('name', k.conname, 'table', format('%s.%s', kn.nspname, kc.relname),
+	                                              'definition', pg_get_constraintdef(k.oid)) ORDER BY kn.nspname, kc.relname, k.conname)
+	          FROM pg_constraint k JOIN pg_class kc ON kc.oid = k.conrelid JOIN pg_namespace kn ON kn.oid = kc.relnamespace
+	          WHERE k.contype = 'f' AND c.oid IN (k.conrelid, k.confrelid) AND k.conparentid = 0), '[]')::text
 FROM wanted w JOIN pg_class c ON c.oid = w.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN (SELECT * FROM pg_stat_all_tables s WHERE s.relid = ANY (ARRAY(SELECT relid FROM wanted))) s ON s.relid = c.oid
 LEFT JOIN sizes z(relid, relation, total, indexes) ON z.relid = c.oid
@@ -466,10 +473,12 @@ BEGIN
     FROM telemetry._collect_replication() c;
     INSERT INTO telemetry.relation_states (snapshot_id, relid, schemaname, relname, relfilenode,
         reltuples, n_live_tup, n_mod_since_analyze, last_analyze, last_autoanalyze, last_vacuum,
-        last_autovacuum, total_size, autovacuum_enabled, indexes, server, captured_at)
+        last_autovacuum, total_size, autovacuum_enabled, indexes, triggers, foreign_keys, server,
+        captured_at)
     SELECT p_id, c.relid, c.schemaname, c.relname, c.relfilenode, c.reltuples, c.n_live_tup,
         c.n_mod_since_analyze, c.last_analyze, c.last_autoanalyze, c.last_vacuum, c.last_autovacuum,
-        c.total_size, c.autovacuum_enabled, c.indexes::jsonb, p_server, p_at
+        c.total_size, c.autovacuum_enabled, c.indexes::jsonb, c.triggers::jsonb,
+        c.foreign_keys::jsonb, p_server, p_at
     FROM telemetry._collect_relation_states('{}', '{}', '{}') c;
 END
 $record$;

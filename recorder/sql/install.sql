@@ -56,7 +56,8 @@ BEGIN
         ('0018_plans.sql', 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be'),
         ('0019_rollup_reads.sql', 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d'),
         ('0020_run_reads.sql', '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985'),
-        ('0021_run_results.sql', '53c4b72984f9bf94fe4040de8bd0b7392a2b7a3c74b23feb2bc8c55d65c91130')) f (name, checksum) ON f.name = m.name
+        ('0021_run_results.sql', '53c4b72984f9bf94fe4040de8bd0b7392a2b7a3c74b23feb2bc8c55d65c91130'),
+        ('0022_relation_triggers_and_foreign_keys.sql', '5b815910d83ec2e6004ae524c6e79c2eef022e9157576daeb256b0b9e1df7c08')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -232,6 +233,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0021_run_resul
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0022_relation_triggers_and_foreign_keys.sql' AND checksum = '5b815910d83ec2e6004ae524c6e79c2eef022e9157576daeb256b0b9e1df7c08') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../schema/migrations/0022_relation_triggers_and_foreign_keys.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0022_relation_triggers_and_foreign_keys.sql', '5b815910d83ec2e6004ae524c6e79c2eef022e9157576daeb256b0b9e1df7c08')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 BEGIN;
@@ -264,11 +273,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/a
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '6a51e92eb2e6e90b3324a354b94badaf70f66b201653a398efd0b1271ecb893d') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'b6d3eb2f53c332ec68b5215d5078e75bc1e98881019b151b7aa9112112ad44f1') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '6a51e92eb2e6e90b3324a354b94badaf70f66b201653a398efd0b1271ecb893d')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'b6d3eb2f53c332ec68b5215d5078e75bc1e98881019b151b7aa9112112ad44f1')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -320,11 +329,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'b3cb5aed433d577f3d9393d476742d9e8ac70b943333b4b4f814c991dacd6deb') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = '8062790da284791c31325d9c1863525773af7896390baf0d65dcd43de1717482') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/changes.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', 'b3cb5aed433d577f3d9393d476742d9e8ac70b943333b4b4f814c991dacd6deb')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', '8062790da284791c31325d9c1863525773af7896390baf0d65dcd43de1717482')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -568,11 +577,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/what_changed/finding.sql' AND checksum = '5f1964ef849d4c9828f4d2268d04f905e484879d52401122d68547ed94d5a8d9') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/what_changed/finding.sql' AND checksum = 'b3ed1020ba9fb843750a95293ffe7627e8f6bdcfc20ef1db64df83243f17b8cd') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/what_changed/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/what_changed/finding.sql', '5f1964ef849d4c9828f4d2268d04f905e484879d52401122d68547ed94d5a8d9')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/what_changed/finding.sql', 'b3ed1020ba9fb843750a95293ffe7627e8f6bdcfc20ef1db64df83243f17b8cd')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

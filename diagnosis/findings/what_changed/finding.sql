@@ -1,6 +1,6 @@
--- what_changed: something changed since the baseline runs (telemetry._run_changes: an index of
--- a table the batch touches, its statistics, a rewrite or growth, a setting, a restart, an
--- upgrade) and the statements it can slow (_run_change_links) were slower: each change is a
+-- what_changed: something changed since the baseline runs (telemetry._run_changes: an index,
+-- a trigger or a foreign key of a table the batch touches, its statistics, a rewrite or growth,
+-- a setting, a restart, an upgrade) and the statements it can slow (_run_change_links) were slower: each change is a
 -- finding of its own (named by its kind), its statements its children. A statement more than
 -- one change may have slowed splits its extra seconds between them.
 CREATE OR REPLACE FUNCTION telemetry._finding_what_changed(p_run_id bigint, p_account jsonb)
@@ -38,6 +38,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
              WHEN 'table_grew' THEN 'Check the batch''s input, the table''s bloat (VACUUM) and whether its plans still fit its size.'
              WHEN 'setting_changed' THEN 'Set it back to the baseline''s value (ALTER SYSTEM, postgresql.conf, then pg_reload_conf()) if the change was not meant.'
              WHEN 'role_setting_changed' THEN 'ALTER ROLE/DATABASE ... RESET it, or set it back to the baseline''s value (pg_db_role_setting).'
+             WHEN 'trigger_created' THEN 'Check what the trigger does for each row the batch writes (its function), and whether the batch needs it: a statement-level trigger with transition tables (REFERENCING NEW TABLE) does it once a statement; ALTER TABLE ... DISABLE TRIGGER for a load it need not fire for.'
+             WHEN 'trigger_enabled' THEN 'Check whether the trigger was meant to fire for the batch (ALTER TABLE ... DISABLE TRIGGER disabled it before), and what its function does for each row.'
+             WHEN 'trigger_changed' THEN 'Compare the trigger''s definition with the baseline''s (its events, its function), and what its function does for each row.'
+             WHEN 'foreign_key_added' THEN 'Index the referencing columns where the batch deletes or updates referenced rows; for a bulk load, add the key after it (ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT: one check of every row, not one a row).'
+             WHEN 'foreign_key_changed' THEN 'Compare the foreign key''s definition with the baseline''s (its columns, ON DELETE and ON UPDATE actions), and index its referencing columns.'
              WHEN 'server_restarted' THEN 'Shared buffers start cold after a restart: pg_prewarm (autoprewarm) fills them again from what they held.'
              ELSE 'After an upgrade, ANALYZE the database (vacuumdb --analyze-in-stages) and compare the statements'' plans.' END,
            p.seconds, p.children

@@ -1,0 +1,7 @@
+-- What changed since a batch's normal runs, beyond indexes (issue 20): a relation's triggers and
+-- foreign keys. An audit trigger added to a table the batch writes, or a foreign key whose
+-- checks now run for each row it inserts (or, on the referenced side, for each row it deletes),
+-- make the same statements slower at the same work. NULL in rows read before this column
+-- existed: unknown, never a change.
+ALTER TABLE telemetry.relation_states ADD COLUMN IF NOT EXISTS triggers jsonb;     -- [{name, definition, enabled}], by name
+ALTER TABLE telemetry.relation_states ADD COLUMN IF NOT EXISTS foreign_keys jsonb; -- [{name, table, definition}]: its own and those referencing it
