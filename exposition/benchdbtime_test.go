@@ -53,19 +53,20 @@ func benchDatabaseTime(t *testing.T, full bool) benchSection {
 	backends := func() map[uint32]time.Duration {
 		return proctest.BackendsCPU(t, ctl, `SELECT pid FROM pg_stat_activity WHERE usename = $1`, role)
 	}
-	// measure is the row of the window [start, start+window): the role's statements reset at
-	// its start, scraped every 15 s meanwhile.
-	measure := func(label string, start time.Time, window time.Duration) []string {
-		perMinute := func(ms float64) string { return fmt.Sprintf("%.0f ms", ms*time.Minute.Seconds()/window.Seconds()) }
-		time.Sleep(time.Until(start))
+	// measure is the row of a window of the given length from notBefore (or now, if later):
+	// the role's statements reset at its start, scraped every 15 s meanwhile.
+	measure := func(label string, notBefore time.Time, window time.Duration) []string {
+		time.Sleep(time.Until(notBefore))
 		pgtest.MustExec(t, ctl, `SELECT pg_stat_statements_reset(userid => $1::regrole::oid)`, role)
-		cpu0 := backends()
-		for scraped := 0; time.Since(start) < window; scraped++ {
-			time.Sleep(time.Until(start.Add(time.Duration(scraped) * 15 * time.Second)))
+		cpu0, start := backends(), time.Now()
+		for at := start; at.Before(start.Add(window)); at = at.Add(15 * time.Second) {
+			time.Sleep(time.Until(at))
 			scrape(t, p.url)
 		}
 		time.Sleep(time.Until(start.Add(window)))
 		cpu1 := backends()
+		elapsed := time.Since(start)
+		perMinute := func(ms float64) string { return fmt.Sprintf("%.0f ms", ms*time.Minute.Seconds()/elapsed.Seconds()) }
 		// The tracked-tables read: its statistics (once per snapshot-tier collection) and the
 		// sizes read where they may have changed.
 		var calls, collections, sized int64
