@@ -3,6 +3,7 @@ package collectors_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -230,6 +231,43 @@ func TestExclusiveLockDoesNotStallExporter(t *testing.T) {
 		c = collect(t, r, collectors.TierSnapshot)
 		if len(c.Tables) != 1 || c.Tables[0].RelationSize == nil {
 			t.Errorf("tables = %+v, want orders with sizes once unlocked", c.Tables)
+		}
+	})
+}
+
+// TestRelationStatesWhileLocked: at a batch's boundary, a table another session holds ACCESS
+// EXCLUSIVE on keeps its row, without what cannot be read without opening it (its size, its
+// indexes' and triggers' definitions: unknown, never an empty list), within lock_timeout; its
+// foreign keys are read from the catalog. Once unlocked, all of it.
+func TestRelationStatesWhileLocked(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server, dsn string) {
+		holder := pgtest.Connect(t, dsn, "")
+		pgtest.MustExec(t, holder, `CREATE TABLE orders (id int PRIMARY KEY, note text)`)
+		pgtest.MustExec(t, holder, `CREATE TABLE lines (order_id int REFERENCES orders)`)
+		pgtest.MustExec(t, holder, `CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$`)
+		pgtest.MustExec(t, holder, `CREATE TRIGGER orders_note BEFORE UPDATE ON orders FOR EACH ROW
+			WHEN (OLD.note IS DISTINCT FROM NEW.note) EXECUTE FUNCTION noop()`)
+		pgtest.MustExec(t, holder, `BEGIN`)
+		pgtest.MustExec(t, holder, `ALTER TABLE orders ADD COLUMN total numeric`)
+		r := newRunner(t, dsn, "public.orders")
+		states := func() []collectors.RelationState {
+			r.Trigger(collectors.TierSnapshot)
+			return collect(t, r, collectors.TierSnapshot).RelationStates
+		}
+		start := time.Now()
+		s := states()
+		if took := time.Since(start); took > testOptions.LockTimeout {
+			t.Errorf("snapshot took %s with the table locked; lock_timeout is %s", took, testOptions.LockTimeout)
+		}
+		if len(s) != 1 || s[0].TotalSize != nil || s[0].Indexes != nil || s[0].Triggers != nil ||
+			!strings.Contains(s[0].ForeignKeys, `"lines_order_id_fkey"`) {
+			t.Errorf("states = %+v, want orders without size, indexes and triggers while locked, with its key", s)
+		}
+		pgtest.MustExec(t, holder, `COMMIT`)
+		s = states()
+		if len(s) != 1 || s[0].TotalSize == nil || s[0].Indexes == nil || !strings.Contains(*s[0].Indexes, `"orders_pkey"`) ||
+			s[0].Triggers == nil || !strings.Contains(*s[0].Triggers, `"orders_note"`) {
+			t.Errorf("states = %+v, want orders with its size, index and trigger once unlocked", s)
 		}
 	})
 }

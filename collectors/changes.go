@@ -44,9 +44,11 @@ type RelationState struct {
 	LastAutovacuum    *time.Time
 	TotalSize         *int64 // nil while another session holds an ACCESS EXCLUSIVE lock on it
 	AutovacuumEnabled bool   // the table's autovacuum_enabled storage parameter
-	Indexes           string // JSON: [{name, definition, valid, ready}], by name
-	Triggers          string // JSON: [{name, definition, enabled}] of its user triggers, by name
-	ForeignKeys       string // JSON: [{name, table, definition}]: its foreign keys and those referencing it
+	// Indexes and Triggers are nil where their definitions could not be read (the table held
+	// or awaited ACCESS EXCLUSIVE).
+	Indexes     *string // JSON: [{name, definition, valid, ready}], by name
+	Triggers    *string // JSON: [{name, table, definition, enabled}] of its user triggers, by name
+	ForeignKeys string  // JSON: [{name, table, definition}]: its foreign keys and those referencing it
 }
 
 // SQLTouchedRelations are the tables, partitioned tables and materialized views of this
@@ -62,26 +64,45 @@ WHERE l.locktype = 'relation' AND l.granted AND l.pid = ANY ($1::int[])
 // SQLRelationStates reads the state of the tracked tables ($1 schemas, $2 names, and
 // telemetry.tracked_tables where withTrackedTables) and of the relations $3 (oids): their
 // indexes, relfilenode, rows, statistics times, size (see sqlSizes for when a size is left
-// out), user triggers (not the internal ones of foreign keys and deferred constraints) and
-// foreign keys, each direction (a partition's copies of its parent's left out). It takes no
-// lock but the sizes' ACCESS SHARE.
+// out), triggers and foreign keys. It takes no lock but the sizes' ACCESS SHARE: an index's
+// and a trigger's definitions are deparsed with their table opened, so those of a table whose
+// sizes are not read are not either (NULL: unknown).
+// Triggers are the user's (not the internal ones of foreign keys and deferred constraints),
+// named with the table they are defined on: a partition's copy of its parent's trigger is
+// the parent's. enabled: it fires in ordinary sessions (ENABLE or ENABLE ALWAYS; not
+// DISABLE, nor ENABLE REPLICA). Foreign keys are those of the table and those referencing
+// it, as their root key (a partition's copy of its parent's key, or of a key referencing a
+// partitioned table, is the parent's): its name, table, the table it references, definition.
 func SQLRelationStates(withTrackedTables bool) string {
 	return `WITH ` + sqlWanted(withTrackedTables, ` UNION SELECT unnest($3::oid[])`) + `, ` + sqlFiles + `, sizes AS (
 	WITH ` + sqlSizes + `
+), foreign_keys AS MATERIALIZED (
+	SELECT x.relid, r.conname, format('%s.%s', tn.nspname, tc.relname) AS table_name,
+		format('%s.%s', fn.nspname, fc.relname) AS references_name, pg_get_constraintdef(r.oid) AS definition
+	FROM (SELECT k.oid, k.conrelid AS relid FROM pg_constraint k WHERE k.contype = 'f' AND k.conrelid IN (SELECT relid FROM wanted)
+	      UNION
+	      SELECT k.oid, k.confrelid FROM pg_constraint k WHERE k.contype = 'f' AND k.confrelid IN (SELECT relid FROM wanted)) x
+	JOIN pg_constraint k ON k.oid = x.oid
+	JOIN pg_constraint r ON r.oid = CASE WHEN k.conparentid <> 0 THEN k.conparentid ELSE k.oid END
+	JOIN pg_class tc ON tc.oid = r.conrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+	JOIN pg_class fc ON fc.oid = r.confrelid JOIN pg_namespace fn ON fn.oid = fc.relnamespace
 )
 SELECT c.oid, n.nspname::text, c.relname::text, nullif(c.relfilenode, 0), c.reltuples::float8,
 	s.n_live_tup, s.n_mod_since_analyze, s.last_analyze, s.last_autoanalyze, s.last_vacuum, s.last_autovacuum, z.total,
 	coalesce((SELECT o.option_value::boolean FROM pg_options_to_table(c.reloptions) o WHERE o.option_name = 'autovacuum_enabled'), true),
+	CASE WHEN z.relid IS NOT NULL THEN
 	coalesce((SELECT jsonb_agg(jsonb_build_object('name', ic.relname, 'definition', pg_get_indexdef(i.indexrelid),
 	                                              'valid', i.indisvalid, 'ready', i.indisready) ORDER BY ic.relname)
-	          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), '[]')::text,
-	coalesce((SELECT jsonb_agg(jsonb_build_object('name', t.tgname, 'definition', pg_get_triggerdef(t.oid), 'enabled', t.tgenabled <> 'D')
-	                           ORDER BY t.tgname)
-	          FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal), '[]')::text,
-	coalesce((SELECT jsonb_agg(jsonb_build_object('name', k.conname, 'table', format('%s.%s', kn.nspname, kc.relname),
-	                                              'definition', pg_get_constraintdef(k.oid)) ORDER BY kn.nspname, kc.relname, k.conname)
-	          FROM pg_constraint k JOIN pg_class kc ON kc.oid = k.conrelid JOIN pg_namespace kn ON kn.oid = kc.relnamespace
-	          WHERE k.contype = 'f' AND c.oid IN (k.conrelid, k.confrelid) AND k.conparentid = 0), '[]')::text
+	          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), '[]')::text END,
+	CASE WHEN z.relid IS NOT NULL THEN
+	coalesce((SELECT jsonb_agg(jsonb_build_object('name', t.tgname, 'table', CASE WHEN p.oid IS NULL THEN format('%s.%s', n.nspname, c.relname) ELSE format('%s.%s', pn.nspname, pc.relname) END,
+	                                              'definition', pg_get_triggerdef(t.oid), 'enabled', t.tgenabled IN ('O', 'A')) ORDER BY t.tgname)
+	          FROM pg_trigger t LEFT JOIN pg_trigger p ON p.oid = t.tgparentid
+	          LEFT JOIN pg_class pc ON pc.oid = p.tgrelid LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+	          WHERE t.tgrelid = c.oid AND NOT t.tgisinternal), '[]')::text END,
+	coalesce((SELECT jsonb_agg(DISTINCT jsonb_build_object('name', f.conname, 'table', f.table_name, 'references', f.references_name,
+	                                                       'definition', f.definition))
+	          FROM foreign_keys f WHERE f.relid = c.oid), '[]')::text
 FROM wanted w JOIN pg_class c ON c.oid = w.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN (SELECT * FROM pg_stat_all_tables s WHERE ` + sqlOnlyWanted + `) s ON s.relid = c.oid
 LEFT JOIN sizes z(relid, relation, total, indexes) ON z.relid = c.oid

@@ -86,7 +86,8 @@ $$;
 --                      slow it)
 --   foreign_key_added, foreign_key_changed, foreign_key_dropped   a foreign key of a relation
 --                      the batch touches, or referencing it (each row written, or deleted on
---                      the referenced side, is checked)
+--                      the referenced side, is checked; not where it is NOT ENFORCED, nor
+--                      where it was only validated)
 --   setting_changed    a server setting (pg_settings: from the configuration, or a pending restart)
 --   role_setting_changed   ALTER ROLE/DATABASE ... SET of the batch's database (pg_db_role_setting)
 --   server_restarted, server_upgraded, extension_changed
@@ -106,31 +107,42 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     pair AS (  -- each relation's state before (b_row) and after (a), named
         SELECT format('%s.%s', rel.schemaname, rel.relname) AS name, rel.relid, rel.b_row AS b, rel.a
         FROM rel WHERE rel.has_after),
+    -- Indexes by name, where both states read them (NULL: not read, the table locked).
     idx AS (
-        SELECT pair.name, pair.relid, bi.value AS bi, ai.value AS ai
+        SELECT pair.name, pair.relid, ba.b AS bi, ba.a AS ai
         FROM pair
-        CROSS JOIN LATERAL (SELECT coalesce(x.value, y.value) AS k FROM jsonb_array_elements(pair.b -> 'indexes') x
-                            FULL JOIN jsonb_array_elements(pair.a -> 'indexes') y ON x.value ->> 'name' = y.value ->> 'name') u
-        LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(pair.b -> 'indexes') e WHERE e.value ->> 'name' = u.k ->> 'name') bi ON true
-        LEFT JOIN LATERAL (SELECT e.value FROM jsonb_array_elements(pair.a -> 'indexes') e WHERE e.value ->> 'name' = u.k ->> 'name') ai ON true),
-    -- Triggers by name, where both states read them (NULL: read before 0022).
+        CROSS JOIN LATERAL (SELECT jsonb_typeof(pair.b -> 'indexes') = 'array' AND jsonb_typeof(pair.a -> 'indexes') = 'array' AS known) k
+        CROSS JOIN LATERAL (SELECT b.value, a.value FROM jsonb_array_elements(CASE WHEN k.known THEN pair.b -> 'indexes' END) b
+                            FULL JOIN jsonb_array_elements(CASE WHEN k.known THEN pair.a -> 'indexes' END) a
+                              ON a.value ->> 'name' = b.value ->> 'name') ba (b, a)),
+    -- Triggers and foreign keys by table and name where both states read them (NULL: read
+    -- before 0022, or not read: the table locked), each once though more than one of its tables is the batch's
+    -- (a partition's copy of its parent's trigger or key is the parent's).
     trg AS (
-        SELECT pair.name, pair.relid, ba.b AS bt, ba.a AS at
+        SELECT DISTINCT ON (coalesce(ba.a, ba.b) ->> 'table', coalesce(ba.a, ba.b) ->> 'name') pair.relid, ba.b AS bt, ba.a AS at
         FROM pair
-        CROSS JOIN LATERAL (SELECT b.value, a.value FROM jsonb_array_elements(pair.b -> 'triggers') b
-                            FULL JOIN jsonb_array_elements(pair.a -> 'triggers') a ON a.value ->> 'name' = b.value ->> 'name') ba (b, a)
-        WHERE jsonb_typeof(pair.b -> 'triggers') = 'array' AND jsonb_typeof(pair.a -> 'triggers') = 'array'),
-    -- Foreign keys by their table and name, once each where both of its tables are the batch's
-    -- (the change's relation then the referencing table, whose writes it checks).
-    fk AS (
-        SELECT DISTINCT ON (coalesce(ba.b, ba.a) ->> 'table', coalesce(ba.b, ba.a) ->> 'name')
-               pair.name, pair.relid, ba.b AS bk, ba.a AS ak, coalesce(ba.b, ba.a) ->> 'table' = pair.name AS referencing
-        FROM pair
-        CROSS JOIN LATERAL (SELECT b.value, a.value FROM jsonb_array_elements(pair.b -> 'foreign_keys') b
-                            FULL JOIN jsonb_array_elements(pair.a -> 'foreign_keys') a
+        CROSS JOIN LATERAL (SELECT jsonb_typeof(pair.b -> 'triggers') = 'array' AND jsonb_typeof(pair.a -> 'triggers') = 'array' AS known) k
+        CROSS JOIN LATERAL (SELECT b.value, a.value FROM jsonb_array_elements(CASE WHEN k.known THEN pair.b -> 'triggers' END) b
+                            FULL JOIN jsonb_array_elements(CASE WHEN k.known THEN pair.a -> 'triggers' END) a
                               ON a.value ->> 'name' = b.value ->> 'name' AND a.value ->> 'table' = b.value ->> 'table') ba (b, a)
-        WHERE jsonb_typeof(pair.b -> 'foreign_keys') = 'array' AND jsonb_typeof(pair.a -> 'foreign_keys') = 'array'
-        ORDER BY coalesce(ba.b, ba.a) ->> 'table', coalesce(ba.b, ba.a) ->> 'name', coalesce(ba.b, ba.a) ->> 'table' = pair.name DESC),
+        WHERE ba.b IS DISTINCT FROM ba.a
+        ORDER BY coalesce(ba.a, ba.b) ->> 'table', coalesce(ba.a, ba.b) ->> 'name', pair.relid),
+    -- A key's sides the batch touches: the table it is defined on (inserts and key updates
+    -- are checked) and the one it references (deletes and key updates are).
+    fk AS (
+        SELECT DISTINCT ON (coalesce(ba.a, ba.b) ->> 'table', coalesce(ba.a, ba.b) ->> 'name') pair.relid, ba.b AS bk, ba.a AS ak,
+               bool_or(pair.name = coalesce(ba.a, ba.b) ->> 'table') OVER w AS on_table,
+               bool_or(pair.name = coalesce(ba.a, ba.b) ->> 'references') OVER w AS on_referenced,
+               (ba.a ->> 'definition') NOT LIKE '% NOT ENFORCED%' AS enforced,
+               replace(ba.b ->> 'definition', ' NOT VALID', '') IS NOT DISTINCT FROM replace(ba.a ->> 'definition', ' NOT VALID', '') AS validated_only
+        FROM pair
+        CROSS JOIN LATERAL (SELECT jsonb_typeof(pair.b -> 'foreign_keys') = 'array' AND jsonb_typeof(pair.a -> 'foreign_keys') = 'array' AS known) k
+        CROSS JOIN LATERAL (SELECT b.value, a.value FROM jsonb_array_elements(CASE WHEN k.known THEN pair.b -> 'foreign_keys' END) b
+                            FULL JOIN jsonb_array_elements(CASE WHEN k.known THEN pair.a -> 'foreign_keys' END) a
+                              ON a.value ->> 'name' = b.value ->> 'name' AND a.value ->> 'table' = b.value ->> 'table') ba (b, a)
+        WHERE ba.b IS DISTINCT FROM ba.a
+        WINDOW w AS (PARTITION BY coalesce(ba.a, ba.b) ->> 'table', coalesce(ba.a, ba.b) ->> 'name')
+        ORDER BY coalesce(ba.a, ba.b) ->> 'table', coalesce(ba.a, ba.b) ->> 'name', pair.relid),
     stale AS (
         SELECT pair.*, (pair.a ->> 'n_mod_since_analyze')::numeric AS mods,
                greatest((pair.a ->> 'reltuples')::numeric, (pair.a ->> 'n_live_tup')::numeric, 0) AS rows_now,
@@ -157,24 +169,31 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                 WHEN (trg.at ->> 'enabled')::boolean AND NOT (trg.bt ->> 'enabled')::boolean THEN 'trigger_enabled'
                 WHEN (trg.bt ->> 'enabled')::boolean AND NOT (trg.at ->> 'enabled')::boolean THEN 'trigger_disabled'
                 ELSE 'trigger_changed' END,
-           format('%s on %s', coalesce(trg.at, trg.bt) ->> 'name', trg.name),
-           CASE WHEN trg.bt IS NULL THEN NULL WHEN (trg.bt ->> 'enabled')::boolean THEN trg.bt ->> 'definition' ELSE 'disabled' END,
-           CASE WHEN trg.at IS NULL THEN NULL WHEN (trg.at ->> 'enabled')::boolean THEN trg.at ->> 'definition' ELSE 'disabled' END,
+           format('%s on %s', coalesce(trg.at, trg.bt) ->> 'name', coalesce(trg.at, trg.bt) ->> 'table'),
+           (trg.bt ->> 'definition') || CASE WHEN (trg.bt ->> 'enabled')::boolean THEN '' ELSE ' (disabled)' END,
+           (trg.at ->> 'definition') || CASE WHEN (trg.at ->> 'enabled')::boolean THEN '' ELSE ' (disabled)' END,
            CASE WHEN (trg.at ->> 'enabled')::boolean
-                THEN 'it fires for the statements that write the table: its function''s work (and what it writes) adds to theirs'
+                THEN 'it fires for the statements that write the table: its function''s work, and what it writes, adds to theirs'
+                WHEN trg.bt IS NULL THEN 'created disabled: it does not fire'
+                WHEN NOT (trg.bt ->> 'enabled')::boolean THEN 'disabled before and after: it does not fire'
                 ELSE 'it no longer fires for the batch''s writes' END,
            trg.relid, coalesce((trg.at ->> 'enabled')::boolean, false)
-    FROM trg WHERE trg.bt IS DISTINCT FROM trg.at
+    FROM trg
     UNION ALL
     SELECT CASE WHEN fk.bk IS NULL THEN 'foreign_key_added' WHEN fk.ak IS NULL THEN 'foreign_key_dropped' ELSE 'foreign_key_changed' END,
            format('%s on %s', coalesce(fk.ak, fk.bk) ->> 'name', coalesce(fk.ak, fk.bk) ->> 'table'),
            fk.bk ->> 'definition', fk.ak ->> 'definition',
            CASE WHEN fk.ak IS NULL THEN 'its checks no longer run'
-                WHEN fk.referencing THEN 'each row the batch inserts into the table, or whose key it updates, is looked up in the table it references'
-                ELSE format('each row the batch deletes from %s, or whose key it updates, is looked for in %s: without an index on its referencing columns, by a scan',
-                            fk.name, fk.ak ->> 'table') END,
-           fk.relid, fk.ak IS NOT NULL
-    FROM fk WHERE fk.bk IS DISTINCT FROM fk.ak
+                WHEN NOT fk.enforced THEN 'not enforced: it checks nothing'
+                WHEN fk.bk IS NOT NULL AND fk.validated_only THEN 'validated (VALIDATE CONSTRAINT): the checks of each row are as before'
+                ELSE concat_ws('; ',
+                    CASE WHEN fk.on_table OR NOT fk.on_referenced
+                         THEN format('each row the batch inserts into %s, or whose key it updates, is looked up in %s', fk.ak ->> 'table', fk.ak ->> 'references') END,
+                    CASE WHEN fk.on_referenced OR NOT fk.on_table
+                         THEN format('each row the batch deletes from %s, or whose key it updates, is looked for in %s: without an index on its referencing columns, by a scan',
+                                     fk.ak ->> 'references', fk.ak ->> 'table') END) END,
+           fk.relid, fk.ak IS NOT NULL AND fk.enforced AND NOT (fk.bk IS NOT NULL AND fk.validated_only)
+    FROM fk
     UNION ALL
     SELECT 'statistics_stale', s.name,
            format('%s rows modified since its last analyze', coalesce(s.b_mods::text, 'unknown')),

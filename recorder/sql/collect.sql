@@ -175,20 +175,33 @@ BEGIN
 SELECT z.relid, z.relation, z.heap + z.indexes, z.indexes
 FROM sized, LATERAL (SELECT sized.relid, pg_relation_size(sized.relid) AS relation, pg_table_size(sized.relid) AS heap,
 	pg_indexes_size(sized.relid) AS indexes WHERE sized.safe OFFSET 0) AS z
+), foreign_keys AS MATERIALIZED (
+	SELECT x.relid, r.conname, format('%s.%s', tn.nspname, tc.relname) AS table_name,
+		format('%s.%s', fn.nspname, fc.relname) AS references_name, pg_get_constraintdef(r.oid) AS definition
+	FROM (SELECT k.oid, k.conrelid AS relid FROM pg_constraint k WHERE k.contype = 'f' AND k.conrelid IN (SELECT relid FROM wanted)
+	      UNION
+	      SELECT k.oid, k.confrelid FROM pg_constraint k WHERE k.contype = 'f' AND k.confrelid IN (SELECT relid FROM wanted)) x
+	JOIN pg_constraint k ON k.oid = x.oid
+	JOIN pg_constraint r ON r.oid = CASE WHEN k.conparentid <> 0 THEN k.conparentid ELSE k.oid END
+	JOIN pg_class tc ON tc.oid = r.conrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+	JOIN pg_class fc ON fc.oid = r.confrelid JOIN pg_namespace fn ON fn.oid = fc.relnamespace
 )
 SELECT c.oid, n.nspname::text, c.relname::text, nullif(c.relfilenode, 0), c.reltuples::float8,
 	s.n_live_tup, s.n_mod_since_analyze, s.last_analyze, s.last_autoanalyze, s.last_vacuum, s.last_autovacuum, z.total,
 	coalesce((SELECT o.option_value::boolean FROM pg_options_to_table(c.reloptions) o WHERE o.option_name = 'autovacuum_enabled'), true),
+	CASE WHEN z.relid IS NOT NULL THEN
 	coalesce((SELECT jsonb_agg(jsonb_build_object('name', ic.relname, 'definition', pg_get_indexdef(i.indexrelid),
 	                                              'valid', i.indisvalid, 'ready', i.indisready) ORDER BY ic.relname)
-	          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), '[]')::text,
-	coalesce((SELECT jsonb_agg(jsonb_build_object('name', t.tgname, 'definition', pg_get_triggerdef(t.oid), 'enabled', t.tgenabled <> 'D')
-	                           ORDER BY t.tgname)
-	          FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal), '[]')::text,
-	coalesce((SELECT jsonb_agg(jsonb_build_object('name', k.conname, 'table', format('%s.%s', kn.nspname, kc.relname),
-	                                              'definition', pg_get_constraintdef(k.oid)) ORDER BY kn.nspname, kc.relname, k.conname)
-	          FROM pg_constraint k JOIN pg_class kc ON kc.oid = k.conrelid JOIN pg_namespace kn ON kn.oid = kc.relnamespace
-	          WHERE k.contype = 'f' AND c.oid IN (k.conrelid, k.confrelid) AND k.conparentid = 0), '[]')::text
+	          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid), '[]')::text END,
+	CASE WHEN z.relid IS NOT NULL THEN
+	coalesce((SELECT jsonb_agg(jsonb_build_object('name', t.tgname, 'table', CASE WHEN p.oid IS NULL THEN format('%s.%s', n.nspname, c.relname) ELSE format('%s.%s', pn.nspname, pc.relname) END,
+	                                              'definition', pg_get_triggerdef(t.oid), 'enabled', t.tgenabled IN ('O', 'A')) ORDER BY t.tgname)
+	          FROM pg_trigger t LEFT JOIN pg_trigger p ON p.oid = t.tgparentid
+	          LEFT JOIN pg_class pc ON pc.oid = p.tgrelid LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+	          WHERE t.tgrelid = c.oid AND NOT t.tgisinternal), '[]')::text END,
+	coalesce((SELECT jsonb_agg(DISTINCT jsonb_build_object('name', f.conname, 'table', f.table_name, 'references', f.references_name,
+	                                                       'definition', f.definition))
+	          FROM foreign_keys f WHERE f.relid = c.oid), '[]')::text
 FROM wanted w JOIN pg_class c ON c.oid = w.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN (SELECT * FROM pg_stat_all_tables s WHERE s.relid = ANY (ARRAY(SELECT relid FROM wanted))) s ON s.relid = c.oid
 LEFT JOIN sizes z(relid, relation, total, indexes) ON z.relid = c.oid

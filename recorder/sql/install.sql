@@ -57,7 +57,7 @@ BEGIN
         ('0019_rollup_reads.sql', 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d'),
         ('0020_run_reads.sql', '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985'),
         ('0021_run_results.sql', '53c4b72984f9bf94fe4040de8bd0b7392a2b7a3c74b23feb2bc8c55d65c91130'),
-        ('0022_relation_triggers_and_foreign_keys.sql', '5b815910d83ec2e6004ae524c6e79c2eef022e9157576daeb256b0b9e1df7c08')) f (name, checksum) ON f.name = m.name
+        ('0022_relation_triggers_and_foreign_keys.sql', '5005a13260f8f9a37140e2449ecef4f47a5133fe52cdc4ad20525f4abe812f47')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -233,11 +233,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0021_run_resul
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0022_relation_triggers_and_foreign_keys.sql' AND checksum = '5b815910d83ec2e6004ae524c6e79c2eef022e9157576daeb256b0b9e1df7c08') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0022_relation_triggers_and_foreign_keys.sql' AND checksum = '5005a13260f8f9a37140e2449ecef4f47a5133fe52cdc4ad20525f4abe812f47') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../schema/migrations/0022_relation_triggers_and_foreign_keys.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0022_relation_triggers_and_foreign_keys.sql', '5b815910d83ec2e6004ae524c6e79c2eef022e9157576daeb256b0b9e1df7c08')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0022_relation_triggers_and_foreign_keys.sql', '5005a13260f8f9a37140e2449ecef4f47a5133fe52cdc4ad20525f4abe812f47')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -273,11 +273,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/a
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'b6d3eb2f53c332ec68b5215d5078e75bc1e98881019b151b7aa9112112ad44f1') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '720439938ef13e59626997e80172e3d4e952a732f4b569bf4bf2d591310ea67a') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'b6d3eb2f53c332ec68b5215d5078e75bc1e98881019b151b7aa9112112ad44f1')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '720439938ef13e59626997e80172e3d4e952a732f4b569bf4bf2d591310ea67a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -329,11 +329,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = '8062790da284791c31325d9c1863525773af7896390baf0d65dcd43de1717482') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'de72c3b59ef9e9351f388651007ee8e23702f9a8b69c48da72f9f895c489e718') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/changes.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', '8062790da284791c31325d9c1863525773af7896390baf0d65dcd43de1717482')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', 'de72c3b59ef9e9351f388651007ee8e23702f9a8b69c48da72f9f895c489e718')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
