@@ -48,7 +48,7 @@ type RelationState struct {
 	// or awaited ACCESS EXCLUSIVE).
 	Indexes     *string // JSON: [{name, definition, valid, ready}], by name
 	Triggers    *string // JSON: [{name, table, definition, enabled}] of its user triggers, by name
-	ForeignKeys string  // JSON: [{name, table, definition}]: its foreign keys and those referencing it
+	ForeignKeys string  // JSON: [{name, table, references, definition}]: its foreign keys and those referencing it
 }
 
 // SQLTouchedRelations are the tables, partitioned tables and materialized views of this
