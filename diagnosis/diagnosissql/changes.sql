@@ -70,6 +70,21 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT r.began_by::text FROM telemetry.batch_runs r WHERE r.run_id = p_run_id AND r.began_by IS NOT NULL
 $$;
 
+-- _state_list_changes: a relation's list of indexes, triggers or foreign keys (p_list) in two
+-- of its states (relation_states rows as JSON), paired by table and name: (before, after),
+-- NULL where one is missing, the pairs that differ; none where either state did not read it
+-- (NULL: read before 0022, or not read while the table was locked).
+CREATE OR REPLACE FUNCTION telemetry._state_list_changes(p_before jsonb, p_after jsonb, p_list text)
+RETURNS TABLE (before jsonb, after jsonb)
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH known AS (SELECT jsonb_typeof(p_before -> p_list) = 'array' AND jsonb_typeof(p_after -> p_list) = 'array' AS yes),
+    b AS (SELECT e.value, concat_ws('.', e.value ->> 'table', e.value ->> 'name') AS k
+          FROM known, jsonb_array_elements(CASE WHEN known.yes THEN p_before -> p_list END) e),
+    a AS (SELECT e.value, concat_ws('.', e.value ->> 'table', e.value ->> 'name') AS k
+          FROM known, jsonb_array_elements(CASE WHEN known.yes THEN p_after -> p_list END) e)
+    SELECT b.value, a.value FROM b FULL JOIN a ON a.k = b.k WHERE b.value IS DISTINCT FROM a.value
+$$;
+
 -- _run_changes: what differs between a run's start and its latest baseline run's end (the
 -- _change_points), one row a change: kind, the object changed, its old and new value, a
 -- detail, the relation (relid) it is of, and whether it can slow the batch's statements:
@@ -107,42 +122,24 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     pair AS (  -- each relation's state before (b_row) and after (a), named
         SELECT format('%s.%s', rel.schemaname, rel.relname) AS name, rel.relid, rel.b_row AS b, rel.a
         FROM rel WHERE rel.has_after),
-    -- Indexes by name, where both states read them (NULL: not read, the table locked).
-    idx AS (
-        SELECT pair.name, pair.relid, ba.b AS bi, ba.a AS ai
-        FROM pair
-        CROSS JOIN LATERAL (SELECT jsonb_typeof(pair.b -> 'indexes') = 'array' AND jsonb_typeof(pair.a -> 'indexes') = 'array' AS known) k
-        CROSS JOIN LATERAL (SELECT b.value, a.value FROM jsonb_array_elements(CASE WHEN k.known THEN pair.b -> 'indexes' END) b
-                            FULL JOIN jsonb_array_elements(CASE WHEN k.known THEN pair.a -> 'indexes' END) a
-                              ON a.value ->> 'name' = b.value ->> 'name') ba (b, a)),
-    -- Triggers and foreign keys by table and name where both states read them (NULL: read
-    -- before 0022, or not read: the table locked), each once though more than one of its tables is the batch's
-    -- (a partition's copy of its parent's trigger or key is the parent's).
+    idx AS (SELECT pair.name, pair.relid, x.before AS bi, x.after AS ai FROM pair, telemetry._state_list_changes(pair.b, pair.a, 'indexes') x),
+    -- Triggers and foreign keys once each though more than one of its tables is the batch's (a
+    -- partition's copy of its parent's trigger or key is the parent's).
     trg AS (
-        SELECT DISTINCT ON (coalesce(ba.a, ba.b) ->> 'table', coalesce(ba.a, ba.b) ->> 'name') pair.relid, ba.b AS bt, ba.a AS at
-        FROM pair
-        CROSS JOIN LATERAL (SELECT jsonb_typeof(pair.b -> 'triggers') = 'array' AND jsonb_typeof(pair.a -> 'triggers') = 'array' AS known) k
-        CROSS JOIN LATERAL (SELECT b.value, a.value FROM jsonb_array_elements(CASE WHEN k.known THEN pair.b -> 'triggers' END) b
-                            FULL JOIN jsonb_array_elements(CASE WHEN k.known THEN pair.a -> 'triggers' END) a
-                              ON a.value ->> 'name' = b.value ->> 'name' AND a.value ->> 'table' = b.value ->> 'table') ba (b, a)
-        WHERE ba.b IS DISTINCT FROM ba.a
-        ORDER BY coalesce(ba.a, ba.b) ->> 'table', coalesce(ba.a, ba.b) ->> 'name', pair.relid),
+        SELECT DISTINCT ON (coalesce(x.after, x.before) ->> 'table', coalesce(x.after, x.before) ->> 'name') pair.relid, x.before AS bt, x.after AS at
+        FROM pair, telemetry._state_list_changes(pair.b, pair.a, 'triggers') x
+        ORDER BY coalesce(x.after, x.before) ->> 'table', coalesce(x.after, x.before) ->> 'name', pair.relid),
     -- A key's sides the batch touches: the table it is defined on (inserts and key updates
     -- are checked) and the one it references (deletes and key updates are).
     fk AS (
-        SELECT DISTINCT ON (coalesce(ba.a, ba.b) ->> 'table', coalesce(ba.a, ba.b) ->> 'name') pair.relid, ba.b AS bk, ba.a AS ak,
-               bool_or(pair.name = coalesce(ba.a, ba.b) ->> 'table') OVER w AS on_table,
-               bool_or(pair.name = coalesce(ba.a, ba.b) ->> 'references') OVER w AS on_referenced,
-               (ba.a ->> 'definition') NOT LIKE '% NOT ENFORCED%' AS enforced,
-               replace(ba.b ->> 'definition', ' NOT VALID', '') IS NOT DISTINCT FROM replace(ba.a ->> 'definition', ' NOT VALID', '') AS validated_only
-        FROM pair
-        CROSS JOIN LATERAL (SELECT jsonb_typeof(pair.b -> 'foreign_keys') = 'array' AND jsonb_typeof(pair.a -> 'foreign_keys') = 'array' AS known) k
-        CROSS JOIN LATERAL (SELECT b.value, a.value FROM jsonb_array_elements(CASE WHEN k.known THEN pair.b -> 'foreign_keys' END) b
-                            FULL JOIN jsonb_array_elements(CASE WHEN k.known THEN pair.a -> 'foreign_keys' END) a
-                              ON a.value ->> 'name' = b.value ->> 'name' AND a.value ->> 'table' = b.value ->> 'table') ba (b, a)
-        WHERE ba.b IS DISTINCT FROM ba.a
-        WINDOW w AS (PARTITION BY coalesce(ba.a, ba.b) ->> 'table', coalesce(ba.a, ba.b) ->> 'name')
-        ORDER BY coalesce(ba.a, ba.b) ->> 'table', coalesce(ba.a, ba.b) ->> 'name', pair.relid),
+        SELECT DISTINCT ON (coalesce(x.after, x.before) ->> 'table', coalesce(x.after, x.before) ->> 'name') pair.relid, x.before AS bk, x.after AS ak,
+               bool_or(pair.name = coalesce(x.after, x.before) ->> 'table') OVER w AS on_table,
+               bool_or(pair.name = coalesce(x.after, x.before) ->> 'references') OVER w AS on_referenced,
+               (x.after ->> 'definition') NOT LIKE '% NOT ENFORCED%' AS enforced,
+               replace(x.before ->> 'definition', ' NOT VALID', '') IS NOT DISTINCT FROM replace(x.after ->> 'definition', ' NOT VALID', '') AS validated_only
+        FROM pair, telemetry._state_list_changes(pair.b, pair.a, 'foreign_keys') x
+        WINDOW w AS (PARTITION BY coalesce(x.after, x.before) ->> 'table', coalesce(x.after, x.before) ->> 'name')
+        ORDER BY coalesce(x.after, x.before) ->> 'table', coalesce(x.after, x.before) ->> 'name', pair.relid),
     stale AS (
         SELECT pair.*, (pair.a ->> 'n_mod_since_analyze')::numeric AS mods,
                greatest((pair.a ->> 'reltuples')::numeric, (pair.a ->> 'n_live_tup')::numeric, 0) AS rows_now,

@@ -329,11 +329,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'de72c3b59ef9e9351f388651007ee8e23702f9a8b69c48da72f9f895c489e718') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'eb54a1afe44fb34e744322e31017cc6901433bc5ef540ed7b6b4f680847926e1') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/changes.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', 'de72c3b59ef9e9351f388651007ee8e23702f9a8b69c48da72f9f895c489e718')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', 'eb54a1afe44fb34e744322e31017cc6901433bc5ef540ed7b6b4f680847926e1')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

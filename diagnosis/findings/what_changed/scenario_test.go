@@ -1,6 +1,7 @@
 package whatchanged_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -48,18 +49,22 @@ func TestIndexDropped(t *testing.T) {
 		Check:   slowed("SELECT payload FROM work WHERE id")})
 }
 
+// auditFunction creates public.<table>_audit, and the trigger function of the same name that
+// writes each row it fires for there as JSON.
+func auditFunction(l *lab.Lab, table string) {
+	l.Exec(fmt.Sprintf(`CREATE TABLE public.%[1]s_audit (at timestamptz, op text, data jsonb)`, table))
+	l.Exec(fmt.Sprintf(`CREATE FUNCTION public.%[1]s_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+		INSERT INTO public.%[1]s_audit VALUES (clock_timestamp(), TG_OP, to_jsonb(NEW) || jsonb_build_object('by', current_user));
+		RETURN NULL; END $$`, table))
+}
+
 // TestTriggerAdded: an audit trigger was added to the table the batch loads (emptied first,
 // as a staging table is): each row it inserts now also writes a row of JSON to an audit
 // table. A million rows, some 6 s more on an idle machine (6 µs a row), over three times what
 // a starved test client adds in CI (1.3 s).
 func TestTriggerAdded(t *testing.T) {
 	lab.RunSlow(t, lab.SlowRun{Want: "trigger_created",
-		Setup: func(l *lab.Lab) {
-			l.Exec(`CREATE TABLE public.work_audit (at timestamptz, op text, data jsonb)`)
-			l.Exec(`CREATE FUNCTION public.work_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-				INSERT INTO public.work_audit VALUES (clock_timestamp(), TG_OP, to_jsonb(NEW) || jsonb_build_object('by', current_user));
-				RETURN NULL; END $$`)
-		},
+		Setup: func(l *lab.Lab) { auditFunction(l, "work") },
 		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			lab.CPU(t, c, time.Second)
 			lab.MustExec(t, c, `TRUNCATE work`)
@@ -83,10 +88,7 @@ func TestTriggerAddedOnPartitionedTable(t *testing.T) {
 			l.Exec(`CREATE TABLE public.events (id int, day date, payload text) PARTITION BY RANGE (day)`)
 			l.Exec(`CREATE TABLE public.events_1 PARTITION OF public.events FOR VALUES FROM ('2026-01-01') TO ('2026-01-02')`)
 			l.Exec(`CREATE TABLE public.events_2 PARTITION OF public.events FOR VALUES FROM ('2026-01-02') TO ('2026-01-03')`)
-			l.Exec(`CREATE TABLE public.events_audit (at timestamptz, op text, data jsonb)`)
-			l.Exec(`CREATE FUNCTION public.events_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-				INSERT INTO public.events_audit VALUES (clock_timestamp(), TG_OP, to_jsonb(NEW) || jsonb_build_object('by', current_user));
-				RETURN NULL; END $$`)
+			auditFunction(l, "events")
 		},
 		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			lab.CPU(t, c, time.Second)
