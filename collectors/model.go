@@ -57,9 +57,11 @@ type Collection struct {
 	Plans []PlanExecution
 
 	// Sample tier.
-	Sessions    []SessionGroup
-	Activity    []ActiveSession
-	Locks       []LockWait
+	Sessions []SessionGroup
+	Activity []ActiveSession
+	Locks    []LockWait
+	// XminHolders are what held the cleanup horizon back, the oldest first.
+	XminHolders []XminHolder
 	Progress    []Operation
 	Replication []ReplicationStat
 	// WaitTime is the wait sampler's session-seconds since the previous sample-tier collection.
@@ -166,6 +168,23 @@ type ReplicationSlot struct {
 	SlotType         string
 	Active           bool
 	RetainedWALBytes *int64
+}
+
+// XminHolder is one holder of the xmin horizon (SQLXminHolders): a session's snapshot or
+// transaction, a standby's feedback, a prepared transaction or a replication slot.
+type XminHolder struct {
+	Rank      int32  // 1 the oldest of the collection
+	Kind      string // XminSession, XminStandby, XminPrepared, XminSlot
+	PID       *int32 // a session's, a standby's walsender, a slot's consumer
+	Datname   *string
+	Usename   *string
+	Name      *string // a session's application_name, a prepared transaction's gid, a slot's name
+	State     *string // a session's state; a slot's active or inactive
+	HeldSince *time.Time
+	// Xmin is the oldest transaction ID it holds (32 bits, without epoch), XminAge its age in
+	// transactions.
+	Xmin, XminAge int64
+	QueryPreview  *string
 }
 
 // TableStat is one tracked table: sizes from the relation, counters from pg_stat_all_tables.

@@ -8,7 +8,7 @@ import (
 
 // readsOtherSessions are the collectors that read other sessions' activity, which a role
 // without pg_read_all_stats does not see.
-var readsOtherSessions = []string{"sessions", "waits", "locks", "progress", "replication", "statements"}
+var readsOtherSessions = []string{"sessions", "waits", "locks", "progress", "replication", "statements", "xmin_horizon"}
 
 const reasonNoReadAllStats = "no_pg_read_all_stats"
 

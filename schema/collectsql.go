@@ -76,6 +76,9 @@ var collectFuncs = []collectFunc{
 		returns: "blocked_pid integer, blocked_user text, blocked_app text, blocked_query_preview text, waited_seconds double precision, " +
 			"blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, lock_type text, " +
 			"locked_relation text, datname text, waitstart timestamptz, blocked_backend_start timestamptz"},
+	{name: "_collect_xmin_holders", sql: constant(collectors.SQLXminHolders),
+		returns: "rank integer, kind text, pid integer, datname text, usename text, name text, state text, held_since timestamptz, " +
+			"horizon_xid bigint, xmin_age bigint, query_preview text"},
 	{name: "_collect_progress", sql: constant(collectors.SQLProgress),
 		returns: "progress_type text, pid integer, datname text, relid oid, relname text, phase text, blocks_total bigint, " +
 			"blocks_done bigint, tuples_total bigint, tuples_done bigint, bytes_total bigint, bytes_done bigint, details jsonb"},

@@ -135,6 +135,54 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY m.queryid IS NOT NULL, m.seconds - coalesce(m.median, 0) DESC, m.bucket, m.queryid
 $$;
 
+-- _runs_xmin_horizon: for a run and each of its baseline runs, how much of it the cleanup (xmin)
+-- horizon of its batch's databases was held back: its samples, the share of them at which the
+-- oldest holder (xmin_horizon_samples) other than the batch's own sessions, in its own
+-- databases (or of none: a replication slot, a standby's feedback), held it from before the
+-- run's start or for xmin_horizon_min_seconds already, and the holder that did at most
+-- samples. A holder whose start the server does not keep (a slot, a standby) holds from the
+-- first of the run's samples that saw it with the same xmin. Nothing for a run without samples.
+CREATE OR REPLACE FUNCTION telemetry._runs_xmin_horizon(p_run_id bigint)
+RETURNS TABLE (run_id bigint, this_run boolean, samples integer, held_pct numeric, holder jsonb)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH runs AS (
+        SELECT w.run_id, true AS this_run, w.batch, w.start_time, w.end_time, telemetry._resolve_server(w.server) AS server
+        FROM telemetry._run_window(p_run_id) w
+        UNION ALL
+        SELECT b.run_id, false, b.batch, b.start_time, b.end_time, telemetry._resolve_server(b.server)
+        FROM telemetry._baseline_runs(p_run_id) b),
+    own AS (
+        SELECT r.run_id, array_agg(DISTINCT b.pid) AS pids, array_agg(DISTINCT b.datname) FILTER (WHERE b.datname IS NOT NULL) AS dbs
+        FROM runs r JOIN telemetry.batch_wait_samples b
+          ON b.server = r.server AND b.batch = r.batch AND b.own AND b.captured_at BETWEEN r.start_time AND r.end_time
+        GROUP BY 1),
+    smp AS (
+        SELECT r.run_id, r.start_time, s.id, s.captured_at, x.*
+        FROM runs r LEFT JOIN own o ON o.run_id = r.run_id
+        JOIN telemetry.samples s ON s.server = r.server AND s.captured_at BETWEEN r.start_time AND r.end_time
+        LEFT JOIN LATERAL (
+            SELECT x.kind, x.pid, x.datname, x.usename, x.name, x.state, x.held_since, x.horizon_xid, x.xmin_age, x.query_preview
+            FROM telemetry.xmin_horizon_samples x
+            WHERE x.sample_id = s.id AND x.captured_at = s.captured_at AND x.server = r.server
+              AND (x.datname IS NULL OR o.dbs IS NULL OR x.datname = ANY (o.dbs))
+              AND NOT coalesce(x.kind = 'session' AND x.pid = ANY (o.pids), false)
+            ORDER BY x.rank LIMIT 1) x ON true),
+    held AS (
+        SELECT m.*, coalesce(m.held_since, min(m.captured_at) OVER (PARTITION BY m.run_id, m.kind, m.pid, m.name, m.horizon_xid))
+                    <= greatest(m.start_time, m.captured_at - make_interval(secs => telemetry._threshold('xmin_horizon_min_seconds'))) AS held
+        FROM smp m)
+    SELECT r.run_id, r.this_run, count(h.id)::int,
+           round(100.0 * count(h.id) FILTER (WHERE h.held) / nullif(count(h.id), 0), 1),
+           (SELECT jsonb_build_object('kind', x.kind, 'pid', x.pid, 'datname', x.datname, 'usename', x.usename, 'name', x.name,
+                                      'state', (array_agg(x.state ORDER BY x.captured_at DESC))[1],
+                                      'held_since', min(x.held_since), 'xmin_age', max(x.xmin_age),
+                                      'query', (array_agg(x.query_preview ORDER BY x.captured_at DESC))[1], 'samples', count(*))
+            FROM held x WHERE x.run_id = r.run_id AND x.held
+            GROUP BY x.kind, x.pid, x.datname, x.usename, x.name ORDER BY count(*) DESC, max(x.xmin_age) DESC LIMIT 1)
+    FROM runs r LEFT JOIN held h ON h.run_id = r.run_id
+    GROUP BY r.run_id, r.this_run
+$$;
+
 -- _run_causes is the account the causes (diagnosis/findings) explain a run's extra time from,
 -- as one value computed once: the run's duration against its baseline's median (the baseline
 -- runs recorded with own sessions), and every sampled second of the run and its baseline runs
@@ -146,7 +194,9 @@ $$;
 -- its time is not beyond the batch's sampled own seconds), its spills too;
 -- what_changed where a change since the baseline may have slowed it (_run_change_links);
 -- temp_spill for its IO:BufFile waits, or where its temporary blocks per call grew (the entry
--- the batch's own); cpu_contention for CPU time where other sessions were busier than in the
+-- the batch's own); xmin_horizon where the cleanup horizon was held back through the run and
+-- not its baseline runs (_runs_xmin_horizon) and the statement read more blocks per call;
+-- cpu_contention for CPU time where other sessions were busier than in the
 -- baseline runs; io_wait for I/O waits unless its
 -- blocks per row rose (a plan); else statement_regression, slower per call at the same work.
 -- Where auto_explain's plans were captured (run_plans), a statement whose plan changed is
@@ -178,6 +228,13 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     busy AS (SELECT telemetry._run_other_busy(p_run_id) AS run,
                     (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY telemetry._run_other_busy(r.run_id))::numeric
                      FROM runs r WHERE NOT r.this_run) AS baseline),
+    -- The cleanup horizon held back during the run (most of it) and not in its baseline runs (median).
+    hz AS (SELECT x.run_pct, x.baseline_pct, x.holder,
+                  coalesce(x.run_pct >= telemetry._threshold('xmin_horizon_held_pct') AND x.baseline_pct < telemetry._threshold('xmin_horizon_held_pct'), false) AS held
+           FROM (SELECT max(h.held_pct) FILTER (WHERE h.this_run) AS run_pct,
+                        coalesce((percentile_cont(0.5) WITHIN GROUP (ORDER BY h.held_pct) FILTER (WHERE NOT h.this_run AND h.samples > 0))::numeric, 0) AS baseline_pct,
+                        (array_agg(h.holder) FILTER (WHERE h.this_run))[1] AS holder
+                 FROM telemetry._runs_xmin_horizon(p_run_id) h) x),
     keys AS (SELECT DISTINCT a.bucket, a.queryid FROM a),
     -- The statements a change since the baseline may have slowed (what_changed).
     changed AS (SELECT DISTINCT l.queryid FROM telemetry._run_change_links(p_run_id) l),
@@ -211,11 +268,14 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND s.temp_per_call > 0
                          AND s.temp_per_call >= telemetry._threshold('temp_spill_ratio') * coalesce(s.baseline_temp_per_call, 0) THEN 'temp_spill'
+                    -- Its work grew with row versions that could not be cleaned up: it read more blocks per call.
+                    WHEN hz.held AND coalesce(NOT s.baseline_blocks_per_call > 0
+                         OR s.blocks_per_call >= telemetry._threshold('xmin_horizon_blocks_ratio') * s.baseline_blocks_per_call, true) THEN 'xmin_horizon'
                     WHEN k.bucket = 'CPU' AND b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'cpu_contention'
                     WHEN k.bucket LIKE 'IO:%' AND NOT coalesce(s.baseline_blocks_per_row > 0
                          AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'io_wait'
                     ELSE 'statement_regression' END AS cause
-        FROM keys k CROSS JOIN busy b
+        FROM keys k CROSS JOIN busy b CROSS JOIN hz
         LEFT JOIN others o ON o.queryid = k.queryid
         LEFT JOIN st s ON s.queryid = k.queryid AND k.queryid <> 0
         LEFT JOIN own_stmt os ON os.queryid = k.queryid
@@ -250,6 +310,7 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                                                      telemetry._threshold('run_slow_min_extra_pct') / 100 * n.duration)
                           FROM cur c, nbase n), false),
         'other_busy_sessions', (SELECT run FROM busy), 'baseline_other_busy_sessions', round((SELECT baseline FROM busy), 2),
+        'xmin_horizon', (SELECT jsonb_build_object('held_pct', hz.run_pct, 'baseline_held_pct', round(hz.baseline_pct, 1), 'holder', hz.holder) FROM hz),
         'causes', coalesce((SELECT jsonb_agg(jsonb_build_object('cause', c.cause, 'seconds', round(c.seconds, 3), 'baseline_seconds', round(c.baseline, 3),
                                                                'extra_seconds', round(c.seconds - c.baseline, 3)) ORDER BY c.seconds - c.baseline DESC)
                             FROM causes c), '[]'),

@@ -18,6 +18,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     UNION ALL SELECT * FROM telemetry._finding_temp_spill(p_run_id, p_account)
     UNION ALL SELECT * FROM telemetry._finding_wal_pressure(p_run_id, p_account)
     UNION ALL SELECT * FROM telemetry._finding_what_changed(p_run_id, p_account)
+    UNION ALL SELECT * FROM telemetry._finding_xmin_horizon(p_run_id, p_account)
 $$;
 
 -- A cause whose folder was removed is not diagnosed any more: its function goes too (its
@@ -30,7 +31,7 @@ BEGIN
         SELECT p.oid FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = 'telemetry'::regnamespace
           AND (p.proname LIKE '\_finding\_%')
-          AND p.proname NOT IN ('_finding_client_wait', '_finding_commit_wait', '_finding_cpu_contention', '_finding_io_wait', '_finding_lock_wait', '_finding_more_work', '_finding_new_statement', '_finding_parallel_workers_not_launched', '_finding_plan_changed', '_finding_planner_setting', '_finding_statement_regression', '_finding_temp_spill', '_finding_wal_pressure', '_finding_what_changed')
+          AND p.proname NOT IN ('_finding_client_wait', '_finding_commit_wait', '_finding_cpu_contention', '_finding_io_wait', '_finding_lock_wait', '_finding_more_work', '_finding_new_statement', '_finding_parallel_workers_not_launched', '_finding_plan_changed', '_finding_planner_setting', '_finding_statement_regression', '_finding_temp_spill', '_finding_wal_pressure', '_finding_what_changed', '_finding_xmin_horizon')
     LOOP
         EXECUTE format('DROP FUNCTION %s', v_function);
     END LOOP;

@@ -303,6 +303,37 @@ ORDER BY a.pid, b.pid;
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_xmin_holders();
+CREATE OR REPLACE FUNCTION telemetry._collect_xmin_holders()
+RETURNS TABLE (rank integer, kind text, pid integer, datname text, usename text, name text, state text, held_since timestamptz, horizon_xid bigint, xmin_age bigint, query_preview text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT rank::int, kind, pid, datname, usename, name, state, held_since, horizon_xid, xmin_age, query_preview
+FROM (SELECT h.*, row_number() OVER (ORDER BY h.xmin_age DESC, h.kind, h.pid, h.name) AS rank,
+             row_number() OVER (PARTITION BY h.datname ORDER BY h.xmin_age DESC, h.kind, h.pid, h.name) AS in_database
+      FROM (SELECT CASE WHEN backend_type = 'walsender' THEN 'standby feedback' ELSE 'session' END AS kind,
+                   pid, datname::text, usename::text, application_name AS name, state, xact_start AS held_since,
+                   (CASE WHEN backend_xmin IS NULL OR pg_catalog.age(backend_xid) > pg_catalog.age(backend_xmin)
+                         THEN backend_xid ELSE backend_xmin END)::text::bigint AS horizon_xid,
+                   greatest(pg_catalog.age(backend_xmin), pg_catalog.age(backend_xid))::bigint AS xmin_age,
+                   pg_catalog.left(query, 200) AS query_preview
+            FROM pg_stat_activity
+            -- (a vacuum's own xmin holds back no other vacuum)
+            WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL) AND backend_type <> 'autovacuum worker' AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%'
+            UNION ALL
+            SELECT 'prepared transaction', NULL, database::text, owner::text, gid, NULL, prepared, transaction::text::bigint,
+                   pg_catalog.age(transaction)::bigint, NULL
+            FROM pg_prepared_xacts
+            UNION ALL
+            SELECT 'replication slot', active_pid, database::text, NULL, slot_name::text, CASE WHEN active THEN 'active' ELSE 'inactive' END,
+                   NULL, xmin::text::bigint, pg_catalog.age(xmin)::bigint, NULL
+            FROM pg_replication_slots WHERE xmin IS NOT NULL) h) r
+WHERE in_database <= 3 AND rank <= 50
+ORDER BY rank;
+END
+$collect$;
+
 DROP FUNCTION IF EXISTS telemetry._collect_progress();
 CREATE OR REPLACE FUNCTION telemetry._collect_progress()
 RETURNS TABLE (progress_type text, pid integer, datname text, relid oid, relname text, phase text, blocks_total bigint, blocks_done bigint, tuples_total bigint, tuples_done bigint, bytes_total bigint, bytes_done bigint, details jsonb)
@@ -527,6 +558,11 @@ BEGIN
         telemetry._normalized_query(c.blocking_query_preview), c.lock_type, c.locked_relation,
         c.datname, p_server, p_at
     FROM telemetry._collect_lock_waits() c;
+    INSERT INTO telemetry.xmin_horizon_samples (sample_id, rank, kind, pid, datname, usename, name,
+        state, held_since, horizon_xid, xmin_age, query_preview, server, captured_at)
+    SELECT p_id, c.rank, c.kind, c.pid, c.datname, c.usename, c.name, c.state, c.held_since,
+        c.horizon_xid, c.xmin_age, telemetry._normalized_query(c.query_preview), p_server, p_at
+    FROM telemetry._collect_xmin_holders() c;
 END
 $record$;
 REVOKE EXECUTE ON FUNCTION telemetry._record_samples(integer, text, timestamptz) FROM PUBLIC;

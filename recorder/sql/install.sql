@@ -57,7 +57,8 @@ BEGIN
         ('0019_rollup_reads.sql', 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d'),
         ('0020_run_reads.sql', '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985'),
         ('0021_run_results.sql', '53c4b72984f9bf94fe4040de8bd0b7392a2b7a3c74b23feb2bc8c55d65c91130'),
-        ('0022_relation_triggers_and_foreign_keys.sql', '5005a13260f8f9a37140e2449ecef4f47a5133fe52cdc4ad20525f4abe812f47')) f (name, checksum) ON f.name = m.name
+        ('0022_relation_triggers_and_foreign_keys.sql', '5005a13260f8f9a37140e2449ecef4f47a5133fe52cdc4ad20525f4abe812f47'),
+        ('0023_xmin_horizon_samples.sql', '7a787fe91f999e95bc15f1b2997551b04cdad59ac598541d2ab135710c0dbf52')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -241,6 +242,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0022_relation_
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0023_xmin_horizon_samples.sql' AND checksum = '7a787fe91f999e95bc15f1b2997551b04cdad59ac598541d2ab135710c0dbf52') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../schema/migrations/0023_xmin_horizon_samples.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0023_xmin_horizon_samples.sql', '7a787fe91f999e95bc15f1b2997551b04cdad59ac598541d2ab135710c0dbf52')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 BEGIN;
@@ -273,11 +282,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/a
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '720439938ef13e59626997e80172e3d4e952a732f4b569bf4bf2d591310ea67a') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '2e90882e13c5a88729a7360327a2ed5219a42d7c870725f11e9011692543f656') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '720439938ef13e59626997e80172e3d4e952a732f4b569bf4bf2d591310ea67a')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '2e90882e13c5a88729a7360327a2ed5219a42d7c870725f11e9011692543f656')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -345,11 +354,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'b02e5e7429a3321e3914d2349f6ee12105b8feaa1d1080878a3dc866b081c370') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'c2580820440dea683af78b69a87d2a76f675cb25e1fe5954e7d118541290946d') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'b02e5e7429a3321e3914d2349f6ee12105b8feaa1d1080878a3dc866b081c370')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'c2580820440dea683af78b69a87d2a76f675cb25e1fe5954e7d118541290946d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -585,11 +594,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'ee92184ee22a60eaba07320af35a72a47eb15cda7ba759b1d02cfd1aec89154f') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/xmin_horizon/finding.sql' AND checksum = '03169c1fe88a81cf440851bd6fba7bc55e6b597572dfa9e67f2dbf62c77d5668') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/findings/xmin_horizon/finding.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/xmin_horizon/finding.sql', '03169c1fe88a81cf440851bd6fba7bc55e6b597572dfa9e67f2dbf62c77d5668')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'a37103bf0862f033d2d31da6b33cf14c519c63d317e4603a9a352719280e6eda') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/dispatch.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'ee92184ee22a60eaba07320af35a72a47eb15cda7ba759b1d02cfd1aec89154f')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'a37103bf0862f033d2d31da6b33cf14c519c63d317e4603a9a352719280e6eda')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -1,0 +1,86 @@
+package xminhorizon_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// counterUpdates is the batch's work: 40,000 updates of 10 counters, each committed (a
+// procedure: the client's round trips stay out of it). Usually each update's page is pruned
+// of the versions before it as it goes; with the cleanup horizon held, every version stays,
+// and each update's index lookup walks all of its counter's versions so far.
+func counterUpdates(t *testing.T, _ *lab.Lab, c *pgx.Conn) {
+	lab.MustExec(t, c, `CALL public.bump_counters(40000)`)
+}
+
+func counters(l *lab.Lab) {
+	l.Exec(`CREATE TABLE public.counters (id int PRIMARY KEY, n bigint NOT NULL DEFAULT 0)`)
+	l.Exec(`INSERT INTO public.counters (id) SELECT generate_series(1, 10)`)
+	l.Exec(`CREATE PROCEDURE public.bump_counters(p_updates int) LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1..p_updates LOOP
+        UPDATE public.counters SET n = n + 1 WHERE id = i % 10 + 1;
+        COMMIT;
+    END LOOP;
+END $$`)
+	l.Exec(`VACUUM ANALYZE public.counters`)
+}
+
+// TestLongTransactionHoldsHorizon: tonight a reporting session sits idle in a REPEATABLE READ
+// transaction it opened before the run: no row version the batch replaces can be removed, and
+// the same updates take longer, reading more blocks each. The held horizon is the cause, first,
+// with the session that held it; not a changed plan.
+func TestLongTransactionHoldsHorizon(t *testing.T) {
+	var holder *pgx.Conn
+	lab.RunSlow(t, lab.SlowRun{Want: "xmin_horizon",
+		Setup: counters,
+		Usual: counterUpdates,
+		Between: func(t *testing.T, l *lab.Lab) {
+			holder = l.Conn("reporting")
+			lab.MustExec(t, holder, `BEGIN ISOLATION LEVEL REPEATABLE READ`)
+			lab.MustExec(t, holder, `SELECT count(*) FROM public.counters`)
+		},
+		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+			counterUpdates(t, l, c)
+			if err := holder.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		},
+		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
+			if s := d.Findings[0].Summary; !strings.Contains(s, "reporting") || !strings.Contains(s, "idle in transaction") {
+				t.Errorf("xmin_horizon %q: want the reporting session, idle in transaction, named", s)
+			}
+		}})
+}
+
+// TestForgottenPreparedTransaction: a transaction prepared before the run (two-phase commit
+// whose coordinator never finished it) holds the horizon as long as it stays prepared: the
+// cause, first, naming it and how to finish it.
+func TestForgottenPreparedTransaction(t *testing.T) {
+	lab.RunSlow(t, lab.SlowRun{Want: "xmin_horizon",
+		Server: func(t *testing.T, major int) *pgtest.Server {
+			return pgtest.StartWith(t, major, pgtest.Options{Settings: map[string]string{"max_prepared_transactions": "5"}})
+		},
+		Setup: counters,
+		Usual: counterUpdates,
+		Between: func(t *testing.T, l *lab.Lab) {
+			l.Exec(`BEGIN; INSERT INTO public.work VALUES (1, 'in doubt'); PREPARE TRANSACTION 'xmin_horizon_test'`)
+		},
+		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+			counterUpdates(t, l, c)
+			l.Exec(`ROLLBACK PREPARED 'xmin_horizon_test'`)
+		},
+		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
+			if s := d.Findings[0].Summary; !strings.Contains(s, `prepared transaction "xmin_horizon_test"`) {
+				t.Errorf("xmin_horizon %q: want the prepared transaction named", s)
+			}
+		}})
+}
