@@ -135,15 +135,17 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY m.queryid IS NOT NULL, m.seconds - coalesce(m.median, 0) DESC, m.bucket, m.queryid
 $$;
 
--- _runs_xmin_horizon: for a run and each of its baseline runs, how much of it the cleanup (xmin)
--- horizon of its batch's databases was held back: its samples, the share of them at which the
--- oldest holder (xmin_horizon_samples) other than the batch's own sessions, in its own
--- databases (or of none: a replication slot, a standby's feedback), held it from before the
--- run's start or for xmin_horizon_min_seconds already, and the holder that did at most
--- samples. A holder whose start the server does not keep (a slot, a standby) holds from the
--- first of the run's samples that saw it with the same xmin. Nothing for a run without samples.
+-- _runs_xmin_horizon: for a run and each of its baseline runs, the share of its time the
+-- cleanup (xmin) horizon of its batch's databases was held back, and by what: of the holders
+-- the samples saw (xmin_horizon_samples) in its own databases (or in none: a replication
+-- slot, a standby's feedback), other than the batch's own sessions, the one that held it
+-- longest during the run. A holder holds it from the run's start where it held it from before
+-- (a session's transaction began, a transaction was prepared; a slot's or a standby's start is
+-- the first sample that saw its xmin), else once it has held it xmin_horizon_min_seconds; until
+-- the last sample that saw it with the same xmin, or the run's end (the samples 5 minutes
+-- around the run are read). held_pct 0: nothing held it (or no sample saw).
 CREATE OR REPLACE FUNCTION telemetry._runs_xmin_horizon(p_run_id bigint)
-RETURNS TABLE (run_id bigint, this_run boolean, samples integer, held_pct numeric, holder jsonb)
+RETURNS TABLE (run_id bigint, this_run boolean, held_pct numeric, holder jsonb)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH runs AS (
         SELECT w.run_id, true AS this_run, w.batch, w.start_time, w.end_time, telemetry._resolve_server(w.server) AS server
@@ -156,31 +158,33 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         FROM runs r JOIN telemetry.batch_wait_samples b
           ON b.server = r.server AND b.batch = r.batch AND b.own AND b.captured_at BETWEEN r.start_time AND r.end_time
         GROUP BY 1),
-    smp AS (
-        SELECT r.run_id, r.start_time, s.id, s.captured_at, x.*
+    holders AS (
+        SELECT r.run_id, x.kind, x.pid, x.datname, x.usename, x.name, x.horizon_xid,
+               min(x.held_since) AS held_since, min(x.captured_at) AS first_seen, max(x.captured_at) AS last_seen,
+               max(x.xmin_age) AS xmin_age, (array_agg(x.state ORDER BY x.captured_at DESC))[1] AS state,
+               (array_agg(x.query_preview ORDER BY x.captured_at DESC))[1] AS query
         FROM runs r LEFT JOIN own o ON o.run_id = r.run_id
-        JOIN telemetry.samples s ON s.server = r.server AND s.captured_at BETWEEN r.start_time AND r.end_time
-        LEFT JOIN LATERAL (
-            SELECT x.kind, x.pid, x.datname, x.usename, x.name, x.state, x.held_since, x.horizon_xid, x.xmin_age, x.query_preview
-            FROM telemetry.xmin_horizon_samples x
-            WHERE x.sample_id = s.id AND x.captured_at = s.captured_at AND x.server = r.server
-              AND (x.datname IS NULL OR o.dbs IS NULL OR x.datname = ANY (o.dbs))
-              AND NOT coalesce(x.kind = 'session' AND x.pid = ANY (o.pids), false)
-            ORDER BY x.rank LIMIT 1) x ON true),
-    held AS (
-        SELECT m.*, coalesce(m.held_since, min(m.captured_at) OVER (PARTITION BY m.run_id, m.kind, m.pid, m.name, m.horizon_xid))
-                    <= greatest(m.start_time, m.captured_at - make_interval(secs => telemetry._threshold('xmin_horizon_min_seconds'))) AS held
-        FROM smp m)
-    SELECT r.run_id, r.this_run, count(h.id)::int,
-           round(100.0 * count(h.id) FILTER (WHERE h.held) / nullif(count(h.id), 0), 1),
+        -- the samples around the run too: one that saw the same holder before or after it saw it
+        -- hold all the while between
+        JOIN telemetry.xmin_horizon_samples x ON x.server = r.server
+         AND x.captured_at BETWEEN r.start_time - interval '5 minutes' AND r.end_time + interval '5 minutes'
+        WHERE (x.datname IS NULL OR o.dbs IS NULL OR x.datname = ANY (o.dbs))
+          AND NOT coalesce(x.kind = 'session' AND x.pid = ANY (o.pids), false)
+        GROUP BY 1, 2, 3, 4, 5, 6, 7),
+    spans AS (
+        SELECT h.*, greatest(least(h.last_seen, r.end_time) - CASE WHEN coalesce(h.held_since, h.first_seen) <= r.start_time THEN r.start_time
+                                                ELSE coalesce(h.held_since, h.first_seen)
+                                                     + make_interval(secs => telemetry._threshold('xmin_horizon_min_seconds')) END,
+                             interval '0') AS held
+        FROM holders h JOIN runs r ON r.run_id = h.run_id)
+    SELECT r.run_id, r.this_run,
+           coalesce(round(100 * extract(epoch FROM max(s.held)) / nullif(extract(epoch FROM r.end_time - r.start_time), 0), 1), 0),
            (SELECT jsonb_build_object('kind', x.kind, 'pid', x.pid, 'datname', x.datname, 'usename', x.usename, 'name', x.name,
-                                      'state', (array_agg(x.state ORDER BY x.captured_at DESC))[1],
-                                      'held_since', min(x.held_since), 'xmin_age', max(x.xmin_age),
-                                      'query', (array_agg(x.query_preview ORDER BY x.captured_at DESC))[1], 'samples', count(*))
-            FROM held x WHERE x.run_id = r.run_id AND x.held
-            GROUP BY x.kind, x.pid, x.datname, x.usename, x.name ORDER BY count(*) DESC, max(x.xmin_age) DESC LIMIT 1)
-    FROM runs r LEFT JOIN held h ON h.run_id = r.run_id
-    GROUP BY r.run_id, r.this_run
+                                      'state', x.state, 'held_since', x.held_since, 'xmin_age', x.xmin_age, 'query', x.query,
+                                      'held_seconds', round(extract(epoch FROM x.held), 1))
+            FROM spans x WHERE x.run_id = r.run_id AND x.held > interval '0' ORDER BY x.held DESC, x.xmin_age DESC LIMIT 1)
+    FROM runs r LEFT JOIN spans s ON s.run_id = r.run_id
+    GROUP BY r.run_id, r.this_run, r.start_time, r.end_time
 $$;
 
 -- _run_causes is the account the causes (diagnosis/findings) explain a run's extra time from,
@@ -232,7 +236,7 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     hz AS (SELECT x.run_pct, x.baseline_pct, x.holder,
                   coalesce(x.run_pct >= telemetry._threshold('xmin_horizon_held_pct') AND x.baseline_pct < telemetry._threshold('xmin_horizon_held_pct'), false) AS held
            FROM (SELECT max(h.held_pct) FILTER (WHERE h.this_run) AS run_pct,
-                        coalesce((percentile_cont(0.5) WITHIN GROUP (ORDER BY h.held_pct) FILTER (WHERE NOT h.this_run AND h.samples > 0))::numeric, 0) AS baseline_pct,
+                        coalesce((percentile_cont(0.5) WITHIN GROUP (ORDER BY h.held_pct) FILTER (WHERE NOT h.this_run))::numeric, 0) AS baseline_pct,
                         (array_agg(h.holder) FILTER (WHERE h.this_run))[1] AS holder
                  FROM telemetry._runs_xmin_horizon(p_run_id) h) x),
     keys AS (SELECT DISTINCT a.bucket, a.queryid FROM a),

@@ -58,7 +58,7 @@ BEGIN
         ('0020_run_reads.sql', '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985'),
         ('0021_run_results.sql', '53c4b72984f9bf94fe4040de8bd0b7392a2b7a3c74b23feb2bc8c55d65c91130'),
         ('0022_relation_triggers_and_foreign_keys.sql', '5005a13260f8f9a37140e2449ecef4f47a5133fe52cdc4ad20525f4abe812f47'),
-        ('0023_xmin_horizon_samples.sql', '7a787fe91f999e95bc15f1b2997551b04cdad59ac598541d2ab135710c0dbf52')) f (name, checksum) ON f.name = m.name
+        ('0023_xmin_horizon_samples.sql', '81d25444f93592459245797645bee3ed9e0677dd8427fb9a7de388c4f59ddc71')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -242,11 +242,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0022_relation_
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0023_xmin_horizon_samples.sql' AND checksum = '7a787fe91f999e95bc15f1b2997551b04cdad59ac598541d2ab135710c0dbf52') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0023_xmin_horizon_samples.sql' AND checksum = '81d25444f93592459245797645bee3ed9e0677dd8427fb9a7de388c4f59ddc71') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../schema/migrations/0023_xmin_horizon_samples.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0023_xmin_horizon_samples.sql', '7a787fe91f999e95bc15f1b2997551b04cdad59ac598541d2ab135710c0dbf52')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0023_xmin_horizon_samples.sql', '81d25444f93592459245797645bee3ed9e0677dd8427fb9a7de388c4f59ddc71')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -354,11 +354,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'c2580820440dea683af78b69a87d2a76f675cb25e1fe5954e7d118541290946d') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '5da61d0b36254d9ae19279396928b68c7e967e4240a055d8a0976dece0aba562') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'c2580820440dea683af78b69a87d2a76f675cb25e1fe5954e7d118541290946d')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '5da61d0b36254d9ae19279396928b68c7e967e4240a055d8a0976dece0aba562')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -594,11 +594,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/xmin_horizon/finding.sql' AND checksum = '03169c1fe88a81cf440851bd6fba7bc55e6b597572dfa9e67f2dbf62c77d5668') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/xmin_horizon/finding.sql' AND checksum = 'bcf3e766e8a3ad0bc50ca6ec06619109ca2dc5008afcf3b36c907cd7d1d36118') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/xmin_horizon/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/xmin_horizon/finding.sql', '03169c1fe88a81cf440851bd6fba7bc55e6b597572dfa9e67f2dbf62c77d5668')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/xmin_horizon/finding.sql', 'bcf3e766e8a3ad0bc50ca6ec06619109ca2dc5008afcf3b36c907cd7d1d36118')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

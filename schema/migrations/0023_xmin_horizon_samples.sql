@@ -18,3 +18,5 @@ CREATE TABLE IF NOT EXISTS telemetry.xmin_horizon_samples (
     captured_at timestamptz NOT NULL,
     PRIMARY KEY (sample_id, rank, captured_at)
 ) PARTITION BY RANGE (captured_at);
+-- A run's holders are read by time (telemetry._runs_xmin_horizon).
+CREATE INDEX IF NOT EXISTS xmin_horizon_samples_server_idx ON telemetry.xmin_horizon_samples (server, captured_at);

@@ -6,7 +6,7 @@
 -- (xmin_horizon_blocks_ratio) for the same work.
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
     ('xmin_horizon_held_pct', 50, 'percent',
-     'xmin_horizon: the cleanup horizon was held back during a run when, at this share of its samples at least, something other than the batch''s own sessions held it from before the run''s start (or for xmin_horizon_min_seconds); and not in its baseline runs when their median share is below it.'),
+     'xmin_horizon: the cleanup horizon was held back during a run when, for this share of its time at least, something other than the batch''s own sessions held it (from before the run''s start, or for xmin_horizon_min_seconds already); and not in its baseline runs when their median share is below it.'),
     ('xmin_horizon_min_seconds', 60, 'seconds',
      'xmin_horizon: a holder that began during a run holds the horizon back once it has held it this long.'),
     ('xmin_horizon_blocks_ratio', 1.5, 'ratio',
@@ -35,7 +35,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     top AS (SELECT r.query, r.queryid, r.statistics AS s FROM telemetry._account_rows(p_account, 'xmin_horizon') r
             WHERE r.statistics->>'baseline_blocks_per_call' IS NOT NULL ORDER BY r.extra_seconds DESC LIMIT 1)
     SELECT f.* FROM hz, telemetry._cause_finding(p_account, 'xmin_horizon', 'Row versions the batch replaced could not be cleaned up',
-        format('The cleanup (xmin) horizon of its database was held back at %s%% of the run''s samples (its baseline runs: %s%%), mostly by %s, %s transactions old: no row version updated or deleted since could be removed, and the batch''s statements read through them.%s',
+        format('The cleanup (xmin) horizon of its database was held back for %s%% of the run (its baseline runs: %s%%), mostly by %s, %s transactions old: no row version updated or deleted since could be removed, and the batch''s statements read through them.%s',
                hz.j->>'held_pct', hz.j->>'baseline_held_pct', telemetry._xmin_holder_text(hz.h), coalesce(hz.h->>'xmin_age', '?'),
                (SELECT format(' "%s" read %s blocks per call instead of %s.', telemetry._statement_label(top.query, top.queryid),
                               round((top.s->>'blocks_per_call')::numeric), round((top.s->>'baseline_blocks_per_call')::numeric)) FROM top)),

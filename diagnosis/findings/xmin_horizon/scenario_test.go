@@ -35,7 +35,7 @@ END $$`)
 }
 
 // TestLongTransactionHoldsHorizon: tonight a reporting session sits idle in a REPEATABLE READ
-// transaction it opened before the run: no row version the batch replaces can be removed, and
+// transaction it opened before the run, until after it: no row version the batch replaces can be removed, and
 // the same updates take longer, reading more blocks each. The held horizon is the cause, first,
 // with the session that held it; not a changed plan.
 func TestLongTransactionHoldsHorizon(t *testing.T) {
@@ -48,8 +48,8 @@ func TestLongTransactionHoldsHorizon(t *testing.T) {
 			lab.MustExec(t, holder, `BEGIN ISOLATION LEVEL REPEATABLE READ`)
 			lab.MustExec(t, holder, `SELECT count(*) FROM public.counters`)
 		},
-		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
-			counterUpdates(t, l, c)
+		Slow: counterUpdates,
+		After: func(l *lab.Lab, _ int64) {
 			if err := holder.Close(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -74,10 +74,8 @@ func TestForgottenPreparedTransaction(t *testing.T) {
 		Between: func(t *testing.T, l *lab.Lab) {
 			l.Exec(`BEGIN; INSERT INTO public.work VALUES (1, 'in doubt'); PREPARE TRANSACTION 'xmin_horizon_test'`)
 		},
-		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
-			counterUpdates(t, l, c)
-			l.Exec(`ROLLBACK PREPARED 'xmin_horizon_test'`)
-		},
+		Slow:  counterUpdates,
+		After: func(l *lab.Lab, _ int64) { l.Exec(`ROLLBACK PREPARED 'xmin_horizon_test'`) },
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
 			if s := d.Findings[0].Summary; !strings.Contains(s, `prepared transaction "xmin_horizon_test"`) {
 				t.Errorf("xmin_horizon %q: want the prepared transaction named", s)
