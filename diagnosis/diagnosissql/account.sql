@@ -273,8 +273,8 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                          AND s.temp_per_call > 0
                          AND s.temp_per_call >= telemetry._threshold('temp_spill_ratio') * coalesce(s.baseline_temp_per_call, 0) THEN 'temp_spill'
                     -- Its work grew with row versions that could not be cleaned up: it read more blocks per call.
-                    WHEN hz.held AND coalesce(NOT s.baseline_blocks_per_call > 0
-                         OR s.blocks_per_call >= telemetry._threshold('xmin_horizon_blocks_ratio') * s.baseline_blocks_per_call, true) THEN 'xmin_horizon'
+                    WHEN hz.held AND s.blocks_per_call > 0
+                         AND s.blocks_per_call >= telemetry._threshold('xmin_horizon_blocks_ratio') * coalesce(s.baseline_blocks_per_call, 0) THEN 'xmin_horizon'
                     WHEN k.bucket = 'CPU' AND b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'cpu_contention'
                     WHEN k.bucket LIKE 'IO:%' AND NOT coalesce(s.baseline_blocks_per_row > 0
                          AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'io_wait'

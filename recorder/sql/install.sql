@@ -354,11 +354,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '5da61d0b36254d9ae19279396928b68c7e967e4240a055d8a0976dece0aba562') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '83abca0b6037b3e480a44d136379934e8676d310cc6a2cb153dbe450b2afb6e4') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '5da61d0b36254d9ae19279396928b68c7e967e4240a055d8a0976dece0aba562')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '83abca0b6037b3e480a44d136379934e8676d310cc6a2cb153dbe450b2afb6e4')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -594,11 +594,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/xmin_horizon/finding.sql' AND checksum = 'bcf3e766e8a3ad0bc50ca6ec06619109ca2dc5008afcf3b36c907cd7d1d36118') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/xmin_horizon/finding.sql' AND checksum = '3d84b27dec97855bfe67d564e9c61bf8e5dce5d540d822b9ce6a8c7ec0fd3e2a') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/xmin_horizon/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/xmin_horizon/finding.sql', 'bcf3e766e8a3ad0bc50ca6ec06619109ca2dc5008afcf3b36c907cd7d1d36118')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/xmin_horizon/finding.sql', '3d84b27dec97855bfe67d564e9c61bf8e5dce5d540d822b9ce6a8c7ec0fd3e2a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

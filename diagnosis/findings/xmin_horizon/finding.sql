@@ -10,7 +10,7 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
     ('xmin_horizon_min_seconds', 60, 'seconds',
      'xmin_horizon: a holder that began during a run holds the horizon back once it has held it this long.'),
     ('xmin_horizon_blocks_ratio', 1.5, 'ratio',
-     'xmin_horizon: a statement''s extra time is the held horizon''s where its blocks per call (pg_stat_statements) reached this many times its baseline median, or were not counted.')
+     'xmin_horizon: a statement''s extra time is the held horizon''s where its blocks per call (pg_stat_statements) reached this many times its baseline median.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
 -- _xmin_holder_text names a holder (_runs_xmin_horizon's holder) as the summary says it.

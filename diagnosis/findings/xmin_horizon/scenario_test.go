@@ -82,3 +82,36 @@ func TestForgottenPreparedTransaction(t *testing.T) {
 			}
 		}})
 }
+
+// TestDroppedIndexNotBlamedOnHeldHorizon: the index of the lookups' table (tracked) was dropped
+// tonight, and a report holds the horizon through the run, as in
+// TestLongTransactionHoldsHorizon: the lookups read more blocks per call, but the change since
+// the baseline runs is the cause, first.
+func TestDroppedIndexNotBlamedOnHeldHorizon(t *testing.T) {
+	var holder *pgx.Conn
+	lab.RunSlow(t, lab.SlowRun{Want: "index_dropped",
+		Setup: func(l *lab.Lab) {
+			lab.LookupTable(l)
+			l.Exec(`SELECT telemetry.track_table('lookup')`)
+		},
+		Usual: lab.Lookups,
+		Between: func(t *testing.T, l *lab.Lab) {
+			l.Exec(`DROP INDEX public.lookup_k`)
+			holder = l.Conn("reporting")
+			lab.MustExec(t, holder, `BEGIN ISOLATION LEVEL REPEATABLE READ`)
+			lab.MustExec(t, holder, `SELECT count(*) FROM public.lookup`)
+		},
+		Slow: lab.Lookups,
+		After: func(l *lab.Lab, _ int64) {
+			if err := holder.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		},
+		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
+			for _, f := range d.Findings {
+				if f.Pattern == "xmin_horizon" {
+					t.Errorf("xmin_horizon named (%s): the dropped index is the cause", f.Summary)
+				}
+			}
+		}})
+}
