@@ -81,6 +81,11 @@ func TestDashboardMetricsExposed(t *testing.T) {
 				// The running batch's own session, by the batch's name, busy at every wait sample.
 				worker := pgtest.Connect(t, dsn, "")
 				pgtest.MustExec(t, worker, `SET application_name = 'names'`)
+				// A snapshot left open, the holder of the cleanup horizon (without a transaction
+				// ID, which a logical slot's creation, the subscription's table sync, would wait for).
+				holder := pgtest.Connect(t, dsn, "")
+				pgtest.MustExec(t, holder, `BEGIN ISOLATION LEVEL REPEATABLE READ`)
+				pgtest.MustExec(t, holder, `SELECT 1`)
 
 				names := map[string]bool{}
 				missing := func() int {
