@@ -15,46 +15,58 @@ func init() {
 var (
 	xminAgeDesc = newDesc("xmin_horizon_age_transactions", "Age, in transaction IDs, of the oldest xmin that holders of this kind keep in the database (datname \"\": every database's: a replication slot, a standby's feedback): row versions deleted or updated since cannot be removed.",
 		"datname", "kind")
-	xminHeldDesc = newDesc("xmin_horizon_held_seconds", "How long the oldest holder of this kind in the database has held its xmin: since its transaction began (a session) or was prepared; absent for slots and standbys, whose start the server does not keep.",
+	xminHeldDesc = newDesc("xmin_horizon_held_seconds", "How long the oldest holder of this kind in the database has held its xmin: since its transaction began, or its running statement's snapshot was taken (a session), or it was prepared; absent for slots and standbys, whose start the server does not keep.",
 		"datname", "kind")
 )
 
 // Kinds of xmin horizon holder (XminHolder.Kind).
 const (
 	XminSession  = "session"
-	XminStandby  = "standby feedback"
-	XminPrepared = "prepared transaction"
-	XminSlot     = "replication slot"
+	XminStandby  = "standby_feedback"
+	XminPrepared = "prepared_transaction"
+	XminSlot     = "replication_slot"
 )
 
-// SQLXminHolders lists what holds the xmin horizon back, the oldest first: every session with a
-// snapshot or a transaction ID (a walsender's is a standby's hot_standby_feedback), prepared
-// transaction and replication slot with an xmin (a slot's catalog_xmin holds back only the
-// catalogs). Vacuum and pruning of a table keep what any holder of its own database, or a
-// slot or standby, may still see: the three oldest of each database are kept (and of none, the
-// slots and standbys), 50 at most. Our own sessions are left out.
-var SQLXminHolders = `SELECT rank::int, kind, pid, datname, usename, name, state, held_since, horizon_xid, xmin_age, query_preview
-FROM (SELECT h.*, row_number() OVER (ORDER BY h.xmin_age DESC, h.kind, h.pid, h.name) AS rank,
-             row_number() OVER (PARTITION BY h.datname ORDER BY h.xmin_age DESC, h.kind, h.pid, h.name) AS in_database
+// SQLXminHolders lists what holds the xmin horizon back, the oldest first: sessions with a
+// snapshot or a transaction ID; prepared transactions; standbys' hot_standby_feedback, through
+// their physical slot or their walsender; other replication slots with an xmin (a slot's
+// catalog_xmin holds back only the catalogs). Vacuum and pruning of a table keep what any
+// holder of its own database, or a slot or standby (datname NULL: every database), may still
+// see: the three oldest of each database and kind are kept, 50 at most. Left out: our own
+// sessions; a lazy VACUUM (pg_stat_progress_vacuum) and a logical walsender, whose xmin the
+// server leaves out of every horizon; a parallel worker, which shows its leader's. held_since
+// is since when the holder has held it, as far as the server tells: a transaction ID's or a
+// snapshot's transaction start, a running statement's start (its snapshot, under READ
+// COMMITTED), the prepare; NULL for slots and standbys.
+var SQLXminHolders = `SELECT row_number() OVER (ORDER BY xmin_age DESC, kind, pid, name)::int AS rank, kind, pid, datname, usename, name, state,
+	held_since, horizon_xid, xmin_age, query_preview
+FROM (SELECT h.*, row_number() OVER (PARTITION BY h.datname, h.kind ORDER BY h.xmin_age DESC, h.pid, h.name) AS in_database
       FROM (SELECT CASE WHEN backend_type = 'walsender' THEN '` + XminStandby + `' ELSE '` + XminSession + `' END AS kind,
-                   pid, datname::text, usename::text, application_name AS name, state, xact_start AS held_since,
+                   pid, datname::text, usename::text, application_name AS name, state,
+                   CASE WHEN backend_xid IS NOT NULL AND (backend_xmin IS NULL OR pg_catalog.age(backend_xid) >= pg_catalog.age(backend_xmin))
+                             OR state IS DISTINCT FROM 'active' THEN xact_start
+                        ELSE query_start END AS held_since,
                    (CASE WHEN backend_xmin IS NULL OR pg_catalog.age(backend_xid) > pg_catalog.age(backend_xmin)
                          THEN backend_xid ELSE backend_xmin END)::text::bigint AS horizon_xid,
                    greatest(pg_catalog.age(backend_xmin), pg_catalog.age(backend_xid))::bigint AS xmin_age,
                    pg_catalog.left(query, 200) AS query_preview
             FROM pg_stat_activity
-            -- (a vacuum's own xmin holds back no other vacuum)
-            WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL) AND backend_type <> 'autovacuum worker' AND ` + sqlNotOwnSession + `
+            WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
+              AND backend_type IS DISTINCT FROM 'parallel worker'
+              AND NOT (backend_type = 'walsender' AND datname IS NOT NULL)
+              AND pid NOT IN (SELECT v.pid FROM pg_stat_progress_vacuum v)
+              AND ` + sqlNotOwnSession + `
             UNION ALL
             SELECT '` + XminPrepared + `', NULL, database::text, owner::text, gid, NULL, prepared, transaction::text::bigint,
                    pg_catalog.age(transaction)::bigint, NULL
             FROM pg_prepared_xacts
             UNION ALL
-            SELECT '` + XminSlot + `', active_pid, database::text, NULL, slot_name::text, CASE WHEN active THEN 'active' ELSE 'inactive' END,
+            SELECT CASE WHEN slot_type = 'physical' THEN '` + XminStandby + `' ELSE '` + XminSlot + `' END, active_pid, NULL,
+                   NULL, slot_name::text, CASE WHEN active THEN 'active' ELSE 'inactive' END,
                    NULL, xmin::text::bigint, pg_catalog.age(xmin)::bigint, NULL
             FROM pg_replication_slots WHERE xmin IS NOT NULL) h) r
-WHERE in_database <= 3 AND rank <= 50
-ORDER BY rank`
+WHERE in_database <= 3
+ORDER BY 1 LIMIT 50`
 
 type xminHorizonCollector struct{}
 

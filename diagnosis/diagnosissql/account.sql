@@ -48,6 +48,18 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     END
 $$;
 
+-- _runs_with_baseline: a run (this_run) and its baseline runs (_normal_runs_before its
+-- start), each with its window and its server as recorded.
+CREATE OR REPLACE FUNCTION telemetry._runs_with_baseline(p_run_id bigint)
+RETURNS TABLE (run_id bigint, this_run boolean, batch text, start_time timestamptz, end_time timestamptz, server text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT w.run_id, true, w.batch, w.start_time, w.end_time, telemetry._resolve_server(w.server)
+    FROM telemetry._run_window(p_run_id) w
+    UNION ALL
+    SELECT b.run_id, false, b.batch, b.start_time, b.end_time, telemetry._resolve_server(b.server)
+    FROM telemetry._baseline_runs(p_run_id) b
+$$;
+
 -- _run_account_rows: the account of a run and of each of its baseline runs (_normal_runs_before
 -- its start), in one read of the samples. Each sample's own-session seconds are spread over the
 -- wall time they stand for: the longest active session of the sample is the time some own
@@ -60,12 +72,7 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._run_account_rows(p_run_id bigint)
 RETURNS TABLE (run_id bigint, this_run boolean, duration numeric, recorded boolean, bucket text, queryid bigint, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH runs AS (
-        SELECT w.run_id, true AS this_run, w.batch, w.start_time, w.end_time, telemetry._resolve_server(w.server) AS server
-        FROM telemetry._run_window(p_run_id) w
-        UNION ALL
-        SELECT b.run_id, false, b.batch, b.start_time, b.end_time, telemetry._resolve_server(b.server)
-        FROM telemetry._baseline_runs(p_run_id) b),
+    WITH runs AS (SELECT * FROM telemetry._runs_with_baseline(p_run_id)),
     own AS (
         SELECT r.run_id, s.sample_id, s.captured_at, s.pid, s.state = 'active' AS active,
                telemetry._account_bucket(s.state, s.wait_event_type, s.wait_event, tx.query) AS bucket,
@@ -139,46 +146,50 @@ $$;
 -- cleanup (xmin) horizon of its batch's databases was held back, and by what: of the holders
 -- the samples saw (xmin_horizon_samples) in its own databases (or in none: a replication
 -- slot, a standby's feedback), other than the batch's own sessions, the one that held it
--- longest during the run. A holder holds it from the run's start where it held it from before
--- (a session's transaction began, a transaction was prepared; a slot's or a standby's start is
--- the first sample that saw its xmin), else once it has held it xmin_horizon_min_seconds; until
--- the last sample that saw it with the same xmin, or the run's end (the samples 5 minutes
--- around the run are read). held_pct 0: nothing held it (or no sample saw).
+-- longest during the run, not counting where an own session held an older xmin (an equal one
+-- is the holder's: a snapshot's xmin is the oldest transaction running). A holder holds
+-- it from the first sample that saw it with its xmin (those 5 minutes before the run too),
+-- and from the run's start only where it held it from before that (held_since); else once it
+-- has held it xmin_horizon_min_seconds; until the last sample that saw it with the same xmin,
+-- or the run's end (those 5 minutes after the run too). held_pct 0: nothing held it; NULL: a
+-- run from before xmin_horizon_samples was recorded (migration 0023).
 CREATE OR REPLACE FUNCTION telemetry._runs_xmin_horizon(p_run_id bigint)
 RETURNS TABLE (run_id bigint, this_run boolean, held_pct numeric, holder jsonb)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH runs AS (
-        SELECT w.run_id, true AS this_run, w.batch, w.start_time, w.end_time, telemetry._resolve_server(w.server) AS server
-        FROM telemetry._run_window(p_run_id) w
-        UNION ALL
-        SELECT b.run_id, false, b.batch, b.start_time, b.end_time, telemetry._resolve_server(b.server)
-        FROM telemetry._baseline_runs(p_run_id) b),
+    WITH runs AS (SELECT * FROM telemetry._runs_with_baseline(p_run_id)),
     own AS (
         SELECT r.run_id, array_agg(DISTINCT b.pid) AS pids, array_agg(DISTINCT b.datname) FILTER (WHERE b.datname IS NOT NULL) AS dbs
         FROM runs r JOIN telemetry.batch_wait_samples b
           ON b.server = r.server AND b.batch = r.batch AND b.own AND b.captured_at BETWEEN r.start_time AND r.end_time
         GROUP BY 1),
+    seen AS (
+        SELECT r.run_id, x.*
+        FROM runs r LEFT JOIN own o ON o.run_id = r.run_id
+        JOIN telemetry.xmin_horizon_samples x ON x.server = r.server
+         AND x.captured_at BETWEEN r.start_time - interval '5 minutes' AND r.end_time + interval '5 minutes'
+        WHERE x.datname IS NULL OR o.dbs IS NULL OR x.datname = ANY (o.dbs)),
     holders AS (
-        SELECT r.run_id, x.kind, x.pid, x.datname, x.usename, x.name, x.horizon_xid,
+        SELECT x.run_id, x.kind, x.pid, x.datname, x.usename, x.name, x.horizon_xid,
                min(x.held_since) AS held_since, min(x.captured_at) AS first_seen, max(x.captured_at) AS last_seen,
                max(x.xmin_age) AS xmin_age, (array_agg(x.state ORDER BY x.captured_at DESC))[1] AS state,
                (array_agg(x.query_preview ORDER BY x.captured_at DESC))[1] AS query
-        FROM runs r LEFT JOIN own o ON o.run_id = r.run_id
-        -- the samples around the run too: one that saw the same holder before or after it saw it
-        -- hold all the while between
-        JOIN telemetry.xmin_horizon_samples x ON x.server = r.server
-         AND x.captured_at BETWEEN r.start_time - interval '5 minutes' AND r.end_time + interval '5 minutes'
-        WHERE (x.datname IS NULL OR o.dbs IS NULL OR x.datname = ANY (o.dbs))
-          AND NOT coalesce(x.kind = 'session' AND x.pid = ANY (o.pids), false)
+        FROM seen x LEFT JOIN own o ON o.run_id = x.run_id
+        WHERE NOT coalesce(x.kind = 'session' AND x.pid = ANY (o.pids), false)
+          AND NOT EXISTS (SELECT FROM seen y WHERE y.run_id = x.run_id AND y.sample_id = x.sample_id AND y.kind = 'session'
+                                               AND y.pid = ANY (o.pids) AND y.xmin_age > x.xmin_age)
         GROUP BY 1, 2, 3, 4, 5, 6, 7),
     spans AS (
-        SELECT h.*, greatest(least(h.last_seen, r.end_time) - CASE WHEN coalesce(h.held_since, h.first_seen) <= r.start_time THEN r.start_time
-                                                ELSE coalesce(h.held_since, h.first_seen)
-                                                     + make_interval(secs => telemetry._threshold('xmin_horizon_min_seconds')) END,
+        SELECT h.*, greatest(least(h.last_seen, r.end_time)
+                             - greatest(r.start_time, h.first_seen,
+                                        CASE WHEN h.held_since <= r.start_time THEN r.start_time
+                                             ELSE coalesce(h.held_since, h.first_seen)
+                                                  + make_interval(secs => telemetry._threshold('xmin_horizon_min_seconds')) END),
                              interval '0') AS held
-        FROM holders h JOIN runs r ON r.run_id = h.run_id)
+        FROM holders h JOIN runs r ON r.run_id = h.run_id),
+    recorded AS (SELECT min(m.applied_at) AS since FROM telemetry.schema_migrations m WHERE m.name = '0023_xmin_horizon_samples.sql')
     SELECT r.run_id, r.this_run,
-           coalesce(round(100 * extract(epoch FROM max(s.held)) / nullif(extract(epoch FROM r.end_time - r.start_time), 0), 1), 0),
+           CASE WHEN r.start_time >= (SELECT since FROM recorded)
+                THEN coalesce(round(100 * extract(epoch FROM max(s.held)) / nullif(extract(epoch FROM r.end_time - r.start_time), 0), 1), 0) END,
            (SELECT jsonb_build_object('kind', x.kind, 'pid', x.pid, 'datname', x.datname, 'usename', x.usename, 'name', x.name,
                                       'state', x.state, 'held_since', x.held_since, 'xmin_age', x.xmin_age, 'query', x.query,
                                       'held_seconds', round(extract(epoch FROM x.held), 1))
@@ -233,10 +244,11 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY telemetry._run_other_busy(r.run_id))::numeric
                      FROM runs r WHERE NOT r.this_run) AS baseline),
     -- The cleanup horizon held back during the run (most of it) and not in its baseline runs (median).
+    -- (not judged where no baseline run was recorded with its holders)
     hz AS (SELECT x.run_pct, x.baseline_pct, x.holder,
                   coalesce(x.run_pct >= telemetry._threshold('xmin_horizon_held_pct') AND x.baseline_pct < telemetry._threshold('xmin_horizon_held_pct'), false) AS held
            FROM (SELECT max(h.held_pct) FILTER (WHERE h.this_run) AS run_pct,
-                        coalesce((percentile_cont(0.5) WITHIN GROUP (ORDER BY h.held_pct) FILTER (WHERE NOT h.this_run))::numeric, 0) AS baseline_pct,
+                        (percentile_cont(0.5) WITHIN GROUP (ORDER BY h.held_pct) FILTER (WHERE NOT h.this_run))::numeric AS baseline_pct,
                         (array_agg(h.holder) FILTER (WHERE h.this_run))[1] AS holder
                  FROM telemetry._runs_xmin_horizon(p_run_id) h) x),
     keys AS (SELECT DISTINCT a.bucket, a.queryid FROM a),
@@ -273,8 +285,10 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                          AND s.temp_per_call > 0
                          AND s.temp_per_call >= telemetry._threshold('temp_spill_ratio') * coalesce(s.baseline_temp_per_call, 0) THEN 'temp_spill'
                     -- Its work grew with row versions that could not be cleaned up: it read more blocks per call.
-                    WHEN hz.held AND s.blocks_per_call > 0
-                         AND s.blocks_per_call >= telemetry._threshold('xmin_horizon_blocks_ratio') * coalesce(s.baseline_blocks_per_call, 0) THEN 'xmin_horizon'
+                    -- (the entry the batch's own, as more_work's)
+                    WHEN hz.held AND o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
+                         AND s.baseline_blocks_per_call > 0
+                         AND s.blocks_per_call >= telemetry._threshold('xmin_horizon_blocks_ratio') * s.baseline_blocks_per_call THEN 'xmin_horizon'
                     WHEN k.bucket = 'CPU' AND b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'cpu_contention'
                     WHEN k.bucket LIKE 'IO:%' AND NOT coalesce(s.baseline_blocks_per_row > 0
                          AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'io_wait'

@@ -309,28 +309,35 @@ RETURNS TABLE (rank integer, kind text, pid integer, datname text, usename text,
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 #variable_conflict use_column
 BEGIN
-    RETURN QUERY SELECT rank::int, kind, pid, datname, usename, name, state, held_since, horizon_xid, xmin_age, query_preview
-FROM (SELECT h.*, row_number() OVER (ORDER BY h.xmin_age DESC, h.kind, h.pid, h.name) AS rank,
-             row_number() OVER (PARTITION BY h.datname ORDER BY h.xmin_age DESC, h.kind, h.pid, h.name) AS in_database
-      FROM (SELECT CASE WHEN backend_type = 'walsender' THEN 'standby feedback' ELSE 'session' END AS kind,
-                   pid, datname::text, usename::text, application_name AS name, state, xact_start AS held_since,
+    RETURN QUERY SELECT row_number() OVER (ORDER BY xmin_age DESC, kind, pid, name)::int AS rank, kind, pid, datname, usename, name, state,
+	held_since, horizon_xid, xmin_age, query_preview
+FROM (SELECT h.*, row_number() OVER (PARTITION BY h.datname, h.kind ORDER BY h.xmin_age DESC, h.pid, h.name) AS in_database
+      FROM (SELECT CASE WHEN backend_type = 'walsender' THEN 'standby_feedback' ELSE 'session' END AS kind,
+                   pid, datname::text, usename::text, application_name AS name, state,
+                   CASE WHEN backend_xid IS NOT NULL AND (backend_xmin IS NULL OR pg_catalog.age(backend_xid) >= pg_catalog.age(backend_xmin))
+                             OR state IS DISTINCT FROM 'active' THEN xact_start
+                        ELSE query_start END AS held_since,
                    (CASE WHEN backend_xmin IS NULL OR pg_catalog.age(backend_xid) > pg_catalog.age(backend_xmin)
                          THEN backend_xid ELSE backend_xmin END)::text::bigint AS horizon_xid,
                    greatest(pg_catalog.age(backend_xmin), pg_catalog.age(backend_xid))::bigint AS xmin_age,
                    pg_catalog.left(query, 200) AS query_preview
             FROM pg_stat_activity
-            -- (a vacuum's own xmin holds back no other vacuum)
-            WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL) AND backend_type <> 'autovacuum worker' AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%'
+            WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
+              AND backend_type IS DISTINCT FROM 'parallel worker'
+              AND NOT (backend_type = 'walsender' AND datname IS NOT NULL)
+              AND pid NOT IN (SELECT v.pid FROM pg_stat_progress_vacuum v)
+              AND pid <> pg_backend_pid() AND coalesce(application_name, '') NOT LIKE 'pg-batch-exporter%'
             UNION ALL
-            SELECT 'prepared transaction', NULL, database::text, owner::text, gid, NULL, prepared, transaction::text::bigint,
+            SELECT 'prepared_transaction', NULL, database::text, owner::text, gid, NULL, prepared, transaction::text::bigint,
                    pg_catalog.age(transaction)::bigint, NULL
             FROM pg_prepared_xacts
             UNION ALL
-            SELECT 'replication slot', active_pid, database::text, NULL, slot_name::text, CASE WHEN active THEN 'active' ELSE 'inactive' END,
+            SELECT CASE WHEN slot_type = 'physical' THEN 'standby_feedback' ELSE 'replication_slot' END, active_pid, NULL,
+                   NULL, slot_name::text, CASE WHEN active THEN 'active' ELSE 'inactive' END,
                    NULL, xmin::text::bigint, pg_catalog.age(xmin)::bigint, NULL
             FROM pg_replication_slots WHERE xmin IS NOT NULL) h) r
-WHERE in_database <= 3 AND rank <= 50
-ORDER BY rank;
+WHERE in_database <= 3
+ORDER BY 1 LIMIT 50;
 END
 $collect$;
 

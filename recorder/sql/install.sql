@@ -282,11 +282,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/a
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '2e90882e13c5a88729a7360327a2ed5219a42d7c870725f11e9011692543f656') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '03798ae809cbe2b957cdf3443b41a45060ae2187b4c4b165541b9ec74bbbb58c') AS apply \gset
 \if :apply
 BEGIN;
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '2e90882e13c5a88729a7360327a2ed5219a42d7c870725f11e9011692543f656')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '03798ae809cbe2b957cdf3443b41a45060ae2187b4c4b165541b9ec74bbbb58c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -354,11 +354,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '83abca0b6037b3e480a44d136379934e8676d310cc6a2cb153dbe450b2afb6e4') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'cdcef6260d24ca38adc238d89c90fd5ed309c4800bec8204f3e3152b23be27a6') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '83abca0b6037b3e480a44d136379934e8676d310cc6a2cb153dbe450b2afb6e4')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'cdcef6260d24ca38adc238d89c90fd5ed309c4800bec8204f3e3152b23be27a6')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -594,11 +594,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/xmin_horizon/finding.sql' AND checksum = '3d84b27dec97855bfe67d564e9c61bf8e5dce5d540d822b9ce6a8c7ec0fd3e2a') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/xmin_horizon/finding.sql' AND checksum = '436b79ba81a06ff38e61e45e0ba3ea77c74199f8fcb1b9666bb3498212385993') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/xmin_horizon/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/xmin_horizon/finding.sql', '3d84b27dec97855bfe67d564e9c61bf8e5dce5d540d822b9ce6a8c7ec0fd3e2a')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/xmin_horizon/finding.sql', '436b79ba81a06ff38e61e45e0ba3ea77c74199f8fcb1b9666bb3498212385993')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -15,16 +15,17 @@ ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.de
 
 -- _xmin_holder_text names a holder (_runs_xmin_horizon's holder) as the summary says it.
 CREATE OR REPLACE FUNCTION telemetry._xmin_holder_text(h jsonb)
-RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE h->>'kind'
         WHEN 'session' THEN format('session %s (user %s, application "%s", %s%s%s)', h->>'pid', coalesce(h->>'usename', '?'),
                                    coalesce(h->>'name', ''), coalesce(h->>'state', 'state unknown'),
-                                   ', its transaction open since ' || to_char((h->>'held_since')::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'),
+                                   ', holding it since ' || telemetry._ts((h->>'held_since')::timestamptz),
                                    ': "' || (h->>'query') || '"')
-        WHEN 'standby feedback' THEN format('a standby''s hot_standby_feedback (walsender %s, "%s"): a query on the standby', h->>'pid', coalesce(h->>'name', ''))
-        WHEN 'prepared transaction' THEN format('prepared transaction "%s" (owner %s, prepared %s)', h->>'name', coalesce(h->>'usename', '?'),
-                                                to_char((h->>'held_since')::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'))
-        WHEN 'replication slot' THEN format('replication slot "%s" (%s)', h->>'name', coalesce(h->>'state', '?'))
+        WHEN 'standby_feedback' THEN format('a standby''s hot_standby_feedback ("%s", its slot or its walsender''s application_name): a query on the standby',
+                                            coalesce(h->>'name', ''))
+        WHEN 'prepared_transaction' THEN format('prepared transaction "%s" (owner %s, database %s, prepared %s)', h->>'name',
+                                                coalesce(h->>'usename', '?'), coalesce(h->>'datname', '?'), telemetry._ts((h->>'held_since')::timestamptz))
+        WHEN 'replication_slot' THEN format('replication slot "%s" (%s)', h->>'name', coalesce(h->>'state', '?'))
         ELSE coalesce(h->>'kind', 'an unknown holder') END
 $$;
 
@@ -35,15 +36,18 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     top AS (SELECT r.query, r.queryid, r.statistics AS s FROM telemetry._account_rows(p_account, 'xmin_horizon') r
             WHERE r.statistics->>'baseline_blocks_per_call' IS NOT NULL ORDER BY r.extra_seconds DESC LIMIT 1)
     SELECT f.* FROM hz, telemetry._cause_finding(p_account, 'xmin_horizon', 'Row versions the batch replaced could not be cleaned up',
-        format('The cleanup (xmin) horizon of its database was held back for %s%% of the run (its baseline runs: %s%%), mostly by %s, %s transactions old: no row version updated or deleted since could be removed, and the batch''s statements read through them.%s',
-               hz.j->>'held_pct', hz.j->>'baseline_held_pct', telemetry._xmin_holder_text(hz.h), coalesce(hz.h->>'xmin_age', '?'),
+        format('The cleanup (xmin) horizon of its database was held back for %s%% of the run (its baseline runs: %s%%), %s by %s, %s transactions old: no row version updated or deleted since could be removed, and the batch''s statements read through them.%s',
+               hz.j->>'held_pct', hz.j->>'baseline_held_pct', CASE WHEN hz.h IS NULL THEN 'nothing named' ELSE 'longest' END,
+               telemetry._xmin_holder_text(hz.h), coalesce(hz.h->>'xmin_age', '?'),
                (SELECT format(' "%s" read %s blocks per call instead of %s.', telemetry._statement_label(top.query, top.queryid),
                               round((top.s->>'blocks_per_call')::numeric), round((top.s->>'baseline_blocks_per_call')::numeric)) FROM top)),
         jsonb_build_object('held_pct', hz.j->'held_pct', 'baseline_held_pct', hz.j->'baseline_held_pct', 'holder', hz.h),
         CASE hz.h->>'kind'
-            WHEN 'session' THEN format('End the long transaction (SELECT pg_terminate_backend(%s), if it can go) and find why the application keeps it open; set idle_in_transaction_session_timeout (and transaction_timeout on 17+) for its role so that it cannot again. Then VACUUM the batch''s tables: what piled up stays until vacuumed.', hz.h->>'pid')
-            WHEN 'standby feedback' THEN 'A long query on a standby with hot_standby_feedback = on holds the primary''s horizon: end it, move such queries off the batch''s hours, or let the standby cancel them (hot_standby_feedback = off, max_standby_streaming_delay).'
-            WHEN 'prepared transaction' THEN format('Finish the forgotten prepared transaction: COMMIT PREPARED %L or ROLLBACK PREPARED %L, as its transaction manager would.', hz.h->>'name', hz.h->>'name')
-            WHEN 'replication slot' THEN format('The slot %s keeps old rows for a consumer that does not advance it: bring the consumer back, or drop the slot (SELECT pg_drop_replication_slot(%L)) if nothing uses it.', hz.h->>'name', hz.h->>'name')
-            ELSE 'Find what holds the horizon back: SELECT pid, state, xact_start, backend_xmin, query FROM pg_stat_activity ORDER BY age(backend_xmin) DESC; pg_prepared_xacts; pg_replication_slots (xmin).' END) f
+            WHEN 'session' THEN format('End the long transaction if it may go (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %s AND xact_start <= %L: the pid may since be another session''s) and find why the application keeps it open; set idle_in_transaction_session_timeout (and transaction_timeout on 17+) for its role so that it cannot again. Then VACUUM the batch''s tables: what piled up stays until vacuumed.',
+                                       hz.h->>'pid', hz.h->>'held_since')
+            WHEN 'standby_feedback' THEN 'A long query on a standby with hot_standby_feedback = on holds the primary''s horizon: end it, move such queries off the batch''s hours, or let the standby cancel them instead (hot_standby_feedback = off, max_standby_streaming_delay). Then VACUUM the batch''s tables.'
+            WHEN 'prepared_transaction' THEN format('Finish the forgotten prepared transaction as its transaction manager would: connected to database %s as its owner or a superuser, COMMIT PREPARED %L or ROLLBACK PREPARED %L. Then VACUUM the batch''s tables.',
+                                                    hz.h->>'datname', hz.h->>'name', hz.h->>'name')
+            WHEN 'replication_slot' THEN format('The slot %s keeps old rows for a consumer that does not advance it: bring the consumer back, or drop the slot (SELECT pg_drop_replication_slot(%L), once no consumer is connected) if nothing uses it.', hz.h->>'name', hz.h->>'name')
+            ELSE 'Find what holds the horizon back: SELECT pid, state, xact_start, backend_xmin, backend_xid, query FROM pg_stat_activity ORDER BY greatest(age(backend_xmin), age(backend_xid)) DESC NULLS LAST; pg_prepared_xacts; pg_replication_slots (xmin).' END) f
 $$;

@@ -34,26 +34,32 @@ END $$`)
 	l.Exec(`VACUUM ANALYZE public.counters`)
 }
 
+// holdSnapshot opens a REPEATABLE READ transaction on c that reads table, left open until the
+// test ends: the run's diagnosis sees it hold the horizon through and after the run.
+func holdSnapshot(t *testing.T, c *pgx.Conn, table string) {
+	lab.MustExec(t, c, `BEGIN ISOLATION LEVEL REPEATABLE READ`)
+	lab.MustExec(t, c, `SELECT count(*) FROM `+table)
+}
+
+// heldPct is the share of the run the horizon was held, as the diagnosis measured it.
+func heldPct(t *testing.T, l *lab.Lab, runID int64) float64 {
+	var held float64
+	if err := l.Admin.QueryRow(context.Background(), `SELECT held_pct FROM telemetry._runs_xmin_horizon($1) WHERE this_run`, runID).Scan(&held); err != nil {
+		t.Fatal(err)
+	}
+	return held
+}
+
 // TestLongTransactionHoldsHorizon: tonight a reporting session sits idle in a REPEATABLE READ
 // transaction it opened before the run, until after it: no row version the batch replaces can be removed, and
 // the same updates take longer, reading more blocks each. The held horizon is the cause, first,
 // with the session that held it; not a changed plan.
 func TestLongTransactionHoldsHorizon(t *testing.T) {
-	var holder *pgx.Conn
 	lab.RunSlow(t, lab.SlowRun{Want: "xmin_horizon",
-		Setup: counters,
-		Usual: counterUpdates,
-		Between: func(t *testing.T, l *lab.Lab) {
-			holder = l.Conn("reporting")
-			lab.MustExec(t, holder, `BEGIN ISOLATION LEVEL REPEATABLE READ`)
-			lab.MustExec(t, holder, `SELECT count(*) FROM public.counters`)
-		},
-		Slow: counterUpdates,
-		After: func(l *lab.Lab, _ int64) {
-			if err := holder.Close(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-		},
+		Setup:   counters,
+		Usual:   counterUpdates,
+		Between: func(t *testing.T, l *lab.Lab) { holdSnapshot(t, l.Conn("reporting"), "public.counters") },
+		Slow:    counterUpdates,
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
 			if s := d.Findings[0].Summary; !strings.Contains(s, "reporting") || !strings.Contains(s, "idle in transaction") {
 				t.Errorf("xmin_horizon %q: want the reporting session, idle in transaction, named", s)
@@ -88,7 +94,6 @@ func TestForgottenPreparedTransaction(t *testing.T) {
 // TestLongTransactionHoldsHorizon: the lookups read more blocks per call, but the change since
 // the baseline runs is the cause, first.
 func TestDroppedIndexNotBlamedOnHeldHorizon(t *testing.T) {
-	var holder *pgx.Conn
 	lab.RunSlow(t, lab.SlowRun{Want: "index_dropped",
 		Setup: func(l *lab.Lab) {
 			lab.LookupTable(l)
@@ -97,21 +102,43 @@ func TestDroppedIndexNotBlamedOnHeldHorizon(t *testing.T) {
 		Usual: lab.Lookups,
 		Between: func(t *testing.T, l *lab.Lab) {
 			l.Exec(`DROP INDEX public.lookup_k`)
-			holder = l.Conn("reporting")
-			lab.MustExec(t, holder, `BEGIN ISOLATION LEVEL REPEATABLE READ`)
-			lab.MustExec(t, holder, `SELECT count(*) FROM public.lookup`)
+			holdSnapshot(t, l.Conn("reporting"), "public.lookup")
 		},
 		Slow: lab.Lookups,
-		After: func(l *lab.Lab, _ int64) {
-			if err := holder.Close(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-		},
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
+			if held := heldPct(t, l, runID); held < 50 {
+				t.Errorf("the horizon held for %.1f%% of the run, want it judged held (50%%)", held)
+			}
 			for _, f := range d.Findings {
 				if f.Pattern == "xmin_horizon" {
 					t.Errorf("xmin_horizon named (%s): the dropped index is the cause", f.Summary)
 				}
 			}
 		}})
+}
+
+// TestHolderInAnotherDatabase: a REPEATABLE READ transaction of another database stays open
+// through the run: pruning and vacuum of this database's tables do not wait for it, the updates
+// take their usual time, and nothing is above info (nor is the horizon judged held).
+func TestHolderInAnotherDatabase(t *testing.T) {
+	lab.RunSlow(t, lab.SlowRun{Want: "",
+		Setup: counters,
+		Usual: counterUpdates,
+		Between: func(t *testing.T, l *lab.Lab) {
+			cfg := l.Admin.Config().ConnConfig.Copy()
+			cfg.Database = "postgres"
+			cfg.RuntimeParams["application_name"] = "reporting"
+			other, err := pgx.ConnectConfig(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { other.Close(context.Background()) })
+			holdSnapshot(t, other, "pg_class")
+		},
+		Check: func(t *testing.T, l *lab.Lab, runID int64, _ *lab.RunDiagnosis) {
+			if held := heldPct(t, l, runID); held != 0 {
+				t.Errorf("the horizon held for %.1f%% of the run by another database's transaction, want 0", held)
+			}
+		},
+	})
 }
