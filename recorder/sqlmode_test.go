@@ -304,3 +304,28 @@ func TestSQLModeBooksRunSessions(t *testing.T) {
 		}
 	})
 }
+
+// TestXminHoldersInBothModes: a session idle in a REPEATABLE READ transaction: the Go recorder
+// and pg_cron mode's sample() both record it as what holds the horizon back, alike.
+func TestXminHoldersInBothModes(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		c := e.conn()
+		holder := pgtest.Connect(t, e.dsn, "reporting")
+		pgtest.MustExec(t, holder, `BEGIN ISOLATION LEVEL REPEATABLE READ`)
+		pgtest.MustExec(t, holder, `SELECT count(*) FROM pg_class`)
+		goAt := e.record(collectors.TierSample)
+		var sqlAt time.Time
+		if err := c.QueryRow(context.Background(), `SELECT telemetry.sample()`).Scan(&sqlAt); err != nil {
+			t.Fatal(err)
+		}
+		for _, at := range []time.Time{goAt, sqlAt} {
+			rows := pgtest.Query(t, c, `SELECT kind, usename = current_user AS ours, state, held_since IS NOT NULL AS since, xmin_age >= 0 AS aged,
+				query_preview FROM telemetry.xmin_horizon_samples WHERE captured_at = $1 AND name = 'reporting' AND datname = current_database()`, at)
+			if len(rows) != 1 || rows[0]["kind"] != collectors.XminSession || rows[0]["ours"] != true || rows[0]["state"] != "idle in transaction" ||
+				rows[0]["since"] != true || rows[0]["aged"] != true || rows[0]["query_preview"] != "SELECT count(*) FROM pg_class" {
+				t.Errorf("holders recorded at %s: %v, want the reporting session idle in its transaction", at, rows)
+			}
+		}
+	})
+}
