@@ -142,17 +142,62 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY m.queryid IS NOT NULL, m.seconds - coalesce(m.median, 0) DESC, m.bucket, m.queryid
 $$;
 
+-- _xmin_holders: what held the cleanup (xmin) horizon of a server back between two times,
+-- as its samples saw (xmin_horizon_samples): each holder with one xmin once, when it was first
+-- and last seen holding it, since when it held it as the server told (held_since), its oldest
+-- age, its last state and statement. Where p_dbs is given, only the holders of those databases
+-- and of none (slots, standbys); p_pids are sessions whose own holding does not count (a
+-- batch's): left out, and so is any other holder at a sample where one of them held an older
+-- xmin (an equal one is the holder's: a snapshot's xmin is the oldest transaction running).
+CREATE OR REPLACE FUNCTION telemetry._xmin_holders(p_server text, p_from timestamptz, p_to timestamptz, p_pids integer[], p_dbs text[])
+RETURNS TABLE (kind text, pid integer, datname text, usename text, name text, horizon_xid bigint, held_since timestamptz,
+               first_seen timestamptz, last_seen timestamptz, xmin_age bigint, state text, query text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH seen AS (
+        SELECT x.* FROM telemetry.xmin_horizon_samples x
+        WHERE x.server = p_server AND x.captured_at BETWEEN p_from AND p_to
+          AND (x.datname IS NULL OR p_dbs IS NULL OR x.datname = ANY (p_dbs)))
+    SELECT x.kind, x.pid, x.datname, x.usename, x.name, x.horizon_xid, min(x.held_since), min(x.captured_at), max(x.captured_at),
+           max(x.xmin_age), (array_agg(x.state ORDER BY x.captured_at DESC))[1], (array_agg(x.query_preview ORDER BY x.captured_at DESC))[1]
+    FROM seen x
+    WHERE NOT coalesce(x.kind = 'session' AND x.pid = ANY (p_pids), false)
+      AND NOT EXISTS (SELECT FROM seen y WHERE y.sample_id = x.sample_id AND y.kind = 'session' AND y.pid = ANY (p_pids)
+                                           AND y.xmin_age > x.xmin_age)
+    GROUP BY 1, 2, 3, 4, 5, 6
+$$;
+
+-- _xmin_holder_json is a holder (an _xmin_holders row, as JSON) as the findings show it.
+CREATE OR REPLACE FUNCTION telemetry._xmin_holder_json(h jsonb)
+RETURNS jsonb LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_build_object('kind', h->'kind', 'pid', h->'pid', 'datname', h->'datname', 'usename', h->'usename', 'name', h->'name',
+                              'state', h->'state', 'held_since', h->'held_since', 'xmin_age', h->'xmin_age', 'query', h->'query')
+$$;
+
+-- _xmin_holder_text names a holder (_xmin_holder_json) as the findings say it.
+CREATE OR REPLACE FUNCTION telemetry._xmin_holder_text(h jsonb)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE h->>'kind'
+        WHEN 'session' THEN format('session %s (user %s, application "%s", %s%s%s)', h->>'pid', coalesce(h->>'usename', '?'),
+                                   coalesce(h->>'name', ''), coalesce(h->>'state', 'state unknown'),
+                                   ', holding it since ' || telemetry._ts((h->>'held_since')::timestamptz),
+                                   ': "' || (h->>'query') || '"')
+        WHEN 'standby_feedback' THEN format('a standby''s hot_standby_feedback ("%s", its slot or its walsender''s application_name): a query on the standby',
+                                            coalesce(h->>'name', ''))
+        WHEN 'prepared_transaction' THEN format('prepared transaction "%s" (owner %s, database %s, prepared %s)', h->>'name',
+                                                coalesce(h->>'usename', '?'), coalesce(h->>'datname', '?'), telemetry._ts((h->>'held_since')::timestamptz))
+        WHEN 'replication_slot' THEN format('replication slot "%s" (%s)', h->>'name', coalesce(h->>'state', '?'))
+        ELSE coalesce(h->>'kind', 'an unknown holder') END
+$$;
+
 -- _runs_xmin_horizon: for a run and each of its baseline runs, the share of its time the
 -- cleanup (xmin) horizon of its batch's databases was held back, and by what: of the holders
--- the samples saw (xmin_horizon_samples) in its own databases (or in none: a replication
--- slot, a standby's feedback), other than the batch's own sessions, the one that held it
--- longest during the run, not counting where an own session held an older xmin (an equal one
--- is the holder's: a snapshot's xmin is the oldest transaction running). A holder holds
--- it from the first sample that saw it with its xmin (those 5 minutes before the run too),
--- and from the run's start only where it held it from before that (held_since); else once it
--- has held it xmin_horizon_min_seconds; until the last sample that saw it with the same xmin,
--- or the run's end (those 5 minutes after the run too). held_pct 0: nothing held it; NULL: a
--- run from before xmin_horizon_samples was recorded (migration 0023).
+-- of its databases (_xmin_holders, but for the batch's own sessions), the one that held it
+-- longest during the run. A holder holds it from the first sample that saw it with its xmin
+-- (those 5 minutes before the run too), and from the run's start only where it held it from
+-- before that (held_since); else once it has held it xmin_horizon_min_seconds; until the last
+-- sample that saw it with the same xmin, or the run's end (those 5 minutes after the run
+-- too). held_pct 0: nothing held it; NULL: a run from before xmin_horizon_samples was
+-- recorded (migration 0023).
 CREATE OR REPLACE FUNCTION telemetry._runs_xmin_horizon(p_run_id bigint)
 RETURNS TABLE (run_id bigint, this_run boolean, held_pct numeric, holder jsonb)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -162,37 +207,21 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         FROM runs r JOIN telemetry.batch_wait_samples b
           ON b.server = r.server AND b.batch = r.batch AND b.own AND b.captured_at BETWEEN r.start_time AND r.end_time
         GROUP BY 1),
-    seen AS (
-        SELECT r.run_id, x.*
-        FROM runs r LEFT JOIN own o ON o.run_id = r.run_id
-        JOIN telemetry.xmin_horizon_samples x ON x.server = r.server
-         AND x.captured_at BETWEEN r.start_time - interval '5 minutes' AND r.end_time + interval '5 minutes'
-        WHERE x.datname IS NULL OR o.dbs IS NULL OR x.datname = ANY (o.dbs)),
-    holders AS (
-        SELECT x.run_id, x.kind, x.pid, x.datname, x.usename, x.name, x.horizon_xid,
-               min(x.held_since) AS held_since, min(x.captured_at) AS first_seen, max(x.captured_at) AS last_seen,
-               max(x.xmin_age) AS xmin_age, (array_agg(x.state ORDER BY x.captured_at DESC))[1] AS state,
-               (array_agg(x.query_preview ORDER BY x.captured_at DESC))[1] AS query
-        FROM seen x LEFT JOIN own o ON o.run_id = x.run_id
-        WHERE NOT coalesce(x.kind = 'session' AND x.pid = ANY (o.pids), false)
-          AND NOT EXISTS (SELECT FROM seen y WHERE y.run_id = x.run_id AND y.sample_id = x.sample_id AND y.kind = 'session'
-                                               AND y.pid = ANY (o.pids) AND y.xmin_age > x.xmin_age)
-        GROUP BY 1, 2, 3, 4, 5, 6, 7),
     spans AS (
-        SELECT h.*, greatest(least(h.last_seen, r.end_time)
-                             - greatest(r.start_time, h.first_seen,
-                                        CASE WHEN h.held_since <= r.start_time THEN r.start_time
-                                             ELSE coalesce(h.held_since, h.first_seen)
-                                                  + make_interval(secs => telemetry._threshold('xmin_horizon_min_seconds')) END),
-                             interval '0') AS held
-        FROM holders h JOIN runs r ON r.run_id = h.run_id),
+        SELECT r.run_id, h.*,
+               greatest(least(h.last_seen, r.end_time)
+                        - greatest(r.start_time, h.first_seen,
+                                   CASE WHEN h.held_since <= r.start_time THEN r.start_time
+                                        ELSE coalesce(h.held_since, h.first_seen)
+                                             + make_interval(secs => telemetry._threshold('xmin_horizon_min_seconds')) END),
+                        interval '0') AS held
+        FROM runs r LEFT JOIN own o ON o.run_id = r.run_id,
+             LATERAL telemetry._xmin_holders(r.server, r.start_time - interval '5 minutes', r.end_time + interval '5 minutes', o.pids, o.dbs) h),
     recorded AS (SELECT min(m.applied_at) AS since FROM telemetry.schema_migrations m WHERE m.name = '0023_xmin_horizon_samples.sql')
     SELECT r.run_id, r.this_run,
            CASE WHEN r.start_time >= (SELECT since FROM recorded)
                 THEN coalesce(round(100 * extract(epoch FROM max(s.held)) / nullif(extract(epoch FROM r.end_time - r.start_time), 0), 1), 0) END,
-           (SELECT jsonb_build_object('kind', x.kind, 'pid', x.pid, 'datname', x.datname, 'usename', x.usename, 'name', x.name,
-                                      'state', x.state, 'held_since', x.held_since, 'xmin_age', x.xmin_age, 'query', x.query,
-                                      'held_seconds', round(extract(epoch FROM x.held), 1))
+           (SELECT telemetry._xmin_holder_json(to_jsonb(x)) || jsonb_build_object('held_seconds', round(extract(epoch FROM x.held), 1))
             FROM spans x WHERE x.run_id = r.run_id AND x.held > interval '0' ORDER BY x.held DESC, x.xmin_age DESC LIMIT 1)
     FROM runs r LEFT JOIN spans s ON s.run_id = r.run_id
     GROUP BY r.run_id, r.this_run, r.start_time, r.end_time

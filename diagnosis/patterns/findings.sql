@@ -13,6 +13,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     UNION ALL SELECT * FROM telemetry._pattern_lock_contention(p_start_time, p_end_time, p_snapshot_start, p_server, p_shared)
     UNION ALL SELECT * FROM telemetry._pattern_replication_lag(p_start_time, p_end_time, p_snapshot_start, p_server, p_shared)
     UNION ALL SELECT * FROM telemetry._pattern_temp_file_spills(p_start_time, p_end_time, p_snapshot_start, p_server, p_shared)
+    UNION ALL SELECT * FROM telemetry._pattern_xmin_horizon_held(p_start_time, p_end_time, p_snapshot_start, p_server, p_shared)
 $$;
 
 -- _window_pattern_measures is every registered pattern's measures of a window (their
@@ -52,7 +53,7 @@ BEGIN
         SELECT p.oid FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = 'telemetry'::regnamespace
           AND (p.proname LIKE '\_pattern\_%' OR p.proname LIKE '\_measures\_%' OR p.proname LIKE '\_waits\_%')
-          AND p.proname NOT IN ('_pattern_autovacuum_interference', '_measures_autovacuum_interference', '_pattern_buffer_pressure', '_measures_buffer_pressure', '_waits_buffer_pressure', '_pattern_checkpoint_interference', '_measures_checkpoint_interference', '_waits_checkpoint_interference', '_pattern_insufficient_data', '_pattern_lock_contention', '_waits_lock_contention', '_pattern_replication_lag', '_measures_replication_lag', '_waits_replication_lag', '_pattern_temp_file_spills', '_measures_temp_file_spills', '_waits_temp_file_spills')
+          AND p.proname NOT IN ('_pattern_autovacuum_interference', '_measures_autovacuum_interference', '_pattern_buffer_pressure', '_measures_buffer_pressure', '_waits_buffer_pressure', '_pattern_checkpoint_interference', '_measures_checkpoint_interference', '_waits_checkpoint_interference', '_pattern_insufficient_data', '_pattern_lock_contention', '_waits_lock_contention', '_pattern_replication_lag', '_measures_replication_lag', '_waits_replication_lag', '_pattern_temp_file_spills', '_measures_temp_file_spills', '_waits_temp_file_spills', '_pattern_xmin_horizon_held')
     LOOP
         EXECUTE format('DROP FUNCTION %s', v_function);
     END LOOP;

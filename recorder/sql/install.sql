@@ -354,11 +354,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'cdcef6260d24ca38adc238d89c90fd5ed309c4800bec8204f3e3152b23be27a6') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'e58e798d464cd92c338f7a2bbde701095027c5e3af38fc0988a22dc5dff3c5a7') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'cdcef6260d24ca38adc238d89c90fd5ed309c4800bec8204f3e3152b23be27a6')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'e58e798d464cd92c338f7a2bbde701095027c5e3af38fc0988a22dc5dff3c5a7')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -474,11 +474,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/findings.sql' AND checksum = 'ac327d45d28d07914f20ea3496c4981f76b7d5fc00603a4565308df6c63617ec') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/xmin_horizon_held/pattern.sql' AND checksum = '257c0d61e34a7bbe8534087239b8565972cdfc82fdce87fd7293d918c85a3f96') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../diagnosis/patterns/xmin_horizon_held/pattern.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/xmin_horizon_held/pattern.sql', '257c0d61e34a7bbe8534087239b8565972cdfc82fdce87fd7293d918c85a3f96')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/findings.sql' AND checksum = '5f7eab0046a94f39e97c8e8b88e5676b8d0a8d04a1d1fc756695f01c42f6dfad') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/findings.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', 'ac327d45d28d07914f20ea3496c4981f76b7d5fc00603a4565308df6c63617ec')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', '5f7eab0046a94f39e97c8e8b88e5676b8d0a8d04a1d1fc756695f01c42f6dfad')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -594,11 +602,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/xmin_horizon/finding.sql' AND checksum = '436b79ba81a06ff38e61e45e0ba3ea77c74199f8fcb1b9666bb3498212385993') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/xmin_horizon/finding.sql' AND checksum = '5ffd041582ad149d394d3c12eeb3641c6b7e613bf2f47a9bbd0c12bc71003d37') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/findings/xmin_horizon/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/xmin_horizon/finding.sql', '436b79ba81a06ff38e61e45e0ba3ea77c74199f8fcb1b9666bb3498212385993')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/xmin_horizon/finding.sql', '5ffd041582ad149d394d3c12eeb3641c6b7e613bf2f47a9bbd0c12bc71003d37')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

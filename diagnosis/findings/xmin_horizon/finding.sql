@@ -13,22 +13,6 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
      'xmin_horizon: a statement''s extra time is the held horizon''s where its blocks per call (pg_stat_statements) reached this many times its baseline median.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
--- _xmin_holder_text names a holder (_runs_xmin_horizon's holder) as the summary says it.
-CREATE OR REPLACE FUNCTION telemetry._xmin_holder_text(h jsonb)
-RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE h->>'kind'
-        WHEN 'session' THEN format('session %s (user %s, application "%s", %s%s%s)', h->>'pid', coalesce(h->>'usename', '?'),
-                                   coalesce(h->>'name', ''), coalesce(h->>'state', 'state unknown'),
-                                   ', holding it since ' || telemetry._ts((h->>'held_since')::timestamptz),
-                                   ': "' || (h->>'query') || '"')
-        WHEN 'standby_feedback' THEN format('a standby''s hot_standby_feedback ("%s", its slot or its walsender''s application_name): a query on the standby',
-                                            coalesce(h->>'name', ''))
-        WHEN 'prepared_transaction' THEN format('prepared transaction "%s" (owner %s, database %s, prepared %s)', h->>'name',
-                                                coalesce(h->>'usename', '?'), coalesce(h->>'datname', '?'), telemetry._ts((h->>'held_since')::timestamptz))
-        WHEN 'replication_slot' THEN format('replication slot "%s" (%s)', h->>'name', coalesce(h->>'state', '?'))
-        ELSE coalesce(h->>'kind', 'an unknown holder') END
-$$;
-
 CREATE OR REPLACE FUNCTION telemetry._finding_xmin_horizon(p_run_id bigint, p_account jsonb)
 RETURNS TABLE (finding text, severity text, summary text, evidence jsonb, recommendation text, explained_seconds numeric, children jsonb)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
