@@ -218,28 +218,33 @@ func every(ctx context.Context, s schedule) {
 			at = at.Add(rand.N(interval))
 		}
 		t := time.NewTimer(time.Until(at))
+		// The stratum this run stands for: the one waited for, but a run triggered before that
+		// stratum began stands for the one it runs in (a batch triggers one a second: each
+		// must not push the schedule a stratum further away).
+		done := stratum
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-s.trigger:
 			t.Stop()
+			done = min(stratum, int64(time.Since(origin)/interval))
 		case <-s.repace:
 			t.Stop()
 			continue
 		case <-t.C:
 		}
-		err := s.run(context.WithoutCancel(ctx), time.Duration(min(stratum-lastDone, 2))*interval)
+		err := s.run(context.WithoutCancel(ctx), time.Duration(min(max(done-lastDone, 1), 2))*interval)
 		// From the run's end: the intervals a slow run overran are skipped, not run back to back.
 		next := time.Now()
 		if err != nil {
 			next = next.Add(min(backoff, maxBackoff))
 			backoff = min(backoff*2, maxBackoff)
 		} else {
-			backoff, lastDone = minBackoff, stratum
+			backoff, lastDone = minBackoff, done
 		}
 		// The first stratum that starts at or after next.
-		stratum = max(stratum+1, int64((next.Sub(origin)+interval-1)/interval))
+		stratum = max(done+1, int64((next.Sub(origin)+interval-1)/interval))
 	}
 }
 

@@ -149,3 +149,51 @@ func TestPaceFollowsBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestTriggersKeepTheSchedule: a batch triggers a collection a second while it runs; after a
+// burst of triggers within a few intervals, the scheduled collections go on within two
+// intervals of the last, as before the burst: each trigger stands for the interval it ran in,
+// not for one more of the schedule's (which pushed the next scheduled run an interval further
+// away per trigger: after an hour's batch, none for 30 hours at the default 30 s).
+func TestTriggersKeepTheSchedule(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	trigger := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var runs []time.Time
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		every(ctx, schedule{interval: func() time.Duration { return interval }, jitter: true, trigger: trigger,
+			run: func(context.Context, time.Duration) error {
+				mu.Lock()
+				runs = append(runs, time.Now())
+				mu.Unlock()
+				return nil
+			}})
+	}()
+	for range 30 {
+		select {
+		case trigger <- struct{}{}:
+		default:
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	burstEnd := time.Now()
+	time.Sleep(6 * interval)
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	var after []time.Time
+	for _, r := range runs {
+		if r.After(burstEnd) {
+			after = append(after, r)
+		}
+	}
+	// Scheduled runs in the 6 intervals after the burst: one an interval, less the first
+	// (at most two intervals away) and a loaded machine's lateness.
+	if len(after) < 3 {
+		t.Errorf("%d scheduled runs in the %s after a burst of triggers, want one an interval (%s)", len(after), 6*interval, interval)
+	}
+}

@@ -143,27 +143,34 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- _xmin_holders: what held the cleanup (xmin) horizon of a server back between two times,
--- as its samples saw (xmin_horizon_samples): each holder with one xmin once, when it was first
--- and last seen holding it, since when it held it as the server told (held_since), its oldest
--- age, its last state and statement. Where p_dbs is given, only the holders of those databases
--- and of none (slots, standbys); p_pids are sessions whose own holding does not count (a
--- batch's): left out, and so is any other holder at a sample where one of them held an older
--- xmin (an equal one is the holder's: a snapshot's xmin is the oldest transaction running).
+-- as its samples saw (xmin_horizon_samples): a row each sample that saw a holder (a session by
+-- its pid, anything else by its name) with one xmin, standing for the time until the server's
+-- next sample (until: its own time for the last), with that holder's first and last sighting
+-- and since when it held that xmin as the server told (held_since). Where p_dbs is given, only
+-- the holders of those databases and of none (slots, standbys); p_pids are sessions whose own
+-- holding does not count (a batch's): left out, and so is any other holder at a sample where
+-- one of them held an older xmin (an equal one is the holder's: a snapshot's xmin is the
+-- oldest transaction running).
 CREATE OR REPLACE FUNCTION telemetry._xmin_holders(p_server text, p_from timestamptz, p_to timestamptz, p_pids integer[], p_dbs text[])
 RETURNS TABLE (kind text, pid integer, datname text, usename text, name text, horizon_xid bigint, held_since timestamptz,
-               first_seen timestamptz, last_seen timestamptz, xmin_age bigint, state text, query text)
+               first_seen timestamptz, last_seen timestamptz, seen_at timestamptz, until timestamptz, xmin_age bigint,
+               state text, query text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH seen AS (
-        SELECT x.* FROM telemetry.xmin_horizon_samples x
-        WHERE x.server = p_server AND x.captured_at BETWEEN p_from AND p_to
-          AND (x.datname IS NULL OR p_dbs IS NULL OR x.datname = ANY (p_dbs)))
-    SELECT x.kind, x.pid, x.datname, x.usename, x.name, x.horizon_xid, min(x.held_since), min(x.captured_at), max(x.captured_at),
-           max(x.xmin_age), (array_agg(x.state ORDER BY x.captured_at DESC))[1], (array_agg(x.query_preview ORDER BY x.captured_at DESC))[1]
-    FROM seen x
-    WHERE NOT coalesce(x.kind = 'session' AND x.pid = ANY (p_pids), false)
-      AND NOT EXISTS (SELECT FROM seen y WHERE y.sample_id = x.sample_id AND y.kind = 'session' AND y.pid = ANY (p_pids)
-                                           AND y.xmin_age > x.xmin_age)
-    GROUP BY 1, 2, 3, 4, 5, 6
+    WITH smp AS (
+        SELECT s.id, s.captured_at, lead(s.captured_at) OVER (ORDER BY s.captured_at) AS next_at
+        FROM telemetry.samples s WHERE s.server = p_server AND s.captured_at BETWEEN p_from AND p_to),
+    seen AS (
+        SELECT x.*, smp.next_at, CASE WHEN x.kind = 'session' THEN x.pid END AS session_pid
+        FROM smp JOIN telemetry.xmin_horizon_samples x ON x.sample_id = smp.id AND x.captured_at = smp.captured_at AND x.server = p_server
+        WHERE x.datname IS NULL OR p_dbs IS NULL OR x.datname = ANY (p_dbs)),
+    held AS (
+        SELECT x.* FROM seen x
+        WHERE NOT coalesce(x.session_pid = ANY (p_pids), false)
+          AND NOT EXISTS (SELECT FROM seen y WHERE y.sample_id = x.sample_id AND y.session_pid = ANY (p_pids) AND y.xmin_age > x.xmin_age))
+    SELECT x.kind, x.pid, x.datname, x.usename, x.name, x.horizon_xid, min(x.held_since) OVER w, min(x.captured_at) OVER w,
+           max(x.captured_at) OVER w, x.captured_at, coalesce(x.next_at, x.captured_at), x.xmin_age, x.state, x.query_preview
+    FROM held x
+    WINDOW w AS (PARTITION BY x.kind, x.session_pid, x.datname, x.name, x.horizon_xid)
 $$;
 
 -- _xmin_holder_json is a holder (an _xmin_holders row, as JSON) as the findings show it.
@@ -192,12 +199,11 @@ $$;
 -- _runs_xmin_horizon: for a run and each of its baseline runs, the share of its time the
 -- cleanup (xmin) horizon of its batch's databases was held back, and by what: of the holders
 -- of its databases (_xmin_holders, but for the batch's own sessions), the one that held it
--- longest during the run. A holder holds it from the first sample that saw it with its xmin
--- (those 5 minutes before the run too), and from the run's start only where it held it from
--- before that (held_since); else once it has held it xmin_horizon_min_seconds; until the last
--- sample that saw it with the same xmin, or the run's end (those 5 minutes after the run
--- too). held_pct 0: nothing held it; NULL: a run from before xmin_horizon_samples was
--- recorded (migration 0023).
+-- longest during the run: the time its sightings stand for (each until the next sample; the
+-- samples 5 minutes around the run read too), from the run's start where it held it from
+-- before (held_since), else once it has held it xmin_horizon_min_seconds. held_pct 0: nothing
+-- held it; NULL: not known: a run from before xmin_horizon_samples was recorded (migration
+-- 0023), or without own sessions sampled (no account either).
 CREATE OR REPLACE FUNCTION telemetry._runs_xmin_horizon(p_run_id bigint)
 RETURNS TABLE (run_id bigint, this_run boolean, held_pct numeric, holder jsonb)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -207,19 +213,23 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         FROM runs r JOIN telemetry.batch_wait_samples b
           ON b.server = r.server AND b.batch = r.batch AND b.own AND b.captured_at BETWEEN r.start_time AND r.end_time
         GROUP BY 1),
-    spans AS (
+    sighted AS (
         SELECT r.run_id, h.*,
-               greatest(least(h.last_seen, r.end_time)
-                        - greatest(r.start_time, h.first_seen,
-                                   CASE WHEN h.held_since <= r.start_time THEN r.start_time
-                                        ELSE coalesce(h.held_since, h.first_seen)
-                                             + make_interval(secs => telemetry._threshold('xmin_horizon_min_seconds')) END),
-                        interval '0') AS held
-        FROM runs r LEFT JOIN own o ON o.run_id = r.run_id,
+               greatest(r.start_time, CASE WHEN h.held_since <= r.start_time THEN r.start_time
+                                           ELSE coalesce(h.held_since, h.first_seen)
+                                                + make_interval(secs => telemetry._threshold('xmin_horizon_min_seconds')) END) AS holds_from
+        FROM runs r JOIN own o ON o.run_id = r.run_id,
              LATERAL telemetry._xmin_holders(r.server, r.start_time - interval '5 minutes', r.end_time + interval '5 minutes', o.pids, o.dbs) h),
+    spans AS (  -- each holder's time holding it in the run: its sightings' stretches, from when it held it long enough
+        SELECT x.run_id, x.kind, x.datname, x.name, x.horizon_xid, min(x.held_since) AS held_since, max(x.xmin_age) AS xmin_age,
+               (array_agg(x.pid ORDER BY x.seen_at DESC))[1] AS pid, (array_agg(x.usename ORDER BY x.seen_at DESC))[1] AS usename,
+               (array_agg(x.state ORDER BY x.seen_at DESC))[1] AS state, (array_agg(x.query ORDER BY x.seen_at DESC))[1] AS query,
+               sum(greatest(least(x.until, r.end_time) - greatest(x.seen_at, x.holds_from), interval '0')) AS held
+        FROM sighted x JOIN runs r ON r.run_id = x.run_id
+        GROUP BY x.run_id, x.kind, CASE WHEN x.kind = 'session' THEN x.pid END, x.datname, x.name, x.horizon_xid),
     recorded AS (SELECT min(m.applied_at) AS since FROM telemetry.schema_migrations m WHERE m.name = '0023_xmin_horizon_samples.sql')
     SELECT r.run_id, r.this_run,
-           CASE WHEN r.start_time >= (SELECT since FROM recorded)
+           CASE WHEN r.start_time >= (SELECT since FROM recorded) AND EXISTS (SELECT FROM own o WHERE o.run_id = r.run_id)
                 THEN coalesce(round(100 * extract(epoch FROM max(s.held)) / nullif(extract(epoch FROM r.end_time - r.start_time), 0), 1), 0) END,
            (SELECT telemetry._xmin_holder_json(to_jsonb(x)) || jsonb_build_object('held_seconds', round(extract(epoch FROM x.held), 1))
             FROM spans x WHERE x.run_id = r.run_id AND x.held > interval '0' ORDER BY x.held DESC, x.xmin_age DESC LIMIT 1)

@@ -354,11 +354,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'e58e798d464cd92c338f7a2bbde701095027c5e3af38fc0988a22dc5dff3c5a7') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'e84a32d7728ebe81bc297d004882c836d0eecde7f9f921236bf55c2cd886352a') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'e58e798d464cd92c338f7a2bbde701095027c5e3af38fc0988a22dc5dff3c5a7')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'e84a32d7728ebe81bc297d004882c836d0eecde7f9f921236bf55c2cd886352a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -474,11 +474,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/xmin_horizon_held/pattern.sql' AND checksum = '257c0d61e34a7bbe8534087239b8565972cdfc82fdce87fd7293d918c85a3f96') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/xmin_horizon_held/pattern.sql' AND checksum = '5618f90f6f36e21c24a9d2b0e9042fc5534ee90cc9016f4cedd3004548ad4329') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/xmin_horizon_held/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/xmin_horizon_held/pattern.sql', '257c0d61e34a7bbe8534087239b8565972cdfc82fdce87fd7293d918c85a3f96')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/xmin_horizon_held/pattern.sql', '5618f90f6f36e21c24a9d2b0e9042fc5534ee90cc9016f4cedd3004548ad4329')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

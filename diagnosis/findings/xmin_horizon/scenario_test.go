@@ -13,12 +13,12 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// counterUpdates is the batch's work: 40,000 updates of 10 counters, each committed (a
+// counterUpdates is the batch's work: 60,000 updates of 10 counters, each committed (a
 // procedure: the client's round trips stay out of it). Usually each update's page is pruned
 // of the versions before it as it goes; with the cleanup horizon held, every version stays,
 // and each update's index lookup walks all of its counter's versions so far.
 func counterUpdates(t *testing.T, _ *lab.Lab, c *pgx.Conn) {
-	lab.MustExec(t, c, `CALL public.bump_counters(40000)`)
+	lab.MustExec(t, c, `CALL public.bump_counters(60000)`)
 }
 
 func counters(l *lab.Lab) {
@@ -35,7 +35,8 @@ END $$`)
 }
 
 // holdSnapshot opens a REPEATABLE READ transaction on c that reads table, left open until the
-// test ends: the run's diagnosis sees it hold the horizon through and after the run.
+// test ends: it holds the horizon from before the run to after it. (The run's samples, a
+// second apart, see it from the first on.)
 func holdSnapshot(t *testing.T, c *pgx.Conn, table string) {
 	lab.MustExec(t, c, `BEGIN ISOLATION LEVEL REPEATABLE READ`)
 	lab.MustExec(t, c, `SELECT count(*) FROM `+table)

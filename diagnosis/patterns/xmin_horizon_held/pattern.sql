@@ -1,5 +1,8 @@
 -- xmin_horizon_held: the longest anything held a database's cleanup (xmin) horizon back in the
--- window, as the samples saw (_xmin_holders): how long it had held it when last seen there.
+-- window, as the samples saw (_xmin_holders): how long it had held it when last seen there,
+-- since it began as the server tells where the window's first sample saw it already, else
+-- since its first sighting. Every session counts, a batch's own too: the window does not
+-- know them (a run's cause leaves them out).
 -- No row version deleted or updated meanwhile in that database (in every one, for a slot or a
 -- standby) could be removed; a run's own account blames it where its statements read more
 -- for it (the cause xmin_horizon).
@@ -13,10 +16,20 @@ CREATE OR REPLACE FUNCTION telemetry._pattern_xmin_horizon_held(p_start_time tim
                                                                 p_snapshot_start timestamptz, p_server text, p_shared jsonb)
 RETURNS TABLE (pattern text, severity text, score numeric, summary text, evidence jsonb, recommendation text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH h AS (
-        SELECT x.*, extract(epoch FROM x.last_seen - coalesce(x.held_since, x.first_seen)) AS held
+    WITH first AS (SELECT min(s.captured_at) AS at FROM telemetry.samples s
+                   WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time),
+    h AS (
+        SELECT x.kind, x.datname, x.name, (array_agg(x.pid ORDER BY x.seen_at DESC))[1] AS pid,
+               (array_agg(x.usename ORDER BY x.seen_at DESC))[1] AS usename, (array_agg(x.state ORDER BY x.seen_at DESC))[1] AS state,
+               (array_agg(x.query ORDER BY x.seen_at DESC))[1] AS query, min(x.held_since) AS held_since, max(x.xmin_age) AS xmin_age,
+               max(x.last_seen) AS last_seen,
+               -- since when: as the server told where the window's first sample saw it already
+               -- (a slot's, a standby's: that sample), else from its first sighting
+               extract(epoch FROM max(x.last_seen) - CASE WHEN min(x.first_seen) = (SELECT at FROM first)
+                                                          THEN least(min(x.held_since), min(x.first_seen)) ELSE min(x.first_seen) END) AS held
         FROM telemetry._xmin_holders(p_server, p_start_time, p_end_time, NULL, NULL) x
-        ORDER BY 13 DESC, x.xmin_age DESC LIMIT 1)
+        GROUP BY x.kind, CASE WHEN x.kind = 'session' THEN x.pid END, x.datname, x.name, x.horizon_xid
+        ORDER BY held DESC, xmin_age DESC LIMIT 1)
     SELECT 'xmin_horizon_held',
            CASE WHEN h.held >= telemetry._threshold('xmin_horizon_held_seconds_critical') THEN 'critical'
                 WHEN h.held >= telemetry._threshold('xmin_horizon_held_seconds_warning') THEN 'warning' ELSE 'info' END,

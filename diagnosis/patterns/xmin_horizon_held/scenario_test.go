@@ -28,9 +28,12 @@ func TestReportHeldHorizon(t *testing.T) {
 			report := l.Conn("reporting")
 			lab.MustExec(t, report, `BEGIN ISOLATION LEVEL REPEATABLE READ`)
 			lab.MustExec(t, report, `SELECT count(*) FROM pg_class`)
+			// Held a minute from the first sample that saw it (the window's first sample came
+			// before the report began).
+			l.WaitFor("a sample of the report", `SELECT EXISTS (SELECT FROM telemetry.xmin_horizon_samples WHERE name = 'reporting')`)
 			time.Sleep(61 * time.Second)
-			l.WaitFor("a sample of the report held a minute", `SELECT EXISTS (SELECT FROM telemetry.xmin_horizon_samples
-				WHERE name = 'reporting' AND captured_at >= held_since + interval '61 seconds')`)
+			l.WaitFor("a sample of the report a minute later", `SELECT max(captured_at) >= min(captured_at) + interval '61 seconds'
+				FROM telemetry.xmin_horizon_samples WHERE name = 'reporting'`)
 			var severity, summary string
 			if err := l.Admin.QueryRow(context.Background(), `SELECT severity, summary FROM telemetry.diagnose($1, now())
 				WHERE pattern = 'xmin_horizon_held'`, start).Scan(&severity, &summary); err != nil {
