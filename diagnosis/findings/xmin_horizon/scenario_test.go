@@ -142,8 +142,15 @@ func TestHolderInAnotherDatabase(t *testing.T) {
 			lab.MustExec(t, c, `SELECT pg_sleep(3)`)
 		},
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
-			if held := heldPct(t, l, runID); held != 0 {
-				t.Errorf("the horizon held for %.1f%% of the run by another database's transaction, want 0", held)
+			// (This database's own brief holders, an autovacuum's ANALYZE, may count a little.)
+			var held float64
+			var holder *string
+			if err := l.Admin.QueryRow(context.Background(), `SELECT held_pct, holder->>'name' FROM telemetry._runs_xmin_horizon($1) WHERE this_run`,
+				runID).Scan(&held, &holder); err != nil {
+				t.Fatal(err)
+			}
+			if held >= 50 || holder != nil && *holder == "reporting" {
+				t.Errorf("the horizon held for %.1f%% of the run by %v, want another database's transaction not counted", held, holder)
 			}
 			for _, f := range d.Findings {
 				if f.Pattern == "xmin_horizon" {
