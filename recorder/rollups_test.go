@@ -97,6 +97,12 @@ var rollupData = []string{
 		(0, 'Lock', 'relation', false, 'UPDATE t4 SET v = 7 WHERE id = 9'), (0, 'Lock', 'relation', false, 'UPDATE t5 SET v = 1 WHERE id = 2'),
 		(0, 'Lock', 'transactionid', false, 'SELECT 1')) q (queryid, wait_event_type, wait_event, before_query_id, query_text)
 	WHERE s.server = $3 AND random() < 0.3`,
+	// A statement of the first eight hours alone: in the running totals of every later day, in
+	// no later window.
+	`INSERT INTO telemetry.statement_wait_samples (sample_id, batch, queryid, wait_event_type, wait_event, before_query_id, query_text, seconds, server, captured_at)
+	SELECT s.id, 'nightly', 1004, 'IO', 'DataFileRead', false, '', random() * 5, s.server, s.captured_at
+	FROM telemetry.samples s
+	WHERE s.server = $3 AND s.captured_at < $1::timestamptz - ($2::int - 8) * interval '1 hour' AND random() < 0.3`,
 	`INSERT INTO telemetry.tracked_tables (relid, schemaname, relname) SELECT 16384 + t, 'public', 'table_' || t FROM generate_series(1, 2) t
 	ON CONFLICT DO NOTHING`,
 	`SELECT telemetry._note_server($3, $3, 17, $1)`,
@@ -149,7 +155,8 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.sample_rollups r),
 				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.wait_rollups r),
 				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.wait_time_rollups r),
-				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.statement_wait_rollups r))`).Scan(&s); err != nil {
+				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.statement_wait_rollups r),
+				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.statement_wait_totals r))`).Scan(&s); err != nil {
 				t.Fatal(err)
 			}
 			return s
@@ -327,20 +334,32 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		if day() == before {
 			t.Error("wait_summary over a day did not read the hour rollups")
 		}
-		// And statement_compare over two days reads a whole day's statement waits from its day rollups.
+		// And statement_compare over two days reads its whole days' statement waits from the
+		// running totals at their ends (0024), not from each day's rollups.
+		daysEnd := last.Add(-65 * time.Minute)
 		days := func() string {
 			var s string
-			if err := c.QueryRow(ctx, rollupFunctions["statement_compare"], first.Add(10*time.Minute), last.Add(-65*time.Minute), "a").Scan(&s); err != nil {
+			if err := c.QueryRow(ctx, rollupFunctions["statement_compare"], first.Add(10*time.Minute), daysEnd, "a").Scan(&s); err != nil {
 				t.Fatal(err)
 			}
 			return s
 		}
 		before = days()
-		e.exec(`UPDATE telemetry.statement_wait_rollups SET seconds = seconds + 3600 WHERE server = 'a' AND bucket = '1 day'`)
+		pgtest.MustExec(t, c, `UPDATE telemetry.statement_wait_rollups SET seconds = seconds + 3600 WHERE server = 'a' AND bucket = '1 day'
+			AND captured_at > $1::timestamptz - interval '2 days'`, first)
+		if days() != before {
+			t.Error("statement_compare over two days read day rollups that its running totals hold")
+		}
+		// An hour more each day: a difference of totals changes, whichever days it takes.
+		pgtest.MustExec(t, c, `UPDATE telemetry.statement_wait_totals SET seconds = seconds + 3600 * extract(epoch FROM captured_at) / 86400
+			WHERE server = 'a'`)
 		if days() == before {
-			t.Error("statement_compare over two days did not read the day rollups")
+			t.Error("statement_compare over two days did not read the running totals")
 		}
 		e.exec(`SELECT telemetry.rollup_rebuild(server, min(captured_at), max(captured_at)) FROM telemetry.samples GROUP BY server`)
+		if rebuilt := rollups(); rebuilt != added {
+			t.Errorf("rollups rebuilt again differ from those added sample by sample:\n%.2000s\n%.2000s", added, rebuilt)
+		}
 
 		// Cleanup keeps the last 44 hours: it cuts into an hour (and a minute) of server a's, and
 		// into a day that windows from before the cut read whole from its day rollups.
@@ -367,5 +386,24 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 			}
 		}
 		compareRuns("after the cut", cutRuns)
+
+		// A sample written late, into a day that a later day's running totals summed (as after
+		// an outage the recorder buffered through): the totals up to its day go, and the
+		// answers still agree, over its day and after it.
+		late := last.Add(-30 * time.Hour).Add(7 * time.Second)
+		var lateID int64
+		if err := c.QueryRow(ctx, `INSERT INTO telemetry.samples (captured_at, server) VALUES ($1, 'a') RETURNING id`, late).Scan(&lateID); err != nil {
+			t.Fatal(err)
+		}
+		pgtest.MustExec(t, c, `INSERT INTO telemetry.statement_wait_samples (sample_id, batch, queryid, wait_event_type, wait_event,
+			before_query_id, query_text, seconds, server, captured_at)
+			VALUES ($1, 'nightly', 1001, 'Running', 'CPU', false, '', 11.25, 'a', $2), ($1, '', 1009, 'IO', 'DataFileRead', false, '', 3.5, 'a', $2)`,
+			lateID, late)
+		pgtest.MustExec(t, c, `SELECT telemetry._rollup_sample('a', $1, $2)`, lateID, late)
+		holds("no running totals up to the late sample's day", `SELECT NOT EXISTS (SELECT FROM telemetry.statement_wait_totals
+			WHERE server = 'a' AND captured_at <= date_bin('1 day', $1::timestamptz, timestamptz '1970-01-01 00:00:00+00'))`, late)
+		lateDay := late.UTC().Truncate(24 * time.Hour)
+		compareAll(append(windows(last.Add(-44*time.Hour), last), [2]time.Time{lateDay.Add(-time.Minute), lateDay.Add(25 * time.Hour)},
+			[2]time.Time{lateDay.Add(24 * time.Hour), last}))
 	})
 }

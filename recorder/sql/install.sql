@@ -58,7 +58,8 @@ BEGIN
         ('0020_run_reads.sql', '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985'),
         ('0021_run_results.sql', '53c4b72984f9bf94fe4040de8bd0b7392a2b7a3c74b23feb2bc8c55d65c91130'),
         ('0022_relation_triggers_and_foreign_keys.sql', '5005a13260f8f9a37140e2449ecef4f47a5133fe52cdc4ad20525f4abe812f47'),
-        ('0023_xmin_horizon_samples.sql', '81d25444f93592459245797645bee3ed9e0677dd8427fb9a7de388c4f59ddc71')) f (name, checksum) ON f.name = m.name
+        ('0023_xmin_horizon_samples.sql', '81d25444f93592459245797645bee3ed9e0677dd8427fb9a7de388c4f59ddc71'),
+        ('0024_statement_wait_totals.sql', 'c7ce52ce86eb56af1ced160465a7e5c85fbf334f9190f5a6be17cfd2d5a01c2f')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -250,6 +251,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0023_xmin_hori
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0024_statement_wait_totals.sql' AND checksum = 'c7ce52ce86eb56af1ced160465a7e5c85fbf334f9190f5a6be17cfd2d5a01c2f') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../schema/migrations/0024_statement_wait_totals.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0024_statement_wait_totals.sql', 'c7ce52ce86eb56af1ced160465a7e5c85fbf334f9190f5a6be17cfd2d5a01c2f')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 BEGIN;
@@ -266,11 +275,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '96b975a9c6b60e0b78ffb517ccc9ed5fe55ba5fbf300d630ec12561d5f28051b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '6fc2c51ffc3ee8b235ecd4822daf851d4fc4be061a0efa598867eb9abeaeaf7e') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '96b975a9c6b60e0b78ffb517ccc9ed5fe55ba5fbf300d630ec12561d5f28051b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '6fc2c51ffc3ee8b235ecd4822daf851d4fc4be061a0efa598867eb9abeaeaf7e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -120,27 +120,68 @@ END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_add(text, timestamptz, timestamptz, integer) FROM PUBLIC;
 
+-- _statement_wait_totals_add writes a server's statement totals (0024) at p_day, a day's
+-- start: its latest totals before it and the day rollups since, or every day rollup before it
+-- where it has none.
+CREATE OR REPLACE FUNCTION telemetry._statement_wait_totals_add(p_server text, p_day timestamptz)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO telemetry.statement_wait_totals (server, captured_at, batch, queryid, wait_event_type, wait_event,
+                                                 before_query_id, query_text_hash, query_text, seconds, days)
+    SELECT p_server, p_day, x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text_hash,
+           min(x.query_text), sum(x.seconds), sum(x.days)
+    FROM (SELECT t.batch, t.queryid, t.wait_event_type, t.wait_event, t.before_query_id, t.query_text_hash, t.query_text,
+                 t.seconds, t.days
+          FROM telemetry.statement_wait_totals t
+          WHERE t.server = p_server
+            AND t.captured_at = (SELECT max(l.captured_at) FROM telemetry.statement_wait_totals l
+                                 WHERE l.server = p_server AND l.captured_at < p_day)
+          UNION ALL
+          SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text_hash, r.query_text,
+                 r.seconds, 1
+          FROM telemetry.statement_wait_rollups r
+          WHERE r.server = p_server AND r.bucket = interval '1 day' AND r.captured_at < p_day
+            AND r.captured_at >= coalesce((SELECT max(l.captured_at) FROM telemetry.statement_wait_totals l
+                                           WHERE l.server = p_server AND l.captured_at < p_day), '-infinity')) x
+    GROUP BY 3, 4, 5, 6, 7, 8
+    ON CONFLICT DO NOTHING
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._statement_wait_totals_add(text, timestamptz) FROM PUBLIC;
+
 -- _rollup_sample adds a sample just written (its rows are all in: the recorder and sample()
 -- call it last in the sample's transaction) to the rollups; a server's first sample marks its
 -- rollups complete from that hour on.
 CREATE OR REPLACE FUNCTION telemetry._rollup_sample(p_server text, p_id integer, p_at timestamptz)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_day timestamptz := date_bin('1 day', p_at, timestamptz '1970-01-01 00:00:00+00');
+    v_last timestamptz := (SELECT max(t.captured_at) FROM telemetry.statement_wait_totals t WHERE t.server = p_server);
 BEGIN
     PERFORM telemetry._rollup_add(p_server, p_at, p_at + interval '1 microsecond', p_id);
     INSERT INTO telemetry.rollup_coverage (server, since)
     VALUES (p_server, date_bin('1 hour', p_at, timestamptz '1970-01-01 00:00:00+00'))
     ON CONFLICT DO NOTHING;
+    -- The statement totals: a day's with its first sample. A sample written after a later
+    -- day's totals summed its day: totals up to its day no longer hold against later ones.
+    IF v_last > v_day THEN
+        DELETE FROM telemetry.statement_wait_totals WHERE server = p_server AND captured_at <= v_day;
+    ELSIF v_last IS DISTINCT FROM v_day THEN
+        PERFORM telemetry._statement_wait_totals_add(p_server, v_day);
+    END IF;
 END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_sample(text, integer, timestamptz) FROM PUBLIC;
 
--- _rollup_delete deletes the rollups of buckets in [p_from, p_to), of one server or all (NULL).
+-- _rollup_delete deletes the rollups of buckets in [p_from, p_to), of one server or all (NULL),
+-- and the statement totals that summed them.
 CREATE OR REPLACE FUNCTION telemetry._rollup_delete(p_server text, p_from timestamptz, p_to timestamptz)
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM telemetry.sample_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
     DELETE FROM telemetry.wait_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
     DELETE FROM telemetry.wait_time_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
     DELETE FROM telemetry.statement_wait_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
+    -- Totals that summed a day changed here hold against none after it: those up to its last day go.
+    DELETE FROM telemetry.statement_wait_totals WHERE (p_server IS NULL OR server = p_server)
+        AND captured_at <= date_bin('1 day', p_to - interval '1 microsecond', timestamptz '1970-01-01 00:00:00+00');
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_delete(text, timestamptz, timestamptz) FROM PUBLIC;
 
@@ -164,11 +205,12 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_days(text, timestamptz, timestamptz) FROM PUBLIC;
 
--- rollup_rebuild recomputes a server's rollups of the hours from p_from's to p_to's from the
+-- _rollup_rebuild recomputes a server's rollups of the hours from p_from's to p_to's from the
 -- raw rows: for days recorded before rollups existed (the analysis reads them raw until then),
 -- and for the hour that retention cut in two. Rollups are complete from p_from's hour on where
--- they were from p_to on (or where the server has no sample after p_to).
-CREATE OR REPLACE FUNCTION telemetry.rollup_rebuild(p_server text, p_from timestamptz, p_to timestamptz)
+-- they were from p_to on (or where the server has no sample after p_to). The statement totals
+-- up to its last day go (_rollup_delete).
+CREATE OR REPLACE FUNCTION telemetry._rollup_rebuild(p_server text, p_from timestamptz, p_to timestamptz)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_from timestamptz := date_bin('1 hour', telemetry._check_time(p_from, 'the rebuild''s start'), timestamptz '1970-01-01 00:00:00+00');
@@ -185,6 +227,28 @@ BEGIN
     END IF;
 END
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry._rollup_rebuild(text, timestamptz, timestamptz) FROM PUBLIC;
+
+-- rollup_rebuild is _rollup_rebuild with the server's statement totals written again, each day
+-- from the one after its first day rollup to its last sample's: a day's totals sum every day
+-- before it, and later totals summed the days rebuilt as they were.
+CREATE OR REPLACE FUNCTION telemetry.rollup_rebuild(p_server text, p_from timestamptz, p_to timestamptz)
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_day timestamptz;
+BEGIN
+    PERFORM telemetry._rollup_rebuild(p_server, p_from, p_to);
+    DELETE FROM telemetry.statement_wait_totals WHERE server = p_server;
+    FOR v_day IN
+        SELECT d FROM generate_series(
+            (SELECT min(r.captured_at) FROM telemetry.statement_wait_rollups r WHERE r.server = p_server AND r.bucket = interval '1 day') + interval '1 day',
+            (SELECT date_bin('1 day', max(s.captured_at), timestamptz '1970-01-01 00:00:00+00') FROM telemetry.samples s WHERE s.server = p_server),
+            interval '1 day') d
+    LOOP
+        PERFORM telemetry._statement_wait_totals_add(p_server, v_day);
+    END LOOP;
+END
+$$;
 REVOKE EXECUTE ON FUNCTION telemetry.rollup_rebuild(text, timestamptz, timestamptz) FROM PUBLIC;
 
 -- _rollup_cut keeps the rollups in step with raw rows deleted before p_cutoff (cleanup): the
@@ -197,7 +261,7 @@ DECLARE
 BEGIN
     DELETE FROM telemetry.run_results WHERE data_from < p_cutoff;
     PERFORM telemetry._rollup_delete(NULL, '-infinity', v_hour);
-    PERFORM telemetry.rollup_rebuild(c.server, v_hour, v_hour) FROM telemetry.rollup_coverage c WHERE c.since <= v_hour;
+    PERFORM telemetry._rollup_rebuild(c.server, v_hour, v_hour) FROM telemetry.rollup_coverage c WHERE c.since <= v_hour;
 END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_cut(timestamptz) FROM PUBLIC;
@@ -325,13 +389,47 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     GROUP BY 1, 2
 $$;
 
+-- _statement_wait_days: the statement day rollups of the days [p_from, p_to) by key (days: how
+-- many of the key's day rows each row stands for, negative where subtracted), one batch's only
+-- where p_batch is given, for the caller to sum: the totals at p_to (or the latest before it,
+-- with the day rollups since) less those at p_from (the same), where there are totals at or
+-- before p_from; else the day rollups themselves. Each end's totals are read by themselves
+-- (a lateral subquery with the day a parameter: one partition, through the primary key).
+CREATE OR REPLACE FUNCTION telemetry._statement_wait_days(p_server text, p_from timestamptz, p_to timestamptz, p_batch text)
+RETURNS TABLE (batch text, queryid bigint, wait_event_type text, wait_event text, before_query_id boolean,
+               query_text text, seconds numeric, days bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH l AS (SELECT (SELECT max(t.captured_at) FROM telemetry.statement_wait_totals t WHERE t.server = p_server AND t.captured_at <= p_from) AS a,
+                      (SELECT max(t.captured_at) FROM telemetry.statement_wait_totals t WHERE t.server = p_server AND t.captured_at <= p_to) AS b),
+    ends AS (SELECT e.at, e.sign FROM l, LATERAL (VALUES (l.b, 1), (l.a, -1)) e (at, sign) WHERE l.a IS NOT NULL),
+    pieces AS (SELECT p.* FROM l, LATERAL (VALUES (CASE WHEN l.a IS NULL THEN p_from ELSE l.b END, p_to, 1),
+                                                  (l.a, p_from, -1)) p (piece_from, piece_to, sign)
+               WHERE p.piece_from < p.piece_to)
+    SELECT t.batch, t.queryid, t.wait_event_type, t.wait_event, t.before_query_id, t.query_text, e.sign * t.seconds, e.sign * t.days
+    FROM ends e CROSS JOIN LATERAL (SELECT t.* FROM telemetry.statement_wait_totals t WHERE p_batch IS NULL AND t.server = p_server
+        AND t.captured_at = e.at OFFSET 0) t
+    UNION ALL
+    SELECT t.batch, t.queryid, t.wait_event_type, t.wait_event, t.before_query_id, t.query_text, e.sign * t.seconds, e.sign * t.days
+    FROM ends e CROSS JOIN LATERAL (SELECT t.* FROM telemetry.statement_wait_totals t WHERE t.server = p_server
+        AND t.captured_at = e.at AND t.batch = p_batch OFFSET 0) t
+    UNION ALL
+    SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, p.sign * r.seconds, p.sign
+    FROM pieces p CROSS JOIN LATERAL (SELECT r.* FROM telemetry.statement_wait_rollups r WHERE p_batch IS NULL AND r.server = p_server
+        AND r.bucket = interval '1 day' AND r.captured_at >= p.piece_from AND r.captured_at < p.piece_to OFFSET 0) r
+    UNION ALL  -- one batch's: from its own index (0020)
+    SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, p.sign * r.seconds, p.sign
+    FROM pieces p CROSS JOIN LATERAL (SELECT r.* FROM telemetry.statement_wait_rollups r WHERE r.server = p_server AND r.batch = p_batch
+        AND r.bucket = interval '1 day' AND r.captured_at >= p.piece_from AND r.captured_at < p.piece_to OFFSET 0) r
+$$;
+
 -- _window_statement_waits: the wait sampler's session-seconds by statement captured after
 -- p_after, up to p_end_time (statement_compare's window: between two statement snapshots),
 -- summed by batch, statement and wait; one batch's own sessions' only where p_batch is given
 -- (read as such: a run's baseline runs each read their batch's rows, not the window's all).
 -- query_text is only where there is no queryid (0), the one place it names the statement:
 -- summed here, a month is a row per statement and wait, not one per statement, wait and hour
--- for the caller to carry.
+-- for the caller to carry. A statement and wait is one of the window's where it has rows in it
+-- (days: the whole days' totals subtract).
 DROP FUNCTION IF EXISTS telemetry._window_statement_waits(timestamptz, timestamptz, text);
 CREATE OR REPLACE FUNCTION telemetry._window_statement_waits(p_after timestamptz, p_end_time timestamptz, p_server text, p_batch text)
 RETURNS TABLE (batch text, queryid bigint, wait_event_type text, wait_event text, before_query_id boolean,
@@ -340,17 +438,21 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH sp AS (SELECT * FROM telemetry._rollup_span(p_after + interval '1 microsecond', p_end_time, p_server, false))
     SELECT x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id,
            CASE WHEN x.queryid = 0 THEN x.query_text END, sum(x.seconds)
-    FROM (SELECT x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds
+    FROM (SELECT x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds, 1 AS days
           FROM telemetry._rollup_edges(p_after + interval '1 microsecond', p_end_time, p_server, false) e,
                telemetry._raw_statement_waits(p_server, e.edge_from, e.edge_to, NULL) x
           WHERE p_batch IS NULL OR x.batch = p_batch
           UNION ALL
-          SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds
+          SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds, 1
           FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.statement_wait_rollups r WHERE p_batch IS NULL AND r.server = p_server
-              AND r.bucket = sp.bucket AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
+              AND sp.bucket = interval '1 hour' AND r.bucket = interval '1 hour' AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
           UNION ALL  -- one batch's: from its own index (0020)
-          SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds
+          SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds, 1
           FROM sp CROSS JOIN LATERAL (SELECT r.* FROM telemetry.statement_wait_rollups r WHERE r.server = p_server AND r.batch = p_batch
-              AND r.bucket = sp.bucket AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
+              AND sp.bucket = interval '1 hour' AND r.bucket = interval '1 hour' AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r
+          UNION ALL
+          SELECT d.* FROM sp CROSS JOIN LATERAL telemetry._statement_wait_days(p_server, sp.piece_from, sp.piece_to, p_batch) d
+          WHERE sp.bucket = interval '1 day') x
     GROUP BY 1, 2, 3, 4, 5, 6
+    HAVING sum(x.days) > 0
 $$;
