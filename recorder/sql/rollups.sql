@@ -164,7 +164,8 @@ BEGIN
     -- day's totals summed its day: totals up to its day no longer hold against later ones.
     IF v_last > v_day THEN
         DELETE FROM telemetry.statement_wait_totals WHERE server = p_server AND captured_at <= v_day;
-    ELSIF v_last IS DISTINCT FROM v_day THEN
+    ELSIF v_last < v_day OR (v_last IS NULL AND EXISTS (SELECT FROM telemetry.statement_wait_rollups r
+                                                        WHERE r.server = p_server AND r.bucket = interval '1 day' AND r.captured_at < v_day)) THEN
         PERFORM telemetry._statement_wait_totals_add(p_server, v_day);
     END IF;
 END
