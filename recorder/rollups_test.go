@@ -97,12 +97,12 @@ var rollupData = []string{
 		(0, 'Lock', 'relation', false, 'UPDATE t4 SET v = 7 WHERE id = 9'), (0, 'Lock', 'relation', false, 'UPDATE t5 SET v = 1 WHERE id = 2'),
 		(0, 'Lock', 'transactionid', false, 'SELECT 1')) q (queryid, wait_event_type, wait_event, before_query_id, query_text)
 	WHERE s.server = $3 AND random() < 0.3`,
-	// A statement of the first eight hours alone: in the running totals of every later day, in
-	// no later window.
+	// Statements of the first eight hours and of the first two alone: in the running totals of
+	// every later day, in no later window; the second gone before the day cleanup cuts into.
 	`INSERT INTO telemetry.statement_wait_samples (sample_id, batch, queryid, wait_event_type, wait_event, before_query_id, query_text, seconds, server, captured_at)
-	SELECT s.id, 'nightly', 1004, 'IO', 'DataFileRead', false, '', random() * 5, s.server, s.captured_at
-	FROM telemetry.samples s
-	WHERE s.server = $3 AND s.captured_at < $1::timestamptz - ($2::int - 8) * interval '1 hour' AND random() < 0.3`,
+	SELECT s.id, 'nightly', q.queryid, 'IO', 'DataFileRead', false, '', random() * 5, s.server, s.captured_at
+	FROM telemetry.samples s, (VALUES (1004, 8), (1005, 2)) q (queryid, hours)
+	WHERE s.server = $3 AND s.captured_at < $1::timestamptz - ($2::int - q.hours) * interval '1 hour' AND random() < 0.3`,
 	`INSERT INTO telemetry.tracked_tables (relid, schemaname, relname) SELECT 16384 + t, 'public', 'table_' || t FROM generate_series(1, 2) t
 	ON CONFLICT DO NOTHING`,
 	`SELECT telemetry._note_server($3, $3, 17, $1)`,
@@ -364,7 +364,12 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		// Cleanup keeps the last 44 hours: it cuts into an hour (and a minute) of server a's, and
 		// into a day that windows from before the cut read whole from its day rollups.
 		cut := last.Add(-44 * time.Hour).Add(-17 * time.Second)
+		holds("the running totals hold the statement of the first two hours", `SELECT EXISTS (SELECT FROM telemetry.statement_wait_totals
+			WHERE server = 'a' AND queryid = 1005)`)
 		e.exec(`SELECT telemetry.cleanup(now() - ` + fmt.Sprintf("'%s'::timestamptz", cut.Format(time.RFC3339Nano)) + `)`)
+		// Gone before the day cut into (the oldest totals kept are the next day's), it is in none.
+		holds("the statement of the first two hours left the running totals", `SELECT NOT EXISTS (SELECT FROM telemetry.statement_wait_totals
+			WHERE server = 'a' AND queryid = 1005)`)
 		cutDay := cut.UTC().Truncate(24 * time.Hour)
 		compareAll(append(windows(last.Add(-46*time.Hour), last), [2]time.Time{cutDay.Add(-time.Minute), cutDay.Add(25 * time.Hour)},
 			[2]time.Time{cut.Add(-time.Hour), last}))
@@ -405,5 +410,31 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		lateDay := late.UTC().Truncate(24 * time.Hour)
 		compareAll(append(windows(last.Add(-44*time.Hour), last), [2]time.Time{lateDay.Add(-time.Minute), lateDay.Add(25 * time.Hour)},
 			[2]time.Time{lateDay.Add(24 * time.Hour), last}))
+	})
+}
+
+// TestRollupDaysInUTC: a window's whole days, and the hours around them, are UTC days and hours
+// whatever the session's time zone: a day added in one with summer time (or an offset of half
+// an hour) is 23 or 25 hours, and would leave an hour of the window out or count it twice.
+func TestRollupDaysInUTC(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		c := e.conn()
+		ctx := context.Background()
+		e.exec(`INSERT INTO telemetry.rollup_coverage (server, since) VALUES ('dst', '2024-01-01 00:00:00+00')`)
+		for _, zone := range []string{"UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"} {
+			pgtest.MustExec(t, c, `SELECT set_config('TimeZone', $1, false)`, zone)
+			// Over the last Sunday of October 2024 (Berlin's summer time ends) and the first of
+			// November (New York's).
+			var pieces string
+			if err := c.QueryRow(ctx, `SELECT string_agg(format('%s %s %s', bucket, to_char(piece_from AT TIME ZONE 'UTC', 'MM-DD HH24:MI'),
+					to_char(piece_to AT TIME ZONE 'UTC', 'MM-DD HH24:MI')), ', ' ORDER BY piece_from, bucket)
+				FROM telemetry._rollup_span('2024-10-26 12:30:00+00', '2024-11-04 12:30:00+00', 'dst', false)`).Scan(&pieces); err != nil {
+				t.Fatal(err)
+			}
+			if want := "01:00:00 10-26 13:00 10-27 00:00, 1 day 10-27 00:00 11-04 00:00, 01:00:00 11-04 00:00 11-04 12:00"; pieces != want {
+				t.Errorf("time zone %s: the window's pieces\n%s\nwant\n%s", zone, pieces, want)
+			}
+		}
 	})
 }

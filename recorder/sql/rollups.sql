@@ -154,14 +154,17 @@ CREATE OR REPLACE FUNCTION telemetry._rollup_sample(p_server text, p_id integer,
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_day timestamptz := date_bin('1 day', p_at, timestamptz '1970-01-01 00:00:00+00');
-    v_last timestamptz := (SELECT max(t.captured_at) FROM telemetry.statement_wait_totals t WHERE t.server = p_server);
+    v_last timestamptz;
 BEGIN
+    -- One writer of a server's rollups at a time: a day's totals read the day before complete.
+    PERFORM pg_advisory_xact_lock(hashtext('telemetry._rollup_sample'), hashtext(p_server));
     PERFORM telemetry._rollup_add(p_server, p_at, p_at + interval '1 microsecond', p_id);
     INSERT INTO telemetry.rollup_coverage (server, since)
     VALUES (p_server, date_bin('1 hour', p_at, timestamptz '1970-01-01 00:00:00+00'))
     ON CONFLICT DO NOTHING;
     -- The statement totals: a day's with its first sample. A sample written after a later
     -- day's totals summed its day: totals up to its day no longer hold against later ones.
+    v_last := (SELECT max(t.captured_at) FROM telemetry.statement_wait_totals t WHERE t.server = p_server);
     IF v_last > v_day THEN
         DELETE FROM telemetry.statement_wait_totals WHERE server = p_server AND captured_at <= v_day;
     ELSIF v_last < v_day OR (v_last IS NULL AND EXISTS (SELECT FROM telemetry.statement_wait_rollups r
@@ -193,7 +196,7 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM telemetry.statement_wait_rollups
     WHERE server = p_server AND bucket = interval '1 day'
       AND captured_at >= date_bin('1 day', p_from, timestamptz '1970-01-01 00:00:00+00')
-      AND captured_at < date_bin('1 day', p_to - interval '1 microsecond', timestamptz '1970-01-01 00:00:00+00') + interval '1 day';
+      AND captured_at < date_bin('1 day', p_to - interval '1 microsecond', timestamptz '1970-01-01 00:00:00+00') + interval '24 hours';
     INSERT INTO telemetry.statement_wait_rollups (server, bucket, captured_at, batch, queryid, wait_event_type, wait_event,
                                                   before_query_id, query_text_hash, query_text, seconds)
     SELECT p_server, interval '1 day', date_bin('1 day', r.captured_at, timestamptz '1970-01-01 00:00:00+00'),
@@ -201,7 +204,7 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     FROM telemetry.statement_wait_rollups r
     WHERE r.server = p_server AND r.bucket = interval '1 hour'
       AND r.captured_at >= date_bin('1 day', p_from, timestamptz '1970-01-01 00:00:00+00')
-      AND r.captured_at < date_bin('1 day', p_to - interval '1 microsecond', timestamptz '1970-01-01 00:00:00+00') + interval '1 day'
+      AND r.captured_at < date_bin('1 day', p_to - interval '1 microsecond', timestamptz '1970-01-01 00:00:00+00') + interval '24 hours'
     GROUP BY 3, 4, 5, 6, 7, 8, 9;
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_days(text, timestamptz, timestamptz) FROM PUBLIC;
@@ -231,20 +234,24 @@ $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_rebuild(text, timestamptz, timestamptz) FROM PUBLIC;
 
 -- rollup_rebuild is _rollup_rebuild with the server's statement totals written again, each day
--- from the one after its first day rollup to its last sample's: a day's totals sum every day
--- before it, and later totals summed the days rebuilt as they were.
+-- recorded from the one after its first day rollup to its last sample's: a day's totals sum
+-- every day before it, and later totals summed the days rebuilt as they were. It waits for the
+-- server's samples being written (_rollup_sample).
 CREATE OR REPLACE FUNCTION telemetry.rollup_rebuild(p_server text, p_from timestamptz, p_to timestamptz)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_day timestamptz;
 BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('telemetry._rollup_sample'), hashtext(p_server));
     PERFORM telemetry._rollup_rebuild(p_server, p_from, p_to);
     DELETE FROM telemetry.statement_wait_totals WHERE server = p_server;
     FOR v_day IN
         SELECT d FROM generate_series(
-            (SELECT min(r.captured_at) FROM telemetry.statement_wait_rollups r WHERE r.server = p_server AND r.bucket = interval '1 day') + interval '1 day',
+            (SELECT min(r.captured_at) FROM telemetry.statement_wait_rollups r WHERE r.server = p_server AND r.bucket = interval '1 day') + interval '24 hours',
             (SELECT date_bin('1 day', max(s.captured_at), timestamptz '1970-01-01 00:00:00+00') FROM telemetry.samples s WHERE s.server = p_server),
-            interval '1 day') d
+            interval '24 hours') d
+        -- a day nothing was recorded on has no partition, and no sample to read its totals
+        WHERE to_regclass(format('telemetry.statement_wait_totals_d%s', to_char(d AT TIME ZONE 'UTC', 'YYYYMMDD'))) IS NOT NULL
     LOOP
         PERFORM telemetry._statement_wait_totals_add(p_server, v_day);
     END LOOP;
@@ -253,8 +260,9 @@ $$;
 REVOKE EXECUTE ON FUNCTION telemetry.rollup_rebuild(text, timestamptz, timestamptz) FROM PUBLIC;
 
 -- _rollup_cut keeps the rollups in step with raw rows deleted before p_cutoff (cleanup): the
--- rollups of the hours before its hour go, and its hour's are summed again from what is left;
--- the stored results of runs read from before it go too (settle_run).
+-- rollups of the hours before its hour go, and its hour's are summed again from what is left
+-- (the statement totals up to its day go with them, _rollup_delete); the stored results of
+-- runs read from before it go too (settle_run).
 CREATE OR REPLACE FUNCTION telemetry._rollup_cut(p_cutoff timestamptz)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -263,6 +271,22 @@ BEGIN
     DELETE FROM telemetry.run_results WHERE data_from < p_cutoff;
     PERFORM telemetry._rollup_delete(NULL, '-infinity', v_hour);
     PERFORM telemetry._rollup_rebuild(c.server, v_hour, v_hour) FROM telemetry.rollup_coverage c WHERE c.since <= v_hour;
+    -- Statements no day since a server's oldest totals kept has summed (gone: a statement on a
+    -- temporary table has a new queryid each run) count 0 in every difference of those totals:
+    -- they leave them all, and start again from their next day rollup. The totals keep the
+    -- statements of the days kept, not of every day ever recorded.
+    DELETE FROM telemetry.statement_wait_totals t
+    USING (SELECT a.server, a.batch, a.queryid, a.wait_event_type, a.wait_event, a.before_query_id, a.query_text_hash
+           FROM telemetry.servers v
+           CROSS JOIN LATERAL (SELECT min(x.captured_at) AS f, max(x.captured_at) AS l
+                               FROM telemetry.statement_wait_totals x WHERE x.server = v.server) e
+           JOIN telemetry.statement_wait_totals a ON a.server = v.server AND a.captured_at = e.f
+           JOIN telemetry.statement_wait_totals b ON b.server = v.server AND b.captured_at = e.l
+                AND b.batch = a.batch AND b.queryid = a.queryid AND b.wait_event_type = a.wait_event_type
+                AND b.wait_event = a.wait_event AND b.before_query_id = a.before_query_id AND b.query_text_hash = a.query_text_hash
+           WHERE b.days = a.days) d
+    WHERE t.server = d.server AND t.batch = d.batch AND t.queryid = d.queryid AND t.wait_event_type = d.wait_event_type
+      AND t.wait_event = d.wait_event AND t.before_query_id = d.before_query_id AND t.query_text_hash = d.query_text_hash;
 END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_cut(timestamptz) FROM PUBLIC;
@@ -288,7 +312,7 @@ LANGUAGE sql STABLE ROWS 3 SET search_path = pg_catalog, pg_temp AS $$
                  date_bin('1 hour', c.t, timestamptz '1970-01-01 00:00:00+00') AS ht
           FROM c WHERE c.f < c.t),
     -- Whole days (statements only): from the first day's start at or after the hours' start.
-    d AS (SELECT h.*, date_bin('1 day', h.hf - interval '1 hour', timestamptz '1970-01-01 00:00:00+00') + interval '1 day' AS df,
+    d AS (SELECT h.*, date_bin('1 day', h.hf - interval '1 hour', timestamptz '1970-01-01 00:00:00+00') + interval '24 hours' AS df,
                  date_bin('1 day', h.ht, timestamptz '1970-01-01 00:00:00+00') AS dt
           FROM h),
     x AS (SELECT d.*, NOT p_minutes AND d.df < d.dt AS days FROM d)
