@@ -156,13 +156,19 @@ RETURNS TABLE (kind text, pid integer, datname text, usename text, name text, ho
                first_seen timestamptz, last_seen timestamptz, seen_at timestamptz, until timestamptz, xmin_age bigint,
                state text, query text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH smp AS (
+    -- The sightings first (by server and time): the samples are read from the first of them,
+    -- and a month's run that nothing held reads none.
+    WITH sighted AS (
+        SELECT x.* FROM telemetry.xmin_horizon_samples x
+        WHERE x.server = p_server AND x.captured_at BETWEEN p_from AND p_to
+          AND (x.datname IS NULL OR p_dbs IS NULL OR x.datname = ANY (p_dbs))),
+    smp AS (
         SELECT s.id, s.captured_at, lead(s.captured_at) OVER (ORDER BY s.captured_at) AS next_at
-        FROM telemetry.samples s WHERE s.server = p_server AND s.captured_at BETWEEN p_from AND p_to),
+        FROM telemetry.samples s
+        WHERE s.server = p_server AND s.captured_at BETWEEN (SELECT min(x.captured_at) FROM sighted x) AND p_to),
     seen AS (
         SELECT x.*, smp.next_at, CASE WHEN x.kind = 'session' THEN x.pid END AS session_pid
-        FROM smp JOIN telemetry.xmin_horizon_samples x ON x.sample_id = smp.id AND x.captured_at = smp.captured_at AND x.server = p_server
-        WHERE x.datname IS NULL OR p_dbs IS NULL OR x.datname = ANY (p_dbs)),
+        FROM smp JOIN sighted x ON x.sample_id = smp.id AND x.captured_at = smp.captured_at),
     held AS (
         SELECT x.* FROM seen x
         WHERE NOT coalesce(x.session_pid = ANY (p_pids), false)
