@@ -10,7 +10,10 @@
 -- index by time: a day partition was read whole, in parallel, for an hour's entries).
 CREATE OR REPLACE FUNCTION telemetry._statements_at(p_at timestamptz, p_server text)
 RETURNS SETOF telemetry.statement_snapshots
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT DISTINCT ON (x.userid, x.dbid, x.toplevel, x.queryid) x.*
     FROM telemetry.snapshots s
     CROSS JOIN LATERAL (SELECT x.* FROM telemetry.statement_snapshots x
@@ -18,7 +21,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WHERE s.server = p_server AND s.captured_at <= p_at
       AND s.captured_at >= coalesce((SELECT max(i.captured_at) FROM telemetry.statement_info_snapshots i
                                      WHERE i.server = p_server AND i.full_read AND i.captured_at <= p_at), '-infinity')
-    ORDER BY x.userid, x.dbid, x.toplevel, x.queryid, x.captured_at DESC
+    ORDER BY x.userid, x.dbid, x.toplevel, x.queryid, x.captured_at DESC;
+END
 $$;
 
 -- _statement_text_pattern: a regular expression that a statement's text as the session sent it
@@ -56,7 +60,10 @@ RETURNS TABLE (
     calls bigint, rows bigint, total_seconds numeric, seconds_per_call numeric,
     shared_blks_hit bigint, shared_blks_read bigint, blocks_per_call numeric,
     temp_blks_written bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH srv AS (SELECT telemetry._window_server(p_start_time, p_end_time, p_server) AS server),
     -- The window's ends are snapshots that read pg_stat_statements: one that did not (the
     -- collector failed, or a pg_cron snapshot) would make the deltas silently short.
@@ -142,7 +149,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     CROSS JOIN srv
     LEFT JOIN telemetry.statement_texts tx ON tx.server = srv.server AND tx.queryid = d.queryid
     WHERE d.calls IS DISTINCT FROM 0
-    ORDER BY d.time DESC NULLS LAST, d.queryid
+    ORDER BY d.time DESC NULLS LAST, d.queryid;
+END
 $$;
 
 -- statement_compare: every session's statements of a window (see _statement_compare).

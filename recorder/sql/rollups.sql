@@ -1,6 +1,13 @@
 -- Rollups (migrations/0015_rollups.sql): kept as each sample is written, and read by the
 -- window analysis functions for a window's whole minutes and hours; raw rows answer for the
 -- partial minutes at its two ends (_rollup_span).
+--
+-- The readers that plan a join over day partitions are PL/pgSQL (RETURN QUERY), here and in
+-- diagnosis/diagnosissql: a SQL function's query is planned at each call (before PostgreSQL
+-- 18) with its parameters unknown, over every day partition of every table (25 ms and more
+-- for _statements_at over 31 days, against 5 ms to run it); PL/pgSQL plans it with the
+-- values, pruning the partitions at planning, and keeps the plan for the session where that
+-- pays.
 
 -- The raw rows that rollups sum, of a server's samples captured between p_start_time and
 -- p_end_time (inclusive), only sample p_id's where given: written once, for the rollups'
@@ -16,13 +23,17 @@
 CREATE OR REPLACE FUNCTION telemetry._raw_samples(p_server text, p_start_time timestamptz, p_end_time timestamptz,
                                                   p_id integer)
 RETURNS TABLE (captured_at timestamptz, lock_waiters integer)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT s.captured_at,
            (SELECT max(w.count) FROM telemetry.wait_samples w
             WHERE w.sample_id = s.id AND w.captured_at = s.captured_at AND w.server = p_server
               AND w.backend_type = 'client backend' AND w.state NOT LIKE 'idle%' AND w.wait_event_type = 'Lock')
     FROM telemetry.samples s
-    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR s.id = p_id)
+    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR s.id = p_id);
+END
 $$;
 
 -- _raw_wait_groups: each sample's sessions (not idle) by backend type and wait, its states
@@ -30,26 +41,34 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._raw_wait_groups(p_server text, p_start_time timestamptz, p_end_time timestamptz,
                                                       p_id integer)
 RETURNS TABLE (captured_at timestamptz, backend_type text, wait_event_type text, wait_event text, waiters bigint, max_waiters integer)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT w.captured_at, w.backend_type, w.wait_event_type, w.wait_event, sum(w.count), max(w.count)
     FROM telemetry.samples s
     CROSS JOIN LATERAL (SELECT w.* FROM telemetry.wait_samples w
                         WHERE w.sample_id = s.id AND w.captured_at = s.captured_at AND w.server = p_server
                           AND w.state NOT LIKE 'idle%' OFFSET 0) w
     WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR s.id = p_id)
-    GROUP BY w.sample_id, w.captured_at, w.backend_type, w.wait_event_type, w.wait_event
+    GROUP BY w.sample_id, w.captured_at, w.backend_type, w.wait_event_type, w.wait_event;
+END
 $$;
 
 -- _raw_wait_times: the wait sampler's session-seconds.
 CREATE OR REPLACE FUNCTION telemetry._raw_wait_times(p_server text, p_start_time timestamptz, p_end_time timestamptz,
                                                      p_id integer)
 RETURNS TABLE (captured_at timestamptz, wait_event_type text, wait_event text, seconds numeric)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT t.captured_at, t.wait_event_type, t.wait_event, t.seconds::numeric
     FROM telemetry.samples s
     CROSS JOIN LATERAL (SELECT t.* FROM telemetry.wait_time_samples t
                         WHERE t.sample_id = s.id AND t.captured_at = s.captured_at AND t.server = p_server OFFSET 0) t
-    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR s.id = p_id)
+    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR s.id = p_id);
+END
 $$;
 
 -- _raw_statement_waits: the wait sampler's session-seconds by statement (numeric: sums are
@@ -58,10 +77,14 @@ CREATE OR REPLACE FUNCTION telemetry._raw_statement_waits(p_server text, p_start
                                                           p_id integer)
 RETURNS TABLE (captured_at timestamptz, batch text, queryid bigint, wait_event_type text, wait_event text,
                before_query_id boolean, query_text text, seconds numeric)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT x.captured_at, x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds::numeric
     FROM telemetry.statement_wait_samples x
-    WHERE x.server = p_server AND x.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR x.sample_id = p_id)
+    WHERE x.server = p_server AND x.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR x.sample_id = p_id);
+END
 $$;
 
 -- _rollup_add adds the raw rows of a server's samples captured in [p_from, p_to) (only sample
@@ -371,7 +394,10 @@ $$;
 -- that saw them, the sessions seen, the most one row showed.
 CREATE OR REPLACE FUNCTION telemetry._window_wait_groups(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (backend_type text, wait_event_type text, wait_event text, samples bigint, waiters bigint, max_waiters integer)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH sp AS (SELECT * FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, true))
     SELECT x.backend_type, x.wait_event_type, x.wait_event, sum(x.samples)::bigint, sum(x.waiters)::bigint, max(x.max_waiters)
     FROM (SELECT g.backend_type, g.wait_event_type, g.wait_event, 1 AS samples, g.waiters, g.max_waiters
@@ -388,13 +414,17 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
               SELECT r.backend_type, r.wait_event_type, r.wait_event, r.samples, r.waiters, r.max_waiters FROM telemetry.wait_rollups r
               WHERE sp.bucket = interval '1 minute' AND r.server = p_server AND r.bucket = interval '1 minute'
                 AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
-    GROUP BY 1, 2, 3
+    GROUP BY 1, 2, 3;
+END
 $$;
 
 -- _window_wait_times: the wait sampler's session-seconds in the window by wait.
 CREATE OR REPLACE FUNCTION telemetry._window_wait_times(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (wait_event_type text, wait_event text, seconds numeric)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH sp AS (SELECT * FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, true))
     SELECT x.wait_event_type, x.wait_event, sum(x.seconds)
     FROM (SELECT t.wait_event_type, t.wait_event, t.seconds
@@ -411,7 +441,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
               SELECT r.wait_event_type, r.wait_event, r.seconds FROM telemetry.wait_time_rollups r
               WHERE sp.bucket = interval '1 minute' AND r.server = p_server AND r.bucket = interval '1 minute'
                 AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
-    GROUP BY 1, 2
+    GROUP BY 1, 2;
+END
 $$;
 
 -- _statement_wait_days: the statement day rollups of the days [p_from, p_to) by key (days: how
@@ -423,7 +454,10 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._statement_wait_days(p_server text, p_from timestamptz, p_to timestamptz, p_batch text)
 RETURNS TABLE (batch text, queryid bigint, wait_event_type text, wait_event text, before_query_id boolean,
                query_text text, seconds numeric, days bigint)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH l AS (SELECT (SELECT max(t.captured_at) FROM telemetry.statement_wait_totals t WHERE t.server = p_server AND t.captured_at <= p_from) AS a,
                       (SELECT max(t.captured_at) FROM telemetry.statement_wait_totals t WHERE t.server = p_server AND t.captured_at <= p_to) AS b),
     ends AS (SELECT e.at, e.sign FROM l, LATERAL (VALUES (l.b, 1), (l.a, -1)) e (at, sign) WHERE l.a IS NOT NULL),
@@ -444,7 +478,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     UNION ALL  -- one batch's: from its own index (0020)
     SELECT r.batch, r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, p.sign * r.seconds, p.sign
     FROM pieces p CROSS JOIN LATERAL (SELECT r.* FROM telemetry.statement_wait_rollups r WHERE r.server = p_server AND r.batch = p_batch
-        AND r.bucket = interval '1 day' AND r.captured_at >= p.piece_from AND r.captured_at < p.piece_to OFFSET 0) r
+        AND r.bucket = interval '1 day' AND r.captured_at >= p.piece_from AND r.captured_at < p.piece_to OFFSET 0) r;
+END
 $$;
 
 -- _window_statement_waits: the wait sampler's session-seconds by statement captured after
@@ -459,7 +494,10 @@ DROP FUNCTION IF EXISTS telemetry._window_statement_waits(timestamptz, timestamp
 CREATE OR REPLACE FUNCTION telemetry._window_statement_waits(p_after timestamptz, p_end_time timestamptz, p_server text, p_batch text)
 RETURNS TABLE (batch text, queryid bigint, wait_event_type text, wait_event text, before_query_id boolean,
                query_text text, seconds numeric)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH sp AS (SELECT * FROM telemetry._rollup_span(p_after + interval '1 microsecond', p_end_time, p_server, false))
     SELECT x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id,
            CASE WHEN x.queryid = 0 THEN x.query_text END, sum(x.seconds)
@@ -479,5 +517,6 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           SELECT d.* FROM sp CROSS JOIN LATERAL telemetry._statement_wait_days(p_server, sp.piece_from, sp.piece_to, p_batch) d
           WHERE sp.bucket = interval '1 day') x
     GROUP BY 1, 2, 3, 4, 5, 6
-    HAVING sum(x.days) > 0
+    HAVING sum(x.days) > 0;
+END
 $$;
