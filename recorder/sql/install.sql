@@ -275,11 +275,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '99eed6ec53be43b83f1170df570240e1c08d94fe7be106e710e2fadd4b7a22ba') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '17625db5a0d086405865f6a3010f8611621ecb660e6da282d6f80942ce31b18e') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '99eed6ec53be43b83f1170df570240e1c08d94fe7be106e710e2fadd4b7a22ba')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '17625db5a0d086405865f6a3010f8611621ecb660e6da282d6f80942ce31b18e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -206,7 +206,8 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM telemetry.wait_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
     DELETE FROM telemetry.wait_time_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
     DELETE FROM telemetry.statement_wait_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
-    -- Totals that summed a day changed here hold against none after it: those up to its last day go.
+    -- A day changed here: the totals up to it no longer hold against later ones (readers fall
+    -- back to the day rollups where a window's whole days begin before the totals kept).
     DELETE FROM telemetry.statement_wait_totals WHERE (p_server IS NULL OR server = p_server)
         AND captured_at <= date_bin('1 day', p_to - interval '1 microsecond', timestamptz '1970-01-01 00:00:00+00');
 $$;
