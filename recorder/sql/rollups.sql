@@ -6,8 +6,8 @@
 -- diagnosis/diagnosissql: a SQL function's query is planned at each call (before PostgreSQL
 -- 18) with its parameters unknown, over every day partition of every table (25 ms and more
 -- for _statements_at over 31 days, against 5 ms to run it); PL/pgSQL plans it with the
--- values, pruning the partitions at planning, and keeps the plan for the session where that
--- pays.
+-- values (the outer tables' partitions pruned at planning; joined ones still at run time)
+-- and keeps the plan for the session after five calls where that pays.
 
 -- The raw rows that rollups sum, of a server's samples captured between p_start_time and
 -- p_end_time (inclusive), only sample p_id's where given: written once, for the rollups'
