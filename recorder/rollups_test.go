@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
@@ -55,8 +56,9 @@ var rollupData = []string{
 		('Lock', 'relation'), ('Lock', 'extend'), ('IO', 'WALWrite'), ('IO', 'BufFileWrite')) w (wait_event_type, wait_event)
 	WHERE s.server = $3 AND random() < 0.5`,
 	`INSERT INTO telemetry.progress_samples (sample_id, progress_type, pid, relid, relname, phase, server, captured_at)
-	SELECT s.id, 'vacuum', 20000 + t, 16384 + t, 'table_' || t, (ARRAY['scanning heap', 'vacuuming indexes'])[1 + t % 2], s.server, s.captured_at
-	FROM telemetry.samples s, generate_series(1, 4) t
+	SELECT s.id, 'vacuum', 20000 + t, 16384 + t % 4, CASE WHEN t = 3 AND random() < 0.3 THEN NULL ELSE 'table_' || t % 4 END,
+		(ARRAY['scanning heap', 'vacuuming indexes', NULL])[1 + floor(random() * 3)::int], s.server, s.captured_at
+	FROM telemetry.samples s, generate_series(1, 5) t
 	WHERE s.server = $3 AND random() < 0.05`,
 	`INSERT INTO telemetry.activity_samples (sample_id, pid, backend_type, state, wait_event_type, wait_event, query_preview, server, captured_at)
 	SELECT s.id, 10000 + k, 'client backend', 'active', 'IO', (ARRAY['BufFileWrite', 'BufFileRead', 'DataFileRead'])[1 + k % 3],
@@ -156,7 +158,8 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.wait_rollups r),
 				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.wait_time_rollups r),
 				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.statement_wait_rollups r),
-				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.statement_wait_totals r))`).Scan(&s); err != nil {
+				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.statement_wait_totals r),
+				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.vacuum_rollups r))`).Scan(&s); err != nil {
 				t.Fatal(err)
 			}
 			return s
@@ -334,6 +337,19 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		if day() == before {
 			t.Error("wait_summary over a day did not read the hour rollups")
 		}
+		// So does diagnose's vacuum finding, over a day (0025).
+		diagnosed := func() string {
+			var s string
+			if err := c.QueryRow(ctx, rollupFunctions["diagnose"], last.Add(-25*time.Hour), last, "a").Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		before = diagnosed()
+		e.exec(`UPDATE telemetry.vacuum_rollups SET samples = samples + 1 WHERE server = 'a'`)
+		if diagnosed() == before {
+			t.Error("diagnose over a day did not read the vacuum rollups")
+		}
 		// And statement_compare over two days reads its whole days' statement waits from the
 		// running totals at their ends (0024), not from each day's rollups.
 		daysEnd := last.Add(-65 * time.Minute)
@@ -410,6 +426,36 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		lateDay := late.UTC().Truncate(24 * time.Hour)
 		compareAll(append(windows(last.Add(-44*time.Hour), last), [2]time.Time{lateDay.Add(-time.Minute), lateDay.Add(25 * time.Hour)},
 			[2]time.Time{lateDay.Add(24 * time.Hour), last}))
+	})
+}
+
+// TestVacuumRollupsOnUpgrade: migration 0025 sums the vacuum progress recorded before it
+// (where the server's rollups are complete) as the recorder adds each sample's since.
+func TestVacuumRollupsOnUpgrade(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		c := e.conn()
+		ctx := context.Background()
+		for _, sql := range rollupData {
+			if _, err := c.Exec(ctx, `WITH args AS (SELECT $1::timestamptz, $2::int, $3::text) `+sql, time.Now().UTC(), 30, "a"); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+		vacuums := func() string {
+			var s string
+			if err := c.QueryRow(ctx, `SELECT count(*) || ': ' || string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.vacuum_rollups r`).Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		added := vacuums()
+		e.exec(`DELETE FROM telemetry.vacuum_rollups; DELETE FROM telemetry.schema_migrations WHERE name LIKE '0025_%'`)
+		if err := schema.Migrate(ctx, e.pool); err != nil {
+			t.Fatal(err)
+		}
+		if migrated := vacuums(); migrated != added || strings.HasPrefix(added, "0:") {
+			t.Errorf("vacuum rollups after the migration\n%.1000s\nwant, as added sample by sample,\n%.1000s", migrated, added)
+		}
 	})
 }
 

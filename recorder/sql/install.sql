@@ -59,7 +59,8 @@ BEGIN
         ('0021_run_results.sql', '53c4b72984f9bf94fe4040de8bd0b7392a2b7a3c74b23feb2bc8c55d65c91130'),
         ('0022_relation_triggers_and_foreign_keys.sql', '5005a13260f8f9a37140e2449ecef4f47a5133fe52cdc4ad20525f4abe812f47'),
         ('0023_xmin_horizon_samples.sql', '81d25444f93592459245797645bee3ed9e0677dd8427fb9a7de388c4f59ddc71'),
-        ('0024_statement_wait_totals.sql', 'c7ce52ce86eb56af1ced160465a7e5c85fbf334f9190f5a6be17cfd2d5a01c2f')) f (name, checksum) ON f.name = m.name
+        ('0024_statement_wait_totals.sql', 'c7ce52ce86eb56af1ced160465a7e5c85fbf334f9190f5a6be17cfd2d5a01c2f'),
+        ('0025_vacuum_rollups.sql', '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -259,6 +260,14 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0024_statement
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0025_vacuum_rollups.sql' AND checksum = '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349') AS apply \gset
+\if :apply
+BEGIN;
+\ir ../../schema/migrations/0025_vacuum_rollups.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0025_vacuum_rollups.sql', '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+COMMIT;
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 BEGIN;
@@ -275,11 +284,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '17f334d42fad4d63c0c754a317be53b03baafe83c8e24411eba2182e5b8c4b69') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '2a67edcc287a75a2e8b7ebad3f1e9d9b7d91a81bd912ae87d547e86a5506c5c3') AS apply \gset
 \if :apply
 BEGIN;
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '17f334d42fad4d63c0c754a317be53b03baafe83c8e24411eba2182e5b8c4b69')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '2a67edcc287a75a2e8b7ebad3f1e9d9b7d91a81bd912ae87d547e86a5506c5c3')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
@@ -379,19 +388,19 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = '6975eda98f8c23a071e3fe56d785fe2e62ae49c7737d2fba6abab2c538ea7961') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = '3b316be0046768c918e3ca61bf8d9b336838a3989ad65f395b107378e9c8c04a') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/autovacuum_interference/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', '6975eda98f8c23a071e3fe56d785fe2e62ae49c7737d2fba6abab2c538ea7961')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', '3b316be0046768c918e3ca61bf8d9b336838a3989ad65f395b107378e9c8c04a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/measures.sql' AND checksum = '22b10239424dc2df7e52fc4a31c19a5698d8f9da3dc6e1073591b3fc698a562b') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/measures.sql' AND checksum = 'd06db862d79cf0072b4a3170acfc0289c0b345f5409d611d72c6e73d01257ceb') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/autovacuum_interference/measures.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/measures.sql', '22b10239424dc2df7e52fc4a31c19a5698d8f9da3dc6e1073591b3fc698a562b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/measures.sql', 'd06db862d79cf0072b4a3170acfc0289c0b345f5409d611d72c6e73d01257ceb')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -87,6 +87,23 @@ BEGIN
 END
 $$;
 
+-- _raw_vacuums: each sample's picture of the vacuums it saw (0025): its distinct [relid,
+-- relname, phase] rows, a jsonb array in jsonb's order; read index-only (0020).
+CREATE OR REPLACE FUNCTION telemetry._raw_vacuums(p_server text, p_start_time timestamptz, p_end_time timestamptz,
+                                                  p_id integer)
+RETURNS TABLE (captured_at timestamptz, vacuums jsonb)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT p.captured_at, jsonb_agg(DISTINCT jsonb_build_array(p.relid, p.relname, p.phase))
+    FROM telemetry.progress_samples p
+    WHERE p.server = p_server AND p.captured_at BETWEEN p_start_time AND p_end_time AND p.progress_type = 'vacuum'
+      AND (p_id IS NULL OR p.sample_id = p_id)
+    GROUP BY p.sample_id, p.captured_at;
+END
+$$;
+
 -- _rollup_add adds the raw rows of a server's samples captured in [p_from, p_to) (only sample
 -- p_id's, where given) to the minute and hour rollups. Sums add up and maxima stay maxima, so a
 -- sample added on its own, after others of its bucket, leaves the rollups as one pass would.
@@ -139,6 +156,17 @@ BEGIN
     GROUP BY 2, 3, 4, 5, 6, 7, 8, 9
     ON CONFLICT (server, bucket, captured_at, batch, queryid, wait_event_type, wait_event, before_query_id, query_text_hash) DO UPDATE
     SET seconds = r.seconds + excluded.seconds;
+
+    -- Vacuum pictures by hour and by day, as statements.
+    INSERT INTO telemetry.vacuum_rollups AS r (server, bucket, captured_at, vacuums_hash, vacuums, samples)
+    SELECT p_server, b.width, date_bin(b.width, v.captured_at, timestamptz '1970-01-01 00:00:00+00'),
+           hashtextextended(v.vacuums::text, 0), v.vacuums, count(*)
+    FROM telemetry._raw_vacuums(p_server, p_from, v_last, p_id) v,
+         (VALUES (interval '1 hour'), (interval '1 day')) b (width)
+    WHERE b.width = interval '1 hour' OR p_id IS NOT NULL
+    GROUP BY 2, 3, 4, 5
+    ON CONFLICT (server, bucket, captured_at, vacuums_hash) DO UPDATE
+    SET samples = r.samples + excluded.samples;
 END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_add(text, timestamptz, timestamptz, integer) FROM PUBLIC;
@@ -206,6 +234,7 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM telemetry.wait_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
     DELETE FROM telemetry.wait_time_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
     DELETE FROM telemetry.statement_wait_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
+    DELETE FROM telemetry.vacuum_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
     -- A day changed here: the totals up to it no longer hold against later ones (readers fall
     -- back to the day rollups where a window's whole days begin before the totals kept).
     DELETE FROM telemetry.statement_wait_totals WHERE (p_server IS NULL OR server = p_server)
@@ -213,8 +242,8 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_delete(text, timestamptz, timestamptz) FROM PUBLIC;
 
--- _rollup_days derives a server's day rollups of statements (the days holding p_from to p_to)
--- from their hour rollups: the hours of those days outside [p_from, p_to) are as they were.
+-- _rollup_days derives a server's day rollups of statements and vacuums (the days holding
+-- p_from to p_to) from their hour rollups: the hours of those days outside [p_from, p_to) are as they were.
 CREATE OR REPLACE FUNCTION telemetry._rollup_days(p_server text, p_from timestamptz, p_to timestamptz)
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM telemetry.statement_wait_rollups
@@ -230,6 +259,18 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
       AND r.captured_at >= date_bin('1 day', p_from, timestamptz '1970-01-01 00:00:00+00')
       AND r.captured_at < date_bin('1 day', p_to - interval '1 microsecond', timestamptz '1970-01-01 00:00:00+00') + interval '24 hours'
     GROUP BY 3, 4, 5, 6, 7, 8, 9;
+    DELETE FROM telemetry.vacuum_rollups
+    WHERE server = p_server AND bucket = interval '1 day'
+      AND captured_at >= date_bin('1 day', p_from, timestamptz '1970-01-01 00:00:00+00')
+      AND captured_at < date_bin('1 day', p_to - interval '1 microsecond', timestamptz '1970-01-01 00:00:00+00') + interval '24 hours';
+    INSERT INTO telemetry.vacuum_rollups (server, bucket, captured_at, vacuums_hash, vacuums, samples)
+    SELECT p_server, interval '1 day', date_bin('1 day', r.captured_at, timestamptz '1970-01-01 00:00:00+00'), r.vacuums_hash, r.vacuums,
+           sum(r.samples)
+    FROM telemetry.vacuum_rollups r
+    WHERE r.server = p_server AND r.bucket = interval '1 hour'
+      AND r.captured_at >= date_bin('1 day', p_from, timestamptz '1970-01-01 00:00:00+00')
+      AND r.captured_at < date_bin('1 day', p_to - interval '1 microsecond', timestamptz '1970-01-01 00:00:00+00') + interval '24 hours'
+    GROUP BY 3, 4, 5;
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_days(text, timestamptz, timestamptz) FROM PUBLIC;
 
@@ -443,6 +484,30 @@ BEGIN
               WHERE sp.bucket = interval '1 minute' AND r.server = p_server AND r.bucket = interval '1 minute'
                 AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
     GROUP BY 1, 2;
+END
+$$;
+
+-- _window_vacuums: the window's pictures of vacuums (0025), the samples that saw each, and
+-- whether one of its tables is tracked (now): whole UTC days from the day rollups, whole hours
+-- from the hour ones, raw rows at the edges.
+CREATE OR REPLACE FUNCTION telemetry._window_vacuums(p_start_time timestamptz, p_end_time timestamptz, p_server text)
+RETURNS TABLE (vacuums jsonb, samples bigint, tracked boolean)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT x.vacuums, sum(x.samples)::bigint,
+           EXISTS (SELECT FROM jsonb_array_elements(x.vacuums) e WHERE (e->>0)::oid IN (SELECT t.relid FROM telemetry.tracked_tables t))
+    FROM (SELECT v.vacuums, 1 AS samples
+          FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, false) e,
+               telemetry._raw_vacuums(p_server, e.edge_from, e.edge_to, NULL) v
+          UNION ALL
+          SELECT r.vacuums, r.samples
+          FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, false) sp
+          CROSS JOIN LATERAL (SELECT r.vacuums, r.samples FROM telemetry.vacuum_rollups r
+                              WHERE r.server = p_server AND r.bucket = sp.bucket
+                                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
+    GROUP BY 1;
 END
 $$;
 

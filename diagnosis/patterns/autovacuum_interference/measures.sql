@@ -14,8 +14,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     FROM telemetry._shared_compare(p_shared) c
     UNION ALL
     SELECT 'vacuum_seconds', 'seconds',
-           round((SELECT count(DISTINCT p.sample_id) FROM telemetry.progress_samples p
-                  WHERE p.server = p_server AND p.captured_at BETWEEN p_start_time AND p_end_time
-                    AND p.progress_type = 'vacuum' AND p.relid IN (SELECT relid FROM telemetry.tracked_tables)) * n.spacing, 2)
+           round(coalesce((SELECT sum(v.samples) FROM telemetry._window_vacuums(p_start_time, p_end_time, p_server) v
+                           WHERE v.tracked), 0) * n.spacing, 2)
     FROM n WHERE n.n > 0
 $$;

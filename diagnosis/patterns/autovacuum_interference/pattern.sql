@@ -16,14 +16,16 @@ BEGIN
     RETURN QUERY
     WITH
     nsmp AS (SELECT c.samples AS n FROM telemetry._shared_sample_counts(p_shared, p_start_time, p_end_time, p_server) c),
-    -- The window's vacuum progress rows: few, read by their partial index.
-    vacuums AS (
-        SELECT p.sample_id, p.relid, p.relname, p.phase FROM telemetry.progress_samples p
-        WHERE p.server = p_server AND p.captured_at BETWEEN p_start_time AND p_end_time AND p.progress_type = 'vacuum'),
+    -- The window's pictures of vacuums (a sample's [relid, relname, phase] rows), each with the
+    -- samples that saw it: from the rollups.
+    vacuums AS (SELECT * FROM telemetry._window_vacuums(p_start_time, p_end_time, p_server)),
+    -- By table: the samples whose picture has it (once each), the phases it was seen in.
     vac AS (
-        SELECT p.relid, p.relname, p.relid IN (SELECT relid FROM telemetry.tracked_tables) AS tracked,
-               count(DISTINCT p.sample_id) AS samples, array_agg(DISTINCT p.phase) AS phases
-        FROM vacuums p GROUP BY 1, 2, 3),
+        SELECT t.relid, t.relname, t.relid IN (SELECT relid FROM telemetry.tracked_tables) AS tracked, sum(v.samples)::bigint AS samples,
+               (SELECT array_agg(DISTINCT e->>2) FROM vacuums w, jsonb_array_elements(w.vacuums) e
+                WHERE (e->>0)::oid IS NOT DISTINCT FROM t.relid AND e->>1 IS NOT DISTINCT FROM t.relname) AS phases
+        FROM vacuums v CROSS JOIN LATERAL (SELECT DISTINCT (e->>0)::oid AS relid, e->>1 AS relname FROM jsonb_array_elements(v.vacuums) e) t
+        GROUP BY 1, 2, 3),
     tables AS (
         SELECT tc.* FROM (SELECT array_agg(schemaname) AS schemas, array_agg(relname) AS tables FROM telemetry.tracked_tables) t,
              telemetry._tables_compare(t.schemas, t.tables, p_snapshot_start, p_end_time, p_server) tc)
@@ -43,16 +45,14 @@ BEGIN
                                          FROM tables t WHERE t.autovacuum_ran OR t.autoanalyze_ran)),
            'Keep autovacuum off the batch''s tables while it runs: vacuum them just before the batch (VACUUM (ANALYZE)), or tune their autovacuum thresholds or cost limits (ALTER TABLE ... SET (autovacuum_vacuum_cost_delay = ...)); never disable autovacuum for good.'
     -- Computed once (OFFSET 0 keeps the subquery: pulled up, each of its columns was computed
-    -- again wherever the select list used it), both counts in one pass over the window's rows
-    -- (by sample: a hash, where count(DISTINCT) sorted them).
+    -- again wherever the select list used it).
     FROM nsmp,
          LATERAL (SELECT coalesce(round(100.0 * v.tracked / nullif(nsmp.n, 0), 1), 0) AS pct_tracked,
                          coalesce(round(100.0 * v.any / nullif(nsmp.n, 0), 1), 0) AS pct_any,
                          coalesce((SELECT sum(autovacuum_count_delta) FROM tables), 0) AS autovacuums,
                          coalesce((SELECT sum(autoanalyze_count_delta) FROM tables), 0) AS autoanalyzes
-                  FROM (SELECT count(*) FILTER (WHERE s.tracked) AS tracked, count(*) AS any
-                        FROM (SELECT p.sample_id, bool_or(p.relid IN (SELECT relid FROM telemetry.tracked_tables)) AS tracked
-                              FROM vacuums p GROUP BY p.sample_id) s) v
+                  FROM (SELECT coalesce(sum(s.samples) FILTER (WHERE s.tracked), 0) AS tracked, coalesce(sum(s.samples), 0) AS any
+                        FROM vacuums s) v
                   OFFSET 0) x
     WHERE x.pct_any > 0 OR x.autovacuums > 0 OR x.autoanalyzes > 0;
 END
