@@ -460,11 +460,11 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = '3a64027f46789f705523237a441053f911666afca3e3da65e09cb56a69146b52') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = '7bb5fbb10f1abe1fbdbe08f1ab628e6664cfb76c6bda963c10d0dc5e21b3fa75') AS apply \gset
 \if :apply
 BEGIN;
 \ir ../../diagnosis/patterns/replication_lag/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', '3a64027f46789f705523237a441053f911666afca3e3da65e09cb56a69146b52')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', '7bb5fbb10f1abe1fbdbe08f1ab628e6664cfb76c6bda963c10d0dc5e21b3fa75')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 COMMIT;
 \endif

@@ -19,7 +19,7 @@ BEGIN
     repl AS (
         SELECT r.application_name, r.client_addr,
                max(pg_wal_lsn_diff(r.sent_lsn, r.replay_lsn)) AS lag_bytes,
-               max(extract(epoch FROM r.replay_lag)) AS lag_seconds
+               extract(epoch FROM max(r.replay_lag)) AS lag_seconds  -- the largest converted once, not each row
         FROM telemetry.replication_snapshots r
         WHERE r.server = p_server AND r.captured_at BETWEEN p_snapshot_start AND p_end_time
         GROUP BY 1, 2)
