@@ -56,7 +56,8 @@ var rollupData = []string{
 		('Lock', 'relation'), ('Lock', 'extend'), ('IO', 'WALWrite'), ('IO', 'BufFileWrite')) w (wait_event_type, wait_event)
 	WHERE s.server = $3 AND random() < 0.5`,
 	`INSERT INTO telemetry.progress_samples (sample_id, progress_type, pid, relid, relname, phase, server, captured_at)
-	SELECT s.id, 'vacuum', 20000 + t, 16384 + t % 4, CASE WHEN t = 3 AND random() < 0.3 THEN NULL ELSE 'table_' || t % 4 END,
+	SELECT s.id, 'vacuum', 20000 + t, CASE WHEN t = 5 AND random() < 0.3 THEN NULL ELSE 16384 + t % 4 END,
+		CASE WHEN t = 3 AND random() < 0.3 THEN NULL ELSE 'table_' || t % 4 END,
 		(ARRAY['scanning heap', 'vacuuming indexes', NULL])[1 + floor(random() * 3)::int], s.server, s.captured_at
 	FROM telemetry.samples s, generate_series(1, 5) t
 	WHERE s.server = $3 AND random() < 0.05`,
@@ -125,6 +126,28 @@ var rollupFunctions = map[string]string{
 	// The report's charts: by the hour over the windows longer than 36 hours.
 	"window_series": `SELECT jsonb_agg(to_jsonb(f))::text FROM telemetry.window_series($1, $2, $3) f`,
 }
+
+// vacuumEvidence is diagnose's vacuum evidence over a window ($1, $2) of server $3: the tables
+// vacuumed, and the shares of its samples that saw a vacuum (on a tracked table).
+const vacuumEvidence = `SELECT coalesce((SELECT jsonb_build_object('vacuums', f.evidence->'vacuums',
+		'tracked', (f.evidence->>'pct_of_samples_tracked')::float8, 'any', (f.evidence->>'pct_of_samples_any')::float8)
+	FROM telemetry.diagnose($1, $2, $3) f WHERE f.pattern = 'autovacuum_interference'),
+	jsonb_build_object('vacuums', NULL, 'tracked', 0, 'any', 0))::text`
+
+// rawVacuumEvidence is that evidence from the raw progress rows, as autovacuum_interference
+// read them before the vacuum rollups (0025).
+const rawVacuumEvidence = `WITH v AS (
+		SELECT p.sample_id, p.relid, p.relname, p.phase FROM telemetry.progress_samples p
+		WHERE p.server = $3 AND p.captured_at BETWEEN $1 AND $2 AND p.progress_type = 'vacuum'),
+	vac AS (
+		SELECT p.relid, p.relname, p.relid IN (SELECT relid FROM telemetry.tracked_tables) AS tracked,
+			count(DISTINCT p.sample_id) AS samples, array_agg(DISTINCT p.phase) AS phases
+		FROM v p GROUP BY 1, 2, 3),
+	s AS (SELECT bool_or(p.relid IN (SELECT relid FROM telemetry.tracked_tables)) AS tracked FROM v p GROUP BY p.sample_id),
+	n AS (SELECT count(*) AS n FROM telemetry.samples WHERE server = $3 AND captured_at BETWEEN $1 AND $2)
+	SELECT jsonb_build_object('vacuums', (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.relid, x.relname) FROM vac x),
+		'tracked', coalesce(round(100.0 * (SELECT count(*) FILTER (WHERE tracked) FROM s) / nullif(n.n, 0), 1), 0)::float8,
+		'any', coalesce(round(100.0 * (SELECT count(*) FROM s) / nullif(n.n, 0), 1), 0)::float8)::text FROM n`
 
 // TestRollupsAnswerAsRawRows: every window analysis function gives the same output from the
 // rollups as from the raw rows alone (SET telemetry.rollups = off), over windows of every
@@ -227,6 +250,18 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 						t.Errorf("%s over %s to %s: from the rollups\n%s\nfrom raw rows\n%s", name,
 							w[0].Format(time.RFC3339Nano), w[1].Format(time.RFC3339Nano), rolled, raw)
 					}
+				}
+				// The vacuum finding as the raw progress rows gave it before its rollups.
+				var got, want string
+				if err := c.QueryRow(ctx, vacuumEvidence, w[0], w[1], "a").Scan(&got); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.QueryRow(ctx, rawVacuumEvidence, w[0], w[1], "a").Scan(&want); err != nil {
+					t.Fatal(err)
+				}
+				if got != want {
+					t.Errorf("diagnose's vacuum evidence over %s to %s\n%s\nwant, from the raw progress rows,\n%s",
+						w[0].Format(time.RFC3339Nano), w[1].Format(time.RFC3339Nano), got, want)
 				}
 			}
 		}
@@ -346,9 +381,18 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 			return s
 		}
 		before = diagnosed()
-		e.exec(`UPDATE telemetry.vacuum_rollups SET samples = samples + 1 WHERE server = 'a'`)
+		e.exec(`UPDATE telemetry.vacuum_rollups SET samples = samples + 1 WHERE server = 'a' AND bucket = '1 hour'`)
 		if diagnosed() == before {
-			t.Error("diagnose over a day did not read the vacuum rollups")
+			t.Error("diagnose over a day did not read the vacuum rollups by hour")
+		}
+		// and over its 50 hours, by day.
+		var all string
+		if err := c.QueryRow(ctx, vacuumEvidence, first, last, "a").Scan(&all); err != nil {
+			t.Fatal(err)
+		}
+		e.exec(`UPDATE telemetry.vacuum_rollups SET samples = samples + 1 WHERE server = 'a' AND bucket = '1 day'`)
+		if err := c.QueryRow(ctx, vacuumEvidence, first, last, "a").Scan(&before); err != nil || before == all {
+			t.Errorf("diagnose over 50 hours did not read the vacuum rollups by day (%v)", err)
 		}
 		// And statement_compare over two days reads its whole days' statement waits from the
 		// running totals at their ends (0024), not from each day's rollups.
@@ -420,6 +464,8 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 			before_query_id, query_text, seconds, server, captured_at)
 			VALUES ($1, 'nightly', 1001, 'Running', 'CPU', false, '', 11.25, 'a', $2), ($1, '', 1009, 'IO', 'DataFileRead', false, '', 3.5, 'a', $2)`,
 			lateID, late)
+		pgtest.MustExec(t, c, `INSERT INTO telemetry.progress_samples (sample_id, progress_type, pid, relid, relname, phase, server, captured_at)
+			VALUES ($1, 'vacuum', 20001, 16385, 'table_1', 'truncating heap', 'a', $2)`, lateID, late)
 		pgtest.MustExec(t, c, `SELECT telemetry._rollup_sample('a', $1, $2)`, lateID, late)
 		holds("no running totals up to the late sample's day", `SELECT NOT EXISTS (SELECT FROM telemetry.statement_wait_totals
 			WHERE server = 'a' AND captured_at <= date_bin('1 day', $1::timestamptz, timestamptz '1970-01-01 00:00:00+00'))`, late)
@@ -455,6 +501,29 @@ func TestVacuumRollupsOnUpgrade(t *testing.T) {
 		}
 		if migrated := vacuums(); migrated != added || strings.HasPrefix(added, "0:") {
 			t.Errorf("vacuum rollups after the migration\n%.1000s\nwant, as added sample by sample,\n%.1000s", migrated, added)
+		}
+		// Where the server's rollups are complete from a later hour (recorded before rollups
+		// existed), the hours from it on, none before.
+		var since time.Time
+		if err := c.QueryRow(ctx, `SELECT since + interval '7 hours' FROM telemetry.rollup_coverage WHERE server = 'a'`).Scan(&since); err != nil {
+			t.Fatal(err)
+		}
+		hours := func() string {
+			var s string
+			if err := c.QueryRow(ctx, `SELECT count(*) FILTER (WHERE captured_at < $1) || ' before; ' || string_agg(r::text, ',' ORDER BY r::text)
+				FILTER (WHERE captured_at >= $1) FROM telemetry.vacuum_rollups r WHERE bucket = '1 hour'`, since).Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		later := hours()
+		pgtest.MustExec(t, c, `UPDATE telemetry.rollup_coverage SET since = $1 WHERE server = 'a'`, since)
+		e.exec(`DELETE FROM telemetry.vacuum_rollups; DELETE FROM telemetry.schema_migrations WHERE name LIKE '0025_%'`)
+		if err := schema.Migrate(ctx, e.pool); err != nil {
+			t.Fatal(err)
+		}
+		if migrated, want := hours(), "0 before; "+strings.SplitN(later, "; ", 2)[1]; migrated != want {
+			t.Errorf("vacuum rollups by hour after the migration, the server's complete from %v\n%.1000s\nwant\n%.1000s", since, migrated, want)
 		}
 	})
 }

@@ -400,6 +400,9 @@ func InstallSQL() (string, error) {
 SET search_path = pg_catalog, pg_temp;
 `)
 	fmt.Fprintf(&b, "SET search_path = %s;\nSELECT pg_advisory_lock(%d) \\gset lock_\n%s\n%s\n", safeSearchPath, migrationLockKey, sqlBootstrap, driftCheckSQL(all))
+	// One transaction for them all, as Migrate: a pg_cron job sees the schema before or after,
+	// never a migration's table without the functions that write it.
+	b.WriteString("BEGIN;\n")
 	for _, s := range all {
 		include, err := relativeTo(path.Dir(InstallFile), s.file)
 		if err != nil {
@@ -407,14 +410,12 @@ SET search_path = pg_catalog, pg_temp;
 		}
 		fmt.Fprintf(&b, `SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '%s' AND checksum = '%s') AS apply \gset
 \if :apply
-BEGIN;
 \ir %s
 %s;
-COMMIT;
 \endif
 `, s.name, s.checksum, include, strings.NewReplacer("$1", "'"+s.name+"'", "$2", "'"+s.checksum+"'").Replace(recordSQL))
 	}
-	fmt.Fprintf(&b, "SELECT pg_advisory_unlock(%d) \\gset unlock_\n\\ir jobs.sql\n", migrationLockKey)
+	fmt.Fprintf(&b, "COMMIT;\nSELECT pg_advisory_unlock(%d) \\gset unlock_\n\\ir jobs.sql\n", migrationLockKey)
 	return b.String(), nil
 }
 

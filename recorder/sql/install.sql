@@ -68,573 +68,433 @@ BEGIN
     END IF;
 END
 $drift$;
+BEGIN;
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0001_recorder_tables.sql' AND checksum = '75ddfe0362b38d7dc2f71ef022e7766804fb51d1e11f971ac1b925c842184f33') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0001_recorder_tables.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0001_recorder_tables.sql', '75ddfe0362b38d7dc2f71ef022e7766804fb51d1e11f971ac1b925c842184f33')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0002_batch_runs.sql' AND checksum = '741980723363e7dc96e3840a913878f62ef686411ad314decb6dc19997e351f7') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0002_batch_runs.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0002_batch_runs.sql', '741980723363e7dc96e3840a913878f62ef686411ad314decb6dc19997e351f7')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0003_retire_pre_layout_scripts.sql' AND checksum = '896e842d7c14cc05fef8eabcd4c4fdc7c60356294584ff8c8517fbb4b8d2760d') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0003_retire_pre_layout_scripts.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0003_retire_pre_layout_scripts.sql', '896e842d7c14cc05fef8eabcd4c4fdc7c60356294584ff8c8517fbb4b8d2760d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0004_snapshot_requests.sql' AND checksum = '23b09cacc50a73383960a6ed2930c99e948fbd6e12137705f66a66e4cd496793') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0004_snapshot_requests.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0004_snapshot_requests.sql', '23b09cacc50a73383960a6ed2930c99e948fbd6e12137705f66a66e4cd496793')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0005_statements.sql' AND checksum = '826edd0c284e34d0032cfc1e3fbccd6dbd7a1c6367d38848369b71a60014ec3c') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0005_statements.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0005_statements.sql', '826edd0c284e34d0032cfc1e3fbccd6dbd7a1c6367d38848369b71a60014ec3c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0006_statement_waits_before_query_id.sql' AND checksum = 'bd549608bdc633f546d5d484f0d953167a3f9f780360f0d1569d715388862f10') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0006_statement_waits_before_query_id.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0006_statement_waits_before_query_id.sql', 'bd549608bdc633f546d5d484f0d953167a3f9f780360f0d1569d715388862f10')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0007_batch_wait_samples.sql' AND checksum = '3c2b6910682d67f643dffac41e7b231da0fce4b3edf1945ca4c2037309b1e9c3') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0007_batch_wait_samples.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0007_batch_wait_samples.sql', '3c2b6910682d67f643dffac41e7b231da0fce4b3edf1945ca4c2037309b1e9c3')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0008_lock_wait_episodes.sql' AND checksum = '9b074edcf55dcce50b73ec4e305713b0bf90f8cfe94adc994e5aa6d5eea17a36') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0008_lock_wait_episodes.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0008_lock_wait_episodes.sql', '9b074edcf55dcce50b73ec4e305713b0bf90f8cfe94adc994e5aa6d5eea17a36')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0009_batch_wait_sessions.sql' AND checksum = '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0009_batch_wait_sessions.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0009_batch_wait_sessions.sql', '15588c21e4dfaf7a3b753025776c56bc6e3f8b275938e792412a07f0b4927bed')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0010_statement_waits_by_batch.sql' AND checksum = 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0010_statement_waits_by_batch.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0010_statement_waits_by_batch.sql', 'ff59a65a23b8c3f1e9eb85e700cff8c57e38f4cbf71650f955c7671f66a7ba40')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0011_lock_episodes_blocking_batch.sql' AND checksum = '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0011_lock_episodes_blocking_batch.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0011_lock_episodes_blocking_batch.sql', '4589032278c0b14a790caf0f932cbe2611fd7cb8be0b2c56b2f1c36f8ff6179d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0012_no_free_text_in_keys.sql' AND checksum = 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0012_no_free_text_in_keys.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0012_no_free_text_in_keys.sql', 'f17f602de862d20c2fd2cf6ae61cfc73f1f49432cc6623cdc7aba1d23d9a1c56')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0013_batch_runs_began_by.sql' AND checksum = '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0013_batch_runs_began_by.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0013_batch_runs_began_by.sql', '8a47c43a655a077d29d56048de0111041cddbcefdd2034e97226c978f7f4a8b8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0014_boundary_snapshot_requests.sql' AND checksum = '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0014_boundary_snapshot_requests.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0014_boundary_snapshot_requests.sql', '6c6d406759d219a2439fdd1efd990549f16e28de2151143e75b0e959cc9ebaf0')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0015_rollups.sql' AND checksum = 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0015_rollups.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0015_rollups.sql', 'd21966329a73eb90eb9b48a7c091aee19d0ccd35cad2d1ee48bfd824df72b13e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0016_run_account_data.sql' AND checksum = 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0016_run_account_data.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0016_run_account_data.sql', 'e938d5c2588e28219cd0cfa126e9272a34388ece7730cff6477a4278a5205651')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0017_batch_relations_and_settings.sql' AND checksum = 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0017_batch_relations_and_settings.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0017_batch_relations_and_settings.sql', 'a786df77a2845c0a0e0ca8d58c33792bd01dd9e5fbf8252f63eda47d52203483')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0018_plans.sql' AND checksum = 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0018_plans.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0018_plans.sql', 'dcedacc201cd21a5f6fdde4a5e0d7926caf481a8e50f3eced83f3f01f0c063be')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0019_rollup_reads.sql' AND checksum = 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0019_rollup_reads.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0019_rollup_reads.sql', 'a858dd4573bf43ea921c723991a6ee830b5c215e6b1e504a5e408d54e04b916d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0020_run_reads.sql' AND checksum = '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0020_run_reads.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0020_run_reads.sql', '32918073052938efa1a96602e45964eeb5fffac1d0ad258f6860dd6ee3d8e985')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0021_run_results.sql' AND checksum = '53c4b72984f9bf94fe4040de8bd0b7392a2b7a3c74b23feb2bc8c55d65c91130') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0021_run_results.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0021_run_results.sql', '53c4b72984f9bf94fe4040de8bd0b7392a2b7a3c74b23feb2bc8c55d65c91130')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0022_relation_triggers_and_foreign_keys.sql' AND checksum = '5005a13260f8f9a37140e2449ecef4f47a5133fe52cdc4ad20525f4abe812f47') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0022_relation_triggers_and_foreign_keys.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0022_relation_triggers_and_foreign_keys.sql', '5005a13260f8f9a37140e2449ecef4f47a5133fe52cdc4ad20525f4abe812f47')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0023_xmin_horizon_samples.sql' AND checksum = '81d25444f93592459245797645bee3ed9e0677dd8427fb9a7de388c4f59ddc71') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0023_xmin_horizon_samples.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0023_xmin_horizon_samples.sql', '81d25444f93592459245797645bee3ed9e0677dd8427fb9a7de388c4f59ddc71')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0024_statement_wait_totals.sql' AND checksum = 'c7ce52ce86eb56af1ced160465a7e5c85fbf334f9190f5a6be17cfd2d5a01c2f') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0024_statement_wait_totals.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0024_statement_wait_totals.sql', 'c7ce52ce86eb56af1ced160465a7e5c85fbf334f9190f5a6be17cfd2d5a01c2f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0025_vacuum_rollups.sql' AND checksum = '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../schema/migrations/0025_vacuum_rollups.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0025_vacuum_rollups.sql', '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
-BEGIN;
 \ir times.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/times.sql', '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '65431e4865c2393c61440f3709cc7d3e73a3d1b557c1a984d63afd294ebdce7f') AS apply \gset
 \if :apply
-BEGIN;
 \ir partitions.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '65431e4865c2393c61440f3709cc7d3e73a3d1b557c1a984d63afd294ebdce7f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '2a67edcc287a75a2e8b7ebad3f1e9d9b7d91a81bd912ae87d547e86a5506c5c3') AS apply \gset
 \if :apply
-BEGIN;
 \ir rollups.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '2a67edcc287a75a2e8b7ebad3f1e9d9b7d91a81bd912ae87d547e86a5506c5c3')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '3812150ffc9c6f4b2ed42b4fb1fdfcfb7b96768aea2e419a4058594669de396b') AS apply \gset
 \if :apply
-BEGIN;
 \ir api.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '3812150ffc9c6f4b2ed42b4fb1fdfcfb7b96768aea2e419a4058594669de396b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '03798ae809cbe2b957cdf3443b41a45060ae2187b4c4b165541b9ec74bbbb58c') AS apply \gset
 \if :apply
-BEGIN;
 \ir collect.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '03798ae809cbe2b957cdf3443b41a45060ae2187b4c4b165541b9ec74bbbb58c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '5a299aa7a9fcd0b6a67362daaa1fbe493a9b167b87e0fe5e659e5107a5272393') AS apply \gset
 \if :apply
-BEGIN;
 \ir collection.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '5a299aa7a9fcd0b6a67362daaa1fbe493a9b167b87e0fe5e659e5107a5272393')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/thresholds.sql' AND checksum = '6161bf48535b6f008e9a4fec0857bf6b6a96cf0218958c99e92fca7622ba7049') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/diagnosissql/thresholds.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/thresholds.sql', '6161bf48535b6f008e9a4fec0857bf6b6a96cf0218958c99e92fca7622ba7049')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'f091d6e1a85c3b1fde0a0ea1bbcd0b7726a4bbe397545f4328617385e642030c') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../batch/batchsql/runs.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'f091d6e1a85c3b1fde0a0ea1bbcd0b7726a4bbe397545f4328617385e642030c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '13357cd4cf0dd8ce003c46344ecc690006b7804caee5236986fc367387e5ff19') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/diagnosissql/diagnose.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '13357cd4cf0dd8ce003c46344ecc690006b7804caee5236986fc367387e5ff19')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'de34834c74d6c0032cd8eeee5a9c15b27928ab0e544b7d3401b4cf6ab601805d') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/diagnosissql/statements.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'de34834c74d6c0032cd8eeee5a9c15b27928ab0e544b7d3401b4cf6ab601805d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = '2f0d5a6d185ef783d47ef9b84c25d3a3336c383f2411dbffcef4e10feca95f9d') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/diagnosissql/series.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', '2f0d5a6d185ef783d47ef9b84c25d3a3336c383f2411dbffcef4e10feca95f9d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'eb54a1afe44fb34e744322e31017cc6901433bc5ef540ed7b6b4f680847926e1') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/diagnosissql/changes.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', 'eb54a1afe44fb34e744322e31017cc6901433bc5ef540ed7b6b4f680847926e1')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/plans.sql' AND checksum = 'd040c8a460e8bd35882e501b3ba99ce6c1877d8df97e76656ae67a868b5ff614') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/diagnosissql/plans.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/plans.sql', 'd040c8a460e8bd35882e501b3ba99ce6c1877d8df97e76656ae67a868b5ff614')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'eef992cebbab2003f5e0cc3508454df35a5b91d06c64e271237c06ba10a27426') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/diagnosissql/account.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'eef992cebbab2003f5e0cc3508454df35a5b91d06c64e271237c06ba10a27426')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = '1f4adcf730c42d204b614634f08912c2287ce555d3baa20c73e2e092ba54be9b') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/diagnosissql/settle.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', '1f4adcf730c42d204b614634f08912c2287ce555d3baa20c73e2e092ba54be9b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = '3b316be0046768c918e3ca61bf8d9b336838a3989ad65f395b107378e9c8c04a') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = 'f883fe6263fa9806276ae2965f0c8efd96cc53cf85224b1f18bf17e66a27526d') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/autovacuum_interference/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', '3b316be0046768c918e3ca61bf8d9b336838a3989ad65f395b107378e9c8c04a')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', 'f883fe6263fa9806276ae2965f0c8efd96cc53cf85224b1f18bf17e66a27526d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/measures.sql' AND checksum = 'd06db862d79cf0072b4a3170acfc0289c0b345f5409d611d72c6e73d01257ceb') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/autovacuum_interference/measures.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/measures.sql', 'd06db862d79cf0072b4a3170acfc0289c0b345f5409d611d72c6e73d01257ceb')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/pattern.sql' AND checksum = '0f3b5da7dabd29b39f0b3a7784ecb7ebdc755826ae3e443507a0b4a7a39dc069') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/buffer_pressure/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/buffer_pressure/pattern.sql', '0f3b5da7dabd29b39f0b3a7784ecb7ebdc755826ae3e443507a0b4a7a39dc069')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/measures.sql' AND checksum = 'a1706bbbdcc3be1af3a2a31757bb36f4e1360491d0c2da8f9f7824148ac0e7eb') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/buffer_pressure/measures.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/buffer_pressure/measures.sql', 'a1706bbbdcc3be1af3a2a31757bb36f4e1360491d0c2da8f9f7824148ac0e7eb')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/pattern.sql' AND checksum = '1034b5c61a40846ec7895c5d6a29fa197798b944d5663e260089c65e72ee02e8') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/checkpoint_interference/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/checkpoint_interference/pattern.sql', '1034b5c61a40846ec7895c5d6a29fa197798b944d5663e260089c65e72ee02e8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/measures.sql' AND checksum = 'fd7d9b4096a0b54058ecc3ceae6432f133105298136f430c245e6fcbb23168de') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/checkpoint_interference/measures.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/checkpoint_interference/measures.sql', 'fd7d9b4096a0b54058ecc3ceae6432f133105298136f430c245e6fcbb23168de')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/insufficient_data/pattern.sql' AND checksum = 'db4746b2a3305b139f74634c0b57792dcb3fcced8889da11dafa05df786c74e7') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/insufficient_data/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/insufficient_data/pattern.sql', 'db4746b2a3305b139f74634c0b57792dcb3fcced8889da11dafa05df786c74e7')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = '4317f0ae55b711a1c03539140f914b18692ac517300ec26ebb9baf8bbfab4dc6') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/lock_contention/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', '4317f0ae55b711a1c03539140f914b18692ac517300ec26ebb9baf8bbfab4dc6')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/measures.sql' AND checksum = '20e51f4df628a6c9c18e2928ba38197828f938a94e4b3e9d8dbcdfa08ead96d2') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/lock_contention/measures.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/measures.sql', '20e51f4df628a6c9c18e2928ba38197828f938a94e4b3e9d8dbcdfa08ead96d2')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = '7bb5fbb10f1abe1fbdbe08f1ab628e6664cfb76c6bda963c10d0dc5e21b3fa75') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/replication_lag/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', '7bb5fbb10f1abe1fbdbe08f1ab628e6664cfb76c6bda963c10d0dc5e21b3fa75')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/measures.sql' AND checksum = 'af977d61b1ae7ec885f4d4f5507027a6aa4fc670d7f2822f6fa48cb127ff202a') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/replication_lag/measures.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/measures.sql', 'af977d61b1ae7ec885f4d4f5507027a6aa4fc670d7f2822f6fa48cb127ff202a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/pattern.sql' AND checksum = '83ae9e969e8bd459004d3bfa5fbf058a43e6ed5aa231bbdeed4ff5f24256d3d5') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/temp_file_spills/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/pattern.sql', '83ae9e969e8bd459004d3bfa5fbf058a43e6ed5aa231bbdeed4ff5f24256d3d5')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/measures.sql' AND checksum = '751a06c5928bb137e65a69dab3cd959b2472a6e8dfc679e74278e82385513dc9') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/temp_file_spills/measures.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/measures.sql', '751a06c5928bb137e65a69dab3cd959b2472a6e8dfc679e74278e82385513dc9')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/xmin_horizon_held/pattern.sql' AND checksum = '5618f90f6f36e21c24a9d2b0e9042fc5534ee90cc9016f4cedd3004548ad4329') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/xmin_horizon_held/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/xmin_horizon_held/pattern.sql', '5618f90f6f36e21c24a9d2b0e9042fc5534ee90cc9016f4cedd3004548ad4329')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/findings.sql' AND checksum = '5f7eab0046a94f39e97c8e8b88e5676b8d0a8d04a1d1fc756695f01c42f6dfad') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/patterns/findings.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', '5f7eab0046a94f39e97c8e8b88e5676b8d0a8d04a1d1fc756695f01c42f6dfad')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/client_wait/finding.sql' AND checksum = 'c02c18c540b35b4502d3d3226a097cba9cccbc3e0479a87b751f698bff8094d6') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/client_wait/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/client_wait/finding.sql', 'c02c18c540b35b4502d3d3226a097cba9cccbc3e0479a87b751f698bff8094d6')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/commit_wait/finding.sql' AND checksum = 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/commit_wait/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/commit_wait/finding.sql', 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/cpu_contention/finding.sql' AND checksum = '877f40b8d3fd40dd3c66d18d2c8c9c9f8efcf58c1c441f15f171d36fa301c484') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/cpu_contention/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/cpu_contention/finding.sql', '877f40b8d3fd40dd3c66d18d2c8c9c9f8efcf58c1c441f15f171d36fa301c484')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = 'bda75e4f7c1648aaa05cc4a4a8b7bc45bee65b5ddedb18b3f78e2a2dc1f25863') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/io_wait/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', 'bda75e4f7c1648aaa05cc4a4a8b7bc45bee65b5ddedb18b3f78e2a2dc1f25863')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/lock_wait/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/more_work/finding.sql' AND checksum = '0a349346d7063038aa3f3bce43048cc54f9808666be846ef7abb77e9adcdbb10') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/more_work/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/more_work/finding.sql', '0a349346d7063038aa3f3bce43048cc54f9808666be846ef7abb77e9adcdbb10')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/new_statement/finding.sql' AND checksum = '5ab2250161b8e8653fd94530801c96fc56c1cb4065c6f20439764ede2a280449') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/new_statement/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/new_statement/finding.sql', '5ab2250161b8e8653fd94530801c96fc56c1cb4065c6f20439764ede2a280449')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/parallel_workers_not_launched/finding.sql' AND checksum = '124ba99ada42468bf56c838ef46cd644c9d96e81ad1628fc840c0b1969e03fbc') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/parallel_workers_not_launched/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/parallel_workers_not_launched/finding.sql', '124ba99ada42468bf56c838ef46cd644c9d96e81ad1628fc840c0b1969e03fbc')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/plan_changed/finding.sql' AND checksum = '89b6916fce85d30665d347028f9bbd27c2b06da4ef54f6c9a56d923c9edb7396') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/plan_changed/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/plan_changed/finding.sql', '89b6916fce85d30665d347028f9bbd27c2b06da4ef54f6c9a56d923c9edb7396')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/planner_setting/finding.sql' AND checksum = '0a2648568c2be1d38a3fdc2989e6093e2eb8735ff58bf2d859428f7429b05174') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/planner_setting/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/planner_setting/finding.sql', '0a2648568c2be1d38a3fdc2989e6093e2eb8735ff58bf2d859428f7429b05174')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/statement_regression/finding.sql' AND checksum = 'a02a175fde18289147542f133e69be02b3aa205f57b5ad29cd61cb9dc6edd951') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/statement_regression/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/statement_regression/finding.sql', 'a02a175fde18289147542f133e69be02b3aa205f57b5ad29cd61cb9dc6edd951')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/temp_spill/finding.sql' AND checksum = 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/temp_spill/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/temp_spill/finding.sql', 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = '58b2e26a485bf9f6114d75274c23ac96e9f2d568331a90b5ac3b94f3ff034f23') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/wal_pressure/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', '58b2e26a485bf9f6114d75274c23ac96e9f2d568331a90b5ac3b94f3ff034f23')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/what_changed/finding.sql' AND checksum = 'b3ed1020ba9fb843750a95293ffe7627e8f6bdcfc20ef1db64df83243f17b8cd') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/what_changed/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/what_changed/finding.sql', 'b3ed1020ba9fb843750a95293ffe7627e8f6bdcfc20ef1db64df83243f17b8cd')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/xmin_horizon/finding.sql' AND checksum = '5ffd041582ad149d394d3c12eeb3641c6b7e613bf2f47a9bbd0c12bc71003d37') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/xmin_horizon/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/xmin_horizon/finding.sql', '5ffd041582ad149d394d3c12eeb3641c6b7e613bf2f47a9bbd0c12bc71003d37')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'a37103bf0862f033d2d31da6b33cf14c519c63d317e4603a9a352719280e6eda') AS apply \gset
 \if :apply
-BEGIN;
 \ir ../../diagnosis/findings/dispatch.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'a37103bf0862f033d2d31da6b33cf14c519c63d317e4603a9a352719280e6eda')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
-COMMIT;
 \endif
+COMMIT;
 SELECT pg_advisory_unlock(736643210003) \gset unlock_
 \ir jobs.sql

@@ -19,12 +19,15 @@ BEGIN
     -- The window's pictures of vacuums (a sample's [relid, relname, phase] rows), each with the
     -- samples that saw it: from the rollups.
     vacuums AS (SELECT * FROM telemetry._window_vacuums(p_start_time, p_end_time, p_server)),
-    -- By table: the samples whose picture has it (once each), the phases it was seen in.
+    -- By table: the samples whose picture has it (once a picture: its first phase there), the
+    -- phases it was seen in; each picture's rows read once.
     vac AS (
-        SELECT t.relid, t.relname, t.relid IN (SELECT relid FROM telemetry.tracked_tables) AS tracked, sum(v.samples)::bigint AS samples,
-               (SELECT array_agg(DISTINCT e->>2) FROM vacuums w, jsonb_array_elements(w.vacuums) e
-                WHERE (e->>0)::oid IS NOT DISTINCT FROM t.relid AND e->>1 IS NOT DISTINCT FROM t.relname) AS phases
-        FROM vacuums v CROSS JOIN LATERAL (SELECT DISTINCT (e->>0)::oid AS relid, e->>1 AS relname FROM jsonb_array_elements(v.vacuums) e) t
+        SELECT t.relid, t.relname, t.relid IN (SELECT relid FROM telemetry.tracked_tables) AS tracked,
+               sum(v.samples) FILTER (WHERE p.n = 1)::bigint AS samples, array_agg(DISTINCT p.phase) AS phases
+        FROM vacuums v
+        CROSS JOIN LATERAL (SELECT (e->>0)::oid AS relid, e->>1 AS relname, array_agg(e->>2) AS phases
+                            FROM jsonb_array_elements(v.vacuums) e GROUP BY 1, 2) t
+        CROSS JOIN LATERAL unnest(t.phases) WITH ORDINALITY p (phase, n)
         GROUP BY 1, 2, 3),
     tables AS (
         SELECT tc.* FROM (SELECT array_agg(schemaname) AS schemas, array_agg(relname) AS tables FROM telemetry.tracked_tables) t,
@@ -38,7 +41,7 @@ BEGIN
                   coalesce((SELECT string_agg(DISTINCT coalesce(relname, relid::text), ', ') FROM vac), 'no table'),
                   x.pct_any, x.autovacuums, x.autoanalyzes),
            jsonb_build_object('samples', nsmp.n, 'pct_of_samples_tracked', x.pct_tracked, 'pct_of_samples_any', x.pct_any,
-                              'vacuums', (SELECT jsonb_agg(to_jsonb(v)) FROM vac v),
+                              'vacuums', (SELECT jsonb_agg(to_jsonb(v) ORDER BY v.relid, v.relname) FROM vac v),
                               'tables', (SELECT jsonb_agg(jsonb_build_object('table_name', t.table_name, 'autovacuum_count_delta', t.autovacuum_count_delta,
                                                                              'autoanalyze_count_delta', t.autoanalyze_count_delta,
                                                                              'n_dead_tup_end', t.n_dead_tup_end, 'dead_tuple_ratio', t.dead_tuple_ratio))
