@@ -98,26 +98,31 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH srv AS (SELECT telemetry._window_server(p_start_time, p_end_time, p_server) AS server),
     ends AS (SELECT coalesce(w.start_at, p_start_time) AS first_at, coalesce(w.end_at, p_end_time) AS last_at
              FROM telemetry._window_ends(p_start_time, p_end_time, p_server) w),
-    readings AS (
-        SELECT c.series, s.captured_at, c.value, c.reset
-        FROM srv, ends, telemetry.snapshots s,
-        LATERAL (VALUES ('wal_bytes', s.wal_bytes::float8, s.wal_stats_reset),
-                        ('checkpoints', (s.ckpt_timed + s.ckpt_requested)::float8, s.ckpt_stats_reset),
-                        ('temp_bytes', s.temp_bytes::float8, s.db_stats_reset)) c (series, value, reset)
-        WHERE s.server = srv.server AND s.captured_at BETWEEN ends.first_at AND ends.last_at AND c.value IS NOT NULL),
-    growth AS (
-        SELECT r.series, r.captured_at,
-               CASE WHEN lag(r.value) OVER w IS NULL THEN 0 -- the first reading: growth counts from here
-                    WHEN r.value >= lag(r.value) OVER w AND r.reset IS NOT DISTINCT FROM lag(r.reset) OVER w THEN r.value - lag(r.value) OVER w
-                    ELSE r.value END AS step
-        FROM readings r WINDOW w AS (PARTITION BY r.series ORDER BY r.captured_at)),
-    -- By the hour: the first reading and each hour's last (in the same order: no second sort).
+    -- Each series by itself, its snapshots read in time order (the index's: no sort; all three
+    -- in one sort of three times the snapshots spilled to disk, 400 ms for a month).
     grown AS (
-        SELECT g.series, g.captured_at, sum(g.step) OVER w AS value,
-               lag(g.captured_at) OVER w IS NULL AS first,
-               date_bin('1 hour', lead(g.captured_at) OVER w, timestamptz '1970-01-01 00:00:00+00')
-                   IS DISTINCT FROM date_bin('1 hour', g.captured_at, timestamptz '1970-01-01 00:00:00+00') AS hour_last
-        FROM growth g WINDOW w AS (PARTITION BY g.series ORDER BY g.captured_at ROWS UNBOUNDED PRECEDING))
+        SELECT c.series, g.captured_at, g.value, g.first, g.hour_last
+        FROM srv, ends, (VALUES ('wal_bytes'), ('checkpoints'), ('temp_bytes')) c (series)
+        CROSS JOIN LATERAL (
+            -- By the hour: the first reading and each hour's last.
+            SELECT g.captured_at, sum(g.step) OVER w AS value, lag(g.captured_at) OVER w IS NULL AS first,
+                   date_bin('1 hour', lead(g.captured_at) OVER w, timestamptz '1970-01-01 00:00:00+00')
+                       IS DISTINCT FROM date_bin('1 hour', g.captured_at, timestamptz '1970-01-01 00:00:00+00') AS hour_last
+            FROM (SELECT r.captured_at,
+                         CASE WHEN lag(r.value) OVER w IS NULL THEN 0 -- the first reading: growth counts from here
+                              WHEN r.value >= lag(r.value) OVER w AND r.reset IS NOT DISTINCT FROM lag(r.reset) OVER w THEN r.value - lag(r.value) OVER w
+                              ELSE r.value END AS step
+                  FROM (SELECT s.captured_at,
+                               CASE c.series WHEN 'wal_bytes' THEN s.wal_bytes::float8
+                                             WHEN 'checkpoints' THEN (s.ckpt_timed + s.ckpt_requested)::float8
+                                             ELSE s.temp_bytes::float8 END AS value,
+                               CASE c.series WHEN 'wal_bytes' THEN s.wal_stats_reset WHEN 'checkpoints' THEN s.ckpt_stats_reset
+                                             ELSE s.db_stats_reset END AS reset
+                        FROM telemetry.snapshots s
+                        WHERE s.server = srv.server AND s.captured_at BETWEEN ends.first_at AND ends.last_at) r
+                  WHERE r.value IS NOT NULL
+                  WINDOW w AS (ORDER BY r.captured_at)) g
+            WINDOW w AS (ORDER BY g.captured_at ROWS UNBOUNDED PRECEDING)) g)
     SELECT g.series, NULL, NULL, extract(epoch FROM g.captured_at - p_start_time)::float8, g.value
     FROM grown g
     WHERE p_end_time - p_start_time <= interval '36 hours' OR g.first OR g.hour_last

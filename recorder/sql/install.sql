@@ -279,10 +279,10 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'de34834c74d6c0032cd8eeee5a9c15b27928ab0e544b7d3401b4cf6ab601805d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = '2f0d5a6d185ef783d47ef9b84c25d3a3336c383f2411dbffcef4e10feca95f9d') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = 'bd44ad37de7a3285ffb33f6feeab2b435b558df16ace8bd3ef2e56284b4dc4c3') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/series.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', '2f0d5a6d185ef783d47ef9b84c25d3a3336c383f2411dbffcef4e10feca95f9d')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', 'bd44ad37de7a3285ffb33f6feeab2b435b558df16ace8bd3ef2e56284b4dc4c3')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'eb54a1afe44fb34e744322e31017cc6901433bc5ef540ed7b6b4f680847926e1') AS apply \gset
