@@ -67,8 +67,8 @@ var rollupData = []string{
 	FROM telemetry.samples s, generate_series(1, 5) k
 	WHERE s.server = $3 AND random() < 0.1`,
 	`INSERT INTO telemetry.lock_samples (sample_id, blocked_pid, blocking_pid, blocking_app, blocked_duration, lock_type, locked_relation, server, captured_at)
-	SELECT s.id, 10000 + l, 10010 + l % 2, 'app' || l % 2, random() * interval '60 seconds', 'relation', 'public.table_1', s.server, s.captured_at
-	FROM telemetry.samples s, generate_series(1, 2) l
+	SELECT s.id, 10000 + l % 3, 10010 + l, 'app' || l % 2, random() * interval '60 seconds', 'relation', 'public.table_1', s.server, s.captured_at
+	FROM telemetry.samples s, generate_series(1, 4) l
 	WHERE s.server = $3 AND random() < 0.1`,
 	`INSERT INTO telemetry.lock_wait_episodes (sample_id, blocked_pid, blocking_pid, blocking_pids, lock_type, locked_relation,
 		started_at, last_seen_at, ended_at, duration, still_waiting, server, captured_at)
@@ -148,6 +148,21 @@ const rawVacuumEvidence = `WITH v AS (
 	SELECT jsonb_build_object('vacuums', (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.relid, x.relname) FROM vac x),
 		'tracked', coalesce(round(100.0 * (SELECT count(*) FILTER (WHERE tracked) FROM s) / nullif(n.n, 0), 1), 0)::float8,
 		'any', coalesce(round(100.0 * (SELECT count(*) FROM s) / nullif(n.n, 0), 1), 0)::float8)::text FROM n`
+
+// blockedSeries is window_series' chart of sessions blocked on locks ($1, $2: a window of over
+// 36 hours, drawn by the hour; $3: the server).
+const blockedSeries = `SELECT coalesce(string_agg(format('%s %s', offset_seconds, value), ',' ORDER BY offset_seconds), '')
+	FROM telemetry.window_series($1, $2, $3) WHERE series = 'locks'`
+
+// rawBlockedSeries is that chart from the raw lock samples, as window_series read them before
+// 0026: each hour with samples in the window, the most sessions one of them saw blocked.
+const rawBlockedSeries = `WITH s AS (SELECT date_bin('1 hour', captured_at, timestamptz '1970-01-01 00:00:00+00') AS h FROM telemetry.samples
+		WHERE server = $3 AND captured_at >= $1 AND captured_at < $2 GROUP BY 1),
+	b AS (SELECT date_bin('1 hour', l.captured_at, timestamptz '1970-01-01 00:00:00+00') AS h, max(l.n) AS n
+		FROM (SELECT captured_at, count(DISTINCT blocked_pid) AS n FROM telemetry.lock_samples
+			WHERE server = $3 AND captured_at >= $1 AND captured_at < $2 GROUP BY sample_id, captured_at) l GROUP BY 1)
+	SELECT coalesce(string_agg(format('%s %s', extract(epoch FROM greatest(s.h, $1) - $1)::float8, coalesce(b.n, 0)::float8), ',' ORDER BY s.h), '')
+	FROM s LEFT JOIN b USING (h)`
 
 // TestRollupsAnswerAsRawRows: every window analysis function gives the same output from the
 // rollups as from the raw rows alone (SET telemetry.rollups = off), over windows of every
@@ -251,6 +266,21 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 							w[0].Format(time.RFC3339Nano), w[1].Format(time.RFC3339Nano), rolled, raw)
 					}
 				}
+				// The chart of sessions blocked, by the hour, as the raw lock samples gave it before
+				// its rollups.
+				if w[1].Sub(w[0]) > 36*time.Hour {
+					var got, want string
+					if err := c.QueryRow(ctx, blockedSeries, w[0], w[1], "a").Scan(&got); err != nil {
+						t.Fatal(err)
+					}
+					if err := c.QueryRow(ctx, rawBlockedSeries, w[0], w[1], "a").Scan(&want); err != nil {
+						t.Fatal(err)
+					}
+					if got != want || got == "" {
+						t.Errorf("window_series' sessions blocked over %s to %s\n%s\nwant, from the raw lock samples,\n%s",
+							w[0].Format(time.RFC3339Nano), w[1].Format(time.RFC3339Nano), got, want)
+					}
+				}
 				// The vacuum finding as the raw progress rows gave it before its rollups.
 				var got, want string
 				if err := c.QueryRow(ctx, vacuumEvidence, w[0], w[1], "a").Scan(&got); err != nil {
@@ -265,7 +295,7 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 				}
 			}
 		}
-		compareAll(windows(first, last))
+		compareAll(append(windows(first, last), [2]time.Time{first, last}))
 
 		// The run functions too: runs of the batch whose own sessions' statement waits the data
 		// has ('nightly'), hours to a day long, over a day's boundary, the later ones with the
@@ -394,6 +424,14 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		if err := c.QueryRow(ctx, vacuumEvidence, first, last, "a").Scan(&before); err != nil || before == all {
 			t.Errorf("diagnose over 50 hours did not read the vacuum rollups by day (%v)", err)
 		}
+		// And the report's chart of sessions blocked on locks over 50 hours, by the hour (0026).
+		if err := c.QueryRow(ctx, rollupFunctions["window_series"], first, last, "a").Scan(&before); err != nil {
+			t.Fatal(err)
+		}
+		e.exec(`UPDATE telemetry.sample_rollups SET lock_max_blocked = lock_max_blocked + 5 WHERE server = 'a' AND bucket = '1 hour'`)
+		if err := c.QueryRow(ctx, rollupFunctions["window_series"], first, last, "a").Scan(&all); err != nil || all == before {
+			t.Errorf("window_series over 50 hours did not read the most sessions blocked from the hour rollups (%v)", err)
+		}
 		// And statement_compare over two days reads its whole days' statement waits from the
 		// running totals at their ends (0024), not from each day's rollups.
 		daysEnd := last.Add(-65 * time.Minute)
@@ -475,9 +513,10 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 	})
 }
 
-// TestVacuumRollupsOnUpgrade: migration 0025 sums the vacuum progress recorded before it
-// (where the server's rollups are complete) as the recorder adds each sample's since.
-func TestVacuumRollupsOnUpgrade(t *testing.T) {
+// TestRollupsOnUpgrade: migrations 0025 and 0026 sum the vacuum progress and the sessions
+// blocked recorded before them (where the server's rollups are complete) as the recorder adds
+// each sample's since.
+func TestRollupsOnUpgrade(t *testing.T) {
 	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
@@ -494,13 +533,24 @@ func TestVacuumRollupsOnUpgrade(t *testing.T) {
 			}
 			return s
 		}
-		added := vacuums()
-		e.exec(`DELETE FROM telemetry.vacuum_rollups; DELETE FROM telemetry.schema_migrations WHERE name LIKE '0025_%'`)
+		blocked := func() string {
+			var s string
+			if err := c.QueryRow(ctx, `SELECT count(lock_max_blocked) || ': ' || string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.sample_rollups r`).Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		added, addedBlocked := vacuums(), blocked()
+		e.exec(`DELETE FROM telemetry.vacuum_rollups; UPDATE telemetry.sample_rollups SET lock_max_blocked = NULL;
+			DELETE FROM telemetry.schema_migrations WHERE name LIKE '0025_%' OR name LIKE '0026_%'`)
 		if err := schema.Migrate(ctx, e.pool); err != nil {
 			t.Fatal(err)
 		}
 		if migrated := vacuums(); migrated != added || strings.HasPrefix(added, "0:") {
 			t.Errorf("vacuum rollups after the migration\n%.1000s\nwant, as added sample by sample,\n%.1000s", migrated, added)
+		}
+		if migrated := blocked(); migrated != addedBlocked || strings.HasPrefix(addedBlocked, "0:") {
+			t.Errorf("the most sessions blocked after the migration\n%.1000s\nwant, as added sample by sample,\n%.1000s", migrated, addedBlocked)
 		}
 		// Where the server's rollups are complete from a later hour (recorded before rollups
 		// existed), the hours from it on, none before.

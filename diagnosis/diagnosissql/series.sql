@@ -58,11 +58,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         SELECT o.h, g.wait_event_type, g.wait_event, g.waiters FROM hours o, telemetry._window_wait_groups(o.f, o.t - interval '1 microsecond', p_server) g
         WHERE NOT EXISTS (SELECT FROM times) AND NOT o.rolled AND g.backend_type = 'client backend'),
     blocked AS (
-        SELECT date_bin('1 hour', l.captured_at, timestamptz '1970-01-01 00:00:00+00') AS h, max(l.sessions) AS sessions
-        FROM (SELECT l.captured_at, count(DISTINCT l.blocked_pid) AS sessions FROM telemetry.lock_samples l
-              WHERE l.server = p_server AND l.captured_at >= p_start_time AND l.captured_at < p_end_time
-              GROUP BY l.sample_id, l.captured_at) l
-        GROUP BY 1)
+        SELECT r.captured_at AS h, r.lock_max_blocked AS sessions FROM span, telemetry.sample_rollups r
+        WHERE r.server = p_server AND r.bucket = interval '1 hour' AND r.captured_at BETWEEN span.f AND span.t
+        UNION ALL
+        SELECT o.h, max(l.blocked) FROM hours o, telemetry._raw_blocked(p_server, o.f, o.t - interval '1 microsecond', NULL) l
+        WHERE NOT o.rolled
+        GROUP BY o.h)
     SELECT 'locks', NULL, NULL, extract(epoch FROM o.f - p_start_time)::float8, coalesce(b.sessions, 0)::float8
     FROM hours o JOIN counts c ON c.h = o.h LEFT JOIN blocked b ON b.h = o.h
     WHERE c.samples > 0

@@ -60,7 +60,8 @@ BEGIN
         ('0022_relation_triggers_and_foreign_keys.sql', '5005a13260f8f9a37140e2449ecef4f47a5133fe52cdc4ad20525f4abe812f47'),
         ('0023_xmin_horizon_samples.sql', '81d25444f93592459245797645bee3ed9e0677dd8427fb9a7de388c4f59ddc71'),
         ('0024_statement_wait_totals.sql', 'c7ce52ce86eb56af1ced160465a7e5c85fbf334f9190f5a6be17cfd2d5a01c2f'),
-        ('0025_vacuum_rollups.sql', '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349')) f (name, checksum) ON f.name = m.name
+        ('0025_vacuum_rollups.sql', '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349'),
+        ('0026_sample_rollups_blocked.sql', '21460ee663473f9f8c6ade9896fdb2fac04b7d7fee608f2505555d7ca115b626')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -219,6 +220,12 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0025_va
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0025_vacuum_rollups.sql', '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0026_sample_rollups_blocked.sql' AND checksum = '21460ee663473f9f8c6ade9896fdb2fac04b7d7fee608f2505555d7ca115b626') AS apply \gset
+\if :apply
+\ir ../../schema/migrations/0026_sample_rollups_blocked.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0026_sample_rollups_blocked.sql', '21460ee663473f9f8c6ade9896fdb2fac04b7d7fee608f2505555d7ca115b626')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 \ir times.sql
@@ -231,10 +238,10 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorde
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '65431e4865c2393c61440f3709cc7d3e73a3d1b557c1a984d63afd294ebdce7f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '2a67edcc287a75a2e8b7ebad3f1e9d9b7d91a81bd912ae87d547e86a5506c5c3') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'd308d2b1151324b95b8f3d1649b523b8389accbaba1dc86b4f5f48a964475a73') AS apply \gset
 \if :apply
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '2a67edcc287a75a2e8b7ebad3f1e9d9b7d91a81bd912ae87d547e86a5506c5c3')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'd308d2b1151324b95b8f3d1649b523b8389accbaba1dc86b4f5f48a964475a73')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '3812150ffc9c6f4b2ed42b4fb1fdfcfb7b96768aea2e419a4058594669de396b') AS apply \gset
@@ -279,10 +286,10 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'de34834c74d6c0032cd8eeee5a9c15b27928ab0e544b7d3401b4cf6ab601805d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = 'bd44ad37de7a3285ffb33f6feeab2b435b558df16ace8bd3ef2e56284b4dc4c3') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = '5cf081e84ccf81c2a1c37ae337990d2cda4e65dbc79a18d596c86f647d583ede') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/series.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', 'bd44ad37de7a3285ffb33f6feeab2b435b558df16ace8bd3ef2e56284b4dc4c3')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', '5cf081e84ccf81c2a1c37ae337990d2cda4e65dbc79a18d596c86f647d583ede')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'eb54a1afe44fb34e744322e31017cc6901433bc5ef540ed7b6b4f680847926e1') AS apply \gset

@@ -36,6 +36,22 @@ BEGIN
 END
 $$;
 
+-- _raw_blocked: each sample's sessions blocked on a heavyweight lock (lock_samples' distinct
+-- blocked pids), where it had any; read index-only (0020).
+CREATE OR REPLACE FUNCTION telemetry._raw_blocked(p_server text, p_start_time timestamptz, p_end_time timestamptz,
+                                                  p_id integer)
+RETURNS TABLE (captured_at timestamptz, blocked integer)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT l.captured_at, count(DISTINCT l.blocked_pid)::integer
+    FROM telemetry.lock_samples l
+    WHERE l.server = p_server AND l.captured_at BETWEEN p_start_time AND p_end_time AND (p_id IS NULL OR l.sample_id = p_id)
+    GROUP BY l.sample_id, l.captured_at;
+END
+$$;
+
 -- _raw_wait_groups: each sample's sessions (not idle) by backend type and wait, its states
 -- together: the sessions, and the most one row showed.
 CREATE OR REPLACE FUNCTION telemetry._raw_wait_groups(p_server text, p_start_time timestamptz, p_end_time timestamptz,
@@ -121,6 +137,13 @@ BEGIN
     ON CONFLICT (server, bucket, captured_at) DO UPDATE
     SET samples = r.samples + excluded.samples, lock_samples = r.lock_samples + excluded.lock_samples,
         lock_max_waiters = greatest(r.lock_max_waiters, excluded.lock_max_waiters);
+    -- and the most sessions blocked at once (0026), in the buckets just written.
+    UPDATE telemetry.sample_rollups r SET lock_max_blocked = greatest(r.lock_max_blocked, b.blocked)
+    FROM (SELECT w.width, date_bin(w.width, l.captured_at, timestamptz '1970-01-01 00:00:00+00') AS at, max(l.blocked) AS blocked
+          FROM telemetry._raw_blocked(p_server, p_from, v_last, p_id) l,
+               (VALUES (interval '1 minute'), (interval '1 hour')) w (width)
+          GROUP BY 1, 2) b
+    WHERE r.server = p_server AND r.bucket = b.width AND r.captured_at = b.at;
 
     INSERT INTO telemetry.wait_rollups AS r (server, bucket, captured_at, backend_type, wait_event_type, wait_event,
                                              samples, waiters, max_waiters)
