@@ -61,7 +61,7 @@ BEGIN
         ('0023_xmin_horizon_samples.sql', '81d25444f93592459245797645bee3ed9e0677dd8427fb9a7de388c4f59ddc71'),
         ('0024_statement_wait_totals.sql', 'c7ce52ce86eb56af1ced160465a7e5c85fbf334f9190f5a6be17cfd2d5a01c2f'),
         ('0025_vacuum_rollups.sql', '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349'),
-        ('0026_sample_rollups_blocked.sql', '21460ee663473f9f8c6ade9896fdb2fac04b7d7fee608f2505555d7ca115b626')) f (name, checksum) ON f.name = m.name
+        ('0026_sample_rollups_blocked.sql', '35dbde6e7496d8c032262d08edf52ffa150d0b9f1bdfd3f68fdb89879969e6e9')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -220,10 +220,10 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0025_va
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0025_vacuum_rollups.sql', '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0026_sample_rollups_blocked.sql' AND checksum = '21460ee663473f9f8c6ade9896fdb2fac04b7d7fee608f2505555d7ca115b626') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0026_sample_rollups_blocked.sql' AND checksum = '35dbde6e7496d8c032262d08edf52ffa150d0b9f1bdfd3f68fdb89879969e6e9') AS apply \gset
 \if :apply
 \ir ../../schema/migrations/0026_sample_rollups_blocked.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0026_sample_rollups_blocked.sql', '21460ee663473f9f8c6ade9896fdb2fac04b7d7fee608f2505555d7ca115b626')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0026_sample_rollups_blocked.sql', '35dbde6e7496d8c032262d08edf52ffa150d0b9f1bdfd3f68fdb89879969e6e9')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset

@@ -4,9 +4,11 @@
 -- 130 ms of the 30-day page). NULL: no sample of the bucket had one. Kept by
 -- telemetry._rollup_add; the buckets recorded so far are filled here, writers of lock samples
 -- held off until the new functions are in (this transaction). The per-sample count is
--- telemetry._raw_blocked's, not defined yet while migrations run.
-ALTER TABLE telemetry.sample_rollups ADD COLUMN IF NOT EXISTS lock_max_blocked integer;
+-- telemetry._raw_blocked's, not defined yet while migrations run. Locked in the writers' order
+-- (a sample's lock samples, then its rollups): sample_rollups first would deadlock with a
+-- sample between the two.
 LOCK TABLE telemetry.lock_samples IN SHARE MODE;
+ALTER TABLE telemetry.sample_rollups ADD COLUMN IF NOT EXISTS lock_max_blocked integer;
 UPDATE telemetry.sample_rollups r SET lock_max_blocked = b.blocked
 FROM (SELECT l.server, w.width, date_bin(w.width, l.captured_at, timestamptz '1970-01-01 00:00:00+00') AS at, max(l.blocked) AS blocked
       FROM (SELECT l.server, l.captured_at, count(DISTINCT l.blocked_pid)::integer AS blocked FROM telemetry.lock_samples l
