@@ -181,8 +181,20 @@ func (l *Lab) Exec(sql string, args ...any) {
 // load takes a requested snapshot many seconds late).
 func (l *Lab) WaitFor(what, sql string, args ...any) {
 	l.t.Helper()
+	l.waitAsking(what, "", sql, args...)
+}
+
+// waitAsking is WaitFor running ask first, and again each time the recorder would take a new
+// requested snapshot (recorder.DefaultRequestMinInterval) while it waits ("": never).
+func (l *Lab) waitAsking(what, ask, sql string, args ...any) {
+	l.t.Helper()
 	deadline := time.Now().Add(time.Minute)
+	var asked time.Time
 	for {
+		if ask != "" && time.Since(asked) > recorder.DefaultRequestMinInterval+time.Second {
+			l.Exec(ask)
+			asked = time.Now()
+		}
 		var ok bool
 		if err := l.Admin.QueryRow(context.Background(), sql, args...).Scan(&ok); err != nil {
 			l.t.Fatalf("waiting for %s: %v", what, err)
@@ -242,8 +254,9 @@ func (l *Lab) Run(batch string, work func(c *pgx.Conn)) int64 {
 			l.t.Fatal(err)
 		}
 		if !read {
-			l.Exec(`SELECT telemetry.request_snapshot()`)
-			l.WaitFor("the run's plans", query, runID)
+			// The server's log writer may write them after the snapshot asked for has read the
+			// log, too: asked for again until they are read.
+			l.waitAsking("the run's plans", `SELECT telemetry.request_snapshot()`, query, runID)
 		}
 	}
 	return runID

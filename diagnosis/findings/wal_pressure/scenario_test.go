@@ -53,7 +53,7 @@ func TestCheckpointBeforeTheUpdate(t *testing.T) {
 	lab.RunSlow(t, lab.SlowRun{Want: "wal_pressure", Server: server,
 		Setup: func(l *lab.Lab) {
 			l.Exec(`CREATE TABLE public.counters (id int, n int, payload text) WITH (fillfactor = 50, autovacuum_enabled = false)`)
-			l.Exec(`INSERT INTO public.counters SELECT g, 0, repeat(md5(g::text), 6) FROM generate_series(1, 450000) g`)
+			l.Exec(`INSERT INTO public.counters SELECT g, 0, repeat(md5(g::text), 6) FROM generate_series(1, 600000) g`)
 		},
 		Usual: updates(false), Slow: updates(true),
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
