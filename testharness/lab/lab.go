@@ -247,8 +247,10 @@ func (l *Lab) Run(batch string, work func(c *pgx.Conn)) int64 {
 	if l.plans {
 		// Its plans are read, batch_end's the last: the end's snapshot may have come before the
 		// server's log writer wrote them. A snapshot asked for now is taken before the next run.
-		query := `SELECT EXISTS (SELECT FROM telemetry.plan_executions e JOIN telemetry.batch_runs r ON e.logged_at >= r.ended_at
-			AND e.pid = r.backend_pid WHERE r.run_id = $1)`
+		// The log's times are to the millisecond: batch_end's plan may be logged in the
+		// millisecond its end was taken in, before it by the log's clock.
+		query := `SELECT EXISTS (SELECT FROM telemetry.plan_executions e JOIN telemetry.batch_runs r
+			ON e.logged_at >= date_trunc('milliseconds', r.ended_at) AND e.pid = r.backend_pid WHERE r.run_id = $1)`
 		var read bool
 		if err := l.Admin.QueryRow(ctx, query, runID).Scan(&read); err != nil {
 			l.t.Fatal(err)
