@@ -139,8 +139,8 @@ FROM telemetry.batch_runs_checked WHERE times_ok ORDER BY started_at DESC LIMIT 
 				"/d/pgbatch-batch-window/?from=${__data.fields.from_ms}&to=${__data.fields.to_ms}&${instance:queryparam}&${datasource:queryparam}&${recorder:queryparam}"),
 			table("Top statements in the range",
 				"The range's top-level statements by their time (telemetry.statement_compare: pg_stat_statements' planning and execution, with the lock waits it leaves out), where pg_stat_statements is installed; telemetry.run_statements(run_id) ranks a run's against its baseline.",
-				`SELECT left(regexp_replace(query, '\s+', ' ', 'g'), 120) AS statement, total_seconds AS seconds, calls, rows,
-  seconds_per_call, temp_blks_written, wal_bytes, status,
+				`SELECT left(regexp_replace(query, '\s+', ' ', 'g'), 120) AS statement, total_seconds AS seconds, calls_delta AS calls,
+  rows_delta AS rows, seconds_per_call, temp_blks_written_delta AS temp_blks_written, wal_bytes_delta AS wal_bytes, status,
   (SELECT w.key FROM jsonb_each_text(sampled_waits) w ORDER BY w.value::numeric DESC LIMIT 1) AS top_wait
 FROM telemetry.statement_compare($__timeFrom(), $__timeTo())
 WHERE toplevel

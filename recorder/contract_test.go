@@ -104,6 +104,14 @@ var contract = map[string]string{
 	"view recent_replication": `captured_at timestamptz, pid integer, client_addr inet, application_name text, state text,
 		sync_state text, sent_lsn pg_lsn, write_lsn pg_lsn, flush_lsn pg_lsn, replay_lsn pg_lsn, replay_lag_bytes bigint,
 		replay_lag_pretty text, write_lag interval, flush_lag interval, replay_lag interval`,
+	// Beyond the seed: statements (the spec's own section; a run's verdict is checked in
+	// TestRunStatementsVerdicts).
+	"function statement_compare": `queryid bigint, query text, calls_delta bigint, total_time_ms double precision,
+		mean_time_ms double precision, rows_delta bigint, shared_blks_read_delta bigint, shared_blks_hit_delta bigint,
+		temp_blks_written_delta bigint, wal_bytes_delta numeric`,
+	"function run_statements": `rank integer, queryid bigint, query text, time_ms double precision,
+		baseline_time_ms double precision, calls bigint, baseline_calls double precision, rows bigint,
+		baseline_rows double precision, explains_ms double precision, verdict text`,
 }
 
 // contractArgs are the functions' leading arguments: "name type", defaults marked "= ...".
@@ -116,6 +124,9 @@ var contractArgs = map[string]string{
 	"compare":             `p_start_time timestamptz, p_end_time timestamptz`,
 	"table_compare":       `p_table text, p_start_time timestamptz, p_end_time timestamptz, p_schema text = 'public'`,
 	"wait_summary":        `p_start_time timestamptz, p_end_time timestamptz`,
+	// the statements' API: "each with the optional trailing p_server text DEFAULT NULL"
+	"statement_compare": `p_start_time timestamptz, p_end_time timestamptz, p_server text = NULL`,
+	"run_statements":    `p_run_id bigint, p_server text = NULL`,
 }
 
 func splitList(s string) []string {

@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -71,13 +72,17 @@ func TestStatementsRecorded(t *testing.T) {
 			t.Fatalf("statement_compare: %v, want the lookup first, then the update", rows)
 		}
 		l, u := rows[0], rows[1]
-		if l["status"] != "ok" || l["calls"] != int64(100) || l["rows"] != int64(100) || numeric(t, l["total_seconds"]) < 1 {
+		if l["status"] != "ok" || l["calls_delta"] != int64(100) || l["rows_delta"] != int64(100) || numeric(t, l["total_seconds"]) < 1 {
 			t.Errorf("lookup: %v, want 100 calls and rows, more than 1s", l)
+		}
+		// the contract's milliseconds (../shared/spec): total and mean
+		if tm, mm := l["total_time_ms"].(float64), l["mean_time_ms"].(float64); math.Abs(tm-1000*numeric(t, l["total_seconds"])) > 1e-6 || math.Abs(mm-tm/100) > 0.01 {
+			t.Errorf("lookup: total_time_ms %v, mean_time_ms %v, want total_seconds in ms and a hundredth of it", l["total_time_ms"], l["mean_time_ms"])
 		}
 		if waits, _ := l["sampled_waits"].(map[string]any); waits == nil || waits["Timeout:PgSleep"] == nil {
 			t.Errorf("lookup's sampled waits %v, want Timeout:PgSleep", l["sampled_waits"])
 		}
-		if u["status"] != "new" || u["rows"] != int64(10) {
+		if u["status"] != "new" || u["rows_delta"] != int64(10) {
 			t.Errorf("update: %v, want new (first run in the window) with 10 rows", u)
 		}
 		var texts int
@@ -89,12 +94,13 @@ func TestStatementsRecorded(t *testing.T) {
 		pgtest.MustExec(t, job, lookup, 1, 0.01)
 		end := e.record(collectors.TierSnapshot)
 		rows = pgtest.Query(t, c, `SELECT * FROM telemetry.statement_compare($1, $2) WHERE query = $3`, start, end, lookup)
-		if len(rows) != 1 || rows[0]["status"] != "reset" || rows[0]["calls"] != nil || rows[0]["total_seconds"] != nil {
+		if len(rows) != 1 || rows[0]["status"] != "reset" || rows[0]["calls_delta"] != nil || rows[0]["total_time_ms"] != nil || rows[0]["total_seconds"] != nil {
 			t.Errorf("across pg_stat_statements_reset(): %v, want status reset and NULL deltas", rows)
 		}
 		var negative int
 		if err := c.QueryRow(ctx, `SELECT count(*) FROM telemetry.statement_compare($1, $2)
-			WHERE calls < 0 OR rows < 0 OR total_seconds < 0 OR shared_blks_read < 0 OR temp_blks_written < 0 OR wal_bytes < 0`,
+			WHERE calls_delta < 0 OR rows_delta < 0 OR total_time_ms < 0 OR shared_blks_read_delta < 0 OR shared_blks_hit_delta < 0
+				OR temp_blks_written_delta < 0 OR wal_bytes_delta < 0`,
 			start, end).Scan(&negative); err != nil || negative != 0 {
 			t.Errorf("negative deltas: %d (%v)", negative, err)
 		}

@@ -573,7 +573,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT f->>'pattern', f->>'severity', f->>'summary', f->'evidence', f->>'recommendation',
            (f->>'explained_seconds')::numeric, (f->>'share_of_extra_pct')::numeric, f->'children'
     FROM jsonb_array_elements(telemetry._run_findings_json(
-             p_run_id, (SELECT jsonb_agg(to_jsonb(s)) FROM telemetry.run_statements(p_run_id) s))->'findings') WITH ORDINALITY AS x (f, n)
+             p_run_id, (SELECT jsonb_agg(to_jsonb(s)) FROM telemetry._run_statements(p_run_id) s))->'findings') WITH ORDINALITY AS x (f, n)
     ORDER BY x.n
 $$;
 
@@ -583,7 +583,7 @@ $$;
 -- findings' evidence), and what changed since the baseline (_run_changes).
 CREATE OR REPLACE FUNCTION telemetry.run_diagnosis(p_run_id bigint, p_statements integer DEFAULT 10)
 RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH rs AS (SELECT * FROM telemetry.run_statements(p_run_id)),
+    WITH rs AS (SELECT * FROM telemetry._run_statements(p_run_id)),
     f AS (SELECT telemetry._run_findings_json(p_run_id, (SELECT jsonb_agg(to_jsonb(rs)) FROM rs)) AS j)
     SELECT f.j || jsonb_build_object(
         'baseline', coalesce((SELECT jsonb_agg(to_jsonb(d) ORDER BY d.rank) FROM telemetry.diagnose_run(p_run_id) d), '[]'),

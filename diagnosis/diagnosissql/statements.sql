@@ -153,15 +153,32 @@ BEGIN
 END
 $$;
 
--- statement_compare: every session's statements of a window (see _statement_compare).
+-- statement_compare: every session's statements of a window (see _statement_compare), as
+-- the contract (../shared/spec/telemetry-schema.md) has it begin: pg_stat_statements' deltas
+-- by their names there, the time in milliseconds (total_seconds, which follows it, in seconds);
+-- then what the recorder adds.
+-- (Its result began otherwise before: that function is dropped, once.)
+DO $$
+BEGIN
+    IF NOT 'calls_delta' = ANY (coalesce((SELECT p.proargnames FROM pg_catalog.pg_proc p
+            WHERE p.oid = pg_catalog.to_regprocedure('telemetry.statement_compare(timestamptz, timestamptz, text)')), '{calls_delta}')) THEN
+        DROP FUNCTION telemetry.statement_compare(timestamptz, timestamptz, text);
+    END IF;
+END
+$$;
 CREATE OR REPLACE FUNCTION telemetry.statement_compare(p_start_time timestamptz, p_end_time timestamptz, p_server text DEFAULT NULL)
 RETURNS TABLE (
-    queryid bigint, datname text, username text, toplevel boolean, query text, status text,
-    calls bigint, rows bigint, total_seconds numeric, seconds_per_call numeric,
-    shared_blks_hit bigint, shared_blks_read bigint, blocks_per_call numeric,
-    temp_blks_written bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean)
+    queryid bigint, query text, calls_delta bigint, total_time_ms double precision, mean_time_ms double precision,
+    rows_delta bigint, shared_blks_read_delta bigint, shared_blks_hit_delta bigint, temp_blks_written_delta bigint,
+    wal_bytes_delta numeric,
+    datname text, username text, toplevel boolean, status text, total_seconds numeric, seconds_per_call numeric,
+    blocks_per_call numeric, sampled_waits jsonb, evicted boolean)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT * FROM telemetry._statement_compare(p_start_time, p_end_time, p_server, NULL::text)
+    SELECT c.queryid, c.query, c.calls, (1000 * c.total_seconds)::float8, (1000 * c.seconds_per_call)::float8,
+           c.rows, c.shared_blks_read, c.shared_blks_hit, c.temp_blks_written, c.wal_bytes::numeric,
+           c.datname, c.username, c.toplevel, c.status, c.total_seconds, c.seconds_per_call,
+           c.blocks_per_call, c.sampled_waits, c.evicted
+    FROM telemetry._statement_compare(p_start_time, p_end_time, p_server, NULL::text) c
 $$;
 
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
@@ -169,6 +186,8 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
      'statements_of_other_sessions names the statements of a run''s window not seen in its own sessions where they took at least this much in all.'),
     ('statement_more_work_ratio', 1.5, 'ratio',
      'more_work: calls or rows at least this many times their baseline median.'),
+    ('statement_slower_ratio', 1.5, 'ratio',
+     'run_statements'' verdict is slower_per_call where the time per call is at least this many times its baseline median.'),
     ('statement_plan_change_ratio', 3, 'ratio',
      'statement_regression says "plan probably changed" when blocks per row rose this many times at about the same rows.'),
     ('run_own_lock_seconds', 1, 'seconds',
@@ -178,9 +197,6 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
     ('other_busy_sessions', 1, 'sessions',
      'cpu_contention: a run''s statements'' extra CPU time is other sessions'' doing when, on average over the run, this many more of them were busy on CPU or I/O than in the baseline runs, and at least twice as many.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
--- Thresholds no rule reads any more (statement_regression judges a statement by its own sampled
--- time since the run's account): an upgraded schema drops them as a fresh one never has them.
-DELETE FROM telemetry.diagnose_thresholds WHERE name IN ('statement_slower_ratio');
 
 -- _window_statements: _statement_compare summed per top-level queryid (nested statements' time
 -- is inside their caller's). status: reset where any entry was reset, new where any appeared.
@@ -293,14 +309,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY c.total_seconds DESC NULLS LAST, c.queryid
 $$;
 
--- run_statements: each statement of a run against the median of the batch's previous normal
+-- _run_statements: each statement of a run against the median of the batch's previous normal
 -- runs (a run without the statement counts 0 for its time, calls and rows), ranked by the
 -- seconds it took beyond that median: its share of the run's extra duration. A run's
 -- statements are those the wait sampler saw its own sessions run (_run_statement_batch), and
 -- those too brief to be sampled that ran only in its own roles and databases
 -- (_run_unsampled_statements), so that another application's statement in the same window is
 -- never the run's; where it did not follow the batch's sessions, every statement of the window.
-CREATE OR REPLACE FUNCTION telemetry.run_statements(p_run_id bigint)
+CREATE OR REPLACE FUNCTION telemetry._run_statements(p_run_id bigint)
 RETURNS TABLE (rank integer, queryid bigint, query text, status text, seconds numeric, baseline_seconds numeric,
                extra_seconds numeric, share_of_extra_pct numeric, calls bigint, baseline_calls numeric,
                rows bigint, baseline_rows numeric, seconds_per_call numeric, baseline_seconds_per_call numeric,
@@ -364,6 +380,56 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            (SELECT count(*)::int FROM sbase), r.runs_with, r.evicted
     FROM r
     WHERE r.calls IS DISTINCT FROM 0
+$$;
+
+-- run_statements: a run's statements (_run_statements) as the contract
+-- (../shared/spec/telemetry-schema.md) has them begin: time_ms, baseline_time_ms and
+-- explains_ms are the seconds, baseline_seconds and extra_seconds that follow, in
+-- milliseconds; verdict says how the statement moved against its baseline median: new (no
+-- baseline run ran it), more_work (calls or rows statement_more_work_ratio times the
+-- baseline's), slower_per_call (time per call statement_slower_ratio times the baseline's),
+-- else unchanged; NULL where nothing compares (no baseline run, counters reset). Why the run
+-- was slower is its account's (diagnose --run), not a statement's verdict. p_server, where
+-- given, is the run's.
+DROP FUNCTION IF EXISTS telemetry.run_statements(bigint);  -- before p_server, and the contract's columns
+CREATE OR REPLACE FUNCTION telemetry.run_statements(p_run_id bigint, p_server text DEFAULT NULL)
+RETURNS TABLE (rank integer, queryid bigint, query text, time_ms double precision, baseline_time_ms double precision,
+               calls bigint, baseline_calls double precision, rows bigint, baseline_rows double precision,
+               explains_ms double precision, verdict text,
+               status text, seconds numeric, baseline_seconds numeric, extra_seconds numeric, share_of_extra_pct numeric,
+               seconds_per_call numeric, baseline_seconds_per_call numeric,
+               blocks_per_call numeric, baseline_blocks_per_call numeric, blocks_per_row numeric, baseline_blocks_per_row numeric,
+               temp_per_call numeric, baseline_temp_per_call numeric, wal_bytes bigint, top_wait text,
+               baseline_runs integer, baseline_runs_with integer, evicted boolean)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    v_server text;
+BEGIN
+    IF p_server IS NOT NULL THEN
+        -- (a run recorded without its server's name is the only server's)
+        SELECT w.server INTO v_server FROM telemetry._run_window(p_run_id) w;
+        IF v_server IS DISTINCT FROM telemetry._resolve_server(p_server) AND v_server IS NOT NULL THEN
+            RAISE EXCEPTION 'batch run % was recorded from server %, not %', p_run_id, quote_literal(v_server), quote_literal(p_server);
+        END IF;
+    END IF;
+    RETURN QUERY
+    SELECT s.rank, s.queryid, s.query, (1000 * s.seconds)::float8, (1000 * s.baseline_seconds)::float8,
+           s.calls, s.baseline_calls::float8, s.rows, s.baseline_rows::float8, (1000 * s.extra_seconds)::float8,
+           CASE WHEN s.baseline_runs = 0 OR s.status = 'reset' THEN NULL
+                WHEN s.baseline_runs_with = 0 THEN 'new'
+                WHEN s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
+                  OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1) THEN 'more_work'
+                WHEN s.seconds_per_call >= telemetry._threshold('statement_slower_ratio') * s.baseline_seconds_per_call
+                     AND s.seconds_per_call > s.baseline_seconds_per_call THEN 'slower_per_call'
+                ELSE 'unchanged' END,
+           s.status, s.seconds, s.baseline_seconds, s.extra_seconds, s.share_of_extra_pct,
+           s.seconds_per_call, s.baseline_seconds_per_call, s.blocks_per_call, s.baseline_blocks_per_call,
+           s.blocks_per_row, s.baseline_blocks_per_row, s.temp_per_call, s.baseline_temp_per_call, s.wal_bytes, s.top_wait,
+           s.baseline_runs, s.baseline_runs_with, s.evicted
+    FROM telemetry._run_statements(p_run_id) s
+    ORDER BY s.rank;
+END
 $$;
 
 -- _run_other_busy is how many other client sessions were busy on CPU or I/O during a run, on

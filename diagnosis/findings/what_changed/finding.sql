@@ -58,7 +58,7 @@ RETURNS TABLE (kind text, object text, old text, new text, detail text, affects 
                explained_seconds numeric, statements jsonb)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH f AS (SELECT * FROM telemetry._finding_what_changed(p_run_id,
-                   telemetry._run_causes(p_run_id, (SELECT jsonb_agg(to_jsonb(s)) FROM telemetry.run_statements(p_run_id) s))))
+                   telemetry._run_causes(p_run_id, (SELECT jsonb_agg(to_jsonb(s)) FROM telemetry._run_statements(p_run_id) s))))
     SELECT c.kind, c.object, c.old, c.new, c.detail, c.affects, coalesce(f.severity, 'info'), f.explained_seconds, coalesce(f.children, '[]')
     FROM telemetry._run_changes(p_run_id) c LEFT JOIN f ON f.finding = c.kind AND f.evidence->>'object' = c.object
     ORDER BY f.explained_seconds DESC NULLS LAST, c.kind, c.object
