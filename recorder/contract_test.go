@@ -105,7 +105,7 @@ var contract = map[string]string{
 		sync_state text, sent_lsn pg_lsn, write_lsn pg_lsn, flush_lsn pg_lsn, replay_lsn pg_lsn, replay_lag_bytes bigint,
 		replay_lag_pretty text, write_lag interval, flush_lag interval, replay_lag interval`,
 	// Beyond the seed: statements (the spec's own section; a run's verdict is checked in
-	// TestRunStatementsVerdicts).
+	// TestRunStatementsContract).
 	"function statement_compare": `queryid bigint, query text, calls_delta bigint, total_time_ms double precision,
 		mean_time_ms double precision, rows_delta bigint, shared_blks_read_delta bigint, shared_blks_hit_delta bigint,
 		temp_blks_written_delta bigint, wal_bytes_delta numeric`,

@@ -257,7 +257,8 @@ $$;
 -- the batch's own); xmin_horizon where the cleanup horizon was held back through the run and
 -- not its baseline runs (_runs_xmin_horizon) and the statement read more blocks per call;
 -- cpu_contention for CPU time where other sessions were busier than in the
--- baseline runs; io_wait for I/O waits unless its
+-- baseline runs; wal_pressure for CPU time where its WAL per call rose statement_wal_ratio
+-- times, statement_wal_min_extra_bytes at least; io_wait for I/O waits unless its
 -- blocks per row rose (a plan); else statement_regression, slower per call at the same work.
 -- Where auto_explain's plans were captured (run_plans), a statement whose plan changed is
 -- plan_changed (planner_setting where it ran with other planner settings than the baseline's
@@ -277,7 +278,7 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                queryid bigint, status text, seconds numeric, calls bigint, baseline_calls numeric, rows bigint, baseline_rows numeric,
                seconds_per_call numeric, baseline_seconds_per_call numeric, blocks_per_call numeric, baseline_blocks_per_call numeric,
                blocks_per_row numeric, baseline_blocks_per_row numeric, temp_per_call numeric, baseline_temp_per_call numeric,
-               baseline_runs integer, baseline_runs_with integer)),
+               wal_per_call numeric, baseline_wal_per_call numeric, baseline_runs integer, baseline_runs_with integer)),
     -- Statements other sessions were seen running during the run (the wait sampler's seconds
     -- of every session but the batch's own).
     others AS (SELECT DISTINCT x.queryid FROM w, telemetry.statement_wait_samples x
@@ -335,6 +336,13 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                          AND s.baseline_blocks_per_call > 0
                          AND s.blocks_per_call >= telemetry._threshold('xmin_horizon_blocks_ratio') * s.baseline_blocks_per_call THEN 'xmin_horizon'
                     WHEN k.bucket = 'CPU' AND b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'cpu_contention'
+                    -- Its CPU went into writing the WAL: many times its WAL per call (full-page
+                    -- images after checkpoints), and enough more of it to cost time (the entry
+                    -- the batch's own, as more_work's).
+                    WHEN k.bucket = 'CPU' AND o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
+                         AND s.baseline_wal_per_call > 0
+                         AND s.wal_per_call >= telemetry._threshold('statement_wal_ratio') * s.baseline_wal_per_call
+                         AND (s.wal_per_call - s.baseline_wal_per_call) * s.calls >= telemetry._threshold('statement_wal_min_extra_bytes') THEN 'wal_pressure'
                     WHEN k.bucket LIKE 'IO:%' AND NOT coalesce(s.baseline_blocks_per_row > 0
                          AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'io_wait'
                     ELSE 'statement_regression' END AS cause

@@ -322,7 +322,8 @@ RETURNS TABLE (rank integer, queryid bigint, query text, status text, seconds nu
                rows bigint, baseline_rows numeric, seconds_per_call numeric, baseline_seconds_per_call numeric,
                blocks_per_call numeric, baseline_blocks_per_call numeric, blocks_per_row numeric, baseline_blocks_per_row numeric,
                temp_per_call numeric, baseline_temp_per_call numeric, wal_bytes bigint, top_wait text,
-               baseline_runs integer, baseline_runs_with integer, evicted boolean)
+               baseline_runs integer, baseline_runs_with integer, evicted boolean,
+               wal_per_call numeric, baseline_wal_per_call numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH w AS (SELECT * FROM telemetry._run_window(p_run_id)),
     base AS (SELECT * FROM telemetry._baseline_runs(p_run_id)),
@@ -349,7 +350,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         SELECT c.queryid, b.run_id, coalesce(x.seconds, 0) AS seconds, coalesce(x.calls, 0) AS calls, coalesce(x.rows, 0) AS rows,
                x.seconds / nullif(x.calls, 0) AS per_call, x.blocks::numeric / nullif(x.calls, 0) AS blocks_per_call,
                x.blocks::numeric / nullif(x.rows, 0) AS blocks_per_row, x.temp_blks::numeric / nullif(x.calls, 0) AS temp_per_call,
-               x.queryid IS NOT NULL AS present
+               x.wal_bytes::numeric / nullif(x.calls, 0) AS wal_per_call, x.queryid IS NOT NULL AS present
         FROM cur c CROSS JOIN sbase b LEFT JOIN bs x ON x.run_id = b.run_id AND x.queryid = c.queryid),
     med AS (
         SELECT queryid,
@@ -360,11 +361,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                percentile_cont(0.5) WITHIN GROUP (ORDER BY blocks_per_call)::numeric AS blocks_per_call,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY blocks_per_row)::numeric AS blocks_per_row,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY temp_per_call)::numeric AS temp_per_call,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY wal_per_call)::numeric AS wal_per_call,
                count(*) FILTER (WHERE present)::int AS runs_with
         FROM per GROUP BY queryid),
     r AS (
         SELECT c.*, m.seconds AS b_seconds, m.calls AS b_calls, m.rows AS b_rows, m.per_call AS b_per_call,
-               m.blocks_per_call AS b_bpc, m.blocks_per_row AS b_bpr, m.temp_per_call AS b_tpc, coalesce(m.runs_with, 0) AS runs_with,
+               m.blocks_per_call AS b_bpc, m.blocks_per_row AS b_bpr, m.temp_per_call AS b_tpc, m.wal_per_call AS b_wpc, coalesce(m.runs_with, 0) AS runs_with,
                c.seconds - coalesce(m.seconds, 0) AS extra
         FROM cur c LEFT JOIN med m USING (queryid))
     SELECT row_number() OVER (ORDER BY r.extra DESC NULLS LAST, r.seconds DESC NULLS LAST, r.queryid)::int,
@@ -377,7 +379,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            round(r.temp_blks::numeric / nullif(r.calls, 0), 1), round(r.b_tpc, 1),
            r.wal_bytes,
            (SELECT k FROM jsonb_each_text(r.sampled_waits) e(k, v) ORDER BY v::numeric DESC LIMIT 1),
-           (SELECT count(*)::int FROM sbase), r.runs_with, r.evicted
+           (SELECT count(*)::int FROM sbase), r.runs_with, r.evicted,
+           round(r.wal_bytes::numeric / nullif(r.calls, 0)), round(r.b_wpc)
     FROM r
     WHERE r.calls IS DISTINCT FROM 0
 $$;
@@ -400,7 +403,8 @@ RETURNS TABLE (rank integer, queryid bigint, query text, time_ms double precisio
                seconds_per_call numeric, baseline_seconds_per_call numeric,
                blocks_per_call numeric, baseline_blocks_per_call numeric, blocks_per_row numeric, baseline_blocks_per_row numeric,
                temp_per_call numeric, baseline_temp_per_call numeric, wal_bytes bigint, top_wait text,
-               baseline_runs integer, baseline_runs_with integer, evicted boolean)
+               baseline_runs integer, baseline_runs_with integer, evicted boolean,
+               wal_per_call numeric, baseline_wal_per_call numeric)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
@@ -426,7 +430,7 @@ BEGIN
            s.status, s.seconds, s.baseline_seconds, s.extra_seconds, s.share_of_extra_pct,
            s.seconds_per_call, s.baseline_seconds_per_call, s.blocks_per_call, s.baseline_blocks_per_call,
            s.blocks_per_row, s.baseline_blocks_per_row, s.temp_per_call, s.baseline_temp_per_call, s.wal_bytes, s.top_wait,
-           s.baseline_runs, s.baseline_runs_with, s.evicted
+           s.baseline_runs, s.baseline_runs_with, s.evicted, s.wal_per_call, s.baseline_wal_per_call
     FROM telemetry._run_statements(p_run_id) s
     ORDER BY s.rank;
 END

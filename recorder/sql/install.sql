@@ -280,10 +280,10 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '13357cd4cf0dd8ce003c46344ecc690006b7804caee5236986fc367387e5ff19')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '220932f24d8779dc2a96fac01190898382f2bf8b5ec1722408e90e9ecdc6def7') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'a3224bf5496f3749d428b909c0ae783239bab249def53fd03632fc4e8b571409') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '220932f24d8779dc2a96fac01190898382f2bf8b5ec1722408e90e9ecdc6def7')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'a3224bf5496f3749d428b909c0ae783239bab249def53fd03632fc4e8b571409')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = '5cf081e84ccf81c2a1c37ae337990d2cda4e65dbc79a18d596c86f647d583ede') AS apply \gset
@@ -304,10 +304,10 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/plans.sql', 'd040c8a460e8bd35882e501b3ba99ce6c1877d8df97e76656ae67a868b5ff614')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '42d5fb16de370b828f9fc53f52fd58b7bc4a3bc263446d9c978ff0370ad6b0de') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '35fdd4a91dc6bbc4bf87b3e7fd1a0b5d2720fac1060502d4c54a5f5002e8b19a') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '42d5fb16de370b828f9fc53f52fd58b7bc4a3bc263446d9c978ff0370ad6b0de')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '35fdd4a91dc6bbc4bf87b3e7fd1a0b5d2720fac1060502d4c54a5f5002e8b19a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = '1f4adcf730c42d204b614634f08912c2287ce555d3baa20c73e2e092ba54be9b') AS apply \gset
@@ -478,10 +478,10 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnos
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/temp_spill/finding.sql', 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = '58b2e26a485bf9f6114d75274c23ac96e9f2d568331a90b5ac3b94f3ff034f23') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = '820f82b2b4ac8c046424fcbce915050db9101ff349dc77f0c33ef5c290f9bc0c') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/wal_pressure/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', '58b2e26a485bf9f6114d75274c23ac96e9f2d568331a90b5ac3b94f3ff034f23')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', '820f82b2b4ac8c046424fcbce915050db9101ff349dc77f0c33ef5c290f9bc0c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/what_changed/finding.sql' AND checksum = '185b77f64c9fb4fbd68edf2934c7bb1305689ed96c10cbbc5b3423b7257b61f4') AS apply \gset

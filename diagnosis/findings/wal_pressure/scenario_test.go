@@ -86,9 +86,10 @@ func updates(checkpoints func() *checkpointer) func(t *testing.T, l *lab.Lab, c 
 }
 
 // TestCheckpointsBeforeTheUpdates: tonight another job's checkpoint comes before each of the
-// batch's updates, so each page's first change after it is a full-page image: a hundred times
+// batch's updates, so each page's first change after it is a full-page image: some 80 times
 // the WAL of the usual run, written through small buffers to a synchronous WAL. wal_pressure is
-// the cause, first, with the WAL waits and the run's WAL and checkpoints against the baseline's.
+// the cause, first, with the WAL waits, the run's WAL and checkpoints against the baseline's
+// and the update's WAL per call; the update's CPU is wal_pressure's too.
 func TestCheckpointsBeforeTheUpdates(t *testing.T) {
 	var job *checkpointer // the version under test's, from its slow run on
 	lab.RunSlow(t, lab.SlowRun{Want: "wal_pressure", Server: server,
@@ -109,8 +110,18 @@ func TestCheckpointsBeforeTheUpdates(t *testing.T) {
 			}
 		},
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
-			if s := d.Findings[0].Summary; !strings.Contains(s, "WAL") || !strings.Contains(s, "checkpoint(s)") {
-				t.Errorf("wal_pressure %q: want the WAL waits and the run's WAL and checkpoints", s)
+			if s := d.Findings[0].Summary; !strings.Contains(s, "checkpoint(s)") || !strings.Contains(s, "of WAL per call instead of") {
+				t.Errorf("wal_pressure %q: want the run's WAL and checkpoints, and the update's WAL per call", s)
+			}
+			// The update's CPU (its full-page images) is the WAL's too, not a slower plan's.
+			var causes []string
+			if err := l.Admin.QueryRow(context.Background(), `SELECT coalesce(array_agg(DISTINCT r->>'cause'), '{}')
+				FROM jsonb_array_elements(telemetry._run_causes($1, (SELECT jsonb_agg(to_jsonb(s)) FROM telemetry._run_statements($1) s))->'rows') r
+				WHERE r->>'bucket' = 'CPU' AND r->>'query' LIKE 'UPDATE counters%'`, runID).Scan(&causes); err != nil {
+				t.Fatal(err)
+			}
+			if len(causes) != 1 || causes[0] != "wal_pressure" {
+				t.Errorf("the update's CPU is %v's, want wal_pressure's", causes)
 			}
 		}})
 }
