@@ -32,10 +32,11 @@ func SQLBGWriter(s Server) string {
 	return `SELECT buffers_clean, maxwritten_clean, buffers_alloc, ` + backend + `, stats_reset FROM pg_stat_bgwriter`
 }
 
-// SQLClientBackendWrites reads on 17+ what buffers_backend was: the buffers client backends
-// wrote themselves. The bgwriter collector reads it itself, so the metric does not depend on
-// the io collector being on.
-const SQLClientBackendWrites = `SELECT sum(writes)::bigint FROM pg_stat_io WHERE backend_type = 'client backend'`
+// SQLClientBackendWrites reads on 17+ what buffers_backend was: the shared buffers client
+// backends wrote themselves, pg_stat_io's relation rows (18 counts the WAL's writes there too,
+// object wal; temp relations are local buffers, which buffers_backend never counted). The
+// bgwriter collector reads it itself, so the metric does not depend on the io collector being on.
+const SQLClientBackendWrites = `SELECT sum(writes)::bigint FROM pg_stat_io WHERE backend_type = 'client backend' AND object = 'relation'`
 
 func (bgwriterCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
 	var b BGWriter

@@ -46,7 +46,7 @@ var snapshotColumns = []string{"captured_at", "pg_version", "wal_records", "wal_
 	"slots_max_retained_wal", "io_checkpointer_writes", "io_checkpointer_write_time", "io_checkpointer_fsyncs",
 	"io_checkpointer_fsync_time", "io_autovacuum_writes", "io_autovacuum_write_time", "io_client_writes",
 	"io_client_write_time", "io_bgwriter_writes", "io_bgwriter_write_time", "temp_files", "temp_bytes", "server",
-	"wal_stats_reset", "ckpt_stats_reset", "bgw_stats_reset", "db_stats_reset", "io_stats_reset"}
+	"wal_stats_reset", "ckpt_stats_reset", "bgw_stats_reset", "db_stats_reset", "io_stats_reset", "io_client_buffer_writes"}
 
 // newCollectionRows maps a collection to rows as telemetry.snapshot() and telemetry.sample() do in
 // SQL: the parent row, a table per declaration of the collection's tier (tables), with the
@@ -167,6 +167,11 @@ func snapshotRow(c *collectors.Collection, server string) []any {
 	resets[4] = c.IOStatsReset
 	for _, r := range resets {
 		row = append(row, r)
+	}
+	if c.BGWriter != nil {
+		row = append(row, c.BGWriter.ClientBackendWrites)
+	} else {
+		row = append(row, nil)
 	}
 	return row
 }

@@ -350,3 +350,60 @@ func TestScenarioResetThenRegrowthGivesNullDeltas(t *testing.T) {
 		})
 	}
 }
+
+// TestClientBufferWrites: io_client_buffer_writes (0027) is what bgw_buffers_backend was, on
+// 17 and later: pg_stat_io's client-backend writes of relations, never the WAL's, which 18
+// counts there too (a batch's commits looked like buffers backends wrote). After a transaction
+// writing some 50 MB of WAL through 1 MB of WAL buffers, by the Go recorder's snapshots and by
+// telemetry.snapshot(): on 18, io_client_writes counts the WAL's writes beyond it; on 17 it is
+// no more than io_client_writes; before 17 it is NULL, as bgw_buffers_backend is not.
+func TestClientBufferWrites(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		c := e.conn()
+		e.exec(`CREATE TABLE batch (id int, pad text)`)
+		for _, by := range []string{"the recorder", "snapshot()"} {
+			snapshot := func() (at time.Time) {
+				if by == "the recorder" {
+					return e.record(collectors.TierSnapshot)
+				}
+				if err := c.QueryRow(context.Background(), `SELECT telemetry.snapshot()`).Scan(&at); err != nil {
+					t.Fatal(err)
+				}
+				return at
+			}
+			start := snapshot()
+			e.exec(`INSERT INTO batch SELECT g, repeat('x', 500) FROM generate_series(1, 100000) g`)
+			// A session's I/O counts reach pg_stat_io when it flushes its statistics (idle, at
+			// most a second late, or as it exits): read again until they show, 20 s at most.
+			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+				row := pgtest.Query(t, c, `SELECT io_client_buffer_writes_delta AS buffers, io_client_writes_delta AS all_writes,
+					bgw_buffers_backend_delta AS before17 FROM telemetry.compare($1, $2)`, start, snapshot())[0]
+				buffers, _ := row["buffers"].(int64)
+				all, _ := row["all_writes"].(int64)
+				var problem string
+				switch major := srv.Major; {
+				case major < 17:
+					if row["buffers"] != nil || row["before17"] == nil {
+						problem = "want io_client_buffer_writes NULL and bgw_buffers_backend not"
+					}
+				case major == 17:
+					if row["buffers"] == nil || buffers > all || all == 0 {
+						problem = "want io_client_buffer_writes at most io_client_writes, which counts the insert's evictions"
+					}
+				default:
+					if row["buffers"] == nil || all-buffers < 10 {
+						problem = "want io_client_writes to count the WAL's writes beyond io_client_buffer_writes"
+					}
+				}
+				if problem == "" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("%s: %v, %s", by, row, problem)
+					break
+				}
+			}
+		}
+	})
+}

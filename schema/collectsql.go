@@ -24,10 +24,11 @@ func constant(sql string) func(collectors.Server) string {
 	return func(collectors.Server) string { return sql }
 }
 
-// since16 is a statement on pg_stat_io, which 15 does not have.
-func since16(sql string) func(collectors.Server) string {
+// since is a statement on what exists from that major on (pg_stat_io: 16; what
+// buffers_backend was, from it: 17).
+func since(major int, sql string) func(collectors.Server) string {
 	return func(s collectors.Server) string {
-		if s.Major() < 16 {
+		if s.Major() < major {
 			return ""
 		}
 		return sql
@@ -43,10 +44,11 @@ var collectFuncs = []collectFunc{
 		returns: "checkpoint_lsn text, checkpoint_time timestamptz"},
 	{name: "_collect_bgwriter", sql: collectors.SQLBGWriter,
 		returns: "buffers_clean bigint, maxwritten_clean bigint, buffers_alloc bigint, buffers_backend bigint, buffers_backend_fsync bigint, stats_reset timestamptz"},
-	{name: "_collect_io", sql: since16(collectors.SQLIO), returns: "backend_type text, object text, context text, reads bigint, read_time double precision, writes bigint, " +
+	{name: "_collect_io", sql: since(16, collectors.SQLIO), returns: "backend_type text, object text, context text, reads bigint, read_time double precision, writes bigint, " +
 		"write_time double precision, writebacks bigint, writeback_time double precision, extends bigint, " +
 		"extend_time double precision, hits bigint, evictions bigint, reuses bigint, fsyncs bigint, fsync_time double precision"},
-	{name: "_collect_io_reset", sql: since16(collectors.SQLIOReset), returns: "stats_reset timestamptz"},
+	{name: "_collect_client_backend_writes", sql: since(17, collectors.SQLClientBackendWrites), returns: "writes bigint"},
+	{name: "_collect_io_reset", sql: since(16, collectors.SQLIOReset), returns: "stats_reset timestamptz"},
 	{name: "_collect_databases", sql: constant(collectors.SQLDatabase),
 		returns: "datname name, xact_commit bigint, xact_rollback bigint, blks_read bigint, blks_hit bigint, temp_files bigint, temp_bytes bigint, deadlocks bigint, stats_reset timestamptz"},
 	{name: "_collect_replication_slots", sql: constant(collectors.SQLReplicationSlots),

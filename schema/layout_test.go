@@ -54,18 +54,27 @@ func TestDefinitionsReappliedWhenChanged(t *testing.T) {
 	}
 }
 
-// A definition that changed is applied again with every one after it: api.sql drops and
-// creates the type _snapshot_diff (CASCADE), which drops diagnose.sql's functions that return
-// it; applied alone, the migration failed on the next definition using them.
+// A definition that changed is applied again with every one after it, by Migrate and by
+// install.sql: api.sql drops and creates the type _snapshot_diff (CASCADE), which drops
+// diagnose.sql's functions that return it; applied alone, the migration failed on the next
+// definition using them (install.sql: left them dropped).
 func TestLaterDefinitionsReappliedAfterAChange(t *testing.T) {
-	e := newEnv(t, pgtest.Start(t, pgtest.Versions()[0]))
-	e.exec(`UPDATE telemetry.schema_migrations SET checksum = 'previous' WHERE name = 'recorder/sql/api.sql'`)
-	if err := Migrate(context.Background(), e.pool); err != nil {
-		t.Fatal(err)
-	}
-	rows := pgtest.Query(t, e.conn(), `SELECT to_regprocedure('telemetry._shared_compare(jsonb)') IS NOT NULL AS defined`)
-	if rows[0]["defined"] != true {
-		t.Errorf("telemetry._shared_compare after api.sql was applied again: %v", rows[0])
+	srv := pgtest.Start(t, pgtest.Versions()[0])
+	e := newEnv(t, srv)
+	abs, _ := filepath.Abs(installSQL)
+	for _, install := range []string{"Migrate", "install.sql"} {
+		e.exec(`UPDATE telemetry.schema_migrations SET checksum = 'previous' WHERE name = 'recorder/sql/api.sql'`)
+		if install == "Migrate" {
+			if err := Migrate(context.Background(), e.pool); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			srv.PsqlFile(t, e.dsn, abs)
+		}
+		rows := pgtest.Query(t, e.conn(), `SELECT to_regprocedure('telemetry._shared_compare(jsonb)') IS NOT NULL AS defined`)
+		if rows[0]["defined"] != true {
+			t.Errorf("%s: telemetry._shared_compare after api.sql was applied again: %v", install, rows[0])
+		}
 	}
 }
 

@@ -401,19 +401,24 @@ SET search_path = pg_catalog, pg_temp;
 `)
 	fmt.Fprintf(&b, "SET search_path = %s;\nSELECT pg_advisory_lock(%d) \\gset lock_\n%s\n%s\n", safeSearchPath, migrationLockKey, sqlBootstrap, driftCheckSQL(all))
 	// One transaction for them all, as Migrate: a pg_cron job sees the schema before or after,
-	// never a migration's table without the functions that write it.
-	b.WriteString("BEGIN;\n")
+	// never a migration's table without the functions that write it. As Migrate, a definition
+	// is applied again when it or one before it changed (redefining).
+	b.WriteString("BEGIN;\n\\set redefining false\n")
 	for _, s := range all {
 		include, err := relativeTo(path.Dir(InstallFile), s.file)
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(&b, `SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '%s' AND checksum = '%s') AS apply \gset
+		redefining, redefined := "", ""
+		if s.repeatable {
+			redefining, redefined = ":'redefining'::boolean OR ", "\\set redefining true\n"
+		}
+		fmt.Fprintf(&b, `SELECT %sNOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '%s' AND checksum = '%s') AS apply \gset
 \if :apply
 \ir %s
 %s;
-\endif
-`, s.name, s.checksum, include, strings.NewReplacer("$1", "'"+s.name+"'", "$2", "'"+s.checksum+"'").Replace(recordSQL))
+%s\endif
+`, redefining, s.name, s.checksum, include, strings.NewReplacer("$1", "'"+s.name+"'", "$2", "'"+s.checksum+"'").Replace(recordSQL), redefined)
 	}
 	fmt.Fprintf(&b, "COMMIT;\nSELECT pg_advisory_unlock(%d) \\gset unlock_\n\\ir jobs.sql\n", migrationLockKey)
 	return b.String(), nil

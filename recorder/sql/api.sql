@@ -156,7 +156,7 @@ CREATE TYPE telemetry._snapshot_diff AS (
     io_ckpt_fsync_time_ms numeric, io_autovacuum_writes_delta bigint, io_autovacuum_write_time_ms numeric,
     io_client_writes_delta bigint, io_client_write_time_ms numeric, io_bgwriter_writes_delta bigint,
     io_bgwriter_write_time_ms numeric, temp_files_delta bigint, temp_bytes_delta bigint,
-    temp_bytes_pretty text);
+    temp_bytes_pretty text, io_client_buffer_writes_delta bigint);
 
 CREATE OR REPLACE FUNCTION telemetry._snapshot_diff(s telemetry.snapshots, e telemetry.snapshots)
 RETURNS telemetry._snapshot_diff LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -190,7 +190,8 @@ RETURNS telemetry._snapshot_diff LANGUAGE sql IMMUTABLE SET search_path = pg_cat
         telemetry._delta_ms(e.io_bgwriter_write_time, s.io_bgwriter_write_time, e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset),
         telemetry._delta(e.temp_files, s.temp_files, e.db_stats_reset IS NOT DISTINCT FROM s.db_stats_reset),
         telemetry._delta(e.temp_bytes, s.temp_bytes, e.db_stats_reset IS NOT DISTINCT FROM s.db_stats_reset),
-        telemetry._pretty_bytes(telemetry._delta(e.temp_bytes, s.temp_bytes, e.db_stats_reset IS NOT DISTINCT FROM s.db_stats_reset))
+        telemetry._pretty_bytes(telemetry._delta(e.temp_bytes, s.temp_bytes, e.db_stats_reset IS NOT DISTINCT FROM s.db_stats_reset)),
+        telemetry._delta(e.io_client_buffer_writes, s.io_client_buffer_writes, e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset)
     )::telemetry._snapshot_diff
 $$;
 
@@ -217,6 +218,15 @@ LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- _snapshot_diff is called in FROM, once: (d).* over a function call would run it per column.
+-- io_client_buffer_writes_delta is appended (0027): the compare() before it is dropped, once.
+DO $$
+BEGIN
+    IF NOT 'io_client_buffer_writes_delta' = ANY (coalesce((SELECT p.proargnames FROM pg_catalog.pg_proc p
+            WHERE p.oid = pg_catalog.to_regprocedure('telemetry.compare(timestamptz, timestamptz, text)')), '{io_client_buffer_writes_delta}')) THEN
+        DROP FUNCTION telemetry.compare(timestamptz, timestamptz, text);
+    END IF;
+END
+$$;
 CREATE OR REPLACE FUNCTION telemetry.compare(p_start_time timestamptz, p_end_time timestamptz, p_server text DEFAULT NULL)
 RETURNS TABLE (
     start_snapshot_at timestamptz, end_snapshot_at timestamptz, elapsed_seconds numeric,
@@ -231,7 +241,7 @@ RETURNS TABLE (
     io_autovacuum_write_time_ms numeric, io_client_writes_delta bigint,
     io_client_write_time_ms numeric, io_bgwriter_writes_delta bigint,
     io_bgwriter_write_time_ms numeric, temp_files_delta bigint, temp_bytes_delta bigint,
-    temp_bytes_pretty text)
+    temp_bytes_pretty text, io_client_buffer_writes_delta bigint)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT w.start_at, w.end_at, d.*
     FROM telemetry._window(p_start_time, p_end_time, p_server) w

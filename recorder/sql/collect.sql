@@ -68,6 +68,19 @@ FROM pg_stat_io;
 END
 $collect$;
 
+DROP FUNCTION IF EXISTS telemetry._collect_client_backend_writes();
+CREATE OR REPLACE FUNCTION telemetry._collect_client_backend_writes()
+RETURNS TABLE (writes bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
+#variable_conflict use_column
+BEGIN
+    IF current_setting('server_version_num')::int >= 170000 THEN
+    RETURN QUERY SELECT sum(writes)::bigint FROM pg_stat_io WHERE backend_type = 'client backend' AND object = 'relation';
+    ELSE
+    END IF;
+END
+$collect$;
+
 DROP FUNCTION IF EXISTS telemetry._collect_io_reset();
 CREATE OR REPLACE FUNCTION telemetry._collect_io_reset()
 RETURNS TABLE (stats_reset timestamptz)

@@ -222,7 +222,7 @@ BEGIN
         io_checkpointer_writes, io_checkpointer_write_time, io_checkpointer_fsyncs, io_checkpointer_fsync_time,
         io_autovacuum_writes, io_autovacuum_write_time, io_client_writes, io_client_write_time,
         io_bgwriter_writes, io_bgwriter_write_time, temp_files, temp_bytes, server,
-        wal_stats_reset, ckpt_stats_reset, bgw_stats_reset, db_stats_reset, io_stats_reset)
+        wal_stats_reset, ckpt_stats_reset, bgw_stats_reset, db_stats_reset, io_stats_reset, io_client_buffer_writes)
     SELECT v_at, current_setting('server_version_num')::int / 10000, w.wal_records, w.wal_fpi, w.wal_bytes,
         w.wal_write_time, w.wal_sync_time, ctl.checkpoint_lsn::pg_lsn, ctl.checkpoint_time, k.timed, k.requested,
         k.write_time, k.sync_time, k.buffers_written, b.buffers_clean, b.maxwritten_clean, b.buffers_alloc,
@@ -238,7 +238,8 @@ BEGIN
         (SELECT writes FROM io WHERE backend_type = 'background writer'),
         (SELECT write_time FROM io WHERE backend_type = 'background writer'),
         d.temp_files, d.temp_bytes, v_server, w.stats_reset, k.stats_reset, b.stats_reset, d.stats_reset,
-        (SELECT stats_reset FROM telemetry._collect_io_reset())
+        (SELECT stats_reset FROM telemetry._collect_io_reset()),
+        (SELECT writes FROM telemetry._collect_client_backend_writes())
     FROM (SELECT) one LEFT JOIN w ON true LEFT JOIN k ON true LEFT JOIN ctl ON true LEFT JOIN b ON true
         LEFT JOIN sl ON true LEFT JOIN d ON true LEFT JOIN av ON true
     RETURNING id INTO v_id;

@@ -61,7 +61,8 @@ BEGIN
         ('0023_xmin_horizon_samples.sql', '81d25444f93592459245797645bee3ed9e0677dd8427fb9a7de388c4f59ddc71'),
         ('0024_statement_wait_totals.sql', 'c7ce52ce86eb56af1ced160465a7e5c85fbf334f9190f5a6be17cfd2d5a01c2f'),
         ('0025_vacuum_rollups.sql', '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349'),
-        ('0026_sample_rollups_blocked.sql', '35dbde6e7496d8c032262d08edf52ffa150d0b9f1bdfd3f68fdb89879969e6e9')) f (name, checksum) ON f.name = m.name
+        ('0026_sample_rollups_blocked.sql', '35dbde6e7496d8c032262d08edf52ffa150d0b9f1bdfd3f68fdb89879969e6e9'),
+        ('0027_client_buffer_writes.sql', 'effc8983c2c4a7702762a435f0c1d33838309346cb7de83272c06d1eb02a5b53')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -70,6 +71,7 @@ BEGIN
 END
 $drift$;
 BEGIN;
+\set redefining false
 SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0001_recorder_tables.sql' AND checksum = '75ddfe0362b38d7dc2f71ef022e7766804fb51d1e11f971ac1b925c842184f33') AS apply \gset
 \if :apply
 \ir ../../schema/migrations/0001_recorder_tables.sql
@@ -226,281 +228,333 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0026_sa
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0026_sample_rollups_blocked.sql', '35dbde6e7496d8c032262d08edf52ffa150d0b9f1bdfd3f68fdb89879969e6e9')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0027_client_buffer_writes.sql' AND checksum = 'effc8983c2c4a7702762a435f0c1d33838309346cb7de83272c06d1eb02a5b53') AS apply \gset
+\if :apply
+\ir ../../schema/migrations/0027_client_buffer_writes.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0027_client_buffer_writes.sql', 'effc8983c2c4a7702762a435f0c1d33838309346cb7de83272c06d1eb02a5b53')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\endif
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 \ir times.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/times.sql', '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '65431e4865c2393c61440f3709cc7d3e73a3d1b557c1a984d63afd294ebdce7f') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/partitions.sql' AND checksum = '65431e4865c2393c61440f3709cc7d3e73a3d1b557c1a984d63afd294ebdce7f') AS apply \gset
 \if :apply
 \ir partitions.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/partitions.sql', '65431e4865c2393c61440f3709cc7d3e73a3d1b557c1a984d63afd294ebdce7f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'd308d2b1151324b95b8f3d1649b523b8389accbaba1dc86b4f5f48a964475a73') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'd308d2b1151324b95b8f3d1649b523b8389accbaba1dc86b4f5f48a964475a73') AS apply \gset
 \if :apply
 \ir rollups.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'd308d2b1151324b95b8f3d1649b523b8389accbaba1dc86b4f5f48a964475a73')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '3812150ffc9c6f4b2ed42b4fb1fdfcfb7b96768aea2e419a4058594669de396b') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '6b88e0c7ae4ea884abc9b0a4625122525369ce908e3ae848bfffabf8491a1f41') AS apply \gset
 \if :apply
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '3812150ffc9c6f4b2ed42b4fb1fdfcfb7b96768aea2e419a4058594669de396b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '6b88e0c7ae4ea884abc9b0a4625122525369ce908e3ae848bfffabf8491a1f41')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '03798ae809cbe2b957cdf3443b41a45060ae2187b4c4b165541b9ec74bbbb58c') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '4ba74aa99b5426b8d7e2e1f9c91660e43e5d1448688d8a760490b048df35a3b3') AS apply \gset
 \if :apply
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '03798ae809cbe2b957cdf3443b41a45060ae2187b4c4b165541b9ec74bbbb58c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '4ba74aa99b5426b8d7e2e1f9c91660e43e5d1448688d8a760490b048df35a3b3')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '5a299aa7a9fcd0b6a67362daaa1fbe493a9b167b87e0fe5e659e5107a5272393') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'df4a1fb8e66767735cbcfe28ec69f917e2864a851feb9decb13437d2c450ea2c') AS apply \gset
 \if :apply
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '5a299aa7a9fcd0b6a67362daaa1fbe493a9b167b87e0fe5e659e5107a5272393')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'df4a1fb8e66767735cbcfe28ec69f917e2864a851feb9decb13437d2c450ea2c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/thresholds.sql' AND checksum = '6161bf48535b6f008e9a4fec0857bf6b6a96cf0218958c99e92fca7622ba7049') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/thresholds.sql' AND checksum = '6161bf48535b6f008e9a4fec0857bf6b6a96cf0218958c99e92fca7622ba7049') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/thresholds.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/thresholds.sql', '6161bf48535b6f008e9a4fec0857bf6b6a96cf0218958c99e92fca7622ba7049')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'f091d6e1a85c3b1fde0a0ea1bbcd0b7726a4bbe397545f4328617385e642030c') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = 'f091d6e1a85c3b1fde0a0ea1bbcd0b7726a4bbe397545f4328617385e642030c') AS apply \gset
 \if :apply
 \ir ../../batch/batchsql/runs.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', 'f091d6e1a85c3b1fde0a0ea1bbcd0b7726a4bbe397545f4328617385e642030c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '13357cd4cf0dd8ce003c46344ecc690006b7804caee5236986fc367387e5ff19') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '13357cd4cf0dd8ce003c46344ecc690006b7804caee5236986fc367387e5ff19') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/diagnose.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '13357cd4cf0dd8ce003c46344ecc690006b7804caee5236986fc367387e5ff19')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'a3224bf5496f3749d428b909c0ae783239bab249def53fd03632fc4e8b571409') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'a3224bf5496f3749d428b909c0ae783239bab249def53fd03632fc4e8b571409') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/statements.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'a3224bf5496f3749d428b909c0ae783239bab249def53fd03632fc4e8b571409')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = '5cf081e84ccf81c2a1c37ae337990d2cda4e65dbc79a18d596c86f647d583ede') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/series.sql' AND checksum = '5cf081e84ccf81c2a1c37ae337990d2cda4e65dbc79a18d596c86f647d583ede') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/series.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/series.sql', '5cf081e84ccf81c2a1c37ae337990d2cda4e65dbc79a18d596c86f647d583ede')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'eb54a1afe44fb34e744322e31017cc6901433bc5ef540ed7b6b4f680847926e1') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'eb54a1afe44fb34e744322e31017cc6901433bc5ef540ed7b6b4f680847926e1') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/changes.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', 'eb54a1afe44fb34e744322e31017cc6901433bc5ef540ed7b6b4f680847926e1')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/plans.sql' AND checksum = 'd040c8a460e8bd35882e501b3ba99ce6c1877d8df97e76656ae67a868b5ff614') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/plans.sql' AND checksum = 'd040c8a460e8bd35882e501b3ba99ce6c1877d8df97e76656ae67a868b5ff614') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/plans.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/plans.sql', 'd040c8a460e8bd35882e501b3ba99ce6c1877d8df97e76656ae67a868b5ff614')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '35fdd4a91dc6bbc4bf87b3e7fd1a0b5d2720fac1060502d4c54a5f5002e8b19a') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '35fdd4a91dc6bbc4bf87b3e7fd1a0b5d2720fac1060502d4c54a5f5002e8b19a') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/account.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '35fdd4a91dc6bbc4bf87b3e7fd1a0b5d2720fac1060502d4c54a5f5002e8b19a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = '1f4adcf730c42d204b614634f08912c2287ce555d3baa20c73e2e092ba54be9b') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = '1f4adcf730c42d204b614634f08912c2287ce555d3baa20c73e2e092ba54be9b') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/settle.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', '1f4adcf730c42d204b614634f08912c2287ce555d3baa20c73e2e092ba54be9b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = 'f883fe6263fa9806276ae2965f0c8efd96cc53cf85224b1f18bf17e66a27526d') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/pattern.sql' AND checksum = 'f883fe6263fa9806276ae2965f0c8efd96cc53cf85224b1f18bf17e66a27526d') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/autovacuum_interference/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/pattern.sql', 'f883fe6263fa9806276ae2965f0c8efd96cc53cf85224b1f18bf17e66a27526d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/measures.sql' AND checksum = 'd06db862d79cf0072b4a3170acfc0289c0b345f5409d611d72c6e73d01257ceb') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/autovacuum_interference/measures.sql' AND checksum = 'd06db862d79cf0072b4a3170acfc0289c0b345f5409d611d72c6e73d01257ceb') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/autovacuum_interference/measures.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/autovacuum_interference/measures.sql', 'd06db862d79cf0072b4a3170acfc0289c0b345f5409d611d72c6e73d01257ceb')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/pattern.sql' AND checksum = '0f3b5da7dabd29b39f0b3a7784ecb7ebdc755826ae3e443507a0b4a7a39dc069') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/pattern.sql' AND checksum = '7ba2edb887872a3ab99cc8e8d544b51016c330ef28160ceb0c42858edec99252') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/buffer_pressure/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/buffer_pressure/pattern.sql', '0f3b5da7dabd29b39f0b3a7784ecb7ebdc755826ae3e443507a0b4a7a39dc069')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/buffer_pressure/pattern.sql', '7ba2edb887872a3ab99cc8e8d544b51016c330ef28160ceb0c42858edec99252')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/measures.sql' AND checksum = 'a1706bbbdcc3be1af3a2a31757bb36f4e1360491d0c2da8f9f7824148ac0e7eb') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/buffer_pressure/measures.sql' AND checksum = '981d03626a1dffd6b5802d458c1bc2bf1e56bf23479f4f021b4a4dbc84e2abf5') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/buffer_pressure/measures.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/buffer_pressure/measures.sql', 'a1706bbbdcc3be1af3a2a31757bb36f4e1360491d0c2da8f9f7824148ac0e7eb')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/buffer_pressure/measures.sql', '981d03626a1dffd6b5802d458c1bc2bf1e56bf23479f4f021b4a4dbc84e2abf5')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/pattern.sql' AND checksum = '1034b5c61a40846ec7895c5d6a29fa197798b944d5663e260089c65e72ee02e8') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/pattern.sql' AND checksum = '1034b5c61a40846ec7895c5d6a29fa197798b944d5663e260089c65e72ee02e8') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/checkpoint_interference/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/checkpoint_interference/pattern.sql', '1034b5c61a40846ec7895c5d6a29fa197798b944d5663e260089c65e72ee02e8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/measures.sql' AND checksum = 'fd7d9b4096a0b54058ecc3ceae6432f133105298136f430c245e6fcbb23168de') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/checkpoint_interference/measures.sql' AND checksum = 'fd7d9b4096a0b54058ecc3ceae6432f133105298136f430c245e6fcbb23168de') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/checkpoint_interference/measures.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/checkpoint_interference/measures.sql', 'fd7d9b4096a0b54058ecc3ceae6432f133105298136f430c245e6fcbb23168de')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/insufficient_data/pattern.sql' AND checksum = 'db4746b2a3305b139f74634c0b57792dcb3fcced8889da11dafa05df786c74e7') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/insufficient_data/pattern.sql' AND checksum = 'db4746b2a3305b139f74634c0b57792dcb3fcced8889da11dafa05df786c74e7') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/insufficient_data/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/insufficient_data/pattern.sql', 'db4746b2a3305b139f74634c0b57792dcb3fcced8889da11dafa05df786c74e7')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = '4317f0ae55b711a1c03539140f914b18692ac517300ec26ebb9baf8bbfab4dc6') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = '4317f0ae55b711a1c03539140f914b18692ac517300ec26ebb9baf8bbfab4dc6') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/lock_contention/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', '4317f0ae55b711a1c03539140f914b18692ac517300ec26ebb9baf8bbfab4dc6')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/measures.sql' AND checksum = '20e51f4df628a6c9c18e2928ba38197828f938a94e4b3e9d8dbcdfa08ead96d2') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/measures.sql' AND checksum = '20e51f4df628a6c9c18e2928ba38197828f938a94e4b3e9d8dbcdfa08ead96d2') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/lock_contention/measures.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/measures.sql', '20e51f4df628a6c9c18e2928ba38197828f938a94e4b3e9d8dbcdfa08ead96d2')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = '7bb5fbb10f1abe1fbdbe08f1ab628e6664cfb76c6bda963c10d0dc5e21b3fa75') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = '7bb5fbb10f1abe1fbdbe08f1ab628e6664cfb76c6bda963c10d0dc5e21b3fa75') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/replication_lag/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', '7bb5fbb10f1abe1fbdbe08f1ab628e6664cfb76c6bda963c10d0dc5e21b3fa75')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/measures.sql' AND checksum = 'af977d61b1ae7ec885f4d4f5507027a6aa4fc670d7f2822f6fa48cb127ff202a') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/measures.sql' AND checksum = 'af977d61b1ae7ec885f4d4f5507027a6aa4fc670d7f2822f6fa48cb127ff202a') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/replication_lag/measures.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/measures.sql', 'af977d61b1ae7ec885f4d4f5507027a6aa4fc670d7f2822f6fa48cb127ff202a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/pattern.sql' AND checksum = '83ae9e969e8bd459004d3bfa5fbf058a43e6ed5aa231bbdeed4ff5f24256d3d5') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/pattern.sql' AND checksum = '83ae9e969e8bd459004d3bfa5fbf058a43e6ed5aa231bbdeed4ff5f24256d3d5') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/temp_file_spills/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/pattern.sql', '83ae9e969e8bd459004d3bfa5fbf058a43e6ed5aa231bbdeed4ff5f24256d3d5')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/measures.sql' AND checksum = '751a06c5928bb137e65a69dab3cd959b2472a6e8dfc679e74278e82385513dc9') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/measures.sql' AND checksum = '751a06c5928bb137e65a69dab3cd959b2472a6e8dfc679e74278e82385513dc9') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/temp_file_spills/measures.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/measures.sql', '751a06c5928bb137e65a69dab3cd959b2472a6e8dfc679e74278e82385513dc9')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/xmin_horizon_held/pattern.sql' AND checksum = '5618f90f6f36e21c24a9d2b0e9042fc5534ee90cc9016f4cedd3004548ad4329') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/xmin_horizon_held/pattern.sql' AND checksum = '5618f90f6f36e21c24a9d2b0e9042fc5534ee90cc9016f4cedd3004548ad4329') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/xmin_horizon_held/pattern.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/xmin_horizon_held/pattern.sql', '5618f90f6f36e21c24a9d2b0e9042fc5534ee90cc9016f4cedd3004548ad4329')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/findings.sql' AND checksum = '5f7eab0046a94f39e97c8e8b88e5676b8d0a8d04a1d1fc756695f01c42f6dfad') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/findings.sql' AND checksum = '5f7eab0046a94f39e97c8e8b88e5676b8d0a8d04a1d1fc756695f01c42f6dfad') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/findings.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/findings.sql', '5f7eab0046a94f39e97c8e8b88e5676b8d0a8d04a1d1fc756695f01c42f6dfad')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/client_wait/finding.sql' AND checksum = 'c02c18c540b35b4502d3d3226a097cba9cccbc3e0479a87b751f698bff8094d6') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/client_wait/finding.sql' AND checksum = 'c02c18c540b35b4502d3d3226a097cba9cccbc3e0479a87b751f698bff8094d6') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/client_wait/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/client_wait/finding.sql', 'c02c18c540b35b4502d3d3226a097cba9cccbc3e0479a87b751f698bff8094d6')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/commit_wait/finding.sql' AND checksum = 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/commit_wait/finding.sql' AND checksum = 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/commit_wait/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/commit_wait/finding.sql', 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/cpu_contention/finding.sql' AND checksum = '877f40b8d3fd40dd3c66d18d2c8c9c9f8efcf58c1c441f15f171d36fa301c484') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/cpu_contention/finding.sql' AND checksum = '877f40b8d3fd40dd3c66d18d2c8c9c9f8efcf58c1c441f15f171d36fa301c484') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/cpu_contention/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/cpu_contention/finding.sql', '877f40b8d3fd40dd3c66d18d2c8c9c9f8efcf58c1c441f15f171d36fa301c484')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = 'bda75e4f7c1648aaa05cc4a4a8b7bc45bee65b5ddedb18b3f78e2a2dc1f25863') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = 'bda75e4f7c1648aaa05cc4a4a8b7bc45bee65b5ddedb18b3f78e2a2dc1f25863') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/io_wait/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', 'bda75e4f7c1648aaa05cc4a4a8b7bc45bee65b5ddedb18b3f78e2a2dc1f25863')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/lock_wait/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/more_work/finding.sql' AND checksum = '0a349346d7063038aa3f3bce43048cc54f9808666be846ef7abb77e9adcdbb10') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/more_work/finding.sql' AND checksum = '0a349346d7063038aa3f3bce43048cc54f9808666be846ef7abb77e9adcdbb10') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/more_work/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/more_work/finding.sql', '0a349346d7063038aa3f3bce43048cc54f9808666be846ef7abb77e9adcdbb10')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/new_statement/finding.sql' AND checksum = '5ab2250161b8e8653fd94530801c96fc56c1cb4065c6f20439764ede2a280449') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/new_statement/finding.sql' AND checksum = '5ab2250161b8e8653fd94530801c96fc56c1cb4065c6f20439764ede2a280449') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/new_statement/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/new_statement/finding.sql', '5ab2250161b8e8653fd94530801c96fc56c1cb4065c6f20439764ede2a280449')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/parallel_workers_not_launched/finding.sql' AND checksum = '124ba99ada42468bf56c838ef46cd644c9d96e81ad1628fc840c0b1969e03fbc') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/parallel_workers_not_launched/finding.sql' AND checksum = '124ba99ada42468bf56c838ef46cd644c9d96e81ad1628fc840c0b1969e03fbc') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/parallel_workers_not_launched/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/parallel_workers_not_launched/finding.sql', '124ba99ada42468bf56c838ef46cd644c9d96e81ad1628fc840c0b1969e03fbc')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/plan_changed/finding.sql' AND checksum = '89b6916fce85d30665d347028f9bbd27c2b06da4ef54f6c9a56d923c9edb7396') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/plan_changed/finding.sql' AND checksum = '89b6916fce85d30665d347028f9bbd27c2b06da4ef54f6c9a56d923c9edb7396') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/plan_changed/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/plan_changed/finding.sql', '89b6916fce85d30665d347028f9bbd27c2b06da4ef54f6c9a56d923c9edb7396')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/planner_setting/finding.sql' AND checksum = '0a2648568c2be1d38a3fdc2989e6093e2eb8735ff58bf2d859428f7429b05174') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/planner_setting/finding.sql' AND checksum = '0a2648568c2be1d38a3fdc2989e6093e2eb8735ff58bf2d859428f7429b05174') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/planner_setting/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/planner_setting/finding.sql', '0a2648568c2be1d38a3fdc2989e6093e2eb8735ff58bf2d859428f7429b05174')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/statement_regression/finding.sql' AND checksum = 'a02a175fde18289147542f133e69be02b3aa205f57b5ad29cd61cb9dc6edd951') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/statement_regression/finding.sql' AND checksum = 'a02a175fde18289147542f133e69be02b3aa205f57b5ad29cd61cb9dc6edd951') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/statement_regression/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/statement_regression/finding.sql', 'a02a175fde18289147542f133e69be02b3aa205f57b5ad29cd61cb9dc6edd951')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/temp_spill/finding.sql' AND checksum = 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/temp_spill/finding.sql' AND checksum = 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/temp_spill/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/temp_spill/finding.sql', 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = '820f82b2b4ac8c046424fcbce915050db9101ff349dc77f0c33ef5c290f9bc0c') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = '820f82b2b4ac8c046424fcbce915050db9101ff349dc77f0c33ef5c290f9bc0c') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/wal_pressure/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', '820f82b2b4ac8c046424fcbce915050db9101ff349dc77f0c33ef5c290f9bc0c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/what_changed/finding.sql' AND checksum = '185b77f64c9fb4fbd68edf2934c7bb1305689ed96c10cbbc5b3423b7257b61f4') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/what_changed/finding.sql' AND checksum = '185b77f64c9fb4fbd68edf2934c7bb1305689ed96c10cbbc5b3423b7257b61f4') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/what_changed/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/what_changed/finding.sql', '185b77f64c9fb4fbd68edf2934c7bb1305689ed96c10cbbc5b3423b7257b61f4')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/xmin_horizon/finding.sql' AND checksum = '5ffd041582ad149d394d3c12eeb3641c6b7e613bf2f47a9bbd0c12bc71003d37') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/xmin_horizon/finding.sql' AND checksum = '5ffd041582ad149d394d3c12eeb3641c6b7e613bf2f47a9bbd0c12bc71003d37') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/xmin_horizon/finding.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/xmin_horizon/finding.sql', '5ffd041582ad149d394d3c12eeb3641c6b7e613bf2f47a9bbd0c12bc71003d37')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'a37103bf0862f033d2d31da6b33cf14c519c63d317e4603a9a352719280e6eda') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/dispatch.sql' AND checksum = 'a37103bf0862f033d2d31da6b33cf14c519c63d317e4603a9a352719280e6eda') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/dispatch.sql
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/dispatch.sql', 'a37103bf0862f033d2d31da6b33cf14c519c63d317e4603a9a352719280e6eda')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
 \endif
 COMMIT;
 SELECT pg_advisory_unlock(736643210003) \gset unlock_

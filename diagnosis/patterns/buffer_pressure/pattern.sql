@@ -26,14 +26,14 @@ BEGIN
            format('Backends wrote %s buffers themselves (%s), %s%% of all buffer writes; the checkpointer wrote %s and the background writer %s.',
                   x.backend, telemetry._pretty_bytes(x.backend * 8192), x.pct, coalesce(c.io_ckpt_writes_delta, c.ckpt_buffers_delta), c.bgw_buffers_clean_delta),
            jsonb_build_object('backend_writes', x.backend, 'backend_write_pct', x.pct,
-                              'bgw_buffers_backend_delta', c.bgw_buffers_backend_delta, 'io_client_writes_delta', c.io_client_writes_delta,
+                              'bgw_buffers_backend_delta', c.bgw_buffers_backend_delta, 'io_client_buffer_writes_delta', c.io_client_buffer_writes_delta,
                               'ckpt_buffers_delta', c.ckpt_buffers_delta, 'bgw_buffers_clean_delta', c.bgw_buffers_clean_delta,
                               'bgw_buffers_alloc_delta', c.bgw_buffers_alloc_delta,
                               'wal_write_seconds', (SELECT round(sum(seconds)::numeric, 1) FROM wait_time WHERE wait_event IN ('WALWrite', 'WALSync')),
                               'extend_wait_seconds', (SELECT round(sum(seconds)::numeric, 1) FROM wait_time WHERE wait_event_type = 'Lock' AND wait_event = 'extend')),
            'Backends are evicting dirty buffers themselves: raise shared_buffers, let the background writer do more (bgwriter_lru_maxpages, bgwriter_lru_multiplier), and if WALWrite waits show, look at wal_buffers and the WAL disk.'
     FROM cmp c,
-         LATERAL (SELECT coalesce(c.bgw_buffers_backend_delta, c.io_client_writes_delta) AS backend) b,
+         LATERAL (SELECT coalesce(c.bgw_buffers_backend_delta, c.io_client_buffer_writes_delta) AS backend) b,
          LATERAL (SELECT b.backend,
                          round(100.0 * b.backend / nullif(b.backend + coalesce(c.io_ckpt_writes_delta, c.ckpt_buffers_delta, 0)
                                                        + coalesce(c.bgw_buffers_clean_delta, 0), 0), 1) AS pct) x
