@@ -351,13 +351,17 @@ func TestScenarioResetThenRegrowthGivesNullDeltas(t *testing.T) {
 	}
 }
 
-// TestClientBufferWrites: io_client_buffer_writes (0027) is what bgw_buffers_backend was, on
-// 17 and later: pg_stat_io's client-backend writes of relations, never the WAL's, which 18
-// counts there too (a batch's commits looked like buffers backends wrote). After a transaction
-// writing some 50 MB of WAL through 1 MB of WAL buffers, by the Go recorder's snapshots and by
-// telemetry.snapshot(): on 18, io_client_writes counts the WAL's writes beyond it; on 17 it is
-// no more than io_client_writes; before 17 it is NULL, as bgw_buffers_backend is not.
-func TestClientBufferWrites(t *testing.T) {
+// TestCountersThatMoved: what 17 and 18 moved out of the views the seed read is filled from
+// where it went (../shared/spec/pg-catalog-by-version.md). io_client_buffer_writes (0027) is what
+// bgw_buffers_backend was, on 17 and later: pg_stat_io's client-backend writes of relations,
+// never the WAL's, which 18 counts there too (a batch's commits looked like buffers backends
+// wrote). wal_write_time is pg_stat_io's WAL write time on 18 (pg_stat_wal's before). After a
+// transaction writing some 50 MB of WAL through 1 MB of WAL buffers, by the Go recorder's
+// snapshots and by telemetry.snapshot(): on 18, io_client_writes counts the WAL's writes beyond
+// io_client_buffer_writes; on 17 this is no more than io_client_writes; before 17 it is NULL,
+// as bgw_buffers_backend is not; and the WAL's write time grew on every version
+// (track_wal_io_timing is on).
+func TestCountersThatMoved(t *testing.T) {
 	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
 		c := e.conn()
@@ -378,11 +382,13 @@ func TestClientBufferWrites(t *testing.T) {
 			// most a second late, or as it exits): read again until they show, 20 s at most.
 			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 				row := pgtest.Query(t, c, `SELECT io_client_buffer_writes_delta AS buffers, io_client_writes_delta AS all_writes,
-					bgw_buffers_backend_delta AS before17 FROM telemetry.compare($1, $2)`, start, snapshot())[0]
+					bgw_buffers_backend_delta AS before17, wal_write_time_ms > 0 AS wal_timed FROM telemetry.compare($1, $2)`, start, snapshot())[0]
 				buffers, _ := row["buffers"].(int64)
 				all, _ := row["all_writes"].(int64)
 				var problem string
 				switch major := srv.Major; {
+				case row["wal_timed"] != true:
+					problem = "want the WAL's write time to have grown"
 				case major < 17:
 					if row["buffers"] != nil || row["before17"] == nil {
 						problem = "want io_client_buffer_writes NULL and bgw_buffers_backend not"

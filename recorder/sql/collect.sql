@@ -8,7 +8,9 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 #variable_conflict use_column
 BEGIN
     IF current_setting('server_version_num')::int >= 180000 THEN
-    RETURN QUERY SELECT wal_records, wal_fpi, wal_bytes::bigint, wal_buffers_full, NULL::float8, NULL::float8, stats_reset FROM pg_stat_wal;
+    RETURN QUERY SELECT w.wal_records, w.wal_fpi, w.wal_bytes::bigint, w.wal_buffers_full, io.write_time, io.fsync_time, w.stats_reset
+FROM pg_stat_wal w,
+     (SELECT sum(write_time) AS write_time, sum(fsync_time) AS fsync_time FROM pg_stat_io WHERE object = 'wal' AND context = 'normal') io;
     ELSE
     RETURN QUERY SELECT wal_records, wal_fpi, wal_bytes::bigint, wal_buffers_full, wal_write_time, wal_sync_time, stats_reset FROM pg_stat_wal;
     END IF;
