@@ -54,12 +54,21 @@ $$;
 -- (sampled_waits, and the lock waits added to a statement's time) are those of that batch's
 -- own sessions only: what they waited on in each statement, and which statements they ran
 -- (those with sampled_waits).
+-- plan_exec_seconds is pg_stat_statements' own time, without the lock waits added.
+DO $$
+BEGIN  -- (its result had no plan_exec_seconds before)
+    IF NOT 'plan_exec_seconds' = ANY (coalesce((SELECT p.proargnames FROM pg_catalog.pg_proc p
+            WHERE p.oid = pg_catalog.to_regprocedure('telemetry._statement_compare(timestamptz, timestamptz, text, text)')), '{plan_exec_seconds}')) THEN
+        DROP FUNCTION telemetry._statement_compare(timestamptz, timestamptz, text, text);
+    END IF;
+END
+$$;
 CREATE OR REPLACE FUNCTION telemetry._statement_compare(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_batch text)
 RETURNS TABLE (
     queryid bigint, datname text, username text, toplevel boolean, query text, status text,
     calls bigint, rows bigint, total_seconds numeric, seconds_per_call numeric,
     shared_blks_hit bigint, shared_blks_read bigint, blocks_per_call numeric,
-    temp_blks_written bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean)
+    temp_blks_written bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean, plan_exec_seconds numeric)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 BEGIN
@@ -144,7 +153,7 @@ BEGIN
            d.calls, d.rows, round(d.time::numeric, 3), round((d.time / nullif(d.calls, 0))::numeric, 6),
            d.hit, d.read, round(((d.hit + d.read)::numeric / nullif(d.calls, 0)), 1),
            d.temp, d.wal, d.waits,
-           coalesce((SELECT dealloc_end > dealloc_start FROM info), false)
+           coalesce((SELECT dealloc_end > dealloc_start FROM info), false), d.seconds::numeric
     FROM timed d
     CROSS JOIN srv
     LEFT JOIN telemetry.statement_texts tx ON tx.server = srv.server AND tx.queryid = d.queryid
@@ -154,9 +163,10 @@ END
 $$;
 
 -- statement_compare: every session's statements of a window (see _statement_compare), as
--- the contract (../shared/spec/telemetry-schema.md) has it begin: pg_stat_statements' deltas
--- by their names there, the time in milliseconds (total_seconds, which follows it, in seconds);
--- then what the recorder adds.
+-- the contract (../shared/spec/telemetry-schema.md) has it begin, ranked by total_time_ms:
+-- pg_stat_statements' deltas by their names there, its planning and execution time in
+-- milliseconds; then what the recorder adds (total_seconds: that time with the lock waits
+-- pg_stat_statements leaves out, _statement_compare's rank).
 -- (Its result began otherwise before: that function is dropped, once.)
 DO $$
 BEGIN
@@ -174,11 +184,12 @@ RETURNS TABLE (
     datname text, username text, toplevel boolean, status text, total_seconds numeric, seconds_per_call numeric,
     blocks_per_call numeric, sampled_waits jsonb, evicted boolean)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT c.queryid, c.query, c.calls, (1000 * c.total_seconds)::float8, (1000 * c.seconds_per_call)::float8,
+    SELECT c.queryid, c.query, c.calls, (1000 * c.plan_exec_seconds)::float8, (1000 * c.plan_exec_seconds / nullif(c.calls, 0))::float8,
            c.rows, c.shared_blks_read, c.shared_blks_hit, c.temp_blks_written, c.wal_bytes::numeric,
            c.datname, c.username, c.toplevel, c.status, c.total_seconds, c.seconds_per_call,
            c.blocks_per_call, c.sampled_waits, c.evicted
     FROM telemetry._statement_compare(p_start_time, p_end_time, p_server, NULL::text) c
+    ORDER BY c.plan_exec_seconds DESC NULLS LAST, c.queryid
 $$;
 
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
