@@ -88,7 +88,8 @@ type Result struct {
 	Err       error
 }
 
-// WAL is pg_stat_wal. Times are milliseconds, as PostgreSQL reports them; 18 dropped them.
+// WAL is pg_stat_wal. Times are milliseconds, as PostgreSQL reports them; 18 moved them to
+// pg_stat_io's WAL rows, where they are read (SQLWAL).
 type WAL struct {
 	Records     int64
 	FPI         int64
@@ -123,8 +124,9 @@ type BGWriter struct {
 	BuffersBackend      *int64
 	BuffersBackendFsync *int64
 	StatsReset          *time.Time
-	// ClientBackendWrites is pg_stat_io's writes of client backends (17+), which replaced
-	// BuffersBackend; the recorder's bgw_buffers_backend keeps the seed's NULL there.
+	// ClientBackendWrites is pg_stat_io's writes of relations by client backends (17+), which
+	// replaced BuffersBackend; the recorder's bgw_buffers_backend keeps the seed's NULL there,
+	// and its io_client_buffer_writes has it.
 	ClientBackendWrites *int64
 }
 

@@ -61,7 +61,7 @@ FROM telemetry.batch_runs_checked WHERE times_ok ORDER BY started_at DESC LIMIT 
 			stat("WAL full-page images", "short", "Full-page images written to WAL: they multiply after each checkpoint.",
 				`round(max(increase(pgbatch_wal_fpi_total{instance="$instance"}[$__range])))`),
 			stat("Backend buffer writes", "short",
-				"compare.bgw_buffers_backend_delta (15/16) or io_client_writes_delta (17+): client backends writing dirty buffers themselves, a sign of buffer pressure.",
+				"compare.bgw_buffers_backend_delta (15/16) or io_client_buffer_writes_delta (17+): client backends writing dirty buffers themselves, a sign of buffer pressure.",
 				`round(max(increase(pgbatch_backend_buffers_written_total{instance="$instance"}[$__range])))`),
 			stat("Bgwriter buffers cleaned", "short", "compare.bgw_buffers_clean_delta.",
 				`round(max(increase(pgbatch_bgwriter_buffers_clean_total{instance="$instance"}[$__range])))`),

@@ -41,7 +41,7 @@ type Finding struct {
 // Child is a statement under a run's cause: its seconds of the run in that cause (Buckets:
 // CPU, the waits), against the median of its baseline runs. Shared: other sessions ran it
 // too, so pg_stat_statements' counters are not the batch's alone and it is judged on its
-// sampled own seconds; else Statistics are its pg_stat_statements evidence (run_statements).
+// sampled own seconds; else Statistics are its pg_stat_statements evidence (telemetry._run_statements).
 type Child struct {
 	QueryID         int64           `json:"queryid"`
 	Query           *string         `json:"query"`
@@ -94,7 +94,7 @@ type Report struct {
 	UnexplainedSeconds *float64  `json:"unexplained_seconds,omitempty"`
 	Baseline           []Measure `json:"baseline,omitempty"`
 	// Statements are the run's top statements by time beyond their baseline median
-	// (telemetry.run_statements), where pg_stat_statements was recorded.
+	// (telemetry._run_statements), where pg_stat_statements was recorded.
 	Statements []Statement `json:"statements,omitempty"`
 	// Running says the run has not ended: the report is its account up to To (now).
 	Running bool `json:"running,omitempty"`
@@ -140,7 +140,7 @@ type SoFarMeasure struct {
 	MedianElapsed  *float64 `json:"baseline_median_same_elapsed"`
 }
 
-// Statement is one row of telemetry.run_statements.
+// Statement is one row of telemetry._run_statements, the diagnosis's reading of a run's statements.
 type Statement struct {
 	Rank            int      `json:"rank"`
 	QueryID         int64    `json:"queryid"`

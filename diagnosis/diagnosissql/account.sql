@@ -249,7 +249,7 @@ $$;
 -- with its cause. A bucket's cause where it has one (_account_cause); else the statement's
 -- work, judged per statement: new_statement where no baseline run ran it (neither sampled
 -- nor counted by pg_stat_statements: a statement too quick to be sampled then is not new); more_work where
--- pg_stat_statements (p_statements, run_statements' rows) counted more calls or rows and the
+-- pg_stat_statements (p_statements, _run_statements' rows) counted more calls or rows and the
 -- entry's time is the batch's own (not shared: other sessions were not seen running it, and
 -- its time is not beyond the batch's sampled own seconds), its spills too;
 -- what_changed where a change since the baseline may have slowed it (_run_change_links);
@@ -258,7 +258,7 @@ $$;
 -- not its baseline runs (_runs_xmin_horizon) and the statement read more blocks per call;
 -- cpu_contention for CPU time where other sessions were busier than in the
 -- baseline runs; wal_pressure for CPU time where its WAL per call rose statement_wal_ratio
--- times, statement_wal_min_extra_bytes at least; io_wait for I/O waits unless its
+-- times at the same blocks per row, statement_wal_min_extra_bytes more in all; io_wait for I/O waits unless its
 -- blocks per row rose (a plan); else statement_regression, slower per call at the same work.
 -- Where auto_explain's plans were captured (run_plans), a statement whose plan changed is
 -- plan_changed (planner_setting where it ran with other planner settings than the baseline's
@@ -337,12 +337,16 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                          AND s.blocks_per_call >= telemetry._threshold('xmin_horizon_blocks_ratio') * s.baseline_blocks_per_call THEN 'xmin_horizon'
                     WHEN k.bucket = 'CPU' AND b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'cpu_contention'
                     -- Its CPU went into writing the WAL: many times its WAL per call (full-page
-                    -- images after checkpoints), and enough more of it to cost time (the entry
-                    -- the batch's own, as more_work's).
+                    -- images after checkpoints) at the same blocks per row (a plan that touches
+                    -- more pages writes more images too: that is statement_regression's), and
+                    -- enough more WAL in all, against the baseline's calls, to cost time (the
+                    -- entry the batch's own, as more_work's).
                     WHEN k.bucket = 'CPU' AND o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND s.baseline_wal_per_call > 0
                          AND s.wal_per_call >= telemetry._threshold('statement_wal_ratio') * s.baseline_wal_per_call
-                         AND (s.wal_per_call - s.baseline_wal_per_call) * s.calls >= telemetry._threshold('statement_wal_min_extra_bytes') THEN 'wal_pressure'
+                         AND s.wal_per_call * s.calls - s.baseline_wal_per_call * s.baseline_calls >= telemetry._threshold('statement_wal_min_extra_bytes')
+                         AND NOT coalesce(s.baseline_blocks_per_row > 0
+                             AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'wal_pressure'
                     WHEN k.bucket LIKE 'IO:%' AND NOT coalesce(s.baseline_blocks_per_row > 0
                          AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'io_wait'
                     ELSE 'statement_regression' END AS cause
@@ -474,7 +478,7 @@ $$;
 -- not be judged: of a run slower than usual, whose causes they qualify), then the window's
 -- patterns (_run_window_findings: context where the run was judged against a baseline by its
 -- own sessions' account, at info; the findings themselves where it was not: no baseline, or
--- no own-session samples). p_statements are run_statements'
+-- no own-session samples). p_statements are _run_statements'
 -- rows, the per-call evidence (computed once by the caller). Returns {extra_seconds,
 -- unexplained_seconds, findings: [{pattern, severity, summary, evidence, recommendation,
 -- explained_seconds, share_of_extra_pct, children}]}.
@@ -587,7 +591,7 @@ $$;
 
 -- run_diagnosis: everything diagnose --run and the report's run page show of a run, each
 -- part computed once: its findings and account (_run_findings_json), its measures against
--- the baseline (diagnose_run), its top p_statements statements (run_statements, also the
+-- the baseline (diagnose_run), its top p_statements statements (_run_statements, also the
 -- findings' evidence), and what changed since the baseline (_run_changes).
 CREATE OR REPLACE FUNCTION telemetry.run_diagnosis(p_run_id bigint, p_statements integer DEFAULT 10)
 RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -601,7 +605,7 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- _statistics_note is what a statement's pg_stat_statements evidence (a child's statistics:
--- run_statements' row) says of why it was slower per call: it spilled to disk (temporary
+-- _run_statements' row) says of why it was slower per call: it spilled to disk (temporary
 -- blocks per call rose), or its plan probably changed (blocks per row rose
 -- statement_plan_change_ratio times); '' where neither.
 CREATE OR REPLACE FUNCTION telemetry._statistics_note(p_statistics jsonb)

@@ -171,8 +171,11 @@ RETURNS telemetry._snapshot_diff LANGUAGE sql IMMUTABLE SET search_path = pg_cat
         telemetry._delta(e.ckpt_buffers, s.ckpt_buffers, e.ckpt_stats_reset IS NOT DISTINCT FROM s.ckpt_stats_reset),
         telemetry._delta(e.wal_bytes, s.wal_bytes, e.wal_stats_reset IS NOT DISTINCT FROM s.wal_stats_reset),
         telemetry._pretty_bytes(telemetry._delta(e.wal_bytes, s.wal_bytes, e.wal_stats_reset IS NOT DISTINCT FROM s.wal_stats_reset)),
-        telemetry._delta_ms(e.wal_write_time, s.wal_write_time, e.wal_stats_reset IS NOT DISTINCT FROM s.wal_stats_reset),
-        telemetry._delta_ms(e.wal_sync_time, s.wal_sync_time, e.wal_stats_reset IS NOT DISTINCT FROM s.wal_stats_reset),
+        -- (from 18 in pg_stat_io: its reset too)
+        telemetry._delta_ms(e.wal_write_time, s.wal_write_time, e.wal_stats_reset IS NOT DISTINCT FROM s.wal_stats_reset
+                            AND (e.pg_version < 18 OR e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset)),
+        telemetry._delta_ms(e.wal_sync_time, s.wal_sync_time, e.wal_stats_reset IS NOT DISTINCT FROM s.wal_stats_reset
+                            AND (e.pg_version < 18 OR e.io_stats_reset IS NOT DISTINCT FROM s.io_stats_reset)),
         telemetry._delta(e.bgw_buffers_clean, s.bgw_buffers_clean, e.bgw_stats_reset IS NOT DISTINCT FROM s.bgw_stats_reset),
         telemetry._delta(e.bgw_buffers_alloc, s.bgw_buffers_alloc, e.bgw_stats_reset IS NOT DISTINCT FROM s.bgw_stats_reset),
         telemetry._delta(e.bgw_buffers_backend, s.bgw_buffers_backend, e.bgw_stats_reset IS NOT DISTINCT FROM s.bgw_stats_reset),

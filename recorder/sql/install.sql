@@ -62,7 +62,7 @@ BEGIN
         ('0024_statement_wait_totals.sql', 'c7ce52ce86eb56af1ced160465a7e5c85fbf334f9190f5a6be17cfd2d5a01c2f'),
         ('0025_vacuum_rollups.sql', '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349'),
         ('0026_sample_rollups_blocked.sql', '35dbde6e7496d8c032262d08edf52ffa150d0b9f1bdfd3f68fdb89879969e6e9'),
-        ('0027_client_buffer_writes.sql', 'effc8983c2c4a7702762a435f0c1d33838309346cb7de83272c06d1eb02a5b53')) f (name, checksum) ON f.name = m.name
+        ('0027_client_buffer_writes.sql', 'be3e11c5087e53c2006f24b1a177dff532313103b0ccd6ca7f5c875b1ba40959')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -228,10 +228,10 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0026_sa
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0026_sample_rollups_blocked.sql', '35dbde6e7496d8c032262d08edf52ffa150d0b9f1bdfd3f68fdb89879969e6e9')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0027_client_buffer_writes.sql' AND checksum = 'effc8983c2c4a7702762a435f0c1d33838309346cb7de83272c06d1eb02a5b53') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0027_client_buffer_writes.sql' AND checksum = 'be3e11c5087e53c2006f24b1a177dff532313103b0ccd6ca7f5c875b1ba40959') AS apply \gset
 \if :apply
 \ir ../../schema/migrations/0027_client_buffer_writes.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0027_client_buffer_writes.sql', 'effc8983c2c4a7702762a435f0c1d33838309346cb7de83272c06d1eb02a5b53')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0027_client_buffer_writes.sql', 'be3e11c5087e53c2006f24b1a177dff532313103b0ccd6ca7f5c875b1ba40959')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
 SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
@@ -255,10 +255,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/r
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '6b88e0c7ae4ea884abc9b0a4625122525369ce908e3ae848bfffabf8491a1f41') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '82ed4341308506c77799df18fa5dfae412d21fcf6b47cd448cad7b2318967406') AS apply \gset
 \if :apply
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '6b88e0c7ae4ea884abc9b0a4625122525369ce908e3ae848bfffabf8491a1f41')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '82ed4341308506c77799df18fa5dfae412d21fcf6b47cd448cad7b2318967406')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -325,10 +325,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '35fdd4a91dc6bbc4bf87b3e7fd1a0b5d2720fac1060502d4c54a5f5002e8b19a') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'd9eebd102e2a213c39b61659554bd7963e8a28633dab33cc38d708c187962656') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '35fdd4a91dc6bbc4bf87b3e7fd1a0b5d2720fac1060502d4c54a5f5002e8b19a')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'd9eebd102e2a213c39b61659554bd7963e8a28633dab33cc38d708c187962656')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -528,10 +528,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = '820f82b2b4ac8c046424fcbce915050db9101ff349dc77f0c33ef5c290f9bc0c') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = '57c1ef73b1af731d8753f8997afc251ce4a1bd06659cb159a9bc11571815789f') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/wal_pressure/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', '820f82b2b4ac8c046424fcbce915050db9101ff349dc77f0c33ef5c290f9bc0c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', '57c1ef73b1af731d8753f8997afc251ce4a1bd06659cb159a9bc11571815789f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

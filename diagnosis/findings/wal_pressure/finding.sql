@@ -2,14 +2,14 @@
 -- a commit: the WAL buffers full, a slow WAL disk, another session holding the WAL write lock)
 -- or on a checkpoint (IPC:Checkpoint*) longer than usual, or spent more CPU writing it: a
 -- statement's CPU where its WAL per call rose statement_wal_ratio times (the account's rule).
--- The evidence is the run's WAL and checkpoints against its baseline runs', and that
--- statement's WAL per call: checkpoints during the run make every page's first change
--- afterwards a full-page image, many times the WAL of the change itself.
+-- The evidence is the run's WAL and checkpoints against its baseline runs', and the WAL per
+-- call of the statement whose rose that much: checkpoints during the run make every page's
+-- first change afterwards a full-page image, many times the WAL of the change itself.
 INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUES
     ('statement_wal_ratio', 3, 'ratio',
-     'wal_pressure: a statement''s CPU time is the WAL''s where its WAL per call is at least this many times its baseline median (full-page images after checkpoints, updates no longer in place), and statement_wal_min_extra_bytes more in all.'),
+     'wal_pressure: a statement''s CPU time is the WAL''s where its WAL per call is at least this many times its baseline median (full-page images after checkpoints, updates no longer in place) at the same blocks per row, and statement_wal_min_extra_bytes more in all.'),
     ('statement_wal_min_extra_bytes', 67108864, 'bytes',
-     'wal_pressure: the least extra WAL a statement wrote in the run for its CPU time to be the WAL''s (less is too little to cost a second).')
+     'wal_pressure: the least extra WAL a statement wrote in the run (against its baseline median calls and WAL per call) for its CPU time to be the WAL''s.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
 CREATE OR REPLACE FUNCTION telemetry._finding_wal_pressure(p_run_id bigint, p_account jsonb)
@@ -39,7 +39,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                            telemetry._pretty_bytes((a.statistics->>'wal_per_call')::bigint),
                                            telemetry._pretty_bytes((a.statistics->>'baseline_wal_per_call')::bigint))
                              FROM telemetry._account_rows(p_account, 'wal_pressure') a
-                             WHERE (a.statistics->>'wal_per_call')::numeric > (a.statistics->>'baseline_wal_per_call')::numeric
+                             WHERE (a.statistics->>'wal_per_call')::numeric
+                                   >= telemetry._threshold('statement_wal_ratio') * (a.statistics->>'baseline_wal_per_call')::numeric
                              ORDER BY a.extra_seconds DESC LIMIT 1), '')
          FROM (SELECT * FROM waits WHERE extra > 0 ORDER BY extra DESC LIMIT 3) w),
         (SELECT jsonb_build_object('wal_waits', (SELECT jsonb_object_agg(w.wait, round(w.seconds, 3)) FROM waits w),

@@ -120,7 +120,8 @@ func TestCheckpointsBeforeTheUpdates(t *testing.T) {
 				WHERE r->>'bucket' = 'CPU' AND r->>'query' LIKE 'UPDATE counters%'`, runID).Scan(&causes); err != nil {
 				t.Fatal(err)
 			}
-			if len(causes) != 1 || causes[0] != "wal_pressure" {
+			// (The sampler may see the update only ever waiting on the WAL: then it has no CPU.)
+			if len(causes) > 1 || len(causes) == 1 && causes[0] != "wal_pressure" {
 				t.Errorf("the update's CPU is %v's, want wal_pressure's", causes)
 			}
 		}})
