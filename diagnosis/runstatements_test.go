@@ -22,8 +22,7 @@ func TestRunStatementsContract(t *testing.T) {
 		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
 			t.Parallel()
 			l := lab.New(t, major)
-			l.Exec(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public`)
-			l.PrepareWork()
+			l.PrepareStatementsAndWork()
 			// Sleeps: their time per call holds on a loaded machine, unlike a quick query's.
 			batch := func(tonight bool) func(c *pgx.Conn) {
 				return func(c *pgx.Conn) {

@@ -44,8 +44,7 @@ func TestBackToBackRunsOwnBoundaries(t *testing.T) {
 		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
 			t.Parallel()
 			l := lab.New(t, major)
-			l.Exec(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public`)
-			l.PrepareWork()
+			l.PrepareStatementsAndWork()
 			// A statement read before the runs: a run whose own start read comes late (a loaded
 			// machine) starts on the read before it.
 			l.Exec(`SELECT telemetry.request_snapshot()`)

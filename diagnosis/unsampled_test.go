@@ -23,8 +23,7 @@ func TestRunUnsampledStatements(t *testing.T) {
 		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
 			t.Parallel()
 			l := lab.New(t, major)
-			l.Exec(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public`)
-			l.PrepareWork()
+			l.PrepareStatementsAndWork()
 			l.Exec(`INSERT INTO public.work SELECT g, md5(g::text) FROM generate_series(1, 1000) g`)
 			other := l.ConnAs("reporting", "reporting")
 			runID := l.Run("nightly", func(c *pgx.Conn) {

@@ -55,14 +55,7 @@ $$;
 -- own sessions only: what they waited on in each statement, and which statements they ran
 -- (those with sampled_waits).
 -- plan_exec_seconds is pg_stat_statements' own time, without the lock waits added.
-DO $$
-BEGIN  -- (its result had no plan_exec_seconds before)
-    IF NOT 'plan_exec_seconds' = ANY (coalesce((SELECT p.proargnames FROM pg_catalog.pg_proc p
-            WHERE p.oid = pg_catalog.to_regprocedure('telemetry._statement_compare(timestamptz, timestamptz, text, text)')), '{plan_exec_seconds}')) THEN
-        DROP FUNCTION telemetry._statement_compare(timestamptz, timestamptz, text, text);
-    END IF;
-END
-$$;
+DO $$ BEGIN PERFORM telemetry._drop_if_result_lacks('telemetry._statement_compare(timestamptz, timestamptz, text, text)', 'plan_exec_seconds'); END $$;
 CREATE OR REPLACE FUNCTION telemetry._statement_compare(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_batch text)
 RETURNS TABLE (
     queryid bigint, datname text, username text, toplevel boolean, query text, status text,
@@ -167,15 +160,8 @@ $$;
 -- pg_stat_statements' deltas by their names there, its planning and execution time in
 -- milliseconds; then what the recorder adds (total_seconds: that time with the lock waits
 -- pg_stat_statements leaves out, _statement_compare's rank).
--- (Its result began otherwise before: that function is dropped, once.)
-DO $$
-BEGIN
-    IF NOT 'calls_delta' = ANY (coalesce((SELECT p.proargnames FROM pg_catalog.pg_proc p
-            WHERE p.oid = pg_catalog.to_regprocedure('telemetry.statement_compare(timestamptz, timestamptz, text)')), '{calls_delta}')) THEN
-        DROP FUNCTION telemetry.statement_compare(timestamptz, timestamptz, text);
-    END IF;
-END
-$$;
+-- (Its result began otherwise before: that function is dropped.)
+DO $$ BEGIN PERFORM telemetry._drop_if_result_lacks('telemetry.statement_compare(timestamptz, timestamptz, text)', 'calls_delta'); END $$;
 CREATE OR REPLACE FUNCTION telemetry.statement_compare(p_start_time timestamptz, p_end_time timestamptz, p_server text DEFAULT NULL)
 RETURNS TABLE (
     queryid bigint, query text, calls_delta bigint, total_time_ms double precision, mean_time_ms double precision,

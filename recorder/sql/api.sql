@@ -221,15 +221,8 @@ LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- _snapshot_diff is called in FROM, once: (d).* over a function call would run it per column.
--- io_client_buffer_writes_delta is appended (0027): the compare() before it is dropped, once.
-DO $$
-BEGIN
-    IF NOT 'io_client_buffer_writes_delta' = ANY (coalesce((SELECT p.proargnames FROM pg_catalog.pg_proc p
-            WHERE p.oid = pg_catalog.to_regprocedure('telemetry.compare(timestamptz, timestamptz, text)')), '{io_client_buffer_writes_delta}')) THEN
-        DROP FUNCTION telemetry.compare(timestamptz, timestamptz, text);
-    END IF;
-END
-$$;
+-- io_client_buffer_writes_delta is appended (0027): the compare() before it is dropped.
+DO $$ BEGIN PERFORM telemetry._drop_if_result_lacks('telemetry.compare(timestamptz, timestamptz, text)', 'io_client_buffer_writes_delta'); END $$;
 CREATE OR REPLACE FUNCTION telemetry.compare(p_start_time timestamptz, p_end_time timestamptz, p_server text DEFAULT NULL)
 RETURNS TABLE (
     start_snapshot_at timestamptz, end_snapshot_at timestamptz, elapsed_seconds numeric,

@@ -234,6 +234,13 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0027_cl
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0027_client_buffer_writes.sql', 'be3e11c5087e53c2006f24b1a177dff532313103b0ccd6ca7f5c875b1ba40959')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/upgrades.sql' AND checksum = 'a48c4db4a02cc8db93fc542dc3fe3aa9a5068b6bbed3770fa24fd1c4718eb110') AS apply \gset
+\if :apply
+\ir upgrades.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/upgrades.sql', 'a48c4db4a02cc8db93fc542dc3fe3aa9a5068b6bbed3770fa24fd1c4718eb110')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\set redefining true
+\endif
 SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/times.sql' AND checksum = '7d10321c04b589d2f269b6d493f614a4aed245a7ced82817848fd2854e35a343') AS apply \gset
 \if :apply
 \ir times.sql
@@ -255,10 +262,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/r
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '82ed4341308506c77799df18fa5dfae412d21fcf6b47cd448cad7b2318967406') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '244185bae76ea32cd30644b419844a37bf4d0a13eaa5ed877aae89dc84cc2571') AS apply \gset
 \if :apply
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '82ed4341308506c77799df18fa5dfae412d21fcf6b47cd448cad7b2318967406')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '244185bae76ea32cd30644b419844a37bf4d0a13eaa5ed877aae89dc84cc2571')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -297,10 +304,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'c04adcc9f923d070259a3ef2294cd7c65392bf6f896e05ee66093ef31f96867b') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'cd17d71400fd8dc970cafdba2b8d9676f06d493b6d5087cf89e88d7ad468ab23') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'c04adcc9f923d070259a3ef2294cd7c65392bf6f896e05ee66093ef31f96867b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'cd17d71400fd8dc970cafdba2b8d9676f06d493b6d5087cf89e88d7ad468ab23')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

@@ -271,6 +271,13 @@ func (l *Lab) PrepareWork() {
 	l.Exec(`SELECT telemetry.track_table('work')`)
 }
 
+// PrepareStatementsAndWork is PrepareWork in a database with pg_stat_statements: the runs'
+// statements are recorded.
+func (l *Lab) PrepareStatementsAndWork() {
+	l.Exec(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public`)
+	l.PrepareWork()
+}
+
 // CPU keeps the session busy for about d: the batch's ordinary work (a set-returning function
 // in the select list streams its rows, so nothing spills to temporary files).
 func CPU(t *testing.T, c *pgx.Conn, d time.Duration) {
@@ -401,8 +408,7 @@ func RunSlow(t *testing.T, s SlowRun) {
 				srv = pgtest.Start(t, major)
 			}
 			l := NewWith(t, srv, s.Options)
-			l.Exec(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public`)
-			l.PrepareWork()
+			l.PrepareStatementsAndWork()
 			if s.Setup != nil {
 				s.Setup(l)
 			}
