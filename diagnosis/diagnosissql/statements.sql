@@ -105,26 +105,28 @@ BEGIN
     -- The window's sampled session-seconds by statement (from the rollups). A query that waited on a lock and was
     -- done before the sampler saw its query_id has only its text: it is the top-level statement
     -- of the window whose text it is, constants aside.
-    -- Summed by statement and wait first (a month's rollups are a row per statement, wait and
-    -- hour): the text matters only where there is no query_id, and is matched once per text.
+    -- Summed by statement and wait first, by _window_statement_waits (a month's rollups are a
+    -- row per statement, wait and hour): the text matters only where there is no query_id, and
+    -- is matched once per text.
     wx AS (
-        SELECT x.queryid, x.wait_event_type, x.wait_event, x.before_query_id,
-               CASE WHEN x.queryid = 0 THEN x.query_text END AS query_text, sum(x.seconds) AS seconds
+        SELECT x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds
         FROM srv CROSS JOIN w
-        CROSS JOIN LATERAL telemetry._window_statement_waits(w.start_at, w.end_at, srv.server, p_batch) x
-        GROUP BY 1, 2, 3, 4, 5),
+        CROSS JOIN LATERAL telemetry._window_statement_waits(w.start_at, w.end_at, srv.server, p_batch) x),
     ws AS (
+        SELECT x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.seconds FROM wx x WHERE x.queryid <> 0
+        UNION ALL
         SELECT coalesce(m.queryid, x.queryid) AS queryid, x.wait_event_type, x.wait_event,
                x.before_query_id OR m.queryid IS NOT NULL AS before_query_id, x.seconds
         FROM srv CROSS JOIN wx x
         LEFT JOIN LATERAL (
             SELECT d.queryid FROM d JOIN telemetry.statement_texts tx ON tx.server = srv.server AND tx.queryid = d.queryid
-            WHERE x.queryid = 0 AND x.query_text <> '' AND d.toplevel AND d.calls > 0
+            WHERE x.query_text <> '' AND d.toplevel AND d.calls > 0
               AND starts_with(btrim(x.query_text, E' \t\r\n'), split_part(tx.query, '$', 1))
               AND btrim(x.query_text, E' \t\r\n') ~ telemetry._statement_text_pattern(tx.query)
             -- The most specific text first: constants match .+, so a shorter statement's pattern
             -- may match a longer one's text too.
-            ORDER BY length(tx.query) DESC, d.calls DESC, d.queryid LIMIT 1) m ON true),
+            ORDER BY length(tx.query) DESC, d.calls DESC, d.queryid LIMIT 1) m ON true
+        WHERE x.queryid = 0),
     waits AS (
         SELECT t.queryid, jsonb_object_agg(t.wait, round(t.seconds::numeric, 1)) AS waits,
                sum(t.before_seconds) AS before_seconds, sum(t.lock_seconds) AS lock_seconds

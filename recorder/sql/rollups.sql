@@ -573,8 +573,9 @@ $$;
 
 -- _window_statement_waits: the wait sampler's session-seconds by statement captured after
 -- p_after, up to p_end_time (statement_compare's window: between two statement snapshots),
--- summed by batch, statement and wait; one batch's own sessions' only where p_batch is given
--- (read as such: a run's baseline runs each read their batch's rows, not the window's all).
+-- summed by statement and wait over every session (batch NULL), or one batch's own sessions'
+-- only where p_batch is given (batch p_batch; read as such: a run's baseline runs each read
+-- their batch's rows, not the window's all).
 -- query_text is only where there is no queryid (0), the one place it names the statement:
 -- summed here, a month is a row per statement and wait, not one per statement, wait and hour
 -- for the caller to carry. A statement and wait is one of the window's where it has rows in it
@@ -588,7 +589,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN QUERY
     WITH sp AS (SELECT * FROM telemetry._rollup_span(p_after + interval '1 microsecond', p_end_time, p_server, false))
-    SELECT x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id,
+    SELECT p_batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id,
            CASE WHEN x.queryid = 0 THEN x.query_text END, sum(x.seconds)
     FROM (SELECT x.batch, x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds, 1 AS days
           FROM telemetry._rollup_edges(p_after + interval '1 microsecond', p_end_time, p_server, false) e,
@@ -605,7 +606,7 @@ BEGIN
           UNION ALL
           SELECT d.* FROM sp CROSS JOIN LATERAL telemetry._statement_wait_days(p_server, sp.piece_from, sp.piece_to, p_batch) d
           WHERE sp.bucket = interval '1 day') x
-    GROUP BY 1, 2, 3, 4, 5, 6
+    GROUP BY 2, 3, 4, 5, 6
     HAVING sum(x.days) > 0;
 END
 $$;
