@@ -84,14 +84,14 @@ func measureData(server string, days int) []string {
 		io_checkpointer_writes, io_checkpointer_write_time, io_checkpointer_fsyncs, io_checkpointer_fsync_time,
 		io_autovacuum_writes, io_autovacuum_write_time, io_client_writes, io_client_write_time,
 		io_bgwriter_writes, io_bgwriter_write_time, temp_files, temp_bytes, server,
-		wal_stats_reset, ckpt_stats_reset, bgw_stats_reset, db_stats_reset)
+		wal_stats_reset, ckpt_stats_reset, bgw_stats_reset, db_stats_reset, io_client_buffer_writes)
 	SELECT $1::timestamptz + i * interval '1 minute', 17, i * 5000, i * 300, i * 4000000::bigint, i * 1.5, i * 3.2,
 		'0/1000000'::pg_lsn + (i / 5) * 20000000::numeric, $1::timestamptz + (i / 5) * interval '5 minutes',
 		i / 5, i / 60, i * 10.5, i * 0.7, i * 900, i * 40, i / 10, i * 3000, NULL, NULL, i % 3, 1,
 		16777216 + (i % 60) * 1048576, i * 900, i * 10.5, i / 5, i * 0.7, i * 200, i * 2.1, i * 1500, i * 12.5,
 		i * 40, i * 0.4, i / 30, (i / 30) * 8388608::bigint, ` + srv + `,
 		$1::timestamptz - interval '1 day', $1::timestamptz - interval '1 day', $1::timestamptz - interval '1 day',
-		$1::timestamptz - interval '1 day'
+		$1::timestamptz - interval '1 day', i * 1500
 	FROM generate_series(0, ` + fmt.Sprint(days*24*60) + `) i`,
 		`INSERT INTO telemetry.table_snapshots (snapshot_id, relid, schemaname, relname, pg_relation_size,
 		pg_total_relation_size, pg_indexes_size, n_live_tup, n_dead_tup, n_tup_ins, n_tup_upd, n_tup_del,

@@ -24,9 +24,9 @@ var rollupData = []string{
 	`SELECT telemetry._ensure_partitions(d) FROM generate_series($1::timestamptz - $2::int * interval '1 hour', $1::timestamptz, interval '1 day') d`,
 	`SELECT telemetry._ensure_partitions($1::timestamptz)`,
 	`INSERT INTO telemetry.snapshots (captured_at, pg_version, wal_bytes, ckpt_timed, ckpt_requested, ckpt_buffers,
-		bgw_buffers_clean, bgw_buffers_alloc, io_client_writes, temp_files, temp_bytes, server, db_stats_reset)
+		bgw_buffers_clean, bgw_buffers_alloc, io_client_writes, io_client_buffer_writes, temp_files, temp_bytes, server, db_stats_reset)
 	SELECT $1::timestamptz - $2::int * interval '1 hour' + i * interval '1 minute' + random() * interval '40 seconds',
-		17, i * 4000000::bigint, i / 5, i / 60, i * 900, i * 40, i * 3000, i * 1500, i / 30, (i / 30) * 8388608::bigint, $3, NULL
+		17, i * 4000000::bigint, i / 5, i / 60, i * 900, i * 40, i * 3000, i * 1500, i * 1500, i / 30, (i / 30) * 8388608::bigint, $3, NULL
 	FROM generate_series(0, $2::int * 60 - 1) i`,
 	`INSERT INTO telemetry.table_snapshots (snapshot_id, relid, schemaname, relname, pg_relation_size, pg_total_relation_size,
 		n_live_tup, n_dead_tup, n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd, last_autovacuum, autovacuum_count,

@@ -32,11 +32,11 @@ var generatedData = []string{
 	`SELECT telemetry._ensure_partitions($1), telemetry._ensure_partitions($1::timestamptz + interval '1 day')`,
 	`SELECT telemetry._note_server('gen', '7000000000000000002', 17, $1)`,
 	`INSERT INTO telemetry.snapshots (captured_at, pg_version, server, wal_bytes, ckpt_timed, ckpt_requested,
-		checkpoint_lsn, checkpoint_time, io_client_writes, temp_files, temp_bytes, wal_stats_reset, ckpt_stats_reset, db_stats_reset)
+		checkpoint_lsn, checkpoint_time, io_client_writes, io_client_buffer_writes, temp_files, temp_bytes, wal_stats_reset, ckpt_stats_reset, db_stats_reset)
 	SELECT $1::timestamptz + i * interval '1 minute', 17, 'gen',
 		CASE WHEN i < 400 THEN i * 4000000::bigint + (i % 7) * 100000 ELSE (i - 400) * 3000000::bigint END,
 		i / 5 + greatest(i - 720, 0) / 2, i / 60, '0/1000000'::pg_lsn + (i / 5) * 20000000::numeric,
-		$1::timestamptz + (i / 5) * interval '5 minutes', i * 1500 + greatest(i - 720, 0) * 9000,
+		$1::timestamptz + (i / 5) * interval '5 minutes', i * 1500 + greatest(i - 720, 0) * 9000, i * 1500 + greatest(i - 720, 0) * 9000,
 		i / 30 + greatest(i - 720, 0), CASE WHEN i < 500 THEN (i / 30) * 8388608::bigint ELSE (i / 40) * 8388608::bigint END
 			+ greatest(i - 720, 0) * 33554432::bigint,
 		CASE WHEN i < 400 THEN $1::timestamptz - interval '1 day' ELSE $1::timestamptz + interval '400 minutes' END,

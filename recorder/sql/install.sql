@@ -234,10 +234,10 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0027_cl
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0027_client_buffer_writes.sql', 'be3e11c5087e53c2006f24b1a177dff532313103b0ccd6ca7f5c875b1ba40959')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/upgrades.sql' AND checksum = 'a48c4db4a02cc8db93fc542dc3fe3aa9a5068b6bbed3770fa24fd1c4718eb110') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/upgrades.sql' AND checksum = 'ee0368b3886b97324a3877f45c5ad53d1bc4b1af4fd3fb25bfc6caa713cb58b2') AS apply \gset
 \if :apply
 \ir upgrades.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/upgrades.sql', 'a48c4db4a02cc8db93fc542dc3fe3aa9a5068b6bbed3770fa24fd1c4718eb110')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/upgrades.sql', 'ee0368b3886b97324a3877f45c5ad53d1bc4b1af4fd3fb25bfc6caa713cb58b2')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

@@ -9,7 +9,7 @@ DECLARE
     v_names text[] := (SELECT p.proargnames FROM pg_catalog.pg_proc p WHERE p.oid = v_function);
 BEGIN
     IF v_function IS NOT NULL AND NOT p_column = ANY (v_names) THEN
-        EXECUTE pg_catalog.format('DROP FUNCTION %s', v_function);
+        EXECUTE format('DROP FUNCTION %s', v_function);
     END IF;
 END
 $$;
