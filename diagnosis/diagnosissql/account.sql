@@ -537,7 +537,7 @@ BEGIN
                      (array_agg(o.query ORDER BY o.seconds DESC NULLS LAST, o.queryid))[1] AS top_query,
                      (array_agg(o.queryid ORDER BY o.seconds DESC NULLS LAST, o.queryid))[1] AS top_queryid,
                      max(o.seconds) AS top_seconds
-              FROM telemetry._runs_statements(ARRAY[p_run_id], true) o
+              FROM telemetry._runs_statements(ARRAY[p_run_id], true, true) o
               WHERE (SELECT yes FROM covered) AND o.batch IS NOT NULL AND o.sampled_waits IS NULL AND o.calls > 0) x
         WHERE x.seconds >= telemetry._threshold('statement_min_extra_seconds')
         UNION ALL

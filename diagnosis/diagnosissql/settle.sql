@@ -91,7 +91,7 @@ BEGIN
         SELECT v_run.run_id, o.own, s.ord, s.queryid, s.query, s.status, s.calls, s.rows, s.seconds, s.blocks, s.temp_blks,
                s.wal_bytes, s.sampled_waits, s.evicted
         FROM (VALUES (false), (true)) o (own),
-             LATERAL telemetry._runs_statements(ARRAY[v_run.run_id], o.own) WITH ORDINALITY s (run_id, batch, queryid, query, status,
+             LATERAL telemetry._runs_statements(ARRAY[v_run.run_id], o.own, true) WITH ORDINALITY s (run_id, batch, queryid, query, status,
                  calls, rows, seconds, blocks, temp_blks, wal_bytes, sampled_waits, evicted, ord)
         WHERE NOT o.own OR v_batch IS NOT NULL;
         INSERT INTO telemetry.run_result_measures (run_id, own, ord, measure, pattern, unit, value)

@@ -235,14 +235,17 @@ $$;
 -- _runs_statements are runs' statements (_window_statements of each one's window), read for
 -- a run and its baseline runs at once: with p_own, the sampled waits those of each run's
 -- batch's own sessions where they were recorded apart (batch: _run_statement_batch), else
--- every session's (batch NULL). A settled run's are stored (settle_run), in their order.
-CREATE OR REPLACE FUNCTION telemetry._runs_statements(p_run_ids bigint[], p_own boolean)
+-- every session's (batch NULL). A settled run's are stored (settle_run), in their order; without
+-- p_detail, their query and sampled_waits are left NULL (a baseline run's figures are all its
+-- readers take, and those two are most of a stored row).
+DROP FUNCTION IF EXISTS telemetry._runs_statements(bigint[], boolean);
+CREATE OR REPLACE FUNCTION telemetry._runs_statements(p_run_ids bigint[], p_own boolean, p_detail boolean)
 RETURNS TABLE (run_id bigint, batch text, queryid bigint, query text, status text, calls bigint, rows bigint, seconds numeric,
                blocks bigint, temp_blks bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH runs AS (SELECT r.id, telemetry._run_settled(r.id) AS settled FROM unnest(p_run_ids) r (id))
-    (SELECT x.run_id, CASE WHEN p_own THEN h.statement_batch END, x.queryid, x.query, x.status, x.calls, x.rows, x.seconds,
-            x.blocks, x.temp_blks, x.wal_bytes, x.sampled_waits, x.evicted
+    (SELECT x.run_id, CASE WHEN p_own THEN h.statement_batch END, x.queryid, CASE WHEN p_detail THEN x.query END, x.status,
+            x.calls, x.rows, x.seconds, x.blocks, x.temp_blks, x.wal_bytes, CASE WHEN p_detail THEN x.sampled_waits END, x.evicted
      FROM runs JOIN telemetry.run_results h ON h.run_id = runs.id
      JOIN telemetry.run_result_statements x ON x.run_id = runs.id AND x.own = (p_own AND h.statement_batch IS NOT NULL)
      WHERE runs.settled
@@ -299,7 +302,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     base AS (
         SELECT x.queryid, percentile_cont(0.5) WITHIN GROUP (ORDER BY x.seconds / x.calls)::numeric AS per_call,
                count(DISTINCT x.run_id)::int AS runs_with
-        FROM telemetry._runs_statements(ARRAY(SELECT b.run_id FROM telemetry._baseline_runs(p_run_id) b), false) x
+        FROM telemetry._runs_statements(ARRAY(SELECT b.run_id FROM telemetry._baseline_runs(p_run_id) b), false, false) x
         WHERE x.status <> 'reset' AND x.calls > 0 AND x.queryid IN (SELECT c.queryid FROM candidates c)
         GROUP BY x.queryid)
     SELECT c.queryid, c.query, c.datname, c.username, c.status, c.calls, c.rows, c.total_seconds, c.seconds_per_call,
@@ -334,22 +337,25 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           AND EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at >= b.end_time)),
     -- Its own sessions' statements: those sampled, and those that escaped the samples but
     -- ran only in its own roles and databases (_run_unsampled_statements).
-    cur AS (SELECT s.* FROM telemetry._runs_statements(ARRAY[p_run_id], true) s
+    cur AS (SELECT s.* FROM telemetry._runs_statements(ARRAY[p_run_id], true, true) s
             WHERE s.batch IS NULL OR s.sampled_waits IS NOT NULL
                OR s.queryid IN (SELECT u.queryid FROM telemetry._run_unsampled_statements(p_run_id) u)),
     -- A statement first seen inside a baseline run (new) ran in it: the first run after a
     -- restart or a reset is a normal run. Only reset counters are left out.
     -- Each baseline run's sampled waits are its own sessions' where its own were recorded apart.
-    bs AS (SELECT s.* FROM telemetry._runs_statements(ARRAY(SELECT b.run_id FROM sbase b), true) s WHERE s.status <> 'reset'),
+    bs AS (SELECT s.* FROM telemetry._runs_statements(ARRAY(SELECT b.run_id FROM sbase b), true, false) s WHERE s.status <> 'reset'),
     nbase AS (SELECT count(*)::int AS n,
                      percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM end_time - start_time))::numeric AS duration
               FROM base),
     extra AS (SELECT extract(epoch FROM w.end_time - w.start_time)::numeric - nbase.duration AS seconds FROM w, nbase),
+    -- In float8, as the medians are (percentile_cont): numeric division and its cast to float8
+    -- cost more than the medians themselves, for a statement and baseline run each.
     per AS (  -- every baseline run for every statement of this run, 0 where it did not run
-        SELECT c.queryid, b.run_id, coalesce(x.seconds, 0) AS seconds, coalesce(x.calls, 0) AS calls, coalesce(x.rows, 0) AS rows,
-               x.seconds / nullif(x.calls, 0) AS per_call, x.blocks::numeric / nullif(x.calls, 0) AS blocks_per_call,
-               x.blocks::numeric / nullif(x.rows, 0) AS blocks_per_row, x.temp_blks::numeric / nullif(x.calls, 0) AS temp_per_call,
-               x.wal_bytes::numeric / nullif(x.calls, 0) AS wal_per_call, x.queryid IS NOT NULL AS present
+        SELECT c.queryid, b.run_id, coalesce(x.seconds, 0)::float8 AS seconds, coalesce(x.calls, 0)::float8 AS calls,
+               coalesce(x.rows, 0)::float8 AS rows,
+               x.seconds::float8 / nullif(x.calls, 0) AS per_call, x.blocks::float8 / nullif(x.calls, 0) AS blocks_per_call,
+               x.blocks::float8 / nullif(x.rows, 0) AS blocks_per_row, x.temp_blks::float8 / nullif(x.calls, 0) AS temp_per_call,
+               x.wal_bytes::float8 / nullif(x.calls, 0) AS wal_per_call, x.queryid IS NOT NULL AS present
         FROM cur c CROSS JOIN sbase b LEFT JOIN bs x ON x.run_id = b.run_id AND x.queryid = c.queryid),
     med AS (
         SELECT queryid,

@@ -304,10 +304,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '4ce6690cfccc3d9afcc75d39a2892ec64a9f9e34827de4464fdf298e66acd7b8') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'c117c7e5e33fd89454c32bc5b94c497dcef8ee53bb9fcddd6f69b8b032868d56') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '4ce6690cfccc3d9afcc75d39a2892ec64a9f9e34827de4464fdf298e66acd7b8')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'c117c7e5e33fd89454c32bc5b94c497dcef8ee53bb9fcddd6f69b8b032868d56')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -332,17 +332,17 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'd9eebd102e2a213c39b61659554bd7963e8a28633dab33cc38d708c187962656') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '53b5e447c35963fbaf1cbab988697659d7300a6a7f197aa1b0819285a7a069ef') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'd9eebd102e2a213c39b61659554bd7963e8a28633dab33cc38d708c187962656')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '53b5e447c35963fbaf1cbab988697659d7300a6a7f197aa1b0819285a7a069ef')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = '1f4adcf730c42d204b614634f08912c2287ce555d3baa20c73e2e092ba54be9b') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = 'e38a73ae3d1d92d3b6bd80471155a4a67362a5f5af55ce71f32fbfb00584a54b') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/settle.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', '1f4adcf730c42d204b614634f08912c2287ce555d3baa20c73e2e092ba54be9b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', 'e38a73ae3d1d92d3b6bd80471155a4a67362a5f5af55ce71f32fbfb00584a54b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
