@@ -242,7 +242,7 @@ const measureVacuum = `VACUUM ANALYZE telemetry.snapshots, telemetry.table_snaps
 	telemetry.lock_samples, telemetry.wait_time_samples, telemetry.statement_snapshots,
 	telemetry.statement_info_snapshots, telemetry.statement_wait_samples, telemetry.statement_texts,
 	telemetry.lock_wait_episodes, telemetry.sample_rollups, telemetry.wait_rollups, telemetry.wait_time_rollups,
-	telemetry.statement_wait_rollups, telemetry.statement_wait_totals, telemetry.vacuum_rollups, telemetry.plan_executions, telemetry.plan_shapes`
+	telemetry.statement_wait_rollups, telemetry.statement_wait_totals, telemetry.vacuum_rollups, telemetry.replication_rollups, telemetry.plan_executions, telemetry.plan_shapes`
 
 // measureCalls are the analysis functions and views timed over a window of one server's
 // data: $1 and $2 the window, $3 the server. The run functions are timed on the server's run of

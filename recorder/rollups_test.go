@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
@@ -36,6 +37,17 @@ var rollupData = []string{
 		s.server, s.captured_at
 	FROM (SELECT id, captured_at, server, row_number() OVER (ORDER BY captured_at) AS n FROM telemetry.snapshots WHERE server = $3) s,
 		generate_series(1, 3) t`,
+	// Two standbys in most snapshots (one without a name or an address now and then, a lag
+	// unknown in some), a third for a while.
+	`INSERT INTO telemetry.replication_snapshots (snapshot_id, pid, client_addr, application_name, state, sync_state,
+		sent_lsn, write_lsn, flush_lsn, replay_lsn, write_lag, flush_lag, replay_lag, server, captured_at)
+	SELECT s.id, 4000 + k, CASE WHEN k = 2 AND random() < 0.2 THEN NULL ELSE ('10.0.0.' || k)::inet END,
+		CASE WHEN k = 2 AND random() < 0.2 THEN NULL ELSE 'standby' || k END, 'streaming', 'async',
+		lsn, lsn, lsn, CASE WHEN random() < 0.1 THEN NULL ELSE lsn - floor(random() * 300000000)::numeric END,
+		NULL, NULL, CASE WHEN random() < 0.1 THEN NULL ELSE random() * interval '90 seconds' END, s.server, s.captured_at
+	FROM (SELECT id, captured_at, server, pg_lsn '1/0' + (row_number() OVER (ORDER BY captured_at) * 4000000)::numeric AS lsn
+	      FROM telemetry.snapshots WHERE server = $3) s, generate_series(1, 3) k
+	WHERE k < 3 AND random() < 0.9 OR k = 3 AND s.captured_at < $1::timestamptz - $2::int * interval '20 minutes'`,
 	`INSERT INTO telemetry.samples (captured_at, server)
 	SELECT $1::timestamptz - $2::int * interval '1 hour' + i * interval '30 seconds' + random() * interval '20 seconds', $3
 	FROM generate_series(0, $2::int * 120 - 1) i`,
@@ -111,6 +123,8 @@ var rollupData = []string{
 	`SELECT telemetry._note_server($3, $3, 17, $1)`,
 	`SELECT count(telemetry._rollup_sample(x.server, x.id, x.captured_at))
 	FROM (SELECT * FROM telemetry.samples WHERE server = $3 ORDER BY captured_at) x`,
+	`SELECT count(telemetry._rollup_snapshot(x.server, x.id, x.captured_at))
+	FROM (SELECT * FROM telemetry.snapshots WHERE server = $3 ORDER BY captured_at) x`,
 }
 
 // rollupFunctions are the window analysis functions, each as a query of its whole output
@@ -197,7 +211,8 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.wait_time_rollups r),
 				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.statement_wait_rollups r),
 				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.statement_wait_totals r),
-				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.vacuum_rollups r))`).Scan(&s); err != nil {
+				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.vacuum_rollups r),
+				(SELECT string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.replication_rollups r))`).Scan(&s); err != nil {
 				t.Fatal(err)
 			}
 			return s
@@ -513,9 +528,9 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 	})
 }
 
-// TestRollupsOnUpgrade: migrations 0025 and 0026 sum the vacuum progress and the sessions
-// blocked recorded before them (where the server's rollups are complete) as the recorder adds
-// each sample's since.
+// TestRollupsOnUpgrade: migrations 0025, 0026 and 0028 sum the vacuum progress, the sessions
+// blocked and the standbys' lag recorded before them (where the server's rollups are
+// complete) as the recorder adds each sample's and snapshot's since.
 func TestRollupsOnUpgrade(t *testing.T) {
 	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
@@ -540,11 +555,25 @@ func TestRollupsOnUpgrade(t *testing.T) {
 			}
 			return s
 		}
-		added, addedBlocked := vacuums(), blocked()
+		// (the standbys' hours where the rollups are complete: a snapshot may come before the
+		// first sample's hour)
+		standbys := func() string {
+			var s string
+			if err := c.QueryRow(ctx, `SELECT count(*) || ': ' || string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.replication_rollups r
+				WHERE r.captured_at >= (SELECT since FROM telemetry.rollup_coverage v WHERE v.server = r.server)`).Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		added, addedBlocked, addedStandbys := vacuums(), blocked(), standbys()
 		e.exec(`DELETE FROM telemetry.vacuum_rollups; UPDATE telemetry.sample_rollups SET lock_max_blocked = NULL;
-			DELETE FROM telemetry.schema_migrations WHERE name LIKE '0025_%' OR name LIKE '0026_%'`)
+			DELETE FROM telemetry.replication_rollups;
+			DELETE FROM telemetry.schema_migrations WHERE name LIKE '0025_%' OR name LIKE '0026_%' OR name LIKE '0028_%'`)
 		if err := schema.Migrate(ctx, e.pool); err != nil {
 			t.Fatal(err)
+		}
+		if migrated := standbys(); migrated != addedStandbys || strings.HasPrefix(addedStandbys, "0:") {
+			t.Errorf("standbys' rollups after the migration\n%.1000s\nwant, as added snapshot by snapshot,\n%.1000s", migrated, addedStandbys)
 		}
 		if migrated := vacuums(); migrated != added || strings.HasPrefix(added, "0:") {
 			t.Errorf("vacuum rollups after the migration\n%.1000s\nwant, as added sample by sample,\n%.1000s", migrated, added)
@@ -600,6 +629,35 @@ func TestRollupDaysInUTC(t *testing.T) {
 			if want := "01:00:00 10-26 13:00 10-27 00:00, 1 day 10-27 00:00 11-04 00:00, 01:00:00 11-04 00:00 11-04 12:00"; pieces != want {
 				t.Errorf("time zone %s: the window's pieces\n%s\nwant\n%s", zone, pieces, want)
 			}
+		}
+	})
+}
+
+// TestSnapshotsAddedToRollups: the Go recorder and pg_cron mode's snapshot() each add the
+// snapshot they write to the rollups (_rollup_snapshot, the standbys' lag), in its
+// transaction. No standby streams from the test's server: _rollup_snapshot is replaced by one
+// that notes its calls.
+func TestSnapshotsAddedToRollups(t *testing.T) {
+	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
+		e := newEnv(t, srv)
+		c := e.conn()
+		e.exec(`CREATE TABLE public.rolled_up (server text, id integer, captured_at timestamptz);
+			CREATE OR REPLACE FUNCTION telemetry._rollup_snapshot(p_server text, p_id integer, p_at timestamptz)
+			RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ INSERT INTO public.rolled_up VALUES (p_server, p_id, p_at) $$`)
+		goAt := e.record(collectors.TierSnapshot)
+		var sqlAt time.Time
+		if err := c.QueryRow(context.Background(), `SELECT telemetry.snapshot()`).Scan(&sqlAt); err != nil {
+			t.Fatal(err)
+		}
+		e.record(collectors.TierSample)
+		var got string
+		if err := c.QueryRow(context.Background(), `SELECT string_agg(format('%s %s', r.captured_at = s.captured_at AND r.server = s.server,
+				r.captured_at = $1), ', ' ORDER BY r.captured_at)
+			FROM public.rolled_up r LEFT JOIN telemetry.snapshots s ON s.id = r.id`, goAt).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if want := "t t, t f"; got != want || !sqlAt.After(goAt) {
+			t.Errorf("snapshots added to the rollups (the stored one's, the recorder's): %q, want %q", got, want)
 		}
 	})
 }

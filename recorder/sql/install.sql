@@ -62,7 +62,8 @@ BEGIN
         ('0024_statement_wait_totals.sql', 'c7ce52ce86eb56af1ced160465a7e5c85fbf334f9190f5a6be17cfd2d5a01c2f'),
         ('0025_vacuum_rollups.sql', '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349'),
         ('0026_sample_rollups_blocked.sql', '35dbde6e7496d8c032262d08edf52ffa150d0b9f1bdfd3f68fdb89879969e6e9'),
-        ('0027_client_buffer_writes.sql', 'be3e11c5087e53c2006f24b1a177dff532313103b0ccd6ca7f5c875b1ba40959')) f (name, checksum) ON f.name = m.name
+        ('0027_client_buffer_writes.sql', 'be3e11c5087e53c2006f24b1a177dff532313103b0ccd6ca7f5c875b1ba40959'),
+        ('0028_replication_rollups.sql', '77740fedfbb057138e9e74f7f0efef1a1df6f0db422a829d3b3acf8dbb4fe2cc')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -234,6 +235,12 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0027_cl
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0027_client_buffer_writes.sql', 'be3e11c5087e53c2006f24b1a177dff532313103b0ccd6ca7f5c875b1ba40959')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0028_replication_rollups.sql' AND checksum = '77740fedfbb057138e9e74f7f0efef1a1df6f0db422a829d3b3acf8dbb4fe2cc') AS apply \gset
+\if :apply
+\ir ../../schema/migrations/0028_replication_rollups.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0028_replication_rollups.sql', '77740fedfbb057138e9e74f7f0efef1a1df6f0db422a829d3b3acf8dbb4fe2cc')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\endif
 SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/upgrades.sql' AND checksum = 'ee0368b3886b97324a3877f45c5ad53d1bc4b1af4fd3fb25bfc6caa713cb58b2') AS apply \gset
 \if :apply
 \ir upgrades.sql
@@ -255,10 +262,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '9b56b0029aa414617e4e145e98decfaed2c04f7baf53b8ce25cdb8808b9eb081') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'e441a9d26250c5f1b734faf0ee47279de050249b1c31d3204c9767d0cbd94e53') AS apply \gset
 \if :apply
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '9b56b0029aa414617e4e145e98decfaed2c04f7baf53b8ce25cdb8808b9eb081')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'e441a9d26250c5f1b734faf0ee47279de050249b1c31d3204c9767d0cbd94e53')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -276,10 +283,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'df4a1fb8e66767735cbcfe28ec69f917e2864a851feb9decb13437d2c450ea2c') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '20295d0a219e1b77a7d3f477f59d5389d5e341695034a21b3bbb4f20c942e393') AS apply \gset
 \if :apply
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'df4a1fb8e66767735cbcfe28ec69f917e2864a851feb9decb13437d2c450ea2c')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '20295d0a219e1b77a7d3f477f59d5389d5e341695034a21b3bbb4f20c942e393')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -409,17 +416,17 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = '7bb5fbb10f1abe1fbdbe08f1ab628e6664cfb76c6bda963c10d0dc5e21b3fa75') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = 'a1fda2baa1dac2f79ecf325bc35914c3bb2ebffda1280d86b6731013f2d6459e') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/replication_lag/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', '7bb5fbb10f1abe1fbdbe08f1ab628e6664cfb76c6bda963c10d0dc5e21b3fa75')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', 'a1fda2baa1dac2f79ecf325bc35914c3bb2ebffda1280d86b6731013f2d6459e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/measures.sql' AND checksum = 'af977d61b1ae7ec885f4d4f5507027a6aa4fc670d7f2822f6fa48cb127ff202a') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/measures.sql' AND checksum = '7d446f43426136f299df4e88ce0589d519bd0f8d213a1c4daa46c657c7d6386c') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/replication_lag/measures.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/measures.sql', 'af977d61b1ae7ec885f4d4f5507027a6aa4fc670d7f2822f6fa48cb127ff202a')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/measures.sql', '7d446f43426136f299df4e88ce0589d519bd0f8d213a1c4daa46c657c7d6386c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

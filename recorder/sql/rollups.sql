@@ -120,6 +120,25 @@ BEGIN
 END
 $$;
 
+-- _rollup_replication adds a server's replication rows captured in [p_from, p_to) (only
+-- snapshot p_id's, where given) to the hour rollups (0028): maxima stay maxima, so a snapshot
+-- added on its own, after others of its hour, leaves them as one pass would.
+CREATE OR REPLACE FUNCTION telemetry._rollup_replication(p_server text, p_from timestamptz, p_to timestamptz, p_id integer)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO telemetry.replication_rollups AS x (server, captured_at, standby_hash, application_name, client_addr,
+                                                    max_lag_bytes, max_replay_lag)
+    SELECT p_server, date_bin('1 hour', r.captured_at, timestamptz '1970-01-01 00:00:00+00'),
+           hashtextextended(jsonb_build_array(r.application_name, r.client_addr)::text, 0), r.application_name, r.client_addr,
+           max(pg_wal_lsn_diff(r.sent_lsn, r.replay_lsn)), max(r.replay_lag)
+    FROM telemetry.replication_snapshots r
+    WHERE r.server = p_server AND r.captured_at >= p_from AND r.captured_at < p_to AND (p_id IS NULL OR r.snapshot_id = p_id)
+    GROUP BY 2, 3, 4, 5
+    ON CONFLICT (server, captured_at, standby_hash) DO UPDATE
+    SET max_lag_bytes = greatest(x.max_lag_bytes, excluded.max_lag_bytes),
+        max_replay_lag = greatest(x.max_replay_lag, excluded.max_replay_lag)
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._rollup_replication(text, timestamptz, timestamptz, integer) FROM PUBLIC;
+
 -- _rollup_add adds the raw rows of a server's samples captured in [p_from, p_to) (only sample
 -- p_id's, where given) to the minute and hour rollups. Sums add up and maxima stay maxima, so a
 -- sample added on its own, after others of its bucket, leaves the rollups as one pass would.
@@ -190,9 +209,23 @@ BEGIN
     GROUP BY 2, 3, 4, 5
     ON CONFLICT (server, bucket, captured_at, vacuums_hash) DO UPDATE
     SET samples = r.samples + excluded.samples;
+
+    -- Standbys' lag comes with snapshots, added one by one as they are written
+    -- (_rollup_snapshot): here in a rebuild only.
+    IF p_id IS NULL THEN
+        PERFORM telemetry._rollup_replication(p_server, p_from, p_to, NULL);
+    END IF;
 END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_add(text, timestamptz, timestamptz, integer) FROM PUBLIC;
+
+-- _rollup_snapshot adds a snapshot just written (its rows are all in: the recorder and
+-- snapshot() call it last in the snapshot's transaction) to the rollups.
+CREATE OR REPLACE FUNCTION telemetry._rollup_snapshot(p_server text, p_id integer, p_at timestamptz)
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT telemetry._rollup_replication(p_server, p_at, p_at + interval '1 microsecond', p_id)
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._rollup_snapshot(text, integer, timestamptz) FROM PUBLIC;
 
 -- _statement_wait_totals_add writes a server's statement totals (0024) at p_day, a day's
 -- start: its latest totals before it and the day rollups since, or every day rollup before it
@@ -258,6 +291,7 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM telemetry.wait_time_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
     DELETE FROM telemetry.statement_wait_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
     DELETE FROM telemetry.vacuum_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
+    DELETE FROM telemetry.replication_rollups WHERE (p_server IS NULL OR server = p_server) AND captured_at >= p_from AND captured_at < p_to;
     -- A day changed here: the totals up to it no longer hold against later ones (readers fall
     -- back to the day rollups where a window's whole days begin before the totals kept).
     DELETE FROM telemetry.statement_wait_totals WHERE (p_server IS NULL OR server = p_server)
@@ -531,6 +565,29 @@ BEGIN
                               WHERE r.server = p_server AND r.bucket = sp.bucket
                                 AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
     GROUP BY 1;
+END
+$$;
+
+-- _window_replication: each standby's largest replay lag in the window, in bytes (sent minus
+-- replayed) and in seconds: whole hours from the hour rollups (0028, its whole days too), raw
+-- rows at the edges.
+CREATE OR REPLACE FUNCTION telemetry._window_replication(p_start_time timestamptz, p_end_time timestamptz, p_server text)
+RETURNS TABLE (application_name text, client_addr inet, lag_bytes numeric, lag_seconds numeric)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT x.application_name, x.client_addr, max(x.lag_bytes),
+           extract(epoch FROM max(x.replay_lag))  -- the largest converted once, not each row
+    FROM (SELECT r.application_name, r.client_addr, pg_wal_lsn_diff(r.sent_lsn, r.replay_lsn) AS lag_bytes, r.replay_lag
+          FROM telemetry._rollup_edges(p_start_time, p_end_time, p_server, false) e
+          JOIN telemetry.replication_snapshots r ON r.server = p_server AND r.captured_at BETWEEN e.edge_from AND e.edge_to
+          UNION ALL
+          SELECT r.application_name, r.client_addr, r.max_lag_bytes, r.max_replay_lag
+          FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, false) sp
+          CROSS JOIN LATERAL (SELECT r.application_name, r.client_addr, r.max_lag_bytes, r.max_replay_lag FROM telemetry.replication_rollups r
+                              WHERE r.server = p_server AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
+    GROUP BY 1, 2;
 END
 $$;
 

@@ -6,8 +6,7 @@ CREATE OR REPLACE FUNCTION telemetry._measures_replication_lag(p_start_time time
 RETURNS TABLE (measure text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT 'replication_lag_bytes', 'bytes',
-           coalesce((SELECT max(pg_wal_lsn_diff(r.sent_lsn, r.replay_lsn)) FROM telemetry.replication_snapshots r
-                     WHERE r.server = p_server AND r.captured_at BETWEEN p_snapshot_start AND p_end_time), 0)
+           coalesce((SELECT max(r.lag_bytes) FROM telemetry._window_replication(p_snapshot_start, p_end_time, p_server) r), 0)
     FROM telemetry._shared_compare(p_shared) c
 $$;
 

@@ -16,13 +16,7 @@ BEGIN
     RETURN QUERY
     WITH
     cmp AS (SELECT * FROM telemetry._shared_compare(p_shared)),
-    repl AS (
-        SELECT r.application_name, r.client_addr,
-               max(pg_wal_lsn_diff(r.sent_lsn, r.replay_lsn)) AS lag_bytes,
-               extract(epoch FROM max(r.replay_lag)) AS lag_seconds  -- the largest converted once, not each row
-        FROM telemetry.replication_snapshots r
-        WHERE r.server = p_server AND r.captured_at BETWEEN p_snapshot_start AND p_end_time
-        GROUP BY 1, 2)
+    repl AS (SELECT * FROM telemetry._window_replication(p_snapshot_start, p_end_time, p_server))
     SELECT 'replication_lag',
            CASE WHEN x.lag_seconds >= telemetry._threshold('replication_lag_seconds_critical') OR x.lag_bytes >= telemetry._threshold('replication_lag_bytes_critical') THEN 'critical'
                 WHEN x.lag_seconds >= telemetry._threshold('replication_lag_seconds_warning') OR x.lag_bytes >= telemetry._threshold('replication_lag_bytes_warning') THEN 'warning'
@@ -30,7 +24,7 @@ BEGIN
            greatest(x.lag_seconds / telemetry._threshold('replication_lag_seconds_warning'), x.lag_bytes / telemetry._threshold('replication_lag_bytes_warning')),
            format('Standbys fell behind by up to %s and %s s of replay.', telemetry._pretty_bytes(x.lag_bytes::bigint), round(x.lag_seconds, 1)),
            jsonb_build_object('max_replay_lag_bytes', x.lag_bytes, 'max_replay_lag_seconds', round(x.lag_seconds, 1),
-                              'standbys', (SELECT jsonb_agg(to_jsonb(r)) FROM repl r),
+                              'standbys', (SELECT jsonb_agg(to_jsonb(r) ORDER BY r.application_name, r.client_addr) FROM repl r),
                               'slots_max_retained_wal', (SELECT slots_max_retained_wal FROM cmp)),
            'Check the standbys'' health (disk, network, hot_standby_feedback conflicts); with synchronous replication every commit waits for the slowest standby: consider synchronous_commit = local or remote_write for the batch, or asynchronous replication.'
     FROM (SELECT coalesce(max(lag_bytes), 0) AS lag_bytes, coalesce(max(lag_seconds), 0) AS lag_seconds FROM repl) x
