@@ -445,12 +445,10 @@ func (r *Recorder) insert(ctx context.Context, b *collectionRows, isolate bool) 
 			queries []*pgx.QueuedQuery
 		}
 		notes := []noteGroup{{"servers", []*pgx.QueuedQuery{{SQL: `SELECT telemetry._note_server($1, $2, $3, $4)`, Arguments: []any{b.server, b.systemID, b.pgVersion, b.capturedAt}}}}}
-		// The collection's rows are all in: its rollups (recorder/sql/rollups.sql) follow.
-		rollup := `SELECT telemetry._rollup_sample($1, $2, $3)`
-		if b.tier == collectors.TierSnapshot {
-			rollup = `SELECT telemetry._rollup_snapshot($1, $2, $3)`
+		if b.tier != collectors.TierSnapshot {
+			// The sample's rows are all in: its rollups (recorder/sql/rollups.sql) follow.
+			notes[0].queries = append(notes[0].queries, &pgx.QueuedQuery{SQL: `SELECT telemetry._rollup_sample($1, $2, $3)`, Arguments: []any{b.server, id, b.capturedAt}})
 		}
-		notes[0].queries = append(notes[0].queries, &pgx.QueuedQuery{SQL: rollup, Arguments: []any{b.server, id, b.capturedAt}})
 		if b.settings != nil {
 			notes = append(notes, noteGroup{"server_settings", []*pgx.QueuedQuery{{SQL: `SELECT telemetry._note_settings($1, $2, $3::jsonb)`, Arguments: []any{b.server, b.capturedAt, *b.settings}}}})
 		}

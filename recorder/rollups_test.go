@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
@@ -38,7 +37,7 @@ var rollupData = []string{
 	FROM (SELECT id, captured_at, server, row_number() OVER (ORDER BY captured_at) AS n FROM telemetry.snapshots WHERE server = $3) s,
 		generate_series(1, 3) t`,
 	// Two standbys in most snapshots (one without a name or an address now and then, a lag
-	// unknown in some), a third for a while.
+	// unknown in some), a third for a while: rolled up by their table's trigger.
 	`INSERT INTO telemetry.replication_snapshots (snapshot_id, pid, client_addr, application_name, state, sync_state,
 		sent_lsn, write_lsn, flush_lsn, replay_lsn, write_lag, flush_lag, replay_lag, server, captured_at)
 	SELECT s.id, 4000 + k, CASE WHEN k = 2 AND random() < 0.2 THEN NULL ELSE ('10.0.0.' || k)::inet END,
@@ -123,8 +122,6 @@ var rollupData = []string{
 	`SELECT telemetry._note_server($3, $3, 17, $1)`,
 	`SELECT count(telemetry._rollup_sample(x.server, x.id, x.captured_at))
 	FROM (SELECT * FROM telemetry.samples WHERE server = $3 ORDER BY captured_at) x`,
-	`SELECT count(telemetry._rollup_snapshot(x.server, x.id, x.captured_at))
-	FROM (SELECT * FROM telemetry.snapshots WHERE server = $3 ORDER BY captured_at) x`,
 }
 
 // rollupFunctions are the window analysis functions, each as a query of its whole output
@@ -528,9 +525,9 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 	})
 }
 
-// TestRollupsOnUpgrade: migrations 0025, 0026 and 0028 sum the vacuum progress, the sessions
-// blocked and the standbys' lag recorded before them (where the server's rollups are
-// complete) as the recorder adds each sample's and snapshot's since.
+// TestRollupsOnUpgrade: migrations 0025 and 0026 sum the vacuum progress and the sessions
+// blocked recorded before them (where the server's rollups are complete) as the recorder adds
+// each sample's since; 0028 rolls up the standbys' lag recorded before it as its trigger does.
 func TestRollupsOnUpgrade(t *testing.T) {
 	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
 		e := newEnv(t, srv)
@@ -555,12 +552,9 @@ func TestRollupsOnUpgrade(t *testing.T) {
 			}
 			return s
 		}
-		// (the standbys' hours where the rollups are complete: a snapshot may come before the
-		// first sample's hour)
 		standbys := func() string {
 			var s string
-			if err := c.QueryRow(ctx, `SELECT count(*) || ': ' || string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.replication_rollups r
-				WHERE r.captured_at >= (SELECT since FROM telemetry.rollup_coverage v WHERE v.server = r.server)`).Scan(&s); err != nil {
+			if err := c.QueryRow(ctx, `SELECT count(*) || ': ' || string_agg(r::text, ',' ORDER BY r::text) FROM telemetry.replication_rollups r`).Scan(&s); err != nil {
 				t.Fatal(err)
 			}
 			return s
@@ -573,7 +567,7 @@ func TestRollupsOnUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 		if migrated := standbys(); migrated != addedStandbys || strings.HasPrefix(addedStandbys, "0:") {
-			t.Errorf("standbys' rollups after the migration\n%.1000s\nwant, as added snapshot by snapshot,\n%.1000s", migrated, addedStandbys)
+			t.Errorf("standbys' rollups after the migration\n%.1000s\nwant, as the rows' trigger added them,\n%.1000s", migrated, addedStandbys)
 		}
 		if migrated := vacuums(); migrated != added || strings.HasPrefix(added, "0:") {
 			t.Errorf("vacuum rollups after the migration\n%.1000s\nwant, as added sample by sample,\n%.1000s", migrated, added)
@@ -629,35 +623,6 @@ func TestRollupDaysInUTC(t *testing.T) {
 			if want := "01:00:00 10-26 13:00 10-27 00:00, 1 day 10-27 00:00 11-04 00:00, 01:00:00 11-04 00:00 11-04 12:00"; pieces != want {
 				t.Errorf("time zone %s: the window's pieces\n%s\nwant\n%s", zone, pieces, want)
 			}
-		}
-	})
-}
-
-// TestSnapshotsAddedToRollups: the Go recorder and pg_cron mode's snapshot() each add the
-// snapshot they write to the rollups (_rollup_snapshot, the standbys' lag), in its
-// transaction. No standby streams from the test's server: _rollup_snapshot is replaced by one
-// that notes its calls.
-func TestSnapshotsAddedToRollups(t *testing.T) {
-	pgtest.ForEachVersion(t, func(t *testing.T, srv *pgtest.Server) {
-		e := newEnv(t, srv)
-		c := e.conn()
-		e.exec(`CREATE TABLE public.rolled_up (server text, id integer, captured_at timestamptz);
-			CREATE OR REPLACE FUNCTION telemetry._rollup_snapshot(p_server text, p_id integer, p_at timestamptz)
-			RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ INSERT INTO public.rolled_up VALUES (p_server, p_id, p_at) $$`)
-		goAt := e.record(collectors.TierSnapshot)
-		var sqlAt time.Time
-		if err := c.QueryRow(context.Background(), `SELECT telemetry.snapshot()`).Scan(&sqlAt); err != nil {
-			t.Fatal(err)
-		}
-		e.record(collectors.TierSample)
-		var got string
-		if err := c.QueryRow(context.Background(), `SELECT string_agg(format('%s %s', r.captured_at = s.captured_at AND r.server = s.server,
-				r.captured_at = $1), ', ' ORDER BY r.captured_at)
-			FROM public.rolled_up r LEFT JOIN telemetry.snapshots s ON s.id = r.id`, goAt).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		if want := "t t, t f"; got != want || !sqlAt.After(goAt) {
-			t.Errorf("snapshots added to the rollups (the stored one's, the recorder's): %q, want %q", got, want)
 		}
 	})
 }

@@ -246,7 +246,6 @@ BEGIN
 
     PERFORM telemetry._record_snapshots(v_id, v_server, v_at);
     PERFORM telemetry._snapshot_statements(v_id, v_at, v_server);
-    PERFORM telemetry._rollup_snapshot(v_server, v_id, v_at);
     PERFORM telemetry._note_server(v_server, v_server, current_setting('server_version_num')::int / 10000, v_at);
     PERFORM telemetry._note_settings(v_server, v_at, (SELECT s.settings::jsonb FROM telemetry._collect_settings() s));
     RETURN v_at;

@@ -63,7 +63,7 @@ BEGIN
         ('0025_vacuum_rollups.sql', '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349'),
         ('0026_sample_rollups_blocked.sql', '35dbde6e7496d8c032262d08edf52ffa150d0b9f1bdfd3f68fdb89879969e6e9'),
         ('0027_client_buffer_writes.sql', 'be3e11c5087e53c2006f24b1a177dff532313103b0ccd6ca7f5c875b1ba40959'),
-        ('0028_replication_rollups.sql', '77740fedfbb057138e9e74f7f0efef1a1df6f0db422a829d3b3acf8dbb4fe2cc')) f (name, checksum) ON f.name = m.name
+        ('0028_replication_rollups.sql', 'd606a8503b389cbb7891bc952e968cf912e8db6aacba7a09238772167f81e25a')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -235,10 +235,10 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0027_cl
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0027_client_buffer_writes.sql', 'be3e11c5087e53c2006f24b1a177dff532313103b0ccd6ca7f5c875b1ba40959')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0028_replication_rollups.sql' AND checksum = '77740fedfbb057138e9e74f7f0efef1a1df6f0db422a829d3b3acf8dbb4fe2cc') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0028_replication_rollups.sql' AND checksum = 'd606a8503b389cbb7891bc952e968cf912e8db6aacba7a09238772167f81e25a') AS apply \gset
 \if :apply
 \ir ../../schema/migrations/0028_replication_rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0028_replication_rollups.sql', '77740fedfbb057138e9e74f7f0efef1a1df6f0db422a829d3b3acf8dbb4fe2cc')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0028_replication_rollups.sql', 'd606a8503b389cbb7891bc952e968cf912e8db6aacba7a09238772167f81e25a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
 SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/upgrades.sql' AND checksum = 'ee0368b3886b97324a3877f45c5ad53d1bc4b1af4fd3fb25bfc6caa713cb58b2') AS apply \gset
@@ -262,10 +262,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'e441a9d26250c5f1b734faf0ee47279de050249b1c31d3204c9767d0cbd94e53') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'b6e0afc0d03dff00ca0785c69952e3fde67b5a6cbd24892ff53c6ccd6cc09776') AS apply \gset
 \if :apply
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'e441a9d26250c5f1b734faf0ee47279de050249b1c31d3204c9767d0cbd94e53')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'b6e0afc0d03dff00ca0785c69952e3fde67b5a6cbd24892ff53c6ccd6cc09776')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -283,10 +283,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/c
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = '20295d0a219e1b77a7d3f477f59d5389d5e341695034a21b3bbb4f20c942e393') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collection.sql' AND checksum = 'df4a1fb8e66767735cbcfe28ec69f917e2864a851feb9decb13437d2c450ea2c') AS apply \gset
 \if :apply
 \ir collection.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', '20295d0a219e1b77a7d3f477f59d5389d5e341695034a21b3bbb4f20c942e393')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collection.sql', 'df4a1fb8e66767735cbcfe28ec69f917e2864a851feb9decb13437d2c450ea2c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

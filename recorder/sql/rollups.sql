@@ -120,10 +120,10 @@ BEGIN
 END
 $$;
 
--- _rollup_replication adds a server's replication rows captured in [p_from, p_to) (only
--- snapshot p_id's, where given) to the hour rollups (0028): maxima stay maxima, so a snapshot
--- added on its own, after others of its hour, leaves them as one pass would.
-CREATE OR REPLACE FUNCTION telemetry._rollup_replication(p_server text, p_from timestamptz, p_to timestamptz, p_id integer)
+-- _rollup_replication adds a server's replication rows captured in [p_from, p_to) to the hour
+-- rollups (0028): maxima stay maxima, so rows added again, or one snapshot after others of its
+-- hour, leave them as one pass would.
+CREATE OR REPLACE FUNCTION telemetry._rollup_replication(p_server text, p_from timestamptz, p_to timestamptz)
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO telemetry.replication_rollups AS x (server, captured_at, standby_hash, application_name, client_addr,
                                                     max_lag_bytes, max_replay_lag)
@@ -131,13 +131,29 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
            hashtextextended(jsonb_build_array(r.application_name, r.client_addr)::text, 0), r.application_name, r.client_addr,
            max(pg_wal_lsn_diff(r.sent_lsn, r.replay_lsn)), max(r.replay_lag)
     FROM telemetry.replication_snapshots r
-    WHERE r.server = p_server AND r.captured_at >= p_from AND r.captured_at < p_to AND (p_id IS NULL OR r.snapshot_id = p_id)
+    WHERE r.server = p_server AND r.captured_at >= p_from AND r.captured_at < p_to
     GROUP BY 2, 3, 4, 5
     ON CONFLICT (server, captured_at, standby_hash) DO UPDATE
     SET max_lag_bytes = greatest(x.max_lag_bytes, excluded.max_lag_bytes),
         max_replay_lag = greatest(x.max_replay_lag, excluded.max_replay_lag)
 $$;
-REVOKE EXECUTE ON FUNCTION telemetry._rollup_replication(text, timestamptz, timestamptz, integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION telemetry._rollup_replication(text, timestamptz, timestamptz) FROM PUBLIC;
+
+-- _rollup_replication_rows adds what a statement wrote to telemetry.replication_snapshots to
+-- the rollups, whoever wrote it (the Go recorder of any version, pg_cron mode's snapshot(), a
+-- load by hand): a trigger, in the writer's transaction. The stretch each server's rows span is
+-- added again whole (a snapshot's: its own rows).
+CREATE OR REPLACE FUNCTION telemetry._rollup_replication_rows()
+RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM telemetry._rollup_replication(w.server, w.first, w.last + interval '1 microsecond')
+    FROM (SELECT r.server, min(r.captured_at) AS first, max(r.captured_at) AS last FROM written r GROUP BY r.server) w;
+    RETURN NULL;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION telemetry._rollup_replication_rows() FROM PUBLIC;
+CREATE OR REPLACE TRIGGER replication_rollups AFTER INSERT ON telemetry.replication_snapshots
+    REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION telemetry._rollup_replication_rows();
 
 -- _rollup_add adds the raw rows of a server's samples captured in [p_from, p_to) (only sample
 -- p_id's, where given) to the minute and hour rollups. Sums add up and maxima stay maxima, so a
@@ -210,22 +226,14 @@ BEGIN
     ON CONFLICT (server, bucket, captured_at, vacuums_hash) DO UPDATE
     SET samples = r.samples + excluded.samples;
 
-    -- Standbys' lag comes with snapshots, added one by one as they are written
-    -- (_rollup_snapshot): here in a rebuild only.
+    -- Standbys' lag comes with snapshots, added as they are written (_rollup_replication_rows):
+    -- here in a rebuild only.
     IF p_id IS NULL THEN
-        PERFORM telemetry._rollup_replication(p_server, p_from, p_to, NULL);
+        PERFORM telemetry._rollup_replication(p_server, p_from, p_to);
     END IF;
 END
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._rollup_add(text, timestamptz, timestamptz, integer) FROM PUBLIC;
-
--- _rollup_snapshot adds a snapshot just written (its rows are all in: the recorder and
--- snapshot() call it last in the snapshot's transaction) to the rollups.
-CREATE OR REPLACE FUNCTION telemetry._rollup_snapshot(p_server text, p_id integer, p_at timestamptz)
-RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT telemetry._rollup_replication(p_server, p_at, p_at + interval '1 microsecond', p_id)
-$$;
-REVOKE EXECUTE ON FUNCTION telemetry._rollup_snapshot(text, integer, timestamptz) FROM PUBLIC;
 
 -- _statement_wait_totals_add writes a server's statement totals (0024) at p_day, a day's
 -- start: its latest totals before it and the day rollups since, or every day rollup before it
@@ -393,6 +401,10 @@ BEGIN
     DELETE FROM telemetry.run_results WHERE data_from < p_cutoff;
     PERFORM telemetry._rollup_delete(NULL, '-infinity', v_hour);
     PERFORM telemetry._rollup_rebuild(c.server, v_hour, v_hour) FROM telemetry.rollup_coverage c WHERE c.since <= v_hour;
+    -- Standbys' lag is rolled up for every server, its rollups complete or not: the cut hour's
+    -- again from what is left, for all.
+    DELETE FROM telemetry.replication_rollups WHERE captured_at = v_hour;
+    PERFORM telemetry._rollup_replication(s.server, v_hour, v_hour + interval '1 hour') FROM telemetry.servers s;
     -- Statements no day since a server's oldest totals kept has summed (gone: a statement on a
     -- temporary table has a new queryid each run) count 0 in every difference of those totals:
     -- they leave them all, and start again from their next day rollup. The totals keep the
