@@ -68,12 +68,14 @@ REVOKE EXECUTE ON FUNCTION telemetry.close_abandoned_runs() FROM PUBLIC;
 -- At a run's begin (p_run_id) that snapshot is the run's start read (batch_runs.start_snapshot_at:
 -- the recorder notes it once taken). Reading the other sessions' LISTEN needs the owner's
 -- rights (SECURITY DEFINER). A failed snapshot only warns: it must not fail the batch.
--- A recorder listens once its LISTEN is done (idle after it): while it runs, it has not
--- committed, and a notification then reaches no one.
+-- A recorder listens once its LISTEN is done, its session no longer active (the one rule,
+-- collectors.SQLActiveState): while it runs, it has not committed, and a notification then
+-- reaches no one.
 CREATE OR REPLACE FUNCTION telemetry._recorder_listening() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT FROM pg_stat_activity
-                   WHERE datname = current_database() AND query = 'LISTEN telemetry_request_snapshot' AND state = 'idle')
+                   WHERE datname = current_database() AND query = 'LISTEN telemetry_request_snapshot'
+                     AND NOT (state NOT LIKE 'idle%'))
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._recorder_listening() FROM PUBLIC;
 

@@ -297,10 +297,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '4a5d651d98d1cbcdfc9d54dac62ef0730435a7e2791ab2630fa94ad7e4d05354') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '8d936f2d2ed5f09c93c94ccda32d437f8b5d7573189128a9894a9e61c37e10e2') AS apply \gset
 \if :apply
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '4a5d651d98d1cbcdfc9d54dac62ef0730435a7e2791ab2630fa94ad7e4d05354')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '8d936f2d2ed5f09c93c94ccda32d437f8b5d7573189128a9894a9e61c37e10e2')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
