@@ -144,14 +144,18 @@ func (r *Runner) Trigger(t Tier) {
 // sampler's reading. run gets the time the run stands for (see every).
 type schedule struct {
 	interval func() time.Duration // may change between runs (the wait sampler's, while a batch runs)
-	// jitter runs at a random instant of each interval instead of at its start: what samples
-	// session states must not lock onto jobs that fire on the second.
-	jitter  bool
+	// instant places each run in its interval-long stratum (nil: at its start). What samples
+	// session states runs at a random instant (randomInstant): it must not lock onto jobs that
+	// fire on the second.
+	instant func(interval time.Duration) time.Duration
 	trigger <-chan struct{}
-	// repace says the interval changed: the wait for the old one is cut short.
+	// repace says the interval changed: the wait for a stratum not yet begun is cut short.
 	repace <-chan struct{}
 	run    func(ctx context.Context, span time.Duration) error
 }
+
+// randomInstant is a uniformly random instant of a stratum.
+func randomInstant(interval time.Duration) time.Duration { return rand.N(interval) }
 
 func (r *Runner) schedules() []schedule {
 	tier := func(t Tier) func(context.Context, time.Duration) error {
@@ -160,11 +164,11 @@ func (r *Runner) schedules() []schedule {
 	fixed := func(t Tier) func() time.Duration { return func() time.Duration { return r.intervals[t] } }
 	out := []schedule{
 		// The sample tier counts sessions by state, as the wait sampler does.
-		{interval: fixed(TierSample), jitter: true, trigger: r.trigger[TierSample], run: tier(TierSample)},
+		{interval: fixed(TierSample), instant: randomInstant, trigger: r.trigger[TierSample], run: tier(TierSample)},
 		{interval: fixed(TierSnapshot), trigger: r.trigger[TierSnapshot], run: tier(TierSnapshot)},
 	}
 	if r.waits != nil {
-		out = append(out, schedule{interval: r.waits.Interval, jitter: true, repace: r.waits.paced, run: func(ctx context.Context, span time.Duration) error {
+		out = append(out, schedule{interval: r.waits.Interval, instant: randomInstant, repace: r.waits.paced, run: func(ctx context.Context, span time.Duration) error {
 			return r.setUp(r.waits.sample(ctx, func(time.Time) time.Duration { return span }), "waits")
 		}})
 	}
@@ -191,14 +195,16 @@ func (r *Runner) Run(ctx context.Context) {
 	}
 }
 
-// every runs s once in each interval-long stratum of time from now on: at its start, or
-// with jitter at a uniformly random instant of it. Each run stands for its own stratum and
-// any missed since the previous successful run, at most two (an outage is not booked to
-// what is seen after it). Stratified this way a sample estimates the time spent in a state
+// every runs s once in each interval-long stratum of time from now on, at the instant of it
+// s.instant says. Each run stands for its own stratum and any missed since the previous
+// successful run, at most two (an outage is not booked to what is seen after it). Stratified this way a sample estimates the time spent in a state
 // without bias whatever the workload's period; weighting by the actual time since the
 // previous instant would not (a wait late in each period would count about 30% too much).
-// After a failure it retries sooner than the interval might, with exponential back-off
-// from 1s, but never more often than once a second. A trigger runs it at once.
+// A new pace starts with the first stratum not begun: one under way still runs at its
+// instant, standing for all of itself (else the time since it began went unsampled: at a
+// batch's start, up to a second of its first statement). After a failure it retries sooner
+// than the interval might, with exponential back-off from 1s, but never more often than once
+// a second. A trigger runs it at once.
 func every(ctx context.Context, s schedule) {
 	const minBackoff = time.Second
 	interval := s.interval()
@@ -206,22 +212,24 @@ func every(ctx context.Context, s schedule) {
 	origin := time.Now()
 	stratum, lastDone := int64(0), int64(-1)
 	for {
-		if now := s.interval(); now != interval {
-			// A new pace: strata of the new length from where the old ones stopped (the first
-			// not run), each run standing for its own again.
-			origin, interval = origin.Add(time.Duration(stratum)*interval), now
+		begins := origin.Add(time.Duration(stratum) * interval)
+		if now := s.interval(); now != interval && begins.After(time.Now()) {
+			// A new pace: strata of the new length from where the old ones stopped, each run
+			// standing for its own again.
+			origin, interval = begins, now
 			stratum, lastDone = 0, -1
 		}
 		maxBackoff := max(interval, 30*time.Second)
-		at := origin.Add(time.Duration(stratum) * interval)
-		if s.jitter {
-			at = at.Add(rand.N(interval))
+		at := begins
+		if s.instant != nil {
+			at = at.Add(s.instant(interval))
 		}
 		t := time.NewTimer(time.Until(at))
 		// The stratum this run stands for: the one waited for, but a run triggered before that
 		// stratum began stands for the one it runs in (a batch triggers one a second: each
 		// must not push the schedule a stratum further away).
 		done := stratum
+	wait:
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -230,6 +238,9 @@ func every(ctx context.Context, s schedule) {
 			t.Stop()
 			done = min(stratum, int64(time.Since(origin)/interval))
 		case <-s.repace:
+			if !begins.After(time.Now()) {
+				goto wait // the stratum under way runs at its instant; the new pace follows it
+			}
 			t.Stop()
 			continue
 		case <-t.C:

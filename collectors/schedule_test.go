@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -21,7 +22,7 @@ func TestJitteredSamplingUnbiasedAtEveryPhase(t *testing.T) {
 	r := NewRunner(RunnerOptions{Selection: AllEnabled(), SampleEvery: interval, SnapshotEvery: time.Hour, WaitSampleEvery: interval})
 	scheds := r.schedules()
 	for name, s := range map[string]schedule{"waits": scheds[2], "sample tier": scheds[0]} {
-		if !s.jitter {
+		if s.instant == nil {
 			t.Errorf("%s: not jittered", name)
 		}
 		t.Run(name, func(t *testing.T) {
@@ -150,6 +151,49 @@ func TestPaceFollowsBatches(t *testing.T) {
 	}
 }
 
+// TestNewPaceLosesNoTime: a batch that begins 0.6 s into a 1 s stratum whose reading is due
+// at 0.9 s speeds the wait sampler up to 100 ms. The stratum under way is still read at 0.9 s,
+// standing for its whole second, and the new pace begins at its end: the readings book the
+// time that passed. Restarting at the new pace from the stratum's start instead booked the
+// first 100 ms of it and lost the 0.5 s up to the batch's start (the span of the batch's
+// first statement).
+func TestNewPaceLosesNoTime(t *testing.T) {
+	const slow, fast, total = time.Second, 100 * time.Millisecond, 2 * time.Second
+	var pace atomic.Int64
+	pace.Store(int64(slow))
+	repace := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var booked time.Duration
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(done)
+		every(ctx, schedule{interval: func() time.Duration { return time.Duration(pace.Load()) }, repace: repace,
+			instant: func(interval time.Duration) time.Duration { return interval * 9 / 10 },
+			run: func(_ context.Context, span time.Duration) error {
+				mu.Lock()
+				booked += span
+				mu.Unlock()
+				return nil
+			}})
+	}()
+	time.Sleep(time.Until(start.Add(600 * time.Millisecond)))
+	pace.Store(int64(fast))
+	repace <- struct{}{}
+	time.Sleep(time.Until(start.Add(total)))
+	cancel()
+	<-done
+	elapsed := time.Since(start)
+	mu.Lock()
+	defer mu.Unlock()
+	// Readings up to the last 100 ms stratum begun, less three of them a loaded machine may
+	// lose (a reading later than two intervals stands for two).
+	if booked < elapsed-3*fast || booked > elapsed {
+		t.Errorf("%s booked over %s, with the pace changed from %s to %s 0.6 s into the first stratum; want the time that passed", booked, elapsed.Round(time.Millisecond), slow, fast)
+	}
+}
+
 // TestTriggersKeepTheSchedule: a batch triggers a collection a second while it runs; after a
 // burst of triggers within a few intervals, the scheduled collections go on within two
 // intervals of the last, as before the burst: each trigger stands for the interval it ran in,
@@ -164,7 +208,7 @@ func TestTriggersKeepTheSchedule(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		every(ctx, schedule{interval: func() time.Duration { return interval }, jitter: true, trigger: trigger,
+		every(ctx, schedule{interval: func() time.Duration { return interval }, instant: randomInstant, trigger: trigger,
 			run: func(context.Context, time.Duration) error {
 				mu.Lock()
 				runs = append(runs, time.Now())
