@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -72,22 +73,9 @@ func startLocal(ctx context.Context, major int, opts Options) (*Server, error) {
 		}
 		desc = fmt.Sprintf("PostgreSQL %d (npm %s)", major, NPMVersions[major])
 	}
-
-	root, err := os.MkdirTemp(tempBase(), fmt.Sprintf("pgtest-%d-", major))
+	l, err := newLocal(major, binDir, settings(opts), true)
 	if err != nil {
 		return nil, err
-	}
-	l := &localServer{
-		binDir:   binDir,
-		root:     root,
-		dataDir:  filepath.Join(root, "data"),
-		sockDir:  filepath.Join(root, "sock"),
-		settings: settings(opts),
-	}
-	l.logFile = filepath.Join(l.dataDir, "server.log")
-	l.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + root, "LANG=C", "LC_ALL=C"}
-	if tz, ok := os.LookupEnv("TZ"); ok {
-		l.env = append(l.env, "TZ="+tz)
 	}
 	ok := false
 	defer func() {
@@ -95,25 +83,6 @@ func startLocal(ctx context.Context, major int, opts Options) (*Server, error) {
 			l.destroy()
 		}
 	}()
-	// "owner" names this process: `make clean-pg` leaves the servers of
-	// live processes alone.
-	if err := os.WriteFile(filepath.Join(root, "owner"), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
-		return nil, err
-	}
-	for _, d := range []string{l.dataDir, l.sockDir} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			return nil, err
-		}
-	}
-	if os.Geteuid() == 0 {
-		l.cred = &syscall.Credential{Uid: nobodyID, Gid: nobodyID, Groups: []uint32{}}
-		for _, d := range []string{root, l.dataDir, l.sockDir} {
-			if err := os.Chown(d, nobodyID, nobodyID); err != nil {
-				return nil, err
-			}
-		}
-	}
-
 	if out, err := l.run(ctx, "initdb", "-D", l.dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
 		return nil, fmt.Errorf("%s: initdb: %v\n%s", desc, err, out)
 	}
@@ -129,15 +98,71 @@ func startLocal(ctx context.Context, major int, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := l.startOnFreePort(ctx, desc); err != nil {
+		return nil, err
+	}
+	ok = true
+	return l.server(major, desc), nil
+}
 
+// newLocal makes a server's private temp dir (root: data/ where withData, sock/), owned by
+// nobody where we are root.
+func newLocal(major int, binDir string, settings [][2]string, withData bool) (*localServer, error) {
+	root, err := os.MkdirTemp(tempBase(), fmt.Sprintf("pgtest-%d-", major))
+	if err != nil {
+		return nil, err
+	}
+	l := &localServer{
+		binDir:   binDir,
+		root:     root,
+		dataDir:  filepath.Join(root, "data"),
+		sockDir:  filepath.Join(root, "sock"),
+		settings: settings,
+	}
+	l.logFile = filepath.Join(l.dataDir, "server.log")
+	l.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + root, "LANG=C", "LC_ALL=C"}
+	if tz, ok := os.LookupEnv("TZ"); ok {
+		l.env = append(l.env, "TZ="+tz)
+	}
+	// "owner" names this process: `make clean-pg` leaves the servers of
+	// live processes alone.
+	if err := os.WriteFile(filepath.Join(root, "owner"), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
+		l.destroy()
+		return nil, err
+	}
+	dirs := []string{l.sockDir}
+	if withData {
+		dirs = append(dirs, l.dataDir)
+	}
+	for _, d := range dirs {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			l.destroy()
+			return nil, err
+		}
+	}
+	if os.Geteuid() == 0 {
+		l.cred = &syscall.Credential{Uid: nobodyID, Gid: nobodyID, Groups: []uint32{}}
+		for _, d := range append(dirs, root) {
+			if err := os.Chown(d, nobodyID, nobodyID); err != nil {
+				l.destroy()
+				return nil, err
+			}
+		}
+	}
+	return l, nil
+}
+
+// startOnFreePort starts the initialised server on a free port, and its watchdog.
+func (l *localServer) startOnFreePort(ctx context.Context, desc string) error {
 	// A free port can be taken by someone else before the server binds
 	// it: retry with another one.
 	for attempt := 1; ; attempt++ {
+		var err error
 		if l.port, err = freePort(); err != nil {
-			return nil, err
+			return err
 		}
 		if err := l.writeConf(); err != nil {
-			return nil, err
+			return err
 		}
 		err = l.start(ctx)
 		if err == nil {
@@ -145,23 +170,66 @@ func startLocal(ctx context.Context, major int, opts Options) (*Server, error) {
 		}
 		tail := l.log(tailSize)
 		if attempt >= 5 || !portTaken(tail) {
-			return nil, fmt.Errorf("%s: %v\nserver log %s:\n%s", desc, err, l.logFile, tail)
+			return fmt.Errorf("%s: %v\nserver log %s:\n%s", desc, err, l.logFile, tail)
 		}
 	}
-	if err := l.startWatchdog(); err != nil {
+	return l.startWatchdog()
+}
+
+func (l *localServer) server(major int, desc string) *Server {
+	return &Server{Major: major, Host: "127.0.0.1", Port: l.port, User: "postgres", DataDir: l.dataDir, BinDir: l.binDir, Desc: desc, be: l}
+}
+
+// StartStandby starts a streaming standby of s (local, from StartWith with Private), which
+// it stops cleanly and starts again: a copy of a cleanly stopped primary's data directory
+// is a base backup. The standby connects as application_name name (synchronous_standby_names
+// may name it), hot_standby on; pg_wal_replay_pause() on it holds its replay.
+func (s *Server) StartStandby(ctx context.Context, name string) (*Server, error) {
+	primary, ok := s.be.(*localServer)
+	if !ok {
+		return nil, fmt.Errorf("a standby of %s: only of a server run from local binaries", s.Desc)
+	}
+	if err := s.Stop(ctx); err != nil {
 		return nil, err
 	}
-	ok = true
-	return &Server{
-		Major:   major,
-		Host:    "127.0.0.1",
-		Port:    l.port,
-		User:    "postgres",
-		DataDir: l.dataDir,
-		BinDir:  binDir,
-		Desc:    desc,
-		be:      l,
-	}, nil
+	conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres application_name=%s", primary.port, name)
+	l, err := newLocal(s.Major, primary.binDir, append(slices.Clone(primary.settings), [2]string{"primary_conninfo", conninfo}), false)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			l.destroy()
+		}
+	}()
+	// cp -a keeps the files' owner (nobody) and modes (0700: the server refuses others).
+	if out, err := exec.CommandContext(ctx, "cp", "-a", primary.dataDir, l.dataDir).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("copying %s: %v %s", primary.dataDir, err, out)
+	}
+	if err := os.Truncate(l.logFile, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	signal := filepath.Join(l.dataDir, "standby.signal")
+	if err := os.WriteFile(signal, nil, 0o600); err != nil {
+		return nil, err
+	}
+	if l.cred != nil {
+		if err := os.Chown(signal, nobodyID, nobodyID); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.Restart(ctx); err != nil {
+		return nil, err
+	}
+	desc := s.Desc + ", standby " + name
+	if err := l.startOnFreePort(ctx, desc); err != nil {
+		return nil, err
+	}
+	started = true
+	standby := l.server(s.Major, desc)
+	standby.running = true
+	return standby, nil
 }
 
 func portTaken(log string) bool {

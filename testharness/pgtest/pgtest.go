@@ -34,6 +34,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -104,6 +105,7 @@ type Server struct {
 	BinDir  string // empty for docker
 
 	shared bool // from Start: Stop/Restart are refused
+	mine   bool // from StartWith with Private: the calling test's alone
 	pg     *pgserver.Server
 }
 
@@ -170,20 +172,44 @@ func StartWith(t testing.TB, major int, opts Options) *Server {
 		if err != nil {
 			t.Fatalf("pgtest: %v", err)
 		}
-		t.Cleanup(func() {
-			s.pg.Destroy()
-			regMu.Lock()
-			for i, x := range started {
-				if x == s {
-					started = append(started[:i], started[i+1:]...)
-					break
-				}
-			}
-			regMu.Unlock()
-		})
+		s.mine = true
+		t.Cleanup(s.destroy)
 		return s
 	}
 	return get(t, "with/"+optsKey(major, opts), major, opts, false)
+}
+
+// destroy stops and removes a server of one test's, and forgets it.
+func (s *Server) destroy() {
+	s.pg.Destroy()
+	regMu.Lock()
+	defer regMu.Unlock()
+	if i := slices.Index(started, s); i >= 0 {
+		started = slices.Delete(started, i, i+1)
+	}
+}
+
+// StartStandby starts a streaming standby of s, a server from StartWith with Private, as
+// application_name name (pgserver.Server.StartStandby: s is stopped and started again); it is
+// stopped and removed in t.Cleanup.
+func (s *Server) StartStandby(t testing.TB, name string) *Server {
+	t.Helper()
+	if !s.mine {
+		t.Fatalf("pgtest: StartStandby of %s: only of a server from StartWith with Private (it restarts it)", s.pg.Desc)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pg, err := s.pg.StartStandby(ctx, name)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	standby := &Server{Major: pg.Major, Host: pg.Host, Port: pg.Port, User: pg.User, DataDir: pg.DataDir, BinDir: pg.BinDir,
+		mine: true, pg: pg}
+	regMu.Lock()
+	started = append(started, standby)
+	regMu.Unlock()
+	t.Cleanup(standby.destroy)
+	return standby
 }
 
 func get(t testing.TB, key string, major int, opts Options, shared bool) *Server {

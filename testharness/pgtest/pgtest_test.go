@@ -189,6 +189,42 @@ func TestPrivateStopRestart(t *testing.T) {
 	queryString(t, c2, "SELECT 1::text")
 }
 
+// TestStandby: a standby streams what its primary writes, shows in the primary's
+// pg_stat_replication under its name, and holds what it replays while paused.
+func TestStandby(t *testing.T) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			testStandby(t, major)
+		})
+	}
+}
+
+func testStandby(t *testing.T, major int) {
+	primary := pgtest.StartWith(t, major, pgtest.Options{Private: true})
+	dsn := primary.NewDatabase(t)
+	standby := primary.StartStandby(t, "replica_a")
+	p := pgtest.Connect(t, dsn, "")
+	pgtest.MustExec(t, p, "CREATE TABLE streamed(i int); INSERT INTO streamed VALUES (1)")
+	s := pgtest.Connect(t, standby.DSN(dbName(t, dsn)), "")
+	count := func() string { return queryString(t, s, "SELECT count(*)::text FROM streamed") }
+	pgtest.Eventually(t, 30*time.Second, "the standby replays the primary's insert", func() bool {
+		var n string
+		return s.QueryRow(context.Background(), "SELECT count(*)::text FROM streamed").Scan(&n) == nil && n == "1"
+	})
+	if v := queryString(t, p, "SELECT string_agg(application_name || ':' || state, ',') FROM pg_stat_replication"); v != "replica_a:streaming" {
+		t.Errorf("pg_stat_replication: %q, want replica_a streaming", v)
+	}
+	pgtest.MustExec(t, s, "SELECT pg_wal_replay_pause()")
+	pgtest.MustExec(t, p, "INSERT INTO streamed VALUES (2)")
+	time.Sleep(time.Second)
+	if n := count(); n != "1" {
+		t.Errorf("a paused standby has %s rows, want 1", n)
+	}
+	pgtest.MustExec(t, s, "SELECT pg_wal_replay_resume()")
+	pgtest.Eventually(t, 30*time.Second, "replay resumed", func() bool { return count() == "2" })
+}
+
 // TestSharedStopRefused checks that Stop on a shared server fails the test.
 func TestSharedStopRefused(t *testing.T) {
 	s := pgtest.Start(t, pgtest.Versions()[0])
