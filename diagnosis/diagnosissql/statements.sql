@@ -414,6 +414,9 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     v_server text;
+    -- read once, not for each statement
+    v_more_work numeric := telemetry._threshold('statement_more_work_ratio');
+    v_slower numeric := telemetry._threshold('statement_slower_ratio');
 BEGIN
     IF p_server IS NOT NULL THEN
         -- (a run recorded without its server's name is the only server's)
@@ -427,9 +430,9 @@ BEGIN
            s.calls, s.baseline_calls::float8, s.rows, s.baseline_rows::float8, (1000 * s.extra_seconds)::float8,
            CASE WHEN s.baseline_runs = 0 OR s.status = 'reset' THEN NULL
                 WHEN s.baseline_runs_with = 0 THEN 'new'
-                WHEN s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
-                  OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1) THEN 'more_work'
-                WHEN s.seconds_per_call >= telemetry._threshold('statement_slower_ratio') * s.baseline_seconds_per_call
+                WHEN s.calls >= v_more_work * greatest(s.baseline_calls, 1)
+                  OR s.rows >= v_more_work * greatest(s.baseline_rows, 1) THEN 'more_work'
+                WHEN s.seconds_per_call >= v_slower * s.baseline_seconds_per_call
                      AND s.seconds_per_call > s.baseline_seconds_per_call THEN 'slower_per_call'
                 ELSE 'unchanged' END,
            s.status, s.seconds, s.baseline_seconds, s.extra_seconds, s.share_of_extra_pct,

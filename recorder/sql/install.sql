@@ -311,10 +311,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'c117c7e5e33fd89454c32bc5b94c497dcef8ee53bb9fcddd6f69b8b032868d56') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '7d270f4abb01fdbe805f9909fcf3aeae79c2de0b32c65fb96352417706d6f110') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'c117c7e5e33fd89454c32bc5b94c497dcef8ee53bb9fcddd6f69b8b032868d56')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '7d270f4abb01fdbe805f9909fcf3aeae79c2de0b32c65fb96352417706d6f110')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -416,10 +416,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = 'a1fda2baa1dac2f79ecf325bc35914c3bb2ebffda1280d86b6731013f2d6459e') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/replication_lag/pattern.sql' AND checksum = 'd3cf3272769079adc308ef8a467fe33105d3565cc7533d3a69775d6fedce3205') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/replication_lag/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', 'a1fda2baa1dac2f79ecf325bc35914c3bb2ebffda1280d86b6731013f2d6459e')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/replication_lag/pattern.sql', 'd3cf3272769079adc308ef8a467fe33105d3565cc7533d3a69775d6fedce3205')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -465,10 +465,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/commit_wait/finding.sql' AND checksum = 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/commit_wait/finding.sql' AND checksum = 'ca24f680b9793d3b79e1c0f84f3b4c2adec53a78a89d3494139f08220e33a4f5') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/commit_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/commit_wait/finding.sql', 'f5143608515488277c17ea2234b61d9ea908bb556c56cffeb7d8f8cafee5fe7a')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/commit_wait/finding.sql', 'ca24f680b9793d3b79e1c0f84f3b4c2adec53a78a89d3494139f08220e33a4f5')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

@@ -45,8 +45,63 @@ func TestSyncStandbyMissing(t *testing.T) {
 		},
 		Usual: commits("local"), Slow: commits("on"),
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
-			if !strings.Contains(d.Findings[0].Summary, "SyncRep") {
-				t.Errorf("commit_wait %q: want SyncRep named", d.Findings[0].Summary)
+			if s := d.Findings[0].Summary; !strings.Contains(s, "SyncRep") || !strings.Contains(s, "no standby") {
+				t.Errorf("commit_wait %q: want SyncRep named, and no standby connected", s)
+			}
+		}})
+}
+
+// TestSyncStandbyReplayPaused: a real synchronous standby, healthy in the usual runs, whose
+// replay is held (pg_wal_replay_pause(), as a long query on a standby with
+// max_standby_streaming_delay = -1 holds it) for 1.2 s at each of the slow run's commits,
+// which wait for it to apply them (synchronous_commit = remote_apply): waiting at commit
+// (SyncRep) is the cause, first, and the finding names the standby that fell behind, which
+// the missing standby's never does.
+func TestSyncStandbyReplayPaused(t *testing.T) {
+	var standby *pgtest.Server
+	commits := func(paused bool) func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+		return func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+			s := pgtest.Connect(t, standby.DSN("postgres"), "")
+			lab.CPU(t, c, time.Second)
+			lab.MustExec(t, c, `SET synchronous_commit = remote_apply`)
+			for i := range 4 {
+				lab.MustExec(t, c, `BEGIN`)
+				lab.MustExec(t, c, `INSERT INTO work VALUES ($1, 'row')`, i)
+				if paused {
+					lab.MustExec(t, s, `SELECT pg_wal_replay_pause()`)
+					resumed := make(chan error)
+					go func() {
+						time.Sleep(1200 * time.Millisecond)
+						_, err := s.Exec(context.Background(), `SELECT pg_wal_replay_resume()`)
+						resumed <- err
+					}()
+					lab.MustExec(t, c, `COMMIT`)
+					if err := <-resumed; err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					lab.MustExec(t, c, `COMMIT`)
+				}
+			}
+			lab.MustExec(t, c, `RESET synchronous_commit`)
+		}
+	}
+	lab.RunSlow(t, lab.SlowRun{Want: "commit_wait",
+		Server: func(t *testing.T, major int) *pgtest.Server {
+			primary := pgtest.StartWith(t, major, pgtest.Options{Private: true,
+				Settings: map[string]string{"synchronous_standby_names": "replica_a", "synchronous_commit": "local"}})
+			standby = primary.StartStandby(t, "replica_a")
+			return primary
+		},
+		Usual: commits(false), Slow: commits(true),
+		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
+			if s := d.Findings[0].Summary; !strings.Contains(s, "SyncRep") || !strings.Contains(s, "replica_a") {
+				t.Errorf("commit_wait %q: want SyncRep and the standby that fell behind (replica_a) named", s)
+			}
+			for _, f := range d.Findings {
+				if f.Pattern == "replication_lag" && strings.Contains(f.Summary, "0 B and 0.0 s") {
+					t.Errorf("replication_lag %q: a standby that kept up at every snapshot is nothing to say", f.Summary)
+				}
 			}
 		}})
 }
