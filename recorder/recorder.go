@@ -232,10 +232,12 @@ func (r *Recorder) Run(ctx context.Context) {
 // retentionEvery is how often old partitions are looked for.
 const retentionEvery = time.Hour
 
-// settleEvery is how often ended runs are settled, and settleAtOnce how many of a server's at
-// most each time, a statement each (telemetry.settle_run).
+// settleEvery is how often ended runs are settled, settleRetry how soon after a failure (a
+// timeout on a busy server), and settleAtOnce how many of a server's at most each time, a
+// statement each (telemetry.settle_run).
 const (
 	settleEvery  = time.Minute
+	settleRetry  = 10 * time.Second
 	settleAtOnce = 5
 )
 
@@ -301,9 +303,8 @@ func (r *Recorder) drain(ctx context.Context) error {
 // reading their data again; beside the writes, which it never holds up. A failure costs only
 // speed: the analysis computes what is not stored.
 func (r *Recorder) settleLoop(ctx context.Context) {
-	t := time.NewTicker(settleEvery)
-	defer t.Stop()
 	for {
+		next := settleEvery
 		r.mu.Lock()
 		servers := make([]string, 0, len(r.servers))
 		for s := range r.servers {
@@ -319,6 +320,7 @@ func (r *Recorder) settleLoop(ctx context.Context) {
 				}
 				if err != nil {
 					r.settleFailure.Failed("recorder could not settle ended runs (their analysis reads their data each time)", err, "server", server)
+					next = settleRetry
 					break
 				}
 				r.settleFailure.Succeeded("recorder settles ended runs again", "server", server)
@@ -330,7 +332,7 @@ func (r *Recorder) settleLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(next):
 		}
 	}
 }
