@@ -202,7 +202,8 @@ func (r *Runner) Run(ctx context.Context) {
 // previous instant would not (a wait late in each period would count about 30% too much).
 // A new pace starts with the first stratum not begun: one under way still runs at its
 // instant, standing for all of itself (else the time since it began went unsampled: at a
-// batch's start, up to a second of its first statement). After a failure it retries sooner
+// batch's start, up to a second of its first statement), and strata a slow run overran at the
+// old pace go with the first run at the new one (at most one). After a failure it retries sooner
 // than the interval might, with exponential back-off from 1s, but never more often than once
 // a second. A trigger runs it at once.
 func every(ctx context.Context, s schedule) {
@@ -211,11 +212,15 @@ func every(ctx context.Context, s schedule) {
 	backoff := minBackoff
 	origin := time.Now()
 	stratum, lastDone := int64(0), int64(-1)
+	var carried time.Duration // the old pace's strata missed before a new pace began
 	for {
 		begins := origin.Add(time.Duration(stratum) * interval)
 		if now := s.interval(); now != interval && begins.After(time.Now()) {
 			// A new pace: strata of the new length from where the old ones stopped, each run
 			// standing for its own again.
+			if lastDone >= 0 {
+				carried = min(begins.Sub(origin.Add(time.Duration(lastDone+1)*interval)), interval)
+			}
 			origin, interval = begins, now
 			stratum, lastDone = 0, -1
 		}
@@ -245,7 +250,8 @@ func every(ctx context.Context, s schedule) {
 			continue
 		case <-t.C:
 		}
-		err := s.run(context.WithoutCancel(ctx), time.Duration(min(max(done-lastDone, 1), 2))*interval)
+		err := s.run(context.WithoutCancel(ctx), time.Duration(min(max(done-lastDone, 1), 2))*interval+carried)
+		carried = 0
 		// From the run's end: the intervals a slow run overran are skipped, not run back to back.
 		next := time.Now()
 		if err != nil {

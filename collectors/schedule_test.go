@@ -151,46 +151,59 @@ func TestPaceFollowsBatches(t *testing.T) {
 	}
 }
 
-// TestNewPaceLosesNoTime: a batch that begins 0.6 s into a 1 s stratum whose reading is due
-// at 0.9 s speeds the wait sampler up to 100 ms. The stratum under way is still read at 0.9 s,
-// standing for its whole second, and the new pace begins at its end: the readings book the
-// time that passed. Restarting at the new pace from the stratum's start instead booked the
-// first 100 ms of it and lost the 0.5 s up to the batch's start (the span of the batch's
-// first statement).
+// TestNewPaceLosesNoTime: a batch begins 0.6 s into a 1 s stratum whose reading is due late
+// in it, and speeds the wait sampler up to 100 ms. The stratum under way is still read at its
+// instant, standing for its whole second, and the new pace begins at its end: the readings
+// book the time that passed. Restarting at the new pace from the stratum's start instead
+// booked the first 100 ms of it and lost the 0.5 s up to the batch's start (the span of the
+// batch's first statement): 1.5 s over 2 s. A reading that ends after its stratum (0.97 s, 50
+// ms long) skips the next one, which the first reading at the new pace stands for: dropped,
+// 1.9 s were booked over 2.9 s.
 func TestNewPaceLosesNoTime(t *testing.T) {
-	const slow, fast, total = time.Second, 100 * time.Millisecond, 2 * time.Second
-	var pace atomic.Int64
-	pace.Store(int64(slow))
-	repace := make(chan struct{}, 1)
-	var mu sync.Mutex
-	var booked time.Duration
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	start := time.Now()
-	go func() {
-		defer close(done)
-		every(ctx, schedule{interval: func() time.Duration { return time.Duration(pace.Load()) }, repace: repace,
-			instant: func(interval time.Duration) time.Duration { return interval * 9 / 10 },
-			run: func(_ context.Context, span time.Duration) error {
-				mu.Lock()
-				booked += span
-				mu.Unlock()
-				return nil
-			}})
-	}()
-	time.Sleep(time.Until(start.Add(600 * time.Millisecond)))
-	pace.Store(int64(fast))
-	repace <- struct{}{}
-	time.Sleep(time.Until(start.Add(total)))
-	cancel()
-	<-done
-	elapsed := time.Since(start)
-	mu.Lock()
-	defer mu.Unlock()
-	// Readings up to the last 100 ms stratum begun, less three of them a loaded machine may
-	// lose (a reading later than two intervals stands for two).
-	if booked < elapsed-3*fast || booked > elapsed {
-		t.Errorf("%s booked over %s, with the pace changed from %s to %s 0.6 s into the first stratum; want the time that passed", booked, elapsed.Round(time.Millisecond), slow, fast)
+	const slow, fast = time.Second, 100 * time.Millisecond
+	for _, c := range []struct {
+		name        string
+		at          float64 // the reading's instant in its stratum
+		took, total time.Duration
+	}{{"reading due after the change", 0.9, 0, 2 * time.Second}, {"reading overruns its stratum", 0.97, 50 * time.Millisecond, 3 * time.Second}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var pace atomic.Int64
+			pace.Store(int64(slow))
+			repace := make(chan struct{}, 1)
+			var mu sync.Mutex
+			var booked time.Duration
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			start := time.Now()
+			go func() {
+				defer close(done)
+				every(ctx, schedule{interval: func() time.Duration { return time.Duration(pace.Load()) }, repace: repace,
+					instant: func(interval time.Duration) time.Duration { return time.Duration(c.at * float64(interval)) },
+					run: func(_ context.Context, span time.Duration) error {
+						time.Sleep(c.took)
+						mu.Lock()
+						booked += span
+						mu.Unlock()
+						return nil
+					}})
+			}()
+			time.Sleep(time.Until(start.Add(600 * time.Millisecond)))
+			pace.Store(int64(fast))
+			repace <- struct{}{}
+			time.Sleep(time.Until(start.Add(c.total)))
+			cancel()
+			<-done
+			elapsed := time.Since(start)
+			mu.Lock()
+			defer mu.Unlock()
+			// Each reading books its whole stratum, begun by the end: up to one interval more
+			// than the time that passed; a loaded machine may lose up to three (a reading later
+			// than two intervals stands for two).
+			if booked < elapsed-3*fast || booked > elapsed+fast {
+				t.Errorf("%s booked over %s, with the pace changed from %s to %s 0.6 s into the first stratum; want the time that passed", booked, elapsed.Round(time.Millisecond), slow, fast)
+			}
+		})
 	}
 }
 
