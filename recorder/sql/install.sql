@@ -465,10 +465,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/commit_wait/finding.sql' AND checksum = 'ca24f680b9793d3b79e1c0f84f3b4c2adec53a78a89d3494139f08220e33a4f5') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/commit_wait/finding.sql' AND checksum = 'd7cab7622900954b50e2fe1091d2683533a95a35a884b162e9fa7c75fa4f7fbf') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/commit_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/commit_wait/finding.sql', 'ca24f680b9793d3b79e1c0f84f3b4c2adec53a78a89d3494139f08220e33a4f5')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/commit_wait/finding.sql', 'd7cab7622900954b50e2fe1091d2683533a95a35a884b162e9fa7c75fa4f7fbf')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

@@ -192,12 +192,19 @@ func (s *Server) StartStandby(ctx context.Context, name string) (*Server, error)
 	if err := s.Stop(ctx); err != nil {
 		return nil, err
 	}
-	conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres application_name=%s", primary.port, name)
+	started := false
+	defer func() {
+		if !started && !s.Running() {
+			_ = s.Restart(context.WithoutCancel(ctx)) // the primary as it was; the error says what failed
+		}
+	}()
+	// A conninfo value in single quotes, \ and ' escaped.
+	quoted := "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(name) + "'"
+	conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres application_name=%s", primary.port, quoted)
 	l, err := newLocal(s.Major, primary.binDir, append(slices.Clone(primary.settings), [2]string{"primary_conninfo", conninfo}), false)
 	if err != nil {
 		return nil, err
 	}
-	started := false
 	defer func() {
 		if !started {
 			l.destroy()

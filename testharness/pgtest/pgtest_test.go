@@ -190,7 +190,7 @@ func TestPrivateStopRestart(t *testing.T) {
 }
 
 // TestStandby: a standby streams what its primary writes, shows in the primary's
-// pg_stat_replication under its name, and holds what it replays while paused.
+// pg_stat_replication under its name (one to quote), and holds what it replays while paused.
 func TestStandby(t *testing.T) {
 	for _, major := range pgtest.Versions() {
 		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
@@ -203,7 +203,7 @@ func TestStandby(t *testing.T) {
 func testStandby(t *testing.T, major int) {
 	primary := pgtest.StartWith(t, major, pgtest.Options{Private: true})
 	dsn := primary.NewDatabase(t)
-	standby := primary.StartStandby(t, "replica_a")
+	standby := primary.StartStandby(t, `replica a's`) // quoted in its primary_conninfo
 	p := pgtest.Connect(t, dsn, "")
 	pgtest.MustExec(t, p, "CREATE TABLE streamed(i int); INSERT INTO streamed VALUES (1)")
 	s := pgtest.Connect(t, standby.DSN(dbName(t, dsn)), "")
@@ -212,8 +212,8 @@ func testStandby(t *testing.T, major int) {
 		var n string
 		return s.QueryRow(context.Background(), "SELECT count(*)::text FROM streamed").Scan(&n) == nil && n == "1"
 	})
-	if v := queryString(t, p, "SELECT string_agg(application_name || ':' || state, ',') FROM pg_stat_replication"); v != "replica_a:streaming" {
-		t.Errorf("pg_stat_replication: %q, want replica_a streaming", v)
+	if v := queryString(t, p, "SELECT string_agg(application_name || ':' || state, ',') FROM pg_stat_replication"); v != "replica a's:streaming" {
+		t.Errorf("pg_stat_replication: %q, want replica a's streaming", v)
 	}
 	pgtest.MustExec(t, s, "SELECT pg_wal_replay_pause()")
 	pgtest.MustExec(t, p, "INSERT INTO streamed VALUES (2)")

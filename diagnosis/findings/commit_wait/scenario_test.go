@@ -45,7 +45,7 @@ func TestSyncStandbyMissing(t *testing.T) {
 		},
 		Usual: commits("local"), Slow: commits("on"),
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
-			if s := d.Findings[0].Summary; !strings.Contains(s, "SyncRep") || !strings.Contains(s, "no standby") {
+			if s := d.Findings[0].Summary; !strings.Contains(s, "SyncRep") || !strings.Contains(s, "showed no standby") {
 				t.Errorf("commit_wait %q: want SyncRep named, and no standby connected", s)
 			}
 		}})
@@ -95,13 +95,37 @@ func TestSyncStandbyReplayPaused(t *testing.T) {
 		},
 		Usual: commits(false), Slow: commits(true),
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
-			if s := d.Findings[0].Summary; !strings.Contains(s, "SyncRep") || !strings.Contains(s, "replica_a") {
-				t.Errorf("commit_wait %q: want SyncRep and the standby that fell behind (replica_a) named", s)
+			if s := d.Findings[0].Summary; !strings.Contains(s, "SyncRep") || !strings.Contains(s, "replica_a (sync) stayed connected") {
+				t.Errorf("commit_wait %q: want SyncRep, and the standby that fell behind (replica_a) named as connected", s)
 			}
 			for _, f := range d.Findings {
 				if f.Pattern == "replication_lag" && strings.Contains(f.Summary, "0 B and 0.0 s") {
 					t.Errorf("replication_lag %q: a standby that kept up at every snapshot is nothing to say", f.Summary)
 				}
+			}
+		}})
+}
+
+// TestSyncStandbyDown: the synchronous standby, there for the usual runs, is stopped as the
+// slow run begins; each of its commits waits until cancelled. The finding says the standby
+// went away during the run: seen at its start, gone by its end.
+func TestSyncStandbyDown(t *testing.T) {
+	var standby *pgtest.Server
+	lab.RunSlow(t, lab.SlowRun{Want: "commit_wait",
+		Server: func(t *testing.T, major int) *pgtest.Server {
+			primary := pgtest.StartWith(t, major, pgtest.Options{Private: true,
+				Settings: map[string]string{"synchronous_standby_names": "replica_a", "synchronous_commit": "local"}})
+			standby = primary.StartStandby(t, "replica_a")
+			return primary
+		},
+		Usual: commits("on"),
+		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+			standby.Stop(t)
+			commits("on")(t, l, c)
+		},
+		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
+			if s := d.Findings[0].Summary; !strings.Contains(s, "SyncRep") || !strings.Contains(s, "replica_a, seen earlier in the run, was gone by its end") {
+				t.Errorf("commit_wait %q: want SyncRep, and replica_a gone during the run", s)
 			}
 		}})
 }
