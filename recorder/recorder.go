@@ -223,9 +223,12 @@ func (r *Recorder) Buffered() int {
 func (r *Recorder) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Add(3)
-	go func() { defer wg.Done(); r.writeLoop(ctx) }()
+	// Settling waits for the first retention pass: a settle_run beside it returns at once,
+	// settling nothing (telemetry._retention_lock), and the next pass is a minute away.
+	retained := make(chan struct{})
+	go func() { defer wg.Done(); r.writeLoop(ctx, retained) }()
 	go func() { defer wg.Done(); r.listenLoop(ctx) }()
-	go func() { defer wg.Done(); r.settleLoop(ctx) }()
+	go func() { defer wg.Done(); r.settleLoop(ctx, retained) }()
 	wg.Wait()
 }
 
@@ -241,7 +244,9 @@ const (
 	settleAtOnce = 5
 )
 
-func (r *Recorder) writeLoop(ctx context.Context) {
+// writeLoop writes what is queued, and applies retention every retentionEvery; it closes
+// retained once it tried the first time.
+func (r *Recorder) writeLoop(ctx context.Context, retained chan<- struct{}) {
 	var lastRetention time.Time
 	for {
 		if time.Since(lastRetention) >= retentionEvery {
@@ -249,6 +254,10 @@ func (r *Recorder) writeLoop(ctx context.Context) {
 				r.o.Logger.Warn("recorder retention failed", "err", err)
 			} else {
 				lastRetention = time.Now()
+			}
+			if retained != nil {
+				close(retained)
+				retained = nil
 			}
 		}
 		wait := retentionEvery
@@ -302,7 +311,12 @@ func (r *Recorder) drain(ctx context.Context) error {
 // are all in (telemetry.settle_run), so that later runs read them as baseline runs without
 // reading their data again; beside the writes, which it never holds up. A failure costs only
 // speed: the analysis computes what is not stored.
-func (r *Recorder) settleLoop(ctx context.Context) {
+func (r *Recorder) settleLoop(ctx context.Context, retained <-chan struct{}) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-retained:
+	}
 	for {
 		next := settleEvery
 		r.mu.Lock()

@@ -3,6 +3,7 @@ package recorder
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/collectors"
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
@@ -76,7 +77,23 @@ func TestEndedRunsSettled(t *testing.T) {
 			statementsAt("39 minutes")
 			ctx, cancel := context.WithCancel(ctx)
 			t.Cleanup(cancel)
+			// Retention under way as the recorder starts (its first pass; here another session
+			// holds its lock a moment): settling waits for it, where it found the lock taken,
+			// settled nothing and came back a minute later (two CI runs failed so).
+			holder := pgtest.Connect(t, e.dsn, "")
+			pgtest.MustExec(t, holder, `SELECT pg_advisory_lock(hashtext('telemetry.retention'), 0)`)
+			unlocked := make(chan struct{})
+			go func() {
+				defer close(unlocked)
+				time.Sleep(500 * time.Millisecond)
+				_, _ = holder.Exec(ctx, `SELECT pg_advisory_unlock(hashtext('telemetry.retention'), 0)`)
+			}()
 			go e.rec.Run(ctx)
+			<-unlocked
+			pgtest.Eventually(t, 15*time.Second, "the run settled once the retention pass was done", func() bool {
+				var done bool
+				return c.QueryRow(ctx, `SELECT EXISTS (SELECT FROM telemetry.run_results WHERE run_id = $1 AND complete)`, settled).Scan(&done) == nil && done
+			})
 			check(t, e, settled)
 		})
 		t.Run("pg_cron mode", func(t *testing.T) {

@@ -51,6 +51,17 @@ func TestSyncStandbyMissing(t *testing.T) {
 		}})
 }
 
+// withSyncStandby starts a server of a test's own whose synchronous standby is replica_a (its
+// sessions commit locally unless they ask otherwise), the standby in *standby.
+func withSyncStandby(standby **pgtest.Server) func(t *testing.T, major int) *pgtest.Server {
+	return func(t *testing.T, major int) *pgtest.Server {
+		primary := pgtest.StartWith(t, major, pgtest.Options{Private: true,
+			Settings: map[string]string{"synchronous_standby_names": "replica_a", "synchronous_commit": "local"}})
+		*standby = primary.StartStandby(t, "replica_a")
+		return primary
+	}
+}
+
 // TestSyncStandbyReplayPaused: a real synchronous standby, healthy in the usual runs, whose
 // replay is held (pg_wal_replay_pause(), as a long query on a standby with
 // max_standby_streaming_delay = -1 holds it) for 1.2 s at each of the slow run's commits,
@@ -87,12 +98,7 @@ func TestSyncStandbyReplayPaused(t *testing.T) {
 		}
 	}
 	lab.RunSlow(t, lab.SlowRun{Want: "commit_wait",
-		Server: func(t *testing.T, major int) *pgtest.Server {
-			primary := pgtest.StartWith(t, major, pgtest.Options{Private: true,
-				Settings: map[string]string{"synchronous_standby_names": "replica_a", "synchronous_commit": "local"}})
-			standby = primary.StartStandby(t, "replica_a")
-			return primary
-		},
+		Server: withSyncStandby(&standby),
 		Usual: commits(false), Slow: commits(true),
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
 			if s := d.Findings[0].Summary; !strings.Contains(s, "SyncRep") || !strings.Contains(s, "replica_a (sync) stayed connected") {
@@ -112,12 +118,7 @@ func TestSyncStandbyReplayPaused(t *testing.T) {
 func TestSyncStandbyDown(t *testing.T) {
 	var standby *pgtest.Server
 	lab.RunSlow(t, lab.SlowRun{Want: "commit_wait",
-		Server: func(t *testing.T, major int) *pgtest.Server {
-			primary := pgtest.StartWith(t, major, pgtest.Options{Private: true,
-				Settings: map[string]string{"synchronous_standby_names": "replica_a", "synchronous_commit": "local"}})
-			standby = primary.StartStandby(t, "replica_a")
-			return primary
-		},
+		Server: withSyncStandby(&standby),
 		Usual: commits("on"),
 		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			standby.Stop(t)
