@@ -197,15 +197,15 @@ func (r *Runner) Run(ctx context.Context) {
 
 // every runs s once in each interval-long stratum of time from now on, at the instant of it
 // s.instant says. Each run stands for its own stratum and any missed since the previous
-// successful run, at most two (an outage is not booked to what is seen after it). Stratified this way a sample estimates the time spent in a state
-// without bias whatever the workload's period; weighting by the actual time since the
-// previous instant would not (a wait late in each period would count about 30% too much).
-// A new pace starts with the first stratum not begun: one under way still runs at its
-// instant, standing for all of itself (else the time since it began went unsampled: at a
-// batch's start, up to a second of its first statement), and strata a slow run overran at the
-// old pace go with the first run at the new one (at most one). After a failure it retries sooner
-// than the interval might, with exponential back-off from 1s, but never more often than once
-// a second. A trigger runs it at once.
+// successful run, at most two (an outage is not booked to what is seen after it). Stratified
+// this way a sample estimates the time spent in a state without bias whatever the workload's
+// period; weighting by the actual time since the previous instant would not (a wait late in
+// each period would count about 30% too much). A new pace starts with the first stratum not
+// begun: one under way still runs at its instant, standing for all of itself (else the time
+// since it began went unsampled: at a batch's start, up to a second of its first statement),
+// and strata a slow run overran at the old pace go with the first run at the new one (at most
+// one). After a failure it retries sooner than the interval might, with exponential back-off
+// from 1s, but never more often than once a second. A trigger runs it at once.
 func every(ctx context.Context, s schedule) {
 	const minBackoff = time.Second
 	interval := s.interval()
