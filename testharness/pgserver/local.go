@@ -180,7 +180,7 @@ func (l *localServer) server(major int, desc string) *Server {
 	return &Server{Major: major, Host: "127.0.0.1", Port: l.port, User: "postgres", DataDir: l.dataDir, BinDir: l.binDir, Desc: desc, be: l}
 }
 
-// StartStandby starts a streaming standby of s (local, from StartWith with Private), which
+// StartStandby starts a streaming standby of s (a server run from local binaries), which
 // it stops cleanly and starts again: a copy of a cleanly stopped primary's data directory
 // is a base backup. The standby connects as application_name name (synchronous_standby_names
 // may name it), hot_standby on; pg_wal_replay_pause() on it holds its replay.
