@@ -130,11 +130,3 @@ func TestSyncStandbyDown(t *testing.T) {
 			}
 		}})
 }
-
-// TestSyncStandbyHealthy: a clean run. The batch commits with synchronous_commit =
-// remote_apply to a healthy streaming standby, in its usual runs and in this one: nothing above
-// info (a standby that confirms in milliseconds is no cause).
-func TestSyncStandbyHealthy(t *testing.T) {
-	var standby *pgtest.Server
-	lab.RunSlow(t, lab.SlowRun{Want: "", Server: withSyncStandby(&standby), Usual: commits("remote_apply")})
-}
