@@ -200,12 +200,14 @@ func (r *Runner) Run(ctx context.Context) {
 // successful run, at most two (an outage is not booked to what is seen after it). Stratified
 // this way a sample estimates the time spent in a state without bias whatever the workload's
 // period; weighting by the actual time since the previous instant would not (a wait late in
-// each period would count about 30% too much). A new pace starts with the first stratum not
-// begun: one under way still runs at its instant, standing for all of itself (else the time
-// since it began went unsampled: at a batch's start, up to a second of its first statement),
-// and strata a slow run overran at the old pace go with the first run at the new one (at most
-// one). After a failure it retries sooner than the interval might, with exponential back-off
-// from 1s, but never more often than once a second. A trigger runs it at once.
+// each period would count about 30% too much). A new pace begins at once in a stratum whose
+// run is still due: that run, at its instant, stands for the part of its stratum before the
+// change, which keeps the estimate unbiased (had it come before the change, it stood for the
+// whole stratum); restarting the strata from the stratum's start lost that part (at a batch's
+// start, up to a second of its first statement). A stratum already run keeps its pace to its
+// end, and strata a slow run overran at the old pace go with the first run at the new one (at
+// most one). After a failure it retries sooner than the interval might, with exponential
+// back-off from 1s, but never more often than once a second. A trigger runs it at once.
 func every(ctx context.Context, s schedule) {
 	const minBackoff = time.Second
 	interval := s.interval()
@@ -213,6 +215,10 @@ func every(ctx context.Context, s schedule) {
 	origin := time.Now()
 	stratum, lastDone := int64(0), int64(-1)
 	var carried time.Duration // the old pace's strata missed before a new pace began
+	// The old pace's run still due when the pace changed in its stratum: when pending fires,
+	// standing for pendingSpan.
+	var pending <-chan time.Time
+	var pendingSpan time.Duration
 	for {
 		begins := origin.Add(time.Duration(stratum) * interval)
 		if now := s.interval(); now != interval && begins.After(time.Now()) {
@@ -239,12 +245,28 @@ func every(ctx context.Context, s schedule) {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-pending:
+			_ = s.run(context.WithoutCancel(ctx), pendingSpan) // failed, that part goes unbooked
+			pending = nil
+			goto wait
 		case <-s.trigger:
 			t.Stop()
 			done = min(stratum, int64(time.Since(origin)/interval))
 		case <-s.repace:
-			if !begins.After(time.Now()) {
-				goto wait // the stratum under way runs at its instant; the new pace follows it
+			now := time.Now()
+			if !begins.After(now) {
+				if pending != nil || !at.After(now) {
+					goto wait // the stratum under way runs at its instant; the new pace follows it
+				}
+				// Its run stands for the part before the change (and a stratum a slow run
+				// overran just before it); the new pace begins now.
+				from := begins
+				if booked := origin.Add(time.Duration(lastDone+1) * interval); lastDone >= 0 && booked.Before(from) {
+					from = booked
+				}
+				pending, pendingSpan = time.After(time.Until(at)), min(now.Sub(from), 2*interval)
+				origin, interval = now, s.interval()
+				stratum, lastDone = 0, -1
 			}
 			t.Stop()
 			continue

@@ -151,21 +151,25 @@ func TestPaceFollowsBatches(t *testing.T) {
 	}
 }
 
-// TestNewPaceLosesNoTime: a batch begins 0.6 s into a 1 s stratum whose reading is due late
-// in it, and speeds the wait sampler up to 100 ms. The stratum under way is still read at its
-// instant, standing for its whole second, and the new pace begins at its end: the readings
-// book the time that passed. Restarting at the new pace from the stratum's start instead
-// booked the first 100 ms of it and lost the 0.5 s up to the batch's start (the span of the
-// batch's first statement): 1.5 s over 2 s. A reading that ends after its stratum (0.97 s, 50
-// ms long) skips the next one, which the first reading at the new pace stands for: dropped,
-// 1.9 s were booked over 2.9 s.
+// TestNewPaceLosesNoTime: a batch begins 0.6 s into a 1 s stratum and speeds the wait
+// sampler up to 100 ms; the readings must book the time that passed.
+//   - The stratum's reading due later (0.9 s): it stands for the 0.6 s before the change, and
+//     the new pace begins at once. Restarting the strata from the stratum's start booked 100 ms
+//     of those 0.6 s (1.5 s over 2 s); waiting for the stratum's end read nothing at the new
+//     pace for 0.4 s.
+//   - The stratum's reading done before (0.5 s) but running until 1.1 s: the next stratum,
+//     which it overran, goes with the first reading at the new pace (2 s over 3 s where it was
+//     dropped).
 func TestNewPaceLosesNoTime(t *testing.T) {
 	const slow, fast = time.Second, 100 * time.Millisecond
 	for _, c := range []struct {
-		name        string
-		at          float64 // the reading's instant in its stratum
-		took, total time.Duration
-	}{{"reading due after the change", 0.9, 0, 2 * time.Second}, {"reading overruns its stratum", 0.97, 50 * time.Millisecond, 3 * time.Second}} {
+		name      string
+		at        float64       // the readings' instant in their stratum
+		firstTook time.Duration // how long the first reading takes
+		total     time.Duration
+		fastBy    time.Duration // a reading at the new pace by then
+	}{{"reading due after the change", 0.9, 0, 2 * time.Second, 600*time.Millisecond + 2*fast},
+		{"reading overruns its stratum", 0.5, 600 * time.Millisecond, 3 * time.Second, 2*time.Second + 2*fast}} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			var pace atomic.Int64
@@ -173,17 +177,24 @@ func TestNewPaceLosesNoTime(t *testing.T) {
 			repace := make(chan struct{}, 1)
 			var mu sync.Mutex
 			var booked time.Duration
+			var firstFast time.Time
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			start := time.Now()
 			go func() {
 				defer close(done)
+				n := 0
 				every(ctx, schedule{interval: func() time.Duration { return time.Duration(pace.Load()) }, repace: repace,
 					instant: func(interval time.Duration) time.Duration { return time.Duration(c.at * float64(interval)) },
 					run: func(_ context.Context, span time.Duration) error {
-						time.Sleep(c.took)
+						if n++; n == 1 {
+							time.Sleep(c.firstTook)
+						}
 						mu.Lock()
 						booked += span
+						if span == fast && firstFast.IsZero() {
+							firstFast = time.Now()
+						}
 						mu.Unlock()
 						return nil
 					}})
@@ -202,6 +213,9 @@ func TestNewPaceLosesNoTime(t *testing.T) {
 			// than two intervals stands for two).
 			if booked < elapsed-3*fast || booked > elapsed+fast {
 				t.Errorf("%s booked over %s, with the pace changed from %s to %s 0.6 s into the first stratum; want the time that passed", booked, elapsed.Round(time.Millisecond), slow, fast)
+			}
+			if firstFast.IsZero() || firstFast.Sub(start) > c.fastBy {
+				t.Errorf("the first reading at the new pace at %s, want one by %s", firstFast.Sub(start).Round(time.Millisecond), c.fastBy)
 			}
 		})
 	}
