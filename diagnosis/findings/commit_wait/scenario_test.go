@@ -99,7 +99,7 @@ func TestSyncStandbyReplayPaused(t *testing.T) {
 	}
 	lab.RunSlow(t, lab.SlowRun{Want: "commit_wait",
 		Server: withSyncStandby(&standby),
-		Usual: commits(false), Slow: commits(true),
+		Usual:  commits(false), Slow: commits(true),
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
 			if s := d.Findings[0].Summary; !strings.Contains(s, "SyncRep") || !strings.Contains(s, "replica_a (sync) stayed connected") {
 				t.Errorf("commit_wait %q: want SyncRep, and the standby that fell behind (replica_a) named as connected", s)
@@ -119,7 +119,7 @@ func TestSyncStandbyDown(t *testing.T) {
 	var standby *pgtest.Server
 	lab.RunSlow(t, lab.SlowRun{Want: "commit_wait",
 		Server: withSyncStandby(&standby),
-		Usual: commits("on"),
+		Usual:  commits("on"),
 		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			standby.Stop(t)
 			commits("on")(t, l, c)
