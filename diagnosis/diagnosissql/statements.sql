@@ -112,9 +112,7 @@ BEGIN
         SELECT x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds
         FROM srv CROSS JOIN w
         CROSS JOIN LATERAL telemetry._window_statement_waits(w.start_at, w.end_at, srv.server, p_batch) x),
-    ws AS (
-        SELECT x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.seconds FROM wx x WHERE x.queryid <> 0
-        UNION ALL
+    tm AS (
         SELECT coalesce(m.queryid, x.queryid) AS queryid, x.wait_event_type, x.wait_event,
                x.before_query_id OR m.queryid IS NOT NULL AS before_query_id, x.seconds
         FROM srv CROSS JOIN wx x
@@ -127,13 +125,27 @@ BEGIN
             -- may match a longer one's text too.
             ORDER BY length(tx.query) DESC, d.calls DESC, d.queryid LIMIT 1) m ON true
         WHERE x.queryid = 0),
+    -- A statement's rows are one per wait but where it waited before its query_id was known or
+    -- a text went to it: only those are summed by wait first (numeric sums are most of the time
+    -- here), and the objects are built as json (jsonb_object_agg took twice as long), in order
+    -- (no hash table, which spilled to disk: its size is not known).
+    mixed AS (SELECT tm.queryid FROM tm UNION SELECT x.queryid FROM wx x WHERE x.before_query_id),
     waits AS (
-        SELECT t.queryid, jsonb_object_agg(t.wait, round(t.seconds::numeric, 1)) AS waits,
-               sum(t.before_seconds) AS before_seconds, sum(t.lock_seconds) AS lock_seconds
+        SELECT x.queryid, json_object_agg(x.wait_event_type || ':' || x.wait_event, round(x.seconds::numeric, 1) ORDER BY x.wait_event_type, x.wait_event)::jsonb AS waits,
+               NULL::numeric AS before_seconds, sum(x.seconds) FILTER (WHERE x.wait_event_type = 'Lock') AS lock_seconds
+        FROM wx x WHERE x.queryid <> 0 AND x.queryid NOT IN (SELECT mixed.queryid FROM mixed)
+        GROUP BY 1
+        UNION ALL
+        SELECT t.queryid, json_object_agg(t.wait, round(t.seconds::numeric, 1) ORDER BY t.wait)::jsonb,
+               sum(t.before_seconds), sum(t.lock_seconds)
         FROM (SELECT ws.queryid, ws.wait_event_type || ':' || ws.wait_event AS wait, sum(ws.seconds) AS seconds,
                      sum(ws.seconds) FILTER (WHERE ws.before_query_id) AS before_seconds,
                      sum(ws.seconds) FILTER (WHERE NOT ws.before_query_id AND ws.wait_event_type = 'Lock') AS lock_seconds
-              FROM ws GROUP BY 1, 2) t
+              FROM (SELECT x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.seconds
+                    FROM wx x WHERE x.queryid <> 0 AND x.queryid IN (SELECT mixed.queryid FROM mixed)
+                    UNION ALL
+                    SELECT * FROM tm) ws
+              GROUP BY 1, 2) t
         GROUP BY 1),
     -- The sampled seconds are by queryid: they go to one entry of it (the most called), not to
     -- each role's or database's entry of the same statement.
