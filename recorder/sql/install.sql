@@ -304,17 +304,17 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '13357cd4cf0dd8ce003c46344ecc690006b7804caee5236986fc367387e5ff19') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '4bd3b26602d1ef4a79b248dd152e823d5e624e82752319069280024ffa14ef91') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '13357cd4cf0dd8ce003c46344ecc690006b7804caee5236986fc367387e5ff19')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '4bd3b26602d1ef4a79b248dd152e823d5e624e82752319069280024ffa14ef91')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '1a14d221edf5c408064acf4bfecbaff9f3302346ed95d8320c179f1563b8db5f') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '149fc932657c1ea06bcf5aaf4d08faaf460c3fa2a4408d478c2b9186912d5438') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '1a14d221edf5c408064acf4bfecbaff9f3302346ed95d8320c179f1563b8db5f')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '149fc932657c1ea06bcf5aaf4d08faaf460c3fa2a4408d478c2b9186912d5438')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
