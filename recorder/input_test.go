@@ -53,6 +53,11 @@ func TestAnalysisRefusesBadInput(t *testing.T) {
 			{`SELECT * FROM telemetry.diagnose(now() - interval '1 hour', now(), 'no-such-server')`, "no server named 'no-such-server'"},
 			{`SELECT * FROM telemetry.client_wait_summary(now() - interval '1 hour', now(), 'no-such-server')`, "no server named 'no-such-server'"},
 			{`SELECT * FROM telemetry.statement_compare(now() - interval '1 hour', now(), 'no-such-server')`, "no server named 'no-such-server'"},
+			// A run that does not exist, or none named: the run functions say so, never an empty answer.
+			{`SELECT * FROM telemetry.run_statements(NULL)`, "no batch run with run_id <NULL>"},
+			{`SELECT * FROM telemetry.run_statements(987654321)`, "no batch run with run_id 987654321"},
+			{`SELECT * FROM telemetry.diagnose_run(NULL)`, "no batch run with run_id <NULL>"},
+			{`SELECT * FROM telemetry.diagnose_run(987654321)`, "no batch run with run_id 987654321"},
 			{`SELECT telemetry.batch_begin(repeat('x', 201))`, "batch name of 201 bytes: at most 200"},
 			{`SELECT telemetry.batch_begin(repeat('é', 101))`, "batch name of 202 bytes: at most 200"},
 		} {

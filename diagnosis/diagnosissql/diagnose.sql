@@ -188,28 +188,48 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
     ('baseline_floor_buffers', 1024, 'buffers', 'Smallest spread assumed for buffer writes.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
--- _run_window is a run's window: its begin and end (now while it runs), and where its start
--- snapshot is looked for. A run whose times are out of range has none: an error says so.
-CREATE OR REPLACE FUNCTION telemetry._run_window(p_run_id bigint)
+-- _runs_window are runs' windows, in the order given: each one's begin and end (now while it
+-- runs), and where its start snapshot is looked for. A run whose times are out of range has
+-- none: an error says so. Several runs at once (a run's baseline runs): a run's window by
+-- itself was a fifth of a millisecond, mostly the checks' function calls.
+CREATE OR REPLACE FUNCTION telemetry._runs_window(p_run_ids bigint[])
 RETURNS TABLE (run_id bigint, batch text, status text, start_time timestamptz, end_time timestamptz,
                snapshot_start timestamptz, server text)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
+DECLARE
+    v_missing bigint;
 BEGIN
+    -- the check that raises, for the runs it would raise for
     PERFORM telemetry._check_time(r.started_at, format('run %s''s start', r.run_id)),
             telemetry._check_time(coalesce(r.ended_at, now()), format('run %s''s end', r.run_id))
-    FROM telemetry.batch_runs r WHERE r.run_id = p_run_id;
+    FROM telemetry.batch_runs r
+    WHERE r.run_id = ANY (p_run_ids) AND (telemetry._time_ok(r.started_at) AND telemetry._time_ok(coalesce(r.ended_at, now()))) IS NOT TRUE;
+    SELECT i.id INTO v_missing FROM unnest(p_run_ids) i (id)
+    WHERE NOT EXISTS (SELECT FROM telemetry.batch_runs r WHERE r.run_id = i.id) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'no batch run with run_id %', v_missing;
+    END IF;
     RETURN QUERY
     SELECT r.run_id, r.batch, r.status, r.started_at, e.end_time,
            telemetry._run_snapshot_start(r.started_at, r.ended_at, r.start_snapshot_at),
            r.server
     -- At least a millisecond long: a run that ended where it began (an end marker's time
     -- before its begin, a new run's begin before it) is a window all the same.
-    FROM telemetry.batch_runs r, LATERAL (SELECT greatest(coalesce(r.ended_at, now()), r.started_at + interval '1 millisecond') AS end_time) e
-    WHERE r.run_id = p_run_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no batch run with run_id %', p_run_id;
-    END IF;
+    FROM unnest(p_run_ids) WITH ORDINALITY i (id, n)
+    JOIN telemetry.batch_runs r ON r.run_id = i.id,
+    LATERAL (SELECT greatest(coalesce(r.ended_at, now()), r.started_at + interval '1 millisecond') AS end_time) e
+    ORDER BY i.n;
+END
+$$;
+
+-- _run_window is one run's window (_runs_window).
+CREATE OR REPLACE FUNCTION telemetry._run_window(p_run_id bigint)
+RETURNS TABLE (run_id bigint, batch text, status text, start_time timestamptz, end_time timestamptz,
+               snapshot_start timestamptz, server text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM telemetry._runs_window(ARRAY[p_run_id]);
 END
 $$;
 
@@ -421,8 +441,7 @@ RETURNS TABLE (run_id bigint, batch text, status text, start_time timestamptz, e
                snapshot_start timestamptz, server text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT bw.* FROM telemetry._run_window(p_run_id) w,
-    LATERAL telemetry._normal_runs_before(w.batch, w.start_time) b,
-    LATERAL telemetry._run_window(b.run_id) bw
+    LATERAL telemetry._runs_window(ARRAY(SELECT b.run_id FROM telemetry._normal_runs_before(w.batch, w.start_time) b)) bw
 $$;
 
 -- _run_own_recorded tells whether a run had its own sessions' waits recorded apart.

@@ -297,24 +297,24 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '8d936f2d2ed5f09c93c94ccda32d437f8b5d7573189128a9894a9e61c37e10e2') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'batch/batchsql/runs.sql' AND checksum = '70482eec3942e21460341825f0f10cfa596e02f21972d43013367dd92a641773') AS apply \gset
 \if :apply
 \ir ../../batch/batchsql/runs.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '8d936f2d2ed5f09c93c94ccda32d437f8b5d7573189128a9894a9e61c37e10e2')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql/runs.sql', '70482eec3942e21460341825f0f10cfa596e02f21972d43013367dd92a641773')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '4bd3b26602d1ef4a79b248dd152e823d5e624e82752319069280024ffa14ef91') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '590d055c3e5d293366ab845511b07316e6ba7e3d06f6ad48e0a887b04523898e') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '4bd3b26602d1ef4a79b248dd152e823d5e624e82752319069280024ffa14ef91')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '590d055c3e5d293366ab845511b07316e6ba7e3d06f6ad48e0a887b04523898e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '149fc932657c1ea06bcf5aaf4d08faaf460c3fa2a4408d478c2b9186912d5438') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '5ad5d25c4dea0092ee33a63bfc7d07eb39c3848d32dff045c6502bfd557c7791') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '149fc932657c1ea06bcf5aaf4d08faaf460c3fa2a4408d478c2b9186912d5438')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '5ad5d25c4dea0092ee33a63bfc7d07eb39c3848d32dff045c6502bfd557c7791')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
