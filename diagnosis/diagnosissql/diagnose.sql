@@ -404,14 +404,25 @@ $$;
 -- p_own_sessions (diagnose_run asks where the run and its baseline runs all had them recorded
 -- apart, so that both sides are measured alike): what the batch waited on. Stored once the
 -- run is settled.
+CREATE OR REPLACE FUNCTION telemetry._runs_measures(p_run_ids bigint[], p_own_sessions boolean)
+RETURNS TABLE (run_id bigint, measure text, pattern text, unit text, value numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    -- (a NULL id is not settled: its window raises, as for a run that does not exist)
+    WITH runs AS (SELECT r.id, coalesce(s.settled, false) AS settled
+                  FROM unnest(p_run_ids) r (id) LEFT JOIN telemetry._runs_settled(p_run_ids) s ON s.run_id = r.id)
+    SELECT runs.id, x.*
+    FROM runs CROSS JOIN LATERAL (SELECT x.measure, x.pattern, x.unit, x.value FROM telemetry.run_result_measures x
+                                  WHERE x.run_id = runs.id AND x.own = p_own_sessions ORDER BY x.ord) x
+    WHERE runs.settled
+    UNION ALL
+    SELECT runs.id, m.* FROM runs, LATERAL telemetry._run_part_measures(runs.id, p_own_sessions, NULL) m WHERE NOT runs.settled
+$$;
+
+-- _run_measures: one run's (_runs_measures).
 CREATE OR REPLACE FUNCTION telemetry._run_measures(p_run_id bigint, p_own_sessions boolean)
 RETURNS TABLE (measure text, pattern text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH settled AS (SELECT telemetry._run_settled(p_run_id) AS yes)
-    (SELECT x.measure, x.pattern, x.unit, x.value FROM telemetry.run_result_measures x
-     WHERE (SELECT yes FROM settled) AND x.run_id = p_run_id AND x.own = p_own_sessions ORDER BY x.ord)
-    UNION ALL
-    SELECT m.* FROM telemetry._run_part_measures(p_run_id, p_own_sessions, NULL) m WHERE NOT (SELECT yes FROM settled)
+    SELECT m.measure, m.pattern, m.unit, m.value FROM telemetry._runs_measures(ARRAY[p_run_id], p_own_sessions) m
 $$;
 
 -- _measure_text shows a measure's value in its unit.
@@ -444,11 +455,20 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     LATERAL telemetry._runs_window(ARRAY(SELECT b.run_id FROM telemetry._normal_runs_before(w.batch, w.start_time) b)) bw
 $$;
 
--- _run_own_recorded tells whether a run had its own sessions' waits recorded apart.
+-- _runs_own_recorded tells of each run given whether it had its own sessions' waits recorded
+-- apart.
+CREATE OR REPLACE FUNCTION telemetry._runs_own_recorded(p_run_ids bigint[])
+RETURNS TABLE (run_id bigint, own_recorded boolean)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT r.id, CASE WHEN s.settled THEN (SELECT x.own_recorded FROM telemetry.run_results x WHERE x.run_id = r.id)
+                      ELSE EXISTS (SELECT FROM telemetry.run_session_waits(r.id) x WHERE x.sessions = 'batch') END
+    FROM unnest(p_run_ids) r (id) LEFT JOIN telemetry._runs_settled(p_run_ids) s ON s.run_id = r.id
+$$;
+
+-- _run_own_recorded: one run's (_runs_own_recorded).
 CREATE OR REPLACE FUNCTION telemetry._run_own_recorded(p_run_id bigint)
 RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN telemetry._run_settled(p_run_id) THEN (SELECT x.own_recorded FROM telemetry.run_results x WHERE x.run_id = p_run_id)
-                ELSE EXISTS (SELECT FROM telemetry.run_session_waits(p_run_id) x WHERE x.sessions = 'batch') END
+    SELECT o.own_recorded FROM telemetry._runs_own_recorded(ARRAY[p_run_id]) o
 $$;
 
 -- _own_sessions_recorded tells whether a run and all its baseline runs had their own
@@ -456,8 +476,8 @@ $$;
 -- what the batch's own sessions waited on.
 CREATE OR REPLACE FUNCTION telemetry._own_sessions_recorded(p_run_id bigint)
 RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT bool_and(telemetry._run_own_recorded(r.run_id))
-    FROM (SELECT p_run_id AS run_id UNION ALL SELECT b.run_id FROM telemetry._baseline_runs(p_run_id) b) r
+    SELECT bool_and(o.own_recorded)
+    FROM telemetry._runs_own_recorded(ARRAY[p_run_id] || ARRAY(SELECT b.run_id FROM telemetry._baseline_runs(p_run_id) b)) o
 $$;
 
 -- diagnose_run compares a recorded run with the median of its batch's previous normal runs
@@ -473,7 +493,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     base AS (SELECT * FROM telemetry._baseline_runs(p_run_id)),
     own AS (SELECT telemetry._own_sessions_recorded(p_run_id) AS yes),
     cur AS (SELECT m.* FROM own, LATERAL telemetry._run_measures(p_run_id, own.yes) m),
-    basem AS (SELECT base.run_id, m.* FROM base, own, LATERAL telemetry._run_measures(base.run_id, own.yes) m),
+    basem AS (SELECT m.* FROM own, LATERAL telemetry._runs_measures(ARRAY(SELECT base.run_id FROM base), own.yes) m),
     vals AS (
         SELECT c.measure, b.run_id,
                CASE WHEN bm.value IS NOT NULL THEN bm.value
@@ -565,7 +585,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     base AS (SELECT b.run_id FROM telemetry._baseline_runs(p_run_id) b),
     own AS (SELECT telemetry._own_sessions_recorded(p_run_id) AS yes),
     cur AS (SELECT m.* FROM own, LATERAL telemetry._run_measures(p_run_id, own.yes) m),
-    parts AS (SELECT 'whole' AS part, b.run_id, m.* FROM base b, own, LATERAL telemetry._run_measures(b.run_id, own.yes) m
+    parts AS (SELECT 'whole' AS part, m.* FROM own, LATERAL telemetry._runs_measures(ARRAY(SELECT b.run_id FROM base b), own.yes) m
               UNION ALL
               SELECT 'same_elapsed', b.run_id, m.* FROM base b, own, el, LATERAL telemetry._run_part_measures(b.run_id, own.yes, el.seconds) m),
     vals AS (SELECT c.measure, p.part, b.run_id,
