@@ -370,14 +370,15 @@ RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
        AND (p_run.server IS NOT NULL OR (SELECT count(*) FROM telemetry.servers) = 1)
 $$;
 
--- _runs_settled tells of each run given whether its stored results (settle_run) are complete and still hold
--- (_run_results_hold; retention deletes them with the data they were read from, in the same
--- transaction, never while one is settled: telemetry._retention_lock). Else its readers compute
--- from the data. A session that SET telemetry.rollups = off reads none (the raw answer, which
--- the tests compare with). The readers test it in a condition of its own, WHERE (SELECT ...):
--- a one-time filter, so that the computation from the data never runs where stored results
--- answer (as a join, the planner may call it first). A run and its baseline runs are asked at
--- once: the fingerprint is computed once (a tenth of a millisecond each time).
+-- _runs_settled tells of each run given whether its stored results (settle_run) are complete
+-- and still hold (_run_results_hold; retention deletes them with the data they were read from,
+-- in the same transaction, never while one is settled: telemetry._retention_lock). Else its
+-- readers compute from the data. A session that SET telemetry.rollups = off reads none (the raw
+-- answer, which the tests compare with). The readers test it in a condition on the runs alone
+-- (a one-time filter, or a filter of the runs before the lateral computation), so that the
+-- computation from the data never runs where stored results answer (as a join, the planner may
+-- call it first). A run and its baseline runs are asked at once: the fingerprint is computed
+-- once (a tenth of a millisecond each time).
 CREATE OR REPLACE FUNCTION telemetry._runs_settled(p_run_ids bigint[])
 RETURNS TABLE (run_id bigint, settled boolean)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -400,10 +401,10 @@ RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT s.settled FROM telemetry._runs_settled(ARRAY[p_run_id]) s
 $$;
 
--- _run_measures are _window_measures of a run, its waits those of its own sessions when
+-- _runs_measures are _window_measures of runs, their waits those of their own sessions when
 -- p_own_sessions (diagnose_run asks where the run and its baseline runs all had them recorded
--- apart, so that both sides are measured alike): what the batch waited on. Stored once the
--- run is settled.
+-- apart, so that both sides are measured alike): what the batch waited on. Stored once a run
+-- is settled; each run's in their order.
 CREATE OR REPLACE FUNCTION telemetry._runs_measures(p_run_ids bigint[], p_own_sessions boolean)
 RETURNS TABLE (run_id bigint, measure text, pattern text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
