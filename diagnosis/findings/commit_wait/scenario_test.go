@@ -130,3 +130,16 @@ func TestSyncStandbyDown(t *testing.T) {
 			}
 		}})
 }
+
+// TestSyncStandbyHealthy: a clean run. The batch works two seconds, then commits with
+// synchronous_commit = remote_apply to a healthy streaming standby, in its usual runs and in
+// this one: nothing above info (a standby that confirms in milliseconds is no cause). Its
+// runs are long enough for the wait sampler to read them at the batch's pace.
+func TestSyncStandbyHealthy(t *testing.T) {
+	var standby *pgtest.Server
+	work := func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+		lab.CPU(t, c, 2*time.Second)
+		commits("remote_apply")(t, l, c)
+	}
+	lab.RunSlow(t, lab.SlowRun{Want: "", Server: withSyncStandby(&standby), Usual: work})
+}
