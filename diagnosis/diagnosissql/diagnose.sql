@@ -378,7 +378,8 @@ $$;
 -- (a one-time filter, or a filter of the runs before the lateral computation), so that the
 -- computation from the data never runs where stored results answer (as a join, the planner may
 -- call it first). A run and its baseline runs are asked at once: the fingerprint is computed
--- once (a tenth of a millisecond each time).
+-- once (a tenth of a millisecond each time). A row for each element given, in their order: a
+-- NULL id is not settled (its readers' computation raises, as for a run that does not exist).
 CREATE OR REPLACE FUNCTION telemetry._runs_settled(p_run_ids bigint[])
 RETURNS TABLE (run_id bigint, settled boolean)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -389,9 +390,10 @@ BEGIN
     RETURN QUERY
     SELECT i.id, coalesce(bool_and(x.complete AND telemetry._run_results_hold(x, r, v_fingerprint)), false)
                  AND coalesce(current_setting('telemetry.rollups', true), '') <> 'off'
-    FROM unnest(p_run_ids) i (id)
+    FROM unnest(p_run_ids) WITH ORDINALITY i (id, n)
     LEFT JOIN (telemetry.run_results x JOIN telemetry.batch_runs r ON r.run_id = x.run_id) ON x.run_id = i.id
-    GROUP BY i.id;
+    GROUP BY i.n, i.id
+    ORDER BY i.n;
 END
 $$;
 
@@ -408,9 +410,7 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._runs_measures(p_run_ids bigint[], p_own_sessions boolean)
 RETURNS TABLE (run_id bigint, measure text, pattern text, unit text, value numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    -- (a NULL id is not settled: its window raises, as for a run that does not exist)
-    WITH runs AS (SELECT r.id, coalesce(s.settled, false) AS settled
-                  FROM unnest(p_run_ids) r (id) LEFT JOIN telemetry._runs_settled(p_run_ids) s ON s.run_id = r.id)
+    WITH runs AS (SELECT s.run_id AS id, s.settled FROM telemetry._runs_settled(p_run_ids) s)
     SELECT runs.id, x.*
     FROM runs CROSS JOIN LATERAL (SELECT x.measure, x.pattern, x.unit, x.value FROM telemetry.run_result_measures x
                                   WHERE x.run_id = runs.id AND x.own = p_own_sessions ORDER BY x.ord) x
@@ -461,9 +461,9 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._runs_own_recorded(p_run_ids bigint[])
 RETURNS TABLE (run_id bigint, own_recorded boolean)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT r.id, CASE WHEN s.settled THEN (SELECT x.own_recorded FROM telemetry.run_results x WHERE x.run_id = r.id)
-                      ELSE EXISTS (SELECT FROM telemetry.run_session_waits(r.id) x WHERE x.sessions = 'batch') END
-    FROM unnest(p_run_ids) r (id) LEFT JOIN telemetry._runs_settled(p_run_ids) s ON s.run_id = r.id
+    SELECT s.id, CASE WHEN s.settled THEN (SELECT x.own_recorded FROM telemetry.run_results x WHERE x.run_id = s.id)
+                      ELSE EXISTS (SELECT FROM telemetry.run_session_waits(s.id) x WHERE x.sessions = 'batch') END
+    FROM telemetry._runs_settled(p_run_ids) s (id, settled)
 $$;
 
 -- _run_own_recorded: one run's (_runs_own_recorded).

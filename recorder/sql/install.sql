@@ -304,17 +304,17 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '0f92f1dff4d890a38ee1ae38fe34a478ce4c2e061bcd161d8e12376855209f91') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '275000df2c5c0d512ed52d9837c801d851fd75a0bf40367f3960d16fbc13af84') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '0f92f1dff4d890a38ee1ae38fe34a478ce4c2e061bcd161d8e12376855209f91')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '275000df2c5c0d512ed52d9837c801d851fd75a0bf40367f3960d16fbc13af84')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '5ad5d25c4dea0092ee33a63bfc7d07eb39c3848d32dff045c6502bfd557c7791') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'fdac099aa3070cd9f047d95106708659043248ebc6a72caa24324eb5fb109f37') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '5ad5d25c4dea0092ee33a63bfc7d07eb39c3848d32dff045c6502bfd557c7791')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'fdac099aa3070cd9f047d95106708659043248ebc6a72caa24324eb5fb109f37')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
