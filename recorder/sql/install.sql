@@ -262,10 +262,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '4213f09ae1fd6869b63206103bda44c3b348b06013ab618214178dcc11ec0ce3') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'ef07c6b127d421b62bef08d03674197501f54b3fc5dc33e7fea74c533e91fc0d') AS apply \gset
 \if :apply
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '4213f09ae1fd6869b63206103bda44c3b348b06013ab618214178dcc11ec0ce3')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'ef07c6b127d421b62bef08d03674197501f54b3fc5dc33e7fea74c533e91fc0d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

@@ -172,13 +172,16 @@ BEGIN
     ON CONFLICT (server, bucket, captured_at) DO UPDATE
     SET samples = r.samples + excluded.samples, lock_samples = r.lock_samples + excluded.lock_samples,
         lock_max_waiters = greatest(r.lock_max_waiters, excluded.lock_max_waiters);
-    -- and the most sessions blocked at once (0026), in the buckets just written.
+    -- and the most sessions blocked at once (0026), in the buckets just written: those from
+    -- p_from's hour on (bounded, so that only their days' partitions are read: joined alone,
+    -- every day's rollups were hashed for a sample that saw a session blocked).
     UPDATE telemetry.sample_rollups r SET lock_max_blocked = greatest(r.lock_max_blocked, b.blocked)
     FROM (SELECT w.width, date_bin(w.width, l.captured_at, timestamptz '1970-01-01 00:00:00+00') AS at, max(l.blocked) AS blocked
           FROM telemetry._raw_blocked(p_server, p_from, v_last, p_id) l,
                (VALUES (interval '1 minute'), (interval '1 hour')) w (width)
           GROUP BY 1, 2) b
-    WHERE r.server = p_server AND r.bucket = b.width AND r.captured_at = b.at;
+    WHERE r.server = p_server AND r.bucket = b.width AND r.captured_at = b.at
+      AND r.captured_at BETWEEN date_bin('1 hour', p_from, timestamptz '1970-01-01 00:00:00+00') AND v_last;
 
     INSERT INTO telemetry.wait_rollups AS r (server, bucket, captured_at, backend_type, wait_event_type, wait_event,
                                              samples, waiters, max_waiters)
