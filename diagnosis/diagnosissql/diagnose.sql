@@ -70,11 +70,14 @@ $$;
 -- not taken yet: there the latest one after the start, so that the run is judged on what it
 -- did so far. A window given an end in the future still finds no end snapshot, and says so.
 CREATE OR REPLACE FUNCTION telemetry._snapshot_end(p_snapshot_start timestamptz, p_end_time timestamptz, p_server text)
-RETURNS timestamptz LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN p_end_time <> now() THEN p_end_time
-                ELSE coalesce((SELECT max(s.captured_at) FROM telemetry.snapshots s
-                               WHERE s.server = p_server AND s.captured_at > p_snapshot_start AND s.captured_at <= p_end_time),
-                              p_end_time) END
+RETURNS timestamptz LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN (
+        SELECT CASE WHEN p_end_time <> now() THEN p_end_time
+                    ELSE coalesce((SELECT max(s.captured_at) FROM telemetry.snapshots s
+                                   WHERE s.server = p_server AND s.captured_at > p_snapshot_start AND s.captured_at <= p_end_time),
+                                  p_end_time) END);
+END
 $$;
 
 -- _diagnose_shared is what more than one pattern reads of a window, computed once by

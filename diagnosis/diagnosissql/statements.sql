@@ -10,7 +10,7 @@
 -- index by time: a day partition was read whole, in parallel, for an hour's entries).
 CREATE OR REPLACE FUNCTION telemetry._statements_at(p_at timestamptz, p_server text)
 RETURNS SETOF telemetry.statement_snapshots
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -62,7 +62,7 @@ RETURNS TABLE (
     calls bigint, rows bigint, total_seconds numeric, seconds_per_call numeric,
     shared_blks_hit bigint, shared_blks_read bigint, blocks_per_call numeric,
     temp_blks_written bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean, plan_exec_seconds numeric)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY

@@ -30,10 +30,13 @@ $$;
 -- and pg_stat_reset_single_table_counters() restart them and set the database's stats_reset.
 CREATE OR REPLACE FUNCTION telemetry._table_epoch(p_start_id integer, p_start_at timestamptz,
     p_end_id integer, p_end_at timestamptz)
-RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT e.db_stats_reset IS NOT DISTINCT FROM s.db_stats_reset
-    FROM telemetry.snapshots s, telemetry.snapshots e
-    WHERE s.id = p_start_id AND s.captured_at = p_start_at AND e.id = p_end_id AND e.captured_at = p_end_at
+RETURNS boolean LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN (
+        SELECT e.db_stats_reset IS NOT DISTINCT FROM s.db_stats_reset
+        FROM telemetry.snapshots s, telemetry.snapshots e
+        WHERE s.id = p_start_id AND s.captured_at = p_start_at AND e.id = p_end_id AND e.captured_at = p_end_at);
+END
 $$;
 
 -- _resolve_server names the server an analysis is about: the one given, else the only one
@@ -204,14 +207,18 @@ $$;
 -- and hash every snapshot to join them.
 CREATE OR REPLACE FUNCTION telemetry._window_ends(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (start_id integer, start_at timestamptz, end_id integer, end_at timestamptz)
-LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH srv AS (SELECT telemetry._window_server(p_start_time, p_end_time, p_server) AS server)
     SELECT s.id, s.captured_at, e.id, e.captured_at
     FROM srv
     LEFT JOIN LATERAL (SELECT id, captured_at FROM telemetry.snapshots
                        WHERE server = srv.server AND captured_at <= p_start_time ORDER BY captured_at DESC LIMIT 1) s ON true
     LEFT JOIN LATERAL (SELECT id, captured_at FROM telemetry.snapshots
-                       WHERE server = srv.server AND captured_at >= p_end_time ORDER BY captured_at LIMIT 1) e ON true
+                       WHERE server = srv.server AND captured_at >= p_end_time ORDER BY captured_at LIMIT 1) e ON true;
+END
 $$;
 CREATE OR REPLACE FUNCTION telemetry._window(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (start_id integer, start_at timestamptz, end_id integer, end_at timestamptz)
@@ -238,12 +245,16 @@ RETURNS TABLE (
     io_client_write_time_ms numeric, io_bgwriter_writes_delta bigint,
     io_bgwriter_write_time_ms numeric, temp_files_delta bigint, temp_bytes_delta bigint,
     temp_bytes_pretty text, io_client_buffer_writes_delta bigint)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT w.start_at, w.end_at, d.*
     FROM telemetry._window(p_start_time, p_end_time, p_server) w
     JOIN telemetry.snapshots s ON s.id = w.start_id AND s.captured_at = w.start_at
     JOIN telemetry.snapshots e ON e.id = w.end_id AND e.captured_at = w.end_at
-    CROSS JOIN LATERAL telemetry._snapshot_diff(s, e) d
+    CROSS JOIN LATERAL telemetry._snapshot_diff(s, e) d;
+END
 $$;
 
 -- _tables_compare is table_compare of each table (p_schemas[i].p_tables[i]) over one window,
@@ -258,7 +269,10 @@ RETURNS TABLE (
     inserts_delta bigint, updates_delta bigint, deletes_delta bigint, hot_updates_delta bigint,
     autovacuum_ran boolean, autoanalyze_ran boolean, autovacuum_count_delta bigint,
     autoanalyze_count_delta bigint)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT x.schemaname || '.' || x.relname, w.start_at, w.end_at,
         round(extract(epoch FROM w.end_at - w.start_at), 3),
         telemetry._pretty_bytes(s.pg_relation_size), telemetry._pretty_bytes(e.pg_relation_size),
@@ -279,7 +293,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         AND s.schemaname = x.schemaname AND s.relname = x.relname
     JOIN telemetry.table_snapshots e ON e.snapshot_id = w.end_id AND e.captured_at = w.end_at
         AND e.schemaname = x.schemaname AND e.relname = x.relname
-    ORDER BY x.n
+    ORDER BY x.n;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION telemetry.table_compare(p_table text, p_start_time timestamptz, p_end_time timestamptz,

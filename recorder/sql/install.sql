@@ -262,17 +262,17 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = 'ef07c6b127d421b62bef08d03674197501f54b3fc5dc33e7fea74c533e91fc0d') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '997d454d18fcf8222abeac710d5e25724812cca0e42762194f38eba9ca7c7f4e') AS apply \gset
 \if :apply
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', 'ef07c6b127d421b62bef08d03674197501f54b3fc5dc33e7fea74c533e91fc0d')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '997d454d18fcf8222abeac710d5e25724812cca0e42762194f38eba9ca7c7f4e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '244185bae76ea32cd30644b419844a37bf4d0a13eaa5ed877aae89dc84cc2571') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '85b66d38c0bc7aad1d35b7e74c932e345d83f4cd1e83e2529ad5fe21aaf719be') AS apply \gset
 \if :apply
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '244185bae76ea32cd30644b419844a37bf4d0a13eaa5ed877aae89dc84cc2571')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '85b66d38c0bc7aad1d35b7e74c932e345d83f4cd1e83e2529ad5fe21aaf719be')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -304,17 +304,17 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '275000df2c5c0d512ed52d9837c801d851fd75a0bf40367f3960d16fbc13af84') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '9ea1369514d065329a7a3e5f27db62ed5718ced91a80b68d28ad6ccda10a6426') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '275000df2c5c0d512ed52d9837c801d851fd75a0bf40367f3960d16fbc13af84')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '9ea1369514d065329a7a3e5f27db62ed5718ced91a80b68d28ad6ccda10a6426')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'fdac099aa3070cd9f047d95106708659043248ebc6a72caa24324eb5fb109f37') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '923d478b61fb83e9496aa33843ec1fbad57b297aa384d56603f40ad72c5e72cb') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'fdac099aa3070cd9f047d95106708659043248ebc6a72caa24324eb5fb109f37')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '923d478b61fb83e9496aa33843ec1fbad57b297aa384d56603f40ad72c5e72cb')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

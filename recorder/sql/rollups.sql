@@ -2,12 +2,17 @@
 -- window analysis functions for a window's whole minutes and hours; raw rows answer for the
 -- partial minutes at its two ends (_rollup_span).
 --
--- The readers that plan a join over day partitions are PL/pgSQL (RETURN QUERY), here and in
--- diagnosis/diagnosissql: a SQL function's query is planned at each call (before PostgreSQL
--- 18) with its parameters unknown, over every day partition of every table (25 ms and more
--- for _statements_at over 31 days, against 5 ms to run it); PL/pgSQL plans it with the
--- values (the outer tables' partitions pruned at planning; joined ones still at run time)
--- and keeps the plan for the session after five calls where that pays.
+-- The readers of day partitions are PL/pgSQL (RETURN QUERY), here and in diagnosis/diagnosissql,
+-- and keep their plans for the session: a SQL function's query is planned at each call (before
+-- PostgreSQL 18), over every day partition of every table it reads (25 ms and more for
+-- _statements_at over 31 days, against 5 ms to run it). Planned with a call's values, PL/pgSQL
+-- prunes the partitions of the tables it scans by them, but not of those joined to their rows
+-- (a sample's rows, a snapshot's): every day's partition of these is planned at each call, and
+-- the plan is never kept, as a generic plan costs more in the planner's eyes (it counts every
+-- partition). So they SET plan_cache_mode = force_generic_plan: planned once in a session, their
+-- partitions pruned as they run (_raw_samples: 4.5 ms a call planned each time, 0.5 ms with its
+-- plan kept; the analysis functions over 30 days planned 200 ms in all, 80 now, most of it once).
+-- Only _window_statement_waits plans with its values at each call: its ranges pick their index.
 
 -- The raw rows that rollups sum, of a server's samples captured between p_start_time and
 -- p_end_time (inclusive), only sample p_id's where given: written once, for the rollups'
@@ -23,7 +28,7 @@
 CREATE OR REPLACE FUNCTION telemetry._raw_samples(p_server text, p_start_time timestamptz, p_end_time timestamptz,
                                                   p_id integer)
 RETURNS TABLE (captured_at timestamptz, lock_waiters integer)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -41,7 +46,7 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._raw_blocked(p_server text, p_start_time timestamptz, p_end_time timestamptz,
                                                   p_id integer)
 RETURNS TABLE (captured_at timestamptz, blocked integer)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -57,7 +62,7 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._raw_wait_groups(p_server text, p_start_time timestamptz, p_end_time timestamptz,
                                                       p_id integer)
 RETURNS TABLE (captured_at timestamptz, backend_type text, wait_event_type text, wait_event text, waiters bigint, max_waiters integer)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -75,7 +80,7 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._raw_wait_times(p_server text, p_start_time timestamptz, p_end_time timestamptz,
                                                      p_id integer)
 RETURNS TABLE (captured_at timestamptz, wait_event_type text, wait_event text, seconds numeric)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -93,7 +98,7 @@ CREATE OR REPLACE FUNCTION telemetry._raw_statement_waits(p_server text, p_start
                                                           p_id integer)
 RETURNS TABLE (captured_at timestamptz, batch text, queryid bigint, wait_event_type text, wait_event text,
                before_query_id boolean, query_text text, seconds numeric)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -108,7 +113,7 @@ $$;
 CREATE OR REPLACE FUNCTION telemetry._raw_vacuums(p_server text, p_start_time timestamptz, p_end_time timestamptz,
                                                   p_id integer)
 RETURNS TABLE (captured_at timestamptz, vacuums jsonb)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -438,7 +443,10 @@ REVOKE EXECUTE ON FUNCTION telemetry._rollup_cut(timestamptz) FROM PUBLIC;
 -- off (the raw answer, which the tests compare with).
 CREATE OR REPLACE FUNCTION telemetry._rollup_span(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_minutes boolean)
 RETURNS TABLE (bucket interval, piece_from timestamptz, piece_to timestamptz)
-LANGUAGE sql STABLE ROWS 3 SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE ROWS 3 SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH c AS (
         SELECT greatest(date_bin('1 minute', p_start_time, timestamptz '1970-01-01 00:00:00+00') + interval '1 minute', v.since) AS f,
                date_bin('1 minute', p_end_time, timestamptz '1970-01-01 00:00:00+00') AS t
@@ -458,7 +466,8 @@ LANGUAGE sql STABLE ROWS 3 SET search_path = pg_catalog, pg_temp AS $$
                                        (interval '1 hour', CASE WHEN x.days THEN x.dt ELSE x.ht END, x.ht),
                                        (interval '1 minute', x.f, least(x.hf, x.t)),
                                        (interval '1 minute', greatest(x.ht, x.hf, x.f), x.t)) p (bucket, piece_from, piece_to)
-    WHERE p.piece_from < p.piece_to AND (p_minutes OR p.bucket <> interval '1 minute')
+    WHERE p.piece_from < p.piece_to AND (p_minutes OR p.bucket <> interval '1 minute');
+END
 $$;
 
 -- _rollup_edges are the parts of a window that _rollup_span leaves to raw rows: from its start
@@ -485,7 +494,10 @@ $$;
 -- on a heavyweight lock, and the most sessions one row showed waiting on one.
 CREATE OR REPLACE FUNCTION telemetry._window_sample_counts(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (samples bigint, lock_samples bigint, lock_max_waiters integer)
-LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH sp AS (SELECT * FROM telemetry._rollup_span(p_start_time, p_end_time, p_server, true))
     SELECT coalesce(sum(x.samples), 0)::bigint, coalesce(sum(x.lock_samples), 0)::bigint, max(x.lock_max_waiters)
     FROM (SELECT count(*) AS samples, count(r.lock_waiters) AS lock_samples, max(r.lock_waiters) AS lock_max_waiters
@@ -501,14 +513,15 @@ LANGUAGE sql STABLE ROWS 1 SET search_path = pg_catalog, pg_temp AS $$
           FROM sp CROSS JOIN LATERAL (
               SELECT r.samples, r.lock_samples, r.lock_max_waiters FROM telemetry.sample_rollups r
               WHERE sp.bucket = interval '1 minute' AND r.server = p_server AND r.bucket = interval '1 minute'
-                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x
+                AND r.captured_at >= sp.piece_from AND r.captured_at < sp.piece_to OFFSET 0) r) x;
+END
 $$;
 
 -- _window_wait_groups: the window's sessions (not idle) by backend type and wait: the samples
 -- that saw them, the sessions seen, the most one row showed.
 CREATE OR REPLACE FUNCTION telemetry._window_wait_groups(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (backend_type text, wait_event_type text, wait_event text, samples bigint, waiters bigint, max_waiters integer)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -535,7 +548,7 @@ $$;
 -- _window_wait_times: the wait sampler's session-seconds in the window by wait.
 CREATE OR REPLACE FUNCTION telemetry._window_wait_times(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (wait_event_type text, wait_event text, seconds numeric)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -564,7 +577,7 @@ $$;
 -- from the hour ones, raw rows at the edges.
 CREATE OR REPLACE FUNCTION telemetry._window_vacuums(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (vacuums jsonb, samples bigint, tracked boolean)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -588,7 +601,7 @@ $$;
 -- rows at the edges.
 CREATE OR REPLACE FUNCTION telemetry._window_replication(p_start_time timestamptz, p_end_time timestamptz, p_server text)
 RETURNS TABLE (application_name text, client_addr inet, lag_bytes numeric, lag_seconds numeric)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
@@ -607,6 +620,18 @@ END
 $$;
 
 DROP FUNCTION IF EXISTS telemetry._statement_wait_days(text, timestamptz, timestamptz, text);
+
+-- _statement_wait_totals_at: the latest day start at or before p_at a server's statement
+-- totals were written at (NULL: none). A function of its own, its plan kept (generic, pruned
+-- as it runs): planned with the values, in _window_statement_waits, it planned every day's
+-- partition up to p_at at each call (1.7 ms).
+CREATE OR REPLACE FUNCTION telemetry._statement_wait_totals_at(p_server text, p_at timestamptz)
+RETURNS timestamptz LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN (SELECT max(t.captured_at) FROM telemetry.statement_wait_totals t WHERE t.server = p_server AND t.captured_at <= p_at);
+END
+$$;
+
 
 -- _window_statement_waits: the wait sampler's session-seconds by statement captured after
 -- p_after, up to p_end_time (statement_compare's window: between two statement snapshots),
@@ -649,9 +674,9 @@ BEGIN
     INTO v_hours_from, v_hours_to, v_days_from, v_days_to
     FROM telemetry._rollup_span(v_from, p_end_time, p_server, false) sp;
     IF v_days_from IS NOT NULL THEN
-        v_totals_from := (SELECT max(t.captured_at) FROM telemetry.statement_wait_totals t WHERE t.server = p_server AND t.captured_at <= v_days_from);
+        v_totals_from := telemetry._statement_wait_totals_at(p_server, v_days_from);
         IF v_totals_from IS NOT NULL THEN
-            v_totals_to := (SELECT max(t.captured_at) FROM telemetry.statement_wait_totals t WHERE t.server = p_server AND t.captured_at <= v_days_to);
+            v_totals_to := telemetry._statement_wait_totals_at(p_server, v_days_to);
         END IF;
     END IF;
     RETURN QUERY
