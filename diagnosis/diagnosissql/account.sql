@@ -155,7 +155,10 @@ CREATE OR REPLACE FUNCTION telemetry._xmin_holders(p_server text, p_from timesta
 RETURNS TABLE (kind text, pid integer, datname text, usename text, name text, horizon_xid bigint, held_since timestamptz,
                first_seen timestamptz, last_seen timestamptz, seen_at timestamptz, until timestamptz, xmin_age bigint,
                state text, query text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     -- The sightings first (by server and time): the samples are read from the first of them,
     -- and a month's run that nothing held reads none.
     WITH sighted AS (
@@ -176,7 +179,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT x.kind, x.pid, x.datname, x.usename, x.name, x.horizon_xid, min(x.held_since) OVER w, min(x.captured_at) OVER w,
            max(x.captured_at) OVER w, x.captured_at, coalesce(x.next_at, x.captured_at), x.xmin_age, x.state, x.query_preview
     FROM held x
-    WINDOW w AS (PARTITION BY x.kind, x.session_pid, x.datname, x.name, x.horizon_xid)
+    WINDOW w AS (PARTITION BY x.kind, x.session_pid, x.datname, x.name, x.horizon_xid);
+END
 $$;
 
 -- _xmin_holder_json is a holder (an _xmin_holders row, as JSON) as the findings show it.

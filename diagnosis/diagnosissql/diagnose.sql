@@ -318,7 +318,10 @@ $$;
 -- _run_part_session_waits is run_session_waits over the first p_seconds of the run (NULL: all).
 CREATE OR REPLACE FUNCTION telemetry._run_part_session_waits(p_run_id bigint, p_seconds numeric)
 RETURNS TABLE (sessions text, wait_event_type text, wait_event text, session_seconds numeric)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT CASE WHEN b.own THEN 'batch' ELSE 'other' END, b.wait_event_type, b.wait_event, round(sum(b.seconds)::numeric, 2)
     FROM telemetry._run_part_window(p_run_id, p_seconds) w, LATERAL (SELECT telemetry._resolve_server(w.server) AS server) srv,
          telemetry.batch_wait_samples b
@@ -326,7 +329,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WHERE b.server = srv.server AND b.batch = w.batch AND b.captured_at BETWEEN w.start_time AND w.end_time
       AND b.state = 'active'
     GROUP BY b.own, b.wait_event_type, b.wait_event
-    ORDER BY b.own DESC, 4 DESC, 2, 3
+    ORDER BY b.own DESC, 4 DESC, 2, 3;
+END
 $$;
 
 -- run_session_waits: a run's session-seconds by wait, of its own sessions (sessions 'batch':

@@ -472,7 +472,7 @@ RETURNS TABLE (started_at timestamptz, last_seen_at timestamptz, ended_at timest
     blocked_pid integer, blocked_user text, blocked_app text, blocked_query_preview text,
     blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, blocking_pids integer[],
     lock_type text, locked_relation text, datname text, blocked_backend_start timestamptz, server text, blocking_batch text)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
     -- Checked first: in a CTE, partition pruning could leave the check unread.

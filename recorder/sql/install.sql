@@ -262,17 +262,17 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '997d454d18fcf8222abeac710d5e25724812cca0e42762194f38eba9ca7c7f4e') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '0f2b43a05267bcfd4865fbe47cfafaca98ccdfcecb4e411d78a877068ee42bb5') AS apply \gset
 \if :apply
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '997d454d18fcf8222abeac710d5e25724812cca0e42762194f38eba9ca7c7f4e')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '0f2b43a05267bcfd4865fbe47cfafaca98ccdfcecb4e411d78a877068ee42bb5')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '85b66d38c0bc7aad1d35b7e74c932e345d83f4cd1e83e2529ad5fe21aaf719be') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'd8df25faaa7e51b47caf9ad127038a3f642035b87d46cf89f51e4f1f2b196340') AS apply \gset
 \if :apply
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '85b66d38c0bc7aad1d35b7e74c932e345d83f4cd1e83e2529ad5fe21aaf719be')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'd8df25faaa7e51b47caf9ad127038a3f642035b87d46cf89f51e4f1f2b196340')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -304,10 +304,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '9ea1369514d065329a7a3e5f27db62ed5718ced91a80b68d28ad6ccda10a6426') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '1fbf3a21fed433be319ce5f17c860332ec3d5dee53edf0433613e43263b763db') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '9ea1369514d065329a7a3e5f27db62ed5718ced91a80b68d28ad6ccda10a6426')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '1fbf3a21fed433be319ce5f17c860332ec3d5dee53edf0433613e43263b763db')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -339,10 +339,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '53b5e447c35963fbaf1cbab988697659d7300a6a7f197aa1b0819285a7a069ef') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '87880c42d1d364e5262202a418c3b34d91d723a1c16c9a6f62684be8d4d62119') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '53b5e447c35963fbaf1cbab988697659d7300a6a7f197aa1b0819285a7a069ef')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '87880c42d1d364e5262202a418c3b34d91d723a1c16c9a6f62684be8d4d62119')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -395,17 +395,17 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/insufficient_data/pattern.sql' AND checksum = 'db4746b2a3305b139f74634c0b57792dcb3fcced8889da11dafa05df786c74e7') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/insufficient_data/pattern.sql' AND checksum = '94ad0bc8dc0c8d6a82b26c3f32428659e3952c555a1ff377afdd53e6d497a883') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/insufficient_data/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/insufficient_data/pattern.sql', 'db4746b2a3305b139f74634c0b57792dcb3fcced8889da11dafa05df786c74e7')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/insufficient_data/pattern.sql', '94ad0bc8dc0c8d6a82b26c3f32428659e3952c555a1ff377afdd53e6d497a883')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = '4317f0ae55b711a1c03539140f914b18692ac517300ec26ebb9baf8bbfab4dc6') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = '34b3d37a29920ea01bc50073a29f1771c6abaa9f598dffb301634eabd4ab57c8') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/lock_contention/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', '4317f0ae55b711a1c03539140f914b18692ac517300ec26ebb9baf8bbfab4dc6')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', '34b3d37a29920ea01bc50073a29f1771c6abaa9f598dffb301634eabd4ab57c8')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -430,10 +430,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/pattern.sql' AND checksum = '83ae9e969e8bd459004d3bfa5fbf058a43e6ed5aa231bbdeed4ff5f24256d3d5') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/temp_file_spills/pattern.sql' AND checksum = '135589141adbf087ef54e332621c3412da9b038be18812f2e1fbb18ca3d98aad') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/temp_file_spills/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/pattern.sql', '83ae9e969e8bd459004d3bfa5fbf058a43e6ed5aa231bbdeed4ff5f24256d3d5')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/temp_file_spills/pattern.sql', '135589141adbf087ef54e332621c3412da9b038be18812f2e1fbb18ca3d98aad')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -444,10 +444,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/xmin_horizon_held/pattern.sql' AND checksum = '5618f90f6f36e21c24a9d2b0e9042fc5534ee90cc9016f4cedd3004548ad4329') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/xmin_horizon_held/pattern.sql' AND checksum = '5466beff3fd3f5fd5640545a2385e34e9ac4e92c2e01fcf5263c6703be42e11d') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/xmin_horizon_held/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/xmin_horizon_held/pattern.sql', '5618f90f6f36e21c24a9d2b0e9042fc5534ee90cc9016f4cedd3004548ad4329')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/xmin_horizon_held/pattern.sql', '5466beff3fd3f5fd5640545a2385e34e9ac4e92c2e01fcf5263c6703be42e11d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

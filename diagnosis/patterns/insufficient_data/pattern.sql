@@ -9,7 +9,7 @@ ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.de
 CREATE OR REPLACE FUNCTION telemetry._pattern_insufficient_data(p_start_time timestamptz, p_end_time timestamptz,
                                                                 p_snapshot_start timestamptz, p_server text, p_shared jsonb)
 RETURNS TABLE (pattern text, severity text, score numeric, summary text, evidence jsonb, recommendation text)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY

@@ -15,7 +15,10 @@ ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.de
 CREATE OR REPLACE FUNCTION telemetry._pattern_xmin_horizon_held(p_start_time timestamptz, p_end_time timestamptz,
                                                                 p_snapshot_start timestamptz, p_server text, p_shared jsonb)
 RETURNS TABLE (pattern text, severity text, score numeric, summary text, evidence jsonb, recommendation text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH first AS (SELECT min(s.captured_at) AS at FROM telemetry.samples s
                    WHERE s.server = p_server AND s.captured_at BETWEEN p_start_time AND p_end_time),
     h AS (
@@ -40,5 +43,6 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            telemetry._xmin_holder_json(to_jsonb(h)) || jsonb_build_object('held_seconds', round(h.held, 1), 'last_seen', h.last_seen),
            'A batch that updates or deletes rows in that database while it is held reads through every version it leaves (the cause xmin_horizon of its run names it). End such transactions (idle_in_transaction_session_timeout; transaction_timeout on 17+), finish forgotten prepared transactions, drop unused slots; then VACUUM the tables that grew.'
     FROM h
-    WHERE h.held >= telemetry._threshold('xmin_horizon_min_seconds')
+    WHERE h.held >= telemetry._threshold('xmin_horizon_min_seconds');
+END
 $$;
