@@ -387,9 +387,11 @@ $$;
 -- call it first). A run and its baseline runs are asked at once: the fingerprint is computed
 -- once (a tenth of a millisecond each time). A row for each element given, in their order: a
 -- NULL id is not settled (its readers' computation raises, as for a run that does not exist).
+-- ROWS 10, a run and its baseline runs: its readers join each to its stored results by key (at
+-- the default 1000 rows, the planner hashed every run's).
 CREATE OR REPLACE FUNCTION telemetry._runs_settled(p_run_ids bigint[])
 RETURNS TABLE (run_id bigint, settled boolean)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE ROWS 10 SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     v_fingerprint text := telemetry._run_results_fingerprint();

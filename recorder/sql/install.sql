@@ -262,10 +262,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '0f2b43a05267bcfd4865fbe47cfafaca98ccdfcecb4e411d78a877068ee42bb5') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '1167f133f34055a52d3092eda1f8a56742396064401f8a80f33a594f50c2e264') AS apply \gset
 \if :apply
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '0f2b43a05267bcfd4865fbe47cfafaca98ccdfcecb4e411d78a877068ee42bb5')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '1167f133f34055a52d3092eda1f8a56742396064401f8a80f33a594f50c2e264')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -304,10 +304,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('batch/batchsql
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '1fbf3a21fed433be319ce5f17c860332ec3d5dee53edf0433613e43263b763db') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/diagnose.sql' AND checksum = '4dd9aef4b6a4136ec825406ecf6229794da3de8628603321b667979508e72442') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/diagnose.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '1fbf3a21fed433be319ce5f17c860332ec3d5dee53edf0433613e43263b763db')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/diagnose.sql', '4dd9aef4b6a4136ec825406ecf6229794da3de8628603321b667979508e72442')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

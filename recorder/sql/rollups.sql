@@ -2,8 +2,9 @@
 -- window analysis functions for a window's whole minutes and hours; raw rows answer for the
 -- partial minutes at its two ends (_rollup_span).
 --
--- The readers of day partitions are PL/pgSQL (RETURN QUERY), here and in diagnosis/diagnosissql,
--- and keep their plans for the session: a SQL function's query is planned at each call (before
+-- The window readers here, and the analysis functions in diagnosis/diagnosissql that planning
+-- cost most, are PL/pgSQL (RETURN QUERY) and keep their plans for the session (the SQL ones
+-- there read little, or once a call): a SQL function's query is planned at each call (before
 -- PostgreSQL 18), over every day partition of every table it reads (25 ms and more for
 -- _statements_at over 31 days, against 5 ms to run it). Planned with a call's values, PL/pgSQL
 -- prunes the partitions of the tables it scans by them, but not of those joined to their rows
@@ -12,7 +13,8 @@
 -- partition). So they SET plan_cache_mode = force_generic_plan: planned once in a session, their
 -- partitions pruned as they run (_raw_samples: 4.5 ms a call planned each time, 0.5 ms with its
 -- plan kept; the analysis functions over 30 days planned 200 ms in all, 80 now, most of it once).
--- Only _window_statement_waits plans with its values at each call: its ranges pick their index.
+-- Of these, only _window_statement_waits plans with its values at each call: its ranges pick
+-- their index.
 
 -- The raw rows that rollups sum, of a server's samples captured between p_start_time and
 -- p_end_time (inclusive), only sample p_id's where given: written once, for the rollups'
