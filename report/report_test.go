@@ -402,6 +402,20 @@ func TestRunsAgainstTheirUsual(t *testing.T) {
 		}
 	}
 
+	// Slow is past the p90 by more than baseline_floor_seconds (0.5 s): three runs of 10 s,
+	// then one 0.4 s past them (within the usual) and one 1 s past them (slow).
+	pgtest.MustExec(t, conn, `INSERT INTO telemetry.batch_runs (batch, started_at, ended_at, status, source)
+		SELECT 'floor', now() - make_interval(hours => 6 - i), now() - make_interval(hours => 6 - i, secs => -s), 'succeeded', 'marker'
+		FROM unnest(ARRAY[1, 2, 3, 4, 5], ARRAY[10, 10, 10, 10.4, 11]) AS r (i, s)`)
+	var slowness string
+	if err := conn.QueryRow(ctx, `SELECT string_agg(coalesce(slow::text, 'none'), ' ' ORDER BY started_at)
+		FROM telemetry.batch_run_durations(now() - interval '1 day') WHERE batch = 'floor'`).Scan(&slowness); err != nil {
+		t.Fatal(err)
+	}
+	if slowness != "none none none false true" {
+		t.Errorf("slow of runs of 10, 10, 10, 10.4 and 11 s = %s, want none none none false true", slowness)
+	}
+
 	code, body = get(t, r.url+"/report/run/"+itoa(running))
 	if code != http.StatusOK {
 		t.Fatalf("running run page: %d\n%s", code, body)

@@ -557,9 +557,11 @@ $$;
 -- batch_run_durations: the runs started since p_since (and every open one), at most
 -- p_per_batch of each batch (NULL: all), of at most p_batches batches, those with the latest
 -- runs (NULL: all), by batch and newest first, each with its duration (so far, while it runs)
--- against its usual (run_usual_duration); slow is a run past the usual 90th percentile (NULL
--- without a usual yet). The report's index and the overview dashboard list them, bounded: a
--- batch role may name as many batches as it likes, and each run's usual is a baseline read.
+-- against its usual (run_usual_duration); slow is a run past the usual 90th percentile by
+-- more than baseline_floor_seconds, the move diagnose_run never finds unusual (NULL without a
+-- usual yet): runs of a second or less differ by milliseconds of scheduling alone. The
+-- report's index and the overview dashboard list them, bounded: a batch role may name as many
+-- batches as it likes, and each run's usual is a baseline read.
 DROP FUNCTION IF EXISTS telemetry.batch_run_durations(timestamptz, integer);
 CREATE OR REPLACE FUNCTION telemetry.batch_run_durations(p_since timestamptz DEFAULT now() - interval '7 days',
                                                          p_per_batch integer DEFAULT NULL, p_batches integer DEFAULT NULL)
@@ -575,7 +577,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           AND r.times_ok),
     batches AS (SELECT r.batch FROM runs r WHERE r.nth = 1 ORDER BY r.started_at DESC, r.batch LIMIT p_batches)
     SELECT r.run_id, r.batch, r.started_at, r.ended_at, r.status, r.source, d.seconds,
-           u.median_seconds, u.p90_seconds, u.baseline_runs, d.seconds > u.p90_seconds
+           u.median_seconds, u.p90_seconds, u.baseline_runs,
+           d.seconds > u.p90_seconds + telemetry._threshold('baseline_floor_seconds')
     FROM runs r JOIN batches b ON b.batch = r.batch
     CROSS JOIN LATERAL (SELECT extract(epoch FROM coalesce(r.ended_at, now()) - r.started_at)::float8 AS seconds) d
     LEFT JOIN LATERAL telemetry.run_usual_duration(r.run_id) u ON true
