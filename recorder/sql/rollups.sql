@@ -634,7 +634,6 @@ BEGIN
 END
 $$;
 
-
 -- _window_statement_waits: the wait sampler's session-seconds by statement captured after
 -- p_after, up to p_end_time (statement_compare's window: between two statement snapshots),
 -- summed by statement and wait over every session (batch NULL), or one batch's own sessions'
