@@ -22,7 +22,7 @@ var overview = dashboard{
 		}},
 		{"Batch durations over the last weeks (recorder)", []panel{
 			sqlTimeSeries("Run durations", "s",
-				"Each recorded run's duration at its start, per batch; a run past its batch's usual 90th percentile (telemetry.batch_run_durations: of the normal runs before it) is drawn apart, in red, as 'slow'. The 50 batches with the latest runs.",
+				"Each recorded run's duration at its start, per batch; a run past its batch's usual 90th percentile by more than baseline_floor_seconds (telemetry.batch_run_durations: of the normal runs before it) is drawn apart, in red, as 'slow'. The 50 batches with the latest runs.",
 				`SELECT started_at AS time, batch || CASE WHEN slow THEN ' slow' ELSE '' END AS metric, duration_seconds AS value
 FROM telemetry.batch_run_durations($__timeFrom(), NULL, 50)
 WHERE started_at <= $__timeTo()
