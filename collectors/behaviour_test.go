@@ -148,30 +148,71 @@ func TestRowLockShowsBlockedSession(t *testing.T) {
 		if err := holder.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&holderPID); err != nil {
 			t.Fatal(err)
 		}
-		waiter := pgtest.Connect(t, dsn, "")
-		blocked := make(chan error, 1)
-		go func() {
-			_, err := waiter.Exec(context.Background(), `UPDATE accounts SET balance = balance - 1 WHERE id = 1`)
-			blocked <- err
-		}()
-		r := newRunner(t, dsn)
-		var c *collectors.Collection
-		waitUntil(t, 5*time.Second, func() bool {
-			c = collect(t, r, collectors.TierSample)
-			return len(c.Locks) > 0
-		})
+		r, l, release := blockedBehind(t, dsn, holder, `UPDATE accounts SET balance = balance - 1 WHERE id = 1`, `COMMIT`)
 		if n := metric(t, r, collectors.TierSample, "pgbatch_lock_blocked_sessions", nil); n != 1 {
 			t.Errorf("lock_blocked_sessions = %v, want 1", n)
 		}
-		l := c.Locks[0]
 		if uint32(l.BlockingPID) != holderPID || l.LockType == nil || *l.LockType != "transactionid" || l.BlockedDuration == nil {
 			t.Errorf("lock pair = %+v, want blocked by %d on a transactionid with a wait duration", l, holderPID)
 		}
-		pgtest.MustExec(t, holder, `COMMIT`)
+		// The holder sits between statements, its transaction open: not running its update.
+		if text(l.BlockingState) != "idle in transaction" || !strings.HasPrefix(text(l.LockedObject), "transaction ") {
+			t.Errorf("lock pair's holder state %s and object %s, want idle in transaction and the transaction waited for", text(l.BlockingState), text(l.LockedObject))
+		}
+		release()
+	})
+}
+
+// TestAdvisoryLockKeys: a wait on an advisory lock names its key as the caller gave it, a
+// bigint or two integers (negative ones too), its holder idle where it holds the lock for its
+// session between statements.
+func TestAdvisoryLockKeys(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server, dsn string) {
+		for _, c := range []struct{ args, want string }{
+			{"42", "key 42"}, {"-5000000000", "key -5000000000"}, {"7, -3", "key (7, -3)"},
+		} {
+			holder := pgtest.Connect(t, dsn, "")
+			pgtest.MustExec(t, holder, `SELECT pg_advisory_lock(`+c.args+`)`)
+			_, l, release := blockedBehind(t, dsn, holder, `SELECT pg_advisory_lock(`+c.args+`)`, `SELECT pg_advisory_unlock(`+c.args+`)`)
+			if text(l.LockType) != "advisory" || text(l.LockedObject) != c.want || text(l.BlockingState) != "idle" || l.LockedRelation != nil {
+				t.Errorf("pg_advisory_lock(%s): type %s, object %s, holder %s, relation %v; want advisory, %s, idle and none",
+					c.args, text(l.LockType), text(l.LockedObject), text(l.BlockingState), l.LockedRelation, c.want)
+			}
+			release()
+		}
+	})
+}
+
+// blockedBehind runs wait on a session of its own, blocked behind holder's lock, until a
+// sample-tier collection pairs them: the runner, the first pair, and release, which runs
+// unlock on holder and waits for wait to finish.
+func blockedBehind(t *testing.T, dsn string, holder *pgx.Conn, wait, unlock string) (*collectors.Runner, collectors.LockWait, func()) {
+	t.Helper()
+	waiter := pgtest.Connect(t, dsn, "")
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(context.Background(), wait)
+		blocked <- err
+	}()
+	r := newRunner(t, dsn)
+	var c *collectors.Collection
+	waitUntil(t, 5*time.Second, func() bool {
+		c = collect(t, r, collectors.TierSample)
+		return len(c.Locks) > 0
+	})
+	return r, c.Locks[0], func() {
+		pgtest.MustExec(t, holder, unlock)
 		if err := <-blocked; err != nil {
 			t.Fatal(err)
 		}
-	})
+	}
+}
+
+func text(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
 }
 
 // TestSlowVacuumShowsInProgress: a throttled VACUUM appears in pgbatch_progress_operations,

@@ -30,12 +30,16 @@ type LockEpisode struct {
 	BlockingUser         *string
 	BlockingApp          *string
 	BlockingQueryPreview *string
-	BlockingPIDs         []int32
+	// BlockingState is the blocker's state when last seen blocking the wait (idle in
+	// transaction: holding the lock between statements), its query the last one it showed.
+	BlockingState *string
+	BlockingPIDs  []int32
 	// BlockingBatch is the batch whose own session the blocker was ("": none): a batch's
 	// sessions waiting for each other.
 	BlockingBatch  string
 	LockType       *string
 	LockedRelation *string
+	LockedObject   *string
 	Datname        *string
 	StartedAt      time.Time // pg_locks.waitstart
 	LastSeenAt     time.Time // the last lock sample that saw it waiting
@@ -93,9 +97,12 @@ func (l *lockEpisodes) observe(waits []LockWait, blockingBatch map[int32]string,
 				BlockedUser: w.BlockedUser, BlockedApp: w.BlockedApp, BlockedQueryPreview: w.BlockedQueryPreview,
 				BlockingPID: w.BlockingPID, BlockingUser: w.BlockingUser, BlockingApp: w.BlockingApp,
 				BlockingQueryPreview: w.BlockingQueryPreview,
-				LockType:             w.LockType, LockedRelation: w.LockedRelation,
+				LockType:             w.LockType, LockedRelation: w.LockedRelation, LockedObject: w.LockedObject,
 				Datname: w.Datname, StartedAt: *w.WaitStart}}
 			l.open[k] = e
+		}
+		if w.BlockingPID == e.BlockingPID {
+			e.BlockingState, e.BlockingQueryPreview = w.BlockingState, w.BlockingQueryPreview
 		}
 		if e.BlockingBatch == "" { // a run's sessions are known from the tracker's next read on
 			e.BlockingBatch = blockingBatch[e.BlockingPID]

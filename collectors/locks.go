@@ -24,16 +24,27 @@ var (
 const SQLLockWaits = `SELECT DISTINCT ON (a.pid, b.pid)
 	a.pid, a.usename::text, a.application_name, left(a.query, 200),
 	extract(epoch FROM clock_timestamp() - l.waitstart)::float8,
-	b.pid, b.usename::text, b.application_name, left(b.query, 200),
+	b.pid, b.usename::text, b.application_name, left(b.query, 200), b.state,
 	l.locktype,
 	CASE WHEN l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		THEN l.relation::regclass::text ELSE l.relation::text END,
+	CASE l.locktype
+		-- pg_advisory_lock(bigint): the key's high and low halves, objsubid 1; (int, int): 2
+		WHEN 'advisory' THEN 'key ' || CASE WHEN l.objsubid = 1 THEN (l.classid::int8 << 32 | l.objid::int8)::text
+			ELSE format('(%s, %s)', l.classid::int8 << 32 >> 32, l.objid::int8 << 32 >> 32) END
+		WHEN 'transactionid' THEN 'transaction ' || l.transactionid
+		WHEN 'virtualxid' THEN 'virtual transaction ' || l.virtualxid
+		WHEN 'tuple' THEN format('row (%s,%s)', l.page, l.tuple)
+		WHEN 'page' THEN 'page ' || l.page
+		WHEN 'object' THEN format('object %s/%s/%s', l.classid, l.objid, l.objsubid)
+	END,
 	a.datname::text, l.waitstart, a.backend_start
 FROM pg_stat_activity a
 CROSS JOIN LATERAL unnest(pg_blocking_pids(a.pid)) AS blocker(pid)
 JOIN pg_stat_activity b ON b.pid = blocker.pid
 LEFT JOIN LATERAL (
-	SELECT locktype, database, relation, waitstart FROM pg_locks
+	SELECT locktype, database, relation, page, tuple, virtualxid, transactionid, classid, objid, objsubid, waitstart
+	FROM pg_locks
 	WHERE pid = a.pid AND NOT granted ORDER BY waitstart NULLS LAST LIMIT 1
 ) l ON true
 WHERE a.wait_event_type = 'Lock'
@@ -62,7 +73,8 @@ func readLockWaits(ctx context.Context, q querier) ([]LockWait, error) {
 		var w LockWait
 		var waited *float64
 		err := r.Scan(&w.BlockedPID, &w.BlockedUser, &w.BlockedApp, &w.BlockedQueryPreview, &waited,
-			&w.BlockingPID, &w.BlockingUser, &w.BlockingApp, &w.BlockingQueryPreview, &w.LockType, &w.LockedRelation, &w.Datname,
+			&w.BlockingPID, &w.BlockingUser, &w.BlockingApp, &w.BlockingQueryPreview, &w.BlockingState, &w.LockType, &w.LockedRelation,
+			&w.LockedObject, &w.Datname,
 			&w.WaitStart, &w.BlockedBackendStart)
 		w.BlockedDuration = secondsToDuration(waited)
 		return w, err

@@ -250,11 +250,17 @@ type LockWait struct {
 	BlockingUser         *string
 	BlockingApp          *string
 	BlockingQueryPreview *string
-	LockType             *string
-	LockedRelation       *string
-	Datname              *string
-	WaitStart            *time.Time // pg_locks.waitstart: NULL for an instant as a wait begins
-	BlockedBackendStart  *time.Time // tells a reused pid apart
+	// BlockingState is the blocker's pg_stat_activity.state: a holder idle (in a transaction)
+	// is not running the statement its query shows, its last one.
+	BlockingState  *string
+	LockType       *string
+	LockedRelation *string
+	// LockedObject names what a lock on no relation is on (an advisory lock's key, the
+	// transaction a row lock waits for); a row's or a page's place in its relation.
+	LockedObject        *string
+	Datname             *string
+	WaitStart           *time.Time // pg_locks.waitstart: NULL for an instant as a wait begins
+	BlockedBackendStart *time.Time // tells a reused pid apart
 }
 
 // Operation is one running command from a pg_stat_progress_* view.

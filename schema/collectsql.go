@@ -76,8 +76,8 @@ var collectFuncs = []collectFunc{
 			"query_id bigint, query_start timestamptz, backend_start timestamptz, query_text text"},
 	{name: "_collect_lock_waits", sql: constant(collectors.SQLLockWaits),
 		returns: "blocked_pid integer, blocked_user text, blocked_app text, blocked_query_preview text, waited_seconds double precision, " +
-			"blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, lock_type text, " +
-			"locked_relation text, datname text, waitstart timestamptz, blocked_backend_start timestamptz"},
+			"blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, blocking_state text, lock_type text, " +
+			"locked_relation text, locked_object text, datname text, waitstart timestamptz, blocked_backend_start timestamptz"},
 	{name: "_collect_xmin_holders", sql: constant(collectors.SQLXminHolders),
 		returns: "rank integer, kind text, pid integer, datname text, usename text, name text, state text, held_since timestamptz, " +
 			"horizon_xid bigint, xmin_age bigint, query_preview text"},

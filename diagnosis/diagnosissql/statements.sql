@@ -483,6 +483,36 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT left(regexp_replace(coalesce(p_query, 'queryid ' || p_queryid), '\s+', ' ', 'g'), 80)
 $$;
 
+-- _lock_target says what a lock wait was on, from lock_samples' or lock_episodes' lock_type,
+-- locked_relation and locked_object: "a lock on public.orders", "an advisory lock (key 42)",
+-- "a row changed or locked by another transaction (transaction 1234)".
+CREATE OR REPLACE FUNCTION telemetry._lock_target(p_lock_type text, p_locked_relation text, p_locked_object text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE p_lock_type
+        WHEN 'relation' THEN 'a lock on ' || coalesce(p_locked_relation, 'a relation')
+        WHEN 'advisory' THEN 'an advisory lock' || coalesce(' (' || p_locked_object || ')', '')
+        -- a row another transaction changed or locked: its transaction's end is waited for
+        WHEN 'transactionid' THEN 'a row' || coalesce(' of ' || p_locked_relation, '') || ' changed or locked by another transaction'
+                                  || coalesce(' (' || p_locked_object || ')', '')
+        WHEN 'tuple' THEN 'a row lock on ' || coalesce(p_locked_relation, 'a relation') || coalesce(' (' || p_locked_object || ')', '')
+        ELSE CASE WHEN p_lock_type ~ '^[aeiou]' THEN 'an ' ELSE 'a ' END || coalesce(p_lock_type, '?') || ' lock on '
+             || coalesce(p_locked_relation || coalesce(' (' || p_locked_object || ')', ''), p_locked_object, 'an object')
+    END
+$$;
+
+-- _lock_holder_doing says what a lock's holder was doing, from its state and query as the lock
+-- samples saw them: a holder idle in a transaction holds its locks between statements, and an
+-- idle one only a session-level advisory lock; its query is then the last it ran, not one
+-- running.
+CREATE OR REPLACE FUNCTION telemetry._lock_holder_doing(p_state text, p_query text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+        WHEN p_state LIKE 'idle in transaction%' THEN format('idle in a transaction, its last statement "%s"', telemetry._statement_label(p_query, NULL))
+        WHEN p_state = 'idle' THEN format('idle, holding a session-level lock, its last statement "%s"', telemetry._statement_label(p_query, NULL))
+        ELSE format('running "%s"', telemetry._statement_label(p_query, NULL))
+    END
+$$;
+
 DROP FUNCTION IF EXISTS telemetry._statement_findings(bigint);
 
 -- _run_own_blockers: the lock waits of a run's own sessions (the sessions batch_wait_samples
@@ -490,9 +520,11 @@ DROP FUNCTION IF EXISTS telemetry._statement_findings(bigint);
 -- lock type and object; own_session where the holder was the batch's own session (its
 -- sessions waiting for each other: the same rows, the same table); blocked_query_preview, the
 -- batch's statement that waited longest behind it.
+DROP FUNCTION IF EXISTS telemetry._run_own_blockers(bigint);  -- before blocking_state and locked_object
 CREATE OR REPLACE FUNCTION telemetry._run_own_blockers(p_run_id bigint)
 RETURNS TABLE (blocking_pid integer, blocking_app text, blocking_user text, lock_type text, locked_relation text,
-               blocking_query_preview text, waits bigint, blocked_seconds numeric, own_session boolean, blocked_query_preview text)
+               blocking_query_preview text, waits bigint, blocked_seconds numeric, own_session boolean, blocked_query_preview text,
+               blocking_state text, locked_object text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH w AS (SELECT w.*, telemetry._resolve_server(w.server) AS srv FROM telemetry._run_window(p_run_id) w),
     own AS (SELECT DISTINCT b.pid, b.backend_start FROM w, telemetry.batch_wait_samples b
@@ -503,19 +535,19 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           AND EXISTS (SELECT FROM own WHERE own.pid = e.blocked_pid AND own.backend_start IS NOT DISTINCT FROM e.blocked_backend_start))
     SELECT e.blocking_pid, e.blocking_app, e.blocking_user, e.lock_type, e.locked_relation, e.blocking_query_preview,
            count(*), round(sum(e.duration_seconds), 1), e.blocking_batch = w.batch,
-           (array_agg(e.blocked_query_preview ORDER BY e.duration_seconds DESC))[1]
+           (array_agg(e.blocked_query_preview ORDER BY e.duration_seconds DESC))[1], e.blocking_state, e.locked_object
     FROM episodes e, w
-    GROUP BY 1, 2, 3, 4, 5, 6, 9
+    GROUP BY 1, 2, 3, 4, 5, 6, 9, 11, 12
     UNION ALL
     -- A wait still going on (a run in progress) has no episode yet: the lock samples name its
     -- holder (whether it is the batch's own session is not known there).
     SELECT l.blocking_pid, l.blocking_app, l.blocking_user, l.lock_type, l.locked_relation, l.blocking_query_preview,
            count(DISTINCT l.blocked_pid), round(max(extract(epoch FROM l.blocked_duration))::numeric, 1), NULL::boolean,
-           (array_agg(l.blocked_query_preview ORDER BY l.blocked_duration DESC))[1]
+           (array_agg(l.blocked_query_preview ORDER BY l.blocked_duration DESC))[1], l.blocking_state, l.locked_object
     FROM w, telemetry.lock_samples l
     WHERE NOT EXISTS (SELECT FROM episodes) AND l.server = w.srv AND l.captured_at BETWEEN w.start_time AND w.end_time
       AND l.lock_type IS DISTINCT FROM 'extend' AND l.blocked_pid IN (SELECT pid FROM own)
-    GROUP BY 1, 2, 3, 4, 5, 6
+    GROUP BY 1, 2, 3, 4, 5, 6, 11, 12
     ORDER BY 8 DESC, 7 DESC
 $$;
 
@@ -566,8 +598,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                 round(l.other, 1), round(l.own, 1), x.summary)
                     ELSE format('The batch''s own sessions waited %s s on locks (%s%% of the run)%s; other sessions %s s. Across the server: %s',
                                 round(l.own, 1), p.pct,
-                                coalesce((SELECT format(', mostly behind %spid %s (%s) on %s%s', CASE WHEN b.own_session THEN 'the batch''s own session, ' ELSE '' END,
-                                                        b.blocking_pid, coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'), coalesce(b.locked_relation, b.lock_type, '?'),
+                                coalesce((SELECT format(', mostly behind %spid %s (%s), waiting for %s%s', CASE WHEN b.own_session THEN 'the batch''s own session, ' ELSE '' END,
+                                                        b.blocking_pid, coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'),
+                                                        telemetry._lock_target(b.lock_type, b.locked_relation, b.locked_object),
                                                         CASE WHEN b.own_session THEN ': its sessions wait for each other' ELSE '' END)
                                           FROM own_blockers b LIMIT 1), ''),
                                 round(l.other, 1), x.summary)

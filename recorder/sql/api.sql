@@ -455,7 +455,8 @@ ORDER BY captured_at DESC, query_start;
 
 CREATE OR REPLACE VIEW telemetry.recent_locks AS
 SELECT captured_at, blocked_pid, blocked_user, blocked_app, blocked_duration, blocking_pid, blocking_user,
-    blocking_app, lock_type, locked_relation, blocked_query_preview, blocking_query_preview, server, datname
+    blocking_app, lock_type, locked_relation, blocked_query_preview, blocking_query_preview, server, datname,
+    blocking_state, locked_object
 FROM telemetry.lock_samples
 WHERE captured_at > now() - interval '2 hours'
 ORDER BY captured_at DESC, blocked_duration DESC NULLS LAST;
@@ -465,13 +466,17 @@ ORDER BY captured_at DESC, blocked_duration DESC NULLS LAST;
 -- (started_at is pg_locks.waitstart; the end lies between last_seen_at and half a sampler
 -- interval or so past ended_at, its estimate; still_waiting: the exporter stopped first, and
 -- ended_at is where it was last seen waiting; blocking_batch: the batch whose own session the
--- blocker was, '' for none). None in pg_cron mode, which has no wait sampler: recent_locks has the samples' pairs there.
+-- blocker was, '' for none; blocking_state: the blocker's state when last seen blocking it,
+-- idle in transaction where it held the lock between statements, its query the last it ran;
+-- locked_object: what a lock on no relation was on, an advisory lock's key, the transaction a
+-- row lock waited for). None in pg_cron mode, which has no wait sampler: recent_locks has the samples' pairs there.
 DROP FUNCTION IF EXISTS telemetry.lock_episodes(timestamptz, timestamptz, text);
 CREATE OR REPLACE FUNCTION telemetry.lock_episodes(p_start_time timestamptz, p_end_time timestamptz, p_server text DEFAULT NULL)
 RETURNS TABLE (started_at timestamptz, last_seen_at timestamptz, ended_at timestamptz, duration_seconds numeric, still_waiting boolean,
     blocked_pid integer, blocked_user text, blocked_app text, blocked_query_preview text,
     blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, blocking_pids integer[],
-    lock_type text, locked_relation text, datname text, blocked_backend_start timestamptz, server text, blocking_batch text)
+    lock_type text, locked_relation text, datname text, blocked_backend_start timestamptz, server text, blocking_batch text,
+    blocking_state text, locked_object text)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
@@ -482,7 +487,8 @@ BEGIN
     SELECT e.started_at, e.last_seen_at, e.ended_at, round(extract(epoch FROM e.duration), 1), e.still_waiting,
            e.blocked_pid, e.blocked_user, e.blocked_app, e.blocked_query_preview,
            e.blocking_pid, e.blocking_user, e.blocking_app, e.blocking_query_preview, e.blocking_pids,
-           e.lock_type, e.locked_relation, e.datname, e.blocked_backend_start, e.server, e.blocking_batch
+           e.lock_type, e.locked_relation, e.datname, e.blocked_backend_start, e.server, e.blocking_batch,
+           e.blocking_state, e.locked_object
     FROM telemetry.lock_wait_episodes e
     -- An episode is stored with the first sample after its end: captured after the window began.
     WHERE e.server = v_server AND e.captured_at >= p_start_time

@@ -294,23 +294,34 @@ $collect$;
 
 DROP FUNCTION IF EXISTS telemetry._collect_lock_waits();
 CREATE OR REPLACE FUNCTION telemetry._collect_lock_waits()
-RETURNS TABLE (blocked_pid integer, blocked_user text, blocked_app text, blocked_query_preview text, waited_seconds double precision, blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, lock_type text, locked_relation text, datname text, waitstart timestamptz, blocked_backend_start timestamptz)
+RETURNS TABLE (blocked_pid integer, blocked_user text, blocked_app text, blocked_query_preview text, waited_seconds double precision, blocking_pid integer, blocking_user text, blocking_app text, blocking_query_preview text, blocking_state text, lock_type text, locked_relation text, locked_object text, datname text, waitstart timestamptz, blocked_backend_start timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY SELECT DISTINCT ON (a.pid, b.pid)
 	a.pid, a.usename::text, a.application_name, left(a.query, 200),
 	extract(epoch FROM clock_timestamp() - l.waitstart)::float8,
-	b.pid, b.usename::text, b.application_name, left(b.query, 200),
+	b.pid, b.usename::text, b.application_name, left(b.query, 200), b.state,
 	l.locktype,
 	CASE WHEN l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		THEN l.relation::regclass::text ELSE l.relation::text END,
+	CASE l.locktype
+		-- pg_advisory_lock(bigint): the key's high and low halves, objsubid 1; (int, int): 2
+		WHEN 'advisory' THEN 'key ' || CASE WHEN l.objsubid = 1 THEN (l.classid::int8 << 32 | l.objid::int8)::text
+			ELSE format('(%s, %s)', l.classid::int8 << 32 >> 32, l.objid::int8 << 32 >> 32) END
+		WHEN 'transactionid' THEN 'transaction ' || l.transactionid
+		WHEN 'virtualxid' THEN 'virtual transaction ' || l.virtualxid
+		WHEN 'tuple' THEN format('row (%s,%s)', l.page, l.tuple)
+		WHEN 'page' THEN 'page ' || l.page
+		WHEN 'object' THEN format('object %s/%s/%s', l.classid, l.objid, l.objsubid)
+	END,
 	a.datname::text, l.waitstart, a.backend_start
 FROM pg_stat_activity a
 CROSS JOIN LATERAL unnest(pg_blocking_pids(a.pid)) AS blocker(pid)
 JOIN pg_stat_activity b ON b.pid = blocker.pid
 LEFT JOIN LATERAL (
-	SELECT locktype, database, relation, waitstart FROM pg_locks
+	SELECT locktype, database, relation, page, tuple, virtualxid, transactionid, classid, objid, objsubid, waitstart
+	FROM pg_locks
 	WHERE pid = a.pid AND NOT granted ORDER BY waitstart NULLS LAST LIMIT 1
 ) l ON true
 WHERE a.wait_event_type = 'Lock'
@@ -573,12 +584,13 @@ BEGIN
     FROM telemetry._collect_progress() c;
     INSERT INTO telemetry.lock_samples (sample_id, blocked_pid, blocked_user, blocked_app,
         blocked_query_preview, blocked_duration, blocking_pid, blocking_user, blocking_app,
-        blocking_query_preview, lock_type, locked_relation, datname, server, captured_at)
+        blocking_query_preview, lock_type, locked_relation, datname, blocking_state, locked_object,
+        server, captured_at)
     SELECT p_id, c.blocked_pid, c.blocked_user, c.blocked_app,
         telemetry._normalized_query(c.blocked_query_preview),
         make_interval(secs => c.waited_seconds), c.blocking_pid, c.blocking_user, c.blocking_app,
         telemetry._normalized_query(c.blocking_query_preview), c.lock_type, c.locked_relation,
-        c.datname, p_server, p_at
+        c.datname, c.blocking_state, c.locked_object, p_server, p_at
     FROM telemetry._collect_lock_waits() c;
     INSERT INTO telemetry.xmin_horizon_samples (sample_id, rank, kind, pid, datname, usename, name,
         state, held_since, horizon_xid, xmin_age, query_preview, server, captured_at)

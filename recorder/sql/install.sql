@@ -63,7 +63,8 @@ BEGIN
         ('0025_vacuum_rollups.sql', '5f32f3a7e2ee1d165e97fa989a5e6e25b968825fc94d2716069fe6fffd8f9349'),
         ('0026_sample_rollups_blocked.sql', '35dbde6e7496d8c032262d08edf52ffa150d0b9f1bdfd3f68fdb89879969e6e9'),
         ('0027_client_buffer_writes.sql', 'be3e11c5087e53c2006f24b1a177dff532313103b0ccd6ca7f5c875b1ba40959'),
-        ('0028_replication_rollups.sql', 'd606a8503b389cbb7891bc952e968cf912e8db6aacba7a09238772167f81e25a')) f (name, checksum) ON f.name = m.name
+        ('0028_replication_rollups.sql', 'd606a8503b389cbb7891bc952e968cf912e8db6aacba7a09238772167f81e25a'),
+        ('0029_lock_holder_state_and_object.sql', 'd27d904e26dd1cf2999d583b0752d56f656a1602b9eca960d072ab6c518ddc59')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -241,6 +242,12 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0028_re
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0028_replication_rollups.sql', 'd606a8503b389cbb7891bc952e968cf912e8db6aacba7a09238772167f81e25a')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0029_lock_holder_state_and_object.sql' AND checksum = 'd27d904e26dd1cf2999d583b0752d56f656a1602b9eca960d072ab6c518ddc59') AS apply \gset
+\if :apply
+\ir ../../schema/migrations/0029_lock_holder_state_and_object.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0029_lock_holder_state_and_object.sql', 'd27d904e26dd1cf2999d583b0752d56f656a1602b9eca960d072ab6c518ddc59')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\endif
 SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/upgrades.sql' AND checksum = 'ee0368b3886b97324a3877f45c5ad53d1bc4b1af4fd3fb25bfc6caa713cb58b2') AS apply \gset
 \if :apply
 \ir upgrades.sql
@@ -269,17 +276,17 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/r
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = 'd8df25faaa7e51b47caf9ad127038a3f642035b87d46cf89f51e4f1f2b196340') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/api.sql' AND checksum = '5766d2e793c45db32a7ddfb0dbdecb48f0fd3cdbf1e106a1d97f3bfd248b573c') AS apply \gset
 \if :apply
 \ir api.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', 'd8df25faaa7e51b47caf9ad127038a3f642035b87d46cf89f51e4f1f2b196340')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/api.sql', '5766d2e793c45db32a7ddfb0dbdecb48f0fd3cdbf1e106a1d97f3bfd248b573c')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '3b84b2f80441d615ff5d7edab96f1601b5181a1f263d5c902825a343c5b8ddcd') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = '12e275e528ad00f07d2ce00f0668cad9ec7da6d6742387fc8be42e0815e87f47') AS apply \gset
 \if :apply
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '3b84b2f80441d615ff5d7edab96f1601b5181a1f263d5c902825a343c5b8ddcd')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', '12e275e528ad00f07d2ce00f0668cad9ec7da6d6742387fc8be42e0815e87f47')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -311,10 +318,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '923d478b61fb83e9496aa33843ec1fbad57b297aa384d56603f40ad72c5e72cb') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '1cf1fad415410c185d65488845dfa514292ae70f4184013fa96b350400c5bd7f') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '923d478b61fb83e9496aa33843ec1fbad57b297aa384d56603f40ad72c5e72cb')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '1cf1fad415410c185d65488845dfa514292ae70f4184013fa96b350400c5bd7f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -402,10 +409,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = '34b3d37a29920ea01bc50073a29f1771c6abaa9f598dffb301634eabd4ab57c8') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = 'dc6592c8753519f38708266f53aefde18045cb2b9c53d3c97000d58bb6b4e915') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/lock_contention/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', '34b3d37a29920ea01bc50073a29f1771c6abaa9f598dffb301634eabd4ab57c8')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', 'dc6592c8753519f38708266f53aefde18045cb2b9c53d3c97000d58bb6b4e915')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -486,10 +493,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = 'cbc2e380b46d8a3b99c1397781ffe8d36fddea7cc275d0b26f4631947f562f01') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/lock_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', 'ef666c021d7acd45cfc0483e5654041bdfa1bd4e899bd7cbcff56df8be8c0e97')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', 'cbc2e380b46d8a3b99c1397781ffe8d36fddea7cc275d0b26f4631947f562f01')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

@@ -6,15 +6,19 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH b AS (SELECT * FROM telemetry._run_own_blockers(p_run_id) LIMIT 3),
     top AS (SELECT * FROM b LIMIT 1)
     SELECT f.* FROM telemetry._cause_finding(p_account, 'lock_wait', 'The batch''s own sessions waited on locks longer than usual',
-        (SELECT format('"%s" waited mostly behind %spid %s (application %s, role %s), running "%s": a %s lock on %s, %s s in %s wait(s).',
+        (SELECT format('"%s" waited mostly behind %spid %s (application %s, role %s), %s: %s, %s s in %s wait(s).',
                        telemetry._statement_label(top.blocked_query_preview, NULL), CASE WHEN top.own_session THEN 'the batch''s own session, ' ELSE '' END, top.blocking_pid,
                        coalesce(nullif(top.blocking_app, ''), '?'), coalesce(top.blocking_user, '?'),
-                       telemetry._statement_label(top.blocking_query_preview, NULL), coalesce(top.lock_type, '?'),
-                       coalesce(top.locked_relation, 'an object'), top.blocked_seconds, top.waits)
+                       telemetry._lock_holder_doing(top.blocking_state, top.blocking_query_preview),
+                       telemetry._lock_target(top.lock_type, top.locked_relation, top.locked_object), top.blocked_seconds, top.waits)
                 || CASE WHEN top.own_session THEN ' Its sessions wait for each other.' ELSE '' END
          FROM top),
         jsonb_build_object('blockers', (SELECT jsonb_agg(to_jsonb(b)) FROM b)),
         CASE WHEN (SELECT own_session FROM top)
              THEN 'The batch''s own sessions block each other: they update the same rows or lock the same tables at once. Give each session its own share of the rows (by key range or partition), take the locks in one order, or run those steps one after another.'
+             WHEN (SELECT blocking_state LIKE 'idle in transaction%' FROM top)
+             THEN 'The holder sat idle in a transaction, keeping its locks between statements: have its application end its transactions as soon as their work is done, or set idle_in_transaction_session_timeout for its role; telemetry.lock_episodes(start, end) lists every wait with its holder.'
+             WHEN (SELECT lock_type = 'advisory' FROM top)
+             THEN 'Another job held the advisory lock the batch takes: a lock taken with pg_advisory_lock is kept until pg_advisory_unlock or the session''s end, not the transaction''s. Schedule the two apart, or have the batch use pg_try_advisory_lock and say so when the lock is taken; telemetry.lock_episodes(start, end) lists every wait with its holder.'
              ELSE 'Move the blocking work (DDL, VACUUM FULL, REINDEX, a long transaction, a report holding the table) out of the batch''s window, or have it set a lock_timeout so that it gives way to the batch; telemetry.lock_episodes(start, end) lists every wait with its holder.' END) f
 $$;

@@ -35,24 +35,24 @@ BEGIN
     episode_blockers AS (
         SELECT e.blocking_pid, e.blocking_app, e.blocking_user, e.lock_type, e.locked_relation,
                e.blocking_query_preview, count(*) AS episodes, sum(e.duration_seconds) AS blocked_seconds,
-               max(e.duration_seconds) AS max_blocked_seconds
-        FROM episodes e GROUP BY 1, 2, 3, 4, 5, 6),
+               max(e.duration_seconds) AS max_blocked_seconds, e.locked_object, e.blocking_state
+        FROM episodes e GROUP BY 1, 2, 3, 4, 5, 6, 10, 11),
     sampled_blockers AS (
         SELECT l.blocking_pid, l.blocking_app, l.blocking_user, l.lock_type, l.locked_relation,
                l.blocking_query_preview, count(DISTINCT l.sample_id) AS samples,
-               round(extract(epoch FROM max(l.blocked_duration))::numeric, 1) AS max_blocked_seconds
+               round(extract(epoch FROM max(l.blocked_duration))::numeric, 1) AS max_blocked_seconds, l.locked_object, l.blocking_state
         FROM telemetry.lock_samples l
         WHERE l.server = p_server AND l.captured_at BETWEEN p_start_time AND p_end_time
-        GROUP BY 1, 2, 3, 4, 5, 6),
+        GROUP BY 1, 2, 3, 4, 5, 6, 9, 10),
     -- The top three blockers: by the seconds they held sessions up where the episodes tell,
     -- else by the samples that saw them block.
     blockers AS (
         SELECT * FROM (
-            SELECT b.blocking_pid, b.blocking_app, b.blocking_user, b.lock_type, b.locked_relation, to_jsonb(b) AS blocker,
+            SELECT b.blocking_pid, b.blocking_app, b.blocking_user, b.lock_type, b.locked_relation, b.locked_object, to_jsonb(b) AS blocker,
                    row_number() OVER (ORDER BY b.blocked_seconds DESC, b.max_blocked_seconds DESC) AS rank
             FROM episode_blockers b
             UNION ALL
-            SELECT b.blocking_pid, b.blocking_app, b.blocking_user, b.lock_type, b.locked_relation, to_jsonb(b),
+            SELECT b.blocking_pid, b.blocking_app, b.blocking_user, b.lock_type, b.locked_relation, b.locked_object, to_jsonb(b),
                    row_number() OVER (ORDER BY b.samples DESC, b.max_blocked_seconds DESC NULLS LAST)
             FROM sampled_blockers b WHERE NOT EXISTS (SELECT FROM episodes)) b
         WHERE b.rank <= 3)
@@ -62,8 +62,8 @@ BEGIN
            CASE WHEN lc.episodes > 0
                 THEN format('Sessions waited on locks during %s%% of the window (%s lock wait(s), %s s in all, the longest %s s)', x.pct, lc.episodes, lc.seconds, lc.longest_seconds)
                 ELSE format('Client sessions waited on locks in %s%% of samples (%s of %s)', x.pct, lockw.samples, nsmp.n) END ||
-           coalesce((SELECT format(', mostly behind pid %s (%s) on %s', b.blocking_pid, coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'),
-                                   coalesce(b.locked_relation, b.lock_type, '?'))
+           coalesce((SELECT format(', mostly behind pid %s (%s), waiting for %s', b.blocking_pid, coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'),
+                                   telemetry._lock_target(b.lock_type, b.locked_relation, b.locked_object))
                      FROM blockers b WHERE b.rank = 1), '') || '.',
            jsonb_build_object('samples', nsmp.n, 'samples_with_lock_waits', lockw.samples,
                               'pct_of_samples', round(100.0 * lockw.samples / nullif(nsmp.n, 0), 1),
