@@ -2,6 +2,7 @@ package collectors
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,8 +31,9 @@ type LockEpisode struct {
 	BlockingUser         *string
 	BlockingApp          *string
 	BlockingQueryPreview *string
-	// BlockingState is the blocker's state when last seen blocking the wait (idle in
-	// transaction: holding the lock between statements), its query the last one it showed.
+	// BlockingState is the blocker's state as first seen blocking the wait, or idle (in a
+	// transaction: holding the lock between statements) where it was seen so later; its query
+	// is the one it showed then.
 	BlockingState *string
 	BlockingPIDs  []int32
 	// BlockingBatch is the batch whose own session the blocker was ("": none): a batch's
@@ -96,12 +98,14 @@ func (l *lockEpisodes) observe(waits []LockWait, blockingBatch map[int32]string,
 			e = &openEpisode{LockEpisode: LockEpisode{BlockedPID: w.BlockedPID, BlockedBackendStart: w.BlockedBackendStart,
 				BlockedUser: w.BlockedUser, BlockedApp: w.BlockedApp, BlockedQueryPreview: w.BlockedQueryPreview,
 				BlockingPID: w.BlockingPID, BlockingUser: w.BlockingUser, BlockingApp: w.BlockingApp,
-				BlockingQueryPreview: w.BlockingQueryPreview,
-				LockType:             w.LockType, LockedRelation: w.LockedRelation, LockedObject: w.LockedObject,
+				BlockingQueryPreview: w.BlockingQueryPreview, BlockingState: w.BlockingState,
+				LockType: w.LockType, LockedRelation: w.LockedRelation, LockedObject: w.LockedObject,
 				Datname: w.Datname, StartedAt: *w.WaitStart}}
 			l.open[k] = e
 		}
-		if w.BlockingPID == e.BlockingPID {
+		// A holder once seen idle (in a transaction) holds the lock between statements: that is
+		// what it was doing, though the sighting as it lets go may catch its COMMIT running.
+		if w.BlockingPID == e.BlockingPID && !idle(e.BlockingState) && idle(w.BlockingState) {
 			e.BlockingState, e.BlockingQueryPreview = w.BlockingState, w.BlockingQueryPreview
 		}
 		if e.BlockingBatch == "" { // a run's sessions are known from the tracker's next read on
@@ -121,6 +125,9 @@ func (l *lockEpisodes) observe(waits []LockWait, blockingBatch map[int32]string,
 		}
 	}
 }
+
+// idle tells a session between statements (pg_stat_activity.state idle, idle in transaction).
+func idle(state *string) bool { return state != nil && strings.HasPrefix(*state, "idle") }
 
 // stop ends the waits still open as still waiting, where last seen, and returns how many
 // episodes wait to be taken.

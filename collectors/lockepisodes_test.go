@@ -68,3 +68,36 @@ func TestLockEpisodesAcrossSamples(t *testing.T) {
 		}
 	}
 }
+
+// TestLockEpisodeHolderSeenIdle: a holder seen idle in a transaction while the wait lasts is
+// idle in a transaction, with the statement it showed then, though the last sighting caught
+// its COMMIT running; one only seen running keeps its first statement.
+func TestLockEpisodeHolderSeenIdle(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
+	text := func(s string) *string { return &s }
+	row := func(blocker int32, state, query string, second int) LockWait {
+		waited := time.Duration(second) * time.Second
+		return LockWait{BlockedPID: 7, BlockingPID: blocker, WaitStart: &start, BlockedDuration: &waited,
+			BlockingState: text(state), BlockingQueryPreview: text(query)}
+	}
+	l := newLockEpisodes()
+	now := time.Now()
+	for i, w := range []LockWait{row(20, "active", "UPDATE t SET v = $1", 1), row(20, "idle in transaction", "UPDATE t SET v = $1", 2),
+		row(20, "active", "COMMIT", 3)} {
+		l.observe([]LockWait{w}, nil, now.Add(time.Duration(i)*time.Second))
+	}
+	l.observe(nil, nil, now.Add(4*time.Second))
+	for i, w := range []LockWait{row(21, "active", "LOCK TABLE t", 5), row(21, "active", "SELECT pg_sleep($1)", 6)} {
+		w.WaitStart = &now // another wait
+		l.observe([]LockWait{w}, nil, now.Add(time.Duration(5+i)*time.Second))
+	}
+	l.stop()
+	got := l.take()
+	if len(got) != 2 || *got[0].BlockingState != "idle in transaction" || *got[0].BlockingQueryPreview != "UPDATE t SET v = $1" ||
+		*got[1].BlockingState != "active" || *got[1].BlockingQueryPreview != "LOCK TABLE t" {
+		for _, e := range got {
+			t.Logf("episode behind %d: %s, %s", e.BlockingPID, *e.BlockingState, *e.BlockingQueryPreview)
+		}
+		t.Errorf("want the first holder idle in transaction after its UPDATE, the second running its LOCK TABLE")
+	}
+}

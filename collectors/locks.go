@@ -33,6 +33,7 @@ const SQLLockWaits = `SELECT DISTINCT ON (a.pid, b.pid)
 		WHEN 'advisory' THEN 'key ' || CASE WHEN l.objsubid = 1 THEN (l.classid::int8 << 32 | l.objid::int8)::text
 			ELSE format('(%s, %s)', l.classid::int8 << 32 >> 32, l.objid::int8 << 32 >> 32) END
 		WHEN 'transactionid' THEN 'transaction ' || l.transactionid
+		WHEN 'spectoken' THEN 'transaction ' || l.transactionid
 		WHEN 'virtualxid' THEN 'virtual transaction ' || l.virtualxid
 		WHEN 'tuple' THEN format('row (%s,%s)', l.page, l.tuple)
 		WHEN 'page' THEN 'page ' || l.page

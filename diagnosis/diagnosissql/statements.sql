@@ -495,7 +495,9 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
         WHEN 'transactionid' THEN 'a row' || coalesce(' of ' || p_locked_relation, '') || ' changed or locked by another transaction'
                                   || coalesce(' (' || p_locked_object || ')', '')
         WHEN 'tuple' THEN 'a row lock on ' || coalesce(p_locked_relation, 'a relation') || coalesce(' (' || p_locked_object || ')', '')
-        ELSE CASE WHEN p_lock_type ~ '^[aeiou]' THEN 'an ' ELSE 'a ' END || coalesce(p_lock_type, '?') || ' lock on '
+        -- INSERT ... ON CONFLICT waiting for another transaction's insertion of the same key
+        WHEN 'spectoken' THEN 'a row being inserted by another transaction' || coalesce(' (' || p_locked_object || ')', '')
+        ELSE CASE WHEN p_lock_type ~ '^[aeio]' THEN 'an ' ELSE 'a ' END || coalesce(p_lock_type, '?') || ' lock on '
              || coalesce(p_locked_relation || coalesce(' (' || p_locked_object || ')', ''), p_locked_object, 'an object')
     END
 $$;
@@ -535,19 +537,25 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           AND EXISTS (SELECT FROM own WHERE own.pid = e.blocked_pid AND own.backend_start IS NOT DISTINCT FROM e.blocked_backend_start))
     SELECT e.blocking_pid, e.blocking_app, e.blocking_user, e.lock_type, e.locked_relation, e.blocking_query_preview,
            count(*), round(sum(e.duration_seconds), 1), e.blocking_batch = w.batch,
-           (array_agg(e.blocked_query_preview ORDER BY e.duration_seconds DESC))[1], e.blocking_state, e.locked_object
+           (array_agg(e.blocked_query_preview ORDER BY e.duration_seconds DESC, e.started_at))[1],
+           -- the longest wait's holder state; the object where all its waits were on one (a row
+           -- lock's transaction differs from one wait to the next)
+           (array_agg(e.blocking_state ORDER BY e.duration_seconds DESC, e.started_at))[1],
+           CASE WHEN count(DISTINCT e.locked_object) = 1 THEN min(e.locked_object) END
     FROM episodes e, w
-    GROUP BY 1, 2, 3, 4, 5, 6, 9, 11, 12
+    GROUP BY 1, 2, 3, 4, 5, 6, 9
     UNION ALL
     -- A wait still going on (a run in progress) has no episode yet: the lock samples name its
     -- holder (whether it is the batch's own session is not known there).
     SELECT l.blocking_pid, l.blocking_app, l.blocking_user, l.lock_type, l.locked_relation, l.blocking_query_preview,
            count(DISTINCT l.blocked_pid), round(max(extract(epoch FROM l.blocked_duration))::numeric, 1), NULL::boolean,
-           (array_agg(l.blocked_query_preview ORDER BY l.blocked_duration DESC))[1], l.blocking_state, l.locked_object
+           (array_agg(l.blocked_query_preview ORDER BY l.blocked_duration DESC NULLS LAST, l.captured_at))[1],
+           (array_agg(l.blocking_state ORDER BY l.blocked_duration DESC NULLS LAST, l.captured_at))[1],
+           CASE WHEN count(DISTINCT l.locked_object) = 1 THEN min(l.locked_object) END
     FROM w, telemetry.lock_samples l
     WHERE NOT EXISTS (SELECT FROM episodes) AND l.server = w.srv AND l.captured_at BETWEEN w.start_time AND w.end_time
       AND l.lock_type IS DISTINCT FROM 'extend' AND l.blocked_pid IN (SELECT pid FROM own)
-    GROUP BY 1, 2, 3, 4, 5, 6, 11, 12
+    GROUP BY 1, 2, 3, 4, 5, 6
     ORDER BY 8 DESC, 7 DESC
 $$;
 

@@ -19,6 +19,6 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
              WHEN (SELECT blocking_state LIKE 'idle in transaction%' FROM top)
              THEN 'The holder sat idle in a transaction, keeping its locks between statements: have its application end its transactions as soon as their work is done, or set idle_in_transaction_session_timeout for its role; telemetry.lock_episodes(start, end) lists every wait with its holder.'
              WHEN (SELECT lock_type = 'advisory' FROM top)
-             THEN 'Another job held the advisory lock the batch takes: a lock taken with pg_advisory_lock is kept until pg_advisory_unlock or the session''s end, not the transaction''s. Schedule the two apart, or have the batch use pg_try_advisory_lock and say so when the lock is taken; telemetry.lock_episodes(start, end) lists every wait with its holder.'
+             THEN 'Another job held the advisory lock the batch takes: a lock taken with pg_advisory_lock is kept until pg_advisory_unlock or the session''s end, not the transaction''s (pg_advisory_xact_lock''s, until its transaction''s). Schedule the two apart, or have the batch use pg_try_advisory_lock and say so when the lock is taken; telemetry.lock_episodes(start, end) lists every wait with its holder.'
              ELSE 'Move the blocking work (DDL, VACUUM FULL, REINDEX, a long transaction, a report holding the table) out of the batch''s window, or have it set a lock_timeout so that it gives way to the batch; telemetry.lock_episodes(start, end) lists every wait with its holder.' END) f
 $$;

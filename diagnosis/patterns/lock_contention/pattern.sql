@@ -35,15 +35,21 @@ BEGIN
     episode_blockers AS (
         SELECT e.blocking_pid, e.blocking_app, e.blocking_user, e.lock_type, e.locked_relation,
                e.blocking_query_preview, count(*) AS episodes, sum(e.duration_seconds) AS blocked_seconds,
-               max(e.duration_seconds) AS max_blocked_seconds, e.locked_object, e.blocking_state
-        FROM episodes e GROUP BY 1, 2, 3, 4, 5, 6, 10, 11),
+               max(e.duration_seconds) AS max_blocked_seconds,
+               -- the object where all its waits were on one (a row lock's transaction differs from
+               -- one wait to the next), the longest wait's holder state
+               CASE WHEN count(DISTINCT e.locked_object) = 1 THEN min(e.locked_object) END AS locked_object,
+               (array_agg(e.blocking_state ORDER BY e.duration_seconds DESC, e.started_at))[1] AS blocking_state
+        FROM episodes e GROUP BY 1, 2, 3, 4, 5, 6),
     sampled_blockers AS (
         SELECT l.blocking_pid, l.blocking_app, l.blocking_user, l.lock_type, l.locked_relation,
                l.blocking_query_preview, count(DISTINCT l.sample_id) AS samples,
-               round(extract(epoch FROM max(l.blocked_duration))::numeric, 1) AS max_blocked_seconds, l.locked_object, l.blocking_state
+               round(extract(epoch FROM max(l.blocked_duration))::numeric, 1) AS max_blocked_seconds,
+               CASE WHEN count(DISTINCT l.locked_object) = 1 THEN min(l.locked_object) END AS locked_object,
+               (array_agg(l.blocking_state ORDER BY l.blocked_duration DESC NULLS LAST, l.captured_at))[1] AS blocking_state
         FROM telemetry.lock_samples l
         WHERE l.server = p_server AND l.captured_at BETWEEN p_start_time AND p_end_time
-        GROUP BY 1, 2, 3, 4, 5, 6, 9, 10),
+        GROUP BY 1, 2, 3, 4, 5, 6),
     -- The top three blockers: by the seconds they held sessions up where the episodes tell,
     -- else by the samples that saw them block.
     blockers AS (
