@@ -11,6 +11,15 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
      'table_grew: a table the batch touches at least this many times its size at the baseline.')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
+-- _setting_can_slow tells the settings whose change can slow a batch, by their pg_settings
+-- category: the planner's and memory (a plan, a spill), the WAL's and checkpoints' (a lowered
+-- max_wal_size brings checkpoints and full-page images; synchronous_commit, commit waits) and
+-- replication's (synchronous_standby_names). Not logging, statistics or connection settings.
+CREATE OR REPLACE FUNCTION telemetry._setting_can_slow(p_category text)
+RETURNS boolean LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(p_category ~ '^(Query Tuning|Resource Usage|Write-Ahead Log|Replication)', false)
+$$;
+
 -- _change_points are the two instants a run's changes compare: before, the latest baseline
 -- run's end snapshot (where the batch last ran normally); after, where the run's start snapshot
 -- is looked for (_run_window's snapshot_start). No baseline run: no row.
@@ -223,7 +232,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                      CASE WHEN (st.a -> 'settings' -> k.name ->> 'pending_restart')::boolean THEN 'pending restart: not in effect yet' END,
                      'server-wide: applies to every role and database'),
            NULL,
-           coalesce(st.a -> 'settings' -> k.name ->> 'category', st.b -> 'settings' -> k.name ->> 'category') ~ '^(Query Tuning|Resource Usage)'
+           telemetry._setting_can_slow(coalesce(st.a -> 'settings' -> k.name ->> 'category', st.b -> 'settings' -> k.name ->> 'category'))
              AND NOT coalesce((st.a -> 'settings' -> k.name ->> 'pending_restart')::boolean, false)
     FROM st, LATERAL (SELECT x AS name FROM jsonb_object_keys(st.b -> 'settings') x UNION SELECT y FROM jsonb_object_keys(st.a -> 'settings') y) k
     WHERE st.b IS NOT NULL AND st.a IS NOT NULL
@@ -235,14 +244,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                    || ' SET ' || rs.name,
            coalesce(rs.old, 'not set'), coalesce(rs.new, 'not set'),
            CASE WHEN rs.applies THEN 'applies to the batch''s sessions (its role and database)'
-                ELSE 'not a planner or memory setting of the batch''s role' END,
+                ELSE 'not a planner, memory, WAL or replication setting of the batch''s role' END,
            NULL, rs.applies
     FROM (
         SELECT coalesce(b.role, a.role) AS role, coalesce(b.database, a.database) AS database, coalesce(b.name, a.name) AS name,
                b.value AS old, a.value AS new,
                (coalesce(b.role, a.role) IS NULL OR coalesce(b.role, a.role) IN (SELECT x.role FROM telemetry._run_roles(p_run_id) x))
-             -- a planner or memory setting (its category as this server's pg_settings has it)
-             AND EXISTS (SELECT FROM pg_settings g WHERE g.name = coalesce(b.name, a.name) AND g.category ~ '^(Query Tuning|Resource Usage)') AS applies
+             -- a setting that can slow it (its category as this server's pg_settings has it)
+             AND EXISTS (SELECT FROM pg_settings g WHERE g.name = coalesce(b.name, a.name) AND telemetry._setting_can_slow(g.category)) AS applies
         FROM (SELECT e ->> 'role' AS role, e ->> 'database' AS database, split_part(c, '=', 1) AS name, substr(c, strpos(c, '=') + 1) AS value
               FROM st, jsonb_array_elements(st.b -> 'role_settings') e, jsonb_array_elements_text(e -> 'settings') c) b
         FULL JOIN (SELECT e ->> 'role' AS role, e ->> 'database' AS database, split_part(c, '=', 1) AS name, substr(c, strpos(c, '=') + 1) AS value
@@ -262,6 +271,19 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            'an extension installed, dropped or updated', NULL, false
     FROM st, LATERAL (SELECT x AS name FROM jsonb_object_keys(st.b -> 'extensions') x UNION SELECT y FROM jsonb_object_keys(st.a -> 'extensions') y) k
     WHERE st.b IS NOT NULL AND st.b -> 'extensions' ->> k.name IS DISTINCT FROM st.a -> 'extensions' ->> k.name
+$$;
+
+-- _run_changed_settings says which server settings of a category (pg_settings', a pattern)
+-- changed since a run's baseline: " Changed since the baseline: max_wal_size 4096MB -> 32MB."
+-- ('' for none), for the causes whose mechanism they set (the WAL's, commits').
+CREATE OR REPLACE FUNCTION telemetry._run_changed_settings(p_run_id bigint, p_category text)
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT format(' Changed since the baseline: %s.',
+                                   string_agg(format('%s %s -> %s', c.object, coalesce(c.old, 'default'), coalesce(c.new, 'default')), ', ' ORDER BY c.object))
+                     FROM telemetry._run_changes(p_run_id) c
+                     WHERE c.kind = 'setting_changed' AND c.affects
+                       AND EXISTS (SELECT FROM pg_settings g WHERE g.name = c.object AND g.category ~ p_category)
+                     HAVING count(*) > 0), '')
 $$;
 
 -- _run_change_links are the statements of a run that each change able to slow the batch

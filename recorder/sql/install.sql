@@ -332,10 +332,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'eb54a1afe44fb34e744322e31017cc6901433bc5ef540ed7b6b4f680847926e1') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = '71b50b50f920589b19dc8eb5ccb5761dd9270bc8adb2faa2b7837b44be6a1628') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/changes.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', 'eb54a1afe44fb34e744322e31017cc6901433bc5ef540ed7b6b4f680847926e1')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', '71b50b50f920589b19dc8eb5ccb5761dd9270bc8adb2faa2b7837b44be6a1628')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -472,10 +472,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/commit_wait/finding.sql' AND checksum = 'd7cab7622900954b50e2fe1091d2683533a95a35a884b162e9fa7c75fa4f7fbf') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/commit_wait/finding.sql' AND checksum = '130c50ecaaadfa77faee0a47f8229dedb881ad751fe34afad5c93beebdc5615e') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/commit_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/commit_wait/finding.sql', 'd7cab7622900954b50e2fe1091d2683533a95a35a884b162e9fa7c75fa4f7fbf')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/commit_wait/finding.sql', '130c50ecaaadfa77faee0a47f8229dedb881ad751fe34afad5c93beebdc5615e')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -549,10 +549,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = '57c1ef73b1af731d8753f8997afc251ce4a1bd06659cb159a9bc11571815789f') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/wal_pressure/finding.sql' AND checksum = '8c06cbe6f0be1d97936cf58610d354a4fce806436ea1f7d06dfe72a3266c4f9f') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/wal_pressure/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', '57c1ef73b1af731d8753f8997afc251ce4a1bd06659cb159a9bc11571815789f')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/wal_pressure/finding.sql', '8c06cbe6f0be1d97936cf58610d354a4fce806436ea1f7d06dfe72a3266c4f9f')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

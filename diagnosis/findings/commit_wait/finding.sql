@@ -37,6 +37,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                       WHEN seen.sync_at_end IS NOT NULL THEN format('%s stayed connected: it confirmed slowly (behind in writing, flushing or replaying WAL, or far away), or synchronous_standby_names waits for more standbys than were connected.', seen.sync_at_end)
                                       WHEN seen.at_end IS NOT NULL THEN format('no synchronous standby was connected, only %s: the one synchronous_standby_names waits for was down, or still catching up (potential).', seen.at_end)
                                       ELSE 'pg_stat_replication showed no standby at the run''s snapshots: the one synchronous_standby_names waits for was down or could not connect (unless the replication collector is off).' END END)
+               -- synchronous_commit, synchronous_standby_names, the WAL's own settings
+               || telemetry._run_changed_settings(p_run_id, '^(Write-Ahead Log / Settings|Replication)')
          FROM top, seen),
         jsonb_build_object('commit_waits', (SELECT jsonb_object_agg(w.wait, round(w.seconds, 3)) FROM waits w),
                            'standbys', (SELECT jsonb_agg(to_jsonb(s) - 'name' ORDER BY s.name) FROM standbys s)),

@@ -35,6 +35,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                            telemetry._pretty_bytes(r.wal_bytes), telemetry._pretty_bytes(round(r.baseline_wal_bytes)::bigint),
                                            r.checkpoints, round(r.baseline_checkpoints::numeric, 1))
                              FROM run r WHERE r.wal_bytes IS NOT NULL), '')
+                -- the WAL's and checkpoints' settings changed since the baseline: why they came
+                || telemetry._run_changed_settings(p_run_id, '^Write-Ahead Log')
                 || coalesce((SELECT format(' "%s" wrote %s of WAL per call instead of %s.', telemetry._statement_label(a.query, a.queryid),
                                            telemetry._pretty_bytes((a.statistics->>'wal_per_call')::bigint),
                                            telemetry._pretty_bytes((a.statistics->>'baseline_wal_per_call')::bigint))
