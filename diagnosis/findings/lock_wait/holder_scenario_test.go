@@ -25,9 +25,10 @@ func mutexed(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 // TestAdvisoryLockHeldByAnotherApplication: the batch takes its mutex, pg_advisory_lock(42),
 // which nobody else holds in its usual runs. Tonight another application's job (ops_report, a
 // role of its own) took the same advisory lock first, a session-level one (no transaction),
-// and holds it while it runs its own 3 s statement. The batch's pg_advisory_lock(42) waits on
-// it (Lock:advisory): the cause is a lock wait, and the finding names the advisory lock and
-// its holder (application, pid, what it ran), not a relation; the advice is about the mutex.
+// and holds it while it runs its own 4 s statement (three times the 1.3 s a starved test
+// client adds in CI). The batch's pg_advisory_lock(42) waits on it (Lock:advisory): the cause
+// is a lock wait, and the finding names the advisory lock and its holder (application, pid,
+// what it ran), not a relation; the advice is about the mutex.
 func TestAdvisoryLockHeldByAnotherApplication(t *testing.T) {
 	var holderPID int32
 	lab.RunSlow(t, lab.SlowRun{Want: "lock_wait", Usual: mutexed,
@@ -42,7 +43,7 @@ func TestAdvisoryLockHeldByAnotherApplication(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				// The other job's work under the mutex, then it lets the mutex go.
-				for _, stmt := range []string{`SELECT pg_sleep(3)`, `SELECT pg_advisory_unlock(42)`} {
+				for _, stmt := range []string{`SELECT pg_sleep(4)`, `SELECT pg_advisory_unlock(42)`} {
 					if _, err := ops.Exec(context.Background(), stmt); err != nil {
 						t.Error(err)
 						return
@@ -50,7 +51,7 @@ func TestAdvisoryLockHeldByAnotherApplication(t *testing.T) {
 				}
 			}()
 			defer wg.Wait()
-			mutexed(t, l, c) // its pg_advisory_lock(42) waits about 3 s
+			mutexed(t, l, c) // its pg_advisory_lock(42) waits about 4 s
 		},
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
 			s := d.Findings[0].Summary
@@ -81,7 +82,9 @@ func TestAdvisoryLockHeldByAnotherApplication(t *testing.T) {
 func TestHolderIdleInTransaction(t *testing.T) {
 	const update = `UPDATE work SET payload = md5(payload) WHERE id <= 100`
 	lab.RunSlow(t, lab.SlowRun{Want: "lock_wait",
-		Setup: func(l *lab.Lab) { l.Exec(`INSERT INTO public.work SELECT g, md5(g::text) FROM generate_series(1, 1000) g`) },
+		Setup: func(l *lab.Lab) {
+			l.Exec(`INSERT INTO public.work SELECT g, md5(g::text) FROM generate_series(1, 1000) g`)
+		},
 		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			cpu(t, c)
 			lab.MustExec(t, c, update)
