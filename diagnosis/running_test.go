@@ -25,7 +25,8 @@ func TestRunInProgress(t *testing.T) {
 			for range 3 {
 				lab.MustExec(t, c, `SELECT telemetry.batch_begin('nightly')`)
 				lab.MustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, 1000) g`)
-				lab.MustExec(t, c, `SELECT pg_sleep(0.5)`)
+				// longer than the sampler's second: a run it never saw is not in the account
+				lab.MustExec(t, c, `SELECT pg_sleep(1.5)`)
 				lab.MustExec(t, c, `SELECT telemetry.batch_end('nightly')`)
 			}
 			if _, err := CurrentRun(ctx, l.Admin, "nightly"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no run in progress") {
@@ -47,10 +48,10 @@ func TestRunInProgress(t *testing.T) {
 					t.Error(err)
 				}
 			}()
-			// 3 s of the hung run, its own sessions' samples written that far (the sample tier
+			// 4 s of the hung run, its own sessions' samples written that far (the sample tier
 			// carries them, a second apart while a run goes on; seconds late on a loaded machine).
-			l.WaitFor("the run's own samples 3 s into it", `SELECT EXISTS (SELECT FROM telemetry.batch_wait_samples w
-				JOIN telemetry.batch_runs r ON w.batch = r.batch AND w.own AND w.captured_at >= r.started_at + interval '3 seconds'
+			l.WaitFor("the run's own samples 4 s into it", `SELECT EXISTS (SELECT FROM telemetry.batch_wait_samples w
+				JOIN telemetry.batch_runs r ON w.batch = r.batch AND w.own AND w.captured_at >= r.started_at + interval '4 seconds'
 				WHERE r.batch = 'nightly' AND r.status = 'running')`)
 
 			id, err := CurrentRun(ctx, l.Admin, "nightly")
@@ -64,8 +65,8 @@ func TestRunInProgress(t *testing.T) {
 			if !rep.Running || rep.Run.EndedAt != nil {
 				t.Errorf("run %d: running %v, ended %v; want it still running", id, rep.Running, rep.Run.EndedAt)
 			}
-			if rep.Usual == nil || rep.Usual.BaselineRuns != 3 || rep.Usual.P90Seconds < 0.4 || rep.Usual.P90Seconds > 5 {
-				t.Errorf("usual duration %+v, want 3 runs of about 0.5 s", rep.Usual)
+			if rep.Usual == nil || rep.Usual.BaselineRuns != 3 || rep.Usual.P90Seconds < 1.4 || rep.Usual.P90Seconds > 5 {
+				t.Errorf("usual duration %+v, want 3 runs of about 1.5 s", rep.Usual)
 			}
 			if len(rep.Findings) == 0 || rep.Findings[0].Pattern != "lock_wait" || !strings.Contains(rep.Findings[0].Summary, "reporting") {
 				t.Errorf("first finding %+v, want lock_wait naming the holder (reporting)", rep.Findings)
@@ -74,11 +75,11 @@ func TestRunInProgress(t *testing.T) {
 			for _, m := range rep.SoFar {
 				soFar[m.Measure] = m
 			}
-			if d := soFar["duration"]; d.Value == nil || *d.Value < 2.5 || d.MedianWhole == nil || *d.MedianWhole > 2 || d.BaselineRuns != 3 {
-				t.Errorf("duration so far %+v, want about 3 s against 3 runs of about 0.5 s", d)
+			if d := soFar["duration"]; d.Value == nil || *d.Value < 3.5 || d.MedianWhole == nil || *d.MedianWhole > 2.5 || d.BaselineRuns != 3 {
+				t.Errorf("duration so far %+v, want about 4 s against 3 runs of about 1.5 s", d)
 			}
-			if w := soFar["lock_wait_seconds"]; w.Value == nil || *w.Value < 1.5 || w.MedianElapsed == nil || *w.MedianElapsed != 0 {
-				t.Errorf("lock waits so far %+v, want about 3 s against none in the same elapsed part of the baseline", w)
+			if w := soFar["lock_wait_seconds"]; w.Value == nil || *w.Value < 2.5 || w.MedianElapsed == nil || *w.MedianElapsed != 0 {
+				t.Errorf("lock waits so far %+v, want about 4 s against none in the same elapsed part of the baseline", w)
 			}
 			var text bytes.Buffer
 			if err := rep.Text(&text); err != nil {
