@@ -267,7 +267,8 @@ $$;
 -- Where auto_explain's plans were captured (run_plans), a statement whose plan changed is
 -- plan_changed (planner_setting where it ran with other planner settings than the baseline's
 -- plan), and one whose parallel workers were not launched (its plans, or pg_stat_statements
--- 1.12 on 18), parallel_workers_not_launched.
+-- 1.12 on 18), parallel_workers_not_launched. A statement of an ended run whose per-call time
+-- did not rise by pg_stat_statements is unattributed: the samples' noise, no cause's.
 -- rows: per cause, bucket and statement, seconds, baseline median and extra; causes: per
 -- cause the run's total, the median of the baseline runs' totals and the extra.
 CREATE OR REPLACE FUNCTION telemetry._run_causes(p_run_id bigint, p_statements jsonb)
@@ -353,6 +354,14 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                              AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'wal_pressure'
                     WHEN k.bucket LIKE 'IO:%' AND NOT coalesce(s.baseline_blocks_per_row > 0
                          AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'io_wait'
+                    -- Not slower per call by pg_stat_statements, its calls all counted (the run
+                    -- ended; the entry the batch's own, at about the baseline's calls: more
+                    -- work's are above): what the samples booked to it beyond the baseline is
+                    -- their noise (a sample's span goes whole to the statement seen at its
+                    -- instant), not a regression. No cause's: left unexplained.
+                    WHEN (SELECT w.status FROM w) <> 'running' AND o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1
+                         AND s.status <> 'reset' AND s.baseline_seconds_per_call > 0
+                         AND (s.seconds_per_call - s.baseline_seconds_per_call) * s.calls < telemetry._threshold('cause_min_seconds') THEN 'unattributed'
                     ELSE 'statement_regression' END AS cause
         FROM keys k CROSS JOIN busy b CROSS JOIN hz
         LEFT JOIN others o ON o.queryid = k.queryid
