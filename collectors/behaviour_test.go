@@ -2,6 +2,7 @@ package collectors_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -309,6 +310,42 @@ func TestRelationStatesWhileLocked(t *testing.T) {
 		if len(s) != 1 || s[0].TotalSize == nil || s[0].Indexes == nil || !strings.Contains(*s[0].Indexes, `"orders_pkey"`) ||
 			s[0].Triggers == nil || !strings.Contains(*s[0].Triggers, `"orders_note"`) {
 			t.Errorf("states = %+v, want orders with its size, index and trigger once unlocked", s)
+		}
+	})
+}
+
+// TestSettingsFingerprintFunctions: the settings document holds an md5 of each function and
+// procedure of the database's own, changed by CREATE OR REPLACE with another body and not by
+// the same one again; an extension's functions (pg_stat_statements', in public) are not there.
+func TestSettingsFingerprintFunctions(t *testing.T) {
+	forEachVersion(t, func(t *testing.T, srv *pgtest.Server, dsn string) {
+		c := pgtest.Connect(t, dsn, "")
+		pgtest.MustExec(t, c, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
+		define := func(body string) {
+			pgtest.MustExec(t, c, `CREATE OR REPLACE FUNCTION public.apply_payment(p_id int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN `+body+` END $$`)
+		}
+		r := newRunner(t, dsn)
+		functions := func() map[string]string {
+			t.Helper()
+			var doc struct{ Functions map[string]string }
+			if err := json.Unmarshal([]byte(*collect(t, r, collectors.TierSnapshot).Settings), &doc); err != nil {
+				t.Fatal(err)
+			}
+			return doc.Functions
+		}
+		define(`RETURN p_id;`)
+		pgtest.MustExec(t, c, `CREATE PROCEDURE public.purge() LANGUAGE sql AS $$ SELECT 1 $$`)
+		before := functions()
+		if len(before) != 2 || before["public.apply_payment(integer)"] == "" || before["public.purge()"] == "" {
+			t.Errorf("functions %v, want public.apply_payment(integer) and public.purge() only", before)
+		}
+		define(`RETURN p_id;`)
+		if same := functions()["public.apply_payment(integer)"]; same != before["public.apply_payment(integer)"] {
+			t.Errorf("the same body again: md5 %s, was %s", same, before["public.apply_payment(integer)"])
+		}
+		define(`PERFORM pg_sleep(0); RETURN p_id;`)
+		if changed := functions()["public.apply_payment(integer)"]; changed == before["public.apply_payment(integer)"] {
+			t.Errorf("another body: md5 %s unchanged", changed)
 		}
 	})
 }

@@ -114,8 +114,14 @@ ORDER BY n.nspname, c.relname`
 // keeps it when it changes): the settings its configuration changed from their defaults (not
 // those of this session's client or role), pending restarts, the per-database and per-role
 // settings of this database (pg_db_role_setting), the configuration's load time, the server's
-// start time and version, and the extensions' versions.
-const SQLServerSettings = `SELECT jsonb_build_object(
+// start time and version, the extensions' versions, and a fingerprint of each function and
+// procedure of this database's own (not the system's, ours, or an extension's): md5 of what
+// CREATE OR REPLACE can change, so that a function the batch calls, or a trigger of its tables
+// runs, redeployed with another body is told (its text would make each stored copy large).
+const SQLServerSettings = `SELECT ` + sqlSettingsDocument + `::text`
+
+// sqlSettingsDocument is SQLServerSettings' document, as jsonb.
+const sqlSettingsDocument = `jsonb_build_object(
 	'settings', coalesce((SELECT jsonb_object_agg(name, jsonb_build_object('setting', setting, 'unit', unit, 'source', source,
 	                                                                      'category', category, 'pending_restart', pending_restart))
 	                      FROM pg_settings
@@ -128,7 +134,31 @@ const SQLServerSettings = `SELECT jsonb_build_object(
 	'conf_load_time', pg_conf_load_time(),
 	'start_time', pg_postmaster_start_time(),
 	'version', current_setting('server_version'),
-	'extensions', coalesce((SELECT jsonb_object_agg(extname, extversion) FROM pg_extension), '{}'))::text`
+	'extensions', coalesce((SELECT jsonb_object_agg(extname, extversion) FROM pg_extension), '{}'),
+	'functions', coalesce((SELECT jsonb_object_agg(p.oid::regprocedure::text,
+	                                               md5(concat_ws(chr(31), p.prosrc, p.probin, p.proconfig::text, p.provolatile, p.proparallel,
+	                                                             p.prosecdef, p.proleakproof, p.proisstrict, p.procost, p.prorows)))
+	                       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+	                       WHERE p.prokind IN ('f', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'telemetry')
+	                         AND n.nspname NOT LIKE 'pg\_%'
+	                         AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')), '{}'))`
+
+// sqlIndexCatalog is the names of every index of this database's own tables (not the system's,
+// ours, or temporary ones), by table, read at requested snapshots only (a batch's boundaries:
+// one read of pg_index for all of them, too much for every minute) into the settings document
+// there ('indexes'; telemetry._note_settings carries it over to the documents between them). A
+// table the batch touched whose state was first read in a run (in its baseline runs, its
+// statements too brief for the wait sampler to see them hold its locks; not tracked) still
+// has its indexes there to compare with the baseline's: a dropped index, told by name.
+const sqlIndexCatalog = `SELECT coalesce(jsonb_object_agg(format('%s.%s', n.nspname, c.relname), x.names), '{}')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL (SELECT jsonb_agg(ic.relname::text ORDER BY ic.relname) AS names
+                    FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid) x
+WHERE c.relkind IN ('r', 'p', 'm') AND c.relpersistence <> 't' AND x.names IS NOT NULL
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'telemetry') AND n.nspname NOT LIKE 'pg\_%'`
+
+// SQLServerSettingsWithIndexes is SQLServerSettings with the index catalog, at a requested snapshot.
+const SQLServerSettingsWithIndexes = `SELECT (` + sqlSettingsDocument + ` || jsonb_build_object('indexes', (` + sqlIndexCatalog + `)))::text`
 
 type changesCollector struct {
 	track   []TableName
@@ -136,8 +166,12 @@ type changesCollector struct {
 }
 
 func (ch *changesCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
+	query := SQLServerSettings
+	if c.Requested {
+		query = SQLServerSettingsWithIndexes
+	}
 	var settings string
-	if err := tx.QueryRow(ctx, SQLServerSettings).Scan(&settings); err != nil {
+	if err := tx.QueryRow(ctx, query).Scan(&settings); err != nil {
 		return err
 	}
 	c.Settings = &settings

@@ -101,6 +101,8 @@ $$;
 -- batch's role and database, a restart (cold cache) or an upgrade; not a change to
 -- logging, say (affects false: told at info, never blamed).
 --   index_dropped, index_created, index_invalid   an index of a relation the batch touches
+--                      (of one whose state was first read in the run, by name only: the
+--                      settings' index catalog)
 --   statistics_stale   rows modified since the last analyze at the run's start, over
 --                      stale_statistics_pct of its rows where the baseline's were not
 --   table_rewritten    a new relfilenode (VACUUM FULL, CLUSTER, TRUNCATE, ALTER TABLE ... TYPE)
@@ -115,6 +117,9 @@ $$;
 --   setting_changed    a server setting (pg_settings: from the configuration, or a pending restart)
 --   role_setting_changed   ALTER ROLE/DATABASE ... SET of the batch's database (pg_db_role_setting)
 --   server_restarted, server_upgraded, extension_changed
+--   function_changed   a function or procedure of the database redeployed (CREATE OR REPLACE,
+--                      ALTER FUNCTION): another body or attributes; its relid is a table the
+--                      batch touches whose trigger runs it (the first by name), if any
 CREATE OR REPLACE FUNCTION telemetry._run_changes(p_run_id bigint)
 RETURNS TABLE (kind text, object text, old text, new text, detail text, relid oid, affects boolean)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -155,10 +160,34 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                (pair.b ->> 'n_mod_since_analyze')::numeric AS b_mods,
                greatest((pair.b ->> 'reltuples')::numeric, (pair.b ->> 'n_live_tup')::numeric, 0) AS b_rows
         FROM pair),
-    st AS (SELECT p.server, telemetry._settings_at(p.server, p.before_at) AS b, telemetry._settings_at(p.server, p.after_at) AS a FROM p)
+    st AS (SELECT p.server, telemetry._settings_at(p.server, p.before_at) AS b, telemetry._settings_at(p.server, p.after_at) AS a FROM p),
+    -- A relation whose state was first read after the baseline (in its baseline runs, its
+    -- statements too brief for the sampler to see them hold its locks; not tracked): its
+    -- indexes' names as the settings kept them at the batch's boundaries (the Go exporter's
+    -- catalog, 'indexes'; a table without indexes is not in it).
+    unseen AS (
+        SELECT format('%s.%s', a.schemaname, a.relname) AS name, r.relid
+        FROM p, telemetry._run_relations(p_run_id) r,
+             LATERAL (SELECT s.schemaname, s.relname FROM telemetry.relation_states s
+                      WHERE s.server = p.server AND s.relid = r.relid AND s.captured_at > p.before_at AND s.captured_at <= p.end_at
+                      ORDER BY s.captured_at LIMIT 1) a
+        WHERE NOT EXISTS (SELECT FROM telemetry.relation_states s WHERE s.server = p.server AND s.relid = r.relid AND s.captured_at <= p.before_at)),
+    cat AS (
+        SELECT u.name, u.relid, st.b -> 'indexes' -> u.name AS bi, coalesce(st.a -> 'indexes' -> u.name, '[]') AS ai
+        FROM unseen u, st
+        WHERE jsonb_typeof(st.b -> 'indexes' -> u.name) = 'array' AND jsonb_typeof(st.a -> 'indexes') = 'object')
     SELECT 'index_dropped', format('%s on %s', idx.bi ->> 'name', idx.name), idx.bi ->> 'definition', NULL,
            'the statements that used it read the table otherwise', idx.relid, true
     FROM idx WHERE idx.ai IS NULL
+    UNION ALL
+    SELECT 'index_dropped', format('%s on %s', x.name, cat.name), NULL, NULL,
+           'the statements that used it read the table otherwise (its definition was not kept: the table''s state was first read after the baseline)',
+           cat.relid, true
+    FROM cat, jsonb_array_elements_text(cat.bi) x (name) WHERE NOT cat.ai ? x.name
+    UNION ALL
+    SELECT 'index_created', format('%s on %s', x.name, cat.name), NULL, NULL,
+           'the planner may choose it over the plans the batch ran with', cat.relid, true
+    FROM cat, jsonb_array_elements_text(cat.ai) x (name) WHERE NOT cat.bi ? x.name
     UNION ALL
     SELECT 'index_created', format('%s on %s', idx.ai ->> 'name', idx.name), NULL, idx.ai ->> 'definition',
            'the planner may choose it over the plans the batch ran with', idx.relid, true
@@ -271,6 +300,27 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            'an extension installed, dropped or updated', NULL, false
     FROM st, LATERAL (SELECT x AS name FROM jsonb_object_keys(st.b -> 'extensions') x UNION SELECT y FROM jsonb_object_keys(st.a -> 'extensions') y) k
     WHERE st.b IS NOT NULL AND st.b -> 'extensions' ->> k.name IS DISTINCT FROM st.a -> 'extensions' ->> k.name
+    UNION ALL
+    -- (compared where both ends fingerprinted the functions: settings kept before they did have none)
+    SELECT 'function_changed', f.name, 'md5 ' || left(st.b -> 'functions' ->> f.name, 8), 'md5 ' || left(st.a -> 'functions' ->> f.name, 8),
+           format('its definition was replaced: the statements that call it%s run the new one',
+                  ', and the writes to ' || tf.table_name || ' its trigger fires for,'),
+           tf.relid, true
+    FROM st CROSS JOIN LATERAL jsonb_object_keys(st.a -> 'functions') f (name)
+    LEFT JOIN LATERAL (SELECT pair.relid, pair.name AS table_name FROM pair, jsonb_array_elements(pair.a -> 'triggers') t
+                       WHERE jsonb_typeof(pair.a -> 'triggers') = 'array'
+                         AND strpos(t ->> 'definition', 'EXECUTE FUNCTION ' || split_part(f.name, '(', 1) || '(') > 0
+                       ORDER BY pair.name LIMIT 1) tf ON true
+    WHERE st.b -> 'functions' ->> f.name IS DISTINCT FROM st.a -> 'functions' ->> f.name AND st.b -> 'functions' ? f.name
+$$;
+
+-- _function_call_pattern is the regular expression (for ~*) of a call of the function a
+-- signature (regprocedure's text, 'public.apply_payment(integer)') names, by its name with or
+-- without its schema: 'SELECT public.apply_payment($1)', 'CALL apply_payment(1)'.
+CREATE OR REPLACE FUNCTION telemetry._function_call_pattern(p_signature text)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT '\m' || regexp_replace(replace(substring(split_part(p_signature, '(', 1) FROM '([^.]*)$'), '"', ''), '([^[:alnum:]_])', '\\\1', 'g')
+           || '"?\s*\('
 $$;
 
 -- _run_changed_settings says which server settings of a category (pg_settings', a pattern)
@@ -289,7 +339,8 @@ $$;
 -- _run_change_links are the statements of a run that each change able to slow the batch
 -- (affects) may have slowed: for a relation's change, those its own sessions ran while holding
 -- a lock on the relation (batch_relations), and those whose relations the sampler never saw;
--- for a setting, a restart or an upgrade, every one. The run's statements are those its own
+-- for a function, those that call it by name and those that wrote the table whose trigger
+-- runs it; for a setting, a restart or an upgrade, every one. The run's statements are those its own
 -- sessions were sampled running (batch_wait_samples, stored up to a minute after its end).
 CREATE OR REPLACE FUNCTION telemetry._run_change_links(p_run_id bigint)
 RETURNS TABLE (kind text, object text, queryid bigint)
@@ -303,6 +354,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                 WHERE EXISTS (SELECT FROM c) AND b.server = w.srv AND b.batch = w.batch AND b.queryid <> 0
                   AND b.captured_at BETWEEN w.start_time AND w.end_time + interval '1 minute')
     SELECT c.kind, c.object, st.queryid FROM c CROSS JOIN st
-    WHERE c.relid IS NULL OR NOT EXISTS (SELECT FROM touched t WHERE t.queryid = st.queryid)
-       OR EXISTS (SELECT FROM touched t WHERE t.queryid = st.queryid AND t.relid = c.relid)
+    WHERE CASE WHEN c.kind = 'function_changed'
+               THEN EXISTS (SELECT FROM w, telemetry.statement_texts tx WHERE tx.server = w.srv AND tx.queryid = st.queryid
+                                                                            AND tx.query ~* telemetry._function_call_pattern(c.object))
+                    OR EXISTS (SELECT FROM touched t WHERE t.queryid = st.queryid AND t.relid = c.relid)
+               ELSE c.relid IS NULL OR NOT EXISTS (SELECT FROM touched t WHERE t.queryid = st.queryid)
+                    OR EXISTS (SELECT FROM touched t WHERE t.queryid = st.queryid AND t.relid = c.relid) END
 $$;

@@ -124,13 +124,20 @@ $$;
 REVOKE EXECUTE ON FUNCTION telemetry._note_server(text, text, integer, timestamptz) FROM PUBLIC;
 
 -- _note_settings keeps the server's settings (collectors.SQLServerSettings) where they differ
--- from the latest kept at or before p_at: a row a change, not a snapshot.
+-- from the latest kept at or before p_at: a row a change, not a snapshot. A document without
+-- the index catalog (read between a batch's boundaries) has the latest kept's.
 CREATE OR REPLACE FUNCTION telemetry._note_settings(p_server text, p_at timestamptz, p_settings jsonb)
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    WITH last AS (SELECT s.settings FROM telemetry.server_settings s WHERE s.server = p_server AND s.captured_at <= p_at
+                  ORDER BY s.captured_at DESC LIMIT 1),
+    -- The index catalog (the Go exporter's, read at a batch's boundaries only) holds for the
+    -- documents read between them.
+    doc AS (SELECT CASE WHEN NOT p_settings ? 'indexes' AND coalesce((SELECT l.settings ? 'indexes' FROM last l), false)
+                        THEN p_settings || jsonb_build_object('indexes', (SELECT l.settings -> 'indexes' FROM last l))
+                        ELSE p_settings END AS settings)
     INSERT INTO telemetry.server_settings (server, captured_at, settings)
-    SELECT p_server, telemetry._check_time(p_at, 'the settings'' time'), p_settings
-    WHERE (SELECT s.settings FROM telemetry.server_settings s WHERE s.server = p_server AND s.captured_at <= p_at
-           ORDER BY s.captured_at DESC LIMIT 1) IS DISTINCT FROM p_settings
+    SELECT p_server, telemetry._check_time(p_at, 'the settings'' time'), doc.settings FROM doc
+    WHERE (SELECT l.settings FROM last l) IS DISTINCT FROM doc.settings
     ON CONFLICT DO NOTHING
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._note_settings(text, timestamptz, jsonb) FROM PUBLIC;

@@ -43,6 +43,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
              WHEN 'trigger_changed' THEN 'Compare the trigger''s definition with the baseline''s (its events, its function), and what its function does for each row.'
              WHEN 'foreign_key_added' THEN 'Index the referencing columns where the batch deletes or updates referenced rows; for a bulk load, add the key after it (ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT: one check of every row, not one a row).'
              WHEN 'foreign_key_changed' THEN 'Compare the foreign key''s definition with the baseline''s (its columns, ON DELETE and ON UPDATE actions), and index its referencing columns.'
+             WHEN 'function_changed' THEN 'Compare the function''s body with the one deployed before (pg_get_functiondef; the version in your migrations or source control): the statements under it run it. pg_stat_statements.track = all shows its statements one by one.'
              WHEN 'server_restarted' THEN 'Shared buffers start cold after a restart: pg_prewarm (autoprewarm) fills them again from what they held.'
              ELSE 'After an upgrade, ANALYZE the database (vacuumdb --analyze-in-stages) and compare the statements'' plans.' END,
            p.seconds, p.children
