@@ -54,9 +54,12 @@ $$;
 -- (sampled_waits, and the lock waits added to a statement's time) are those of that batch's
 -- own sessions only: what they waited on in each statement, and which statements they ran
 -- (those with sampled_waits).
--- plan_exec_seconds is pg_stat_statements' own time, without the lock waits added.
-DO $$ BEGIN PERFORM telemetry._drop_if_result_lacks('telemetry._statement_compare(timestamptz, timestamptz, text, text)', 'plan_exec_seconds'); END $$;
-CREATE OR REPLACE FUNCTION telemetry._statement_compare(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_batch text)
+-- plan_exec_seconds is pg_stat_statements' own time, without the lock waits added. Without
+-- p_waits, the sampled session-seconds are not read (NULL sampled_waits, no lock waits added):
+-- for a caller that wants the counters only, a month's samples are most of the time.
+DROP FUNCTION IF EXISTS telemetry._statement_compare(timestamptz, timestamptz, text, text);
+CREATE OR REPLACE FUNCTION telemetry._statement_compare(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_batch text,
+                                                        p_waits boolean DEFAULT true)
 RETURNS TABLE (
     queryid bigint, datname text, username text, toplevel boolean, query text, status text,
     calls bigint, rows bigint, total_seconds numeric, seconds_per_call numeric,
@@ -111,7 +114,8 @@ BEGIN
     wx AS (
         SELECT x.queryid, x.wait_event_type, x.wait_event, x.before_query_id, x.query_text, x.seconds
         FROM srv CROSS JOIN w
-        CROSS JOIN LATERAL telemetry._window_statement_waits(w.start_at, w.end_at, srv.server, p_batch) x),
+        CROSS JOIN LATERAL telemetry._window_statement_waits(w.start_at, w.end_at, srv.server, p_batch) x
+        WHERE p_waits),
     tm AS (
         SELECT coalesce(m.queryid, x.queryid) AS queryid, x.wait_event_type, x.wait_event,
                x.before_query_id OR m.queryid IS NOT NULL AS before_query_id, x.seconds
@@ -299,7 +303,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         FROM w JOIN telemetry.batch_wait_samples b
           ON b.server = w.srv AND b.batch = w.batch AND b.own AND b.captured_at BETWEEN w.start_time AND w.end_time),
     stmts AS (
-        SELECT c.* FROM w, LATERAL telemetry._statement_compare(w.snapshot_start, w.end_time, w.server, NULL::text) c
+        -- (their counters: a candidate is a statement no sample saw)
+        SELECT c.* FROM w, LATERAL telemetry._statement_compare(w.snapshot_start, w.end_time, w.server, NULL::text, false) c
         WHERE c.toplevel AND c.calls > 0),
     candidates AS (
         SELECT s.* FROM stmts s
