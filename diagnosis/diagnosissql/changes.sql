@@ -186,11 +186,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     FROM cat, jsonb_array_elements_text(cat.bi) x (name) WHERE NOT cat.ai ? x.name
     UNION ALL
     SELECT 'index_created', format('%s on %s', x.name, cat.name), NULL, NULL,
-           'the planner may choose it over the plans the batch ran with', cat.relid, true
+           'each row the batch writes to the table updates it too; the planner may choose it over the plans the batch ran with', cat.relid, true
     FROM cat, jsonb_array_elements_text(cat.ai) x (name) WHERE NOT cat.bi ? x.name
     UNION ALL
     SELECT 'index_created', format('%s on %s', idx.ai ->> 'name', idx.name), NULL, idx.ai ->> 'definition',
-           'the planner may choose it over the plans the batch ran with', idx.relid, true
+           'each row the batch writes to the table updates it too; the planner may choose it over the plans the batch ran with', idx.relid, true
     FROM idx WHERE idx.bi IS NULL
     UNION ALL
     SELECT 'index_invalid', format('%s on %s', idx.ai ->> 'name', idx.name), 'valid', 'invalid',

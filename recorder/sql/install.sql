@@ -332,10 +332,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'cdd7a44c40362c8fa3968c786777b213c61e55cb1dbf374ef9e8fe73a7157f4b') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = '4b1db98c82438d60814a149a82c1094afd5a8e04ecbc11fe6fa7f6f312633016') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/changes.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', 'cdd7a44c40362c8fa3968c786777b213c61e55cb1dbf374ef9e8fe73a7157f4b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', '4b1db98c82438d60814a149a82c1094afd5a8e04ecbc11fe6fa7f6f312633016')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -556,10 +556,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/what_changed/finding.sql' AND checksum = 'f9b56f70cc26b8fa5f246d787ddf2e347362b306da4f1f90c215738be5ddb48e') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/what_changed/finding.sql' AND checksum = '5e4d5a657c55882a2abef0478faa252e6c9382c7e65baeedade6d98cde1476f0') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/what_changed/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/what_changed/finding.sql', 'f9b56f70cc26b8fa5f246d787ddf2e347362b306da4f1f90c215738be5ddb48e')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/what_changed/finding.sql', '5e4d5a657c55882a2abef0478faa252e6c9382c7e65baeedade6d98cde1476f0')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

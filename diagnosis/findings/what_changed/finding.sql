@@ -17,22 +17,30 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                    jsonb_agg(jsonb_build_object('queryid', sh.queryid, 'query', sh.query, 'extra_seconds', round(sh.part, 3),
                                                 'shared', sh.shared, 'statistics', sh.statistics) ORDER BY sh.part DESC) AS children
             FROM shares sh GROUP BY 1, 2),
-    x AS (SELECT (p_account->>'extra_seconds')::numeric AS extra)
+    x AS (SELECT (p_account->>'extra_seconds')::numeric AS extra),
+    -- Changes of one kind to one table (three indexes created on it at once) split its
+    -- statements' seconds: graded by what they explain together, and said so.
+    g AS (SELECT c.*, p.seconds, p.children, count(*) OVER w AS together, sum(p.seconds) OVER w AS together_seconds
+          FROM c JOIN per p ON p.kind = c.kind AND p.object = c.object
+          WINDOW w AS (PARTITION BY c.kind, c.relid, CASE WHEN c.relid IS NULL THEN c.object END))
     SELECT c.kind,
            CASE WHEN NOT (p_account->>'slow')::boolean THEN 'info'
-                WHEN 100 * p.seconds / x.extra >= 50 THEN 'critical'
-                WHEN 100 * p.seconds / x.extra >= telemetry._threshold('cause_min_share_pct') THEN 'warning'
+                WHEN 100 * c.together_seconds / x.extra >= 50 THEN 'critical'
+                WHEN 100 * c.together_seconds / x.extra >= telemetry._threshold('cause_min_share_pct') THEN 'warning'
                 ELSE 'info' END,
-           format('%s since the baseline: %s%s: %s s of the run''s extra %s s (%s%%). %s.%s',
+           format('%s since the baseline: %s%s: %s s of the run''s extra %s s (%s%%)%s. %s.%s',
                   initcap(replace(c.kind, '_', ' ')), c.object,
                   CASE WHEN c.old IS NULL AND c.new IS NULL THEN '' ELSE format(' (%s -> %s)', coalesce(c.old, 'none'), coalesce(c.new, 'none')) END,
-                  round(p.seconds, 1), round(x.extra, 1), round(100 * p.seconds / x.extra), initcap(left(c.detail, 1)) || substr(c.detail, 2),
-                  coalesce(' Statements: ' || telemetry._children_text(p.children) || '.', '')),
+                  round(c.seconds, 1), round(x.extra, 1), round(100 * c.seconds / x.extra),
+                  CASE WHEN c.together > 1 THEN format('; with the %s other change(s) of its kind on the table, %s s (%s%%)',
+                                                       c.together - 1, round(c.together_seconds, 1), round(100 * c.together_seconds / x.extra)) ELSE '' END,
+                  initcap(left(c.detail, 1)) || substr(c.detail, 2),
+                  coalesce(' Statements: ' || telemetry._children_text(c.children) || '.', '')),
            jsonb_build_object('kind', c.kind, 'object', c.object, 'old', c.old, 'new', c.new, 'detail', c.detail),
            CASE c.kind
              WHEN 'index_dropped' THEN 'Recreate the index (CREATE INDEX CONCURRENTLY, its definition above) if the batch needs it.'
              WHEN 'index_invalid' THEN 'Rebuild it: REINDEX INDEX CONCURRENTLY, or drop it and create it again.'
-             WHEN 'index_created' THEN 'Compare the statements'' plans with EXPLAIN: the planner may prefer the new index where the old plan was better.'
+             WHEN 'index_created' THEN 'Where the batch writes the table, each row it inserts (or whose indexed columns it updates) updates the index too: for a bulk load, create the index after it (or drop it before and create it again after); drop it if nothing reads through it (pg_stat_user_indexes.idx_scan). Where it reads the table, compare the statements'' plans with EXPLAIN: the planner may prefer the new index where the old plan was better.'
              WHEN 'statistics_stale' THEN 'ANALYZE the table after bulk changes (in the batch, after its load), or let autovacuum analyze it (autovacuum_enabled, autovacuum_analyze_scale_factor).'
              WHEN 'table_rewritten' THEN 'ANALYZE the table after a rewrite, and find who rewrote it (VACUUM FULL, CLUSTER, ALTER TABLE) in the batch''s window.'
              WHEN 'table_grew' THEN 'Check the batch''s input, the table''s bloat (VACUUM) and whether its plans still fit its size.'
@@ -46,9 +54,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
              WHEN 'function_changed' THEN 'Compare the function''s body with the one deployed before (pg_get_functiondef; the version in your migrations or source control): the statements under it run it. pg_stat_statements.track = all shows its statements one by one.'
              WHEN 'server_restarted' THEN 'Shared buffers start cold after a restart: pg_prewarm (autoprewarm) fills them again from what they held.'
              ELSE 'After an upgrade, ANALYZE the database (vacuumdb --analyze-in-stages) and compare the statements'' plans.' END,
-           p.seconds, p.children
-    FROM c JOIN per p ON p.kind = c.kind AND p.object = c.object, x
-    WHERE x.extra > 0 AND p.seconds >= telemetry._threshold('cause_min_seconds')
+           c.seconds, c.children
+    FROM g c, x
+    WHERE x.extra > 0 AND c.seconds >= telemetry._threshold('cause_min_seconds')
 $$;
 
 -- run_changes: what changed since a run's baseline (_run_changes), each change with the seconds
