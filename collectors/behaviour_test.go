@@ -314,9 +314,11 @@ func TestRelationStatesWhileLocked(t *testing.T) {
 	})
 }
 
-// TestSettingsFingerprintFunctions: the settings document holds an md5 of each function and
-// procedure of the database's own, changed by CREATE OR REPLACE with another body and not by
-// the same one again; an extension's functions (pg_stat_statements', in public) are not there.
+// TestSettingsFingerprintFunctions: the settings document of a requested snapshot (a batch's
+// boundary) holds an md5 of each function and procedure of the database's own, changed by
+// CREATE OR REPLACE with another body (a SQL-standard one's too) and not by the same one again;
+// an extension's functions (pg_stat_statements', in public) are not there, and a snapshot not
+// requested reads none.
 func TestSettingsFingerprintFunctions(t *testing.T) {
 	forEachVersion(t, func(t *testing.T, srv *pgtest.Server, dsn string) {
 		c := pgtest.Connect(t, dsn, "")
@@ -327,6 +329,7 @@ func TestSettingsFingerprintFunctions(t *testing.T) {
 		r := newRunner(t, dsn)
 		functions := func() map[string]string {
 			t.Helper()
+			r.Trigger(collectors.TierSnapshot)
 			var doc struct{ Functions map[string]string }
 			if err := json.Unmarshal([]byte(*collect(t, r, collectors.TierSnapshot).Settings), &doc); err != nil {
 				t.Fatal(err)
@@ -335,9 +338,18 @@ func TestSettingsFingerprintFunctions(t *testing.T) {
 		}
 		define(`RETURN p_id;`)
 		pgtest.MustExec(t, c, `CREATE PROCEDURE public.purge() LANGUAGE sql AS $$ SELECT 1 $$`)
+		pgtest.MustExec(t, c, `CREATE FUNCTION public.fee(p int) RETURNS int LANGUAGE sql RETURN p * 2`)
 		before := functions()
-		if len(before) != 2 || before["public.apply_payment(integer)"] == "" || before["public.purge()"] == "" {
-			t.Errorf("functions %v, want public.apply_payment(integer) and public.purge() only", before)
+		if len(before) != 3 || before["public.apply_payment(integer)"] == "" || before["public.purge()"] == "" || before["public.fee(integer)"] == "" {
+			t.Errorf("functions %v, want public.apply_payment(integer), public.purge() and public.fee(integer) only", before)
+		}
+		if !strings.Contains(*collect(t, r, collectors.TierSnapshot).Settings, `"extensions"`) ||
+			strings.Contains(*collect(t, r, collectors.TierSnapshot).Settings, `"functions"`) {
+			t.Errorf("a snapshot not requested: want the settings without the functions")
+		}
+		pgtest.MustExec(t, c, `CREATE OR REPLACE FUNCTION public.fee(p int) RETURNS int LANGUAGE sql RETURN p * 3`)
+		if fee := functions()["public.fee(integer)"]; fee == before["public.fee(integer)"] {
+			t.Errorf("a SQL-standard body replaced: md5 %s unchanged", fee)
 		}
 		define(`RETURN p_id;`)
 		if same := functions()["public.apply_payment(integer)"]; same != before["public.apply_payment(integer)"] {

@@ -114,10 +114,7 @@ ORDER BY n.nspname, c.relname`
 // keeps it when it changes): the settings its configuration changed from their defaults (not
 // those of this session's client or role), pending restarts, the per-database and per-role
 // settings of this database (pg_db_role_setting), the configuration's load time, the server's
-// start time and version, the extensions' versions, and a fingerprint of each function and
-// procedure of this database's own (not the system's, ours, or an extension's): md5 of what
-// CREATE OR REPLACE can change, so that a function the batch calls, or a trigger of its tables
-// runs, redeployed with another body is told (its text would make each stored copy large).
+// start time and version, and the extensions' versions.
 const SQLServerSettings = `SELECT ` + sqlSettingsDocument + `::text`
 
 // sqlSettingsDocument is SQLServerSettings' document, as jsonb.
@@ -134,31 +131,38 @@ const sqlSettingsDocument = `jsonb_build_object(
 	'conf_load_time', pg_conf_load_time(),
 	'start_time', pg_postmaster_start_time(),
 	'version', current_setting('server_version'),
-	'extensions', coalesce((SELECT jsonb_object_agg(extname, extversion) FROM pg_extension), '{}'),
+	'extensions', coalesce((SELECT jsonb_object_agg(extname, extversion) FROM pg_extension), '{}'))`
+
+// sqlCatalogs are what the database's own objects were at a batch's boundary, read at
+// requested snapshots only (one read of pg_proc and pg_index for all of them, too much for
+// every minute on a database of thousands) into the settings document there
+// (telemetry._note_settings carries them over to the documents between them):
+//   - functions: an md5 of each function and procedure of this database's own (not the
+//     system's, ours, or an extension's), of what CREATE OR REPLACE can change (its body, SQL-
+//     standard ones' too, and attributes; its text would make each stored copy large), so that
+//     a function the batch calls, or a trigger of its tables runs, redeployed is told;
+//   - indexes: the names of every index of its own tables (not temporary ones), by table, so
+//     that a table the batch touched whose state was first read in a run (in its baseline runs,
+//     its statements too brief for the wait sampler to see them hold its locks; not tracked)
+//     still has its indexes to compare with the baseline's: a dropped index, told by name.
+const sqlCatalogs = `jsonb_build_object(
 	'functions', coalesce((SELECT jsonb_object_agg(p.oid::regprocedure::text,
-	                                               md5(concat_ws(chr(31), p.prosrc, p.probin, p.proconfig::text, p.provolatile, p.proparallel,
-	                                                             p.prosecdef, p.proleakproof, p.proisstrict, p.procost, p.prorows)))
+	                                               md5(concat_ws(chr(31), p.prolang, p.prosrc, pg_get_function_sqlbody(p.oid), p.probin,
+	                                                             p.proconfig::text, p.provolatile, p.proparallel, p.prosecdef,
+	                                                             p.proleakproof, p.proisstrict, p.procost, p.prorows)))
 	                       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 	                       WHERE p.prokind IN ('f', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'telemetry')
 	                         AND n.nspname NOT LIKE 'pg\_%'
-	                         AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')), '{}'))`
+	                         AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')), '{}'),
+	'indexes', (SELECT coalesce(jsonb_object_agg(format('%s.%s', n.nspname, c.relname), x.names), '{}')
+	            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	            CROSS JOIN LATERAL (SELECT jsonb_agg(ic.relname::text ORDER BY ic.relname) AS names
+	                                FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid) x
+	            WHERE c.relkind IN ('r', 'p', 'm') AND c.relpersistence <> 't' AND x.names IS NOT NULL
+	              AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'telemetry') AND n.nspname NOT LIKE 'pg\_%'))`
 
-// sqlIndexCatalog is the names of every index of this database's own tables (not the system's,
-// ours, or temporary ones), by table, read at requested snapshots only (a batch's boundaries:
-// one read of pg_index for all of them, too much for every minute) into the settings document
-// there ('indexes'; telemetry._note_settings carries it over to the documents between them). A
-// table the batch touched whose state was first read in a run (in its baseline runs, its
-// statements too brief for the wait sampler to see them hold its locks; not tracked) still
-// has its indexes there to compare with the baseline's: a dropped index, told by name.
-const sqlIndexCatalog = `SELECT coalesce(jsonb_object_agg(format('%s.%s', n.nspname, c.relname), x.names), '{}')
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-CROSS JOIN LATERAL (SELECT jsonb_agg(ic.relname::text ORDER BY ic.relname) AS names
-                    FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid) x
-WHERE c.relkind IN ('r', 'p', 'm') AND c.relpersistence <> 't' AND x.names IS NOT NULL
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'telemetry') AND n.nspname NOT LIKE 'pg\_%'`
-
-// SQLServerSettingsWithIndexes is SQLServerSettings with the index catalog, at a requested snapshot.
-const SQLServerSettingsWithIndexes = `SELECT (` + sqlSettingsDocument + ` || jsonb_build_object('indexes', (` + sqlIndexCatalog + `)))::text`
+// SQLServerSettingsWithCatalogs is SQLServerSettings with the catalogs, at a requested snapshot.
+const SQLServerSettingsWithCatalogs = `SELECT (` + sqlSettingsDocument + ` || ` + sqlCatalogs + `)::text`
 
 type changesCollector struct {
 	track   []TableName
@@ -168,7 +172,7 @@ type changesCollector struct {
 func (ch *changesCollector) Collect(ctx context.Context, tx pgx.Tx, c *Collection) error {
 	query := SQLServerSettings
 	if c.Requested {
-		query = SQLServerSettingsWithIndexes
+		query = SQLServerSettingsWithCatalogs
 	}
 	var settings string
 	if err := tx.QueryRow(ctx, query).Scan(&settings); err != nil {

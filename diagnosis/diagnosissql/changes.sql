@@ -175,7 +175,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     cat AS (
         SELECT u.name, u.relid, st.b -> 'indexes' -> u.name AS bi, coalesce(st.a -> 'indexes' -> u.name, '[]') AS ai
         FROM unseen u, st
-        WHERE jsonb_typeof(st.b -> 'indexes' -> u.name) = 'array' AND jsonb_typeof(st.a -> 'indexes') = 'object')
+        WHERE jsonb_typeof(st.b -> 'indexes' -> u.name) = 'array' AND jsonb_typeof(st.a -> 'indexes') = 'object'),
+    -- The functions' fingerprints at both ends, each expanded once (a database may have
+    -- thousands: looked up one by one in the documents, each lookup a copy of them).
+    fn AS (SELECT st.b -> 'functions' AS b, st.a -> 'functions' AS a FROM st
+           WHERE jsonb_typeof(st.a -> 'functions') = 'object' AND jsonb_typeof(st.b -> 'functions') = 'object'
+             AND st.a -> 'functions' <> st.b -> 'functions'),
+    fa AS (SELECT x.name, x.md5 FROM fn, jsonb_each_text(fn.a) x (name, md5)),
+    fb AS (SELECT x.name, x.md5 FROM fn, jsonb_each_text(fn.b) x (name, md5))
     SELECT 'index_dropped', format('%s on %s', idx.bi ->> 'name', idx.name), idx.bi ->> 'definition', NULL,
            'the statements that used it read the table otherwise', idx.relid, true
     FROM idx WHERE idx.ai IS NULL
@@ -302,25 +309,30 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WHERE st.b IS NOT NULL AND st.b -> 'extensions' ->> k.name IS DISTINCT FROM st.a -> 'extensions' ->> k.name
     UNION ALL
     -- (compared where both ends fingerprinted the functions: settings kept before they did have none)
-    SELECT 'function_changed', f.name, 'md5 ' || left(st.b -> 'functions' ->> f.name, 8), 'md5 ' || left(st.a -> 'functions' ->> f.name, 8),
+    SELECT 'function_changed', fa.name, 'md5 ' || left(fb.md5, 8), 'md5 ' || left(fa.md5, 8),
            format('its definition was replaced: the statements that call it%s run the new one',
                   ', and the writes to ' || tf.table_name || ' its trigger fires for,'),
            tf.relid, true
-    FROM st CROSS JOIN LATERAL jsonb_object_keys(st.a -> 'functions') f (name)
+    FROM fa JOIN fb ON fb.name = fa.name
     LEFT JOIN LATERAL (SELECT pair.relid, pair.name AS table_name FROM pair, jsonb_array_elements(pair.a -> 'triggers') t
                        WHERE jsonb_typeof(pair.a -> 'triggers') = 'array'
-                         AND strpos(t ->> 'definition', 'EXECUTE FUNCTION ' || split_part(f.name, '(', 1) || '(') > 0
+                         AND strpos(t ->> 'definition', 'EXECUTE FUNCTION ' || split_part(fa.name, '(', 1) || '(') > 0
                        ORDER BY pair.name LIMIT 1) tf ON true
-    WHERE st.b -> 'functions' ->> f.name IS DISTINCT FROM st.a -> 'functions' ->> f.name AND st.b -> 'functions' ? f.name
+    WHERE fa.md5 <> fb.md5
 $$;
 
 -- _function_call_pattern is the regular expression (for ~*) of a call of the function a
--- signature (regprocedure's text, 'public.apply_payment(integer)') names, by its name with or
--- without its schema: 'SELECT public.apply_payment($1)', 'CALL apply_payment(1)'.
+-- signature (regprocedure's text, 'public.apply_payment(integer)') names, by its name with its
+-- own schema or none: 'SELECT public.apply_payment($1)', 'CALL apply_payment(1)'; not
+-- another schema's function of that name ('billing.apply_payment('), nor a table's name
+-- followed by its columns ('INSERT INTO apply_payment (id)', 'WITH apply_payment (a) AS').
 CREATE OR REPLACE FUNCTION telemetry._function_call_pattern(p_signature text)
 RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT '\m' || regexp_replace(replace(substring(split_part(p_signature, '(', 1) FROM '([^.]*)$'), '"', ''), '([^[:alnum:]_])', '\\\1', 'g')
-           || '"?\s*\('
+    SELECT format('(^|[^[:alnum:]_."])(?<!\m(into|with)\s{1,20})(?<!\m(into|with)\s{1,20}"?%s"?\.)("?%s"?\.)?"?%s"?\s*\(',
+                  x.schema, x.schema, x.name)
+    FROM (SELECT regexp_replace(replace(coalesce(substring(f FROM '^(.*)\.[^.]*$'), ''), '"', ''), '([^[:alnum:]_])', '\\\1', 'g') AS schema,
+                 regexp_replace(replace(substring(f FROM '([^.]*)$'), '"', ''), '([^[:alnum:]_])', '\\\1', 'g') AS name
+          FROM (SELECT split_part(p_signature, '(', 1) AS f) s) x
 $$;
 
 -- _run_changed_settings says which server settings of a category (pg_settings', a pattern)

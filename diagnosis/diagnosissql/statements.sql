@@ -56,10 +56,13 @@ $$;
 -- (those with sampled_waits).
 -- plan_exec_seconds is pg_stat_statements' own time, without the lock waits added. Without
 -- p_waits, the sampled session-seconds are not read (NULL sampled_waits, no lock waits added):
--- for a caller that wants the counters only, a month's samples are most of the time.
-DROP FUNCTION IF EXISTS telemetry._statement_compare(timestamptz, timestamptz, text, text);
+-- for a caller that wants the counters only, a month's samples are most of the time. (The
+-- four-argument form, with them, stays a function of its own: an earlier version's install
+-- over this one replaces it, where a default argument would make its calls ambiguous.)
+DROP FUNCTION IF EXISTS telemetry._statement_compare(timestamptz, timestamptz, text, text, boolean);
+DO $$ BEGIN PERFORM telemetry._drop_if_result_lacks('telemetry._statement_compare(timestamptz, timestamptz, text, text)', 'plan_exec_seconds'); END $$;
 CREATE OR REPLACE FUNCTION telemetry._statement_compare(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_batch text,
-                                                        p_waits boolean DEFAULT true)
+                                                        p_waits boolean)
 RETURNS TABLE (
     queryid bigint, datname text, username text, toplevel boolean, query text, status text,
     calls bigint, rows bigint, total_seconds numeric, seconds_per_call numeric,
@@ -173,6 +176,16 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION telemetry._statement_compare(p_start_time timestamptz, p_end_time timestamptz, p_server text, p_batch text)
+RETURNS TABLE (
+    queryid bigint, datname text, username text, toplevel boolean, query text, status text,
+    calls bigint, rows bigint, total_seconds numeric, seconds_per_call numeric,
+    shared_blks_hit bigint, shared_blks_read bigint, blocks_per_call numeric,
+    temp_blks_written bigint, wal_bytes bigint, sampled_waits jsonb, evicted boolean, plan_exec_seconds numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM telemetry._statement_compare(p_start_time, p_end_time, p_server, p_batch, true)
+$$;
+
 -- statement_compare: every session's statements of a window (see _statement_compare), as
 -- the contract (../shared/spec/telemetry-schema.md) has it begin, ranked by total_time_ms:
 -- pg_stat_statements' deltas by their names there, its planning and execution time in
@@ -192,7 +205,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            c.rows, c.shared_blks_read, c.shared_blks_hit, c.temp_blks_written, c.wal_bytes::numeric,
            c.datname, c.username, c.toplevel, c.status, c.total_seconds, c.seconds_per_call,
            c.blocks_per_call, c.sampled_waits, c.evicted
-    FROM telemetry._statement_compare(p_start_time, p_end_time, p_server, NULL::text) c
+    FROM telemetry._statement_compare(p_start_time, p_end_time, p_server, NULL::text, true) c
     ORDER BY c.plan_exec_seconds DESC NULLS LAST, c.queryid
 $$;
 
@@ -201,6 +214,8 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
      'statements_of_other_sessions names the statements of a run''s window not seen in its own sessions where they took at least this much in all.'),
     ('statement_more_work_ratio', 1.5, 'ratio',
      'more_work: calls or rows at least this many times their baseline median.'),
+    ('statement_growth_ratio', 1.1, 'ratio',
+     'more_work below statement_more_work_ratio: calls, rows or blocks read at least this many times their baseline median, the statement''s time more than its median and under statement_slower_ratio times it scaled by that growth.'),
     ('statement_slower_ratio', 1.5, 'ratio',
      'run_statements'' verdict is slower_per_call where the time per call is at least this many times its baseline median.'),
     ('statement_plan_change_ratio', 3, 'ratio',
@@ -225,7 +240,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            sum(c.calls)::bigint, sum(c.rows)::bigint, sum(c.total_seconds),
            sum(c.shared_blks_hit + c.shared_blks_read)::bigint, sum(c.temp_blks_written)::bigint, sum(c.wal_bytes)::bigint,
            (array_agg(c.sampled_waits) FILTER (WHERE c.sampled_waits IS NOT NULL))[1], bool_or(c.evicted)
-    FROM telemetry._statement_compare(p_start_time, p_end_time, p_server, p_batch) c
+    FROM telemetry._statement_compare(p_start_time, p_end_time, p_server, p_batch, true) c
     WHERE c.toplevel
     GROUP BY c.queryid
 $$;

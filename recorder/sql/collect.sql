@@ -244,14 +244,7 @@ BEGIN
 	'conf_load_time', pg_conf_load_time(),
 	'start_time', pg_postmaster_start_time(),
 	'version', current_setting('server_version'),
-	'extensions', coalesce((SELECT jsonb_object_agg(extname, extversion) FROM pg_extension), '{}'),
-	'functions', coalesce((SELECT jsonb_object_agg(p.oid::regprocedure::text,
-	                                               md5(concat_ws(chr(31), p.prosrc, p.probin, p.proconfig::text, p.provolatile, p.proparallel,
-	                                                             p.prosecdef, p.proleakproof, p.proisstrict, p.procost, p.prorows)))
-	                       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-	                       WHERE p.prokind IN ('f', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'telemetry')
-	                         AND n.nspname NOT LIKE 'pg\_%'
-	                         AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')), '{}'))::text;
+	'extensions', coalesce((SELECT jsonb_object_agg(extname, extversion) FROM pg_extension), '{}'))::text;
 END
 $collect$;
 

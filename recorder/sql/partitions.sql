@@ -124,20 +124,21 @@ $$;
 REVOKE EXECUTE ON FUNCTION telemetry._note_server(text, text, integer, timestamptz) FROM PUBLIC;
 
 -- _note_settings keeps the server's settings (collectors.SQLServerSettings) where they differ
--- from the latest kept at or before p_at: a row a change, not a snapshot. A document without
--- the index catalog (read between a batch's boundaries) has the latest kept's.
+-- from the latest kept at or before p_at: a row a change, not a snapshot. The catalogs
+-- (functions, indexes: the Go exporter reads them at a batch's boundaries only) of the latest
+-- kept hold for a document without them, which is compared without them (a minute's document
+-- is small; the catalogs of a database of thousands of objects are not).
 CREATE OR REPLACE FUNCTION telemetry._note_settings(p_server text, p_at timestamptz, p_settings jsonb)
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     WITH last AS (SELECT s.settings FROM telemetry.server_settings s WHERE s.server = p_server AND s.captured_at <= p_at
-                  ORDER BY s.captured_at DESC LIMIT 1),
-    -- The index catalog (the Go exporter's, read at a batch's boundaries only) holds for the
-    -- documents read between them.
-    doc AS (SELECT CASE WHEN NOT p_settings ? 'indexes' AND coalesce((SELECT l.settings ? 'indexes' FROM last l), false)
-                        THEN p_settings || jsonb_build_object('indexes', (SELECT l.settings -> 'indexes' FROM last l))
-                        ELSE p_settings END AS settings)
+                  ORDER BY s.captured_at DESC LIMIT 1)
     INSERT INTO telemetry.server_settings (server, captured_at, settings)
-    SELECT p_server, telemetry._check_time(p_at, 'the settings'' time'), doc.settings FROM doc
-    WHERE (SELECT l.settings FROM last l) IS DISTINCT FROM doc.settings
+    SELECT p_server, telemetry._check_time(p_at, 'the settings'' time'),
+           CASE WHEN p_settings ? 'functions' OR l.settings IS NULL THEN p_settings
+                ELSE p_settings || jsonb_strip_nulls(jsonb_build_object('functions', l.settings -> 'functions', 'indexes', l.settings -> 'indexes')) END
+    FROM (SELECT (SELECT settings FROM last) AS settings) l
+    WHERE CASE WHEN p_settings ? 'functions' THEN l.settings IS DISTINCT FROM p_settings
+               ELSE l.settings - 'functions' - 'indexes' IS DISTINCT FROM p_settings END
     ON CONFLICT DO NOTHING
 $$;
 REVOKE EXECUTE ON FUNCTION telemetry._note_settings(text, timestamptz, jsonb) FROM PUBLIC;
