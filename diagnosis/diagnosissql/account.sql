@@ -11,7 +11,9 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
     ('cause_min_share_pct', 10, 'percent',
      'A cause is a finding above info when it explains at least this share of a slow run''s extra time: critical from 50%.'),
     ('cause_min_seconds', 0.3, 'seconds',
-     'A cause explaining less than this of a run''s extra time is not a finding.')
+     'A cause explaining less than this of a run''s extra time is not a finding.'),
+    ('sampling_noise_seconds', 2, 'seconds',
+     'A statement of a run no slower per call by pg_stat_statements is left unexplained, not a regression, where the wait sampler booked it at most this much beyond what pg_stat_statements counted (a sample''s span goes whole to the statement seen at its instant).')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
 
 -- _account_bucket is where one sampled session-second of a batch's own session goes: what the
@@ -255,7 +257,9 @@ $$;
 -- nor counted by pg_stat_statements: a statement too quick to be sampled then is not new); more_work where
 -- pg_stat_statements (p_statements, _run_statements' rows) counted more calls or rows and the
 -- entry's time is the batch's own (not shared: other sessions were not seen running it, and
--- its time is not beyond the batch's sampled own seconds), its spills too;
+-- its time is not beyond the batch's sampled own seconds), its spills too: statement_more_work_ratio
+-- times the baseline's (or more calls, rows or blocks read at about the baseline's time for that
+-- work, where nothing more specific below, a change, a plan, a spill, explains it);
 -- what_changed where a change since the baseline may have slowed it (_run_change_links);
 -- temp_spill for its IO:BufFile waits, or where its temporary blocks per call grew (the entry
 -- the batch's own); xmin_horizon where the cleanup horizon was held back through the run and
@@ -267,8 +271,8 @@ $$;
 -- Where auto_explain's plans were captured (run_plans), a statement whose plan changed is
 -- plan_changed (planner_setting where it ran with other planner settings than the baseline's
 -- plan), and one whose parallel workers were not launched (its plans, or pg_stat_statements
--- 1.12 on 18), parallel_workers_not_launched. A statement of an ended run whose per-call time
--- did not rise by pg_stat_statements is unattributed: the samples' noise, no cause's.
+-- 1.12 on 18), parallel_workers_not_launched. A statement of an ended run whose time did not
+-- rise by pg_stat_statements is unattributed: the samples' noise, no cause's.
 -- rows: per cause, bucket and statement, seconds, baseline median and extra; causes: per
 -- cause the run's total, the median of the baseline runs' totals and the extra.
 CREATE OR REPLACE FUNCTION telemetry._run_causes(p_run_id bigint, p_statements jsonb)
@@ -280,7 +284,7 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
               FROM runs r WHERE NOT r.this_run),
     cur AS (SELECT max(r.duration) AS duration FROM runs r WHERE r.this_run),
     st AS (SELECT * FROM jsonb_to_recordset(coalesce(p_statements, '[]')) AS x (
-               queryid bigint, status text, seconds numeric, calls bigint, baseline_calls numeric, rows bigint, baseline_rows numeric,
+               queryid bigint, status text, seconds numeric, baseline_seconds numeric, calls bigint, baseline_calls numeric, rows bigint, baseline_rows numeric,
                seconds_per_call numeric, baseline_seconds_per_call numeric, blocks_per_call numeric, baseline_blocks_per_call numeric,
                blocks_per_row numeric, baseline_blocks_per_row numeric, temp_per_call numeric, baseline_temp_per_call numeric,
                wal_per_call numeric, baseline_wal_per_call numeric, baseline_runs integer, baseline_runs_with integer)),
@@ -340,6 +344,25 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     WHEN hz.held AND o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
                          AND s.baseline_blocks_per_call > 0
                          AND s.blocks_per_call >= telemetry._threshold('xmin_horizon_blocks_ratio') * s.baseline_blocks_per_call THEN 'xmin_horizon'
+                    -- Not slower by pg_stat_statements (its time in the run less than
+                    -- cause_min_seconds beyond its baseline median; its calls all counted: the
+                    -- run ended normally, as a call cancelled, failed or still running is not
+                    -- counted; the entry the batch's own), and sampled no more than
+                    -- sampling_noise_seconds beyond what it counted: what the samples booked to
+                    -- it beyond the baseline is their noise (a sample's span goes whole to the
+                    -- statement seen at its instant), not a regression nor more work. No cause's:
+                    -- left unexplained. (More is time pg_stat_statements did not count: failed
+                    -- calls retried, planning without track_planning.)
+                    WHEN (SELECT w.status FROM w) IN ('succeeded', 'ended') AND o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1
+                         AND os.seconds <= s.seconds + telemetry._threshold('sampling_noise_seconds') AND s.status <> 'reset'
+                         AND s.seconds - s.baseline_seconds < telemetry._threshold('cause_min_seconds') THEN 'unattributed'
+                    -- Less growth (an input a fifth larger: more calls, rows, or blocks read at
+                    -- the same calls and rows, under the ratio that says a plan changed), at about
+                    -- the baseline's time for that much work (under statement_slower_ratio times
+                    -- its seconds scaled by the growth): the input's growth, not a regression.
+                    WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset' AND s.baseline_seconds > 0
+                         AND g.growth >= telemetry._threshold('statement_growth_ratio') AND s.seconds > s.baseline_seconds
+                         AND s.seconds < telemetry._threshold('statement_slower_ratio') * s.baseline_seconds * g.growth THEN 'more_work'
                     WHEN k.bucket = 'CPU' AND b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'cpu_contention'
                     -- Its CPU went into writing the WAL: many times its WAL per call (full-page
                     -- images after checkpoints) at the same blocks per row (a plan that touches
@@ -354,18 +377,15 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                              AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'wal_pressure'
                     WHEN k.bucket LIKE 'IO:%' AND NOT coalesce(s.baseline_blocks_per_row > 0
                          AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'io_wait'
-                    -- Not slower per call by pg_stat_statements, its calls all counted (the run
-                    -- ended; the entry the batch's own, at about the baseline's calls: more
-                    -- work's are above): what the samples booked to it beyond the baseline is
-                    -- their noise (a sample's span goes whole to the statement seen at its
-                    -- instant), not a regression. No cause's: left unexplained.
-                    WHEN (SELECT w.status FROM w) <> 'running' AND o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1
-                         AND s.status <> 'reset' AND s.baseline_seconds_per_call > 0
-                         AND (s.seconds_per_call - s.baseline_seconds_per_call) * s.calls < telemetry._threshold('cause_min_seconds') THEN 'unattributed'
                     ELSE 'statement_regression' END AS cause
         FROM keys k CROSS JOIN busy b CROSS JOIN hz
         LEFT JOIN others o ON o.queryid = k.queryid
         LEFT JOIN st s ON s.queryid = k.queryid AND k.queryid <> 0
+        -- how many times its work grew, where it did (NULL: it did not)
+        LEFT JOIN LATERAL (SELECT x.growth FROM (SELECT greatest(s.calls / nullif(s.baseline_calls, 0), s.rows / nullif(s.baseline_rows, 0),
+                                                                 CASE WHEN s.blocks_per_call < telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_call
+                                                                      THEN s.blocks_per_call * s.calls / nullif(s.baseline_blocks_per_call * s.baseline_calls, 0) END) AS growth) x
+                           WHERE x.growth > 1) g ON true
         LEFT JOIN own_stmt os ON os.queryid = k.queryid
         LEFT JOIN (SELECT p.queryid, bool_or(p.changed) AS changed, bool_or(p.setting) AS setting, bool_or(p.workers_short) AS workers_short
                    FROM plans p GROUP BY p.queryid) pl ON pl.queryid = k.queryid AND k.queryid <> 0),

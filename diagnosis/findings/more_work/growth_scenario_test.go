@@ -1,0 +1,130 @@
+package morework_test
+
+import (
+	"context"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
+)
+
+// growthRows is the first baseline run's input; each later run has growthFactor times the rows
+// of the one before (a business that grows every night): tonight's is 1.48 times the baseline
+// median's, under statement_more_work_ratio (1.5).
+const (
+	growthRows   = 1_800_000
+	growthFactor = 1.14
+)
+
+// stagedLoad is the batch's usual nightly work on its input of n rows: the staging table emptied,
+// the input loaded, a transformation over it, an aggregate over it.
+func stagedLoad(t *testing.T, c *pgx.Conn, n int) {
+	t.Helper()
+	lab.MustExec(t, c, `TRUNCATE work`)
+	lab.MustExec(t, c, `INSERT INTO work SELECT g, md5(g::text) FROM generate_series(1, $1::int) g`, n)
+	lab.MustExec(t, c, `UPDATE work SET payload = upper(payload) WHERE id % 2 = 0`)
+	lab.MustExec(t, c, `SELECT left(payload, 1), count(*), max(payload) FROM work GROUP BY 1`)
+}
+
+// reporting is another application's light, steady load on its own table (public.sales), in its
+// own session c (the same session every run): small aggregates with pauses between, from now until
+// stop; the same in every run. Stopped between statements, not cancelled: pgx closes a session
+// whose statement's context is cancelled.
+func reporting(t *testing.T, c *pgx.Conn) (stop func()) {
+	t.Helper()
+	var stopped atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; !stopped.Load(); i++ {
+			_, err := c.Exec(context.Background(), `SELECT region, sum(amount) FROM sales WHERE day = $1 GROUP BY region`, i%30)
+			if err == nil {
+				_, err = c.Exec(context.Background(), `SELECT pg_sleep(0.2)`)
+			}
+			if err != nil {
+				t.Errorf("reporting: %v", err)
+				return
+			}
+		}
+	}()
+	return func() { stopped.Store(true); wg.Wait() }
+}
+
+// TestInputGrewSteadily: the batch's input grows 14% a night (five baseline runs and tonight's,
+// each with 1.14 times the rows of the one before: tonight's is 1.48 times the baseline
+// median's), another application (reporting) runs its light, steady load during every run
+// alike, and tonight a DBA vacuums an unrelated table by hand during the run. Each statement
+// takes about its usual time per row: the run is some 45% longer (3 s on an idle machine, twice
+// what a starved test client adds in CI) because it had more to do. more_work is the cause, first; no statement is a regression. Before, growth under
+// statement_more_work_ratio fell through to statement_regression ("slower at the same work",
+// critical at 1.19 times the rows and the same time per row, a helper found).
+func TestInputGrewSteadily(t *testing.T) {
+	var run int
+	rows := func() int {
+		n := int(growthRows * math.Pow(growthFactor, float64(run)))
+		run++
+		return n
+	}
+	var report, dba *pgx.Conn
+	lab.RunSlow(t, lab.SlowRun{Want: "more_work", BaselineRuns: 5,
+		Setup: func(l *lab.Lab) {
+			run = 0
+			l.Exec(`CREATE TABLE public.sales (day int, region text, amount numeric)`)
+			l.Exec(`INSERT INTO public.sales SELECT g % 30, 'r' || (g % 12), g % 1000 FROM generate_series(1, 60000) g`)
+			l.Exec(`CREATE INDEX sales_day ON public.sales (day)`)
+			l.Exec(`ANALYZE public.sales`)
+			// An unrelated table with many dead rows, left for a manual VACUUM.
+			l.Exec(`CREATE TABLE public.audit_log (id int, entry text) WITH (autovacuum_enabled = false)`)
+			l.Exec(`INSERT INTO public.audit_log SELECT g, md5(g::text) FROM generate_series(1, 2000000) g`)
+			l.Exec(`DELETE FROM public.audit_log WHERE id % 3 <> 0`)
+			report = l.Conn("reporting")
+			dba = l.Conn("psql")
+		},
+		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+			defer reporting(t, report)()
+			n, start := rows(), time.Now()
+			stagedLoad(t, c, n)
+			t.Logf("baseline run %d: %d rows in %s", run, n, time.Since(start).Round(time.Millisecond))
+		},
+		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+			defer reporting(t, report)()
+			n, start := rows(), time.Now()
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(300 * time.Millisecond)
+				vstart := time.Now()
+				if _, err := dba.Exec(context.Background(), `VACUUM public.audit_log`); err != nil {
+					t.Errorf("VACUUM public.audit_log: %v", err)
+				}
+				t.Logf("VACUUM public.audit_log took %s", time.Since(vstart).Round(time.Millisecond))
+			}()
+			stagedLoad(t, c, n)
+			wg.Wait()
+			t.Logf("judged run: %d rows in %s", n, time.Since(start).Round(time.Millisecond))
+		},
+		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
+			var durations string
+			if err := l.Admin.QueryRow(context.Background(), `SELECT string_agg(format('%s %s s', run_id, round(extract(epoch FROM ended_at - started_at)::numeric, 2)), ', ' ORDER BY run_id)
+				FROM telemetry.batch_runs WHERE batch = 'nightly'`).Scan(&durations); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("runs: %s", durations)
+			for _, f := range d.Findings {
+				if f.Pattern == "statement_regression" && f.Severity != "info" {
+					t.Errorf("run %d: statement_regression %s for statements that grew with their input: %s", runID, f.Severity, f.Summary)
+				}
+			}
+			if s := d.Findings[0].Summary; !strings.Contains(s, "work") {
+				t.Errorf("more_work %q: want the batch's statements on work", s)
+			}
+		}})
+}
