@@ -2,6 +2,7 @@ package morework_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
+	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // growthRows is the first baseline run's input; each later run has growthFactor times the rows
@@ -61,8 +63,10 @@ func reporting(t *testing.T, c *pgx.Conn) (stop func()) {
 // each with 1.14 times the rows of the one before: tonight's is 1.48 times the baseline
 // median's), another application (reporting) runs its light, steady load during every run
 // alike, and tonight a DBA vacuums an unrelated table by hand during the run. Each statement
-// takes about its usual time per row: the run is some 45% longer (3 s on an idle machine, twice
-// what a starved test client adds in CI) because it had more to do. more_work is the cause, first; no statement is a regression. Before, growth under
+// takes about its usual time per row: the run is some 45% longer (3 s on an idle machine)
+// because it had more to do. No statement is a regression, at any severity; more_work explains
+// the run's extra time. (On a loaded 2-core machine the baseline runs took 5.5 to 11.6 s:
+// tonight's may not be slow then, and its causes are info.) Before, growth under
 // statement_more_work_ratio fell through to statement_regression ("slower at the same work",
 // critical at 1.19 times the rows and the same time per row, a helper found).
 func TestInputGrewSteadily(t *testing.T) {
@@ -73,8 +77,8 @@ func TestInputGrewSteadily(t *testing.T) {
 		return n
 	}
 	var report, dba *pgx.Conn
-	lab.RunSlow(t, lab.SlowRun{Want: "more_work", BaselineRuns: 5,
-		Setup: func(l *lab.Lab) {
+	slowRun(t, 5,
+		func(l *lab.Lab) {
 			run = 0
 			l.Exec(`CREATE TABLE public.sales (day int, region text, amount numeric)`)
 			l.Exec(`INSERT INTO public.sales SELECT g % 30, 'r' || (g % 12), g % 1000 FROM generate_series(1, 60000) g`)
@@ -87,13 +91,13 @@ func TestInputGrewSteadily(t *testing.T) {
 			report = l.Conn("reporting")
 			dba = l.Conn("psql")
 		},
-		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+		func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			defer reporting(t, report)()
 			n, start := rows(), time.Now()
 			stagedLoad(t, c, n)
 			t.Logf("baseline run %d: %d rows in %s", run, n, time.Since(start).Round(time.Millisecond))
 		},
-		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+		func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			defer reporting(t, report)()
 			n, start := rows(), time.Now()
 			var wg sync.WaitGroup
@@ -111,7 +115,7 @@ func TestInputGrewSteadily(t *testing.T) {
 			wg.Wait()
 			t.Logf("judged run: %d rows in %s", n, time.Since(start).Round(time.Millisecond))
 		},
-		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
+		func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
 			var durations string
 			if err := l.Admin.QueryRow(context.Background(), `SELECT string_agg(format('%s %s s', run_id, round(extract(epoch FROM ended_at - started_at)::numeric, 2)), ', ' ORDER BY run_id)
 				FROM telemetry.batch_runs WHERE batch = 'nightly'`).Scan(&durations); err != nil {
@@ -119,12 +123,36 @@ func TestInputGrewSteadily(t *testing.T) {
 			}
 			t.Logf("runs: %s", durations)
 			for _, f := range d.Findings {
-				if f.Pattern == "statement_regression" && f.Severity != "info" {
-					t.Errorf("run %d: statement_regression %s for statements that grew with their input: %s", runID, f.Severity, f.Summary)
+				t.Logf("%s %s: %s", f.Pattern, f.Severity, f.Summary)
+				if f.Pattern == "statement_regression" {
+					t.Errorf("run %d: statement_regression (%s) for statements that grew with their input: %s", runID, f.Severity, f.Summary)
 				}
 			}
-			if s := d.Findings[0].Summary; !strings.Contains(s, "work") {
-				t.Errorf("more_work %q: want the batch's statements on work", s)
+			// Where the run took longer than its baseline median, the growth explains it.
+			explained := false
+			for _, f := range d.Findings {
+				explained = explained || f.Pattern == "more_work" && strings.Contains(f.Summary, "work")
 			}
-		}})
+			if d.ExtraSeconds != nil && *d.ExtraSeconds > 0.5 && !explained {
+				t.Errorf("run %d: %.1f s more than the baseline median and no more_work of the batch's statements on work", runID, *d.ExtraSeconds)
+			}
+		})
+}
+
+// slowRun is lab.RunSlow without its verdict on the first finding: setup, baseline runs of
+// usual, a run of slow, then check on the run's diagnosis (its account checked to add up).
+func slowRun(t *testing.T, baselineRuns int, setup func(l *lab.Lab), usual, slow func(t *testing.T, l *lab.Lab, c *pgx.Conn),
+	check func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis)) {
+	for _, major := range pgtest.Versions() {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			l := lab.NewWith(t, pgtest.Start(t, major), lab.Options{})
+			l.PrepareStatementsAndWork()
+			setup(l)
+			for range baselineRuns {
+				l.Run("nightly", func(c *pgx.Conn) { usual(t, l, c) })
+			}
+			runID := l.Run("nightly", func(c *pgx.Conn) { slow(t, l, c) })
+			check(t, l, runID, l.CheckAccount(runID))
+		})
+	}
 }
