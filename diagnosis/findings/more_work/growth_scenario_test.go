@@ -2,7 +2,6 @@ package morework_test
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
-	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // growthRows is the first baseline run's input; each later run has growthFactor times the rows
@@ -77,8 +75,8 @@ func TestInputGrewSteadily(t *testing.T) {
 		return n
 	}
 	var report, dba *pgx.Conn
-	slowRun(t, 5,
-		func(l *lab.Lab) {
+	lab.RunSlow(t, lab.SlowRun{CheckAlone: true, BaselineRuns: 5,
+		Setup: func(l *lab.Lab) {
 			run = 0
 			l.Exec(`CREATE TABLE public.sales (day int, region text, amount numeric)`)
 			l.Exec(`INSERT INTO public.sales SELECT g % 30, 'r' || (g % 12), g % 1000 FROM generate_series(1, 60000) g`)
@@ -91,13 +89,13 @@ func TestInputGrewSteadily(t *testing.T) {
 			report = l.Conn("reporting")
 			dba = l.Conn("psql")
 		},
-		func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			defer reporting(t, report)()
 			n, start := rows(), time.Now()
 			stagedLoad(t, c, n)
 			t.Logf("baseline run %d: %d rows in %s", run, n, time.Since(start).Round(time.Millisecond))
 		},
-		func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			defer reporting(t, report)()
 			n, start := rows(), time.Now()
 			var wg sync.WaitGroup
@@ -115,7 +113,7 @@ func TestInputGrewSteadily(t *testing.T) {
 			wg.Wait()
 			t.Logf("judged run: %d rows in %s", n, time.Since(start).Round(time.Millisecond))
 		},
-		func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
+		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
 			var durations string
 			if err := l.Admin.QueryRow(context.Background(), `SELECT string_agg(format('%s %s s', run_id, round(extract(epoch FROM ended_at - started_at)::numeric, 2)), ', ' ORDER BY run_id)
 				FROM telemetry.batch_runs WHERE batch = 'nightly'`).Scan(&durations); err != nil {
@@ -136,23 +134,5 @@ func TestInputGrewSteadily(t *testing.T) {
 			if d.ExtraSeconds != nil && *d.ExtraSeconds > 0.5 && !explained {
 				t.Errorf("run %d: %.1f s more than the baseline median and no more_work of the batch's statements on work", runID, *d.ExtraSeconds)
 			}
-		})
-}
-
-// slowRun is lab.RunSlow without its verdict on the first finding: setup, baseline runs of
-// usual, a run of slow, then check on the run's diagnosis (its account checked to add up).
-func slowRun(t *testing.T, baselineRuns int, setup func(l *lab.Lab), usual, slow func(t *testing.T, l *lab.Lab, c *pgx.Conn),
-	check func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis)) {
-	for _, major := range pgtest.Versions() {
-		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
-			l := lab.NewWith(t, pgtest.Start(t, major), lab.Options{})
-			l.PrepareStatementsAndWork()
-			setup(l)
-			for range baselineRuns {
-				l.Run("nightly", func(c *pgx.Conn) { usual(t, l, c) })
-			}
-			runID := l.Run("nightly", func(c *pgx.Conn) { slow(t, l, c) })
-			check(t, l, runID, l.CheckAccount(runID))
-		})
-	}
+		}})
 }

@@ -1,13 +1,11 @@
 package statementregression_test
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
-	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
 
 // TestSamplingNoiseIsNoRegression: the wait sampler books a sample's whole span to the
@@ -28,16 +26,10 @@ func TestSamplingNoiseIsNoRegression(t *testing.T) {
 		}
 	}
 	const workStatement = `(SELECT queryid FROM telemetry.statement_texts WHERE query LIKE 'SELECT pg_sleep($1), $2%' LIMIT 1)`
-	// Not lab.RunSlow: on a loaded machine the sampler's gaps in the run are its own sessions'
-	// unseen time, told as client_wait above info; what this test judges is the work statement.
-	for _, major := range pgtest.Versions() {
-		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
-			l := lab.NewWith(t, pgtest.Start(t, major), lab.Options{})
-			l.PrepareStatementsAndWork()
-			for range 3 {
-				l.Run("nightly", func(c *pgx.Conn) { work(0.2)(t, l, c) })
-			}
-			runID := l.Run("nightly", func(c *pgx.Conn) { work(1.7)(t, l, c) })
+	// Check alone judges: on a loaded machine the sampler's gaps in the run are its own
+	// sessions' unseen time, told as client_wait above info; this test is about the work statement.
+	lab.RunSlow(t, lab.SlowRun{CheckAlone: true, Usual: work(0.2), Slow: work(1.7),
+		After: func(l *lab.Lab, runID int64) {
 			// (a reading that caught both statements adds the pause to the work statement's row)
 			l.Exec(`WITH moved AS (
 						DELETE FROM telemetry.batch_wait_samples b USING telemetry.batch_runs r
@@ -51,7 +43,8 @@ func TestSamplingNoiseIsNoRegression(t *testing.T) {
 					FROM moved m
 					ON CONFLICT (sample_id, batch, own, pid, state, wait_event_type, wait_event, queryid, captured_at)
 					DO UPDATE SET seconds = b.seconds + excluded.seconds`, runID)
-			d := l.CheckAccount(runID)
+		},
+		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
 			for _, f := range d.Findings {
 				t.Logf("%s %s: %s", f.Pattern, f.Severity, f.Summary)
 				if f.Pattern == "statement_regression" || f.Pattern == "more_work" {
@@ -67,6 +60,5 @@ func TestSamplingNoiseIsNoRegression(t *testing.T) {
 			if len(causes) != 1 || causes[0] != "unattributed" {
 				t.Errorf("run %d: the work statement's sleeps' causes %v, want them unattributed (its booked seconds left unexplained)", runID, causes)
 			}
-		})
-	}
+		}})
 }
