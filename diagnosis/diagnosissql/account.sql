@@ -322,54 +322,50 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
               SELECT x.queryid, false, false, true FROM telemetry._run_parallel_workers(p_run_id) x),
     judged AS (
         SELECT k.bucket, k.queryid,
-               o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared,
+               e.shared,
                -- A spill that grew with the rows is more work: more_work comes before temp_spill.
                CASE WHEN telemetry._account_cause(k.bucket) <> 'temp_spill' THEN telemetry._account_cause(k.bucket)
                     WHEN k.queryid <> 0 AND (SELECT n FROM nbase) > 0 AND coalesce(os.baseline_max, 0) = 0
                          AND coalesce(s.baseline_runs_with, 0) = 0 THEN 'new_statement'
-                    WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
-                         AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
-                              OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1)) THEN 'more_work'
+                    WHEN e.own_entry AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
+                                         OR s.rows >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_rows, 1)) THEN 'more_work'
                     -- A change is the more specific reason: a lowered work_mem is why a statement spills.
                     WHEN k.queryid IN (SELECT c.queryid FROM changed c) THEN 'what_changed'
                     WHEN pl.setting THEN 'planner_setting'
                     WHEN pl.changed THEN 'plan_changed'
                     WHEN pl.workers_short THEN 'parallel_workers_not_launched'
                     WHEN telemetry._account_cause(k.bucket) = 'temp_spill' THEN 'temp_spill'
-                    WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
-                         AND s.temp_per_call > 0
+                    WHEN e.own_entry AND s.temp_per_call > 0
                          AND s.temp_per_call >= telemetry._threshold('temp_spill_ratio') * coalesce(s.baseline_temp_per_call, 0) THEN 'temp_spill'
                     -- Its work grew with row versions that could not be cleaned up: it read more blocks per call.
-                    -- (the entry the batch's own, as more_work's)
-                    WHEN hz.held AND o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
+                    WHEN hz.held AND e.own_entry
                          AND s.baseline_blocks_per_call > 0
                          AND s.blocks_per_call >= telemetry._threshold('xmin_horizon_blocks_ratio') * s.baseline_blocks_per_call THEN 'xmin_horizon'
                     -- Not slower by pg_stat_statements (its time in the run less than
                     -- cause_min_seconds beyond its baseline median; its calls all counted: the
                     -- run ended normally, as a call cancelled, failed or still running is not
-                    -- counted; the entry the batch's own), and sampled no more than
+                    -- counted), and sampled no more than
                     -- sampling_noise_seconds beyond what it counted: what the samples booked to
                     -- it beyond the baseline is their noise (a sample's span goes whole to the
                     -- statement seen at its instant), not a regression nor more work. No cause's:
                     -- left unexplained. (More is time pg_stat_statements did not count: failed
                     -- calls retried, planning without track_planning.)
-                    WHEN (SELECT w.status FROM w) IN ('succeeded', 'ended') AND o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1
-                         AND os.seconds <= s.seconds + telemetry._threshold('sampling_noise_seconds') AND s.status <> 'reset'
+                    WHEN (SELECT w.status FROM w) IN ('succeeded', 'ended') AND e.own_entry
+                         AND os.seconds <= s.seconds + telemetry._threshold('sampling_noise_seconds')
                          AND s.seconds - s.baseline_seconds < telemetry._threshold('cause_min_seconds') THEN 'unattributed'
                     -- Less growth (an input a fifth larger: more calls, rows, or blocks read at
                     -- the same calls and rows, under the ratio that says a plan changed), at about
                     -- the baseline's time for that much work (under statement_slower_ratio times
                     -- its seconds scaled by the growth): the input's growth, not a regression.
-                    WHEN o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset' AND s.baseline_seconds > 0
+                    WHEN e.own_entry AND s.baseline_seconds > 0
                          AND g.growth >= telemetry._threshold('statement_growth_ratio') AND s.seconds > s.baseline_seconds
                          AND s.seconds < telemetry._threshold('statement_slower_ratio') * s.baseline_seconds * g.growth THEN 'more_work'
                     WHEN k.bucket = 'CPU' AND b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'cpu_contention'
                     -- Its CPU went into writing the WAL: many times its WAL per call (full-page
                     -- images after checkpoints) at the same blocks per row (a plan that touches
                     -- more pages writes more images too: that is statement_regression's), and
-                    -- enough more WAL in all, against the baseline's calls, to cost time (the
-                    -- entry the batch's own, as more_work's).
-                    WHEN k.bucket = 'CPU' AND o.queryid IS NULL AND s.seconds <= 1.5 * coalesce(os.seconds, 0) + 1 AND s.status <> 'reset'
+                    -- enough more WAL in all, against the baseline's calls, to cost time.
+                    WHEN k.bucket = 'CPU' AND e.own_entry
                          AND s.baseline_wal_per_call > 0
                          AND s.wal_per_call >= telemetry._threshold('statement_wal_ratio') * s.baseline_wal_per_call
                          AND s.wal_per_call * s.calls - s.baseline_wal_per_call * s.baseline_calls >= telemetry._threshold('statement_wal_min_extra_bytes')
@@ -388,7 +384,13 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                            WHERE x.growth > 1) g ON true
         LEFT JOIN own_stmt os ON os.queryid = k.queryid
         LEFT JOIN (SELECT p.queryid, bool_or(p.changed) AS changed, bool_or(p.setting) AS setting, bool_or(p.workers_short) AS workers_short
-                   FROM plans p GROUP BY p.queryid) pl ON pl.queryid = k.queryid AND k.queryid <> 0),
+                   FROM plans p GROUP BY p.queryid) pl ON pl.queryid = k.queryid AND k.queryid <> 0
+        -- shared: other sessions ran the statement too (seen running it, or its entry's time well
+        -- beyond what the batch's sessions were sampled in it: pg_stat_statements keeps one entry
+        -- for all). own_entry: the entry is the batch's alone and its counters hold, so its
+        -- calls, rows and blocks are the batch's work.
+        CROSS JOIN LATERAL (SELECT x.shared, NOT x.shared AND s.status <> 'reset' AS own_entry
+                            FROM (SELECT o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared) x) e),
     caused AS (SELECT a.run_id, a.this_run, j.cause, a.bucket, a.queryid, a.seconds FROM a JOIN judged j USING (bucket, queryid)),
     -- per cause and per (cause, bucket, statement): every run's seconds, 0 where it had none
     by_cause AS (
