@@ -493,10 +493,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = 'c387c6424212d5abb124f057888905a1881d7e286fbb2639e37b57364e801ff9') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = 'c5f51ed0bb61118be2708c2b53cc83c3913def9d18c3cbdd230d826647fa05bf') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/lock_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', 'c387c6424212d5abb124f057888905a1881d7e286fbb2639e37b57364e801ff9')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', 'c5f51ed0bb61118be2708c2b53cc83c3913def9d18c3cbdd230d826647fa05bf')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

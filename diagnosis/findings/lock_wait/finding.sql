@@ -1,9 +1,10 @@
 -- lock_wait: the batch's own sessions waited on heavyweight locks (Lock:*, extend aside) longer
--- than in its baseline runs; named with who held them (telemetry._run_own_blockers).
+-- than in its baseline runs; named with who held them (telemetry._run_own_blockers), and, where
+-- that holder was itself waiting on a lock meanwhile (a lock queue), the session at the queue's head.
 CREATE OR REPLACE FUNCTION telemetry._finding_lock_wait(p_run_id bigint, p_account jsonb)
 RETURNS TABLE (finding text, severity text, summary text, evidence jsonb, recommendation text, explained_seconds numeric, children jsonb)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH b AS (SELECT * FROM telemetry._run_own_blockers(p_run_id)),
+    WITH RECURSIVE b AS (SELECT * FROM telemetry._run_own_blockers(p_run_id)),
     top AS (SELECT * FROM b LIMIT 1),
     -- The top holder's application, another's (named): all of its sessions and statements that
     -- held the batch up, as one holder (an OLTP application's pool takes turns on the rows).
@@ -11,7 +12,57 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                    sum(x.blocked_seconds) AS seconds, sum(x.waits) AS waits
             FROM top JOIN b x ON x.blocking_app = top.blocking_app AND x.blocking_user IS NOT DISTINCT FROM top.blocking_user
                              AND x.own_session IS NOT DISTINCT FROM top.own_session
-            WHERE top.blocking_app <> '' AND NOT coalesce(top.own_session, false))
+            WHERE top.blocking_app <> '' AND NOT coalesce(top.own_session, false)),
+    -- A lock queue: locks are granted in the order asked, so a statement queued for a strong
+    -- lock (an ALTER TABLE behind a long report) holds up every later one on the table, though
+    -- they do not conflict with the report; pg_blocking_pids names only the queued statement.
+    -- The window's lock waits as spans (where no wait was followed to its end, as in
+    -- _run_own_blockers, each pair's latest lock sample)...
+    w AS (SELECT x.*, telemetry._resolve_server(x.server) AS srv FROM telemetry._run_window(p_run_id) x),
+    ep AS (SELECT e.blocked_pid, e.blocked_backend_start, e.blocking_pid, e.blocking_app, e.blocking_user, e.blocking_state,
+                  e.blocking_query_preview, e.lock_type, e.locked_relation, e.locked_object, e.started_at, e.ended_at
+           FROM w, LATERAL telemetry.lock_episodes(w.start_time, w.end_time, w.server) e
+           WHERE e.lock_type IS DISTINCT FROM 'extend'),
+    waits AS (SELECT * FROM ep
+              UNION ALL
+              (SELECT DISTINCT ON (l.blocked_pid, l.blocking_pid)
+                      l.blocked_pid, NULL::timestamptz, l.blocking_pid, l.blocking_app, l.blocking_user, l.blocking_state, l.blocking_query_preview,
+                      l.lock_type, l.locked_relation, l.locked_object, l.captured_at - l.blocked_duration, l.captured_at
+               FROM w, telemetry.lock_samples l
+               WHERE NOT EXISTS (SELECT FROM ep) AND l.server = w.srv AND l.captured_at BETWEEN w.start_time AND w.end_time
+                 AND l.lock_type IS DISTINCT FROM 'extend' AND l.blocked_duration IS NOT NULL
+               ORDER BY l.blocked_pid, l.blocking_pid, l.captured_at DESC)),
+    own AS (SELECT DISTINCT s.pid, s.backend_start FROM w, telemetry.batch_wait_samples s
+            WHERE s.server = w.srv AND s.batch = w.batch AND s.own AND s.captured_at BETWEEN w.start_time AND w.end_time),
+    -- ...the batch's waits behind the top holder...
+    bw AS (SELECT x.started_at, x.ended_at FROM waits x, top
+           WHERE x.blocking_pid = top.blocking_pid
+             AND EXISTS (SELECT FROM own WHERE own.pid = x.blocked_pid
+                         AND (x.blocked_backend_start IS NULL OR own.backend_start IS NOT DISTINCT FROM x.blocked_backend_start))),
+    -- ...and, hop by hop, whom the holder waited behind during them: its wait that overlapped
+    -- them most, where it covered at least half of them (a holder that waited a moment
+    -- meanwhile, behind the batch itself say, did not make the batch wait). The last hop's
+    -- holder is the queue's head.
+    chain AS (
+        SELECT 0 AS hop, ARRAY[top.blocking_pid] AS pids, top.blocking_pid, NULL::text AS blocking_app, NULL::text AS blocking_user,
+               NULL::text AS blocking_state, NULL::text AS blocking_query_preview, NULL::text AS lock_type, NULL::text AS locked_relation,
+               NULL::text AS locked_object, NULL::numeric AS waited_seconds
+        FROM top
+        UNION ALL
+        SELECT c.hop + 1, c.pids || x.blocking_pid, x.blocking_pid, x.blocking_app, x.blocking_user, x.blocking_state, x.blocking_query_preview,
+               x.lock_type, x.locked_relation, x.locked_object, round(extract(epoch FROM x.covered)::numeric, 1)
+        FROM chain c, LATERAL (
+            SELECT y.*, (SELECT sum(greatest(least(y.ended_at, v.ended_at) - greatest(y.started_at, v.started_at), interval '0')) FROM bw v) AS covered
+            FROM waits y WHERE y.blocked_pid = c.blocking_pid AND y.blocking_pid <> ALL (c.pids)
+            ORDER BY covered DESC NULLS LAST, y.started_at LIMIT 1) x
+        WHERE c.hop < 8 AND x.covered >= (SELECT sum(v.ended_at - v.started_at) / 2 FROM bw v) AND x.covered > interval '0'),
+    head AS (SELECT * FROM chain WHERE hop > 0 ORDER BY hop DESC LIMIT 1),
+    queued AS (  -- the top holder's own wait, and the queue's head
+        SELECT top.blocking_pid AS pid, h1.waited_seconds, h1.lock_type, h1.locked_relation, h1.locked_object,
+               head.blocking_pid AS head_pid, head.blocking_app AS head_app, head.blocking_user AS head_user,
+               head.blocking_state AS head_state, head.blocking_query_preview AS head_query,
+               (SELECT string_agg(c.blocking_pid::text, ', ' ORDER BY c.hop) FROM chain c WHERE c.hop BETWEEN 1 AND head.hop - 1) AS between_pids
+        FROM top, chain h1, head WHERE h1.hop = 1)
     SELECT f.* FROM telemetry._cause_finding(p_account, 'lock_wait', 'The batch''s own sessions waited on locks longer than usual',
         (SELECT format('"%s" waited mostly behind %s (application %s, role %s), %s: %s, %s s in %s wait(s).',
                        telemetry._statement_label(top.blocked_query_preview, NULL),
@@ -22,10 +73,20 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                        telemetry._lock_target(top.lock_type, top.locked_relation, top.locked_object),
                        coalesce(app.seconds, top.blocked_seconds), coalesce(app.waits, top.waits))
                 || CASE WHEN top.own_session THEN ' Its sessions wait for each other.' ELSE '' END
+                || coalesce((SELECT format(' Pid %s was itself waiting meanwhile (%s s) for %s, queued behind %spid %s (application %s, role %s), %s: the head of the lock queue the batch waited in.',
+                                           q.pid, q.waited_seconds, telemetry._lock_target(q.lock_type, q.locked_relation, q.locked_object),
+                                           CASE WHEN q.between_pids IS NOT NULL THEN format('pid(s) %s, themselves waiting behind ', q.between_pids) ELSE '' END,
+                                           q.head_pid, coalesce(nullif(q.head_app, ''), '?'), coalesce(q.head_user, '?'),
+                                           telemetry._lock_holder_doing(q.head_state, q.head_query))
+                             FROM queued q), '')
          FROM top LEFT JOIN app ON true),
-        jsonb_build_object('blockers', (SELECT jsonb_agg(to_jsonb(x)) FROM (SELECT * FROM b LIMIT 3) x)),
+        jsonb_build_object('blockers', (SELECT jsonb_agg(to_jsonb(x)) FROM (SELECT * FROM b LIMIT 3) x),
+                           'queue', (SELECT jsonb_agg(to_jsonb(c) - 'pids' ORDER BY c.hop) FROM chain c WHERE c.hop > 0)),
         CASE WHEN (SELECT own_session FROM top)
              THEN 'The batch''s own sessions block each other: they update the same rows or lock the same tables at once. Give each session its own share of the rows (by key range or partition), take the locks in one order, or run those steps one after another.'
+             WHEN EXISTS (SELECT FROM queued)
+             THEN (SELECT format('The holder was itself queued for a lock: PostgreSQL grants a table''s locks in the order they are asked for, so a statement waiting for a strong lock (ALTER TABLE and most DDL, VACUUM FULL, REINDEX, LOCK TABLE) makes every later statement on that table queue behind it, even those that do not conflict with the lock''s holder (here pid %s, application %s). Have DDL and maintenance set a short lock_timeout (SET lock_timeout = ''2s'', retried later) so that it gives way instead of holding up the queue, and keep long reports and transactions on the batch''s tables out of its window; telemetry.lock_episodes(start, end) lists every wait with its holder.',
+                                 q.head_pid, coalesce(nullif(q.head_app, ''), '?')) FROM queued q)
              WHEN (SELECT blocking_state LIKE 'idle in transaction%' FROM top)
              THEN 'The holder sat idle in a transaction, keeping its locks between statements: have its application end its transactions as soon as their work is done, or set idle_in_transaction_session_timeout for its role; telemetry.lock_episodes(start, end) lists every wait with its holder.'
              WHEN (SELECT lock_type = 'advisory' FROM top)
