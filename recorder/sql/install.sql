@@ -332,10 +332,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = '521e82dde7906f77cac1fa4efaec78af540209885bbd4340aa74aa6e38f61e66') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/changes.sql' AND checksum = 'b1684526461c2ea1e94c391d4868b7958563ef67708738a64fdd632e761ef4c9') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/changes.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', '521e82dde7906f77cac1fa4efaec78af540209885bbd4340aa74aa6e38f61e66')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/changes.sql', 'b1684526461c2ea1e94c391d4868b7958563ef67708738a64fdd632e761ef4c9')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
