@@ -135,7 +135,11 @@ $$;
 --   statistics_stale   rows modified since the last analyze at the run's start, over
 --                      stale_statistics_pct of its rows where the baseline's were not
 --   table_rewritten    a new relfilenode (VACUUM FULL, CLUSTER, TRUNCATE, ALTER TABLE ... TYPE)
---   table_grew         its size table_growth_ratio times its baseline's or more
+--   table_grew         its size table_growth_ratio times its baseline's or more (bloat: its
+--                      live rows did not grow as much)
+--   autovacuum_disabled   autovacuum_enabled = false set on the table since the baseline;
+--                      the bloat and stale statistics that came since are told with it, not
+--                      as table_grew and statistics_stale (affects: where either came)
 --   trigger_created, trigger_enabled, trigger_changed (its definition), trigger_dropped,
 --   trigger_disabled   a user trigger of a relation the batch touches (the last two cannot
 --                      slow it)
@@ -187,12 +191,24 @@ BEGIN
         FROM pair, telemetry._state_list_changes(pair.b, pair.a, 'foreign_keys') x
         WINDOW w AS (PARTITION BY coalesce(x.after, x.before) ->> 'table', coalesce(x.after, x.before) ->> 'name')
         ORDER BY coalesce(x.after, x.before) ->> 'table', coalesce(x.after, x.before) ->> 'name', pair.relid),
-    stale AS (
+    stale0 AS (
         SELECT pair.*, (pair.a ->> 'n_mod_since_analyze')::numeric AS mods,
                greatest((pair.a ->> 'reltuples')::numeric, (pair.a ->> 'n_live_tup')::numeric, 0) AS rows_now,
                (pair.b ->> 'n_mod_since_analyze')::numeric AS b_mods,
-               greatest((pair.b ->> 'reltuples')::numeric, (pair.b ->> 'n_live_tup')::numeric, 0) AS b_rows
+               greatest((pair.b ->> 'reltuples')::numeric, (pair.b ->> 'n_live_tup')::numeric, 0) AS b_rows,
+               (pair.a ->> 'total_size')::numeric / nullif((pair.b ->> 'total_size')::numeric, 0) AS size_ratio,
+               -- autovacuum_enabled = false set on the table since the baseline
+               coalesce((pair.b ->> 'autovacuum_enabled')::boolean, true) AND NOT coalesce((pair.a ->> 'autovacuum_enabled')::boolean, true) AS av_off
         FROM pair),
+    -- is_stale: statistics_stale's rule; grew: table_grew's; bloated: grown while its live rows
+    -- did not (known at both ends): dead rows and free space, not data.
+    stale AS (
+        SELECT s.*, s.is_grew AND s.b_rows > 0 AND s.rows_now > 0 AND s.rows_now < telemetry._threshold('table_growth_ratio') * s.b_rows AS bloated
+        FROM (SELECT s0.*,
+                     coalesce(s0.mods >= greatest(50, telemetry._threshold('stale_statistics_pct') / 100 * s0.rows_now)
+                              AND (s0.b_mods IS NULL OR s0.b_mods < greatest(50, telemetry._threshold('stale_statistics_pct') / 100 * s0.b_rows)), false) AS is_stale,
+                     coalesce(s0.size_ratio >= telemetry._threshold('table_growth_ratio'), false) AS is_grew
+              FROM stale0 s0) s),
     st AS (SELECT p.server, telemetry._settings_at(p.server, p.before_at) AS b, telemetry._settings_at(p.server, p.after_at) AS a FROM p),
     -- A relation whose state was first read after the baseline (in its baseline runs, its
     -- statements too brief for the sampler to see them hold its locks; not tracked): its
@@ -281,18 +297,35 @@ BEGIN
                           WHEN s.b_mods IS NOT NULL THEN 'no analyze since the baseline' END),
            s.relid, true
     FROM stale s
-    WHERE s.mods >= greatest(50, telemetry._threshold('stale_statistics_pct') / 100 * s.rows_now)
-      AND (s.b_mods IS NULL OR s.b_mods < greatest(50, telemetry._threshold('stale_statistics_pct') / 100 * s.b_rows))
+    WHERE s.is_stale AND NOT s.av_off  -- where autovacuum was turned off since, autovacuum_disabled tells it
+    UNION ALL
+    -- autovacuum turned off for the table since the baseline: what it let build up since (the
+    -- table bloated by dead rows, statistics gone stale) is told here, not as table_grew or
+    -- statistics_stale, so that the statements' time goes to the one change; it slowed nothing
+    -- where neither came (affects false).
+    SELECT 'autovacuum_disabled', s.name, 'autovacuum_enabled = true', 'autovacuum_enabled = false',
+           concat_ws('; ',
+                     'nothing vacuums or analyzes the table since',
+                     CASE WHEN s.bloated THEN format('it is %s times its size at the baseline (%s -> %s) at %s: dead rows its updates and deletes left, which every scan of it still reads',
+                                                     round(s.size_ratio, 1), telemetry._pretty_bytes((s.b ->> 'total_size')::bigint), telemetry._pretty_bytes((s.a ->> 'total_size')::bigint),
+                                                     CASE WHEN s.rows_now BETWEEN 0.9 * s.b_rows AND 1.1 * s.b_rows THEN format('the same %s live rows', round(s.rows_now))
+                                                          ELSE format('%s live rows (%s at the baseline)', round(s.rows_now), round(s.b_rows)) END) END,
+                     CASE WHEN s.is_stale THEN format('%s rows modified since its last analyze (%s%% of its rows): the planner estimates from statistics older than the data',
+                                                      s.mods, round(100 * s.mods / greatest(s.rows_now, 1))) END),
+           s.relid, s.bloated OR s.is_stale
+    FROM stale s WHERE s.av_off
     UNION ALL
     SELECT 'table_rewritten', pair.name, pair.b ->> 'relfilenode', pair.a ->> 'relfilenode',
            'a new relfilenode (VACUUM FULL, CLUSTER, TRUNCATE or ALTER TABLE): its pages, statistics and caches are new',
            pair.relid, true
     FROM pair WHERE pair.b ->> 'relfilenode' IS DISTINCT FROM pair.a ->> 'relfilenode'
     UNION ALL
-    SELECT 'table_grew', pair.name, telemetry._pretty_bytes((pair.b ->> 'total_size')::bigint), telemetry._pretty_bytes((pair.a ->> 'total_size')::bigint),
-           format('%s times its size at the baseline', round((pair.a ->> 'total_size')::numeric / nullif((pair.b ->> 'total_size')::numeric, 0), 1)),
-           pair.relid, true
-    FROM pair WHERE (pair.a ->> 'total_size')::numeric >= telemetry._threshold('table_growth_ratio') * nullif((pair.b ->> 'total_size')::numeric, 0)
+    SELECT 'table_grew', s.name, telemetry._pretty_bytes((s.b ->> 'total_size')::bigint), telemetry._pretty_bytes((s.a ->> 'total_size')::bigint),
+           concat_ws('; ', format('%s times its size at the baseline', round(s.size_ratio, 1)),
+                     CASE WHEN s.bloated THEN format('its live rows %s -> %s: the growth is dead rows and free space (bloat), not data', round(s.b_rows), round(s.rows_now))
+                          WHEN s.b_rows > 0 AND s.rows_now > 0 THEN format('its rows %s -> %s', round(s.b_rows), round(s.rows_now)) END),
+           s.relid, true
+    FROM stale s WHERE s.is_grew AND NOT (s.av_off AND s.bloated)  -- bloat since autovacuum was turned off: autovacuum_disabled
     UNION ALL
     SELECT 'setting_changed', k.name,
            coalesce((st.b -> 'settings' -> k.name ->> 'setting') || coalesce(st.b -> 'settings' -> k.name ->> 'unit', ''), 'default'),

@@ -1,6 +1,6 @@
 -- what_changed: something changed since the baseline runs (telemetry._run_changes: an index,
 -- a trigger or a foreign key of a table the batch touches, its statistics, a rewrite or growth,
--- a setting, a restart, an upgrade) and the statements it can slow (_run_change_links) were slower: each change is a
+-- autovacuum turned off for it, a setting, a restart, an upgrade) and the statements it can slow (_run_change_links) were slower: each change is a
 -- finding of its own (named by its kind), its statements its children. A statement more than
 -- one change may have slowed splits its extra seconds between them.
 CREATE OR REPLACE FUNCTION telemetry._finding_what_changed(p_run_id bigint, p_account jsonb)
@@ -28,13 +28,24 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                 WHEN 100 * c.together_seconds / x.extra >= 50 THEN 'critical'
                 WHEN 100 * c.together_seconds / x.extra >= telemetry._threshold('cause_min_share_pct') THEN 'warning'
                 ELSE 'info' END,
-           format('%s since the baseline: %s%s: %s s of the run''s extra %s s (%s%%)%s. %s.%s',
+           format('%s since the baseline: %s%s: %s s of the run''s extra %s s (%s%%)%s. %s.%s%s',
                   initcap(replace(c.kind, '_', ' ')), c.object,
                   CASE WHEN c.old IS NULL AND c.new IS NULL THEN '' ELSE format(' (%s -> %s)', coalesce(c.old, 'none'), coalesce(c.new, 'none')) END,
                   round(c.seconds, 1), round(x.extra, 1), round(100 * c.seconds / x.extra),
                   CASE WHEN c.together > 1 THEN format('; with the %s other change(s) of its kind on the table, %s s (%s%%)',
                                                        c.together - 1, round(c.together_seconds, 1), round(100 * c.together_seconds / x.extra)) ELSE '' END,
                   initcap(left(c.detail, 1)) || substr(c.detail, 2),
+                  -- A table grown or bloated: its statement reads more blocks for the same rows.
+                  CASE WHEN c.kind IN ('table_grew', 'autovacuum_disabled') THEN
+                      (SELECT format(' "%s" read %s blocks per call instead of %s, for the same rows (%s a call).',
+                                     telemetry._statement_label(ch ->> 'query', (ch ->> 'queryid')::bigint),
+                                     round((ch -> 'statistics' ->> 'blocks_per_call')::numeric), round((ch -> 'statistics' ->> 'baseline_blocks_per_call')::numeric),
+                                     trim_scale(round(r.rpc, 1)))
+                       FROM jsonb_array_elements(c.children) WITH ORDINALITY x (ch, n),
+                            LATERAL (SELECT (ch -> 'statistics' ->> 'rows')::numeric / nullif((ch -> 'statistics' ->> 'calls')::numeric, 0) AS rpc,
+                                            (ch -> 'statistics' ->> 'baseline_rows')::numeric / nullif((ch -> 'statistics' ->> 'baseline_calls')::numeric, 0) AS b_rpc) r
+                       WHERE x.n = 1 AND r.rpc BETWEEN 0.9 * r.b_rpc AND 1.1 * r.b_rpc
+                         AND (ch -> 'statistics' ->> 'blocks_per_call')::numeric >= 1.5 * (ch -> 'statistics' ->> 'baseline_blocks_per_call')::numeric) END,
                   coalesce(' Statements: ' || telemetry._children_text(c.children) || '.', '')),
            jsonb_build_object('kind', c.kind, 'object', c.object, 'old', c.old, 'new', c.new, 'detail', c.detail),
            CASE c.kind
@@ -43,6 +54,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
              WHEN 'index_created' THEN 'Where the batch writes the table, each row it inserts (or whose indexed columns it updates) updates the index too: for a bulk load, create the index after it (or drop it before and create it again after); drop it if nothing reads through it (pg_stat_user_indexes.idx_scan). Where it reads the table, compare the statements'' plans with EXPLAIN: the planner may prefer the new index where the old plan was better.'
              WHEN 'statistics_stale' THEN 'ANALYZE the table after bulk changes (in the batch, after its load), or let autovacuum analyze it (autovacuum_enabled, autovacuum_analyze_scale_factor).'
              WHEN 'table_rewritten' THEN 'ANALYZE the table after a rewrite, and find who rewrote it (VACUUM FULL, CLUSTER, ALTER TABLE) in the batch''s window.'
+             WHEN 'autovacuum_disabled' THEN 'Turn autovacuum back on for the table (ALTER TABLE ... RESET (autovacuum_enabled)), VACUUM (ANALYZE) it now, and VACUUM FULL or pg_repack it to give back the space its dead rows took (its scans read it all until then); where autovacuum was turned off for a bulk job, vacuum the table after it.'
              WHEN 'table_grew' THEN 'Check the batch''s input, the table''s bloat (VACUUM) and whether its plans still fit its size.'
              WHEN 'setting_changed' THEN 'Set it back to the baseline''s value (ALTER SYSTEM, postgresql.conf, then pg_reload_conf()) if the change was not meant.'
              WHEN 'role_setting_changed' THEN 'ALTER ROLE/DATABASE ... RESET it, or set it back to the baseline''s value (pg_db_role_setting).'
