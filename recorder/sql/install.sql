@@ -465,10 +465,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/client_wait/finding.sql' AND checksum = 'f543d761ff65e8d7ab3a6d2a08a30f2366e73e638cbc870d7edcf28a34e8cf64') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/client_wait/finding.sql' AND checksum = '2c75b07cebe478b86f5c37504b41de2036c20c3d0d8840cf070c36c4750c25fa') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/client_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/client_wait/finding.sql', 'f543d761ff65e8d7ab3a6d2a08a30f2366e73e638cbc870d7edcf28a34e8cf64')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/client_wait/finding.sql', '2c75b07cebe478b86f5c37504b41de2036c20c3d0d8840cf070c36c4750c25fa')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -493,10 +493,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = 'c5f51ed0bb61118be2708c2b53cc83c3913def9d18c3cbdd230d826647fa05bf') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = '89f523a88c470b847e1aa1c3819e853ee8b04de820a77ba1edc58d0448fa2b34') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/lock_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', 'c5f51ed0bb61118be2708c2b53cc83c3913def9d18c3cbdd230d826647fa05bf')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', '89f523a88c470b847e1aa1c3819e853ee8b04de820a77ba1edc58d0448fa2b34')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -556,10 +556,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/what_changed/finding.sql' AND checksum = '8f2500c6b2869a4e195198d8f31d9bbcb9553316f7e19ba4873951dd0f6a68cf') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/what_changed/finding.sql' AND checksum = '7ba594e8510ab261e7f17cfdc80c658a813f9c6e41a3dbea3af4d4112e4e37ea') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/what_changed/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/what_changed/finding.sql', '8f2500c6b2869a4e195198d8f31d9bbcb9553316f7e19ba4873951dd0f6a68cf')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/what_changed/finding.sql', '7ba594e8510ab261e7f17cfdc80c658a813f9c6e41a3dbea3af4d4112e4e37ea')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

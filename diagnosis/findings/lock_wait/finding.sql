@@ -1,6 +1,7 @@
 -- lock_wait: the batch's own sessions waited on heavyweight locks (Lock:*, extend aside) longer
 -- than in its baseline runs; named with who held them (telemetry._run_own_blockers), and, where
--- that holder was itself waiting on a lock meanwhile (a lock queue), the session at the queue's head.
+-- that holder was itself waiting on a lock meanwhile (a lock queue), the session at the queue's head;
+-- where two sessions, one the batch's, waited each for the other (a deadlock), how often.
 CREATE OR REPLACE FUNCTION telemetry._finding_lock_wait(p_run_id bigint, p_account jsonb)
 RETURNS TABLE (finding text, severity text, summary text, evidence jsonb, recommendation text, explained_seconds numeric, children jsonb)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -20,20 +21,37 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     -- _run_own_blockers, each pair's latest lock sample)...
     w AS (SELECT x.*, telemetry._resolve_server(x.server) AS srv FROM telemetry._run_window(p_run_id) x),
     ep AS (SELECT e.blocked_pid, e.blocked_backend_start, e.blocking_pid, e.blocking_app, e.blocking_user, e.blocking_state,
-                  e.blocking_query_preview, e.lock_type, e.locked_relation, e.locked_object, e.started_at, e.ended_at
+                  e.blocking_query_preview, e.lock_type, e.locked_relation, e.locked_object, e.started_at, e.ended_at, e.last_seen_at
            FROM w, LATERAL telemetry.lock_episodes(w.start_time, w.end_time, w.server) e
            WHERE e.lock_type IS DISTINCT FROM 'extend'),
     waits AS (SELECT * FROM ep
               UNION ALL
               (SELECT DISTINCT ON (l.blocked_pid, l.blocking_pid)
                       l.blocked_pid, NULL::timestamptz, l.blocking_pid, l.blocking_app, l.blocking_user, l.blocking_state, l.blocking_query_preview,
-                      l.lock_type, l.locked_relation, l.locked_object, l.captured_at - l.blocked_duration, l.captured_at
+                      l.lock_type, l.locked_relation, l.locked_object, l.captured_at - l.blocked_duration, l.captured_at, l.captured_at
                FROM w, telemetry.lock_samples l
                WHERE NOT EXISTS (SELECT FROM ep) AND l.server = w.srv AND l.captured_at BETWEEN w.start_time AND w.end_time
                  AND l.lock_type IS DISTINCT FROM 'extend' AND l.blocked_duration IS NOT NULL
                ORDER BY l.blocked_pid, l.blocking_pid, l.captured_at DESC)),
     own AS (SELECT DISTINCT s.pid, s.backend_start FROM w, telemetry.batch_wait_samples s
             WHERE s.server = w.srv AND s.batch = w.batch AND s.own AND s.captured_at BETWEEN w.start_time AND w.end_time),
+    -- Deadlocks: two sessions, one of them the batch's, each waiting for the other at one
+    -- instant (each wait went on from its start, pg_locks.waitstart, to its last sighting: the
+    -- two spans overlap), a cycle PostgreSQL breaks after deadlock_timeout by cancelling one of
+    -- the two transactions (SQLSTATE 40P01). pg_stat_database.deadlocks is not recorded per
+    -- snapshot; a cycle broken before a lock sample saw both waits is missed.
+    dl AS (SELECT x.blocked_pid AS pid_a, y.blocked_pid AS pid_b, least(x.started_at, y.started_at) AS started_at,
+                  x.lock_type, x.locked_relation, x.locked_object,
+                  EXISTS (SELECT FROM own WHERE own.pid = x.blocked_pid AND (x.blocked_backend_start IS NULL OR own.backend_start IS NOT DISTINCT FROM x.blocked_backend_start))
+                  AND EXISTS (SELECT FROM own WHERE own.pid = y.blocked_pid AND (y.blocked_backend_start IS NULL OR own.backend_start IS NOT DISTINCT FROM y.blocked_backend_start)) AS both_own
+           FROM waits x JOIN waits y ON y.blocked_pid = x.blocking_pid AND y.blocking_pid = x.blocked_pid
+           WHERE EXISTS (SELECT FROM top)  -- (the window's waits read only where the batch waited behind someone)
+             AND x.blocked_pid < y.blocked_pid AND x.started_at <= y.last_seen_at AND y.started_at <= x.last_seen_at
+             AND EXISTS (SELECT FROM own WHERE (own.pid = x.blocked_pid AND (x.blocked_backend_start IS NULL OR own.backend_start IS NOT DISTINCT FROM x.blocked_backend_start))
+                                            OR (own.pid = y.blocked_pid AND (y.blocked_backend_start IS NULL OR own.backend_start IS NOT DISTINCT FROM y.blocked_backend_start)))),
+    deadlocks AS (SELECT count(*) AS n, bool_and(both_own) AS own, string_agg(DISTINCT format('%s and %s', pid_a, pid_b), '; ') AS pairs,
+                         (array_agg(telemetry._lock_target(lock_type, locked_relation, NULL) ORDER BY started_at))[1] AS target
+                  FROM dl HAVING count(*) > 0),
     -- ...the batch's waits behind the top holder...
     bw AS (SELECT x.started_at, x.ended_at FROM waits x, top
            WHERE x.blocking_pid = top.blocking_pid
@@ -59,6 +77,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     head AS (SELECT * FROM chain WHERE hop > 0 ORDER BY hop DESC LIMIT 1),
     queued AS (  -- the top holder's own wait, and the queue's head
         SELECT top.blocking_pid AS pid, h1.waited_seconds, h1.lock_type, h1.locked_relation, h1.locked_object,
+               -- a table's lock queue: both waits for locks on the one table (else a chain of
+               -- waits: the holder waited on a row another session held, say)
+               coalesce(top.lock_type = 'relation' AND h1.lock_type = 'relation' AND h1.locked_relation = top.locked_relation, false) AS table_queue,
                head.blocking_pid AS head_pid, head.blocking_app AS head_app, head.blocking_user AS head_user,
                head.blocking_state AS head_state, head.blocking_query_preview AS head_query,
                (SELECT string_agg(c.blocking_pid::text, ', ' ORDER BY c.hop) FROM chain c WHERE c.hop BETWEEN 1 AND head.hop - 1) AS between_pids
@@ -73,19 +94,30 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                        telemetry._lock_target(top.lock_type, top.locked_relation, top.locked_object),
                        coalesce(app.seconds, top.blocked_seconds), coalesce(app.waits, top.waits))
                 || CASE WHEN top.own_session THEN ' Its sessions wait for each other.' ELSE '' END
-                || coalesce((SELECT format(' Pid %s was itself waiting meanwhile (%s s) for %s, queued behind %spid %s (application %s, role %s), %s: the head of the lock queue the batch waited in.',
+                || coalesce((SELECT format(' %s deadlocked %s time(s): pids %s each waited for the other (the first time for %s) until PostgreSQL cancelled one of the two transactions after deadlock_timeout (1 s by default) with SQLSTATE 40P01 ("deadlock detected" in the server log); its work was lost, or done again where the application retried it.',
+                                           CASE WHEN d.own THEN 'Its sessions' ELSE 'The batch''s sessions and another''s' END, d.n, d.pairs, d.target)
+                             FROM deadlocks d), '')
+                || coalesce((SELECT format(' Pid %s was itself waiting meanwhile (%s s) for %s, %s %spid %s (application %s, role %s), %s: %s.',
                                            q.pid, q.waited_seconds, telemetry._lock_target(q.lock_type, q.locked_relation, q.locked_object),
+                                           CASE WHEN q.table_queue THEN 'queued behind' ELSE 'waiting behind' END,
                                            CASE WHEN q.between_pids IS NOT NULL THEN format('pid(s) %s, themselves waiting behind ', q.between_pids) ELSE '' END,
                                            q.head_pid, coalesce(nullif(q.head_app, ''), '?'), coalesce(q.head_user, '?'),
-                                           telemetry._lock_holder_doing(q.head_state, q.head_query))
+                                           telemetry._lock_holder_doing(q.head_state, q.head_query),
+                                           CASE WHEN q.table_queue THEN 'the head of the lock queue the batch waited in' ELSE 'the end of the chain of waits the batch waited in' END)
                              FROM queued q), '')
          FROM top LEFT JOIN app ON true),
         jsonb_build_object('blockers', (SELECT jsonb_agg(to_jsonb(x)) FROM (SELECT * FROM b LIMIT 3) x),
-                           'queue', (SELECT jsonb_agg(to_jsonb(c) - 'pids' ORDER BY c.hop) FROM chain c WHERE c.hop > 0)),
-        CASE WHEN (SELECT own_session FROM top)
+                           'queue', (SELECT jsonb_agg(to_jsonb(c) - 'pids' ORDER BY c.hop) FROM chain c WHERE c.hop > 0),
+                           'deadlocks', (SELECT jsonb_agg(to_jsonb(x) ORDER BY x.started_at) FROM dl x)),
+        CASE WHEN EXISTS (SELECT FROM deadlocks)
+             THEN 'The sessions deadlocked: two transactions took the same rows (or locks) in opposite orders, each then waiting for one the other held, until PostgreSQL cancelled one of them. Have every transaction take its rows in one order, by key: lock them first with SELECT ... ORDER BY id FOR UPDATE (UPDATE and DELETE take no ORDER BY), or update them in key order; or give each worker its own key range (or partition) so that no two touch the same rows. Meanwhile keep retrying a transaction cancelled with SQLSTATE 40P01; pg_stat_database.deadlocks counts the deadlocks, the server log details each one.'
+             WHEN (SELECT own_session FROM top)
              THEN 'The batch''s own sessions block each other: they update the same rows or lock the same tables at once. Give each session its own share of the rows (by key range or partition), take the locks in one order, or run those steps one after another.'
-             WHEN EXISTS (SELECT FROM queued)
+             WHEN EXISTS (SELECT FROM queued WHERE table_queue)
              THEN (SELECT format('The holder was itself queued for a lock: PostgreSQL grants a table''s locks in the order they are asked for, so a statement waiting for a strong lock (ALTER TABLE and most DDL, VACUUM FULL, REINDEX, LOCK TABLE) makes every later statement on that table queue behind it, even those that do not conflict with the lock''s holder (here pid %s, application %s). Have DDL and maintenance set a short lock_timeout (SET lock_timeout = ''2s'', retried later) so that it gives way instead of holding up the queue, and keep long reports and transactions on the batch''s tables out of its window; telemetry.lock_episodes(start, end) lists every wait with its holder.',
+                                 q.head_pid, coalesce(nullif(q.head_app, ''), '?')) FROM queued q)
+             WHEN (SELECT head_state LIKE 'idle in transaction%' FROM queued)
+             THEN (SELECT format('The holder was itself waiting behind pid %s (application %s), which sat idle in a transaction keeping its locks between statements: have that application end its transactions as soon as their work is done, or set idle_in_transaction_session_timeout for its role; telemetry.lock_episodes(start, end) lists every wait with its holder.',
                                  q.head_pid, coalesce(nullif(q.head_app, ''), '?')) FROM queued q)
              WHEN (SELECT blocking_state LIKE 'idle in transaction%' FROM top)
              THEN 'The holder sat idle in a transaction, keeping its locks between statements: have its application end its transactions as soon as their work is done, or set idle_in_transaction_session_timeout for its role; telemetry.lock_episodes(start, end) lists every wait with its holder.'
