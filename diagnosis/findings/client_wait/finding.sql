@@ -17,8 +17,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                             WHEN r.query ~* '^\s*(begin|start\s+transaction)\M' THEN 'begin' END AS txn
                 FROM jsonb_to_recordset(p_account->'rows') AS r (queryid bigint, query text, statistics jsonb)
                 WHERE r.statistics IS NOT NULL AND r.queryid <> 0),
-    commits AS (SELECT c.* FROM counted c WHERE c.txn = 'commit'
+    -- COMMIT ran many more times, and more often for each call of the batch's most called
+    -- statement: smaller transactions, not more of its usual ones (a grown input committed row
+    -- by row as always; other sessions' commits in its entry are diluted by that statement's).
+    commits AS (SELECT c.* FROM counted c
+                LEFT JOIN LATERAL (SELECT w.calls, w.baseline_calls FROM counted w WHERE w.txn IS NULL ORDER BY w.calls DESC LIMIT 1) w ON true
+                WHERE c.txn = 'commit'
                   AND c.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(c.baseline_calls, 1)
+                  AND c.calls / nullif(w.calls, 0) >= telemetry._threshold('statement_more_work_ratio') * greatest(c.baseline_calls, 1) / nullif(w.baseline_calls, 0)
                 ORDER BY c.calls DESC LIMIT 1),
     per_txn AS (
         SELECT format('"%s" ran %s times (baseline %s)%s%s: the batch committed in many more, smaller transactions than usual, each one''s BEGIN and COMMIT a round trip between the application and the server (and a WAL flush at each commit), the server waiting for the client between them. ',
