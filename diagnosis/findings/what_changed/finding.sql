@@ -35,8 +35,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                   CASE WHEN c.together > 1 THEN format('; with the %s other change(s) of its kind on the table, %s s (%s%%)',
                                                        c.together - 1, round(c.together_seconds, 1), round(100 * c.together_seconds / x.extra)) ELSE '' END,
                   initcap(left(c.detail, 1)) || substr(c.detail, 2),
-                  -- A table grown or bloated: its statement reads more blocks for the same rows.
-                  CASE WHEN c.kind IN ('table_grew', 'autovacuum_disabled') THEN
+                  -- A table bloated: its statement reads more blocks for the same rows (not where
+                  -- its data grew: an aggregate's one row a call reads every row).
+                  CASE WHEN c.kind = 'autovacuum_disabled' OR c.kind = 'table_grew' AND c.detail LIKE '%(bloat)%' THEN
                       (SELECT format(' "%s" read %s blocks per call instead of %s, for the same rows (%s a call).',
                                      telemetry._statement_label(ch ->> 'query', (ch ->> 'queryid')::bigint),
                                      round((ch -> 'statistics' ->> 'blocks_per_call')::numeric), round((ch -> 'statistics' ->> 'baseline_blocks_per_call')::numeric),
