@@ -14,14 +14,14 @@ import (
 // took 0.3 s); a COMMIT per row makes it some 6 s.
 const rowCommitsRows = 40_000
 
-// insertRows loads the batch's rows with one prepared INSERT each, all in one transaction, or
-// (perRow) each in its own: BEGIN, INSERT, COMMIT.
-func insertRows(perRow bool) func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+// insertRows loads n rows with one prepared INSERT each, all in one transaction, or (perRow)
+// each in its own: BEGIN, INSERT, COMMIT.
+func insertRows(n int, perRow bool) func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 	return func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 		ctx := context.Background()
 		var tx pgx.Tx
 		var err error
-		for i := range rowCommitsRows {
+		for i := range n {
 			if tx == nil {
 				if tx, err = c.Begin(ctx); err != nil {
 					t.Fatal(err)
@@ -51,7 +51,7 @@ func insertRows(perRow bool) func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 // to wait for). The finding says the batch committed far more often, COMMIT's calls against
 // the baseline's, and advises committing in batches.
 func TestRowByRowCommits(t *testing.T) {
-	lab.RunSlow(t, lab.SlowRun{Want: "client_wait", Usual: insertRows(false), Slow: insertRows(true),
+	lab.RunSlow(t, lab.SlowRun{Want: "client_wait", Usual: insertRows(rowCommitsRows, false), Slow: insertRows(rowCommitsRows, true),
 		Check: func(t *testing.T, l *lab.Lab, runID int64, d *lab.RunDiagnosis) {
 			var summary, recommendation string
 			var calls, baseline float64

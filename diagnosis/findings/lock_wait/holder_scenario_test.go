@@ -82,13 +82,8 @@ func TestAdvisoryLockHeldByAnotherApplication(t *testing.T) {
 func TestHolderIdleInTransaction(t *testing.T) {
 	const update = `UPDATE work SET payload = md5(payload) WHERE id <= 100`
 	lab.RunSlow(t, lab.SlowRun{Want: "lock_wait",
-		Setup: func(l *lab.Lab) {
-			l.Exec(`INSERT INTO public.work SELECT g, md5(g::text) FROM generate_series(1, 1000) g`)
-		},
-		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
-			cpu(t, c)
-			lab.MustExec(t, c, update)
-		},
+		Setup: workRows,
+		Usual: cpuThen(update),
 		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			cpu(t, c)
 			report := l.Conn("report")

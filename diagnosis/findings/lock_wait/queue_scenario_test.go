@@ -39,9 +39,7 @@ func TestLockQueueBehindPendingDDL(t *testing.T) {
 	const alter = `ALTER TABLE public.work ADD COLUMN note text`
 	var reportPID, ddlPID int32
 	lab.RunSlow(t, lab.SlowRun{Want: "lock_wait", Usual: loads,
-		Setup: func(l *lab.Lab) {
-			l.Exec(`INSERT INTO public.work SELECT g, md5(g::text) FROM generate_series(1, 1000) g`)
-		},
+		Setup: workRows,
 		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			cpu(t, c)
 			lab.MustExec(t, c, `SELECT pg_sleep($1)`, 1)

@@ -31,6 +31,19 @@ func cpu(t *testing.T, c *pgx.Conn) {
 	}
 }
 
+// cpuThen is a run of some CPU, then the batch's statement.
+func cpuThen(stmt string) func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+	return func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
+		cpu(t, c)
+		lab.MustExec(t, c, stmt)
+	}
+}
+
+// workRows fills public.work with the 1,000 rows the batch updates.
+func workRows(l *lab.Lab) {
+	l.Exec(`INSERT INTO public.work SELECT g, md5(g::text) FROM generate_series(1, 1000) g`)
+}
+
 // TestSharedStatementAndLock (issue 19, defect 1): in the slow run another job runs the
 // batch's own "SELECT pg_sleep($1)" again and again (one pg_stat_statements entry for both:
 // same role, same database), and a third holds the batch's table for 4 s (three times the
