@@ -615,9 +615,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     ELSE coalesce(telemetry._severity(p.pct, telemetry._threshold('lock_wait_pct_warning'), telemetry._threshold('lock_wait_pct_critical')), 'info')
                END AS severity,
                CASE WHEN x.pattern = 'temp_file_spills' AND EXISTS (SELECT FROM temp)
-                    THEN CASE WHEN coalesce(tmp.own_bytes, 0) < telemetry._threshold('temp_bytes_warning')
-                              THEN format('Other sessions spilled to temporary files during the run; the batch''s own statements wrote %s, so spills did not slow it. %s',
-                                          telemetry._pretty_bytes(coalesce(tmp.own_bytes, 0)::bigint), x.summary)
+                    THEN CASE WHEN coalesce(tmp.own_bytes, 0) = 0
+                              THEN format('Other sessions spilled to temporary files during the run; the batch''s own statements wrote 0 B, so spills did not slow it. %s', x.summary)
+                              -- (a spill that did slow it is the account's: temp_spill)
+                              WHEN tmp.own_bytes < telemetry._threshold('temp_bytes_warning')
+                              THEN format('The batch''s own statements spilled little: %s of temporary blocks written, under temp_bytes_warning (%s). Across the server: %s',
+                                          telemetry._pretty_bytes(tmp.own_bytes::bigint), telemetry._pretty_bytes(telemetry._threshold('temp_bytes_warning')::bigint), x.summary)
                               ELSE format('The batch''s own statements spilled: %s of temporary blocks written (pg_stat_statements, rewrites of a merge included). Across the server: %s',
                                           telemetry._pretty_bytes(tmp.own_bytes::bigint), x.summary) END
                     WHEN NOT j.judged THEN x.summary

@@ -461,7 +461,8 @@ func (l *Lab) CheckAccount(runID int64) *RunDiagnosis {
 	if err := json.Unmarshal(raw, &d); err != nil {
 		l.t.Fatal(err)
 	}
-	var duration, accounted, median float64
+	var duration, accounted float64
+	var median *float64
 	if err := l.Admin.QueryRow(ctx, `SELECT extract(epoch FROM r.ended_at - r.started_at)::float8,
 		(SELECT sum(a.seconds) FROM telemetry.run_account(r.run_id) a WHERE a.queryid IS NULL)::float8,
 		(SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM b.ended_at - b.started_at))
@@ -470,6 +471,18 @@ func (l *Lab) CheckAccount(runID int64) *RunDiagnosis {
 		               WHERE w.batch = r.batch AND w.own AND w.captured_at BETWEEN b.started_at AND b.ended_at))
 		FROM telemetry.batch_runs r WHERE r.run_id = $1`, runID).Scan(&duration, &accounted, &median); err != nil {
 		l.t.Fatal(err)
+	}
+	if median == nil {
+		var runs string
+		if err := l.Admin.QueryRow(ctx, `SELECT string_agg(format('run %s %s, %s s, own samples %s of %s', b.run_id, r.status,
+			round(extract(epoch FROM b.ended_at - b.started_at)::numeric, 2),
+			(SELECT count(*) FROM telemetry.batch_wait_samples w WHERE w.batch = r.batch AND w.own AND w.captured_at BETWEEN b.started_at AND b.ended_at),
+			(SELECT count(*) FROM telemetry.batch_wait_samples w WHERE w.batch = r.batch AND w.captured_at BETWEEN b.started_at AND b.ended_at)), '; ' ORDER BY b.run_id)
+			FROM telemetry.batch_runs x, telemetry._normal_runs_before(x.batch, x.started_at) b JOIN telemetry.batch_runs r USING (run_id)
+			WHERE x.run_id = $1`, runID).Scan(&runs); err != nil {
+			l.t.Fatal(err)
+		}
+		l.t.Fatalf("run %d: no baseline run with its own sessions' samples: %s", runID, runs)
 	}
 	within := func(what string, got, want float64) {
 		if math.Abs(got-want) > SamplingInterval.Seconds() {
@@ -480,7 +493,7 @@ func (l *Lab) CheckAccount(runID int64) *RunDiagnosis {
 	if d.ExtraSeconds == nil || d.UnexplainedSeconds == nil && *d.ExtraSeconds > 0 {
 		l.t.Fatalf("run %d: no extra or unexplained seconds in %s", runID, raw)
 	}
-	within("extra time", *d.ExtraSeconds, duration-median)
+	within("extra time", *d.ExtraSeconds, duration-*median)
 	if *d.ExtraSeconds > 0 {
 		explained := *d.UnexplainedSeconds
 		for _, f := range d.Findings {
