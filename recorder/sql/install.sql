@@ -486,10 +486,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = 'bda75e4f7c1648aaa05cc4a4a8b7bc45bee65b5ddedb18b3f78e2a2dc1f25863') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = 'efab7005cb44c2309f339601629fff880d3b34249f7c63ec30b8bcf8eab599a9') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/io_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', 'bda75e4f7c1648aaa05cc4a4a8b7bc45bee65b5ddedb18b3f78e2a2dc1f25863')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', 'efab7005cb44c2309f339601629fff880d3b34249f7c63ec30b8bcf8eab599a9')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

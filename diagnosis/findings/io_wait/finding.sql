@@ -9,7 +9,16 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             WHERE r.statistics IS NOT NULL ORDER BY r.extra_seconds DESC LIMIT 1)
     SELECT f.* FROM telemetry._cause_finding(p_account, 'io_wait', 'The batch''s statements waited on I/O longer than usual',
         (SELECT 'Mostly ' || string_agg(format('%s (+%s s)', w.wait, round(w.extra, 1)), ', ' ORDER BY w.extra DESC)
-                || coalesce((SELECT format('; "%s"%s', telemetry._statement_label(top.query, top.queryid), telemetry._statistics_note(top.s)) FROM top), '') || '.'
+                || coalesce((SELECT format('; "%s"%s', telemetry._statement_label(top.query, top.queryid),
+                                           coalesce(nullif(telemetry._statistics_note(top.s), ''),
+                                                    -- (the blocks pg_stat_statements counts read, whether from the
+                                                    -- operating system's page cache or the disk)
+                                                    format(': %s ms per call instead of %s, reading %s blocks per call (baseline %s)%s',
+                                                           round(1000 * (top.s->>'seconds_per_call')::numeric, 2), round(1000 * (top.s->>'baseline_seconds_per_call')::numeric, 2),
+                                                           round((top.s->>'blocks_per_call')::numeric), round((top.s->>'baseline_blocks_per_call')::numeric),
+                                                           CASE WHEN (top.s->>'blocks_per_call')::numeric <= telemetry._threshold('statement_growth_ratio') * (top.s->>'baseline_blocks_per_call')::numeric
+                                                                THEN ': the same reads took longer' ELSE '' END)))
+                             FROM top), '') || '.'
          FROM (SELECT * FROM waits ORDER BY extra DESC LIMIT 3) w),
         jsonb_build_object('io_waits', (SELECT jsonb_object_agg(w.wait, round(w.seconds, 3)) FROM waits w)),
         'Reads that used to come from memory came from disk, or the disk was slower: check the cache hit ratio (shared_blks_read against hit in the statements'' evidence), other I/O on the server in the window (telemetry.diagnose(start, end): checkpoints, autovacuum) and the storage''s latency.') f
