@@ -17,12 +17,12 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // operating system's page cache, or from the disk where the page cache lost them.
 const accountRows = 2_000_000
 
-// lookups is the batch's work: 60,000 keyed reads of public.accounts in one statement, spread
+// lookups is the batch's work: 120,000 keyed reads of public.accounts in one statement, spread
 // over the table (the same keys every run), one index probe each (LIMIT 1 keeps the lateral
 // subquery a parameterized index scan, never a hash join over a scan of the table), and a
 // fixed amount of CPU.
 func lookups(t *testing.T, _ *lab.Lab, c *pgx.Conn) {
-	lab.MustExec(t, c, `SELECT count(*), sum(length(a.note)) FROM generate_series(1, 60000) g
+	lab.MustExec(t, c, `SELECT count(*), sum(length(a.note)) FROM generate_series(1, 120000) g
 		CROSS JOIN LATERAL (SELECT note FROM public.accounts WHERE id = (hashint4(g) & 2147483647) % $1 + 1 LIMIT 1) a`, accountRows)
 	lab.MustExec(t, c, `SELECT count(*) FROM (SELECT generate_series(1, 3000000)) s`)
 }
