@@ -85,11 +85,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                (SELECT string_agg(c.blocking_pid::text, ', ' ORDER BY c.hop) FROM chain c WHERE c.hop BETWEEN 1 AND head.hop - 1) AS between_pids
         FROM top, chain h1, head WHERE h1.hop = 1)
     SELECT f.* FROM telemetry._cause_finding(p_account, 'lock_wait', 'The batch''s own sessions waited on locks longer than usual',
-        (SELECT format('"%s" waited mostly behind %s (application %s, role %s), %s: %s, %s s in %s wait(s).',
+        (SELECT format('"%s" waited mostly behind %s (%s), %s: %s, %s s in %s wait(s).',
                        telemetry._statement_label(top.blocked_query_preview, NULL),
                        CASE WHEN app.sessions > 1 THEN format('%s sessions of one application, pids %s', app.sessions, app.pids)
                             ELSE CASE WHEN top.own_session THEN 'the batch''s own session, ' ELSE '' END || 'pid ' || top.blocking_pid END,
-                       coalesce(nullif(top.blocking_app, ''), '?'), coalesce(top.blocking_user, '?'),
+                       CASE WHEN coalesce(top.blocking_app, '') = '' AND top.blocking_query_preview LIKE 'autovacuum:%' THEN 'an autovacuum worker'
+                            ELSE format('application %s, role %s', coalesce(nullif(top.blocking_app, ''), '?'), coalesce(top.blocking_user, '?')) END,
                        telemetry._lock_holder_doing(top.blocking_state, top.blocking_query_preview),
                        telemetry._lock_target(top.lock_type, top.locked_relation, top.locked_object),
                        coalesce(app.seconds, top.blocked_seconds), coalesce(app.waits, top.waits))
@@ -113,6 +114,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
              THEN 'The sessions deadlocked: two transactions took the same rows (or locks) in opposite orders, each then waiting for one the other held, until PostgreSQL cancelled one of them. Have every transaction take its rows in one order, by key: lock them first with SELECT ... ORDER BY id FOR UPDATE (UPDATE and DELETE take no ORDER BY), or update them in key order; or give each worker its own key range (or partition) so that no two touch the same rows. Meanwhile keep retrying a transaction cancelled with SQLSTATE 40P01; pg_stat_database.deadlocks counts the deadlocks, the server log details each one.'
              WHEN (SELECT own_session FROM top)
              THEN 'The batch''s own sessions block each other: they update the same rows or lock the same tables at once. Give each session its own share of the rows (by key range or partition), take the locks in one order, or run those steps one after another.'
+             -- (PostgreSQL cancels an ordinary autovacuum that a lock request waits behind, after
+             -- deadlock_timeout; not one to prevent wraparound)
+             WHEN (SELECT blocking_query_preview LIKE 'autovacuum: %(to prevent wraparound)' FROM top)
+             THEN (SELECT format('The holder was autovacuum preventing transaction ID wraparound ("%s"): unlike an ordinary autovacuum, which PostgreSQL cancels when a lock request waits behind it, it does not give way, so the batch waited until it ended. Freeze the table before the batch''s window, scheduled where its age(relfrozenxid) nears autovacuum_freeze_max_age (VACUUM (FREEZE) %s), so that no vacuum to prevent wraparound starts during the batch; a batch that empties the table with DELETE instead of TRUNCATE takes a lock VACUUM does not conflict with, but leaves dead rows to vacuum; telemetry.lock_episodes(start, end) lists every wait with its holder.',
+                                 top.blocking_query_preview, coalesce(substring(top.blocking_query_preview FROM '^autovacuum: VACUUM (?:ANALYZE )?(\S+)'), 'the table'))
+                   FROM top)
              WHEN EXISTS (SELECT FROM queued WHERE table_queue)
              THEN (SELECT format('The holder was itself queued for a lock: PostgreSQL grants a table''s locks in the order they are asked for, so a statement waiting for a strong lock (ALTER TABLE and most DDL, VACUUM FULL, REINDEX, LOCK TABLE) makes every later statement on that table queue behind it, even those that do not conflict with the lock''s holder (here pid %s, application %s). Have DDL and maintenance set a short lock_timeout (SET lock_timeout = ''2s'', retried later) so that it gives way instead of holding up the queue, and keep long reports and transactions on the batch''s tables out of its window; telemetry.lock_episodes(start, end) lists every wait with its holder.',
                                  q.head_pid, coalesce(nullif(q.head_app, ''), '?')) FROM queued q)
