@@ -493,10 +493,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = '90525dbc44a5bf7721c1fe1b90d8f1cc3e3a8df6fa222ecf9773957e0b474400') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = 'd4bdf5c34f5bdbd9249e52119408efa4eb7cb7bd0a810f87d80ac06623b22d5b') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/lock_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', '90525dbc44a5bf7721c1fe1b90d8f1cc3e3a8df6fa222ecf9773957e0b474400')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', 'd4bdf5c34f5bdbd9249e52119408efa4eb7cb7bd0a810f87d80ac06623b22d5b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
