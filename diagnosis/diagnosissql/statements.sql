@@ -517,6 +517,8 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
         WHEN 'tuple' THEN 'a row lock on ' || coalesce(p_locked_relation, 'a relation') || coalesce(' (' || p_locked_object || ')', '')
         -- INSERT ... ON CONFLICT waiting for another transaction's insertion of the same key
         WHEN 'spectoken' THEN 'a row being inserted by another transaction' || coalesce(' (' || p_locked_object || ')', '')
+        -- CREATE INDEX CONCURRENTLY and the like wait for every older transaction to end
+        WHEN 'virtualxid' THEN 'the end of a transaction older than it' || coalesce(' (' || p_locked_object || ')', '')
         ELSE CASE WHEN p_lock_type ~ '^[aeio]' THEN 'an ' ELSE 'a ' END || coalesce(p_lock_type, '?') || ' lock on '
              || coalesce(p_locked_relation || coalesce(' (' || p_locked_object || ')', ''), p_locked_object, 'an object')
     END
