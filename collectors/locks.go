@@ -21,10 +21,14 @@ var (
 // SQLLockWaits pairs each blocked session with each session blocking it. pg_blocking_pids()
 // knows lock modes and queue order; only sessions waiting on a lock are asked, which keeps it cheap.
 // The sample tier runs it, and the wait sampler whenever it sees a session waiting on a lock.
-const SQLLockWaits = `SELECT DISTINCT ON (a.pid, b.pid)
+// A prepared transaction (two-phase commit) holds its locks with no session: pg_blocking_pids()
+// names it pid 0, and it is the blocker, state 'prepared transaction', its gid for a query,
+// where the wait is for its transaction ID (a row it changed) or a relation it locked.
+const SQLLockWaits = `SELECT DISTINCT ON (a.pid, blocker.pid)
 	a.pid, a.usename::text, a.application_name, left(a.query, 200),
 	extract(epoch FROM clock_timestamp() - l.waitstart)::float8,
-	b.pid, b.usename::text, b.application_name, left(b.query, 200), b.state,
+	blocker.pid, coalesce(b.usename::text, p.owner::text), coalesce(b.application_name, ''), coalesce(left(b.query, 200), p.gid),
+	CASE WHEN b.pid IS NULL THEN 'prepared transaction' ELSE b.state END,
 	l.locktype,
 	CASE WHEN l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		THEN l.relation::regclass::text ELSE l.relation::text END,
@@ -42,14 +46,22 @@ const SQLLockWaits = `SELECT DISTINCT ON (a.pid, b.pid)
 	a.datname::text, l.waitstart, a.backend_start
 FROM pg_stat_activity a
 CROSS JOIN LATERAL unnest(pg_blocking_pids(a.pid)) AS blocker(pid)
-JOIN pg_stat_activity b ON b.pid = blocker.pid
+LEFT JOIN pg_stat_activity b ON b.pid = blocker.pid
 LEFT JOIN LATERAL (
 	SELECT locktype, database, relation, page, tuple, virtualxid, transactionid, classid, objid, objsubid, waitstart
 	FROM pg_locks
 	WHERE pid = a.pid AND NOT granted ORDER BY waitstart NULLS LAST LIMIT 1
 ) l ON true
-WHERE a.wait_event_type = 'Lock'
-ORDER BY a.pid, b.pid`
+-- (a prepared transaction's locks are shown with no pid; its lock on its own transaction ID
+-- tells which virtual transaction holds them)
+LEFT JOIN pg_prepared_xacts p ON blocker.pid = 0
+	AND (p.transaction = l.transactionid
+	     OR l.locktype = 'relation' AND EXISTS (
+	        SELECT FROM pg_locks h JOIN pg_locks x ON x.virtualtransaction = h.virtualtransaction AND x.pid IS NULL AND x.locktype = 'transactionid'
+	        WHERE h.pid IS NULL AND h.granted AND h.locktype = 'relation' AND h.database = l.database AND h.relation = l.relation
+	          AND x.transactionid = p.transaction))
+WHERE a.wait_event_type = 'Lock' AND (b.pid IS NOT NULL OR p.gid IS NOT NULL)
+ORDER BY a.pid, blocker.pid`
 
 type locksCollector struct{}
 

@@ -75,7 +75,7 @@ func TestLockWaitEpisodesAtDefaultIntervals(t *testing.T) {
 			var n int64
 			if err := watch.QueryRow(ctx, `SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements
 					WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-					AND query LIKE 'SELECT DISTINCT ON (a.pid, b.pid)%pg_blocking_pids%'`).Scan(&n); err != nil {
+					AND query LIKE 'SELECT DISTINCT ON (a.pid, blocker.pid)%pg_blocking_pids%'`).Scan(&n); err != nil {
 				t.Fatal(err)
 			}
 			return n
@@ -196,7 +196,7 @@ func TestLockWaitEpisodesAtDefaultIntervals(t *testing.T) {
 		var meanMs float64
 		if err := watch.QueryRow(ctx, `SELECT sum(total_exec_time) / sum(calls) FROM pg_stat_statements
 				WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-				AND query LIKE 'SELECT DISTINCT ON (a.pid, b.pid)%pg_blocking_pids%'`).Scan(&meanMs); err != nil {
+				AND query LIKE 'SELECT DISTINCT ON (a.pid, blocker.pid)%pg_blocking_pids%'`).Scan(&meanMs); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("%v lock samples, %d sample-tier collections; the lock query took %.2f ms on average", lockSamples, collections, meanMs)

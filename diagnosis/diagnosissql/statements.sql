@@ -527,12 +527,14 @@ $$;
 -- _lock_holder_doing says what a lock's holder was doing, from its state and query as the lock
 -- samples saw them: a holder idle in a transaction holds its locks between statements, and an
 -- idle one only a session-level advisory lock; its query is then the last it ran, not one
--- running.
+-- running. A prepared transaction holds its locks with no session.
 CREATE OR REPLACE FUNCTION telemetry._lock_holder_doing(p_state text, p_query text)
 RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE
         WHEN p_state LIKE 'idle in transaction%' THEN format('idle in a transaction, its last statement "%s"', telemetry._statement_label(p_query, NULL))
         WHEN p_state = 'idle' THEN format('idle, holding a session-level lock, its last statement "%s"', telemetry._statement_label(p_query, NULL))
+        -- (the lock samples' query of a prepared transaction is its gid)
+        WHEN p_state = 'prepared transaction' THEN format('gid %L, holding its locks until COMMIT PREPARED or ROLLBACK PREPARED', p_query)
         ELSE format('running "%s"', telemetry._statement_label(p_query, NULL))
     END
 $$;

@@ -298,10 +298,11 @@ RETURNS TABLE (blocked_pid integer, blocked_user text, blocked_app text, blocked
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $collect$
 #variable_conflict use_column
 BEGIN
-    RETURN QUERY SELECT DISTINCT ON (a.pid, b.pid)
+    RETURN QUERY SELECT DISTINCT ON (a.pid, blocker.pid)
 	a.pid, a.usename::text, a.application_name, left(a.query, 200),
 	extract(epoch FROM clock_timestamp() - l.waitstart)::float8,
-	b.pid, b.usename::text, b.application_name, left(b.query, 200), b.state,
+	blocker.pid, coalesce(b.usename::text, p.owner::text), coalesce(b.application_name, ''), coalesce(left(b.query, 200), p.gid),
+	CASE WHEN b.pid IS NULL THEN 'prepared transaction' ELSE b.state END,
 	l.locktype,
 	CASE WHEN l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		THEN l.relation::regclass::text ELSE l.relation::text END,
@@ -319,14 +320,22 @@ BEGIN
 	a.datname::text, l.waitstart, a.backend_start
 FROM pg_stat_activity a
 CROSS JOIN LATERAL unnest(pg_blocking_pids(a.pid)) AS blocker(pid)
-JOIN pg_stat_activity b ON b.pid = blocker.pid
+LEFT JOIN pg_stat_activity b ON b.pid = blocker.pid
 LEFT JOIN LATERAL (
 	SELECT locktype, database, relation, page, tuple, virtualxid, transactionid, classid, objid, objsubid, waitstart
 	FROM pg_locks
 	WHERE pid = a.pid AND NOT granted ORDER BY waitstart NULLS LAST LIMIT 1
 ) l ON true
-WHERE a.wait_event_type = 'Lock'
-ORDER BY a.pid, b.pid;
+-- (a prepared transaction's locks are shown with no pid; its lock on its own transaction ID
+-- tells which virtual transaction holds them)
+LEFT JOIN pg_prepared_xacts p ON blocker.pid = 0
+	AND (p.transaction = l.transactionid
+	     OR l.locktype = 'relation' AND EXISTS (
+	        SELECT FROM pg_locks h JOIN pg_locks x ON x.virtualtransaction = h.virtualtransaction AND x.pid IS NULL AND x.locktype = 'transactionid'
+	        WHERE h.pid IS NULL AND h.granted AND h.locktype = 'relation' AND h.database = l.database AND h.relation = l.relation
+	          AND x.transactionid = p.transaction))
+WHERE a.wait_event_type = 'Lock' AND (b.pid IS NOT NULL OR p.gid IS NOT NULL)
+ORDER BY a.pid, blocker.pid;
 END
 $collect$;
 

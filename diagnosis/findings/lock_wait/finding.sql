@@ -88,8 +88,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         (SELECT format('"%s" waited mostly behind %s (%s), %s: %s, %s s in %s wait(s).',
                        telemetry._statement_label(top.blocked_query_preview, NULL),
                        CASE WHEN app.sessions > 1 THEN format('%s sessions of one application, pids %s', app.sessions, app.pids)
+                            WHEN top.blocking_state = 'prepared transaction' THEN 'a prepared transaction'
                             ELSE CASE WHEN top.own_session THEN 'the batch''s own session, ' ELSE '' END || 'pid ' || top.blocking_pid END,
                        CASE WHEN coalesce(top.blocking_app, '') = '' AND top.blocking_query_preview LIKE 'autovacuum:%' THEN 'an autovacuum worker'
+                            WHEN top.blocking_state = 'prepared transaction' THEN format('owner %s, no session', coalesce(top.blocking_user, '?'))
                             ELSE format('application %s, role %s', coalesce(nullif(top.blocking_app, ''), '?'), coalesce(top.blocking_user, '?')) END,
                        telemetry._lock_holder_doing(top.blocking_state, top.blocking_query_preview),
                        telemetry._lock_target(top.lock_type, top.locked_relation, top.locked_object),
@@ -122,6 +124,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                    FROM top)
              WHEN (SELECT lock_type = 'virtualxid' FROM top)
              THEN 'The batch''s statement waited for a transaction older than it to end: CREATE INDEX CONCURRENTLY, REINDEX CONCURRENTLY and ALTER TABLE ... DETACH PARTITION CONCURRENTLY wait, at each of their phases, for every transaction that began before the phase, whatever tables it uses, so a long report or a session idle in its transaction on any table of the database holds them up. Keep long transactions out of the batch''s window (statement_timeout or idle_in_transaction_session_timeout for their roles); where the table is the batch''s own and no one else writes it meanwhile, a plain CREATE INDEX (its SHARE lock blocks only the table''s writers) does not wait for other tables'' transactions; telemetry.lock_episodes(start, end) lists every wait with its holder.'
+             WHEN (SELECT blocking_state = 'prepared transaction' FROM top)
+             THEN (SELECT format('The holder was a prepared transaction (two-phase commit, gid %L) that its transaction manager had not finished: it keeps its locks, across restarts too, and holds back vacuum, until COMMIT PREPARED or ROLLBACK PREPARED. Finish it as the manager would (connected to its database as its owner or a superuser: COMMIT PREPARED %L, or ROLLBACK PREPARED %L), then find why the manager left it; pg_prepared_xacts lists them with when they were prepared.',
+                                 top.blocking_query_preview, top.blocking_query_preview, top.blocking_query_preview) FROM top)
              WHEN (SELECT blocking_app ~ '^pg_dump(all)?$' FROM top)
              THEN 'The holder was a backup (pg_dump): it takes an ACCESS SHARE lock on every table it dumps when it starts and keeps them all until it ends, so a statement needing a stronger lock on any of them (TRUNCATE, ALTER TABLE and other DDL, VACUUM FULL, REINDEX, LOCK TABLE) waits for the whole dump, whichever table it is copying. Schedule the backup to end before the batch''s window (or dump from a standby); a batch that empties a table with DELETE instead of TRUNCATE takes a lock the dump does not conflict with; telemetry.lock_episodes(start, end) lists every wait with its holder.'
              WHEN EXISTS (SELECT FROM queued WHERE table_queue)
