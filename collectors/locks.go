@@ -52,16 +52,17 @@ LEFT JOIN LATERAL (
 	FROM pg_locks
 	WHERE pid = a.pid AND NOT granted ORDER BY waitstart NULLS LAST LIMIT 1
 ) l ON true
--- (a prepared transaction's locks are shown with no pid; its lock on its own transaction ID
--- tells which virtual transaction holds them)
+-- (a prepared transaction's locks are shown with no pid: its lock on its own transaction ID
+-- tells which virtual transaction holds them, a row's changed in a subtransaction included)
 LEFT JOIN pg_prepared_xacts p ON blocker.pid = 0
 	AND (p.transaction = l.transactionid
-	     OR l.locktype = 'relation' AND EXISTS (
+	     OR EXISTS (
 	        SELECT FROM pg_locks h JOIN pg_locks x ON x.virtualtransaction = h.virtualtransaction AND x.pid IS NULL AND x.locktype = 'transactionid'
-	        WHERE h.pid IS NULL AND h.granted AND h.locktype = 'relation' AND h.database = l.database AND h.relation = l.relation
-	          AND x.transactionid = p.transaction))
+	        WHERE h.pid IS NULL AND h.granted AND x.transactionid = p.transaction
+	          AND (l.locktype = 'transactionid' AND h.locktype = 'transactionid' AND h.transactionid = l.transactionid
+	               OR l.locktype = 'relation' AND h.locktype = 'relation' AND h.database = l.database AND h.relation = l.relation)))
 WHERE a.wait_event_type = 'Lock' AND (b.pid IS NOT NULL OR p.gid IS NOT NULL)
-ORDER BY a.pid, blocker.pid`
+ORDER BY a.pid, blocker.pid, p.prepared`
 
 type locksCollector struct{}
 

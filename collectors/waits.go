@@ -390,6 +390,9 @@ func (w *WaitSampler) batchesOf(waits []SessionWait) []string {
 func (w *WaitSampler) blockingBatches(locks []LockWait, waits []SessionWait) map[int32]string {
 	sessions := make([]SessionWait, 0, len(locks))
 	for _, l := range locks {
+		if l.BlockingPID == 0 {
+			continue // a prepared transaction: no session, no batch's
+		}
 		s := SessionWait{PID: l.BlockingPID}
 		if i := slices.IndexFunc(waits, func(x SessionWait) bool { return x.PID == l.BlockingPID }); i >= 0 {
 			s = waits[i]

@@ -633,8 +633,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                 round(l.other, 1), round(l.own, 1), x.summary)
                     ELSE format('The batch''s own sessions waited %s s on locks (%s%% of the run)%s; other sessions %s s. Across the server: %s',
                                 round(l.own, 1), p.pct,
-                                coalesce((SELECT format(', mostly behind %spid %s (%s), waiting for %s%s', CASE WHEN b.own_session THEN 'the batch''s own session, ' ELSE '' END,
-                                                        b.blocking_pid, coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'),
+                                coalesce((SELECT format(', mostly behind %s%s (%s), waiting for %s%s', CASE WHEN b.own_session THEN 'the batch''s own session, ' ELSE '' END,
+                                                        -- (pid 0: a prepared transaction, pg_blocking_pids' name for it)
+                                                        CASE WHEN b.blocking_pid = 0 THEN 'a prepared transaction' ELSE 'pid ' || b.blocking_pid END,
+                                                        coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'),
                                                         telemetry._lock_target(b.lock_type, b.locked_relation, b.locked_object),
                                                         CASE WHEN b.own_session THEN ': its sessions wait for each other' ELSE '' END)
                                           FROM own_blockers b LIMIT 1), ''),

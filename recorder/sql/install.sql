@@ -283,10 +283,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/a
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'cb5f96534571bdd4d20a26ddb633a68bee5abae6865c6b4a41a72df7642484cc') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/collect.sql' AND checksum = 'ea56a625b32373072e56c18de6472d71cb68a7016f0f218545bf08c0c55e5979') AS apply \gset
 \if :apply
 \ir collect.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'cb5f96534571bdd4d20a26ddb633a68bee5abae6865c6b4a41a72df7642484cc')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/collect.sql', 'ea56a625b32373072e56c18de6472d71cb68a7016f0f218545bf08c0c55e5979')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -318,10 +318,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '40d09401806a32c703c8966a66a9042e83232dbcc0d870ce89c0364a1cbd2bdf') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '5828d101337b20e02333ca2481124196e9457aa6ab7740e323e6d6d0b07170e6') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '40d09401806a32c703c8966a66a9042e83232dbcc0d870ce89c0364a1cbd2bdf')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '5828d101337b20e02333ca2481124196e9457aa6ab7740e323e6d6d0b07170e6')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -409,10 +409,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = '60c1f4cd6e43c0d62b4cd7717e96d15602e0843ee2a996a18a6fd1757e3284a5') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/patterns/lock_contention/pattern.sql' AND checksum = '3c1a205e20374b075413d6ce7ccb46fc8093478ca78a455f06371a56d6364f46') AS apply \gset
 \if :apply
 \ir ../../diagnosis/patterns/lock_contention/pattern.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', '60c1f4cd6e43c0d62b4cd7717e96d15602e0843ee2a996a18a6fd1757e3284a5')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patterns/lock_contention/pattern.sql', '3c1a205e20374b075413d6ce7ccb46fc8093478ca78a455f06371a56d6364f46')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -486,17 +486,17 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = 'efab7005cb44c2309f339601629fff880d3b34249f7c63ec30b8bcf8eab599a9') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = '9f40b2972f8757d5143400edff613c6c54b343bc7423b8aefaea76639e1917da') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/io_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', 'efab7005cb44c2309f339601629fff880d3b34249f7c63ec30b8bcf8eab599a9')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', '9f40b2972f8757d5143400edff613c6c54b343bc7423b8aefaea76639e1917da')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = '69a41a1ebcddf27168f676b81a668ac1cca524eeff3bdf806312a4964907341a') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/lock_wait/finding.sql' AND checksum = '2f0ed025956fc67a7c4f62740ec9768a09f7018d0724746a5574d02ffe65c9d5') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/lock_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', '69a41a1ebcddf27168f676b81a668ac1cca524eeff3bdf806312a4964907341a')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/lock_wait/finding.sql', '2f0ed025956fc67a7c4f62740ec9768a09f7018d0724746a5574d02ffe65c9d5')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

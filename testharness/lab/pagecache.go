@@ -13,7 +13,8 @@ import (
 
 // DropFromPageCache has the operating system forget the cached pages of relations (a table, an
 // index): what memory pressure does to them, another job's files read in between (a backup, a
-// copy of logs). A CHECKPOINT first writes their dirty pages, so that all are clean and can be
+// copy of logs). A CHECKPOINT first writes their dirty buffers, and each file is flushed
+// (fdatasync: the test servers run with fsync off) so that its pages are clean and can be
 // dropped; the pages in shared_buffers stay. Their next reads go to the disk. The server's files
 // must be this process's to read: a local server (root, or the user it runs as).
 func (l *Lab) DropFromPageCache(relations ...string) {
@@ -40,10 +41,13 @@ func (l *Lab) DropFromPageCache(relations ...string) {
 			if err != nil {
 				l.t.Fatalf("%s: %v", rel, err)
 			}
-			err = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+			err = unix.Fdatasync(int(f.Fd()))
+			if err == nil {
+				err = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+			}
 			f.Close()
 			if err != nil {
-				l.t.Fatalf("%s: posix_fadvise(POSIX_FADV_DONTNEED): %v", file, err)
+				l.t.Fatalf("%s: fdatasync, posix_fadvise(POSIX_FADV_DONTNEED): %v", file, err)
 			}
 		}
 	}

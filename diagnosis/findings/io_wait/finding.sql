@@ -13,11 +13,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                            coalesce(nullif(telemetry._statistics_note(top.s), ''),
                                                     -- (the blocks pg_stat_statements counts read, whether from the
                                                     -- operating system's page cache or the disk)
-                                                    format(': %s ms per call instead of %s, reading %s blocks per call (baseline %s)%s',
+                                                    CASE WHEN (top.s->>'baseline_seconds_per_call') IS NOT NULL AND (top.s->>'baseline_blocks_per_call') IS NOT NULL
+                                                    THEN format(': %s ms per call instead of %s, reading %s blocks per call (baseline %s)%s',
                                                            round(1000 * (top.s->>'seconds_per_call')::numeric, 2), round(1000 * (top.s->>'baseline_seconds_per_call')::numeric, 2),
                                                            round((top.s->>'blocks_per_call')::numeric), round((top.s->>'baseline_blocks_per_call')::numeric),
-                                                           CASE WHEN (top.s->>'blocks_per_call')::numeric <= telemetry._threshold('statement_growth_ratio') * (top.s->>'baseline_blocks_per_call')::numeric
-                                                                THEN ': the same reads took longer' ELSE '' END)))
+                                                           CASE WHEN (top.s->>'blocks_per_call')::numeric * telemetry._threshold('statement_growth_ratio') >= (top.s->>'baseline_blocks_per_call')::numeric
+                                                                 AND (top.s->>'blocks_per_call')::numeric <= telemetry._threshold('statement_growth_ratio') * (top.s->>'baseline_blocks_per_call')::numeric
+                                                                THEN ': the same reads took longer' ELSE '' END) END, ''))
                              FROM top), '') || '.'
          FROM (SELECT * FROM waits ORDER BY extra DESC LIMIT 3) w),
         jsonb_build_object('io_waits', (SELECT jsonb_object_agg(w.wait, round(w.seconds, 3)) FROM waits w)),

@@ -12,8 +12,8 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// accountRows is the size of public.accounts: some 600 MB of heap, several times the test
-// server's shared_buffers (128 MB), so that most of the batch's reads of it come from the
+// accountRows is the size of public.accounts: some 600 MB of heap, many times the test
+// server's shared_buffers (32 MB), so that most of the batch's reads of it come from the
 // operating system's page cache, or from the disk where the page cache lost them.
 const accountRows = 2_000_000
 

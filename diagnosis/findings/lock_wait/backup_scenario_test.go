@@ -31,9 +31,9 @@ func TestTruncateBehindBackup(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				// another table's data, some 4 s of it (a sleep of 1 ms takes about 2)
+				// another table's data, some 4 s of it
 				if _, err := dump.PgConn().CopyTo(context.Background(), io.Discard,
-					`COPY (SELECT g, pg_sleep(0.001) FROM generate_series(1, 2000) g) TO STDOUT`); err != nil {
+					`COPY (SELECT g, pg_sleep(0.01) FROM generate_series(1, 400) g) TO STDOUT`); err != nil {
 					t.Error(err)
 				}
 				if _, err := dump.Exec(context.Background(), `COMMIT`); err != nil {

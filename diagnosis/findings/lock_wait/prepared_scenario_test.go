@@ -13,7 +13,7 @@ import (
 )
 
 // TestRowHeldByPreparedTransaction: tonight a transfer service's two-phase commit changed the
-// row the batch updates and was prepared (PREPARE TRANSACTION 'xfer_42'), and its coordinator
+// row the batch updates, in a savepoint, and was prepared (PREPARE TRANSACTION 'xfer_42'), and its coordinator
 // did not finish it for 4 s. A prepared transaction keeps its locks with no session:
 // pg_blocking_pids() names it pid 0, and pg_stat_activity has no row for it. The truth an
 // expert wants: the batch waited behind a prepared transaction, its gid, and how to finish it.
@@ -28,8 +28,12 @@ func TestRowHeldByPreparedTransaction(t *testing.T) {
 		Slow: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			cpu(t, c)
 			xfer := l.Conn("transfer_service")
+			// Inside a savepoint, as drivers and ORMs make them: the row's xmax is then the
+			// subtransaction's ID, which the batch's UPDATE waits for, not the prepared one's.
 			lab.MustExec(t, xfer, `BEGIN`)
+			lab.MustExec(t, xfer, `SAVEPOINT transfer`)
 			lab.MustExec(t, xfer, `UPDATE work SET payload = 'in transfer' WHERE id = 1`)
+			lab.MustExec(t, xfer, `RELEASE SAVEPOINT transfer`)
 			lab.MustExec(t, xfer, `PREPARE TRANSACTION 'xfer_42'`)
 			finish := time.AfterFunc(4*time.Second, func() {
 				if _, err := l.Admin.Exec(context.Background(), `ROLLBACK PREPARED 'xfer_42'`); err != nil {
