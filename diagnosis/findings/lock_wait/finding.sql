@@ -17,8 +17,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     -- A lock queue: locks are granted in the order asked, so a statement queued for a strong
     -- lock (an ALTER TABLE behind a long report) holds up every later one on the table, though
     -- they do not conflict with the report; pg_blocking_pids names only the queued statement.
-    -- The window's lock waits as spans (where no wait was followed to its end, as in
-    -- _run_own_blockers, each pair's latest lock sample)...
+    -- The window's lock waits as spans: each followed to its end (an episode), else, for a pair
+    -- of sessions with no episode (a wait still going on, or one the sampler did not follow:
+    -- the batch's wait behind a queued ALTER once had none while the ALTER's had), its latest
+    -- lock sample...
     w AS (SELECT x.*, telemetry._resolve_server(x.server) AS srv FROM telemetry._run_window(p_run_id) x),
     ep AS (SELECT e.blocked_pid, e.blocked_backend_start, e.blocking_pid, e.blocking_app, e.blocking_user, e.blocking_state,
                   e.blocking_query_preview, e.lock_type, e.locked_relation, e.locked_object, e.started_at, e.ended_at, e.last_seen_at
@@ -30,8 +32,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                       l.blocked_pid, NULL::timestamptz, l.blocking_pid, l.blocking_app, l.blocking_user, l.blocking_state, l.blocking_query_preview,
                       l.lock_type, l.locked_relation, l.locked_object, l.captured_at - l.blocked_duration, l.captured_at, l.captured_at
                FROM w, telemetry.lock_samples l
-               WHERE NOT EXISTS (SELECT FROM ep) AND l.server = w.srv AND l.captured_at BETWEEN w.start_time AND w.end_time
+               WHERE l.server = w.srv AND l.captured_at BETWEEN w.start_time AND w.end_time
                  AND l.lock_type IS DISTINCT FROM 'extend' AND l.blocked_duration IS NOT NULL
+                 AND NOT EXISTS (SELECT FROM ep WHERE ep.blocked_pid = l.blocked_pid AND ep.blocking_pid = l.blocking_pid)
                ORDER BY l.blocked_pid, l.blocking_pid, l.captured_at DESC)),
     own AS (SELECT DISTINCT s.pid, s.backend_start FROM w, telemetry.batch_wait_samples s
             WHERE s.server = w.srv AND s.batch = w.batch AND s.own AND s.captured_at BETWEEN w.start_time AND w.end_time),
