@@ -393,6 +393,21 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		if runAnswer("diagnose_run", runs[3], "on") == stored {
 			t.Error("diagnose_run did not read its baseline runs' stored measures")
 		}
+		// So are the statement medians of the baselines the settling completed: the first run's
+		// next one (the second run's baseline) and the last's; a changed median changes the
+		// second run's statements.
+		holds("the first and last runs' next baselines' statement medians stored",
+			`SELECT array_agg(run_id ORDER BY run_id) = $1 FROM telemetry.run_results WHERE next_baseline_runs IS NOT NULL`,
+			[]int64{runs[0], runs[3]})
+		holds("the last run's next baseline is the four",
+			`SELECT next_baseline_runs = $2 FROM telemetry.run_results WHERE run_id = $1`, runs[3], runs)
+		stored = runAnswer("run_statements", runs[1], "on")
+		if _, err := c.Exec(ctx, `UPDATE telemetry.run_result_baseline_statements SET seconds = seconds + 1000 WHERE run_id = $1`, runs[0]); err != nil {
+			t.Fatal(err)
+		}
+		if runAnswer("run_statements", runs[1], "on") == stored {
+			t.Error("run_statements did not read its baseline's stored statement medians")
+		}
 		// A threshold changed: the stored results no longer hold, and are computed again.
 		e.exec(`UPDATE telemetry.diagnose_thresholds SET value = value + 1 WHERE name = 'statement_min_extra_seconds'`)
 		compareRuns("after a threshold changed", 0)

@@ -104,6 +104,21 @@ BEGIN
         RAISE WARNING 'run % could not be settled (attempt %; its analysis reads its data each time): %',
             v_run.run_id, coalesce(v_attempts, 0) + 1, SQLERRM;
     END;
+    -- The statement medians of the baselines it completes (_store_next_statement_baseline): its
+    -- own next one, and that of the latest settled normal run of its batch (runs are settled
+    -- the latest first: the last of a baseline to settle completes the latest's). A failure
+    -- leaves them to be computed where read.
+    BEGIN
+        PERFORM telemetry._store_next_statement_baseline(k.run_id)
+        FROM (SELECT v_run.run_id
+              UNION
+              (SELECT b.run_id FROM telemetry._normal_runs_before(v_run.batch, 'infinity') b
+               JOIN telemetry.run_results x ON x.run_id = b.run_id AND x.complete
+               ORDER BY b.started_at DESC LIMIT 1)) k (run_id);
+    EXCEPTION WHEN query_canceled OR others THEN
+        RAISE WARNING 'the statement medians of the baselines run % completes could not be stored (they are computed where read): %',
+            v_run.run_id, SQLERRM;
+    END;
     RETURN v_run.run_id;
 END
 $$;

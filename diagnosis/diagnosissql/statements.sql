@@ -293,6 +293,105 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WHERE NOT runs.settled
 $$;
 
+-- _statements_known tells whether a run's statements are known: a statement snapshot at or
+-- before its window's start and one at or after its end. A baseline run without them says
+-- nothing about a statement.
+CREATE OR REPLACE FUNCTION telemetry._statements_known(p_server text, p_snapshot_start timestamptz, p_end_time timestamptz)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = s.server AND i.captured_at <= p_snapshot_start)
+       AND EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = s.server AND i.captured_at >= p_end_time)
+    FROM (SELECT telemetry._resolve_server(p_server) AS server) s
+$$;
+
+-- _baseline_statement_medians: each statement's medians over baseline runs whose statements
+-- are known (_runs_statements, their own sessions' where recorded apart; reset counters left
+-- out, a statement new in a run counts), a run without it counting 0 for its seconds, calls
+-- and rows: those of p_queryids (one for each, where no run ran it too), or, NULL, of every
+-- statement the runs ran. In float8, as the medians are (percentile_cont): numeric division
+-- and its cast to float8 cost more than the medians themselves.
+CREATE OR REPLACE FUNCTION telemetry._baseline_statement_medians(p_run_ids bigint[], p_queryids bigint[])
+RETURNS TABLE (queryid bigint, seconds numeric, calls numeric, rows numeric, per_call numeric, blocks_per_call numeric,
+               blocks_per_row numeric, temp_per_call numeric, wal_per_call numeric, runs_with integer)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH bs AS (
+        SELECT s.* FROM telemetry._runs_statements(p_run_ids, true, false) s
+        WHERE s.status <> 'reset' AND (p_queryids IS NULL OR s.queryid IN (SELECT unnest(p_queryids)))),
+    q AS (SELECT DISTINCT q.queryid FROM unnest(p_queryids) q (queryid)
+          UNION ALL
+          SELECT DISTINCT x.queryid FROM bs x WHERE p_queryids IS NULL),
+    -- Every run for every statement: its figures where it ran, else a row of zeros (statements
+    -- times runs joined took longer than the medians, two sorts of the product for a merge join).
+    per AS (
+        SELECT x.queryid, coalesce(x.seconds, 0)::float8 AS seconds, coalesce(x.calls, 0)::float8 AS calls,
+               coalesce(x.rows, 0)::float8 AS rows,
+               x.seconds::float8 / nullif(x.calls, 0) AS per_call, x.blocks::float8 / nullif(x.calls, 0) AS blocks_per_call,
+               x.blocks::float8 / nullif(x.rows, 0) AS blocks_per_row, x.temp_blks::float8 / nullif(x.calls, 0) AS temp_per_call,
+               x.wal_bytes::float8 / nullif(x.calls, 0) AS wal_per_call, true AS present
+        FROM bs x
+        UNION ALL
+        SELECT q.queryid, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, false
+        FROM q LEFT JOIN (SELECT x.queryid, count(*) AS runs FROM bs x GROUP BY x.queryid) k ON k.queryid = q.queryid,
+             generate_series(1, cardinality(p_run_ids) - coalesce(k.runs, 0)))
+    SELECT per.queryid,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY per.seconds)::numeric,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY per.calls)::numeric,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY per.rows)::numeric,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY per.per_call)::numeric,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY per.blocks_per_call)::numeric,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY per.blocks_per_row)::numeric,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY per.temp_per_call)::numeric,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY per.wal_per_call)::numeric,
+           count(*) FILTER (WHERE per.present)::int
+    FROM per WHERE per.queryid IS NOT NULL GROUP BY per.queryid
+$$;
+
+-- _next_statement_baseline is the baseline, sorted, whose statements a run of p_run_id's batch
+-- begun right after it would be compared with: its normal runs up to it (_normal_runs_before)
+-- whose statements are known.
+CREATE OR REPLACE FUNCTION telemetry._next_statement_baseline(p_run_id bigint)
+RETURNS bigint[] LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT ARRAY(SELECT bw.run_id
+                 FROM telemetry.batch_runs r,
+                      LATERAL telemetry._runs_window(ARRAY(SELECT b.run_id FROM telemetry._normal_runs_before(r.batch, r.started_at + interval '1 microsecond') b)) bw
+                 WHERE r.run_id = p_run_id AND telemetry._statements_known(bw.server, bw.snapshot_start, bw.end_time)
+                 ORDER BY bw.run_id)
+$$;
+
+-- _stored_statement_baseline is the settled run whose stored statement medians
+-- (run_result_baseline_statements) are those over the baseline runs p_run_ids, where they
+-- hold: every one of those runs settled (_runs_settled, so never with telemetry.rollups off),
+-- none settled again since the medians were stored. NULL: none; they are computed
+-- (_baseline_statement_medians).
+CREATE OR REPLACE FUNCTION telemetry._stored_statement_baseline(p_run_ids bigint[])
+RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH b AS (SELECT ARRAY(SELECT i FROM unnest(p_run_ids) i ORDER BY i) AS ids)
+    SELECT x.run_id FROM b JOIN telemetry.run_results x ON x.run_id = ANY (b.ids) AND x.next_baseline_runs = b.ids
+    WHERE NOT EXISTS (SELECT FROM telemetry.run_results m WHERE m.run_id = ANY (b.ids) AND m.computed_at > x.next_baseline_computed_at)
+      AND (SELECT bool_and(s.settled) FROM telemetry._runs_settled(b.ids) s)
+    LIMIT 1
+$$;
+
+-- _store_next_statement_baseline stores the statement medians of a settled run's next baseline
+-- (_next_statement_baseline) where they are not stored and its runs are all settled (it among
+-- them); true where it stored them.
+CREATE OR REPLACE FUNCTION telemetry._store_next_statement_baseline(p_run_id bigint)
+RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ids bigint[] := telemetry._next_statement_baseline(p_run_id);
+BEGIN
+    IF NOT p_run_id = ANY (v_ids) OR telemetry._stored_statement_baseline(v_ids) IS NOT NULL
+       OR NOT (SELECT bool_and(s.settled) FROM telemetry._runs_settled(v_ids) s) THEN
+        RETURN false;
+    END IF;
+    DELETE FROM telemetry.run_result_baseline_statements WHERE run_id = p_run_id;
+    INSERT INTO telemetry.run_result_baseline_statements (run_id, queryid, seconds, calls, rows, per_call, blocks_per_call,
+                                                          blocks_per_row, temp_per_call, wal_per_call, runs_with)
+    SELECT p_run_id, m.* FROM telemetry._baseline_statement_medians(v_ids, NULL) m;
+    UPDATE telemetry.run_results SET next_baseline_runs = v_ids, next_baseline_computed_at = clock_timestamp() WHERE run_id = p_run_id;
+    RETURN true;
+END
+$$;
+
 -- A run's statements that escaped the wait sampler (issue 19, defect 5): a statement of the
 -- batch that took under a second in all may never be sampled, and then its time is no
 -- session's in the run's account. These are its candidates from pg_stat_statements: top-level
@@ -364,53 +463,30 @@ RETURNS TABLE (rank integer, queryid bigint, query text, status text, seconds nu
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH w AS (SELECT * FROM telemetry._run_window(p_run_id)),
     base AS (SELECT * FROM telemetry._baseline_runs(p_run_id)),
-    -- The baseline runs whose statements are known: a statement snapshot at or before the
-    -- start and one at or after the end. A run without them says nothing about a statement.
-    sbase AS (
-        SELECT b.* FROM base b, LATERAL (SELECT telemetry._resolve_server(b.server) AS server) srv
-        WHERE EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at <= b.snapshot_start)
-          AND EXISTS (SELECT FROM telemetry.statement_info_snapshots i WHERE i.server = srv.server AND i.captured_at >= b.end_time)),
+    -- The baseline runs whose statements are known: a run without them says nothing about a statement.
+    sbase AS (SELECT b.* FROM base b WHERE telemetry._statements_known(b.server, b.snapshot_start, b.end_time)),
     -- Its own sessions' statements: those sampled, and those that escaped the samples but
     -- ran only in its own roles and databases (_run_unsampled_statements).
     cur AS (SELECT s.* FROM telemetry._runs_statements(ARRAY[p_run_id], true, true) s
             WHERE s.batch IS NULL OR s.sampled_waits IS NOT NULL
                OR s.queryid IN (SELECT u.queryid FROM telemetry._run_unsampled_statements(p_run_id) u)),
-    -- A statement first seen inside a baseline run (new) ran in it: the first run after a
-    -- restart or a reset is a normal run. Only reset counters are left out.
-    -- Each baseline run's sampled waits are its own sessions' where its own were recorded apart.
-    bs AS (SELECT s.* FROM telemetry._runs_statements(ARRAY(SELECT b.run_id FROM sbase b), true, false) s WHERE s.status <> 'reset'),
     nbase AS (SELECT count(*)::int AS n,
                      percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM end_time - start_time))::numeric AS duration
               FROM base),
     extra AS (SELECT extract(epoch FROM w.end_time - w.start_time)::numeric - nbase.duration AS seconds FROM w, nbase),
-    -- In float8, as the medians are (percentile_cont): numeric division and its cast to float8
-    -- cost more than the medians themselves, for a statement and baseline run each.
-    -- Every baseline run for every statement of this run: its figures where it ran, else 0 (a
-    -- row of zeros for each run without it: statements times runs joined took longer than the
-    -- medians, two sorts of the product for a merge join).
-    per AS (
-        SELECT x.queryid, coalesce(x.seconds, 0)::float8 AS seconds, coalesce(x.calls, 0)::float8 AS calls,
-               coalesce(x.rows, 0)::float8 AS rows,
-               x.seconds::float8 / nullif(x.calls, 0) AS per_call, x.blocks::float8 / nullif(x.calls, 0) AS blocks_per_call,
-               x.blocks::float8 / nullif(x.rows, 0) AS blocks_per_row, x.temp_blks::float8 / nullif(x.calls, 0) AS temp_per_call,
-               x.wal_bytes::float8 / nullif(x.calls, 0) AS wal_per_call, true AS present
-        FROM bs x WHERE x.queryid IN (SELECT c.queryid FROM cur c)
-        UNION ALL
-        SELECT c.queryid, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, false
-        FROM cur c LEFT JOIN (SELECT x.queryid, count(*) AS runs FROM bs x GROUP BY x.queryid) k ON k.queryid = c.queryid,
-             generate_series(1, (SELECT count(*) FROM sbase) - coalesce(k.runs, 0))),
+    -- Each statement's medians over the baseline runs: stored once they are all settled
+    -- (_stored_statement_baseline), else computed (a run without it counts 0).
+    held AS (SELECT x.ids, telemetry._stored_statement_baseline(x.ids) AS stored
+             FROM (SELECT ARRAY(SELECT b.run_id FROM sbase b) AS ids) x),
     med AS (
-        SELECT queryid,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds)::numeric AS seconds,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY calls)::numeric AS calls,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY rows)::numeric AS rows,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY per_call)::numeric AS per_call,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY blocks_per_call)::numeric AS blocks_per_call,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY blocks_per_row)::numeric AS blocks_per_row,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY temp_per_call)::numeric AS temp_per_call,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY wal_per_call)::numeric AS wal_per_call,
-               count(*) FILTER (WHERE present)::int AS runs_with
-        FROM per GROUP BY queryid),
+        SELECT c.queryid, coalesce(x.seconds, 0) AS seconds, coalesce(x.calls, 0) AS calls, coalesce(x.rows, 0) AS rows,
+               x.per_call, x.blocks_per_call, x.blocks_per_row, x.temp_per_call, x.wal_per_call, coalesce(x.runs_with, 0) AS runs_with
+        FROM held CROSS JOIN cur c
+        LEFT JOIN telemetry.run_result_baseline_statements x ON x.run_id = held.stored AND x.queryid = c.queryid
+        WHERE held.stored IS NOT NULL
+        UNION ALL
+        SELECT m.* FROM held, LATERAL telemetry._baseline_statement_medians(held.ids, ARRAY(SELECT c.queryid FROM cur c)) m
+        WHERE held.stored IS NULL),
     r AS (
         SELECT c.*, m.seconds AS b_seconds, m.calls AS b_calls, m.rows AS b_rows, m.per_call AS b_per_call,
                m.blocks_per_call AS b_bpc, m.blocks_per_row AS b_bpr, m.temp_per_call AS b_tpc, m.wal_per_call AS b_wpc, coalesce(m.runs_with, 0) AS runs_with,
@@ -426,7 +502,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            round(r.temp_blks::numeric / nullif(r.calls, 0), 1), round(r.b_tpc, 1),
            r.wal_bytes,
            (SELECT k FROM jsonb_each_text(r.sampled_waits) e(k, v) ORDER BY v::numeric DESC LIMIT 1),
-           (SELECT count(*)::int FROM sbase), r.runs_with, r.evicted,
+           cardinality((SELECT held.ids FROM held)), r.runs_with, r.evicted,
            round(r.wal_bytes::numeric / nullif(r.calls, 0)), round(r.b_wpc)
     FROM r
     WHERE r.calls IS DISTINCT FROM 0

@@ -64,7 +64,8 @@ BEGIN
         ('0026_sample_rollups_blocked.sql', '35dbde6e7496d8c032262d08edf52ffa150d0b9f1bdfd3f68fdb89879969e6e9'),
         ('0027_client_buffer_writes.sql', 'be3e11c5087e53c2006f24b1a177dff532313103b0ccd6ca7f5c875b1ba40959'),
         ('0028_replication_rollups.sql', 'd606a8503b389cbb7891bc952e968cf912e8db6aacba7a09238772167f81e25a'),
-        ('0029_lock_holder_state_and_object.sql', 'd27d904e26dd1cf2999d583b0752d56f656a1602b9eca960d072ab6c518ddc59')) f (name, checksum) ON f.name = m.name
+        ('0029_lock_holder_state_and_object.sql', 'd27d904e26dd1cf2999d583b0752d56f656a1602b9eca960d072ab6c518ddc59'),
+        ('0030_run_result_baselines.sql', 'c4f6c44d01290c932d149207e5f928002cf56d08d6a9f6f8293b07930959c7e9')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -248,6 +249,12 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0029_lo
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0029_lock_holder_state_and_object.sql', 'd27d904e26dd1cf2999d583b0752d56f656a1602b9eca960d072ab6c518ddc59')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0030_run_result_baselines.sql' AND checksum = 'c4f6c44d01290c932d149207e5f928002cf56d08d6a9f6f8293b07930959c7e9') AS apply \gset
+\if :apply
+\ir ../../schema/migrations/0030_run_result_baselines.sql
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0030_run_result_baselines.sql', 'c4f6c44d01290c932d149207e5f928002cf56d08d6a9f6f8293b07930959c7e9')
+    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+\endif
 SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/upgrades.sql' AND checksum = 'ee0368b3886b97324a3877f45c5ad53d1bc4b1af4fd3fb25bfc6caa713cb58b2') AS apply \gset
 \if :apply
 \ir upgrades.sql
@@ -318,10 +325,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '5828d101337b20e02333ca2481124196e9457aa6ab7740e323e6d6d0b07170e6') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'b1dcfd0ea71af5aa460045bc5627c3f71041a94331fa57a33097739e9887c7a3') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '5828d101337b20e02333ca2481124196e9457aa6ab7740e323e6d6d0b07170e6')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'b1dcfd0ea71af5aa460045bc5627c3f71041a94331fa57a33097739e9887c7a3')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -353,10 +360,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = 'e38a73ae3d1d92d3b6bd80471155a4a67362a5f5af55ce71f32fbfb00584a54b') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/settle.sql' AND checksum = 'c9eb15b3c73be1d27fd2b2cd7bbbb52c1a4dd8efc567dfcb48345373b2898a1b') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/settle.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', 'e38a73ae3d1d92d3b6bd80471155a4a67362a5f5af55ce71f32fbfb00584a54b')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/settle.sql', 'c9eb15b3c73be1d27fd2b2cd7bbbb52c1a4dd8efc567dfcb48345373b2898a1b')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
