@@ -600,6 +600,13 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     END
 $$;
 
+-- _lock_holder names a lock's holder by its pid: pid 0 is pg_blocking_pids' name for a
+-- prepared transaction, which holds its locks with no session.
+CREATE OR REPLACE FUNCTION telemetry._lock_holder(p_pid integer)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN p_pid = 0 THEN 'a prepared transaction' ELSE 'pid ' || p_pid END
+$$;
+
 -- _lock_holder_doing says what a lock's holder was doing, from its state and query as the lock
 -- samples saw them: a holder idle in a transaction holds its locks between statements, and an
 -- idle one only a session-level advisory lock; its query is then the last it ran, not one
@@ -710,8 +717,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     ELSE format('The batch''s own sessions waited %s s on locks (%s%% of the run)%s; other sessions %s s. Across the server: %s',
                                 round(l.own, 1), p.pct,
                                 coalesce((SELECT format(', mostly behind %s%s (%s), waiting for %s%s', CASE WHEN b.own_session THEN 'the batch''s own session, ' ELSE '' END,
-                                                        -- (pid 0: a prepared transaction, pg_blocking_pids' name for it)
-                                                        CASE WHEN b.blocking_pid = 0 THEN 'a prepared transaction' ELSE 'pid ' || b.blocking_pid END,
+                                                        telemetry._lock_holder(b.blocking_pid),
                                                         coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'),
                                                         telemetry._lock_target(b.lock_type, b.locked_relation, b.locked_object),
                                                         CASE WHEN b.own_session THEN ': its sessions wait for each other' ELSE '' END)

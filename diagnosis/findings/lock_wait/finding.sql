@@ -91,8 +91,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         (SELECT format('"%s" waited mostly behind %s (%s), %s: %s, %s s in %s wait(s).',
                        telemetry._statement_label(top.blocked_query_preview, NULL),
                        CASE WHEN app.sessions > 1 THEN format('%s sessions of one application, pids %s', app.sessions, app.pids)
-                            WHEN top.blocking_state = 'prepared transaction' THEN 'a prepared transaction'
-                            ELSE CASE WHEN top.own_session THEN 'the batch''s own session, ' ELSE '' END || 'pid ' || top.blocking_pid END,
+                            ELSE CASE WHEN top.own_session THEN 'the batch''s own session, ' ELSE '' END || telemetry._lock_holder(top.blocking_pid) END,
                        CASE WHEN coalesce(top.blocking_app, '') = '' AND top.blocking_query_preview LIKE 'autovacuum:%' THEN 'an autovacuum worker'
                             WHEN top.blocking_state = 'prepared transaction' THEN format('owner %s, no session', coalesce(top.blocking_user, '?'))
                             ELSE format('application %s, role %s', coalesce(nullif(top.blocking_app, ''), '?'), coalesce(top.blocking_user, '?')) END,

@@ -69,8 +69,7 @@ BEGIN
                 THEN format('Sessions waited on locks during %s%% of the window (%s lock wait(s), %s s in all, the longest %s s)', x.pct, lc.episodes, lc.seconds, lc.longest_seconds)
                 ELSE format('Client sessions waited on locks in %s%% of samples (%s of %s)', x.pct, lockw.samples, nsmp.n) END ||
            coalesce((SELECT format(', mostly behind %s (%s), waiting for %s',
-                                   -- (pid 0: a prepared transaction, pg_blocking_pids' name for it)
-                                   CASE WHEN b.blocking_pid = 0 THEN 'a prepared transaction' ELSE 'pid ' || b.blocking_pid END,
+                                   telemetry._lock_holder(b.blocking_pid),
                                    coalesce(nullif(b.blocking_app, ''), b.blocking_user, '?'),
                                    telemetry._lock_target(b.lock_type, b.locked_relation, b.locked_object))
                      FROM blockers b WHERE b.rank = 1), '') || '.',
