@@ -360,37 +360,45 @@ $$;
 -- _stored_statement_baseline is the settled run whose stored statement medians
 -- (run_result_baseline_statements) are those over the baseline runs p_run_ids, where they
 -- hold: every one of those runs settled (_runs_settled, so never with telemetry.rollups off),
--- none settled again since the medians were stored. NULL: none; they are computed
+-- its stored results the ones the medians were computed from. NULL: none; they are computed
 -- (_baseline_statement_medians).
 CREATE OR REPLACE FUNCTION telemetry._stored_statement_baseline(p_run_ids bigint[])
 RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH b AS (SELECT ARRAY(SELECT i FROM unnest(p_run_ids) i ORDER BY i) AS ids)
     SELECT x.run_id FROM b JOIN telemetry.run_results x ON x.run_id = ANY (b.ids) AND x.next_baseline_runs = b.ids
-    WHERE NOT EXISTS (SELECT FROM telemetry.run_results m WHERE m.run_id = ANY (b.ids) AND m.computed_at > x.next_baseline_computed_at)
+    WHERE x.next_baseline_results = ARRAY(SELECT m.computed_at FROM telemetry.run_results m WHERE m.run_id = ANY (b.ids) ORDER BY m.run_id)
       AND (SELECT bool_and(s.settled) FROM telemetry._runs_settled(b.ids) s)
     LIMIT 1
 $$;
 
 -- _store_next_statement_baseline stores the statement medians of a settled run's next baseline
 -- (_next_statement_baseline) where they are not stored and its runs are all settled (it among
--- them); true where it stored them.
+-- them); true where it stored them. Those runs' stored results are locked while they are read
+-- (settling one again waits), and which they were is stored with the medians.
 CREATE OR REPLACE FUNCTION telemetry._store_next_statement_baseline(p_run_id bigint)
 RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_ids bigint[] := telemetry._next_statement_baseline(p_run_id);
 BEGIN
-    IF NOT p_run_id = ANY (v_ids) OR telemetry._stored_statement_baseline(v_ids) IS NOT NULL
-       OR NOT (SELECT bool_and(s.settled) FROM telemetry._runs_settled(v_ids) s) THEN
+    IF NOT p_run_id = ANY (v_ids) OR telemetry._stored_statement_baseline(v_ids) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM FROM telemetry.run_results x WHERE x.run_id = ANY (v_ids) ORDER BY x.run_id FOR SHARE;
+    IF NOT (SELECT bool_and(s.settled) FROM telemetry._runs_settled(v_ids) s) THEN
         RETURN false;
     END IF;
     DELETE FROM telemetry.run_result_baseline_statements WHERE run_id = p_run_id;
     INSERT INTO telemetry.run_result_baseline_statements (run_id, queryid, seconds, calls, rows, per_call, blocks_per_call,
                                                           blocks_per_row, temp_per_call, wal_per_call, runs_with)
     SELECT p_run_id, m.* FROM telemetry._baseline_statement_medians(v_ids, NULL) m;
-    UPDATE telemetry.run_results SET next_baseline_runs = v_ids, next_baseline_computed_at = clock_timestamp() WHERE run_id = p_run_id;
+    UPDATE telemetry.run_results
+    SET next_baseline_runs = v_ids,
+        next_baseline_results = ARRAY(SELECT m.computed_at FROM telemetry.run_results m WHERE m.run_id = ANY (v_ids) ORDER BY m.run_id)
+    WHERE run_id = p_run_id;
     RETURN true;
 END
 $$;
+REVOKE EXECUTE ON FUNCTION telemetry._store_next_statement_baseline(bigint) FROM PUBLIC;
 
 -- A run's statements that escaped the wait sampler (issue 19, defect 5): a statement of the
 -- batch that took under a second in all may never be sampled, and then its time is no

@@ -65,7 +65,7 @@ BEGIN
         ('0027_client_buffer_writes.sql', 'be3e11c5087e53c2006f24b1a177dff532313103b0ccd6ca7f5c875b1ba40959'),
         ('0028_replication_rollups.sql', 'd606a8503b389cbb7891bc952e968cf912e8db6aacba7a09238772167f81e25a'),
         ('0029_lock_holder_state_and_object.sql', 'd27d904e26dd1cf2999d583b0752d56f656a1602b9eca960d072ab6c518ddc59'),
-        ('0030_run_result_baselines.sql', 'c4f6c44d01290c932d149207e5f928002cf56d08d6a9f6f8293b07930959c7e9')) f (name, checksum) ON f.name = m.name
+        ('0030_run_result_baselines.sql', 'edbf73fba61442c41ade3e41a5604a1802d7ec04abed2fcbc6e81400f83129ce')) f (name, checksum) ON f.name = m.name
     WHERE m.checksum <> f.checksum;
     IF v_changed IS NOT NULL THEN
         RAISE EXCEPTION 'applied schema migrations were edited since: %', v_changed
@@ -249,10 +249,10 @@ SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0029_lo
 INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0029_lock_holder_state_and_object.sql', 'd27d904e26dd1cf2999d583b0752d56f656a1602b9eca960d072ab6c518ddc59')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
-SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0030_run_result_baselines.sql' AND checksum = 'c4f6c44d01290c932d149207e5f928002cf56d08d6a9f6f8293b07930959c7e9') AS apply \gset
+SELECT NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = '0030_run_result_baselines.sql' AND checksum = 'edbf73fba61442c41ade3e41a5604a1802d7ec04abed2fcbc6e81400f83129ce') AS apply \gset
 \if :apply
 \ir ../../schema/migrations/0030_run_result_baselines.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0030_run_result_baselines.sql', 'c4f6c44d01290c932d149207e5f928002cf56d08d6a9f6f8293b07930959c7e9')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('0030_run_result_baselines.sql', 'edbf73fba61442c41ade3e41a5604a1802d7ec04abed2fcbc6e81400f83129ce')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \endif
 SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/upgrades.sql' AND checksum = 'ee0368b3886b97324a3877f45c5ad53d1bc4b1af4fd3fb25bfc6caa713cb58b2') AS apply \gset
@@ -325,10 +325,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = '12a677d006debec00f8da8f3b2bd304af14b7f7fea52f22862f9ceb882d642b7') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/statements.sql' AND checksum = 'f76e2fdd032c02245637ea181b1a9af31387cb45ac26f12b5279c3651954f27d') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/statements.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', '12a677d006debec00f8da8f3b2bd304af14b7f7fea52f22862f9ceb882d642b7')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/statements.sql', 'f76e2fdd032c02245637ea181b1a9af31387cb45ac26f12b5279c3651954f27d')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

@@ -3,9 +3,10 @@
 -- the runs of the baseline a later run of its batch would have (next_baseline_runs: its own and
 -- the normal runs before it whose statements are known, sorted) are all settled, each
 -- statement's medians over them are stored here; a run whose baseline is that set reads them
--- while every one of those runs' stored results is older than next_baseline_computed_at.
+-- while those runs' stored results are the ones they were computed from
+-- (next_baseline_results: their computed_at, in the same order).
 ALTER TABLE telemetry.run_results ADD COLUMN IF NOT EXISTS next_baseline_runs bigint[],
-    ADD COLUMN IF NOT EXISTS next_baseline_computed_at timestamptz;
+    ADD COLUMN IF NOT EXISTS next_baseline_results timestamptz[];
 
 -- Each statement of those runs: its medians over them (a run without it counts 0 for its
 -- seconds, calls and rows), as _baseline_statement_medians computes them, and in how many it ran.
