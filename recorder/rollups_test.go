@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pg-batch-exporter/pg-batch-exporter/schema"
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/pgtest"
 )
@@ -186,7 +187,11 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		e := newEnv(t, srv)
 		c := e.conn()
 		ctx := context.Background()
-		end := time.Now().UTC().Add(-time.Hour)
+		// The data end 49 hours after a UTC midnight (an hour or more ago): the day after it is in
+		// them whole, and so is the next, so that a window can begin early in the first (read as
+		// its whole day less the hours before the window) and hold the second.
+		midnight := time.Now().UTC().Add(-50 * time.Hour).Truncate(24 * time.Hour)
+		end := midnight.Add(49 * time.Hour)
 		for _, server := range []struct {
 			name  string
 			hours int
@@ -307,7 +312,34 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 				}
 			}
 		}
-		compareAll(append(windows(first, last), [2]time.Time{first, last}))
+		earlyInADay := [2]time.Time{midnight.Add(3*time.Hour + 17*time.Minute + 123457*time.Microsecond), midnight.Add(48*time.Hour + time.Minute)}
+		compareAll(append(windows(first, last), [2]time.Time{first, last}, earlyInADay))
+		// That window's first day was read as a whole day less its hours before the window: a
+		// change to one of those hours' rollups changes its statements.
+		statements := func(q interface {
+			QueryRow(context.Context, string, ...any) pgx.Row
+		}) string {
+			var s string
+			if err := q.QueryRow(ctx, rollupFunctions["statement_compare"], earlyInADay[0], earlyInADay[1], "a").Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		asRead := statements(c)
+		func() {
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			if tag, err := tx.Exec(ctx, `UPDATE telemetry.statement_wait_rollups SET seconds = seconds + 1000
+				WHERE server = 'a' AND bucket = '1 hour' AND captured_at = $1`, midnight.Add(time.Hour)); err != nil || tag.RowsAffected() == 0 {
+				t.Fatalf("%v, %v", tag, err)
+			}
+			if statements(tx) == asRead {
+				t.Error("statement_compare from 03:17 to 00:01 two days later did not read its first day as the whole day less its first hours")
+			}
+		}()
 
 		// The run functions too: runs of the batch whose own sessions' statement waits the data
 		// has ('nightly'), hours to a day long, over a day's boundary, the later ones with the

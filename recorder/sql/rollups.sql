@@ -643,6 +643,11 @@ $$;
 -- summed here, a month is a row per statement and wait, not one per statement, wait and hour
 -- for the caller to carry. A statement and wait is one of the window's where it has rows in it
 -- (days: the whole days' totals subtract).
+-- A first day the window holds more than half of (hours after its start) is read as a whole
+-- day less its hours before the window (4 hours' rows, not 20, for a window from 03:23), where
+-- the rollups cover that whole day. Its hours subtracted may be a statement's only rows that
+-- day, so its rows are no longer counted there: a statement is one of the window's where its
+-- seconds in it are above 0 (the sums are exact, and the sampler books no row of 0 seconds).
 -- The window's whole days are the running totals (0024) at the last day's start (or the latest
 -- before it, with the day rollups since) less those at the first's (the same): two days' rows,
 -- whatever the window's length; the day rollups themselves where there are no totals at or
@@ -666,6 +671,7 @@ DECLARE
     v_days_to timestamptz;
     v_totals_from timestamptz;  -- the running totals subtracted (NULL: none) and added
     v_totals_to timestamptz;
+    v_lead_from timestamptz;    -- the first day's hours before the window, subtracted: [v_lead_from, v_hours_from)
 BEGIN
     SELECT array_agg(e.edge_from ORDER BY e.edge_from), array_agg(e.edge_to ORDER BY e.edge_from)
     INTO v_edge_from, v_edge_to
@@ -674,6 +680,11 @@ BEGIN
            min(sp.piece_from) FILTER (WHERE sp.bucket = interval '1 day'), max(sp.piece_to) FILTER (WHERE sp.bucket = interval '1 day')
     INTO v_hours_from, v_hours_to, v_days_from, v_days_to
     FROM telemetry._rollup_span(v_from, p_end_time, p_server, false) sp;
+    IF v_days_from - v_hours_from > interval '12 hours'
+       AND (SELECT c.since FROM telemetry.rollup_coverage c WHERE c.server = p_server) <= v_days_from - interval '1 day' THEN
+        v_lead_from := v_days_from - interval '1 day';
+        v_days_from := v_lead_from;
+    END IF;
     IF v_days_from IS NOT NULL THEN
         v_totals_from := telemetry._statement_wait_totals_at(p_server, v_days_from);
         IF v_totals_from IS NOT NULL THEN
@@ -687,12 +698,17 @@ BEGIN
           FROM telemetry.statement_wait_samples x
           WHERE x.server = p_server AND (x.captured_at BETWEEN v_edge_from[1] AND v_edge_to[1] OR x.captured_at BETWEEN v_edge_from[2] AND v_edge_to[2])
             AND (p_batch IS NULL OR x.batch = p_batch)
-          UNION ALL  -- the hours before the whole days and after them
+          UNION ALL  -- the hours before the whole days (but where the first day is whole) and after them
           SELECT r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, r.seconds, 1
           FROM telemetry.statement_wait_rollups r
           WHERE r.server = p_server AND r.bucket = interval '1 hour' AND (p_batch IS NULL OR r.batch = p_batch)
-            AND (r.captured_at >= v_hours_from AND r.captured_at < coalesce(v_days_from, v_hours_to)
+            AND (r.captured_at >= v_hours_from AND r.captured_at < coalesce(v_days_from, v_hours_to) AND v_lead_from IS NULL
                  OR r.captured_at >= v_days_to AND r.captured_at < v_hours_to)
+          UNION ALL  -- the first day's hours before the window, where it is whole
+          SELECT r.queryid, r.wait_event_type, r.wait_event, r.before_query_id, r.query_text, -r.seconds, -1
+          FROM telemetry.statement_wait_rollups r
+          WHERE r.server = p_server AND r.bucket = interval '1 hour' AND (p_batch IS NULL OR r.batch = p_batch)
+            AND r.captured_at >= v_lead_from AND r.captured_at < v_hours_from
           UNION ALL  -- the whole days: the totals at their end less those at their start
           SELECT t.queryid, t.wait_event_type, t.wait_event, t.before_query_id, t.query_text, t.seconds, t.days
           FROM telemetry.statement_wait_totals t
@@ -712,6 +728,6 @@ BEGIN
           WHERE r.server = p_server AND r.bucket = interval '1 day' AND (p_batch IS NULL OR r.batch = p_batch)
             AND r.captured_at >= v_totals_from AND r.captured_at < v_days_from) x
     GROUP BY 2, 3, 4, 5, 6
-    HAVING sum(x.days) > 0;
+    HAVING CASE WHEN v_lead_from IS NULL THEN sum(x.days) > 0 ELSE sum(x.seconds) > 0 END;
 END
 $$;
