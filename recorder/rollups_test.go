@@ -313,6 +313,12 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 			}
 		}
 		earlyInADay := [2]time.Time{midnight.Add(3*time.Hour + 17*time.Minute + 123457*time.Microsecond), midnight.Add(48*time.Hour + time.Minute)}
+		// The data's times of day are fixed: the later comparisons, whose random windows begin
+		// too late for it, take a whole UTC day and a bit either side, the day itself, and a
+		// window from early in the day before it.
+		laterDays := [][2]time.Time{{midnight.Add(24*time.Hour - time.Minute - 13*time.Second), midnight.Add(48*time.Hour + 7*time.Second)},
+			{midnight.Add(24 * time.Hour), midnight.Add(48 * time.Hour)},
+			{midnight.Add(5*time.Hour + 10*time.Minute + 4321*time.Microsecond), midnight.Add(48*time.Hour + time.Minute)}}
 		compareAll(append(windows(first, last), [2]time.Time{first, last}, earlyInADay))
 		// That window's first day was read as a whole day less its hours before the window: a
 		// change to one of those hours' rollups changes its statements.
@@ -530,7 +536,7 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		holds("the statement of the first two hours left the running totals", `SELECT NOT EXISTS (SELECT FROM telemetry.statement_wait_totals
 			WHERE server = 'a' AND queryid = 1005)`)
 		cutDay := cut.UTC().Truncate(24 * time.Hour)
-		compareAll(append(windows(last.Add(-46*time.Hour), last), [2]time.Time{cutDay.Add(-time.Minute), cutDay.Add(25 * time.Hour)},
+		compareAll(append(append(windows(last.Add(-46*time.Hour), last), laterDays...), [2]time.Time{cutDay.Add(-time.Minute), cutDay.Add(25 * time.Hour)},
 			[2]time.Time{cut.Add(-time.Hour), last}))
 		// The runs begun before the cut are read from what is left: their stored results went,
 		// and they are not settled again.
@@ -569,7 +575,7 @@ func TestRollupsAnswerAsRawRows(t *testing.T) {
 		holds("no running totals up to the late sample's day", `SELECT NOT EXISTS (SELECT FROM telemetry.statement_wait_totals
 			WHERE server = 'a' AND captured_at <= date_bin('1 day', $1::timestamptz, timestamptz '1970-01-01 00:00:00+00'))`, late)
 		lateDay := late.UTC().Truncate(24 * time.Hour)
-		compareAll(append(windows(last.Add(-44*time.Hour), last), [2]time.Time{lateDay.Add(-time.Minute), lateDay.Add(25 * time.Hour)},
+		compareAll(append(append(windows(last.Add(-44*time.Hour), last), laterDays...), [2]time.Time{lateDay.Add(-time.Minute), lateDay.Add(25 * time.Hour)},
 			[2]time.Time{lateDay.Add(24 * time.Hour), last}))
 	})
 }

@@ -276,10 +276,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/p
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '9a96b8661039ba529ca1b3b225d1448eafc72732e585779b7bd6388ac9a8a2e5') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'recorder/sql/rollups.sql' AND checksum = '3472e80a3b91a517fc0bc90b5f2a31eeffd7ddd6f1ec04ae7638091fdfd2c078') AS apply \gset
 \if :apply
 \ir rollups.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '9a96b8661039ba529ca1b3b225d1448eafc72732e585779b7bd6388ac9a8a2e5')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('recorder/sql/rollups.sql', '3472e80a3b91a517fc0bc90b5f2a31eeffd7ddd6f1ec04ae7638091fdfd2c078')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif

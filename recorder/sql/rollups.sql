@@ -645,7 +645,7 @@ $$;
 -- (days: the whole days' totals subtract).
 -- A first day the window holds more than half of (hours after its start) is read as a whole
 -- day less its hours before the window (4 hours' rows, not 20, for a window from 03:23), where
--- the rollups cover that whole day. Its hours subtracted may be a statement's only rows that
+-- the rollups cover that whole day and running totals at its start are kept. Its hours subtracted may be a statement's only rows that
 -- day, so its rows are no longer counted there: a statement is one of the window's where its
 -- seconds in it are above 0 (the sums are exact, and the sampler books no row of 0 seconds).
 -- The window's whole days are the running totals (0024) at the last day's start (or the latest
@@ -672,6 +672,7 @@ DECLARE
     v_totals_from timestamptz;  -- the running totals subtracted (NULL: none) and added
     v_totals_to timestamptz;
     v_lead_from timestamptz;    -- the first day's hours before the window, subtracted: [v_lead_from, v_hours_from)
+    v_lead_totals timestamptz;  -- the totals that would be subtracted then
 BEGIN
     SELECT array_agg(e.edge_from ORDER BY e.edge_from), array_agg(e.edge_to ORDER BY e.edge_from)
     INTO v_edge_from, v_edge_to
@@ -680,13 +681,19 @@ BEGIN
            min(sp.piece_from) FILTER (WHERE sp.bucket = interval '1 day'), max(sp.piece_to) FILTER (WHERE sp.bucket = interval '1 day')
     INTO v_hours_from, v_hours_to, v_days_from, v_days_to
     FROM telemetry._rollup_span(v_from, p_end_time, p_server, false) sp;
-    IF v_days_from - v_hours_from > interval '12 hours'
-       AND (SELECT c.since FROM telemetry.rollup_coverage c WHERE c.server = p_server) <= v_days_from - interval '1 day' THEN
-        v_lead_from := v_days_from - interval '1 day';
-        v_days_from := v_lead_from;
-    END IF;
     IF v_days_from IS NOT NULL THEN
         v_totals_from := telemetry._statement_wait_totals_at(p_server, v_days_from);
+        -- The first day whole, where the rollups cover it, unless that loses the totals (a
+        -- cleanup that cut into it deleted those at its start: every day's rollups would be read).
+        IF v_days_from - v_hours_from > interval '12 hours'
+           AND (SELECT c.since FROM telemetry.rollup_coverage c WHERE c.server = p_server) <= v_days_from - interval '1 day' THEN
+            v_lead_totals := telemetry._statement_wait_totals_at(p_server, v_days_from - interval '1 day');
+            IF v_lead_totals IS NOT NULL OR v_totals_from IS NULL THEN
+                v_lead_from := v_days_from - interval '1 day';
+                v_days_from := v_lead_from;
+                v_totals_from := v_lead_totals;
+            END IF;
+        END IF;
         IF v_totals_from IS NOT NULL THEN
             v_totals_to := telemetry._statement_wait_totals_at(p_server, v_days_to);
         END IF;
