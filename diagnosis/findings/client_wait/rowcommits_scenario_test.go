@@ -71,9 +71,30 @@ func TestRowByRowCommits(t *testing.T) {
 			if !strings.Contains(recommendation, "Commit in batches") {
 				t.Errorf("client_wait's recommendation %q: want commit in batches", recommendation)
 			}
-			// the INSERTs did the same work: no statement of theirs is a regression or new
+			// The INSERTs did the same work: no statement of theirs is a regression or new. But an
+			// INSERT committed on its own is a transaction of its own, taking the table's lock and
+			// a transaction ID each time: once on CI's loaded machine (PostgreSQL 15) it took
+			// about three times its time per call, and was named statement_regression (warning,
+			// 12%) for it. That finding is allowed where pg_stat_statements shows the INSERT
+			// statement_slower_ratio times slower per call, and names no other statement.
+			var perCall, baselinePerCall, slowerRatio float64
+			if err := l.Admin.QueryRow(context.Background(), `SELECT s.seconds_per_call::float8, s.baseline_seconds_per_call::float8,
+				telemetry._threshold('statement_slower_ratio')::float8
+				FROM telemetry.run_statements($1) s WHERE s.query = 'INSERT INTO public.work VALUES ($1, $2)'`, runID).Scan(
+				&perCall, &baselinePerCall, &slowerRatio); err != nil {
+				t.Fatalf("the INSERT's time per call: %v", err)
+			}
+			insertSlower := perCall >= slowerRatio*baselinePerCall
+			t.Logf("the INSERT: %.6f s per call, baseline %.6f", perCall, baselinePerCall)
 			for _, f := range d.Findings {
-				if f.Severity != "info" && (f.Pattern == "statement_regression" || f.Pattern == "new_statement") {
+				if f.Severity == "info" || f.Pattern != "statement_regression" && f.Pattern != "new_statement" {
+					continue
+				}
+				onlyInsert := f.Pattern == "statement_regression" && len(f.Children) > 0
+				for _, c := range f.Children {
+					onlyInsert = onlyInsert && c.Query != nil && *c.Query == "INSERT INTO public.work VALUES ($1, $2)"
+				}
+				if !insertSlower || !onlyInsert {
 					t.Errorf("%s (%s): %s", f.Pattern, f.Severity, f.Summary)
 				}
 			}
