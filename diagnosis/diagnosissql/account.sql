@@ -341,6 +341,15 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     WHEN hz.held AND e.own_entry
                          AND s.baseline_blocks_per_call > 0
                          AND s.blocks_per_call >= telemetry._threshold('xmin_horizon_blocks_ratio') * s.baseline_blocks_per_call THEN 'xmin_horizon'
+                    -- Less growth (an input a tenth larger: more calls, rows, or blocks read at
+                    -- the same calls and rows, under the ratio that says a plan changed), its time
+                    -- risen by pg_stat_statements, at about the baseline's time for that much work
+                    -- (under statement_slower_ratio times its seconds scaled by the growth): the
+                    -- input's growth, not a regression; however little its time rose, the rise
+                    -- is its work's, not the samples' noise.
+                    WHEN e.own_entry AND s.baseline_seconds > 0
+                         AND g.growth >= telemetry._threshold('statement_growth_ratio') AND s.seconds > s.baseline_seconds
+                         AND s.seconds < telemetry._threshold('statement_slower_ratio') * s.baseline_seconds * g.growth THEN 'more_work'
                     -- Not slower by pg_stat_statements (its time in the run less than
                     -- cause_min_seconds beyond its baseline median; its calls all counted: the
                     -- run ended normally, as a call cancelled, failed or still running is not
@@ -353,13 +362,6 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     WHEN (SELECT w.status FROM w) IN ('succeeded', 'ended') AND e.own_entry
                          AND os.seconds <= s.seconds + telemetry._threshold('sampling_noise_seconds')
                          AND s.seconds - s.baseline_seconds < telemetry._threshold('cause_min_seconds') THEN 'unattributed'
-                    -- Less growth (an input a fifth larger: more calls, rows, or blocks read at
-                    -- the same calls and rows, under the ratio that says a plan changed), at about
-                    -- the baseline's time for that much work (under statement_slower_ratio times
-                    -- its seconds scaled by the growth): the input's growth, not a regression.
-                    WHEN e.own_entry AND s.baseline_seconds > 0
-                         AND g.growth >= telemetry._threshold('statement_growth_ratio') AND s.seconds > s.baseline_seconds
-                         AND s.seconds < telemetry._threshold('statement_slower_ratio') * s.baseline_seconds * g.growth THEN 'more_work'
                     WHEN k.bucket = 'CPU' AND b.run >= b.baseline + telemetry._threshold('other_busy_sessions') AND b.run >= 2 * b.baseline THEN 'cpu_contention'
                     -- Its CPU went into writing the WAL: many times its WAL per call (full-page
                     -- images after checkpoints) at the same blocks per row (a plan that touches
