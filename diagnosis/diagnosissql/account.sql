@@ -68,24 +68,39 @@ $$;
 -- session was active, shared among the active rows in proportion to their seconds (four
 -- sessions waiting on a lock for a second each are one second of the run, not four); the time
 -- sessions were otherwise in the sample, idle (in transaction), likewise among the idle rows.
--- What no sample covers, [started_at, ended_at] minus the samples' time, is 'no own session
--- active': the application's own time. recorded: the run has own-session samples at all (a run
--- recorded without the batch tracker has none, and no account).
+-- What no sample covers, [started_at, ended_at] minus the samples' time (the last sample's
+-- standing for up to its span after it too), is 'no own session active': the application's own
+-- time. recorded: the run has own-session samples at all (a run recorded without the batch
+-- tracker has none, and no account).
 CREATE OR REPLACE FUNCTION telemetry._run_account_rows(p_run_id bigint)
 RETURNS TABLE (run_id bigint, this_run boolean, duration numeric, recorded boolean, bucket text, queryid bigint, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH runs AS (SELECT * FROM telemetry._runs_with_baseline(p_run_id)),
-    own AS (
-        SELECT r.run_id, s.sample_id, s.captured_at, s.pid, s.state = 'active' AS active,
-               telemetry._account_bucket(s.state, s.wait_event_type, s.wait_event, tx.query) AS bucket,
-               -- a sample's seconds since the reading before it: those before the run's start cut off
-               s.queryid, least(s.seconds, extract(epoch FROM s.captured_at - r.start_time))::numeric AS seconds
+    read AS (
+        SELECT r.run_id, r.server, r.end_time, s.*, max(s.captured_at) OVER (PARTITION BY r.run_id) AS last_captured_at
         FROM runs r
         CROSS JOIN LATERAL (
-            SELECT b.sample_id, b.captured_at, b.pid, b.state, b.wait_event_type, b.wait_event, b.queryid, b.seconds
+            -- a sample's seconds since the reading before it: those before the run's start cut off
+            SELECT b.sample_id, b.captured_at, b.pid, b.state, b.wait_event_type, b.wait_event, b.queryid,
+                   least(b.seconds, extract(epoch FROM b.captured_at - r.start_time))::numeric AS seconds
             FROM telemetry.batch_wait_samples b
-            WHERE b.server = r.server AND b.batch = r.batch AND b.own AND b.captured_at BETWEEN r.start_time AND r.end_time) s
-        LEFT JOIN telemetry.statement_texts tx ON tx.server = r.server AND tx.queryid = s.queryid AND s.queryid <> 0),
+            WHERE b.server = r.server AND b.batch = r.batch AND b.own AND b.captured_at BETWEEN r.start_time AND r.end_time) s),
+    -- The time from a run's last sample to its end (up to a sampler's period, a second) is no
+    -- reading's: the sessions went on as that sample saw them (the statement it caught ran on to
+    -- the run's end), so its rows stand for that time too, up to their own span. Left to 'no own
+    -- session active', it was the application's: a second's noise, from run to run, in client_wait.
+    sampled AS (
+        SELECT x.run_id, x.server, x.sample_id, x.captured_at, x.pid, x.state, x.wait_event_type, x.wait_event, x.queryid, x.seconds
+        FROM read x
+        UNION ALL
+        SELECT x.run_id, x.server, x.sample_id, x.end_time, x.pid, x.state, x.wait_event_type, x.wait_event, x.queryid,
+               least(x.seconds, extract(epoch FROM x.end_time - x.captured_at))::numeric
+        FROM read x WHERE x.captured_at = x.last_captured_at AND x.end_time > x.captured_at),
+    own AS (
+        SELECT s.run_id, s.sample_id, s.captured_at, s.pid, s.state = 'active' AS active,
+               telemetry._account_bucket(s.state, s.wait_event_type, s.wait_event, tx.query) AS bucket, s.queryid, s.seconds
+        FROM sampled s
+        LEFT JOIN telemetry.statement_texts tx ON tx.server = s.server AND tx.queryid = s.queryid AND s.queryid <> 0),
     per_pid AS (
         SELECT o.run_id, o.sample_id, o.captured_at, o.pid,
                sum(o.seconds) FILTER (WHERE o.active) AS active, sum(o.seconds) AS total
@@ -307,6 +322,11 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                         (array_agg(h.holder) FILTER (WHERE h.this_run))[1] AS holder
                  FROM telemetry._runs_xmin_horizon(p_run_id) h) x),
     keys AS (SELECT DISTINCT a.bucket, a.queryid FROM a),
+    -- The batch tracker's own calls in the batch's sessions (telemetry.batch_begin and the
+    -- like): the same brief work in every run, which pg_stat_statements' rows of the run leave
+    -- out; a sample that caught one is no cause's.
+    tracker AS (SELECT tx.queryid FROM w JOIN telemetry.statement_texts tx ON tx.server = w.srv
+                WHERE tx.queryid IN (SELECT k.queryid FROM keys k WHERE k.queryid <> 0) AND tx.query ~ '\mtelemetry\.'),
     -- The statements a change since the baseline may have slowed (what_changed).
     changed AS (SELECT DISTINCT l.queryid FROM telemetry._run_change_links(p_run_id) l),
     -- The statements whose plan auto_explain showed changed against the baseline runs' plans
@@ -325,6 +345,7 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                e.shared,
                -- A spill that grew with the rows is more work: more_work comes before temp_spill.
                CASE WHEN telemetry._account_cause(k.bucket) <> 'temp_spill' THEN telemetry._account_cause(k.bucket)
+                    WHEN k.queryid IN (SELECT t.queryid FROM tracker t) THEN 'unattributed'
                     WHEN k.queryid <> 0 AND (SELECT n FROM nbase) > 0 AND coalesce(os.baseline_max, 0) = 0
                          AND coalesce(s.baseline_runs_with, 0) = 0 THEN 'new_statement'
                     WHEN e.own_entry AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)

@@ -645,9 +645,10 @@ $$;
 -- (days: the whole days' totals subtract).
 -- A first day the window holds more than half of (hours after its start) is read as a whole
 -- day less its hours before the window (4 hours' rows, not 20, for a window from 03:23), where
--- the rollups cover that whole day and running totals at its start are kept. Its hours subtracted may be a statement's only rows that
--- day, so its rows are no longer counted there: a statement is one of the window's where its
--- seconds in it are above 0 (the sums are exact, and the sampler books no row of 0 seconds).
+-- the rollups cover that whole day and running totals at its start are kept. Its hours
+-- subtracted may be a statement's only rows that day, so its rows are no longer counted there:
+-- a statement is one of the window's where its seconds in it are above 0 (the sums are exact,
+-- and the sampler books no row of 0 seconds).
 -- The window's whole days are the running totals (0024) at the last day's start (or the latest
 -- before it, with the day rollups since) less those at the first's (the same): two days' rows,
 -- whatever the window's length; the day rollups themselves where there are no totals at or
