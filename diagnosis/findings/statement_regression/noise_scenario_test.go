@@ -60,14 +60,21 @@ func TestSamplingNoiseIsNoRegression(t *testing.T) {
 					t.Errorf("run %d: %s for a statement that took no longer: %s", runID, f.Pattern, f.Summary)
 				}
 			}
-			var causes []string
-			if err := l.Admin.QueryRow(t.Context(), `SELECT coalesce(array_agg(DISTINCT r->>'cause'), '{}')
-				FROM jsonb_array_elements(telemetry._run_causes($1, (SELECT jsonb_agg(to_jsonb(s)) FROM telemetry._run_statements($1) s)) -> 'rows') r
-				WHERE r->>'bucket' = 'Timeout:PgSleep' AND (r->>'queryid')::bigint = `+workStatement, runID).Scan(&causes); err != nil {
-				t.Fatal(err)
-			}
-			if len(causes) != 1 || causes[0] != "unattributed" {
+			if causes := sleepCauses(t, l, runID, workStatement); len(causes) != 1 || causes[0] != "unattributed" {
 				t.Errorf("run %d: the work statement's sleeps' causes %v, want them unattributed (its booked seconds left unexplained)", runID, causes)
 			}
 		}})
+}
+
+// sleepCauses are the causes the run's account gave the sleeps (Timeout:PgSleep) booked to the
+// statement whose queryid the SQL expression statement gives.
+func sleepCauses(t *testing.T, l *lab.Lab, runID int64, statement string) []string {
+	t.Helper()
+	var causes []string
+	if err := l.Admin.QueryRow(t.Context(), `SELECT coalesce(array_agg(DISTINCT r->>'cause'), '{}')
+		FROM jsonb_array_elements(telemetry._run_causes($1, (SELECT jsonb_agg(to_jsonb(s)) FROM telemetry._run_statements($1) s)) -> 'rows') r
+		WHERE r->>'bucket' = 'Timeout:PgSleep' AND (r->>'queryid')::bigint = `+statement, runID).Scan(&causes); err != nil {
+		t.Fatal(err)
+	}
+	return causes
 }

@@ -43,13 +43,7 @@ func TestTrackerCallIsNoCause(t *testing.T) {
 					}
 				}
 			}
-			var causes []string
-			if err := l.Admin.QueryRow(t.Context(), `SELECT coalesce(array_agg(DISTINCT r->>'cause'), '{}')
-				FROM jsonb_array_elements(telemetry._run_causes($1, (SELECT jsonb_agg(to_jsonb(s)) FROM telemetry._run_statements($1) s)) -> 'rows') r
-				WHERE r->>'bucket' = 'Timeout:PgSleep' AND (r->>'queryid')::bigint = `+batchBegin, runID).Scan(&causes); err != nil {
-				t.Fatal(err)
-			}
-			if len(causes) != 1 || causes[0] != "unattributed" {
+			if causes := sleepCauses(t, l, runID, batchBegin); len(causes) != 1 || causes[0] != "unattributed" {
 				t.Errorf("run %d: the tracker call's booked sleeps' causes %v, want them unattributed", runID, causes)
 			}
 		}})
