@@ -76,25 +76,30 @@ CREATE OR REPLACE FUNCTION telemetry._run_account_rows(p_run_id bigint)
 RETURNS TABLE (run_id bigint, this_run boolean, duration numeric, recorded boolean, bucket text, queryid bigint, seconds numeric)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH runs AS (SELECT * FROM telemetry._runs_with_baseline(p_run_id)),
+    -- A sample's rows of a session may be several (the exporter sums its 250 ms readings by
+    -- state, wait and statement into a sample a second): pid_seconds, their sum, is its span.
     read AS (
-        SELECT r.run_id, r.server, r.end_time, s.*, max(s.captured_at) OVER (PARTITION BY r.run_id) AS last_captured_at
+        SELECT r.run_id, r.server, r.start_time, r.end_time, s.*,
+               sum(s.seconds) OVER (PARTITION BY r.run_id, s.captured_at, s.pid) AS pid_seconds,
+               max(s.captured_at) OVER (PARTITION BY r.run_id) AS last_captured_at
         FROM runs r
         CROSS JOIN LATERAL (
-            -- a sample's seconds since the reading before it: those before the run's start cut off
-            SELECT b.sample_id, b.captured_at, b.pid, b.state, b.wait_event_type, b.wait_event, b.queryid,
-                   least(b.seconds, extract(epoch FROM b.captured_at - r.start_time))::numeric AS seconds
+            SELECT b.sample_id, b.captured_at, b.pid, b.state, b.wait_event_type, b.wait_event, b.queryid, b.seconds::numeric AS seconds
             FROM telemetry.batch_wait_samples b
             WHERE b.server = r.server AND b.batch = r.batch AND b.own AND b.captured_at BETWEEN r.start_time AND r.end_time) s),
-    -- The time from a run's last sample to its end (up to a sampler's period, a second) is no
-    -- reading's: the sessions went on as that sample saw them (the statement it caught ran on to
-    -- the run's end), so its rows stand for that time too, up to their own span. Left to 'no own
-    -- session active', it was the application's: a second's noise, from run to run, in client_wait.
+    -- A sample stands for its session's span since the reading before it, cut at the run's start
+    -- (its rows alike). The time from a run's last sample to its end (up to the samples' spacing,
+    -- a second) is no sample's: the sessions went on as that sample saw them (the statement it
+    -- caught ran on to the run's end), so its rows stand for that time too, up to their span.
+    -- Left to 'no own session active', it was the application's: a second's noise, from run to
+    -- run, in client_wait.
     sampled AS (
-        SELECT x.run_id, x.server, x.sample_id, x.captured_at, x.pid, x.state, x.wait_event_type, x.wait_event, x.queryid, x.seconds
+        SELECT x.run_id, x.server, x.sample_id, x.captured_at, x.pid, x.state, x.wait_event_type, x.wait_event, x.queryid,
+               x.seconds * least(1, extract(epoch FROM x.captured_at - x.start_time) / nullif(x.pid_seconds, 0)) AS seconds
         FROM read x
         UNION ALL
         SELECT x.run_id, x.server, x.sample_id, x.end_time, x.pid, x.state, x.wait_event_type, x.wait_event, x.queryid,
-               least(x.seconds, extract(epoch FROM x.end_time - x.captured_at))::numeric
+               x.seconds * least(1, extract(epoch FROM x.end_time - x.captured_at) / nullif(x.pid_seconds, 0))
         FROM read x WHERE x.captured_at = x.last_captured_at AND x.end_time > x.captured_at),
     own AS (
         SELECT s.run_id, s.sample_id, s.captured_at, s.pid, s.state = 'active' AS active,
@@ -287,7 +292,9 @@ $$;
 -- plan_changed (planner_setting where it ran with other planner settings than the baseline's
 -- plan), and one whose parallel workers were not launched (its plans, or pg_stat_statements
 -- 1.12 on 18), parallel_workers_not_launched. A statement of an ended run whose time did not
--- rise by pg_stat_statements is unattributed: the samples' noise, no cause's.
+-- rise by pg_stat_statements (by under cause_min_seconds, its work the same, or the samples
+-- booking it well beyond what was counted) is unattributed: the samples' noise, no cause's; so
+-- are the batch tracker's own calls.
 -- rows: per cause, bucket and statement, seconds, baseline median and extra; causes: per
 -- cause the run's total, the median of the baseline runs' totals and the extra.
 CREATE OR REPLACE FUNCTION telemetry._run_causes(p_run_id bigint, p_statements jsonb)
@@ -322,11 +329,12 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                         (array_agg(h.holder) FILTER (WHERE h.this_run))[1] AS holder
                  FROM telemetry._runs_xmin_horizon(p_run_id) h) x),
     keys AS (SELECT DISTINCT a.bucket, a.queryid FROM a),
-    -- The batch tracker's own calls in the batch's sessions (telemetry.batch_begin and the
-    -- like): the same brief work in every run, which pg_stat_statements' rows of the run leave
-    -- out; a sample that caught one is no cause's.
+    -- The batch tracker's own calls in the batch's sessions (telemetry.batch_begin and
+    -- batch_end): the same brief work in every run, which pg_stat_statements' rows of the run
+    -- leave out; a sample that caught one is no cause's.
     tracker AS (SELECT tx.queryid FROM w JOIN telemetry.statement_texts tx ON tx.server = w.srv
-                WHERE tx.queryid IN (SELECT k.queryid FROM keys k WHERE k.queryid <> 0) AND tx.query ~ '\mtelemetry\.'),
+                WHERE tx.queryid IN (SELECT k.queryid FROM keys k WHERE k.queryid <> 0)
+                  AND tx.query ~* '^\s*select\s+(\*\s+from\s+)?telemetry\.batch_(begin|end)\s*\('),
     -- The statements a change since the baseline may have slowed (what_changed).
     changed AS (SELECT DISTINCT l.queryid FROM telemetry._run_change_links(p_run_id) l),
     -- The statements whose plan auto_explain showed changed against the baseline runs' plans
@@ -366,11 +374,15 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                     -- the same calls and rows, under the ratio that says a plan changed), its time
                     -- risen by pg_stat_statements, at about the baseline's time for that much work
                     -- (under statement_slower_ratio times its seconds scaled by the growth): the
-                    -- input's growth, not a regression; however little its time rose, the rise
-                    -- is its work's, not the samples' noise.
+                    -- input's growth, not a regression. A rise under cause_min_seconds is its
+                    -- work's too where the samples booked about what was counted (under
+                    -- statement_slower_ratio times it); a brief statement booked a sample's whole
+                    -- span is the samples' noise (below).
                     WHEN e.own_entry AND s.baseline_seconds > 0
                          AND g.growth >= telemetry._threshold('statement_growth_ratio') AND s.seconds > s.baseline_seconds
-                         AND s.seconds < telemetry._threshold('statement_slower_ratio') * s.baseline_seconds * g.growth THEN 'more_work'
+                         AND s.seconds < telemetry._threshold('statement_slower_ratio') * s.baseline_seconds * g.growth
+                         AND (s.seconds - s.baseline_seconds >= telemetry._threshold('cause_min_seconds')
+                              OR os.seconds <= telemetry._threshold('statement_slower_ratio') * s.seconds) THEN 'more_work'
                     -- Not slower by pg_stat_statements (its time in the run less than
                     -- cause_min_seconds beyond its baseline median; its calls all counted: the
                     -- run ended normally, as a call cancelled, failed or still running is not

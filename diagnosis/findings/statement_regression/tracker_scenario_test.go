@@ -21,7 +21,7 @@ func TestTrackerCallIsNoCause(t *testing.T) {
 	pause := func(seconds float64) func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 		return func(t *testing.T, l *lab.Lab, c *pgx.Conn) { lab.MustExec(t, c, `SELECT pg_sleep($1)`, seconds) }
 	}
-	const batchBegin = `(SELECT queryid FROM telemetry.statement_texts WHERE query LIKE 'SELECT telemetry.batch_begin(%' LIMIT 1)`
+	const batchBegin = `(SELECT queryid FROM telemetry.statement_texts WHERE query LIKE 'SELECT telemetry.batch_begin(%' ORDER BY queryid LIMIT 1)`
 	lab.RunSlow(t, lab.SlowRun{CheckAlone: true, Usual: pause(0.5), Slow: pause(2),
 		After: func(l *lab.Lab, runID int64) {
 			l.Exec(`UPDATE telemetry.batch_wait_samples b SET queryid = `+batchBegin+`
