@@ -12,6 +12,8 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
      'A cause is a finding above info when it explains at least this share of a slow run''s extra time: critical from 50%.'),
     ('cause_min_seconds', 0.3, 'seconds',
      'A cause explaining less than this of a run''s extra time is not a finding.'),
+    ('transaction_overhead_seconds', 0.0001, 'seconds',
+     'Where the batch committed far more often than usual (client_wait''s commits), the server''s own work of its transactions (BEGIN, COMMIT, and a statement at its usual calls alone in its transaction, taking its locks and a transaction ID each time) is the commits'', where a statement took at most this much more for each of its calls that was an extra commit.'),
     ('sampling_noise_seconds', 2, 'seconds',
      'A statement of a run no slower per call by pg_stat_statements is left unexplained, not a regression, where the wait sampler booked it at most this much beyond what pg_stat_statements counted (a sample''s span goes whole to the statement seen at its instant).')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
@@ -269,6 +271,29 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     GROUP BY r.run_id, r.this_run, r.start_time, r.end_time
 $$;
 
+-- _run_commits_rose: where the batch committed far more often than usual, its COMMIT (kind
+-- 'commit'; p_statements: _run_statements' rows, pg_stat_statements' entries), its BEGIN and its
+-- most called other statement, each with its calls and the baseline's. COMMIT ran
+-- statement_more_work_ratio times its baseline's calls, and more often for each call of that
+-- statement: smaller transactions, not more of its usual ones (a grown input committed row by
+-- row as always; other sessions' commits in its entry are diluted by that statement's).
+CREATE OR REPLACE FUNCTION telemetry._run_commits_rose(p_statements jsonb)
+RETURNS TABLE (kind text, queryid bigint, query text, calls numeric, baseline_calls numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH counted AS (
+        SELECT x.queryid, x.query, x.calls::numeric AS calls, round(x.baseline_calls) AS baseline_calls,
+               CASE WHEN x.query ~* '^\s*(commit|end)\M' THEN 'commit'
+                    WHEN x.query ~* '^\s*(begin|start\s+transaction)\M' THEN 'begin' ELSE 'statement' END AS kind
+        FROM jsonb_to_recordset(coalesce(p_statements, '[]')) AS x (queryid bigint, query text, calls bigint, baseline_calls numeric)
+        WHERE x.queryid <> 0 AND x.calls IS NOT NULL),
+    top AS (SELECT DISTINCT ON (c.kind) c.* FROM counted c ORDER BY c.kind, c.calls DESC, c.queryid),
+    rose AS (SELECT 1 FROM top c LEFT JOIN top w ON w.kind = 'statement'
+             WHERE c.kind = 'commit'
+               AND c.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(c.baseline_calls, 1)
+               AND c.calls / nullif(w.calls, 0) >= telemetry._threshold('statement_more_work_ratio') * greatest(c.baseline_calls, 1) / nullif(w.baseline_calls, 0))
+    SELECT t.kind, t.queryid, t.query, t.calls, t.baseline_calls FROM top t WHERE EXISTS (SELECT FROM rose)
+$$;
+
 -- _run_causes is the account the causes (diagnosis/findings) explain a run's extra time from,
 -- as one value computed once: the run's duration against its baseline's median (the baseline
 -- runs recorded with own sessions), and every sampled second of the run and its baseline runs
@@ -294,9 +319,12 @@ $$;
 -- 1.12 on 18), parallel_workers_not_launched. A statement of an ended run whose time did not
 -- rise by pg_stat_statements (by under cause_min_seconds, its work the same, or the samples
 -- booking it well beyond what was counted) is unattributed: the samples' noise, no cause's; so
--- are the batch tracker's own calls.
+-- are the batch tracker's own calls. Where the batch committed far more often than usual, its
+-- transactions' own work is client_wait's, the commits' (up to transaction_overhead_seconds an
+-- extra commit).
 -- rows: per cause, bucket and statement, seconds, baseline median and extra; causes: per
--- cause the run's total, the median of the baseline runs' totals and the extra.
+-- cause the run's total, the median of the baseline runs' totals and the extra; commits_rose:
+-- _run_commits_rose's rows (none where the commits did not rise).
 CREATE OR REPLACE FUNCTION telemetry._run_causes(p_run_id bigint, p_statements jsonb)
 RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH a AS (SELECT * FROM telemetry._run_account_rows(p_run_id) WHERE recorded),
@@ -329,12 +357,40 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                         (array_agg(h.holder) FILTER (WHERE h.this_run))[1] AS holder
                  FROM telemetry._runs_xmin_horizon(p_run_id) h) x),
     keys AS (SELECT DISTINCT a.bucket, a.queryid FROM a),
+    texts AS (SELECT tx.queryid, tx.query FROM w JOIN telemetry.statement_texts tx ON tx.server = w.srv
+              WHERE tx.queryid IN (SELECT k.queryid FROM keys k WHERE k.queryid <> 0)),
     -- The batch tracker's own calls in the batch's sessions (telemetry.batch_begin and
     -- batch_end): the same brief work in every run, which pg_stat_statements' rows of the run
     -- leave out; a sample that caught one is no cause's.
-    tracker AS (SELECT tx.queryid FROM w JOIN telemetry.statement_texts tx ON tx.server = w.srv
-                WHERE tx.queryid IN (SELECT k.queryid FROM keys k WHERE k.queryid <> 0)
-                  AND tx.query ~* '^\s*select\s+(\*\s+from\s+)?telemetry\.batch_(begin|end)\s*\('),
+    tracker AS (SELECT t.queryid FROM texts t WHERE t.query ~* '^\s*select\s+(\*\s+from\s+)?telemetry\.batch_(begin|end)\s*\('),
+    -- The batch committed far more often than usual (_run_commits_rose): the server's own work
+    -- of its transactions, BEGIN's and COMMIT's, time in no known statement, and a statement at
+    -- its usual calls and rows, alone in its transaction now, taking its locks and a
+    -- transaction ID each time, is the commits' (client_wait's), where it took no more than
+    -- transaction_overhead_seconds beyond its baseline median for each of its calls that was
+    -- an extra commit; more is the statement's own (a regression called once is not hidden
+    -- behind 40,000 commits), judged below.
+    rose AS (SELECT * FROM telemetry._run_commits_rose(p_statements)),
+    commits AS (SELECT c.calls - c.baseline_calls AS extra FROM rose c WHERE c.kind = 'commit'),
+    txn_work AS (
+        SELECT x.bucket, x.queryid, x.calls,
+               max(x.seconds) FILTER (WHERE x.this_run)
+               - coalesce((percentile_cont(0.5) WITHIN GROUP (ORDER BY x.seconds) FILTER (WHERE NOT x.this_run))::numeric, 0) AS extra
+        FROM (SELECT k.bucket, k.queryid, least(s.calls, c.extra) AS calls, r.this_run, coalesce(sum(a.seconds), 0) AS seconds
+              FROM commits c, keys k CROSS JOIN runs r
+              LEFT JOIN a ON a.run_id = r.run_id AND a.bucket = k.bucket AND a.queryid = k.queryid
+              LEFT JOIN texts t ON t.queryid = k.queryid
+              LEFT JOIN st s ON s.queryid = k.queryid AND k.queryid <> 0
+              WHERE telemetry._account_cause(k.bucket) IS NULL
+                AND (k.queryid = 0 OR t.query ~* '^\s*(begin|start\s+transaction|commit|end)\M'
+                     OR s.status <> 'reset' AND s.calls > 0
+                        AND s.calls < telemetry._threshold('statement_growth_ratio') * s.baseline_calls
+                        AND s.rows < telemetry._threshold('statement_growth_ratio') * greatest(s.baseline_rows, 1))
+              GROUP BY k.bucket, k.queryid, least(s.calls, c.extra), r.run_id, r.this_run) x
+        GROUP BY 1, 2, 3),
+    txn AS (SELECT t.bucket, t.queryid FROM txn_work t
+            WHERE t.queryid IN (SELECT x.queryid FROM txn_work x GROUP BY x.queryid, x.calls
+                                HAVING sum(greatest(x.extra, 0)) <= telemetry._threshold('transaction_overhead_seconds') * x.calls)),
     -- The statements a change since the baseline may have slowed (what_changed).
     changed AS (SELECT DISTINCT l.queryid FROM telemetry._run_change_links(p_run_id) l),
     -- The statements whose plan auto_explain showed changed against the baseline runs' plans
@@ -354,6 +410,7 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                -- A spill that grew with the rows is more work: more_work comes before temp_spill.
                CASE WHEN telemetry._account_cause(k.bucket) <> 'temp_spill' THEN telemetry._account_cause(k.bucket)
                     WHEN k.queryid IN (SELECT t.queryid FROM tracker t) THEN 'unattributed'
+                    WHEN (k.bucket, k.queryid) IN (SELECT t.bucket, t.queryid FROM txn t) THEN 'client_wait'
                     WHEN k.queryid <> 0 AND (SELECT n FROM nbase) > 0 AND coalesce(os.baseline_max, 0) = 0
                          AND coalesce(s.baseline_runs_with, 0) = 0 THEN 'new_statement'
                     WHEN e.own_entry AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
@@ -455,6 +512,7 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                                                      telemetry._threshold('run_slow_min_extra_pct') / 100 * n.duration)
                           FROM cur c, nbase n), false),
         'other_busy_sessions', (SELECT run FROM busy), 'baseline_other_busy_sessions', round((SELECT baseline FROM busy), 2),
+        'commits_rose', coalesce((SELECT jsonb_agg(to_jsonb(c)) FROM rose c), '[]'),
         'xmin_horizon', (SELECT jsonb_build_object('held_pct', hz.run_pct, 'baseline_held_pct', round(hz.baseline_pct, 1), 'holder', hz.holder) FROM hz),
         'causes', coalesce((SELECT jsonb_agg(jsonb_build_object('cause', c.cause, 'seconds', round(c.seconds, 3), 'baseline_seconds', round(c.baseline, 3),
                                                                'extra_seconds', round(c.seconds - c.baseline, 3)) ORDER BY c.seconds - c.baseline DESC)
@@ -688,4 +746,15 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         THEN format('; blocks per row %s instead of %s: plan probably changed', s->>'blocks_per_row', s->>'baseline_blocks_per_row')
         ELSE '' END
     FROM (SELECT p_statistics AS s) x
+$$;
+
+-- _call_times says a statement's time per call and its baseline's (p_statistics: a child's
+-- statistics, _run_statements' row) in one unit that shows them: µs where both are under
+-- 0.1 ms (a row's INSERT, 4 µs, reads 0.00 ms), else ms.
+CREATE OR REPLACE FUNCTION telemetry._call_times(p_statistics jsonb)
+RETURNS text[] LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN greatest(x.run, x.baseline) < 0.0001
+                THEN ARRAY[round(1e6 * x.run, 1) || ' µs', round(1e6 * x.baseline, 1) || ' µs']
+                ELSE ARRAY[round(1e3 * x.run, 2) || ' ms', round(1e3 * x.baseline, 2) || ' ms'] END
+    FROM (SELECT (p_statistics->>'seconds_per_call')::numeric AS run, (p_statistics->>'baseline_seconds_per_call')::numeric AS baseline) x
 $$;

@@ -2,7 +2,6 @@ package clientwait_test
 
 import (
 	"context"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -72,42 +71,16 @@ func TestRowByRowCommits(t *testing.T) {
 			if !strings.Contains(recommendation, "Commit in batches") {
 				t.Errorf("client_wait's recommendation %q: want commit in batches", recommendation)
 			}
-			// The INSERTs did the same work: no statement of theirs is a regression or new. But an
+			// The INSERTs did the same work: no statement of theirs is a regression or new. An
 			// INSERT committed on its own is a transaction of its own, taking the table's lock and
-			// a transaction ID each time: 1.75-2.2 times its time per call (pg_stat_statements, 7
-			// against 4 µs, 11 against 5), and twice on CI's loaded machine (PostgreSQL 15, 17) it
-			// was named statement_regression at warning for it. The account books that overhead to
-			// the statement, not to the commits (not mended): the finding is allowed where it names
-			// the INSERT and pg_stat_statements shows it slower per call.
-			var perCall, baselinePerCall float64
-			if err := l.Admin.QueryRow(context.Background(), `SELECT s.seconds_per_call::float8, s.baseline_seconds_per_call::float8
-				FROM telemetry.run_statements($1) s WHERE s.query = 'INSERT INTO public.work VALUES ($1, $2)'`, runID).Scan(
-				&perCall, &baselinePerCall); err != nil {
-				t.Fatalf("the INSERT's time per call: %v", err)
-			}
-			insertSlower := perCall > baselinePerCall
-			t.Logf("the INSERT: %.6f s per call, baseline %.6f", perCall, baselinePerCall)
+			// a transaction ID each time (1.75-2.2 times its time per call by pg_stat_statements,
+			// 7 against 4 µs, 11 against 5; on CI's loaded machine 14 against 3): that is the
+			// commits' work, client_wait's, not the statement's.
 			for _, f := range d.Findings {
-				if f.Severity == "info" || f.Pattern != "statement_regression" && f.Pattern != "new_statement" {
-					continue
-				}
-				// Its other statements may be the transactions' own: BEGIN and COMMIT's work, or
-				// time in no known statement between them (CI, PostgreSQL 16: 0.5 s of 1.8 s
-				// beside the INSERT's 1.3 s). They are the same per-transaction overhead.
-				namesInsert, onlyTransactions := false, f.Pattern == "statement_regression"
-				for _, c := range f.Children {
-					query := "(no statement known)"
-					if c.Query != nil {
-						query = *c.Query
-					}
-					t.Logf("%s (%s) names %d %q: +%.2f s", f.Pattern, f.Severity, c.QueryID, query, c.ExtraSeconds)
-					namesInsert = namesInsert || query == "INSERT INTO public.work VALUES ($1, $2)"
-					onlyTransactions = onlyTransactions && (c.Query == nil || query == "INSERT INTO public.work VALUES ($1, $2)" ||
-						regexp.MustCompile(`(?i)^\s*(begin|commit|end)\b`).MatchString(query))
-				}
-				if !insertSlower || !namesInsert || !onlyTransactions {
+				if f.Severity != "info" && (f.Pattern == "statement_regression" || f.Pattern == "new_statement") {
 					t.Errorf("%s (%s): %s", f.Pattern, f.Severity, f.Summary)
 				}
 			}
+			t.Logf("client_wait: %s", summary)
 		}})
 }

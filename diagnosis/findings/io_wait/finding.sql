@@ -14,8 +14,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                                                     -- (the blocks pg_stat_statements counts read, whether from the
                                                     -- operating system's page cache or the disk)
                                                     CASE WHEN (top.s->>'baseline_seconds_per_call') IS NOT NULL AND (top.s->>'baseline_blocks_per_call') IS NOT NULL
-                                                    THEN format(': %s ms per call instead of %s, reading %s blocks per call (baseline %s)%s',
-                                                           round(1000 * (top.s->>'seconds_per_call')::numeric, 2), round(1000 * (top.s->>'baseline_seconds_per_call')::numeric, 2),
+                                                    THEN format(': %s per call instead of %s, reading %s blocks per call (baseline %s)%s',
+                                                           (telemetry._call_times(top.s))[1], (telemetry._call_times(top.s))[2],
                                                            round((top.s->>'blocks_per_call')::numeric), round((top.s->>'baseline_blocks_per_call')::numeric),
                                                            CASE WHEN (top.s->>'blocks_per_call')::numeric * telemetry._threshold('statement_growth_ratio') >= (top.s->>'baseline_blocks_per_call')::numeric
                                                                  AND (top.s->>'blocks_per_call')::numeric <= telemetry._threshold('statement_growth_ratio') * (top.s->>'baseline_blocks_per_call')::numeric

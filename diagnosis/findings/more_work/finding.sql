@@ -8,11 +8,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH top AS (SELECT r.query, r.queryid, r.statistics AS s FROM telemetry._account_rows(p_account, 'more_work') r
                  WHERE r.statistics IS NOT NULL ORDER BY r.extra_seconds DESC LIMIT 1)
     SELECT f.* FROM telemetry._cause_finding(p_account, 'more_work', 'The batch had more to do than usual',
-        (SELECT format('"%s": %s calls (baseline %s), %s rows (baseline %s), %s blocks per call (baseline %s), %s ms per call (baseline %s).',
+        (SELECT format('"%s": %s calls (baseline %s), %s rows (baseline %s), %s blocks per call (baseline %s), %s per call (baseline %s).',
                        telemetry._statement_label(top.query, top.queryid), top.s->>'calls', round((top.s->>'baseline_calls')::numeric),
                        top.s->>'rows', round((top.s->>'baseline_rows')::numeric),
                        round((top.s->>'blocks_per_call')::numeric), round((top.s->>'baseline_blocks_per_call')::numeric),
-                       round(1000 * (top.s->>'seconds_per_call')::numeric, 2), round(1000 * (top.s->>'baseline_seconds_per_call')::numeric, 2))
+                       (telemetry._call_times(top.s))[1], (telemetry._call_times(top.s))[2])
          FROM top),
         NULL,
         'The batch had more to do, not a slower server: check the input volume of this run (rows and calls against the baseline); if that is expected, the baseline will follow.') f

@@ -10,8 +10,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                  ORDER BY r.extra_seconds DESC LIMIT 1)
     SELECT f.* FROM telemetry._cause_finding(p_account, 'statement_regression', 'The batch''s statements were slower at the same work',
         (SELECT format('"%s" took most of it, mostly %s%s.', telemetry._statement_label(top.query, top.queryid), top.bucket,
-                       CASE WHEN top.s IS NOT NULL THEN format(': %s ms per call instead of %s at %s calls (baseline %s)%s',
-                            round(1000 * (top.s->>'seconds_per_call')::numeric, 2), round(1000 * (top.s->>'baseline_seconds_per_call')::numeric, 2),
+                       CASE WHEN top.s IS NOT NULL THEN format(': %s per call instead of %s at %s calls (baseline %s)%s',
+                            (telemetry._call_times(top.s))[1], (telemetry._call_times(top.s))[2],
                             top.s->>'calls', round((top.s->>'baseline_calls')::numeric), telemetry._statistics_note(top.s))
                             ELSE '' END)
          FROM top),

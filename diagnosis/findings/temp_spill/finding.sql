@@ -14,11 +14,11 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH top AS (SELECT r.query, r.queryid, r.statistics AS s FROM telemetry._account_rows(p_account, 'temp_spill') r
                  WHERE r.statistics IS NOT NULL ORDER BY r.extra_seconds DESC LIMIT 1)
     SELECT f.* FROM telemetry._cause_finding(p_account, 'temp_spill', 'The batch''s statements spilled to temporary files',
-        (SELECT format('"%s" wrote %s of temporary files per call (baseline %s), %s ms per call (baseline %s).',
+        (SELECT format('"%s" wrote %s of temporary files per call (baseline %s), %s per call (baseline %s).',
                        telemetry._statement_label(top.query, top.queryid),
                        telemetry._pretty_bytes(((top.s->>'temp_per_call')::numeric * current_setting('block_size')::numeric)::bigint),
                        telemetry._pretty_bytes((coalesce((top.s->>'baseline_temp_per_call')::numeric, 0) * current_setting('block_size')::numeric)::bigint),
-                       round(1000 * (top.s->>'seconds_per_call')::numeric, 2), round(1000 * (top.s->>'baseline_seconds_per_call')::numeric, 2))
+                       (telemetry._call_times(top.s))[1], (telemetry._call_times(top.s))[2])
          FROM top),
         (SELECT jsonb_build_object('temp_bytes_per_call', ((top.s->>'temp_per_call')::numeric * current_setting('block_size')::numeric)::bigint,
                                    'baseline_temp_bytes_per_call', (coalesce((top.s->>'baseline_temp_per_call')::numeric, 0) * current_setting('block_size')::numeric)::bigint)
