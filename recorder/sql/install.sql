@@ -353,10 +353,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diag
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = 'd4ece63fda1dae2cb74ab2057d367b35412070241926ab702b8361b8dfe69d38') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/diagnosissql/account.sql' AND checksum = '99c25166117b9005e2d42af20f47e7430ae752db900b7ff18e2f95996f8d5ad2') AS apply \gset
 \if :apply
 \ir ../../diagnosis/diagnosissql/account.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', 'd4ece63fda1dae2cb74ab2057d367b35412070241926ab702b8361b8dfe69d38')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/diagnosissql/account.sql', '99c25166117b9005e2d42af20f47e7430ae752db900b7ff18e2f95996f8d5ad2')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -472,10 +472,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/patt
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/client_wait/finding.sql' AND checksum = '2c75b07cebe478b86f5c37504b41de2036c20c3d0d8840cf070c36c4750c25fa') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/client_wait/finding.sql' AND checksum = 'a020101f30901d80ac7142a15cb30c82e018718d80b277830cce13f5e3d21021') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/client_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/client_wait/finding.sql', '2c75b07cebe478b86f5c37504b41de2036c20c3d0d8840cf070c36c4750c25fa')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/client_wait/finding.sql', 'a020101f30901d80ac7142a15cb30c82e018718d80b277830cce13f5e3d21021')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -493,10 +493,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = '9f40b2972f8757d5143400edff613c6c54b343bc7423b8aefaea76639e1917da') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/io_wait/finding.sql' AND checksum = '15dbf2f88fd0a4b5a2803bdd4693bda834617098529c79160824060c5483ed72') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/io_wait/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', '9f40b2972f8757d5143400edff613c6c54b343bc7423b8aefaea76639e1917da')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/io_wait/finding.sql', '15dbf2f88fd0a4b5a2803bdd4693bda834617098529c79160824060c5483ed72')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -507,10 +507,10 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/more_work/finding.sql' AND checksum = 'd8d3b50e5bdb74524298e681d4f0772e742975c6dda5b9aea904caf61280b6f8') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/more_work/finding.sql' AND checksum = '8267a2eb4c20dc8dc8f652621c3d32c5e3ec7aead8f31120b83fb8bcf35d8808') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/more_work/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/more_work/finding.sql', 'd8d3b50e5bdb74524298e681d4f0772e742975c6dda5b9aea904caf61280b6f8')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/more_work/finding.sql', '8267a2eb4c20dc8dc8f652621c3d32c5e3ec7aead8f31120b83fb8bcf35d8808')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
@@ -542,17 +542,17 @@ INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/find
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/statement_regression/finding.sql' AND checksum = 'a02a175fde18289147542f133e69be02b3aa205f57b5ad29cd61cb9dc6edd951') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/statement_regression/finding.sql' AND checksum = 'ae797b6e3c6b99d91083d445361ce3a199c4d1c687fd399120fd04e12670a312') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/statement_regression/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/statement_regression/finding.sql', 'a02a175fde18289147542f133e69be02b3aa205f57b5ad29cd61cb9dc6edd951')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/statement_regression/finding.sql', 'ae797b6e3c6b99d91083d445361ce3a199c4d1c687fd399120fd04e12670a312')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
-SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/temp_spill/finding.sql' AND checksum = 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482') AS apply \gset
+SELECT :'redefining'::boolean OR NOT EXISTS (SELECT FROM telemetry.schema_migrations WHERE name = 'diagnosis/findings/temp_spill/finding.sql' AND checksum = 'ca1e933af48c2b4bab2f8101fe53bdf6580a2115e955c104e1044ce0a799e431') AS apply \gset
 \if :apply
 \ir ../../diagnosis/findings/temp_spill/finding.sql
-INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/temp_spill/finding.sql', 'c7f56da5b051432565c3670ded925b65fef23e5e6acc6ca8b926c5a973e2b482')
+INSERT INTO telemetry.schema_migrations (name, checksum) VALUES ('diagnosis/findings/temp_spill/finding.sql', 'ca1e933af48c2b4bab2f8101fe53bdf6580a2115e955c104e1044ce0a799e431')
     ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
 \set redefining true
 \endif
