@@ -12,8 +12,8 @@ INSERT INTO telemetry.diagnose_thresholds (name, value, unit, description) VALUE
      'A cause is a finding above info when it explains at least this share of a slow run''s extra time: critical from 50%.'),
     ('cause_min_seconds', 0.3, 'seconds',
      'A cause explaining less than this of a run''s extra time is not a finding.'),
-    ('transaction_overhead_seconds', 0.0001, 'seconds',
-     'Where the batch committed far more often than usual (client_wait''s commits), the server''s own work of its transactions (BEGIN, COMMIT, and a statement at its usual calls alone in its transaction, taking its locks and a transaction ID each time) is the commits'', where a statement took at most this much more for each of its calls that was an extra commit.'),
+    ('transaction_overhead_microseconds', 100, 'microseconds',
+     'Where the batch committed far more often than usual (client_wait''s commits), the server''s own work of its transactions (BEGIN, COMMIT, and a statement at its usual calls alone in its transaction, taking its locks and a transaction ID each time) is the commits'', where a statement took at most this much more a call by pg_stat_statements, and its sampled time rose at most this much for each of its calls that was an extra commit.'),
     ('sampling_noise_seconds', 2, 'seconds',
      'A statement of a run no slower per call by pg_stat_statements is left unexplained, not a regression, where the wait sampler booked it at most this much beyond what pg_stat_statements counted (a sample''s span goes whole to the statement seen at its instant).')
 ON CONFLICT (name) DO UPDATE SET unit = excluded.unit, description = excluded.description;
@@ -320,8 +320,8 @@ $$;
 -- rise by pg_stat_statements (by under cause_min_seconds, its work the same, or the samples
 -- booking it well beyond what was counted) is unattributed: the samples' noise, no cause's; so
 -- are the batch tracker's own calls. Where the batch committed far more often than usual, its
--- transactions' own work is client_wait's, the commits' (up to transaction_overhead_seconds an
--- extra commit).
+-- transactions' own work is client_wait's, the commits' (up to transaction_overhead_microseconds
+-- a call).
 -- rows: per cause, bucket and statement, seconds, baseline median and extra; causes: per
 -- cause the run's total, the median of the baseline runs' totals and the extra; commits_rose:
 -- _run_commits_rose's rows (none where the commits did not rise).
@@ -334,7 +334,7 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
               FROM runs r WHERE NOT r.this_run),
     cur AS (SELECT max(r.duration) AS duration FROM runs r WHERE r.this_run),
     st AS (SELECT * FROM jsonb_to_recordset(coalesce(p_statements, '[]')) AS x (
-               queryid bigint, status text, seconds numeric, baseline_seconds numeric, calls bigint, baseline_calls numeric, rows bigint, baseline_rows numeric,
+               queryid bigint, query text, status text, seconds numeric, baseline_seconds numeric, calls bigint, baseline_calls numeric, rows bigint, baseline_rows numeric,
                seconds_per_call numeric, baseline_seconds_per_call numeric, blocks_per_call numeric, baseline_blocks_per_call numeric,
                blocks_per_row numeric, baseline_blocks_per_row numeric, temp_per_call numeric, baseline_temp_per_call numeric,
                wal_per_call numeric, baseline_wal_per_call numeric, baseline_runs integer, baseline_runs_with integer)),
@@ -363,34 +363,57 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     -- batch_end): the same brief work in every run, which pg_stat_statements' rows of the run
     -- leave out; a sample that caught one is no cause's.
     tracker AS (SELECT t.queryid FROM texts t WHERE t.query ~* '^\s*select\s+(\*\s+from\s+)?telemetry\.batch_(begin|end)\s*\('),
-    -- The batch committed far more often than usual (_run_commits_rose): the server's own work
-    -- of its transactions, BEGIN's and COMMIT's, time in no known statement, and a statement at
-    -- its usual calls and rows, alone in its transaction now, taking its locks and a
-    -- transaction ID each time, is the commits' (client_wait's), where it took no more than
-    -- transaction_overhead_seconds beyond its baseline median for each of its calls that was
-    -- an extra commit; more is the statement's own (a regression called once is not hidden
-    -- behind 40,000 commits), judged below.
-    rose AS (SELECT * FROM telemetry._run_commits_rose(p_statements)),
-    commits AS (SELECT c.calls - c.baseline_calls AS extra FROM rose c WHERE c.kind = 'commit'),
-    txn_work AS (
-        SELECT x.bucket, x.queryid, x.calls,
-               max(x.seconds) FILTER (WHERE x.this_run)
-               - coalesce((percentile_cont(0.5) WITHIN GROUP (ORDER BY x.seconds) FILTER (WHERE NOT x.this_run))::numeric, 0) AS extra
-        FROM (SELECT k.bucket, k.queryid, least(s.calls, c.extra) AS calls, r.this_run, coalesce(sum(a.seconds), 0) AS seconds
-              FROM commits c, keys k CROSS JOIN runs r
-              LEFT JOIN a ON a.run_id = r.run_id AND a.bucket = k.bucket AND a.queryid = k.queryid
-              LEFT JOIN texts t ON t.queryid = k.queryid
-              LEFT JOIN st s ON s.queryid = k.queryid AND k.queryid <> 0
-              WHERE telemetry._account_cause(k.bucket) IS NULL
-                AND (k.queryid = 0 OR t.query ~* '^\s*(begin|start\s+transaction|commit|end)\M'
-                     OR s.status <> 'reset' AND s.calls > 0
-                        AND s.calls < telemetry._threshold('statement_growth_ratio') * s.baseline_calls
-                        AND s.rows < telemetry._threshold('statement_growth_ratio') * greatest(s.baseline_rows, 1))
-              GROUP BY k.bucket, k.queryid, least(s.calls, c.extra), r.run_id, r.this_run) x
-        GROUP BY 1, 2, 3),
-    txn AS (SELECT t.bucket, t.queryid FROM txn_work t
-            WHERE t.queryid IN (SELECT x.queryid FROM txn_work x GROUP BY x.queryid, x.calls
-                                HAVING sum(greatest(x.extra, 0)) <= telemetry._threshold('transaction_overhead_seconds') * x.calls)),
+    -- shared: other sessions ran the statement too (seen running it, or its entry's time well
+    -- beyond what the batch's sessions were sampled in it: pg_stat_statements keeps one entry
+    -- for all). own_entry: the entry is the batch's alone and its counters hold, so its
+    -- calls, rows and blocks are the batch's work.
+    entries AS (
+        SELECT q.queryid, x.shared, NOT x.shared AND s.status <> 'reset' AS own_entry
+        FROM (SELECT DISTINCT k.queryid FROM keys k) q
+        LEFT JOIN st s ON s.queryid = q.queryid AND q.queryid <> 0
+        LEFT JOIN others o ON o.queryid = q.queryid
+        LEFT JOIN own_stmt os ON os.queryid = q.queryid
+        CROSS JOIN LATERAL (SELECT o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared) x),
+    -- The batch committed far more often than usual (_run_commits_rose, of the entries that are
+    -- the batch's own and that its sessions were seen running in the run): the server's own
+    -- work of its transactions is the commits' (client_wait's), not its statements'. That is
+    -- BEGIN's and COMMIT's (kind 'transaction'), and, where no other cause below claims it,
+    -- time in no known statement and a statement's at its usual calls, rows and blocks, alone
+    -- in its transaction now, taking its locks and a transaction ID each time (kind
+    -- 'statement'): where it took at most transaction_overhead_microseconds more a call by
+    -- pg_stat_statements and its sampled time rose at most that much for each of its calls
+    -- that was an extra commit. More is the statement's own (a regression called once is not
+    -- hidden behind 40,000 commits).
+    rose AS (SELECT * FROM telemetry._run_commits_rose((
+                 SELECT jsonb_agg(to_jsonb(s)) FROM st s JOIN entries e ON e.queryid = s.queryid AND e.own_entry
+                 WHERE s.queryid IN (SELECT os.queryid FROM own_stmt os WHERE os.seconds > 0)))),
+    commits AS (SELECT c.calls - c.baseline_calls AS extra, telemetry._threshold('transaction_overhead_microseconds') / 1e6 AS per_call
+                FROM rose c WHERE c.kind = 'commit'),
+    txn_keys AS (
+        SELECT k.bucket, k.queryid, CASE WHEN k.queryid <> 0 AND t.query IS NOT NULL THEN 'transaction' ELSE 'statement' END AS kind,
+               c.per_call * least(s.calls, c.extra) AS bound
+        FROM commits c CROSS JOIN keys k
+        LEFT JOIN texts t ON t.queryid = k.queryid AND t.query ~* '^\s*(begin|start\s+transaction|commit|end)\M'
+        LEFT JOIN st s ON s.queryid = k.queryid AND k.queryid <> 0
+        LEFT JOIN entries e ON e.queryid = k.queryid
+        WHERE telemetry._account_cause(k.bucket) IS NULL
+          AND (k.queryid = 0 OR t.query IS NOT NULL
+               OR e.own_entry AND s.calls > 0
+                  AND s.calls < telemetry._threshold('statement_growth_ratio') * s.baseline_calls
+                  AND s.rows < telemetry._threshold('statement_growth_ratio') * greatest(s.baseline_rows, 1)
+                  AND NOT coalesce(s.blocks_per_call > telemetry._threshold('statement_growth_ratio') * s.baseline_blocks_per_call, false)
+                  AND s.seconds_per_call - coalesce(s.baseline_seconds_per_call, 0) <= c.per_call)),
+    txn AS (
+        SELECT t.bucket, t.queryid, t.kind FROM txn_keys t
+        WHERE t.queryid IN (
+            SELECT x.queryid FROM txn_keys x
+            CROSS JOIN LATERAL (
+                SELECT max(y.seconds) FILTER (WHERE y.this_run)
+                       - coalesce((percentile_cont(0.5) WITHIN GROUP (ORDER BY y.seconds) FILTER (WHERE NOT y.this_run))::numeric, 0) AS extra
+                FROM (SELECT r.this_run, coalesce(sum(a.seconds), 0) AS seconds
+                      FROM runs r LEFT JOIN a ON a.run_id = r.run_id AND a.bucket = x.bucket AND a.queryid = x.queryid
+                      GROUP BY r.run_id, r.this_run) y) v
+            GROUP BY x.queryid, x.bound HAVING sum(greatest(v.extra, 0)) <= x.bound)),
     -- The statements a change since the baseline may have slowed (what_changed).
     changed AS (SELECT DISTINCT l.queryid FROM telemetry._run_change_links(p_run_id) l),
     -- The statements whose plan auto_explain showed changed against the baseline runs' plans
@@ -410,7 +433,7 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                -- A spill that grew with the rows is more work: more_work comes before temp_spill.
                CASE WHEN telemetry._account_cause(k.bucket) <> 'temp_spill' THEN telemetry._account_cause(k.bucket)
                     WHEN k.queryid IN (SELECT t.queryid FROM tracker t) THEN 'unattributed'
-                    WHEN (k.bucket, k.queryid) IN (SELECT t.bucket, t.queryid FROM txn t) THEN 'client_wait'
+                    WHEN (k.bucket, k.queryid) IN (SELECT t.bucket, t.queryid FROM txn t WHERE t.kind = 'transaction') THEN 'client_wait'
                     WHEN k.queryid <> 0 AND (SELECT n FROM nbase) > 0 AND coalesce(os.baseline_max, 0) = 0
                          AND coalesce(s.baseline_runs_with, 0) = 0 THEN 'new_statement'
                     WHEN e.own_entry AND (s.calls >= telemetry._threshold('statement_more_work_ratio') * greatest(s.baseline_calls, 1)
@@ -465,9 +488,10 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                              AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'wal_pressure'
                     WHEN k.bucket LIKE 'IO:%' AND NOT coalesce(s.baseline_blocks_per_row > 0
                          AND s.blocks_per_row >= telemetry._threshold('statement_plan_change_ratio') * s.baseline_blocks_per_row, false) THEN 'io_wait'
+                    WHEN (k.bucket, k.queryid) IN (SELECT t.bucket, t.queryid FROM txn t) THEN 'client_wait'
                     ELSE 'statement_regression' END AS cause
         FROM keys k CROSS JOIN busy b CROSS JOIN hz
-        LEFT JOIN others o ON o.queryid = k.queryid
+        LEFT JOIN entries e ON e.queryid = k.queryid
         LEFT JOIN st s ON s.queryid = k.queryid AND k.queryid <> 0
         -- how many times its work grew, where it did (NULL: it did not)
         LEFT JOIN LATERAL (SELECT x.growth FROM (SELECT greatest(s.calls / nullif(s.baseline_calls, 0), s.rows / nullif(s.baseline_rows, 0),
@@ -476,13 +500,7 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                            WHERE x.growth > 1) g ON true
         LEFT JOIN own_stmt os ON os.queryid = k.queryid
         LEFT JOIN (SELECT p.queryid, bool_or(p.changed) AS changed, bool_or(p.setting) AS setting, bool_or(p.workers_short) AS workers_short
-                   FROM plans p GROUP BY p.queryid) pl ON pl.queryid = k.queryid AND k.queryid <> 0
-        -- shared: other sessions ran the statement too (seen running it, or its entry's time well
-        -- beyond what the batch's sessions were sampled in it: pg_stat_statements keeps one entry
-        -- for all). own_entry: the entry is the batch's alone and its counters hold, so its
-        -- calls, rows and blocks are the batch's work.
-        CROSS JOIN LATERAL (SELECT x.shared, NOT x.shared AND s.status <> 'reset' AS own_entry
-                            FROM (SELECT o.queryid IS NOT NULL OR s.seconds > 1.5 * coalesce(os.seconds, 0) + 1 AS shared) x) e),
+                   FROM plans p GROUP BY p.queryid) pl ON pl.queryid = k.queryid AND k.queryid <> 0),
     caused AS (SELECT a.run_id, a.this_run, j.cause, a.bucket, a.queryid, a.seconds FROM a JOIN judged j USING (bucket, queryid)),
     -- per cause and per (cause, bucket, statement): every run's seconds, 0 where it had none
     by_cause AS (
@@ -749,12 +767,13 @@ RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- _call_times says a statement's time per call and its baseline's (p_statistics: a child's
--- statistics, _run_statements' row) in one unit that shows them: µs where both are under
--- 0.1 ms (a row's INSERT, 4 µs, reads 0.00 ms), else ms.
+-- statistics, _run_statements' row, to the microsecond) in one unit that shows them: us (as
+-- pg_settings says microseconds) where both are under 0.1 ms (a row's INSERT, 4 us, reads
+-- 0.00 ms), else ms.
 CREATE OR REPLACE FUNCTION telemetry._call_times(p_statistics jsonb)
 RETURNS text[] LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN greatest(x.run, x.baseline) < 0.0001
-                THEN ARRAY[round(1e6 * x.run, 1) || ' µs', round(1e6 * x.baseline, 1) || ' µs']
+                THEN ARRAY[round(1e6 * x.run) || ' us', round(1e6 * x.baseline) || ' us']
                 ELSE ARRAY[round(1e3 * x.run, 2) || ' ms', round(1e3 * x.baseline, 2) || ' ms'] END
     FROM (SELECT (p_statistics->>'seconds_per_call')::numeric AS run, (p_statistics->>'baseline_seconds_per_call')::numeric AS baseline) x
 $$;
