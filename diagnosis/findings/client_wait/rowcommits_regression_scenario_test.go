@@ -11,7 +11,7 @@ import (
 )
 
 // TestRowCommitsBesideARegression: tonight the batch committed row by row, a report query it
-// runs once took 2.5 s more, and a statement it calls 4,000 times about 0.4 ms more a call (a
+// runs once took 2.5 s more, and a statement it calls 4,000 times about 0.5 ms more a call (a
 // count over 10,000 generated rows where the baseline's counted 10). The commits' own work is
 // client_wait's only up to transaction_overhead_microseconds (100) a call: both statements
 // stay statement_regression, not hidden behind 40,000 extra commits; the INSERTs, BEGIN and
