@@ -14,9 +14,13 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// crunch is the batch's CPU-bound work, a fixed amount of it.
+// crunch is the batch's CPU-bound work, a fixed amount of it: some 2.5 s on an idle machine,
+// so that each baseline run has the wait sampler's readings of the other sessions. (With a
+// second's work, a run may have none stored inside its window, the one that closes it stored
+// just after its end; once on CI, PostgreSQL 15, none of the three baseline runs had one, and
+// the other sessions of the baseline were unknown.)
 func crunch(t *testing.T, l *lab.Lab, c *pgx.Conn) {
-	for i := range 60 {
+	for i := range 150 {
 		lab.MustExec(t, c, `SELECT count(*) FROM (SELECT generate_series(1, 400000) AS g) s WHERE g % 7 = $1`, i%7)
 	}
 }
