@@ -33,10 +33,10 @@ func TestTableGrewUnderSummary(t *testing.T) {
 		},
 		// One transaction, the summaries first: the table is locked through the run's other work
 		// too, so that the wait sampler sees the batch hold it in its baseline runs, whose state is
-		// then read. (Its summaries alone, a quarter of a second a run in autocommit, went unseen
-		// in all three once on CI, PostgreSQL 15 and 18: no state of the table before the run, no
-		// growth to tell. A run of a second may also have no reading stored inside its window: the
-		// one that closes it is stored just after its end.)
+		// then read. (Its summaries alone, a quarter of a second a run in autocommit, may go
+		// unseen in all three: once on CI, PostgreSQL 15 and 18, no growth was told, most likely
+		// for want of the table's state before the run. A run of a second may also have no
+		// reading stored inside its window: the one that closes it is stored just after its end.)
 		Usual: func(t *testing.T, l *lab.Lab, c *pgx.Conn) {
 			lab.MustExec(t, c, `BEGIN`)
 			for range 200 {
