@@ -2,6 +2,7 @@ package clientwait_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -10,9 +11,10 @@ import (
 	"github.com/pg-batch-exporter/pg-batch-exporter/testharness/lab"
 )
 
-// rowCommitsRows: about 2 s of single-row INSERTs in one transaction on an idle machine (5,000
-// took 0.3 s); a COMMIT per row makes it some 6 s.
-const rowCommitsRows = 40_000
+// rowCommitsRows: the batch's single-row INSERTs. 40,000 took 2 s in one transaction and 6 s
+// committed one by one (two more round trips a row) on one idle 2-core machine, but only 0.6 to
+// 0.8 s more on a faster one (CI twice, PostgreSQL 17): under run_slow_min_extra_seconds.
+const rowCommitsRows = 100_000
 
 // insertRows loads n rows with one prepared INSERT each, all in one transaction, or (perRow)
 // each in its own: BEGIN, INSERT, COMMIT.
@@ -47,7 +49,7 @@ func insertRows(n int, perRow bool) func(t *testing.T, l *lab.Lab, c *pgx.Conn) 
 
 // TestRowByRowCommits: a deploy lost the batch's transaction batching: the same rows, each
 // INSERT now committed on its own. The statements do the same work; the extra time is the
-// server waiting for the client between the 40,000 BEGINs and COMMITs (fsync is off: no flush
+// server waiting for the client between the 100,000 BEGINs and COMMITs (fsync is off: no flush
 // to wait for). The finding says the batch committed far more often, COMMIT's calls against
 // the baseline's, and advises committing in batches.
 func TestRowByRowCommits(t *testing.T) {
@@ -61,7 +63,7 @@ func TestRowByRowCommits(t *testing.T) {
 				t.Fatalf("client_wait's commits: %v", err)
 			}
 			if !strings.Contains(summary, `"commit" ran `) || !strings.Contains(summary, "committed in many more, smaller transactions") ||
-				!strings.Contains(summary, `"INSERT INTO public.work VALUES ($1, $2)" 40000 (baseline 40000)`) {
+				!strings.Contains(summary, fmt.Sprintf(`"INSERT INTO public.work VALUES ($1, $2)" %[1]d (baseline %[1]d)`, rowCommitsRows)) {
 				t.Errorf("client_wait %q: want COMMIT's calls against the baseline's, the same INSERTs, and the commits named as the cause", summary)
 			}
 			// the other sessions of the lab's database commit too: a few a run
